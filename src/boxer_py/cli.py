@@ -1,0 +1,151 @@
+"""The `boxer` command: parses options, calls the library, prints results. No logic here."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from . import imagefile
+from .build import build as build_image
+from .errors import BoxerError, RunError
+from .export import export_rootfs
+from .launcher import Launcher, Mount, RunSpec
+
+
+def cache_dir() -> Path:
+    if os.environ.get("BOXER_CACHE_DIR"):
+        return Path(os.environ["BOXER_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "boxer"
+
+
+def _pairs(values: tuple[str, ...], what: str, env_fallback: bool = True) -> dict[str, str]:
+    out = {}
+    for v in values:
+        key, sep, val = v.partition("=")
+        if not key:
+            raise click.BadParameter(f"{v!r}: expected KEY=VALUE", param_hint=what)
+        if not sep:
+            if not env_fallback or key not in os.environ:
+                continue
+            val = os.environ[key]
+        out[key] = val
+    return out
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="boxer-py", prog_name="boxer")
+def cli() -> None:
+    """Build Dockerfiles into WebAssembly images and run them in a sandbox."""
+
+
+@cli.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("path", default=".", metavar="PATH")
+@click.option("-f", "--file", "dockerfile", metavar="FILE", help="Name of the Dockerfile (default: PATH/Dockerfile).")
+@click.option("-t", "--tag", metavar="NAME[:TAG]", help="Name the image (recorded in the image file).")
+@click.option("-o", "--output", metavar="FILE", help="Where to write the image (default: NAME.wasm, or image.wasm).")
+@click.option("--build-arg", multiple=True, metavar="KEY=VALUE", help="Set a build-time variable (ARG).")
+@click.option("--target", metavar="STAGE", help="Build this stage instead of the last one.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the image id.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def build(path, dockerfile, tag, output, build_arg, target, quiet, as_json):
+    """Build an image from a Dockerfile.
+
+    PATH is the build context (a directory), or a Dockerfile whose directory is the context.
+    """
+    context = Path(path)
+    if context.is_file() and not dockerfile:
+        context, dockerfile = context.parent, context
+    if not output:
+        output = (tag.split(":")[0].replace("/", "_") + ".wasm") if tag else "image.wasm"
+    progress = (lambda _: None) if quiet or as_json else (lambda line: click.echo(line, err=True))
+    result = build_image(context, output, dockerfile, _pairs(build_arg, "--build-arg"), target, tag, progress)
+    if as_json:
+        click.echo(json.dumps({"id": result.id, "path": str(result.path), "size": result.size}))
+    else:
+        click.echo(result.id)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False,
+                               "help_option_names": ["-h", "--help"]})
+@click.argument("image", metavar="IMAGE")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[COMMAND] [ARG...]")
+@click.option("-e", "--env", multiple=True, metavar="KEY=VALUE", help="Set an environment variable.")
+@click.option("--env-file", multiple=True, type=click.Path(dir_okay=False), help="Read variables from a file.")
+@click.option("-w", "--workdir", metavar="DIR", help="Working directory inside the guest.")
+@click.option("--entrypoint", metavar="CMD", help="Override the image's ENTRYPOINT.")
+@click.option("-v", "--volume", multiple=True, metavar="HOST:GUEST[:ro]", help="Mount a host directory.")
+@click.option("-i", "--interactive", is_flag=True, help="Pass this process's stdin to the guest.")
+def run(image, command, env, env_file, workdir, entrypoint, volume, interactive):
+    """Run a command in a new sandbox from IMAGE.
+
+    The guest sees only the image's files (a private copy, discarded after the run), the
+    mounted directories, the given environment and stdio. It has no network. boxer exits
+    with the guest's exit code.
+    """
+    variables: dict[str, str] = {}
+    for f in env_file:
+        lines = Path(f).read_text().splitlines()
+        variables.update(_pairs(tuple(x for x in lines if x.strip() and not x.startswith("#")), "--env-file"))
+    variables.update(_pairs(env, "-e"))
+    spec = RunSpec(
+        command=tuple(command),
+        entrypoint=None if entrypoint is None else tuple(entrypoint.split() if entrypoint else ()),
+        env=variables,
+        workdir=workdir,
+        mounts=tuple(Mount.parse(v) for v in volume),
+        stdin="-" if interactive else None,
+    )
+    sys.stdout.flush()
+    code = Launcher(cache_dir()).run(imagefile.read(image), spec)
+    sys.exit(code)
+
+
+@cli.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
+def inspect(images):
+    """Show an image's config as JSON, like docker inspect."""
+    out = []
+    for path in images:
+        img = imagefile.read(path)
+        tag = img.annotations.get("org.opencontainers.image.ref.name")
+        out.append({
+            "Id": img.id,
+            "RepoTags": [tag] if tag else [],
+            "Architecture": "wasm",
+            "Os": "wasip1",
+            "Size": sum(d.size for d in img.layers),
+            "Config": img.spec.config.to_oci(),
+            "RootFS": {"Type": "layers", "Layers": [d.digest for d in img.layers]},
+            "History": [{"created_by": h} for h in img.spec.history],
+        })
+    click.echo(json.dumps(out, indent=4))
+
+
+@cli.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("image", metavar="IMAGE")
+@click.argument("directory", metavar="DIR")
+def export(image, directory):
+    """Write an image's root filesystem to DIR/rootfs and its config to DIR/config.json."""
+    export_rootfs(imagefile.read(image), Path(directory))
+    click.echo(directory)
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(2 if isinstance(e, click.UsageError) else 1)
+    except RunError as e:
+        click.echo(f"boxer: {e}", err=True)
+        sys.exit(e.exit_code)
+    except BoxerError as e:
+        click.echo(f"boxer: {e}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,185 @@
+"""The image file: one valid WebAssembly module that carries a whole image.
+
+Layout: the 8-byte header of an empty Wasm module, then custom sections, which every
+Wasm tool must accept and ignore:
+
+    "boxer.manifest"            JSON manifest (OCI names): config and layer descriptors
+    "boxer.blob:sha256:<hex>"   one section per blob: the config JSON, each layer tar
+
+The image id is the sha256 of the manifest. Reading checks every blob against its digest
+and refuses anything else (truncation, tampering, unknown sections). Writing goes to a
+temp file renamed into place, so a failed write never leaves a half image.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import ImageSpec
+from .errors import ImageError
+
+WASM_HEADER = b"\0asm\x01\0\0\0"
+MANIFEST_SECTION = "boxer.manifest"
+BLOB_PREFIX = "boxer.blob:"
+MANIFEST_MEDIA_TYPE = "application/vnd.boxer.image.manifest.v1+json"
+CONFIG_MEDIA_TYPE = "application/vnd.oci.image.config.v1+json"
+LAYER_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar"
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    media_type: str
+    digest: str
+    size: int
+
+    def to_json(self) -> dict:
+        return {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
+
+
+@dataclass
+class Image:
+    """A verified image read into memory."""
+
+    id: str
+    spec: ImageSpec
+    layers: list[Descriptor]
+    annotations: dict[str, str]
+    blobs: dict[str, bytes] = field(repr=False)
+    manifest: bytes = field(repr=False)
+
+    def layer(self, descriptor: Descriptor) -> bytes:
+        return self.blobs[descriptor.digest]
+
+
+def _leb(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _section(name: str, payload: bytes) -> bytes:
+    body = _leb(len(name.encode())) + name.encode() + payload
+    return b"\0" + _leb(len(body)) + body
+
+
+def encode(spec: ImageSpec, layers: list[bytes], annotations: dict[str, str] | None = None) -> tuple[bytes, str]:
+    """The image file's bytes and the image id."""
+    config = spec.to_json()
+    descriptors = [Descriptor(LAYER_MEDIA_TYPE, sha256(layer), len(layer)) for layer in layers]
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_MEDIA_TYPE,
+        "config": Descriptor(CONFIG_MEDIA_TYPE, sha256(config), len(config)).to_json(),
+        "layers": [d.to_json() for d in descriptors],
+    }
+    if annotations:
+        manifest["annotations"] = dict(sorted(annotations.items()))
+    manifest_raw = json.dumps(manifest, indent=2).encode()
+    parts = [WASM_HEADER, _section(MANIFEST_SECTION, manifest_raw)]
+    seen = set()
+    for blob in [config, *layers]:
+        digest = sha256(blob)
+        if digest not in seen:
+            seen.add(digest)
+            parts.append(_section(BLOB_PREFIX + digest, blob))
+    return b"".join(parts), sha256(manifest_raw)
+
+
+def write(path: str | Path, data: bytes) -> None:
+    """Atomically write an encoded image (temp file in the same directory, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _read_leb(data: bytes, pos: int, where: str) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= len(data) or shift > 35:
+            raise ImageError(f"{where}: truncated or corrupt (bad section header)")
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return result, pos
+
+
+def decode(data: bytes, where: str = "image") -> Image:
+    if not data.startswith(WASM_HEADER):
+        raise ImageError(f"{where}: not a WebAssembly file")
+    pos = len(WASM_HEADER)
+    manifest_raw: bytes | None = None
+    blobs: dict[str, bytes] = {}
+    while pos < len(data):
+        if data[pos] != 0:
+            raise ImageError(f"{where}: not a boxer image (it is a WebAssembly program: "
+                             "copy it into an image FROM scratch)")
+        size, pos = _read_leb(data, pos + 1, where)
+        end = pos + size
+        if end > len(data):
+            raise ImageError(f"{where}: truncated (a section runs past the end of the file)")
+        name_len, body = _read_leb(data, pos, where)
+        name = data[body:body + name_len].decode("utf-8", "replace")
+        payload = data[body + name_len:end]
+        if name == MANIFEST_SECTION:
+            manifest_raw = payload
+        elif name.startswith(BLOB_PREFIX):
+            digest = name[len(BLOB_PREFIX):]
+            if sha256(payload) != digest:
+                raise ImageError(f"{where}: blob {digest[:19]} fails its digest check (tampered or corrupt)")
+            blobs[digest] = payload
+        else:
+            raise ImageError(f"{where}: unexpected section {name[:40]!r} (tampered or not a boxer image)")
+        pos = end
+    if manifest_raw is None:
+        raise ImageError(f"{where}: not a boxer image (no manifest)")
+    try:
+        manifest = json.loads(manifest_raw)
+        config_desc = Descriptor(manifest["config"]["mediaType"], manifest["config"]["digest"],
+                                 manifest["config"]["size"])
+        layers = [Descriptor(d["mediaType"], d["digest"], d["size"]) for d in manifest["layers"]]
+    except (ValueError, KeyError, TypeError):
+        raise ImageError(f"{where}: corrupt manifest") from None
+    for d in [config_desc, *layers]:
+        blob = blobs.get(d.digest)
+        if blob is None:
+            raise ImageError(f"{where}: blob {d.digest[:19]} is missing (truncated or tampered)")
+        if len(blob) != d.size:
+            raise ImageError(f"{where}: blob {d.digest[:19]} has the wrong size (tampered)")
+    try:
+        spec = ImageSpec.from_json(blobs[config_desc.digest])
+    except (ValueError, AttributeError, TypeError):
+        raise ImageError(f"{where}: corrupt config") from None
+    if list(spec.diff_ids) != [d.digest for d in layers]:
+        raise ImageError(f"{where}: config and manifest disagree on the layers (tampered)")
+    return Image(sha256(manifest_raw), spec, layers, dict(manifest.get("annotations") or {}), blobs, manifest_raw)
+
+
+def read(path: str | Path) -> Image:
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such image file") from None
+    except OSError as e:
+        raise ImageError(f"{path}: cannot read ({e.strerror})") from None
+    return decode(data, str(path))

@@ -1,0 +1,208 @@
+"""Dockerfile text -> typed instructions, each carrying its line number.
+
+dockerfile-parse does the lexing (continuations, comments); this module validates each
+instruction's arguments and flags, so every later stage can trust what it receives.
+"""
+from __future__ import annotations
+
+import io
+import json
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from dockerfile_parse import DockerfileParser
+
+from . import instructions as ins
+from .errors import DockerfileError
+
+
+@dataclass(frozen=True)
+class Dockerfile:
+    path: str
+    instructions: tuple[ins.Instruction, ...]
+
+
+def parse_file(path: str | Path) -> Dockerfile:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DockerfileError("no such Dockerfile; pass its path with -f", str(path)) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DockerfileError(f"cannot read the Dockerfile: {e}", str(path)) from None
+    return parse(text, str(path))
+
+
+def parse(text: str, path: str = "Dockerfile") -> Dockerfile:
+    parser = DockerfileParser(fileobj=io.BytesIO(text.encode("utf-8")))
+    result = []
+    for node in parser.structure:
+        keyword = node["instruction"]
+        if keyword == "COMMENT":
+            continue
+        line = node["startline"] + 1
+        value = node["value"].strip()
+        build = _BUILDERS.get(keyword)
+        if build is None:
+            raise DockerfileError(f"unknown instruction {keyword}", path, line)
+        try:
+            result.append(build(line, value))
+        except _Invalid as e:
+            raise DockerfileError(f"{keyword}: {e}", path, line) from None
+    if not any(isinstance(i, ins.From) for i in result):
+        raise DockerfileError("no FROM instruction; a Dockerfile starts with FROM <base>", path, 1)
+    first = next(i for i in result if not isinstance(i, ins.Arg))
+    if not isinstance(first, ins.From):
+        raise DockerfileError("only ARG may come before the first FROM", path, first.line)
+    return Dockerfile(path, tuple(result))
+
+
+class _Invalid(Exception):
+    pass
+
+
+def _words(value: str) -> list[str]:
+    try:
+        return shlex.split(value, comments=False, posix=True)
+    except ValueError as e:
+        raise _Invalid(f"cannot split arguments ({e})") from None
+
+
+def _flags(value: str, allowed: set[str]) -> tuple[dict[str, str], str]:
+    """Split leading ``--name=value`` flags from the rest, refusing unknown ones."""
+    flags: dict[str, str] = {}
+    while value.startswith("--"):
+        token, _, value = value.partition(" ")
+        value = value.lstrip()
+        name, sep, val = token[2:].partition("=")
+        if name not in allowed:
+            known = ", ".join("--" + a for a in sorted(allowed)) or "none"
+            raise _Invalid(f"unknown flag --{name} (known: {known})")
+        if not sep or not val:
+            raise _Invalid(f"flag --{name} needs a value, as --{name}=VALUE")
+        flags[name] = val
+    return flags, value
+
+
+def _argv(value: str) -> tuple[tuple[str, ...], bool]:
+    """Exec form (a JSON array of strings) or shell form (the raw text)."""
+    if value.startswith("["):
+        try:
+            argv = json.loads(value)
+        except json.JSONDecodeError:
+            raise _Invalid('exec form must be a JSON array of strings, e.g. ["python", "app.py"]') from None
+        if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+            raise _Invalid('exec form must be a JSON array of strings, e.g. ["python", "app.py"]')
+        return tuple(argv), False
+    if not value:
+        raise _Invalid("needs a command")
+    return (value,), True
+
+
+def _pairs(value: str, what: str) -> tuple[tuple[str, str], ...]:
+    words = _words(value)
+    if not words:
+        raise _Invalid(f"needs at least one {what}")
+    if "=" not in words[0]:
+        # Legacy form: `ENV KEY value with spaces`.
+        key, _, rest = value.partition(" ")
+        if not rest.strip():
+            raise _Invalid(f"needs {what}=VALUE")
+        return ((key, " ".join(_words(rest)) if rest.strip()[0] in "\"'" else rest.strip()),)
+    pairs = []
+    for w in words:
+        key, sep, val = w.partition("=")
+        if not sep or not key:
+            raise _Invalid(f"expected {what}=VALUE, got {w!r}")
+        pairs.append((key, val))
+    return tuple(pairs)
+
+
+def _from(line: int, value: str) -> ins.From:
+    _, rest = _flags(value, {"platform"})
+    words = _words(rest)
+    if len(words) == 1:
+        return ins.From(line, words[0])
+    if len(words) == 3 and words[1].lower() == "as":
+        return ins.From(line, words[0], words[2].lower())
+    raise _Invalid("expected FROM <image> [AS <name>]")
+
+
+def _arg(line: int, value: str) -> ins.Arg:
+    words = _words(value)
+    if len(words) != 1:
+        raise _Invalid("expected ARG <name>[=<default>]")
+    name, sep, default = words[0].partition("=")
+    if not name.replace("_", "a").isalnum():
+        raise _Invalid(f"invalid argument name {name!r}")
+    return ins.Arg(line, name, default if sep else None)
+
+
+def _copy(add: bool):
+    allowed = {"chown", "chmod"} | (set() if add else {"from"})
+
+    def build(line: int, value: str) -> ins.Copy:
+        flags, rest = _flags(value, allowed)
+        paths = list(_argv(rest)[0]) if rest.startswith("[") else _words(rest)
+        if len(paths) < 2:
+            raise _Invalid("expected at least one source and a destination")
+        return ins.Copy(line, tuple(paths[:-1]), paths[-1], flags.get("from"), flags.get("chown"),
+                        flags.get("chmod"), add)
+
+    return build
+
+
+def _single(cls, what: str):
+    def build(line: int, value: str):
+        words = _words(value)
+        if len(words) != 1:
+            raise _Invalid(f"expected exactly one {what}")
+        return cls(line, words[0])
+
+    return build
+
+
+def _many(cls, what: str):
+    def build(line: int, value: str):
+        words = list(_argv(value)[0]) if value.startswith("[") else _words(value)
+        if not words:
+            raise _Invalid(f"needs at least one {what}")
+        return cls(line, tuple(words))
+
+    return build
+
+
+def _command(cls):
+    def build(line: int, value: str):
+        argv, shell = _argv(value)
+        return cls(line, argv, shell)
+
+    return build
+
+
+def _maintainer(line: int, value: str) -> ins.Label:
+    return ins.Label(line, (("maintainer", value),))
+
+
+_BUILDERS = {
+    "FROM": _from,
+    "ARG": _arg,
+    "COPY": _copy(add=False),
+    "ADD": _copy(add=True),
+    "RUN": _command(ins.Run),
+    "WORKDIR": lambda line, value: ins.Workdir(line, value) if value else _fail("needs a path"),
+    "ENV": lambda line, value: ins.Env(line, _pairs(value, "KEY")),
+    "LABEL": lambda line, value: ins.Label(line, _pairs(value, "KEY")),
+    "MAINTAINER": _maintainer,
+    "EXPOSE": _many(ins.Expose, "port"),
+    "USER": _single(ins.User, "user"),
+    "VOLUME": _many(ins.Volume, "path"),
+    "STOPSIGNAL": _single(ins.StopSignal, "signal"),
+    "ENTRYPOINT": _command(ins.Entrypoint),
+    "CMD": _command(ins.Cmd),
+}
+
+
+def _fail(message: str):
+    raise _Invalid(message)

@@ -1,0 +1,128 @@
+"""Starting a WASI program in a working directory.
+
+wasi-libc emulates the current directory inside the guest: it keeps it in the global
+`__wasilibc_cwd` (initially a pointer to the string "/"), ignores PWD, and resolves every
+relative path against it. No WASI call sets it, and CPython turns a relative script path
+into an absolute one before any Python code runs, so the launcher sets it from outside:
+
+1. find the global: among the module's data words that point at the string "/", the one
+   that code loads by address (`i32.const addr`); libc's getcwd/chdir are what reference it.
+2. after instantiation, before `_start`: grow memory by one page, write the directory there,
+   and point the global at it. dlmalloc never uses a page grown before it first runs (its
+   heap ends at `__heap_end`/the initial memory), and wasi-libc frees the old value only if
+   it malloc'ed it, so the string stays valid for the whole run.
+
+This works for any program linked with wasi-libc, whatever its language, with no change to
+the module. A module where the global cannot be found (another libc) is run from "/".
+"""
+from __future__ import annotations
+
+import array
+import re
+import struct
+import sys
+
+_PAGE = 65536
+
+
+def _leb(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return result, pos
+
+
+def _sleb(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            if byte & 0x40:
+                result -= 1 << shift
+            return result, pos
+
+
+def _encode_sleb(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if (value == 0 and not byte & 0x40) or (value == -1 and byte & 0x40):
+            out.append(byte)
+            return bytes(out)
+        out.append(byte | 0x80)
+
+
+def _sections(wasm: bytes) -> dict[int, tuple[int, int]]:
+    pos, found = 8, {}
+    while pos < len(wasm):
+        sid = wasm[pos]
+        size, pos = _leb(wasm, pos + 1)
+        if sid:
+            found[sid] = (pos, pos + size)
+        pos += size
+    return found
+
+
+def _memory_image(wasm: bytes, start: int, end: int) -> bytearray:
+    """The initial linear memory, from the active data segments with constant offsets."""
+    count, pos = _leb(wasm, start)
+    segments = []
+    for _ in range(count):
+        flag, pos = _leb(wasm, pos)
+        if flag == 1:  # passive: no address
+            size, pos = _leb(wasm, pos)
+            pos += size
+            continue
+        if flag == 2:
+            _, pos = _leb(wasm, pos)
+        if wasm[pos] != 0x41:  # not i32.const: an offset we cannot know statically
+            return bytearray()
+        offset, pos = _sleb(wasm, pos + 1)
+        pos += 1  # end
+        size, pos = _leb(wasm, pos)
+        segments.append((offset, wasm[pos:pos + size]))
+        pos += size
+    if not segments:
+        return bytearray()
+    memory = bytearray(max(o + len(d) for o, d in segments))
+    for offset, data in segments:
+        memory[offset:offset + len(data)] = data
+    return memory
+
+
+def find_cwd_slot(wasm: bytes) -> int | None:
+    """The address of wasi-libc's `__wasilibc_cwd` in `wasm`, or None if there is none to find."""
+    try:
+        sections = _sections(wasm)
+        if 11 not in sections or 10 not in sections:
+            return None
+        memory = _memory_image(wasm, *sections[11])
+        code = wasm[slice(*sections[10])]
+    except IndexError:
+        return None
+    memory += bytes(-len(memory) % 4)
+    slashes = {m.start() for m in re.finditer(rb"/\0", memory)}
+    words = array.array("I", bytes(memory))
+    if sys.byteorder != "little":
+        words.byteswap()
+    candidates = [i * 4 for i, word in enumerate(words)
+                  if word in slashes and b"\x41" + _encode_sleb(i * 4) in code]
+    return candidates[0] if len(set(candidates)) == 1 else None
+
+
+def set_cwd(store, memory, slot: int, directory: str) -> None:
+    """Point the guest's current directory at `directory` (call before `_start`)."""
+    data = directory.encode() + b"\0"
+    if len(data) > _PAGE:
+        raise ValueError("working directory path too long")
+    address = memory.grow(store, 1) * _PAGE
+    memory.write(store, data, address)
+    memory.write(store, struct.pack("<I", address), slot)
