@@ -84,6 +84,14 @@ def shell_words(script: str, env: dict[str, str]) -> list[str]:
     return [expand(w, env) for w in words]
 
 
+def _reason(error: Exception) -> str:
+    """The root cause of a wasmtime error, on one line."""
+    lines = [x.strip() for x in str(error).splitlines() if x.strip()]
+    if "Caused by:" in lines:
+        return lines[lines.index("Caused by:") + 1]
+    return lines[0] if lines else type(error).__name__
+
+
 class Launcher:
     def __init__(self, cache_dir: str | Path):
         self.cache_dir = Path(cache_dir)
@@ -156,8 +164,8 @@ class Launcher:
                 start(store)
             except wasmtime.ExitTrap as e:
                 return e.code
-            except wasmtime.Trap as e:
-                os.write(2, f"boxer: {argv[0]} crashed: {str(e).splitlines()[0]}\n".encode())
+            except (wasmtime.Trap, wasmtime.WasmtimeError) as e:
+                os.write(2, f"boxer: {argv[0]} crashed: {_reason(e)}\n".encode())
                 return TRAP_EXIT_CODE
             return 0
 

