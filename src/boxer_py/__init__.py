@@ -9,9 +9,9 @@ from .build import BuildResult, build
 from .errors import BoxerError, BuildError, DockerfileError, ImageError, RunError
 from .imagefile import Image
 from .imagefile import read as read_image
-from .launcher import Launcher, Mount, RunSpec
+from .launcher import Launcher, Limits, Mount, RunResult, RunSpec
 
 __all__ = [
     "BoxerError", "BuildError", "BuildResult", "DockerfileError", "Image", "ImageError", "Launcher",
-    "Mount", "RunError", "RunSpec", "build", "read_image",
+    "Limits", "Mount", "RunError", "RunResult", "RunSpec", "build", "read_image",
 ]

@@ -12,7 +12,7 @@ from . import imagefile
 from .build import build as build_image
 from .errors import BoxerError, RunError
 from .export import export_rootfs
-from .launcher import Launcher, Mount, RunSpec
+from .launcher import Launcher, Limits, Mount, RunSpec
 
 
 def cache_dir() -> Path:
@@ -68,6 +68,20 @@ def build(path, dockerfile, tag, output, build_arg, target, quiet, as_json):
         click.echo(result.id)
 
 
+def _size(text: str | None) -> int | None:
+    """Docker-style sizes: 512m, 1g, 64k, or plain bytes."""
+    if text is None:
+        return None
+    units = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    t = text.strip().lower().removesuffix("b") or "0"
+    scale = units.get(t[-1], 1)
+    number = t[:-1] if t[-1] in units else t
+    try:
+        return int(float(number) * scale)
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: expected a size such as 512m, 1g or 65536") from None
+
+
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False,
                                "help_option_names": ["-h", "--help"]})
 @click.argument("image", metavar="IMAGE")
@@ -78,12 +92,18 @@ def build(path, dockerfile, tag, output, build_arg, target, quiet, as_json):
 @click.option("--entrypoint", metavar="CMD", help="Override the image's ENTRYPOINT.")
 @click.option("-v", "--volume", multiple=True, metavar="HOST:GUEST[:ro]", help="Mount a host directory.")
 @click.option("-i", "--interactive", is_flag=True, help="Pass this process's stdin to the guest.")
-def run(image, command, env, env_file, workdir, entrypoint, volume, interactive):
+@click.option("--stdin", "stdin_file", metavar="FILE|-", help="Feed the guest's stdin from a file (- for this stdin).")
+@click.option("--timeout", type=float, metavar="SECONDS", help="Stop the guest after this long (exit code 124).")
+@click.option("--memory", "-m", metavar="SIZE", help="Cap the guest's memory, e.g. 256m.")
+@click.option("--max-output", metavar="SIZE", help="Keep at most this much of stdout and of stderr.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the result instead of streaming.")
+def run(image, command, env, env_file, workdir, entrypoint, volume, interactive, stdin_file, timeout, memory,
+        max_output, as_json):
     """Run a command in a new sandbox from IMAGE.
 
     The guest sees only the image's files (a private copy, discarded after the run), the
     mounted directories, the given environment and stdio. It has no network. boxer exits
-    with the guest's exit code.
+    with the guest's exit code: 124 on --timeout, 134 on a crash.
     """
     variables: dict[str, str] = {}
     for f in env_file:
@@ -96,11 +116,22 @@ def run(image, command, env, env_file, workdir, entrypoint, volume, interactive)
         env=variables,
         workdir=workdir,
         mounts=tuple(Mount.parse(v) for v in volume),
-        stdin="-" if interactive else None,
+        stdin="-" if interactive else stdin_file,
+        limits=Limits(timeout=timeout, memory=_size(memory), max_output=_size(max_output)),
+        stream=not as_json,
+        output_dir="/out" if as_json else None,
     )
     sys.stdout.flush()
-    code = Launcher(cache_dir()).run(imagefile.read(image), spec)
-    sys.exit(code)
+    result = Launcher(cache_dir()).run(imagefile.read(image), spec)
+    if as_json:
+        click.echo(json.dumps(result.to_json()))
+    else:
+        for stream, cut in (("stdout", result.stdout_truncated), ("stderr", result.stderr_truncated)):
+            if cut:
+                click.echo(f"boxer: {stream} truncated at {spec.limits.max_output} bytes", err=True)
+        if result.trap:
+            click.echo(f"boxer: {spec.command[0] if spec.command else 'guest'}: {result.trap}", err=True)
+    sys.exit(result.exit_code)
 
 
 @cli.command(context_settings={"help_option_names": ["-h", "--help"]})

@@ -6,11 +6,15 @@ environment variable.
 """
 from __future__ import annotations
 
+import base64
+import math
 import os
 import posixpath
 import shlex
 import shutil
 import tempfile
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +30,8 @@ from .wasicwd import set_cwd
 WASM_MAGIC = b"\0asm"
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 TRAP_EXIT_CODE = 134  # like a native program killed by SIGABRT
+TIMEOUT_EXIT_CODE = 124  # like timeout(1)
+OOM_MARGIN = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,15 @@ class Mount:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """What one run may consume. None means no limit."""
+
+    timeout: float | None = None  # seconds of wall-clock time
+    memory: int | None = None  # bytes of guest linear memory
+    max_output: int | None = None  # bytes kept of stdout and of stderr, each
+
+
+@dataclass(frozen=True)
 class RunSpec:
     """What to run and with what: each field overrides the image config when set."""
 
@@ -55,7 +70,104 @@ class RunSpec:
     env: dict[str, str] = field(default_factory=dict)
     workdir: str | None = None
     mounts: tuple[Mount, ...] = ()
-    stdin: str | None = None  # a host file, "-" for this process's stdin, None for empty
+    stdin: bytes | str | None = None  # bytes, a host file, "-" for this process's stdin, None for empty
+    limits: Limits = Limits()
+    stream: bool = False  # also write the guest's output to this process's stdout/stderr as it comes
+    output_dir: str | None = "/out"  # files the guest leaves here are returned in RunResult.files
+
+
+@dataclass
+class RunResult:
+    exit_code: int
+    stdout: bytes = b""
+    stderr: bytes = b""
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    duration_ms: float = 0.0
+    timed_out: bool = False
+    out_of_memory: bool = False
+    trap: str | None = None
+    files: dict[str, bytes] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        """JSON-ready: text as UTF-8 (invalid bytes replaced), files as text or base64."""
+        files = []
+        for path, data in sorted(self.files.items()):
+            try:
+                files.append({"path": path, "size": len(data), "encoding": "utf-8", "content": data.decode()})
+            except UnicodeDecodeError:
+                files.append({"path": path, "size": len(data), "encoding": "base64",
+                              "content": base64.b64encode(data).decode()})
+        return {
+            "exit_code": self.exit_code,
+            "stdout": self.stdout.decode(errors="replace"),
+            "stderr": self.stderr.decode(errors="replace"),
+            "stdout_truncated": self.stdout_truncated,
+            "stderr_truncated": self.stderr_truncated,
+            "duration_ms": round(self.duration_ms, 3),
+            "timed_out": self.timed_out,
+            "out_of_memory": self.out_of_memory,
+            "trap": self.trap,
+            "files": files,
+        }
+
+
+class _Sink:
+    """Collects one output stream up to a cap, optionally echoing it to a host fd."""
+
+    def __init__(self, cap: int | None, echo_fd: int | None):
+        self.cap, self.echo_fd = cap, echo_fd
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.truncated = False
+
+    def __call__(self, data: bytes) -> int:
+        room = len(data) if self.cap is None else max(0, self.cap - self.size)
+        kept = data[:room]
+        if len(kept) < len(data):
+            self.truncated = True
+        if kept:
+            self.chunks.append(kept)
+            self.size += len(kept)
+            if self.echo_fd is not None:
+                os.write(self.echo_fd, kept)
+        return len(data)  # the guest is told everything was written, so it does not retry
+
+    def value(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+class _Ticker:
+    """Advances the engine's epoch every TICK seconds while any run with a timeout is active."""
+
+    TICK = 0.01
+
+    def __init__(self, engine: wasmtime.Engine):
+        self.engine = engine
+        self.lock = threading.Lock()
+        self.active = 0
+        self.thread: threading.Thread | None = None
+
+    def __enter__(self) -> "_Ticker":
+        with self.lock:
+            self.active += 1
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._loop, name="boxer-epoch", daemon=True)
+                self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with self.lock:
+            self.active -= 1
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(self.TICK)
+            with self.lock:
+                if not self.active:
+                    self.thread = None
+                    return
+            self.engine.increment_epoch()
 
 
 def resolve_argv(image: Image, spec: RunSpec) -> list[str]:
@@ -92,6 +204,17 @@ def _reason(error: Exception) -> str:
     return lines[0] if lines else type(error).__name__
 
 
+def _collect(directory: Path, guest: str) -> dict[str, bytes]:
+    """Regular files under the output directory (symlinks are not followed)."""
+    files = {}
+    for dirpath, _, filenames in os.walk(directory):
+        for name in filenames:
+            host = Path(dirpath) / name
+            if host.is_file() and not host.is_symlink():
+                files[posixpath.join(guest, host.relative_to(directory).as_posix())] = host.read_bytes()
+    return files
+
+
 class Launcher:
     def __init__(self, cache_dir: str | Path):
         self.cache_dir = Path(cache_dir)
@@ -99,6 +222,7 @@ class Launcher:
         self.modules = ModuleCache(self.engine, self.cache_dir / "modules")
         self.linker = wasmtime.Linker(self.engine)
         self.linker.define_wasi()
+        self.ticker = _Ticker(self.engine)
 
     def rootfs(self, image: Image) -> Path:
         """The image's filesystem, unpacked once per image id into the cache (read-only to runs)."""
@@ -119,8 +243,8 @@ class Launcher:
             raise
         return target
 
-    def run(self, image: Image, spec: RunSpec = RunSpec()) -> int:
-        """Run to completion with this process's stdout/stderr; return the guest's exit code."""
+    def run(self, image: Image, spec: RunSpec = RunSpec()) -> RunResult:
+        """Run to completion in a fresh sandbox. Safe to call from several threads at once."""
         config = image.spec.config
         env = {**config.env_dict(), **spec.env}
         env.setdefault("HOME", "/root" if config.user in ("", "root", "0") else "/")
@@ -133,8 +257,14 @@ class Launcher:
             root = Path(tmp) / "rootfs"
             copy_tree(base, root)
             resolve(root, workdir).mkdir(parents=True, exist_ok=True)
+            out_dir = resolve(root, spec.output_dir) if spec.output_dir else None
+            if out_dir is not None:
+                out_dir.mkdir(parents=True, exist_ok=True)
             program = self._find_program(root, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
             loaded = self.modules.load(program.read_bytes())
+            cap = spec.limits.max_output
+            stdout = _Sink(cap, 1 if spec.stream else None)
+            stderr = _Sink(cap, 2 if spec.stream else None)
             wasi = wasmtime.WasiConfig()
             wasi.argv = argv
             wasi.env = list(env.items())
@@ -143,31 +273,67 @@ class Launcher:
                 wasi.preopen_dir(str(m.host), m.guest, not m.read_only)
             if spec.stdin == "-":
                 wasi.inherit_stdin()
+            elif isinstance(spec.stdin, bytes):
+                (Path(tmp) / "stdin").write_bytes(spec.stdin)
+                wasi.stdin_file = str(Path(tmp) / "stdin")
             else:
                 wasi.stdin_file = spec.stdin or os.devnull
-            wasi.inherit_stdout()
-            wasi.inherit_stderr()
-            store = wasmtime.Store(self.engine)
-            store.set_epoch_deadline(1 << 62)
-            store.set_wasi(wasi)
-            try:
-                instance = self.linker.instantiate(store, loaded.module)
-            except wasmtime.WasmtimeError as e:
-                raise RunError(f"{argv[0]}: cannot start: {str(e).splitlines()[0]}", 126) from None
-            exports = instance.exports(store)
-            if workdir != "/" and loaded.cwd_slot is not None and "memory" in exports:
-                set_cwd(store, exports["memory"], loaded.cwd_slot, workdir)
-            start = exports.get("_start")
-            if start is None:
-                raise RunError(f"{argv[0]}: not a WASI command (no _start)", 126)
+            wasi.stdout_custom = stdout
+            wasi.stderr_custom = stderr
+            result = self._execute(loaded, wasi, argv[0], workdir, spec.limits)
+            result.stdout, result.stderr = stdout.value(), stderr.value()
+            result.stdout_truncated, result.stderr_truncated = stdout.truncated, stderr.truncated
+            if out_dir is not None and out_dir.is_dir():
+                result.files = _collect(out_dir, spec.output_dir)
+            return result
+
+    def _execute(self, loaded, wasi: wasmtime.WasiConfig, name: str, workdir: str, limits: Limits) -> RunResult:
+        store = wasmtime.Store(self.engine)
+        store.set_wasi(wasi)
+        if limits.memory is not None:
+            store.set_limits(memory_size=limits.memory)
+        ticks = (1 << 62) if limits.timeout is None else max(1, math.ceil(limits.timeout / _Ticker.TICK))
+        store.set_epoch_deadline(ticks)
+        started = time.perf_counter()
+        result = RunResult(exit_code=0)
+        memory = None
+        try:
+            instance = self.linker.instantiate(store, loaded.module)
+        except wasmtime.WasmtimeError as e:
+            if limits.memory is not None and "memory" in str(e):
+                return RunResult(TRAP_EXIT_CODE, out_of_memory=True, trap=f"needs more memory than the {limits.memory}-byte limit")
+            raise RunError(f"{name}: cannot start: {_reason(e)}", 126) from None
+        exports = instance.exports(store)
+        memory = exports.get("memory") if "memory" in exports else None
+        if workdir != "/" and loaded.cwd_slot is not None and memory is not None:
+            set_cwd(store, memory, loaded.cwd_slot, workdir)
+        start = exports.get("_start") if "_start" in exports else None
+        if start is None:
+            raise RunError(f"{name}: not a WASI command (no _start)", 126)
+        with self.ticker:
             try:
                 start(store)
-            except wasmtime.ExitTrap as e:
-                return e.code
-            except (wasmtime.Trap, wasmtime.WasmtimeError) as e:
-                os.write(2, f"boxer: {argv[0]} crashed: {_reason(e)}\n".encode())
-                return TRAP_EXIT_CODE
-            return 0
+            except (wasmtime.ExitTrap, wasmtime.Trap, wasmtime.WasmtimeError) as e:
+                # wasmtime-py raises from a frame that holds the exception: drop the traceback so
+                # the cycle (and the store in it) is freed now, not by a GC pass at exit.
+                e.__traceback__ = None
+                self._record(e, result, limits)
+        result.duration_ms = (time.perf_counter() - started) * 1000
+        if limits.memory is not None and memory is not None and result.exit_code != 0:
+            # wasmtime refuses a grow past the limit silently (memory.grow returns -1), so the
+            # sign is a guest that failed while within one growth step of its cap.
+            result.out_of_memory = memory.data_len(store) + OOM_MARGIN >= limits.memory
+        return result
+
+    @staticmethod
+    def _record(error: Exception, result: RunResult, limits: Limits) -> None:
+        if isinstance(error, wasmtime.ExitTrap):
+            result.exit_code = error.code
+        elif isinstance(error, wasmtime.Trap) and error.trap_code == wasmtime.TrapCode.INTERRUPT:
+            result.exit_code, result.timed_out = TIMEOUT_EXIT_CODE, True
+            result.trap = f"timed out after {limits.timeout:g}s"
+        else:
+            result.exit_code, result.trap = TRAP_EXIT_CODE, _reason(error)
 
     def _find_program(self, root: Path, name: str, path: str, workdir: str) -> Path:
         if "/" in name:

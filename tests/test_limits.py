@@ -1,0 +1,117 @@
+"""Limits an agent needs: time, memory, output; and the machine-readable result."""
+from __future__ import annotations
+
+import json
+import resource
+import threading
+
+import wasmtime
+
+import boxer_py
+from boxer_py import Limits, RunSpec
+
+
+def run_json(boxer, image, code, *flags, **kwargs):
+    r = boxer("run", "--json", *flags, str(image), "python", "-c", code, **kwargs)
+    return r.returncode, json.loads(r.stdout)
+
+
+def test_timeout_stops_an_infinite_loop(boxer, hello_image):
+    code, result = run_json(boxer, hello_image, "print('start', flush=True)\nwhile True: pass", "--timeout", "1")
+    assert code == 124
+    assert result["timed_out"] is True and result["exit_code"] == 124
+    assert result["stdout"] == "start\n"
+    assert "timed out" in result["trap"]
+
+
+def test_timeout_streams_and_reports(boxer, hello_image):
+    r = boxer("run", "--timeout", "0.5", str(hello_image), "python", "-c", "while True: pass")
+    assert r.returncode == 124
+    assert "timed out after 0.5s" in r.stderr
+    assert "panicked" not in r.stderr
+
+
+def test_memory_cap_stops_a_memory_bomb_and_host_stays_bounded(boxer, hello_image):
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    bomb = "x = []\nwhile True: x.append(bytearray(1 << 20))"
+    code, result = run_json(boxer, hello_image, bomb, "--memory", "64m")
+    assert code != 0
+    assert result["out_of_memory"] is True
+    assert "MemoryError" in result["stderr"]
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    # the boxer process itself (Python + Wasmtime + the mapped module) plus at most the 64 MiB cap
+    assert max(before, peak_kib) < 450 * 1024
+
+
+def test_memory_cap_leaves_normal_programs_alone(boxer, hello_image):
+    code, result = run_json(boxer, hello_image, "x = bytearray(8 << 20); print(len(x))", "--memory", "128m")
+    assert (code, result["stdout"], result["out_of_memory"]) == (0, "8388608\n", False)
+
+
+def test_output_cap_truncates_and_flags(boxer, hello_image):
+    flood = "import sys\nfor _ in range(10000): sys.stdout.write('y' * 1000); sys.stderr.write('e' * 100)"
+    code, result = run_json(boxer, hello_image, flood, "--max-output", "1k")
+    assert code == 0
+    assert result["stdout"] == "y" * 1024 and result["stdout_truncated"] is True
+    assert result["stderr"] == "e" * 1024 and result["stderr_truncated"] is True
+
+
+def test_output_cap_when_streaming(boxer, hello_image):
+    r = boxer("run", "--max-output", "10", str(hello_image), "python", "-c", "print('z' * 100)")
+    assert r.stdout == "z" * 10
+    assert "stdout truncated at 10 bytes" in r.stderr
+
+
+def test_json_result_shape_and_out_files(boxer, hello_image):
+    code = ("import os\nos.makedirs('/out/sub', exist_ok=True)\nopen('/out/report.csv', 'w').write('a,b\\n1,2\\n')\n"
+            "open('/out/sub/blob.bin', 'wb').write(bytes(range(256)))\nprint('done')")
+    rc, result = run_json(boxer, hello_image, code)
+    assert rc == 0
+    assert set(result) == {"exit_code", "stdout", "stderr", "stdout_truncated", "stderr_truncated", "duration_ms",
+                           "timed_out", "out_of_memory", "trap", "files"}
+    assert result["stdout"] == "done\n" and result["duration_ms"] > 0
+    files = {f["path"]: f for f in result["files"]}
+    assert files["/out/report.csv"]["content"] == "a,b\n1,2\n"
+    assert files["/out/sub/blob.bin"]["encoding"] == "base64" and files["/out/sub/blob.bin"]["size"] == 256
+
+
+def test_crash_is_reported_in_json(boxer, build):
+    crash = wasmtime.wat2wasm('(module (memory (export "memory") 1) (func (export "_start") unreachable))')
+    image = build('FROM scratch\nCOPY crash.wasm /crash.wasm\nENTRYPOINT ["/crash.wasm"]\n', {"crash.wasm": bytes(crash)})
+    r = boxer("run", "--json", str(image))
+    result = json.loads(r.stdout)
+    assert r.returncode == result["exit_code"] == 134
+    assert "unreachable" in result["trap"]
+
+
+def test_stdin_from_file(boxer, hello_image, tmp_path):
+    f = tmp_path / "input.txt"
+    f.write_text("line one\nline two\n")
+    rc, result = run_json(boxer, hello_image, "import sys; print(len(sys.stdin.readlines()))", "--stdin", str(f))
+    assert result["stdout"] == "2\n"
+
+
+def test_api_captures_and_runs_concurrently(launcher, hello_image):
+    image = boxer_py.read_image(hello_image)
+    results = {}
+
+    def work(n):
+        spec = RunSpec(command=("python", "-c", f"import sys; print({n} * 2); sys.exit({n})"), stdin=b"")
+        results[n] = launcher.run(image, spec)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(1, 5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for n in range(1, 5):
+        assert (results[n].exit_code, results[n].stdout) == (n, f"{n * 2}\n".encode())
+
+
+def test_api_stdin_bytes_and_limits(launcher, hello_image):
+    image = boxer_py.read_image(hello_image)
+    r = launcher.run(image, RunSpec(command=("python", "-c", "import sys; print(sys.stdin.read()[::-1])"),
+                                    stdin=b"abc"))
+    assert r.stdout == b"cba\n"
+    r = launcher.run(image, RunSpec(command=("python", "-c", "while 1: pass"), limits=Limits(timeout=0.3)))
+    assert r.timed_out and r.exit_code == 124
