@@ -115,3 +115,9 @@ def test_api_stdin_bytes_and_limits(launcher, hello_image):
     assert r.stdout == b"cba\n"
     r = launcher.run(image, RunSpec(command=("python", "-c", "while 1: pass"), limits=Limits(timeout=0.3)))
     assert r.timed_out and r.exit_code == 124
+
+
+def test_timeout_also_ends_a_guest_blocked_in_sleep(boxer, hello_image):
+    code, result = run_json(boxer, hello_image, "import time; print('zz', flush=True); time.sleep(600)", "--timeout", "1")
+    assert code == 124
+    assert result["timed_out"] is True

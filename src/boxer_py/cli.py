@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -12,7 +13,7 @@ from . import imagefile
 from .build import build as build_image
 from .errors import BoxerError, RunError
 from .export import export_rootfs
-from .launcher import Launcher, Limits, Mount, RunSpec
+from .launcher import TIMEOUT_EXIT_CODE, Launcher, Limits, Mount, RunResult, RunSpec
 
 
 def cache_dir() -> Path:
@@ -122,6 +123,8 @@ def run(image, command, env, env_file, workdir, entrypoint, volume, interactive,
         output_dir="/out" if as_json else None,
     )
     sys.stdout.flush()
+    if timeout is not None:
+        _watchdog(timeout + 1.0, as_json)
     result = Launcher(cache_dir()).run(imagefile.read(image), spec)
     if as_json:
         click.echo(json.dumps(result.to_json()))
@@ -132,6 +135,23 @@ def run(image, command, env, env_file, workdir, entrypoint, volume, interactive,
         if result.trap:
             click.echo(f"boxer: {spec.command[0] if spec.command else 'guest'}: {result.trap}", err=True)
     sys.exit(result.exit_code)
+
+
+def _watchdog(seconds: float, as_json: bool) -> None:
+    """Epoch interruption stops guest code, not a guest blocked in the host (a long sleep):
+    past the deadline plus a grace second, the whole process ends with the timeout code."""
+
+    def expire() -> None:
+        if as_json:
+            os.write(1, (json.dumps(RunResult(TIMEOUT_EXIT_CODE, timed_out=True,
+                                              trap=f"timed out after {seconds - 1:g}s (blocked)").to_json()) + "\n").encode())
+        else:
+            os.write(2, f"boxer: timed out after {seconds - 1:g}s (blocked)\n".encode())
+        os._exit(TIMEOUT_EXIT_CODE)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
 
 
 @cli.command(context_settings={"help_option_names": ["-h", "--help"]})
