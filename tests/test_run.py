@@ -176,7 +176,7 @@ def test_guest_sees_only_the_image_not_the_host(boxer, hello_image):
             "    try:\n        open(p); print('OPENED', p)\n    except OSError as e:\n        print('no', p)\n")
     r = py(boxer, hello_image, code)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.splitlines()[0] == "['app', 'usr']"
+    assert r.stdout.splitlines()[0] == "['app', 'root', 'tmp', 'usr']"
     assert "OPENED" not in r.stdout
 
 

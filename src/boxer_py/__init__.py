@@ -2,16 +2,17 @@
 
     import boxer_py
     boxer_py.build("examples/hello-python", "hello.wasm")
-    image = boxer_py.read_image("hello.wasm")
-    exit_code = boxer_py.Launcher(cache_dir).run(image, boxer_py.RunSpec(command=("python", "-V")))
+    box = boxer_py.Session("hello.wasm")
+    result = box.run_python("print(6 * 7)", timeout=5, memory="256m")   # RunResult
 """
 from .build import BuildResult, build
 from .errors import BoxerError, BuildError, DockerfileError, ImageError, RunError
 from .imagefile import Image
 from .imagefile import read as read_image
 from .launcher import Launcher, Limits, Mount, RunResult, RunSpec
+from .session import Session
 
 __all__ = [
     "BoxerError", "BuildError", "BuildResult", "DockerfileError", "Image", "ImageError", "Launcher",
-    "Limits", "Mount", "RunError", "RunResult", "RunSpec", "build", "read_image",
+    "Limits", "Mount", "RunError", "RunResult", "RunSpec", "Session", "build", "read_image",
 ]

@@ -87,6 +87,11 @@ def _install_base(base: Base, root: Path) -> set[str]:
     shutil.copyfile(runtime, target)
     os.chmod(target, 0o755)
     changed = {base.path}
+    for d in base.dirs:
+        host = resolve(root, d)
+        host.mkdir(parents=True, exist_ok=True)
+        os.chmod(host, 0o1777 if d == "/tmp" else 0o755)
+        changed.add(d)
     for link, points_to in base.links.items():
         host = resolve(root, link, follow_last=False)
         host.parent.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ class Base:
     sha256: str = ""
     path: str = ""
     links: dict[str, str] = field(default_factory=dict)
+    dirs: tuple[str, ...] = ()
     env: tuple[str, ...] = ()
     cmd: tuple[str, ...] = ()
 

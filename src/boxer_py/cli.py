@@ -14,12 +14,7 @@ from .build import build as build_image
 from .errors import BoxerError, RunError
 from .export import export_rootfs
 from .launcher import TIMEOUT_EXIT_CODE, Launcher, Limits, Mount, RunResult, RunSpec
-
-
-def cache_dir() -> Path:
-    if os.environ.get("BOXER_CACHE_DIR"):
-        return Path(os.environ["BOXER_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "boxer"
+from .session import default_cache_dir, parse_size
 
 
 def _pairs(values: tuple[str, ...], what: str, env_fallback: bool = True) -> dict[str, str]:
@@ -70,17 +65,10 @@ def build(path, dockerfile, tag, output, build_arg, target, quiet, as_json):
 
 
 def _size(text: str | None) -> int | None:
-    """Docker-style sizes: 512m, 1g, 64k, or plain bytes."""
-    if text is None:
-        return None
-    units = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-    t = text.strip().lower().removesuffix("b") or "0"
-    scale = units.get(t[-1], 1)
-    number = t[:-1] if t[-1] in units else t
     try:
-        return int(float(number) * scale)
-    except ValueError:
-        raise click.BadParameter(f"{text!r}: expected a size such as 512m, 1g or 65536") from None
+        return parse_size(text)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False,
@@ -125,7 +113,7 @@ def run(image, command, env, env_file, workdir, entrypoint, volume, interactive,
     sys.stdout.flush()
     if timeout is not None:
         _watchdog(timeout + 1.0, as_json)
-    result = Launcher(cache_dir()).run(imagefile.read(image), spec)
+    result = Launcher(default_cache_dir()).run(imagefile.read(image), spec)
     if as_json:
         click.echo(json.dumps(result.to_json()))
     else:

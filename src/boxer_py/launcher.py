@@ -22,7 +22,7 @@ import wasmtime
 
 from .errors import RunError
 from .imagefile import Image
-from .modcache import ModuleCache, new_engine
+from .modcache import Loaded, ModuleCache, new_engine
 from .rootfs import copy_tree, resolve, unpack
 from .variables import expand
 from .wasicwd import set_cwd
@@ -223,6 +223,20 @@ class Launcher:
         self.linker = wasmtime.Linker(self.engine)
         self.linker.define_wasi()
         self.ticker = _Ticker(self.engine)
+        self._loaded: dict[tuple[str, Path], Loaded] = {}
+        self._lock = threading.Lock()
+
+    def _module(self, image: Image, base: Path, name: str, path: str, workdir: str) -> Loaded:
+        """The compiled program, found in the (read-only) unpacked image; kept in memory per image."""
+        program = self._find_program(base, name, path, workdir)
+        key = (image.id, program)
+        with self._lock:
+            loaded = self._loaded.get(key)
+        if loaded is None:
+            loaded = self.modules.load(program.read_bytes())
+            with self._lock:
+                self._loaded[key] = loaded
+        return loaded
 
     def rootfs(self, image: Image) -> Path:
         """The image's filesystem, unpacked once per image id into the cache (read-only to runs)."""
@@ -260,8 +274,7 @@ class Launcher:
             out_dir = resolve(root, spec.output_dir) if spec.output_dir else None
             if out_dir is not None:
                 out_dir.mkdir(parents=True, exist_ok=True)
-            program = self._find_program(root, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
-            loaded = self.modules.load(program.read_bytes())
+            loaded = self._module(image, base, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
             cap = spec.limits.max_output
             stdout = _Sink(cap, 1 if spec.stream else None)
             stderr = _Sink(cap, 2 if spec.stream else None)

@@ -1,0 +1,64 @@
+"""The friendly API for agents: one warm sandbox factory per image.
+
+    from boxer_py import Session
+    box = Session("hello.wasm")
+    result = box.run_python("print(6 * 7)", timeout=5, memory="256m")
+    result.exit_code, result.stdout          # 0, b"42\\n"
+
+A Session reads and verifies the image once, keeps the compiled module and the unpacked
+rootfs warm, and is safe to use from many threads: every run still gets a fresh sandbox.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from .imagefile import Image, read
+from .launcher import Launcher, Limits, Mount, RunResult, RunSpec
+
+
+def default_cache_dir() -> Path:
+    if os.environ.get("BOXER_CACHE_DIR"):
+        return Path(os.environ["BOXER_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "boxer"
+
+
+def parse_size(text: str | int | None) -> int | None:
+    """Docker-style sizes: 512m, 1g, 64k, or bytes."""
+    if text is None or isinstance(text, int):
+        return text
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    t = text.strip().lower().removesuffix("b")
+    scale = units.get(t[-1:], 1)
+    try:
+        return int(float(t[:-1] if t[-1:] in units else t) * scale)
+    except ValueError:
+        raise ValueError(f"{text!r}: expected a size such as 512m, 1g or 65536") from None
+
+
+class Session:
+    def __init__(self, image: str | Path | Image, cache_dir: str | Path | None = None,
+                 launcher: Launcher | None = None):
+        self.image = image if isinstance(image, Image) else read(image)
+        self.launcher = launcher or Launcher(cache_dir or default_cache_dir())
+        self.launcher.rootfs(self.image)
+
+    def run(self, command: Sequence[str] = (), *, stdin: bytes | str | None = None,
+            env: Mapping[str, str] | None = None, mounts: Sequence[Mount | str] = (), workdir: str | None = None,
+            entrypoint: Sequence[str] | None = None, timeout: float | None = None,
+            memory: str | int | None = None, max_output: str | int | None = None,
+            output_dir: str | None = "/out") -> RunResult:
+        """Run `command` (or the image's CMD) in a fresh sandbox and return its result."""
+        spec = RunSpec(
+            command=tuple(command), entrypoint=None if entrypoint is None else tuple(entrypoint),
+            env=dict(env or {}), workdir=workdir,
+            mounts=tuple(m if isinstance(m, Mount) else Mount.parse(m) for m in mounts),
+            stdin=stdin.encode() if isinstance(stdin, str) else stdin,
+            limits=Limits(timeout, parse_size(memory), parse_size(max_output)), output_dir=output_dir,
+        )
+        return self.launcher.run(self.image, spec)
+
+    def run_python(self, code: str, **options) -> RunResult:
+        """Run Python source with the image's `python` (the code is passed as `-c`)."""
+        return self.run(("python", "-c", code), **options)
