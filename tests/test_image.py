@@ -139,3 +139,16 @@ def test_run_uses_the_cache_between_processes(boxer, hello_image, cache_dir):
     r = boxer("run", str(hello_image))
     assert r.returncode == 0
     assert {p: p.stat().st_mtime_ns for p in (cache_dir / "modules").glob("*.cwasm")} == entries
+
+
+def test_image_changed_in_place_after_a_good_run_is_checked_again(boxer, hello_image, tmp_path):
+    img = tmp_path / "img.wasm"
+    img.write_bytes(hello_image.read_bytes())
+    assert boxer("run", str(img)).returncode == 0
+    st = img.stat()
+    data = bytearray(img.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    img.write_bytes(bytes(data))
+    os.utime(img, ns=(st.st_atime_ns, st.st_mtime_ns))  # same size and mtime: only ctime tells
+    r = boxer("run", str(img))
+    assert r.returncode == 1 and "fails its digest check" in r.stderr

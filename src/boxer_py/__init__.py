@@ -4,15 +4,30 @@
     boxer_py.build("examples/hello-python", "hello.wasm")
     box = boxer_py.Session("hello.wasm")
     result = box.run_python("print(6 * 7)", timeout=5, memory="256m")   # RunResult
-"""
-from .build import BuildResult, build
-from .errors import BoxerError, BuildError, DockerfileError, ImageError, RunError
-from .imagefile import Image
-from .imagefile import read as read_image
-from .launcher import Launcher, Limits, Mount, RunResult, RunSpec
-from .session import Session
 
-__all__ = [
-    "BoxerError", "BuildError", "BuildResult", "DockerfileError", "Image", "ImageError", "Launcher",
-    "Limits", "Mount", "RunError", "RunResult", "RunSpec", "Session", "build", "read_image",
-]
+Names are imported on first use, so `boxer run` does not pay for the build stack.
+"""
+from __future__ import annotations
+
+import importlib
+
+from .errors import BoxerError, BuildError, DockerfileError, ImageError, RunError
+
+_LAZY = {
+    "build": "build", "BuildResult": "build",
+    "Image": "imagefile", "read_image": ("imagefile", "read"),
+    "Launcher": "launcher", "Limits": "launcher", "Mount": "launcher", "RunResult": "launcher", "RunSpec": "launcher",
+    "Session": "session",
+}
+
+__all__ = ["BoxerError", "BuildError", "DockerfileError", "ImageError", "RunError", *_LAZY]
+
+
+def __getattr__(name: str):
+    where = _LAZY.get(name)
+    if where is None:
+        raise AttributeError(f"module 'boxer_py' has no attribute {name!r}")
+    module, attr = where if isinstance(where, tuple) else (where, name)
+    value = getattr(importlib.import_module(f".{module}", __name__), attr)
+    globals()[name] = value
+    return value

@@ -10,9 +10,7 @@ from pathlib import Path
 import click
 
 from . import imagefile
-from .build import build as build_image
 from .errors import BoxerError, RunError
-from .export import export_rootfs
 from .launcher import TIMEOUT_EXIT_CODE, Launcher, Limits, Mount, RunResult, RunSpec
 from .session import default_cache_dir, parse_size
 
@@ -57,6 +55,8 @@ def build(path, dockerfile, tag, output, build_arg, target, quiet, as_json):
     if not output:
         output = (tag.split(":")[0].replace("/", "_") + ".wasm") if tag else "image.wasm"
     progress = (lambda _: None) if quiet or as_json else (lambda line: click.echo(line, err=True))
+    from .build import build as build_image  # the build stack loads only for `boxer build`
+
     result = build_image(context, output, dockerfile, _pairs(build_arg, "--build-arg"), target, tag, progress)
     if as_json:
         click.echo(json.dumps({"id": result.id, "path": str(result.path), "size": result.size}))
@@ -113,7 +113,8 @@ def run(image, command, env, env_file, workdir, entrypoint, volume, interactive,
     sys.stdout.flush()
     if timeout is not None:
         _watchdog(timeout + 1.0, as_json)
-    result = Launcher(default_cache_dir()).run(imagefile.read(image), spec)
+    launcher = Launcher(default_cache_dir())
+    result = launcher.run(launcher.open(image), spec)
     if as_json:
         click.echo(json.dumps(result.to_json()))
     else:
@@ -168,6 +169,8 @@ def inspect(images):
 @click.argument("directory", metavar="DIR")
 def export(image, directory):
     """Write an image's root filesystem to DIR/rootfs and its config to DIR/config.json."""
+    from .export import export_rootfs
+
     export_rootfs(imagefile.read(image), Path(directory))
     click.echo(directory)
 

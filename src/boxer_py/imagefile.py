@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import ImageSpec
+from .config import ImageConfig, ImageSpec
 from .errors import ImageError
 
 WASM_HEADER = b"\0asm\x01\0\0\0"
@@ -46,17 +47,38 @@ class Descriptor:
 
 @dataclass
 class Image:
-    """A verified image read into memory."""
+    """An image file, opened. The manifest and config are checked on open; each blob is checked
+    against its digest the first time it is read, and `verify()` checks them all."""
 
     id: str
     spec: ImageSpec
     layers: list[Descriptor]
     annotations: dict[str, str]
-    blobs: dict[str, bytes] = field(repr=False)
     manifest: bytes = field(repr=False)
+    _data: bytes | mmap.mmap = field(repr=False)
+    _sections: dict[str, tuple[int, int]] = field(repr=False)
+    _where: str = field(repr=False, default="image")
+    _checked: set[str] = field(repr=False, default_factory=set)
+
+    def blob(self, digest: str) -> bytes:
+        span = self._sections.get(digest)
+        if span is None:
+            raise ImageError(f"{self._where}: blob {digest[:19]} is missing (truncated or tampered)")
+        payload = bytes(self._data[span[0]:span[1]])
+        if digest not in self._checked:
+            if sha256(payload) != digest:
+                raise ImageError(f"{self._where}: blob {digest[:19]} fails its digest check (tampered or corrupt)")
+            self._checked.add(digest)
+        return payload
 
     def layer(self, descriptor: Descriptor) -> bytes:
-        return self.blobs[descriptor.digest]
+        return self.blob(descriptor.digest)
+
+    def verify(self) -> "Image":
+        """Check every blob the manifest names (and refuse blobs it does not name)."""
+        for digest in self._sections:
+            self.blob(digest)
+        return self
 
 
 def _leb(value: int) -> bytes:
@@ -124,12 +146,12 @@ def _read_leb(data: bytes, pos: int, where: str) -> tuple[int, int]:
             return result, pos
 
 
-def decode(data: bytes, where: str = "image") -> Image:
-    if not data.startswith(WASM_HEADER):
+def decode(data: bytes | mmap.mmap, where: str = "image", verify: bool = True) -> Image:
+    if data[:len(WASM_HEADER)] != WASM_HEADER:
         raise ImageError(f"{where}: not a WebAssembly file")
     pos = len(WASM_HEADER)
     manifest_raw: bytes | None = None
-    blobs: dict[str, bytes] = {}
+    sections: dict[str, tuple[int, int]] = {}
     while pos < len(data):
         if data[pos] != 0:
             raise ImageError(f"{where}: not a boxer image (it is a WebAssembly program: "
@@ -139,15 +161,11 @@ def decode(data: bytes, where: str = "image") -> Image:
         if end > len(data):
             raise ImageError(f"{where}: truncated (a section runs past the end of the file)")
         name_len, body = _read_leb(data, pos, where)
-        name = data[body:body + name_len].decode("utf-8", "replace")
-        payload = data[body + name_len:end]
+        name = bytes(data[body:body + min(name_len, 200)]).decode("utf-8", "replace")
         if name == MANIFEST_SECTION:
-            manifest_raw = payload
+            manifest_raw = bytes(data[body + name_len:end])
         elif name.startswith(BLOB_PREFIX):
-            digest = name[len(BLOB_PREFIX):]
-            if sha256(payload) != digest:
-                raise ImageError(f"{where}: blob {digest[:19]} fails its digest check (tampered or corrupt)")
-            blobs[digest] = payload
+            sections[name[len(BLOB_PREFIX):]] = (body + name_len, end)
         else:
             raise ImageError(f"{where}: unexpected section {name[:40]!r} (tampered or not a boxer image)")
         pos = end
@@ -160,26 +178,37 @@ def decode(data: bytes, where: str = "image") -> Image:
         layers = [Descriptor(d["mediaType"], d["digest"], d["size"]) for d in manifest["layers"]]
     except (ValueError, KeyError, TypeError):
         raise ImageError(f"{where}: corrupt manifest") from None
+    named = {d.digest for d in [config_desc, *layers]}
+    if set(sections) != named:
+        missing = sorted(named - set(sections))
+        what = f"blob {missing[0][:19]} is missing" if missing else "it holds blobs its manifest does not name"
+        raise ImageError(f"{where}: {what} (truncated or tampered)")
     for d in [config_desc, *layers]:
-        blob = blobs.get(d.digest)
-        if blob is None:
-            raise ImageError(f"{where}: blob {d.digest[:19]} is missing (truncated or tampered)")
-        if len(blob) != d.size:
+        start, end = sections[d.digest]
+        if end - start != d.size:
             raise ImageError(f"{where}: blob {d.digest[:19]} has the wrong size (tampered)")
+    image = Image("", ImageSpec(ImageConfig()), layers, dict(manifest.get("annotations") or {}), manifest_raw,
+                  data, sections, where)
     try:
-        spec = ImageSpec.from_json(blobs[config_desc.digest])
+        spec = ImageSpec.from_json(image.blob(config_desc.digest))
     except (ValueError, AttributeError, TypeError):
         raise ImageError(f"{where}: corrupt config") from None
     if list(spec.diff_ids) != [d.digest for d in layers]:
         raise ImageError(f"{where}: config and manifest disagree on the layers (tampered)")
-    return Image(sha256(manifest_raw), spec, layers, dict(manifest.get("annotations") or {}), blobs, manifest_raw)
+    image.id, image.spec = sha256(manifest_raw), spec
+    return image.verify() if verify else image
 
 
-def read(path: str | Path) -> Image:
+def read(path: str | Path, verify: bool = True) -> Image:
+    """Open an image file (memory-mapped: blobs are read when used). `verify=False` defers
+    the digest check of each layer to its first read; the manifest and config are always checked."""
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as f:
+            data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if os.fstat(f.fileno()).st_size else b""
     except FileNotFoundError:
         raise ImageError(f"{path}: no such image file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a directory, not an image file") from None
     except OSError as e:
         raise ImageError(f"{path}: cannot read ({e.strerror})") from None
-    return decode(data, str(path))
+    return decode(data, str(path), verify)

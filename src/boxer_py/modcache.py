@@ -35,7 +35,7 @@ class Loaded:
     cwd_slot: int | None
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -51,28 +51,63 @@ class ModuleCache:
         self.engine = engine
         self.directory = directory
 
+    def load_file(self, path: Path, root: Path) -> Loaded:
+        """Load a module file from an immutable unpacked rootfs: its digest is remembered in
+        `<root>.digests.json` so later processes need not read or hash it again."""
+        index_path = root.with_name(root.name + ".digests.json")
+        rel = path.relative_to(root).as_posix()
+        try:
+            index = json.loads(index_path.read_text())
+        except (OSError, ValueError):
+            index = {}
+        digest = index.get(rel) if isinstance(index, dict) else None
+        if isinstance(digest, str):
+            loaded = self._from_cache(digest)
+            if loaded is not None:
+                return loaded
+        loaded = self.load(path.read_bytes())
+        if loaded.digest != digest:
+            atomic_write(index_path, json.dumps({**(index if isinstance(index, dict) else {}),
+                                                 rel: loaded.digest}).encode())
+        return loaded
+
     def load(self, wasm: bytes) -> Loaded:
         digest = hashlib.sha256(wasm).hexdigest()
-        key = f"{digest}-wasmtime{WASMTIME_VERSION}-{ENGINE_SETTINGS}"
-        compiled, meta_path = self.directory / f"{key}.cwasm", self.directory / f"{key}.json"
-        loaded = self._from_cache(compiled, meta_path, digest)
+        loaded = self._from_cache(digest)
         if loaded is not None:
             return loaded
+        compiled, meta_path = self._paths(digest)
         module = wasmtime.Module(self.engine, wasm)
         serialized = bytes(module.serialize())
-        meta = {"sha256": hashlib.sha256(serialized).hexdigest(), "cwd_slot": find_cwd_slot(wasm)}
         self.directory.mkdir(parents=True, exist_ok=True)
-        _atomic_write(compiled, serialized)
-        _atomic_write(meta_path, json.dumps(meta).encode())
+        atomic_write(compiled, serialized)
+        meta = {"sha256": hashlib.sha256(serialized).hexdigest(), "cwd_slot": find_cwd_slot(wasm),
+                "stamp": _stamp(compiled)}
+        atomic_write(meta_path, json.dumps(meta).encode())
         return Loaded(module, digest, meta["cwd_slot"])
 
-    def _from_cache(self, compiled: Path, meta_path: Path, digest: str) -> Loaded | None:
+    def _paths(self, digest: str) -> tuple[Path, Path]:
+        key = f"{digest}-wasmtime{WASMTIME_VERSION}-{ENGINE_SETTINGS}"
+        return self.directory / f"{key}.cwasm", self.directory / f"{key}.json"
+
+    def _from_cache(self, digest: str) -> Loaded | None:
+        """The cached module, if its entry checks out: the compiled bytes are hashed unless the
+        file is the very one hashed before (same inode, size, mtime and ctime)."""
+        compiled, meta_path = self._paths(digest)
         try:
             meta = json.loads(meta_path.read_text())
-            if hashlib.sha256(compiled.read_bytes()).hexdigest() != meta["sha256"]:
-                return None
+            if meta.get("stamp") != _stamp(compiled):
+                if hashlib.sha256(compiled.read_bytes()).hexdigest() != meta["sha256"]:
+                    return None
+                meta["stamp"] = _stamp(compiled)
+                atomic_write(meta_path, json.dumps(meta).encode())
             module = wasmtime.Module.deserialize_file(self.engine, str(compiled))
             slot = meta["cwd_slot"]
             return Loaded(module, digest, slot if isinstance(slot, int) else None)
-        except (OSError, ValueError, KeyError, TypeError, wasmtime.WasmtimeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, wasmtime.WasmtimeError):
             return None
+
+
+def _stamp(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from .imagefile import Image, read
+from .imagefile import Image
 from .launcher import Launcher, Limits, Mount, RunResult, RunSpec
 
 
@@ -40,8 +40,8 @@ def parse_size(text: str | int | None) -> int | None:
 class Session:
     def __init__(self, image: str | Path | Image, cache_dir: str | Path | None = None,
                  launcher: Launcher | None = None):
-        self.image = image if isinstance(image, Image) else read(image)
         self.launcher = launcher or Launcher(cache_dir or default_cache_dir())
+        self.image = image if isinstance(image, Image) else self.launcher.open(image)
         self.launcher.rootfs(self.image)
 
     def run(self, command: Sequence[str] = (), *, stdin: bytes | str | None = None,
