@@ -17,7 +17,7 @@ def run_json(boxer, image, code, *flags, **kwargs):
 
 
 def test_timeout_stops_an_infinite_loop(boxer, hello_image):
-    code, result = run_json(boxer, hello_image, "print('start', flush=True)\nwhile True: pass", "--timeout", "1")
+    code, result = run_json(boxer, hello_image, "print('start', flush=True)\nwhile True: pass", "--timeout", "3")
     assert code == 124
     assert result["timed_out"] is True and result["exit_code"] == 124
     assert result["stdout"] == "start\n"
@@ -121,3 +121,11 @@ def test_timeout_also_ends_a_guest_blocked_in_sleep(boxer, hello_image):
     code, result = run_json(boxer, hello_image, "import time; print('zz', flush=True); time.sleep(600)", "--timeout", "1")
     assert code == 124
     assert result["timed_out"] is True
+
+
+def test_writable_layer_of_a_killed_run_is_swept(boxer, hello_image, cache_dir):
+    r = boxer("run", "--timeout", "0.5", str(hello_image), "python", "-c", "import time; time.sleep(60)")
+    assert r.returncode == 124  # the watchdog ended the process without cleaning up
+    assert list((cache_dir / "runs").iterdir())
+    boxer("run", str(hello_image), "python", "-c", "pass")
+    assert list((cache_dir / "runs").iterdir()) == []

@@ -109,10 +109,9 @@ def run(image, command, env, env_file, workdir, entrypoint, volume, interactive,
         limits=Limits(timeout=timeout, memory=_size(memory), max_output=_size(max_output)),
         stream=not as_json,
         output_dir="/out" if as_json else None,
+        on_start=None if timeout is None else lambda: _watchdog(timeout + 1.0, as_json),
     )
     sys.stdout.flush()
-    if timeout is not None:
-        _watchdog(timeout + 1.0, as_json)
     launcher = Launcher(default_cache_dir())
     result = launcher.run(launcher.open(image), spec)
     if as_json:

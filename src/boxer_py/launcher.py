@@ -19,6 +19,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import wasmtime
 
@@ -77,6 +78,7 @@ class RunSpec:
     limits: Limits = Limits()
     stream: bool = False  # also write the guest's output to this process's stdout/stderr as it comes
     output_dir: str | None = "/out"  # files the guest leaves here are returned in RunResult.files
+    on_start: Callable[[], None] | None = None  # called right before the guest's first instruction
 
 
 @dataclass
@@ -207,6 +209,25 @@ def _reason(error: Exception) -> str:
     return lines[0] if lines else type(error).__name__
 
 
+def _sweep(runs: Path) -> None:
+    """Remove the writable layers of runs whose process died without cleaning up (killed, or
+    ended by the CLI's timeout watchdog). Each is named after the pid that made it."""
+    try:
+        entries = list(runs.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        pid = entry.name.split(".", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(entry, ignore_errors=True)
+        except OSError:
+            pass
+
+
 def _collect(directory: Path, guest: str) -> dict[str, bytes]:
     """Regular files under the output directory (symlinks are not followed)."""
     files = {}
@@ -228,6 +249,8 @@ class Launcher:
         self.ticker = _Ticker(self.engine)
         self._loaded: dict[tuple[str, Path], Loaded] = {}
         self._lock = threading.Lock()
+        self.runs = self.cache_dir / "runs"
+        _sweep(self.runs)
 
     def open(self, path: str | Path) -> Image:
         """Read an image file, checking every digest unless this very file (same inode, size,
@@ -294,7 +317,8 @@ class Launcher:
             argv = shell_words(argv[2], env)
         workdir = posixpath.normpath(posixpath.join("/", spec.workdir or config.working_dir))
         base = self.rootfs(image)
-        with tempfile.TemporaryDirectory(prefix="boxer-run-") as tmp:
+        self.runs.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f"{os.getpid()}.", dir=self.runs) as tmp:
             root = Path(tmp) / "rootfs"
             copy_tree(base, root)
             resolve(root, workdir).mkdir(parents=True, exist_ok=True)
@@ -320,14 +344,15 @@ class Launcher:
                 wasi.stdin_file = spec.stdin or os.devnull
             wasi.stdout_custom = stdout
             wasi.stderr_custom = stderr
-            result = self._execute(loaded, wasi, argv[0], workdir, spec.limits)
+            result = self._execute(loaded, wasi, argv[0], workdir, spec.limits, spec.on_start)
             result.stdout, result.stderr = stdout.value(), stderr.value()
             result.stdout_truncated, result.stderr_truncated = stdout.truncated, stderr.truncated
             if out_dir is not None and out_dir.is_dir():
                 result.files = _collect(out_dir, spec.output_dir)
             return result
 
-    def _execute(self, loaded, wasi: wasmtime.WasiConfig, name: str, workdir: str, limits: Limits) -> RunResult:
+    def _execute(self, loaded, wasi: wasmtime.WasiConfig, name: str, workdir: str, limits: Limits,
+                 on_start: Callable[[], None] | None) -> RunResult:
         store = wasmtime.Store(self.engine)
         store.set_wasi(wasi)
         if limits.memory is not None:
@@ -350,6 +375,8 @@ class Launcher:
         start = exports.get("_start") if "_start" in exports else None
         if start is None:
             raise RunError(f"{name}: not a WASI command (no _start)", 126)
+        if on_start is not None:
+            on_start()
         with self.ticker:
             try:
                 start(store)
