@@ -3,9 +3,21 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test bench clean
+.PHONY: setup system demo test bench clean
 
-setup: $(VENV)/.installed
+# Debian packages the tests drive for real: a headless browser, an OCI registry, skopeo.
+DEBIAN_PACKAGES := chromium docker-registry skopeo
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+setup: system $(VENV)/.installed
+
+# Installs the Debian packages only when one is missing, so a set-up machine skips apt.
+system:
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
