@@ -94,7 +94,7 @@ def test_host_environment_does_not_leak(boxer, hello_image):
     r = py(boxer, hello_image, "import os; print(sorted(os.environ))", env={"BOXER_TEST_SECRET": "s3cret"})
     assert "BOXER_TEST_SECRET" not in r.stdout
     assert "s3cret" not in r.stdout
-    assert eval(r.stdout) == ["GREETING", "HOME", "LANG", "PATH", "PYTHON_VERSION"]
+    assert eval(r.stdout) == ["GREETING", "HOME", "LANG", "PATH", "PYTHONPATH", "PYTHON_VERSION"]
 
 
 def test_entrypoint_override(boxer, hello_image):
@@ -176,7 +176,7 @@ def test_guest_sees_only_the_image_not_the_host(boxer, hello_image):
             "    try:\n        open(p); print('OPENED', p)\n    except OSError as e:\n        print('no', p)\n")
     r = py(boxer, hello_image, code)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.splitlines()[0] == "['app', 'root', 'tmp', 'usr']"
+    assert r.stdout.splitlines()[0] == "['app', 'lib', 'root', 'tmp', 'usr']"
     assert "OPENED" not in r.stdout
 
 

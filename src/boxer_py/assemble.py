@@ -10,17 +10,19 @@ import posixpath
 import shutil
 import tarfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 from .bases import Base
 from .config import ImageSpec
 from .context import Context
-from .errors import BuildError, DockerfileError
-from .imagefile import sha256
-from .plan import BuildPlan, CopyStep, MkdirStep, Stage
-from .rootfs import copy_tree, extract_tar, layer_tar, resolve, within
+from .errors import BoxerError, BuildError, DockerfileError
+from . import imagefile
+from .imagefile import sha256, write
+from .plan import BuildPlan, CopyStep, ImageBase, MkdirStep, RunStep, Stage
+from .rootfs import apply_layer, copy_tree, diff, extract_tar, layer_tar, resolve, snapshot, within
+from .runstep import Commands, execute
 
 Progress = Callable[[str], None]
 
@@ -30,6 +32,33 @@ class _StageFS:
     root: Path
     layers: list[bytes] = field(default_factory=list)
     owners: dict[str, tuple[int, int]] = field(default_factory=dict)
+    key: str = ""  # the cache key of the state so far: a chain over every step and its result
+
+
+class StepCache:
+    """RUN results, keyed like Docker's cache: the key chains the parent state (the digests of
+    every layer before) with the step itself (script, env, workdir, user). COPY, ADD and
+    WORKDIR always run, they are cheap, and their layer digest carries their content into the
+    chain, so changing a file re-runs exactly the RUN steps after the COPY that took it."""
+
+    def __init__(self, directory: Path | None, use: bool = True):
+        self.directory, self.use = directory, use
+
+    def get(self, key: str) -> bytes | None:
+        """The cached layer, if present and intact (a damaged entry is a miss, then rewritten)."""
+        if self.directory is None or not self.use:
+            return None
+        try:
+            data = (self.directory / f"{key}.tar").read_bytes()
+            digest = (self.directory / f"{key}.sha256").read_text().strip()
+        except OSError:
+            return None
+        return data if sha256(data) == digest else None
+
+    def put(self, key: str, layer: bytes) -> None:
+        if self.directory is not None:
+            write(self.directory / f"{key}.tar", layer)
+            write(self.directory / f"{key}.sha256", sha256(layer).encode())
 
 
 @dataclass(frozen=True)
@@ -38,8 +67,10 @@ class Assembled:
     layers: list[bytes]
 
 
-def assemble(plan: BuildPlan, context: Context, scratch: Path, progress: Progress = lambda _: None) -> Assembled:
-    """Build the stages the target needs, in `scratch` (a private temp directory)."""
+def assemble(plan: BuildPlan, context: Context, scratch: Path, progress: Progress = lambda _: None,
+             commands: Callable[[Path], Commands] | None = None, cache: StepCache = StepCache(None)) -> Assembled:
+    """Build the stages the target needs, in `scratch` (a private temp directory).
+    `commands(root)` serves RUN's non-shell commands (Wasm programs, pip) for a stage."""
     built: dict[int, _StageFS] = {}
     needed = plan.needed()
     total = sum(1 + len(plan.stages[i].steps) for i in needed)
@@ -49,12 +80,25 @@ def assemble(plan: BuildPlan, context: Context, scratch: Path, progress: Progres
         label = f"{stage.name or 'stage-' + str(index)}"
         start = time.monotonic()
         fs = _start(stage, built, scratch / f"stage-{index}", plan)
+        fs.key = fs.key or sha256("\n".join(sha256(layer) for layer in fs.layers).encode())
         progress(f"#{next(counter)} [{label}] {stage.history[0]} ({time.monotonic() - start:.1f}s)")
         for step in stage.steps:
             start = time.monotonic()
-            changed = _run_step(step, fs, context, built, plan)
-            fs.layers.append(layer_tar(fs.root, changed, fs.owners))
-            progress(f"#{next(counter)} [{label}] {step.text} ({time.monotonic() - start:.1f}s)")
+            status = ""
+            if isinstance(step, RunStep):
+                key = sha256(f"{fs.key}\n{replace(step, line=0)!r}".encode())
+                layer = cache.get(key)
+                if layer is not None:
+                    fs.owners.update(apply_layer(fs.root, layer))
+                    status = "CACHED "
+                else:
+                    layer = _run(step, fs, plan, commands, progress)
+                    cache.put(key, layer)
+            else:
+                layer = layer_tar(fs.root, _run_step(step, fs, context, built, plan), fs.owners)
+            fs.layers.append(layer)
+            fs.key = sha256(f"{fs.key}\n{sha256(layer)}".encode())
+            progress(f"#{next(counter)} [{label}] {status}{step.text} ({time.monotonic() - start:.1f}s)")
         built[index] = fs
     final = built[plan.target]
     target = plan.stages[plan.target]
@@ -64,20 +108,35 @@ def assemble(plan: BuildPlan, context: Context, scratch: Path, progress: Progres
 
 def _history(plan: BuildPlan, index: int) -> tuple[str, ...]:
     stage = plan.stages[index]
-    own = stage.history if stage.parent is None else stage.history[1:]
-    return (_history(plan, stage.parent) if stage.parent is not None else ()) + own
+    if stage.parent is not None:
+        return _history(plan, stage.parent) + stage.history[1:]
+    if isinstance(stage.base, ImageBase):
+        return stage.base.history + stage.history[1:]
+    return stage.history
 
 
 def _start(stage: Stage, built: dict[int, _StageFS], root: Path, plan: BuildPlan) -> _StageFS:
     if stage.parent is not None:
         parent = built[stage.parent]
         copy_tree(parent.root, root)
-        return _StageFS(root, list(parent.layers), dict(parent.owners))
+        return _StageFS(root, list(parent.layers), dict(parent.owners), parent.key)
     root.mkdir(parents=True)
     fs = _StageFS(root)
-    if not stage.base.is_scratch:
+    if isinstance(stage.base, ImageBase):
+        for layer in _image_layers(stage.base):
+            fs.owners.update(apply_layer(root, layer))
+            fs.layers.append(layer)
+    elif not stage.base.is_scratch:
         fs.layers.append(layer_tar(root, _install_base(stage.base, root), fs.owners))
     return fs
+
+
+def _image_layers(image: ImageBase) -> list[bytes]:
+    """The layers of a local image, read (and digest-checked) from its file."""
+    read = imagefile.read(image.path)
+    if read.id != image.id:
+        raise BuildError(f"{image.ref}: the image changed while building; build again")
+    return [read.layer(d) for d in read.layers]
 
 
 def _install_base(base: Base, root: Path) -> set[str]:
@@ -100,6 +159,29 @@ def _install_base(base: Base, root: Path) -> set[str]:
     return changed
 
 
+def _run(step: RunStep, fs: _StageFS, plan: BuildPlan, commands, progress: Progress) -> bytes:
+    """RUN: execute, then the layer is what changed between snapshots (deletions as whiteouts)."""
+    if commands is None:
+        raise DockerfileError("RUN needs a runtime to run programs at build time", plan.dockerfile, step.line)
+    before = snapshot(fs.root)
+    try:
+        result = execute(step, fs.root, commands(fs.root))
+    except BoxerError as e:
+        raise DockerfileError(f"RUN: {e}", plan.dockerfile, step.line) from None
+    for line in result.log.decode(errors="replace").splitlines():
+        progress(f"    {line}")
+    if result.exit_code != 0:
+        last = next((x for x in reversed(result.log.decode(errors="replace").splitlines()) if x.strip()), "")
+        raise DockerfileError(f"RUN returned exit code {result.exit_code}" + (f": {last.strip()}" if last else ""),
+                              plan.dockerfile, step.line)
+    changed, deleted = diff(before, snapshot(fs.root))
+    fs.owners.update(result.owners)
+    for path in list(fs.owners):
+        if any(path == d or path.startswith(d + "/") for d in deleted):
+            del fs.owners[path]
+    return layer_tar(fs.root, changed | set(result.owners), fs.owners, deleted, recursive=False)
+
+
 def _run_step(step, fs: _StageFS, context: Context, built: dict[int, _StageFS], plan: BuildPlan) -> set[str]:
     if isinstance(step, MkdirStep):
         host = resolve(fs.root, step.path)
@@ -114,13 +196,14 @@ def _run_step(step, fs: _StageFS, context: Context, built: dict[int, _StageFS], 
 def _copy(step: CopyStep, fs: _StageFS, context: Context, built: dict[int, _StageFS], plan: BuildPlan) -> set[str]:
     kind = "ADD" if step.add else "COPY"
     fail = lambda why: _raise(plan.dockerfile, step.line, f"{kind} {why}")  # noqa: E731
-    if step.from_stage is not None:
-        src_root = built[step.from_stage].root
+    if step.from_stage is not None or step.from_image is not None:
+        src_root = built[step.from_stage].root if step.from_image is None else _image_root(step.from_image, fs)
         sources = []
         for s in step.sources:
             host = resolve(src_root, s)
             if not os.path.lexists(host):
-                fail(f"--from: {s}: no such file or directory in stage {step.from_stage}")
+                fail(f"--from: {s}: no such file or directory in "
+                     + (f"stage {step.from_stage}" if step.from_image is None else step.from_image.ref))
             sources.append(host)
         walk = _walk_plain
     else:
@@ -162,6 +245,16 @@ def _copy(step: CopyStep, fs: _StageFS, context: Context, built: dict[int, _Stag
                     for n in dirnames + filenames:
                         fs.owners[within(fs.root, Path(dirpath) / n)] = owner
     return changed
+
+
+def _image_root(image: ImageBase, fs: _StageFS) -> Path:
+    """A local image unpacked beside the stage's root, once per build."""
+    root = fs.root.parent / ("image-" + image.id.split(":")[-1])
+    if not root.is_dir():
+        root.mkdir()
+        for layer in _image_layers(image):
+            apply_layer(root, layer)
+    return root
 
 
 def _walk_plain(top: Path) -> list[tuple[Path, str]]:

@@ -38,13 +38,16 @@ def cli() -> None:
 @cli.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("path", default=".", metavar="PATH")
 @click.option("-f", "--file", "dockerfile", metavar="FILE", help="Name of the Dockerfile (default: PATH/Dockerfile).")
-@click.option("-t", "--tag", metavar="NAME[:TAG]", help="Name the image (recorded in the image file).")
-@click.option("-o", "--output", metavar="FILE", help="Where to write the image (default: NAME.wasm, or image.wasm).")
+@click.option("-t", "--tag", metavar="NAME[:TAG]", help="Name the image and keep it in the local store (boxer images).")
+@click.option("-o", "--output", metavar="FILE", help="Also write the image to FILE (default without -t: image.wasm).")
 @click.option("--build-arg", multiple=True, metavar="KEY=VALUE", help="Set a build-time variable (ARG).")
 @click.option("--target", metavar="STAGE", help="Build this stage instead of the last one.")
+@click.option("--no-cache", is_flag=True, help="Do not use cached RUN results.")
+@click.option("--skip-unsupported", is_flag=True,
+              help="Warn about native tools in RUN (apt-get, curl, gcc...) and skip them instead of failing.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the image id.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def build(path, dockerfile, tag, output, build_arg, target, quiet, as_json):
+def build(path, dockerfile, tag, output, build_arg, target, no_cache, skip_unsupported, quiet, as_json):
     """Build an image from a Dockerfile.
 
     PATH is the build context (a directory), or a Dockerfile whose directory is the context.
@@ -52,12 +55,13 @@ def build(path, dockerfile, tag, output, build_arg, target, quiet, as_json):
     context = Path(path)
     if context.is_file() and not dockerfile:
         context, dockerfile = context.parent, context
-    if not output:
-        output = (tag.split(":")[0].replace("/", "_") + ".wasm") if tag else "image.wasm"
+    if not output and not tag:
+        output = "image.wasm"
     progress = (lambda _: None) if quiet or as_json else (lambda line: click.echo(line, err=True))
     from .build import build as build_image  # the build stack loads only for `boxer build`
 
-    result = build_image(context, output, dockerfile, _pairs(build_arg, "--build-arg"), target, tag, progress)
+    result = build_image(context, output, dockerfile, _pairs(build_arg, "--build-arg"), target, tag, progress,
+                         skip_unsupported=skip_unsupported, no_cache=no_cache)
     if as_json:
         click.echo(json.dumps({"id": result.id, "path": str(result.path), "size": result.size}))
     else:
@@ -113,7 +117,7 @@ def run(image, command, env, env_file, workdir, entrypoint, volume, interactive,
     )
     sys.stdout.flush()
     launcher = Launcher(default_cache_dir())
-    result = launcher.run(launcher.open(image), spec)
+    result = launcher.run(launcher.open(_locate(image)), spec)
     if as_json:
         click.echo(json.dumps(result.to_json()))
     else:
@@ -148,7 +152,7 @@ def inspect(images):
     """Show an image's config as JSON, like docker inspect."""
     out = []
     for path in images:
-        img = imagefile.read(path)
+        img = imagefile.read(_locate(path))
         tag = img.annotations.get("org.opencontainers.image.ref.name")
         out.append({
             "Id": img.id,
@@ -170,8 +174,48 @@ def export(image, directory):
     """Write an image's root filesystem to DIR/rootfs and its config to DIR/config.json."""
     from .export import export_rootfs
 
-    export_rootfs(imagefile.read(image), Path(directory))
+    export_rootfs(imagefile.read(_locate(image)), Path(directory))
     click.echo(directory)
+
+
+def _store():
+    from .store import Store
+
+    return Store(default_cache_dir() / "images")
+
+
+def _locate(image: str) -> Path:
+    """An image file, or the file of a local tag."""
+    return _store().locate(image)
+
+
+@cli.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-q", "--quiet", is_flag=True, help="Print only the image ids.")
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+def images(quiet, as_json):
+    """List the images in the local store (built with -t)."""
+    stored = _store().list()
+    if as_json:
+        click.echo(json.dumps([{"tag": s.tag, "id": s.id, "size": s.size, "created": s.created, "path": str(s.path)}
+                               for s in stored]))
+    elif quiet:
+        for s in stored:
+            click.echo(s.id)
+    else:
+        click.echo(f"{'REPOSITORY':<30} {'TAG':<12} {'IMAGE ID':<14} {'SIZE':>8}")
+        for s in stored:
+            name, _, tag = s.tag.rpartition(":")
+            click.echo(f"{name:<30} {tag:<12} {s.id.split(':')[1][:12]:<14} {s.size / 1e6:>6.1f}MB")
+
+
+@cli.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("refs", nargs=-1, required=True, metavar="IMAGE...")
+def rmi(refs):
+    """Remove images from the local store."""
+    store = _store()
+    for ref in refs:
+        removed = store.remove(ref)
+        click.echo(f"Untagged: {removed.tag}")
 
 
 def main() -> None:

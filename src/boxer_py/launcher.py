@@ -326,30 +326,47 @@ class Launcher:
             if out_dir is not None:
                 out_dir.mkdir(parents=True, exist_ok=True)
             loaded = self._module(image, base, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
-            cap = spec.limits.max_output
-            stdout = _Sink(cap, 1 if spec.stream else None)
-            stderr = _Sink(cap, 2 if spec.stream else None)
-            wasi = wasmtime.WasiConfig()
-            wasi.argv = argv
-            wasi.env = list(env.items())
-            wasi.preopen_dir(str(root), "/")
-            for m in self._check_mounts(spec.mounts, root):
-                wasi.preopen_dir(str(m.host), m.guest, not m.read_only)
-            if spec.stdin == "-":
-                wasi.inherit_stdin()
-            elif isinstance(spec.stdin, bytes):
-                (Path(tmp) / "stdin").write_bytes(spec.stdin)
-                wasi.stdin_file = str(Path(tmp) / "stdin")
-            else:
-                wasi.stdin_file = spec.stdin or os.devnull
-            wasi.stdout_custom = stdout
-            wasi.stderr_custom = stderr
-            result = self._execute(loaded, wasi, argv[0], workdir, spec.limits, spec.on_start)
-            result.stdout, result.stderr = stdout.value(), stderr.value()
-            result.stdout_truncated, result.stderr_truncated = stdout.truncated, stderr.truncated
+            result = self._sandbox(root, loaded, argv, env, workdir, spec, Path(tmp))
             if out_dir is not None and out_dir.is_dir():
                 result.files = _collect(out_dir, spec.output_dir)
             return result
+
+    def run_in(self, root: Path, argv: list[str], env: dict[str, str], workdir: str, stdin: bytes = b"",
+               limits: Limits = Limits()) -> RunResult:
+        """Run a program of a rootfs in place, so its writes stay: a build's RUN step. The
+        program is read from `root` itself (which the build is changing), not from an image."""
+        program = self._find_program(root, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
+        loaded = self.modules.load(program.read_bytes())
+        spec = RunSpec(tuple(argv), env=env, workdir=workdir, stdin=stdin, limits=limits, output_dir=None)
+        self.runs.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f"{os.getpid()}.", dir=self.runs) as tmp:
+            return self._sandbox(root, loaded, argv, env, workdir, spec, Path(tmp))
+
+    def _sandbox(self, root: Path, loaded: Loaded, argv: list[str], env: dict[str, str], workdir: str,
+                 spec: RunSpec, tmp: Path) -> RunResult:
+        """The guest's whole world: `root` as /, the mounts, argv, env and stdio; nothing else."""
+        cap = spec.limits.max_output
+        stdout = _Sink(cap, 1 if spec.stream else None)
+        stderr = _Sink(cap, 2 if spec.stream else None)
+        wasi = wasmtime.WasiConfig()
+        wasi.argv = argv
+        wasi.env = list(env.items())
+        wasi.preopen_dir(str(root), "/")
+        for m in self._check_mounts(spec.mounts, root):
+            wasi.preopen_dir(str(m.host), m.guest, not m.read_only)
+        if spec.stdin == "-":
+            wasi.inherit_stdin()
+        elif isinstance(spec.stdin, bytes):
+            (tmp / "stdin").write_bytes(spec.stdin)
+            wasi.stdin_file = str(tmp / "stdin")
+        else:
+            wasi.stdin_file = spec.stdin or os.devnull
+        wasi.stdout_custom = stdout
+        wasi.stderr_custom = stderr
+        result = self._execute(loaded, wasi, argv[0], workdir, spec.limits, spec.on_start)
+        result.stdout, result.stderr = stdout.value(), stderr.value()
+        result.stdout_truncated, result.stderr_truncated = stdout.truncated, stderr.truncated
+        return result
 
     def _execute(self, loaded, wasi: wasmtime.WasiConfig, name: str, workdir: str, limits: Limits,
                  on_start: Callable[[], None] | None) -> RunResult:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass, field, replace
+from typing import Callable
 
 from . import instructions as ins
 from .bases import Base, lookup, supported
@@ -15,6 +16,21 @@ from .config import ImageConfig
 from .errors import DockerfileError
 from .parser import Dockerfile
 from .variables import expand
+
+
+@dataclass(frozen=True)
+class ImageBase:
+    """A boxer image used as a base or a COPY --from source: a local tag or an image file."""
+
+    ref: str
+    path: str  # the image file on the host
+    id: str
+    config: ImageConfig
+    history: tuple[str, ...] = ()
+
+
+# ref -> the image, or None: how the planner learns of local images without doing I/O itself.
+ImageFinder = Callable[[str], "ImageBase | None"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +45,7 @@ class CopyStep:
     chmod: str | None = None
     add: bool = False
     text: str = ""
+    from_image: ImageBase | None = None
 
 
 @dataclass(frozen=True)
@@ -40,14 +57,28 @@ class MkdirStep:
     text: str = ""
 
 
-Step = CopyStep | MkdirStep
+@dataclass(frozen=True)
+class RunStep:
+    """RUN: a shell script (shell form) or an argv (exec form), run against the rootfs with
+    the environment Docker gives it: the stage's ENV plus its ARGs, its WORKDIR and USER."""
+
+    line: int
+    script: str | None
+    argv: tuple[str, ...] | None
+    env: tuple[tuple[str, str], ...]
+    workdir: str
+    user: str
+    text: str = ""
+
+
+Step = CopyStep | MkdirStep | RunStep
 
 
 @dataclass(frozen=True)
 class Stage:
     index: int
     name: str | None
-    base: Base | None  # a runtime or scratch; None when the stage builds on another stage
+    base: Base | ImageBase | None  # a runtime, scratch or an image; None when it builds on a stage
     parent: int | None  # the stage this one starts FROM
     steps: tuple[Step, ...]
     config: ImageConfig
@@ -80,7 +111,7 @@ class BuildPlan:
 class _StageState:
     index: int
     name: str | None
-    base: Base | None
+    base: Base | ImageBase | None
     parent: int | None
     config: ImageConfig
     args: dict[str, str] = field(default_factory=dict)
@@ -95,7 +126,7 @@ class _StageState:
 
 
 def make_plan(dockerfile: Dockerfile, catalog: dict[str, Base], build_args: dict[str, str] | None = None,
-              target: str | None = None) -> BuildPlan:
+              target: str | None = None, images: ImageFinder = lambda _: None) -> BuildPlan:
     build_args = dict(build_args or {})
     path = dockerfile.path
 
@@ -111,9 +142,9 @@ def make_plan(dockerfile: Dockerfile, catalog: dict[str, Base], build_args: dict
                 global_args[i.name] = value
             continue
         if isinstance(i, ins.From):
-            stages.append(_start_stage(i, len(stages), stages, catalog, global_args, fail))
+            stages.append(_start_stage(i, len(stages), stages, catalog, images, global_args, fail))
             continue
-        _apply(stages[-1], i, stages, build_args, global_args, fail)
+        _apply(stages[-1], i, stages, build_args, global_args, images, fail)
 
     frozen = tuple(s.freeze() for s in stages)
     if target is None:
@@ -136,7 +167,7 @@ def _stage_index(ref: str, stages: list[_StageState]) -> int | None:
 
 
 def _start_stage(i: ins.From, index: int, stages: list[_StageState], catalog: dict[str, Base],
-                 global_args: dict[str, str], fail) -> _StageState:
+                 images: ImageFinder, global_args: dict[str, str], fail) -> _StageState:
     image = expand(i.image, global_args)
     parent = _stage_index(image.lower(), stages) if not image.isdigit() else None
     if parent is not None:
@@ -144,6 +175,9 @@ def _start_stage(i: ins.From, index: int, stages: list[_StageState], catalog: di
         return _StageState(index, i.name, None, parent, p.config, history=[f"FROM {image}"])
     base = lookup(catalog, image)
     if base is None:
+        local = images(image)
+        if local is not None:
+            return _StageState(index, i.name, local, None, local.config, history=[f"FROM {image}"])
         fail(f"unsupported base image {image!r}: a native Linux image cannot run under WASI; "
              f"use one of the WebAssembly bases: {supported(catalog)}", i.line)
     config = ImageConfig(env=base.env, cmd=base.cmd)
@@ -156,7 +190,7 @@ def _argv_config(argv: tuple[str, ...], shell: bool) -> tuple[str, ...]:
 
 
 def _apply(st: _StageState, i: ins.Instruction, stages: list[_StageState], build_args: dict[str, str],
-           global_args: dict[str, str], fail) -> None:
+           global_args: dict[str, str], images: ImageFinder, fail) -> None:
     c = st.config
     v = st.variables()
     if isinstance(i, ins.Arg):
@@ -181,19 +215,22 @@ def _apply(st: _StageState, i: ins.Instruction, stages: list[_StageState], build
         trailing = dest.endswith("/") or dest in (".", "..") or dest.endswith("/.")
         dest = posixpath.normpath(posixpath.join(c.working_dir, dest))
         dest = "/" + dest.lstrip("/") + ("/" if trailing and dest != "/" else "")
-        from_stage, ref = None, ""
+        from_stage, from_image, ref = None, None, ""
         if i.from_stage is not None:
-            ref = expand(i.from_stage, v).lower()
-            from_stage = _stage_index(ref, stages[: st.index])
-            if from_stage is None:
-                fail(f"COPY --from={ref}: no earlier stage of that name or number", i.line)
+            ref = expand(i.from_stage, v)
+            from_stage = _stage_index(ref.lower(), stages[: st.index])
+            from_image = images(ref) if from_stage is None else None
+            if from_stage is None and from_image is None:
+                fail(f"COPY --from={ref}: no earlier stage, local image or image file of that name", i.line)
         kind = "ADD" if i.add else "COPY"
         text = f"{kind} {'--from=' + ref + ' ' if i.from_stage else ''}{' '.join(sources)} {dest}"
-        st.steps.append(CopyStep(i.line, sources, dest, from_stage,
-                                 expand(i.chown, v) if i.chown else None, i.chmod, i.add, text))
+        st.steps.append(CopyStep(i.line, sources, dest, from_stage, expand(i.chown, v) if i.chown else None,
+                                 i.chmod, i.add, text, from_image))
     elif isinstance(i, ins.Run):
-        fail("RUN is not supported yet: there is no shell in a WebAssembly image; "
-             "prepare files on the host and COPY them in", i.line)
+        env = tuple({**st.args, **c.env_dict()}.items())
+        script, argv = (i.command[0], None) if i.shell else (None, i.command)
+        text = f"RUN {script if i.shell else list(argv)}"
+        st.steps.append(RunStep(i.line, script, argv, env, c.working_dir, c.user, text))
     elif isinstance(i, ins.Label):
         c = replace(c, labels={**c.labels, **{expand(k, v): expand(val, v) for k, val in i.pairs}})
         text = "LABEL " + " ".join(f"{k}={val}" for k, val in i.pairs)

@@ -62,27 +62,56 @@ def copy_tree(src: Path, dest: Path) -> None:
     shutil.copytree(src, dest, symlinks=True, dirs_exist_ok=True)
 
 
-def layer_tar(root: Path, guest_paths: set[str], owners: dict[str, tuple[int, int]]) -> bytes:
-    """A reproducible tar of `guest_paths` (directories recursively) and their parents."""
+WHITEOUT = ".wh."  # OCI: an empty `dir/.wh.name` entry in a layer deletes `dir/name` below it
+
+
+def snapshot(root: Path) -> dict[str, tuple]:
+    """What identifies each entry's content and metadata, by guest path: compare two
+    snapshots to learn what a program changed and deleted."""
+    entries: dict[str, tuple] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            host = Path(dirpath) / name
+            st = host.lstat()
+            link = os.readlink(host) if stat.S_ISLNK(st.st_mode) else None
+            entries[within(root, host)] = (st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, link)
+    return entries
+
+
+def diff(before: dict[str, tuple], after: dict[str, tuple]) -> tuple[set[str], set[str]]:
+    """(changed or new paths, deleted paths); a deleted directory's contents are not listed."""
+    changed = {p for p, sig in after.items() if before.get(p) != sig}
+    gone = set(before) - set(after)
+    deleted = {p for p in gone if posixpath.dirname(p) not in gone}
+    return changed, deleted
+
+
+def layer_tar(root: Path, guest_paths: set[str], owners: dict[str, tuple[int, int]],
+              deleted: set[str] = frozenset(), recursive: bool = True) -> bytes:
+    """A reproducible tar of `guest_paths` (directories recursively, unless told not to), their
+    parents, and a whiteout entry for each path in `deleted`."""
     names: set[str] = set()
-    for g in guest_paths:
+    for g in guest_paths | {posixpath.join(posixpath.dirname(d), WHITEOUT + posixpath.basename(d)) for d in deleted}:
         parts = guest_parts(g)
         for n in range(1, len(parts) + 1):
             names.add("/".join(parts[:n]))
         host = root.joinpath(*parts)
-        if host.is_dir() and not host.is_symlink():
+        if recursive and host.is_dir() and not host.is_symlink():
             for dirpath, dirnames, filenames in os.walk(host):
                 rel = Path(dirpath).relative_to(root).as_posix()
                 names.update(f"{rel}/{n}" for n in dirnames + filenames)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name in sorted(names):
+            info = tarfile.TarInfo(name)
+            info.mtime = 0
+            if posixpath.basename(name).startswith(WHITEOUT):
+                tar.addfile(info)
+                continue
             host = root / name
             st = host.lstat()
-            info = tarfile.TarInfo(name)
             info.mode = stat.S_IMODE(st.st_mode)
             info.uid, info.gid = owners.get("/" + name, (0, 0))
-            info.mtime = 0
             if stat.S_ISLNK(st.st_mode):
                 info.type, info.linkname = tarfile.SYMTYPE, os.readlink(host)
                 tar.addfile(info)
@@ -96,12 +125,13 @@ def layer_tar(root: Path, guest_paths: set[str], owners: dict[str, tuple[int, in
     return buf.getvalue()
 
 
-def extract_tar(tar: tarfile.TarFile, root: Path, dest: str = "/", what: str = "archive") -> set[str]:
+def extract_tar(tar: tarfile.TarFile, root: Path, dest: str = "/", what: str = "archive",
+                layer: bool = False) -> set[str]:
     """Extract into `root` at guest path `dest`, refusing anything that would land outside.
 
     Member names are guest paths relative to `dest`; parent directories that are symlinks are
     followed inside `root` only. Devices, fifos and hard links to outside names are refused.
-    Returns the guest paths written.
+    A `layer` also applies OCI whiteouts. Returns the guest paths written.
     """
     written: set[str] = set()
     for m in tar:
@@ -116,6 +146,13 @@ def extract_tar(tar: tarfile.TarFile, root: Path, dest: str = "/", what: str = "
         if not parent.is_dir():
             raise BuildError(f"{what}: {posixpath.dirname(guest)} is not a directory")
         target = parent / posixpath.basename(guest)
+        if layer and target.name.startswith(WHITEOUT):
+            if target.name == WHITEOUT + WHITEOUT + ".opq":  # opaque: the directory's old contents go
+                for child in list(parent.iterdir()):
+                    _remove(child)
+            elif target.name[len(WHITEOUT):] not in ("", ".", ".."):
+                _remove(parent / target.name[len(WHITEOUT):])
+            continue
         if m.isdir():
             if target.is_symlink() or (target.exists() and not target.is_dir()):
                 _remove(target)
@@ -152,8 +189,19 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
 
 
+def apply_layer(root: Path, layer: bytes, what: str = "layer") -> dict[str, tuple[int, int]]:
+    """Apply one layer tar (whiteouts included); returns the owners its entries record."""
+    owners = {}
+    with tarfile.open(fileobj=io.BytesIO(layer)) as tar:
+        members = tar.getmembers()
+        extract_tar(tar, root, "/", what, layer=True)
+    for m in members:
+        if (m.uid, m.gid) != (0, 0):
+            owners[posixpath.normpath("/" + m.name)] = (m.uid, m.gid)
+    return owners
+
+
 def unpack(image: "Image", root: Path) -> None:
     """Apply an image's layers, in order, to an empty directory."""
     for layer in image.layers:
-        with tarfile.open(fileobj=io.BytesIO(image.layer(layer))) as tar:
-            extract_tar(tar, root, "/", f"layer {layer.digest[:19]}")
+        apply_layer(root, image.layer(layer), f"layer {layer.digest[:19]}")

@@ -15,13 +15,8 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from .imagefile import Image
+from .store import default_cache_dir
 from .launcher import Launcher, Limits, Mount, RunResult, RunSpec
-
-
-def default_cache_dir() -> Path:
-    if os.environ.get("BOXER_CACHE_DIR"):
-        return Path(os.environ["BOXER_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "boxer"
 
 
 def parse_size(text: str | int | None) -> int | None:
