@@ -1,0 +1,745 @@
+"""The shell that runs Dockerfile RUN lines: `/bin/sh -c script` acting on an image's rootfs.
+
+There is no fork/exec in WASI, so the builder interprets RUN itself. Control flow, expansion
+and redirections happen here; file utilities (cp, rm, chown...) live in utilities.py; every
+other command (python, pip, a .wasm, apt-get...) is handed to `external`, which the build
+decides how to run or refuse. Every guest path goes through rootfs.resolve, so nothing a
+script does reaches outside `root`. Pipelines are buffered: the left side finishes first.
+"""
+from __future__ import annotations
+
+import contextlib
+import posixpath
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+from .errors import BoxerError
+from .rootfs import resolve
+from .shellparse import Heredoc, Program, ShellError, parse
+from .shellwords import Expander
+from . import utilities
+
+__all__ = ["Invocation", "Completed", "External", "ShellResult", "ShellError", "run_script"]
+
+MAX_LOOP_ITERATIONS = 10_000
+MAX_NESTING = 64
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# Shell builtins this shell does not implement: refused rather than handed to `external`.
+_UNSUPPORTED_BUILTINS = {
+    "read", "trap", "shift", "local", "return", "alias", "unalias", "getopts", "wait", "ulimit",
+    "umask", "readonly", "type", "hash", "jobs", "fg", "bg", "times", "declare", "typeset", "let",
+    "shopt", "pushd", "popd", "history", "function", "select",
+}
+_OPTION_LETTERS = {"e": "errexit", "u": "nounset", "x": "xtrace", "f": "noglob"}
+_OPTION_NAMES = {"errexit", "nounset", "xtrace", "noglob", "pipefail"}
+
+
+@dataclass
+class Invocation:
+    """A command the shell does not implement itself."""
+    argv: list[str]
+    env: dict[str, str]      # the exported environment at that point
+    cwd: str                 # guest absolute path
+    stdin: bytes
+
+
+@dataclass
+class Completed:
+    exit_code: int
+    stdout: bytes = b""
+    stderr: bytes = b""
+
+
+External = Callable[[Invocation], Completed]
+
+
+@dataclass
+class ShellResult:
+    exit_code: int           # like `/bin/sh -c script`: the status of the last command (or exit N)
+    log: bytes               # stdout+stderr not redirected to files, in order (the build log)
+    owners: dict[str, tuple[int, int]]   # guest path -> (uid, gid) recorded by chown
+
+
+def run_script(script: str, *, root: Path, env: dict[str, str], cwd: str, external: External) -> ShellResult:
+    """Run `script` like `/bin/sh -c script` with the rootfs at `root` as `/`."""
+    shared = _Shared(root, external)
+    state = _State(vars=dict(env), exported=set(env), cwd=posixpath.normpath("/" + cwd.lstrip("/")))
+    state.vars.setdefault("PWD", state.cwd)
+    log = _Log(shared.log)
+    shell = _Shell(shared, state, parse(script), stdin=b"", fds={1: log, 2: log})
+    try:
+        status = shell.run_protected()
+    finally:
+        for f in shared.persistent:
+            f.close()
+    return ShellResult(status, bytes(shared.log), shared.owners)
+
+
+# -- output sinks --------------------------------------------------------------------------
+class _Log:
+    def __init__(self, log: bytearray):
+        self.log = log
+
+    def write(self, data: bytes) -> None:
+        self.log += data
+
+
+class _Buffer:
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+
+class _Null:
+    def write(self, data: bytes) -> None:
+        pass
+
+
+class _File:
+    """An open file in the rootfs. Held open, so later renames or symlinks cannot redirect it."""
+
+    def __init__(self, host: Path, append: bool):
+        self.handle = open(host, "ab" if append else "wb")
+
+    def write(self, data: bytes) -> None:
+        self.handle.write(data)
+        self.handle.flush()
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+Sink = _Log | _Buffer | _Null | _File
+
+
+# -- state -----------------------------------------------------------------------------------
+@dataclass
+class _Shared:
+    root: Path
+    external: External
+    log: bytearray = field(default_factory=bytearray)
+    owners: dict[str, tuple[int, int]] = field(default_factory=dict)
+    persistent: list[_File] = field(default_factory=list)
+    depth: int = 0
+
+
+@dataclass
+class _State:
+    vars: dict[str, str]
+    exported: set[str]
+    cwd: str
+    options: set[str] = field(default_factory=set)
+    status: int = 0
+
+    def copy(self) -> "_State":
+        return _State(dict(self.vars), set(self.exported), self.cwd, set(self.options), self.status)
+
+
+class _Exit(Exception):
+    def __init__(self, code: int):
+        self.code = code
+
+
+class _LoopControl(Exception):
+    def __init__(self, levels: int, is_break: bool):
+        self.levels, self.is_break = levels, is_break
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "surrogateescape")
+
+
+def _bytes(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
+class _Shell:
+    """One shell (or subshell) running one parsed program; state may be shared (eval, source)."""
+
+    def __init__(self, shared: _Shared, state: _State, program: Program, stdin: bytes, fds: dict[int, Sink]):
+        self.shared, self.state, self.program = shared, state, program
+        self.stdin, self.fds = stdin, fds
+        self.tested = False   # inside an if/while condition, a non-last && / || item, or after `!`
+
+    # -- running ---------------------------------------------------------------------------
+    def run_protected(self) -> int:
+        if self.shared.depth >= MAX_NESTING:
+            raise ShellError(f"commands nested more than {MAX_NESTING} deep (eval, source or $(...))")
+        self.shared.depth += 1
+        try:
+            for tree in self.program.trees:
+                self._list([tree])
+            return self.state.status
+        except _Exit as e:
+            self.state.status = e.code
+            return e.code
+        except _LoopControl:
+            return self.state.status
+        finally:
+            self.shared.depth -= 1
+
+    def _child(self, program: Program, state: _State | None = None, stdin: bytes | None = None,
+               fds: dict[int, Sink] | None = None) -> "_Shell":
+        child = _Shell(self.shared, state or self.state.copy(), program,
+                       self.stdin if stdin is None else stdin, dict(self.fds) if fds is None else fds)
+        child.tested = self.tested
+        return child
+
+    @contextlib.contextmanager
+    def _testing(self, on: bool) -> Iterator[None]:
+        saved, self.tested = self.tested, self.tested or on
+        try:
+            yield
+        finally:
+            self.tested = saved
+
+    def _list(self, parts: list) -> int:
+        chains: list[list[tuple[str, object]]] = [[]]
+        op = ""
+        for p in parts:
+            if p.kind == "operator":
+                if p.op == "&":
+                    raise ShellError("background commands (&) are not supported in RUN")
+                if p.op in ("&&", "||"):
+                    op = p.op
+                else:
+                    chains.append([])
+                    op = ""
+            else:
+                chains[-1].append((op, p))
+        for chain in chains:
+            for k, (op, node) in enumerate(chain):
+                status = self.state.status
+                if (op == "&&" and status != 0) or (op == "||" and status == 0):
+                    continue
+                last = k == len(chain) - 1
+                with self._testing(not last):
+                    status = self._exec(node)
+                self.state.status = status
+                negated = node.kind == "pipeline" and node.parts[0].kind == "reservedword"
+                if last and status and "errexit" in self.state.options and not self.tested and not negated:
+                    raise _Exit(status)
+        return self.state.status
+
+    def _exec(self, node) -> int:
+        kind = node.kind
+        if kind == "list":
+            return self._list(node.parts)
+        if kind == "pipeline":
+            return self._pipeline(node)
+        if kind == "command":
+            return self._simple(node)
+        if kind == "compound":
+            return self._compound(node)
+        if kind == "if":
+            return self._if(node)
+        if kind == "for":
+            return self._for(node)
+        if kind in ("while", "until"):
+            return self._while(node)
+        if kind == "function":
+            raise ShellError("shell functions are not supported in RUN")
+        raise ShellError(f"unsupported shell construct ({kind})")
+
+    def _body(self, node) -> int:
+        return self._list(node.parts) if node.kind == "list" else self._list([node])
+
+    def _pipeline(self, node) -> int:
+        parts = list(node.parts)
+        negate = parts[0].kind == "reservedword" and parts[0].word == "!"
+        if negate:
+            parts = parts[1:]
+        commands = [p for p in parts if p.kind != "pipe"]
+        pipes = [p.pipe for p in parts if p.kind == "pipe"]
+        with self._testing(negate):
+            if len(commands) == 1:
+                status = self._exec(commands[0])
+            else:
+                data, statuses = self.stdin, []
+                for k, command in enumerate(commands):
+                    buffer = _Buffer()
+                    fds = dict(self.fds)
+                    if k < len(pipes):
+                        fds[1] = buffer
+                        if pipes[k] == "|&":
+                            fds[2] = buffer
+                    sub = self._child(Program(self.program.text, [command], self.program.heredocs),
+                                      stdin=data, fds=fds)
+                    statuses.append(sub.run_protected())
+                    data = bytes(buffer.data)
+                status = statuses[-1]
+                if "pipefail" in self.state.options:
+                    status = next((s for s in reversed(statuses) if s), 0)
+        return int(status == 0) if negate else status
+
+    def _compound(self, node) -> int:
+        redirects = getattr(node, "redirects", None) or []
+        with self._redirected(redirects) as ok:
+            if not ok:
+                return 2
+            first = node.list[0]
+            inner = [n for n in node.list if n.kind != "reservedword"]
+            if first.kind == "reservedword" and first.word == "(":
+                sub = self._child(Program(self.program.text, inner, self.program.heredocs))
+                return sub.run_protected()
+            status = self.state.status
+            for n in inner:
+                status = self._body(n)
+            return status
+
+    def _if(self, node) -> int:
+        parts, clauses, otherwise = node.parts, [], None
+        k = 0
+        while k < len(parts):
+            p = parts[k]
+            if p.kind == "reservedword" and p.word in ("if", "elif"):
+                clauses.append((parts[k + 1], parts[k + 3]))
+                k += 4
+            elif p.kind == "reservedword" and p.word == "else":
+                otherwise = parts[k + 1]
+                k += 2
+            else:
+                k += 1
+        for condition, body in clauses:
+            with self._testing(True):
+                status = self._body(condition)
+            if status == 0:
+                return self._body(body)
+        return self._body(otherwise) if otherwise is not None else 0
+
+    def _for(self, node) -> int:
+        parts = node.parts
+        name = self.program.text[parts[1].pos[0]:parts[1].pos[1]]
+        words, k = [], 2
+        if k < len(parts) and parts[k].kind == "reservedword" and parts[k].word == "in":
+            k += 1
+            while parts[k].kind == "word":
+                words.append(parts[k])
+                k += 1
+        body = next(p for p in parts if p.kind not in ("reservedword", "word"))
+        items = [f for w in words for f in self._expander().fields(self._source(w))]
+        status = 0
+        for item in items:
+            self._assign(name, item)
+            try:
+                status = self._body(body)
+            except _LoopControl as c:
+                if c.levels > 1:
+                    raise _LoopControl(c.levels - 1, c.is_break) from None
+                if c.is_break:
+                    break
+        return status
+
+    def _while(self, node) -> int:
+        parts = node.parts
+        condition, body = parts[1], parts[3]
+        until = node.kind == "until"
+        status = 0
+        for _ in range(MAX_LOOP_ITERATIONS):
+            with self._testing(True):
+                ok = self._body(condition) == 0
+            if ok == until:
+                return status
+            try:
+                status = self._body(body)
+            except _LoopControl as c:
+                if c.levels > 1:
+                    raise _LoopControl(c.levels - 1, c.is_break) from None
+                if c.is_break:
+                    return status
+        raise ShellError(f"{node.kind} loop still running after {MAX_LOOP_ITERATIONS} iterations")
+
+    # -- simple commands -------------------------------------------------------------------
+    def _source(self, node) -> str:
+        return self.program.text[node.pos[0]:node.pos[1]]
+
+    def _expander(self) -> Expander:
+        return Expander(self, self.shared.root, self.state.cwd, "noglob" in self.state.options)
+
+    def _simple(self, node) -> int:
+        assignments = [p for p in node.parts if p.kind == "assignment"]
+        words = [p for p in node.parts if p.kind == "word"]
+        redirects = [p for p in node.parts if p.kind == "redirect"]
+        self.subst_status: int | None = None
+        expander = self._expander()
+        argv: list[str] = []
+        for w in words:
+            text = self._source(w)
+            if argv and argv[0] == "export" and _is_assignment(text):
+                argv.append(expander.string(text))
+            else:
+                argv.extend(expander.fields(text))
+        values = []
+        for a in assignments:
+            name, _, value = self._source(a).partition("=")
+            values.append((name, expander.string(value)))
+        if argv == ["exec"]:
+            return self._exec_redirections(redirects)
+        with self._redirected(redirects) as ok:
+            if not ok:
+                return 2
+            if not argv:
+                for name, value in values:
+                    self._assign(name, value)
+                self._trace([f"{n}={v}" for n, v in values])
+                return self.subst_status or 0
+            self._trace([f"{n}={v}" for n, v in values] + argv)
+            return self.dispatch(argv, dict(values))
+
+    def _trace(self, words: list[str]) -> None:
+        if "xtrace" in self.state.options and words:
+            self.fds[2].write(_bytes("+ " + " ".join(shlex.quote(w) for w in words) + "\n"))
+
+    def dispatch(self, argv: list[str], assigned: dict[str, str]) -> int:
+        """Run one command: a builtin, a utility of utilities.py, or `external`."""
+        name = argv[0]
+        builtin = _BUILTINS.get(name)
+        if builtin:
+            return builtin(self, argv[1:], assigned)
+        if name in _UNSUPPORTED_BUILTINS:
+            raise ShellError(f"the shell builtin '{name}' is not supported in RUN")
+        env = {k: v for k, v in self.state.vars.items() if k in self.state.exported} | assigned
+        utility = utilities.find(name)
+        if utility:
+            call = utilities.Call(name=posixpath.basename(name), args=argv[1:], root=self.shared.root,
+                                  cwd=self.state.cwd, env=env, stdin=self.stdin, out=self.fds[1].write,
+                                  err=self.fds[2].write, owners=self.shared.owners)
+            return utility(call)
+        done = self.shared.external(Invocation(list(argv), env, self.state.cwd, self.stdin))
+        self.fds[1].write(done.stdout)
+        self.fds[2].write(done.stderr)
+        return done.exit_code
+
+    # -- redirections ----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _redirected(self, redirects: list) -> Iterator[bool]:
+        if not redirects:
+            yield True
+            return
+        saved = (self.fds, self.stdin)
+        opened: list[_File] = []
+        try:
+            self.fds, self.stdin = dict(self.fds), self.stdin
+            try:
+                for r in redirects:
+                    self._redirect(r, opened)
+            except _RedirectError as e:
+                saved[0][2].write(_bytes(f"sh: {e}\n"))
+                yield False
+                return
+            yield True
+        finally:
+            for f in opened:
+                f.close()
+            self.fds, self.stdin = saved
+
+    def _exec_redirections(self, redirects: list) -> int:
+        """`exec 2>&1` and friends: redirections that last for the rest of the script."""
+        opened: list[_File] = []
+        self.fds = dict(self.fds)
+        try:
+            for r in redirects:
+                self._redirect(r, opened)
+        except _RedirectError as e:
+            self.fds[2].write(_bytes(f"sh: {e}\n"))
+            return 2
+        finally:
+            self.shared.persistent.extend(opened)
+        return 0
+
+    def _redirect(self, r, opened: list[_File]) -> None:
+        kind = r.type
+        fd = r.input if isinstance(r.input, int) else None
+        if kind in (">&", "<&") and not hasattr(r.output, "kind"):
+            target = r.output
+            fd = fd if fd is not None else (1 if kind == ">&" else 0)
+            if fd == 0:
+                return
+            if target == "-":
+                self.fds[fd] = _Null()
+            elif target in self.fds:
+                self.fds[fd] = self.fds[target]
+            else:
+                raise _RedirectError(f"{target}: Bad file descriptor")
+            return
+        heredoc: Heredoc | None = self.program.heredocs.get(r.output.pos[0]) if kind == "<" else None
+        if heredoc is not None:
+            body = self._expander().heredoc(heredoc.body) if heredoc.expand else heredoc.body
+            self.stdin = _bytes(body)
+            return
+        path = self._expander().string(self._source(r.output))
+        if kind == "<":
+            if fd not in (None, 0):
+                return
+            self.stdin = self._read_input(path)
+            return
+        if kind in (">", ">|", ">>", "&>", "&>>", ">&"):
+            sink = self._open_output(path, append=kind.endswith(">>"), opened=opened)
+            if kind in ("&>", "&>>", ">&") and fd is None:
+                self.fds[1] = self.fds[2] = sink
+            else:
+                self.fds[fd if fd is not None else 1] = sink
+            return
+        raise ShellError(f"the redirection {kind} is not supported")
+
+    def _read_input(self, path: str) -> bytes:
+        if path == "/dev/null":
+            return b""
+        try:
+            host = resolve(self.shared.root, posixpath.join(self.state.cwd, path))
+            return host.read_bytes()
+        except (OSError, BoxerError):
+            raise _RedirectError(f"cannot open {path}: No such file") from None
+
+    def _open_output(self, path: str, append: bool, opened: list[_File]) -> Sink:
+        special = {"/dev/null": _Null(), "/dev/stdout": self.fds[1], "/dev/stderr": self.fds[2]}
+        if path in special:
+            return special[path]
+        try:
+            host = resolve(self.shared.root, posixpath.join(self.state.cwd, path))
+        except BoxerError:
+            raise _RedirectError(f"cannot create {path}: Too many levels of symbolic links") from None
+        if host.is_dir():
+            raise _RedirectError(f"cannot create {path}: Is a directory")
+        if not host.parent.is_dir():
+            raise _RedirectError(f"cannot create {path}: Directory nonexistent")
+        try:
+            sink = _File(host, append)
+        except OSError as e:
+            raise _RedirectError(f"cannot create {path}: {e.strerror}") from None
+        opened.append(sink)
+        return sink
+
+    # -- variables (the expansion Scope) ---------------------------------------------------
+    def get(self, name: str) -> str | None:
+        specials = {"?": str(self.state.status), "$": "1", "#": "0", "@": "", "*": "", "!": "",
+                    "0": "sh", "-": "".join(k for k, v in _OPTION_LETTERS.items() if v in self.state.options)}
+        if name in specials:
+            return specials[name]
+        if name.isdigit():
+            return None
+        return self.state.vars.get(name)
+
+    def assign(self, name: str, value: str) -> None:
+        self._assign(name, value)
+
+    def _assign(self, name: str, value: str) -> None:
+        self.state.vars[name] = value
+
+    def substitute(self, script: str) -> str:
+        buffer = _Buffer()
+        sub = self._child(parse(script), stdin=b"", fds={1: buffer, 2: self.fds[2]})
+        sub.tested = False
+        self.subst_status = sub.run_protected()
+        self.state.status = self.subst_status
+        return _text(bytes(buffer.data)).rstrip("\n")
+
+    def unset_error(self, name: str) -> None:
+        if "nounset" in self.state.options:
+            self.fds[2].write(_bytes(f"sh: {name}: parameter not set\n"))
+            raise _Exit(2)
+
+    # -- builtins ----------------------------------------------------------------------------
+    def _err(self, message: str) -> None:
+        self.fds[2].write(_bytes(message + "\n"))
+
+    def b_true(self, args: list[str], _: dict) -> int:
+        return 0
+
+    def b_false(self, args: list[str], _: dict) -> int:
+        return 1
+
+    def b_cd(self, args: list[str], _: dict) -> int:
+        args = [a for a in args if a not in ("-L", "-P")]
+        target = args[0] if args else (self.state.vars.get("HOME") or "/")
+        if target == "-":
+            target = self.state.vars.get("OLDPWD") or self.state.cwd
+        guest = posixpath.normpath(posixpath.join(self.state.cwd, target))
+        guest = "/" + guest.lstrip("/")
+        try:
+            ok = resolve(self.shared.root, guest).is_dir()
+        except BoxerError:
+            ok = False
+        if not ok:
+            self._err(f"sh: cd: can't cd to {target}")
+            return 2
+        self.state.vars["OLDPWD"] = self.state.cwd
+        self.state.cwd = self.state.vars["PWD"] = guest
+        return 0
+
+    def b_export(self, args: list[str], _: dict) -> int:
+        for a in args:
+            if a == "-p":
+                for k in sorted(self.state.exported):
+                    if k in self.state.vars:
+                        self.fds[1].write(_bytes(f"export {k}={shlex.quote(self.state.vars[k])}\n"))
+                continue
+            name, eq, value = a.partition("=")
+            if not _is_name(name):
+                self._err(f"sh: export: {name}: bad variable name")
+                return 2
+            if eq:
+                self.state.vars[name] = value
+            self.state.exported.add(name)
+        return 0
+
+    def b_unset(self, args: list[str], _: dict) -> int:
+        for a in args:
+            if a in ("-v", "-f"):
+                continue
+            self.state.vars.pop(a, None)
+            self.state.exported.discard(a)
+        return 0
+
+    def b_set(self, args: list[str], _: dict) -> int:
+        if not args:
+            for k, v in sorted(self.state.vars.items()):
+                self.fds[1].write(_bytes(f"{k}={shlex.quote(v)}\n"))
+            return 0
+        k = 0
+        while k < len(args):
+            a = args[k]
+            if a in ("-o", "+o"):
+                if k + 1 >= len(args):
+                    for name in sorted(_OPTION_NAMES):
+                        self.fds[1].write(_bytes(f"{name}\t{'on' if name in self.state.options else 'off'}\n"))
+                    return 0
+                name = args[k + 1]
+                if name not in _OPTION_NAMES:
+                    raise ShellError(f"set: unsupported option '-o {name}'")
+                (self.state.options.add if a == "-o" else self.state.options.discard)(name)
+                k += 2
+                continue
+            if a[:1] in "-+" and len(a) > 1 and a != "--":
+                for letter in a[1:]:
+                    if letter == "v":
+                        continue
+                    if letter not in _OPTION_LETTERS:
+                        raise ShellError(f"set: unsupported option '{a[0]}{letter}'")
+                    option = _OPTION_LETTERS[letter]
+                    (self.state.options.add if a[0] == "-" else self.state.options.discard)(option)
+                k += 1
+                continue
+            raise ShellError("set: positional parameters are not supported in RUN")
+        return 0
+
+    def b_exit(self, args: list[str], _: dict) -> int:
+        if args and not args[0].lstrip("-").isdigit():
+            self._err(f"sh: exit: Illegal number: {args[0]}")
+            raise _Exit(2)
+        raise _Exit(int(args[0]) & 255 if args else self.state.status)
+
+    def b_break(self, args: list[str], _: dict) -> int:
+        raise _LoopControl(int(args[0]) if args and args[0].isdigit() else 1, True)
+
+    def b_continue(self, args: list[str], _: dict) -> int:
+        raise _LoopControl(int(args[0]) if args and args[0].isdigit() else 1, False)
+
+    def b_eval(self, args: list[str], _: dict) -> int:
+        program = parse(" ".join(args))
+        return self._child(program, state=self.state, fds=self.fds).run_nested()
+
+    def b_source(self, args: list[str], _: dict) -> int:
+        if not args:
+            self._err("sh: .: filename argument required")
+            return 2
+        try:
+            text = _text(resolve(self.shared.root, posixpath.join(self.state.cwd, args[0])).read_bytes())
+        except (OSError, BoxerError):
+            self._err(f"sh: .: cannot open {args[0]}: No such file")
+            return 2
+        return self._child(parse(text), state=self.state, fds=self.fds).run_nested()
+
+    def run_nested(self) -> int:
+        """Run in the caller's state; `exit` still ends the whole script."""
+        self.shared.depth += 1
+        if self.shared.depth > MAX_NESTING:
+            raise ShellError(f"commands nested more than {MAX_NESTING} deep (eval, source or $(...))")
+        try:
+            for tree in self.program.trees:
+                self._list([tree])
+            return self.state.status
+        finally:
+            self.shared.depth -= 1
+
+    def b_exec(self, args: list[str], assigned: dict) -> int:
+        raise _Exit(self.dispatch(args, assigned))
+
+    def b_command(self, args: list[str], assigned: dict) -> int:
+        if args and args[0] in ("-v", "-V"):
+            status = 0
+            for name in args[1:]:
+                found = self._which(name)
+                if found is None:
+                    status = 1
+                else:
+                    self.fds[1].write(_bytes(found + "\n"))
+            return status
+        if args and args[0].startswith("-"):
+            raise ShellError(f"command: unsupported option '{args[0]}'")
+        return self.dispatch(args, assigned) if args else 0
+
+    def _which(self, name: str) -> str | None:
+        path = self.state.vars.get("PATH", DEFAULT_PATH)
+        found = utilities.lookup_path(self.shared.root, self.state.cwd, path, name)
+        if found is None and (name in _BUILTINS or utilities.find(name)):
+            return name
+        return found
+
+    def b_env(self, args: list[str], assigned: dict) -> int:
+        env = {k: v for k, v in self.state.vars.items() if k in self.state.exported} | assigned
+        k = 0
+        while k < len(args):
+            a = args[k]
+            if a in ("-i", "--ignore-environment", "-"):
+                env = {}
+            elif a == "-u" and k + 1 < len(args):
+                env.pop(args[k + 1], None)
+                k += 1
+            elif a == "--":
+                k += 1
+                break
+            elif a.startswith("-"):
+                raise ShellError(f"env: unsupported option '{a}'")
+            elif "=" in a and _is_name(a.partition("=")[0]):
+                name, _, value = a.partition("=")
+                env[name] = value
+            else:
+                break
+            k += 1
+        if k >= len(args):
+            for name, value in env.items():
+                self.fds[1].write(_bytes(f"{name}={value}\n"))
+            return 0
+        state = self.state.copy()
+        state.vars = dict(env)
+        state.exported = set(env)
+        child = self._child(self.program, state=state, fds=self.fds)
+        return child.dispatch(args[k:], {})
+
+
+class _RedirectError(Exception):
+    pass
+
+
+def _is_name(text: str) -> bool:
+    return bool(text) and (text[0].isalpha() or text[0] == "_") and all(c.isalnum() or c == "_" for c in text)
+
+
+def _is_assignment(text: str) -> bool:
+    name, eq, _ = text.partition("=")
+    return bool(eq) and _is_name(name)
+
+
+_BUILTINS: dict[str, Callable[[_Shell, list[str], dict], int]] = {
+    ":": _Shell.b_true, "true": _Shell.b_true, "false": _Shell.b_false, "cd": _Shell.b_cd,
+    "export": _Shell.b_export, "unset": _Shell.b_unset, "set": _Shell.b_set, "exit": _Shell.b_exit,
+    "break": _Shell.b_break, "continue": _Shell.b_continue, "eval": _Shell.b_eval,
+    ".": _Shell.b_source, "source": _Shell.b_source, "exec": _Shell.b_exec,
+    "command": _Shell.b_command, "env": _Shell.b_env,
+}

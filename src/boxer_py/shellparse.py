@@ -1,0 +1,260 @@
+"""Parsing RUN scripts: bashlex for the structure, plus the two things it cannot do.
+
+bashlex mishandles here-documents (quoted delimiters, `<<-`) and raises on `$((...))`, so
+`prepare()` blanks both out of a copy of the script, keeping every offset, and records the
+here-doc bodies. The interpreter slices words from the original text by bashlex's positions
+and expands them itself (see shellwords.py), so quoting is never lost.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import bashlex
+
+from .errors import BoxerError
+
+
+class ShellError(BoxerError):
+    """A RUN script the shell cannot run (unsupported syntax or option); one line, no location."""
+
+
+@dataclass(frozen=True)
+class Heredoc:
+    body: str
+    expand: bool   # False when the delimiter was quoted (<<'EOF')
+
+
+@dataclass(frozen=True)
+class Program:
+    text: str                       # the original script; node positions index into it
+    trees: list                     # bashlex nodes, run in order
+    heredocs: dict[int, Heredoc]    # keyed by the offset of the redirect's target word
+
+
+_WORD_END = set(" \t\n;&|<>()")
+
+
+def parse(text: str) -> Program:
+    sanitized, heredocs = prepare(text)
+    if not sanitized.strip():
+        return Program(text, [], heredocs)
+    try:
+        trees = bashlex.parse(sanitized)
+    except NotImplementedError as e:
+        if "pattern" in str(e) or "case" in str(e):
+            raise ShellError("case ... esac is not supported by boxer's shell; use if/elif") from None
+        raise ShellError(f"unsupported shell syntax ({e})") from None
+    except Exception as e:  # bashlex raises ParsingError and, on odd input, its own internal errors
+        message = str(e).split(" (position")[0]
+        raise ShellError(f"syntax error: {message}") from None
+    return Program(text, trees, heredocs)
+
+
+def prepare(text: str) -> tuple[str, dict[int, Heredoc]]:
+    """A same-length copy of `text` that bashlex can parse, and the here-docs it hid."""
+    out = list(text)
+    heredocs: dict[int, Heredoc] = {}
+    pending: list[tuple[int, str, bool, bool]] = []
+    stack: list[str] = []   # '"' inside double quotes, ')' inside $( or (, '`' inside backticks
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        top = stack[-1] if stack else ""
+        if c == "\\":
+            i += 2
+            continue
+        if top == '"':
+            if c == '"':
+                stack.pop()
+            elif text.startswith("$((", i):
+                i = _blank_arith(text, out, i)
+                continue
+            elif text.startswith("$(", i):
+                stack.append(")")
+                i += 1
+            elif c == "`":
+                stack.append("`")
+            i += 1
+            continue
+        if c == "'":
+            end = text.find("'", i + 1)
+            i = n if end < 0 else end + 1
+            continue
+        if c == '"':
+            stack.append('"')
+        elif c == "`":
+            if top == "`":
+                stack.pop()
+            else:
+                stack.append("`")
+        elif c == "#" and (i == 0 or text[i - 1] in _WORD_END):
+            while i < n and text[i] != "\n":
+                i += 1
+            continue
+        elif text.startswith("$((", i):
+            i = _blank_arith(text, out, i)
+            continue
+        elif c == "(":
+            stack.append(")")
+        elif c == ")" and top == ")":
+            stack.pop()
+        elif text.startswith("<<", i) and not text.startswith("<<<", i):
+            i = _heredoc_operator(text, out, i, pending)
+            continue
+        elif c == "\n" and pending:
+            i = _heredoc_bodies(text, out, i + 1, pending, heredocs)
+            pending = []
+            continue
+        i += 1
+    if pending:
+        raise ShellError(f"here-document delimited by end of script (wanted '{pending[0][1]}')")
+    return "".join(out), heredocs
+
+
+def _blank_arith(text: str, out: list[str], i: int) -> int:
+    """Replace `$((...))` with `$(:   )` of the same length; bashlex raises on arithmetic."""
+    end = match_paren(text, i + 1)
+    for k in range(i, end + 1):
+        out[k] = " "
+    out[i:i + 3] = ["$", "(", ":"]
+    out[end] = ")"
+    return end + 1
+
+
+def _heredoc_operator(text: str, out: list[str], i: int, pending: list) -> int:
+    j = i + 2
+    strip = j < len(text) and text[j] == "-"
+    if strip:
+        j += 1
+    while j < len(text) and text[j] in " \t":
+        j += 1
+    delim, expand = [], True
+    while j < len(text) and text[j] not in _WORD_END:
+        c = text[j]
+        if c in "'\"":
+            end = text.find(c, j + 1)
+            if end < 0:
+                raise ShellError("unterminated quote in a here-document delimiter")
+            delim.append(text[j + 1:end])
+            expand, j = False, end + 1
+        elif c == "\\" and j + 1 < len(text):
+            delim.append(text[j + 1])
+            expand, j = False, j + 2
+        else:
+            delim.append(c)
+            j += 1
+    if not delim:
+        raise ShellError("here-document without a delimiter word after <<")
+    out[i:j] = ["<"] + ["_"] * (j - i - 1)
+    pending.append((i + 1, "".join(delim), strip, expand))
+    return j
+
+
+def _heredoc_bodies(text: str, out: list[str], start: int, pending: list, heredocs: dict[int, Heredoc]) -> int:
+    pos = start
+    for key, delim, strip, expand in pending:
+        lines = []
+        while True:
+            if pos >= len(text):
+                raise ShellError(f"here-document delimited by end of script (wanted '{delim}')")
+            end = text.find("\n", pos)
+            end = len(text) if end < 0 else end
+            line = text[pos:end]
+            for k in range(pos, end):
+                out[k] = " "
+            pos = end + 1
+            if strip:
+                line = line.lstrip("\t")
+            if line == delim:
+                break
+            lines.append(line + "\n")
+        heredocs[key] = Heredoc("".join(lines), expand)
+    return pos
+
+
+def match_paren(text: str, i: int) -> int:
+    """Index of the `)` matching the `(` at `i`, skipping quotes and nested parentheses."""
+    depth, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "'":
+            end = text.find("'", i + 1)
+            i = n if end < 0 else end + 1
+            continue
+        if c == '"':
+            i = end_dquote(text, i + 1) + 1
+            continue
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    raise ShellError("unterminated $( or ( in the script")
+
+
+def match_brace(text: str, i: int) -> int:
+    """Index of the `}` closing the `${` whose `{` is at `i`."""
+    n = len(text)
+    i += 1
+    while i < n:
+        c = text[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "'":
+            end = text.find("'", i + 1)
+            i = n if end < 0 else end + 1
+            continue
+        if c == '"':
+            i = end_dquote(text, i + 1) + 1
+            continue
+        if text.startswith("${", i):
+            i = match_brace(text, i + 1) + 1
+            continue
+        if text.startswith("$(", i):
+            i = match_paren(text, i + 1) + 1
+            continue
+        if c == "}":
+            return i
+        i += 1
+    raise ShellError("unterminated ${ in the script")
+
+
+def end_dquote(text: str, i: int) -> int:
+    """Index of the `"` closing a double-quoted string whose content starts at `i`."""
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == '"':
+            return i
+        if text.startswith("$(", i):
+            i = match_paren(text, i + 1) + 1
+            continue
+        if text.startswith("${", i):
+            i = match_brace(text, i + 1) + 1
+            continue
+        if c == "`":
+            i = end_backtick(text, i + 1) + 1
+            continue
+        i += 1
+    raise ShellError("unterminated double quote in the script")
+
+
+def end_backtick(text: str, i: int) -> int:
+    n = len(text)
+    while i < n:
+        if text[i] == "\\":
+            i += 2
+            continue
+        if text[i] == "`":
+            return i
+        i += 1
+    raise ShellError("unterminated ` in the script")
