@@ -60,13 +60,16 @@ def make_context(tmp_path):
 
 
 @pytest.fixture
-def build(make_context, tmp_path):
+def build(make_context, tmp_path, cache_dir):
     """Build an image from an inline Dockerfile with the library; returns the image path."""
 
+    calls = iter(range(1000))
+
     def run(dockerfile: str, files: dict[str, str | bytes] | None = None, **kwargs) -> Path:
-        ctx = make_context(dockerfile, files)
-        out = tmp_path / "image.wasm"
-        boxer_py.build(ctx, out, **kwargs)
+        n = next(calls)
+        ctx = make_context(dockerfile, files, name=f"ctx{n or ''}")
+        out = tmp_path / f"image{n or ''}.wasm"
+        boxer_py.build(ctx, out, **{"cache_dir": cache_dir, **kwargs})
         return out
 
     return run

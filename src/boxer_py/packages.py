@@ -122,6 +122,9 @@ def _translate(args: list[str], root: Path, cwd: str, tmp: Path) -> tuple[list[s
             path = tmp / f"req-{len(command)}.txt"
             path.write_text("\n".join(lines) + "\n")
             command += [flag, str(path)]
+        elif option in ("-e", "--editable"):
+            raise PipRefused(f"pip install {arg}: building a package from source would run its setup code on the "
+                             "build host; build a wheel outside (pip wheel), COPY the .whl in and install that")
         elif arg.startswith("-r") or arg.startswith("-c"):
             raise PipRefused(f"pip install: write {arg[:2]} FILE with a space")
         elif arg.startswith("-"):
@@ -152,7 +155,7 @@ def _requirement(arg: str, root: Path, cwd: str) -> str | None:
         if not host.is_file():
             raise PipRefused(f"pip install: {arg}: no such wheel in the image")
         return str(host)
-    if arg.startswith((".", "/", "file:")) or "://" in arg or arg == "-e":
+    if arg.startswith((".", "/", "file:")) or "://" in arg:
         raise PipRefused(f"pip install {arg}: building a package from source would run its setup code on the "
                          "build host; build a wheel outside (pip wheel), COPY the .whl in and install that")
     return arg
