@@ -317,3 +317,18 @@ def test_users_and_owners_are_recorded(build, boxer):
     assert owners["app/data/status"][0] == uid != 0
     assert img.spec.config.user == "app"
     assert run_py(boxer, image, "print(open('data/status').read().strip())").stdout == "ready\n"
+
+
+def test_run_flags_cache_mount_accepted_others_refused(build, boxer, make_context):
+    image = build("FROM python:3.12\nRUN --mount=type=cache,target=/root/.cache/pip --network=none \\\n"
+                  "    pip install six\n")
+    assert run_py(boxer, image, "import six; print('ok')").stdout == "ok\n"
+    for n, (flags, message) in enumerate([
+        ("--mount=type=secret,id=token", "RUN --mount=type=secret is not supported"),
+        ("--mount=type=bind,source=.,target=/src", "RUN --mount=type=bind is not supported"),
+        ("--network=host", "RUN --network=host: a build has no network"),
+        ("--privileged", "unknown flag --privileged"),
+    ]):
+        ctx = make_context(f"FROM python:3.12\nRUN {flags} echo hi\n", name=f"flags{n}")
+        r = boxer("build", "-o", str(ctx / "x.wasm"), str(ctx))
+        assert r.returncode == 1 and "Dockerfile:2: " in r.stderr and message in r.stderr, r.stderr

@@ -40,6 +40,8 @@ class Copy(Instruction):
 class Run(Instruction):
     command: tuple[str, ...]
     shell: bool
+    mounts: tuple[str, ...] = ()  # --mount=... specs, as written
+    network: str | None = None
 
 
 @dataclass(frozen=True)

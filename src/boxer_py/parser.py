@@ -153,6 +153,25 @@ def _copy(add: bool):
     return build
 
 
+def _run(line: int, value: str) -> ins.Run:
+    """RUN [--mount=...]... [--network=...] command: --mount may repeat."""
+    mounts, network = [], None
+    while value.startswith("--mount=") or value.startswith("--network="):
+        token, _, value = value.partition(" ")
+        value = value.lstrip()
+        flags, _ = _flags(token, {"mount", "network"})
+        if "mount" in flags:
+            mounts.append(flags["mount"])
+        else:
+            network = flags["network"]
+    if value.startswith("--"):
+        _flags(value, {"mount", "network"})  # names the unknown flag
+    argv, shell = _argv(value)
+    if not argv or not argv[0].strip():
+        raise _Invalid("needs a command")
+    return ins.Run(line, argv, shell, tuple(mounts), network)
+
+
 def _single(cls, what: str):
     def build(line: int, value: str):
         words = _words(value)
@@ -190,7 +209,7 @@ _BUILDERS = {
     "ARG": _arg,
     "COPY": _copy(add=False),
     "ADD": _copy(add=True),
-    "RUN": _command(ins.Run),
+    "RUN": _run,
     "WORKDIR": lambda line, value: ins.Workdir(line, value) if value else _fail("needs a path"),
     "ENV": lambda line, value: ins.Env(line, _pairs(value, "KEY")),
     "LABEL": lambda line, value: ins.Label(line, _pairs(value, "KEY")),

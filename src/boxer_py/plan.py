@@ -227,6 +227,7 @@ def _apply(st: _StageState, i: ins.Instruction, stages: list[_StageState], build
         st.steps.append(CopyStep(i.line, sources, dest, from_stage, expand(i.chown, v) if i.chown else None,
                                  i.chmod, i.add, text, from_image))
     elif isinstance(i, ins.Run):
+        _check_run_flags(i, fail)
         env = tuple({**st.args, **c.env_dict()}.items())
         script, argv = (i.command[0], None) if i.shell else (None, i.command)
         text = f"RUN {script if i.shell else list(argv)}"
@@ -264,6 +265,18 @@ def _apply(st: _StageState, i: ins.Instruction, stages: list[_StageState], build
         fail(f"{type(i).__name__.upper()} is not supported", i.line)
     st.config = c
     st.history.append(text)
+
+
+def _check_run_flags(i: ins.Run, fail) -> None:
+    """Cache mounts need nothing here (pip's cache is the host's) and there is never a network;
+    mounts that would bring files in are refused rather than silently dropped."""
+    if i.network not in (None, "none", "default"):
+        fail(f"RUN --network={i.network}: a build has no network; use --network=none or leave it out", i.line)
+    for spec in i.mounts:
+        kind = dict(p.partition("=")[::2] for p in spec.split(",")).get("type", "bind")
+        if kind not in ("cache", "tmpfs"):
+            fail(f"RUN --mount=type={kind} is not supported: COPY the files in instead (type=cache is accepted)",
+                 i.line)
 
 
 def _own_cmd(st: _StageState) -> bool:
