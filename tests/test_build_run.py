@@ -267,6 +267,7 @@ def test_local_tags_serve_from_copy_from_and_run(boxer, make_context, tmp_path, 
     r = boxer("build", "-t", "app", str(app), env=env)
     assert r.returncode == 0, r.stderr
     assert boxer("run", "app", env=env).stdout == "hello from a local base yes\n"
+    assert boxer_py.Session("app", cache_dir=fresh_cache).run().stdout == b"hello from a local base yes\n"
     other = make_context("FROM scratch\nCOPY --from=mybase:1 /lib/util.py /util.py\n", name="other")
     assert boxer("build", "-t", "other", str(other), env=env).returncode == 0
     listing = boxer("images", env=env).stdout

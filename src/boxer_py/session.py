@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from .imagefile import Image
-from .store import default_cache_dir
+from .store import Store, default_cache_dir
 from .launcher import Launcher, Limits, Mount, RunResult, RunSpec
 
 
@@ -36,7 +36,9 @@ class Session:
     def __init__(self, image: str | Path | Image, cache_dir: str | Path | None = None,
                  launcher: Launcher | None = None):
         self.launcher = launcher or Launcher(cache_dir or default_cache_dir())
-        self.image = image if isinstance(image, Image) else self.launcher.open(image)
+        if not isinstance(image, Image):  # a file, or a tag in the local store
+            image = self.launcher.open(Store(self.launcher.cache_dir / "images").locate(image))
+        self.image = image
         self.launcher.rootfs(self.image)
 
     def run(self, command: Sequence[str] = (), *, stdin: bytes | str | None = None,
