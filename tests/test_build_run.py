@@ -333,3 +333,11 @@ def test_run_flags_cache_mount_accepted_others_refused(build, boxer, make_contex
         ctx = make_context(f"FROM python:3.12\nRUN {flags} echo hi\n", name=f"flags{n}")
         r = boxer("build", "-o", str(ctx / "x.wasm"), str(ctx))
         assert r.returncode == 1 and "Dockerfile:2: " in r.stderr and message in r.stderr, r.stderr
+
+
+def test_files_a_run_under_user_makes_belong_to_that_user(build):
+    image = build("FROM python:3.12\nRUN useradd -u 1234 -m app\nUSER app\nWORKDIR /home/app\n"
+                  "RUN python -c \"open('/home/app/mine.txt', 'w').write('x')\"\n")
+    img = boxer_py.read_image(image)
+    layer = tarfile.open(fileobj=io.BytesIO(img.layer(img.layers[-1])))
+    assert layer.getmember("home/app/mine.txt").uid == 1234

@@ -18,7 +18,7 @@ from .bases import Base
 from .config import ImageSpec
 from .context import Context
 from .errors import BoxerError, BuildError, DockerfileError
-from . import imagefile
+from . import imagefile, users
 from .imagefile import sha256, write
 from .plan import BuildPlan, CopyStep, ImageBase, MkdirStep, RunStep, Stage
 from .rootfs import apply_layer, copy_tree, diff, extract_tar, layer_tar, resolve, snapshot, within
@@ -175,6 +175,9 @@ def _run(step: RunStep, fs: _StageFS, plan: BuildPlan, commands, progress: Progr
         raise DockerfileError(f"RUN returned exit code {result.exit_code}" + (f": {last.strip()}" if last else ""),
                               plan.dockerfile, step.line)
     changed, deleted = diff(before, snapshot(fs.root))
+    if step.user not in ("", "root", "0", "0:0"):  # what a RUN under USER makes belongs to that user
+        owner = _owner(step.user, fs.root, lambda why: _raise(plan.dockerfile, step.line, f"USER {step.user}: {why}"))
+        fs.owners.update({path: owner for path in changed if path not in before})
     fs.owners.update(result.owners)
     for path in list(fs.owners):
         if any(path == d or path.startswith(d + "/") for d in deleted):
@@ -301,23 +304,19 @@ def _place(src: Path, root: Path, guest: str, fail, mode: int | None) -> str:
 
 
 def _owner(chown: str, root: Path, fail) -> tuple[int, int]:
-    user, _, group = chown.partition(":")
-    uid = _lookup_id(user, resolve(root, "/etc/passwd"), fail, "user")
-    gid = _lookup_id(group, resolve(root, "/etc/group"), fail, "group") if group else uid
+    """USER[:GROUP] by name (from the image's /etc/passwd and /etc/group) or number; a user
+    alone means its own primary group, as in Docker."""
+    name, _, group = chown.partition(":")
+    uid = users.user_id(root, name)
+    if uid is None:
+        fail(f"--chown: no user {name!r} in the image; use a numeric id")
+    if not group:
+        found = users.user(root, name)
+        return uid, found.gid if found else uid
+    gid = users.group_id(root, group)
+    if gid is None:
+        fail(f"--chown: no group {group!r} in the image; use a numeric id")
     return uid, gid
-
-
-def _lookup_id(name: str, table: Path, fail, what: str) -> int:
-    if name.isdigit():
-        return int(name)
-    if name == "root":
-        return 0
-    if table.is_file():
-        for line in table.read_text(errors="replace").splitlines():
-            fields = line.split(":")
-            if len(fields) > 2 and fields[0] == name and fields[2].isdigit():
-                return int(fields[2])
-    fail(f"--chown: no {what} {name!r} in the image; use a numeric id")
 
 
 def _mode(chmod: str, fail) -> int:
