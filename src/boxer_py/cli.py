@@ -166,12 +166,33 @@ def inspect(images):
 @cli.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("image", metavar="IMAGE")
 @click.argument("directory", metavar="DIR")
-def export(image, directory):
-    """Write an image's root filesystem to DIR/rootfs and its config to DIR/config.json."""
-    from .export import export_rootfs
+@click.option("--format", "fmt", type=click.Choice(["rootfs", "oci", "wasm"]), default="rootfs", show_default=True,
+              help="rootfs: DIR/rootfs + DIR/config.json; oci: an OCI image layout of a standard wasip1/wasm "
+                   "image; wasm: an OCI image layout of the CNCF Wasm artifact.")
+def export(image, directory, fmt):
+    """Write an image's root filesystem and config to DIR, or an OCI image layout."""
+    if fmt == "rootfs":
+        from .export import export_rootfs
 
-    export_rootfs(imagefile.read(image), Path(directory))
+        export_rootfs(imagefile.read(image), Path(directory))
+    else:
+        from .transfer import export_layout
+
+        export_layout(image, directory, fmt)
     click.echo(directory)
+
+
+@cli.command("import", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("directory", metavar="DIR")
+@click.option("-o", "--output", metavar="FILE", default="image.wasm", show_default=True, help="Where to write the image.")
+@click.option("--ref", metavar="NAME", help="Which image of the layout (its org.opencontainers.image.ref.name).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def import_(directory, output, ref, as_json):
+    """Make an image file from an OCI image layout (either format boxer exports or pushes)."""
+    from .transfer import import_layout
+
+    result = import_layout(directory, output, ref)
+    click.echo(json.dumps(result.to_json()) if as_json else result.image_id)
 
 
 def main() -> None:
