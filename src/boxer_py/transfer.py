@@ -8,9 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import imagefile, oci
+from . import credentials, imagefile, oci
 from .errors import BoxerError
 from .layout import Layout, write_layout
+from .reference import Reference
+from .registry import Options, Registry
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,8 @@ class Transferred:
     image_id: str = ""
     path: str = ""
     size: int = 0
+    sent: int = 0        # bytes uploaded (blobs the registry already had are not counted)
+    received: int = 0    # blob bytes downloaded
 
     def to_json(self) -> dict:
         out = {"reference": self.reference, "digest": self.digest, "format": self.format}
@@ -32,6 +36,8 @@ class Transferred:
             out["path"] = self.path
         if self.size:
             out["size"] = self.size
+        if self.sent:
+            out["uploaded"] = self.sent
         return out
 
 
@@ -71,3 +77,55 @@ def _tag(name: str) -> str:
 def _format(manifest: bytes) -> str:
     config = oci.parse_manifest(manifest, "manifest").get("config") or {}
     return "wasm" if config.get("mediaType") == oci.WASM_CONFIG else "oci"
+
+
+def _registry(ref: Reference, actions: str, options: Options) -> Registry:
+    return Registry(ref, actions, credentials.lookup(ref.registry), options)
+
+
+def push(image_path: str | Path, reference: str, fmt: str = "oci", options: Options | None = None) -> Transferred:
+    """Push an image file to `reference` in `fmt`; blobs the registry has are not sent again."""
+    options = options or Options()
+    ref = Reference.parse(reference)
+    artifact, image = artifact_for(image_path, fmt)
+    if ref.digest and ref.digest != artifact.digest:
+        raise BoxerError(f"{reference}: the image's manifest is {artifact.digest}, not the digest named")
+    registry = _registry(ref, "pull,push", options)
+    for desc in artifact.descriptors:
+        label = desc.digest[7:19]
+        if registry.has_blob(desc.digest):
+            options.progress(f"{label}: already exists")
+            continue
+        registry.upload_blob(desc.digest, artifact.blobs[desc.digest])
+        options.progress(f"{label}: pushed {desc.size / 1e6:.1f} MB")
+    digest = registry.put_manifest(ref.target, artifact.manifest, artifact.media_type)
+    options.progress(f"{ref.tag or ref.digest}: digest: {digest} size: {len(artifact.manifest)}")
+    return Transferred(str(ref), digest, fmt, image.id, str(image_path), sent=registry.bytes_sent)
+
+
+def pull(reference: str, output: str | Path, options: Options | None = None) -> Transferred:
+    """Pull either format from a registry and write a boxer image file (only if all of it checks)."""
+    options = options or Options()
+    ref = Reference.parse(reference)
+    registry = _registry(ref, "pull", options)
+    raw, media_type = registry.get_manifest(ref.target)
+    if media_type in oci.INDEX_TYPES or oci.parse_manifest(raw, str(ref)).get("mediaType") in oci.INDEX_TYPES:
+        desc = oci.select_platform(oci.parse_manifest(raw, str(ref)), str(ref))
+        raw, media_type = registry.get_manifest(desc.digest)
+    data = oci.to_image_file(raw, registry.get_blob, str(ref))
+    image = imagefile.decode(data, str(ref))
+    imagefile.write(output, data)
+    digest = oci.sha256(raw)
+    options.progress(f"{ref.tag or ref.digest}: digest: {digest}")
+    return Transferred(str(ref), digest, _format(raw), image.id, str(output), len(data),
+                       received=registry.bytes_received)
+
+
+def login(server: str, username: str, password: str, options: Options | None = None) -> Path:
+    """Check the credentials against the registry (GET /v2/), then store them."""
+    if not username or not password:
+        raise BoxerError("login needs a username and a password")
+    ref = Reference.parse(f"{server.split('://', 1)[-1].rstrip('/')}/boxer-login-check")
+    credential = credentials.Credential(username, password, "boxer login")
+    Registry(ref, "pull", credential, options or Options()).connect()
+    return credentials.save(ref.registry, credential)

@@ -1,0 +1,212 @@
+"""push / pull / login against a real registry (Debian's docker-registry, CNCF distribution),
+read back by skopeo, run by the plain wasmtime CLI, and through a proxy that injects faults."""
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import stat
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from localregistry import REGISTRY_BINARY, FaultProxy, LocalRegistry
+
+SKOPEO = shutil.which("skopeo") or "/usr/bin/skopeo"
+USER, PASSWORD = "alice", "correct horse battery staple"
+
+pytestmark = pytest.mark.skipif(not (os.access(REGISTRY_BINARY, os.X_OK) and os.access(SKOPEO, os.X_OK)),
+                                reason="needs Debian's docker-registry and skopeo: run `make system`")
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    reg = LocalRegistry(tmp_path_factory.mktemp("registry")).start()
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(scope="module")
+def auth_registry(tmp_path_factory):
+    reg = LocalRegistry(tmp_path_factory.mktemp("auth-registry"), {USER: PASSWORD}).start()
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture
+def proxy(registry):
+    p = FaultProxy(registry.host)
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def home(tmp_path):
+    """Private credential stores: boxer's and Docker's, so the host's never leak in."""
+    env = {"BOXER_CONFIG_DIR": str(tmp_path / "boxer-config"), "DOCKER_CONFIG": str(tmp_path / "docker-config")}
+    return env
+
+
+@pytest.fixture
+def bx(boxer, home):
+    def run(*args, input=None, env=None):
+        return boxer(*args, input=input, env={**home, **(env or {})})
+    return run
+
+
+@pytest.fixture(scope="module")
+def hello_output(hello_image, cache_dir):
+    import subprocess as sp
+    import sys
+    r = sp.run([sys.executable, "-m", "boxer_py", "run", str(hello_image)], capture_output=True, text=True,
+               env={**os.environ, "BOXER_CACHE_DIR": str(cache_dir)})
+    assert r.returncode == 0 and r.stdout.startswith("Hello from cpython"), r.stderr
+    return r.stdout
+
+
+def skopeo(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    r = subprocess.run([SKOPEO, "--insecure-policy", *args], capture_output=True, text=True, timeout=300)
+    if check:
+        assert r.returncode == 0, r.stderr
+    return r
+
+
+def one_line_error(r) -> str:
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.startswith("boxer: ")]
+    assert len(lines) == 1, r.stderr
+    return lines[0]
+
+
+# --- push and pull, both formats ------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", ["oci", "wasm"])
+def test_push_then_pull_gives_back_the_same_image(bx, registry, hello_image, hello_output, tmp_path, fmt):
+    ref = f"{registry.host}/team/app:{fmt}-1.2"
+    r = bx("push", str(hello_image), ref, "--format", fmt, "--json")
+    assert r.returncode == 0, r.stderr
+    pushed = json.loads(r.stdout)
+    assert pushed["reference"] == ref and pushed["format"] == fmt
+    assert pushed["digest"].startswith("sha256:") and len(pushed["digest"]) == 71
+    r = bx("pull", ref, "-o", str(tmp_path / "pulled.wasm"))
+    assert r.returncode == 0, r.stderr
+    assert "pulled" in r.stderr, "progress per blob on stderr"
+    assert (tmp_path / "pulled.wasm").read_bytes() == hello_image.read_bytes()
+    run = bx("run", str(tmp_path / "pulled.wasm"))
+    assert run.returncode == 0 and run.stdout == hello_output
+    by_digest = bx("pull", f"{registry.host}/team/app@{pushed['digest']}", "-o", str(tmp_path / "d.wasm"), "--json")
+    assert by_digest.returncode == 0, by_digest.stderr
+    assert json.loads(by_digest.stdout)["digest"] == pushed["digest"]
+    assert (tmp_path / "d.wasm").read_bytes() == hello_image.read_bytes()
+
+
+def test_second_push_sends_no_blob_again(bx, registry, hello_image):
+    ref = f"{registry.host}/team/again:1"
+    first = bx("push", str(hello_image), ref, "--json")
+    assert first.returncode == 0, first.stderr
+    second = bx("push", str(hello_image), f"{registry.host}/team/again:2")
+    assert second.returncode == 0
+    assert second.stderr.count("already exists") == 4 and "pushing" not in second.stderr
+    assert second.stdout.strip() == json.loads(first.stdout)["digest"], "same image, same digest"
+    assert json.loads(first.stdout)["uploaded"] > 10_000_000
+
+
+def test_quiet_push_prints_only_the_digest(bx, registry, hello_image):
+    r = bx("push", "-q", str(hello_image), f"{registry.host}/quiet/app")
+    assert r.returncode == 0 and r.stderr == ""
+    assert r.stdout.strip().startswith("sha256:")
+
+
+# --- other tools read what boxer pushed, boxer reads what they pushed ---------------------------
+
+@pytest.mark.parametrize("fmt", ["oci", "wasm"])
+def test_skopeo_reads_what_boxer_pushed(bx, registry, hello_image, tmp_path, fmt):
+    ref = f"{registry.host}/skopeo/reads:{fmt}"
+    pushed = json.loads(bx("push", str(hello_image), ref, "--format", fmt, "--json").stdout)
+    raw = skopeo("inspect", "--tls-verify=false", "--raw", f"docker://{ref}").stdout
+    assert "sha256:" + hashlib.sha256(raw.encode()).hexdigest() == pushed["digest"]
+    manifest = json.loads(raw)
+    if fmt == "wasm":
+        assert manifest["config"]["mediaType"] == "application/vnd.wasm.config.v0+json"
+        assert [d["mediaType"] for d in manifest["layers"]] == ["application/wasm"]
+    else:
+        info = json.loads(skopeo("inspect", "--tls-verify=false", f"docker://{ref}").stdout)
+        assert (info["Os"], info["Architecture"]) == ("wasip1", "wasm")
+    skopeo("copy", "-q", "--src-tls-verify=false", f"docker://{ref}", f"oci:{tmp_path / 'copy'}:x")
+    r = bx("import", str(tmp_path / "copy"), "-o", str(tmp_path / "back.wasm"))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "back.wasm").read_bytes() == hello_image.read_bytes()
+
+
+@pytest.mark.parametrize("fmt", ["oci", "wasm"])
+def test_boxer_pulls_what_skopeo_pushed(bx, registry, hello_image, hello_output, tmp_path, fmt):
+    assert bx("export", str(hello_image), "--format", fmt, str(tmp_path / "layout")).returncode == 0
+    ref = f"{registry.host}/from-skopeo/app:{fmt}"
+    skopeo("copy", "-q", "--dest-tls-verify=false", f"oci:{tmp_path / 'layout'}:latest", f"docker://{ref}")
+    r = bx("pull", ref, "-o", str(tmp_path / "pulled.wasm"), "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["format"] == fmt
+    assert (tmp_path / "pulled.wasm").read_bytes() == hello_image.read_bytes()
+    assert bx("run", str(tmp_path / "pulled.wasm")).stdout == hello_output
+
+
+def test_pulled_oci_image_runs_under_plain_wasmtime_like_runwasi(bx, registry, hello_image, hello_output,
+                                                                  wasmtime_cli, tmp_path):
+    """What a containerd Wasm shim does, with no boxer code: read the image config, unpack the
+    layers into a rootfs, run the entrypoint with the config's env and working directory."""
+    ref = f"{registry.host}/runwasi/hello:1"
+    assert bx("push", "-q", str(hello_image), ref).returncode == 0
+    layout = tmp_path / "layout"
+    skopeo("copy", "-q", "--src-tls-verify=false", f"docker://{ref}", f"oci:{layout}:1")
+
+    def blob(digest: str) -> bytes:
+        return (layout / "blobs" / "sha256" / digest.removeprefix("sha256:")).read_bytes()
+
+    index = json.loads((layout / "index.json").read_text())
+    manifest = json.loads(blob(index["manifests"][0]["digest"]))
+    config = json.loads(blob(manifest["config"]["digest"]))
+    assert (config["os"], config["architecture"]) == ("wasip1", "wasm")
+    rootfs = tmp_path / "rootfs"
+    rootfs.mkdir()
+    for layer in manifest["layers"]:
+        assert layer["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip"
+        with tarfile.open(fileobj=__import__("io").BytesIO(gzip.decompress(blob(layer["digest"])))) as tar:
+            tar.extractall(rootfs, filter="data")
+    run = config["config"]
+    program, *args = run["Entrypoint"] + run.get("Cmd", [])
+    host_program = rootfs / program.lstrip("/")
+    assert host_program.read_bytes()[:4] == b"\0asm", f"{program} is the .wasm inside the rootfs"
+    workdir = run.get("WorkingDir") or "/"
+    command = [str(wasmtime_cli), "run", "--dir", f"{rootfs}::/", "--dir", f"{rootfs / workdir.lstrip('/')}::."]
+    for pair in run.get("Env", []):
+        command += ["--env", pair]
+    r = subprocess.run(command + [str(host_program), *args], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == hello_output
+
+
+# --- bad input -------------------------------------------------------------------------------
+
+def test_pull_of_a_missing_tag_is_a_clear_error(bx, registry, tmp_path):
+    r = bx("pull", f"{registry.host}/nobody/here:1", "-o", str(tmp_path / "x.wasm"))
+    assert "not found" in one_line_error(r)
+    assert not (tmp_path / "x.wasm").exists()
+
+
+@pytest.mark.parametrize("ref,why", [("localhost:5000/Team/App", "invalid repository name"),
+                                      ("localhost:5000/app@sha256:abc", "invalid digest"),
+                                      ("localhost:5000/app:bad/tag!", "invalid")])
+def test_bad_references_are_refused(bx, hello_image, ref, why):
+    assert why in one_line_error(bx("push", str(hello_image), ref))
+
+
+def test_unreachable_registry_is_a_clear_error(bx, hello_image):
+    from localregistry import free_port
+    r = bx("push", str(hello_image), f"127.0.0.1:{free_port()}/app:1")
+    assert "cannot connect" in one_line_error(r)
