@@ -210,3 +210,73 @@ def test_unreachable_registry_is_a_clear_error(bx, hello_image):
     from localregistry import free_port
     r = bx("push", str(hello_image), f"127.0.0.1:{free_port()}/app:1")
     assert "cannot connect" in one_line_error(r)
+
+
+# --- credentials -----------------------------------------------------------------------------
+
+def test_push_without_credentials_asks_for_login(bx, auth_registry, hello_image):
+    line = one_line_error(bx("push", str(hello_image), f"{auth_registry.host}/team/app:1"))
+    assert "authentication required" in line and f"boxer login {auth_registry.host}" in line
+
+
+def test_login_with_a_wrong_password_fails_and_stores_nothing(bx, auth_registry, home):
+    r = bx("login", auth_registry.host, "-u", USER, "--password-stdin", input="wrong\n")
+    assert "wrong username or password" in one_line_error(r)
+    assert not (Path(home["BOXER_CONFIG_DIR"]) / "auth.json").exists()
+
+
+def test_login_then_push_and_pull(bx, auth_registry, hello_image, hello_output, home, tmp_path):
+    r = bx("login", auth_registry.host, "-u", USER, "--password-stdin", input=PASSWORD + "\n")
+    assert r.returncode == 0 and "Login Succeeded" in r.stdout, r.stderr
+    store = Path(home["BOXER_CONFIG_DIR"]) / "auth.json"
+    assert stat.S_IMODE(store.stat().st_mode) == 0o600
+    assert PASSWORD not in store.read_text(), "stored base64-encoded like Docker, not in the clear"
+    ref = f"{auth_registry.host}/team/app:1"
+    assert bx("push", "-q", str(hello_image), ref).returncode == 0
+    info = json.loads(skopeo("inspect", "--tls-verify=false", "--creds", f"{USER}:{PASSWORD}", f"docker://{ref}").stdout)
+    assert info["Os"] == "wasip1"
+    r = bx("pull", ref, "-o", str(tmp_path / "pulled.wasm"))
+    assert r.returncode == 0, r.stderr
+    assert bx("run", str(tmp_path / "pulled.wasm")).stdout == hello_output
+    assert bx("logout", auth_registry.host).returncode == 0
+    assert "authentication required" in one_line_error(bx("pull", ref, "-o", str(tmp_path / "again.wasm")))
+
+
+def test_credentials_from_docker_config(bx, auth_registry, hello_image, home, tmp_path):
+    config = Path(home["DOCKER_CONFIG"]) / "config.json"
+    config.parent.mkdir()
+    auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    config.write_text(json.dumps({"auths": {f"http://{auth_registry.host}": {"auth": auth}}}))
+    ref = f"{auth_registry.host}/docker-config/app:1"
+    skopeo("copy", "-q", "--dest-tls-verify=false", "--dest-creds", f"{USER}:{PASSWORD}",
+           f"oci:{_layout(bx, hello_image, tmp_path)}:latest", f"docker://{ref}")
+    r = bx("pull", ref, "-o", str(tmp_path / "pulled.wasm"))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "pulled.wasm").read_bytes() == hello_image.read_bytes()
+    config.write_text(json.dumps({"auths": {auth_registry.host: {
+        "auth": base64.b64encode(f"{USER}:nope".encode()).decode()}}}))
+    line = one_line_error(bx("push", str(hello_image), ref))
+    assert "wrong username or password" in line and "config.json" in line
+
+
+def _layout(bx, image: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "layout"
+    assert bx("export", str(image), "--format", "oci", str(out)).returncode == 0
+    return out
+
+
+def test_bearer_token_flow(bx, proxy, hello_image, home, tmp_path):
+    """A registry fronted by a token server (Docker Hub's, GHCR's way): 401 + Bearer challenge,
+    token fetched with Basic credentials and the repository scope, then the request again."""
+    proxy.bearer = (USER, PASSWORD)
+    ref = f"{proxy.host}/bearer/app:1"
+    assert "authentication required" in one_line_error(bx("push", str(hello_image), ref))
+    r = bx("login", proxy.host, "-u", USER, "-p", "wrong")
+    assert "wrong username or password" in one_line_error(r)
+    assert bx("login", proxy.host, "-u", USER, "-p", PASSWORD).returncode == 0
+    r = bx("push", "-q", str(hello_image), ref)
+    assert r.returncode == 0, r.stderr
+    assert any("scope=repository%3Abearer%2Fapp%3Apull%2Cpush" in s for s in proxy.scopes), proxy.scopes
+    r = bx("pull", ref, "-o", str(tmp_path / "pulled.wasm"))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "pulled.wasm").read_bytes() == hello_image.read_bytes()
