@@ -91,10 +91,13 @@ class LocalRegistry:
 class FaultProxy:
     """A plain-HTTP proxy in front of `upstream` that misbehaves on request.
 
-    fail_patches: answer this many PATCH (blob chunk) requests with 500, not forwarding them.
-    cut_patches: for this many PATCH requests, forward only half the body, then drop both
-        connections (the registry sees a client that vanished mid-chunk; the client sees no answer).
+    Faults hit blob chunks (PATCH requests of more than 64 KiB), after letting `skip_patches` of
+    them through:
+    fail_patches: answer this many with 500, not forwarding them.
+    cut_patches: for this many, forward only half the body, then drop both connections (the
+        registry sees a client that vanished mid-chunk; the client sees no answer).
     tamper_blobs: flip one byte in the middle of every blob body it returns.
+    tamper_manifests: change one character of every manifest it returns (still valid JSON).
     bearer: (user, password): demand a Bearer token, issued at /token for those Basic credentials,
         the way Docker Hub and GHCR front their registries (the registry behind has no auth).
     """
@@ -103,7 +106,9 @@ class FaultProxy:
         self.upstream = upstream
         self.fail_patches = 0
         self.cut_patches = 0
+        self.skip_patches = 0
         self.tamper_blobs = False
+        self.tamper_manifests = False
         self.bearer: tuple[str, str] | None = None
         self.token = secrets.token_hex(16)
         self.counts: Counter[str] = Counter()
@@ -146,13 +151,14 @@ class FaultProxy:
             self.counts[h.command] += 1
         if self.bearer and not self._authorized(h):
             return
-        if h.command == "PATCH" and self._take("fail_patches"):
-            self._reply(h, 500, {"Content-Type": "application/json"},
-                        b'{"errors":[{"code":"UNKNOWN","message":"injected failure"}]}')
-            return
-        if h.command == "PATCH" and self._take("cut_patches"):
-            self._cut(h, body)
-            return
+        if h.command == "PATCH" and len(body) > 65536 and not self._take("skip_patches"):
+            if self._take("fail_patches"):
+                self._reply(h, 500, {"Content-Type": "application/json"},
+                            b'{"errors":[{"code":"UNKNOWN","message":"injected failure"}]}')
+                return
+            if self._take("cut_patches"):
+                self._cut(h, body)
+                return
         headers = {k: v for k, v in h.headers.items() if k.lower() not in ("authorization", "connection")}
         conn = http.client.HTTPConnection(self.upstream, timeout=120)
         conn.request(h.command, h.path, body=body if body or h.command in ("PUT", "PATCH", "POST") else None,
@@ -164,6 +170,8 @@ class FaultProxy:
             damaged = bytearray(payload)
             damaged[len(damaged) // 2] ^= 0xFF
             payload = bytes(damaged)
+        if self.tamper_manifests and h.command == "GET" and "/manifests/" in h.path and payload:
+            payload = payload.replace(b'"schemaVersion": 2', b'"schemaVersion":  2', 1)
         out = {k: v for k, v in response.getheaders() if k.lower() not in ("transfer-encoding", "connection",
                                                                              "content-length")}
         self._reply(h, response.status, out, payload)

@@ -280,3 +280,74 @@ def test_bearer_token_flow(bx, proxy, hello_image, home, tmp_path):
     r = bx("pull", ref, "-o", str(tmp_path / "pulled.wasm"))
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "pulled.wasm").read_bytes() == hello_image.read_bytes()
+
+
+# --- faults: a proxy in front of the real registry ---------------------------------------------
+
+def _same_image_in_registry(registry, ref_path: str, image: Path, tmp_path: Path) -> None:
+    """Pull straight from the registry (not through the proxy) and compare."""
+    from boxer_py.transfer import pull
+    pull(f"{registry.host}/{ref_path}", tmp_path / "direct.wasm")
+    assert (tmp_path / "direct.wasm").read_bytes() == image.read_bytes()
+
+
+def test_push_retries_a_500_on_blob_upload_and_resumes_where_it_stopped(bx, registry, proxy, hello_image, tmp_path):
+    proxy.skip_patches, proxy.fail_patches = 1, 2     # the second 8 MiB chunk of the big layer fails twice
+    r = bx("push", str(hello_image), f"{proxy.host}/faults/five-hundred:1")
+    assert r.returncode == 0, r.stderr
+    assert proxy.fail_patches == 0 and r.stderr.count("answered 500; retrying") == 2
+    assert "resuming at 8.4 MB" in r.stderr, "the first chunk is not sent again"
+    _same_image_in_registry(registry, "faults/five-hundred:1", hello_image, tmp_path)
+
+
+@pytest.mark.parametrize("fmt,skip", [("oci", 0), ("wasm", 1)])
+def test_push_survives_a_connection_cut_mid_upload(bx, registry, proxy, hello_image, tmp_path, fmt, skip):
+    proxy.skip_patches, proxy.cut_patches = skip, 1
+    r = bx("push", str(hello_image), f"{proxy.host}/faults/cut:{fmt}", "--format", fmt)
+    assert r.returncode == 0, r.stderr
+    assert proxy.cut_patches == 0 and "retrying" in r.stderr
+    _same_image_in_registry(registry, f"faults/cut:{fmt}", hello_image, tmp_path)
+
+
+def test_push_gives_up_after_repeated_failures(registry, proxy, hello_image, tmp_path):
+    from boxer_py.registry import Options, RegistryError
+    from boxer_py.transfer import push
+    proxy.fail_patches = 100
+    with pytest.raises(RegistryError, match=r"failed after 3 attempts \(PATCH answered 500\)"):
+        push(hello_image, f"{proxy.host}/faults/down:1", options=Options(retries=2, backoff=0.01))
+    r = subprocess.run([SKOPEO, "inspect", "--tls-verify=false", f"docker://{registry.host}/faults/down:1"],
+                       capture_output=True, text=True)
+    assert r.returncode != 0, "no manifest was pushed"
+
+
+@pytest.mark.parametrize("fmt", ["oci", "wasm"])
+def test_pull_of_a_tampered_blob_writes_nothing(bx, registry, proxy, hello_image, tmp_path, fmt):
+    ref = f"faults/tampered:{fmt}"
+    assert bx("push", "-q", str(hello_image), f"{registry.host}/{ref}", "--format", fmt).returncode == 0
+    proxy.tamper_blobs = True
+    out = tmp_path / "out"
+    out.mkdir()
+    r = bx("pull", f"{proxy.host}/{ref}", "-o", str(out / "pulled.wasm"))
+    assert "digest check" in one_line_error(r)
+    assert list(out.iterdir()) == [], "no image and no temp file left behind"
+    (out / "pulled.wasm").write_bytes(b"previous")
+    r = bx("pull", f"{proxy.host}/{ref}", "-o", str(out / "pulled.wasm"))
+    assert r.returncode == 1 and (out / "pulled.wasm").read_bytes() == b"previous", "an old file stays intact"
+
+
+def test_pull_of_a_tampered_manifest_writes_nothing(bx, registry, proxy, hello_image, tmp_path):
+    assert bx("push", "-q", str(hello_image), f"{registry.host}/faults/manifest:1").returncode == 0
+    proxy.tamper_manifests = True
+    r = bx("pull", f"{proxy.host}/faults/manifest:1", "-o", str(tmp_path / "pulled.wasm"))
+    assert "manifest fails its digest check" in one_line_error(r)
+    assert list(tmp_path.glob("*.wasm*")) == []
+
+
+def test_pull_refuses_a_layer_that_escapes_its_root(bx, registry, tmp_path):
+    from test_oci import EXIT7, make_tar, write_oci_image
+    write_oci_image(tmp_path / "evil", [make_tar({"app.wasm": EXIT7, "../../escape.wasm": b"x"})])
+    ref = f"{registry.host}/hostile/escape:1"
+    skopeo("copy", "-q", "--dest-tls-verify=false", f"oci:{tmp_path / 'evil'}:latest", f"docker://{ref}")
+    r = bx("pull", ref, "-o", str(tmp_path / "out" / "pulled.wasm"))
+    assert "outside the root" in one_line_error(r)
+    assert not (tmp_path / "out" / "pulled.wasm").exists() and not list(tmp_path.rglob("escape.wasm"))
