@@ -351,3 +351,36 @@ def test_pull_refuses_a_layer_that_escapes_its_root(bx, registry, tmp_path):
     r = bx("pull", ref, "-o", str(tmp_path / "out" / "pulled.wasm"))
     assert "outside the root" in one_line_error(r)
     assert not (tmp_path / "out" / "pulled.wasm").exists() and not list(tmp_path.rglob("escape.wasm"))
+
+
+# --- the CI example ----------------------------------------------------------------------------
+
+def test_ci_example_script_builds_tests_and_pushes(registry, cache_dir, home, tmp_path):
+    import sys
+    repo = Path(__file__).resolve().parent.parent
+    ref = f"{registry.host}/ci/hello:1"
+    env = {**os.environ, **home, "BOXER_CACHE_DIR": str(cache_dir), "IMAGE_REF": ref,
+           "CONTEXT": str(repo / "examples" / "hello-python"), "OUT": str(tmp_path / "image.wasm"),
+           "RESULT": str(tmp_path / "push.json"), "GITHUB_OUTPUT": str(tmp_path / "outputs"),
+           "BOXER": f"{sys.executable} -m boxer_py"}
+    r = subprocess.run(["bash", str(repo / "examples" / "ci" / "build-test-push.sh")], capture_output=True,
+                       text=True, cwd=tmp_path, env=env, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    digest = json.loads((tmp_path / "push.json").read_text())["digest"]
+    assert (tmp_path / "outputs").read_text() == f"digest={digest}\n"
+    assert f"pushed {registry.host}/ci/hello@{digest}" in r.stdout
+    raw = skopeo("inspect", "--tls-verify=false", "--raw", f"docker://{ref}").stdout
+    assert "sha256:" + hashlib.sha256(raw.encode()).hexdigest() == digest
+
+
+def test_ci_example_script_fails_when_the_image_test_fails(registry, cache_dir, home, tmp_path):
+    import sys
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, **home, "BOXER_CACHE_DIR": str(cache_dir), "IMAGE_REF": f"{registry.host}/ci/bad:1",
+           "CONTEXT": str(repo / "examples" / "hello-python"), "EXPECT": "Goodbye",
+           "BOXER": f"{sys.executable} -m boxer_py"}
+    r = subprocess.run(["bash", str(repo / "examples" / "ci" / "build-test-push.sh")], capture_output=True,
+                       text=True, cwd=tmp_path, env=env, timeout=600)
+    assert r.returncode != 0 and "test failed" in r.stderr
+    assert not (tmp_path / "push.json").exists()
+    assert skopeo("inspect", "--tls-verify=false", f"docker://{registry.host}/ci/bad:1", check=False).returncode != 0
