@@ -171,3 +171,17 @@ def test_export_refuses_a_non_empty_directory(boxer, hello_image, tmp_path):
     r = boxer("export", str(hello_image), "--format", "oci", str(tmp_path / "l"))
     assert r.returncode == 1 and "not an empty directory" in r.stderr
     assert [p.name for p in (tmp_path / "l").iterdir()] == ["keep"]
+
+
+def test_layer_cache_reuses_and_never_trusts_a_damaged_entry(tmp_path):
+    from boxer_py.transfer import LayerCache
+    tar = make_tar({"app.wasm": EXIT7, "data.txt": b"x" * 100_000})
+    cache = LayerCache(tmp_path / "layers")
+    first = cache(tar)
+    assert first == oci.gzip_layer(tar)
+    entry = tmp_path / "layers" / (sha256(tar)[7:] + ".tar.gz")
+    assert entry.read_bytes() == first
+    entry.write_bytes(oci.gzip_layer(make_tar({"evil.wasm": b"x"})))   # valid gzip, wrong content
+    assert cache(tar) == first and entry.read_bytes() == first
+    entry.write_bytes(b"garbage")
+    assert cache(tar) == first

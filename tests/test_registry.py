@@ -38,6 +38,12 @@ def auth_registry(tmp_path_factory):
     reg.stop()
 
 
+@pytest.fixture(autouse=True)
+def private_cache(cache_dir, monkeypatch):
+    """Library calls in these tests keep their layer cache out of the real home."""
+    monkeypatch.setenv("BOXER_CACHE_DIR", str(cache_dir))
+
+
 @pytest.fixture
 def proxy(registry):
     p = FaultProxy(registry.host)

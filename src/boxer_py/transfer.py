@@ -5,6 +5,9 @@ atomic rename), so a failure anywhere leaves nothing behind.
 """
 from __future__ import annotations
 
+import os
+import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,14 +44,47 @@ class Transferred:
         return out
 
 
-def artifact_for(image_path: str | Path, fmt: str) -> tuple[oci.Artifact, imagefile.Image]:
+class LayerCache:
+    """Compressed layers by diff_id, so a push of an image whose base did not change does not
+    gzip it again (level 6 takes seconds for the Python runtime). An entry is used only if it
+    decompresses to the diff_id it is filed under; writes are atomic."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+
+    def __call__(self, tar: bytes) -> bytes:
+        diff_id = oci.sha256(tar)
+        path = self.directory / f"{diff_id.removeprefix('sha256:')}.tar.gz"
+        try:
+            gz = path.read_bytes()
+            if oci.sha256(zlib.decompress(gz, 31)) == diff_id:
+                return gz
+        except (OSError, zlib.error):
+            pass
+        gz = oci.gzip_layer(tar)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".layer.", dir=self.directory)
+            with os.fdopen(fd, "wb") as f:
+                f.write(gz)
+            os.replace(tmp, path)
+        except OSError:
+            pass   # a cache that cannot be written only costs time
+        return gz
+
+
+def artifact_for(image_path: str | Path, fmt: str, cache_dir: Path | None = None) -> tuple[oci.Artifact, imagefile.Image]:
     """Read and verify an image file, and convert it to `fmt` ("oci" or "wasm")."""
     if fmt not in oci.FORMATS:
         raise BoxerError(f"unknown format {fmt!r}: use one of {', '.join(oci.FORMATS)}")
     image = imagefile.read(image_path)
     if fmt == "wasm":
         return oci.to_wasm_artifact(Path(image_path).read_bytes()), image
-    return oci.to_oci_image(image), image
+    if cache_dir is None:
+        from .session import default_cache_dir
+
+        cache_dir = default_cache_dir()
+    return oci.to_oci_image(image, LayerCache(cache_dir / "layers")), image
 
 
 def export_layout(image_path: str | Path, directory: str | Path, fmt: str = "oci") -> Transferred:
