@@ -113,6 +113,7 @@ class FaultProxy:
         self.token = secrets.token_hex(16)
         self.counts: Counter[str] = Counter()
         self.scopes: list[str] = []
+        self.authorizations: list[str] = []     # every Authorization header received
         self.lock = threading.Lock()
         proxy = self
 
@@ -149,6 +150,8 @@ class FaultProxy:
         body = h.rfile.read(int(h.headers.get("Content-Length") or 0))
         with self.lock:
             self.counts[h.command] += 1
+            if h.headers.get("Authorization"):
+                self.authorizations.append(h.headers["Authorization"])
         if self.bearer and not self._authorized(h):
             return
         if h.command == "PATCH" and len(body) > 65536 and not self._take("skip_patches"):

@@ -390,3 +390,19 @@ def test_ci_example_script_fails_when_the_image_test_fails(registry, cache_dir, 
     assert r.returncode != 0 and "test failed" in r.stderr
     assert not (tmp_path / "push.json").exists()
     assert skopeo("inspect", "--tls-verify=false", f"docker://{registry.host}/ci/bad:1", check=False).returncode != 0
+
+
+def test_credentials_go_only_to_the_registry_host(registry, proxy):
+    """An upload Location on another host (object storage) must not receive the registry login."""
+    from boxer_py.registry import Registry
+    from boxer_py.reference import Reference
+    other = FaultProxy(registry.host)
+    try:
+        reg = Registry(Reference.parse(f"{proxy.host}/team/app"), "pull", None)
+        reg.connect()
+        reg.authorization = "Basic c2VjcmV0OnNlY3JldA=="
+        assert reg._send("GET", f"http://{other.host}/v2/").status_code == 200
+        assert reg._send("GET", "/v2/").status_code == 200
+        assert other.authorizations == [] and proxy.authorizations == ["Basic c2VjcmV0OnNlY3JldA=="]
+    finally:
+        other.close()

@@ -18,7 +18,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
@@ -112,12 +112,14 @@ class Registry:
 
     def _send(self, method: str, url: str, **kwargs) -> requests.Response:
         headers = dict(kwargs.pop("headers", None) or {})
-        if self.authorization:
+        url = urljoin(self.base, url)
+        # Credentials go only to the registry itself: an upload Location (or a redirect, which
+        # requests handles the same way) may point at storage on another host.
+        if self.authorization and urlsplit(url).netloc == urlsplit(self.base).netloc:
             headers["Authorization"] = self.authorization
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")   # urllib3's InsecureRequestWarning under --insecure
-            return self.session.request(method, urljoin(self.base, url), headers=headers,
-                                        timeout=(10, self.options.timeout), **kwargs)
+            return self.session.request(method, url, headers=headers, timeout=(10, self.options.timeout), **kwargs)
 
     def _request(self, method: str, url: str, **kwargs) -> requests.Response:
         """Send; on a 401, answer the challenge once and send again. 5xx and 429 raise _Retry;
