@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import subprocess
 import tarfile
@@ -97,6 +98,7 @@ def test_oci_image_points_its_entrypoint_at_the_wasm_program(hello_image, tmp_pa
     assert "GREETING=Hello" in config["config"]["Env"]
 
 
+@pytest.mark.skipif(not os.access(SKOPEO, os.X_OK) and not os.environ.get("CI"), reason="needs skopeo: make system")
 @pytest.mark.parametrize("fmt", ["oci", "wasm"])
 def test_skopeo_copies_an_exported_layout_and_boxer_imports_the_copy(boxer, hello_image, tmp_path, fmt):
     assert boxer("export", str(hello_image), "--format", fmt, str(tmp_path / "a")).returncode == 0

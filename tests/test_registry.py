@@ -20,7 +20,10 @@ from localregistry import REGISTRY_BINARY, FaultProxy, LocalRegistry
 SKOPEO = shutil.which("skopeo") or "/usr/bin/skopeo"
 USER, PASSWORD = "alice", "correct horse battery staple"
 
-pytestmark = pytest.mark.skipif(not (os.access(REGISTRY_BINARY, os.X_OK) and os.access(SKOPEO, os.X_OK)),
+# Outside CI a machine without the Debian packages skips these; in CI (`make test` installs them)
+# a missing binary fails the run instead of hiding it.
+pytestmark = pytest.mark.skipif(not (os.access(REGISTRY_BINARY, os.X_OK) and os.access(SKOPEO, os.X_OK))
+                                and not os.environ.get("CI"),
                                 reason="needs Debian's docker-registry and skopeo: run `make system`")
 
 
@@ -244,7 +247,8 @@ def test_login_then_push_and_pull(bx, auth_registry, hello_image, hello_output, 
     r = bx("pull", ref, "-o", str(tmp_path / "pulled.wasm"))
     assert r.returncode == 0, r.stderr
     assert bx("run", str(tmp_path / "pulled.wasm")).stdout == hello_output
-    assert bx("logout", auth_registry.host).returncode == 0
+    assert bx("logout", auth_registry.host).stdout.startswith("Removing login credentials")
+    assert bx("logout", auth_registry.host).stdout.startswith("Not logged in")
     assert "authentication required" in one_line_error(bx("pull", ref, "-o", str(tmp_path / "again.wasm")))
 
 

@@ -265,9 +265,10 @@ def logout(server):
     """Forget the credentials `boxer login` stored for SERVER."""
     from . import credentials
 
-    if not credentials.remove(server):
-        raise BoxerError(f"{server}: not logged in (with boxer)")
-    click.echo(f"Removing login credentials for {server}")
+    if credentials.remove(server):
+        click.echo(f"Removing login credentials for {server}")
+    else:
+        click.echo(f"Not logged in to {server}")
 
 
 def main() -> None:
