@@ -187,3 +187,10 @@ def test_layer_cache_reuses_and_never_trusts_a_damaged_entry(tmp_path):
     assert cache(tar) == first and entry.read_bytes() == first
     entry.write_bytes(b"garbage")
     assert cache(tar) == first
+
+
+def test_import_refuses_whiteouts_it_cannot_apply(boxer, tmp_path):
+    write_oci_image(tmp_path / "l", [make_tar({"app.wasm": EXIT7, "etc/secret": b"s"}),
+                                     make_tar({"etc/.wh.secret": b""})])
+    r = boxer("import", str(tmp_path / "l"), "-o", str(tmp_path / "out.wasm"))
+    assert r.returncode == 1 and "whiteout" in r.stderr and not (tmp_path / "out.wasm").exists()

@@ -315,8 +315,9 @@ def _uncompress(desc: Descriptor, blob: bytes, where: str) -> bytes:
 
 
 def check_layer(tar: bytes, where: str) -> None:
-    """Refuse, before anything is written, a layer that could not be unpacked safely:
-    `..` in names or hard links, devices and fifos. (Unpacking checks again.)"""
+    """Refuse, before anything is written, a layer that could not be unpacked safely or
+    faithfully: `..` in names or hard links, devices and fifos (unpacking checks these again),
+    and OCI whiteouts, which boxer's layers have no way to express."""
     try:
         with tarfile.open(fileobj=io.BytesIO(tar)) as t:
             for m in t:
@@ -324,5 +325,8 @@ def check_layer(tar: bytes, where: str) -> None:
                     raise ImageError(f"{where}: member {m.name[:80]!r} points outside the root ('..')")
                 if not (m.isdir() or m.isfile() or m.issym() or m.islnk()):
                     raise ImageError(f"{where}: member {m.name[:80]!r} is a device or fifo")
+                if posixpath.basename(m.name.rstrip("/")).startswith(".wh."):
+                    raise ImageError(f"{where}: member {m.name[:80]!r} is a whiteout (a deleted file); "
+                                     "boxer images do not support deletions across layers yet")
     except tarfile.TarError as e:
         raise ImageError(f"{where}: not a valid tar ({e})") from None
