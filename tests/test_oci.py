@@ -194,3 +194,13 @@ def test_import_refuses_whiteouts_it_cannot_apply(boxer, tmp_path):
                                      make_tar({"etc/.wh.secret": b""})])
     r = boxer("import", str(tmp_path / "l"), "-o", str(tmp_path / "out.wasm"))
     assert r.returncode == 1 and "whiteout" in r.stderr and not (tmp_path / "out.wasm").exists()
+
+
+def test_a_layer_that_expands_past_the_limit_is_refused(tmp_path, monkeypatch):
+    from boxer_py.errors import ImageError
+    from boxer_py.transfer import import_layout
+    write_oci_image(tmp_path / "l", [make_tar({"app.wasm": EXIT7, "zeros": bytes(3 << 20)})])
+    monkeypatch.setattr(oci, "MAX_LAYER", 1 << 20)
+    with pytest.raises(ImageError, match="expands past 1 MiB"):
+        import_layout(tmp_path / "l", tmp_path / "out.wasm")
+    assert not (tmp_path / "out.wasm").exists()

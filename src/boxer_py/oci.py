@@ -308,7 +308,7 @@ def _uncompress(desc: Descriptor, blob: bytes, where: str) -> bytes:
     except zlib.error:
         raise ImageError(f"{where}: layer {desc.digest[:19]} is not valid gzip") from None
     if len(out) > MAX_LAYER or d.unconsumed_tail:
-        raise ImageError(f"{where}: layer {desc.digest[:19]} expands past {MAX_LAYER >> 30} GiB")
+        raise ImageError(f"{where}: layer {desc.digest[:19]} expands past {MAX_LAYER >> 20} MiB (a gzip bomb?)")
     if not d.eof:
         raise ImageError(f"{where}: layer {desc.digest[:19]} is truncated gzip")
     return out
