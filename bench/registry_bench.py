@@ -62,7 +62,7 @@ def bench_registry(repeat: int = 3) -> list[Row]:
                 pull(ref, work / f"pulled-{fmt}-{i}.wasm", quiet)
                 pull_times.append(time.perf_counter() - start)
             rows.append((f"registry push ({fmt}, fresh repository)", _median(push_times),
-                         f"image {_mb(size)}, uploaded {_mb(sent)}; first (cold gzip) {push_times[0]:.2f} s"))
+                         f"image {_mb(size)}, uploaded {_mb(sent)}; first run (cold layer cache) {push_times[0]:.2f} s"))
             rows.append((f"registry pull ({fmt})", _median(pull_times), f"image {_mb(size)}"))
             again_times, again_sent = [], 0
             for i in range(repeat):
