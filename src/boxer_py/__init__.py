@@ -18,6 +18,7 @@ _LAZY = {
     "Image": "imagefile", "read_image": ("imagefile", "read"),
     "Launcher": "launcher", "Limits": "launcher", "Mount": "launcher", "RunResult": "launcher", "RunSpec": "launcher",
     "Session": "session",
+    "push": "transfer", "pull": "transfer", "export_layout": "transfer", "import_layout": "transfer",
 }
 
 __all__ = ["BoxerError", "BuildError", "DockerfileError", "ImageError", "RunError", *_LAZY]

@@ -170,12 +170,109 @@ def inspect(images):
 @cli.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("image", metavar="IMAGE")
 @click.argument("directory", metavar="DIR")
-def export(image, directory):
-    """Write an image's root filesystem to DIR/rootfs and its config to DIR/config.json."""
-    from .export import export_rootfs
+@click.option("--format", "fmt", type=click.Choice(["rootfs", "oci", "wasm"]), default="rootfs", show_default=True,
+              help="rootfs: DIR/rootfs + DIR/config.json; oci: an OCI image layout of a standard wasip1/wasm "
+                   "image; wasm: an OCI image layout of the CNCF Wasm artifact.")
+def export(image, directory, fmt):
+    """Write an image's root filesystem and config to DIR, or an OCI image layout."""
+    if fmt == "rootfs":
+        from .export import export_rootfs
 
-    export_rootfs(imagefile.read(_locate(image)), Path(directory))
+        export_rootfs(imagefile.read(_locate(image)), Path(directory))
+    else:
+        from .transfer import export_layout
+
+        export_layout(_locate(image), directory, fmt)
     click.echo(directory)
+
+
+@cli.command("import", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("directory", metavar="DIR")
+@click.option("-o", "--output", metavar="FILE", default="image.wasm", show_default=True, help="Where to write the image.")
+@click.option("--ref", metavar="NAME", help="Which image of the layout (its org.opencontainers.image.ref.name).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def import_(directory, output, ref, as_json):
+    """Make an image file from an OCI image layout (either format boxer exports or pushes)."""
+    from .transfer import import_layout
+
+    result = import_layout(directory, output, ref)
+    click.echo(json.dumps(result.to_json()) if as_json else result.image_id)
+
+
+def _options(insecure: bool, quiet: bool, as_json: bool):
+    from .registry import Options
+
+    progress = (lambda _: None) if quiet or as_json else (lambda line: click.echo(line, err=True))
+    return Options(insecure=insecure, progress=progress)
+
+
+_INSECURE_HELP = "Allow plain http and unverified TLS (loopback hosts may use http without it, as in Docker)."
+
+
+@cli.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("image", metavar="IMAGE")
+@click.argument("reference", metavar="NAME[:TAG]")
+@click.option("--format", "fmt", type=click.Choice(["oci", "wasm"]), default="oci", show_default=True,
+              help="oci: a standard wasip1/wasm OCI image (layers, runnable by runwasi); "
+                   "wasm: the CNCF Wasm artifact (the image file as one application/wasm layer).")
+@click.option("--insecure", is_flag=True, help=_INSECURE_HELP)
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@click.option("--json", "as_json", is_flag=True, help="Print the pushed reference and digest as JSON.")
+def push(image, reference, fmt, insecure, quiet, as_json):
+    """Push an image file to a registry, e.g. localhost:5000/team/app:1.2."""
+    from .transfer import push as push_image
+
+    result = push_image(_locate(image), reference, fmt, _options(insecure, quiet, as_json))
+    click.echo(json.dumps(result.to_json()) if as_json else result.digest)
+
+
+@cli.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("reference", metavar="NAME[:TAG|@DIGEST]")
+@click.option("-o", "--output", metavar="FILE", help="Where to write the image (default: NAME.wasm).")
+@click.option("--insecure", is_flag=True, help=_INSECURE_HELP)
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@click.option("--json", "as_json", is_flag=True, help="Print the pulled reference, digest and path as JSON.")
+def pull(reference, output, insecure, quiet, as_json):
+    """Pull an image (either format boxer pushes) from a registry into an image file."""
+    from .reference import Reference
+    from .transfer import pull as pull_image
+
+    output = output or Reference.parse(reference).repository.rsplit("/", 1)[-1] + ".wasm"
+    result = pull_image(reference, output, _options(insecure, quiet, as_json))
+    click.echo(json.dumps(result.to_json()) if as_json else result.path)
+
+
+@cli.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("server", metavar="SERVER")
+@click.option("-u", "--username", metavar="NAME", help="Username (prompted if not given).")
+@click.option("-p", "--password", metavar="PASSWORD", help="Password (prefer --password-stdin).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")
+@click.option("--insecure", is_flag=True, help=_INSECURE_HELP)
+def login(server, username, password, password_stdin, insecure):
+    """Check credentials against a registry and store them (mode 0600) for push and pull."""
+    from .transfer import login as login_registry
+
+    if password_stdin:
+        if password:
+            raise click.UsageError("--password and --password-stdin are exclusive")
+        password = sys.stdin.read().rstrip("\r\n")
+    username = username or click.prompt("Username", err=True)
+    if password is None:
+        password = click.prompt("Password", hide_input=True, err=True)
+    stored = login_registry(server, username, password, _options(insecure, True, False))
+    click.echo(f"Login Succeeded (saved in {stored})")
+
+
+@cli.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("server", metavar="SERVER")
+def logout(server):
+    """Forget the credentials `boxer login` stored for SERVER."""
+    from . import credentials
+
+    if credentials.remove(server):
+        click.echo(f"Removing login credentials for {server}")
+    else:
+        click.echo(f"Not logged in to {server}")
 
 
 def _store():

@@ -1,0 +1,412 @@
+"""push / pull / login against a real registry (Debian's docker-registry, CNCF distribution),
+read back by skopeo, run by the plain wasmtime CLI, and through a proxy that injects faults."""
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import stat
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from localregistry import REGISTRY_BINARY, FaultProxy, LocalRegistry
+
+SKOPEO = shutil.which("skopeo") or "/usr/bin/skopeo"
+USER, PASSWORD = "alice", "correct horse battery staple"
+
+# Outside CI a machine without the Debian packages skips these; in CI (`make test` installs them)
+# a missing binary fails the run instead of hiding it.
+pytestmark = pytest.mark.skipif(not (os.access(REGISTRY_BINARY, os.X_OK) and os.access(SKOPEO, os.X_OK))
+                                and not os.environ.get("CI"),
+                                reason="needs Debian's docker-registry and skopeo: run `make system`")
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    reg = LocalRegistry(tmp_path_factory.mktemp("registry")).start()
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(scope="module")
+def auth_registry(tmp_path_factory):
+    reg = LocalRegistry(tmp_path_factory.mktemp("auth-registry"), {USER: PASSWORD}).start()
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(autouse=True)
+def private_cache(cache_dir, monkeypatch):
+    """Library calls in these tests keep their layer cache out of the real home."""
+    monkeypatch.setenv("BOXER_CACHE_DIR", str(cache_dir))
+
+
+@pytest.fixture
+def proxy(registry):
+    p = FaultProxy(registry.host)
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def home(tmp_path):
+    """Private credential stores: boxer's and Docker's, so the host's never leak in."""
+    env = {"BOXER_CONFIG_DIR": str(tmp_path / "boxer-config"), "DOCKER_CONFIG": str(tmp_path / "docker-config")}
+    return env
+
+
+@pytest.fixture
+def bx(boxer, home):
+    def run(*args, input=None, env=None):
+        return boxer(*args, input=input, env={**home, **(env or {})})
+    return run
+
+
+@pytest.fixture(scope="module")
+def hello_output(hello_image, cache_dir):
+    import subprocess as sp
+    import sys
+    r = sp.run([sys.executable, "-m", "boxer_py", "run", str(hello_image)], capture_output=True, text=True,
+               env={**os.environ, "BOXER_CACHE_DIR": str(cache_dir)})
+    assert r.returncode == 0 and r.stdout.startswith("Hello from cpython"), r.stderr
+    return r.stdout
+
+
+def skopeo(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    r = subprocess.run([SKOPEO, "--insecure-policy", *args], capture_output=True, text=True, timeout=300)
+    if check:
+        assert r.returncode == 0, r.stderr
+    return r
+
+
+def one_line_error(r) -> str:
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.startswith("boxer: ")]
+    assert len(lines) == 1, r.stderr
+    return lines[0]
+
+
+# --- push and pull, both formats ------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", ["oci", "wasm"])
+def test_push_then_pull_gives_back_the_same_image(bx, registry, hello_image, hello_output, tmp_path, fmt):
+    ref = f"{registry.host}/team/app:{fmt}-1.2"
+    r = bx("push", str(hello_image), ref, "--format", fmt, "--json")
+    assert r.returncode == 0, r.stderr
+    pushed = json.loads(r.stdout)
+    assert pushed["reference"] == ref and pushed["format"] == fmt
+    assert pushed["digest"].startswith("sha256:") and len(pushed["digest"]) == 71
+    r = bx("pull", ref, "-o", str(tmp_path / "pulled.wasm"))
+    assert r.returncode == 0, r.stderr
+    assert "pulled" in r.stderr, "progress per blob on stderr"
+    assert (tmp_path / "pulled.wasm").read_bytes() == hello_image.read_bytes()
+    run = bx("run", str(tmp_path / "pulled.wasm"))
+    assert run.returncode == 0 and run.stdout == hello_output
+    by_digest = bx("pull", f"{registry.host}/team/app@{pushed['digest']}", "-o", str(tmp_path / "d.wasm"), "--json")
+    assert by_digest.returncode == 0, by_digest.stderr
+    assert json.loads(by_digest.stdout)["digest"] == pushed["digest"]
+    assert (tmp_path / "d.wasm").read_bytes() == hello_image.read_bytes()
+
+
+def test_second_push_sends_no_blob_again(bx, registry, hello_image):
+    ref = f"{registry.host}/team/again:1"
+    first = bx("push", str(hello_image), ref, "--json")
+    assert first.returncode == 0, first.stderr
+    second = bx("push", str(hello_image), f"{registry.host}/team/again:2")
+    assert second.returncode == 0
+    assert second.stderr.count("already exists") == 4 and "pushing" not in second.stderr
+    assert second.stdout.strip() == json.loads(first.stdout)["digest"], "same image, same digest"
+    assert json.loads(first.stdout)["uploaded"] > 10_000_000
+
+
+def test_quiet_push_prints_only_the_digest(bx, registry, hello_image):
+    r = bx("push", "-q", str(hello_image), f"{registry.host}/quiet/app")
+    assert r.returncode == 0 and r.stderr == ""
+    assert r.stdout.strip().startswith("sha256:")
+
+
+# --- other tools read what boxer pushed, boxer reads what they pushed ---------------------------
+
+@pytest.mark.parametrize("fmt", ["oci", "wasm"])
+def test_skopeo_reads_what_boxer_pushed(bx, registry, hello_image, tmp_path, fmt):
+    ref = f"{registry.host}/skopeo/reads:{fmt}"
+    pushed = json.loads(bx("push", str(hello_image), ref, "--format", fmt, "--json").stdout)
+    raw = skopeo("inspect", "--tls-verify=false", "--raw", f"docker://{ref}").stdout
+    assert "sha256:" + hashlib.sha256(raw.encode()).hexdigest() == pushed["digest"]
+    manifest = json.loads(raw)
+    if fmt == "wasm":
+        assert manifest["config"]["mediaType"] == "application/vnd.wasm.config.v0+json"
+        assert [d["mediaType"] for d in manifest["layers"]] == ["application/wasm"]
+    else:
+        info = json.loads(skopeo("inspect", "--tls-verify=false", f"docker://{ref}").stdout)
+        assert (info["Os"], info["Architecture"]) == ("wasip1", "wasm")
+    skopeo("copy", "-q", "--src-tls-verify=false", f"docker://{ref}", f"oci:{tmp_path / 'copy'}:x")
+    r = bx("import", str(tmp_path / "copy"), "-o", str(tmp_path / "back.wasm"))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "back.wasm").read_bytes() == hello_image.read_bytes()
+
+
+@pytest.mark.parametrize("fmt", ["oci", "wasm"])
+def test_boxer_pulls_what_skopeo_pushed(bx, registry, hello_image, hello_output, tmp_path, fmt):
+    assert bx("export", str(hello_image), "--format", fmt, str(tmp_path / "layout")).returncode == 0
+    ref = f"{registry.host}/from-skopeo/app:{fmt}"
+    skopeo("copy", "-q", "--dest-tls-verify=false", f"oci:{tmp_path / 'layout'}:latest", f"docker://{ref}")
+    r = bx("pull", ref, "-o", str(tmp_path / "pulled.wasm"), "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["format"] == fmt
+    assert (tmp_path / "pulled.wasm").read_bytes() == hello_image.read_bytes()
+    assert bx("run", str(tmp_path / "pulled.wasm")).stdout == hello_output
+
+
+def test_pulled_oci_image_runs_under_plain_wasmtime_like_runwasi(bx, registry, hello_image, hello_output,
+                                                                  wasmtime_cli, tmp_path):
+    """What a containerd Wasm shim does, with no boxer code: read the image config, unpack the
+    layers into a rootfs, run the entrypoint with the config's env and working directory."""
+    ref = f"{registry.host}/runwasi/hello:1"
+    assert bx("push", "-q", str(hello_image), ref).returncode == 0
+    layout = tmp_path / "layout"
+    skopeo("copy", "-q", "--src-tls-verify=false", f"docker://{ref}", f"oci:{layout}:1")
+
+    def blob(digest: str) -> bytes:
+        return (layout / "blobs" / "sha256" / digest.removeprefix("sha256:")).read_bytes()
+
+    index = json.loads((layout / "index.json").read_text())
+    manifest = json.loads(blob(index["manifests"][0]["digest"]))
+    config = json.loads(blob(manifest["config"]["digest"]))
+    assert (config["os"], config["architecture"]) == ("wasip1", "wasm")
+    rootfs = tmp_path / "rootfs"
+    rootfs.mkdir()
+    for layer in manifest["layers"]:
+        assert layer["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip"
+        with tarfile.open(fileobj=__import__("io").BytesIO(gzip.decompress(blob(layer["digest"])))) as tar:
+            tar.extractall(rootfs, filter="data")
+    run = config["config"]
+    program, *args = run["Entrypoint"] + run.get("Cmd", [])
+    host_program = rootfs / program.lstrip("/")
+    assert host_program.read_bytes()[:4] == b"\0asm", f"{program} is the .wasm inside the rootfs"
+    workdir = run.get("WorkingDir") or "/"
+    command = [str(wasmtime_cli), "run", "--dir", f"{rootfs}::/", "--dir", f"{rootfs / workdir.lstrip('/')}::."]
+    for pair in run.get("Env", []):
+        command += ["--env", pair]
+    r = subprocess.run(command + [str(host_program), *args], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == hello_output
+
+
+# --- bad input -------------------------------------------------------------------------------
+
+def test_pull_of_a_missing_tag_is_a_clear_error(bx, registry, tmp_path):
+    r = bx("pull", f"{registry.host}/nobody/here:1", "-o", str(tmp_path / "x.wasm"))
+    assert "not found" in one_line_error(r)
+    assert not (tmp_path / "x.wasm").exists()
+
+
+@pytest.mark.parametrize("ref,why", [("localhost:5000/Team/App", "invalid repository name"),
+                                      ("localhost:5000/app@sha256:abc", "invalid digest"),
+                                      ("localhost:5000/app:bad/tag!", "invalid")])
+def test_bad_references_are_refused(bx, hello_image, ref, why):
+    assert why in one_line_error(bx("push", str(hello_image), ref))
+
+
+def test_unreachable_registry_is_a_clear_error(bx, hello_image):
+    from localregistry import free_port
+    r = bx("push", str(hello_image), f"127.0.0.1:{free_port()}/app:1")
+    assert "cannot connect" in one_line_error(r)
+
+
+# --- credentials -----------------------------------------------------------------------------
+
+def test_push_without_credentials_asks_for_login(bx, auth_registry, hello_image):
+    line = one_line_error(bx("push", str(hello_image), f"{auth_registry.host}/team/app:1"))
+    assert "authentication required" in line and f"boxer login {auth_registry.host}" in line
+
+
+def test_login_with_a_wrong_password_fails_and_stores_nothing(bx, auth_registry, home):
+    r = bx("login", auth_registry.host, "-u", USER, "--password-stdin", input="wrong\n")
+    assert "wrong username or password" in one_line_error(r)
+    assert not (Path(home["BOXER_CONFIG_DIR"]) / "auth.json").exists()
+
+
+def test_login_then_push_and_pull(bx, auth_registry, hello_image, hello_output, home, tmp_path):
+    r = bx("login", auth_registry.host, "-u", USER, "--password-stdin", input=PASSWORD + "\n")
+    assert r.returncode == 0 and "Login Succeeded" in r.stdout, r.stderr
+    store = Path(home["BOXER_CONFIG_DIR"]) / "auth.json"
+    assert stat.S_IMODE(store.stat().st_mode) == 0o600
+    assert PASSWORD not in store.read_text(), "stored base64-encoded like Docker, not in the clear"
+    ref = f"{auth_registry.host}/team/app:1"
+    assert bx("push", "-q", str(hello_image), ref).returncode == 0
+    info = json.loads(skopeo("inspect", "--tls-verify=false", "--creds", f"{USER}:{PASSWORD}", f"docker://{ref}").stdout)
+    assert info["Os"] == "wasip1"
+    r = bx("pull", ref, "-o", str(tmp_path / "pulled.wasm"))
+    assert r.returncode == 0, r.stderr
+    assert bx("run", str(tmp_path / "pulled.wasm")).stdout == hello_output
+    assert bx("logout", auth_registry.host).stdout.startswith("Removing login credentials")
+    assert bx("logout", auth_registry.host).stdout.startswith("Not logged in")
+    assert "authentication required" in one_line_error(bx("pull", ref, "-o", str(tmp_path / "again.wasm")))
+
+
+def test_credentials_from_docker_config(bx, auth_registry, hello_image, home, tmp_path):
+    config = Path(home["DOCKER_CONFIG"]) / "config.json"
+    config.parent.mkdir()
+    auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    config.write_text(json.dumps({"auths": {f"http://{auth_registry.host}": {"auth": auth}}}))
+    ref = f"{auth_registry.host}/docker-config/app:1"
+    skopeo("copy", "-q", "--dest-tls-verify=false", "--dest-creds", f"{USER}:{PASSWORD}",
+           f"oci:{_layout(bx, hello_image, tmp_path)}:latest", f"docker://{ref}")
+    r = bx("pull", ref, "-o", str(tmp_path / "pulled.wasm"))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "pulled.wasm").read_bytes() == hello_image.read_bytes()
+    config.write_text(json.dumps({"auths": {auth_registry.host: {
+        "auth": base64.b64encode(f"{USER}:nope".encode()).decode()}}}))
+    line = one_line_error(bx("push", str(hello_image), ref))
+    assert "wrong username or password" in line and "config.json" in line
+
+
+def _layout(bx, image: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "layout"
+    assert bx("export", str(image), "--format", "oci", str(out)).returncode == 0
+    return out
+
+
+def test_bearer_token_flow(bx, proxy, hello_image, home, tmp_path):
+    """A registry fronted by a token server (Docker Hub's, GHCR's way): 401 + Bearer challenge,
+    token fetched with Basic credentials and the repository scope, then the request again."""
+    proxy.bearer = (USER, PASSWORD)
+    ref = f"{proxy.host}/bearer/app:1"
+    assert "authentication required" in one_line_error(bx("push", str(hello_image), ref))
+    r = bx("login", proxy.host, "-u", USER, "-p", "wrong")
+    assert "wrong username or password" in one_line_error(r)
+    assert bx("login", proxy.host, "-u", USER, "-p", PASSWORD).returncode == 0
+    r = bx("push", "-q", str(hello_image), ref)
+    assert r.returncode == 0, r.stderr
+    assert any("scope=repository%3Abearer%2Fapp%3Apull%2Cpush" in s for s in proxy.scopes), proxy.scopes
+    r = bx("pull", ref, "-o", str(tmp_path / "pulled.wasm"))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "pulled.wasm").read_bytes() == hello_image.read_bytes()
+
+
+# --- faults: a proxy in front of the real registry ---------------------------------------------
+
+def _same_image_in_registry(registry, ref_path: str, image: Path, tmp_path: Path) -> None:
+    """Pull straight from the registry (not through the proxy) and compare."""
+    from boxer_py.transfer import pull
+    pull(f"{registry.host}/{ref_path}", tmp_path / "direct.wasm")
+    assert (tmp_path / "direct.wasm").read_bytes() == image.read_bytes()
+
+
+def test_push_retries_a_500_on_blob_upload_and_resumes_where_it_stopped(bx, registry, proxy, hello_image, tmp_path):
+    proxy.skip_patches, proxy.fail_patches = 1, 2     # the second 8 MiB chunk of the big layer fails twice
+    r = bx("push", str(hello_image), f"{proxy.host}/faults/five-hundred:1")
+    assert r.returncode == 0, r.stderr
+    assert proxy.fail_patches == 0 and r.stderr.count("answered 500; retrying") == 2
+    assert "resuming at 8.4 MB" in r.stderr, "the first chunk is not sent again"
+    _same_image_in_registry(registry, "faults/five-hundred:1", hello_image, tmp_path)
+
+
+@pytest.mark.parametrize("fmt,skip", [("oci", 0), ("wasm", 1)])
+def test_push_survives_a_connection_cut_mid_upload(bx, registry, proxy, hello_image, tmp_path, fmt, skip):
+    proxy.skip_patches, proxy.cut_patches = skip, 1
+    r = bx("push", str(hello_image), f"{proxy.host}/faults/cut:{fmt}", "--format", fmt)
+    assert r.returncode == 0, r.stderr
+    assert proxy.cut_patches == 0 and "retrying" in r.stderr
+    _same_image_in_registry(registry, f"faults/cut:{fmt}", hello_image, tmp_path)
+
+
+def test_push_gives_up_after_repeated_failures(registry, proxy, hello_image, tmp_path):
+    from boxer_py.registry import Options, RegistryError
+    from boxer_py.transfer import push
+    proxy.fail_patches = 100
+    with pytest.raises(RegistryError, match=r"failed after 3 attempts \(PATCH answered 500\)"):
+        push(hello_image, f"{proxy.host}/faults/down:1", options=Options(retries=2, backoff=0.01))
+    r = subprocess.run([SKOPEO, "inspect", "--tls-verify=false", f"docker://{registry.host}/faults/down:1"],
+                       capture_output=True, text=True)
+    assert r.returncode != 0, "no manifest was pushed"
+
+
+@pytest.mark.parametrize("fmt", ["oci", "wasm"])
+def test_pull_of_a_tampered_blob_writes_nothing(bx, registry, proxy, hello_image, tmp_path, fmt):
+    ref = f"faults/tampered:{fmt}"
+    assert bx("push", "-q", str(hello_image), f"{registry.host}/{ref}", "--format", fmt).returncode == 0
+    proxy.tamper_blobs = True
+    out = tmp_path / "out"
+    out.mkdir()
+    r = bx("pull", f"{proxy.host}/{ref}", "-o", str(out / "pulled.wasm"))
+    assert "digest check" in one_line_error(r)
+    assert list(out.iterdir()) == [], "no image and no temp file left behind"
+    (out / "pulled.wasm").write_bytes(b"previous")
+    r = bx("pull", f"{proxy.host}/{ref}", "-o", str(out / "pulled.wasm"))
+    assert r.returncode == 1 and (out / "pulled.wasm").read_bytes() == b"previous", "an old file stays intact"
+
+
+def test_pull_of_a_tampered_manifest_writes_nothing(bx, registry, proxy, hello_image, tmp_path):
+    assert bx("push", "-q", str(hello_image), f"{registry.host}/faults/manifest:1").returncode == 0
+    proxy.tamper_manifests = True
+    r = bx("pull", f"{proxy.host}/faults/manifest:1", "-o", str(tmp_path / "pulled.wasm"))
+    assert "manifest fails its digest check" in one_line_error(r)
+    assert list(tmp_path.glob("*.wasm*")) == []
+
+
+def test_pull_refuses_a_layer_that_escapes_its_root(bx, registry, tmp_path):
+    from test_oci import EXIT7, make_tar, write_oci_image
+    write_oci_image(tmp_path / "evil", [make_tar({"app.wasm": EXIT7, "../../escape.wasm": b"x"})])
+    ref = f"{registry.host}/hostile/escape:1"
+    skopeo("copy", "-q", "--dest-tls-verify=false", f"oci:{tmp_path / 'evil'}:latest", f"docker://{ref}")
+    r = bx("pull", ref, "-o", str(tmp_path / "out" / "pulled.wasm"))
+    assert "outside the root" in one_line_error(r)
+    assert not (tmp_path / "out" / "pulled.wasm").exists() and not list(tmp_path.rglob("escape.wasm"))
+
+
+# --- the CI example ----------------------------------------------------------------------------
+
+def test_ci_example_script_builds_tests_and_pushes(registry, cache_dir, home, tmp_path):
+    import sys
+    repo = Path(__file__).resolve().parent.parent
+    ref = f"{registry.host}/ci/hello:1"
+    env = {**os.environ, **home, "BOXER_CACHE_DIR": str(cache_dir), "IMAGE_REF": ref,
+           "CONTEXT": str(repo / "examples" / "hello-python"), "OUT": str(tmp_path / "image.wasm"),
+           "RESULT": str(tmp_path / "push.json"), "GITHUB_OUTPUT": str(tmp_path / "outputs"),
+           "BOXER": f"{sys.executable} -m boxer_py"}
+    r = subprocess.run(["bash", str(repo / "examples" / "ci" / "build-test-push.sh")], capture_output=True,
+                       text=True, cwd=tmp_path, env=env, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    digest = json.loads((tmp_path / "push.json").read_text())["digest"]
+    assert (tmp_path / "outputs").read_text() == f"digest={digest}\n"
+    assert f"pushed {registry.host}/ci/hello@{digest}" in r.stdout
+    raw = skopeo("inspect", "--tls-verify=false", "--raw", f"docker://{ref}").stdout
+    assert "sha256:" + hashlib.sha256(raw.encode()).hexdigest() == digest
+
+
+def test_ci_example_script_fails_when_the_image_test_fails(registry, cache_dir, home, tmp_path):
+    import sys
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, **home, "BOXER_CACHE_DIR": str(cache_dir), "IMAGE_REF": f"{registry.host}/ci/bad:1",
+           "CONTEXT": str(repo / "examples" / "hello-python"), "EXPECT": "Goodbye",
+           "BOXER": f"{sys.executable} -m boxer_py"}
+    r = subprocess.run(["bash", str(repo / "examples" / "ci" / "build-test-push.sh")], capture_output=True,
+                       text=True, cwd=tmp_path, env=env, timeout=600)
+    assert r.returncode != 0 and "test failed" in r.stderr
+    assert not (tmp_path / "push.json").exists()
+    assert skopeo("inspect", "--tls-verify=false", f"docker://{registry.host}/ci/bad:1", check=False).returncode != 0
+
+
+def test_credentials_go_only_to_the_registry_host(registry, proxy):
+    """An upload Location on another host (object storage) must not receive the registry login."""
+    from boxer_py.registry import Registry
+    from boxer_py.reference import Reference
+    other = FaultProxy(registry.host)
+    try:
+        reg = Registry(Reference.parse(f"{proxy.host}/team/app"), "pull", None)
+        reg.connect()
+        reg.authorization = "Basic c2VjcmV0OnNlY3JldA=="
+        assert reg._send("GET", f"http://{other.host}/v2/").status_code == 200
+        assert reg._send("GET", "/v2/").status_code == 200
+        assert other.authorizations == [] and proxy.authorizations == ["Basic c2VjcmV0OnNlY3JldA=="]
+    finally:
+        other.close()
