@@ -93,6 +93,7 @@ class Server:
     url: str
     httpd: http.server.ThreadingHTTPServer
     thread: threading.Thread
+    requests: list[str]  # the paths asked for, in order (what a test or a log wants to see)
 
     def close(self) -> None:
         self.httpd.shutdown()
@@ -100,7 +101,7 @@ class Server:
         self.thread.join()
 
 
-def _handler(files: dict[str, tuple[str, Path | bytes]]) -> type[http.server.BaseHTTPRequestHandler]:
+def _handler(files: dict[str, tuple[str, Path | bytes]], seen: list[str]) -> type[http.server.BaseHTTPRequestHandler]:
     class Handler(http.server.BaseHTTPRequestHandler):
         server_version = "boxer"
         sys_version = ""
@@ -112,6 +113,7 @@ def _handler(files: dict[str, tuple[str, Path | bytes]]) -> type[http.server.Bas
             self._send(head=True)
 
         def _send(self, head: bool) -> None:
+            seen.append(self.path)
             path = self.path.split("?", 1)[0].split("#", 1)[0]
             entry = files.get("index.html" if path == "/" else path.lstrip("/"))
             if entry is None:
@@ -142,12 +144,13 @@ def serve(image_path: str | Path, host: str = "127.0.0.1", port: int = 8000) -> 
     for name, path in _assets().items():
         files[name] = (MIME_TYPES[path.suffix], path)
     files[IMAGE_NAME] = (MIME_TYPES[".wasm"], Path(image_path).resolve())
+    seen: list[str] = []
     try:
-        httpd = http.server.ThreadingHTTPServer((host, port), _handler(files))
+        httpd = http.server.ThreadingHTTPServer((host, port), _handler(files, seen))
     except OSError as e:
         raise BoxerError(f"cannot listen on {host}:{port} ({e.strerror})") from None
     httpd.daemon_threads = True
     thread = threading.Thread(target=httpd.serve_forever, name="boxer-serve", daemon=True)
     thread.start()
     shown = f"[{host}]" if ":" in host else host
-    return Server(f"http://{shown}:{httpd.server_address[1]}/", httpd, thread)
+    return Server(f"http://{shown}:{httpd.server_address[1]}/", httpd, thread, seen)
