@@ -166,7 +166,7 @@ class Page:
                                   count)
 
     def run(self, command: str = "", stdin: str = "") -> dict:
-        self.wait_state("ready", "done")
+        self.page.wait_for_selector("#run:not([disabled])", timeout=RUN_TIMEOUT_MS)
         count = self.page.evaluate("() => window.boxer.runs.length")
         self.page.fill("#command", command)
         self.page.fill("#stdin", stdin)
@@ -528,3 +528,59 @@ def test_the_page_loads_exactly_the_shipped_assets(hello_image):
             assert f'"{name}"' in html
     assert '"image.wasm"' in html and "Content-Security-Policy" in html
     assert set(site.ASSETS) | {"SOURCES.json"} == {p.name for p in site.asset_dir().iterdir()}
+
+
+def test_argv_env_and_shell_form_cmd_match_boxer_run(boxer, build, serve, open_page):
+    image = build("FROM python:3.12\nENV A=1 B='two words'\nWORKDIR /srv\n"
+                  "CMD python -c \"import os, sys; print(sys.argv, os.getcwd(), os.environ['B'])\"\n")
+    page = open_page(serve(image).url)
+    commands = [
+        ([], ""),
+        (["python", "-c", "import os; print(sorted(os.environ.items()))"],
+         """python -c 'import os; print(sorted(os.environ.items()))'"""),
+        (["python", "-c", "import sys; print(sys.argv)", "a b", "c\"d", "$HOME"],
+         """python -c "import sys; print(sys.argv)" 'a b' "c\\"d" '$HOME'"""),
+    ]
+    for index, (args, line) in enumerate(commands, start=1):
+        reference = boxer("run", str(image), *args)
+        assert reference.returncode == 0, reference.stderr
+        run = page.last_run() if index == 1 else page.run(line)
+        assert (run["exitCode"], run["stdout"], run["stderr"]) == (0, reference.stdout, reference.stderr), line
+    assert "['-c'] /srv two words" in page.last_run(1)["stdout"]
+
+
+def test_a_command_that_needs_a_shell_or_is_missing_is_refused(hello_image, serve, open_page):
+    page = open_page(serve(hello_image).url, autorun=False)
+    run = page.run("python -c 'print(1)' | cat")
+    assert run["exitCode"] == 125 and "needs a shell (|)" in page.page.inner_text("#error")
+    run = page.run("nosuch --flag")
+    assert run["exitCode"] == 127
+    assert page.page.inner_text("#error") == "nosuch: not found in PATH (/usr/local/bin:/usr/bin:/bin)"
+    run = page.run("/app/main.py")
+    assert run["exitCode"] == 126 and "is not a WebAssembly program" in page.page.inner_text("#error")
+
+
+def test_timeout_and_stop_end_a_runaway_guest(hello_image, serve, open_page):
+    page = open_page(serve(hello_image).url, autorun=False)
+    page.wait_state("ready")
+    page.page.fill("#timeout", "3")
+    run = page.run("python -c 'print(\"spinning\", flush=True); all(iter(lambda: 1, 0))'")
+    assert (run["exitCode"], run["stdout"], run["trap"]) == (124, "spinning\n", "timed out after 3s")
+    assert page.page.inner_text("#exit-code") == "124"
+    page.page.fill("#timeout", "")
+    page.page.fill("#command", "python -c 'while True: pass'")
+    page.page.click("#run")
+    page.wait_state("running")
+    page.page.click("#stop")
+    run = page.last_run(2)
+    assert (run["exitCode"], run["trap"]) == (137, "stopped")
+    run = page.run("python -c 'print(\"still works\")'")
+    assert (run["exitCode"], run["stdout"]) == (0, "still works\n")
+
+
+def test_boxer_serve_reports_a_busy_port_in_one_line(boxer, hello_image, serve):
+    server = serve(hello_image)
+    port = server.url.rsplit(":", 1)[1].strip("/")
+    r = boxer("serve", str(hello_image), "--port", port)
+    assert r.returncode == 1
+    assert r.stderr.startswith(f"boxer: cannot listen on 127.0.0.1:{port} (") and "Traceback" not in r.stderr

@@ -115,10 +115,13 @@ class App {
         this.finish(record);
         resolve(record);
       };
-      const timer = timeout > 0 ? setTimeout(() => end(TIMEOUT_EXIT_CODE, `timed out after ${timeout}s`), timeout * 1000) : null;
+      // Like `boxer run --timeout`: the clock starts when the guest does, not while it loads.
+      let timer = null;
       this.stop = () => end(STOPPED_EXIT_CODE, "stopped");
       worker.onmessage = ({ data: msg }) => {
-        if (msg.type === "stdout" || msg.type === "stderr") {
+        if (msg.type === "started") {
+          if (timeout > 0) timer = setTimeout(() => end(TIMEOUT_EXIT_CODE, `timed out after ${timeout}s`), timeout * 1000);
+        } else if (msg.type === "stdout" || msg.type === "stderr") {
           if (record.firstOutputMs === null) record.firstOutputMs = performance.now();
           record[msg.type] += decoders[msg.type].decode(msg.data, { stream: true });
           if (msg.type === "stderr") this.terminal.write("\x1b[31m");
