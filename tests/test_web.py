@@ -359,9 +359,9 @@ def test_a_module_importing_anything_but_wasi_is_refused(boxer, make_context, se
     assert page.last_run()["exitCode"] == 0
 
 
-def _layer(members: list[tuple[str, str, str]]) -> bytes:
+def _layer(members: list[tuple[str, str, str]], format: int = tarfile.PAX_FORMAT) -> bytes:
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    with tarfile.open(fileobj=buf, mode="w", format=format) as tar:
         for kind, name, value in members:
             info = tarfile.TarInfo(name)
             if kind == "file":
@@ -371,6 +371,9 @@ def _layer(members: list[tuple[str, str, str]]) -> bytes:
                 info.type, info.linkname = tarfile.SYMTYPE, value
                 tar.addfile(info)
     return buf.getvalue()
+
+
+LONG = "deep/" + "d" * 120 + "/" + "e" * 80
 
 
 def _image_with(base: Path, out: Path, layers: list[bytes]) -> Path:
@@ -386,10 +389,15 @@ def test_symlinks_in_layers_stay_inside_the_root(hello_image, tmp_path, serve, o
     image = _image_with(hello_image, tmp_path / "links.wasm", [
         _layer([("symlink", "escape", "../../../../etc"), ("symlink", "abs", "/../../etc/hosts")]),
         _layer([("file", "escape/hosts", "inside the image\n")]),
+        # long names: a pax header in one layer, GNU ././@LongLink entries in the other
+        _layer([("file", LONG + "/pax.txt", "pax\n")]),
+        _layer([("file", LONG + "/gnu.txt", "gnu\n"), ("symlink", "short", LONG)], tarfile.GNU_FORMAT),
     ])
     page = open_page(serve(image).url, autorun=False)
     run = page.run("python -c 'print(open(\"/etc/hosts\").read(), end=\"\"); print(open(\"/abs\").read(), end=\"\")'")
     assert (run["exitCode"], run["stdout"]) == (0, "inside the image\ninside the image\n"), run["stderr"]
+    run = page.run("python -c 'import os; print(sorted(os.listdir(\"/short\")), open(\"/short/gnu.txt\").read())'")
+    assert (run["exitCode"], run["stdout"]) == (0, "['gnu.txt', 'pax.txt'] gnu\n\n"), run["stderr"]
 
 
 def test_a_layer_member_with_dotdot_is_refused(hello_image, tmp_path, serve, open_page):
@@ -430,12 +438,16 @@ def test_bad_image_files_show_a_clear_error(hello_image, tmp_path, open_page, bo
     assert reference.returncode != 0
 
 
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args) -> None:
+        pass
+
+
 class _static_server:
     """A plain static file server (Python's http.server), as any static host would be."""
 
     def __init__(self, directory: Path):
-        handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
-        handler.log_message = lambda *a: None
+        handler = partial(_QuietHandler, directory=str(directory))
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
 
     def __enter__(self) -> str:

@@ -44,6 +44,7 @@ class App {
     this.modules = new Map(); // program node -> Promise<{module, cwdSlot}>
     this.worker = null;
     this.runs = [];
+    this.urls = []; // object URLs of the last run's files, revoked when the next run shows its own
     this.terminal = new Terminal({ convertEol: true, rows: 20, fontSize: 13, scrollback: 5000, disableStdin: true });
     this.terminal.open($("terminal"));
   }
@@ -159,6 +160,13 @@ class App {
     const preview = $("preview");
     list.replaceChildren();
     preview.replaceChildren();
+    for (const url of this.urls) URL.revokeObjectURL(url);
+    const blobUrl = (data, type) => {
+      const url = URL.createObjectURL(new Blob([data], { type }));
+      this.urls.push(url);
+      return url;
+    };
+    this.urls = [];
     $("files-none").hidden = files.length > 0;
     for (const f of files.sort((a, b) => (a.path < b.path ? -1 : 1))) {
       const name = f.path.split("/").pop();
@@ -166,7 +174,7 @@ class App {
       const li = document.createElement("li");
       const link = document.createElement("a");
       // Downloads are opaque bytes: never a document of this page's origin.
-      link.href = URL.createObjectURL(new Blob([f.data], { type: "application/octet-stream" }));
+      link.href = blobUrl(f.data, "application/octet-stream");
       link.download = name;
       link.textContent = f.path;
       li.append(link, ` ${size(f.data.length)}`);
@@ -181,7 +189,7 @@ class App {
         preview.append(figure(f.path, frame));
       } else if (IMAGE_TYPES[ext]) {
         const img = document.createElement("img");
-        img.src = URL.createObjectURL(new Blob([f.data], { type: IMAGE_TYPES[ext] }));
+        img.src = blobUrl(f.data, IMAGE_TYPES[ext]);
         img.alt = f.path;
         preview.append(figure(f.path, img));
       }
