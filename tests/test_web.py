@@ -19,12 +19,11 @@ from functools import partial
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import sync_playwright
 
 import boxer_py
 from boxer_py import imagefile, site
 from boxer_py.config import ImageSpec
-
-playwright_api = pytest.importorskip("playwright.sync_api")
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -109,7 +108,7 @@ sys.exit(1 if findings else 0)
 def browser():
     if not CHROMIUM.exists():
         pytest.fail("Debian's chromium is not installed: run `make system`")
-    with playwright_api.sync_playwright() as p:
+    with sync_playwright() as p:
         b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield b
         b.close()
@@ -431,6 +430,7 @@ def test_bad_image_files_show_a_clear_error(hello_image, tmp_path, open_page, bo
         assert page.wait_state("error") == "error"
         text = page.page.inner_text("#error")
     assert message in text
+    assert page.page.inner_text("#image-id") == "(not verified)"
     assert page.page.is_disabled("#run")
     assert page.page.evaluate("() => window.boxer.runs.length") == 0
     page.screenshot(f"error-{kind}.png")

@@ -223,6 +223,7 @@ async function main() {
     hooks.ready = app.load(document.body.dataset.image || "image.wasm");
     await hooks.ready;
   } catch (e) {
+    $("image-id").textContent = "(not verified)";
     showError(e instanceof ImageError ? e.message : `cannot load the image: ${e.message}`);
     $("run").disabled = true;
     return;
