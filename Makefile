@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup system demo test bench clean
+.PHONY: setup system demo test bench clean web
 
 # Debian packages the tests drive for real: a headless browser, an OCI registry, skopeo.
 DEBIAN_PACKAGES := chromium docker-registry skopeo
@@ -38,3 +38,7 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) hello.wasm .pytest_cache
+
+# Rebuild the browser launcher (src/boxer_py/web/, committed) from toolchain/web with esbuild.
+web:
+	cd toolchain/web && npm ci --no-audit --no-fund && node build.mjs

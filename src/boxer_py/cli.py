@@ -211,6 +211,22 @@ _INSECURE_HELP = "Allow plain http and unverified TLS (loopback hosts may use ht
 
 @cli.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("image", metavar="IMAGE")
+@click.option("-p", "--port", type=int, default=8000, show_default=True, help="Port to listen on (0: any free port).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+def serve(image, port, host):
+    """Serve a page that runs IMAGE in the browser (the code runs in the visitor's tab)."""
+    from .site import serve as start
+
+    server = start(_locate(image), host, port)
+    click.echo(server.url)
+    try:
+        server.thread.join()
+    except KeyboardInterrupt:
+        server.close()
+
+
+@cli.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("image", metavar="IMAGE")
 @click.argument("reference", metavar="NAME[:TAG]")
 @click.option("--format", "fmt", type=click.Choice(["oci", "wasm"]), default="oci", show_default=True,
               help="oci: a standard wasip1/wasm OCI image (layers, runnable by runwasi); "
@@ -313,6 +329,19 @@ def rmi(refs):
     for ref in refs:
         removed = store.remove(ref)
         click.echo(f"Untagged: {removed.tag}")
+
+
+@cli.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("image", metavar="IMAGE")
+@click.option("-o", "--output", "directory", required=True, metavar="DIR", help="Directory to write (must not exist, or be empty).")
+def web(image, directory):
+    """Write a static site that runs IMAGE in the browser: index.html, the launcher, image.wasm.
+
+    Any static host can serve it if it sends .wasm as application/wasm (see docs/web.md).
+    """
+    from .site import write_site
+
+    click.echo(write_site(_locate(image), directory))
 
 
 def main() -> None:

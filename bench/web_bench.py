@@ -1,0 +1,136 @@
+"""Browser start-up: time from navigation to the first line of output, in headless Chromium.
+
+`rows()` returns (name, median seconds) for
+- the hello example's page as `boxer serve` serves it (fetch + verify image.wasm, unpack,
+  compile CPython, run `python main.py`), and
+- the same print in Pyodide (npm `pyodide`, served locally): a minimal console page that
+  loads Pyodide and runs the print. Pyodide's own console.html loads jQuery from a CDN,
+  which is not reachable here, so this page keeps only what the print needs.
+
+Each repetition is a fresh browser context (cold HTTP cache, nothing compiled). Pyodide is
+installed with npm on first use into the boxer cache; without npm that row is left out.
+Run alone: `python bench/web_bench.py`.
+"""
+from __future__ import annotations
+
+import http.server
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+from functools import partial
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+PYODIDE_VERSION = "314.0.7"
+TIMEOUT_MS = 180_000
+PYODIDE_PAGE = """<!doctype html><meta charset="utf-8"><title>pyodide</title><pre id="out"></pre>
+<script type="module">
+import { loadPyodide } from "./pyodide.mjs";
+const out = document.getElementById("out");
+window.firstOutputMs = null;
+const pyodide = await loadPyodide({ indexURL: "./", stdout: (line) => {
+  if (window.firstOutputMs === null) window.firstOutputMs = performance.now();
+  out.textContent += line + "\\n";
+} });
+pyodide.runPython("import sys; print(f'Hello from {sys.implementation.name} {sys.version.split()[0]} on {sys.platform}!')");
+</script>
+"""
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args) -> None:
+        pass
+
+
+class _StaticServer:
+    def __init__(self, directory: Path):
+        handler = partial(_QuietHandler, directory=str(directory))
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _first_output(browser, url: str, expression: str) -> float:
+    """Seconds from navigation start to first output (performance.now() counts from it)."""
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(url)
+        handle = page.wait_for_function(f"() => {expression}", timeout=TIMEOUT_MS)
+        return float(handle.json_value()) / 1000
+    finally:
+        context.close()
+
+
+def _pyodide_dir(cache: Path) -> Path | None:
+    """The npm pyodide package, installed once into the cache; None without npm."""
+    target = cache / f"pyodide-{PYODIDE_VERSION}"
+    package = target / "node_modules" / "pyodide"
+    if (package / "pyodide.asm.wasm").is_file():
+        return package
+    if not shutil.which("npm"):
+        return None
+    target.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--no-save", "--prefix", str(target),
+                             f"pyodide@{PYODIDE_VERSION}"], capture_output=True, text=True, timeout=600)
+    return package if result.returncode == 0 and (package / "pyodide.asm.wasm").is_file() else None
+
+
+def rows(repeats: int = 3) -> list[tuple[str, float]]:
+    from playwright.sync_api import sync_playwright
+
+    import boxer_py
+    from boxer_py import site
+    from boxer_py.session import default_cache_dir
+
+    out: list[tuple[str, float]] = []
+    with tempfile.TemporaryDirectory(prefix="boxer-web-bench-") as tmp:
+        image = Path(tmp) / "hello.wasm"
+        boxer_py.build(REPO / "examples" / "hello-python", image, tag="hello")
+        server = site.serve(image, "127.0.0.1", 0)
+        pyodide = _pyodide_dir(default_cache_dir() / "bench")
+        static = None
+        if pyodide is not None:
+            page_dir = Path(tmp) / "pyodide"
+            page_dir.mkdir()
+            for f in pyodide.iterdir():
+                (page_dir / f.name).symlink_to(f)
+            (page_dir / "index.html").write_text(PYODIDE_PAGE)
+            static = _StaticServer(page_dir)
+        try:
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                try:
+                    # Interleaved, so a busy machine slows both alike.
+                    boxer_times, pyodide_times = [], []
+                    for _ in range(repeats):
+                        boxer_times.append(_first_output(
+                            browser, server.url, "window.boxer && window.boxer.runs[0] && window.boxer.runs[0].firstOutputMs"))
+                        if static is not None:
+                            pyodide_times.append(_first_output(browser, static.url, "window.firstOutputMs"))
+                    out.append(("web: hello, navigation to first output (boxer page, Chromium)", statistics.median(boxer_times)))
+                    if pyodide_times:
+                        out.append((f"web: same print in Pyodide {PYODIDE_VERSION} (Chromium)", statistics.median(pyodide_times)))
+                finally:
+                    browser.close()
+        finally:
+            server.close()
+            if static is not None:
+                static.close()
+    return out
+
+
+if __name__ == "__main__":
+    for name, seconds in rows(int(sys.argv[1]) if len(sys.argv) > 1 else 3):
+        print(f"{name:70s} {seconds:8.3f} s")
