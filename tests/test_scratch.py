@@ -2,10 +2,13 @@
 (toolchain/programs/hello.c, by zig cc) that reports its argv, env, cwd, stdin and exit code."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import wasmtime
 
 import boxer_py
+from boxer_py.modcache import ModuleCache, new_engine
 from boxer_py.wasicwd import find_cwd_slot
 
 GREETING = "This file was read through a relative path, from the WORKDIR.\n"
@@ -34,6 +37,17 @@ def test_cwd_slot_is_found_in_the_zig_built_module(hello_wasm):
     memory = linker.instantiate(store, wasmtime.Module(engine, hello_wasm)).exports(store)["memory"]
     pointer = int.from_bytes(memory.read(store, slot, slot + 4), "little")
     assert memory.read(store, pointer, pointer + 2) == b"/\0"  # the initial cwd, "/"
+
+
+def test_cache_entries_from_an_older_cwd_finder_are_redone(tmp_path, hello_wasm):
+    engine = new_engine()
+    ModuleCache(engine, tmp_path).load(hello_wasm)
+    [meta_path] = tmp_path.glob("*.json")
+    meta = json.loads(meta_path.read_text())
+    del meta["cwd_finder"]
+    meta["cwd_slot"] = None  # what the finder before padded LEBs recorded for this module
+    meta_path.write_text(json.dumps(meta))
+    assert ModuleCache(engine, tmp_path).load(hello_wasm).cwd_slot == find_cwd_slot(hello_wasm) is not None
 
 
 def test_c_example_runs_with_its_entrypoint_cmd_and_workdir(boxer, hello_c_image):

@@ -29,6 +29,8 @@ import struct
 import sys
 
 _PAGE = 65536
+# Bumped whenever find_cwd_slot learns to find more, so results cached by an older one are redone.
+FINDER_VERSION = 2
 
 
 def _leb(data: bytes, pos: int) -> tuple[int, int]:
