@@ -127,10 +127,10 @@ def test_sources_outside_the_context_are_refused(make_context, build_fails, tmp_
         build_fails(ctx, "Dockerfile:2: ", needle)
 
 
-def test_symlinks_inside_a_copied_directory_stay_links(build, tmp_path, outside):
+def test_symlinks_inside_a_copied_directory_stay_links(make_context, tmp_path, outside):
     # Docker copies them as links; resolved in the guest they point into the image, not the host.
-    img = build("FROM scratch\nCOPY dir /app/\n", {"dir/real.txt": "real"})
-    ctx = tmp_path / "ctx"
+    ctx = make_context("FROM scratch\nCOPY dir /app/\n", {"dir/real.txt": "real"})
+    img = tmp_path / "image.wasm"
     os.symlink(outside / "secret.txt", ctx / "dir/abs-link")
     os.symlink("../../outside", ctx / "dir/rel-link")
     boxer_py.build(ctx, img)
@@ -209,25 +209,25 @@ def test_archive_links_are_followed_inside_the_rootfs_only(build, tmp_path, outs
     assert not any(tag in name for name in os.listdir("/tmp")) and not any(tag in n for n in os.listdir("/"))
 
 
-def test_copy_destinations_through_image_symlinks_stay_inside(build, tmp_path, outside):
+def test_copy_destinations_through_image_symlinks_stay_inside(make_context, tmp_path, outside):
     tag = uuid.uuid4().hex[:8]
     links = tar_of(("sym", "to-root", "/"), ("sym", "up", "../.."), ("sym", "abs", str(outside)),
                    ("sym", "file-link", f"{outside}/secret.txt"))
-    img = build("FROM scratch\n"
-                "ADD links.tar /\n"
-                f"COPY f.txt /to-root/a-{tag}.txt\n"
-                f"COPY f.txt /up/b-{tag}.txt\n"
-                "COPY f.txt /abs/\n"
-                "COPY f.txt /file-link\n"
-                f"COPY dir /up/dir-{tag}/\n"
-                f"WORKDIR /up/../up/w-{tag}\n"
-                f"ADD inner.tar /up/t-{tag}/\n"
-                "COPY linkdir /ctxlinks/\n"
-                f"COPY f.txt /ctxlinks/out/c-{tag}.txt\n",
-                {"links.tar": links, "f.txt": "payload", "dir/x.txt": "x", "inner.tar": tar_of(("file", "y.txt", "y")),
-                 "linkdir/keep.txt": "k"})
-    ctx = tmp_path / "ctx"
+    ctx = make_context("FROM scratch\n"
+                       "ADD links.tar /\n"
+                       f"COPY f.txt /to-root/a-{tag}.txt\n"
+                       f"COPY f.txt /up/b-{tag}.txt\n"
+                       "COPY f.txt /abs/\n"
+                       "COPY f.txt /file-link\n"
+                       f"COPY dir /up/dir-{tag}/\n"
+                       f"WORKDIR /up/../up/w-{tag}\n"
+                       f"ADD inner.tar /up/t-{tag}/\n"
+                       "COPY linkdir /ctxlinks/\n"
+                       f"COPY f.txt /ctxlinks/out/c-{tag}.txt\n",
+                       {"links.tar": links, "f.txt": "payload", "dir/x.txt": "x", "inner.tar": tar_of(("file", "y.txt", "y")),
+                        "linkdir/keep.txt": "k"})
     os.symlink("../../..", ctx / "linkdir/out")
+    img = tmp_path / "image.wasm"
     boxer_py.build(ctx, img)
     t = tree(rootfs(img, tmp_path / "root"))
     o = str(outside)
