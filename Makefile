@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup system demo test bench clean web
+.PHONY: setup system demo demo-c hello-c test bench clean web
 
 # Debian packages the tests drive for real: a headless browser, an OCI registry, skopeo.
 DEBIAN_PACKAGES := chromium docker-registry skopeo
@@ -30,6 +30,18 @@ demo: setup
 	$(BIN)/boxer build -t hello -f examples/hello-python/Dockerfile examples/hello-python -o hello.wasm
 	$(BIN)/boxer run hello.wasm
 
+# The C example's program: toolchain/programs/hello.c compiled for WASI by zig cc (PyPI's
+# ziglang). The first compile also builds zig's wasi-libc (about a minute); later ones are instant.
+examples/hello-c/hello.wasm: toolchain/programs/hello.c $(VENV)/.installed
+	$(BIN)/python -m ziglang cc -target wasm32-wasi -O2 -s -o $@ $<
+
+hello-c: examples/hello-c/hello.wasm
+
+# The same for a `FROM scratch` image whose entrypoint is a WASI command compiled from C.
+demo-c: hello-c
+	$(BIN)/boxer build -t hello-c examples/hello-c -o hello-c.wasm
+	$(BIN)/boxer run hello-c.wasm
+
 test: setup
 	$(BIN)/pytest -q
 
@@ -37,7 +49,7 @@ bench: setup
 	$(BIN)/python bench/bench.py
 
 clean:
-	rm -rf $(VENV) hello.wasm .pytest_cache
+	rm -rf $(VENV) hello.wasm hello-c.wasm examples/hello-c/hello.wasm .pytest_cache
 
 # Rebuild the browser launcher (src/boxer_py/web/, committed) from toolchain/web with esbuild.
 web:

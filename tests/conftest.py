@@ -3,6 +3,7 @@ images from inline Dockerfiles and to run the real `boxer` command."""
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -91,3 +92,28 @@ def wasmtime_cli() -> Path:
     if not os.access(binary, os.X_OK):
         binary.chmod(binary.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return binary
+
+
+def compile_c(source: Path, output: Path) -> None:
+    """`zig cc -target wasm32-wasi` from PyPI's ziglang, as `make hello-c` runs it. The first
+    compile on a machine also builds zig's wasi-libc (about a minute)."""
+    r = subprocess.run([sys.executable, "-m", "ziglang", "cc", "-target", "wasm32-wasi", "-O2", "-s",
+                        "-o", str(output), str(source)], capture_output=True, text=True, timeout=900)
+    if r.returncode != 0:
+        pytest.fail(f"zig cc failed on {source}:\n{r.stderr}")
+
+
+@pytest.fixture(scope="session")
+def hello_c_context(tmp_path_factory) -> Path:
+    """examples/hello-c with its hello.wasm compiled from toolchain/programs/hello.c."""
+    ctx = tmp_path_factory.mktemp("hello-c") / "ctx"
+    shutil.copytree(EXAMPLES / "hello-c", ctx, ignore=shutil.ignore_patterns("hello.wasm"))
+    compile_c(REPO / "toolchain/programs/hello.c", ctx / "hello.wasm")
+    return ctx
+
+
+@pytest.fixture(scope="session")
+def hello_c_image(hello_c_context, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("hello-c-image") / "hello-c.wasm"
+    boxer_py.build(hello_c_context, out, tag="hello-c")
+    return out

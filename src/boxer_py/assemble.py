@@ -228,7 +228,7 @@ def _copy(step: CopyStep, fs: _StageFS, context: Context, built: dict[int, _Stag
             dest = _ensure_dir(fs.root, step.dest, fail)
             try:
                 with tarfile.open(src) as tar:
-                    changed |= extract_tar(tar, fs.root, within(fs.root, dest), f"{kind} {src.name}")
+                    changed |= extract_tar(tar, fs.root, within(fs.root, dest), src.name)
             except (tarfile.TarError, EOFError, OSError) as e:
                 fail(f"{src.name}: cannot extract the archive ({e})")
             except BuildError as e:

@@ -135,7 +135,9 @@ class Context:
             for name in sorted(dirnames + filenames):
                 host = d / name
                 if self.ignored(host.relative_to(self.root).as_posix()):
-                    if name in dirnames:
+                    # Like Docker, an excluded directory is still searched when a `!` rule
+                    # could bring back something inside it.
+                    if name in dirnames and all(rule.exclude for rule in self.rules):
                         dirnames.remove(name)
                     continue
                 out.append((host, host.relative_to(top).as_posix()))

@@ -12,11 +12,12 @@ temp file renamed into place, so a failed write never leaves a half image.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import mmap
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,16 +121,27 @@ def encode(spec: ImageSpec, layers: list[bytes], annotations: dict[str, str] | N
 
 
 def write(path: str | Path, data: bytes) -> None:
-    """Atomically write an encoded image (temp file in the same directory, then rename)."""
+    """Atomically write an encoded image (temp file in the same directory, then rename).
+
+    The temp file is created with mode 0666 minus the umask, as any tool's output would be
+    (mkstemp's 0600 would survive the rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "is a directory")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as e:
+        raise ImageError(f"{path}: cannot write the image ({e.strerror or e})") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise ImageError(f"{path}: cannot write the image ({e.strerror or e})") from None
         raise
 
 

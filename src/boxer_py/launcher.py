@@ -27,7 +27,7 @@ from .errors import RunError
 from . import imagefile
 from .imagefile import Image
 from .modcache import Loaded, ModuleCache, atomic_write, new_engine
-from .rootfs import copy_tree, resolve, unpack
+from .rootfs import copy_tree, resolve, unpack, within
 from .variables import expand
 from .wasicwd import set_cwd
 
@@ -283,7 +283,11 @@ class Launcher:
         with self._lock:
             loaded = self._loaded.get(key)
         if loaded is None:
-            loaded = self.modules.load_file(program, base)
+            try:
+                loaded = self.modules.load_file(program, base)
+            except wasmtime.WasmtimeError as e:
+                raise RunError(f"{name}: {within(base, program)} is not a valid WebAssembly program "
+                               f"({_reason(e)})", 126) from None
             with self._lock:
                 self._loaded[key] = loaded
         return loaded

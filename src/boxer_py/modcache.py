@@ -16,7 +16,7 @@ from pathlib import Path
 import wasmtime
 from importlib.metadata import version
 
-from .wasicwd import find_cwd_slot
+from .wasicwd import FINDER_VERSION, find_cwd_slot
 
 ENGINE_SETTINGS = "epoch"
 WASMTIME_VERSION = version("wasmtime")
@@ -82,7 +82,7 @@ class ModuleCache:
         self.directory.mkdir(parents=True, exist_ok=True)
         atomic_write(compiled, serialized)
         meta = {"sha256": hashlib.sha256(serialized).hexdigest(), "cwd_slot": find_cwd_slot(wasm),
-                "stamp": _stamp(compiled)}
+                "cwd_finder": FINDER_VERSION, "stamp": _stamp(compiled)}
         atomic_write(meta_path, json.dumps(meta).encode())
         return Loaded(module, digest, meta["cwd_slot"])
 
@@ -96,6 +96,8 @@ class ModuleCache:
         compiled, meta_path = self._paths(digest)
         try:
             meta = json.loads(meta_path.read_text())
+            if meta.get("cwd_finder") != FINDER_VERSION:
+                return None
             if meta.get("stamp") != _stamp(compiled):
                 if hashlib.sha256(compiled.read_bytes()).hexdigest() != meta["sha256"]:
                     return None

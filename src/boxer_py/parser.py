@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,10 +62,45 @@ class _Invalid(Exception):
 
 
 def _words(value: str) -> list[str]:
-    try:
-        return shlex.split(value, comments=False, posix=True)
-    except ValueError as e:
-        raise _Invalid(f"cannot split arguments ({e})") from None
+    """Split like Docker: whitespace outside quotes separates words; quotes and escapes are
+    removed. A `$` that must stay literal (in '...', or written as \\$) is kept as `\\$` so
+    the planner's variable expansion, which runs later, leaves it alone."""
+    words: list[str] = []
+    word: list[str] | None = None
+    quote = ""
+    i = 0
+    while i < len(value):
+        c = value[i]
+        if quote == "'":
+            if c == "'":
+                quote = ""
+            else:
+                word.append("\\$" if c == "$" else c)
+        elif c == "\\" and i + 1 < len(value) and (not quote or value[i + 1] in '"\\$'):
+            i += 1
+            word = word if word is not None else []
+            word.append("\\$" if value[i] == "$" else value[i])
+        elif quote:
+            if c == quote:
+                quote = ""
+            else:
+                word.append(c)
+        elif c.isspace():
+            if word is not None:
+                words.append("".join(word))
+                word = None
+        else:
+            word = word if word is not None else []
+            if c in "'\"":
+                quote = c
+            else:
+                word.append(c)
+        i += 1
+    if quote:
+        raise _Invalid(f"cannot split arguments (no closing {quote})")
+    if word is not None:
+        words.append("".join(word))
+    return words
 
 
 def _flags(value: str, allowed: set[str]) -> tuple[dict[str, str], str]:

@@ -6,7 +6,10 @@ relative path against it. No WASI call sets it, and CPython turns a relative scr
 into an absolute one before any Python code runs, so the launcher sets it from outside:
 
 1. find the global: among the module's data words that point at the string "/", the one
-   that code loads by address (`i32.const addr`); libc's getcwd/chdir are what reference it.
+   that code references by address; libc's getcwd/chdir are what reference it. Code names
+   an address as `i32.const addr` or as `i32.const 0` + a load/store with `offset=addr`, and
+   the linker may leave either immediate padded to 5 bytes (wasm-ld does unless asked to
+   compress relocations, as zig cc does), so both the minimal and padded LEBs count.
 2. after instantiation, before `_start`: grow memory by one page, write the directory there,
    and point the global at it. dlmalloc never uses a page grown before it first runs (its
    heap ends at `__heap_end`/the initial memory), and wasi-libc frees the old value only if
@@ -14,6 +17,9 @@ into an absolute one before any Python code runs, so the launcher sets it from o
 
 This works for any program linked with wasi-libc, whatever its language, with no change to
 the module. A module where the global cannot be found (another libc) is run from "/".
+wasi-libc resolves relative paths against that directory only in programs that link its
+`chdir`; in one that does not (a small C program), getcwd() reports the workdir but relative
+paths still resolve against "/", which no launcher can change without editing the module.
 """
 from __future__ import annotations
 
@@ -23,6 +29,8 @@ import struct
 import sys
 
 _PAGE = 65536
+# Bumped whenever find_cwd_slot learns to find more, so results cached by an older one are redone.
+FINDER_VERSION = 2
 
 
 def _leb(data: bytes, pos: int) -> tuple[int, int]:
@@ -58,6 +66,32 @@ def _encode_sleb(value: int) -> bytes:
             out.append(byte)
             return bytes(out)
         out.append(byte | 0x80)
+
+
+def _encode_uleb(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if not value:
+            out.append(byte)
+            return bytes(out)
+        out.append(byte | 0x80)
+
+
+def _padded(value: int) -> bytes:
+    """The 5-byte LEB a linker writes for a relocated 32-bit immediate (same for signed and
+    unsigned while the value is below 2**31, as addresses in a 32-bit memory are here)."""
+    return bytes([(value >> shift) & 0x7F | 0x80 for shift in (0, 7, 14, 21)] + [(value >> 28) & 0x7F])
+
+
+def _referenced(code: bytes, address: int) -> bool:
+    """Whether code names `address`: `i32.const address`, or `i32.const 0` then a load or
+    store (opcodes 0x28-0x3e, alignment 0-3) with `offset=address`, minimal or padded."""
+    if any(b"\x41" + enc in code for enc in (_encode_sleb(address), _padded(address))):
+        return True
+    offsets = b"|".join(re.escape(enc) for enc in (_encode_uleb(address), _padded(address)))
+    return re.search(rb"\x41(?:\x00|\x80\x80\x80\x80\x00)[\x28-\x3e][\x00-\x03](?:" + offsets + rb")", code) is not None
 
 
 def _sections(wasm: bytes) -> dict[int, tuple[int, int]]:
@@ -113,8 +147,7 @@ def find_cwd_slot(wasm: bytes) -> int | None:
     words = array.array("I", bytes(memory))
     if sys.byteorder != "little":
         words.byteswap()
-    candidates = [i * 4 for i, word in enumerate(words)
-                  if word in slashes and b"\x41" + _encode_sleb(i * 4) in code]
+    candidates = [i * 4 for i, word in enumerate(words) if word in slashes and _referenced(code, i * 4)]
     return candidates[0] if len(set(candidates)) == 1 else None
 
 

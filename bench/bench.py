@@ -1,0 +1,198 @@
+"""`make bench`: how much boxer costs next to native Python, side by side in one run.
+
+    python bench/bench.py [-n RUNS] [--cold-runs RUNS] [--only TEXT]
+
+Every measurement is timed RUNS times; the table shows the median, the 90th percentile
+(nearest rank) and the median's ratio to the first line, native `python3 -c pass`.
+
+"cold" means an empty BOXER_CACHE_DIR for every sample: the run unpacks the image and
+compiles CPython from scratch each time. "warm" means one untimed run filled the cache first.
+
+To add measurements (a later issue's feature), write a function that takes the `Bench`
+and returns `Measurement`s, and append it to SECTIONS.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Callable
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "examples" / "hello-python"
+
+
+@dataclass(frozen=True)
+class Measurement:
+    name: str
+    sample: Callable[[], float]  # does the work once and returns the seconds it took
+    runs: int
+    prepare: Callable[[], object] | None = None  # runs once, untimed, before the first sample
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    times: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
+
+    @property
+    def p90(self) -> float:
+        ordered = sorted(self.times)
+        return ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
+
+
+@dataclass(frozen=True)
+class Bench:
+    """What every section may use: a scratch directory, the built example and the run counts."""
+
+    workdir: Path
+    image: Path
+    runs: int
+    cold_runs: int
+
+
+def boxer_command() -> list[str]:
+    """The installed `boxer` script beside this Python, as a user runs it."""
+    script = Path(sys.executable).parent / "boxer"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "boxer_py"]
+
+
+def process(argv: list[str], env: dict[str, str] | None = None,
+            before: Callable[[], dict[str, str]] | None = None) -> Callable[[], float]:
+    """A whole-process sample: spawn, wait, check the exit code. `before` runs untimed and
+    may return extra environment variables for this sample."""
+
+    def sample() -> float:
+        extra = before() if before else {}
+        start = time.perf_counter()
+        r = subprocess.run(argv, env={**os.environ, **(env or {}), **extra}, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE)
+        elapsed = time.perf_counter() - start
+        if r.returncode != 0:
+            raise SystemExit(f"bench: {' '.join(argv)} failed ({r.returncode}): {r.stderr.decode()[-500:]}")
+        return elapsed
+
+    return sample
+
+
+def in_process(work: Callable[[], object]) -> Callable[[], float]:
+    def sample() -> float:
+        start = time.perf_counter()
+        work()
+        return time.perf_counter() - start
+
+    return sample
+
+
+def native(b: Bench) -> list[Measurement]:
+    # This interpreter, not whatever `python3` is on PATH (a pyenv shim would add a shell).
+    return [Measurement("native python3 -c pass", process([sys.executable, "-c", "pass"]), b.runs)]
+
+
+def python_runs(b: Bench) -> list[Measurement]:
+    import boxer_py
+
+    boxer = boxer_command()
+    argv = [*boxer, "run", str(b.image), "python", "-c", "pass"]
+    colds = b.workdir / "cold"
+
+    def empty_cache() -> dict[str, str]:
+        shutil.rmtree(colds, ignore_errors=True)
+        colds.mkdir()
+        return {"BOXER_CACHE_DIR": str(colds)}
+
+    warm_cache = b.workdir / "warm"
+    warm_env = {"BOXER_CACHE_DIR": str(warm_cache)}
+    sessions: list[boxer_py.Session] = []
+
+    def open_session() -> None:
+        sessions.append(boxer_py.Session(b.image, cache_dir=warm_cache))
+        session_run()  # the module compiled or loaded, and kept in memory
+
+    def session_run() -> None:
+        result = sessions[0].run(["python", "-c", "pass"])
+        if result.exit_code != 0:
+            raise SystemExit(f"bench: Session.run failed: {result.stderr.decode()[-500:]}")
+
+    return [
+        Measurement("boxer run IMAGE python -c pass (cold: empty cache each run)", process(argv, before=empty_cache),
+                    b.cold_runs),
+        Measurement("boxer run IMAGE python -c pass (warm cache)", process(argv, warm_env), b.runs,
+                    prepare=process(argv, warm_env)),
+        Measurement('Session(IMAGE).run(["python", "-c", "pass"]) (in-process, warm)', in_process(session_run),
+                    b.runs, prepare=open_session),
+    ]
+
+
+def builds(b: Bench) -> list[Measurement]:
+    argv = [*boxer_command(), "build", "-q", "-t", "hello", str(EXAMPLE), "-o", str(b.workdir / "rebuilt.wasm")]
+    return [Measurement("boxer build examples/hello-python", process(argv), b.runs)]
+
+
+SECTIONS: list[Callable[[Bench], list[Measurement]]] = [native, python_runs, builds]
+
+
+def measure(m: Measurement) -> Result:
+    if m.prepare is not None:
+        m.prepare()
+    times = []
+    for _ in range(m.runs):
+        times.append(m.sample())
+    return Result(m.name, times)
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:,.1f} ms"
+
+
+def table(results: list[Result]) -> str:
+    base = results[0].median
+    width = max(len(r.name) for r in results)
+    lines = [f"{'measurement':<{width}}  {'runs':>4}  {'median':>12}  {'p90':>12}  {'x native':>9}"]
+    for r in results:
+        lines.append(f"{r.name:<{width}}  {len(r.times):>4}  {_ms(r.median):>12}  {_ms(r.p90):>12}  "
+                     f"{r.median / base:>8.1f}x")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-n", "--runs", type=int, default=10, help="samples per measurement (default 10)")
+    parser.add_argument("--cold-runs", type=int, default=3, help="samples of the cold run, which compiles CPython each time (default 3)")
+    parser.add_argument("--only", metavar="TEXT", help="only measurements whose name contains TEXT (native is always kept)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="boxer-bench-") as tmp:
+        workdir = Path(tmp)
+        image = workdir / "hello.wasm"
+        import boxer_py
+
+        boxer_py.build(EXAMPLE, image, tag="hello")
+        bench = Bench(workdir, image, args.runs, args.cold_runs)
+        print(f"boxer bench: native is {sys.executable} (Python {platform.python_version()}), wasmtime-py {version('wasmtime')}, "
+              f"{os.cpu_count()} CPUs, {platform.machine()}", flush=True)
+        results = []
+        for section in SECTIONS:
+            for m in section(bench):
+                if results and args.only and args.only not in m.name:
+                    continue
+                print(f"  {m.name} ...", file=sys.stderr, flush=True)
+                results.append(measure(m))
+        print(table(results))
+
+
+if __name__ == "__main__":
+    main()
