@@ -98,9 +98,9 @@ def test_unsupported_base_lists_the_supported_ones(make_context, build_fails, ba
     assert line.endswith("use one of the WebAssembly bases: python:3.12, scratch")
 
 
-def test_run_is_refused_with_its_line(make_context, build_fails):
-    ctx = make_context("FROM python:3.12\nWORKDIR /app\nRUN pip install requests\nCOPY . .\n")
-    build_fails(ctx, "Dockerfile:3: RUN is not supported yet")
+def test_run_of_a_native_tool_is_refused_with_its_line(make_context, build_fails):
+    ctx = make_context("FROM python:3.12\nWORKDIR /app\nRUN apt-get update && apt-get install -y gcc\nCOPY . .\n")
+    build_fails(ctx, "Dockerfile:3: RUN: apt-get cannot run in a WebAssembly build")
 
 
 # Sources outside the build context
