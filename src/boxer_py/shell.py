@@ -619,6 +619,12 @@ class _Shell:
                 for letter in a[1:]:
                     if letter == "v":
                         continue
+                    if letter == "o" and k + 1 < len(args):   # set -eo pipefail
+                        k += 1
+                        if args[k] not in _OPTION_NAMES:
+                            raise ShellError(f"set: unsupported option '-o {args[k]}'")
+                        (self.state.options.add if a[0] == "-" else self.state.options.discard)(args[k])
+                        continue
                     if letter not in _OPTION_LETTERS:
                         raise ShellError(f"set: unsupported option '{a[0]}{letter}'")
                     option = _OPTION_LETTERS[letter]

@@ -51,73 +51,53 @@ def parse(text: str) -> Program:
 
 
 def prepare(text: str) -> tuple[str, dict[int, Heredoc]]:
-    """A same-length copy of `text` that bashlex can parse, and the here-docs it hid."""
+    """A same-length copy of `text` that bashlex can parse, and the here-docs it hid.
+
+    `$(...)`, backticks and `$((...))` become `$(:   )`: bashlex trips on `&&` inside them,
+    and the interpreter parses each substitution itself when it runs it.
+    """
     out = list(text)
     heredocs: dict[int, Heredoc] = {}
     pending: list[tuple[int, str, bool, bool]] = []
-    stack: list[str] = []   # '"' inside double quotes, ')' inside $( or (, '`' inside backticks
+    in_dquote = False
     i, n = 0, len(text)
     while i < n:
         c = text[i]
-        top = stack[-1] if stack else ""
         if c == "\\":
             i += 2
-            continue
-        if top == '"':
-            if c == '"':
-                stack.pop()
-            elif text.startswith("$((", i):
-                i = _blank_arith(text, out, i)
-                continue
-            elif text.startswith("$(", i):
-                stack.append(")")
-                i += 1
-            elif c == "`":
-                stack.append("`")
+        elif text.startswith("$(", i):
+            i = _blank(out, i, match_paren(text, i + 1))
+        elif c == "`":
+            i = _blank(out, i, end_backtick(text, i + 1))
+        elif in_dquote:
+            in_dquote = c != '"'
             i += 1
-            continue
-        if c == "'":
+        elif c == '"':
+            in_dquote = True
+            i += 1
+        elif c == "'":
             end = text.find("'", i + 1)
             i = n if end < 0 else end + 1
-            continue
-        if c == '"':
-            stack.append('"')
-        elif c == "`":
-            if top == "`":
-                stack.pop()
-            else:
-                stack.append("`")
         elif c == "#" and (i == 0 or text[i - 1] in _WORD_END):
             while i < n and text[i] != "\n":
                 i += 1
-            continue
-        elif text.startswith("$((", i):
-            i = _blank_arith(text, out, i)
-            continue
-        elif c == "(":
-            stack.append(")")
-        elif c == ")" and top == ")":
-            stack.pop()
         elif text.startswith("<<", i) and not text.startswith("<<<", i):
             i = _heredoc_operator(text, out, i, pending)
-            continue
         elif c == "\n" and pending:
             i = _heredoc_bodies(text, out, i + 1, pending, heredocs)
             pending = []
-            continue
-        i += 1
+        else:
+            i += 1
     if pending:
         raise ShellError(f"here-document delimited by end of script (wanted '{pending[0][1]}')")
     return "".join(out), heredocs
 
 
-def _blank_arith(text: str, out: list[str], i: int) -> int:
-    """Replace `$((...))` with `$(:   )` of the same length; bashlex raises on arithmetic."""
-    end = match_paren(text, i + 1)
-    for k in range(i, end + 1):
-        out[k] = " "
-    out[i:i + 3] = ["$", "(", ":"]
-    out[end] = ")"
+def _blank(out: list[str], start: int, end: int) -> int:
+    """Replace a substitution spanning start..end by `$(:  )` (or `` `: ` ``) of the same length."""
+    if end - start >= 3:
+        opener = ["$", "(", ":"] if out[start] == "$" else ["`", ":"]
+        out[start:end + 1] = opener + [" "] * (end - start - len(opener)) + [out[end]]
     return end + 1
 
 

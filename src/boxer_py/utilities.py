@@ -1123,12 +1123,10 @@ def _sed_apply(commands: list[_SedCommand], data: bytes, quiet: bool) -> bytes:
 
 # -- users and groups ---------------------------------------------------------------------------
 def _make_home(call: Call, home: str, uid: int, gid: int) -> None:
-    parts = [p for p in home.split("/") if p]
-    for k in range(1, len(parts) + 1):
-        host = resolve(call.root, "/" + "/".join(parts[:k]))
-        if not host.exists():
-            host.mkdir(mode=0o755)
-    host = resolve(call.root, home)
+    host = resolve(call.root, home)   # existing components are real directories inside root
+    if _lexists(host) and not host.is_dir():
+        raise _Failure(f"cannot create directory {home}")
+    host.mkdir(mode=0o755, parents=True, exist_ok=True)
     call.owners[within(call.root, host)] = (uid, gid)
 
 
