@@ -557,3 +557,78 @@ def test_useradd_home_through_a_symlink(root, tmp_path):
 def test_source_and_eval_run_in_the_same_shell(root):
     (root / "env.sh").write_text("export FROM_FILE=1\n")
     assert out(root, ". /env.sh; eval 'X=2'; echo $FROM_FILE$X") == "12\n"
+
+
+def test_find_like_the_official_python_image_cleanup(root):
+    lib = root / "usr/local/lib/python3.12"
+    for d in ("test", "idlelib/idle_test", "json/__pycache__"):
+        (lib / d).mkdir(parents=True)
+    for f in ("json/__init__.py", "json/__pycache__/x.cpython-312.pyc", "test/t.py", "os.pyc"):
+        (lib / f).write_text("x")
+    (root / "usr/local/lib/libpython3.12.a").write_text("x")
+    script = ("find /usr/local -depth \\( \\( -type d -a \\( -name test -o -name tests -o -name idle_test \\) \\) "
+              "-o \\( -type f -a \\( -name '*.pyc' -o -name '*.pyo' -o -name 'libpython*.a' \\) \\) \\) "
+              "-exec rm -rf '{}' + && find /usr/local -type d -name __pycache__ -empty -delete && "
+              "cd /usr/local && find . -name '*.py'")
+    result = sh(root, script)
+    assert result.exit_code == 0, result.log
+    assert result.log == b"./lib/python3.12/json/__init__.py\n"
+    assert not (lib / "test").exists() and not (lib / "idlelib/idle_test").exists() and (lib / "idlelib").is_dir()
+    assert not (lib / "os.pyc").exists() and not (lib / "json/__pycache__").exists()
+    assert not (root / "usr/local/lib/libpython3.12.a").exists()
+    assert out(root, "find / -maxdepth 1 -type d -name 'u*'; find /nope") == \
+        "/usr\nfind: '/nope': No such file or directory\n"
+    with pytest.raises(ShellError, match="find: unsupported expression '-mtime'"):
+        sh(root, "find / -mtime +1")
+
+
+def test_find_never_leaves_the_rootfs(root, tmp_path):
+    os.symlink(str(tmp_path), root / "out")
+    os.symlink("/", root / "self")
+    result = sh(root, "find / -name sentinel; find /out -type f; find /out/ -delete")
+    assert b"sentinel" not in result.log
+    assert (tmp_path / "sentinel").exists()
+
+
+def test_grep_and_wc(root):
+    (root / "f").write_text("a=1\nb=2\nA=3\n")
+    assert out(root, "grep -q '^b' /f && echo found; grep -i a /f; grep -c = /f; grep -vn a /f") == \
+        "found\na=1\nA=3\n3\n2:b=2\n3:A=3\n"
+    assert out(root, "grep -E '^(a|b)=' /f | wc -l; grep zzz /f; echo $?; grep x /none; echo $?") == \
+        "2\n1\ngrep: /none: No such file or directory\n2\n"
+
+
+def test_usermod_and_chgrp(root):
+    result = sh(root, "useradd app && groupadd docker && usermod -aG docker -s /bin/bash app && touch /f && chgrp docker /f")
+    assert result.exit_code == 0, result.log
+    assert "docker:x:1001:app\n" in (root / "etc/group").read_text()
+    assert "app:x:1000:1000::/home/app:/bin/bash\n" in (root / "etc/passwd").read_text()
+    assert result.owners == {"/f": (0, 1001)}
+
+
+def test_pwd_is_exported_like_dash(root):
+    (root / "app").mkdir()
+    rec = Recorder()
+    sh(root, "cd /app && python x", rec, cwd="/")
+    assert rec.calls[0].env["PWD"] == "/app" and rec.calls[0].env["OLDPWD"] == "/"
+
+
+def test_bin_paths_of_utilities_and_exec(root):
+    assert out(root, "/bin/echo a; /usr/bin/env X=1 sh -c true 2>/dev/null; exec echo last; echo never") == "a\nlast\n"
+
+
+def test_sh_c_and_shell_scripts_run_in_the_same_interpreter(root):
+    (root / "usr/local/bin").mkdir(parents=True)
+    script = root / "usr/local/bin/setup.sh"
+    script.write_text("#!/bin/sh\nset -e\necho \"setup $1 $GREETING\"\nmkdir -p /made\nfalse\necho never\n")
+    script.chmod(0o755)
+    (root / "plain.sh").write_text("#!/usr/bin/env bash\necho plain\n")
+    (root / "plain.sh").chmod(0o755)
+    rec = Recorder()
+    result = sh(root, "export GREETING=hi; sh -c 'echo in sub; X=1; exit 3'; echo $? $X; "
+                      "/bin/bash -ec 'false; echo never'; echo $?; setup.sh; echo $?; ./plain.sh; sh /plain.sh", rec)
+    assert result.log == b"in sub\n3\n1\nsetup  hi\n1\nplain\nplain\n"
+    assert (root / "made").is_dir() and rec.calls == []
+    (root / "noexec.sh").write_text("#!/bin/sh\necho x\n")
+    result = sh(root, "/noexec.sh")
+    assert result.exit_code == 126 and result.log == b"sh: /noexec.sh: Permission denied\n"

@@ -33,6 +33,7 @@ _UNSUPPORTED_BUILTINS = {
     "umask", "readonly", "type", "hash", "jobs", "fg", "bg", "times", "declare", "typeset", "let",
     "shopt", "pushd", "popd", "history", "function", "select",
 }
+_SHELLS = {"sh", "bash", "dash", "ash"}
 _OPTION_LETTERS = {"e": "errexit", "u": "nounset", "x": "xtrace", "f": "noglob"}
 _OPTION_NAMES = {"errexit", "nounset", "xtrace", "noglob", "pipefail"}
 
@@ -67,7 +68,8 @@ def run_script(script: str, *, root: Path, env: dict[str, str], cwd: str, extern
     """Run `script` like `/bin/sh -c script` with the rootfs at `root` as `/`."""
     shared = _Shared(root, external)
     state = _State(vars=dict(env), exported=set(env), cwd=posixpath.normpath("/" + cwd.lstrip("/")))
-    state.vars.setdefault("PWD", state.cwd)
+    state.vars["PWD"] = state.cwd
+    state.exported.add("PWD")   # as dash does
     log = _Log(shared.log)
     shell = _Shell(shared, state, parse(script), stdin=b"", fds={1: log, 2: log})
     try:
@@ -408,12 +410,75 @@ class _Shell:
         if utility:
             call = utilities.Call(name=posixpath.basename(name), args=argv[1:], root=self.shared.root,
                                   cwd=self.state.cwd, env=env, stdin=self.stdin, out=self.fds[1].write,
-                                  err=self.fds[2].write, owners=self.shared.owners)
+                                  err=self.fds[2].write, owners=self.shared.owners,
+                                  run=lambda args: self.dispatch(args, {}))
             return utility(call)
+        if posixpath.basename(name) in _SHELLS:
+            return self._sh(argv, env)
+        script = self._shell_script(name)
+        if script is not None:
+            if not script[1]:
+                self._err(f"sh: {name}: Permission denied")
+                return 126
+            return self._sh([name, script[0]] + argv[1:], env)
         done = self.shared.external(Invocation(list(argv), env, self.state.cwd, self.stdin))
         self.fds[1].write(done.stdout)
         self.fds[2].write(done.stderr)
         return done.exit_code
+
+    def _sh(self, argv: list[str], env: dict[str, str]) -> int:
+        """`sh -c script`, `bash -ex script.sh`, a `#!/bin/sh` script: a new shell, same rootfs."""
+        args, options, command = argv[1:], set(), False
+        while args and args[0][:1] in "-+" and args[0] not in ("-", "--", "+"):
+            flag = args.pop(0)
+            for letter in flag[1:]:
+                if letter == "c":
+                    command = True
+                elif letter == "o" and args:
+                    options.add(args.pop(0))
+                elif letter in _OPTION_LETTERS:
+                    options.add(_OPTION_LETTERS[letter])
+                elif letter not in "ls":
+                    raise ShellError(f"{argv[0]}: unsupported option '{flag[0]}{letter}'")
+        if args and args[0] == "--":
+            args.pop(0)
+        if command:
+            if not args:
+                self._err(f"{argv[0]}: -c: option requires an argument")
+                return 2
+            text = args[0]
+        elif args:
+            try:
+                text = _text(resolve(self.shared.root, posixpath.join(self.state.cwd, args[0])).read_bytes())
+            except (OSError, BoxerError):
+                self._err(f"{argv[0]}: 0: cannot open {args[0]}: No such file")
+                return 127
+        else:
+            text, self.stdin = _text(self.stdin), b""
+        state = _State(vars=dict(env), exported=set(env), cwd=self.state.cwd, options=options & _OPTION_NAMES)
+        return self._child(parse(text), state=state).run_protected()
+
+    def _shell_script(self, name: str) -> tuple[str, bool] | None:
+        """(guest path, executable) when `name` is a script for sh or bash (run here, not external)."""
+        guest = (posixpath.join(self.state.cwd, name) if "/" in name else
+                 utilities.lookup_path(self.shared.root, self.state.cwd,
+                                       self.state.vars.get("PATH", DEFAULT_PATH), name))
+        if guest is None:
+            return None
+        try:
+            host = resolve(self.shared.root, guest)
+            if not host.is_file():
+                return None
+            with open(host, "rb") as f:
+                first = f.readline(256)
+        except (OSError, BoxerError):
+            return None
+        words = _text(first[2:]).split() if first.startswith(b"#!") else []
+        if words[:1] and posixpath.basename(words[0]) == "env":
+            words = words[1:]
+        if not words or posixpath.basename(words[0]) not in _SHELLS:
+            return None
+        return guest, bool(host.stat().st_mode & 0o111)
 
     # -- redirections ----------------------------------------------------------------------
     @contextlib.contextmanager
@@ -569,6 +634,7 @@ class _Shell:
             self._err(f"sh: cd: can't cd to {target}")
             return 2
         self.state.vars["OLDPWD"] = self.state.cwd
+        self.state.exported.add("OLDPWD")
         self.state.cwd = self.state.vars["PWD"] = guest
         return 0
 

@@ -119,3 +119,16 @@ def add_member(root: Path, group: str, member: str) -> bool:
             path.write_text("\n".join(lines) + "\n")
             return True
     return False
+
+
+def set_fields(root: Path, name: str, fields: dict[int, str]) -> None:
+    """Replace /etc/passwd fields (by index: 3 gid, 5 home, 6 shell) of user `name`."""
+    path = resolve(root, "/etc/passwd")
+    lines = path.read_text(errors="replace").splitlines()
+    for n, line in enumerate(lines):
+        f = line.split(":")
+        if len(f) >= 7 and f[0] == name:
+            for index, value in fields.items():
+                f[index] = value
+            lines[n] = ":".join(f)
+    path.write_text("\n".join(lines) + "\n")

@@ -8,6 +8,7 @@ Unknown options raise ShellError: a build should stop rather than guess.
 """
 from __future__ import annotations
 
+import fnmatch
 import os
 import posixpath
 import re
@@ -34,6 +35,7 @@ class Call:
     out: Callable[[bytes], None]
     err: Callable[[bytes], None]
     owners: dict[str, tuple[int, int]]
+    run: Callable[[list[str]], int] = lambda argv: 127   # runs a command line (find -exec)
 
     def guest(self, path: str) -> str:
         return posixpath.join(self.cwd, path)
@@ -133,6 +135,11 @@ def _options(call: Call, flags: str, valued: str = "", long: dict[str, str] | No
 
 def _lexists(host: Path) -> bool:
     return host.is_symlink() or host.exists()
+
+
+def _real_dir(host: Path) -> bool:
+    """A directory, not a symlink to one (never stat through a link: it may name a host path)."""
+    return not host.is_symlink() and host.is_dir()
 
 
 def _each(call: Call, operands: list[str], action: Callable[[str], None]) -> int:
@@ -627,7 +634,7 @@ def rm(call: Call) -> int:
             if not opts.get("f"):
                 raise _Failure(f"cannot remove '{path}': No such file or directory")
             return
-        if host.is_dir() and not host.is_symlink():
+        if _real_dir(host):
             if not recursive:
                 if opts.get("d"):
                     host.rmdir()
@@ -690,7 +697,7 @@ def cp(call: Call) -> int:
         if not _lexists(src):
             raise _Failure(f"cannot stat '{source}': No such file or directory")
         target = _target(call, dest, dest_is_dir, source)
-        if src.is_dir() and not src.is_symlink():
+        if _real_dir(src):
             if not recursive:
                 raise _Failure(f"-r not specified; omitting directory '{source}'")
             target_host = resolve(call.root, target)
@@ -709,7 +716,7 @@ def _copy_entry(call: Call, src: Path, target: str, preserve: bool, no_clobber: 
         if _lexists(link):
             if no_clobber:
                 return
-            if link.is_dir() and not link.is_symlink():
+            if _real_dir(link):
                 raise _Failure(f"cannot overwrite directory '{target}' with non-directory")
             link.unlink()
         os.symlink(os.readlink(src), link)
@@ -769,13 +776,13 @@ def mv(call: Call) -> int:
         host = resolve(call.root, target, follow_last=False)
         if host == src:
             raise _Failure(f"'{source}' and '{target}' are the same file")
-        if src.is_dir() and not src.is_symlink() and _inside(host, src):
+        if _real_dir(src) and _inside(host, src):
             raise _Failure(f"cannot move '{source}' to a subdirectory of itself, '{target}'")
         if _lexists(host):
             if opts.get("n"):
                 return
-            if host.is_dir() and not host.is_symlink():
-                if not (src.is_dir() and not src.is_symlink()):
+            if _real_dir(host):
+                if not (_real_dir(src)):
                     raise _Failure(f"cannot overwrite directory '{target}' with non-directory")
                 if any(host.iterdir()):
                     raise _Failure(f"cannot move '{source}' to '{target}': Directory not empty")
@@ -795,8 +802,7 @@ def ln(call: Call) -> int:
     if len(operands) == 1:
         operands.append(".")
     *sources, dest = operands
-    dest_is_dir = (not opts.get("T") and call.host(dest, follow_last=not opts.get("n")).is_dir()
-                   and not (opts.get("n") and call.host(dest, follow_last=False).is_symlink()))
+    dest_is_dir = not opts.get("T") and _real_dir(call.host(dest, follow_last=not opts.get("n")))
     if len(sources) > 1 and not dest_is_dir:
         return call.fail(f"target '{dest}' is not a directory")
 
@@ -807,7 +813,7 @@ def ln(call: Call) -> int:
             if not opts.get("f"):
                 kind = "symbolic link" if opts.get("s") else "hard link"
                 raise _Failure(f"failed to create {kind} '{target}': File exists")
-            if host.is_dir() and not host.is_symlink():
+            if _real_dir(host):
                 raise _Failure(f"'{target}': cannot overwrite directory")
             host.unlink()
         if not host.parent.is_dir():
@@ -827,7 +833,7 @@ def ln(call: Call) -> int:
 def _walk(host: Path) -> list[Path]:
     """`host` and, for a real directory, everything under it; symlinks are listed, not entered."""
     found = [host]
-    if host.is_dir() and not host.is_symlink():
+    if _real_dir(host):
         for dirpath, dirnames, filenames in os.walk(host):
             found.extend(Path(dirpath) / n for n in sorted(dirnames + filenames))
     return found
@@ -890,6 +896,15 @@ def chown(call: Call) -> int:
             call.owners[key] = (old_uid if uid is None else uid, old_gid if gid is None else gid)
 
     return _each(call, operands, change)
+
+
+def chgrp(call: Call) -> int:
+    if len(call.args) >= 2:
+        flags = [a for a in call.args if a.startswith("-")]
+        operands = [a for a in call.args if not a.startswith("-")]
+        if operands:
+            call.args = flags + [":" + operands[0]] + operands[1:]
+    return chown(call)
 
 
 def ls(call: Call) -> int:
@@ -1240,10 +1255,299 @@ def adduser(call: Call) -> int:
                      gecos=str(opts.get("g", "")), extra=[])
 
 
+
+
+# -- find ------------------------------------------------------------------------------------
+@dataclass
+class _Find:
+    """A parsed `find` expression node: ('and'|'or', a, b), ('not', a) or a primary."""
+    op: str
+    args: tuple
+
+
+class _FindRun:
+    def __init__(self, call: Call, expr: _Find, post_order: bool, mindepth: int, maxdepth: int | None):
+        self.call, self.expr, self.post_order = call, expr, post_order
+        self.mindepth, self.maxdepth = mindepth, maxdepth
+        self.batches: dict[int, tuple[list[str], list[str]]] = {}
+        self.status = 0
+        self.pruned = False
+
+    def walk(self, shown: str, host: Path, depth: int) -> None:
+        descend = _real_dir(host) and (self.maxdepth is None or depth < self.maxdepth)
+        self.pruned = False
+        if not self.post_order and depth >= self.mindepth:
+            self.eval(self.expr, shown, host)
+        if descend and not self.pruned:
+            try:
+                names = sorted(os.listdir(host))
+            except OSError:
+                self.status = self.call.fail(f"'{shown}': No such file or directory")
+                names = []
+            for name in names:
+                child = shown + name if shown.endswith("/") else f"{shown}/{name}"
+                self.walk(child, host / name, depth + 1)
+        if self.post_order and depth >= self.mindepth:
+            self.eval(self.expr, shown, host)
+
+    def eval(self, node: _Find, shown: str, host: Path) -> bool:
+        op, a = node.op, node.args
+        if op == "and":
+            return self.eval(a[0], shown, host) and self.eval(a[1], shown, host)
+        if op == "or":
+            return self.eval(a[0], shown, host) or self.eval(a[1], shown, host)
+        if op == "not":
+            return not self.eval(a[0], shown, host)
+        if op in ("name", "iname"):
+            name = posixpath.basename(shown.rstrip("/")) or shown
+            return _fnmatch(name, a[0], op == "iname")
+        if op in ("path", "ipath"):
+            return _fnmatch(shown, a[0], op == "ipath")
+        if op == "type":
+            kinds = a[0].split(",")
+            if host.is_symlink():
+                return "l" in kinds
+            if not host.exists():
+                return False
+            return ("d" if host.is_dir() else "f" if host.is_file() else "?") in kinds
+        if op == "empty":
+            if host.is_symlink():
+                return False
+            return not any(host.iterdir()) if host.is_dir() else host.stat().st_size == 0
+        if op in ("print", "print0"):
+            self.call.print(shown + ("\n" if op == "print" else "\0"))
+            return True
+        if op == "true":
+            return True
+        if op == "false":
+            return False
+        if op == "prune":
+            self.pruned = True
+            return True
+        if op == "delete":
+            try:
+                host.rmdir() if _real_dir(host) else host.unlink()
+            except OSError as e:
+                self.status = self.call.fail(f"cannot delete '{shown}': {e.strerror}")
+                return False
+            return True
+        if op == "exec":
+            command, batch = list(a[0]), a[1]
+            if batch:
+                self.batches.setdefault(id(node), (command, []))[1].append(shown)
+                return True
+            return self.call.run([arg.replace("{}", shown) for arg in command]) == 0
+        raise ShellError(f"find: unsupported expression '-{op}'")
+
+    def finish(self) -> int:
+        for command, paths in self.batches.values():
+            at = command.index("{}")
+            if self.call.run(command[:at] + paths + command[at + 1:]) != 0:
+                self.status = 1
+        return self.status
+
+
+def _fnmatch(text: str, pattern: str, fold: bool) -> bool:
+    return fnmatch.fnmatchcase(text.lower(), pattern.lower()) if fold else fnmatch.fnmatchcase(text, pattern)
+
+
+_FIND_TESTS = {"-name": 1, "-iname": 1, "-path": 1, "-ipath": 1, "-wholename": 1, "-type": 1, "-empty": 0,
+               "-print": 0, "-print0": 0, "-delete": 0, "-prune": 0, "-true": 0, "-false": 0}
+_FIND_ACTIONS = {"print", "print0", "delete", "exec", "prune"}
+
+
+def find_files(call: Call) -> int:
+    args = list(call.args)
+    while args and args[0] in ("-P", "-H"):
+        args.pop(0)
+    if args and args[0] == "-L":
+        raise ShellError("find: unsupported option '-L' (following symlinks)")
+    starts = []
+    while args and not args[0].startswith("-") and args[0] not in ("(", "!", ")"):
+        starts.append(args.pop(0))
+    settings = {"post_order": False, "mindepth": 0, "maxdepth": None}
+    tokens = []
+    k = 0
+    while k < len(args):
+        a = args[k]
+        if a in ("-depth", "-d"):
+            settings["post_order"] = True
+        elif a in ("-maxdepth", "-mindepth"):
+            if k + 1 >= len(args) or not args[k + 1].isdigit():
+                raise ShellError(f"find: {a} needs a number")
+            settings[a[1:]] = int(args[k + 1])
+            k += 1
+        elif a in ("-xdev", "-mount", "-noleaf", "-ignore_readdir_race"):
+            pass
+        else:
+            tokens.append(a)
+        k += 1
+    parser = _FindParser(tokens)
+    expr = parser.parse() if tokens else _Find("true", ())
+    if "delete" in parser.seen:
+        settings["post_order"] = True
+    if not parser.seen & _FIND_ACTIONS - {"prune"}:
+        expr = _Find("and", (expr, _Find("print", ())))
+    run = _FindRun(call, expr, bool(settings["post_order"]), int(settings["mindepth"]),
+                   settings["maxdepth"] if settings["maxdepth"] is None else int(settings["maxdepth"]))
+    for start in starts or ["."]:
+        try:
+            host = call.host(start, follow_last=False)
+        except _Failure as e:
+            run.status = call.fail(str(e))
+            continue
+        if not _lexists(host):
+            run.status = call.fail(f"'{start}': No such file or directory")
+            continue
+        run.walk(start, host, 0)
+    return run.finish()
+
+
+class _FindParser:
+    def __init__(self, tokens: list[str]):
+        self.tokens, self.pos, self.seen = tokens, 0, set()
+
+    def peek(self) -> str | None:
+        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+
+    def parse(self) -> _Find:
+        expr = self.or_()
+        if self.peek() is not None:
+            raise ShellError(f"find: unexpected '{self.peek()}'")
+        return expr
+
+    def or_(self) -> _Find:
+        left = self.and_()
+        while self.peek() in ("-o", "-or"):
+            self.pos += 1
+            left = _Find("or", (left, self.and_()))
+        return left
+
+    def and_(self) -> _Find:
+        left = self.not_()
+        while self.peek() not in (None, "-o", "-or", ")"):
+            if self.peek() in ("-a", "-and"):
+                self.pos += 1
+            left = _Find("and", (left, self.not_()))
+        return left
+
+    def not_(self) -> _Find:
+        if self.peek() in ("!", "-not"):
+            self.pos += 1
+            return _Find("not", (self.not_(),))
+        return self.primary()
+
+    def primary(self) -> _Find:
+        token = self.peek()
+        if token is None:
+            raise ShellError("find: expression expected")
+        self.pos += 1
+        if token == "(":
+            inner = self.or_()
+            if self.peek() != ")":
+                raise ShellError("find: missing )")
+            self.pos += 1
+            return inner
+        if token in ("-exec", "-execdir"):
+            if token == "-execdir":
+                raise ShellError("find: unsupported expression '-execdir'")
+            command = []
+            while self.peek() not in (";", "+", None):
+                command.append(self.tokens[self.pos])
+                self.pos += 1
+            end = self.peek()
+            if end is None or not command or (end == "+" and "{}" not in command):
+                raise ShellError("find: -exec needs a command ending with ';' or '{} +'")
+            self.pos += 1
+            self.seen.add("exec")
+            return _Find("exec", (tuple(command), end == "+"))
+        if token not in _FIND_TESTS:
+            raise ShellError(f"find: unsupported expression '{token}'")
+        values = self.tokens[self.pos:self.pos + _FIND_TESTS[token]]
+        if len(values) < _FIND_TESTS[token]:
+            raise ShellError(f"find: {token} needs a value")
+        self.pos += len(values)
+        op = "path" if token == "-wholename" else token[1:]
+        self.seen.add(op)
+        return _Find(op, tuple(values))
+
+
+def usermod(call: Call) -> int:
+    """The common `usermod -aG group user`, `-G`, `-s`, `-d`."""
+    opts, operands = _options(call, "a", "Gsdg", {"append": "a", "groups": "G=", "shell": "s=", "home": "d=",
+                                                   "gid": "g="})
+    if len(operands) != 1:
+        return call.fail("expected one user name", 2)
+    name = operands[0]
+    if accounts.user(call.root, name) is None:
+        return call.fail(f"user '{name}' does not exist", 6)
+    for group in [g for g in str(opts.get("G", "")).split(",") if g]:
+        if not accounts.add_member(call.root, group, name):
+            return call.fail(f"group '{group}' does not exist", 6)
+    changes = {5: opts.get("d"), 6: opts.get("s")}
+    if "g" in opts:
+        gid = accounts.group_id(call.root, str(opts["g"]))
+        if gid is None:
+            return call.fail(f"group '{opts['g']}' does not exist", 6)
+        changes[3] = str(gid)
+    accounts.set_fields(call.root, name, {k: str(v) for k, v in changes.items() if v is not None})
+    return 0
+
+
+def grep(call: Call) -> int:
+    opts, operands = _options(call, "qvicnlEFxwsrh", "e", {"quiet": "q", "silent": "q", "invert-match": "v",
+                                                          "ignore-case": "i", "count": "c", "line-number": "n",
+                                                          "extended-regexp": "E", "fixed-strings": "F",
+                                                          "regexp": "e=", "line-regexp": "x", "word-regexp": "w",
+                                                          "no-messages": "s"})
+    if opts.get("r"):
+        raise ShellError("grep: unsupported option '-r'")
+    patterns = [str(opts["e"])] if "e" in opts else ([operands.pop(0)] if operands else [])
+    if not patterns:
+        return call.fail("no pattern given", 2)
+    pattern = re.escape(patterns[0]) if opts.get("F") else _sed_regex(patterns[0], bool(opts.get("E"))).pattern
+    if opts.get("w"):
+        pattern = rf"\b(?:{pattern})\b"
+    if opts.get("x"):
+        pattern = rf"(?:{pattern})\Z"
+    regex = re.compile(pattern, re.I if opts.get("i") else 0)
+    found, status = _read_inputs(call, operands)
+    status = 2 if status else 1
+    for name, data in found:
+        lines = _decode(data).splitlines()
+        hits = [(n, line) for n, line in enumerate(lines, 1)
+                if bool(regex.match(line) if opts.get("x") else regex.search(line)) != bool(opts.get("v"))]
+        if hits and status != 2:
+            status = 0
+        if opts.get("q"):
+            continue
+        prefix = f"{name}:" if len(found) > 1 and not opts.get("h") else ""
+        if opts.get("l"):
+            if hits:
+                call.print(name + "\n")
+        elif opts.get("c"):
+            call.print(f"{prefix}{len(hits)}\n")
+        else:
+            call.print("".join(f"{prefix}{str(n) + ':' if opts.get('n') else ''}{line}\n" for n, line in hits))
+    return status
+
+
+def wc(call: Call) -> int:
+    opts, operands = _options(call, "lwc", long={"lines": "l", "words": "w", "bytes": "c"})
+    chosen = [k for k in "lwc" if opts.get(k)] or ["l", "w", "c"]
+    found, status = _read_inputs(call, operands)
+    for name, data in found:
+        counts = {"l": data.count(b"\n"), "w": len(data.split()), "c": len(data)}
+        numbers = " ".join(str(counts[k]) for k in chosen)
+        call.print(numbers + (f" {name}" if name != "-" else "") + "\n")
+    return status
+
+
 UTILITIES: dict[str, Utility] = {
     "echo": echo, "printf": printf, "cat": cat, "tee": tee, "head": _head_tail, "tail": _head_tail,
     "sleep": sleep, "pwd": pwd, "basename": basename, "dirname": dirname, "which": which,
     "test": test, "[": test, "mkdir": mkdir, "rmdir": rmdir, "rm": rm, "touch": touch, "cp": cp,
     "mv": mv, "ln": ln, "chmod": chmod, "chown": chown, "ls": ls, "sed": sed,
     "groupadd": groupadd, "addgroup": addgroup, "useradd": useradd, "adduser": adduser,
+    "find": find_files, "chgrp": chgrp, "usermod": usermod, "grep": grep, "wc": wc,
 }
