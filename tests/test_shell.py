@@ -127,7 +127,7 @@ def test_pipeline_buffers_stdout_into_stdin(root):
 def test_quoting(root):
     assert out(root, "echo 'a  $HOME' \"b  $HOME\" c\\ \\$d") == "a  $HOME b  /root c $d\n"
     assert out(root, "X='1  2'; echo $X; echo \"$X\"") == "1 2\n1  2\n"
-    assert out(root, "echo \"a \\\"q\\\" \\\\ \\n\"") == 'a "q" \\ \\n\n'
+    assert out(root, "printf '%s\\n' \"a \\\"q\\\" \\\\ \\n\"") == 'a "q" \\ \\n\n'
     assert out(root, "E=; for w in $E \"$E\" ''; do echo \"<$w>\"; done") == "<>\n<>\n"
 
 
@@ -221,7 +221,8 @@ def test_unterminated_heredoc_is_an_error(root):
 
 # -- utilities ---------------------------------------------------------------------------------------
 def test_echo_and_printf(root):
-    assert out(root, "echo -n a; echo -e 'b\\tc'; echo 'd\\n'") == "ab\tc\nd\\n\n"
+    # dash's echo (Debian's /bin/sh) interprets escapes; -E turns that off, -e is accepted.
+    assert out(root, "echo -n a; echo -e 'b\\tc'; echo 'd\\n'; echo -E 'e\\n'") == "ab\tc\nd\n\ne\\n\n"
     assert out(root, "printf '%s=%d\\n' a 1 b 2") == "a=1\nb=2\n"
     assert out(root, "printf '%5s|%-3s|%03d|%x|%b' ab c 7 255 'x\\ty'") == "   ab|c  |007|ff|x\ty"
 
@@ -632,3 +633,22 @@ def test_sh_c_and_shell_scripts_run_in_the_same_interpreter(root):
     (root / "noexec.sh").write_text("#!/bin/sh\necho x\n")
     result = sh(root, "/noexec.sh")
     assert result.exit_code == 126 and result.log == b"sh: /noexec.sh: Permission denied\n"
+
+
+def test_tr_and_sort(root):
+    assert out(root, "echo Hello | tr a-z A-Z; echo hello | tr -d l; echo 'a   b' | tr -s ' '; "
+                     "printf 'a\\nb\\n' | tr '\\n' ,") == "HELLO\nheo\na b\na,b,"
+    assert out(root, "printf 'b\\na\\nc\\na\\n' | sort -u; printf '10\\n9\\n' | sort -n; printf 'a\\nb\\n' | sort -r") == \
+        "a\nb\nc\n9\n10\nb\na\n"
+
+
+def test_quoted_defaults_and_octal_arithmetic(root):
+    assert out(root, "echo \"${X:-\"quoted default\"}\" ${X:-'single'} $((010 + 0x10))") == "quoted default single 24\n"
+
+
+def test_coreutils_details(root):
+    result = sh(root, "echo x > f && cp f d/; cp -r /etc /etc/sub; ln -s nowhere l && ls -l l | sed 's/.* l/l/' && ls l")
+    log = result.log.decode()
+    assert "cp: cannot create regular file 'd/': Not a directory\n" in log
+    assert "cp: cannot copy a directory, '/etc', into itself, '/etc/sub'\n" in log
+    assert "l -> nowhere\nl\n" in log and not (root / "d").exists()

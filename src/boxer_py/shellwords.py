@@ -58,7 +58,8 @@ class Expander:
 
     # -- pieces --------------------------------------------------------------------------
     def pieces(self, s: str, mode: str = "plain") -> list[Piece]:
-        """mode: plain (a word), dquote (inside "..."), heredoc (an unquoted here-doc body)."""
+        """mode: plain (a word), dquote (inside "..."), heredoc (an unquoted here-doc body),
+        bracedq (the word of "${X:-word}": quoted, but its own "..." are removed)."""
         quoted = mode != "plain"
         kind = QUOTED if quoted else LITERAL
         out: list[Piece] = []
@@ -72,7 +73,7 @@ class Expander:
                 elif not nxt:
                     out.append(("\\", kind))
                     i += 1
-                elif quoted and nxt not in ('$`\\' + ('"' if mode == "dquote" else "")):
+                elif quoted and nxt not in ('$`\\' + ('"' if mode in ("dquote", "bracedq") else "")):
                     out.append(("\\" + nxt, QUOTED))
                     i += 2
                 else:
@@ -84,7 +85,7 @@ class Expander:
                     raise ShellError("unterminated single quote")
                 out.append((s[i + 1:end], QUOTED))
                 i = end + 1
-            elif c == '"' and not quoted:
+            elif c == '"' and mode in ("plain", "bracedq"):
                 end = end_dquote(s, i + 1)
                 out.append(("", QUOTED))
                 out.extend(self.pieces(s[i + 1:end], "dquote"))
@@ -158,7 +159,7 @@ class Expander:
         else:
             raise ShellError(f"unsupported parameter expansion ${{{body}}}")
         unset = value is None or (op.startswith(":") and value == "")
-        word_pieces = lambda: self.pieces(word, "dquote" if quoted else "plain")  # noqa: E731
+        word_pieces = lambda: self.pieces(word, "bracedq" if quoted else "plain")  # noqa: E731
         if op in (":-", "-"):
             return word_pieces() if unset else [(value, kind)]
         if op in (":=", "="):
@@ -304,7 +305,8 @@ _COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, as
 
 def arithmetic(expr: str, get: Callable[[str], str | None]) -> int:
     """POSIX $((...)) on integers: + - * / % ** << >> & | ^ comparisons && || ! ~ and names."""
-    py = re.sub(r"&&", " and ", expr)
+    py = re.sub(r"\b0([0-7]+)\b", lambda m: str(int(m.group(1), 8)), expr)   # octal literals
+    py = re.sub(r"&&", " and ", py)
     py = re.sub(r"\|\|", " or ", py)
     py = re.sub(r"!(?!=)", " not ", py)
     try:

@@ -198,7 +198,8 @@ def _unescape(text: str, octal_needs_zero: bool) -> tuple[str, bool]:
 
 
 def echo(call: Call) -> int:
-    args, newline, escapes = list(call.args), True, False
+    """dash's echo (Debian's /bin/sh) interprets backslash escapes; -n, -e and -E as in bash."""
+    args, newline, escapes = list(call.args), True, True
     while args and re.fullmatch(r"-[neE]+", args[0]):
         for ch in args.pop(0)[1:]:
             newline = newline and ch != "n"
@@ -664,13 +665,16 @@ def touch(call: Call) -> int:
     return _each(call, operands, touch_one)
 
 
-def _target(call: Call, dest: str, dest_is_dir: bool, source: str) -> str:
-    """Where `source` lands: inside `dest` when it is a directory, like coreutils."""
+def _target(call: Call, dest: str, dest_is_dir: bool, source: str) -> tuple[str, str]:
+    """Where `source` lands, as a guest path and as the user wrote it: inside `dest` when it
+    is a directory, like coreutils."""
     if not dest_is_dir:
-        return call.guest(dest)
+        return call.guest(dest), dest
     name = posixpath.basename(source.rstrip("/")) or "/"
     base = within(call.root, call.host(dest))
-    return base if name in (".", "/") else posixpath.join(base, name)
+    if name in (".", "/"):
+        return base, dest
+    return posixpath.join(base, name), posixpath.join(dest, name)
 
 
 def _inside(inner: Path, outer: Path) -> bool:
@@ -696,28 +700,30 @@ def cp(call: Call) -> int:
         src = call.host(source, follow_last=not no_deref)
         if not _lexists(src):
             raise _Failure(f"cannot stat '{source}': No such file or directory")
-        target = _target(call, dest, dest_is_dir, source)
+        target, shown = _target(call, dest, dest_is_dir, source)
         if _real_dir(src):
             if not recursive:
                 raise _Failure(f"-r not specified; omitting directory '{source}'")
             target_host = resolve(call.root, target)
             if _inside(target_host, src):
-                raise _Failure(f"cannot copy a directory, '{source}', into itself, '{target}'")
-            _copy_dir(call, src, target, preserve, bool(opts.get("n")))
+                raise _Failure(f"cannot copy a directory, '{source}', into itself, '{shown}'")
+            _copy_dir(call, src, target, shown, preserve, bool(opts.get("n")))
         else:
-            _copy_entry(call, src, target, preserve, bool(opts.get("n")))
+            _copy_entry(call, src, target, shown, preserve, bool(opts.get("n")))
 
     return _each(call, sources, copy)
 
 
-def _copy_entry(call: Call, src: Path, target: str, preserve: bool, no_clobber: bool) -> None:
+def _copy_entry(call: Call, src: Path, target: str, shown: str, preserve: bool, no_clobber: bool) -> None:
+    if shown.endswith("/"):
+        raise _Failure(f"cannot create regular file '{shown}': Not a directory")
     if src.is_symlink():
         link = resolve(call.root, target, follow_last=False)
         if _lexists(link):
             if no_clobber:
                 return
             if _real_dir(link):
-                raise _Failure(f"cannot overwrite directory '{target}' with non-directory")
+                raise _Failure(f"cannot overwrite directory '{shown}' with non-directory")
             link.unlink()
         os.symlink(os.readlink(src), link)
         return
@@ -725,34 +731,35 @@ def _copy_entry(call: Call, src: Path, target: str, preserve: bool, no_clobber: 
         raise _Failure(f"cannot copy '{within(call.root, src)}': not a regular file or directory")
     host = resolve(call.root, target)
     if host.is_dir():
-        raise _Failure(f"cannot overwrite directory '{target}' with non-directory")
+        raise _Failure(f"cannot overwrite directory '{shown}' with non-directory")
     if not host.parent.is_dir():
-        raise _Failure(f"cannot create regular file '{target}': No such file or directory")
+        raise _Failure(f"cannot create regular file '{shown}': No such file or directory")
     if host.exists() and no_clobber:
         return
     if host.exists() and os.path.samefile(host, src):
-        raise _Failure(f"'{within(call.root, src)}' and '{target}' are the same file")
+        raise _Failure(f"'{within(call.root, src)}' and '{shown}' are the same file")
     shutil.copyfile(src, host, follow_symlinks=False)
     (shutil.copystat if preserve else shutil.copymode)(src, host)
 
 
-def _copy_dir(call: Call, src: Path, target: str, preserve: bool, no_clobber: bool) -> None:
+def _copy_dir(call: Call, src: Path, target: str, shown: str, preserve: bool, no_clobber: bool) -> None:
     host = resolve(call.root, target)
     if not host.exists():
         if not host.parent.is_dir():
-            raise _Failure(f"cannot create directory '{target}': No such file or directory")
+            raise _Failure(f"cannot create directory '{shown}': No such file or directory")
         host.mkdir()
     elif not host.is_dir():
-        raise _Failure(f"cannot overwrite non-directory '{target}' with directory")
+        raise _Failure(f"cannot overwrite non-directory '{shown}' with directory")
     base = within(call.root, host)
     with os.scandir(src) as entries:
         children = sorted(entries, key=lambda e: e.name)
     for entry in children:
         child_src, child_target = Path(entry.path), posixpath.join(base, entry.name)
+        child_shown = posixpath.join(shown, entry.name)
         if entry.is_dir(follow_symlinks=False):
-            _copy_dir(call, child_src, child_target, preserve, no_clobber)
+            _copy_dir(call, child_src, child_target, child_shown, preserve, no_clobber)
         else:
-            _copy_entry(call, child_src, child_target, preserve, no_clobber)
+            _copy_entry(call, child_src, child_target, child_shown, preserve, no_clobber)
     (shutil.copystat if preserve else shutil.copymode)(src, host)
 
 
@@ -772,23 +779,25 @@ def mv(call: Call) -> int:
             raise _Failure(f"cannot stat '{source}': No such file or directory")
         if src == call.root:
             raise _Failure(f"cannot move '{source}': Device or resource busy")
-        target = _target(call, dest, dest_is_dir, source)
+        target, shown = _target(call, dest, dest_is_dir, source)
         host = resolve(call.root, target, follow_last=False)
         if host == src:
-            raise _Failure(f"'{source}' and '{target}' are the same file")
+            raise _Failure(f"'{source}' and '{shown}' are the same file")
         if _real_dir(src) and _inside(host, src):
-            raise _Failure(f"cannot move '{source}' to a subdirectory of itself, '{target}'")
+            raise _Failure(f"cannot move '{source}' to a subdirectory of itself, '{shown}'")
+        if shown.endswith("/") and not _real_dir(src) and not dest_is_dir:
+            raise _Failure(f"cannot move '{source}' to '{shown}': Not a directory")
         if _lexists(host):
             if opts.get("n"):
                 return
             if _real_dir(host):
-                if not (_real_dir(src)):
-                    raise _Failure(f"cannot overwrite directory '{target}' with non-directory")
+                if not _real_dir(src):
+                    raise _Failure(f"cannot overwrite directory '{shown}' with non-directory")
                 if any(host.iterdir()):
-                    raise _Failure(f"cannot move '{source}' to '{target}': Directory not empty")
+                    raise _Failure(f"cannot move '{source}' to '{shown}': Directory not empty")
                 host.rmdir()
         elif not host.parent.is_dir():
-            raise _Failure(f"cannot move '{source}' to '{target}': No such file or directory")
+            raise _Failure(f"cannot move '{source}' to '{shown}': No such file or directory")
         os.replace(src, host)
 
     return _each(call, sources, move)
@@ -807,17 +816,17 @@ def ln(call: Call) -> int:
         return call.fail(f"target '{dest}' is not a directory")
 
     def link(source: str) -> None:
-        target = _target(call, dest, dest_is_dir, source)
+        target, shown = _target(call, dest, dest_is_dir, source)
         host = resolve(call.root, target, follow_last=False)
         if _lexists(host):
             if not opts.get("f"):
                 kind = "symbolic link" if opts.get("s") else "hard link"
-                raise _Failure(f"failed to create {kind} '{target}': File exists")
+                raise _Failure(f"failed to create {kind} '{shown}': File exists")
             if _real_dir(host):
-                raise _Failure(f"'{target}': cannot overwrite directory")
+                raise _Failure(f"'{shown}': cannot overwrite directory")
             host.unlink()
         if not host.parent.is_dir():
-            raise _Failure(f"failed to create link '{target}': No such file or directory")
+            raise _Failure(f"failed to create link '{shown}': No such file or directory")
         if opts.get("s"):
             os.symlink(source, host)
             return
@@ -913,16 +922,17 @@ def ls(call: Call) -> int:
     files, dirs = [], []
     for name in operands or ["."]:
         try:
-            host = call.host(name)
+            link = call.host(name, follow_last=False)
+            host = link if opts.get("l") or opts.get("d") else call.host(name)
         except _Failure as e:
             status = call.fail(str(e), 2)
             continue
-        if not _lexists(host):
+        if not _lexists(link):
             status = call.fail(f"cannot access '{name}': No such file or directory", 2)
-        elif host.is_dir() and not opts.get("d"):
+        elif _real_dir(host) and not opts.get("d"):
             dirs.append((name, host))
         else:
-            files.append((name, host))
+            files.append((name, link))
     lines = [_ls_line(call, n, h, opts) for n, h in files]
     for k, (name, host) in enumerate(dirs):
         if len(operands) > 1:
@@ -1543,11 +1553,77 @@ def wc(call: Call) -> int:
     return status
 
 
+_TR_CLASSES = {"lower": "abcdefghijklmnopqrstuvwxyz", "upper": "ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+               "digit": "0123456789", "space": " \t\n\r\f\v", "blank": " \t"}
+_TR_CLASSES["alpha"] = _TR_CLASSES["lower"] + _TR_CLASSES["upper"]
+_TR_CLASSES["alnum"] = _TR_CLASSES["alpha"] + _TR_CLASSES["digit"]
+
+
+def _tr_set(text: str) -> str:
+    text, _ = _unescape(text, octal_needs_zero=False)
+    out, i = [], 0
+    while i < len(text):
+        m = re.match(r"\[:(\w+):\]", text[i:])
+        if m and m.group(1) in _TR_CLASSES:
+            out.append(_TR_CLASSES[m.group(1)])
+            i += m.end()
+        elif i + 2 < len(text) and text[i + 1] == "-":
+            out.append("".join(chr(c) for c in range(ord(text[i]), ord(text[i + 2]) + 1)))
+            i += 3
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def tr(call: Call) -> int:
+    opts, operands = _options(call, "dsc", long={"delete": "d", "squeeze-repeats": "s", "complement": "c"})
+    if opts.get("c"):
+        raise ShellError("tr: unsupported option '-c'")
+    if not operands or len(operands) > 2 or (len(operands) == 1 and not (opts.get("d") or opts.get("s"))):
+        return call.fail("missing operand", 1)
+    text = _decode(call.stdin)
+    first = _tr_set(operands[0])
+    if opts.get("d"):
+        text = "".join(ch for ch in text if ch not in first)
+        squeeze = _tr_set(operands[1]) if len(operands) > 1 else ""
+    elif len(operands) == 2:
+        second = _tr_set(operands[1])
+        second = (second + second[-1:] * len(first))[:len(first)] if second else ""
+        text = text.translate(str.maketrans(first, second)) if second else text
+        squeeze = second
+    else:
+        squeeze = first
+    if opts.get("s") and squeeze:
+        text = re.sub("([" + re.escape(squeeze) + "])\\1+", r"\1", text)
+    call.print(text)
+    return 0
+
+
+def sort(call: Call) -> int:
+    opts, operands = _options(call, "runf", long={"reverse": "r", "unique": "u", "numeric-sort": "n",
+                                                  "ignore-case": "f"})
+    found, status = _read_inputs(call, operands)
+    lines = [line for _, data in found for line in _decode(data).splitlines()]
+
+    def key(line: str):
+        if opts.get("n"):
+            m = re.match(r"\s*(-?\d+(?:\.\d+)?)", line)
+            return (float(m.group(1)) if m else 0.0, line)
+        return (line.lower(), line) if opts.get("f") else (line, "")
+
+    lines.sort(key=key, reverse=bool(opts.get("r")))
+    if opts.get("u"):
+        lines = [line for k, line in enumerate(lines) if k == 0 or key(line)[0] != key(lines[k - 1])[0]]
+    call.print("".join(line + "\n" for line in lines))
+    return status
+
+
 UTILITIES: dict[str, Utility] = {
     "echo": echo, "printf": printf, "cat": cat, "tee": tee, "head": _head_tail, "tail": _head_tail,
     "sleep": sleep, "pwd": pwd, "basename": basename, "dirname": dirname, "which": which,
     "test": test, "[": test, "mkdir": mkdir, "rmdir": rmdir, "rm": rm, "touch": touch, "cp": cp,
     "mv": mv, "ln": ln, "chmod": chmod, "chown": chown, "ls": ls, "sed": sed,
     "groupadd": groupadd, "addgroup": addgroup, "useradd": useradd, "adduser": adduser,
-    "find": find_files, "chgrp": chgrp, "usermod": usermod, "grep": grep, "wc": wc,
+    "find": find_files, "chgrp": chgrp, "usermod": usermod, "grep": grep, "wc": wc, "tr": tr, "sort": sort,
 }
