@@ -208,6 +208,10 @@ def test_heredocs(root):
     assert result.log == b"after\n" and result.exit_code == 0
 
 
+def test_here_string(root):
+    assert out(root, "X=world; cat <<< \"hello $X\"") == "hello world\n"
+
+
 def test_heredoc_feeds_an_external_command(root):
     rec = Recorder()
     sh(root, "python - <<'PY'\nprint('hi')\nPY", rec)
@@ -403,6 +407,10 @@ def test_external_errors_propagate(root):
     ("echo 'unterminated", "syntax error"),
     ("echo ${X/a/b}", "unsupported parameter expansion"),
     ("set -- a b", "positional parameters"),
+    ("[[ -f /x && -d /y ]] && echo y", r"\[\[ \.\.\. \]\] is not supported"),
+    ("diff <(ls) /x", "process substitution"),
+    ("time ls", "unsupported shell syntax: time"),
+    ("echo a |& cat; ulimit -n 1", "ulimit"),
 ])
 def test_unsupported_syntax_is_a_clear_error(root, script, message):
     with pytest.raises(ShellError, match=message) as e:

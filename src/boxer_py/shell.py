@@ -370,6 +370,9 @@ class _Shell:
         self.subst_status: int | None = None
         expander = self._expander()
         argv: list[str] = []
+        for w in words + [a for a in assignments]:
+            if any(p.kind == "processsubstitution" for p in getattr(w, "parts", [])):
+                raise ShellError("process substitution <(...) is not supported in RUN")
         for w in words:
             text = self._source(w)
             if argv and argv[0] == "export" and _is_assignment(text):
@@ -538,6 +541,9 @@ class _Shell:
             self.stdin = _bytes(body)
             return
         path = self._expander().string(self._source(r.output))
+        if kind == "<<<":
+            self.stdin = _bytes(path + "\n")
+            return
         if kind == "<":
             if fd not in (None, 0):
                 return

@@ -7,6 +7,7 @@ and expands them itself (see shellwords.py), so quoting is never lost.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import bashlex
@@ -43,8 +44,11 @@ def parse(text: str) -> Program:
     except NotImplementedError as e:
         if "pattern" in str(e) or "case" in str(e):
             raise ShellError("case ... esac is not supported by boxer's shell; use if/elif") from None
-        raise ShellError(f"unsupported shell syntax ({e})") from None
+        what = re.search(r"type = \{([^}]*)\}", str(e))
+        raise ShellError(f"unsupported shell syntax: {what.group(1) if what else e}") from None
     except Exception as e:  # bashlex raises ParsingError and, on odd input, its own internal errors
+        if re.search(r"(^|[\s;&|(!])\[\[\s", sanitized):
+            raise ShellError("bash's [[ ... ]] is not supported in RUN; use [ ... ]") from None
         message = str(e).split(" (position")[0]
         raise ShellError(f"syntax error: {message}") from None
     return Program(text, trees, heredocs)
@@ -81,7 +85,9 @@ def prepare(text: str) -> tuple[str, dict[int, Heredoc]]:
         elif c == "#" and (i == 0 or text[i - 1] in _WORD_END):
             while i < n and text[i] != "\n":
                 i += 1
-        elif text.startswith("<<", i) and not text.startswith("<<<", i):
+        elif text.startswith("<<<", i):   # a here-string, not a here-doc
+            i += 3
+        elif text.startswith("<<", i):
             i = _heredoc_operator(text, out, i, pending)
         elif c == "\n" and pending:
             i = _heredoc_bodies(text, out, i + 1, pending, heredocs)
