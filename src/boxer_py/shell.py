@@ -370,7 +370,7 @@ class _Shell:
         self.subst_status: int | None = None
         expander = self._expander()
         argv: list[str] = []
-        for w in words + [a for a in assignments]:
+        for w in words + assignments:
             if any(p.kind == "processsubstitution" for p in getattr(w, "parts", [])):
                 raise ShellError("process substitution <(...) is not supported in RUN")
         for w in words:
@@ -415,7 +415,7 @@ class _Shell:
                                   cwd=self.state.cwd, env=env, stdin=self.stdin, out=self.fds[1].write,
                                   err=self.fds[2].write, owners=self.shared.owners,
                                   run=lambda args: self.dispatch(args, {}))
-            return utility(call)
+            return utilities.run(utility, call)
         if posixpath.basename(name) in _SHELLS:
             return self._sh(argv, env)
         script = self._shell_script(name)
@@ -457,9 +457,9 @@ class _Shell:
                 self._err(f"{argv[0]}: 0: cannot open {args[0]}: No such file")
                 return 127
         else:
-            text, self.stdin = _text(self.stdin), b""
+            text = _text(self.stdin)
         state = _State(vars=dict(env), exported=set(env), cwd=self.state.cwd, options=options & _OPTION_NAMES)
-        return self._child(parse(text), state=state).run_protected()
+        return self._child(parse(text), state=state, stdin=b"" if not args else None).run_protected()
 
     def _shell_script(self, name: str) -> tuple[str, bool] | None:
         """(guest path, executable) when `name` is a script for sh or bash (run here, not external)."""
@@ -607,7 +607,6 @@ class _Shell:
         sub = self._child(parse(script), stdin=b"", fds={1: buffer, 2: self.fds[2]})
         sub.tested = False
         self.subst_status = sub.run_protected()
-        self.state.status = self.subst_status
         return _text(bytes(buffer.data)).rstrip("\n")
 
     def unset_error(self, name: str) -> None:

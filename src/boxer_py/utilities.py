@@ -63,6 +63,16 @@ Utility = Callable[[Call], int]
 _STANDARD_BIN = {"/bin", "/usr/bin", "/usr/local/bin", "/sbin", "/usr/sbin", "/usr/local/sbin"}
 
 
+def run(utility: Utility, call: Call) -> int:
+    """Run a utility; a failure outside any operand loop still becomes a message and status 1."""
+    try:
+        return utility(call)
+    except _Failure as e:
+        return call.fail(str(e))
+    except OSError as e:
+        return call.fail(e.strerror or str(e))
+
+
 def find(name: str) -> Utility | None:
     """The utility for a command name; `/bin/cp` counts as `cp`."""
     if "/" in name:
@@ -704,7 +714,7 @@ def cp(call: Call) -> int:
         if _real_dir(src):
             if not recursive:
                 raise _Failure(f"-r not specified; omitting directory '{source}'")
-            target_host = resolve(call.root, target)
+            target_host = call.host(target)
             if _inside(target_host, src):
                 raise _Failure(f"cannot copy a directory, '{source}', into itself, '{shown}'")
             _copy_dir(call, src, target, shown, preserve, bool(opts.get("n")))
@@ -718,7 +728,7 @@ def _copy_entry(call: Call, src: Path, target: str, shown: str, preserve: bool, 
     if shown.endswith("/"):
         raise _Failure(f"cannot create regular file '{shown}': Not a directory")
     if src.is_symlink():
-        link = resolve(call.root, target, follow_last=False)
+        link = call.host(target, follow_last=False)
         if _lexists(link):
             if no_clobber:
                 return
@@ -729,7 +739,7 @@ def _copy_entry(call: Call, src: Path, target: str, shown: str, preserve: bool, 
         return
     if not src.is_file():
         raise _Failure(f"cannot copy '{within(call.root, src)}': not a regular file or directory")
-    host = resolve(call.root, target)
+    host = call.host(target)
     if host.is_dir():
         raise _Failure(f"cannot overwrite directory '{shown}' with non-directory")
     if not host.parent.is_dir():
@@ -743,7 +753,7 @@ def _copy_entry(call: Call, src: Path, target: str, shown: str, preserve: bool, 
 
 
 def _copy_dir(call: Call, src: Path, target: str, shown: str, preserve: bool, no_clobber: bool) -> None:
-    host = resolve(call.root, target)
+    host = call.host(target)
     if not host.exists():
         if not host.parent.is_dir():
             raise _Failure(f"cannot create directory '{shown}': No such file or directory")
@@ -780,7 +790,7 @@ def mv(call: Call) -> int:
         if src == call.root:
             raise _Failure(f"cannot move '{source}': Device or resource busy")
         target, shown = _target(call, dest, dest_is_dir, source)
-        host = resolve(call.root, target, follow_last=False)
+        host = call.host(target, follow_last=False)
         if host == src:
             raise _Failure(f"'{source}' and '{shown}' are the same file")
         if _real_dir(src) and _inside(host, src):
@@ -817,7 +827,7 @@ def ln(call: Call) -> int:
 
     def link(source: str) -> None:
         target, shown = _target(call, dest, dest_is_dir, source)
-        host = resolve(call.root, target, follow_last=False)
+        host = call.host(target, follow_last=False)
         if _lexists(host):
             if not opts.get("f"):
                 kind = "symbolic link" if opts.get("s") else "hard link"
@@ -1148,7 +1158,7 @@ def _sed_apply(commands: list[_SedCommand], data: bytes, quiet: bool) -> bytes:
 
 # -- users and groups ---------------------------------------------------------------------------
 def _make_home(call: Call, home: str, uid: int, gid: int) -> None:
-    host = resolve(call.root, home)   # existing components are real directories inside root
+    host = call.host(home)   # existing components are real directories inside root
     if _lexists(host) and not host.is_dir():
         raise _Failure(f"cannot create directory {home}")
     host.mkdir(mode=0o755, parents=True, exist_ok=True)
