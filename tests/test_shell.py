@@ -660,3 +660,22 @@ def test_coreutils_details(root):
     assert "cp: cannot create regular file 'd/': Not a directory\n" in log
     assert "cp: cannot copy a directory, '/etc', into itself, '/etc/sub'\n" in log
     assert "l -> nowhere\nl\n" in log and not (root / "d").exists()
+
+
+def test_new_files_get_docker_modes_whatever_the_builder_umask(root):
+    old = os.umask(0o077)
+    try:
+        sh(root, "echo x > /f; touch /t; mkdir -p /d/e; echo y | tee /g; useradd -m app; cp -r /d /c")
+    finally:
+        os.umask(old)
+
+    def mode(p):
+        return stat.S_IMODE((root / p).stat().st_mode)
+
+    assert [mode(p) for p in ("f", "t", "g")] == [0o644] * 3
+    assert [mode(p) for p in ("d", "d/e", "home", "home/app", "c/e")] == [0o755] * 5
+
+
+def test_chown_follows_a_moved_tree(root):
+    result = sh(root, "mkdir -p /a/b && chown -R 1000:1000 /a && mv /a /z")
+    assert result.owners == {"/z": (1000, 1000), "/z/b": (1000, 1000)}

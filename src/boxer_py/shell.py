@@ -9,6 +9,7 @@ script does reaches outside `root`. Pipelines are buffered: the left side finish
 from __future__ import annotations
 
 import contextlib
+import os
 import posixpath
 import shlex
 from dataclasses import dataclass, field
@@ -106,7 +107,10 @@ class _File:
     """An open file in the rootfs. Held open, so later renames or symlinks cannot redirect it."""
 
     def __init__(self, host: Path, append: bool):
+        created = not host.exists()
         self.handle = open(host, "ab" if append else "wb")
+        if created:
+            os.fchmod(self.handle.fileno(), utilities.FILE_MODE)
 
     def write(self, data: bytes) -> None:
         self.handle.write(data)

@@ -5,6 +5,7 @@ built, never the host's account database.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,11 +86,16 @@ def next_id(taken: set[int], system: bool) -> int:
 
 def _append(root: Path, table: str, line: str) -> None:
     path = resolve(root, table)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        path.parent.mkdir(parents=True)
+        os.chmod(path.parent, 0o755)
+    created = not path.exists()
     old = path.read_text(errors="replace") if path.is_file() else ""
     if old and not old.endswith("\n"):
         old += "\n"
     path.write_text(old + line + "\n")
+    if created:
+        os.chmod(path, 0o644)
 
 
 def add_group(root: Path, name: str, gid: int) -> None:

@@ -143,6 +143,24 @@ def _options(call: Call, flags: str, valued: str = "", long: dict[str, str] | No
     return opts, operands
 
 
+FILE_MODE, DIR_MODE = 0o644, 0o755   # new files and directories, as under Docker's umask 022
+
+
+def _new_dir(host: Path, mode: int = DIR_MODE) -> None:
+    """mkdir with a fixed mode: the image must not depend on the builder's umask."""
+    host.mkdir()
+    os.chmod(host, mode)
+
+
+def _new_file(host: Path, append: bool = False):
+    """Open for writing; a file created here gets FILE_MODE whatever the builder's umask."""
+    created = not host.exists()
+    handle = open(host, "ab" if append else "wb")
+    if created:
+        os.fchmod(handle.fileno(), FILE_MODE)
+    return handle
+
+
 def _lexists(host: Path) -> bool:
     return host.is_symlink() or host.exists()
 
@@ -325,7 +343,7 @@ def tee(call: Call) -> int:
     for name in operands:
         try:
             host = call.host(name)
-            with open(host, "ab" if opts.get("a") else "wb") as f:
+            with _new_file(host, append=bool(opts.get("a"))) as f:
                 f.write(call.stdin)
         except _Failure as e:
             status = call.fail(str(e))
@@ -573,7 +591,7 @@ def mkdir(call: Call) -> int:
                 if _lexists(host):
                     raise _Failure(f"cannot create directory '{path}': Not a directory")
                 try:
-                    host.mkdir()
+                    _new_dir(host)
                 except OSError:
                     raise _Failure(f"cannot create directory '{path}': No such file or directory") from None
         else:
@@ -582,7 +600,7 @@ def mkdir(call: Call) -> int:
                 raise _Failure(f"cannot create directory '{path}': File exists")
             if not host.parent.is_dir():
                 raise _Failure(f"cannot create directory '{path}': No such file or directory")
-            host.mkdir()
+            _new_dir(host)
         if mode is not None:
             os.chmod(call.host(path), mode)
 
@@ -670,7 +688,7 @@ def touch(call: Call) -> int:
         elif not opts.get("c"):
             if not host.parent.is_dir():
                 raise _Failure(f"cannot touch '{path}': No such file or directory")
-            host.touch()
+            _new_file(host).close()
 
     return _each(call, operands, touch_one)
 
@@ -757,7 +775,7 @@ def _copy_dir(call: Call, src: Path, target: str, shown: str, preserve: bool, no
     if not host.exists():
         if not host.parent.is_dir():
             raise _Failure(f"cannot create directory '{shown}': No such file or directory")
-        host.mkdir()
+        _new_dir(host)
     elif not host.is_dir():
         raise _Failure(f"cannot overwrite non-directory '{shown}' with directory")
     base = within(call.root, host)
@@ -809,8 +827,15 @@ def mv(call: Call) -> int:
         elif not host.parent.is_dir():
             raise _Failure(f"cannot move '{source}' to '{shown}': No such file or directory")
         os.replace(src, host)
+        _move_owners(call, within(call.root, src), within(call.root, host))
 
     return _each(call, sources, move)
+
+
+def _move_owners(call: Call, old: str, new: str) -> None:
+    """Ownership recorded by chown follows a moved file or tree."""
+    for key in [k for k in call.owners if k == old or k.startswith(old.rstrip("/") + "/")]:
+        call.owners[new + key[len(old):]] = call.owners.pop(key)
 
 
 def ln(call: Call) -> int:
@@ -1161,7 +1186,13 @@ def _make_home(call: Call, home: str, uid: int, gid: int) -> None:
     host = call.host(home)   # existing components are real directories inside root
     if _lexists(host) and not host.is_dir():
         raise _Failure(f"cannot create directory {home}")
-    host.mkdir(mode=0o755, parents=True, exist_ok=True)
+    missing = []
+    while not host.exists():   # everything that exists on the way is inside root (resolve)
+        missing.append(host)
+        host = host.parent
+    for directory in reversed(missing):
+        _new_dir(directory)
+    host = call.host(home)
     call.owners[within(call.root, host)] = (uid, gid)
 
 
