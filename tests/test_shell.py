@@ -679,3 +679,58 @@ def test_new_files_get_docker_modes_whatever_the_builder_umask(root):
 def test_chown_follows_a_moved_tree(root):
     result = sh(root, "mkdir -p /a/b && chown -R 1000:1000 /a && mv /a /z")
     assert result.owners == {"/z": (1000, 1000), "/z/b": (1000, 1000)}
+
+
+def test_install_and_xargs(root):
+    (root / "src").mkdir()
+    (root / "src/run").write_text("#!/bin/sh\n")
+    result = sh(root, "install -d -m 700 -o root /opt/app && install -m 644 /src/run /opt/app/ && "
+                      "install -D /src/run /usr/local/bin/deep/run && printf 'a b\\nc\\n' | xargs -n 2 echo X && "
+                      "echo 'f1 \"f 2\"' | xargs touch && echo /src | xargs -I{} ls {}")
+    assert result.exit_code == 0, result.log
+    assert result.log == b"X a b\nX c\nrun\n"
+    assert stat.S_IMODE((root / "opt/app").stat().st_mode) == 0o700
+    assert stat.S_IMODE((root / "opt/app/run").stat().st_mode) == 0o644
+    assert stat.S_IMODE((root / "usr/local/bin/deep/run").stat().st_mode) == 0o755
+    assert (root / "f1").exists() and (root / "f 2").exists()
+    rec = Recorder()
+    sh(root, "printf 'six\\nattrs\\n' | xargs pip install", rec)
+    assert rec.calls[0].argv == ["pip", "install", "six", "attrs"]
+
+
+def _tarball(members: dict[str, bytes], links: dict[str, str] | None = None, compress: str = "gz") -> bytes:
+    import io
+    import tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode=f"w:{compress}") as t:
+        for name, target in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            t.addfile(info)
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            t.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_tar_extracts_into_the_rootfs(root):
+    (root / "tmp").mkdir()
+    (root / "tmp/app.tar.gz").write_bytes(_tarball({"app-1.0/main.py": b"print(1)\n", "app-1.0/lib/x.py": b""}))
+    result = sh(root, "mkdir -p /app && tar -xzf /tmp/app.tar.gz -C /app --strip-components=1 && "
+                      "cd /tmp && tar xf app.tar.gz && tar -tzf app.tar.gz && rm app.tar.gz")
+    assert result.exit_code == 0, result.log
+    assert (root / "app/main.py").read_text() == "print(1)\n" and (root / "app/lib/x.py").exists()
+    assert (root / "tmp/app-1.0/main.py").exists()
+    assert result.log == b"app-1.0/main.py\napp-1.0/lib/x.py\n"
+    with pytest.raises(ShellError, match="-c"):
+        sh(root, "tar -czf /x.tgz /app")
+
+
+def test_tar_cannot_write_outside(root, tmp_path):
+    (root / "evil.tar").write_bytes(_tarball({"../../escaped": b"x"}, compress=""))
+    (root / "link.tar").write_bytes(_tarball({"out/f": b"x"}, {"out": str(tmp_path)}, compress=""))
+    result = sh(root, "tar -xf /evil.tar -C /; tar -xf /link.tar")
+    assert b"points outside its root" in result.log
+    assert not (tmp_path / "escaped").exists() and not (tmp_path / "f").exists()
+    assert (root / str(tmp_path).lstrip("/") / "f").read_text() == "x"

@@ -9,18 +9,21 @@ Unknown options raise ShellError: a build should stop rather than guess.
 from __future__ import annotations
 
 import fnmatch
+import io
 import os
 import posixpath
 import re
+import shlex
 import shutil
 import stat
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from . import users as accounts
 from .errors import BoxerError
-from .rootfs import resolve, within
+from .rootfs import extract_tar, resolve, within
 from .shellparse import ShellError
 
 
@@ -1660,6 +1663,165 @@ def sort(call: Call) -> int:
     return status
 
 
+def install(call: Call) -> int:
+    """`install -d dirs`, `install [-D] [-m mode] src dest`, `install src... dir`, `-t dir`."""
+    opts, operands = _options(call, "dDcCsvp", "mogt", {"directory": "d", "mode": "m=", "owner": "o=",
+                                                        "group": "g=", "target-directory": "t=",
+                                                        "verbose": "v", "compare": "C", "strip": "s",
+                                                        "preserve-timestamps": "p"})
+    mode_spec = str(opts.get("m", "755"))
+    _parse_mode(call, mode_spec, 0, False)
+    owner = None
+    if "o" in opts or "g" in opts:
+        uid = accounts.user_id(call.root, str(opts.get("o", "root")))
+        gid = accounts.group_id(call.root, str(opts.get("g", "root")))
+        if uid is None or gid is None:
+            return call.fail(f"invalid user or group '{opts.get('o', '')}:{opts.get('g', '')}'")
+        owner = (uid, gid)
+
+    def finish(host: Path) -> None:
+        os.chmod(host, _parse_mode(call, mode_spec, stat.S_IMODE(host.stat().st_mode), host.is_dir()))
+        if owner:
+            call.owners[within(call.root, host)] = owner
+
+    def make_dirs(path: str) -> Path:
+        parts = [p for p in call.guest(path).split("/") if p]
+        for k in range(1, len(parts) + 1):
+            host = call.host("/" + "/".join(parts[:k]))
+            if not host.is_dir():
+                if _lexists(host):
+                    raise _Failure(f"cannot create directory '{path}': File exists")
+                _new_dir(host)
+        return call.host(path)
+
+    if opts.get("d"):
+        return _each(call, operands, lambda path: finish(make_dirs(path)))
+    if "t" in opts:
+        sources, dest, into = operands, str(opts["t"]), True
+    else:
+        if len(operands) < 2:
+            return call.fail("missing destination file operand")
+        *sources, dest = operands
+        into = len(sources) > 1 or _real_dir(call.host(dest))
+    if opts.get("D"):
+        make_dirs(dest if into else posixpath.dirname(call.guest(dest)))
+
+    def copy(source: str) -> None:
+        src = call.host(source)
+        if not src.is_file():
+            raise _Failure(f"cannot stat '{source}': No such file or directory" if not src.exists()
+                           else f"omitting directory '{source}'")
+        target, shown = _target(call, dest, into, source)
+        host = call.host(target)
+        if _lexists(host) and not _real_dir(host):
+            host.unlink()
+        _copy_entry(call, src, target, shown, False, False)
+        finish(call.host(target))
+
+    return _each(call, sources, copy)
+
+
+def xargs(call: Call) -> int:
+    opts, operands = _options(call, "r0t", "nId", {"no-run-if-empty": "r", "null": "0", "max-args": "n=",
+                                                   "replace": "I=", "delimiter": "d=", "verbose": "t"})
+    text = _decode(call.stdin)
+    command = operands or ["echo"]
+    if "I" in opts:
+        items = [line for line in text.splitlines() if line.strip()]
+    elif opts.get("0") or "d" in opts:
+        delim = "\0" if opts.get("0") else _unescape(str(opts["d"]), False)[0]
+        items = [item for item in text.split(delim) if item]
+    else:
+        try:
+            items = shlex.split(text)
+        except ValueError as e:
+            return call.fail(f"unmatched quote in the input ({e})")
+    if "I" in opts:
+        batches = [[arg.replace(str(opts["I"]), item) for arg in command] for item in items]
+    else:
+        size = int(str(opts["n"])) if "n" in opts and str(opts["n"]).isdigit() else max(len(items), 1)
+        batches = [command + items[k:k + size] for k in range(0, len(items), size)] or \
+            ([] if opts.get("r") else [list(command)])
+    status = 0
+    for argv in batches:
+        if opts.get("t"):
+            call.err((" ".join(argv) + "\n").encode("utf-8", "surrogateescape"))
+        if call.run(argv) != 0:
+            status = 123
+    return status
+
+
+class _StrippedTar:
+    """A tar's members with `--strip-components` applied, for rootfs.extract_tar."""
+
+    def __init__(self, tar: tarfile.TarFile, strip: int, wanted: list[str]):
+        self.tar, self.strip, self.wanted = tar, strip, wanted
+
+    def _strip(self, name: str) -> str | None:
+        parts = [p for p in name.split("/") if p not in ("", ".")]
+        return "/".join(parts[self.strip:]) if len(parts) > self.strip else None
+
+    def __iter__(self):
+        for m in self.tar:
+            if self.wanted and not any(m.name.strip("./") == w.strip("./") or
+                                       m.name.strip("./").startswith(w.strip("./") + "/") for w in self.wanted):
+                continue
+            name = self._strip(m.name)
+            if name is None:
+                continue
+            if m.islnk():
+                link = self._strip(m.linkname)
+                if link is None:
+                    continue
+                m.linkname = link
+            m.name = name
+            yield m
+
+    def extractfile(self, member: tarfile.TarInfo):
+        return self.tar.extractfile(member)
+
+
+def tar(call: Call) -> int:
+    """Extracting (and listing) archives into the rootfs: `tar -xzf file -C dir`."""
+    args = list(call.args)
+    if args and not args[0].startswith("-"):
+        args[0] = "-" + args[0]   # tar xzf file
+    opts, operands = _options(call, "xtzjJvopcaP", "fC", {
+        "extract": "x", "get": "x", "list": "t", "gzip": "z", "bzip2": "j", "xz": "J", "verbose": "v",
+        "file": "f=", "directory": "C=", "strip-components": "strip=", "no-same-owner": "o",
+        "no-same-permissions": "no-same-permissions", "same-permissions": "p", "preserve-permissions": "p",
+        "overwrite": "overwrite", "create": "c"}, args=args)
+    if opts.get("c"):
+        raise ShellError("tar: creating archives (-c) is not supported in RUN")
+    if not (opts.get("x") or opts.get("t")):
+        raise ShellError("tar: only -x (extract) and -t (list) are supported in RUN")
+    strip = str(opts.get("strip", "0"))
+    if not strip.isdigit():
+        return call.fail(f"invalid number of elements to strip: '{strip}'", 2)
+    name = str(opts.get("f", "-"))
+    try:
+        data = call.stdin if name == "-" else call.host(name).read_bytes()
+    except (_Failure, OSError):
+        return call.fail(f"{name}: Cannot open: No such file or directory", 2)
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as archive:
+            members = _StrippedTar(archive, int(strip), operands)
+            if opts.get("t"):
+                call.print("".join(m.name + ("/" if m.isdir() else "") + "\n" for m in members))
+                return 0
+            dest = call.host(str(opts.get("C", ".")))
+            if not _real_dir(dest):
+                return call.fail(f"{opts.get('C')}: Cannot open: No such file or directory", 2)
+            written = extract_tar(members, call.root, within(call.root, dest), f"tar {name}")
+    except (tarfile.TarError, EOFError) as e:
+        return call.fail(f"{name}: not a readable archive ({e})", 2)
+    except BoxerError as e:
+        return call.fail(str(e), 2)
+    if opts.get("v"):
+        call.print("".join(w + "\n" for w in sorted(written)))
+    return 0
+
+
 UTILITIES: dict[str, Utility] = {
     "echo": echo, "printf": printf, "cat": cat, "tee": tee, "head": _head_tail, "tail": _head_tail,
     "sleep": sleep, "pwd": pwd, "basename": basename, "dirname": dirname, "which": which,
@@ -1667,4 +1829,5 @@ UTILITIES: dict[str, Utility] = {
     "mv": mv, "ln": ln, "chmod": chmod, "chown": chown, "ls": ls, "sed": sed,
     "groupadd": groupadd, "addgroup": addgroup, "useradd": useradd, "adduser": adduser,
     "find": find_files, "chgrp": chgrp, "usermod": usermod, "grep": grep, "wc": wc, "tr": tr, "sort": sort,
+    "install": install, "xargs": xargs, "tar": tar,
 }
