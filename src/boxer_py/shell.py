@@ -1,7 +1,8 @@
 """The shell that runs Dockerfile RUN lines: `/bin/sh -c script` acting on an image's rootfs.
 
 There is no fork/exec in WASI, so the builder interprets RUN itself. Control flow, expansion
-and redirections happen here; file utilities (cp, rm, chown...) live in utilities.py; every
+and redirections happen here; utilities (cp, rm, chown, sed, useradd...) live in
+textutils.py, fileutils.py and userutils.py, called as utilities.py describes; every
 other command (python, pip, a .wasm, apt-get...) is handed to `external`, which the build
 decides how to run or refuse. Every guest path goes through rootfs.resolve, so nothing a
 script does reaches outside `root`. Pipelines are buffered: the left side finishes first.
@@ -21,6 +22,9 @@ from .rootfs import resolve
 from .shellparse import Heredoc, Program, ShellError, parse
 from .shellwords import Expander
 from . import utilities
+from .fileutils import FILE_UTILITIES
+from .textutils import TEXT_UTILITIES
+from .userutils import USER_UTILITIES
 
 __all__ = ["Invocation", "Completed", "External", "ShellResult", "ShellError", "run_script"]
 
@@ -405,7 +409,7 @@ class _Shell:
             self.fds[2].write(_bytes("+ " + " ".join(shlex.quote(w) for w in words) + "\n"))
 
     def dispatch(self, argv: list[str], assigned: dict[str, str]) -> int:
-        """Run one command: a builtin, a utility of utilities.py, or `external`."""
+        """Run one command: a builtin, a utility, a shell script, or `external`."""
         name = argv[0]
         builtin = _BUILTINS.get(name)
         if builtin:
@@ -413,7 +417,7 @@ class _Shell:
         if name in _UNSUPPORTED_BUILTINS:
             raise ShellError(f"the shell builtin '{name}' is not supported in RUN")
         env = {k: v for k, v in self.state.vars.items() if k in self.state.exported} | assigned
-        utility = utilities.find(name)
+        utility = _utility(name)
         if utility:
             call = utilities.Call(name=posixpath.basename(name), args=argv[1:], root=self.shared.root,
                                   cwd=self.state.cwd, env=env, stdin=self.stdin, out=self.fds[1].write,
@@ -768,7 +772,7 @@ class _Shell:
     def _which(self, name: str) -> str | None:
         path = self.state.vars.get("PATH", DEFAULT_PATH)
         found = utilities.lookup_path(self.shared.root, self.state.cwd, path, name)
-        if found is None and (name in _BUILTINS or utilities.find(name)):
+        if found is None and (name in _BUILTINS or _utility(name)):
             return name
         return found
 
@@ -802,6 +806,18 @@ class _Shell:
         state.exported = set(env)
         child = self._child(self.program, state=state, fds=self.fds)
         return child.dispatch(args[k:], {})
+
+
+_UTILITIES: dict[str, utilities.Utility] = {**TEXT_UTILITIES, **FILE_UTILITIES, **USER_UTILITIES}
+_STANDARD_BIN = {"/bin", "/usr/bin", "/usr/local/bin", "/sbin", "/usr/sbin", "/usr/local/sbin"}
+
+
+def _utility(name: str) -> utilities.Utility | None:
+    """The utility for a command name; `/bin/cp` counts as `cp`."""
+    if "/" in name:
+        directory, base = posixpath.split(name)
+        return _UTILITIES.get(base) if directory in _STANDARD_BIN else None
+    return _UTILITIES.get(name)
 
 
 class _RedirectError(Exception):
