@@ -403,7 +403,7 @@ def test_external_errors_propagate(root):
     ("sleep 1 &", "background"),
     ("f() { echo; }", "functions"),
     ("case x in a) echo;; esac", "case"),
-    ("read line", "read"),
+    ("trap 'echo' EXIT", "trap"),
     ("echo 'unterminated", "syntax error"),
     ("echo ${X/a/b}", "unsupported parameter expansion"),
     ("set -- a b", "positional parameters"),
@@ -533,9 +533,11 @@ def test_glob_cannot_list_outside(root, tmp_path):
 
 
 def test_redirect_targets_with_dotdot_and_symlinks(root, tmp_path):
-    sh(root, f"ln -s {tmp_path}/sentinel /s; echo overwritten > /s; cat < /s; echo z >> /../s2")
+    result = sh(root, f"ln -s {tmp_path}/sentinel /s; echo overwritten > /s; cat < /s; echo z >> /../s2; "
+                      f"mkdir -p {tmp_path} && echo inside > /s && cat < /s")
     assert (tmp_path / "sentinel").read_text() == "host file beside the rootfs\n"
-    assert (root / str(tmp_path).lstrip("/") / "sentinel").is_file() is False or True
+    assert result.log == b"sh: cannot create /s: Directory nonexistent\nsh: cannot open /s: No such file\ninside\n"
+    assert (root / str(tmp_path).lstrip("/") / "sentinel").read_text() == "inside\n"
     assert (root / "s2").read_text() == "z\n"
 
 
@@ -734,3 +736,12 @@ def test_tar_cannot_write_outside(root, tmp_path):
     assert b"points outside its root" in result.log
     assert not (tmp_path / "escaped").exists() and not (tmp_path / "f").exists()
     assert (root / str(tmp_path).lstrip("/") / "f").read_text() == "x"
+
+
+def test_while_read_consumes_stdin_line_by_line(root):
+    (root / "packages.txt").write_text("six==1.16\n\nattrs  # pinned\n")
+    rec = Recorder()
+    result = sh(root, "while read -r pkg rest; do [ -n \"$pkg\" ] && pip install \"$pkg\"; done < /packages.txt; "
+                      "echo 'k=v' | { IFS== read -r key val; echo \"$key -> $val\"; }; read x < /dev/null; echo $?", rec)
+    assert [c.argv for c in rec.calls] == [["pip", "install", "six==1.16"], ["pip", "install", "attrs"]]
+    assert result.log == b"k -> v\n1\n"

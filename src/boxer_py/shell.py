@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # Shell builtins this shell does not implement: refused rather than handed to `external`.
 _UNSUPPORTED_BUILTINS = {
-    "read", "trap", "shift", "local", "return", "alias", "unalias", "getopts", "wait", "ulimit",
+    "trap", "shift", "local", "return", "alias", "unalias", "getopts", "wait", "ulimit",
     "umask", "readonly", "type", "hash", "jobs", "fg", "bg", "times", "declare", "typeset", "let",
     "shopt", "pushd", "popd", "history", "function", "select",
 }
@@ -76,7 +77,7 @@ def run_script(script: str, *, root: Path, env: dict[str, str], cwd: str, extern
     state.vars["PWD"] = state.cwd
     state.exported.add("PWD")   # as dash does
     log = _Log(shared.log)
-    shell = _Shell(shared, state, parse(script), stdin=b"", fds={1: log, 2: log})
+    shell = _Shell(shared, state, parse(script), stdin=_Input(), fds={1: log, 2: log})
     try:
         status = shell.run_protected()
     finally:
@@ -100,6 +101,25 @@ class _Buffer:
 
     def write(self, data: bytes) -> None:
         self.data += data
+
+
+class _Input:
+    """A command's stdin. Only `read` consumes it, line by line (`while read x; do ...; done < f`);
+    other commands see what is left without consuming it."""
+
+    def __init__(self, data: bytes = b""):
+        self.data, self.pos = data, 0
+
+    def rest(self) -> bytes:
+        return self.data[self.pos:]
+
+    def readline(self) -> bytes | None:
+        if self.pos >= len(self.data):
+            return None
+        end = self.data.find(b"\n", self.pos)
+        end = len(self.data) if end < 0 else end + 1
+        line, self.pos = self.data[self.pos:end], end
+        return line
 
 
 class _Null:
@@ -171,7 +191,7 @@ def _bytes(text: str) -> bytes:
 class _Shell:
     """One shell (or subshell) running one parsed program; state may be shared (eval, source)."""
 
-    def __init__(self, shared: _Shared, state: _State, program: Program, stdin: bytes, fds: dict[int, Sink]):
+    def __init__(self, shared: _Shared, state: _State, program: Program, stdin: "_Input", fds: dict[int, Sink]):
         self.shared, self.state, self.program = shared, state, program
         self.stdin, self.fds = stdin, fds
         self.tested = False   # inside an if/while condition, a non-last && / || item, or after `!`
@@ -193,7 +213,7 @@ class _Shell:
         finally:
             self.shared.depth -= 1
 
-    def _child(self, program: Program, state: _State | None = None, stdin: bytes | None = None,
+    def _child(self, program: Program, state: _State | None = None, stdin: "_Input | None" = None,
                fds: dict[int, Sink] | None = None) -> "_Shell":
         child = _Shell(self.shared, state or self.state.copy(), program,
                        self.stdin if stdin is None else stdin, dict(self.fds) if fds is None else fds)
@@ -281,7 +301,7 @@ class _Shell:
                     sub = self._child(Program(self.program.text, [command], self.program.heredocs),
                                       stdin=data, fds=fds)
                     statuses.append(sub.run_protected())
-                    data = bytes(buffer.data)
+                    data = _Input(bytes(buffer.data))
                 status = statuses[-1]
                 if "pipefail" in self.state.options:
                     status = next((s for s in reversed(statuses) if s), 0)
@@ -420,7 +440,7 @@ class _Shell:
         utility = _utility(name)
         if utility:
             call = utilities.Call(name=posixpath.basename(name), args=argv[1:], root=self.shared.root,
-                                  cwd=self.state.cwd, env=env, stdin=self.stdin, out=self.fds[1].write,
+                                  cwd=self.state.cwd, env=env, stdin=self.stdin.rest(), out=self.fds[1].write,
                                   err=self.fds[2].write, owners=self.shared.owners,
                                   run=lambda args: self.dispatch(args, {}))
             return utilities.run(utility, call)
@@ -432,7 +452,7 @@ class _Shell:
                 self._err(f"sh: {name}: Permission denied")
                 return 126
             return self._sh([name, script[0]] + argv[1:], env)
-        done = self.shared.external(Invocation(list(argv), env, self.state.cwd, self.stdin))
+        done = self.shared.external(Invocation(list(argv), env, self.state.cwd, self.stdin.rest()))
         self.fds[1].write(done.stdout)
         self.fds[2].write(done.stderr)
         return done.exit_code
@@ -465,9 +485,9 @@ class _Shell:
                 self._err(f"{argv[0]}: 0: cannot open {args[0]}: No such file")
                 return 127
         else:
-            text = _text(self.stdin)
+            text = _text(self.stdin.rest())
         state = _State(vars=dict(env), exported=set(env), cwd=self.state.cwd, options=options & _OPTION_NAMES)
-        return self._child(parse(text), state=state, stdin=b"" if not args else None).run_protected()
+        return self._child(parse(text), state=state, stdin=_Input() if not args else None).run_protected()
 
     def _shell_script(self, name: str) -> tuple[str, bool] | None:
         """(guest path, executable) when `name` is a script for sh or bash (run here, not external)."""
@@ -546,16 +566,16 @@ class _Shell:
         heredoc: Heredoc | None = self.program.heredocs.get(r.output.pos[0]) if kind == "<" else None
         if heredoc is not None:
             body = self._expander().heredoc(heredoc.body) if heredoc.expand else heredoc.body
-            self.stdin = _bytes(body)
+            self.stdin = _Input(_bytes(body))
             return
         path = self._expander().string(self._source(r.output))
         if kind == "<<<":
-            self.stdin = _bytes(path + "\n")
+            self.stdin = _Input(_bytes(path + "\n"))
             return
         if kind == "<":
             if fd not in (None, 0):
                 return
-            self.stdin = self._read_input(path)
+            self.stdin = _Input(self._read_input(path))
             return
         if kind in (">", ">|", ">>", "&>", "&>>", ">&"):
             sink = self._open_output(path, append=kind.endswith(">>"), opened=opened)
@@ -612,7 +632,7 @@ class _Shell:
 
     def substitute(self, script: str) -> str:
         buffer = _Buffer()
-        sub = self._child(parse(script), stdin=b"", fds={1: buffer, 2: self.fds[2]})
+        sub = self._child(parse(script), stdin=_Input(), fds={1: buffer, 2: self.fds[2]})
         sub.tested = False
         self.subst_status = sub.run_protected()
         return _text(bytes(buffer.data)).rstrip("\n")
@@ -725,6 +745,32 @@ class _Shell:
     def b_continue(self, args: list[str], _: dict) -> int:
         raise _LoopControl(int(args[0]) if args and args[0].isdigit() else 1, False)
 
+    def b_read(self, args: list[str], assigned: dict) -> int:
+        raw = False
+        while args and args[0].startswith("-"):
+            flag = args.pop(0)
+            if flag == "-r":
+                raw = True
+            elif flag == "-p" and args:
+                args.pop(0)   # a prompt: not shown, nobody is typing
+            else:
+                raise ShellError(f"read: unsupported option '{flag}'")
+        names = args or ["REPLY"]
+        line = self.stdin.readline()
+        text = _text(line or b"")
+        while not raw and text.endswith("\\\n"):
+            more = self.stdin.readline()
+            text = text[:-2] + _text(more or b"")
+        text = text[:-1] if text.endswith("\n") else text
+        if not raw:
+            text = re.sub(r"\\(.)", r"\1", text)
+        separators = assigned.get("IFS", self.get("IFS"))   # IFS=: read a b
+        separators = " \t\n" if separators is None else separators
+        fields = _split_read(text, separators, len(names))
+        for k, name in enumerate(names):
+            self._assign(name, fields[k] if k < len(fields) else "")
+        return 1 if line is None else 0
+
     def b_eval(self, args: list[str], _: dict) -> int:
         program = parse(" ".join(args))
         return self._child(program, state=self.state, fds=self.fds).run_nested()
@@ -824,6 +870,21 @@ class _RedirectError(Exception):
     pass
 
 
+def _split_read(text: str, separators: str, count: int) -> list[str]:
+    """Split like `read a b c`: the last name takes the rest of the line."""
+    blank = "".join(c for c in separators if c in " \t\n")
+    text = text.strip(blank)
+    fields: list[str] = []
+    while len(fields) < count - 1 and text:
+        m = re.search("[" + re.escape(separators) + "]", text) if separators else None
+        if not m:
+            break
+        fields.append(text[:m.start()])
+        text = text[m.end():].lstrip(blank)
+    fields.append(text)
+    return fields
+
+
 def _is_name(text: str) -> bool:
     return bool(text) and (text[0].isalpha() or text[0] == "_") and all(c.isalnum() or c == "_" for c in text)
 
@@ -838,5 +899,5 @@ _BUILTINS: dict[str, Callable[[_Shell, list[str], dict], int]] = {
     "export": _Shell.b_export, "unset": _Shell.b_unset, "set": _Shell.b_set, "exit": _Shell.b_exit,
     "break": _Shell.b_break, "continue": _Shell.b_continue, "eval": _Shell.b_eval,
     ".": _Shell.b_source, "source": _Shell.b_source, "exec": _Shell.b_exec,
-    "command": _Shell.b_command, "env": _Shell.b_env,
+    "command": _Shell.b_command, "env": _Shell.b_env, "read": _Shell.b_read,
 }
