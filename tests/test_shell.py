@@ -745,3 +745,16 @@ def test_while_read_consumes_stdin_line_by_line(root):
                       "echo 'k=v' | { IFS== read -r key val; echo \"$key -> $val\"; }; read x < /dev/null; echo $?", rec)
     assert [c.argv for c in rec.calls] == [["pip", "install", "six==1.16"], ["pip", "install", "attrs"]]
     assert result.log == b"k -> v\n1\n"
+
+
+def test_loops_of_links_nesting_and_self_sourcing_end_cleanly(root):
+    result = sh(root, "ln -s /a /b; ln -s /b /a; cat /a; echo x > /a; cd /a; cp /a /c; rm /a; echo done")
+    assert b"cat: /a: Too many levels of symbolic links\n" in result.log
+    assert b"sh: cannot create /a: Too many levels of symbolic links\n" in result.log
+    assert result.log.endswith(b"done\n") and not (root / "c").exists()
+    (root / "loop.sh").write_text(". /loop.sh\n")
+    with pytest.raises(ShellError, match="nested more than"):
+        sh(root, ". /loop.sh")
+    with pytest.raises(ShellError, match="nested"):
+        sh(root, "if true; then " * 300 + "echo x" + "; fi" * 300)
+    assert out(root, "echo " + "$(echo " * 20 + "deep" + ")" * 20) == "deep\n"

@@ -77,9 +77,11 @@ def run_script(script: str, *, root: Path, env: dict[str, str], cwd: str, extern
     state.vars["PWD"] = state.cwd
     state.exported.add("PWD")   # as dash does
     log = _Log(shared.log)
-    shell = _Shell(shared, state, parse(script), stdin=_Input(), fds={1: log, 2: log})
     try:
+        shell = _Shell(shared, state, parse(script), stdin=_Input(), fds={1: log, 2: log})
         status = shell.run_protected()
+    except RecursionError:
+        raise ShellError("the script is nested too deeply") from None
     finally:
         for f in shared.persistent:
             f.close()
