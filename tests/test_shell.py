@@ -335,6 +335,7 @@ def test_sed_in_place(root):
     sh(root, r"sed -i -E 's/^(HOST)=(.*) #.*/\2=\1/' /conf; sed -i 's/\(listen\)=\([0-9]*\)/\2:\1/' /conf")
     assert (root / "conf").read_text() == "8080:listen\nlocalHOST=HOST\n"
     assert out(root, "echo a-b-c | sed 's/-/+/2'") == "a-b+c\n"
+    assert out(root, "printf 'a  b\\tc\\nX9\\n' | sed 's/[[:space:]]\\+/_/g; s/[[:upper:]][[:digit:]]/U/'") == "a_b_c\nU\n"
     with pytest.raises(ShellError, match="only the s, d and p commands"):
         sh(root, "sed -i 'y/abc/xyz/' /conf")
 

@@ -375,7 +375,15 @@ def _sed_split(text: str, i: int, delim: str) -> tuple[str, int]:
     raise ShellError(f"sed: unterminated expression in '{text}'")
 
 
+_POSIX_CLASSES = {"[:space:]": r"\s", "[:blank:]": " \t", "[:digit:]": "0-9", "[:alpha:]": "a-zA-Z",
+                  "[:alnum:]": "a-zA-Z0-9", "[:upper:]": "A-Z", "[:lower:]": "a-z", "[:xdigit:]": "0-9a-fA-F",
+                  "[:punct:]": re.escape("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")}
+
+
 def _sed_regex(pattern: str, extended: bool, flags: int = 0) -> re.Pattern:
+    """A POSIX basic (or, with -E, extended) regular expression as a Python one."""
+    for name, chars in _POSIX_CLASSES.items():
+        pattern = pattern.replace(name, chars)
     if not extended:
         out, i = [], 0
         while i < len(pattern):
