@@ -626,7 +626,10 @@ def test_pwd_is_exported_like_dash(root):
 
 
 def test_bin_paths_of_utilities_and_exec(root):
-    assert out(root, "/bin/echo a; /usr/bin/env X=1 sh -c true 2>/dev/null; exec echo last; echo never") == "a\nlast\n"
+    rec = Recorder()
+    script = "/bin/echo a; /usr/bin/env X=1 sh -c 'echo $X'; /bin/true && /usr/bin/env python3 app.py; exec echo last; echo never"
+    assert out(root, script, recorder=rec) == "a\n1\nlast\n"
+    assert [c.argv for c in rec.calls] == [["python3", "app.py"]]
 
 
 def test_sh_c_and_shell_scripts_run_in_the_same_interpreter(root):

@@ -433,6 +433,8 @@ class _Shell:
     def dispatch(self, argv: list[str], assigned: dict[str, str]) -> int:
         """Run one command: a builtin, a utility, a shell script, or `external`."""
         name = argv[0]
+        if posixpath.dirname(name) in _STANDARD_BIN and posixpath.basename(name) in ("env", "true", "false"):
+            name = posixpath.basename(name)   # /usr/bin/env python3 app.py
         builtin = _BUILTINS.get(name)
         if builtin:
             return builtin(self, argv[1:], assigned)
