@@ -762,3 +762,8 @@ def test_loops_of_links_nesting_and_self_sourcing_end_cleanly(root):
     with pytest.raises(ShellError, match="nested"):
         sh(root, "if true; then " * 300 + "echo x" + "; fi" * 300)
     assert out(root, "echo " + "$(echo " * 20 + "deep" + ")" * 20) == "deep\n"
+
+
+def test_heredoc_inside_command_substitution(root):
+    script = "X=$(cat <<EOF\nhello (world\nEOF\n)\necho \"[$X]\" $((1<<3))\ncat <<EOF | tr a-z A-Z\n$(echo 5) `echo six` \\$HOME\nEOF"
+    assert out(root, script) == "[hello (world] 8\n5 SIX $HOME\n"

@@ -159,12 +159,22 @@ def _heredoc_bodies(text: str, out: list[str], start: int, pending: list, heredo
 
 
 def match_paren(text: str, i: int) -> int:
-    """Index of the `)` matching the `(` at `i`, skipping quotes and nested parentheses."""
+    """Index of the `)` matching the `(` at `i`, skipping quotes, nested parentheses and
+    here-doc bodies (`$(cat <<EOF ... EOF)`)."""
     depth, n = 0, len(text)
+    arithmetic = text.startswith("((", i)
+    pending: list = []
     while i < n:
         c = text[i]
         if c == "\\":
             i += 2
+            continue
+        if not arithmetic and text.startswith("<<", i) and not text.startswith("<<<", i):
+            i = _heredoc_operator(text, list(text), i, pending)
+            continue
+        if c == "\n" and pending:
+            i = _heredoc_bodies(text, list(text), i + 1, pending, {})
+            pending = []
             continue
         if c == "'":
             end = text.find("'", i + 1)
