@@ -767,3 +767,25 @@ def test_loops_of_links_nesting_and_self_sourcing_end_cleanly(root):
 def test_heredoc_inside_command_substitution(root):
     script = "X=$(cat <<EOF\nhello (world\nEOF\n)\necho \"[$X]\" $((1<<3))\ncat <<EOF | tr a-z A-Z\n$(echo 5) `echo six` \\$HOME\nEOF"
     assert out(root, script) == "[hello (world] 8\n5 SIX $HOME\n"
+
+
+def test_official_python_image_symlink_loop(root):
+    (root / "usr/local/bin").mkdir(parents=True)
+    for name in ("idle3", "pydoc3", "python3", "python3-config"):
+        (root / "usr/local/bin" / name).write_text("x")
+    script = ('set -eux; \\\n\tfor src in idle3 pydoc3 python3 python3-config; do \\\n'
+              '\t\tdst="$(echo "$src" | tr -d 3)"; \\\n\t\t[ -s "/usr/local/bin/$src" ]; \\\n'
+              '\t\t[ ! -e "/usr/local/bin/$dst" ]; \\\n\t\tln -svT "$src" "/usr/local/bin/$dst"; \\\n\tdone')
+    result = sh(root, script)
+    assert result.exit_code == 0, result.log
+    assert os.readlink(root / "usr/local/bin/python") == "python3"
+    assert os.readlink(root / "usr/local/bin/python-config") == "python3-config"
+    assert sh(root, script).exit_code == 1   # the links exist now: `[ ! -e ... ]` fails under set -e
+
+
+def test_node_style_user_setup(root):
+    result = sh(root, "groupadd --gid 1000 node && useradd --uid 1000 --gid node --shell /bin/bash --create-home node"
+                      " && mkdir -p /home/node/app && chown -R node:node /home/node/app")
+    assert result.exit_code == 0, result.log
+    assert "node:x:1000:1000::/home/node:/bin/bash\n" in (root / "etc/passwd").read_text()
+    assert result.owners["/home/node/app"] == (1000, 1000) and result.owners["/home/node"] == (1000, 1000)
