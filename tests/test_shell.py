@@ -403,7 +403,8 @@ def test_external_errors_propagate(root):
 @pytest.mark.parametrize("script, message", [
     ("sleep 1 &", "background"),
     ("f() { echo; }", "functions"),
-    ("case x in a) echo;; esac", "case"),
+    ("case x in a) echo;;& esac", "fall-through"),
+    ("case x in a) echo", "esac"),
     ("trap 'echo' EXIT", "trap"),
     ("echo 'unterminated", "syntax error"),
     ("echo ${X/a/b}", "unsupported parameter expansion"),
@@ -789,3 +790,14 @@ def test_node_style_user_setup(root):
     assert result.exit_code == 0, result.log
     assert "node:x:1000:1000::/home/node:/bin/bash\n" in (root / "etc/passwd").read_text()
     assert result.owners["/home/node/app"] == (1000, 1000) and result.owners["/home/node"] == (1000, 1000)
+
+
+def test_case_esac(root):
+    script = ("for f in app.tar.gz app.zip notes; do case \"$f\" in\n"
+              "  *.zip) echo \"$f: zip\" ;;\n  *.tar.*|*.tgz) echo \"$f: tar\" ;;\n  (*) echo \"$f: other\"\n"
+              "esac; done; case '*' in \"*\") echo quoted-star;; esac > /case.out; "
+              "case y in (y) case z in z) echo nested;; esac;; esac; case n in y) echo no;; esac; echo \"st=$?\"")
+    assert out(root, script) == "app.tar.gz: tar\napp.zip: zip\nnotes: other\nnested\nst=0\n"
+    assert (root / "case.out").read_text() == "quoted-star\n"
+    result = sh(root, "set -e; arch=s390x; case \"$arch\" in amd64) a=x86_64;; *) echo \"unsupported $arch\"; exit 1;; esac; echo never")
+    assert result.exit_code == 1 and result.log == b"unsupported s390x\n"

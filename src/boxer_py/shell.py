@@ -10,6 +10,7 @@ script does reaches outside `root`. Pipelines are buffered: the left side finish
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import posixpath
 import re
@@ -20,7 +21,7 @@ from typing import Callable, Iterator
 
 from .errors import BoxerError
 from .rootfs import resolve
-from .shellparse import Heredoc, Program, ShellError, parse
+from .shellparse import Heredoc, Program, ShellError, parse, parse_case
 from .shellwords import Expander
 from . import utilities
 from .fileutils import FILE_UTILITIES
@@ -300,7 +301,7 @@ class _Shell:
                         fds[1] = buffer
                         if pipes[k] == "|&":
                             fds[2] = buffer
-                    sub = self._child(Program(self.program.text, [command], self.program.heredocs),
+                    sub = self._child(dataclasses.replace(self.program, trees=[command]),
                                       stdin=data, fds=fds)
                     statuses.append(sub.run_protected())
                     data = _Input(bytes(buffer.data))
@@ -317,7 +318,7 @@ class _Shell:
             first = node.list[0]
             inner = [n for n in node.list if n.kind != "reservedword"]
             if first.kind == "reservedword" and first.word == "(":
-                sub = self._child(Program(self.program.text, inner, self.program.heredocs))
+                sub = self._child(dataclasses.replace(self.program, trees=inner))
                 return sub.run_protected()
             status = self.state.status
             for n in inner:
@@ -397,6 +398,9 @@ class _Shell:
         assignments = [p for p in node.parts if p.kind == "assignment"]
         words = [p for p in node.parts if p.kind == "word"]
         redirects = [p for p in node.parts if p.kind == "redirect"]
+        if words and words[0].pos[0] in self.program.cases:
+            with self._redirected(redirects) as ok:
+                return self._case(self._source(words[0])) if ok else 2
         self.subst_status: int | None = None
         expander = self._expander()
         argv: list[str] = []
@@ -425,6 +429,15 @@ class _Shell:
                 return self.subst_status or 0
             self._trace([f"{n}={v}" for n, v in values] + argv)
             return self.dispatch(argv, dict(values))
+
+    def _case(self, text: str) -> int:
+        word, items = parse_case(text)
+        expander = self._expander()
+        value = expander.string(word)
+        for item in items:
+            if any(expander.matches(p, value) for p in item.patterns):
+                return self._child(parse(item.body), state=self.state, fds=self.fds).run_nested()
+        return 0
 
     def _trace(self, words: list[str]) -> None:
         if "xtrace" in self.state.options and words:

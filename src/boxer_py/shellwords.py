@@ -53,6 +53,11 @@ class Expander:
         """An assignment value or redirect target: expanded, never split nor globbed."""
         return "".join(t for t, _ in self.pieces(text))
 
+    def matches(self, pattern: str, value: str) -> bool:
+        """A `case` pattern: quoted parts literal, unquoted `*?[` active, `*` matching `/` too."""
+        field = [(ch, kind != QUOTED) for text, kind in self.pieces(pattern) for ch in text]
+        return re.fullmatch(_pattern(field), value, re.S) is not None
+
     def heredoc(self, body: str) -> str:
         return "".join(t for t, _ in self.pieces(body, mode="heredoc"))
 
