@@ -801,3 +801,11 @@ def test_case_esac(root):
     assert (root / "case.out").read_text() == "quoted-star\n"
     result = sh(root, "set -e; arch=s390x; case \"$arch\" in amd64) a=x86_64;; *) echo \"unsupported $arch\"; exit 1;; esac; echo never")
     assert result.exit_code == 1 and result.log == b"unsupported s390x\n"
+
+
+def test_hostile_sizes_stay_bounded(root):
+    assert out(root, "echo $((2**99999999)) $((1<<99999999999)) $((9223372036854775807+1))") == \
+        "0 -9223372036854775808 -9223372036854775808\n"
+    result = sh(root, "printf '%999999999s' x; echo $?")
+    assert result.log == b"printf: field width or precision over 1048576 in '%999999999s'\n1\n"
+    assert out(root, "echo /[z-a]*; case a in [z-a]) echo m;; *) echo no-match;; esac") == "/[z-a]*\nno-match\n"

@@ -23,7 +23,6 @@ QUOTED, LITERAL, EXPANDED = 0, 1, 2
 Piece = tuple[str, int]
 Field = list[tuple[str, bool]]   # characters and whether each may act as a glob character
 
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PARAM = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]|[?$#@*!-]")
 
 
@@ -56,7 +55,7 @@ class Expander:
     def matches(self, pattern: str, value: str) -> bool:
         """A `case` pattern: quoted parts literal, unquoted `*?[` active, `*` matching `/` too."""
         field = [(ch, kind != QUOTED) for text, kind in self.pieces(pattern) for ch in text]
-        return re.fullmatch(_pattern(field), value, re.S) is not None
+        return _compile(field).fullmatch(value) is not None
 
     def heredoc(self, body: str) -> str:
         return "".join(t for t, _ in self.pieces(body, mode="heredoc"))
@@ -203,7 +202,7 @@ class Expander:
             if not any(active and ch in "*?[" for ch, active in comp):
                 results = [r + [text] for r in results]
                 continue
-            regex = re.compile(_pattern(comp), re.S)
+            regex = _compile(comp)
             hidden_ok = text.startswith(".")
             found = []
             for r in results:
@@ -257,6 +256,14 @@ def split_fields(pieces: list[Piece], ifs: str | None) -> list[Field]:
     return fields
 
 
+def _compile(field: Field) -> re.Pattern:
+    """A shell pattern as a regex; a malformed bracket expression matches only itself."""
+    try:
+        return re.compile(_pattern(field), re.S)
+    except re.error:
+        return re.compile(re.escape("".join(ch for ch, _ in field)), re.S)
+
+
 def _pattern(comp: Field) -> str:
     out, i, n = [], 0, len(comp)
     while i < n:
@@ -308,6 +315,12 @@ _COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, as
             ast.Gt: operator.gt, ast.GtE: operator.ge}
 
 
+def _int64(value: int) -> int:
+    """Shell arithmetic is signed 64-bit: wrap, so no expression can grow without bound."""
+    value &= (1 << 64) - 1
+    return value - (1 << 64) if value >> 63 else value
+
+
 def arithmetic(expr: str, get: Callable[[str], str | None]) -> int:
     """POSIX $((...)) on integers: + - * / % ** << >> & | ^ comparisons && || ! ~ and names."""
     py = re.sub(r"\b0([0-7]+)\b", lambda m: str(int(m.group(1), 8)), expr)   # octal literals
@@ -316,7 +329,7 @@ def arithmetic(expr: str, get: Callable[[str], str | None]) -> int:
     py = re.sub(r"!(?!=)", " not ", py)
     try:
         tree = ast.parse(py.strip() or "0", mode="eval")
-    except SyntaxError:
+    except (SyntaxError, ValueError):
         raise ShellError(f"arithmetic expression not supported: $(({expr}))") from None
 
     def number(text: str) -> int:
@@ -330,13 +343,13 @@ def arithmetic(expr: str, get: Callable[[str], str | None]) -> int:
         if isinstance(node, ast.Expression):
             return ev(node.body)
         if isinstance(node, ast.Constant) and isinstance(node.value, int):
-            return node.value
+            return _int64(node.value)
         if isinstance(node, ast.Name):
-            return number(get(node.id) or "0")
+            return _int64(number(get(node.id) or "0"))
         if isinstance(node, ast.UnaryOp):
             v = ev(node.operand)
             ops = {ast.USub: -v, ast.UAdd: v, ast.Invert: ~v, ast.Not: int(not v)}
-            return ops[type(node.op)]
+            return _int64(ops[type(node.op)])
         if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
             a, b = ev(node.left), ev(node.right)
             if isinstance(node.op, (ast.Div, ast.FloorDiv, ast.Mod)):
@@ -344,7 +357,13 @@ def arithmetic(expr: str, get: Callable[[str], str | None]) -> int:
                     raise ShellError(f"arithmetic: division by zero in $(({expr}))")
                 q = abs(a) // abs(b) * (1 if (a >= 0) == (b >= 0) else -1)
                 return q if not isinstance(node.op, ast.Mod) else a - q * b
-            return _BINARY[type(node.op)](a, b)
+            if isinstance(node.op, ast.Pow):
+                if b < 0:
+                    raise ShellError(f"arithmetic: negative exponent in $(({expr}))")
+                return _int64(pow(a, b, 1 << 64))
+            if isinstance(node.op, (ast.LShift, ast.RShift)):
+                b &= 63
+            return _int64(_BINARY[type(node.op)](a, b))
         if isinstance(node, ast.BoolOp):
             values = [ev(v) for v in node.values]
             return int(all(values) if isinstance(node.op, ast.And) else any(values))

@@ -27,6 +27,7 @@ def echo(call: Call) -> int:
     return 0
 
 
+_MAX_WIDTH = 1 << 20   # printf '%999999999s' would build a gigabyte string in the builder
 _FORMAT = re.compile(r"%([-+ #0]*)(\d+|\*)?(?:\.(\d*|\*))?([sdiouxXcbfeEgG%])")
 
 
@@ -54,6 +55,8 @@ def printf(call: Call) -> int:
                 consumed = True
             arg = args.pop(0) if args else None
             consumed = consumed or arg is not None
+            if any(n and n.lstrip("-").isdigit() and abs(int(n)) > _MAX_WIDTH for n in (width, precision)):
+                return call.fail(f"field width or precision over {_MAX_WIDTH} in '{m.group()}'")
             spec = "%" + flags + (width or "") + ("." + precision if precision is not None else "")
             if conv in "sb":
                 value = arg or ""
