@@ -809,3 +809,10 @@ def test_hostile_sizes_stay_bounded(root):
     result = sh(root, "printf '%999999999s' x; echo $?")
     assert result.log == b"printf: field width or precision over 1048576 in '%999999999s'\n1\n"
     assert out(root, "echo /[z-a]*; case a in [z-a]) echo m;; *) echo no-match;; esac") == "/[z-a]*\nno-match\n"
+
+
+def test_nested_loops_share_one_budget(root, monkeypatch):
+    import boxer_py.shell
+    monkeypatch.setattr(boxer_py.shell, "MAX_SCRIPT_ITERATIONS", 3000)   # 100000 in a build: ~1 min
+    with pytest.raises(ShellError, match="3000 iterations"):
+        sh(root, "while true; do i=0; while [ $i -lt 500 ]; do i=$((i+1)); done; done")

@@ -30,7 +30,8 @@ from .userutils import USER_UTILITIES
 
 __all__ = ["Invocation", "Completed", "External", "ShellResult", "ShellError", "run_script"]
 
-MAX_LOOP_ITERATIONS = 10_000
+MAX_LOOP_ITERATIONS = 10_000        # per while/until loop
+MAX_SCRIPT_ITERATIONS = 100_000     # all while/until iterations of one RUN (nested loops)
 MAX_NESTING = 64
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -159,6 +160,7 @@ class _Shared:
     owners: dict[str, tuple[int, int]] = field(default_factory=dict)
     persistent: list[_File] = field(default_factory=list)
     depth: int = 0
+    iterations: int = 0
 
 
 @dataclass
@@ -374,6 +376,9 @@ class _Shell:
         until = node.kind == "until"
         status = 0
         for _ in range(MAX_LOOP_ITERATIONS):
+            self.shared.iterations += 1
+            if self.shared.iterations > MAX_SCRIPT_ITERATIONS:
+                raise ShellError(f"loops ran more than {MAX_SCRIPT_ITERATIONS} iterations in one RUN")
             with self._testing(True):
                 ok = self._body(condition) == 0
             if ok == until:
