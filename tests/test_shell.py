@@ -816,3 +816,20 @@ def test_nested_loops_share_one_budget(root, monkeypatch):
     monkeypatch.setattr(boxer_py.shell, "MAX_SCRIPT_ITERATIONS", 3000)   # 100000 in a build: ~1 min
     with pytest.raises(ShellError, match="3000 iterations"):
         sh(root, "while true; do i=0; while [ $i -lt 500 ]; do i=$((i+1)); done; done")
+
+
+def test_sed_append_insert_change(root):
+    (root / "c.ini").write_text("[server]\nport=1\n")
+    sh(root, "sed -i '/^\\[server\\]/a host=0.0.0.0' /c.ini && sed -i '1i # generated' /c.ini && "
+             "sed -i '/port/c port=8000' /c.ini && sed -i '$a\\\nend' /c.ini")
+    assert (root / "c.ini").read_text() == "# generated\n[server]\nhost=0.0.0.0\nport=8000\nend\n"
+
+
+def test_cut_uniq_seq_and_relative_links(root):
+    (root / "p").write_text("root:x:0:0\nbin:x:1:1\nnodelim\n")
+    assert out(root, "cut -d: -f1 /p; cut -s -d: -f1,3- /p; cut -c1-3 /p") == \
+        "root\nbin\nnodelim\nroot:0:0\nbin:1:1\nroo\nbin\nnod\n"
+    assert out(root, "printf 'a\\na\\nb\\na\\n' | uniq; for i in $(seq 2 4); do echo n$i; done; seq 5 -2 1") == \
+        "a\nb\na\nn2\nn3\nn4\n5\n3\n1\n"
+    sh(root, "mkdir -p /a/b && touch /a/t && ln -sr /a/t /a/b/l && cd /a && ln -sr . b/up")
+    assert os.readlink(root / "a/b/l") == "../t" and os.readlink(root / "a/b/up") == ".."

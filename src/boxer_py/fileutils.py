@@ -348,7 +348,10 @@ def ln(call: Call) -> int:
         if not host.parent.is_dir():
             raise Failure(f"failed to create link '{shown}': No such file or directory")
         if opts.get("s"):
-            os.symlink(source, host)
+            text = source
+            if opts.get("r"):   # ln -sr: the link's text is relative to the link's directory
+                text = posixpath.relpath(posixpath.normpath(call.guest(source)), posixpath.dirname(target))
+            os.symlink(text, host)
             return
         src = call.host(source)
         if not src.is_file():

@@ -694,7 +694,7 @@ class _Shell:
         return 0
 
     def b_export(self, args: list[str], _: dict) -> int:
-        for a in args:
+        for a in args or ["-p"]:
             if a == "-p":
                 for k in sorted(self.state.exported):
                     if k in self.state.vars:

@@ -356,7 +356,7 @@ def sed(call: Call) -> int:
 @dataclass
 class _SedCommand:
     address: re.Pattern | int | str | None   # a regex, a line number, '$' or every line
-    verb: str                                # 's', 'd' or 'p'
+    verb: str                                # 's', 'd', 'p', or 'a' / 'i' / 'c' with text
     pattern: re.Pattern | None = None
     replacement: str = ""
     count: int = 1                           # 0 = every match (the g flag)
@@ -433,11 +433,20 @@ def _sed_parse(script: str, extended: bool) -> list[_SedCommand]:
             count = 0 if "g" in flags else int(re.sub(r"\D", "", flags) or 1)
             regex = _sed_regex(pattern, extended, re.I if "I" in flags or "i" in flags else 0)
             commands.append(_SedCommand(address, "s", regex, replacement, count, "p" in flags))
+        elif verb in ("a", "i", "c"):
+            # GNU one-liner `a text` or POSIX `a\` + newline + text; the text runs to the end of line
+            m = re.match(r"[ \t]*(?:\\\n?)?[ \t]*", script[i + 1:])
+            start = i + 1 + m.end()
+            end = script.find("\n", start)
+            end = len(script) if end < 0 else end
+            commands.append(_SedCommand(address, verb, replacement=unescape(script[start:end], False)[0]))
+            i = end
+            continue
         elif verb in ("d", "p"):
             commands.append(_SedCommand(address, verb))
             i += 1
         else:
-            raise ShellError(f"sed: only the s, d and p commands are supported, not '{script[i:i + 20]}'")
+            raise ShellError(f"sed: only the s, d, p, a, i and c commands are supported, not '{script[i:i + 20]}'")
         while i < len(script) and script[i] in " \t":
             i += 1
         if i < len(script) and script[i] not in ";\n":
@@ -467,7 +476,7 @@ def _sed_apply(commands: list[_SedCommand], data: bytes, quiet: bool) -> bytes:
     out = []
     for number, line in enumerate(lines, 1):
         body, end = (line[:-1], "\n") if line.endswith("\n") else (line, "")
-        deleted = False
+        deleted, appended = False, []
         for c in commands:
             if isinstance(c.address, re.Pattern) and not c.address.search(body):
                 continue
@@ -478,7 +487,15 @@ def _sed_apply(commands: list[_SedCommand], data: bytes, quiet: bool) -> bytes:
             if c.verb == "d":
                 deleted = True
                 break
-            if c.verb == "p":
+            if c.verb == "i":
+                out.append(c.replacement + "\n")
+            elif c.verb == "a":
+                appended.append(c.replacement + "\n")
+            elif c.verb == "c":
+                out.append(c.replacement + "\n")
+                deleted = True
+                break
+            elif c.verb == "p":
                 out.append(body + end)
             elif c.verb == "s":
                 done = [0]
@@ -494,7 +511,8 @@ def _sed_apply(commands: list[_SedCommand], data: bytes, quiet: bool) -> bytes:
                     out.append(new + end)
                 body = new
         if not deleted and not quiet:
-            out.append(body + end)
+            out.append(body + (end or ("\n" if appended else "")))
+        out.extend(appended)
     return "".join(out).encode("utf-8", "surrogateescape")
 
 
@@ -613,6 +631,73 @@ def sort(call: Call) -> int:
     return status
 
 
+def _ranges(call: Call, spec: str) -> list[tuple[int, int]]:
+    """cut's LIST: 1,3-5,7- as 1-based inclusive ranges."""
+    ranges = []
+    for part in spec.split(","):
+        m = re.fullmatch(r"(\d*)(-?)(\d*)", part)
+        if not m or not (m.group(1) or m.group(3)):
+            raise ShellError(f"cut: invalid list '{spec}'")
+        first = int(m.group(1) or 1)
+        last = int(m.group(3)) if m.group(3) else (first if not m.group(2) else 1 << 30)
+        ranges.append((first, last))
+    return ranges
+
+
+def cut(call: Call) -> int:
+    opts, operands = parse_options(call, "s", "dfc", {"delimiter": "d=", "fields": "f=", "characters": "c=",
+                                                      "only-delimited": "s"})
+    if ("f" in opts) == ("c" in opts):
+        return call.fail("you must specify a list of fields (-f) or characters (-c)")
+    delim = str(opts.get("d", "\t"))
+    if len(delim) != 1:
+        return call.fail("the delimiter must be a single character")
+    ranges = _ranges(call, str(opts.get("f") or opts.get("c")))
+    found, status = read_inputs(call, operands)
+    out = []
+    for _, data in found:
+        for line in decode(data).splitlines():
+            parts = line.split(delim) if "f" in opts else list(line)
+            if "f" in opts and len(parts) == 1:
+                if not opts.get("s"):
+                    out.append(line + "\n")
+                continue
+            chosen = [p for n, p in enumerate(parts, 1) if any(a <= n <= b for a, b in ranges)]
+            out.append((delim if "f" in opts else "").join(chosen) + "\n")
+    call.print("".join(out))
+    return status
+
+
+def uniq(call: Call) -> int:
+    opts, operands = parse_options(call, "c", long={"count": "c"})
+    found, status = read_inputs(call, operands[:1])
+    lines = [line for _, data in found for line in decode(data).splitlines()]
+    groups: list[list] = []
+    for line in lines:
+        if groups and groups[-1][0] == line:
+            groups[-1][1] += 1
+        else:
+            groups.append([line, 1])
+    call.print("".join((f"{n:>7} {line}" if opts.get("c") else line) + "\n" for line, n in groups))
+    return status
+
+
+def seq(call: Call) -> int:
+    args = call.args
+    if not 1 <= len(args) <= 3 or not all(re.fullmatch(r"-?\d+", a) for a in args):
+        raise ShellError(f"seq: only integer 'seq [FIRST [STEP]] LAST' is supported, not '{' '.join(args)}'")
+    numbers = [int(a) for a in args]
+    first, step, last = (1, 1, numbers[0]) if len(numbers) == 1 else (
+        (numbers[0], 1, numbers[1]) if len(numbers) == 2 else tuple(numbers))
+    if step == 0:
+        return call.fail("the increment must not be zero")
+    values = range(first, last + (1 if step > 0 else -1), step)
+    if len(values) > 1_000_000:
+        return call.fail(f"more than 1000000 numbers from '{' '.join(args)}'")
+    call.print("".join(f"{v}\n" for v in values))
+    return 0
+
+
 def xargs(call: Call) -> int:
     opts, operands = parse_options(call, "r0t", "nId", {"no-run-if-empty": "r", "null": "0", "max-args": "n=",
                                                    "replace": "I=", "delimiter": "d=", "verbose": "t"})
@@ -647,4 +732,5 @@ TEXT_UTILITIES: dict[str, Utility] = {
     "echo": echo, "printf": printf, "cat": cat, "tee": tee, "head": _head_tail, "tail": _head_tail,
     "sleep": sleep, "pwd": pwd, "basename": basename, "dirname": dirname, "which": which,
     "test": test, "[": test, "sed": sed, "grep": grep, "wc": wc, "tr": tr, "sort": sort, "xargs": xargs,
+    "cut": cut, "uniq": uniq, "seq": seq,
 }
