@@ -336,7 +336,7 @@ def test_sed_in_place(root):
     assert (root / "conf").read_text() == "8080:listen\nlocalHOST=HOST\n"
     assert out(root, "echo a-b-c | sed 's/-/+/2'") == "a-b+c\n"
     assert out(root, "printf 'a  b\\tc\\nX9\\n' | sed 's/[[:space:]]\\+/_/g; s/[[:upper:]][[:digit:]]/U/'") == "a_b_c\nU\n"
-    with pytest.raises(ShellError, match="only the s, d and p commands"):
+    with pytest.raises(ShellError, match="only the s, d, p, a, i and c commands"):
         sh(root, "sed -i 'y/abc/xyz/' /conf")
 
 
