@@ -833,3 +833,12 @@ def test_cut_uniq_seq_and_relative_links(root):
         "a\nb\na\nn2\nn3\nn4\n5\n3\n1\n"
     sh(root, "mkdir -p /a/b && touch /a/t && ln -sr /a/t /a/b/l && cd /a && ln -sr . b/up")
     assert os.readlink(root / "a/b/l") == "../t" and os.readlink(root / "a/b/up") == ".."
+
+
+def test_empty_operands_never_mean_the_working_directory(root):
+    (root / "app").mkdir()
+    (root / "app/keep").write_text("x")
+    result = sh(root, 'cd /app && rm -rf "$UNSET" && rm -rf "$UNSET"/ ; rm ""; chmod -R 700 ""; cp -r "" /x; ls', cwd="/")
+    assert (root / "app/keep").exists() and not (root / "x").exists()
+    assert b"rm: cannot remove '': No such file or directory\n" in result.log
+    assert result.log.endswith(b"keep\n")

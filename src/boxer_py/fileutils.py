@@ -132,6 +132,10 @@ def rm(call: Call) -> int:
         return call.fail("missing operand")
 
     def remove(path: str) -> None:
+        if not path:
+            if opts.get("f"):
+                return
+            raise Failure("cannot remove '': No such file or directory")
         if posixpath.basename(path.rstrip("/")) in (".", ".."):
             raise Failure(f"refusing to remove '.' or '..' directory: skipping '{path}'")
         host = call.host(path, follow_last=False)

@@ -39,6 +39,8 @@ class Call:
 
     def host(self, path: str, follow_last: bool = True) -> Path:
         """Raises Failure (a message for the log) instead of escaping the rootfs."""
+        if not path:   # `rm -rf "$UNSET"` must not mean the working directory
+            raise Failure("'': No such file or directory")
         try:
             return resolve(self.root, self.guest(path), follow_last)
         except BoxerError:
