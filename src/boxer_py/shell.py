@@ -37,7 +37,7 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # Shell builtins this shell does not implement: refused rather than handed to `external`.
 _UNSUPPORTED_BUILTINS = {
-    "trap", "shift", "local", "return", "alias", "unalias", "getopts", "wait", "ulimit",
+    "trap", "alias", "unalias", "getopts", "wait", "ulimit",
     "umask", "readonly", "type", "hash", "jobs", "fg", "bg", "times", "declare", "typeset", "let",
     "shopt", "pushd", "popd", "history", "function", "select",
 }
@@ -170,9 +170,19 @@ class _State:
     cwd: str
     options: set[str] = field(default_factory=set)
     status: int = 0
+    arg0: str = "sh"
+    positional: list[str] = field(default_factory=list)
+    functions: dict[str, tuple[Program, object]] = field(default_factory=dict)   # name -> (program, body)
+    frames: list[dict[str, str | None]] = field(default_factory=list)   # `local` saves, per function call
 
     def copy(self) -> "_State":
-        return _State(dict(self.vars), set(self.exported), self.cwd, set(self.options), self.status)
+        return _State(dict(self.vars), set(self.exported), self.cwd, set(self.options), self.status,
+                      self.arg0, list(self.positional), dict(self.functions), [])
+
+
+class _Return(Exception):
+    def __init__(self, code: int):
+        self.code = code
 
 
 class _Exit(Exception):
@@ -213,8 +223,8 @@ class _Shell:
         except _Exit as e:
             self.state.status = e.code
             return e.code
-        except _LoopControl:
-            return self.state.status
+        except (_LoopControl, _Return) as e:
+            return e.code if isinstance(e, _Return) else self.state.status
         finally:
             self.shared.depth -= 1
 
@@ -278,7 +288,10 @@ class _Shell:
         if kind in ("while", "until"):
             return self._while(node)
         if kind == "function":
-            raise ShellError("shell functions are not supported in RUN")
+            name = next(p for p in node.parts if p.kind == "word")
+            body = [p for p in node.parts if p.kind == "compound"][-1]
+            self.state.functions[self._source(name)] = (self.program, body)
+            return 0
         raise ShellError(f"unsupported shell construct ({kind})")
 
     def _body(self, node) -> int:
@@ -414,7 +427,7 @@ class _Shell:
                 raise ShellError("process substitution <(...) is not supported in RUN")
         for w in words:
             text = self._source(w)
-            if argv and argv[0] == "export" and _is_assignment(text):
+            if argv and argv[0] in ("export", "local") and _is_assignment(text):
                 argv.append(expander.string(text))
             else:
                 argv.extend(expander.fields(text))
@@ -456,6 +469,8 @@ class _Shell:
         builtin = _BUILTINS.get(name)
         if builtin:
             return builtin(self, argv[1:], assigned)
+        if name in self.state.functions:
+            return self._call_function(name, argv[1:])
         if name in _UNSUPPORTED_BUILTINS:
             raise ShellError(f"the shell builtin '{name}' is not supported in RUN")
         env = {k: v for k, v in self.state.vars.items() if k in self.state.exported} | assigned
@@ -479,6 +494,28 @@ class _Shell:
         self.fds[2].write(done.stderr)
         return done.exit_code
 
+    def _call_function(self, name: str, args: list[str]) -> int:
+        """A shell function: same state, its own $1..., `local` values restored on return."""
+        program, body = self.state.functions[name]
+        saved_args = self.state.positional
+        self.state.positional = list(args)
+        self.state.frames.append({})
+        self.shared.depth += 1
+        try:
+            if self.shared.depth > MAX_NESTING:
+                raise ShellError(f"commands nested more than {MAX_NESTING} deep (function {name})")
+            return self._child(program, state=self.state, fds=self.fds)._exec(body)
+        except _Return as r:
+            return r.code
+        finally:
+            self.shared.depth -= 1
+            self.state.positional = saved_args
+            for var, value in self.state.frames.pop().items():
+                if value is None:
+                    self.state.vars.pop(var, None)
+                else:
+                    self.state.vars[var] = value
+
     def _sh(self, argv: list[str], env: dict[str, str]) -> int:
         """`sh -c script`, `bash -ex script.sh`, a `#!/bin/sh` script: a new shell, same rootfs."""
         args, options, command = argv[1:], set(), False
@@ -495,12 +532,15 @@ class _Shell:
                     raise ShellError(f"{argv[0]}: unsupported option '{flag[0]}{letter}'")
         if args and args[0] == "--":
             args.pop(0)
+        arg0, positional = argv[0], args[1:]
         if command:
             if not args:
                 self._err(f"{argv[0]}: -c: option requires an argument")
                 return 2
             text = args[0]
+            arg0, positional = (args[1], args[2:]) if len(args) > 1 else (argv[0], [])
         elif args:
+            arg0 = args[0]
             try:
                 text = _text(resolve(self.shared.root, posixpath.join(self.state.cwd, args[0])).read_bytes())
             except (OSError, BoxerError):
@@ -508,7 +548,8 @@ class _Shell:
                 return 127
         else:
             text = _text(self.stdin.rest())
-        state = _State(vars=dict(env), exported=set(env), cwd=self.state.cwd, options=options & _OPTION_NAMES)
+        state = _State(vars=dict(env), exported=set(env), cwd=self.state.cwd, options=options & _OPTION_NAMES,
+                       arg0=arg0, positional=list(positional))
         return self._child(parse(text), state=state, stdin=_Input() if not args else None).run_protected()
 
     def _shell_script(self, name: str) -> tuple[str, bool] | None:
@@ -638,13 +679,18 @@ class _Shell:
 
     # -- variables (the expansion Scope) ---------------------------------------------------
     def get(self, name: str) -> str | None:
-        specials = {"?": str(self.state.status), "$": "1", "#": "0", "@": "", "*": "", "!": "",
-                    "0": "sh", "-": "".join(k for k, v in _OPTION_LETTERS.items() if v in self.state.options)}
+        positional = self.state.positional
+        specials = {"?": str(self.state.status), "$": "1", "#": str(len(positional)), "!": "",
+                    "@": " ".join(positional), "*": " ".join(positional), "0": self.state.arg0,
+                    "-": "".join(k for k, v in _OPTION_LETTERS.items() if v in self.state.options)}
         if name in specials:
             return specials[name]
         if name.isdigit():
-            return None
+            return positional[int(name) - 1] if int(name) <= len(positional) else None
         return self.state.vars.get(name)
+
+    def arguments(self) -> list[str]:
+        return list(self.state.positional)
 
     def assign(self, name: str, value: str) -> None:
         self._assign(name, value)
@@ -710,12 +756,42 @@ class _Shell:
         return 0
 
     def b_unset(self, args: list[str], _: dict) -> int:
+        functions = bool(args) and args[0] == "-f"
         for a in args:
             if a in ("-v", "-f"):
+                continue
+            if functions:
+                self.state.functions.pop(a, None)
                 continue
             self.state.vars.pop(a, None)
             self.state.exported.discard(a)
         return 0
+
+    def b_shift(self, args: list[str], _: dict) -> int:
+        n = int(args[0]) if args and args[0].isdigit() else 1
+        if n > len(self.state.positional):
+            self._err("sh: shift: can't shift that many")
+            return 2
+        self.state.positional = self.state.positional[n:]
+        return 0
+
+    def b_local(self, args: list[str], _: dict) -> int:
+        if not self.state.frames:
+            self._err("sh: local: not in a function")
+            return 2
+        frame = self.state.frames[-1]
+        for a in args:
+            name, eq, value = a.partition("=")
+            if not _is_name(name):
+                self._err(f"sh: local: {name}: bad variable name")
+                return 2
+            frame.setdefault(name, self.state.vars.get(name))
+            if eq:
+                self.state.vars[name] = value
+        return 0
+
+    def b_return(self, args: list[str], _: dict) -> int:
+        raise _Return(int(args[0]) & 255 if args and args[0].isdigit() else self.state.status)
 
     def b_set(self, args: list[str], _: dict) -> int:
         if not args:
@@ -752,7 +828,8 @@ class _Shell:
                     (self.state.options.add if a[0] == "-" else self.state.options.discard)(option)
                 k += 1
                 continue
-            raise ShellError("set: positional parameters are not supported in RUN")
+            self.state.positional = list(args[k + 1:] if a == "--" else args[k:])   # set -- a b
+            return 0
         return 0
 
     def b_exit(self, args: list[str], _: dict) -> int:
@@ -840,7 +917,7 @@ class _Shell:
     def _which(self, name: str) -> str | None:
         path = self.state.vars.get("PATH", DEFAULT_PATH)
         found = utilities.lookup_path(self.shared.root, self.state.cwd, path, name)
-        if found is None and (name in _BUILTINS or _utility(name)):
+        if found is None and (name in _BUILTINS or name in self.state.functions or _utility(name)):
             return name
         return found
 
@@ -922,4 +999,5 @@ _BUILTINS: dict[str, Callable[[_Shell, list[str], dict], int]] = {
     "break": _Shell.b_break, "continue": _Shell.b_continue, "eval": _Shell.b_eval,
     ".": _Shell.b_source, "source": _Shell.b_source, "exec": _Shell.b_exec,
     "command": _Shell.b_command, "env": _Shell.b_env, "read": _Shell.b_read,
+    "shift": _Shell.b_shift, "local": _Shell.b_local, "return": _Shell.b_return,
 }

@@ -19,7 +19,7 @@ from .errors import BoxerError
 from .rootfs import resolve
 from .shellparse import ShellError, end_backtick, end_dquote, match_brace, match_paren
 
-QUOTED, LITERAL, EXPANDED = 0, 1, 2
+QUOTED, LITERAL, EXPANDED, BREAK = 0, 1, 2, 3   # BREAK: between the fields of "$@"
 Piece = tuple[str, int]
 Field = list[tuple[str, bool]]   # characters and whether each may act as a glob character
 
@@ -30,6 +30,7 @@ class Scope(Protocol):
     """What expansion needs from the shell."""
 
     def get(self, name: str) -> str | None: ...
+    def arguments(self) -> list[str]: ...
     def assign(self, name: str, value: str) -> None: ...
     def substitute(self, script: str) -> str: ...
     def unset_error(self, name: str) -> None: ...
@@ -91,8 +92,9 @@ class Expander:
                 i = end + 1
             elif c == '"' and mode in ("plain", "bracedq"):
                 end = end_dquote(s, i + 1)
-                out.append(("", QUOTED))
-                out.extend(self.pieces(s[i + 1:end], "dquote"))
+                if s[i + 1:end] not in ("$@", "${@}") or self.scope.arguments():   # "$@" of nothing: no field
+                    out.append(("", QUOTED))
+                    out.extend(self.pieces(s[i + 1:end], "dquote"))
                 i = end + 1
             elif c == "`":
                 end = end_backtick(s, i + 1)
@@ -133,7 +135,18 @@ class Expander:
         m = _PARAM.match(s, i + 1)
         if not m:
             return [("$", QUOTED if quoted else LITERAL)], i + 1
+        if m.group() == "@" and quoted:
+            return self._each_argument(), m.end()
         return [(self._value(m.group()), kind)], m.end()
+
+    def _each_argument(self) -> list[Piece]:
+        """"$@": one field per positional parameter."""
+        pieces: list[Piece] = []
+        for k, arg in enumerate(self.scope.arguments()):
+            if k:
+                pieces.append((" ", BREAK))
+            pieces.append((arg, QUOTED))
+        return pieces
 
     def _value(self, name: str) -> str:
         value = self.scope.get(name)
@@ -154,7 +167,7 @@ class Expander:
             raise ShellError(f"bad substitution ${{{body}}}")
         name, rest = m.group(), body[m.end():]
         if not rest:
-            return [(self._value(name), kind)]
+            return self._each_argument() if name == "@" and quoted else [(self._value(name), kind)]
         value = self.scope.get(name)
         for op in (":-", ":=", ":+", ":?", "-", "=", "+", "?", "##", "#", "%%", "%"):
             if rest.startswith(op):
@@ -239,7 +252,10 @@ def split_fields(pieces: list[Piece], ifs: str | None) -> list[Field]:
     fields: list[Field] = []
     current: Field | None = None
     for text, kind in pieces:
-        if kind == EXPANDED and separators:
+        if kind == BREAK:
+            fields.append(current if current is not None else [])
+            current = []
+        elif kind == EXPANDED and separators:
             for ch in text:
                 if ch in separators:
                     if current is not None:
