@@ -1,8 +1,9 @@
 """The shell that runs Dockerfile RUN lines: `/bin/sh -c script` acting on an image's rootfs.
 
-There is no fork/exec in WASI, so the builder interprets RUN itself. Control flow, expansion
-and redirections happen here; utilities (cp, rm, chown, sed, useradd...) live in
-textutils.py, fileutils.py and userutils.py, called as utilities.py describes; every
+There is no fork/exec in WASI, so the builder interprets RUN itself. Control flow and
+redirections happen here, word expansion in shellwords.py, builtins (cd, set, read...) in
+shellbuiltins.py; utilities (cp, rm, chown, sed, useradd...) live in textutils.py,
+fileutils.py and userutils.py, called as utilities.py describes; every
 other command (python, pip, a .wasm, apt-get...) is handed to `external`, which the build
 decides how to run or refuse. Every guest path goes through rootfs.resolve, so nothing a
 script does reaches outside `root`. Pipelines are buffered: the left side finishes first.
@@ -13,7 +14,6 @@ import contextlib
 import dataclasses
 import os
 import posixpath
-import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +22,8 @@ from typing import Callable, Iterator
 from .errors import BoxerError
 from .rootfs import resolve
 from .shellparse import Heredoc, Program, ShellError, parse, parse_case
+from .shellbuiltins import (BUILTINS, MAX_NESTING, OPTION_LETTERS, OPTION_NAMES, UNSUPPORTED_BUILTINS, Builtins,
+                            FunctionReturn, LoopControl, ShellExit, is_name)
 from .shellwords import Expander
 from . import utilities
 from .fileutils import FILE_UTILITIES
@@ -32,18 +34,8 @@ __all__ = ["Invocation", "Completed", "External", "ShellResult", "ShellError", "
 
 MAX_LOOP_ITERATIONS = 10_000        # per while/until loop
 MAX_SCRIPT_ITERATIONS = 100_000     # all while/until iterations of one RUN (nested loops)
-MAX_NESTING = 64
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-# Shell builtins this shell does not implement: refused rather than handed to `external`.
-_UNSUPPORTED_BUILTINS = {
-    "trap", "alias", "unalias", "getopts", "wait", "ulimit",
-    "umask", "readonly", "type", "hash", "jobs", "fg", "bg", "times", "declare", "typeset", "let",
-    "shopt", "pushd", "popd", "history", "function", "select",
-}
 _SHELLS = {"sh", "bash", "dash", "ash"}
-_OPTION_LETTERS = {"e": "errexit", "u": "nounset", "x": "xtrace", "f": "noglob"}
-_OPTION_NAMES = {"errexit", "nounset", "xtrace", "noglob", "pipefail"}
 
 
 @dataclass
@@ -180,30 +172,7 @@ class _State:
                       self.arg0, list(self.positional), dict(self.functions), [])
 
 
-class _Return(Exception):
-    def __init__(self, code: int):
-        self.code = code
-
-
-class _Exit(Exception):
-    def __init__(self, code: int):
-        self.code = code
-
-
-class _LoopControl(Exception):
-    def __init__(self, levels: int, is_break: bool):
-        self.levels, self.is_break = levels, is_break
-
-
-def _text(data: bytes) -> str:
-    return data.decode("utf-8", "surrogateescape")
-
-
-def _bytes(text: str) -> bytes:
-    return text.encode("utf-8", "surrogateescape")
-
-
-class _Shell:
+class _Shell(Builtins):
     """One shell (or subshell) running one parsed program; state may be shared (eval, source)."""
 
     def __init__(self, shared: _Shared, state: _State, program: Program, stdin: "_Input", fds: dict[int, Sink]):
@@ -220,11 +189,11 @@ class _Shell:
             for tree in self.program.trees:
                 self._list([tree])
             return self.state.status
-        except _Exit as e:
+        except ShellExit as e:
             self.state.status = e.code
             return e.code
-        except (_LoopControl, _Return) as e:
-            return e.code if isinstance(e, _Return) else self.state.status
+        except (LoopControl, FunctionReturn) as e:
+            return e.code if isinstance(e, FunctionReturn) else self.state.status
         finally:
             self.shared.depth -= 1
 
@@ -268,7 +237,7 @@ class _Shell:
                 self.state.status = status
                 negated = node.kind == "pipeline" and node.parts[0].kind == "reservedword"
                 if last and status and "errexit" in self.state.options and not self.tested and not negated:
-                    raise _Exit(status)
+                    raise ShellExit(status)
         return self.state.status
 
     def _exec(self, node) -> int:
@@ -376,9 +345,9 @@ class _Shell:
             self._assign(name, item)
             try:
                 status = self._body(body)
-            except _LoopControl as c:
+            except LoopControl as c:
                 if c.levels > 1:
-                    raise _LoopControl(c.levels - 1, c.is_break) from None
+                    raise LoopControl(c.levels - 1, c.is_break) from None
                 if c.is_break:
                     break
         return status
@@ -398,9 +367,9 @@ class _Shell:
                 return status
             try:
                 status = self._body(body)
-            except _LoopControl as c:
+            except LoopControl as c:
                 if c.levels > 1:
-                    raise _LoopControl(c.levels - 1, c.is_break) from None
+                    raise LoopControl(c.levels - 1, c.is_break) from None
                 if c.is_break:
                     return status
         raise ShellError(f"{node.kind} loop still running after {MAX_LOOP_ITERATIONS} iterations")
@@ -459,19 +428,19 @@ class _Shell:
 
     def _trace(self, words: list[str]) -> None:
         if "xtrace" in self.state.options and words:
-            self.fds[2].write(_bytes("+ " + " ".join(shlex.quote(w) for w in words) + "\n"))
+            self.fds[2].write(utilities.encode("+ " + " ".join(shlex.quote(w) for w in words) + "\n"))
 
     def dispatch(self, argv: list[str], assigned: dict[str, str]) -> int:
         """Run one command: a builtin, a utility, a shell script, or `external`."""
         name = argv[0]
         if posixpath.dirname(name) in _STANDARD_BIN and posixpath.basename(name) in ("env", "true", "false"):
             name = posixpath.basename(name)   # /usr/bin/env python3 app.py
-        builtin = _BUILTINS.get(name)
+        builtin = BUILTINS.get(name)
         if builtin:
             return builtin(self, argv[1:], assigned)
         if name in self.state.functions:
             return self._call_function(name, argv[1:])
-        if name in _UNSUPPORTED_BUILTINS:
+        if name in UNSUPPORTED_BUILTINS:
             raise ShellError(f"the shell builtin '{name}' is not supported in RUN")
         env = {k: v for k, v in self.state.vars.items() if k in self.state.exported} | assigned
         utility = _utility(name)
@@ -505,7 +474,7 @@ class _Shell:
             if self.shared.depth > MAX_NESTING:
                 raise ShellError(f"commands nested more than {MAX_NESTING} deep (function {name})")
             return self._child(program, state=self.state, fds=self.fds)._exec(body)
-        except _Return as r:
+        except FunctionReturn as r:
             return r.code
         finally:
             self.shared.depth -= 1
@@ -526,8 +495,8 @@ class _Shell:
                     command = True
                 elif letter == "o" and args:
                     options.add(args.pop(0))
-                elif letter in _OPTION_LETTERS:
-                    options.add(_OPTION_LETTERS[letter])
+                elif letter in OPTION_LETTERS:
+                    options.add(OPTION_LETTERS[letter])
                 elif letter not in "ls":
                     raise ShellError(f"{argv[0]}: unsupported option '{flag[0]}{letter}'")
         if args and args[0] == "--":
@@ -542,13 +511,13 @@ class _Shell:
         elif args:
             arg0 = args[0]
             try:
-                text = _text(resolve(self.shared.root, posixpath.join(self.state.cwd, args[0])).read_bytes())
+                text = utilities.decode(resolve(self.shared.root, posixpath.join(self.state.cwd, args[0])).read_bytes())
             except (OSError, BoxerError):
                 self._err(f"{argv[0]}: 0: cannot open {args[0]}: No such file")
                 return 127
         else:
-            text = _text(self.stdin.rest())
-        state = _State(vars=dict(env), exported=set(env), cwd=self.state.cwd, options=options & _OPTION_NAMES,
+            text = utilities.decode(self.stdin.rest())
+        state = _State(vars=dict(env), exported=set(env), cwd=self.state.cwd, options=options & OPTION_NAMES,
                        arg0=arg0, positional=list(positional))
         return self._child(parse(text), state=state, stdin=_Input() if not args else None).run_protected()
 
@@ -556,7 +525,7 @@ class _Shell:
         """(guest path, executable) when `name` is a script for sh or bash (run here, not external)."""
         guest = (posixpath.join(self.state.cwd, name) if "/" in name else
                  utilities.lookup_path(self.shared.root, self.state.cwd,
-                                       self.state.vars.get("PATH", DEFAULT_PATH), name))
+                                       self.state.vars.get("PATH", utilities.DEFAULT_PATH), name))
         if guest is None:
             return None
         try:
@@ -567,7 +536,7 @@ class _Shell:
                 first = f.readline(256)
         except (OSError, BoxerError):
             return None
-        words = _text(first[2:]).split() if first.startswith(b"#!") else []
+        words = utilities.decode(first[2:]).split() if first.startswith(b"#!") else []
         if words[:1] and posixpath.basename(words[0]) == "env":
             words = words[1:]
         if not words or posixpath.basename(words[0]) not in _SHELLS:
@@ -588,7 +557,7 @@ class _Shell:
                 for r in redirects:
                     self._redirect(r, opened)
             except _RedirectError as e:
-                saved[0][2].write(_bytes(f"sh: {e}\n"))
+                saved[0][2].write(utilities.encode(f"sh: {e}\n"))
                 yield False
                 return
             yield True
@@ -605,7 +574,7 @@ class _Shell:
             for r in redirects:
                 self._redirect(r, opened)
         except _RedirectError as e:
-            self.fds[2].write(_bytes(f"sh: {e}\n"))
+            self.fds[2].write(utilities.encode(f"sh: {e}\n"))
             return 2
         finally:
             self.shared.persistent.extend(opened)
@@ -629,11 +598,11 @@ class _Shell:
         heredoc: Heredoc | None = self.program.heredocs.get(r.output.pos[0]) if kind == "<" else None
         if heredoc is not None:
             body = self._expander().heredoc(heredoc.body) if heredoc.expand else heredoc.body
-            self.stdin = _Input(_bytes(body))
+            self.stdin = _Input(utilities.encode(body))
             return
         path = self._expander().string(self._source(r.output))
         if kind == "<<<":
-            self.stdin = _Input(_bytes(path + "\n"))
+            self.stdin = _Input(utilities.encode(path + "\n"))
             return
         if kind == "<":
             if fd not in (None, 0):
@@ -682,7 +651,7 @@ class _Shell:
         positional = self.state.positional
         specials = {"?": str(self.state.status), "$": "1", "#": str(len(positional)), "!": "",
                     "@": " ".join(positional), "*": " ".join(positional), "0": self.state.arg0,
-                    "-": "".join(k for k, v in _OPTION_LETTERS.items() if v in self.state.options)}
+                    "-": "".join(k for k, v in OPTION_LETTERS.items() if v in self.state.options)}
         if name in specials:
             return specials[name]
         if name.isdigit():
@@ -703,255 +672,19 @@ class _Shell:
         sub = self._child(parse(script), stdin=_Input(), fds={1: buffer, 2: self.fds[2]})
         sub.tested = False
         self.subst_status = sub.run_protected()
-        return _text(bytes(buffer.data)).rstrip("\n")
+        return utilities.decode(bytes(buffer.data)).rstrip("\n")
 
     def unset_error(self, name: str) -> None:
         if "nounset" in self.state.options:
-            self.fds[2].write(_bytes(f"sh: {name}: parameter not set\n"))
-            raise _Exit(2)
-
-    # -- builtins ----------------------------------------------------------------------------
-    def _err(self, message: str) -> None:
-        self.fds[2].write(_bytes(message + "\n"))
-
-    def b_true(self, args: list[str], _: dict) -> int:
-        return 0
-
-    def b_false(self, args: list[str], _: dict) -> int:
-        return 1
-
-    def b_cd(self, args: list[str], _: dict) -> int:
-        args = [a for a in args if a not in ("-L", "-P")]
-        target = args[0] if args else (self.state.vars.get("HOME") or "/")
-        if target == "-":
-            target = self.state.vars.get("OLDPWD") or self.state.cwd
-        guest = posixpath.normpath(posixpath.join(self.state.cwd, target))
-        guest = "/" + guest.lstrip("/")
-        try:
-            ok = resolve(self.shared.root, guest).is_dir()
-        except BoxerError:
-            ok = False
-        if not ok:
-            self._err(f"sh: cd: can't cd to {target}")
-            return 2
-        self.state.vars["OLDPWD"] = self.state.cwd
-        self.state.exported.add("OLDPWD")
-        self.state.cwd = self.state.vars["PWD"] = guest
-        return 0
-
-    def b_export(self, args: list[str], _: dict) -> int:
-        for a in args or ["-p"]:
-            if a == "-p":
-                for k in sorted(self.state.exported):
-                    if k in self.state.vars:
-                        self.fds[1].write(_bytes(f"export {k}={shlex.quote(self.state.vars[k])}\n"))
-                continue
-            name, eq, value = a.partition("=")
-            if not _is_name(name):
-                self._err(f"sh: export: {name}: bad variable name")
-                return 2
-            if eq:
-                self.state.vars[name] = value
-            self.state.exported.add(name)
-        return 0
-
-    def b_unset(self, args: list[str], _: dict) -> int:
-        functions = bool(args) and args[0] == "-f"
-        for a in args:
-            if a in ("-v", "-f"):
-                continue
-            if functions:
-                self.state.functions.pop(a, None)
-                continue
-            self.state.vars.pop(a, None)
-            self.state.exported.discard(a)
-        return 0
-
-    def b_shift(self, args: list[str], _: dict) -> int:
-        n = int(args[0]) if args and args[0].isdigit() else 1
-        if n > len(self.state.positional):
-            self._err("sh: shift: can't shift that many")
-            return 2
-        self.state.positional = self.state.positional[n:]
-        return 0
-
-    def b_local(self, args: list[str], _: dict) -> int:
-        if not self.state.frames:
-            self._err("sh: local: not in a function")
-            return 2
-        frame = self.state.frames[-1]
-        for a in args:
-            name, eq, value = a.partition("=")
-            if not _is_name(name):
-                self._err(f"sh: local: {name}: bad variable name")
-                return 2
-            frame.setdefault(name, self.state.vars.get(name))
-            if eq:
-                self.state.vars[name] = value
-        return 0
-
-    def b_return(self, args: list[str], _: dict) -> int:
-        raise _Return(int(args[0]) & 255 if args and args[0].isdigit() else self.state.status)
-
-    def b_set(self, args: list[str], _: dict) -> int:
-        if not args:
-            for k, v in sorted(self.state.vars.items()):
-                self.fds[1].write(_bytes(f"{k}={shlex.quote(v)}\n"))
-            return 0
-        k = 0
-        while k < len(args):
-            a = args[k]
-            if a in ("-o", "+o"):
-                if k + 1 >= len(args):
-                    for name in sorted(_OPTION_NAMES):
-                        self.fds[1].write(_bytes(f"{name}\t{'on' if name in self.state.options else 'off'}\n"))
-                    return 0
-                name = args[k + 1]
-                if name not in _OPTION_NAMES:
-                    raise ShellError(f"set: unsupported option '-o {name}'")
-                (self.state.options.add if a == "-o" else self.state.options.discard)(name)
-                k += 2
-                continue
-            if a[:1] in "-+" and len(a) > 1 and a != "--":
-                for letter in a[1:]:
-                    if letter == "v":
-                        continue
-                    if letter == "o" and k + 1 < len(args):   # set -eo pipefail
-                        k += 1
-                        if args[k] not in _OPTION_NAMES:
-                            raise ShellError(f"set: unsupported option '-o {args[k]}'")
-                        (self.state.options.add if a[0] == "-" else self.state.options.discard)(args[k])
-                        continue
-                    if letter not in _OPTION_LETTERS:
-                        raise ShellError(f"set: unsupported option '{a[0]}{letter}'")
-                    option = _OPTION_LETTERS[letter]
-                    (self.state.options.add if a[0] == "-" else self.state.options.discard)(option)
-                k += 1
-                continue
-            self.state.positional = list(args[k + 1:] if a == "--" else args[k:])   # set -- a b
-            return 0
-        return 0
-
-    def b_exit(self, args: list[str], _: dict) -> int:
-        if args and not args[0].lstrip("-").isdigit():
-            self._err(f"sh: exit: Illegal number: {args[0]}")
-            raise _Exit(2)
-        raise _Exit(int(args[0]) & 255 if args else self.state.status)
-
-    def b_break(self, args: list[str], _: dict) -> int:
-        raise _LoopControl(int(args[0]) if args and args[0].isdigit() else 1, True)
-
-    def b_continue(self, args: list[str], _: dict) -> int:
-        raise _LoopControl(int(args[0]) if args and args[0].isdigit() else 1, False)
-
-    def b_read(self, args: list[str], assigned: dict) -> int:
-        raw = False
-        while args and args[0].startswith("-"):
-            flag = args.pop(0)
-            if flag == "-r":
-                raw = True
-            elif flag == "-p" and args:
-                args.pop(0)   # a prompt: not shown, nobody is typing
-            else:
-                raise ShellError(f"read: unsupported option '{flag}'")
-        names = args or ["REPLY"]
-        line = self.stdin.readline()
-        text = _text(line or b"")
-        while not raw and text.endswith("\\\n"):
-            more = self.stdin.readline()
-            text = text[:-2] + _text(more or b"")
-        text = text[:-1] if text.endswith("\n") else text
-        if not raw:
-            text = re.sub(r"\\(.)", r"\1", text)
-        separators = assigned.get("IFS", self.get("IFS"))   # IFS=: read a b
-        separators = " \t\n" if separators is None else separators
-        fields = _split_read(text, separators, len(names))
-        for k, name in enumerate(names):
-            self._assign(name, fields[k] if k < len(fields) else "")
-        return 1 if line is None else 0
-
-    def b_eval(self, args: list[str], _: dict) -> int:
-        program = parse(" ".join(args))
-        return self._child(program, state=self.state, fds=self.fds).run_nested()
-
-    def b_source(self, args: list[str], _: dict) -> int:
-        if not args:
-            self._err("sh: .: filename argument required")
-            return 2
-        try:
-            text = _text(resolve(self.shared.root, posixpath.join(self.state.cwd, args[0])).read_bytes())
-        except (OSError, BoxerError):
-            self._err(f"sh: .: cannot open {args[0]}: No such file")
-            return 2
-        return self._child(parse(text), state=self.state, fds=self.fds).run_nested()
-
-    def run_nested(self) -> int:
-        """Run in the caller's state; `exit` still ends the whole script."""
-        self.shared.depth += 1
-        if self.shared.depth > MAX_NESTING:
-            raise ShellError(f"commands nested more than {MAX_NESTING} deep (eval, source or $(...))")
-        try:
-            for tree in self.program.trees:
-                self._list([tree])
-            return self.state.status
-        finally:
-            self.shared.depth -= 1
-
-    def b_exec(self, args: list[str], assigned: dict) -> int:
-        raise _Exit(self.dispatch(args, assigned))
-
-    def b_command(self, args: list[str], assigned: dict) -> int:
-        if args and args[0] in ("-v", "-V"):
-            status = 0
-            for name in args[1:]:
-                found = self._which(name)
-                if found is None:
-                    status = 1
-                else:
-                    self.fds[1].write(_bytes(found + "\n"))
-            return status
-        if args and args[0].startswith("-"):
-            raise ShellError(f"command: unsupported option '{args[0]}'")
-        return self.dispatch(args, assigned) if args else 0
+            self.fds[2].write(utilities.encode(f"sh: {name}: parameter not set\n"))
+            raise ShellExit(2)
 
     def _which(self, name: str) -> str | None:
-        path = self.state.vars.get("PATH", DEFAULT_PATH)
+        path = self.state.vars.get("PATH", utilities.DEFAULT_PATH)
         found = utilities.lookup_path(self.shared.root, self.state.cwd, path, name)
-        if found is None and (name in _BUILTINS or name in self.state.functions or _utility(name)):
+        if found is None and (name in BUILTINS or name in self.state.functions or _utility(name)):
             return name
         return found
-
-    def b_env(self, args: list[str], assigned: dict) -> int:
-        env = {k: v for k, v in self.state.vars.items() if k in self.state.exported} | assigned
-        k = 0
-        while k < len(args):
-            a = args[k]
-            if a in ("-i", "--ignore-environment", "-"):
-                env = {}
-            elif a == "-u" and k + 1 < len(args):
-                env.pop(args[k + 1], None)
-                k += 1
-            elif a == "--":
-                k += 1
-                break
-            elif a.startswith("-"):
-                raise ShellError(f"env: unsupported option '{a}'")
-            elif "=" in a and _is_name(a.partition("=")[0]):
-                name, _, value = a.partition("=")
-                env[name] = value
-            else:
-                break
-            k += 1
-        if k >= len(args):
-            for name, value in env.items():
-                self.fds[1].write(_bytes(f"{name}={value}\n"))
-            return 0
-        state = self.state.copy()
-        state.vars = dict(env)
-        state.exported = set(env)
-        child = self._child(self.program, state=state, fds=self.fds)
-        return child.dispatch(args[k:], {})
-
 
 _UTILITIES: dict[str, utilities.Utility] = {**TEXT_UTILITIES, **FILE_UTILITIES, **USER_UTILITIES}
 _STANDARD_BIN = {"/bin", "/usr/bin", "/usr/local/bin", "/sbin", "/usr/sbin", "/usr/local/sbin"}
@@ -969,35 +702,6 @@ class _RedirectError(Exception):
     pass
 
 
-def _split_read(text: str, separators: str, count: int) -> list[str]:
-    """Split like `read a b c`: the last name takes the rest of the line."""
-    blank = "".join(c for c in separators if c in " \t\n")
-    text = text.strip(blank)
-    fields: list[str] = []
-    while len(fields) < count - 1 and text:
-        m = re.search("[" + re.escape(separators) + "]", text) if separators else None
-        if not m:
-            break
-        fields.append(text[:m.start()])
-        text = text[m.end():].lstrip(blank)
-    fields.append(text)
-    return fields
-
-
-def _is_name(text: str) -> bool:
-    return bool(text) and (text[0].isalpha() or text[0] == "_") and all(c.isalnum() or c == "_" for c in text)
-
-
 def _is_assignment(text: str) -> bool:
     name, eq, _ = text.partition("=")
-    return bool(eq) and _is_name(name)
-
-
-_BUILTINS: dict[str, Callable[[_Shell, list[str], dict], int]] = {
-    ":": _Shell.b_true, "true": _Shell.b_true, "false": _Shell.b_false, "cd": _Shell.b_cd,
-    "export": _Shell.b_export, "unset": _Shell.b_unset, "set": _Shell.b_set, "exit": _Shell.b_exit,
-    "break": _Shell.b_break, "continue": _Shell.b_continue, "eval": _Shell.b_eval,
-    ".": _Shell.b_source, "source": _Shell.b_source, "exec": _Shell.b_exec,
-    "command": _Shell.b_command, "env": _Shell.b_env, "read": _Shell.b_read,
-    "shift": _Shell.b_shift, "local": _Shell.b_local, "return": _Shell.b_return,
-}
+    return bool(eq) and is_name(name)

@@ -71,6 +71,9 @@ def run(utility: Utility, call: Call) -> int:
         return call.fail(e.strerror or str(e))
 
 
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"   # Docker's
+
+
 def lookup_path(root: Path, cwd: str, path_var: str, name: str) -> str | None:
     """The guest path of an executable `name` on PATH inside the rootfs."""
     candidates = [posixpath.join(cwd, name)] if "/" in name else [
@@ -170,6 +173,10 @@ def each_operand(call: Call, operands: list[str], action: Callable[[str], None])
         except OSError as e:
             status = call.fail(f"{operand}: {e.strerror or e}")
     return status
+
+
+def encode(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
 
 
 def decode(data: bytes) -> str:
