@@ -1,7 +1,9 @@
 """The shell that runs Dockerfile RUN lines: `/bin/sh -c script` acting on an image's rootfs.
 
-There is no fork/exec in WASI, so the builder interprets RUN itself. Control flow, expansion
-and redirections happen here; file utilities (cp, rm, chown...) live in utilities.py; every
+There is no fork/exec in WASI, so the builder interprets RUN itself. Control flow and
+redirections happen here, word expansion in shellwords.py, builtins (cd, set, read...) in
+shellbuiltins.py; utilities (cp, rm, chown, sed, useradd...) live in textutils.py,
+fileutils.py and userutils.py, called as utilities.py describes; every
 other command (python, pip, a .wasm, apt-get...) is handed to `external`, which the build
 decides how to run or refuse. Every guest path goes through rootfs.resolve, so nothing a
 script does reaches outside `root`. Pipelines are buffered: the left side finishes first.
@@ -9,6 +11,8 @@ script does reaches outside `root`. Pipelines are buffered: the left side finish
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import os
 import posixpath
 import shlex
 from dataclasses import dataclass, field
@@ -17,24 +21,21 @@ from typing import Callable, Iterator
 
 from .errors import BoxerError
 from .rootfs import resolve
-from .shellparse import Heredoc, Program, ShellError, parse
+from .shellparse import Heredoc, Program, ShellError, parse, parse_case
+from .shellbuiltins import (BUILTINS, MAX_NESTING, OPTION_LETTERS, OPTION_NAMES, UNSUPPORTED_BUILTINS, Builtins,
+                            FunctionReturn, LoopControl, ShellExit, is_name)
 from .shellwords import Expander
 from . import utilities
+from .fileutils import FILE_UTILITIES
+from .textutils import TEXT_UTILITIES
+from .userutils import USER_UTILITIES
 
 __all__ = ["Invocation", "Completed", "External", "ShellResult", "ShellError", "run_script"]
 
-MAX_LOOP_ITERATIONS = 10_000
-MAX_NESTING = 64
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+MAX_LOOP_ITERATIONS = 10_000        # per while/until loop
+MAX_SCRIPT_ITERATIONS = 100_000     # all while/until iterations of one RUN (nested loops)
 
-# Shell builtins this shell does not implement: refused rather than handed to `external`.
-_UNSUPPORTED_BUILTINS = {
-    "read", "trap", "shift", "local", "return", "alias", "unalias", "getopts", "wait", "ulimit",
-    "umask", "readonly", "type", "hash", "jobs", "fg", "bg", "times", "declare", "typeset", "let",
-    "shopt", "pushd", "popd", "history", "function", "select",
-}
-_OPTION_LETTERS = {"e": "errexit", "u": "nounset", "x": "xtrace", "f": "noglob"}
-_OPTION_NAMES = {"errexit", "nounset", "xtrace", "noglob", "pipefail"}
+_SHELLS = {"sh", "bash", "dash", "ash"}
 
 
 @dataclass
@@ -67,11 +68,14 @@ def run_script(script: str, *, root: Path, env: dict[str, str], cwd: str, extern
     """Run `script` like `/bin/sh -c script` with the rootfs at `root` as `/`."""
     shared = _Shared(root, external)
     state = _State(vars=dict(env), exported=set(env), cwd=posixpath.normpath("/" + cwd.lstrip("/")))
-    state.vars.setdefault("PWD", state.cwd)
+    state.vars["PWD"] = state.cwd
+    state.exported.add("PWD")   # as dash does
     log = _Log(shared.log)
-    shell = _Shell(shared, state, parse(script), stdin=b"", fds={1: log, 2: log})
     try:
+        shell = _Shell(shared, state, parse(script), stdin=_Input(), fds={1: log, 2: log})
         status = shell.run_protected()
+    except RecursionError:
+        raise ShellError("the script is nested too deeply") from None
     finally:
         for f in shared.persistent:
             f.close()
@@ -95,6 +99,25 @@ class _Buffer:
         self.data += data
 
 
+class _Input:
+    """A command's stdin. Only `read` consumes it, line by line (`while read x; do ...; done < f`);
+    other commands see what is left without consuming it."""
+
+    def __init__(self, data: bytes = b""):
+        self.data, self.pos = data, 0
+
+    def rest(self) -> bytes:
+        return self.data[self.pos:]
+
+    def readline(self) -> bytes | None:
+        if self.pos >= len(self.data):
+            return None
+        end = self.data.find(b"\n", self.pos)
+        end = len(self.data) if end < 0 else end + 1
+        line, self.pos = self.data[self.pos:end], end
+        return line
+
+
 class _Null:
     def write(self, data: bytes) -> None:
         pass
@@ -104,7 +127,10 @@ class _File:
     """An open file in the rootfs. Held open, so later renames or symlinks cannot redirect it."""
 
     def __init__(self, host: Path, append: bool):
+        created = not host.exists()
         self.handle = open(host, "ab" if append else "wb")
+        if created:
+            os.fchmod(self.handle.fileno(), utilities.FILE_MODE)
 
     def write(self, data: bytes) -> None:
         self.handle.write(data)
@@ -126,6 +152,7 @@ class _Shared:
     owners: dict[str, tuple[int, int]] = field(default_factory=dict)
     persistent: list[_File] = field(default_factory=list)
     depth: int = 0
+    iterations: int = 0
 
 
 @dataclass
@@ -135,33 +162,20 @@ class _State:
     cwd: str
     options: set[str] = field(default_factory=set)
     status: int = 0
+    arg0: str = "sh"
+    positional: list[str] = field(default_factory=list)
+    functions: dict[str, tuple[Program, object]] = field(default_factory=dict)   # name -> (program, body)
+    frames: list[dict[str, str | None]] = field(default_factory=list)   # `local` saves, per function call
 
     def copy(self) -> "_State":
-        return _State(dict(self.vars), set(self.exported), self.cwd, set(self.options), self.status)
+        return _State(dict(self.vars), set(self.exported), self.cwd, set(self.options), self.status,
+                      self.arg0, list(self.positional), dict(self.functions), [])
 
 
-class _Exit(Exception):
-    def __init__(self, code: int):
-        self.code = code
-
-
-class _LoopControl(Exception):
-    def __init__(self, levels: int, is_break: bool):
-        self.levels, self.is_break = levels, is_break
-
-
-def _text(data: bytes) -> str:
-    return data.decode("utf-8", "surrogateescape")
-
-
-def _bytes(text: str) -> bytes:
-    return text.encode("utf-8", "surrogateescape")
-
-
-class _Shell:
+class _Shell(Builtins):
     """One shell (or subshell) running one parsed program; state may be shared (eval, source)."""
 
-    def __init__(self, shared: _Shared, state: _State, program: Program, stdin: bytes, fds: dict[int, Sink]):
+    def __init__(self, shared: _Shared, state: _State, program: Program, stdin: "_Input", fds: dict[int, Sink]):
         self.shared, self.state, self.program = shared, state, program
         self.stdin, self.fds = stdin, fds
         self.tested = False   # inside an if/while condition, a non-last && / || item, or after `!`
@@ -175,15 +189,15 @@ class _Shell:
             for tree in self.program.trees:
                 self._list([tree])
             return self.state.status
-        except _Exit as e:
+        except ShellExit as e:
             self.state.status = e.code
             return e.code
-        except _LoopControl:
-            return self.state.status
+        except (LoopControl, FunctionReturn) as e:
+            return e.code if isinstance(e, FunctionReturn) else self.state.status
         finally:
             self.shared.depth -= 1
 
-    def _child(self, program: Program, state: _State | None = None, stdin: bytes | None = None,
+    def _child(self, program: Program, state: _State | None = None, stdin: "_Input | None" = None,
                fds: dict[int, Sink] | None = None) -> "_Shell":
         child = _Shell(self.shared, state or self.state.copy(), program,
                        self.stdin if stdin is None else stdin, dict(self.fds) if fds is None else fds)
@@ -223,7 +237,7 @@ class _Shell:
                 self.state.status = status
                 negated = node.kind == "pipeline" and node.parts[0].kind == "reservedword"
                 if last and status and "errexit" in self.state.options and not self.tested and not negated:
-                    raise _Exit(status)
+                    raise ShellExit(status)
         return self.state.status
 
     def _exec(self, node) -> int:
@@ -243,7 +257,10 @@ class _Shell:
         if kind in ("while", "until"):
             return self._while(node)
         if kind == "function":
-            raise ShellError("shell functions are not supported in RUN")
+            name = next(p for p in node.parts if p.kind == "word")
+            body = [p for p in node.parts if p.kind == "compound"][-1]
+            self.state.functions[self._source(name)] = (self.program, body)
+            return 0
         raise ShellError(f"unsupported shell construct ({kind})")
 
     def _body(self, node) -> int:
@@ -268,10 +285,10 @@ class _Shell:
                         fds[1] = buffer
                         if pipes[k] == "|&":
                             fds[2] = buffer
-                    sub = self._child(Program(self.program.text, [command], self.program.heredocs),
+                    sub = self._child(dataclasses.replace(self.program, trees=[command]),
                                       stdin=data, fds=fds)
                     statuses.append(sub.run_protected())
-                    data = bytes(buffer.data)
+                    data = _Input(bytes(buffer.data))
                 status = statuses[-1]
                 if "pipefail" in self.state.options:
                     status = next((s for s in reversed(statuses) if s), 0)
@@ -285,7 +302,7 @@ class _Shell:
             first = node.list[0]
             inner = [n for n in node.list if n.kind != "reservedword"]
             if first.kind == "reservedword" and first.word == "(":
-                sub = self._child(Program(self.program.text, inner, self.program.heredocs))
+                sub = self._child(dataclasses.replace(self.program, trees=inner))
                 return sub.run_protected()
             status = self.state.status
             for n in inner:
@@ -328,9 +345,9 @@ class _Shell:
             self._assign(name, item)
             try:
                 status = self._body(body)
-            except _LoopControl as c:
+            except LoopControl as c:
                 if c.levels > 1:
-                    raise _LoopControl(c.levels - 1, c.is_break) from None
+                    raise LoopControl(c.levels - 1, c.is_break) from None
                 if c.is_break:
                     break
         return status
@@ -341,15 +358,18 @@ class _Shell:
         until = node.kind == "until"
         status = 0
         for _ in range(MAX_LOOP_ITERATIONS):
+            self.shared.iterations += 1
+            if self.shared.iterations > MAX_SCRIPT_ITERATIONS:
+                raise ShellError(f"loops ran more than {MAX_SCRIPT_ITERATIONS} iterations in one RUN")
             with self._testing(True):
                 ok = self._body(condition) == 0
             if ok == until:
                 return status
             try:
                 status = self._body(body)
-            except _LoopControl as c:
+            except LoopControl as c:
                 if c.levels > 1:
-                    raise _LoopControl(c.levels - 1, c.is_break) from None
+                    raise LoopControl(c.levels - 1, c.is_break) from None
                 if c.is_break:
                     return status
         raise ShellError(f"{node.kind} loop still running after {MAX_LOOP_ITERATIONS} iterations")
@@ -365,12 +385,18 @@ class _Shell:
         assignments = [p for p in node.parts if p.kind == "assignment"]
         words = [p for p in node.parts if p.kind == "word"]
         redirects = [p for p in node.parts if p.kind == "redirect"]
+        if words and words[0].pos[0] in self.program.cases:
+            with self._redirected(redirects) as ok:
+                return self._case(self._source(words[0])) if ok else 2
         self.subst_status: int | None = None
         expander = self._expander()
         argv: list[str] = []
+        for w in words + assignments:
+            if any(p.kind == "processsubstitution" for p in getattr(w, "parts", [])):
+                raise ShellError("process substitution <(...) is not supported in RUN")
         for w in words:
             text = self._source(w)
-            if argv and argv[0] == "export" and _is_assignment(text):
+            if argv and argv[0] in ("export", "local") and _is_assignment(text):
                 argv.append(expander.string(text))
             else:
                 argv.extend(expander.fields(text))
@@ -391,29 +417,131 @@ class _Shell:
             self._trace([f"{n}={v}" for n, v in values] + argv)
             return self.dispatch(argv, dict(values))
 
+    def _case(self, text: str) -> int:
+        word, items = parse_case(text)
+        expander = self._expander()
+        value = expander.string(word)
+        for item in items:
+            if any(expander.matches(p, value) for p in item.patterns):
+                return self._child(parse(item.body), state=self.state, fds=self.fds).run_nested()
+        return 0
+
     def _trace(self, words: list[str]) -> None:
         if "xtrace" in self.state.options and words:
-            self.fds[2].write(_bytes("+ " + " ".join(shlex.quote(w) for w in words) + "\n"))
+            self.fds[2].write(utilities.encode("+ " + " ".join(shlex.quote(w) for w in words) + "\n"))
 
     def dispatch(self, argv: list[str], assigned: dict[str, str]) -> int:
-        """Run one command: a builtin, a utility of utilities.py, or `external`."""
+        """Run one command: a builtin, a utility, a shell script, or `external`."""
         name = argv[0]
-        builtin = _BUILTINS.get(name)
+        if posixpath.dirname(name) in _STANDARD_BIN and posixpath.basename(name) in ("env", "true", "false"):
+            name = posixpath.basename(name)   # /usr/bin/env python3 app.py
+        builtin = BUILTINS.get(name)
         if builtin:
             return builtin(self, argv[1:], assigned)
-        if name in _UNSUPPORTED_BUILTINS:
+        if name in self.state.functions:
+            return self._call_function(name, argv[1:])
+        if name in UNSUPPORTED_BUILTINS:
             raise ShellError(f"the shell builtin '{name}' is not supported in RUN")
         env = {k: v for k, v in self.state.vars.items() if k in self.state.exported} | assigned
-        utility = utilities.find(name)
+        utility = _utility(name)
         if utility:
             call = utilities.Call(name=posixpath.basename(name), args=argv[1:], root=self.shared.root,
-                                  cwd=self.state.cwd, env=env, stdin=self.stdin, out=self.fds[1].write,
-                                  err=self.fds[2].write, owners=self.shared.owners)
-            return utility(call)
-        done = self.shared.external(Invocation(list(argv), env, self.state.cwd, self.stdin))
+                                  cwd=self.state.cwd, env=env, stdin=self.stdin.rest(), out=self.fds[1].write,
+                                  err=self.fds[2].write, owners=self.shared.owners,
+                                  run=lambda args: self.dispatch(args, {}))
+            return utilities.run(utility, call)
+        if posixpath.basename(name) in _SHELLS:
+            return self._sh(argv, env)
+        script = self._shell_script(name)
+        if script is not None:
+            if not script[1]:
+                self._err(f"sh: {name}: Permission denied")
+                return 126
+            return self._sh([name, script[0]] + argv[1:], env)
+        done = self.shared.external(Invocation(list(argv), env, self.state.cwd, self.stdin.rest()))
         self.fds[1].write(done.stdout)
         self.fds[2].write(done.stderr)
         return done.exit_code
+
+    def _call_function(self, name: str, args: list[str]) -> int:
+        """A shell function: same state, its own $1..., `local` values restored on return."""
+        program, body = self.state.functions[name]
+        saved_args = self.state.positional
+        self.state.positional = list(args)
+        self.state.frames.append({})
+        self.shared.depth += 1
+        try:
+            if self.shared.depth > MAX_NESTING:
+                raise ShellError(f"commands nested more than {MAX_NESTING} deep (function {name})")
+            return self._child(program, state=self.state, fds=self.fds)._exec(body)
+        except FunctionReturn as r:
+            return r.code
+        finally:
+            self.shared.depth -= 1
+            self.state.positional = saved_args
+            for var, value in self.state.frames.pop().items():
+                if value is None:
+                    self.state.vars.pop(var, None)
+                else:
+                    self.state.vars[var] = value
+
+    def _sh(self, argv: list[str], env: dict[str, str]) -> int:
+        """`sh -c script`, `bash -ex script.sh`, a `#!/bin/sh` script: a new shell, same rootfs."""
+        args, options, command = argv[1:], set(), False
+        while args and args[0][:1] in "-+" and args[0] not in ("-", "--", "+"):
+            flag = args.pop(0)
+            for letter in flag[1:]:
+                if letter == "c":
+                    command = True
+                elif letter == "o" and args:
+                    options.add(args.pop(0))
+                elif letter in OPTION_LETTERS:
+                    options.add(OPTION_LETTERS[letter])
+                elif letter not in "ls":
+                    raise ShellError(f"{argv[0]}: unsupported option '{flag[0]}{letter}'")
+        if args and args[0] == "--":
+            args.pop(0)
+        arg0, positional = argv[0], args[1:]
+        if command:
+            if not args:
+                self._err(f"{argv[0]}: -c: option requires an argument")
+                return 2
+            text = args[0]
+            arg0, positional = (args[1], args[2:]) if len(args) > 1 else (argv[0], [])
+        elif args:
+            arg0 = args[0]
+            try:
+                text = utilities.decode(resolve(self.shared.root, posixpath.join(self.state.cwd, args[0])).read_bytes())
+            except (OSError, BoxerError):
+                self._err(f"{argv[0]}: 0: cannot open {args[0]}: No such file")
+                return 127
+        else:
+            text = utilities.decode(self.stdin.rest())
+        state = _State(vars=dict(env), exported=set(env), cwd=self.state.cwd, options=options & OPTION_NAMES,
+                       arg0=arg0, positional=list(positional))
+        return self._child(parse(text), state=state, stdin=_Input() if not args else None).run_protected()
+
+    def _shell_script(self, name: str) -> tuple[str, bool] | None:
+        """(guest path, executable) when `name` is a script for sh or bash (run here, not external)."""
+        guest = (posixpath.join(self.state.cwd, name) if "/" in name else
+                 utilities.lookup_path(self.shared.root, self.state.cwd,
+                                       self.state.vars.get("PATH", utilities.DEFAULT_PATH), name))
+        if guest is None:
+            return None
+        try:
+            host = resolve(self.shared.root, guest)
+            if not host.is_file():
+                return None
+            with open(host, "rb") as f:
+                first = f.readline(256)
+        except (OSError, BoxerError):
+            return None
+        words = utilities.decode(first[2:]).split() if first.startswith(b"#!") else []
+        if words[:1] and posixpath.basename(words[0]) == "env":
+            words = words[1:]
+        if not words or posixpath.basename(words[0]) not in _SHELLS:
+            return None
+        return guest, bool(host.stat().st_mode & 0o111)
 
     # -- redirections ----------------------------------------------------------------------
     @contextlib.contextmanager
@@ -429,7 +557,7 @@ class _Shell:
                 for r in redirects:
                     self._redirect(r, opened)
             except _RedirectError as e:
-                saved[0][2].write(_bytes(f"sh: {e}\n"))
+                saved[0][2].write(utilities.encode(f"sh: {e}\n"))
                 yield False
                 return
             yield True
@@ -446,7 +574,7 @@ class _Shell:
             for r in redirects:
                 self._redirect(r, opened)
         except _RedirectError as e:
-            self.fds[2].write(_bytes(f"sh: {e}\n"))
+            self.fds[2].write(utilities.encode(f"sh: {e}\n"))
             return 2
         finally:
             self.shared.persistent.extend(opened)
@@ -470,13 +598,16 @@ class _Shell:
         heredoc: Heredoc | None = self.program.heredocs.get(r.output.pos[0]) if kind == "<" else None
         if heredoc is not None:
             body = self._expander().heredoc(heredoc.body) if heredoc.expand else heredoc.body
-            self.stdin = _bytes(body)
+            self.stdin = _Input(utilities.encode(body))
             return
         path = self._expander().string(self._source(r.output))
+        if kind == "<<<":
+            self.stdin = _Input(utilities.encode(path + "\n"))
+            return
         if kind == "<":
             if fd not in (None, 0):
                 return
-            self.stdin = self._read_input(path)
+            self.stdin = _Input(self._read_input(path))
             return
         if kind in (">", ">|", ">>", "&>", "&>>", ">&"):
             sink = self._open_output(path, append=kind.endswith(">>"), opened=opened)
@@ -517,13 +648,18 @@ class _Shell:
 
     # -- variables (the expansion Scope) ---------------------------------------------------
     def get(self, name: str) -> str | None:
-        specials = {"?": str(self.state.status), "$": "1", "#": "0", "@": "", "*": "", "!": "",
-                    "0": "sh", "-": "".join(k for k, v in _OPTION_LETTERS.items() if v in self.state.options)}
+        positional = self.state.positional
+        specials = {"?": str(self.state.status), "$": "1", "#": str(len(positional)), "!": "",
+                    "@": " ".join(positional), "*": " ".join(positional), "0": self.state.arg0,
+                    "-": "".join(k for k, v in OPTION_LETTERS.items() if v in self.state.options)}
         if name in specials:
             return specials[name]
         if name.isdigit():
-            return None
+            return positional[int(name) - 1] if int(name) <= len(positional) else None
         return self.state.vars.get(name)
+
+    def arguments(self) -> list[str]:
+        return list(self.state.positional)
 
     def assign(self, name: str, value: str) -> None:
         self._assign(name, value)
@@ -533,213 +669,39 @@ class _Shell:
 
     def substitute(self, script: str) -> str:
         buffer = _Buffer()
-        sub = self._child(parse(script), stdin=b"", fds={1: buffer, 2: self.fds[2]})
+        sub = self._child(parse(script), stdin=_Input(), fds={1: buffer, 2: self.fds[2]})
         sub.tested = False
         self.subst_status = sub.run_protected()
-        self.state.status = self.subst_status
-        return _text(bytes(buffer.data)).rstrip("\n")
+        return utilities.decode(bytes(buffer.data)).rstrip("\n")
 
     def unset_error(self, name: str) -> None:
         if "nounset" in self.state.options:
-            self.fds[2].write(_bytes(f"sh: {name}: parameter not set\n"))
-            raise _Exit(2)
-
-    # -- builtins ----------------------------------------------------------------------------
-    def _err(self, message: str) -> None:
-        self.fds[2].write(_bytes(message + "\n"))
-
-    def b_true(self, args: list[str], _: dict) -> int:
-        return 0
-
-    def b_false(self, args: list[str], _: dict) -> int:
-        return 1
-
-    def b_cd(self, args: list[str], _: dict) -> int:
-        args = [a for a in args if a not in ("-L", "-P")]
-        target = args[0] if args else (self.state.vars.get("HOME") or "/")
-        if target == "-":
-            target = self.state.vars.get("OLDPWD") or self.state.cwd
-        guest = posixpath.normpath(posixpath.join(self.state.cwd, target))
-        guest = "/" + guest.lstrip("/")
-        try:
-            ok = resolve(self.shared.root, guest).is_dir()
-        except BoxerError:
-            ok = False
-        if not ok:
-            self._err(f"sh: cd: can't cd to {target}")
-            return 2
-        self.state.vars["OLDPWD"] = self.state.cwd
-        self.state.cwd = self.state.vars["PWD"] = guest
-        return 0
-
-    def b_export(self, args: list[str], _: dict) -> int:
-        for a in args:
-            if a == "-p":
-                for k in sorted(self.state.exported):
-                    if k in self.state.vars:
-                        self.fds[1].write(_bytes(f"export {k}={shlex.quote(self.state.vars[k])}\n"))
-                continue
-            name, eq, value = a.partition("=")
-            if not _is_name(name):
-                self._err(f"sh: export: {name}: bad variable name")
-                return 2
-            if eq:
-                self.state.vars[name] = value
-            self.state.exported.add(name)
-        return 0
-
-    def b_unset(self, args: list[str], _: dict) -> int:
-        for a in args:
-            if a in ("-v", "-f"):
-                continue
-            self.state.vars.pop(a, None)
-            self.state.exported.discard(a)
-        return 0
-
-    def b_set(self, args: list[str], _: dict) -> int:
-        if not args:
-            for k, v in sorted(self.state.vars.items()):
-                self.fds[1].write(_bytes(f"{k}={shlex.quote(v)}\n"))
-            return 0
-        k = 0
-        while k < len(args):
-            a = args[k]
-            if a in ("-o", "+o"):
-                if k + 1 >= len(args):
-                    for name in sorted(_OPTION_NAMES):
-                        self.fds[1].write(_bytes(f"{name}\t{'on' if name in self.state.options else 'off'}\n"))
-                    return 0
-                name = args[k + 1]
-                if name not in _OPTION_NAMES:
-                    raise ShellError(f"set: unsupported option '-o {name}'")
-                (self.state.options.add if a == "-o" else self.state.options.discard)(name)
-                k += 2
-                continue
-            if a[:1] in "-+" and len(a) > 1 and a != "--":
-                for letter in a[1:]:
-                    if letter == "v":
-                        continue
-                    if letter not in _OPTION_LETTERS:
-                        raise ShellError(f"set: unsupported option '{a[0]}{letter}'")
-                    option = _OPTION_LETTERS[letter]
-                    (self.state.options.add if a[0] == "-" else self.state.options.discard)(option)
-                k += 1
-                continue
-            raise ShellError("set: positional parameters are not supported in RUN")
-        return 0
-
-    def b_exit(self, args: list[str], _: dict) -> int:
-        if args and not args[0].lstrip("-").isdigit():
-            self._err(f"sh: exit: Illegal number: {args[0]}")
-            raise _Exit(2)
-        raise _Exit(int(args[0]) & 255 if args else self.state.status)
-
-    def b_break(self, args: list[str], _: dict) -> int:
-        raise _LoopControl(int(args[0]) if args and args[0].isdigit() else 1, True)
-
-    def b_continue(self, args: list[str], _: dict) -> int:
-        raise _LoopControl(int(args[0]) if args and args[0].isdigit() else 1, False)
-
-    def b_eval(self, args: list[str], _: dict) -> int:
-        program = parse(" ".join(args))
-        return self._child(program, state=self.state, fds=self.fds).run_nested()
-
-    def b_source(self, args: list[str], _: dict) -> int:
-        if not args:
-            self._err("sh: .: filename argument required")
-            return 2
-        try:
-            text = _text(resolve(self.shared.root, posixpath.join(self.state.cwd, args[0])).read_bytes())
-        except (OSError, BoxerError):
-            self._err(f"sh: .: cannot open {args[0]}: No such file")
-            return 2
-        return self._child(parse(text), state=self.state, fds=self.fds).run_nested()
-
-    def run_nested(self) -> int:
-        """Run in the caller's state; `exit` still ends the whole script."""
-        self.shared.depth += 1
-        if self.shared.depth > MAX_NESTING:
-            raise ShellError(f"commands nested more than {MAX_NESTING} deep (eval, source or $(...))")
-        try:
-            for tree in self.program.trees:
-                self._list([tree])
-            return self.state.status
-        finally:
-            self.shared.depth -= 1
-
-    def b_exec(self, args: list[str], assigned: dict) -> int:
-        raise _Exit(self.dispatch(args, assigned))
-
-    def b_command(self, args: list[str], assigned: dict) -> int:
-        if args and args[0] in ("-v", "-V"):
-            status = 0
-            for name in args[1:]:
-                found = self._which(name)
-                if found is None:
-                    status = 1
-                else:
-                    self.fds[1].write(_bytes(found + "\n"))
-            return status
-        if args and args[0].startswith("-"):
-            raise ShellError(f"command: unsupported option '{args[0]}'")
-        return self.dispatch(args, assigned) if args else 0
+            self.fds[2].write(utilities.encode(f"sh: {name}: parameter not set\n"))
+            raise ShellExit(2)
 
     def _which(self, name: str) -> str | None:
-        path = self.state.vars.get("PATH", DEFAULT_PATH)
+        path = self.state.vars.get("PATH", utilities.DEFAULT_PATH)
         found = utilities.lookup_path(self.shared.root, self.state.cwd, path, name)
-        if found is None and (name in _BUILTINS or utilities.find(name)):
+        if found is None and (name in BUILTINS or name in self.state.functions or _utility(name)):
             return name
         return found
 
-    def b_env(self, args: list[str], assigned: dict) -> int:
-        env = {k: v for k, v in self.state.vars.items() if k in self.state.exported} | assigned
-        k = 0
-        while k < len(args):
-            a = args[k]
-            if a in ("-i", "--ignore-environment", "-"):
-                env = {}
-            elif a == "-u" and k + 1 < len(args):
-                env.pop(args[k + 1], None)
-                k += 1
-            elif a == "--":
-                k += 1
-                break
-            elif a.startswith("-"):
-                raise ShellError(f"env: unsupported option '{a}'")
-            elif "=" in a and _is_name(a.partition("=")[0]):
-                name, _, value = a.partition("=")
-                env[name] = value
-            else:
-                break
-            k += 1
-        if k >= len(args):
-            for name, value in env.items():
-                self.fds[1].write(_bytes(f"{name}={value}\n"))
-            return 0
-        state = self.state.copy()
-        state.vars = dict(env)
-        state.exported = set(env)
-        child = self._child(self.program, state=state, fds=self.fds)
-        return child.dispatch(args[k:], {})
+_UTILITIES: dict[str, utilities.Utility] = {**TEXT_UTILITIES, **FILE_UTILITIES, **USER_UTILITIES}
+_STANDARD_BIN = {"/bin", "/usr/bin", "/usr/local/bin", "/sbin", "/usr/sbin", "/usr/local/sbin"}
+
+
+def _utility(name: str) -> utilities.Utility | None:
+    """The utility for a command name; `/bin/cp` counts as `cp`."""
+    if "/" in name:
+        directory, base = posixpath.split(name)
+        return _UTILITIES.get(base) if directory in _STANDARD_BIN else None
+    return _UTILITIES.get(name)
 
 
 class _RedirectError(Exception):
     pass
 
 
-def _is_name(text: str) -> bool:
-    return bool(text) and (text[0].isalpha() or text[0] == "_") and all(c.isalnum() or c == "_" for c in text)
-
-
 def _is_assignment(text: str) -> bool:
     name, eq, _ = text.partition("=")
-    return bool(eq) and _is_name(name)
-
-
-_BUILTINS: dict[str, Callable[[_Shell, list[str], dict], int]] = {
-    ":": _Shell.b_true, "true": _Shell.b_true, "false": _Shell.b_false, "cd": _Shell.b_cd,
-    "export": _Shell.b_export, "unset": _Shell.b_unset, "set": _Shell.b_set, "exit": _Shell.b_exit,
-    "break": _Shell.b_break, "continue": _Shell.b_continue, "eval": _Shell.b_eval,
-    ".": _Shell.b_source, "source": _Shell.b_source, "exec": _Shell.b_exec,
-    "command": _Shell.b_command, "env": _Shell.b_env,
-}
+    return bool(eq) and is_name(name)

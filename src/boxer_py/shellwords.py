@@ -19,11 +19,10 @@ from .errors import BoxerError
 from .rootfs import resolve
 from .shellparse import ShellError, end_backtick, end_dquote, match_brace, match_paren
 
-QUOTED, LITERAL, EXPANDED = 0, 1, 2
+QUOTED, LITERAL, EXPANDED, BREAK = 0, 1, 2, 3   # BREAK: between the fields of "$@"
 Piece = tuple[str, int]
 Field = list[tuple[str, bool]]   # characters and whether each may act as a glob character
 
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PARAM = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]|[?$#@*!-]")
 
 
@@ -31,6 +30,7 @@ class Scope(Protocol):
     """What expansion needs from the shell."""
 
     def get(self, name: str) -> str | None: ...
+    def arguments(self) -> list[str]: ...
     def assign(self, name: str, value: str) -> None: ...
     def substitute(self, script: str) -> str: ...
     def unset_error(self, name: str) -> None: ...
@@ -53,12 +53,18 @@ class Expander:
         """An assignment value or redirect target: expanded, never split nor globbed."""
         return "".join(t for t, _ in self.pieces(text))
 
+    def matches(self, pattern: str, value: str) -> bool:
+        """A `case` pattern: quoted parts literal, unquoted `*?[` active, `*` matching `/` too."""
+        field = [(ch, kind != QUOTED) for text, kind in self.pieces(pattern) for ch in text]
+        return _compile(field).fullmatch(value) is not None
+
     def heredoc(self, body: str) -> str:
         return "".join(t for t, _ in self.pieces(body, mode="heredoc"))
 
     # -- pieces --------------------------------------------------------------------------
     def pieces(self, s: str, mode: str = "plain") -> list[Piece]:
-        """mode: plain (a word), dquote (inside "..."), heredoc (an unquoted here-doc body)."""
+        """mode: plain (a word), dquote (inside "..."), heredoc (an unquoted here-doc body),
+        bracedq (the word of "${X:-word}": quoted, but its own "..." are removed)."""
         quoted = mode != "plain"
         kind = QUOTED if quoted else LITERAL
         out: list[Piece] = []
@@ -72,7 +78,7 @@ class Expander:
                 elif not nxt:
                     out.append(("\\", kind))
                     i += 1
-                elif quoted and nxt not in ('$`\\' + ('"' if mode == "dquote" else "")):
+                elif quoted and nxt not in ('$`\\' + ('"' if mode in ("dquote", "bracedq") else "")):
                     out.append(("\\" + nxt, QUOTED))
                     i += 2
                 else:
@@ -84,10 +90,11 @@ class Expander:
                     raise ShellError("unterminated single quote")
                 out.append((s[i + 1:end], QUOTED))
                 i = end + 1
-            elif c == '"' and not quoted:
+            elif c == '"' and mode in ("plain", "bracedq"):
                 end = end_dquote(s, i + 1)
-                out.append(("", QUOTED))
-                out.extend(self.pieces(s[i + 1:end], "dquote"))
+                if s[i + 1:end] not in ("$@", "${@}") or self.scope.arguments():   # "$@" of nothing: no field
+                    out.append(("", QUOTED))
+                    out.extend(self.pieces(s[i + 1:end], "dquote"))
                 i = end + 1
             elif c == "`":
                 end = end_backtick(s, i + 1)
@@ -128,7 +135,18 @@ class Expander:
         m = _PARAM.match(s, i + 1)
         if not m:
             return [("$", QUOTED if quoted else LITERAL)], i + 1
+        if m.group() == "@" and quoted:
+            return self._each_argument(), m.end()
         return [(self._value(m.group()), kind)], m.end()
+
+    def _each_argument(self) -> list[Piece]:
+        """"$@": one field per positional parameter."""
+        pieces: list[Piece] = []
+        for k, arg in enumerate(self.scope.arguments()):
+            if k:
+                pieces.append((" ", BREAK))
+            pieces.append((arg, QUOTED))
+        return pieces
 
     def _value(self, name: str) -> str:
         value = self.scope.get(name)
@@ -149,7 +167,7 @@ class Expander:
             raise ShellError(f"bad substitution ${{{body}}}")
         name, rest = m.group(), body[m.end():]
         if not rest:
-            return [(self._value(name), kind)]
+            return self._each_argument() if name == "@" and quoted else [(self._value(name), kind)]
         value = self.scope.get(name)
         for op in (":-", ":=", ":+", ":?", "-", "=", "+", "?", "##", "#", "%%", "%"):
             if rest.startswith(op):
@@ -158,7 +176,7 @@ class Expander:
         else:
             raise ShellError(f"unsupported parameter expansion ${{{body}}}")
         unset = value is None or (op.startswith(":") and value == "")
-        word_pieces = lambda: self.pieces(word, "dquote" if quoted else "plain")  # noqa: E731
+        word_pieces = lambda: self.pieces(word, "bracedq" if quoted else "plain")  # noqa: E731
         if op in (":-", "-"):
             return word_pieces() if unset else [(value, kind)]
         if op in (":=", "="):
@@ -197,7 +215,7 @@ class Expander:
             if not any(active and ch in "*?[" for ch, active in comp):
                 results = [r + [text] for r in results]
                 continue
-            regex = re.compile(_pattern(comp), re.S)
+            regex = _compile(comp)
             hidden_ok = text.startswith(".")
             found = []
             for r in results:
@@ -234,7 +252,10 @@ def split_fields(pieces: list[Piece], ifs: str | None) -> list[Field]:
     fields: list[Field] = []
     current: Field | None = None
     for text, kind in pieces:
-        if kind == EXPANDED and separators:
+        if kind == BREAK:
+            fields.append(current if current is not None else [])
+            current = []
+        elif kind == EXPANDED and separators:
             for ch in text:
                 if ch in separators:
                     if current is not None:
@@ -249,6 +270,14 @@ def split_fields(pieces: list[Piece], ifs: str | None) -> list[Field]:
     if current is not None:
         fields.append(current)
     return fields
+
+
+def _compile(field: Field) -> re.Pattern:
+    """A shell pattern as a regex; a malformed bracket expression matches only itself."""
+    try:
+        return re.compile(_pattern(field), re.S)
+    except re.error:
+        return re.compile(re.escape("".join(ch for ch, _ in field)), re.S)
 
 
 def _pattern(comp: Field) -> str:
@@ -302,14 +331,21 @@ _COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, as
             ast.Gt: operator.gt, ast.GtE: operator.ge}
 
 
+def _int64(value: int) -> int:
+    """Shell arithmetic is signed 64-bit: wrap, so no expression can grow without bound."""
+    value &= (1 << 64) - 1
+    return value - (1 << 64) if value >> 63 else value
+
+
 def arithmetic(expr: str, get: Callable[[str], str | None]) -> int:
     """POSIX $((...)) on integers: + - * / % ** << >> & | ^ comparisons && || ! ~ and names."""
-    py = re.sub(r"&&", " and ", expr)
+    py = re.sub(r"\b0([0-7]+)\b", lambda m: str(int(m.group(1), 8)), expr)   # octal literals
+    py = re.sub(r"&&", " and ", py)
     py = re.sub(r"\|\|", " or ", py)
     py = re.sub(r"!(?!=)", " not ", py)
     try:
         tree = ast.parse(py.strip() or "0", mode="eval")
-    except SyntaxError:
+    except (SyntaxError, ValueError):
         raise ShellError(f"arithmetic expression not supported: $(({expr}))") from None
 
     def number(text: str) -> int:
@@ -323,13 +359,13 @@ def arithmetic(expr: str, get: Callable[[str], str | None]) -> int:
         if isinstance(node, ast.Expression):
             return ev(node.body)
         if isinstance(node, ast.Constant) and isinstance(node.value, int):
-            return node.value
+            return _int64(node.value)
         if isinstance(node, ast.Name):
-            return number(get(node.id) or "0")
+            return _int64(number(get(node.id) or "0"))
         if isinstance(node, ast.UnaryOp):
             v = ev(node.operand)
             ops = {ast.USub: -v, ast.UAdd: v, ast.Invert: ~v, ast.Not: int(not v)}
-            return ops[type(node.op)]
+            return _int64(ops[type(node.op)])
         if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
             a, b = ev(node.left), ev(node.right)
             if isinstance(node.op, (ast.Div, ast.FloorDiv, ast.Mod)):
@@ -337,7 +373,13 @@ def arithmetic(expr: str, get: Callable[[str], str | None]) -> int:
                     raise ShellError(f"arithmetic: division by zero in $(({expr}))")
                 q = abs(a) // abs(b) * (1 if (a >= 0) == (b >= 0) else -1)
                 return q if not isinstance(node.op, ast.Mod) else a - q * b
-            return _BINARY[type(node.op)](a, b)
+            if isinstance(node.op, ast.Pow):
+                if b < 0:
+                    raise ShellError(f"arithmetic: negative exponent in $(({expr}))")
+                return _int64(pow(a, b, 1 << 64))
+            if isinstance(node.op, (ast.LShift, ast.RShift)):
+                b &= 63
+            return _int64(_BINARY[type(node.op)](a, b))
         if isinstance(node, ast.BoolOp):
             values = [ev(v) for v in node.values]
             return int(all(values) if isinstance(node.op, ast.And) else any(values))

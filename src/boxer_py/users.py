@@ -5,6 +5,7 @@ built, never the host's account database.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,11 +86,16 @@ def next_id(taken: set[int], system: bool) -> int:
 
 def _append(root: Path, table: str, line: str) -> None:
     path = resolve(root, table)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        path.parent.mkdir(parents=True)
+        os.chmod(path.parent, 0o755)
+    created = not path.exists()
     old = path.read_text(errors="replace") if path.is_file() else ""
     if old and not old.endswith("\n"):
         old += "\n"
     path.write_text(old + line + "\n")
+    if created:
+        os.chmod(path, 0o644)
 
 
 def add_group(root: Path, name: str, gid: int) -> None:
@@ -119,3 +125,16 @@ def add_member(root: Path, group: str, member: str) -> bool:
             path.write_text("\n".join(lines) + "\n")
             return True
     return False
+
+
+def set_fields(root: Path, name: str, fields: dict[int, str]) -> None:
+    """Replace /etc/passwd fields (by index: 3 gid, 5 home, 6 shell) of user `name`."""
+    path = resolve(root, "/etc/passwd")
+    lines = path.read_text(errors="replace").splitlines()
+    for n, line in enumerate(lines):
+        f = line.split(":")
+        if len(f) >= 7 and f[0] == name:
+            for index, value in fields.items():
+                f[index] = value
+            lines[n] = ":".join(f)
+    path.write_text("\n".join(lines) + "\n")
