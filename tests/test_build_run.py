@@ -177,7 +177,7 @@ def test_pip_refusals(boxer, make_context, line, message):
     ctx = make_context(f"FROM python:3.12\nWORKDIR /app\nRUN {line}\n")
     r = boxer("build", "-o", str(ctx / "x.wasm"), str(ctx))
     assert r.returncode == 1
-    assert f"Dockerfile:3: RUN: pip" in r.stderr and message in r.stderr
+    assert "Dockerfile:3: RUN: pip" in r.stderr and message in r.stderr
     assert "Traceback" not in r.stderr
 
 
@@ -341,3 +341,10 @@ def test_files_a_run_under_user_makes_belong_to_that_user(build):
     img = boxer_py.read_image(image)
     layer = tarfile.open(fileobj=io.BytesIO(img.layer(img.layers[-1])))
     assert layer.getmember("home/app/mine.txt").uid == 1234
+
+
+def test_exec_form_reaches_the_shell_utilities_without_expansion(build, boxer):
+    image = build('FROM python:3.12\nENV X=expanded\nRUN ["mkdir", "-p", "/made/$X"]\n'
+                  'RUN ["sh", "-c", "echo $X > /made/sh.txt"]\n')
+    r = run_py(boxer, image, "import os; print(os.listdir('/made'), open('/made/sh.txt').read().strip())")
+    assert r.stdout == "['$X', 'sh.txt'] expanded\n" or r.stdout == "['sh.txt', '$X'] expanded\n"

@@ -89,7 +89,9 @@ def diff(before: dict[str, tuple], after: dict[str, tuple]) -> tuple[set[str], s
 def layer_tar(root: Path, guest_paths: set[str], owners: dict[str, tuple[int, int]],
               deleted: set[str] = frozenset(), recursive: bool = True) -> bytes:
     """A reproducible tar of `guest_paths` (directories recursively, unless told not to), their
-    parents, and a whiteout entry for each path in `deleted`."""
+    parents, and a whiteout entry for each path in `deleted`. Every entry's mtime is fixed at
+    0, in the tar and on disk, so that later steps (compileall's .pyc records its source's
+    mtime) see what the image will hold."""
     names: set[str] = set()
     for g in guest_paths | {posixpath.join(posixpath.dirname(d), WHITEOUT + posixpath.basename(d)) for d in deleted}:
         parts = guest_parts(g)
@@ -109,6 +111,7 @@ def layer_tar(root: Path, guest_paths: set[str], owners: dict[str, tuple[int, in
                 tar.addfile(info)
                 continue
             host = root / name
+            os.utime(host, ns=(0, 0), follow_symlinks=False)
             st = host.lstat()
             info.mode = stat.S_IMODE(st.st_mode)
             info.uid, info.gid = owners.get("/" + name, (0, 0))
@@ -164,6 +167,7 @@ def extract_tar(tar: tarfile.TarFile, root: Path, dest: str = "/", what: str = "
             with open(target, "wb") as out:
                 shutil.copyfileobj(src, out)
             os.chmod(target, m.mode & 0o7777)
+            os.utime(target, (m.mtime, m.mtime))
         elif m.issym():
             _remove(target)
             os.symlink(m.linkname, target)

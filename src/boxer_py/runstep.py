@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -41,7 +42,6 @@ NATIVE_TOOLS = {
     **dict.fromkeys(["systemctl", "service", "sudo", "su", "locale-gen", "update-ca-certificates", "ldconfig"],
                     "a WebAssembly image has no services, users to switch to or system configuration; remove it"),
 }
-_SHELLS = {"sh", "bash", "dash", "ash", "zsh"}
 
 
 def _is_pip(argv: list[str]) -> int:
@@ -65,8 +65,6 @@ class Commands:
 
     def __call__(self, inv: Invocation) -> Completed:
         name = posixpath.basename(inv.argv[0])
-        if name in _SHELLS:
-            return self._shell(inv)
         words = _is_pip(inv.argv)
         if words:
             try:
@@ -87,21 +85,6 @@ class Commands:
         stderr = result.stderr + (f"{name}: {result.trap}\n".encode() if result.trap else b"")
         return Completed(result.exit_code, result.stdout, stderr)
 
-    def _shell(self, inv: Invocation) -> Completed:
-        """`sh -c SCRIPT` and `sh FILE`: the same interpreter, nested."""
-        args = [a for a in inv.argv[1:] if a not in ("-e", "-x", "-ex", "-eux", "-eu")]
-        if args[:1] == ["-c"] and len(args) >= 2:
-            script = args[1]
-        elif args and not args[0].startswith("-"):
-            host = resolve(self.root, posixpath.join(inv.cwd, args[0]))
-            if not host.is_file():
-                return Completed(127, stderr=f"sh: {args[0]}: not found\n".encode())
-            script = host.read_text(errors="replace")
-        else:
-            raise BuildError(f"{' '.join(inv.argv)}: only `sh -c SCRIPT` and `sh FILE` can run at build time")
-        done = run_script(script, root=self.root, env=inv.env, cwd=inv.cwd, external=self)
-        return Completed(done.exit_code, done.log)
-
 
 def execute(step: RunStep, root: Path, commands: Commands) -> ShellResult:
     """Run one RUN step the way `/bin/sh -c` (shell form) or exec (exec form) would."""
@@ -109,11 +92,11 @@ def execute(step: RunStep, root: Path, commands: Commands) -> ShellResult:
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     env.setdefault("HOME", "/root" if step.user in ("", "root", "0") else "/")
     resolve(root, step.workdir).mkdir(parents=True, exist_ok=True)
+    # Exec form is one command with its argv as written: quoted so that nothing expands, it
+    # goes through the same interpreter, whose utilities (mkdir, sh -c...) then work there too.
+    script = step.script if step.argv is None else shlex.join(step.argv)
     try:
-        if step.argv is not None:
-            done = commands(Invocation(list(step.argv), env, step.workdir, b""))
-            return ShellResult(done.exit_code, done.stdout + done.stderr, {})
-        return run_script(step.script or "", root=root, env=env, cwd=step.workdir, external=commands)
+        return run_script(script, root=root, env=env, cwd=step.workdir, external=commands)
     except BoxerError:
         raise
     except OSError as e:

@@ -10,7 +10,6 @@ rootfs warm, and is safe to use from many threads: every run still gets a fresh 
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
