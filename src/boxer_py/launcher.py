@@ -14,6 +14,7 @@ import os
 import posixpath
 import shlex
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -23,19 +24,21 @@ from typing import Callable
 
 import wasmtime
 
-from .errors import RunError
+from .errors import BoxerError, RunError
 from . import imagefile
 from .imagefile import Image
 from .modcache import Loaded, ModuleCache, atomic_write, new_engine
 from .rootfs import copy_tree, resolve, unpack
 from .variables import expand
 from .wasicwd import set_cwd
+from . import wasiclock
 
 WASM_MAGIC = b"\0asm"
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 TRAP_EXIT_CODE = 134  # like a native program killed by SIGABRT
 TIMEOUT_EXIT_CODE = 124  # like timeout(1)
 OOM_MARGIN = 4 << 20
+MAX_FILES_BYTES = 256 << 20  # /out files returned when no --max-output is set
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,7 @@ class Limits:
 
     timeout: float | None = None  # seconds of wall-clock time
     memory: int | None = None  # bytes of guest linear memory
-    max_output: int | None = None  # bytes kept of stdout and of stderr, each
+    max_output: int | None = None  # bytes kept of stdout and of stderr each, and of /out files in all
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,7 @@ class RunResult:
     out_of_memory: bool = False
     trap: str | None = None
     files: dict[str, bytes] = field(default_factory=dict)
+    files_truncated: bool = False  # some files under the output dir were over the size cap and left out
 
     def to_json(self) -> dict:
         """JSON-ready: text as UTF-8 (invalid bytes replaced), files as text or base64."""
@@ -114,6 +118,7 @@ class RunResult:
             "out_of_memory": self.out_of_memory,
             "trap": self.trap,
             "files": files,
+            "files_truncated": self.files_truncated,
         }
 
 
@@ -228,15 +233,28 @@ def _sweep(runs: Path) -> None:
             pass
 
 
-def _collect(directory: Path, guest: str) -> dict[str, bytes]:
-    """Regular files under the output directory (symlinks are not followed)."""
-    files = {}
+def _collect(directory: Path, guest: str, budget: int) -> tuple[dict[str, bytes], bool]:
+    """Regular files under the output directory, at most `budget` bytes in all (a guest can
+    leave a sparse terabyte there). Symlinks are never followed. Returns (files, truncated)."""
+    files: dict[str, bytes] = {}
+    truncated = False
     for dirpath, _, filenames in os.walk(directory):
-        for name in filenames:
+        for name in sorted(filenames):
             host = Path(dirpath) / name
-            if host.is_file() and not host.is_symlink():
-                files[posixpath.join(guest, host.relative_to(directory).as_posix())] = host.read_bytes()
-    return files
+            st = host.lstat()
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            if st.st_size > budget:
+                truncated = True
+                continue
+            with open(host, "rb") as f:
+                data = f.read(budget + 1)
+            if len(data) > budget:
+                truncated = True
+                continue
+            budget -= len(data)
+            files[posixpath.join(guest, host.relative_to(directory).as_posix())] = data
+    return files, truncated
 
 
 class Launcher:
@@ -246,6 +264,8 @@ class Launcher:
         self.modules = ModuleCache(self.engine, self.cache_dir / "modules")
         self.linker = wasmtime.Linker(self.engine)
         self.linker.define_wasi()
+        self.deadlines = wasiclock.Deadlines()
+        wasiclock.define(self.linker, self.deadlines)  # so a timeout also ends a sleeping guest
         self.ticker = _Ticker(self.engine)
         self._loaded: dict[tuple[str, Path], Loaded] = {}
         self._lock = threading.Lock()
@@ -347,8 +367,15 @@ class Launcher:
             result = self._execute(loaded, wasi, argv[0], workdir, spec.limits, spec.on_start)
             result.stdout, result.stderr = stdout.value(), stderr.value()
             result.stdout_truncated, result.stderr_truncated = stdout.truncated, stderr.truncated
-            if out_dir is not None and out_dir.is_dir():
-                result.files = _collect(out_dir, spec.output_dir)
+            if spec.output_dir:
+                # Resolved again: the guest may have replaced the directory by a symlink.
+                try:
+                    out_dir = resolve(root, spec.output_dir)
+                except BoxerError:
+                    out_dir = None
+                if out_dir is not None and out_dir.is_dir():
+                    result.files, result.files_truncated = _collect(out_dir, spec.output_dir,
+                                                                    cap if cap is not None else MAX_FILES_BYTES)
             return result
 
     def _execute(self, loaded, wasi: wasmtime.WasiConfig, name: str, workdir: str, limits: Limits,
@@ -377,14 +404,17 @@ class Launcher:
             raise RunError(f"{name}: not a WASI command (no _start)", 126)
         if on_start is not None:
             on_start()
+        self.deadlines.set(None if limits.timeout is None else time.monotonic() + limits.timeout)
         with self.ticker:
             try:
                 start(store)
-            except (wasmtime.ExitTrap, wasmtime.Trap, wasmtime.WasmtimeError) as e:
+            except (wasmtime.ExitTrap, wasmtime.Trap, wasmtime.WasmtimeError, wasiclock.Expired) as e:
                 # wasmtime-py raises from a frame that holds the exception: drop the traceback so
                 # the cycle (and the store in it) is freed now, not by a GC pass at exit.
                 e.__traceback__ = None
-                self._record(e, result, limits)
+                self._record(e, result, limits, self.deadlines.expired)
+            finally:
+                self.deadlines.set(None)
         result.duration_ms = (time.perf_counter() - started) * 1000
         if limits.memory is not None and memory is not None and result.exit_code != 0:
             # wasmtime refuses a grow past the limit silently (memory.grow returns -1), so the
@@ -393,10 +423,10 @@ class Launcher:
         return result
 
     @staticmethod
-    def _record(error: Exception, result: RunResult, limits: Limits) -> None:
+    def _record(error: Exception, result: RunResult, limits: Limits, expired: bool) -> None:
         if isinstance(error, wasmtime.ExitTrap):
             result.exit_code = error.code
-        elif isinstance(error, wasmtime.Trap) and error.trap_code == wasmtime.TrapCode.INTERRUPT:
+        elif expired or isinstance(error, wasmtime.Trap) and error.trap_code == wasmtime.TrapCode.INTERRUPT:
             result.exit_code, result.timed_out = TIMEOUT_EXIT_CODE, True
             result.trap = f"timed out after {limits.timeout:g}s"
         else:
