@@ -94,11 +94,7 @@ def run(image, command, env, env_file, workdir, entrypoint, volume, interactive,
     mounted directories, the given environment and stdio. It has no network. boxer exits
     with the guest's exit code: 124 on --timeout, 134 on a crash.
     """
-    variables: dict[str, str] = {}
-    for f in env_file:
-        lines = Path(f).read_text().splitlines()
-        variables.update(_pairs(tuple(x for x in lines if x.strip() and not x.startswith("#")), "--env-file"))
-    variables.update(_pairs(env, "-e"))
+    variables = _variables(env, env_file)
     spec = RunSpec(
         command=tuple(command),
         entrypoint=None if entrypoint is None else tuple(entrypoint.split() if entrypoint else ()),
@@ -123,6 +119,40 @@ def run(image, command, env, env_file, workdir, entrypoint, volume, interactive,
         if result.trap:
             click.echo(f"boxer: {spec.command[0] if spec.command else 'guest'}: {result.trap}", err=True)
     sys.exit(result.exit_code)
+
+
+def _variables(env: tuple[str, ...], env_file: tuple[str, ...]) -> dict[str, str]:
+    """-e and --env-file, as docker run reads them (files first, -e wins)."""
+    variables: dict[str, str] = {}
+    for f in env_file:
+        lines = Path(f).read_text().splitlines()
+        variables.update(_pairs(tuple(x for x in lines if x.strip() and not x.startswith("#")), "--env-file"))
+    variables.update(_pairs(env, "-e"))
+    return variables
+
+
+@cli.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("image", metavar="IMAGE")
+@click.option("-e", "--env", multiple=True, metavar="KEY=VALUE", help="Set an environment variable.")
+@click.option("--env-file", multiple=True, type=click.Path(dir_okay=False), help="Read variables from a file.")
+@click.option("-w", "--workdir", metavar="DIR", help="Working directory inside the guest.")
+@click.option("-v", "--volume", multiple=True, metavar="HOST:GUEST[:ro]", help="Mount a host directory.")
+@click.option("--timeout", type=float, default=60.0, show_default=True, metavar="SECONDS",
+              help="Longest a call may run (a call may ask for less).")
+@click.option("--memory", "-m", metavar="SIZE", help="Cap the guest's memory, e.g. 256m.")
+@click.option("--max-output", default="1m", show_default=True, metavar="SIZE",
+              help="Keep at most this much of stdout, of stderr and of /out files.")
+def mcp(image, env, env_file, workdir, volume, timeout, memory, max_output):
+    """Serve IMAGE as an MCP server on stdio, with tools run_python and run_command.
+
+    Each call runs in a fresh sandbox with these limits and mounts; see the README for an
+    mcpServers config snippet.
+    """
+    from .mcp_server import ServerOptions, serve  # the mcp stack loads only for `boxer mcp`
+
+    options = ServerOptions(Limits(timeout=timeout, memory=_size(memory), max_output=_size(max_output)),
+                            tuple(Mount.parse(v) for v in volume), _variables(env, env_file), workdir)
+    serve(image, options, str(default_cache_dir()))
 
 
 def _watchdog(seconds: float, as_json: bool) -> None:
