@@ -8,10 +8,9 @@ import re
 import statistics
 import subprocess
 import sys
+from pathlib import Path
 
-from conftest import EXAMPLES
-
-AGENT = EXAMPLES / "agent"
+AGENT = Path(__file__).resolve().parent.parent / "examples" / "agent"
 
 
 def run_agent(image, out, cache_dir):

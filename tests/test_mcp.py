@@ -22,7 +22,7 @@ def server(hello_image, cache_dir, tmp_path):
     params = StdioServerParameters(
         command=sys.executable,
         args=["-m", "boxer_py", "mcp", "--timeout", "8", "--memory", "256m", "--max-output", "64k",
-              "-v", f"{tmp_path / 'data'}:/data:ro", "-e", "MODE=agent", str(hello_image)],
+              "--disk", "32m", "-v", f"{tmp_path / 'data'}:/data:ro", "-e", "MODE=agent", str(hello_image)],
         env={"BOXER_CACHE_DIR": str(cache_dir), "PATH": os.environ.get("PATH", ""), "HOST_ONLY": HOST_SECRET},
     )
 
@@ -100,19 +100,21 @@ def test_hostile_code_cannot_reach_the_host(server):
         "open('/data/new.txt', 'w').write('x')",
         "x = []\nwhile True: x.append(bytearray(1 << 20))",
         "print('y' * 1000000)",
+        "f = open('/tmp/fill', 'wb')\nwhile True: f.write(bytes(1 << 20))",
     ]
 
     async def script(client):
         return [await client.call_tool("run_python", {"code": code}) for code in probes]
 
-    read, env, write, bomb, flood = map(result_of, session(script))
+    read, env, write, bomb, flood, fill = map(result_of, session(script))
     assert read["exit_code"] == 1 and "FileNotFoundError" in read["stderr"]
     assert env["stdout"] == "None\n"
     assert write["exit_code"] == 1 and "Errno" in write["stderr"]
     assert bomb["out_of_memory"] is True and "MemoryError" in bomb["stderr"]
     assert flood["stdout_truncated"] is True and len(flood["stdout"]) == 64 * 1024
+    assert fill["disk_full"] is True and fill["exit_code"] == 134
     assert not (tmp_path / "data" / "new.txt").exists()
-    assert all(HOST_SECRET not in json.dumps(r) for r in (read, env, write, bomb, flood))
+    assert all(HOST_SECRET not in json.dumps(r) for r in (read, env, write, bomb, flood, fill))
 
 
 def test_a_bad_image_is_one_line_and_no_server(boxer, tmp_path):

@@ -106,7 +106,8 @@ def main() -> int:
         ("runaway-loop", RUNAWAY, {"timeout": 2}),
     ]
     for name, code, limits in tasks:
-        result = box.run_python(code, mounts=[data], memory="256m", max_output="256k", **{"timeout": 10, **limits})
+        result = box.run_python(code, mounts=[data], memory="256m", max_output="256k", disk="64m",
+                                **{"timeout": 10, **limits})
         for path, content in result.files.items():  # what the agent hands back to its user
             target = args.out / name / posixpath.relpath(path, "/out")
             target.parent.mkdir(parents=True, exist_ok=True)

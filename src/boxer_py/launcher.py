@@ -32,6 +32,7 @@ from .rootfs import copy_tree, resolve, unpack
 from .variables import expand
 from .wasicwd import set_cwd
 from . import wasiclock
+from .runwatch import DiskWatch
 
 WASM_MAGIC = b"\0asm"
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -66,6 +67,7 @@ class Limits:
     timeout: float | None = None  # seconds of wall-clock time
     memory: int | None = None  # bytes of guest linear memory
     max_output: int | None = None  # bytes kept of stdout and of stderr each, and of /out files in all
+    disk: int | None = None  # bytes the writable layer may grow by (see runwatch)
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,7 @@ class RunResult:
     trap: str | None = None
     files: dict[str, bytes] = field(default_factory=dict)
     files_truncated: bool = False  # some files under the output dir were over the size cap and left out
+    disk_full: bool = False  # the writable layer grew past the disk limit (the run was stopped)
 
     def to_json(self) -> dict:
         """JSON-ready: text as UTF-8 (invalid bytes replaced), files as text or base64."""
@@ -119,6 +122,7 @@ class RunResult:
             "trap": self.trap,
             "files": files,
             "files_truncated": self.files_truncated,
+            "disk_full": self.disk_full,
         }
 
 
@@ -364,7 +368,7 @@ class Launcher:
                 wasi.stdin_file = spec.stdin or os.devnull
             wasi.stdout_custom = stdout
             wasi.stderr_custom = stderr
-            result = self._execute(loaded, wasi, argv[0], workdir, spec.limits, spec.on_start)
+            result = self._execute(loaded, wasi, argv[0], workdir, spec.limits, spec.on_start, root)
             result.stdout, result.stderr = stdout.value(), stderr.value()
             result.stdout_truncated, result.stderr_truncated = stdout.truncated, stderr.truncated
             if spec.output_dir:
@@ -374,18 +378,24 @@ class Launcher:
                 except BoxerError:
                     out_dir = None
                 if out_dir is not None and out_dir.is_dir():
-                    result.files, result.files_truncated = _collect(out_dir, spec.output_dir,
-                                                                    cap if cap is not None else MAX_FILES_BYTES)
+                    budget = min(x for x in (cap, spec.limits.disk, MAX_FILES_BYTES) if x is not None)
+                    result.files, result.files_truncated = _collect(out_dir, spec.output_dir, budget)
             return result
 
     def _execute(self, loaded, wasi: wasmtime.WasiConfig, name: str, workdir: str, limits: Limits,
-                 on_start: Callable[[], None] | None) -> RunResult:
+                 on_start: Callable[[], None] | None, root: Path) -> RunResult:
         store = wasmtime.Store(self.engine)
         store.set_wasi(wasi)
         if limits.memory is not None:
             store.set_limits(memory_size=limits.memory)
-        ticks = (1 << 62) if limits.timeout is None else max(1, math.ceil(limits.timeout / _Ticker.TICK))
-        store.set_epoch_deadline(ticks)
+        deadline = None if limits.timeout is None else time.monotonic() + limits.timeout
+        watch = None
+        if limits.disk is not None:
+            watch = DiskWatch(root, limits.disk, deadline, self.deadlines)
+            watch.install(store)
+        else:
+            ticks = (1 << 62) if limits.timeout is None else max(1, math.ceil(limits.timeout / _Ticker.TICK))
+            store.set_epoch_deadline(ticks)
         started = time.perf_counter()
         result = RunResult(exit_code=0)
         memory = None
@@ -404,7 +414,7 @@ class Launcher:
             raise RunError(f"{name}: not a WASI command (no _start)", 126)
         if on_start is not None:
             on_start()
-        self.deadlines.set(None if limits.timeout is None else time.monotonic() + limits.timeout)
+        self.deadlines.set(deadline)
         with self.ticker:
             try:
                 start(store)
@@ -416,6 +426,10 @@ class Launcher:
             finally:
                 self.deadlines.set(None)
         result.duration_ms = (time.perf_counter() - started) * 1000
+        if watch is not None and (watch.full or watch.over()):
+            result.disk_full = True
+            if not result.timed_out:
+                result.exit_code, result.trap = TRAP_EXIT_CODE, f"wrote more than the {limits.disk}-byte disk limit"
         if limits.memory is not None and memory is not None and result.exit_code != 0:
             # wasmtime refuses a grow past the limit silently (memory.grow returns -1), so the
             # sign is a guest that failed while within one growth step of its cap.

@@ -29,7 +29,7 @@ stdout, stderr, truncation flags, timed_out and out_of_memory."""
 class ServerOptions:
     """What every call gets: the operator's limits (ceilings), mounts, env and workdir."""
 
-    limits: Limits = Limits(timeout=60.0, max_output=1 << 20)
+    limits: Limits = Limits(timeout=60.0, max_output=1 << 20, disk=1 << 30)
     mounts: tuple[Mount, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     workdir: str | None = None
@@ -49,7 +49,7 @@ def create_server(session: Session, options: ServerOptions) -> MCPServer:
         try:
             result = session.run(argv, stdin=stdin or b"", env=options.env, mounts=options.mounts,
                                  workdir=options.workdir, timeout=limits.timeout, memory=limits.memory,
-                                 max_output=limits.max_output)
+                                 max_output=limits.max_output, disk=limits.disk)
         except RunError as e:  # not found, not a WebAssembly program, bad mount: a result, like the CLI's
             result = RunResult(e.exit_code, stderr=f"boxer: {e}\n".encode())
         return result.to_json()

@@ -4,11 +4,8 @@ sockets that must never see a connection."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import socket
-import subprocess
-import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +13,7 @@ from pathlib import Path
 import pytest
 
 import boxer_py
-
-SECRET = "host-secret-7f3a9c"  # in the host file and the host env var; must never reach a result
-SECRET_ENV = "BOXER_HOST_SECRET"
+from hostile_world import DATA, SECRET, SECRET_ENV
 
 DOCKERFILE = """\
 FROM python:3.12
@@ -28,7 +23,6 @@ COPY main.py data.txt ./
 CMD ["python", "main.py"]
 """
 MAIN = "print(open('data.txt').read().strip())\n"
-DATA = "original image data\n"
 
 
 @pytest.fixture(scope="session")
@@ -147,28 +141,3 @@ def world(tmp_path, monkeypatch) -> World:
     (w.ro / "ro.txt").write_text("inside the read-only mount\n")
     monkeypatch.setenv(SECRET_ENV, SECRET)
     return w
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
-def cli_with_rusage(cache_dir: Path, args: list[str], timeout: float = 300) -> tuple[int, dict, int]:
-    """Run `boxer ARGS` under a fresh parent that reports the peak RSS (KiB) of that one child.
-    Returns (exit code, the --json result, peak RSS in KiB)."""
-    wrapper = (
-        "import json, resource, subprocess, sys\n"
-        "p = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.PIPE)\n"
-        "json.dump({'rc': p.returncode, 'stdout': p.stdout.decode(errors='replace'),"
-        " 'stderr': p.stderr.decode(errors='replace'),"
-        " 'rss': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}, sys.stdout)\n"
-    )
-    env = {**os.environ, "BOXER_CACHE_DIR": str(cache_dir)}
-    proc = subprocess.run([sys.executable, "-c", wrapper, sys.executable, "-m", "boxer_py", *args],
-                          capture_output=True, text=True, env=env, timeout=timeout)
-    report = json.loads(proc.stdout)
-    try:
-        result = json.loads(report["stdout"])
-    except ValueError:
-        raise AssertionError(f"no JSON result: {report['stdout'][:500]!r} {report['stderr'][-2000:]!r}") from None
-    return report["rc"], result, report["rss"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SECRET, SECRET_ENV, cli_with_rusage, open_fds
+from hostile_world import SECRET, SECRET_ENV, cli_with_rusage, open_fds
 
 MiB = 1 << 20
 
@@ -28,7 +28,7 @@ class Case:
     err: str | None = None  # regex that stderr or the trap message must match
     out: str | None = None  # regex that stdout must match (re.search; anchor with \A...\Z)
     flags: dict = field(default_factory=dict)  # RunResult attributes that must hold, e.g. timed_out
-    limits: dict = field(default_factory=dict)  # timeout / memory / max_output
+    limits: dict = field(default_factory=dict)  # timeout / memory / max_output / disk
     rw_changes: bool = False  # the guest may leave entries (not follow them) in the writable mount
     files: dict | None = None  # exactly these /out files, when given
     cli: bool = False  # run through the `boxer run --json` process, measuring its peak RSS
@@ -151,14 +151,31 @@ CASES = [
          err=r"\Ae{1024}\Z", flags={"stderr_truncated": True}, limits={"max_output": "1k"}, cli=True, max_rss_mib=400),
     Case("print-forever", "while True: print('z' * 1000)", exit=124,
          flags={"timed_out": True, "stdout_truncated": True}, limits={"timeout": 1, "max_output": "64k"}),
-    Case("one-giant-write", "import sys; sys.stdout.write('g' * (64 << 20))", exit=0, out=r"\Ag{1000}\Z",
-         flags={"stdout_truncated": True}, limits={"max_output": "1000", "memory": "256m"}, cli=True,
-         max_rss_mib=700),
+    Case("one-giant-write", "import sys; sys.stdout.write('g' * (16 << 20))", exit=0, out=r"\Ag{1000}\Z",
+         flags={"stdout_truncated": True}, limits={"max_output": "1000", "memory": "128m"}, cli=True,
+         max_rss_mib=400),
     # --- files: disk, descriptors, /out ---
-    Case("giant-file-in-writable-layer",  # no disk quota yet: it succeeds, and is thrown away after
+    Case("giant-file-without-a-quota",  # no --disk: it succeeds, and the layer is thrown away after
          "f = open('/tmp/big', 'wb')\nfor _ in range(64): f.write(bytes(4 << 20))\nf.close()\n"
          "import os; print(os.path.getsize('/tmp/big'))", exit=0, out=r"\A268435456\n\Z"),
-    Case("sparse-terabyte-file", "f = open('/tmp/sparse', 'wb'); f.seek(1 << 40); f.write(b'x'); f.close()\n"
+    Case("giant-file-over-the-disk-quota", "f = open('/tmp/big', 'wb')\nwhile True: f.write(bytes(1 << 20))",
+         exit=134, err=r"wrote more than the 67108864-byte disk limit", flags={"disk_full": True, "timed_out": False},
+         limits={"disk": "64m"}),
+    Case("giant-file-over-the-disk-quota-cli", "f = open('/tmp/big', 'wb')\nwhile True: f.write(bytes(1 << 20))",
+         exit=134, err=r"disk limit", flags={"disk_full": True}, limits={"disk": "64m"}, cli=True, max_rss_mib=400),
+    Case("many-small-files-over-the-disk-quota", "for i in range(10 ** 6): open('/tmp/f%d' % i, 'w').write('x')",
+         exit=134, err=r"disk limit", flags={"disk_full": True}, limits={"disk": "1m"}),
+    Case("sparse-terabyte-file-over-the-disk-quota",
+         "f = open('/tmp/sparse', 'wb'); f.seek(1 << 40); f.write(b'x'); f.close(); print('wrote')",
+         exit=134, out=r"\Awrote\n\Z", err=r"disk limit", flags={"disk_full": True}, limits={"disk": "64m"}),
+    Case("one-write-over-the-disk-quota-into-out", "open('/out/big', 'wb').write(bytes(100 << 20))",
+         exit=134, err=r"disk limit", files={}, flags={"disk_full": True, "files_truncated": True},
+         limits={"disk": "64m", "memory": "512m"}),
+    Case("writes-within-the-disk-quota", "open('/out/r.bin', 'wb').write(bytes(8 << 20)); print('ok')",
+         exit=0, out=r"\Aok\n\Z", files={"/out/r.bin": bytes(8 << 20)}, flags={"disk_full": False},
+         limits={"disk": "64m"}),
+    Case("sparse-terabyte-file-without-a-quota",
+         "f = open('/tmp/sparse', 'wb'); f.seek(1 << 40); f.write(b'x'); f.close()\n"
          "import os; print(os.path.getsize('/tmp/sparse'))", exit=0, out=r"\A1099511627777\n\Z"),
     Case("out-sparse-terabyte", "f = open('/out/sparse', 'wb'); f.seek(1 << 40); f.write(b'x'); f.close()",
          exit=0, files={}, flags={"files_truncated": True}),
@@ -201,6 +218,8 @@ def test_hostile_guest(case: Case, world, listener, hostile_box, hostile_image, 
             args += ["--memory", str(limits["memory"])]
         if "max_output" in limits:
             args += ["--max-output", str(limits["max_output"])]
+        if "disk" in limits:
+            args += ["--disk", str(limits["disk"])]
         rc, result, rss_kib = cli_with_rusage(cache_dir, [*args, str(hostile_image), "python", "-c", code])
         assert rc == result["exit_code"]
         files = {f["path"]: base64.b64decode(f["content"]) if f["encoding"] == "base64" else f["content"].encode()

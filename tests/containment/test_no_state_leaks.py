@@ -12,7 +12,7 @@ import pytest
 import boxer_py
 from boxer_py import ImageError
 
-from conftest import DATA
+from hostile_world import DATA
 
 VANDAL = """
 import os, shutil

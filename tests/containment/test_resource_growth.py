@@ -13,7 +13,7 @@ import wasmtime
 
 import boxer_py
 
-from conftest import open_fds
+from hostile_world import open_fds
 
 # Writes "ok\n" to stdout, touches 64 pages of memory, exits 3.
 TINY = """
