@@ -129,6 +129,11 @@ CASES = [
          limits={"timeout": 1}, max_seconds=5),
     Case("sleep-forever", "import time; time.sleep(10 ** 6); print('woke')", exit=124, flags={"timed_out": True},
          out=r"\A\Z", limits={"timeout": 1}, max_seconds=5),
+    Case("select-timeout-forever", "import select; select.select([], [], [], 10 ** 6)", exit=124,
+         flags={"timed_out": True}, limits={"timeout": 1}, max_seconds=5),
+    Case("select-on-thousands-of-descriptors", "import select\nfs = [open('/app/main.py') for _ in range(1000)]\n"
+         "print(len(select.select(fs, [], [], 10 ** 6)[0]))", exit=0, out=r"\A1000\n\Z",
+         limits={"timeout": 5}, max_seconds=5),
     Case("sleep-in-a-loop", "import time\nwhile True: time.sleep(0.01)", exit=124, flags={"timed_out": True},
          limits={"timeout": 1}, max_seconds=5),
     Case("sleep-forever-cli", "import time; time.sleep(10 ** 6)", exit=124, flags={"timed_out": True},
