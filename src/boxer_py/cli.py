@@ -88,21 +88,18 @@ def _size(text: str | None) -> int | None:
 @click.option("--stdin", "stdin_file", metavar="FILE|-", help="Feed the guest's stdin from a file (- for this stdin).")
 @click.option("--timeout", type=float, metavar="SECONDS", help="Stop the guest after this long (exit code 124).")
 @click.option("--memory", "-m", metavar="SIZE", help="Cap the guest's memory, e.g. 256m.")
-@click.option("--max-output", metavar="SIZE", help="Keep at most this much of stdout and of stderr.")
+@click.option("--max-output", metavar="SIZE", help="Keep at most this much of stdout, of stderr and of /out files.")
+@click.option("--disk", metavar="SIZE", help="Stop the guest when its writable layer grows by more than this.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the result instead of streaming.")
 def run(image, command, env, env_file, workdir, entrypoint, volume, interactive, stdin_file, timeout, memory,
-        max_output, as_json):
+        max_output, disk, as_json):
     """Run a command in a new sandbox from IMAGE.
 
     The guest sees only the image's files (a private copy, discarded after the run), the
     mounted directories, the given environment and stdio. It has no network. boxer exits
     with the guest's exit code: 124 on --timeout, 134 on a crash.
     """
-    variables: dict[str, str] = {}
-    for f in env_file:
-        lines = Path(f).read_text().splitlines()
-        variables.update(_pairs(tuple(x for x in lines if x.strip() and not x.startswith("#")), "--env-file"))
-    variables.update(_pairs(env, "-e"))
+    variables = _variables(env, env_file)
     spec = RunSpec(
         command=tuple(command),
         entrypoint=None if entrypoint is None else tuple(entrypoint.split() if entrypoint else ()),
@@ -110,7 +107,7 @@ def run(image, command, env, env_file, workdir, entrypoint, volume, interactive,
         workdir=workdir,
         mounts=tuple(Mount.parse(v) for v in volume),
         stdin="-" if interactive else stdin_file,
-        limits=Limits(timeout=timeout, memory=_size(memory), max_output=_size(max_output)),
+        limits=Limits(timeout=timeout, memory=_size(memory), max_output=_size(max_output), disk=_size(disk)),
         stream=not as_json,
         output_dir="/out" if as_json else None,
         on_start=None if timeout is None else lambda: _watchdog(timeout + 1.0, as_json),
@@ -127,6 +124,43 @@ def run(image, command, env, env_file, workdir, entrypoint, volume, interactive,
         if result.trap:
             click.echo(f"boxer: {spec.command[0] if spec.command else 'guest'}: {result.trap}", err=True)
     sys.exit(result.exit_code)
+
+
+def _variables(env: tuple[str, ...], env_file: tuple[str, ...]) -> dict[str, str]:
+    """-e and --env-file, as docker run reads them (files first, -e wins)."""
+    variables: dict[str, str] = {}
+    for f in env_file:
+        lines = Path(f).read_text().splitlines()
+        variables.update(_pairs(tuple(x for x in lines if x.strip() and not x.startswith("#")), "--env-file"))
+    variables.update(_pairs(env, "-e"))
+    return variables
+
+
+@cli.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("image", metavar="IMAGE")
+@click.option("-e", "--env", multiple=True, metavar="KEY=VALUE", help="Set an environment variable.")
+@click.option("--env-file", multiple=True, type=click.Path(dir_okay=False), help="Read variables from a file.")
+@click.option("-w", "--workdir", metavar="DIR", help="Working directory inside the guest.")
+@click.option("-v", "--volume", multiple=True, metavar="HOST:GUEST[:ro]", help="Mount a host directory.")
+@click.option("--timeout", type=float, default=60.0, show_default=True, metavar="SECONDS",
+              help="Longest a call may run (a call may ask for less).")
+@click.option("--memory", "-m", metavar="SIZE", help="Cap the guest's memory, e.g. 256m.")
+@click.option("--max-output", default="1m", show_default=True, metavar="SIZE",
+              help="Keep at most this much of stdout, of stderr and of /out files.")
+@click.option("--disk", default="1g", show_default=True, metavar="SIZE",
+              help="Stop a call whose writable layer grows by more than this.")
+def mcp(image, env, env_file, workdir, volume, timeout, memory, max_output, disk):
+    """Serve IMAGE as an MCP server on stdio, with tools run_python and run_command.
+
+    Each call runs in a fresh sandbox with these limits and mounts; see the README for an
+    mcpServers config snippet.
+    """
+    from .mcp_server import ServerOptions, serve  # the mcp stack loads only for `boxer mcp`
+
+    options = ServerOptions(Limits(timeout=timeout, memory=_size(memory), max_output=_size(max_output),
+                                   disk=_size(disk)),
+                            tuple(Mount.parse(v) for v in volume), _variables(env, env_file), workdir)
+    serve(image, options, str(default_cache_dir()))
 
 
 def _watchdog(seconds: float, as_json: bool) -> None:

@@ -14,6 +14,7 @@ import os
 import posixpath
 import shlex
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -23,19 +24,22 @@ from typing import Callable
 
 import wasmtime
 
-from .errors import RunError
+from .errors import BoxerError, RunError
 from . import imagefile
 from .imagefile import Image
 from .modcache import Loaded, ModuleCache, atomic_write, new_engine
 from .rootfs import copy_tree, resolve, unpack, within
 from .variables import expand
 from .wasicwd import set_cwd
+from . import wasiclock
+from .runwatch import DiskWatch
 
 WASM_MAGIC = b"\0asm"
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 TRAP_EXIT_CODE = 134  # like a native program killed by SIGABRT
 TIMEOUT_EXIT_CODE = 124  # like timeout(1)
 OOM_MARGIN = 4 << 20
+MAX_FILES_BYTES = 256 << 20  # /out files returned when no --max-output is set
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,8 @@ class Limits:
 
     timeout: float | None = None  # seconds of wall-clock time
     memory: int | None = None  # bytes of guest linear memory
-    max_output: int | None = None  # bytes kept of stdout and of stderr, each
+    max_output: int | None = None  # bytes kept of stdout and of stderr each, and of /out files in all
+    disk: int | None = None  # bytes the writable layer may grow by (see runwatch)
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,8 @@ class RunResult:
     out_of_memory: bool = False
     trap: str | None = None
     files: dict[str, bytes] = field(default_factory=dict)
+    files_truncated: bool = False  # some files under the output dir were over the size cap and left out
+    disk_full: bool = False  # the writable layer grew past the disk limit (the run was stopped)
 
     def to_json(self) -> dict:
         """JSON-ready: text as UTF-8 (invalid bytes replaced), files as text or base64."""
@@ -114,6 +121,8 @@ class RunResult:
             "out_of_memory": self.out_of_memory,
             "trap": self.trap,
             "files": files,
+            "files_truncated": self.files_truncated,
+            "disk_full": self.disk_full,
         }
 
 
@@ -228,15 +237,28 @@ def _sweep(runs: Path) -> None:
             pass
 
 
-def _collect(directory: Path, guest: str) -> dict[str, bytes]:
-    """Regular files under the output directory (symlinks are not followed)."""
-    files = {}
+def _collect(directory: Path, guest: str, budget: int) -> tuple[dict[str, bytes], bool]:
+    """Regular files under the output directory, at most `budget` bytes in all (a guest can
+    leave a sparse terabyte there). Symlinks are never followed. Returns (files, truncated)."""
+    files: dict[str, bytes] = {}
+    truncated = False
     for dirpath, _, filenames in os.walk(directory):
-        for name in filenames:
+        for name in sorted(filenames):
             host = Path(dirpath) / name
-            if host.is_file() and not host.is_symlink():
-                files[posixpath.join(guest, host.relative_to(directory).as_posix())] = host.read_bytes()
-    return files
+            st = host.lstat()
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            if st.st_size > budget:
+                truncated = True
+                continue
+            with open(host, "rb") as f:
+                data = f.read(budget + 1)
+            if len(data) > budget:
+                truncated = True
+                continue
+            budget -= len(data)
+            files[posixpath.join(guest, host.relative_to(directory).as_posix())] = data
+    return files, truncated
 
 
 class Launcher:
@@ -246,6 +268,8 @@ class Launcher:
         self.modules = ModuleCache(self.engine, self.cache_dir / "modules")
         self.linker = wasmtime.Linker(self.engine)
         self.linker.define_wasi()
+        self.deadlines = wasiclock.Deadlines()
+        wasiclock.define(self.linker, self.deadlines)  # so a timeout also ends a sleeping guest
         self.ticker = _Ticker(self.engine)
         self._loaded: dict[tuple[str, Path], Loaded] = {}
         self._lock = threading.Lock()
@@ -331,8 +355,16 @@ class Launcher:
                 out_dir.mkdir(parents=True, exist_ok=True)
             loaded = self._module(image, base, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
             result = self._sandbox(root, loaded, argv, env, workdir, spec, Path(tmp))
-            if out_dir is not None and out_dir.is_dir():
-                result.files = _collect(out_dir, spec.output_dir)
+            if spec.output_dir:
+                # Resolved again: the guest may have replaced the directory by a symlink.
+                try:
+                    out_dir = resolve(root, spec.output_dir)
+                except BoxerError:
+                    out_dir = None
+                if out_dir is not None and out_dir.is_dir():
+                    budget = min(x for x in (spec.limits.max_output, spec.limits.disk, MAX_FILES_BYTES)
+                                 if x is not None)
+                    result.files, result.files_truncated = _collect(out_dir, spec.output_dir, budget)
             return result
 
     def run_in(self, root: Path, argv: list[str], env: dict[str, str], workdir: str, stdin: bytes = b"",
@@ -367,19 +399,25 @@ class Launcher:
             wasi.stdin_file = spec.stdin or os.devnull
         wasi.stdout_custom = stdout
         wasi.stderr_custom = stderr
-        result = self._execute(loaded, wasi, argv[0], workdir, spec.limits, spec.on_start)
+        result = self._execute(loaded, wasi, argv[0], workdir, spec.limits, spec.on_start, root)
         result.stdout, result.stderr = stdout.value(), stderr.value()
         result.stdout_truncated, result.stderr_truncated = stdout.truncated, stderr.truncated
         return result
 
     def _execute(self, loaded, wasi: wasmtime.WasiConfig, name: str, workdir: str, limits: Limits,
-                 on_start: Callable[[], None] | None) -> RunResult:
+                 on_start: Callable[[], None] | None, root: Path) -> RunResult:
         store = wasmtime.Store(self.engine)
         store.set_wasi(wasi)
         if limits.memory is not None:
             store.set_limits(memory_size=limits.memory)
-        ticks = (1 << 62) if limits.timeout is None else max(1, math.ceil(limits.timeout / _Ticker.TICK))
-        store.set_epoch_deadline(ticks)
+        deadline = None if limits.timeout is None else time.monotonic() + limits.timeout
+        watch = None
+        if limits.disk is not None:
+            watch = DiskWatch(root, limits.disk, deadline, self.deadlines)
+            watch.install(store)
+        else:
+            ticks = (1 << 62) if limits.timeout is None else max(1, math.ceil(limits.timeout / _Ticker.TICK))
+            store.set_epoch_deadline(ticks)
         started = time.perf_counter()
         result = RunResult(exit_code=0)
         memory = None
@@ -398,15 +436,22 @@ class Launcher:
             raise RunError(f"{name}: not a WASI command (no _start)", 126)
         if on_start is not None:
             on_start()
+        self.deadlines.set(deadline)
         with self.ticker:
             try:
                 start(store)
-            except (wasmtime.ExitTrap, wasmtime.Trap, wasmtime.WasmtimeError) as e:
+            except (wasmtime.ExitTrap, wasmtime.Trap, wasmtime.WasmtimeError, wasiclock.Expired) as e:
                 # wasmtime-py raises from a frame that holds the exception: drop the traceback so
                 # the cycle (and the store in it) is freed now, not by a GC pass at exit.
                 e.__traceback__ = None
-                self._record(e, result, limits)
+                self._record(e, result, limits, self.deadlines.expired)
+            finally:
+                self.deadlines.set(None)
         result.duration_ms = (time.perf_counter() - started) * 1000
+        if watch is not None and (watch.full or watch.over()):
+            result.disk_full = True
+            if not result.timed_out:
+                result.exit_code, result.trap = TRAP_EXIT_CODE, f"wrote more than the {limits.disk}-byte disk limit"
         if limits.memory is not None and memory is not None and result.exit_code != 0:
             # wasmtime refuses a grow past the limit silently (memory.grow returns -1), so the
             # sign is a guest that failed while within one growth step of its cap.
@@ -414,10 +459,10 @@ class Launcher:
         return result
 
     @staticmethod
-    def _record(error: Exception, result: RunResult, limits: Limits) -> None:
+    def _record(error: Exception, result: RunResult, limits: Limits, expired: bool) -> None:
         if isinstance(error, wasmtime.ExitTrap):
             result.exit_code = error.code
-        elif isinstance(error, wasmtime.Trap) and error.trap_code == wasmtime.TrapCode.INTERRUPT:
+        elif expired or isinstance(error, wasmtime.Trap) and error.trap_code == wasmtime.TrapCode.INTERRUPT:
             result.exit_code, result.timed_out = TIMEOUT_EXIT_CODE, True
             result.trap = f"timed out after {limits.timeout:g}s"
         else:

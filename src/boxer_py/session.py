@@ -44,14 +44,15 @@ class Session:
             env: Mapping[str, str] | None = None, mounts: Sequence[Mount | str] = (), workdir: str | None = None,
             entrypoint: Sequence[str] | None = None, timeout: float | None = None,
             memory: str | int | None = None, max_output: str | int | None = None,
-            output_dir: str | None = "/out") -> RunResult:
+            disk: str | int | None = None, output_dir: str | None = "/out") -> RunResult:
         """Run `command` (or the image's CMD) in a fresh sandbox and return its result."""
         spec = RunSpec(
             command=tuple(command), entrypoint=None if entrypoint is None else tuple(entrypoint),
             env=dict(env or {}), workdir=workdir,
             mounts=tuple(m if isinstance(m, Mount) else Mount.parse(m) for m in mounts),
             stdin=stdin.encode() if isinstance(stdin, str) else stdin,
-            limits=Limits(timeout, parse_size(memory), parse_size(max_output)), output_dir=output_dir,
+            limits=Limits(timeout, parse_size(memory), parse_size(max_output), parse_size(disk)),
+            output_dir=output_dir,
         )
         return self.launcher.run(self.image, spec)
 

@@ -1,0 +1,128 @@
+"""WASI's clocks and sleep (`clock_time_get`, `poll_oneoff`), served by boxer so a timeout
+can end a guest that sleeps.
+
+Wasmtime's epoch interruption stops guest code, not a guest blocked in the host: its own
+`poll_oneoff` sleeps the whole requested time in Rust, out of reach (`time.sleep(600)` under
+a 1 s timeout would hold the caller for ten minutes). Here the sleep happens in Python and
+never past the calling run's deadline; a sleep cut short raises `Expired`, which the launcher
+reports as a timeout. The guest's monotonic clock is this process's, so absolute-time sleeps
+(CPython's `time.sleep` uses them) mean the same thing on both sides.
+
+Subscriptions to file descriptors report ready at once: a run's descriptors are regular
+files, directories and captured stdio, which are always ready.
+"""
+from __future__ import annotations
+
+import struct
+import threading
+import time
+
+import wasmtime
+
+WASI = "wasi_snapshot_preview1"
+SUBSCRIPTION_SIZE, EVENT_SIZE = 48, 32
+CLOCK, FD_READ, FD_WRITE = 0, 1, 2
+ABSTIME = 1
+REALTIME, MONOTONIC = 0, 1
+SUCCESS, FAULT, INVAL, NOTSUP = 0, 21, 28, 58
+MAX_SUBSCRIPTIONS = 4096  # each is parsed in Python, out of the deadline's reach; real guests use a few
+
+
+class Expired(Exception):
+    """A guest asked to sleep past its run's deadline."""
+
+
+class Deadlines:
+    """The deadline (time.monotonic() seconds) of the run executing on each thread."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def set(self, deadline: float | None) -> None:
+        self._local.deadline, self._local.expired = deadline, False
+
+    def get(self) -> float | None:
+        return getattr(self._local, "deadline", None)
+
+    def expire(self) -> None:
+        self._local.expired = True
+
+    @property
+    def expired(self) -> bool:
+        return getattr(self._local, "expired", False)
+
+
+def _now(clock: int) -> int | None:
+    if clock == REALTIME:
+        return time.time_ns()
+    if clock == MONOTONIC:
+        return time.monotonic_ns()
+    return None  # CPU-time clocks: the host's would leak what else this process does
+
+
+def define(linker: wasmtime.Linker, deadlines: Deadlines) -> None:
+    """Replace the two WASI functions in a linker that already has the rest of WASI."""
+    i32, i64 = wasmtime.ValType.i32(), wasmtime.ValType.i64()
+
+    def clock_time_get(caller, clock: int, _precision: int, out: int) -> int:
+        now = _now(clock)
+        if now is None:
+            return NOTSUP
+        return _write(caller, out, struct.pack("<Q", now))
+
+    def poll_oneoff(caller, subs: int, events: int, count: int, count_out: int) -> int:
+        if count == 0 or count > MAX_SUBSCRIPTIONS:
+            return INVAL
+        memory = caller["memory"]
+        try:
+            raw = memory.read(caller, subs, subs + count * SUBSCRIPTION_SIZE)
+        except (ValueError, IndexError, wasmtime.WasmtimeError):
+            return FAULT
+        ready, wake = [], None
+        for i in range(count):
+            base = i * SUBSCRIPTION_SIZE
+            userdata, tag = struct.unpack_from("<QB", raw, base)
+            if tag == CLOCK:
+                clock, timeout, _precision, flags = struct.unpack_from("<I4xQQH", raw, base + 16)
+                if flags & ABSTIME:
+                    now = _now(clock)
+                    if now is None:
+                        ready.append(struct.pack("<QHB5xQH6x", userdata, NOTSUP, CLOCK, 0, 0))
+                        continue
+                    timeout = max(0, timeout - now)
+                if wake is None or timeout < wake[0]:
+                    wake = (timeout, userdata)
+            elif tag in (FD_READ, FD_WRITE):
+                ready.append(struct.pack("<QHB5xQH6x", userdata, SUCCESS, tag, 0, 0))
+            else:
+                return INVAL
+        if not ready and wake is not None:
+            _sleep(wake[0] / 1e9, deadlines)
+            ready.append(struct.pack("<QHB5xQH6x", wake[1], SUCCESS, CLOCK, 0, 0))
+        return _write(caller, events, b"".join(ready)) or _write(caller, count_out, struct.pack("<I", len(ready)))
+
+    linker.allow_shadowing = True
+    linker.define_func(WASI, "clock_time_get", wasmtime.FuncType([i32, i64, i32], [i32]), clock_time_get,
+                       access_caller=True)
+    linker.define_func(WASI, "poll_oneoff", wasmtime.FuncType([i32, i32, i32, i32], [i32]), poll_oneoff,
+                       access_caller=True)
+    linker.allow_shadowing = False
+
+
+def _sleep(seconds: float, deadlines: Deadlines) -> None:
+    deadline = deadlines.get()
+    if deadline is not None and time.monotonic() + seconds > deadline:
+        time.sleep(max(0.0, deadline - time.monotonic()))
+        deadlines.expire()
+        raise Expired()
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        time.sleep(min(left, 3600.0))
+
+
+def _write(caller, offset: int, data: bytes) -> int:
+    try:
+        caller["memory"].write(caller, data, offset)
+    except (ValueError, IndexError, wasmtime.WasmtimeError):
+        return FAULT
+    return SUCCESS
