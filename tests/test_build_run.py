@@ -8,11 +8,13 @@ import json
 import os
 import shutil
 import tarfile
+from pathlib import Path
 
 import pytest
 
 import boxer_py
-from conftest import EXAMPLES
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def run_py(boxer, image, code):
