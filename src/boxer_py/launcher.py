@@ -27,7 +27,7 @@ import wasmtime
 from .errors import BoxerError, RunError
 from . import imagefile
 from .imagefile import Image
-from .modcache import Loaded, ModuleCache, atomic_write, new_engine
+from .modcache import Loaded, ModuleCache, new_engine
 from .rootfs import copy_tree, resolve, unpack, within
 from .variables import expand
 from .wasicwd import set_cwd
@@ -297,7 +297,7 @@ class Launcher:
             trusted = False
         if not trusted:
             record.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(record, json.dumps({"stamp": stamp, "id": image.id}).encode())
+            imagefile.write(record, json.dumps({"stamp": stamp, "id": image.id}).encode())
         return image
 
     def _module(self, image: Image, base: Path, name: str, path: str, workdir: str) -> Loaded:

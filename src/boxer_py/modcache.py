@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import wasmtime
 from importlib.metadata import version
 
+from .imagefile import write
 from .wasicwd import FINDER_VERSION, find_cwd_slot
 
 ENGINE_SETTINGS = "epoch"
@@ -33,17 +32,6 @@ class Loaded:
     module: wasmtime.Module
     digest: str
     cwd_slot: int | None
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 class ModuleCache:
@@ -67,7 +55,7 @@ class ModuleCache:
                 return loaded
         loaded = self.load(path.read_bytes())
         if loaded.digest != digest:
-            atomic_write(index_path, json.dumps({**(index if isinstance(index, dict) else {}),
+            write(index_path, json.dumps({**(index if isinstance(index, dict) else {}),
                                                  rel: loaded.digest}).encode())
         return loaded
 
@@ -80,10 +68,10 @@ class ModuleCache:
         module = wasmtime.Module(self.engine, wasm)
         serialized = bytes(module.serialize())
         self.directory.mkdir(parents=True, exist_ok=True)
-        atomic_write(compiled, serialized)
+        write(compiled, serialized)
         meta = {"sha256": hashlib.sha256(serialized).hexdigest(), "cwd_slot": find_cwd_slot(wasm),
                 "cwd_finder": FINDER_VERSION, "stamp": _stamp(compiled)}
-        atomic_write(meta_path, json.dumps(meta).encode())
+        write(meta_path, json.dumps(meta).encode())
         return Loaded(module, digest, meta["cwd_slot"])
 
     def _paths(self, digest: str) -> tuple[Path, Path]:
@@ -102,7 +90,7 @@ class ModuleCache:
                 if hashlib.sha256(compiled.read_bytes()).hexdigest() != meta["sha256"]:
                     return None
                 meta["stamp"] = _stamp(compiled)
-                atomic_write(meta_path, json.dumps(meta).encode())
+                write(meta_path, json.dumps(meta).encode())
             module = wasmtime.Module.deserialize_file(self.engine, str(compiled))
             slot = meta["cwd_slot"]
             return Loaded(module, digest, slot if isinstance(slot, int) else None)

@@ -121,24 +121,32 @@ def _command_position(text: str, i: int) -> bool:
     return re.search(r"(^|[;&|({\n]|\bthen|\bdo|\belse|!)[ \t]*$", text[:i]) is not None
 
 
+def _past_quoted(text: str, i: int) -> int | None:
+    """Where a quoted part or substitution starting at `i` ends (None if none starts there)."""
+    c = text[i]
+    if c == "\\":
+        return i + 2
+    if c == "'":
+        end = text.find("'", i + 1)
+        return len(text) if end < 0 else end + 1
+    if c == '"':
+        return end_dquote(text, i + 1) + 1
+    if text.startswith("$(", i):
+        return match_paren(text, i + 1) + 1
+    if c == "`":
+        return end_backtick(text, i + 1) + 1
+    return None
+
+
 def find_esac(text: str, i: int) -> int:
     """The offset just past the `esac` closing the `case` at `i` (nested cases skipped)."""
     n, depth = len(text), 0
     i += 4
     while i < n:
-        c = text[i]
-        if c == "\\":
-            i += 2
-        elif c == "'":
-            end = text.find("'", i + 1)
-            i = n if end < 0 else end + 1
-        elif c == '"':
-            i = end_dquote(text, i + 1) + 1
-        elif text.startswith("$(", i):
-            i = match_paren(text, i + 1) + 1
-        elif c == "`":
-            i = end_backtick(text, i + 1) + 1
-        elif c == "#" and text[i - 1] in _WORD_END:
+        past = _past_quoted(text, i)
+        if past is not None:
+            i = past
+        elif text[i] == "#" and text[i - 1] in _WORD_END:
             while i < n and text[i] != "\n":
                 i += 1
         elif _keyword_at(text, i, "case"):
@@ -390,18 +398,9 @@ def _case_body_end(text: str, i: int) -> tuple[tuple[int, int], int]:
     """((start, end) of the body, where the next item starts): the body ends at `;;` or `esac`."""
     start, n = i, len(text)
     while i < n:
-        c = text[i]
-        if c == "\\":
-            i += 2
-        elif c == "'":
-            end = text.find("'", i + 1)
-            i = n if end < 0 else end + 1
-        elif c == '"':
-            i = end_dquote(text, i + 1) + 1
-        elif text.startswith("$(", i):
-            i = match_paren(text, i + 1) + 1
-        elif c == "`":
-            i = end_backtick(text, i + 1) + 1
+        past = _past_quoted(text, i)
+        if past is not None:
+            i = past
         elif _keyword_at(text, i, "case"):
             i = find_esac(text, i)
         elif text.startswith(";;", i):
