@@ -30,6 +30,7 @@ from typing import Callable
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "hello-python"
+APP = REPO / "examples" / "python-app"
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,64 @@ def builds(b: Bench) -> list[Measurement]:
     return [Measurement("boxer build examples/hello-python", process(argv), b.runs)]
 
 
-SECTIONS: list[Callable[[Bench], list[Measurement]]] = [native, python_runs, builds]
+def app_builds(b: Bench) -> list[Measurement]:
+    """examples/python-app (pip + RUN): a build with no step cache, and the rebuild after a
+    change to the app code, which re-runs only the RUN after `COPY . .`."""
+    ctx = b.workdir / "python-app"
+    shutil.copytree(APP, ctx)
+    env = {"BOXER_CACHE_DIR": str(b.workdir / "warm")}  # compiled CPython shared with the warm runs
+    out = ["-o", str(b.workdir / "app.wasm")]
+    cold = process([*boxer_command(), "build", "-q", "--no-cache", *out, str(ctx)], env)
+    cached = process([*boxer_command(), "build", "-q", *out, str(ctx)], env)
+    edits = iter(range(1_000_000))
+
+    def change_app() -> dict[str, str]:
+        with open(ctx / "main.py", "a") as f:
+            f.write(f"# edit {next(edits)}\n")
+        return {}
+
+    return [
+        Measurement("boxer build examples/python-app (no cache: pip + RUN)", cold, max(1, b.runs // 3)),
+        Measurement("boxer build examples/python-app after an app change (cached)",
+                    process([*boxer_command(), "build", "-q", *out, str(ctx)], env, before=change_app),
+                    max(1, b.runs // 3), prepare=cached),
+    ]
+
+
+SECTIONS: list[Callable[[Bench], list[Measurement]]] = [native, python_runs, builds, app_builds]
+
+
+def sizes(b: Bench) -> str:
+    """The example app's image against the base runtime it carries."""
+    from boxer_py.bases import load_catalog
+
+    runtime = next(base for base in load_catalog().values() if base.name == "python").runtime_file().stat().st_size
+    app = (b.workdir / "app.wasm").stat().st_size if (b.workdir / "app.wasm").exists() else 0
+    hello = b.image.stat().st_size
+    return (f"sizes: python runtime {runtime / 1e6:.1f} MB; hello image {hello / 1e6:.1f} MB "
+            f"({hello / runtime:.2f}x); python-app image (six, attrs) {app / 1e6:.1f} MB ({app / runtime:.2f}x)")
+
+
+def reported() -> list[tuple[str, float, str]]:
+    """Benchmarks that need a registry or a browser, measured by their own modules: rows of
+    (name, median seconds, note). A missing part is reported, not fatal."""
+    sys.path.insert(0, str(REPO / "bench"))
+    rows: list[tuple[str, float, str]] = []
+    try:
+        from registry_bench import bench_registry
+
+        rows += bench_registry()
+    except Exception as e:  # noqa: BLE001 - a bench section must not stop the others
+        rows.append(("registry push/pull", float("nan"), f"skipped: {e}"))
+    try:
+        from web_bench import rows as web_rows
+
+        web = web_rows()
+        ref = web[-1][1] if len(web) > 1 else None
+        rows += [(name, t, f"{t / ref:.2f}x Pyodide" if ref else "") for name, t in web]
+    except Exception as e:  # noqa: BLE001
+        rows.append(("web: first output", float("nan"), f"skipped: {e}"))
+    return rows
 
 
 def measure(m: Measurement) -> Result:
@@ -192,6 +250,10 @@ def main() -> None:
                 print(f"  {m.name} ...", file=sys.stderr, flush=True)
                 results.append(measure(m))
         print(table(results))
+        print(sizes(bench))
+        if not args.only:
+            for name, median, note in reported():
+                print(f"{name}: {_ms(median)}  {note}")
 
 
 if __name__ == "__main__":

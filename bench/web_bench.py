@@ -14,7 +14,6 @@ Run alone: `python bench/web_bench.py`.
 from __future__ import annotations
 
 import http.server
-import os
 import shutil
 import statistics
 import subprocess
