@@ -27,6 +27,7 @@ from .errors import RunError
 from . import imagefile
 from .imagefile import Image
 from .modcache import Loaded, ModuleCache, atomic_write, new_engine
+from . import reactor
 from .rootfs import copy_tree, resolve, unpack
 from .variables import expand
 from .wasicwd import set_cwd
@@ -246,6 +247,7 @@ class Launcher:
         self.modules = ModuleCache(self.engine, self.cache_dir / "modules")
         self.linker = wasmtime.Linker(self.engine)
         self.linker.define_wasi()
+        reactor.define_host(self.linker, self.engine)
         self.ticker = _Ticker(self.engine)
         self._loaded: dict[tuple[str, Path], Loaded] = {}
         self._lock = threading.Lock()
@@ -326,7 +328,7 @@ class Launcher:
             if out_dir is not None:
                 out_dir.mkdir(parents=True, exist_ok=True)
             loaded = self._module(image, base, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
-            result = self._sandbox(root, loaded, argv, env, workdir, spec, Path(tmp))
+            result = self._sandbox(root, loaded, argv, env, workdir, spec, Path(tmp), config.labels)
             if out_dir is not None and out_dir.is_dir():
                 result.files = _collect(out_dir, spec.output_dir)
             return result
@@ -343,7 +345,7 @@ class Launcher:
             return self._sandbox(root, loaded, argv, env, workdir, spec, Path(tmp))
 
     def _sandbox(self, root: Path, loaded: Loaded, argv: list[str], env: dict[str, str], workdir: str,
-                 spec: RunSpec, tmp: Path) -> RunResult:
+                 spec: RunSpec, tmp: Path, labels: dict[str, str] | None = None) -> RunResult:
         """The guest's whole world: `root` as /, the mounts, argv, env and stdio; nothing else."""
         cap = spec.limits.max_output
         stdout = _Sink(cap, 1 if spec.stream else None)
@@ -352,6 +354,8 @@ class Launcher:
         wasi.argv = argv
         wasi.env = list(env.items())
         wasi.preopen_dir(str(root), "/")
+        for guest, host in reactor.aliases(labels or {}, root):
+            wasi.preopen_dir(str(host), guest, False)
         for m in self._check_mounts(spec.mounts, root):
             wasi.preopen_dir(str(m.host), m.guest, not m.read_only)
         if spec.stdin == "-":
@@ -389,14 +393,14 @@ class Launcher:
         memory = exports.get("memory") if "memory" in exports else None
         if workdir != "/" and loaded.cwd_slot is not None and memory is not None:
             set_cwd(store, memory, loaded.cwd_slot, workdir)
-        start = exports.get("_start") if "_start" in exports else None
+        start = reactor.entry(store, exports)
         if start is None:
-            raise RunError(f"{name}: not a WASI command (no _start)", 126)
+            raise RunError(f"{name}: not a WASI command (no _start) nor a reactor (no run)", 126)
         if on_start is not None:
             on_start()
         with self.ticker:
             try:
-                start(store)
+                result.exit_code = start()
             except (wasmtime.ExitTrap, wasmtime.Trap, wasmtime.WasmtimeError) as e:
                 # wasmtime-py raises from a frame that holds the exception: drop the traceback so
                 # the cycle (and the store in it) is freed now, not by a GC pass at exit.

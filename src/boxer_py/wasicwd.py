@@ -113,9 +113,48 @@ def find_cwd_slot(wasm: bytes) -> int | None:
     words = array.array("I", bytes(memory))
     if sys.byteorder != "little":
         words.byteswap()
-    candidates = [i * 4 for i, word in enumerate(words)
-                  if word in slashes and b"\x41" + _encode_sleb(i * 4) in code]
-    return candidates[0] if len(set(candidates)) == 1 else None
+    pointers = [i * 4 for i, word in enumerate(words) if word in slashes]
+    # A pre-initialised (snapshot) memory also holds pointers into its heap, e.g. at wide
+    # strings "/usr..." whose UTF-32 "/" reads as "/\0": a C string "/" is looked for first.
+    wide = {a for a in pointers if memory[words[a // 4] + 2:words[a // 4] + 4] == b"\0\0"}
+    for group in ([a for a in pointers if a not in wide], pointers):
+        candidates = [a for a in group if any(ref in code for ref in _references(a))]
+        if candidates:
+            return candidates[0] if len(candidates) == 1 else None
+    return None
+
+
+def _references(address: int) -> list[bytes]:
+    """The instructions that load a static address: `i32.const addr`, or (what LLVM emits for a
+    global under LTO) `i32.const 0; i32.load offset=addr`; each immediate both minimal and in
+    the 5-byte padded form a linker leaves behind."""
+    out = []
+    for sleb in {_encode_sleb(address), _pad(_encode_sleb(address))}:
+        out.append(b"\x41" + sleb)
+    for uleb in {_encode_uleb(address), _pad(_encode_uleb(address))}:
+        out.append(b"\x41\x00\x28\x02" + uleb)
+    return out
+
+
+def _encode_uleb(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if not value:
+            out.append(byte)
+            return bytes(out)
+        out.append(byte | 0x80)
+
+
+def _pad(leb: bytes) -> bytes:
+    """The same number as a 5-byte LEB128 (continuation bits set, zero groups appended)."""
+    if len(leb) >= 5:
+        return leb
+    body = bytearray(leb)
+    body[-1] |= 0x80
+    body += b"\x80" * (4 - len(leb)) + b"\x00"
+    return bytes(body)
 
 
 def set_cwd(store, memory, slot: int, directory: str) -> None:
