@@ -138,7 +138,9 @@ print(sorted(os.listdir('/')))
     r = box.run_python(code)
     assert r.exit_code == 0, r.stderr
     assert b"host secret" not in r.stdout and b"root:" not in r.stdout
-    assert r.stdout.decode().splitlines() == ["FileNotFoundError"] * 4 + ["['app', 'out', 'root', 'tmp', 'usr']"]
+    # `..` out of the matplotlib-data preopen is refused by Wasmtime itself (not capable).
+    assert r.stdout.decode().splitlines() == ["FileNotFoundError", "FileNotFoundError", "PermissionError",
+                                              "FileNotFoundError", "['app', 'out', 'root', 'tmp', 'usr']"]
 
 
 def test_matplotlib_data_is_read_only_and_runs_are_isolated(box):
