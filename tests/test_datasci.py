@@ -98,6 +98,13 @@ def test_env_workdir_argv_and_stdin(box):
     assert box.run(["python", "-m", "platform"]).stdout.startswith(b"wasi-")
 
 
+def test_pandas_reads_a_mounted_csv(box, tmp_path):
+    (tmp_path / "in.csv").write_text("k,v\na,1\nb,2\na,3\n")
+    code = "import pandas as pd; print(pd.read_csv('/data/in.csv').groupby('k').v.sum().to_dict())"
+    r = box.run_python(code, mounts=[f"{tmp_path}:/data:ro"])
+    assert (r.exit_code, r.stdout) == (0, b"{'a': 4, 'b': 2}\n"), r.stderr
+
+
 def test_exit_codes_propagate(boxer, ds_image, box):
     assert box.run_python("import sys; sys.exit(3)").exit_code == 3
     r = box.run_python("raise ValueError('boom')")
@@ -182,6 +189,7 @@ def test_alias_labels_stay_inside_the_rootfs(tmp_path):
         "other": "/data",
     }
     assert aliases(labels, root) == [("/seen", root / "data"), ("/up", root)]
+    assert aliases({**labels, "boxer.alias:/mnt/x/y": "/data"}, root, ["/mnt/x", "/up"]) == [("/seen", root / "data")]
 
 
 def test_unpacked_member_names_cannot_escape(tmp_path):

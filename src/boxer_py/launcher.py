@@ -354,9 +354,10 @@ class Launcher:
         wasi.argv = argv
         wasi.env = list(env.items())
         wasi.preopen_dir(str(root), "/")
-        for guest, host in reactor.aliases(labels or {}, root):
+        mounts = self._check_mounts(spec.mounts, root)
+        for guest, host in reactor.aliases(labels or {}, root, [m.guest for m in mounts]):
             wasi.preopen_dir(str(host), guest, False)
-        for m in self._check_mounts(spec.mounts, root):
+        for m in mounts:
             wasi.preopen_dir(str(m.host), m.guest, not m.read_only)
         if spec.stdin == "-":
             wasi.inherit_stdin()

@@ -53,15 +53,20 @@ def entry(store: wasmtime.Store, exports) -> Callable[[], int] | None:
     return go
 
 
-def aliases(labels: dict[str, str], root: Path) -> list[tuple[str, Path]]:
+def aliases(labels: dict[str, str], root: Path, mounted: list[str] = ()) -> list[tuple[str, Path]]:
     """(guest path, host directory) for each `boxer.alias:` label whose target is a directory
-    of `root`; others are ignored, as Docker ignores labels it does not know."""
+    of `root`; others are ignored, as Docker ignores labels it does not know. An image cannot
+    cover what the user mounted: an alias at or under a mount's path is dropped."""
     out = []
     for key, target in sorted(labels.items()):
         if not key.startswith(ALIAS_LABEL):
             continue
         guest = posixpath.normpath(key[len(ALIAS_LABEL):])
+        if not guest.startswith("/") or guest.startswith("//") or guest == "/":
+            continue
+        if any(guest == m or guest.startswith(m.rstrip("/") + "/") for m in mounted):
+            continue
         host = resolve(root, target)
-        if guest.startswith("/") and guest != "/" and host.is_dir() and not host.is_symlink():
+        if host.is_dir() and not host.is_symlink():
             out.append((guest, host))
     return out
