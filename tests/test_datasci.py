@@ -103,6 +103,8 @@ def test_pandas_reads_a_mounted_csv(box, tmp_path):
     code = "import pandas as pd; print(pd.read_csv('/data/in.csv').groupby('k').v.sum().to_dict())"
     r = box.run_python(code, mounts=[f"{tmp_path}:/data:ro"])
     assert (r.exit_code, r.stdout) == (0, b"{'a': 4, 'b': 2}\n"), r.stderr
+    with pytest.raises(boxer_py.RunError, match="a parent of it is a file"):
+        box.run_python("pass", mounts=[f"{tmp_path}:/usr/local/lib/python315.zip/matplotlib/mpl-data"])
 
 
 def test_exit_codes_propagate(boxer, ds_image, box):

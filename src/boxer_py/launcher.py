@@ -452,6 +452,10 @@ class Launcher:
             mountpoint = resolve(root, guest)
             if mountpoint.is_symlink() or (mountpoint.exists() and not mountpoint.is_dir()):
                 raise RunError(f"-v {m.host}:{m.guest}: {guest} is not a directory in the image")
-            mountpoint.mkdir(parents=True, exist_ok=True)
+            try:
+                mountpoint.mkdir(parents=True, exist_ok=True)
+            except OSError:
+                raise RunError(f"-v {m.host}:{m.guest}: {guest} cannot be a directory in the image "
+                               "(a parent of it is a file)") from None
             out.append(Mount(host, guest, m.read_only))
         return out
