@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import posixpath
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import wasmtime
 
@@ -53,7 +53,7 @@ def entry(store: wasmtime.Store, exports) -> Callable[[], int] | None:
     return go
 
 
-def aliases(labels: dict[str, str], root: Path, mounted: list[str] = ()) -> list[tuple[str, Path]]:
+def aliases(labels: dict[str, str], root: Path, mounted: Sequence[str] = ()) -> list[tuple[str, Path]]:
     """(guest path, host directory) for each `boxer.alias:` label whose target is a directory
     of `root`; others are ignored, as Docker ignores labels it does not know. An image cannot
     cover what the user mounted: an alias at or under a mount's path is dropped."""
