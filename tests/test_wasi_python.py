@@ -25,7 +25,7 @@ from boxer_py.bases import load_catalog
 from boxer_py.errors import BuildError
 from boxer_py.reactor import aliases
 
-from conftest import EXAMPLES
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 pytestmark = pytest.mark.datasci
 

@@ -350,13 +350,14 @@ class Launcher:
         self.runs.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=f"{os.getpid()}.", dir=self.runs) as tmp:
             root = Path(tmp) / "rootfs"
-            copy_tree(base, root)
+            shared = reactor.read_only(config.labels, base)
+            copy_tree(base, root, skip=[host for _, host in shared])
             resolve(root, workdir).mkdir(parents=True, exist_ok=True)
             out_dir = resolve(root, spec.output_dir) if spec.output_dir else None
             if out_dir is not None:
                 out_dir.mkdir(parents=True, exist_ok=True)
             loaded = self._module(image, base, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
-            result = self._sandbox(root, loaded, argv, env, workdir, spec, Path(tmp), config.labels)
+            result = self._sandbox(root, loaded, argv, env, workdir, spec, Path(tmp), config.labels, shared)
             if spec.output_dir:
                 # Resolved again: the guest may have replaced the directory by a symlink.
                 try:
@@ -381,7 +382,8 @@ class Launcher:
             return self._sandbox(root, loaded, argv, env, workdir, spec, Path(tmp))
 
     def _sandbox(self, root: Path, loaded: Loaded, argv: list[str], env: dict[str, str], workdir: str,
-                 spec: RunSpec, tmp: Path, labels: dict[str, str] | None = None) -> RunResult:
+                 spec: RunSpec, tmp: Path, labels: dict[str, str] | None = None,
+                 shared: list[tuple[str, Path]] = ()) -> RunResult:
         """The guest's whole world: `root` as /, the mounts, argv, env and stdio; nothing else."""
         cap = spec.limits.max_output
         stdout = _Sink(cap, 1 if spec.stream else None)
@@ -391,7 +393,9 @@ class Launcher:
         wasi.env = list(env.items())
         wasi.preopen_dir(str(root), "/")
         mounts = self._check_mounts(spec.mounts, root)
-        for guest, host in reactor.aliases(labels or {}, root, [m.guest for m in mounts]):
+        mounted = [m.guest for m in mounts]
+        shown = [(g, h) for g, h in shared if not reactor.covered(g, mounted)]
+        for guest, host in [*shown, *reactor.aliases(labels or {}, root, mounted)]:
             wasi.preopen_dir(str(host), guest, False)
         for m in mounts:
             wasi.preopen_dir(str(m.host), m.guest, not m.read_only)

@@ -7,6 +7,9 @@ reactor instead: it exports `_initialize` (absent from its pre-initialised snaps
 exit code. It also imports `host.call`, a channel to host functions: boxer offers none, so
 every call answers -1 ("no host"), and the guest gets nothing through it.
 
+A base's label `boxer.readonly:DIR` asks for DIR to come read-only from the cached image
+rather than be copied per run (see `read_only`).
+
 Its matplotlib reads data beside its own module file, which is inside the stdlib zip; the
 base's label `boxer.alias:GUEST=ROOTFS_PATH` asks for a directory of the image to be seen,
 read-only, at a guest path (one more preopen). The directory is resolved inside the run's
@@ -24,6 +27,7 @@ from .rootfs import resolve
 
 NO_HOST = -1  # host.call's answer: no host function behind it
 ALIAS_LABEL = "boxer.alias:"
+READONLY_LABEL = "boxer.readonly:"
 
 
 def define_host(linker: wasmtime.Linker, engine: wasmtime.Engine) -> None:
@@ -53,6 +57,11 @@ def entry(store: wasmtime.Store, exports) -> Callable[[], int] | None:
     return go
 
 
+def covered(guest: str, mounted: Sequence[str]) -> bool:
+    """Whether a user's mount is at or above `guest`: an image never covers what was mounted."""
+    return any(guest == m or guest.startswith(m.rstrip("/") + "/") for m in mounted)
+
+
 def aliases(labels: dict[str, str], root: Path, mounted: Sequence[str] = ()) -> list[tuple[str, Path]]:
     """(guest path, host directory) for each `boxer.alias:` label whose target is a directory
     of `root`; others are ignored, as Docker ignores labels it does not know. An image cannot
@@ -64,9 +73,28 @@ def aliases(labels: dict[str, str], root: Path, mounted: Sequence[str] = ()) -> 
         guest = posixpath.normpath(key[len(ALIAS_LABEL):])
         if not guest.startswith("/") or guest.startswith("//") or guest == "/":
             continue
-        if any(guest == m or guest.startswith(m.rstrip("/") + "/") for m in mounted):
+        if covered(guest, mounted):
             continue
         host = resolve(root, target)
         if host.is_dir() and not host.is_symlink():
+            out.append((guest, host))
+    return out
+
+
+def read_only(labels: dict[str, str], base: Path) -> list[tuple[str, Path]]:
+    """(guest path, host directory in the unpacked image) for each `boxer.readonly:DIR` label:
+    DIR is shown to the guest straight from the cached image, read-only, instead of being
+    copied into every run's writable layer. Bases use it for their runtime's large files
+    (CPython's own /usr is hidden from the guest by its embedded stdlib anyway). DIR must be
+    a real directory of the image, no symlink on the way, and not `/`."""
+    out = []
+    for key in sorted(labels):
+        if not key.startswith(READONLY_LABEL):
+            continue
+        guest = posixpath.normpath("/" + key[len(READONLY_LABEL):].lstrip("/"))
+        if guest == "/":
+            continue
+        host = resolve(base, guest)
+        if host == base.joinpath(*guest.strip("/").split("/")) and host.is_dir() and not host.is_symlink():
             out.append((guest, host))
     return out

@@ -13,7 +13,7 @@ import shutil
 import stat
 import tarfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 from .errors import BuildError
 
@@ -57,9 +57,14 @@ def within(root: Path, host: Path) -> str:
     return "/" + host.relative_to(root).as_posix().removeprefix(".")
 
 
-def copy_tree(src: Path, dest: Path) -> None:
-    """Copy a tree without following any symlink in it (links are copied as links)."""
-    shutil.copytree(src, dest, symlinks=True, dirs_exist_ok=True)
+def copy_tree(src: Path, dest: Path, skip: Sequence[Path] = ()) -> None:
+    """Copy a tree without following any symlink in it (links are copied as links). Directories
+    in `skip` (paths under `src`) are left empty."""
+    skipped = set(skip)
+    ignore = (lambda d, names: [n for n in names if Path(d) / n in skipped]) if skipped else None
+    shutil.copytree(src, dest, symlinks=True, dirs_exist_ok=True, ignore=ignore)
+    for host in skipped:
+        (dest / host.relative_to(src)).mkdir(parents=True, exist_ok=True)
 
 
 WHITEOUT = ".wh."  # OCI: an empty `dir/.wh.name` entry in a layer deletes `dir/name` below it
