@@ -121,7 +121,8 @@ def python_runs(b: Bench) -> list[Measurement]:
     sessions: list[boxer_py.Session] = []
 
     def open_session() -> None:
-        sessions.append(boxer_py.Session(b.image, cache_dir=warm_cache))
+        if not sessions:
+            sessions.append(boxer_py.Session(b.image, cache_dir=warm_cache))
         session_run()  # the module compiled or loaded, and kept in memory
 
     def session_run() -> None:
@@ -129,7 +130,19 @@ def python_runs(b: Bench) -> list[Measurement]:
         if result.exit_code != 0:
             raise SystemExit(f"bench: Session.run failed: {result.stderr.decode()[-500:]}")
 
+    def four_runs(threads: int) -> Callable[[], float]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        def work() -> None:
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(lambda _: session_run(), range(4)))
+
+        return in_process(work)
+
     return [
+        Measurement("Session: 4 runs one after another", four_runs(1), b.runs, prepare=open_session),
+        Measurement("Session: 4 runs on 2 threads (2 cores: ideally half the line above)", four_runs(2), b.runs,
+                    prepare=open_session),
         Measurement("boxer run IMAGE python -c pass (cold: empty cache each run)", process(argv, before=empty_cache),
                     b.cold_runs),
         Measurement("boxer run IMAGE python -c pass (warm cache)", process(argv, warm_env), b.runs,

@@ -1,4 +1,4 @@
-"""examples/agent: the script builds its image, runs four LLM-style tasks and prints JSON."""
+"""examples/agent: the script builds its image, runs five LLM-style tasks and prints JSON."""
 from __future__ import annotations
 
 import csv
@@ -26,7 +26,7 @@ def test_agent_example_end_to_end(tmp_path, cache_dir):
     lines, stderr = run_agent(image, out, cache_dir)
     assert "building" in stderr and image.is_file()
     results = {line["task"]: line["result"] for line in lines}
-    assert list(results) == ["csv-summary", "bar-chart", "failing-program", "runaway-loop"]
+    assert list(results) == ["csv-summary", "bar-chart", "plotly-chart", "failing-program", "runaway-loop"]
 
     # the CSV summary matches the same statistics computed here
     with open(AGENT / "data" / "sales.csv", newline="") as f:
@@ -51,6 +51,14 @@ def test_agent_example_end_to_end(tmp_path, cache_dir):
     assert re.findall(r"<title>(\w+): ", saved) == regions
     assert saved.count('class="bar"') == len(regions)
 
+    # plotly, installed by the Dockerfile's RUN pip, draws the same bars
+    plotly = results["plotly-chart"]
+    assert plotly["exit_code"] == 0, plotly["stderr"]
+    assert not plotly["files_truncated"]
+    page = (out / "plotly-chart" / "plotly.html").read_text()
+    assert "Plotly.newPlot" in page and "Revenue by region" in page
+    assert all(f'"{r}"' in page for r in regions)
+
     failing = results["failing-program"]
     assert failing["exit_code"] == 1 and "KeyError: 'revenue'" in failing["stderr"]
     runaway = results["runaway-loop"]
@@ -60,4 +68,4 @@ def test_agent_example_end_to_end(tmp_path, cache_dir):
     built = image.stat().st_mtime_ns
     lines, stderr = run_agent(image, out, cache_dir)
     assert "building" not in stderr and image.stat().st_mtime_ns == built
-    assert [line["result"]["exit_code"] for line in lines] == [0, 0, 1, 124]
+    assert [line["result"]["exit_code"] for line in lines] == [0, 0, 0, 1, 124]

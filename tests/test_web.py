@@ -606,3 +606,25 @@ def test_files_deleted_by_a_later_layer_are_gone_in_the_page_too(boxer, build, s
     assert reference.stdout == "['b.txt']\n"
     run = open_page(serve(image).url).last_run()
     assert (run["exitCode"], run["stdout"]) == (0, reference.stdout)
+
+
+def test_the_agent_examples_plotly_chart_shows_in_the_page(build, boxer, cache_dir, serve, open_page):
+    agent = Path(__file__).resolve().parent.parent / "examples" / "agent"
+    boxer_py.build(agent, None, tag="agent-sandbox", cache_dir=cache_dir)
+    from importlib.util import module_from_spec, spec_from_file_location
+
+    spec = spec_from_file_location("agent_example", agent / "agent.py")
+    example = module_from_spec(spec)
+    spec.loader.exec_module(example)
+    image = build("FROM agent-sandbox\nCOPY chart.py /work/\nCOPY sales.csv /data/\n",
+                  {"chart.py": example.PLOTLY_CHART, "sales.csv": (agent / "data" / "sales.csv").read_text()})
+    page = open_page(serve(image).url, autorun=False)
+    run = page.run("python chart.py")
+    assert run["exitCode"] == 0, run["stderr"]
+    assert run["files"] == ["/out/plotly.html"]
+    frame = page.page.frame_locator("#preview iframe")
+    frame.locator(".main-svg").first.wait_for(timeout=60_000)
+    assert frame.locator(".gtitle").text_content() == "Revenue by region"
+    assert frame.locator(".point").count() == 4
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    page.page.locator("#preview iframe").screenshot(path=str(OUTPUT / "agent-plotly.png"))

@@ -3,9 +3,9 @@
     python examples/agent/agent.py [--image agent.wasm] [--out agent-output]
 
 Builds the image from the Dockerfile beside this script when it is missing or older than
-the Dockerfile, then runs four tasks through one warm Session: a CSV summary, an HTML bar
-chart (written to /out/chart.html, saved as OUT/bar-chart/chart.html), a failing program and a runaway
-loop. Each result is printed as one JSON line: {"task": ..., "result": {...}}.
+the Dockerfile, then runs five tasks through one warm Session: a CSV summary, an HTML bar
+chart by hand (written to /out/chart.html, saved as OUT/bar-chart/chart.html), the same chart
+with plotly (OUT/plotly-chart/plotly.html), a failing program and a runaway loop. Each result is printed as one JSON line: {"task": ..., "result": {...}}.
 """
 from __future__ import annotations
 
@@ -37,8 +37,7 @@ print(f"overall mean {statistics.mean(everything):.2f}, median {statistics.media
       f"stdev {statistics.stdev(everything):.2f}")
 """
 
-# "Draw a bar chart of revenue by region as an HTML page." plotly cannot be installed into an
-# image until `RUN pip install` is supported, so the chart is hand-written SVG.
+# "Draw a bar chart of revenue by region as an HTML page", with no library: hand-written SVG.
 BAR_CHART = """
 import csv, html
 from collections import defaultdict
@@ -66,6 +65,24 @@ page = f'''<!DOCTYPE html>
 with open('/out/chart.html', 'w') as f:
     f.write(page)
 print(f"wrote /out/chart.html with {len(bars)} bars")
+"""
+
+# The same chart the way an LLM usually writes it: plotly (installed in the image by RUN pip),
+# with plotly.js embedded so the page needs no network.
+PLOTLY_CHART = """
+import csv
+from collections import defaultdict
+import plotly.graph_objects as go
+
+totals = defaultdict(float)
+with open('/data/sales.csv', newline='') as f:
+    for row in csv.DictReader(f):
+        totals[row['region']] += float(row['revenue'])
+regions = sorted(totals)
+fig = go.Figure(go.Bar(x=regions, y=[totals[r] for r in regions]))
+fig.update_layout(title='Revenue by region')
+fig.write_html('/out/plotly.html', include_plotlyjs=True, full_html=True)
+print(f"wrote /out/plotly.html with {len(regions)} bars")
 """
 
 # A bug the agent will have to read the traceback of.
@@ -102,12 +119,13 @@ def main() -> int:
     tasks = [
         ("csv-summary", CSV_SUMMARY, {}),
         ("bar-chart", BAR_CHART, {}),
+        ("plotly-chart", PLOTLY_CHART, {"timeout": 60, "max_output": "16m"}),
         ("failing-program", FAILING, {}),
         ("runaway-loop", RUNAWAY, {"timeout": 2}),
     ]
     for name, code, limits in tasks:
-        result = box.run_python(code, mounts=[data], memory="256m", max_output="256k", disk="64m",
-                                **{"timeout": 10, **limits})
+        result = box.run_python(code, mounts=[data], memory="512m", disk="64m",
+                                **{"timeout": 10, "max_output": "256k", **limits})
         for path, content in result.files.items():  # what the agent hands back to its user
             target = args.out / name / posixpath.relpath(path, "/out")
             target.parent.mkdir(parents=True, exist_ok=True)
