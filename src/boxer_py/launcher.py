@@ -392,7 +392,7 @@ class Launcher:
         wasi.argv = argv
         wasi.env = list(env.items())
         wasi.preopen_dir(str(root), "/")
-        mounts = self._check_mounts(spec.mounts, root)
+        mounts = self._check_mounts(spec.mounts, root, shared)
         mounted = [m.guest for m in mounts]
         shown = [(g, h) for g, h in shared if not reactor.covered(g, mounted)]
         for guest, host in [*shown, *reactor.aliases(labels or {}, root, mounted)]:
@@ -493,7 +493,8 @@ class Launcher:
         where = "" if "/" in name else f" in PATH ({path})"
         raise RunError(f"{name}: not found{where}", 127)
 
-    def _check_mounts(self, mounts: tuple[Mount, ...], root: Path) -> list[Mount]:
+    def _check_mounts(self, mounts: tuple[Mount, ...], root: Path,
+                      shared: list[tuple[str, Path]] = ()) -> list[Mount]:
         out = []
         for m in mounts:
             guest = posixpath.normpath(m.guest)
@@ -502,9 +503,15 @@ class Launcher:
             host = m.host.resolve()
             if not host.is_dir():
                 raise RunError(f"-v {m.host}:{m.guest}: {m.host} is not a directory (only directories can be mounted)")
+            # Under a shared read-only directory the image's content is in the cache, not in root.
             mountpoint = resolve(root, guest)
-            if mountpoint.is_symlink() or (mountpoint.exists() and not mountpoint.is_dir()):
-                raise RunError(f"-v {m.host}:{m.guest}: {guest} is not a directory in the image")
+            in_cache = [(h, resolve(h, guest[len(g):])) for g, h in shared if guest.startswith(g.rstrip("/") + "/")]
+            for top, point in [*in_cache, (root, mountpoint)]:
+                if point.is_symlink() or (point.exists() and not point.is_dir()):
+                    raise RunError(f"-v {m.host}:{m.guest}: {guest} is not a directory in the image")
+            if any(p.is_file() for top, point in in_cache for p in point.parents if top in p.parents):
+                raise RunError(f"-v {m.host}:{m.guest}: {guest} cannot be a directory in the image "
+                               "(a parent of it is a file)")
             try:
                 mountpoint.mkdir(parents=True, exist_ok=True)
             except OSError:
