@@ -46,15 +46,20 @@ def groupadd(call: Call) -> int:
     return _add_group(call, operands[0], opts.get("g"), bool(opts.get("r")), bool(opts.get("f")))
 
 
+def _add_to_group(call: Call, user: str, group: str) -> int:
+    """`adduser USER GROUP` / `addgroup USER GROUP`: both users and group must exist."""
+    if accounts.user(call.root, user) is None:
+        return call.fail(f"The user `{user}' does not exist.")
+    if not accounts.add_member(call.root, group, user):
+        return call.fail(f"The group `{group}' does not exist.")
+    return 0
+
+
 def addgroup(call: Call) -> int:
     """Debian's (`--system --gid N name`) and BusyBox's (`-S -g N name`); `addgroup user group`."""
     opts, operands = parse_options(call, "S", "g", {"system": "S", "gid": "g=", "quiet": "q", "force-badname": "b"})
     if len(operands) == 2:
-        if accounts.user(call.root, operands[0]) is None:
-            return call.fail(f"The user `{operands[0]}' does not exist.")
-        if not accounts.add_member(call.root, operands[1], operands[0]):
-            return call.fail(f"The group `{operands[1]}' does not exist.")
-        return 0
+        return _add_to_group(call, *operands)
     if len(operands) != 1:
         return call.fail("expected one group name")
     return _add_group(call, operands[0], opts.get("g"), bool(opts.get("S")))
@@ -118,11 +123,7 @@ def adduser(call: Call) -> int:
         "home": "h=", "gecos": "g=", "comment": "g=", "ingroup": "G=", "gid": "gid=", "shell": "s=",
         "uid": "u=", "group": "group", "quiet": "q", "force-badname": "b", "allow-bad-names": "b"})
     if len(operands) == 2:
-        if accounts.user(call.root, operands[0]) is None:
-            return call.fail(f"The user `{operands[0]}' does not exist.")
-        if not accounts.add_member(call.root, operands[1], operands[0]):
-            return call.fail(f"The group `{operands[1]}' does not exist.")
-        return 0
+        return _add_to_group(call, *operands)
     if len(operands) != 1:
         return call.fail("expected one user name")
     system = bool(opts.get("S"))
