@@ -189,10 +189,12 @@ def sizes(b: Bench) -> str:
     from boxer_py.bases import load_catalog
 
     runtime = next(base for base in load_catalog().values() if base.name == "python").runtime_file().stat().st_size
-    app = (b.workdir / "app.wasm").stat().st_size if (b.workdir / "app.wasm").exists() else 0
     hello = b.image.stat().st_size
-    return (f"sizes: python runtime {runtime / 1e6:.1f} MB; hello image {hello / 1e6:.1f} MB "
-            f"({hello / runtime:.2f}x); python-app image (six, attrs) {app / 1e6:.1f} MB ({app / runtime:.2f}x)")
+    line = f"sizes: python runtime {runtime / 1e6:.1f} MB; hello image {hello / 1e6:.1f} MB ({hello / runtime:.2f}x)"
+    if (b.workdir / "app.wasm").exists():
+        app = (b.workdir / "app.wasm").stat().st_size
+        line += f"; python-app image (six, attrs) {app / 1e6:.1f} MB ({app / runtime:.2f}x)"
+    return line
 
 
 def reported() -> list[tuple[str, float, str]]:
