@@ -350,3 +350,19 @@ def test_exec_form_reaches_the_shell_utilities_without_expansion(build, boxer):
                   'RUN ["sh", "-c", "echo $X > /made/sh.txt"]\n')
     r = run_py(boxer, image, "import os; print(os.listdir('/made'), open('/made/sh.txt').read().strip())")
     assert r.stdout == "['$X', 'sh.txt'] expanded\n" or r.stdout == "['sh.txt', '$X'] expanded\n"
+
+
+def test_run_here_documents(build, boxer, make_context):
+    image = build("FROM python:3.12\n"
+                  "RUN <<EOF\nset -e\n# not an instruction\nmkdir -p /app\necho hi > /app/x\nEOF\n"
+                  "RUN --network=none python - <<PY\nopen('/app/py', 'w').write('from stdin')\nPY\n"
+                  "WORKDIR /app\n")
+    r = run_py(boxer, image, "import os; print(sorted(os.listdir('.')), open('x').read().strip(), open('py').read())")
+    assert r.stdout == "['py', 'x'] hi from stdin\n", r.stderr
+    for n, (text, message) in enumerate([
+        ("RUN <<EOF\necho never closed\n", "Dockerfile:2: RUN: here-document is not closed by a line 'EOF'"),
+        ("COPY <<EOT /x\nhi\nEOT\n", "Dockerfile:2: COPY with a here-document is not supported"),
+    ]):
+        ctx = make_context("FROM python:3.12\n" + text, name=f"heredoc{n}")
+        r = boxer("build", "-o", str(ctx / "x.wasm"), str(ctx))
+        assert r.returncode == 1 and message in r.stderr and "Traceback" not in r.stderr, r.stderr

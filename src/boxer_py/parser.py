@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,15 +34,26 @@ def parse_file(path: str | Path) -> Dockerfile:
     return parse(text, str(path))
 
 
+_HEREDOC = re.compile(r"<<(-?)([\"']?)([A-Za-z_][A-Za-z0-9_]*)\2")
+
+
 def parse(text: str, path: str = "Dockerfile") -> Dockerfile:
     parser = DockerfileParser(fileobj=io.BytesIO(text.encode("utf-8")))
+    lines = text.splitlines()
     result = []
+    skip_until = -1
     for node in parser.structure:
         keyword = node["instruction"]
-        if keyword == "COMMENT":
+        if keyword == "COMMENT" or node["startline"] <= skip_until:
             continue
         line = node["startline"] + 1
         value = node["value"].strip()
+        heredoc = _HEREDOC.search(value) if keyword in ("RUN", "COPY", "ADD") else None
+        if heredoc:
+            if keyword != "RUN":
+                raise DockerfileError(f"{keyword} with a here-document is not supported; put the file in the "
+                                      "build context and COPY it", path, line)
+            value, skip_until = _run_heredoc(value, heredoc, lines, node["endline"], path, line)
         build = _BUILDERS.get(keyword)
         if build is None:
             raise DockerfileError(f"unknown instruction {keyword}", path, line)
@@ -59,6 +71,27 @@ def parse(text: str, path: str = "Dockerfile") -> Dockerfile:
 
 class _Invalid(Exception):
     pass
+
+
+def _run_heredoc(value: str, heredoc: re.Match, lines: list[str], end: int, path: str,
+                 line: int) -> tuple[str, int]:
+    """BuildKit's `RUN <<EOF` (the body is the script) and `RUN cmd <<EOF` (the body is cmd's
+    stdin, which the build's shell handles as a here-document). The body is taken from the
+    raw lines, which dockerfile-parse would read as instructions. Returns the RUN's value and
+    the last line index the here-document used."""
+    if len(_HEREDOC.findall(value)) > 1:
+        raise DockerfileError("RUN: only one here-document per RUN is supported", path, line)
+    strip_tabs, delimiter = heredoc.group(1) == "-", heredoc.group(3)
+    for close in range(end + 1, len(lines)):
+        if (lines[close].lstrip("\t") if strip_tabs else lines[close]) == delimiter:
+            break
+    else:
+        raise DockerfileError(f"RUN: here-document is not closed by a line {delimiter!r}", path, line)
+    body = [x.lstrip("\t") if strip_tabs else x for x in lines[end + 1:close]]
+    before = value[:heredoc.start()]
+    if before.strip() and not before.strip().split()[-1].startswith("--"):  # RUN cmd <<EOF: stdin
+        return "\n".join([value, *body, delimiter]), close
+    return before + "\n".join(body) + value[heredoc.end():], close
 
 
 def _words(value: str) -> list[str]:

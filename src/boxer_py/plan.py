@@ -230,7 +230,7 @@ def _apply(st: _StageState, i: ins.Instruction, stages: list[_StageState], build
         _check_run_flags(i, fail)
         env = tuple({**st.args, **c.env_dict()}.items())
         script, argv = (i.command[0], None) if i.shell else (None, i.command)
-        text = f"RUN {script if i.shell else list(argv)}"
+        text = "RUN " + (script.replace("\n", " \\n ") if i.shell else str(list(argv)))  # one log line
         st.steps.append(RunStep(i.line, script, argv, env, c.working_dir, c.user, text))
     elif isinstance(i, ins.Label):
         c = replace(c, labels={**c.labels, **{expand(k, v): expand(val, v) for k, val in i.pairs}})
