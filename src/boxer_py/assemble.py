@@ -70,9 +70,9 @@ class Assembled:
 
 
 def assemble(plan: BuildPlan, context: Context, scratch: Path, progress: Progress = lambda _: None,
-             commands: Callable[[Path], Commands] | None = None, cache: StepCache = StepCache(None)) -> Assembled:
+             commands: Callable[[Path, dict[str, str]], Commands] | None = None, cache: StepCache = StepCache(None)) -> Assembled:
     """Build the stages the target needs, in `scratch` (a private temp directory).
-    `commands(root)` serves RUN's non-shell commands (Wasm programs, pip) for a stage."""
+    `commands(root, labels)` serves RUN's non-shell commands (Wasm programs, pip) for a stage."""
     built: dict[int, _StageFS] = {}
     needed = plan.needed()
     total = sum(1 + len(plan.stages[i].steps) for i in needed)
@@ -192,7 +192,7 @@ def _run(step: RunStep, fs: _StageFS, plan: BuildPlan, commands, progress: Progr
         raise DockerfileError("RUN needs a runtime to run programs at build time", plan.dockerfile, step.line)
     before = snapshot(fs.root)
     try:
-        result = execute(step, fs.root, commands(fs.root))
+        result = execute(step, fs.root, commands(fs.root, dict(step.labels)))
     except BoxerError as e:
         raise DockerfileError(f"RUN: {e}", plan.dockerfile, step.line) from None
     for line in result.log.decode(errors="replace").splitlines():

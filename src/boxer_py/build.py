@@ -39,14 +39,15 @@ def build(context: str | Path, output: str | Path | None, dockerfile: str | Path
     ctx = Context(context, str(dockerfile))
     launcher = []
 
-    def run_in(*args):
+    def run_in(*args, **kwargs):
         if not launcher:  # Wasmtime is loaded only when a RUN step runs a program
             from .launcher import Launcher
             launcher.append(Launcher(cache_dir))
-        return launcher[0].run_in(*args)
+        return launcher[0].run_in(*args, **kwargs)
 
-    def commands(root: Path) -> Commands:
-        return Commands(root, run_in, skip_unsupported, lambda message: progress(f"    WARNING: {message}"))
+    def commands(root: Path, labels: dict[str, str]) -> Commands:
+        return Commands(root, lambda *args: run_in(*args, labels=labels), skip_unsupported,
+                        lambda message: progress(f"    WARNING: {message}"))
 
     with tempfile.TemporaryDirectory(prefix="boxer-build-") as scratch:
         assembled = assemble(plan, ctx, Path(scratch), progress, commands, StepCache(cache_dir / "steps", not no_cache))

@@ -371,7 +371,7 @@ class Launcher:
             return result
 
     def run_in(self, root: Path, argv: list[str], env: dict[str, str], workdir: str, stdin: bytes = b"",
-               limits: Limits = Limits()) -> RunResult:
+               limits: Limits = Limits(), labels: dict[str, str] | None = None) -> RunResult:
         """Run a program of a rootfs in place, so its writes stay: a build's RUN step. The
         program is read from `root` itself (which the build is changing), not from an image."""
         program = self._find_program(root, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
@@ -379,7 +379,7 @@ class Launcher:
         spec = RunSpec(tuple(argv), env=env, workdir=workdir, stdin=stdin, limits=limits, output_dir=None)
         self.runs.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=f"{os.getpid()}.", dir=self.runs) as tmp:
-            return self._sandbox(root, loaded, argv, env, workdir, spec, Path(tmp))
+            return self._sandbox(root, loaded, argv, env, workdir, spec, Path(tmp), labels)
 
     def _sandbox(self, root: Path, loaded: Loaded, argv: list[str], env: dict[str, str], workdir: str,
                  spec: RunSpec, tmp: Path, labels: dict[str, str] | None = None,

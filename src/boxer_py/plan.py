@@ -69,6 +69,7 @@ class RunStep:
     workdir: str
     user: str
     text: str = ""
+    labels: tuple[tuple[str, str], ...] = ()  # the image's labels so far: what its base asks the sandbox for
 
 
 Step = CopyStep | MkdirStep | RunStep
@@ -231,7 +232,7 @@ def _apply(st: _StageState, i: ins.Instruction, stages: list[_StageState], build
         env = tuple({**st.args, **c.env_dict()}.items())
         script, argv = (i.command[0], None) if i.shell else (None, i.command)
         text = "RUN " + (script.replace("\n", " \\n ") if i.shell else str(list(argv)))  # one log line
-        st.steps.append(RunStep(i.line, script, argv, env, c.working_dir, c.user, text))
+        st.steps.append(RunStep(i.line, script, argv, env, c.working_dir, c.user, text, tuple(c.labels.items())))
     elif isinstance(i, ins.Label):
         c = replace(c, labels={**c.labels, **{expand(k, v): expand(val, v) for k, val in i.pairs}})
         text = "LABEL " + " ".join(f"{k}={val}" for k, val in i.pairs)
