@@ -195,10 +195,11 @@ def _run(step: RunStep, fs: _StageFS, plan: BuildPlan, commands, progress: Progr
         result = execute(step, fs.root, commands(fs.root, dict(step.labels)))
     except BoxerError as e:
         raise DockerfileError(f"RUN: {e}", plan.dockerfile, step.line) from None
-    for line in result.log.decode(errors="replace").splitlines():
+    log = result.log.decode(errors="replace").splitlines()
+    for line in log:
         progress(f"    {line}")
     if result.exit_code != 0:
-        last = next((x for x in reversed(result.log.decode(errors="replace").splitlines()) if x.strip()), "")
+        last = next((x for x in reversed(log) if x.strip()), "")
         raise DockerfileError(f"RUN returned exit code {result.exit_code}" + (f": {last.strip()}" if last else ""),
                               plan.dockerfile, step.line)
     changed, deleted = diff(before, snapshot(fs.root))

@@ -343,14 +343,20 @@ class _Shell(Builtins):
         status = 0
         for item in items:
             self._assign(name, item)
-            try:
-                status = self._body(body)
-            except LoopControl as c:
-                if c.levels > 1:
-                    raise LoopControl(c.levels - 1, c.is_break) from None
-                if c.is_break:
-                    break
+            status, stop = self._iteration(body, status)
+            if stop:
+                break
         return status
+
+    def _iteration(self, body, status: int) -> tuple[int, bool]:
+        """One pass of a loop body: (the loop's status after it, whether `break` ends the loop).
+        `continue` keeps the previous status; `break N`/`continue N` go on up one level less."""
+        try:
+            return self._body(body), False
+        except LoopControl as c:
+            if c.levels > 1:
+                raise LoopControl(c.levels - 1, c.is_break) from None
+            return status, c.is_break
 
     def _while(self, node) -> int:
         parts = node.parts
@@ -365,13 +371,9 @@ class _Shell(Builtins):
                 ok = self._body(condition) == 0
             if ok == until:
                 return status
-            try:
-                status = self._body(body)
-            except LoopControl as c:
-                if c.levels > 1:
-                    raise LoopControl(c.levels - 1, c.is_break) from None
-                if c.is_break:
-                    return status
+            status, stop = self._iteration(body, status)
+            if stop:
+                return status
         raise ShellError(f"{node.kind} loop still running after {MAX_LOOP_ITERATIONS} iterations")
 
     # -- simple commands -------------------------------------------------------------------
