@@ -242,7 +242,8 @@ def test_metadata_is_recorded_in_inspect(boxer, make_context, tmp_path):
     cfg = info["Config"]
     assert info["RepoTags"] == ["meta:1"]
     # the base's own label comes first, as a Docker base image's labels are inherited
-    assert cfg["Labels"] == {"boxer.readonly:/usr/local/bin": "", "org.opencontainers.image.title": "my app",
+    assert cfg["Labels"] == {"boxer.readonly:/usr/local/bin": "", "boxer.preinit:/usr/local/bin/python3.12": "cpython",
+                             "org.opencontainers.image.title": "my app",
                              "version": "2", "multi word": "value with spaces", "maintainer": "someone@example.com"}
     assert cfg["ExposedPorts"] == {"8080/tcp": {}, "53/udp": {}}
     assert cfg["User"] == "1000:1000"

@@ -78,8 +78,10 @@ def test_json_result_shape_and_out_files(boxer, hello_image):
     rc, result = run_json(boxer, hello_image, code)
     assert rc == 0
     assert set(result) == {"exit_code", "stdout", "stderr", "stdout_truncated", "stderr_truncated", "duration_ms",
-                           "timed_out", "out_of_memory", "trap", "files", "files_truncated", "disk_full"}
+                           "timed_out", "out_of_memory", "trap", "files", "files_truncated", "disk_full",
+                           "preinitialised"}
     assert result["stdout"] == "done\n" and result["duration_ms"] > 0
+    assert result["preinitialised"] is True  # `python -c` starts from the snapshot of CPython
     files = {f["path"]: f for f in result["files"]}
     assert files["/out/report.csv"]["content"] == "a,b\n1,2\n"
     assert files["/out/sub/blob.bin"]["encoding"] == "base64" and files["/out/sub/blob.bin"]["size"] == 256

@@ -213,7 +213,8 @@ def test_inspect_prints_docker_style_config(boxer, hello_image):
     assert cfg["Cmd"] == ["python", "main.py"]
     assert cfg["WorkingDir"] == "/app"
     assert "GREETING=Hello" in cfg["Env"]
-    assert cfg["Labels"] == {"boxer.readonly:/usr/local/bin": "", "org.opencontainers.image.title": "hello-python"}
+    assert cfg["Labels"] == {"boxer.readonly:/usr/local/bin": "", "boxer.preinit:/usr/local/bin/python3.12": "cpython",
+                             "org.opencontainers.image.title": "hello-python"}
     assert len(info["RootFS"]["Layers"]) == 3
 
 

@@ -27,8 +27,9 @@ import wasmtime
 from .errors import BoxerError, RunError
 from . import imagefile
 from .imagefile import Image
-from .modcache import Loaded, ModuleCache, new_engine
-from . import reactor
+from .modcache import WASMTIME_VERSION, Loaded, ModuleCache, new_engine
+from . import preinit, reactor
+from .preinit import Snapshot
 from .rootfs import copy_tree, resolve, unpack, within
 from .variables import expand
 from .wasicwd import set_cwd
@@ -101,6 +102,7 @@ class RunResult:
     files: dict[str, bytes] = field(default_factory=dict)
     files_truncated: bool = False  # some files under the output dir were over the size cap and left out
     disk_full: bool = False  # the writable layer grew past the disk limit (the run was stopped)
+    preinitialised: bool = False  # started from a snapshot of an interpreter that had already started
 
     def to_json(self) -> dict:
         """JSON-ready: text as UTF-8 (invalid bytes replaced), files as text or base64."""
@@ -124,6 +126,7 @@ class RunResult:
             "files": files,
             "files_truncated": self.files_truncated,
             "disk_full": self.disk_full,
+            "preinitialised": self.preinitialised,
         }
 
 
@@ -262,9 +265,18 @@ def _collect(directory: Path, guest: str, budget: int) -> tuple[dict[str, bytes]
     return files, truncated
 
 
+@dataclass(frozen=True)
+class Resume:
+    """Start a run from a pre-initialised interpreter (see preinit)."""
+    module: Loaded         # the program made resumable
+    snapshot: Snapshot
+    message: bytes         # the run's request, for the guest's inbox
+
+
 class Launcher:
-    def __init__(self, cache_dir: str | Path):
+    def __init__(self, cache_dir: str | Path, preinit: bool = True):
         self.cache_dir = Path(cache_dir)
+        self.preinit = preinit  # False: every run starts its interpreter from scratch
         self.engine = new_engine()
         self.modules = ModuleCache(self.engine, self.cache_dir / "modules")
         self.linker = wasmtime.Linker(self.engine)
@@ -273,8 +285,10 @@ class Launcher:
         wasiclock.define(self.linker, self.deadlines)  # so a timeout also ends a sleeping guest
         reactor.define_host(self.linker, self.engine)
         self.ticker = _Ticker(self.engine)
-        self._loaded: dict[tuple[str, Path], Loaded] = {}
+        self._loaded: dict[tuple[str, object], Loaded] = {}
         self._lock = threading.Lock()
+        self._snapshots: dict[str, Snapshot | None] = {}
+        self._snapshot_lock = threading.Lock()
         self.runs = self.cache_dir / "runs"
         _sweep(self.runs)
 
@@ -357,7 +371,9 @@ class Launcher:
             if out_dir is not None:
                 out_dir.mkdir(parents=True, exist_ok=True)
             loaded = self._module(image, base, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
-            result = self._sandbox(root, loaded, argv, env, workdir, spec, Path(tmp), config.labels, shared)
+            resume = self._resume(image, base, loaded, argv, env, workdir, spec, shared)
+            result = self._sandbox(root, resume.module if resume else loaded, argv, env, workdir, spec,
+                                   Path(tmp), config.labels, shared, resume=resume)
             if spec.output_dir:
                 # Resolved again: the guest may have replaced the directory by a symlink.
                 try:
@@ -369,6 +385,78 @@ class Launcher:
                                  if x is not None)
                     result.files, result.files_truncated = _collect(out_dir, spec.output_dir, budget)
             return result
+
+    def _resume(self, image: Image, base: Path, loaded: Loaded, argv: list[str], env: dict[str, str],
+                workdir: str, spec: RunSpec, shared: list[tuple[str, Path]]) -> Resume | None:
+        """How to start this run from a snapshot of its interpreter, or None if it cannot be:
+        the program is not the image's CPython, CPython would start differently, mounts."""
+        guest = preinit.program(image.spec.config.labels)
+        if not (self.preinit and guest and not spec.mounts and preinit.eligible(argv)):
+            return None
+        try:
+            if self._module(image, base, guest, DEFAULT_PATH, "/").digest != loaded.digest:
+                return None
+        except RunError:
+            return None
+        message = preinit.request(argv, env, workdir)
+        startup = preinit.startup_env(env)
+        key = hashlib.sha256(json.dumps([preinit.VERSION, preinit.guest_digest(), WASMTIME_VERSION, image.id, loaded.digest,
+                                         argv[0], startup]).encode()).hexdigest()
+        with self._lock:
+            module = self._loaded.get(("preinit", loaded.digest))
+        if module is None:
+            program = self._find_program(base, guest, DEFAULT_PATH, "/")
+            module = self.modules.derived(loaded, f"preinit{preinit.VERSION}",
+                                          lambda: preinit.resumable(program.read_bytes()))
+            with self._lock:
+                self._loaded[("preinit", loaded.digest)] = module
+        with self._snapshot_lock:
+            if key not in self._snapshots:
+                self._snapshots[key] = self._snapshot(key, image, base, module, argv[0], startup, shared)
+            snapshot = self._snapshots[key]
+        if snapshot is None or len(message) > snapshot.inbox_size:
+            return None
+        return Resume(module, snapshot, message)
+
+    def _snapshot(self, key: str, image: Image, base: Path, module: Loaded, argv0: str,
+                  startup: dict[str, str], shared: list[tuple[str, Path]]) -> Snapshot | None:
+        """The snapshot for `key`, from the cache or made by a boot run in a sandbox like the
+        runs' own; None if the interpreter would not boot (such runs start from scratch)."""
+        path = self.cache_dir / "preinit" / f"{key}.snap"
+        try:
+            data = path.read_bytes()
+            if hashlib.sha256(data[:-32]).digest() == data[-32:]:
+                return Snapshot.from_bytes(data[:-32])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        argv = preinit.boot_argv(argv0)
+        captured: dict[str, object] = {}
+
+        def keep(store: wasmtime.Store, exports) -> None:
+            captured["memory"] = preinit.memory_of(store, exports["memory"])
+            captured["stack_pointer"] = exports[preinit.STACK_POINTER].value(store)
+
+        spec = RunSpec(tuple(argv), env=startup, limits=Limits(timeout=120), output_dir=None)
+        self.runs.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f"{os.getpid()}.", dir=self.runs) as tmp:
+            root = Path(tmp) / "rootfs"
+            copy_tree(base, root, skip=[host for _, host in shared])
+            result = self._sandbox(root, module, argv, startup, "/", spec, Path(tmp),
+                                   image.spec.config.labels, shared, keep=keep)
+        if result.exit_code != 0 or "memory" not in captured:
+            return None
+        store = wasmtime.Store(self.engine)
+        store.set_wasi(wasmtime.WasiConfig())
+        exports = self.linker.instantiate(store, module.module).exports(store)
+        try:
+            snapshot = preinit.capture(captured["memory"], captured["stack_pointer"], result.stdout,
+                                       preinit.memory_of(store, exports["memory"]))
+        except ValueError:
+            return None
+        data = snapshot.to_bytes()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        imagefile.write(path, data + hashlib.sha256(data).digest())
+        return snapshot
 
     def run_in(self, root: Path, argv: list[str], env: dict[str, str], workdir: str, stdin: bytes = b"",
                limits: Limits = Limits(), labels: dict[str, str] | None = None) -> RunResult:
@@ -383,7 +471,8 @@ class Launcher:
 
     def _sandbox(self, root: Path, loaded: Loaded, argv: list[str], env: dict[str, str], workdir: str,
                  spec: RunSpec, tmp: Path, labels: dict[str, str] | None = None,
-                 shared: list[tuple[str, Path]] = ()) -> RunResult:
+                 shared: list[tuple[str, Path]] = (), resume: Resume | None = None,
+                 keep: Callable[[wasmtime.Store, object], None] | None = None) -> RunResult:
         """The guest's whole world: `root` as /, the mounts, argv, env and stdio; nothing else."""
         cap = spec.limits.max_output
         stdout = _Sink(cap, 1 if spec.stream else None)
@@ -408,13 +497,14 @@ class Launcher:
             wasi.stdin_file = spec.stdin or os.devnull
         wasi.stdout_custom = stdout
         wasi.stderr_custom = stderr
-        result = self._execute(loaded, wasi, argv[0], workdir, spec.limits, spec.on_start, root)
+        result = self._execute(loaded, wasi, argv[0], workdir, spec.limits, spec.on_start, root, resume, keep)
         result.stdout, result.stderr = stdout.value(), stderr.value()
         result.stdout_truncated, result.stderr_truncated = stdout.truncated, stderr.truncated
         return result
 
     def _execute(self, loaded, wasi: wasmtime.WasiConfig, name: str, workdir: str, limits: Limits,
-                 on_start: Callable[[], None] | None, root: Path) -> RunResult:
+                 on_start: Callable[[], None] | None, root: Path, resume: Resume | None = None,
+                 keep: Callable[[wasmtime.Store, object], None] | None = None) -> RunResult:
         store = wasmtime.Store(self.engine)
         store.set_wasi(wasi)
         if limits.memory is not None:
@@ -438,9 +528,15 @@ class Launcher:
             raise RunError(f"{name}: cannot start: {_reason(e)}", 126) from None
         exports = instance.exports(store)
         memory = exports.get("memory") if "memory" in exports else None
-        if workdir != "/" and loaded.cwd_slot is not None and memory is not None:
-            set_cwd(store, memory, loaded.cwd_slot, workdir)
-        start = reactor.entry(store, exports)
+        if resume is not None:  # the guest changes to its workdir itself
+            start = preinit.restore(store, exports, resume.snapshot, resume.message)
+            if start is None:
+                return RunResult(TRAP_EXIT_CODE, out_of_memory=True, trap=f"needs more memory than the {limits.memory}-byte limit")
+            result.preinitialised = True
+        else:
+            if workdir != "/" and loaded.cwd_slot is not None and memory is not None:
+                set_cwd(store, memory, loaded.cwd_slot, workdir)
+            start = reactor.entry(store, exports)
         if start is None:
             raise RunError(f"{name}: not a WASI command (no _start) nor a reactor (no run)", 126)
         if on_start is not None:
@@ -456,6 +552,8 @@ class Launcher:
                 self._record(e, result, limits, self.deadlines.expired)
             finally:
                 self.deadlines.set(None)
+        if keep is not None:
+            keep(store, exports)
         result.duration_ms = (time.perf_counter() - started) * 1000
         if watch is not None and (watch.full or watch.over()):
             result.disk_full = True

@@ -10,6 +10,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import wasmtime
 from importlib.metadata import version
@@ -65,6 +66,15 @@ class ModuleCache:
         loaded = self._from_cache(digest)
         if loaded is not None:
             return loaded
+        return self._compile(wasm, digest)
+
+    def derived(self, source: Loaded, tag: str, make: Callable[[], bytes]) -> Loaded:
+        """The module `make` builds from `source` (preinit.resumable, say), cached under the
+        source's digest and `tag`: once compiled it is neither rebuilt nor hashed again."""
+        key = f"{source.digest}+{tag}"
+        return self._from_cache(key) or self._compile(make(), key)
+
+    def _compile(self, wasm: bytes, digest: str) -> Loaded:
         compiled, meta_path = self._paths(digest)
         module = wasmtime.Module(self.engine, wasm)
         serialized = bytes(module.serialize())

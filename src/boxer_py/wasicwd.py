@@ -28,55 +28,11 @@ import re
 import struct
 import sys
 
+from .wasmbin import read_sleb, read_uleb, sleb, uleb
+
 _PAGE = 65536
 # Bumped whenever find_cwd_slot learns to find more, so results cached by an older one are redone.
 FINDER_VERSION = 3
-
-
-def _leb(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        shift += 7
-        if byte < 0x80:
-            return result, pos
-
-
-def _sleb(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        shift += 7
-        if byte < 0x80:
-            if byte & 0x40:
-                result -= 1 << shift
-            return result, pos
-
-
-def _encode_sleb(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if (value == 0 and not byte & 0x40) or (value == -1 and byte & 0x40):
-            out.append(byte)
-            return bytes(out)
-        out.append(byte | 0x80)
-
-
-def _encode_uleb(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if not value:
-            out.append(byte)
-            return bytes(out)
-        out.append(byte | 0x80)
 
 
 def _padded(value: int) -> bytes:
@@ -88,9 +44,9 @@ def _padded(value: int) -> bytes:
 def _referenced(code: bytes, address: int) -> bool:
     """Whether code names `address`: `i32.const address`, or `i32.const 0` then a load or
     store (opcodes 0x28-0x3e, alignment 0-3) with `offset=address`, minimal or padded."""
-    if any(b"\x41" + enc in code for enc in (_encode_sleb(address), _padded(address))):
+    if any(b"\x41" + enc in code for enc in (sleb(address), _padded(address))):
         return True
-    offsets = b"|".join(re.escape(enc) for enc in (_encode_uleb(address), _padded(address)))
+    offsets = b"|".join(re.escape(enc) for enc in (uleb(address), _padded(address)))
     return re.search(rb"\x41(?:\x00|\x80\x80\x80\x80\x00)[\x28-\x3e][\x00-\x03](?:" + offsets + rb")", code) is not None
 
 
@@ -98,7 +54,7 @@ def _sections(wasm: bytes) -> dict[int, tuple[int, int]]:
     pos, found = 8, {}
     while pos < len(wasm):
         sid = wasm[pos]
-        size, pos = _leb(wasm, pos + 1)
+        size, pos = read_uleb(wasm, pos + 1)
         if sid:
             found[sid] = (pos, pos + size)
         pos += size
@@ -107,21 +63,21 @@ def _sections(wasm: bytes) -> dict[int, tuple[int, int]]:
 
 def _memory_image(wasm: bytes, start: int, end: int) -> bytearray:
     """The initial linear memory, from the active data segments with constant offsets."""
-    count, pos = _leb(wasm, start)
+    count, pos = read_uleb(wasm, start)
     segments = []
     for _ in range(count):
-        flag, pos = _leb(wasm, pos)
+        flag, pos = read_uleb(wasm, pos)
         if flag == 1:  # passive: no address
-            size, pos = _leb(wasm, pos)
+            size, pos = read_uleb(wasm, pos)
             pos += size
             continue
         if flag == 2:
-            _, pos = _leb(wasm, pos)
+            _, pos = read_uleb(wasm, pos)
         if wasm[pos] != 0x41:  # not i32.const: an offset we cannot know statically
             return bytearray()
-        offset, pos = _sleb(wasm, pos + 1)
+        offset, pos = read_sleb(wasm, pos + 1)
         pos += 1  # end
-        size, pos = _leb(wasm, pos)
+        size, pos = read_uleb(wasm, pos)
         segments.append((offset, wasm[pos:pos + size]))
         pos += size
     if not segments:

@@ -1,0 +1,112 @@
+"""The WebAssembly binary format, as little of it as boxer reads and edits: LEB128 numbers
+and the module's sections."""
+from __future__ import annotations
+
+MAGIC = b"\0asm\x01\0\0\0"
+TYPE, IMPORT, FUNCTION, GLOBAL, EXPORT, CODE, DATA = 1, 2, 3, 6, 7, 10, 11
+
+
+def read_uleb(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return result, pos
+
+
+def read_sleb(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            if byte & 0x40:
+                result -= 1 << shift
+            return result, pos
+
+
+def uleb(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if not value:
+            out.append(byte)
+            return bytes(out)
+        out.append(byte | 0x80)
+
+
+def sleb(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if (value == 0 and not byte & 0x40) or (value == -1 and byte & 0x40):
+            out.append(byte)
+            return bytes(out)
+        out.append(byte | 0x80)
+
+
+def name(text: str) -> bytes:
+    data = text.encode()
+    return uleb(len(data)) + data
+
+
+def sections(wasm: bytes) -> list[tuple[int, bytes]]:
+    """(id, payload) of every section in order, custom sections (id 0) included."""
+    if wasm[:8] != MAGIC:
+        raise ValueError("not a WebAssembly 1.0 module")
+    pos, found = 8, []
+    while pos < len(wasm):
+        size, start = read_uleb(wasm, pos + 1)
+        if start + size > len(wasm):
+            raise ValueError("a section runs past the end of the module")
+        found.append((wasm[pos], wasm[start:start + size]))
+        pos = start + size
+    return found
+
+
+def assemble(parts: list[tuple[int, bytes]]) -> bytes:
+    return MAGIC + b"".join(bytes([sid]) + uleb(len(payload)) + payload for sid, payload in parts)
+
+
+def append(payload: bytes, *items: bytes) -> bytes:
+    """A vector section's payload with `items` added at its end (existing indices stay)."""
+    count, pos = read_uleb(payload, 0) if payload else (0, 0)
+    return uleb(count + len(items)) + payload[pos:] + b"".join(items)
+
+
+def count(payload: bytes) -> int:
+    return read_uleb(payload, 0)[0] if payload else 0
+
+
+def imported_functions(payload: bytes) -> int:
+    """How many of the import section's entries are functions (they come first in the
+    function index space)."""
+    total, pos = read_uleb(payload, 0)
+    functions = 0
+    for _ in range(total):
+        for _ in range(2):  # module and field names
+            size, pos = read_uleb(payload, pos)
+            pos += size
+        kind = payload[pos]
+        pos += 1
+        if kind == 0:  # function: a type index
+            _, pos = read_uleb(payload, pos)
+            functions += 1
+        elif kind in (1, 2):  # table (reftype + limits) or memory (limits)
+            pos += kind == 1
+            flags = payload[pos]
+            _, pos = read_uleb(payload, pos + 1)
+            if flags & 1:
+                _, pos = read_uleb(payload, pos)
+        elif kind == 3:  # global: valtype + mutability
+            pos += 2
+        else:  # tag: attribute + type index
+            _, pos = read_uleb(payload, pos + 1)
+    return functions

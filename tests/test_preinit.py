@@ -1,0 +1,191 @@
+"""Runs started from a snapshot of CPython (preinit) behave as runs that start it from scratch.
+
+Every case runs twice with the real Wasmtime: through a launcher that uses the snapshot and
+through one that does not, and the two results must be the same, byte for byte.
+"""
+from __future__ import annotations
+
+import io
+import zipfile
+
+import pytest
+
+import boxer_py
+from boxer_py.launcher import Launcher
+
+FILES = {
+    "main.py": "import sys, helper\nprint('main', __name__, __file__, sys.argv, sys.path[0], helper.VALUE)\n"
+               "print(type(__loader__).__name__, __cached__, __spec__)\n",
+    "helper.py": "VALUE = 42\n",
+    "mymod.py": "import sys\nprint('mymod', __name__, __file__, sys.argv, sys.path[0])\n",
+    "sub/x.py": "import sys\nprint('x', __file__, sys.path[0], sys.argv)\n",
+    "pkg/__main__.py": "import sys\nprint('pkg main', __name__, sys.argv, sys.path[0])\n",
+    "fails.py": "def f():\n    raise ValueError('bad value')\n\nf()\n",
+    "syntax.py": "def f(:\n    pass\n",
+    "comp.py": "print('compiled', __name__)\n",
+}
+DOCKERFILE = """\
+FROM python:3.12
+ENV APP_MODE=test
+WORKDIR /app
+COPY . .
+RUN python -c "import py_compile; py_compile.compile('comp.py', cfile='comp.pyc')"
+"""
+
+
+def _zipapp() -> bytes:
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w") as z:
+        z.writestr("__main__.py", "import sys\nprint('zip main', sys.argv, sys.path[0].endswith('app.zip'))\n")
+    return data.getvalue()
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory, cache_dir):
+    ctx = tmp_path_factory.mktemp("preinit") / "ctx"
+    for rel, text in {**FILES, "Dockerfile": DOCKERFILE}.items():
+        (ctx / rel).parent.mkdir(parents=True, exist_ok=True)
+        (ctx / rel).write_text(text)
+    (ctx / "app.zip").write_bytes(_zipapp())
+    out = ctx.parent / "preinit.wasm"
+    boxer_py.build(ctx, out, cache_dir=cache_dir)
+    return out
+
+
+@pytest.fixture(scope="module")
+def fast(image, launcher):
+    return boxer_py.Session(image, launcher=launcher)
+
+
+@pytest.fixture(scope="module")
+def slow(image, cache_dir):
+    return boxer_py.Session(image, launcher=Launcher(cache_dir, preinit=False))
+
+
+def same(fast, slow, command, **options):
+    a, b = fast.run(command, **options), slow.run(command, **options)
+    assert a.preinitialised and not b.preinitialised, (a.stderr, b.stderr)
+    assert (a.exit_code, a.stdout.decode(), a.stderr.decode()) == (b.exit_code, b.stdout.decode(), b.stderr.decode())
+    assert a.files == b.files
+    return a
+
+
+INTROSPECT = ("import sys, os; print(sys.argv, sys.orig_argv, sys.path, sys.executable, __name__, "
+              "sorted(globals()), __loader__, __spec__, os.getcwd(), sorted(os.environ.items()), sys.flags, "
+              "sorted(m for m in sys.modules if not m.startswith('_')))")
+
+
+@pytest.mark.parametrize("command", [
+    ["python", "-c", INTROSPECT, "arg1", "-x"],
+    ["python", "main.py", "a", "b"],
+    ["python", "/app/main.py"],
+    ["python", "sub/x.py", "--flag"],
+    ["python", "../app/sub/x.py"],
+    ["python", "-m", "mymod", "one"],
+    ["python", "pkg", "p1"],
+    ["python", "app.zip", "z1"],
+    ["python", "comp.pyc"],
+    ["python3", "-c", "import sys; print(sys.executable, sys.argv)"],
+], ids=["c-introspect", "script", "script-abs", "script-subdir", "script-dotdot", "m-module", "dir-main",
+        "zipapp", "pyc", "python3"])
+def test_command_forms(fast, slow, command):
+    same(fast, slow, command, env={"EXTRA": "1"})
+
+
+@pytest.mark.parametrize("code", [
+    "1/0",
+    "import sys; sys.exit(3)",
+    "import sys; sys.exit('fatal: no input')",
+    "import sys; sys.exit(None)",
+    "raise SystemExit(True)",
+    "raise KeyboardInterrupt",
+    "def f(:",
+    "print('no newline', end='')",
+    "import sys; sys.stdout.write('ü€𝄞' * 1000); sys.stderr.write('err ü\\n')",
+    "import warnings; warnings.warn('careful')",
+    "import sys\ndef hook(t, v, tb): print('hooked', t.__name__)\nsys.excepthook = hook\nraise OSError('x')",
+    "import atexit; atexit.register(print, 'bye'); print('hi')",
+    "class A:\n    def __del__(self): print('finalised')\na = A()",
+    "f = open('/out/unclosed.txt', 'w'); f.write('kept at exit')",
+    "import threading; t = threading.Thread(target=print, args=('thread',)); print('started')",
+    "import helper; print(helper.VALUE)",
+    "raise ValueError('chained') from KeyError('cause')",
+    "import json, re, collections; print(json.dumps({'a': [1, 2]}), re.sub('a', 'b', 'aa'))",
+], ids=["zerodiv", "exit3", "exit-msg", "exit-none", "exit-true", "keyboardinterrupt", "syntaxerror",
+        "no-newline", "unicode", "warning", "excepthook", "atexit", "del-at-exit", "unclosed-file",
+        "threading", "import-cwd", "chained", "stdlib"])
+def test_programs(fast, slow, code):
+    same(fast, slow, ["python", "-c", code])
+
+
+def test_scripts_that_fail(fast, slow):
+    same(fast, slow, ["python", "fails.py"])
+    same(fast, slow, ["python", "syntax.py"])
+    same(fast, slow, ["python", "missing.py"])
+    same(fast, slow, ["python", "-m", "no_such_module"])
+    same(fast, slow, ["python", "/app"])  # a directory without __main__.py
+
+
+def test_stdin_env_workdir_and_limits(fast, slow):
+    same(fast, slow, ["python", "-c", "import sys; print(sys.stdin.read().upper())"], stdin="from stdin\n")
+    same(fast, slow, ["python", "-m", "json.tool"], stdin='{"b": 1, "a": [1, 2]}')
+    same(fast, slow, ["python", "-c", "import os; print(os.getcwd(), os.environ.get('HOME'), os.listdir('.'))"],
+         workdir="/tmp", env={"HOME": "/tmp"})
+    same(fast, slow, ["python", "-c", "print(len('x' * 100000))"], max_output="4")
+    r = fast.run_python("while True: pass", timeout=1)
+    assert r.preinitialised and r.timed_out and r.exit_code == 124
+    r = fast.run_python("x = []\nwhile True: x.append(bytearray(1 << 20))", memory="64m")
+    assert r.preinitialised and r.out_of_memory
+
+
+def test_memory_cap_below_the_snapshot(fast):
+    r = fast.run_python("print(1)", memory="8m")
+    assert r.exit_code != 0 and r.out_of_memory and b"1" not in r.stdout
+
+
+def test_runs_leave_nothing_for_the_next(fast):
+    scan = ("import gc\n"
+            "def scan(needle):\n"
+            "    kinds = (str, bytes, bytearray, dict, list, tuple)\n"
+            "    return any(needle in repr(o) for o in gc.get_objects() if isinstance(o, kinds))\n"
+            "print(scan(''.join(reversed('2retnuh'))))\n")
+    first = fast.run_python(
+        scan +
+        "import builtins, os, sys, gc\n"
+        "builtins.LEAK = 'x'; sys.modules['leaky'] = sys; os.environ['LEAKED'] = '1'\n"
+        "for o in gc.get_objects():\n"
+        "    if isinstance(o, bytearray) and len(o) == 1 << 20: o[:] = b'Z' * len(o)\n",
+        env={"SECRET_TOKEN": "hunter2-secret-value"})
+    assert (first.exit_code, first.stdout, first.preinitialised) == (0, b"True\n", True), first.stderr
+    second = fast.run_python(
+        "import builtins, os, sys, gc\n"
+        "print(hasattr(builtins, 'LEAK'), 'leaky' in sys.modules, 'LEAKED' in os.environ)\n"
+        + scan)
+    assert second.preinitialised
+    assert second.stdout == b"False False False\nFalse\n", second.stderr
+
+
+def test_not_for_what_cpython_starts_differently(fast, tmp_path):
+    for command in (["python", "-u", "-c", "pass"], ["python", "-"], ["python"], ["python", "-I", "main.py"]):
+        assert not fast.run(command, stdin="").preinitialised
+    assert not fast.run_python("pass", mounts=[f"{tmp_path}:/data"]).preinitialised
+    r = fast.run_python("import sys; print(sys.flags.hash_randomization)", env={"PYTHONHASHSEED": "0"})
+    assert (r.stdout, r.preinitialised) == (b"0\n", True)  # a start-up variable gets a snapshot of its own
+
+
+def test_a_damaged_snapshot_is_made_again(image, cache_dir):
+    session = boxer_py.Session(image, launcher=Launcher(cache_dir))
+    assert session.run_python("print('a')").preinitialised
+    for snap in (cache_dir / "preinit").glob("*.snap"):
+        data = bytearray(snap.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        snap.write_bytes(bytes(data))
+    again = boxer_py.Session(image, launcher=Launcher(cache_dir))
+    r = again.run_python("print('b')")
+    assert (r.exit_code, r.stdout, r.preinitialised) == (0, b"b\n", True)
+
+
+def test_images_without_the_label_start_from_scratch(build, launcher):
+    image = build('FROM python:3.12\nLABEL "boxer.preinit:/usr/local/bin/python3.12"=""\n')
+    r = boxer_py.Session(image, launcher=launcher).run_python("print(5)")
+    assert (r.exit_code, r.stdout, r.preinitialised) == (0, b"5\n", False)
