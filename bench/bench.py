@@ -125,10 +125,17 @@ def python_runs(b: Bench) -> list[Measurement]:
             sessions.append(boxer_py.Session(b.image, cache_dir=warm_cache))
         session_run()  # the module compiled or loaded, and kept in memory
 
-    def session_run() -> None:
-        result = sessions[0].run(["python", "-c", "pass"])
+    def session_run(index: int = 0) -> None:
+        result = sessions[index].run(["python", "-c", "pass"])
         if result.exit_code != 0:
             raise SystemExit(f"bench: Session.run failed: {result.stderr.decode()[-500:]}")
+
+    def open_scratch_session() -> None:
+        """The reference: the same runs, each starting CPython from scratch (no snapshot)."""
+        open_session()
+        if len(sessions) == 1:
+            sessions.append(boxer_py.Session(b.image, launcher=boxer_py.Launcher(warm_cache, preinit=False)))
+        session_run(1)
 
     def four_runs(threads: int) -> Callable[[], float]:
         from concurrent.futures import ThreadPoolExecutor
@@ -149,6 +156,8 @@ def python_runs(b: Bench) -> list[Measurement]:
                     prepare=process(argv, warm_env)),
         Measurement('Session(IMAGE).run(["python", "-c", "pass"]) (in-process, warm)', in_process(session_run),
                     b.runs, prepare=open_session),
+        Measurement("  the same, CPython started from scratch (no snapshot: the previous version)",
+                    in_process(lambda: session_run(1)), b.runs, prepare=open_scratch_session),
     ]
 
 

@@ -106,7 +106,8 @@ def boot_argv(argv0: str) -> list[str]:
 @dataclass(frozen=True)
 class Snapshot:
     memory_size: int
-    pages: tuple[tuple[int, bytes], ...]   # (address, bytes) runs that start-up changed
+    pages: tuple[tuple[int, int], ...]   # (address, length): the runs of memory start-up changed,
+    data: bytearray                      # whose bytes follow one another here
     stack_pointer: int
     callable: int          # the exec builtin
     args: int              # its arguments: the items of the tuple (code, namespace)
@@ -114,24 +115,21 @@ class Snapshot:
     inbox: int
     inbox_size: int
 
+    FIELDS = ("memory_size", "pages", "stack_pointer", "callable", "args", "function", "inbox", "inbox_size")
+
     def to_bytes(self) -> bytes:
-        head = {k: getattr(self, k) for k in ("memory_size", "stack_pointer", "callable", "args",
-                                              "function", "inbox", "inbox_size")}
-        head["pages"] = [(a, len(d)) for a, d in self.pages]
-        header = json.dumps(head).encode()
-        return struct.pack("<I", len(header)) + header + b"".join(d for _, d in self.pages)
+        header = json.dumps({k: getattr(self, k) for k in self.FIELDS}).encode()
+        return struct.pack("<I", len(header)) + header + self.data
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Snapshot":
         size = struct.unpack_from("<I", data)[0]
         head = json.loads(data[4:4 + size])
-        pos, pages = 4 + size, []
-        for address, length in head.pop("pages"):
-            pages.append((address, data[pos:pos + length]))
-            pos += length
-        if pos != len(data):
+        pages = tuple((int(a), int(n)) for a, n in head.pop("pages"))
+        body = bytearray(data[4 + size:])
+        if sum(n for _, n in pages) != len(body):
             raise ValueError("snapshot file has the wrong length")
-        return cls(pages=tuple(pages), **head)
+        return cls(pages=pages, data=body, **head)
 
 
 def memory_of(store: wasmtime.Store, memory: wasmtime.Memory) -> bytes:
@@ -162,16 +160,18 @@ def _capture(memory: bytes, stack_pointer: int, stdout: bytes, initial: bytes) -
     if word(inbox + 8) != report["size"]:
         raise ValueError("the inbox is not where the guest said")
     padded = initial + bytes(len(memory) - len(initial))
-    pages: list[tuple[int, bytes]] = []
+    pages: list[tuple[int, int]] = []
+    data = bytearray()
     for address in range(0, len(memory), PAGE):
         chunk = memory[address:address + PAGE]
         if chunk == padded[address:address + PAGE]:
             continue
-        if pages and pages[-1][0] + len(pages[-1][1]) == address:
-            pages[-1] = (pages[-1][0], pages[-1][1] + chunk)
+        if pages and sum(pages[-1]) == address:
+            pages[-1] = (pages[-1][0], pages[-1][1] + len(chunk))
         else:
-            pages.append((address, chunk))
-    return Snapshot(memory_size=len(memory), pages=tuple(pages),
+            pages.append((address, len(chunk)))
+        data += chunk
+    return Snapshot(memory_size=len(memory), pages=tuple(pages), data=data,
                     stack_pointer=stack_pointer, callable=exec_object,
                     args=args + 12, function=word(exec_object + 24), inbox=word(inbox + 20),
                     inbox_size=report["size"])
@@ -194,8 +194,10 @@ def restore(store: wasmtime.Store, exports, snapshot: Snapshot, message: bytes) 
         except wasmtime.WasmtimeError:
             return None
     base = ctypes.addressof(memory.data_ptr(store).contents)
-    for address, data in snapshot.pages:
-        ctypes.memmove(base + address, data, len(data))
+    source = ctypes.addressof(ctypes.c_char.from_buffer(snapshot.data))
+    for address, length in snapshot.pages:
+        ctypes.memmove(base + address, source, length)
+        source += length
     ctypes.memmove(base + snapshot.inbox, message, len(message))
     exports[STACK_POINTER].set_value(store, snapshot.stack_pointer)
     call = exports[CALL]
