@@ -147,7 +147,9 @@ def test_runs_leave_nothing_for_the_next(fast):
     scan = ("import gc\n"
             "def scan(needle):\n"
             "    kinds = (str, bytes, bytearray, dict, list, tuple)\n"
-            "    return any(needle in repr(o) for o in gc.get_objects() if isinstance(o, kinds))\n"
+            "    import os, sys\n"
+            "    found = gc.get_objects() + [vars(m) for m in list(sys.modules.values())] + [os.environ._data]\n"
+            "    return any(needle in repr(o) for o in found if isinstance(o, kinds))\n"
             "print(scan(''.join(reversed('2retnuh'))))\n")
     first = fast.run_python(
         scan +

@@ -19,6 +19,7 @@ _DROPPED_PATH0 = False
 def boot():
     global _DROPPED_PATH0, inbox, main, pristine, snapshot_modules, _exit
     _exit = os._exit  # kept: a program may replace os._exit, and resume() must still end the run
+    before = set(sys.modules)
     inbox = bytearray(INBOX_SIZE)
     main = sys.modules["__main__"].__dict__
     pristine = {k: v for k, v in main.items() if k.startswith("__") and k.endswith("__")}
@@ -30,6 +31,11 @@ def boot():
     snapshot_modules = {id(m) for m in sys.modules.values()}
     call = (compile("resume()", "<boxer>", "exec"), globals())
     globals()["call"] = call  # kept alive: the host calls exec with this very tuple
+    import gc
+    if "gc" not in before:
+        del sys.modules["gc"]  # as a plain `python -c` has it, not imported
+    gc.collect()
+    gc.freeze()  # start-up's objects: a run's collections (and the one at its exit) skip them
     sys.stdout.write('{"exec": %d, "args": %d, "inbox": %d, "size": %d}\n'
                      % (id(builtins.exec), id(call), id(inbox), INBOX_SIZE))
     sys.stdout.flush()
