@@ -99,9 +99,36 @@ def in_process(work: Callable[[], object]) -> Callable[[], float]:
     return sample
 
 
+def _spin(_: object = None) -> int:
+    return sum(i * i for i in range(200_000))
+
+
 def native(b: Bench) -> list[Measurement]:
     # This interpreter, not whatever `python3` is on PATH (a pyenv shim would add a shell).
     return [Measurement("native python3 -c pass", process([sys.executable, "-c", "pass"]), b.runs)]
+
+
+def machine(b: Bench) -> list[Measurement]:
+    """What two cores give on this machine right now (a VM's cores may be shared): the same
+    CPU-bound work in 1 and in 2 native processes, the reference for the 2-thread line."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    pools: list[ProcessPoolExecutor] = []
+
+    def start_pool() -> None:
+        if not pools:
+            pools.append(ProcessPoolExecutor(2))
+        list(pools[0].map(_spin, range(4)))
+
+    def on_two() -> None:
+        list(pools[0].map(_spin, range(4)))
+
+    return [
+        Measurement("native: 4 CPU-bound jobs one after another", in_process(lambda: [_spin() for _ in range(4)]),
+                    b.runs),
+        Measurement("native: 4 CPU-bound jobs on 2 processes (what 2 cores give here)", in_process(on_two), b.runs,
+                    prepare=start_pool),
+    ]
 
 
 def python_runs(b: Bench) -> list[Measurement]:
@@ -190,7 +217,7 @@ def app_builds(b: Bench) -> list[Measurement]:
     ]
 
 
-SECTIONS: list[Callable[[Bench], list[Measurement]]] = [native, python_runs, builds, app_builds]
+SECTIONS: list[Callable[[Bench], list[Measurement]]] = [native, machine, python_runs, builds, app_builds]
 
 
 def sizes(b: Bench) -> str:

@@ -72,7 +72,7 @@ def same(fast, slow, command, **options):
 
 INTROSPECT = ("import sys, os; print(sys.argv, sys.orig_argv, sys.path, sys.executable, __name__, "
               "sorted(globals()), __loader__, __spec__, os.getcwd(), sorted(os.environ.items()), sys.flags, "
-              "sorted(m for m in sys.modules if not m.startswith('_')))")
+              "sorted(m for m in sys.modules if not m.startswith('_')), open('/tmp/probe', 'w').fileno())")
 
 
 @pytest.mark.parametrize("command", [

@@ -30,11 +30,12 @@ from .imagefile import Image
 from .modcache import WASMTIME_VERSION, Loaded, ModuleCache, new_engine
 from . import preinit, reactor
 from .preinit import Snapshot
-from .rootfs import copy_tree, resolve, unpack, within
+from .rootfs import resolve, unpack, within
 from .variables import expand
 from .wasicwd import set_cwd
 from . import wasiclock
 from .runwatch import DiskWatch
+from .workspace import Workspaces
 
 WASM_MAGIC = b"\0asm"
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -290,7 +291,9 @@ class Launcher:
         self._snapshots: dict[str, Snapshot | None] = {}
         self._snapshot_lock = threading.Lock()
         self.runs = self.cache_dir / "runs"
+        self.workspaces = Workspaces(self.runs, self.cache_dir / "spares")
         _sweep(self.runs)
+        _sweep(self.workspaces.spares)
 
     def open(self, path: str | Path) -> Image:
         """Read an image file, checking every digest unless this very file (same inode, size,
@@ -361,11 +364,10 @@ class Launcher:
             argv = shell_words(argv[2], env)
         workdir = posixpath.normpath(posixpath.join("/", spec.workdir or config.working_dir))
         base = self.rootfs(image)
-        self.runs.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=f"{os.getpid()}.", dir=self.runs) as tmp:
-            root = Path(tmp) / "rootfs"
-            shared = reactor.read_only(config.labels, base)
-            copy_tree(base, root, skip=[host for _, host in shared])
+        shared = reactor.read_only(config.labels, base)
+        tmp = self.workspaces.take(image.id, base, [host for _, host in shared])
+        try:
+            root = tmp / "rootfs"
             resolve(root, workdir).mkdir(parents=True, exist_ok=True)
             out_dir = resolve(root, spec.output_dir) if spec.output_dir else None
             if out_dir is not None:
@@ -373,7 +375,7 @@ class Launcher:
             loaded = self._module(image, base, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
             resume = self._resume(image, base, loaded, argv, env, workdir, spec, shared)
             result = self._sandbox(root, resume.module if resume else loaded, argv, env, workdir, spec,
-                                   Path(tmp), config.labels, shared, resume=resume)
+                                   tmp, config.labels, shared, resume=resume)
             if spec.output_dir:
                 # Resolved again: the guest may have replaced the directory by a symlink.
                 try:
@@ -385,6 +387,17 @@ class Launcher:
                                  if x is not None)
                     result.files, result.files_truncated = _collect(out_dir, spec.output_dir, budget)
             return result
+        finally:
+            self.workspaces.give_back(tmp)
+
+    def settle(self) -> None:
+        """Wait until the writable layers of finished runs are removed (that happens in the
+        background, after each run has returned)."""
+        self.workspaces.settle()
+
+    def close(self) -> None:
+        """Settle and remove the copies kept ready for the next runs; also done at exit."""
+        self.workspaces.close()
 
     def _resume(self, image: Image, base: Path, loaded: Loaded, argv: list[str], env: dict[str, str],
                 workdir: str, spec: RunSpec, shared: list[tuple[str, Path]]) -> Resume | None:
@@ -437,12 +450,12 @@ class Launcher:
             captured["stack_pointer"] = exports[preinit.STACK_POINTER].value(store)
 
         spec = RunSpec(tuple(argv), env=startup, limits=Limits(timeout=120), output_dir=None)
-        self.runs.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=f"{os.getpid()}.", dir=self.runs) as tmp:
-            root = Path(tmp) / "rootfs"
-            copy_tree(base, root, skip=[host for _, host in shared])
-            result = self._sandbox(root, module, argv, startup, "/", spec, Path(tmp),
+        tmp = self.workspaces.take(image.id, base, [host for _, host in shared])
+        try:
+            result = self._sandbox(tmp / "rootfs", module, argv, startup, "/", spec, tmp,
                                    image.spec.config.labels, shared, keep=keep)
+        finally:
+            self.workspaces.give_back(tmp)
         if result.exit_code != 0 or "memory" not in captured:
             return None
         store = wasmtime.Store(self.engine)

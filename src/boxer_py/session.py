@@ -59,3 +59,14 @@ class Session:
     def run_python(self, code: str, **options) -> RunResult:
         """Run Python source with the image's `python` (the code is passed as `-c`)."""
         return self.run(("python", "-c", code), **options)
+
+    def close(self) -> None:
+        """Wait for finished runs' writable layers to be removed and drop the copies kept
+        ready for the next runs (also done at exit). The session stays usable."""
+        self.launcher.close()
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -234,6 +234,7 @@ def test_hostile_guest(case: Case, world, listener, hostile_box, hostile_image, 
     else:
         r = hostile_box.run_python(code, mounts=world.mounts, **limits)
         result, files = r.to_json(), r.files
+    hostile_box.launcher.settle()  # the writable layer is removed in the background, after the result
     stdout, stderr = result["stdout"], result["stderr"]
     why = f"exit {result['exit_code']}, trap {result['trap']!r}, stdout {stdout[-300:]!r}, stderr {stderr[-600:]!r}"
 

@@ -40,7 +40,8 @@ def rss_kib() -> int:
     raise AssertionError("no VmRSS")
 
 
-def measure(cache_dir):
+def measure(cache_dir, launcher):
+    launcher.settle()  # writable layers are removed in the background, after each result is back
     return {"rss_kib": rss_kib(), "fds": open_fds(), "runs": sorted(os.listdir(cache_dir / "runs")),
             "tmp": sorted(os.listdir(tempfile.gettempdir()))}
 
@@ -53,13 +54,13 @@ def test_a_thousand_sequential_runs_leave_nothing_behind(build, launcher, cache_
     box = boxer_py.Session(image, launcher=launcher)
     for _ in range(50):  # warm up: module loaded, allocator settled
         assert box.run(timeout=10).exit_code == 3
-    before = measure(cache_dir)
+    before = measure(cache_dir, launcher)
     started = time.monotonic()
     for i in range(1000):
         r = box.run(timeout=10, memory="16m")
         assert (r.exit_code, r.stdout) == (3, b"ok\n"), (i, r)
     elapsed = time.monotonic() - started
-    after = measure(cache_dir)
+    after = measure(cache_dir, launcher)
     print(f"1000 runs in {elapsed:.1f}s; {before} -> {after}")
     assert after["runs"] == before["runs"] == []
     assert after["tmp"] == before["tmp"] == []
@@ -87,9 +88,9 @@ def test_eight_concurrent_python_runs_leave_nothing_behind(hostile_box, cache_di
         return outs
 
     round_of_eight(2)  # warm up
-    before = measure(cache_dir)
+    before = measure(cache_dir, hostile_box.launcher)
     outs = round_of_eight(12)
-    after = measure(cache_dir)
+    after = measure(cache_dir, hostile_box.launcher)
     print(f"8 x 12 concurrent runs; {before} -> {after}")
     assert all(o == [(0, f"{i}\n".encode()) for i in range(12)] for o in outs)
     assert after["runs"] == before["runs"] == []

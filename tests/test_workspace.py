@@ -1,0 +1,36 @@
+"""Writable layers are made ahead and removed behind the runs, and still never shared."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import boxer_py
+from boxer_py.launcher import Launcher
+
+
+def test_layers_go_and_spares_are_private(hello_image, tmp_path):
+    cache = tmp_path / "cache"
+    with boxer_py.Session(hello_image, launcher=Launcher(cache)) as box:
+        for i in range(4):  # from the second run on, a copy is kept ready for the next
+            r = box.run_python(f"import os\nprint(sorted(os.listdir('/tmp')))\nopen('/tmp/mine', 'w').write('{i}')")
+            assert (r.exit_code, r.stdout) == (0, b"[]\n"), r.stderr
+        box.launcher.settle()
+        assert list((cache / "runs").iterdir()) == []
+        spares = list((cache / "spares").iterdir())
+        assert 1 <= len(spares) <= 2 and all(not (s / "tmp/mine").exists() for s in spares)
+    assert list((cache / "spares").iterdir()) == []  # closed: the ready copies are gone too
+
+
+def test_spares_of_a_dead_process_are_swept(hello_image, tmp_path):
+    cache = tmp_path / "cache"
+    code = ("import boxer_py, os\n"
+            f"box = boxer_py.Session({str(hello_image)!r}, cache_dir={str(cache)!r})\n"
+            "for _ in range(3): box.run_python('pass')\n"
+            "box.launcher.settle()\n"
+            "os._exit(0)\n")  # no exit handlers: the spares stay behind
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+    assert list((cache / "spares").iterdir())
+    Launcher(cache)
+    assert list((cache / "spares").iterdir()) == []
+    assert not any(p.name.startswith(f"{os.getpid()}.") for p in (cache / "runs").iterdir())
