@@ -17,7 +17,6 @@ import hashlib
 import json
 import mmap
 import os
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,7 +125,7 @@ def write(path: str | Path, data: bytes) -> None:
     The temp file is created with mode 0666 minus the umask, as any tool's output would be
     (mkstemp's 0600 would survive the rename)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
     try:
         if path.is_dir():
             raise IsADirectoryError(errno.EISDIR, "is a directory")

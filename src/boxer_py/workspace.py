@@ -14,7 +14,6 @@ from __future__ import annotations
 import atexit
 import os
 import queue
-import secrets
 import shutil
 import tempfile
 import threading
@@ -77,7 +76,7 @@ class Workspaces:
             shutil.rmtree(path, ignore_errors=True)
 
     def _make_spare(self, key: str, base: Path, skip: Sequence[Path]) -> None:
-        path = self.spares / f"{os.getpid()}.{secrets.token_hex(8)}"
+        path = self.spares / f"{os.getpid()}.{os.urandom(8).hex()}"
         try:
             self.spares.mkdir(parents=True, exist_ok=True)
             copy_tree(base, path, skip=skip)
