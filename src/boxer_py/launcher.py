@@ -436,12 +436,9 @@ class Launcher:
         """The snapshot for `key`, from the cache or made by a boot run in a sandbox like the
         runs' own; None if the interpreter would not boot (such runs start from scratch)."""
         path = self.cache_dir / "preinit" / f"{key}.snap"
-        try:
-            data = path.read_bytes()
-            if hashlib.sha256(data[:-32]).digest() == data[-32:]:
-                return Snapshot.from_bytes(data[:-32])
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
+        cached = preinit.load(path)
+        if cached is not None:
+            return cached
         argv = preinit.boot_argv(argv0)
         captured: dict[str, object] = {}
 
@@ -466,9 +463,7 @@ class Launcher:
                                        preinit.memory_of(store, exports["memory"]))
         except ValueError:
             return None
-        data = snapshot.to_bytes()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        imagefile.write(path, data + hashlib.sha256(data).digest())
+        preinit.save(path, snapshot)
         return snapshot
 
     def run_in(self, root: Path, argv: list[str], env: dict[str, str], workdir: str, stdin: bytes = b"",

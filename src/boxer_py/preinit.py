@@ -27,6 +27,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import json
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from typing import Callable, Mapping, Sequence
 
 import wasmtime
 
+from .imagefile import write
 from .wasmbin import CODE, EXPORT, FUNCTION, IMPORT, TYPE, append, assemble, count, imported_functions, name, sections, uleb
 
 LABEL = "boxer.preinit:"       # boxer.preinit:/usr/local/bin/python3.12 = cpython
@@ -112,7 +114,7 @@ def boot_argv(argv0: str) -> list[str]:
 class Snapshot:
     memory_size: int
     pages: tuple[tuple[int, int], ...]   # (address, length): the runs of memory start-up changed,
-    data: bytearray                      # whose bytes follow one another here
+    data: bytearray | memoryview         # whose bytes follow one another here (writable)
     stack_pointer: int
     callable: int          # the exec builtin
     args: int              # its arguments: the items of the tuple (code, namespace)
@@ -124,17 +126,40 @@ class Snapshot:
 
     def to_bytes(self) -> bytes:
         header = json.dumps({k: getattr(self, k) for k in self.FIELDS}).encode()
-        return struct.pack("<I", len(header)) + header + self.data
+        return struct.pack("<I", len(header)) + header + bytes(self.data)
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "Snapshot":
+    def from_bytes(cls, data: bytearray | memoryview) -> "Snapshot":
+        """Parse `data`, keeping a view of it (no copy): it must be writable, as ctypes wants."""
         size = struct.unpack_from("<I", data)[0]
-        head = json.loads(data[4:4 + size])
+        head = json.loads(bytes(data[4:4 + size]))
         pages = tuple((int(a), int(n)) for a, n in head.pop("pages"))
-        body = bytearray(data[4 + size:])
+        body = memoryview(data)[4 + size:]
         if sum(n for _, n in pages) != len(body):
             raise ValueError("snapshot file has the wrong length")
         return cls(pages=pages, data=body, **head)
+
+
+def save(path: Path, snapshot: Snapshot) -> None:
+    """Write `snapshot` with a sha256 of it at the end (atomically)."""
+    data = snapshot.to_bytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write(path, data + hashlib.sha256(data).digest())
+
+
+def load(path: Path) -> Snapshot | None:
+    """The snapshot saved at `path`, or None if there is none or it fails its checksum."""
+    try:
+        with open(path, "rb") as f:
+            data = bytearray(os.fstat(f.fileno()).st_size)
+            if f.readinto(data) != len(data) or len(data) < 36:
+                return None
+        body = memoryview(data)[:-32]
+        if hashlib.sha256(body).digest() != data[-32:]:
+            return None
+        return Snapshot.from_bytes(body)
+    except (OSError, ValueError, KeyError, TypeError, struct.error):
+        return None
 
 
 def memory_of(store: wasmtime.Store, memory: wasmtime.Memory) -> bytes:
