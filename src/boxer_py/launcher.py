@@ -319,9 +319,8 @@ class Launcher:
             imagefile.write(record, json.dumps({"stamp": stamp, "id": image.id}).encode())
         return image
 
-    def _module(self, image: Image, base: Path, name: str, path: str, workdir: str) -> Loaded:
-        """The compiled program, found in the (read-only) unpacked image; kept in memory per image."""
-        program = self._find_program(base, name, path, workdir)
+    def _module(self, image: Image, base: Path, program: Path, name: str) -> Loaded:
+        """The compiled `program` of the (read-only) unpacked image; kept in memory per image."""
         key = (image.id, program)
         with self._lock:
             loaded = self._loaded.get(key)
@@ -372,10 +371,11 @@ class Launcher:
             out_dir = resolve(root, spec.output_dir) if spec.output_dir else None
             if out_dir is not None:
                 out_dir.mkdir(parents=True, exist_ok=True)
-            loaded = self._module(image, base, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
-            resume = self._resume(image, base, loaded, argv, env, workdir, spec, shared)
-            result = self._sandbox(root, resume.module if resume else loaded, argv, env, workdir, spec,
-                                   tmp, config.labels, shared, resume=resume)
+            program = self._find_program(base, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
+            resume = self._resume(image, base, program, argv, env, workdir, spec, shared)
+            loaded = resume.module if resume else self._module(image, base, program, argv[0])
+            result = self._sandbox(root, loaded, argv, env, workdir, spec, tmp, config.labels, shared,
+                                   resume=resume)
             if spec.output_dir:
                 # Resolved again: the guest may have replaced the directory by a symlink.
                 try:
@@ -399,30 +399,34 @@ class Launcher:
         """Settle and remove the copies kept ready for the next runs; also done at exit."""
         self.workspaces.close()
 
-    def _resume(self, image: Image, base: Path, loaded: Loaded, argv: list[str], env: dict[str, str],
+    def _resume(self, image: Image, base: Path, program: Path, argv: list[str], env: dict[str, str],
                 workdir: str, spec: RunSpec, shared: list[tuple[str, Path]]) -> Resume | None:
         """How to start this run from a snapshot of its interpreter, or None if it cannot be:
-        the program is not the image's CPython, CPython would start differently, mounts."""
+        the program is not the image's CPython, CPython would start differently, mounts.
+        Only the resumable module is compiled for such runs, not the program itself."""
         guest = preinit.program(image.spec.config.labels)
         if not (self.preinit and guest and not spec.mounts and preinit.eligible(argv)):
             return None
         try:
-            if self._module(image, base, guest, DEFAULT_PATH, "/").digest != loaded.digest:
+            if self._find_program(base, guest, DEFAULT_PATH, "/") != program:
                 return None
         except RunError:
             return None
         message = preinit.request(argv, env, workdir)
         startup = preinit.startup_env(env)
-        key = hashlib.sha256(json.dumps([preinit.VERSION, preinit.guest_digest(), WASMTIME_VERSION, image.id, loaded.digest,
+        digest = self.modules.digest_file(program, base)
+        key = hashlib.sha256(json.dumps([preinit.VERSION, preinit.guest_digest(), WASMTIME_VERSION, image.id, digest,
                                          argv[0], startup]).encode()).hexdigest()
         with self._lock:
-            module = self._loaded.get(("preinit", loaded.digest))
+            module = self._loaded.get(("preinit", digest))
         if module is None:
-            program = self._find_program(base, guest, DEFAULT_PATH, "/")
-            module = self.modules.derived(loaded, f"preinit{preinit.VERSION}",
-                                          lambda: preinit.resumable(program.read_bytes()))
+            try:
+                module = self.modules.derived(digest, f"preinit{preinit.VERSION}",
+                                              lambda: preinit.resumable(program.read_bytes()))
+            except (ValueError, IndexError, wasmtime.WasmtimeError):
+                return None  # not a module preinit can edit: the ordinary path says what is wrong
             with self._lock:
-                self._loaded[("preinit", loaded.digest)] = module
+                self._loaded[("preinit", digest)] = module
         with self._snapshot_lock:
             if key not in self._snapshots:
                 self._snapshots[key] = self._snapshot(key, image, base, module, argv[0], startup, shared)

@@ -53,25 +53,34 @@ class ModuleCache:
         self.engine = engine
         self.directory = directory
 
-    def load_file(self, path: Path, root: Path) -> Loaded:
-        """Load a module file from an immutable unpacked rootfs: its digest is remembered in
+    def digest_file(self, path: Path, root: Path) -> str:
+        """The sha256 of a module file in an immutable unpacked rootfs, remembered in
         `<root>.digests.json` so later processes need not read or hash it again."""
-        index_path = root.with_name(root.name + ".digests.json")
-        rel = path.relative_to(root).as_posix()
-        try:
-            index = json.loads(index_path.read_text())
-        except (OSError, ValueError):
-            index = {}
-        digest = index.get(rel) if isinstance(index, dict) else None
-        if isinstance(digest, str):
-            loaded = self._from_cache(digest)
-            if loaded is not None:
-                return loaded
-        loaded = self.load(path.read_bytes())
-        if loaded.digest != digest:
-            write(index_path, json.dumps({**(index if isinstance(index, dict) else {}),
-                                                 rel: loaded.digest}).encode())
+        index = self._index(root)
+        digest = index.get(path.relative_to(root).as_posix())
+        return digest if isinstance(digest, str) else self._remember(root, path, hashlib.sha256(path.read_bytes()).hexdigest())
+
+    def load_file(self, path: Path, root: Path) -> Loaded:
+        """Load a module file from an immutable unpacked rootfs (see digest_file)."""
+        loaded = self._from_cache(self.digest_file(path, root))
+        if loaded is None:
+            loaded = self.load(path.read_bytes())
+            self._remember(root, path, loaded.digest)
         return loaded
+
+    def _index(self, root: Path) -> dict:
+        try:
+            index = json.loads(root.with_name(root.name + ".digests.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return index if isinstance(index, dict) else {}
+
+    def _remember(self, root: Path, path: Path, digest: str) -> str:
+        index = self._index(root)
+        rel = path.relative_to(root).as_posix()
+        if index.get(rel) != digest:
+            write(root.with_name(root.name + ".digests.json"), json.dumps({**index, rel: digest}).encode())
+        return digest
 
     def load(self, wasm: bytes) -> Loaded:
         digest = hashlib.sha256(wasm).hexdigest()
@@ -80,10 +89,10 @@ class ModuleCache:
             return loaded
         return self._compile(wasm, digest)
 
-    def derived(self, source: Loaded, tag: str, make: Callable[[], bytes]) -> Loaded:
-        """The module `make` builds from `source` (preinit.resumable, say), cached under the
-        source's digest and `tag`: once compiled it is neither rebuilt nor hashed again."""
-        key = f"{source.digest}+{tag}"
+    def derived(self, digest: str, tag: str, make: Callable[[], bytes]) -> Loaded:
+        """The module `make` builds from the module with sha256 `digest` (preinit.resumable,
+        say), cached under that digest and `tag`: once compiled, never rebuilt nor hashed."""
+        key = f"{digest}+{tag}"
         return self._from_cache(key) or self._compile(make(), key)
 
     def _compile(self, wasm: bytes, digest: str) -> Loaded:

@@ -5,7 +5,7 @@ A run takes a workspace, a fresh directory under `runs/` whose `rootfs` is a cop
 image's unpacked rootfs, and gives it back when it ends. Giving back only queues its
 removal. Once an image has run twice, a spare copy of it is kept ready under `spares/`, so
 a run that repeats (a Session, an agent) finds its copy made. One background thread does
-both. `settle()` waits for it; `close()` also removes the spares, and runs at exit.
+both, and only while a single run is going: runs side by side do their own removals. `settle()` waits for it; `close()` also removes the spares, and runs at exit.
 Directories are named after the process id, so a later launcher sweeps what a killed one
 left behind (see launcher._sweep).
 """
@@ -32,6 +32,7 @@ class Workspaces:
         self._ready: dict[str, list[Path]] = {}
         self._wanted: dict[str, int] = {}
         self._seen: set[str] = set()
+        self._active = 0
         self._lock = threading.Lock()
         self._tasks: queue.Queue[Callable[[], None]] = queue.Queue()
         self._worker: threading.Thread | None = None
@@ -46,7 +47,9 @@ class Workspaces:
             spare = ready.pop() if ready else None
             repeat = key in self._seen
             self._seen.add(key)
-            top_up = repeat and len(ready or ()) + self._wanted.get(key, 0) < SPARES_PER_IMAGE
+            self._active += 1
+            alone = self._active == 1
+            top_up = alone and repeat and len(ready or ()) + self._wanted.get(key, 0) < SPARES_PER_IMAGE
             if top_up:
                 self._wanted[key] = self._wanted.get(key, 0) + 1
         if spare is not None:
@@ -58,8 +61,15 @@ class Workspaces:
         return workspace
 
     def give_back(self, workspace: Path) -> None:
-        """The run is over: its workspace goes (in the background)."""
-        self._submit(lambda: shutil.rmtree(workspace, ignore_errors=True))
+        """The run is over: its workspace goes, in the background if no other run is going
+        (runs side by side share the cores: background work would only get in their way)."""
+        with self._lock:
+            self._active -= 1
+            alone = self._active == 0
+        if alone:
+            self._submit(lambda: shutil.rmtree(workspace, ignore_errors=True))
+        else:
+            shutil.rmtree(workspace, ignore_errors=True)
 
     def settle(self) -> None:
         """Wait until every queued removal and spare copy is done."""
