@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .config import ImageConfig, ImageSpec
 from .errors import ImageError
+from .wasmbin import read_uleb, uleb
 
 WASM_HEADER = b"\0asm\x01\0\0\0"
 MANIFEST_SECTION = "boxer.manifest"
@@ -81,19 +82,9 @@ class Image:
         return self
 
 
-def _leb(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
 def _section(name: str, payload: bytes) -> bytes:
-    body = _leb(len(name.encode())) + name.encode() + payload
-    return b"\0" + _leb(len(body)) + body
+    body = uleb(len(name.encode())) + name.encode() + payload
+    return b"\0" + uleb(len(body)) + body
 
 
 def encode(spec: ImageSpec, layers: list[bytes], annotations: dict[str, str] | None = None) -> tuple[bytes, str]:
@@ -145,16 +136,13 @@ def write(path: str | Path, data: bytes) -> None:
 
 
 def _read_leb(data: bytes, pos: int, where: str) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= len(data) or shift > 35:
-            raise ImageError(f"{where}: truncated or corrupt (bad section header)")
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        shift += 7
-        if byte < 0x80:
-            return result, pos
+    try:
+        value, end = read_uleb(data, pos)
+    except IndexError:
+        end = 0
+    if not pos < end <= pos + 5:
+        raise ImageError(f"{where}: truncated or corrupt (bad section header)")
+    return value, end
 
 
 def decode(data: bytes | mmap.mmap, where: str = "image", verify: bool = True) -> Image:

@@ -18,16 +18,10 @@ def read_uleb(data: bytes, pos: int) -> tuple[int, int]:
 
 
 def read_sleb(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        shift += 7
-        if byte < 0x80:
-            if byte & 0x40:
-                result -= 1 << shift
-            return result, pos
+    value, end = read_uleb(data, pos)
+    if data[end - 1] & 0x40:  # the sign bit of the last byte
+        value -= 1 << (7 * (end - pos))
+    return value, end
 
 
 def uleb(value: int) -> bytes:
