@@ -496,7 +496,7 @@ class Launcher:
         mounts = self._check_mounts(spec.mounts, root, shared)
         mounted = [m.guest for m in mounts]
         shown = [(g, h) for g, h in shared if not reactor.covered(g, mounted)]
-        for guest, host in [*shown, *reactor.aliases(labels or {}, root, mounted)]:
+        for guest, host in [*shown, *reactor.aliases(labels or {}, root, mounted, shared)]:
             wasi.preopen_dir(str(host), guest, False)
         for m in mounts:
             wasi.preopen_dir(str(m.host), m.guest, not m.read_only)

@@ -62,10 +62,12 @@ def covered(guest: str, mounted: Sequence[str]) -> bool:
     return any(guest == m or guest.startswith(m.rstrip("/") + "/") for m in mounted)
 
 
-def aliases(labels: dict[str, str], root: Path, mounted: Sequence[str] = ()) -> list[tuple[str, Path]]:
+def aliases(labels: dict[str, str], root: Path, mounted: Sequence[str] = (),
+            shared: Sequence[tuple[str, Path]] = ()) -> list[tuple[str, Path]]:
     """(guest path, host directory) for each `boxer.alias:` label whose target is a directory
     of `root`; others are ignored, as Docker ignores labels it does not know. An image cannot
-    cover what the user mounted: an alias at or under a mount's path is dropped."""
+    cover what the user mounted: an alias at or under a mount's path is dropped. A target
+    inside a `shared` (read-only, see read_only) directory is found there, not in `root`."""
     out = []
     for key, target in sorted(labels.items()):
         if not key.startswith(ALIAS_LABEL):
@@ -75,7 +77,9 @@ def aliases(labels: dict[str, str], root: Path, mounted: Sequence[str] = ()) -> 
             continue
         if covered(guest, mounted):
             continue
-        host = resolve(root, target)
+        target = posixpath.normpath("/" + target.lstrip("/"))
+        inside = [(g, h) for g, h in shared if covered(target, [g])]
+        host = resolve(inside[0][1], target[len(inside[0][0]):]) if inside else resolve(root, target)
         if host.is_dir() and not host.is_symlink():
             out.append((guest, host))
     return out
