@@ -4,6 +4,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -53,6 +55,18 @@ def test_uncaught_exception_is_exit_1_with_traceback_on_stderr(boxer, hello_imag
     r = py(boxer, hello_image, "raise ValueError('boom')")
     assert r.returncode == 1
     assert "ValueError: boom" in r.stderr
+
+
+def test_output_to_a_reader_that_goes_away(hello_image, cache_dir):
+    # `boxer run ... | head -c 10`: the guest's output keeps coming after the pipe is closed
+    cmd = [sys.executable, "-m", "boxer_py", "run", str(hello_image), "python", "-c", "print('y' * 1000000)"]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          env={**os.environ, "BOXER_CACHE_DIR": str(cache_dir)}) as proc:
+        assert proc.stdout.read(10) == b"y" * 10
+        proc.stdout.close()
+        stderr = proc.stderr.read().decode()
+        assert proc.wait(timeout=120) == 0, stderr
+    assert "panicked" not in stderr and "Traceback" not in stderr, stderr
 
 
 def test_workdir_from_image_is_cwd_and_resolves_relative_paths(boxer, app_image):

@@ -260,3 +260,33 @@ def test_run_at_build_time_gets_the_bases_aliases(ds_image, cache_dir, make_cont
     assert "drew at build time" in r.stderr
     png = boxer("run", str(out), "python", "-c", "print(open('/art/built.png', 'rb').read(8))")
     assert png.stdout.strip() == repr(PNG_MAGIC), png.stderr
+
+
+@pytest.fixture(scope="module")
+def scratch_box(ds_image, cache_dir) -> boxer_py.Session:
+    """The same image, every run starting CPython from scratch (no snapshot)."""
+    return boxer_py.Session(ds_image, launcher=boxer_py.Launcher(cache_dir, preinit=False))
+
+
+@pytest.mark.parametrize("command", [
+    ["python", "report.py"],
+    ["python", "-c", "import sys, os; print(sys.argv, sys.path[0], os.getcwd(), sorted(os.environ))", "x"],
+    ["python", "-c", "import pandas as pd; df = pd.DataFrame({'a': [1, 2, 3]}); print(df.describe())"],
+    ["python", "-c", "import numpy as np\nnp.linalg.inv(np.zeros((2, 2)))"],
+    ["python", "-c", "import sys; sys.exit('no data')"],
+    ["python", "-m", "json.tool"],
+], ids=["script", "introspect", "pandas", "numpy-error", "exit-message", "module"])
+def test_preinitialised_runs_match_runs_from_scratch(box, scratch_box, command):
+    """The base's runs start from a snapshot taken after numpy, pandas and matplotlib were
+    imported; their results are byte for byte those of CPython started from scratch."""
+    fast, slow = box.run(command, stdin='{"k": 1}'), scratch_box.run(command, stdin='{"k": 1}')
+    assert fast.preinitialised and not slow.preinitialised, (fast.stderr, slow.stderr)
+    assert (fast.exit_code, fast.stdout, fast.stderr) == (slow.exit_code, slow.stdout, slow.stderr)
+    assert fast.files.keys() == slow.files.keys()
+
+
+def test_a_pandas_task_skips_the_import(box):
+    r = box.run_python("import sys; print('pandas' in sys.modules)")
+    assert (r.stdout, r.preinitialised) == (b"True\n", True)  # imported before the snapshot
+    r = box.run_python("import matplotlib; print(matplotlib.get_backend())", env={"MPLBACKEND": "svg"})
+    assert r.stdout == b"Agg\n"  # the pre-imported module saw the image's ENV (documented)

@@ -1,6 +1,7 @@
 """The `boxer` command: parses options, calls the library, prints results. No logic here."""
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import sys
@@ -379,8 +380,31 @@ def web(image, directory):
 
 
 def main() -> None:
+    """The `boxer` command. It leaves through os._exit once the exit handlers have run and
+    stdio is flushed: Wasmtime's WASI may still be releasing a finished run's stdio on a
+    thread of its own, and that must not meet an interpreter that is shutting down (the
+    process would abort with a Rust panic after the run's output)."""
     try:
-        cli.main(standalone_mode=False)
+        code = _dispatch()
+    except SystemExit as e:
+        code = e.code
+    if not isinstance(code, int):
+        if code is not None:
+            print(code, file=sys.stderr)
+        code = 0 if code is None else 1
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
+def _dispatch() -> int:
+    try:
+        code = cli.main(standalone_mode=False)  # click's own exits (--help) return their code
+        return code if isinstance(code, int) else 0
     except click.exceptions.Abort:
         sys.exit(130)
     except click.ClickException as e:

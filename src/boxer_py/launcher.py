@@ -149,8 +149,18 @@ class _Sink:
             self.chunks.append(kept)
             self.size += len(kept)
             if self.echo_fd is not None:
-                os.write(self.echo_fd, kept)
+                self._echo(kept)
         return len(data)  # the guest is told everything was written, so it does not retry
+
+    def _echo(self, data: bytes) -> None:
+        """Write through to the host fd; once that fails (a reader that went away: `| head`),
+        stop echoing and keep collecting. This runs on Wasmtime's thread: it must not raise."""
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self.echo_fd, view):]
+        except OSError:
+            self.echo_fd = None
 
     def value(self) -> bytes:
         return b"".join(self.chunks)
@@ -413,7 +423,7 @@ class Launcher:
         except RunError:
             return None
         message = preinit.request(argv, env, workdir)
-        startup = preinit.startup_env(env)
+        startup = {**image.spec.config.env_dict(), **preinit.startup_env(env)}
         digest = self.modules.digest_file(program, base)
         key = hashlib.sha256(json.dumps([preinit.VERSION, preinit.guest_digest(), WASMTIME_VERSION, image.id, digest,
                                          argv[0], startup]).encode()).hexdigest()
@@ -443,7 +453,7 @@ class Launcher:
         cached = preinit.load(path)
         if cached is not None:
             return cached
-        argv = preinit.boot_argv(argv0)
+        argv = preinit.boot_argv(argv0, preinit.preimports(image.spec.config.labels))
         captured: dict[str, object] = {}
 
         def keep(store: wasmtime.Store, exports) -> None:

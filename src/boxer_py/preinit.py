@@ -17,8 +17,10 @@ This is Wizer's idea done from the outside, with the image's module left as it i
 
 Every run still gets a fresh instance: what one run does cannot reach the next. A snapshot
 is made for one image, program and start-up environment (`startup_env`): the variables
-CPython reads while it starts are part of its key, and no other variable is given to the
-snapshot run, so nothing of one run's environment is kept for another. Runs that CPython
+CPython reads while it starts are part of its key; the boot run gets those and the image's
+own ENV, nothing else, so nothing of one run's environment is kept for another. An image
+may name modules to import before the snapshot (label `boxer.preimport`): they see the
+image's ENV, not a run's `-e` changes. Runs that CPython
 would start differently (options before the command, the REPL, stdin as the script, mounts)
 take the ordinary path. All runs from one snapshot share its str hash seed.
 """
@@ -28,6 +30,7 @@ import ctypes
 import hashlib
 import json
 import os
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +42,7 @@ from .imagefile import write
 from .wasmbin import CODE, EXPORT, FUNCTION, IMPORT, TYPE, append, assemble, count, imported_functions, name, sections, uleb
 
 LABEL = "boxer.preinit:"       # boxer.preinit:/usr/local/bin/python3.12 = cpython
+PREIMPORT_LABEL = "boxer.preimport"  # boxer.preimport = "numpy pandas"
 KIND = "cpython"
 STACK_POINTER, CALL = "boxer:stack_pointer", "boxer:call"
 PAGE = 4096                    # the granularity at which changed memory is kept
@@ -104,10 +108,17 @@ def guest_digest() -> str:
     return hashlib.sha256(GUEST_SOURCE.read_bytes()).hexdigest()
 
 
-def boot_argv(argv0: str) -> list[str]:
+def preimports(labels: Mapping[str, str]) -> list[str]:
+    """The modules an image's `boxer.preimport` label names (space- or comma-separated),
+    imported once before the snapshot is taken; names that are not module paths are dropped."""
+    names = labels.get(PREIMPORT_LABEL, "").replace(",", " ").split()
+    return [n for n in names if re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", n)]
+
+
+def boot_argv(argv0: str, preimport: Sequence[str] = ()) -> list[str]:
     source = GUEST_SOURCE.read_text()
     return [argv0, "-c", "import builtins as _b; _g = {'__builtins__': _b, '__name__': '_boxer'}; "
-            f"exec(compile({source!r}, '<boxer>', 'exec'), _g); _g['boot']()"]
+            f"exec(compile({source!r}, '<boxer>', 'exec'), _g); _g['boot']({list(preimport)!r})"]
 
 
 @dataclass(frozen=True)
@@ -184,10 +195,13 @@ def _capture(memory: bytes, stack_pointer: int, stdout: bytes, initial: bytes) -
     method = word(exec_object + 8)
     if memory[word(method):word(method) + 5] != b"exec\0":
         raise ValueError("the exec builtin is not where the guest said")
-    if word(args + 8) != 2:  # PyTupleObject: refcnt, type, size, items
+    # PyTupleObject: refcnt, type, size, (a cached hash since 3.14), items
+    items = [args + offset for offset in (12, 16) if word(args + 8) == 2
+             and [word(args + offset), word(args + offset + 4)] == report["items"]]
+    if not items:
         raise ValueError("the call's arguments are not where the guest said")
     # PyByteArrayObject: refcnt, type, size, alloc, bytes, start, exports
-    if word(inbox + 8) != report["size"]:
+    if word(inbox + 8) != report["size"] or word(inbox + 12) < report["size"] or word(inbox + 16) != word(inbox + 20):
         raise ValueError("the inbox is not where the guest said")
     padded = initial + bytes(len(memory) - len(initial))
     pages: list[tuple[int, int]] = []
@@ -203,7 +217,7 @@ def _capture(memory: bytes, stack_pointer: int, stdout: bytes, initial: bytes) -
         data += chunk
     return Snapshot(memory_size=len(memory), pages=tuple(pages), data=data,
                     stack_pointer=stack_pointer, callable=exec_object,
-                    args=args + 12, function=word(exec_object + 24), inbox=word(inbox + 20),
+                    args=items[0], function=word(exec_object + 24), inbox=word(inbox + 20),
                     inbox_size=report["size"])
 
 

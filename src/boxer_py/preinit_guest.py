@@ -1,6 +1,7 @@
 # Runs inside the guest's CPython, never on the host: the other half of preinit.py.
 #
-# `boot()` runs once, as `python -c`, when the interpreter has just started: it readies what
+# `boot()` runs once, as `python -c`, when the interpreter has just started (and has imported
+# what the image's `boxer.preimport` label names): it readies what
 # a later run needs, tells the host where it lies in memory, and exits. The host keeps that
 # memory (the snapshot). Each run then starts from a copy of it by calling `exec(RESUME, ns)`
 # from outside, with the run's request (argv, env, cwd) written into `inbox`; `resume()` does
@@ -16,10 +17,11 @@ INBOX_SIZE = 1 << 20
 _DROPPED_PATH0 = False
 
 
-def boot():
+def boot(preimport=()):
+    """`preimport`: modules the image asks to have imported before its runs start (an import
+    that fails fails the boot, and runs start from scratch)."""
     global _DROPPED_PATH0, inbox, main, pristine, snapshot_modules, _exit
     _exit = os._exit  # kept: a program may replace os._exit, and resume() must still end the run
-    before = set(sys.modules)
     inbox = bytearray(INBOX_SIZE)
     main = sys.modules["__main__"].__dict__
     pristine = {k: v for k, v in main.items() if k.startswith("__") and k.endswith("__")}
@@ -28,6 +30,9 @@ def boot():
     if sys.path and sys.path[0] == "" and not sys.flags.safe_path:
         del sys.path[0]
         _DROPPED_PATH0 = True
+    for module in preimport:
+        __import__(module)
+    before = set(sys.modules)
     snapshot_modules = {id(m) for m in sys.modules.values()}
     call = (compile("resume()", "<boxer>", "exec"), globals())
     globals()["call"] = call  # kept alive: the host calls exec with this very tuple
@@ -36,8 +41,8 @@ def boot():
         del sys.modules["gc"]  # as a plain `python -c` has it, not imported
     gc.collect()
     gc.freeze()  # start-up's objects: a run's collections (and the one at its exit) skip them
-    sys.stdout.write('{"exec": %d, "args": %d, "inbox": %d, "size": %d}\n'
-                     % (id(builtins.exec), id(call), id(inbox), INBOX_SIZE))
+    sys.stdout.write('{"exec": %d, "args": %d, "items": [%d, %d], "inbox": %d, "size": %d}\n'
+                     % (id(builtins.exec), id(call), id(call[0]), id(call[1]), id(inbox), INBOX_SIZE))
     sys.stdout.flush()
     os._exit(0)
 
@@ -140,7 +145,11 @@ def _run(argv):
         sys.argv = ["-c", *argv[3:]]
         if _DROPPED_PATH0:
             sys.path.insert(0, "")
-        exec(compile(argv[2], "<string>", "exec", dont_inherit=True), main)
+        code = compile(argv[2], "<string>", "exec", dont_inherit=True)
+        if sys.version_info >= (3, 13):  # CPython keeps -c code in linecache for its tracebacks
+            import linecache
+            linecache._register_code(code, argv[2], "<string>")
+        exec(code, main)
     elif argv[1] == "-m":
         sys.argv = ["-m", *argv[3:]]
         if not sys.flags.safe_path:
