@@ -1,9 +1,8 @@
 # Runs inside the guest's CPython, never on the host: the other half of preinit.py.
 #
-# `boot()` runs once, as `python -c`, when the interpreter has just started (and has imported
-# what the image's `boxer.preimport` label names): it readies what
-# a later run needs, tells the host where it lies in memory, and exits. The host keeps that
-# memory (the snapshot). Each run then starts from a copy of it by calling `exec(RESUME, ns)`
+# `boot()` runs once, as `python -c`, when the interpreter has just started: it imports what
+# the image's `boxer.preimport` label names, readies what a later run needs, tells the host
+# where that lies in memory, and exits. The host keeps that memory (the snapshot). Each run then starts from a copy of it by calling `exec(RESUME, ns)`
 # from outside, with the run's request (argv, env, cwd) written into `inbox`; `resume()` does
 # what CPython's own main would have done with that command line, then ends the process.
 # No module docstring: the code is exec'd with a namespace of its own, so nothing lands in
@@ -20,7 +19,7 @@ _DROPPED_PATH0 = False
 def boot(preimport=()):
     """`preimport`: modules the image asks to have imported before its runs start (an import
     that fails fails the boot, and runs start from scratch)."""
-    global _DROPPED_PATH0, inbox, main, pristine, snapshot_modules, _exit
+    global _DROPPED_PATH0, inbox, main, snapshot_modules, _exit
     _exit = os._exit  # kept: a program may replace os._exit, and resume() must still end the run
     inbox = bytearray(INBOX_SIZE)
     main = sys.modules["__main__"].__dict__
