@@ -9,6 +9,7 @@ import io
 import zipfile
 
 import pytest
+import wasmtime
 
 import boxer_py
 from boxer_py.launcher import Launcher
@@ -191,3 +192,20 @@ def test_images_without_the_label_start_from_scratch(build, launcher):
     image = build('FROM python:3.12\nLABEL "boxer.preinit:/usr/local/bin/python3.12"=""\n')
     r = boxer_py.Session(image, launcher=launcher).run_python("print(5)")
     assert (r.exit_code, r.stdout, r.preinitialised) == (0, b"5\n", False)
+
+
+def test_a_label_on_something_else_changes_nothing(build, launcher):
+    """A module that is not CPython, labelled as if it were: its runs start as they always do."""
+    tiny = wasmtime.wat2wasm("""
+(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (global $sp (mut i32) (i32.const 1024))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "tiny\\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16)) (i32.store (i32.const 4) (i32.const 5))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))""")
+    image = build('FROM scratch\nCOPY tiny.wasm /python\nLABEL "boxer.preinit:/python"="cpython"\n',
+                  {"tiny.wasm": bytes(tiny)})
+    r = boxer_py.Session(image, launcher=launcher).run(["/python", "-c", "pass"])
+    assert (r.exit_code, r.stdout, r.preinitialised) == (0, b"tiny\n", False), r.stderr

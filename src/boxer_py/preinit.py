@@ -39,7 +39,8 @@ from typing import Callable, Mapping, Sequence
 import wasmtime
 
 from .imagefile import write
-from .wasmbin import CODE, EXPORT, FUNCTION, IMPORT, TYPE, append, assemble, count, imported_functions, name, sections, uleb
+from .wasmbin import (CODE, EXPORT, FUNCTION, GLOBAL, IMPORT, TYPE, append, assemble, count, imports, name,
+                      read_uleb, sections, uleb)
 
 LABEL = "boxer.preinit:"       # boxer.preinit:/usr/local/bin/python3.12 = cpython
 PREIMPORT_LABEL = "boxer.preimport"  # boxer.preimport = "numpy pandas"
@@ -60,14 +61,18 @@ STARTUP_NAMES = ("LANG", "TZ", "HOME", "PATH")
 def resumable(wasm: bytes) -> bytes:
     """`wasm` with the stack pointer and `boxer:call` exported (custom sections dropped)."""
     parts = [p for p in sections(wasm) if p[0] != 0]
-    ids = [sid for sid, _ in parts]
-    for needed in (TYPE, FUNCTION, EXPORT, CODE):
-        if needed not in ids:
-            raise ValueError(f"module has no section {needed}")
     payload = dict(parts)
+    if any(sid not in payload for sid in (TYPE, FUNCTION, GLOBAL, EXPORT, CODE)):
+        raise ValueError("not a module preinit knows: a section is missing")
+    imported = imports(payload.get(IMPORT, b""))
     i32 = b"\x7f"
+    # wasm-ld's layout: global 0 is the stack pointer, a mutable i32 of the module's own.
+    if imported.get(3) or payload[GLOBAL][read_uleb(payload[GLOBAL], 0)[1]:][:2] != i32 + b"\x01":
+        raise ValueError("not a module preinit knows: global 0 is not a stack pointer")
+    if name("memory") + b"\x02" not in payload[EXPORT]:
+        raise ValueError("not a module preinit knows: no exported memory")
     type_index = count(payload[TYPE])
-    function_index = imported_functions(payload.get(IMPORT, b"")) + count(payload[FUNCTION])
+    function_index = imported.get(0, 0) + count(payload[FUNCTION])
     # (func (param i32 i32 i32 i32) (result i32)
     #   local.get 0, local.get 1, local.get 2, i32.const 0 (kwnames), local.get 3,
     #   call_indirect (type $vectorcall) (table 0))

@@ -3,7 +3,7 @@ and the module's sections."""
 from __future__ import annotations
 
 MAGIC = b"\0asm\x01\0\0\0"
-TYPE, IMPORT, FUNCTION, GLOBAL, EXPORT, CODE, DATA = 1, 2, 3, 6, 7, 10, 11
+TYPE, IMPORT, FUNCTION, GLOBAL, EXPORT, CODE = 1, 2, 3, 6, 7, 10
 
 
 def read_uleb(data: bytes, pos: int) -> tuple[int, int]:
@@ -79,20 +79,20 @@ def count(payload: bytes) -> int:
     return read_uleb(payload, 0)[0] if payload else 0
 
 
-def imported_functions(payload: bytes) -> int:
-    """How many of the import section's entries are functions (they come first in the
-    function index space)."""
-    total, pos = read_uleb(payload, 0)
-    functions = 0
+def imports(payload: bytes) -> dict[int, int]:
+    """How many of the import section's entries are of each kind (0 function, 1 table,
+    2 memory, 3 global, 4 tag): imports come first in their kind's index space."""
+    total, pos = read_uleb(payload, 0) if payload else (0, 0)
+    kinds: dict[int, int] = {}
     for _ in range(total):
         for _ in range(2):  # module and field names
             size, pos = read_uleb(payload, pos)
             pos += size
         kind = payload[pos]
         pos += 1
+        kinds[kind] = kinds.get(kind, 0) + 1
         if kind == 0:  # function: a type index
             _, pos = read_uleb(payload, pos)
-            functions += 1
         elif kind in (1, 2):  # table (reftype + limits) or memory (limits)
             pos += kind == 1
             flags = payload[pos]
@@ -103,4 +103,4 @@ def imported_functions(payload: bytes) -> int:
             pos += 2
         else:  # tag: attribute + type index
             _, pos = read_uleb(payload, pos + 1)
-    return functions
+    return kinds
