@@ -56,14 +56,14 @@ class ModuleCache:
     def digest_file(self, path: Path, root: Path) -> str:
         """The sha256 of a module file in an immutable unpacked rootfs, remembered in
         `<root>.digests.json` so later processes need not read or hash it again."""
-        index = self._index(root)
-        digest = index.get(path.relative_to(root).as_posix())
+        digest = self._index(root).get(path.relative_to(root).as_posix())
         return digest if isinstance(digest, str) else self._remember(root, path, hashlib.sha256(path.read_bytes()).hexdigest())
 
     def load_file(self, path: Path, root: Path) -> Loaded:
-        """Load a module file from an immutable unpacked rootfs (see digest_file)."""
-        loaded = self._from_cache(self.digest_file(path, root))
-        if loaded is None:
+        """Load a module file from an immutable unpacked rootfs (its digest as digest_file)."""
+        digest = self._index(root).get(path.relative_to(root).as_posix())
+        loaded = self._from_cache(digest) if isinstance(digest, str) else None
+        if loaded is None:  # read and hashed once, here
             loaded = self.load(path.read_bytes())
             self._remember(root, path, loaded.digest)
         return loaded
