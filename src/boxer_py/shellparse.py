@@ -121,8 +121,8 @@ def _command_position(text: str, i: int) -> bool:
     return re.search(r"(^|[;&|({\n]|\bthen|\bdo|\belse|!)[ \t]*$", text[:i]) is not None
 
 
-def _past_quoted(text: str, i: int) -> int | None:
-    """Where a quoted part or substitution starting at `i` ends (None if none starts there)."""
+def _past_quote(text: str, i: int) -> int | None:
+    """Where a backslash escape or a quoted part starting at `i` ends (None if none starts there)."""
     c = text[i]
     if c == "\\":
         return i + 2
@@ -131,6 +131,15 @@ def _past_quoted(text: str, i: int) -> int | None:
         return len(text) if end < 0 else end + 1
     if c == '"':
         return end_dquote(text, i + 1) + 1
+    return None
+
+
+def _past_quoted(text: str, i: int) -> int | None:
+    """Where a quoted part or substitution starting at `i` ends (None if none starts there)."""
+    past = _past_quote(text, i)
+    if past is not None:
+        return past
+    c = text[i]
     if text.startswith("$(", i):
         return match_paren(text, i + 1) + 1
     if c == "`":
@@ -229,8 +238,9 @@ def match_paren(text: str, i: int) -> int:
     pending: list = []
     while i < n:
         c = text[i]
-        if c == "\\":
-            i += 2
+        past = _past_quote(text, i)
+        if past is not None:
+            i = past
             continue
         if not arithmetic and text.startswith("<<", i) and not text.startswith("<<<", i):
             i = _heredoc_operator(text, list(text), i, pending)
@@ -238,13 +248,6 @@ def match_paren(text: str, i: int) -> int:
         if c == "\n" and pending:
             i = _heredoc_bodies(text, list(text), i + 1, pending, {})
             pending = []
-            continue
-        if c == "'":
-            end = text.find("'", i + 1)
-            i = n if end < 0 else end + 1
-            continue
-        if c == '"':
-            i = end_dquote(text, i + 1) + 1
             continue
         if c == "(":
             depth += 1
@@ -261,16 +264,9 @@ def match_brace(text: str, i: int) -> int:
     n = len(text)
     i += 1
     while i < n:
-        c = text[i]
-        if c == "\\":
-            i += 2
-            continue
-        if c == "'":
-            end = text.find("'", i + 1)
-            i = n if end < 0 else end + 1
-            continue
-        if c == '"':
-            i = end_dquote(text, i + 1) + 1
+        past = _past_quote(text, i)
+        if past is not None:
+            i = past
             continue
         if text.startswith("${", i):
             i = match_brace(text, i + 1) + 1
@@ -278,7 +274,7 @@ def match_brace(text: str, i: int) -> int:
         if text.startswith("$(", i):
             i = match_paren(text, i + 1) + 1
             continue
-        if c == "}":
+        if text[i] == "}":
             return i
         i += 1
     raise ShellError("unterminated ${ in the script")
