@@ -299,6 +299,7 @@ class Launcher:
         self._loaded: dict[tuple[str, object], Loaded] = {}
         self._lock = threading.Lock()
         self._snapshots: dict[str, Snapshot | None] = {}
+        self._guest_digest: str | None = None  # preinit's guest code, hashed once (see _resume)
         self._snapshot_lock = threading.Lock()
         self.runs = self.cache_dir / "runs"
         self.workspaces = Workspaces(self.runs, self.cache_dir / "spares")
@@ -425,7 +426,9 @@ class Launcher:
         message = preinit.request(argv, env, workdir)
         startup = {**image.spec.config.env_dict(), **preinit.startup_env(env)}
         digest = self.modules.digest_file(program, base)
-        key = hashlib.sha256(json.dumps([preinit.VERSION, preinit.guest_digest(), WASMTIME_VERSION, image.id, digest,
+        if self._guest_digest is None:
+            self._guest_digest = preinit.guest_digest()
+        key = hashlib.sha256(json.dumps([preinit.VERSION, self._guest_digest, WASMTIME_VERSION, image.id, digest,
                                          argv[0], startup]).encode()).hexdigest()
         with self._lock:
             module = self._loaded.get(("preinit", digest))

@@ -56,13 +56,13 @@ class ModuleCache:
     def digest_file(self, path: Path, root: Path) -> str:
         """The sha256 of a module file in an immutable unpacked rootfs, remembered in
         `<root>.digests.json` so later processes need not read or hash it again."""
-        digest = self._index(root).get(path.relative_to(root).as_posix())
-        return digest if isinstance(digest, str) else self._remember(root, path, hashlib.sha256(path.read_bytes()).hexdigest())
+        digest = self._known(root, path)
+        return digest or self._remember(root, path, hashlib.sha256(path.read_bytes()).hexdigest())
 
     def load_file(self, path: Path, root: Path) -> Loaded:
         """Load a module file from an immutable unpacked rootfs (its digest as digest_file)."""
-        digest = self._index(root).get(path.relative_to(root).as_posix())
-        loaded = self._from_cache(digest) if isinstance(digest, str) else None
+        digest = self._known(root, path)
+        loaded = self._from_cache(digest) if digest else None
         if loaded is None:  # read and hashed once, here
             loaded = self.load(path.read_bytes())
             self._remember(root, path, loaded.digest)
@@ -74,6 +74,10 @@ class ModuleCache:
         except (OSError, ValueError):
             return {}
         return index if isinstance(index, dict) else {}
+
+    def _known(self, root: Path, path: Path) -> str | None:
+        digest = self._index(root).get(path.relative_to(root).as_posix())
+        return digest if isinstance(digest, str) else None
 
     def _remember(self, root: Path, path: Path, digest: str) -> str:
         index = self._index(root)
