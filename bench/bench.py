@@ -18,6 +18,7 @@ import math
 import os
 import platform
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -145,6 +146,22 @@ def python_runs(b: Bench) -> list[Measurement]:
 
     warm_cache = b.workdir / "warm"
     warm_env = {"BOXER_CACHE_DIR": str(warm_cache)}
+    unserved_env = {**warm_env, "BOXER_SERVER": "0"}
+
+    def start_server() -> None:
+        """The second run starts the run server; wait until it answers."""
+        for _ in range(2):
+            process(argv, warm_env)()
+        script = "from boxer_py import client; print(client.address()[0])"
+        path = subprocess.run([sys.executable, "-c", script], env={**os.environ, **warm_env}, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with socket.socket(socket.AF_UNIX) as s:
+                if s.connect_ex(path) == 0:
+                    return
+            time.sleep(0.05)
+        raise SystemExit("bench: the run server did not start")
     sessions: list[boxer_py.Session] = []
 
     def open_session() -> None:
@@ -177,10 +194,12 @@ def python_runs(b: Bench) -> list[Measurement]:
         Measurement("Session: 4 runs one after another", four_runs(1), b.runs, prepare=open_session),
         Measurement("Session: 4 runs on 2 threads (2 cores: ideally half the line above)", four_runs(2), b.runs,
                     prepare=open_session),
-        Measurement("boxer run IMAGE python -c pass (cold: empty cache each run)", process(argv, before=empty_cache),
-                    b.cold_runs),
-        Measurement("boxer run IMAGE python -c pass (warm cache)", process(argv, warm_env), b.runs,
-                    prepare=process(argv, warm_env)),
+        Measurement("boxer run IMAGE python -c pass (cold: empty cache each run)",
+                    process(argv, {"BOXER_SERVER": "0"}, before=empty_cache), b.cold_runs),
+        Measurement("boxer run IMAGE python -c pass (warm: served by the run server)", process(argv, warm_env),
+                    b.runs, prepare=start_server),
+        Measurement("  the same, BOXER_SERVER=0 (the CLI loads everything itself: the previous version)",
+                    process(argv, unserved_env), b.runs, prepare=process(argv, unserved_env)),
         Measurement('Session(IMAGE).run(["python", "-c", "pass"]) (in-process, warm)', in_process(session_run),
                     b.runs, prepare=open_session),
         Measurement("  the same, CPython started from scratch (no snapshot: the previous version)",

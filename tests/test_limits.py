@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import wasmtime
 
@@ -137,13 +138,18 @@ def test_timeout_also_ends_a_guest_blocked_in_sleep(boxer, hello_image):
 
 def test_writable_layer_of_a_killed_run_is_swept(boxer, hello_image, cache_dir, launcher):
     # a guest blocked reading this process's stdin (a pipe that stays open) is out of Wasmtime's
-    # reach: the watchdog ends the whole process, which leaves its writable layer behind
+    # reach: the watchdog ends the whole process, which leaves its writable layer behind (run by
+    # the CLI itself: a run server would sweep it as soon as it reaps the run, see test_server)
     cmd = [sys.executable, "-m", "boxer_py", "run", "-i", "--timeout", "0.5", str(hello_image),
            "python", "-c", "import sys; sys.stdin.read()"]
     with subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          env={**os.environ, "BOXER_CACHE_DIR": str(cache_dir)}) as proc:
+                          env={**os.environ, "BOXER_CACHE_DIR": str(cache_dir), "BOXER_SERVER": "0"}) as proc:
         assert proc.wait(timeout=60) == 124
     launcher.settle()  # this process's own runs, removed in the background, are not the point here
     assert list((cache_dir / "runs").iterdir())
     boxer("run", str(hello_image), "python", "-c", "pass")
+    # the next run sweeps it (a served run: its server, when it reaps the run, just after)
+    deadline = time.monotonic() + 10
+    while list((cache_dir / "runs").iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert list((cache_dir / "runs").iterdir()) == []

@@ -7,6 +7,7 @@ import os
 import sys
 import threading
 from pathlib import Path
+from typing import Callable, NoReturn
 
 import click
 
@@ -92,7 +93,8 @@ def _size(text: str | None) -> int | None:
 @click.option("--max-output", metavar="SIZE", help="Keep at most this much of stdout, of stderr and of /out files.")
 @click.option("--disk", metavar="SIZE", help="Stop the guest when its writable layer grows by more than this.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the result instead of streaming.")
-def run(image, command, env, env_file, workdir, entrypoint, volume, interactive, stdin_file, timeout, memory,
+@click.pass_obj
+def run(launcher, image, command, env, env_file, workdir, entrypoint, volume, interactive, stdin_file, timeout, memory,
         max_output, disk, as_json):
     """Run a command in a new sandbox from IMAGE.
 
@@ -114,7 +116,7 @@ def run(image, command, env, env_file, workdir, entrypoint, volume, interactive,
         on_start=None if timeout is None else lambda: _watchdog(timeout + 1.0, as_json),
     )
     sys.stdout.flush()
-    launcher = Launcher(default_cache_dir())
+    launcher = launcher or Launcher(default_cache_dir())
     result = launcher.run(launcher.open(_locate(image)), spec)
     if as_json:
         click.echo(json.dumps(result.to_json()))
@@ -379,31 +381,41 @@ def web(image, directory):
     click.echo(write_site(_locate(image), directory))
 
 
-def main() -> None:
-    """The `boxer` command. It leaves through os._exit once the exit handlers have run and
-    stdio is flushed: Wasmtime's WASI may still be releasing a finished run's stdio on a
-    thread of its own, and that must not meet an interpreter that is shutting down (the
-    process would abort with a Rust panic after the run's output)."""
+def main(args: list[str] | None = None, launcher: Launcher | None = None,
+         report: Callable[[int], None] | None = None) -> NoReturn:
+    """The `boxer` command (`args` defaults to sys.argv[1:]). The run server (server.py)
+    passes its warm `launcher`, and `report`, told the exit code once the output is out
+    and before exit handlers tidy up. The process leaves through os._exit once the exit
+    handlers have run and stdio is flushed: Wasmtime's WASI may still be releasing a
+    finished run's stdio on a thread of its own, and that must not meet an interpreter that
+    is shutting down (the process would abort with a Rust panic after the run's output)."""
     try:
-        code = _dispatch()
+        code = _dispatch(args, launcher)
     except SystemExit as e:
         code = e.code
     if not isinstance(code, int):
         if code is not None:
             print(code, file=sys.stderr)
         code = 0 if code is None else 1
+    _flush()
+    if report is not None:
+        report(code)
     atexit._run_exitfuncs()
+    _flush()
+    os._exit(code)
+
+
+def _flush() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except (OSError, ValueError):
             pass
-    os._exit(code)
 
 
-def _dispatch() -> int:
+def _dispatch(args: list[str] | None, launcher: Launcher | None) -> int:
     try:
-        code = cli.main(standalone_mode=False)  # click's own exits (--help) return their code
+        code = cli.main(args, prog_name="boxer", standalone_mode=False, obj=launcher)  # click's own exits (--help) return their code
         return code if isinstance(code, int) else 0
     except click.exceptions.Abort:
         sys.exit(130)

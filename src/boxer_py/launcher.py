@@ -303,8 +303,7 @@ class Launcher:
         self._snapshot_lock = threading.Lock()
         self.runs = self.cache_dir / "runs"
         self.workspaces = Workspaces(self.runs, self.cache_dir / "spares")
-        _sweep(self.runs)
-        _sweep(self.workspaces.spares)
+        self.sweep()
 
     def open(self, path: str | Path) -> Image:
         """Read an image file, checking every digest unless this very file (same inode, size,
@@ -400,6 +399,11 @@ class Launcher:
             return result
         finally:
             self.workspaces.give_back(tmp)
+
+    def sweep(self) -> None:
+        """Remove what runs of processes that have died left in the cache (see _sweep)."""
+        _sweep(self.runs)
+        _sweep(self.workspaces.spares)
 
     def settle(self) -> None:
         """Wait until the writable layers of finished runs are removed (that happens in the

@@ -7,21 +7,19 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import locations
 from .errors import ImageError
 from .imagefile import write
 
 
 def default_cache_dir() -> Path:
-    """$BOXER_CACHE_DIR, else ~/.cache/boxer: compiled modules, unpacked images, build cache, store."""
-    if os.environ.get("BOXER_CACHE_DIR"):
-        return Path(os.environ["BOXER_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "boxer"
+    """See locations.cache_dir."""
+    return Path(locations.cache_dir())
 
 
 def normalize(ref: str) -> str:

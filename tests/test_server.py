@@ -1,0 +1,251 @@
+"""The run server (client.py, server.py): a repeated `boxer run` is served by a warm process
+that forks per run. A served run must be indistinguishable from one the CLI runs itself,
+stop when its client goes, and the server must talk only to its own user's clients."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from boxer_py import client
+
+
+class Served:
+    """`boxer` with a cache dir and socket dir of its own, and a server started for them."""
+
+    def __init__(self, tmp_path: Path, cache: Path, image: Path):
+        self.image = image
+        self.cache = cache
+        self.runtime = tmp_path / "runtime"
+        self.runtime.mkdir(mode=0o700)
+        self.env = {**os.environ, "BOXER_CACHE_DIR": str(cache), "XDG_RUNTIME_DIR": str(self.runtime),
+                    "BOXER_SERVER_IDLE": "60"}
+        self.socket_dir = self.runtime / "boxer"
+
+    def __call__(self, *args: str, served: bool = True, **kwargs) -> subprocess.CompletedProcess:
+        env = {**self.env, **kwargs.pop("env", {}), **({} if served else {"BOXER_SERVER": "0"})}
+        return subprocess.run([sys.executable, "-m", "boxer_py", *args], capture_output=True, text=True, env=env,
+                              timeout=120, **kwargs)
+
+    def popen(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "boxer_py", *args], env=self.env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    def start(self) -> None:
+        """Two runs start the server (the first one alone does not); wait until it listens."""
+        for _ in range(2):
+            assert self("run", str(self.image), "python", "-c", "pass").returncode == 0
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.server_pid() and self.sockets():
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"no server started: {self.log()!r}")
+
+    def sockets(self) -> list[Path]:
+        return list(self.socket_dir.glob("*.sock")) if self.socket_dir.is_dir() else []
+
+    def log(self) -> str:
+        logs = list(self.socket_dir.glob("*.log")) if self.socket_dir.is_dir() else []
+        return logs[0].read_text() if logs else ""
+
+    def served_runs(self) -> list[int]:
+        return [int(line.split()[2]) for line in self.log().splitlines() if line.split()[1:2] == ["run"]
+                and len(line.split()) == 3]
+
+    def server_pid(self) -> int | None:
+        for line in self.log().splitlines():
+            if line.split()[1:2] == ["server"]:
+                return int(line.split()[2])
+        return None
+
+    def stop(self) -> None:
+        pid = self.server_pid()
+        if pid:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    """One cache dir for this module (CPython compiled once); each test has its own server."""
+    return tmp_path_factory.mktemp("served-cache")
+
+
+@pytest.fixture
+def served(tmp_path, cache, hello_image):
+    s = Served(tmp_path, cache, hello_image)
+    yield s
+    s.stop()
+
+
+def test_a_single_run_leaves_no_server_behind(served):
+    assert served("run", str(served.image), "python", "-c", "pass").returncode == 0
+    time.sleep(1)
+    assert served.sockets() == [] and served.server_pid() is None
+
+
+def test_served_runs_match_runs_of_the_cli_itself(served, tmp_path):
+    served.start()
+    work = tmp_path / "work"
+    (work / "data").mkdir(parents=True)
+    (work / "data" / "in.txt").write_text("from the host\n")
+    (work / "img.wasm").write_bytes(served.image.read_bytes())
+    out = tmp_path / "out"
+    out.mkdir()
+    cases = [
+        (["run", "img.wasm", "python", "-c", "print('hi')"], {}),
+        (["run", "-i", "img.wasm", "python", "-c", "import sys; print(sys.stdin.read().upper())"], {"input": "abc"}),
+        (["run", "-e", "FROM_CLIENT", "-e", "SET=1", "img.wasm", "python", "-c",
+          "import os; print(os.environ.get('FROM_CLIENT'), os.environ['SET'], os.environ.get('ONLY_HOST'))"],
+         {"env": {"FROM_CLIENT": "client value", "ONLY_HOST": "not passed"}}),
+        (["run", "-v", "data:/data:ro", "img.wasm", "python", "-c", "print(open('/data/in.txt').read())"], {}),
+        (["run", "-w", "/tmp", "img.wasm", "python", "-c", "import os, sys; print(os.getcwd());"
+          "sys.stderr.write('err\\n'); sys.exit(3)"], {}),
+        (["run", "--json", "img.wasm", "python", "-c", "open('/out/a.txt', 'w').write('x'); print('json')"], {}),
+        (["run", "--timeout", "1", "img.wasm", "python", "-c", "while True: pass"], {}),
+        (["run", "--max-output", "10", "img.wasm", "python", "-c", "print('y' * 100)"], {}),
+        (["run", "img.wasm", "python", "-c", "raise SystemExit('bye')"], {}),
+        (["run"], {}),
+        (["run", "missing.wasm"], {}),
+        (["run", "--no-such-option", "img.wasm"], {}),
+    ]
+    before = len(served.served_runs())
+    for args, kwargs in cases:
+        mine = served(*args, served=False, cwd=work, **kwargs)
+        theirs = served(*args, cwd=work, **kwargs)
+        results = []
+        for r in (mine, theirs):
+            stdout = r.stdout
+            if "--json" in args:
+                stdout = {k: v for k, v in json.loads(stdout).items() if k != "duration_ms"}
+            results.append((r.returncode, stdout, r.stderr))
+        assert results[0] == results[1], args
+    assert len(served.served_runs()) - before == len(cases)
+
+
+def test_files_written_through_a_mount_get_the_clients_umask(served, tmp_path):
+    served.start()
+    data = tmp_path / "data"
+    data.mkdir()
+    modes = {}
+    for how in (True, False):
+        r = served("run", "-v", f"{data}:/data", str(served.image), "python", "-c",
+                   f"open('/data/{how}.txt', 'w').write('x')", served=how, env={}, preexec_fn=lambda: os.umask(0o027))
+        assert r.returncode == 0, r.stderr
+        modes[how] = (data / f"{how}.txt").stat().st_mode & 0o777
+    assert modes[True] == modes[False] == 0o640
+
+
+def _wait_for(predicate, seconds: float = 20) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _started_run(served: Served, before: int) -> int:
+    assert _wait_for(lambda: len(served.served_runs()) > before), served.log()
+    return served.served_runs()[-1]
+
+
+def test_a_signal_to_the_client_reaches_the_run(served):
+    served.start()
+    before = len(served.served_runs())
+    p = served.popen("run", str(served.image), "python", "-c", "import time; print('up', flush=True); time.sleep(60)")
+    assert p.stdout.readline() == "up\n"
+    run = _started_run(served, before)
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=20) == 128 + signal.SIGTERM
+    assert _wait_for(lambda: not _alive(run))
+
+
+def test_a_killed_client_stops_its_run_and_leaves_no_files(served):
+    served.start()
+    before = len(served.served_runs())
+    p = served.popen("run", str(served.image), "python", "-c", "import time; print('up', flush=True); time.sleep(60)")
+    assert p.stdout.readline() == "up\n"
+    run = _started_run(served, before)
+    runs = served.cache / "runs"
+    assert [x for x in runs.iterdir() if x.name.startswith(f"{run}.")]
+    p.kill()
+    p.wait()
+    assert _wait_for(lambda: f"run {run} exit {128 + signal.SIGKILL}" in served.log()), served.log()
+    assert not _alive(run)
+    assert _wait_for(lambda: not [x for x in runs.iterdir() if x.name.startswith(f"{run}.")])
+    r = served("run", str(served.image), "python", "-c", "print('still serving')")
+    assert (r.returncode, r.stdout) == (0, "still serving\n")
+
+
+def test_the_server_refuses_a_request_for_other_code(served):
+    """A client whose code differs (another version, an edit) must not be served by this one:
+    it gets no run and falls back to running the command itself."""
+    served.start()
+    sock_path = served.sockets()[0]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(str(sock_path))
+        socket.send_fds(s, [client.encode("other code", "/", 0o022, ["run", str(served.image), "python", "-c", "pass"], {})],
+                        [0, 1, 2])
+        s.settimeout(10)
+        assert s.recv(100) == b""
+    assert "refused: a client of other code" in served.log()
+
+
+def test_no_server_through_a_socket_dir_others_can_enter(served):
+    served.start()
+    before = len(served.served_runs())
+    served.socket_dir.chmod(0o755)
+    r = served("run", str(served.image), "python", "-c", "print('ran anyway')")
+    assert (r.returncode, r.stdout) == (0, "ran anyway\n")
+    assert len(served.served_runs()) == before
+
+
+def test_a_planted_socket_that_is_not_a_server_changes_nothing(served, tmp_path):
+    """Something else listening at the socket path: the client gets no `pid` and runs the
+    command itself."""
+    path = _socket_path(served)
+    Path(path).parent.mkdir(mode=0o700, exist_ok=True)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as impostor:
+        impostor.bind(path)
+        impostor.listen(8)
+        p = served.popen("run", str(served.image), "python", "-c", "print('mine')")
+        conn, _ = impostor.accept()
+        conn.sendall(b"garbage\n")
+        conn.close()
+        out, err = p.communicate(timeout=120)
+    assert (p.returncode, out) == (0, "mine\n"), err
+
+
+def _socket_path(served: Served) -> str:
+    """Where the client looks for its server (computed in a process with the test's env)."""
+    script = "from boxer_py import client; print(client.address()[0])"
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=served.env, check=True)
+    return r.stdout.strip()
+
+
+def test_an_idle_server_leaves(served):
+    served.env["BOXER_SERVER_IDLE"] = "1"
+    served.start()
+    pid = served.server_pid()
+    assert _wait_for(lambda: not _alive(pid), 30)
+    assert served.sockets() == []
+    assert "server leaves" in served.log()
