@@ -131,6 +131,16 @@ def test_served_runs_match_runs_of_the_cli_itself(served, tmp_path):
             results.append((r.returncode, stdout, r.stderr))
         assert results[0] == results[1], args
     assert len(served.served_runs()) - before == len(cases)
+    assert "preloaded 2 compiled modules and snapshots" in served.log()  # so all but the first ran warm
+
+
+def test_runs_side_by_side(served):
+    served.start()
+    before = len(served.served_runs())
+    clients = [served.popen("run", str(served.image), "python", "-c", f"print({n} * {n})") for n in range(6)]
+    assert [p.communicate(timeout=120)[0] for p in clients] == [f"{n * n}\n" for n in range(6)]
+    assert all(p.returncode == 0 for p in clients)
+    assert len(served.served_runs()) - before == 6
 
 
 def test_files_written_through_a_mount_get_the_clients_umask(served, tmp_path):

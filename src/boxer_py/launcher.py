@@ -400,6 +400,34 @@ class Launcher:
         finally:
             self.workspaces.give_back(tmp)
 
+    def held(self) -> tuple[list, list[str]]:
+        """What this launcher keeps in memory (compiled modules, snapshots), as keys with
+        which preload() in another process finds the same things in the shared cache."""
+        with self._lock:
+            modules = [(key, loaded.digest) for key, loaded in self._loaded.items()]
+        with self._snapshot_lock:
+            snapshots = [key for key, snapshot in self._snapshots.items() if snapshot is not None]
+        return modules, snapshots
+
+    def preload(self, modules: list, snapshots: list[str]) -> int:
+        """Load into memory what held() listed elsewhere, from the cache only: nothing is
+        compiled nor run here (the run server forks runs from a launcher that must not have
+        started Wasmtime's compiler or WASI threads). Returns how many were new."""
+        if self._guest_digest is None:
+            self._guest_digest = preinit.guest_digest()
+        new = 0
+        for key, digest in modules:
+            if key not in self._loaded and (loaded := self.modules.cached(digest)) is not None:
+                with self._lock:
+                    self._loaded[key] = loaded
+                new += 1
+        for key in snapshots:
+            if key not in self._snapshots and (snapshot := preinit.load(self._snapshot_path(key))) is not None:
+                with self._snapshot_lock:
+                    self._snapshots[key] = snapshot
+                new += 1
+        return new
+
     def sweep(self) -> None:
         """Remove what runs of processes that have died left in the cache (see _sweep)."""
         _sweep(self.runs)
@@ -456,7 +484,7 @@ class Launcher:
                   startup: dict[str, str], shared: list[tuple[str, Path]]) -> Snapshot | None:
         """The snapshot for `key`, from the cache or made by a boot run in a sandbox like the
         runs' own; None if the interpreter would not boot (such runs start from scratch)."""
-        path = self.cache_dir / "preinit" / f"{key}.snap"
+        path = self._snapshot_path(key)
         cached = preinit.load(path)
         if cached is not None:
             return cached
@@ -486,6 +514,9 @@ class Launcher:
             return None
         preinit.save(path, snapshot)
         return snapshot
+
+    def _snapshot_path(self, key: str) -> Path:
+        return self.cache_dir / "preinit" / f"{key}.snap"
 
     def run_in(self, root: Path, argv: list[str], env: dict[str, str], workdir: str, stdin: bytes = b"",
                limits: Limits = Limits(), labels: dict[str, str] | None = None) -> RunResult:

@@ -62,7 +62,7 @@ class ModuleCache:
     def load_file(self, path: Path, root: Path) -> Loaded:
         """Load a module file from an immutable unpacked rootfs (its digest as digest_file)."""
         digest = self._known(root, path)
-        loaded = self._from_cache(digest) if digest else None
+        loaded = self.cached(digest) if digest else None
         if loaded is None:  # read and hashed once, here
             loaded = self.load(path.read_bytes())
             self._remember(root, path, loaded.digest)
@@ -88,7 +88,7 @@ class ModuleCache:
 
     def load(self, wasm: bytes) -> Loaded:
         digest = hashlib.sha256(wasm).hexdigest()
-        loaded = self._from_cache(digest)
+        loaded = self.cached(digest)
         if loaded is not None:
             return loaded
         return self._compile(wasm, digest)
@@ -97,7 +97,7 @@ class ModuleCache:
         """The module `make` builds from the module with sha256 `digest` (preinit.resumable,
         say), cached under that digest and `tag`: once compiled, never rebuilt nor hashed."""
         key = f"{digest}+{tag}"
-        return self._from_cache(key) or self._compile(make(), key)
+        return self.cached(key) or self._compile(make(), key)
 
     def _compile(self, wasm: bytes, digest: str) -> Loaded:
         compiled, meta_path = self._paths(digest)
@@ -114,7 +114,7 @@ class ModuleCache:
         key = f"{digest}-wasmtime{WASMTIME_VERSION}-{ENGINE_SETTINGS}"
         return self.directory / f"{key}.cwasm", self.directory / f"{key}.json"
 
-    def _from_cache(self, digest: str) -> Loaded | None:
+    def cached(self, digest: str) -> Loaded | None:
         """The cached module, if its entry checks out: the compiled bytes are hashed unless the
         file is the very one hashed before (same inode, size, mtime and ctime)."""
         compiled, meta_path = self._paths(digest)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import gc
 import os
+import pickle
 import selectors
 import signal
 import socket
@@ -36,6 +37,7 @@ class _Run:
     conn: socket.socket
     pid: int
     pidfd: int
+    held: int  # a pipe on which the run lists what it loaded, for the server to preload
 
 
 class Server:
@@ -137,16 +139,19 @@ class Server:
                 os.close(fd)
             conn.close()
             return
+        held, tell = os.pipe()
         pid = os.fork()
         if pid == 0:
             try:
-                self._child(conn, fds, cwd, umask, args, env)
+                os.close(held)
+                self._child(conn, fds, cwd, umask, args, env, tell)
             finally:
                 os._exit(70)
+        os.close(tell)
         for fd in fds:
             os.close(fd)
         pidfd = os.pidfd_open(pid)
-        run = _Run(conn, pid, pidfd)
+        run = _Run(conn, pid, pidfd, held)
         self.runs[pidfd] = run
         self.selector.register(pidfd, selectors.EVENT_READ, ("exited", run))
         self.selector.register(conn, selectors.EVENT_READ, ("hung up", run))
@@ -157,7 +162,7 @@ class Server:
             self._hang_up(run)
 
     def _child(self, conn: socket.socket, fds: list[int], cwd: str, umask: int, args: list[str],
-               env: dict[bytes, bytes]) -> None:
+               env: dict[bytes, bytes], tell: int) -> None:
         """In the forked process: become the client's `boxer`, then run the CLI."""
         self.selector.close()
         self.listener.close()
@@ -165,6 +170,7 @@ class Server:
         for run in self.runs.values():
             run.conn.close()
             os.close(run.pidfd)
+            os.close(run.held)
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
             os.close(fd)
@@ -181,6 +187,12 @@ class Server:
             except OSError:
                 pass
             conn.close()
+            os.set_blocking(tell, False)
+            try:
+                os.write(tell, pickle.dumps(self.launcher.held()))  # a few keys: fits the pipe
+            except OSError:
+                pass
+            os.close(tell)
 
         self.cli.main(args, self.launcher, report)
 
@@ -198,6 +210,21 @@ class Server:
         self._forget(run)
         del self.runs[run.pidfd]
         self.launcher.sweep()  # what a killed run left behind
+        self._preload(run.held)
+
+    def _preload(self, held: int) -> None:
+        """Load what the run loaded (its compiled module, its snapshot), so that the next
+        runs, forked from here, find them in memory."""
+        with os.fdopen(held, "rb") as pipe:
+            data = pipe.read()
+        if not data:
+            return  # the run ended before it could tell
+        try:
+            new = self.launcher.preload(*pickle.loads(data))
+            if new:
+                self.log(f"preloaded {new} compiled modules and snapshots")
+        except Exception as e:  # a run killed while writing, say: the next run loads for itself
+            self.log(f"preload: {type(e).__name__}: {e}")
 
     def _hang_up(self, run: _Run) -> None:
         """The client wrote `done` (it has the exit code; the run may still be cleaning up)
