@@ -189,6 +189,25 @@ def test_a_signal_to_the_client_reaches_the_run(served):
     assert _wait_for(lambda: not _alive(run))
 
 
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def test_ctrl_z_stops_the_run_and_fg_continues_it(served):
+    served.start()
+    before = len(served.served_runs())
+    p = served.popen("run", str(served.image), "python", "-c",
+                     "import time; print('up', flush=True); time.sleep(1); print('done')")
+    assert p.stdout.readline() == "up\n"
+    run = _started_run(served, before)
+    p.send_signal(signal.SIGTSTP)
+    assert _wait_for(lambda: _state(run) == "T" and _state(p.pid) == "T")
+    p.send_signal(signal.SIGCONT)
+    out, _ = p.communicate(timeout=60)
+    assert (p.returncode, out) == (0, "done\n")
+
+
 def test_a_killed_client_stops_its_run_and_leaves_no_files(served):
     served.start()
     before = len(served.served_runs())

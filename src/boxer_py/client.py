@@ -24,7 +24,8 @@ from . import locations
 
 PROTOCOL = b"boxer-run/1"
 SPAWN_WITHIN = 600.0  # seconds: a second `boxer run` this soon after the first starts a server
-RELAYED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+RELAYED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
+           signal.SIGTSTP, signal.SIGCONT)
 
 
 def main() -> None:
@@ -80,21 +81,42 @@ def forward(args: list[str]) -> int | None:
         return _relay(sock, message)
 
 
-def _relay(sock: socket.socket, message: bytes) -> int | None:
-    """Send the request, then pass on signals to the run's process until its exit code comes."""
-    state: dict[str, object] = {"pid": None, "pending": []}
+class _Signals:
+    """Passes this process's signals on to the run's process (through a pidfd, so never to a
+    process that took over a recycled pid); those that come before it is known, once it is.
+    Ctrl-Z stops the run, then this process; `fg` continues both."""
 
-    def relay(signum: int, _frame) -> None:
-        if state["pid"] is None:
-            state["pending"].append(signum)
+    def __init__(self) -> None:
+        self.started = False  # the server said which process runs the command
+        self.pidfd: int | None = None
+        self.pending: list[int] = []
+        for signum in RELAYED:
+            signal.signal(signum, self.relay)
+
+    def attach(self, pid: int) -> None:
+        self.started = True
+        try:
+            self.pidfd = os.pidfd_open(pid)
+        except OSError:
+            return  # already gone: its exit code is on the way
+        for signum in self.pending:
+            self.relay(signum, None)
+
+    def relay(self, signum: int, _frame) -> None:
+        if self.pidfd is None:
+            self.pending.append(signum)
             return
         try:
-            os.kill(state["pid"], signum)
+            signal.pidfd_send_signal(self.pidfd, signal.SIGSTOP if signum == signal.SIGTSTP else signum)
         except OSError:
             pass
+        if signum == signal.SIGTSTP:
+            os.kill(os.getpid(), signal.SIGSTOP)
 
-    for signum in RELAYED:
-        signal.signal(signum, relay)
+
+def _relay(sock: socket.socket, message: bytes) -> int | None:
+    """Send the request, then pass on signals to the run's process until its exit code comes."""
+    signals = _Signals()
     try:
         socket.send_fds(sock, [message], [0, 1, 2])
         buffered = b""
@@ -112,13 +134,11 @@ def _relay(sock: socket.socket, message: bytes) -> int | None:
                     except OSError:
                         pass  # the server reported it and is gone from this connection
                     return int(value)
-                if word == b"pid" and state["pid"] is None:
-                    state["pid"] = int(value)
-                    for signum in state["pending"]:
-                        relay(signum, None)
+                if word == b"pid" and not signals.started:
+                    signals.attach(int(value))
     except (OSError, ValueError):
         pass
-    if state["pid"] is None:
+    if not signals.started:
         return None  # the server left before the run began: run it here
     os.write(2, b"boxer: the run server ended before the run reported its exit code\n")
     return 1
