@@ -264,6 +264,23 @@ def test_a_planted_socket_that_is_not_a_server_changes_nothing(served, tmp_path)
     assert (p.returncode, out) == (0, "mine\n"), err
 
 
+def test_a_run_that_falls_back_to_the_client_answers_signals_itself(served):
+    """After a failed hand-over the client runs the command itself, with its own signal
+    handling back: a SIGTERM ends it (it is not waiting for a server's run any more)."""
+    path = _socket_path(served)
+    Path(path).parent.mkdir(mode=0o700, exist_ok=True)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as impostor:
+        impostor.bind(path)
+        impostor.listen(8)
+        p = served.popen("run", str(served.image), "python", "-c", "import time; print('up', flush=True); "
+                         "time.sleep(60)")
+        conn, _ = impostor.accept()
+        conn.close()
+        assert p.stdout.readline() == "up\n"
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=20) == -signal.SIGTERM
+
+
 def _socket_path(served: Served) -> str:
     """Where the client looks for its server (computed in a process with the test's env)."""
     script = "from boxer_py import client; print(client.address()[0])"

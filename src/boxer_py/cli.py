@@ -415,7 +415,8 @@ def _flush() -> None:
 
 def _dispatch(args: list[str] | None, launcher: Launcher | None) -> int:
     try:
-        code = cli.main(args, prog_name="boxer", standalone_mode=False, obj=launcher)  # click's own exits (--help) return their code
+        # click's own exits (--help) return their code
+        code = cli.main(args, prog_name="boxer", standalone_mode=False, obj=launcher)
         return code if isinstance(code, int) else 0
     except click.exceptions.Abort:
         sys.exit(130)

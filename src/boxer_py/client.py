@@ -9,7 +9,7 @@ The second `boxer run` within ten minutes starts the server for its cache dir, i
 background; it leaves after BOXER_SERVER_IDLE seconds (default 600) without runs.
 BOXER_SERVER=0 never uses nor starts one.
 
-This module is imported on every `boxer` command: only `os`, `sys` and `socket` here.
+This module is imported on every `boxer` command: a few standard modules only.
 """
 from __future__ import annotations
 
@@ -31,7 +31,10 @@ RELAYED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.
 def main() -> None:
     args = sys.argv[1:]
     if args[:1] == ["run"] and os.environ.get("BOXER_SERVER", "1") != "0":
-        code = forward(args)
+        try:
+            code = forward(args)
+        except KeyboardInterrupt:
+            code = 130
         if code is not None:
             os._exit(code)
     from .cli import main as cli_main
@@ -90,8 +93,14 @@ class _Signals:
         self.started = False  # the server said which process runs the command
         self.pidfd: int | None = None
         self.pending: list[int] = []
-        for signum in RELAYED:
-            signal.signal(signum, self.relay)
+        self.before = {signum: signal.signal(signum, self.relay) for signum in RELAYED}
+
+    def restore(self) -> None:
+        """Back to the handlers this process had (it is going to run the command itself)."""
+        for signum, handler in self.before.items():
+            signal.signal(signum, handler)
+        for signum in self.pending:
+            signal.raise_signal(signum)  # what came meanwhile is this process's again
 
     def attach(self, pid: int) -> None:
         self.started = True
@@ -139,6 +148,7 @@ def _relay(sock: socket.socket, message: bytes) -> int | None:
     except (OSError, ValueError):
         pass
     if not signals.started:
+        signals.restore()
         return None  # the server left before the run began: run it here
     os.write(2, b"boxer: the run server ended before the run reported its exit code\n")
     return 1
