@@ -23,6 +23,7 @@ import socket
 import struct
 import sys
 import time
+import traceback
 from dataclasses import dataclass
 
 from . import client
@@ -30,6 +31,7 @@ from . import client
 IDLE = 600.0  # seconds without runs before the server leaves (BOXER_SERVER_IDLE)
 CHECK_EVERY = 2.0
 MAX_REQUEST = 1 << 20
+LOG_LIMIT = 1 << 20
 
 
 @dataclass
@@ -64,7 +66,8 @@ class Server:
             fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             return False
-        log = os.open(self.path[:-len(".sock")] + ".log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        log = os.open(self.path[:-len(".sock")] + ".log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND,
+                      0o600)
         os.dup2(log, 2)
         os.close(log)
         self.log(f"server {os.getpid()} for {self.cache_dir}")
@@ -144,9 +147,11 @@ class Server:
         if pid == 0:
             try:
                 os.close(held)
-                self._child(conn, fds, cwd, umask, args, env, tell)
+                self._child(conn, fds, cwd, umask, args, env, tell)  # leaves through os._exit
+            except BaseException:
+                traceback.print_exc()  # on the client's stderr, as the CLI itself would show it
             finally:
-                os._exit(70)
+                os._exit(1)
         os.close(tell)
         for fd in fds:
             os.close(fd)
@@ -247,6 +252,9 @@ class Server:
 
     @staticmethod
     def log(line: str) -> None:
+        """A line on stderr, the server's log file (started afresh past LOG_LIMIT)."""
+        if os.fstat(2).st_size > LOG_LIMIT:
+            os.ftruncate(2, 0)
         os.write(2, f"{time.strftime('%H:%M:%S')} {line}\n".encode())
 
 
