@@ -173,17 +173,18 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _started_run(served: Served, before: int) -> int:
+def _served_run(served: Served, then: str = "time.sleep(60)") -> tuple[subprocess.Popen, int]:
+    """A client whose served run has printed `up` and then does `then`; and the run's pid."""
+    served.start()
+    before = len(served.served_runs())
+    p = served.popen("run", str(served.image), "python", "-c", f"import time; print('up', flush=True); {then}")
+    assert p.stdout.readline() == "up\n"
     assert _wait_for(lambda: len(served.served_runs()) > before), served.log()
-    return served.served_runs()[-1]
+    return p, served.served_runs()[-1]
 
 
 def test_a_signal_to_the_client_reaches_the_run(served):
-    served.start()
-    before = len(served.served_runs())
-    p = served.popen("run", str(served.image), "python", "-c", "import time; print('up', flush=True); time.sleep(60)")
-    assert p.stdout.readline() == "up\n"
-    run = _started_run(served, before)
+    p, run = _served_run(served)
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=20) == 128 + signal.SIGTERM
     assert _wait_for(lambda: not _alive(run))
@@ -195,12 +196,7 @@ def _state(pid: int) -> str:
 
 
 def test_ctrl_z_stops_the_run_and_fg_continues_it(served):
-    served.start()
-    before = len(served.served_runs())
-    p = served.popen("run", str(served.image), "python", "-c",
-                     "import time; print('up', flush=True); time.sleep(1); print('done')")
-    assert p.stdout.readline() == "up\n"
-    run = _started_run(served, before)
+    p, run = _served_run(served, "time.sleep(1); print('done')")
     p.send_signal(signal.SIGTSTP)
     assert _wait_for(lambda: _state(run) == "T" and _state(p.pid) == "T")
     p.send_signal(signal.SIGCONT)
@@ -209,11 +205,7 @@ def test_ctrl_z_stops_the_run_and_fg_continues_it(served):
 
 
 def test_a_killed_client_stops_its_run_and_leaves_no_files(served):
-    served.start()
-    before = len(served.served_runs())
-    p = served.popen("run", str(served.image), "python", "-c", "import time; print('up', flush=True); time.sleep(60)")
-    assert p.stdout.readline() == "up\n"
-    run = _started_run(served, before)
+    p, run = _served_run(served)
     runs = served.cache / "runs"
     assert [x for x in runs.iterdir() if x.name.startswith(f"{run}.")]
     p.kill()
