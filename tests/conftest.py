@@ -14,6 +14,8 @@ import pytest
 import boxer_py
 
 REPO = Path(__file__).resolve().parent.parent
+# The run servers the tests' `boxer run`s start (client.py) leave a minute after the last run.
+os.environ.setdefault("BOXER_SERVER_IDLE", "60")
 EXAMPLES = REPO / "examples"
 
 

@@ -63,7 +63,7 @@ def address() -> tuple[str, str] | None:
 def forward(args: list[str]) -> int | None:
     """Run `boxer ARGS` in the server; its exit code, or None if this process should run it
     itself (no server yet, or it went away before the run began)."""
-    where = address()
+    where = address() if hasattr(os, "pidfd_open") else None  # pidfds and SO_PEERCRED: Linux
     if where is None:
         return None
     path, key = where
