@@ -143,6 +143,19 @@ def test_runs_side_by_side(served):
     assert len(served.served_runs()) - before == 6
 
 
+def test_large_environments(served):
+    """300 kB of environment is handed over (in more than one send); over 1 MiB the server
+    refuses it and the client runs the command itself. The result is the same."""
+    served.start()
+    for count, handed_over in ((3, 1), (12, 0)):
+        before = len(served.served_runs())
+        env = {f"BIG{i}": "abcdefghijkl"[i] * 100_000 for i in range(count)}
+        r = served("run", "-e", "BIG1", str(served.image), "python", "-c",
+                   "import os; v = os.environ['BIG1']; print(len(v), set(v))", env=env)
+        assert (r.returncode, r.stdout) == (0, "100000 {'b'}\n"), r.stderr
+        assert len(served.served_runs()) - before == handed_over
+
+
 def test_files_written_through_a_mount_get_the_clients_umask(served, tmp_path):
     served.start()
     data = tmp_path / "data"

@@ -9,16 +9,17 @@ The second `boxer run` within ten minutes starts the server for its cache dir, i
 background; it leaves after BOXER_SERVER_IDLE seconds (default 600) without runs.
 BOXER_SERVER=0 never uses nor starts one.
 
-This module is imported on every `boxer` command: a few standard modules only.
+This module is imported on every `boxer` command, so it uses what Python has at hand: the
+C modules `_socket` and `_signal` rather than `socket` and `signal`, whose wrappers build
+enums that cost more to import than the rest of a served run's client side.
 """
 from __future__ import annotations
 
+import _signal as signal
+import _socket as socket
 import os
-import signal
-import socket
 import sys
 import time
-import zlib
 
 from . import locations
 
@@ -55,9 +56,15 @@ def address() -> tuple[str, str] | None:
     except OSError:
         return None
     key = repr((sys.prefix, package, os.path.abspath(locations.cache_dir()), stamp))
-    data = key.encode("utf-8", "surrogateescape")
-    name = f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}"
-    return os.path.join(runtime, f"{name}.sock"), key
+    return os.path.join(runtime, f"{_fnv1a(key.encode('utf-8', 'surrogateescape')):016x}.sock"), key
+
+
+def _fnv1a(data: bytes) -> int:
+    """A 64-bit FNV-1a hash: a short, stable socket name (the server checks the whole key)."""
+    h = 0xCBF29CE484222325
+    for byte in data:
+        h = ((h ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
 
 
 def forward(args: list[str]) -> int | None:
@@ -80,8 +87,10 @@ def forward(args: list[str]) -> int | None:
         sock.close()
         _start_later(path, key)
         return None
-    with sock:
+    try:
         return _relay(sock, message)
+    finally:
+        sock.close()
 
 
 class _Signals:
@@ -123,11 +132,14 @@ class _Signals:
             os.kill(os.getpid(), signal.SIGSTOP)
 
 
-def _relay(sock: socket.socket, message: bytes) -> int | None:
-    """Send the request, then pass on signals to the run's process until its exit code comes."""
+def _relay(sock, message: bytes) -> int | None:
+    """Send the request with this process's stdio (SCM_RIGHTS), then pass on signals to the
+    run's process until its exit code comes."""
     signals = _Signals()
     try:
-        socket.send_fds(sock, [message], [0, 1, 2])
+        stdio = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))
+        sent = sock.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, stdio)])
+        sock.sendall(message[sent:])
         buffered = b""
         while True:
             data = sock.recv(256)
