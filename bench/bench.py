@@ -181,6 +181,15 @@ def python_runs(b: Bench) -> list[Measurement]:
             sessions.append(boxer_py.Session(b.image, launcher=boxer_py.Launcher(warm_cache, preinit=False)))
         session_run(1)
 
+    def cli_runs(parallel: int) -> Callable[[], float]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        def work() -> None:
+            with ThreadPoolExecutor(parallel) as pool:
+                list(pool.map(lambda _: process(argv, warm_env)(), range(4)))
+
+        return in_process(work)
+
     def four_runs(threads: int) -> Callable[[], float]:
         from concurrent.futures import ThreadPoolExecutor
 
@@ -200,6 +209,9 @@ def python_runs(b: Bench) -> list[Measurement]:
                     b.runs, prepare=start_server),
         Measurement("  the same, BOXER_SERVER=0 (the CLI loads everything itself: the previous version)",
                     process(argv, unserved_env), b.runs, prepare=process(argv, unserved_env)),
+        Measurement("4 served `boxer run`s one after another", cli_runs(1), b.runs, prepare=start_server),
+        Measurement("4 served `boxer run`s, 2 at a time (each run a process of its own)", cli_runs(2), b.runs,
+                    prepare=start_server),
         Measurement('Session(IMAGE).run(["python", "-c", "pass"]) (in-process, warm)', in_process(session_run),
                     b.runs, prepare=open_session),
         Measurement("  the same, CPython started from scratch (no snapshot: the previous version)",
