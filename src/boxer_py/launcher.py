@@ -299,7 +299,7 @@ class Launcher:
         self._loaded: dict[tuple[str, object], Loaded] = {}
         self._lock = threading.Lock()
         self._snapshots: dict[str, Snapshot | None] = {}
-        self._guest_digest: str | None = None  # preinit's guest code, hashed once (see _resume)
+        self._guest_digest: str | None = None  # see _guest
         self._snapshot_lock = threading.Lock()
         self.runs = self.cache_dir / "runs"
         self.workspaces = Workspaces(self.runs, self.cache_dir / "spares")
@@ -413,8 +413,7 @@ class Launcher:
         """Load into memory what held() listed elsewhere, from the cache only: nothing is
         compiled nor run here (the run server forks runs from a launcher that must not have
         started Wasmtime's compiler or WASI threads). Returns how many were new."""
-        if self._guest_digest is None:
-            self._guest_digest = preinit.guest_digest()
+        self._guest()  # hashed here once, not in each run forked from here
         new = 0
         for key, digest in modules:
             if key not in self._loaded and (loaded := self.modules.cached(digest)) is not None:
@@ -458,9 +457,7 @@ class Launcher:
         message = preinit.request(argv, env, workdir)
         startup = {**image.spec.config.env_dict(), **preinit.startup_env(env)}
         digest = self.modules.digest_file(program, base)
-        if self._guest_digest is None:
-            self._guest_digest = preinit.guest_digest()
-        key = hashlib.sha256(json.dumps([preinit.VERSION, self._guest_digest, WASMTIME_VERSION, image.id, digest,
+        key = hashlib.sha256(json.dumps([preinit.VERSION, self._guest(), WASMTIME_VERSION, image.id, digest,
                                          argv[0], startup]).encode()).hexdigest()
         with self._lock:
             module = self._loaded.get(("preinit", digest))
@@ -514,6 +511,12 @@ class Launcher:
             return None
         preinit.save(path, snapshot)
         return snapshot
+
+    def _guest(self) -> str:
+        """The digest of preinit's guest code (part of every snapshot key), hashed once."""
+        if self._guest_digest is None:
+            self._guest_digest = preinit.guest_digest()
+        return self._guest_digest
 
     def _snapshot_path(self, key: str) -> Path:
         return self.cache_dir / "preinit" / f"{key}.snap"

@@ -49,6 +49,7 @@ class Server:
 
         self.cli = cli
         self.path = path
+        self.stem = path[:-len(".sock")]  # beside the socket: .lock, .log (and the client's .seen)
         self.key = key
         self.cache_dir = cache_dir
         self.idle = idle
@@ -61,12 +62,12 @@ class Server:
 
     def bind(self) -> bool:
         """Take the socket path, unless another server holds it (False)."""
-        self.lock = os.open(self.path[:-len(".sock")] + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        self.lock = os.open(self.stem + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             return False
-        log = os.open(self.path[:-len(".sock")] + ".log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND,
+        log = os.open(self.stem + ".log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND,
                       0o600)
         os.dup2(log, 2)
         os.close(log)
