@@ -190,19 +190,29 @@ def python_runs(b: Bench) -> list[Measurement]:
 
         return in_process(work)
 
-    def four_runs(threads: int) -> Callable[[], float]:
+    def four_runs(threads: int, index: int = 0) -> Callable[[], float]:
         from concurrent.futures import ThreadPoolExecutor
 
         def work() -> None:
             with ThreadPoolExecutor(threads) as pool:
-                list(pool.map(lambda _: session_run(), range(4)))
+                list(pool.map(lambda _: session_run(index), range(4)))
 
         return in_process(work)
 
+    def open_workers() -> None:
+        """The third session: the same image on 2 worker processes, started and warm."""
+        open_scratch_session()
+        if len(sessions) == 2:
+            sessions.append(boxer_py.Session(b.image, cache_dir=warm_cache, workers=2))
+            sessions[2].workers.start()
+        four_runs(2, 2)()
+
     return [
         Measurement("Session: 4 runs one after another", four_runs(1), b.runs, prepare=open_session),
-        Measurement("Session: 4 runs on 2 threads (2 cores: ideally half the line above)", four_runs(2), b.runs,
+        Measurement("Session: 4 runs on 2 threads (2 cores, but one GIL)", four_runs(2), b.runs,
                     prepare=open_session),
+        Measurement("Session(workers=2): 4 runs from 2 threads (2 cores: ideally half of 4 runs one after another)",
+                    four_runs(2, 2), b.runs, prepare=open_workers),
         Measurement("boxer run IMAGE python -c pass (cold: empty cache each run)",
                     process(argv, {"BOXER_SERVER": "0"}, before=empty_cache), b.cold_runs),
         Measurement("boxer run IMAGE python -c pass (warm: served by the run server)", process(argv, warm_env),

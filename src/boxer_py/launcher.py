@@ -18,7 +18,7 @@ import stat
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -374,16 +374,19 @@ class Launcher:
         workdir = posixpath.normpath(posixpath.join("/", spec.workdir or config.working_dir))
         base = self.rootfs(image)
         shared = reactor.read_only(config.labels, base)
-        tmp = self.workspaces.take(image.id, base, [host for _, host in shared])
+        layout = (workdir, spec.output_dir, tuple(m.guest for m in spec.mounts))  # the dirs made below
+        tmp = self.workspaces.take(image.id, base, [host for _, host in shared], layout)
         try:
             root = tmp / "rootfs"
             resolve(root, workdir).mkdir(parents=True, exist_ok=True)
             out_dir = resolve(root, spec.output_dir) if spec.output_dir else None
             if out_dir is not None:
                 out_dir.mkdir(parents=True, exist_ok=True)
+            spec = replace(spec, mounts=tuple(self._check_mounts(spec.mounts, root, shared)))
             program = self._find_program(base, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
             resume = self._resume(image, base, program, argv, env, workdir, spec, shared)
             loaded = resume.module if resume else self._module(image, base, program, argv[0])
+            self.workspaces.seal(tmp)
             result = self._sandbox(root, loaded, argv, env, workdir, spec, tmp, config.labels, shared,
                                    resume=resume)
             if spec.output_dir:
@@ -544,12 +547,11 @@ class Launcher:
         wasi.argv = argv
         wasi.env = list(env.items())
         wasi.preopen_dir(str(root), "/")
-        mounts = self._check_mounts(spec.mounts, root, shared)
-        mounted = [m.guest for m in mounts]
+        mounted = [m.guest for m in spec.mounts]  # checked by run(); run_in and boot runs have none
         shown = [(g, h) for g, h in shared if not reactor.covered(g, mounted)]
         for guest, host in [*shown, *reactor.aliases(labels or {}, root, mounted, shared)]:
             wasi.preopen_dir(str(host), guest, False)
-        for m in mounts:
+        for m in spec.mounts:
             wasi.preopen_dir(str(m.host), m.guest, not m.read_only)
         if spec.stdin == "-":
             wasi.inherit_stdin()

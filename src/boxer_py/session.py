@@ -7,15 +7,20 @@
 
 A Session reads and verifies the image once, keeps the compiled module and the unpacked
 rootfs warm, and is safe to use from many threads: every run still gets a fresh sandbox.
+Threads of one process do not run guests side by side faster than one after another (the
+GIL); `Session(image, workers=N)` hands runs to N worker processes instead (see workers).
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from dataclasses import replace
+
 from .imagefile import Image
 from .store import Store, default_cache_dir
 from .launcher import Launcher, Limits, Mount, RunResult, RunSpec
+from .workers import Workers
 
 
 def parse_size(text: str | int | None) -> int | None:
@@ -33,10 +38,18 @@ def parse_size(text: str | int | None) -> int | None:
 
 class Session:
     def __init__(self, image: str | Path | Image, cache_dir: str | Path | None = None,
-                 launcher: Launcher | None = None):
+                 launcher: Launcher | None = None, workers: int = 0):
+        """`workers`: 0 runs guests in this process; N > 0 in N processes of their own (for
+        runs side by side on several cores), which needs the image as a file or tag."""
         self.launcher = launcher or Launcher(cache_dir or default_cache_dir())
+        self.workers = None
         if not isinstance(image, Image):  # a file, or a tag in the local store
-            image = self.launcher.open(Store(self.launcher.cache_dir / "images").locate(image))
+            path = Store(self.launcher.cache_dir / "images").locate(image)
+            image = self.launcher.open(path)
+            if workers:
+                self.workers = Workers(workers, self.launcher.cache_dir, Path(path).resolve())
+        elif workers:
+            raise ValueError("workers need the image as a file or a tag, not an opened Image")
         self.image = image
         self.launcher.rootfs(self.image)
 
@@ -54,7 +67,12 @@ class Session:
             limits=Limits(timeout, parse_size(memory), parse_size(max_output), parse_size(disk)),
             output_dir=output_dir,
         )
-        return self.launcher.run(self.image, spec)
+        if self.workers is None:
+            return self.launcher.run(self.image, spec)
+        # host paths as this process means them, whatever the worker's working directory
+        mounts = tuple(replace(m, host=m.host.absolute()) for m in spec.mounts)
+        stdin = str(Path(spec.stdin).absolute()) if isinstance(spec.stdin, str) and spec.stdin != "-" else spec.stdin
+        return self.workers.run(replace(spec, mounts=mounts, stdin=stdin))
 
     def run_python(self, code: str, **options) -> RunResult:
         """Run Python source with the image's `python` (the code is passed as `-c`)."""
@@ -62,7 +80,10 @@ class Session:
 
     def close(self) -> None:
         """Wait for finished runs' writable layers to be removed and drop the copies kept
-        ready for the next runs (also done at exit). The session stays usable."""
+        ready for the next runs (also done at exit); end the workers. The session stays
+        usable (workers start again on the next run)."""
+        if self.workers is not None:
+            self.workers.close()
         self.launcher.close()
 
     def __enter__(self) -> "Session":

@@ -1,28 +1,115 @@
-"""Per-run directories (the writable copy of an image's rootfs), made ahead and removed
-behind so that neither sits between a caller and its result.
+"""Per-run directories (the writable copy of an image's rootfs), made ahead, removed behind,
+or handed on untouched, so that copying and removing seldom sit between a caller and its
+result.
 
-A run takes a workspace, a fresh directory under `runs/` whose `rootfs` is a copy of the
-image's unpacked rootfs, and gives it back when it ends. Giving back only queues its
-removal. Once an image has run twice, a spare copy of it is kept ready under `spares/`, so
-a run that repeats (a Session, an agent) finds its copy made. One background thread does
-both, and only while a single run is going: runs side by side do their own removals. `settle()` waits for it; `close()` also removes the spares, and runs at exit.
-Directories are named after the process id, so a later launcher sweeps what a killed one
-left behind (see launcher._sweep).
+A run takes a workspace, a directory under `runs/` whose `rootfs` is a copy of the image's
+unpacked rootfs, and gives it back when it ends. A run whose guest left its copy exactly as
+it found it (every entry's name, type, size, inode, link count and times, read right before
+the guest started: `seal()`) hands it on to the next run of the same image and layout, under
+`spares/`. Any other copy is removed: giving back only queues that. Once an image has run
+twice, a fresh spare copy of it is also kept ready, so a run that repeats (a Session, an
+agent) finds its copy made. One background thread does removals and copies, and only while a
+single run is going: runs side by side do their own. `settle()` waits for it; `close()` also
+removes the spares, and runs at exit. Directories are named after the process id, so a later
+launcher sweeps what a killed one left behind (see launcher._sweep).
 """
 from __future__ import annotations
 
 import atexit
+import hashlib
 import os
 import queue
 import shutil
+import stat
 import tempfile
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Hashable, Sequence
 
 from .rootfs import copy_tree
 
 SPARES_PER_IMAGE = 2  # enough for two runs of the same image at once
+UNTOUCHED_KEPT = 8  # untouched workspaces kept per image and layout (one per run going at once)
+# A filesystem's timestamps may be coarse (a clock tick): an entry changed this shortly before
+# the seal could be changed again with no new change time, so its content is recorded too.
+RECENT_NS = 100_000_000
+
+
+def _state(root: Path) -> dict[str, list[int]]:
+    """What a guest could see of each entry under `root` (itself as ""), or have changed, by
+    path relative to `root`: mode, inode, link count, size, access, modification and change
+    times. Directories are opened with O_NOATIME, so that reading them here changes nothing."""
+    state: dict[str, list[int]] = {}
+    todo = [""]
+    while todo:
+        relative = todo.pop()
+        fd = os.open(os.path.join(root, relative), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _NOATIME)
+        try:
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    child = os.path.join(relative, entry.name)
+                    if entry.is_dir(follow_symlinks=False):
+                        todo.append(child)
+                    else:
+                        state[child] = _fields(entry.stat(follow_symlinks=False))
+            state[relative] = _fields(os.fstat(fd))
+        finally:
+            os.close(fd)
+    return state
+
+
+def _fields(st: os.stat_result) -> list[int]:
+    return [st.st_mode, st.st_ino, st.st_nlink, st.st_size, st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns]
+
+
+_NOATIME = getattr(os, "O_NOATIME", 0)
+ATIME, MTIME, CTIME = 4, 5, 6
+
+
+@dataclass
+class _Seal:
+    state: dict[str, list[int]]  # see _state
+    contents: dict[str, bytes]  # digests of recently changed files, targets of such links
+
+
+def _seal(root: Path) -> _Seal:
+    since = time.time_ns() - RECENT_NS
+    state = _state(root)
+    return _Seal(state, {path: _content(os.path.join(root, path), fields[0]) for path, fields in state.items()
+                         if fields[CTIME] >= since and not stat.S_ISDIR(fields[0])})
+
+
+def _content(path: str, mode: int) -> bytes:
+    if stat.S_ISLNK(mode):
+        return os.fsencode(os.readlink(path))
+    digest = hashlib.sha256()
+    with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | _NOATIME), "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.digest()
+
+
+def _only_read(root: Path, seal: _Seal) -> bool:
+    """Whether the tree at `root` is as sealed but for access times (what reading sets),
+    which are set back here. Any other difference (a write, a new or missing entry) means
+    the guest changed it."""
+    sealed, now = seal.state, _state(root)
+    if sealed.keys() != now.keys():
+        return False
+    read = []
+    for path, was in sealed.items():
+        is_ = now[path]
+        if is_ != was:
+            if is_[:ATIME] != was[:ATIME] or is_[MTIME:] != was[MTIME:]:
+                return False
+            read.append(path)
+    if any(_content(os.path.join(root, path), sealed[path][0]) != digest for path, digest in seal.contents.items()):
+        return False
+    for path in read:
+        os.utime(os.path.join(root, path), ns=(sealed[path][ATIME], sealed[path][MTIME]), follow_symlinks=False)
+    return True
 
 
 class Workspaces:
@@ -32,22 +119,45 @@ class Workspaces:
         self._ready: dict[str, list[Path]] = {}
         self._wanted: dict[str, int] = {}
         self._seen: set[str] = set()
+        self._untouched: dict[tuple[str, Hashable], list[Path]] = {}
+        self._taken: dict[Path, tuple[str, Hashable]] = {}
+        self._sealed: dict[Path, _Seal] = {}
         self._active = 0
         self._lock = threading.Lock()
         self._tasks: queue.Queue[Callable[[], None]] = queue.Queue()
         self._worker: threading.Thread | None = None
         atexit.register(self.close)
 
-    def take(self, key: str, base: Path, skip: Sequence[Path] = ()) -> Path:
-        """A new workspace whose `rootfs` is a copy of `base` (without `skip`), for image `key`."""
+    def take(self, key: str, base: Path, skip: Sequence[Path] = (), layout: Hashable = ()) -> Path:
+        """A workspace whose `rootfs` is a copy of `base` (without `skip`), for image `key`. The
+        caller adds `layout` to the copy (directories of its own): a workspace handed on is
+        only handed to a caller that adds the same."""
         self.runs.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            self._active += 1
+            kept = self._untouched.get((key, layout))
+            held = kept.pop() if kept else None
+        try:
+            if held is not None:  # back into runs/, where a run's workspace is while it runs
+                workspace = self.runs / held.name
+                os.rename(held, workspace)
+            else:
+                workspace = self._copy(key, base, skip)
+        except BaseException:
+            with self._lock:
+                self._active -= 1
+            raise
+        with self._lock:
+            self._taken[workspace] = (key, layout)
+        return workspace
+
+    def _copy(self, key: str, base: Path, skip: Sequence[Path]) -> Path:
         workspace = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}.", dir=self.runs))
         with self._lock:
             ready = self._ready.get(key)
             spare = ready.pop() if ready else None
             repeat = key in self._seen
             self._seen.add(key)
-            self._active += 1
             alone = self._active == 1
             top_up = alone and repeat and len(ready or ()) + self._wanted.get(key, 0) < SPARES_PER_IMAGE
             if top_up:
@@ -60,16 +170,46 @@ class Workspaces:
             self._submit(lambda: self._make_spare(key, base, skip))
         return workspace
 
+    def seal(self, workspace: Path) -> None:
+        """Record the workspace's rootfs as the guest is about to find it (see give_back)."""
+        seal = _seal(workspace / "rootfs")
+        with self._lock:
+            self._sealed[workspace] = seal
+
     def give_back(self, workspace: Path) -> None:
-        """The run is over: its workspace goes, in the background if no other run is going
-        (runs side by side share the cores: background work would only get in their way)."""
+        """The run is over. If it was sealed and its guest only read, the workspace is kept for
+        the next run; otherwise it goes, in the background if no other run is going (runs side
+        by side share the cores: background work would only get in their way)."""
         with self._lock:
             self._active -= 1
             alone = self._active == 0
+            key = self._taken.pop(workspace)
+            sealed = self._sealed.pop(workspace, None)
+        if sealed is not None and self._keep(workspace, key, sealed):
+            return
         if alone:
             self._submit(lambda: shutil.rmtree(workspace, ignore_errors=True))
         else:
             shutil.rmtree(workspace, ignore_errors=True)
+
+    def _keep(self, workspace: Path, key: tuple[str, Hashable], sealed: _Seal) -> bool:
+        try:
+            for extra in os.listdir(workspace):  # what the run kept beside its rootfs (stdin)
+                if extra != "rootfs":
+                    os.unlink(workspace / extra)
+            if not _only_read(workspace / "rootfs", sealed):
+                return False
+            with self._lock:
+                kept = self._untouched.setdefault(key, [])
+                if len(kept) >= UNTOUCHED_KEPT:
+                    return False
+                self.spares.mkdir(parents=True, exist_ok=True)
+                held = self.spares / workspace.name
+                os.rename(workspace, held)
+                kept.append(held)
+            return True
+        except OSError:
+            return False
 
     def settle(self) -> None:
         """Wait until every queued removal and spare copy is done."""
@@ -80,7 +220,9 @@ class Workspaces:
         self.settle()
         with self._lock:
             spares = [p for paths in self._ready.values() for p in paths]
+            spares += [held for kept in self._untouched.values() for held in kept]
             self._ready.clear()
+            self._untouched.clear()
             self._seen.clear()
         for path in spares:
             shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,209 @@
+"""Worker processes for `Session(workers=N)`: runs of one image on several cores.
+
+Runs in threads of one process do not finish sooner than one after another: every run's
+Python side (and wasmtime-py's many small calls) holds the GIL. A worker is a process of its
+own with a launcher of its own on the same cache (the compiled module and snapshot are loaded
+from there, not made again), started once and kept for the session. A run goes to an idle
+worker as a pickled RunSpec on a pipe and comes back as a pickled RunResult (or the error it
+raised). Workers see this process's stdio (a streamed run writes to it) and nothing else of it.
+
+    python -m boxer_py.workers CACHE_DIR IMAGE_FILE   (fds 3 and 4: requests in, results out)
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import queue
+import struct
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from .errors import BoxerError, RunError
+
+_LENGTH = struct.Struct("<Q")
+
+
+def _send(fd: int, obj: object) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    view = memoryview(_LENGTH.pack(len(data)) + data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _receive(fd: int) -> object:
+    """The next object from the pipe; EOFError if the other end is gone."""
+    (length,) = _LENGTH.unpack(_read(fd, _LENGTH.size))
+    return pickle.loads(_read(fd, length))
+
+
+def _read(fd: int, size: int) -> bytes:
+    chunks, left = [], size
+    while left:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            raise EOFError
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+class _Worker:
+    """One worker process and its two pipes."""
+
+    def __init__(self, cache_dir: Path, image: Path):
+        requests_r, self._requests = os.pipe()
+        self._results, results_w = os.pipe()
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-P", "-m", "boxer_py.workers", str(cache_dir), str(image)],
+                pass_fds=(requests_r, results_w), env={**os.environ, "BOXER_WORKER_FDS": f"{requests_r},{results_w}"})
+        finally:
+            os.close(requests_r)
+            os.close(results_w)
+        try:
+            reply = self._reply()  # None once the worker has its launcher and image
+        except BaseException:
+            self.close()
+            raise
+        if reply is not None:
+            self.close()
+            raise reply
+
+    def run(self, spec) -> object:
+        try:
+            _send(self._requests, spec)
+        except OSError:
+            pass  # the worker is gone: _reply says so
+        return self._reply()
+
+    def _reply(self) -> object:
+        try:
+            return _receive(self._results)
+        except (EOFError, OSError):
+            raise RunError(f"a worker process ended (exit code {self.process.wait()})") from None
+
+    def close(self) -> None:
+        for fd in (self._requests, self._results):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        try:
+            self.process.wait(timeout=30)  # at EOF it removes what its launcher keeps ready, and exits
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class Workers:
+    """`count` worker processes for one image file. `run` is safe to call from many threads:
+    each call takes an idle worker or waits for one. Workers start on first use (or
+    `start()`); one that dies fails its run and is replaced for the next."""
+
+    def __init__(self, count: int, cache_dir: Path, image: Path):
+        if count < 1:
+            raise ValueError("workers must be at least 1")
+        self.count, self.cache_dir, self.image = count, cache_dir, image
+        self._idle: queue.Queue[_Worker | None] = queue.Queue()
+        for _ in range(count):
+            self._idle.put(None)  # a worker not started yet
+        self._started: list[_Worker] = []
+        self._lock = threading.Lock()
+
+    def run(self, spec) -> object:
+        worker = self._take()
+        try:
+            reply = worker.run(spec)
+        except BaseException:
+            self._drop(worker)
+            raise
+        self._idle.put(worker)
+        if isinstance(reply, BaseException):
+            raise reply
+        return reply
+
+    def start(self) -> None:
+        """Start every worker now, side by side, and wait until each is ready."""
+        taken: list[_Worker] = []
+        errors: list[BaseException] = []
+
+        def take() -> None:
+            try:
+                taken.append(self._take())
+            except BaseException as e:
+                errors.append(e)
+
+        threads = [threading.Thread(target=take) for _ in range(self.count)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for worker in taken:
+            self._idle.put(worker)
+        if errors:
+            raise errors[0]
+
+    def close(self) -> None:
+        """End the workers; the next run starts them again."""
+        with self._lock:
+            workers, self._started = self._started, []
+        for worker in workers:
+            worker.close()
+        self._idle = queue.Queue()
+        for _ in range(self.count):
+            self._idle.put(None)
+
+    def _take(self) -> _Worker:
+        worker = self._idle.get()
+        if worker is not None:
+            return worker
+        try:
+            worker = _Worker(self.cache_dir, self.image)
+        except BaseException:
+            self._idle.put(None)
+            raise
+        with self._lock:
+            self._started.append(worker)
+        return worker
+
+    def _drop(self, worker: _Worker) -> None:
+        with self._lock:
+            if worker in self._started:
+                self._started.remove(worker)
+        worker.close()
+        self._idle.put(None)
+
+
+def _serve(cache_dir: str, image_path: str, requests: int, results: int) -> None:
+    from .launcher import Launcher
+    try:
+        launcher = Launcher(cache_dir)
+        image = launcher.open(image_path)
+        launcher.rootfs(image)
+    except BoxerError as e:
+        _send(results, e)
+        return
+    _send(results, None)
+    while True:
+        try:
+            spec = _receive(requests)
+        except EOFError:
+            launcher.close()
+            return
+        try:
+            reply = launcher.run(image, spec)
+        except BoxerError as e:
+            reply = e
+        except Exception as e:  # a bug: the caller sees it as an error, the worker lives on
+            reply = RunError(f"a worker failed: {type(e).__name__}: {e}")
+        _send(results, reply)
+
+
+if __name__ == "__main__":
+    fds = os.environ.pop("BOXER_WORKER_FDS", "")
+    if len(sys.argv) != 3 or not fds:
+        sys.exit("usage: python -m boxer_py.workers CACHE_DIR IMAGE_FILE (started by Session(workers=N))")
+    requests, results = (int(x) for x in fds.split(","))
+    _serve(sys.argv[1], sys.argv[2], requests, results)

@@ -1,0 +1,116 @@
+"""Session(image, workers=N): runs in worker processes give what in-process runs give."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+import boxer_py
+from boxer_py import RunError
+from boxer_py.launcher import Launcher
+
+
+@pytest.fixture(scope="module")
+def pair(hello_image, cache_dir):
+    """The same image in-process and on 2 workers."""
+    here = boxer_py.Session(hello_image, launcher=Launcher(cache_dir))
+    there = boxer_py.Session(hello_image, cache_dir=cache_dir, workers=2)
+    yield here, there
+    there.close()
+    here.close()
+
+
+def same(r1, r2) -> None:
+    assert r1.to_json() | {"duration_ms": 0} == r2.to_json() | {"duration_ms": 0}
+
+
+def test_results_match_in_process_runs(pair, tmp_path, monkeypatch):
+    here, there = pair
+    (tmp_path / "in.txt").write_text("from the host\n")
+    (tmp_path / "stdin.txt").write_text("from a file\n")
+    monkeypatch.chdir(tmp_path)  # relative host paths mean this directory, not the workers'
+    cases = [
+        dict(command=["python", "-c", "import sys; print(6 * 7); print('warn', file=sys.stderr); sys.exit(3)"]),
+        dict(command=["python", "-c", "import os, sys; print(os.getcwd(), os.environ['X'], sys.stdin.read())"],
+             env={"X": "1"}, workdir="/tmp", stdin=b"bytes in"),
+        dict(command=["python", "-c", "import sys; print(sys.stdin.read())"], stdin="stdin.txt"),
+        dict(command=["python", "-c", "open('/out/r.txt', 'w').write(open('/data/in.txt').read().upper())"],
+             mounts=["./:/data:ro"]),
+        dict(command=["python", "-c", "print('a' * 100)"], max_output="16"),
+        dict(command=["python", "-c", "x = []\nwhile True: x.append(bytearray(1 << 20))"], memory="48m"),
+        dict(command=["python", "-c", "while True: pass"], timeout=1),
+        dict(),  # the image's CMD
+    ]
+    for case in cases:
+        same(here.run(**case), there.run(**case))
+    r = there.run(["python", "-c", "open('/out/r.txt', 'w').write(open('/data/in.txt').read().upper())"],
+                  mounts=["./:/data:ro"])
+    assert r.files == {"/out/r.txt": b"FROM THE HOST\n"}
+
+
+def test_errors_come_back_as_errors(pair):
+    here, there = pair
+    for box in pair:
+        with pytest.raises(RunError) as caught:
+            box.run(["no-such-program"])
+        assert caught.value.exit_code == 127 and "not found" in str(caught.value)
+
+
+def test_runs_go_to_other_processes_side_by_side(pair):
+    _, there = pair
+    there.workers.start()
+    pids = [w.process.pid for w in there.workers._started]
+    assert len(set(pids)) == 2 and os.getpid() not in pids
+    results = []
+
+    def go(i: int) -> None:
+        for n in range(5):
+            results.append(there.run_python(f"open('/tmp/x', 'w').write('{i}'); print(len(open('/tmp/x').read()))"))
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 30 and all((r.exit_code, r.stdout) == (0, b"1\n") for r in results)
+    assert there.launcher.held() == ([], [])  # this process never loaded the guest
+
+
+def test_a_worker_that_dies_fails_its_run_and_is_replaced(hello_image, cache_dir):
+    box = boxer_py.Session(hello_image, cache_dir=cache_dir, workers=1)
+    try:
+        box.workers.start()
+        victim = box.workers._started[0].process
+
+        def kill_soon() -> None:
+            time.sleep(1)
+            victim.send_signal(signal.SIGKILL)
+
+        threading.Thread(target=kill_soon).start()
+        with pytest.raises(RunError, match="worker process ended"):
+            box.run_python("while True: pass", timeout=60)
+        r = box.run_python("print('again')")
+        assert (r.exit_code, r.stdout) == (0, b"again\n")
+        assert box.workers._started[0].process.pid != victim.pid
+    finally:
+        box.close()
+    assert victim.poll() is not None
+
+
+def test_close_ends_the_workers_and_the_session_stays_usable(hello_image, cache_dir):
+    box = boxer_py.Session(hello_image, cache_dir=cache_dir, workers=2)
+    box.workers.start()
+    processes = [w.process for w in box.workers._started]
+    box.close()
+    assert all(p.poll() == 0 for p in processes)  # each ended at EOF, cleanly
+    assert box.run_python("print(1)").stdout == b"1\n"
+    box.close()
+
+
+def test_workers_need_the_image_as_a_file(hello_image, launcher):
+    image = launcher.open(hello_image)
+    with pytest.raises(ValueError, match="file or a tag"):
+        boxer_py.Session(image, launcher=launcher, workers=2)
