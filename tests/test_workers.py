@@ -7,9 +7,10 @@ import threading
 import time
 
 import pytest
+import wasmtime
 
 import boxer_py
-from boxer_py import RunError
+from boxer_py import ImageError, RunError
 from boxer_py.launcher import Launcher
 
 
@@ -114,3 +115,23 @@ def test_workers_need_the_image_as_a_file(hello_image, launcher):
     image = launcher.open(hello_image)
     with pytest.raises(ValueError, match="file or a tag"):
         boxer_py.Session(image, launcher=launcher, workers=2)
+
+
+def test_workers_run_the_session_image_and_settings(hello_image, cache_dir, tmp_path, build):
+    other = build('FROM scratch\nCOPY tiny.wasm /tiny.wasm\nENTRYPOINT ["/tiny.wasm"]\n',
+                  {"tiny.wasm": bytes(wasmtime.wat2wasm('(module (func (export "_start")))'))})
+    copy = tmp_path / "session.wasm"
+    copy.write_bytes(hello_image.read_bytes())
+    box = boxer_py.Session(copy, launcher=Launcher(cache_dir, preinit=False), workers=1)
+    try:
+        r = box.run_python("print(1)")
+        assert (r.stdout, r.preinitialised) == (b"1\n", False)  # as the session's launcher would
+        box.close()
+        copy.write_bytes(other.read_bytes())  # the file now holds another image
+        with pytest.raises(RunError, match="no longer holds the session's image"):
+            box.run_python("print(1)")
+        copy.write_bytes(hello_image.read_bytes()[:-1] + b"x")
+        with pytest.raises(ImageError, match="tampered"):
+            box.run_python("print(1)")
+    finally:
+        box.close()

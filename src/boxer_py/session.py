@@ -12,10 +12,9 @@ GIL); `Session(image, workers=N)` hands runs to N worker processes instead (see 
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Mapping, Sequence
-
-from dataclasses import replace
 
 from .imagefile import Image
 from .store import Store, default_cache_dir
@@ -47,7 +46,7 @@ class Session:
             path = Store(self.launcher.cache_dir / "images").locate(image)
             image = self.launcher.open(path)
             if workers:
-                self.workers = Workers(workers, self.launcher.cache_dir, Path(path).resolve())
+                self.workers = Workers(workers, self.launcher, Path(path).resolve(), image.id)
         elif workers:
             raise ValueError("workers need the image as a file or a tag, not an opened Image")
         self.image = image

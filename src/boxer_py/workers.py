@@ -3,11 +3,13 @@
 Runs in threads of one process do not finish sooner than one after another: every run's
 Python side (and wasmtime-py's many small calls) holds the GIL. A worker is a process of its
 own with a launcher of its own on the same cache (the compiled module and snapshot are loaded
-from there, not made again), started once and kept for the session. A run goes to an idle
+from there, not made again), started once and kept for the session. It opens the image file
+and refuses to serve if the file no longer holds the session's image. A run goes to an idle
 worker as a pickled RunSpec on a pipe and comes back as a pickled RunResult (or the error it
 raised). Workers see this process's stdio (a streamed run writes to it) and nothing else of it.
 
-    python -m boxer_py.workers CACHE_DIR IMAGE_FILE   (fds 3 and 4: requests in, results out)
+    python -m boxer_py.workers CACHE_DIR IMAGE_FILE IMAGE_ID PREINIT(1|0)
+    (the pipes' fds in BOXER_WORKER_FDS: requests in, results out)
 """
 from __future__ import annotations
 
@@ -19,8 +21,12 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import BoxerError, RunError
+
+if TYPE_CHECKING:
+    from .launcher import Launcher
 
 _LENGTH = struct.Struct("<Q")
 
@@ -52,12 +58,12 @@ def _read(fd: int, size: int) -> bytes:
 class _Worker:
     """One worker process and its two pipes."""
 
-    def __init__(self, cache_dir: Path, image: Path):
+    def __init__(self, argv: list[str]):
         requests_r, self._requests = os.pipe()
         self._results, results_w = os.pipe()
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-P", "-m", "boxer_py.workers", str(cache_dir), str(image)],
+                [sys.executable, "-P", "-m", "boxer_py.workers", *argv],
                 pass_fds=(requests_r, results_w), env={**os.environ, "BOXER_WORKER_FDS": f"{requests_r},{results_w}"})
         finally:
             os.close(requests_r)
@@ -98,14 +104,16 @@ class _Worker:
 
 
 class Workers:
-    """`count` worker processes for one image file. `run` is safe to call from many threads:
-    each call takes an idle worker or waits for one. Workers start on first use (or
-    `start()`); one that dies fails its run and is replaced for the next."""
+    """`count` worker processes for one image file, each with a launcher like `launcher` (its
+    cache and preinit setting). `run` is safe to call from many threads: each call takes an
+    idle worker or waits for one. Workers start on first use (or `start()`); one that dies
+    fails its run and is replaced for the next."""
 
-    def __init__(self, count: int, cache_dir: Path, image: Path):
+    def __init__(self, count: int, launcher: Launcher, image: Path, image_id: str):
         if count < 1:
             raise ValueError("workers must be at least 1")
-        self.count, self.cache_dir, self.image = count, cache_dir, image
+        self.count = count
+        self._argv = [str(launcher.cache_dir), str(image), image_id, "1" if launcher.preinit else "0"]
         self._idle: queue.Queue[_Worker | None] = queue.Queue()
         for _ in range(count):
             self._idle.put(None)  # a worker not started yet
@@ -160,7 +168,7 @@ class Workers:
         if worker is not None:
             return worker
         try:
-            worker = _Worker(self.cache_dir, self.image)
+            worker = _Worker(self._argv)
         except BaseException:
             self._idle.put(None)
             raise
@@ -176,11 +184,13 @@ class Workers:
         self._idle.put(None)
 
 
-def _serve(cache_dir: str, image_path: str, requests: int, results: int) -> None:
+def _serve(cache_dir: str, image_path: str, image_id: str, preinit: bool, requests: int, results: int) -> None:
     from .launcher import Launcher
     try:
-        launcher = Launcher(cache_dir)
+        launcher = Launcher(cache_dir, preinit=preinit)
         image = launcher.open(image_path)
+        if image.id != image_id:
+            raise RunError(f"{image_path}: the file no longer holds the session's image (it was replaced)")
         launcher.rootfs(image)
     except BoxerError as e:
         _send(results, e)
@@ -203,7 +213,7 @@ def _serve(cache_dir: str, image_path: str, requests: int, results: int) -> None
 
 if __name__ == "__main__":
     fds = os.environ.pop("BOXER_WORKER_FDS", "")
-    if len(sys.argv) != 3 or not fds:
-        sys.exit("usage: python -m boxer_py.workers CACHE_DIR IMAGE_FILE (started by Session(workers=N))")
+    if len(sys.argv) != 5 or not fds:
+        sys.exit("usage: python -m boxer_py.workers CACHE_DIR IMAGE_FILE IMAGE_ID PREINIT (started by Session(workers=N))")
     requests, results = (int(x) for x in fds.split(","))
-    _serve(sys.argv[1], sys.argv[2], requests, results)
+    _serve(*sys.argv[1:4], sys.argv[4] == "1", requests, results)

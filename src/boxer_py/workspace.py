@@ -31,7 +31,7 @@ from typing import Callable, Hashable, Sequence
 from .rootfs import copy_tree
 
 SPARES_PER_IMAGE = 2  # enough for two runs of the same image at once
-UNTOUCHED_KEPT = 8  # untouched workspaces kept per image and layout (one per run going at once)
+UNTOUCHED_KEPT = 8  # untouched workspaces kept, the least recently given back going first
 # A filesystem's timestamps may be coarse (a clock tick): an entry changed this shortly before
 # the seal could be changed again with no new change time, so its content is recorded too.
 RECENT_NS = 100_000_000
@@ -119,7 +119,7 @@ class Workspaces:
         self._ready: dict[str, list[Path]] = {}
         self._wanted: dict[str, int] = {}
         self._seen: set[str] = set()
-        self._untouched: dict[tuple[str, Hashable], list[Path]] = {}
+        self._untouched: list[tuple[tuple[str, Hashable], Path]] = []  # oldest first
         self._taken: dict[Path, tuple[str, Hashable]] = {}
         self._sealed: dict[Path, _Seal] = {}
         self._active = 0
@@ -135,8 +135,8 @@ class Workspaces:
         self.runs.mkdir(parents=True, exist_ok=True)
         with self._lock:
             self._active += 1
-            kept = self._untouched.get((key, layout))
-            held = kept.pop() if kept else None
+            found = [i for i, (k, _) in enumerate(self._untouched) if k == (key, layout)]
+            held = self._untouched.pop(found[-1])[1] if found else None
         try:
             if held is not None:  # back into runs/, where a run's workspace is while it runs
                 workspace = self.runs / held.name
@@ -199,14 +199,14 @@ class Workspaces:
                     os.unlink(workspace / extra)
             if not _only_read(workspace / "rootfs", sealed):
                 return False
+            self.spares.mkdir(parents=True, exist_ok=True)
+            held = self.spares / workspace.name
+            os.rename(workspace, held)
             with self._lock:
-                kept = self._untouched.setdefault(key, [])
-                if len(kept) >= UNTOUCHED_KEPT:
-                    return False
-                self.spares.mkdir(parents=True, exist_ok=True)
-                held = self.spares / workspace.name
-                os.rename(workspace, held)
-                kept.append(held)
+                self._untouched.append((key, held))
+                evicted = self._untouched.pop(0)[1] if len(self._untouched) > UNTOUCHED_KEPT else None
+            if evicted is not None:
+                shutil.rmtree(evicted, ignore_errors=True)
             return True
         except OSError:
             return False
@@ -220,7 +220,7 @@ class Workspaces:
         self.settle()
         with self._lock:
             spares = [p for paths in self._ready.values() for p in paths]
-            spares += [held for kept in self._untouched.values() for held in kept]
+            spares += [held for _, held in self._untouched]
             self._ready.clear()
             self._untouched.clear()
             self._seen.clear()

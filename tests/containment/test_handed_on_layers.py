@@ -174,3 +174,17 @@ def test_runs_side_by_side_never_see_what_another_left(fresh):
     for t in threads:
         t.join()
     assert failures == []
+
+
+def test_layers_kept_are_bounded(fresh):
+    """A caller with a new workdir for every run does not make the kept layers pile up."""
+    from boxer_py.workspace import SPARES_PER_IMAGE, UNTOUCHED_KEPT
+
+    for i in range(UNTOUCHED_KEPT + 6):
+        r = fresh.run_python("import os; print(os.getcwd())", workdir=f"/job/{i}")
+        assert r.stdout == f"/job/{i}\n".encode(), r.stderr
+    fresh.launcher.settle()
+    assert len(os.listdir(fresh.launcher.workspaces.spares)) <= UNTOUCHED_KEPT + SPARES_PER_IMAGE
+    assert os.listdir(fresh.launcher.runs) == []
+    fresh.launcher.close()
+    assert os.listdir(fresh.launcher.workspaces.spares) == []
