@@ -135,3 +135,32 @@ def test_workers_run_the_session_image_and_settings(hello_image, cache_dir, tmp_
             box.run_python("print(1)")
     finally:
         box.close()
+
+
+def test_workers_leave_with_their_session_process(hello_image, cache_dir):
+    """A session's process that ends without closing (even by os._exit) leaves no worker behind."""
+    import subprocess
+    import sys
+
+    code = ("import boxer_py, os\n"
+            f"box = boxer_py.Session({str(hello_image)!r}, cache_dir={str(cache_dir)!r}, workers=2)\n"
+            "box.workers.start()\n"
+            "print(*[w.process.pid for w in box.workers._started], flush=True)\n"
+            "os._exit(0)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    pids = [int(p) for p in done.stdout.split()]
+    assert len(pids) == 2, done.stderr
+    deadline = time.monotonic() + 30
+    while any(map(running, pids)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(map(running, pids))
+    assert "Traceback" not in done.stderr  # the workers held that pipe too: run() waited for them
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's reaper may be slow in a container)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False

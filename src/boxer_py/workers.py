@@ -31,9 +31,13 @@ if TYPE_CHECKING:
 _LENGTH = struct.Struct("<Q")
 
 
-def _send(fd: int, obj: object) -> None:
+def _frame(obj: object) -> bytes:
     data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    view = memoryview(_LENGTH.pack(len(data)) + data)
+    return _LENGTH.pack(len(data)) + data
+
+
+def _send(fd: int, frame: bytes) -> None:
+    view = memoryview(frame)
     while view:
         view = view[os.write(fd, view):]
 
@@ -77,9 +81,9 @@ class _Worker:
             self.close()
             raise reply
 
-    def run(self, spec) -> object:
+    def run(self, request: bytes) -> object:
         try:
-            _send(self._requests, spec)
+            _send(self._requests, request)
         except OSError:
             pass  # the worker is gone: _reply says so
         return self._reply()
@@ -90,14 +94,18 @@ class _Worker:
         except (EOFError, OSError):
             raise RunError(f"a worker process ended (exit code {self.process.wait()})") from None
 
-    def close(self) -> None:
+    def close(self, kill: bool = False) -> None:
+        """Let the worker end at EOF (it removes what its launcher keeps ready), or kill it
+        (one whose run was interrupted: what it leaves is swept by the next launcher)."""
         for fd in (self._requests, self._results):
             try:
                 os.close(fd)
             except OSError:
                 pass
+        if kill:
+            self.process.kill()
         try:
-            self.process.wait(timeout=30)  # at EOF it removes what its launcher keeps ready, and exits
+            self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
@@ -121,10 +129,11 @@ class Workers:
         self._lock = threading.Lock()
 
     def run(self, spec) -> object:
+        request = _frame(spec)
         worker = self._take()
         try:
-            reply = worker.run(spec)
-        except BaseException:
+            reply = worker.run(request)
+        except BaseException:  # the worker died, or this thread was interrupted mid-run
             self._drop(worker)
             raise
         self._idle.put(worker)
@@ -180,7 +189,7 @@ class Workers:
         with self._lock:
             if worker in self._started:
                 self._started.remove(worker)
-        worker.close()
+        worker.close(kill=True)
         self._idle.put(None)
 
 
@@ -193,22 +202,21 @@ def _serve(cache_dir: str, image_path: str, image_id: str, preinit: bool, reques
             raise RunError(f"{image_path}: the file no longer holds the session's image (it was replaced)")
         launcher.rootfs(image)
     except BoxerError as e:
-        _send(results, e)
+        _send(results, _frame(e))
         return
-    _send(results, None)
-    while True:
-        try:
+    try:
+        _send(results, _frame(None))
+        while True:
             spec = _receive(requests)
-        except EOFError:
-            launcher.close()
-            return
-        try:
-            reply = launcher.run(image, spec)
-        except BoxerError as e:
-            reply = e
-        except Exception as e:  # a bug: the caller sees it as an error, the worker lives on
-            reply = RunError(f"a worker failed: {type(e).__name__}: {e}")
-        _send(results, reply)
+            try:
+                reply = launcher.run(image, spec)
+            except BoxerError as e:
+                reply = e
+            except Exception as e:  # a bug: the caller sees it as an error, the worker lives on
+                reply = RunError(f"a worker failed: {type(e).__name__}: {e}")
+            _send(results, _frame(reply))
+    except (EOFError, OSError):  # the session closed, or went away
+        launcher.close()
 
 
 if __name__ == "__main__":

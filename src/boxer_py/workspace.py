@@ -3,10 +3,11 @@ or handed on untouched, so that copying and removing seldom sit between a caller
 result.
 
 A run takes a workspace, a directory under `runs/` whose `rootfs` is a copy of the image's
-unpacked rootfs, and gives it back when it ends. A run whose guest left its copy exactly as
-it found it (every entry's name, type, size, inode, link count and times, read right before
-the guest started: `seal()`) hands it on to the next run of the same image and layout, under
-`spares/`. Any other copy is removed: giving back only queues that. Once an image has run
+unpacked rootfs, and gives it back when it ends. A run whose guest left its copy as it found
+it (every entry's name, type, size, inode, link count and times, recorded right before the
+guest started: `seal()`), but for access times (it read), which are set back, hands it on
+to the next run of the same image and layout, under `spares/`. Any other copy is removed:
+giving back only queues that. Once an image has run
 twice, a fresh spare copy of it is also kept ready, so a run that repeats (a Session, an
 agent) finds its copy made. One background thread does removals and copies, and only while a
 single run is going: runs side by side do their own. `settle()` waits for it; `close()` also
@@ -35,6 +36,8 @@ UNTOUCHED_KEPT = 8  # untouched workspaces kept, the least recently given back g
 # A filesystem's timestamps may be coarse (a clock tick): an entry changed this shortly before
 # the seal could be changed again with no new change time, so its content is recorded too.
 RECENT_NS = 100_000_000
+_NOATIME = getattr(os, "O_NOATIME", 0)
+ATIME, MTIME, CTIME = 4, 5, 6  # in _fields
 
 
 def _state(root: Path) -> dict[str, list[int]]:
@@ -64,9 +67,6 @@ def _fields(st: os.stat_result) -> list[int]:
     return [st.st_mode, st.st_ino, st.st_nlink, st.st_size, st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns]
 
 
-_NOATIME = getattr(os, "O_NOATIME", 0)
-ATIME, MTIME, CTIME = 4, 5, 6
-
 
 @dataclass
 class _Seal:
@@ -78,7 +78,7 @@ def _seal(root: Path) -> _Seal:
     since = time.time_ns() - RECENT_NS
     state = _state(root)
     return _Seal(state, {path: _content(os.path.join(root, path), fields[0]) for path, fields in state.items()
-                         if fields[CTIME] >= since and not stat.S_ISDIR(fields[0])})
+                         if fields[CTIME] >= since and (stat.S_ISREG(fields[0]) or stat.S_ISLNK(fields[0]))})
 
 
 def _content(path: str, mode: int) -> bytes:
