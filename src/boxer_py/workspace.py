@@ -17,7 +17,6 @@ launcher sweeps what a killed one left behind (see launcher._sweep).
 from __future__ import annotations
 
 import atexit
-import hashlib
 import os
 import queue
 import shutil
@@ -34,7 +33,7 @@ from .rootfs import copy_tree
 SPARES_PER_IMAGE = 2  # enough for two runs of the same image at once
 UNTOUCHED_KEPT = 8  # untouched workspaces kept, the least recently given back going first
 # A filesystem's timestamps may be coarse (a clock tick): an entry changed this shortly before
-# the seal could be changed again with no new change time, so its content is recorded too.
+# the seal could be changed again with no new change time, so its content is checked too.
 RECENT_NS = 100_000_000
 _NOATIME = getattr(os, "O_NOATIME", 0)
 ATIME, MTIME, CTIME = 4, 5, 6  # in _fields
@@ -71,30 +70,34 @@ def _fields(st: os.stat_result) -> list[int]:
 @dataclass
 class _Seal:
     state: dict[str, list[int]]  # see _state
-    contents: dict[str, bytes]  # digests of recently changed files, targets of such links
+    recent: list[str]  # files and links changed shortly before the seal (see RECENT_NS)
 
 
 def _seal(root: Path) -> _Seal:
     since = time.time_ns() - RECENT_NS
     state = _state(root)
-    return _Seal(state, {path: _content(os.path.join(root, path), fields[0]) for path, fields in state.items()
-                         if fields[CTIME] >= since and (stat.S_ISREG(fields[0]) or stat.S_ISLNK(fields[0]))})
+    return _Seal(state, [path for path, fields in state.items()
+                         if fields[CTIME] >= since and (stat.S_ISREG(fields[0]) or stat.S_ISLNK(fields[0]))])
 
 
-def _content(path: str, mode: int) -> bytes:
+def _same_content(path: str, original: str, mode: int) -> bool:
+    """Whether the file or link at `path` still holds what it was copied from, `original`."""
     if stat.S_ISLNK(mode):
-        return os.fsencode(os.readlink(path))
-    digest = hashlib.sha256()
-    with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | _NOATIME), "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.digest()
+        return os.readlink(path) == os.readlink(original)
+    flags = os.O_RDONLY | os.O_NOFOLLOW | _NOATIME
+    with open(os.open(path, flags), "rb") as mine, open(os.open(original, flags), "rb") as theirs:
+        while True:
+            chunk = mine.read(1 << 20)
+            if chunk != theirs.read(1 << 20):
+                return False
+            if not chunk:
+                return True
 
 
-def _only_read(root: Path, seal: _Seal) -> bool:
-    """Whether the tree at `root` is as sealed but for access times (what reading sets),
-    which are set back here. Any other difference (a write, a new or missing entry) means
-    the guest changed it."""
+def _only_read(root: Path, seal: _Seal, base: Path) -> bool:
+    """Whether the copy of `base` at `root` is as sealed but for access times (what reading
+    sets), which are set back here. Any other difference (a write, a new or missing entry)
+    means the guest changed it. Entries the seal found recent are also compared with `base`."""
     sealed, now = seal.state, _state(root)
     if sealed.keys() != now.keys():
         return False
@@ -105,7 +108,7 @@ def _only_read(root: Path, seal: _Seal) -> bool:
             if is_[:ATIME] != was[:ATIME] or is_[MTIME:] != was[MTIME:]:
                 return False
             read.append(path)
-    if any(_content(os.path.join(root, path), sealed[path][0]) != digest for path, digest in seal.contents.items()):
+    if not all(_same_content(os.path.join(root, p), os.path.join(base, p), sealed[p][0]) for p in seal.recent):
         return False
     for path in read:
         os.utime(os.path.join(root, path), ns=(sealed[path][ATIME], sealed[path][MTIME]), follow_symlinks=False)
@@ -120,7 +123,7 @@ class Workspaces:
         self._wanted: dict[str, int] = {}
         self._seen: set[str] = set()
         self._untouched: list[tuple[tuple[str, Hashable], Path]] = []  # oldest first
-        self._taken: dict[Path, tuple[str, Hashable]] = {}
+        self._taken: dict[Path, tuple[tuple[str, Hashable], Path]] = {}  # (key and layout, base)
         self._sealed: dict[Path, _Seal] = {}
         self._active = 0
         self._lock = threading.Lock()
@@ -148,7 +151,7 @@ class Workspaces:
                 self._active -= 1
             raise
         with self._lock:
-            self._taken[workspace] = (key, layout)
+            self._taken[workspace] = ((key, layout), base)
         return workspace
 
     def _copy(self, key: str, base: Path, skip: Sequence[Path]) -> Path:
@@ -183,21 +186,21 @@ class Workspaces:
         with self._lock:
             self._active -= 1
             alone = self._active == 0
-            key = self._taken.pop(workspace)
+            key, base = self._taken.pop(workspace)
             sealed = self._sealed.pop(workspace, None)
-        if sealed is not None and self._keep(workspace, key, sealed):
+        if sealed is not None and self._keep(workspace, key, sealed, base):
             return
         if alone:
             self._submit(lambda: shutil.rmtree(workspace, ignore_errors=True))
         else:
             shutil.rmtree(workspace, ignore_errors=True)
 
-    def _keep(self, workspace: Path, key: tuple[str, Hashable], sealed: _Seal) -> bool:
+    def _keep(self, workspace: Path, key: tuple[str, Hashable], sealed: _Seal, base: Path) -> bool:
         try:
             for extra in os.listdir(workspace):  # what the run kept beside its rootfs (stdin)
                 if extra != "rootfs":
                     os.unlink(workspace / extra)
-            if not _only_read(workspace / "rootfs", sealed):
+            if not _only_read(workspace / "rootfs", sealed, base):
                 return False
             self.spares.mkdir(parents=True, exist_ok=True)
             held = self.spares / workspace.name
