@@ -299,6 +299,7 @@ class Launcher:
         self._loaded: dict[tuple[str, object], Loaded] = {}
         self._lock = threading.Lock()
         self._snapshots: dict[str, Snapshot | None] = {}
+        self._programs: dict[tuple[str, str, str, str], Path] = {}  # see _image_program
         self._guest_digest: str | None = None  # see _guest
         self._snapshot_lock = threading.Lock()
         self.runs = self.cache_dir / "runs"
@@ -383,7 +384,7 @@ class Launcher:
             if out_dir is not None:
                 out_dir.mkdir(parents=True, exist_ok=True)
             spec = replace(spec, mounts=tuple(self._check_mounts(spec.mounts, root, shared)))
-            program = self._find_program(base, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
+            program = self._image_program(image, base, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
             resume = self._resume(image, base, program, argv, env, workdir, spec, shared)
             loaded = resume.module if resume else self._module(image, base, program, argv[0])
             self.workspaces.seal(tmp)
@@ -453,7 +454,7 @@ class Launcher:
         if not (self.preinit and guest and not spec.mounts and preinit.eligible(argv)):
             return None
         try:
-            if self._find_program(base, guest, DEFAULT_PATH, "/") != program:
+            if self._image_program(image, base, guest, DEFAULT_PATH, "/") != program:
                 return None
         except RunError:
             return None
@@ -639,6 +640,14 @@ class Launcher:
             result.trap = f"timed out after {limits.timeout:g}s"
         else:
             result.exit_code, result.trap = TRAP_EXIT_CODE, _reason(error)
+
+    def _image_program(self, image: Image, base: Path, name: str, path: str, workdir: str) -> Path:
+        """_find_program in an image's unpacked rootfs, which never changes: found once."""
+        key = (image.id, name, path, workdir)
+        program = self._programs.get(key)
+        if program is None:
+            program = self._programs[key] = self._find_program(base, name, path, workdir)
+        return program
 
     def _find_program(self, root: Path, name: str, path: str, workdir: str) -> Path:
         if "/" in name:

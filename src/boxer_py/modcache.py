@@ -52,6 +52,7 @@ class ModuleCache:
     def __init__(self, engine: wasmtime.Engine, directory: Path):
         self.engine = engine
         self.directory = directory
+        self._digests: dict[tuple[Path, Path], str] = {}  # known digests of immutable files
 
     def digest_file(self, path: Path, root: Path) -> str:
         """The sha256 of a module file in an immutable unpacked rootfs, remembered in
@@ -76,8 +77,13 @@ class ModuleCache:
         return index if isinstance(index, dict) else {}
 
     def _known(self, root: Path, path: Path) -> str | None:
-        digest = self._index(root).get(path.relative_to(root).as_posix())
-        return digest if isinstance(digest, str) else None
+        digest = self._digests.get((root, path))
+        if digest is None:
+            digest = self._index(root).get(path.relative_to(root).as_posix())
+            if not isinstance(digest, str):
+                return None
+            self._digests[(root, path)] = digest
+        return digest
 
     def _remember(self, root: Path, path: Path, digest: str) -> str:
         index = self._index(root)
