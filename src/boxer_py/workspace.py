@@ -115,6 +115,14 @@ def _only_read(root: Path, seal: _Seal, base: Path) -> bool:
     return True
 
 
+@dataclass
+class _Taken:
+    """A workspace in use: what it is for, what it copies, and its seal once made."""
+    key: tuple[str, Hashable]  # image and layout
+    base: Path
+    seal: _Seal | None = None
+
+
 class Workspaces:
     def __init__(self, runs: Path, spares: Path):
         self.runs = runs
@@ -123,8 +131,7 @@ class Workspaces:
         self._wanted: dict[str, int] = {}
         self._seen: set[str] = set()
         self._untouched: list[tuple[tuple[str, Hashable], Path]] = []  # oldest first
-        self._taken: dict[Path, tuple[tuple[str, Hashable], Path]] = {}  # (key and layout, base)
-        self._sealed: dict[Path, _Seal] = {}
+        self._taken: dict[Path, _Taken] = {}
         self._active = 0
         self._lock = threading.Lock()
         self._tasks: queue.Queue[Callable[[], None]] = queue.Queue()
@@ -151,7 +158,7 @@ class Workspaces:
                 self._active -= 1
             raise
         with self._lock:
-            self._taken[workspace] = ((key, layout), base)
+            self._taken[workspace] = _Taken((key, layout), base)
         return workspace
 
     def _copy(self, key: str, base: Path, skip: Sequence[Path]) -> Path:
@@ -177,7 +184,7 @@ class Workspaces:
         """Record the workspace's rootfs as the guest is about to find it (see give_back)."""
         seal = _seal(workspace / "rootfs")
         with self._lock:
-            self._sealed[workspace] = seal
+            self._taken[workspace].seal = seal
 
     def give_back(self, workspace: Path) -> None:
         """The run is over. If it was sealed and its guest only read, the workspace is kept for
@@ -186,27 +193,26 @@ class Workspaces:
         with self._lock:
             self._active -= 1
             alone = self._active == 0
-            key, base = self._taken.pop(workspace)
-            sealed = self._sealed.pop(workspace, None)
-        if sealed is not None and self._keep(workspace, key, sealed, base):
+            taken = self._taken.pop(workspace)
+        if taken.seal is not None and self._keep(workspace, taken):
             return
         if alone:
             self._submit(lambda: shutil.rmtree(workspace, ignore_errors=True))
         else:
             shutil.rmtree(workspace, ignore_errors=True)
 
-    def _keep(self, workspace: Path, key: tuple[str, Hashable], sealed: _Seal, base: Path) -> bool:
+    def _keep(self, workspace: Path, taken: _Taken) -> bool:
         try:
             for extra in os.listdir(workspace):  # what the run kept beside its rootfs (stdin)
                 if extra != "rootfs":
                     os.unlink(workspace / extra)
-            if not _only_read(workspace / "rootfs", sealed, base):
+            if not _only_read(workspace / "rootfs", taken.seal, taken.base):
                 return False
             self.spares.mkdir(parents=True, exist_ok=True)
             held = self.spares / workspace.name
             os.rename(workspace, held)
             with self._lock:
-                self._untouched.append((key, held))
+                self._untouched.append((taken.key, held))
                 evicted = self._untouched.pop(0)[1] if len(self._untouched) > UNTOUCHED_KEPT else None
             if evicted is not None:
                 shutil.rmtree(evicted, ignore_errors=True)
