@@ -164,3 +164,25 @@ def running(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return False
+
+
+def test_close_during_a_run_lets_that_run_finish(hello_image, cache_dir):
+    """close() ends idle workers now and a busy one when its run is done; the session keeps
+    at most its count of workers afterwards."""
+    box = boxer_py.Session(hello_image, cache_dir=cache_dir, workers=1)
+    try:
+        box.workers.start()
+        busy = box.workers._started[0].process
+        results = []
+        runner = threading.Thread(target=lambda: results.append(
+            box.run_python("import time; time.sleep(2); print('finished')", timeout=60)))
+        runner.start()
+        time.sleep(0.5)
+        box.close()  # while that run goes on
+        runner.join()
+        assert results and (results[0].exit_code, results[0].stdout) == (0, b"finished\n")
+        assert busy.wait(timeout=30) == 0  # ended once its run was done
+        assert box.run_python("print(2)").stdout == b"2\n"
+        assert len(box.workers._started) == 1
+    finally:
+        box.close()

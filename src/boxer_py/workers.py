@@ -136,7 +136,7 @@ class Workers:
         except BaseException:  # the worker died, or this thread was interrupted mid-run
             self._drop(worker)
             raise
-        self._idle.put(worker)
+        self._give_back(worker)
         if isinstance(reply, BaseException):
             raise reply
         return reply
@@ -158,18 +158,24 @@ class Workers:
         for t in threads:
             t.join()
         for worker in taken:
-            self._idle.put(worker)
+            self._give_back(worker)
         if errors:
             raise errors[0]
 
     def close(self) -> None:
-        """End the workers; the next run starts them again."""
+        """End the idle workers now and the busy ones as their runs end (see _give_back);
+        the next run starts them again."""
         with self._lock:
-            workers, self._started = self._started, []
-        for worker in workers:
-            worker.close()
-        self._idle = queue.Queue()
-        for _ in range(self.count):
+            self._started = []
+        idle = []
+        while True:
+            try:
+                idle.append(self._idle.get_nowait())
+            except queue.Empty:
+                break
+        for worker in idle:
+            if worker is not None:
+                worker.close()
             self._idle.put(None)
 
     def _take(self) -> _Worker:
@@ -184,6 +190,14 @@ class Workers:
         with self._lock:
             self._started.append(worker)
         return worker
+
+    def _give_back(self, worker: _Worker) -> None:
+        """A worker whose run is over goes back to the idle ones, unless close() came meanwhile."""
+        with self._lock:
+            current = worker in self._started
+        if not current:
+            worker.close()
+        self._idle.put(worker if current else None)
 
     def _drop(self, worker: _Worker) -> None:
         with self._lock:
