@@ -53,6 +53,6 @@ bench: setup
 clean:
 	rm -rf $(VENV) hello.wasm hello-c.wasm examples/hello-c/hello.wasm .pytest_cache
 
-# Rebuild the browser launcher (src/boxer_py/web/, committed) from toolchain/web with esbuild.
+# Rebuild the browser launcher (src/boxer_py/browser/web/, committed) from toolchain/web with esbuild.
 web:
 	cd toolchain/web && npm ci --no-audit --no-fund && node build.mjs

@@ -152,7 +152,7 @@ def python_runs(b: Bench) -> list[Measurement]:
         """The second run starts the run server; wait until it answers."""
         for _ in range(2):
             process(argv, warm_env)()
-        script = "from boxer_py import client; print(client.address()[0])"
+        script = "from boxer_py.cli import client; print(client.address()[0])"
         path = subprocess.run([sys.executable, "-c", script], env={**os.environ, **warm_env}, capture_output=True,
                               text=True, check=True).stdout.strip()
         deadline = time.monotonic() + 60
@@ -263,7 +263,7 @@ SECTIONS: list[Callable[[Bench], list[Measurement]]] = [native, machine, python_
 
 def sizes(b: Bench) -> str:
     """The example app's image against the base runtime it carries."""
-    from boxer_py.bases import load_catalog
+    from boxer_py.dockerfile.bases import load_catalog
 
     runtime = next(base for base in load_catalog().values() if base.name == "python").runtime_file().stat().st_size
     hello = b.image.stat().st_size

@@ -19,8 +19,8 @@ sys.path.insert(0, str(REPO / "tests"))
 from localregistry import REGISTRY_BINARY, LocalRegistry  # noqa: E402
 
 import boxer_py  # noqa: E402
-from boxer_py.registry import Options  # noqa: E402
-from boxer_py.transfer import pull, push  # noqa: E402
+from boxer_py.registry.distribution import Options  # noqa: E402
+from boxer_py.registry.transfer import pull, push  # noqa: E402
 
 Row = tuple[str, float, str]
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 import boxer_py
-from boxer_py.bases import load_catalog
-from boxer_py.rootfs import unpack
+from boxer_py.dockerfile.bases import load_catalog
+from boxer_py.image.rootfs import unpack
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -266,8 +266,8 @@ def test_metadata_is_recorded_in_inspect(boxer, make_context, tmp_path):
     ('CMD ["first"]\nCMD ["last"]', (), ("last",)),
 ])
 def test_entrypoint_and_cmd_are_recorded_like_docker(tail, entrypoint, cmd):
-    from boxer_py.parser import parse
-    from boxer_py.plan import make_plan
+    from boxer_py.dockerfile.parser import parse
+    from boxer_py.dockerfile.plan import make_plan
 
     plan = make_plan(parse(f"FROM python:3.12\n{tail}\n"), load_catalog())
     c = plan.stages[plan.target].config
@@ -277,8 +277,8 @@ def test_entrypoint_and_cmd_are_recorded_like_docker(tail, entrypoint, cmd):
 @pytest.mark.parametrize("ref", ["python:3.12", "python:3.12-slim", "python:3.12.0", "python:3", "python:latest",
                                  "python", "docker.io/library/python:3.12-alpine", "library/python:3"])
 def test_python_references_that_name_the_312_base(ref):
-    from boxer_py.parser import parse
-    from boxer_py.plan import make_plan
+    from boxer_py.dockerfile.parser import parse
+    from boxer_py.dockerfile.plan import make_plan
 
     plan = make_plan(parse(f"FROM {ref}\n"), load_catalog())
     assert plan.stages[0].base.name == "python"

@@ -289,8 +289,8 @@ def test_damaged_image_is_refused_by_every_command(boxer, hello_c_image, tmp_pat
 
 def crafted_image(tmp_path: Path, members: tuple) -> Path:
     """An image file whose digests all check out but whose layer is hostile: images are input too."""
-    from boxer_py import imagefile
-    from boxer_py.config import ImageConfig, ImageSpec
+    from boxer_py.image import imagefile
+    from boxer_py.image.config import ImageConfig, ImageSpec
 
     layer = tar_of(*members)
     spec = ImageSpec(ImageConfig(entrypoint=("/x.wasm",)), (imagefile.sha256(layer),), ("crafted",))

@@ -8,8 +8,7 @@ import pytest
 import wasmtime
 
 import boxer_py
-from boxer_py import imagefile
-from boxer_py.modcache import ModuleCache, new_engine
+from boxer_py.runtime.modcache import ModuleCache, new_engine
 
 # A tiny WASI command: exits with the code 7, so a cached module can be run cheaply.
 EXIT7 = wasmtime.wat2wasm("""

@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 import wasmtime
 
-from boxer_py import imagefile, oci
-from boxer_py.imagefile import Descriptor, sha256
-from boxer_py.layout import write_layout
+from boxer_py.image import imagefile
+
+from boxer_py.registry import oci
+from boxer_py.image.imagefile import Descriptor, sha256
+from boxer_py.registry.layout import write_layout
 
 SKOPEO = shutil.which("skopeo") or "/usr/bin/skopeo"
 
@@ -176,7 +178,7 @@ def test_export_refuses_a_non_empty_directory(boxer, hello_image, tmp_path):
 
 
 def test_layer_cache_reuses_and_never_trusts_a_damaged_entry(tmp_path):
-    from boxer_py.transfer import LayerCache
+    from boxer_py.registry.transfer import LayerCache
     tar = make_tar({"app.wasm": EXIT7, "data.txt": b"x" * 100_000})
     cache = LayerCache(tmp_path / "layers")
     first = cache(tar)
@@ -200,7 +202,7 @@ def test_import_applies_whiteouts_as_deletions(boxer, tmp_path):
 
 def test_a_layer_that_expands_past_the_limit_is_refused(tmp_path, monkeypatch):
     from boxer_py.errors import ImageError
-    from boxer_py.transfer import import_layout
+    from boxer_py.registry.transfer import import_layout
     write_oci_image(tmp_path / "l", [make_tar({"app.wasm": EXIT7, "zeros": bytes(3 << 20)})])
     monkeypatch.setattr(oci, "MAX_LAYER", 1 << 20)
     with pytest.raises(ImageError, match="expands past 1 MiB"):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from boxer_py.rootfs import resolve
+from boxer_py.image.rootfs import resolve
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 import wasmtime
 
 import boxer_py
-from boxer_py.launcher import Launcher
+from boxer_py.runtime.launcher import Launcher
 
 FILES = {
     "main.py": "import sys, helper\nprint('main', __name__, __file__, sys.argv, sys.path[0], helper.VALUE)\n"

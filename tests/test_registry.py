@@ -296,7 +296,7 @@ def test_bearer_token_flow(bx, proxy, hello_image, home, tmp_path):
 
 def _same_image_in_registry(registry, ref_path: str, image: Path, tmp_path: Path) -> None:
     """Pull straight from the registry (not through the proxy) and compare."""
-    from boxer_py.transfer import pull
+    from boxer_py.registry.transfer import pull
     pull(f"{registry.host}/{ref_path}", tmp_path / "direct.wasm")
     assert (tmp_path / "direct.wasm").read_bytes() == image.read_bytes()
 
@@ -320,8 +320,8 @@ def test_push_survives_a_connection_cut_mid_upload(bx, registry, proxy, hello_im
 
 
 def test_push_gives_up_after_repeated_failures(registry, proxy, hello_image, tmp_path):
-    from boxer_py.registry import Options, RegistryError
-    from boxer_py.transfer import push
+    from boxer_py.registry.distribution import Options, RegistryError
+    from boxer_py.registry.transfer import push
     proxy.fail_patches = 100
     with pytest.raises(RegistryError, match=r"failed after 3 attempts \(PATCH answered 500\)"):
         push(hello_image, f"{proxy.host}/faults/down:1", options=Options(retries=2, backoff=0.01))
@@ -398,8 +398,8 @@ def test_ci_example_script_fails_when_the_image_test_fails(registry, cache_dir, 
 
 def test_credentials_go_only_to_the_registry_host(registry, proxy):
     """An upload Location on another host (object storage) must not receive the registry login."""
-    from boxer_py.registry import Registry
-    from boxer_py.reference import Reference
+    from boxer_py.registry.distribution import Registry
+    from boxer_py.registry.reference import Reference
     other = FaultProxy(registry.host)
     try:
         reg = Registry(Reference.parse(f"{proxy.host}/team/app"), "pull", None)

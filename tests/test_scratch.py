@@ -8,8 +8,8 @@ import pytest
 import wasmtime
 
 import boxer_py
-from boxer_py.modcache import ModuleCache, new_engine
-from boxer_py.wasicwd import find_cwd_slot
+from boxer_py.runtime.modcache import ModuleCache, new_engine
+from boxer_py.runtime.wasi.cwd import find_cwd_slot
 
 GREETING = "This file was read through a relative path, from the WORKDIR.\n"
 DEFAULT_OUTPUT = f"Hello from C on wasi!\nargv: [/hello.wasm] [--read] [greeting.txt]\ncwd: /work\n{GREETING}"

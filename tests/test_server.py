@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from boxer_py import client
+from boxer_py.cli import client
 
 
 class Served:
@@ -288,7 +288,7 @@ def test_a_run_that_falls_back_to_the_client_answers_signals_itself(served):
 
 def _socket_path(served: Served) -> str:
     """Where the client looks for its server (computed in a process with the test's env)."""
-    script = "from boxer_py import client; print(client.address()[0])"
+    script = "from boxer_py.cli import client; print(client.address()[0])"
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=served.env, check=True)
     return r.stdout.strip()
 

@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 import boxer_py
-from boxer_py.assemble import _unpack_member
-from boxer_py.bases import load_catalog
+from boxer_py.builder.assemble import _unpack_member
+from boxer_py.dockerfile.bases import load_catalog
 from boxer_py.errors import BuildError
-from boxer_py.reactor import aliases
+from boxer_py.runtime.reactor import aliases
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

@@ -11,7 +11,7 @@ import wasmtime
 
 import boxer_py
 from boxer_py import ImageError, RunError
-from boxer_py.launcher import Launcher
+from boxer_py.runtime.launcher import Launcher
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import boxer_py
-from boxer_py.launcher import Launcher
+from boxer_py.runtime.launcher import Launcher
 
 
 def test_layers_go_and_spares_are_private(hello_image, tmp_path):
@@ -42,8 +42,8 @@ def test_a_change_hidden_by_a_coarse_clock_is_still_seen(tmp_path):
     every stat field as sealed. A real filesystem cannot be made to do that on demand, so
     the seal is made to agree with the stat fields after the change; comparing what was
     copied just before the seal with its original must still tell."""
-    from boxer_py.rootfs import copy_tree
-    from boxer_py.workspace import _only_read, _seal, _state
+    from boxer_py.image.rootfs import copy_tree
+    from boxer_py.runtime.workspace import _only_read, _seal, _state
 
     base, root = tmp_path / "base", tmp_path / "rootfs"
     base.mkdir()

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import importlib
 
-from .errors import BoxerError, BuildError, DockerfileError, ImageError, RunError
+from boxer_py.errors import BoxerError, BuildError, DockerfileError, ImageError, RunError
 
 _LAZY = {
-    "build": "build", "BuildResult": "build",
-    "Image": "imagefile", "read_image": ("imagefile", "read"),
-    "Launcher": "launcher", "Limits": "launcher", "Mount": "launcher", "RunResult": "launcher", "RunSpec": "launcher",
-    "Session": "session",
-    "push": "transfer", "pull": "transfer", "export_layout": "transfer", "import_layout": "transfer",
+    "build": "api.build", "BuildResult": "build.pipeline",
+    "Image": "image.imagefile", "read_image": ("image.imagefile", "read"),
+    "Launcher": "runtime.launcher", "Limits": "runtime.spec", "Mount": "runtime.spec",
+    "RunResult": "runtime.spec", "RunSpec": "runtime.spec",
+    "Session": "api.session",
+    "push": "registry.transfer", "pull": "registry.transfer",
+    "export_layout": "registry.transfer", "import_layout": "registry.transfer",
 }
 
 __all__ = ["BoxerError", "BuildError", "DockerfileError", "ImageError", "RunError", *_LAZY]

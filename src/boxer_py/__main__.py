@@ -1,3 +1,3 @@
-from .client import main
+from boxer_py.cli.client import main
 
 main()

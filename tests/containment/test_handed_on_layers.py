@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import boxer_py
-from boxer_py.launcher import Launcher, Limits, RunSpec
+from boxer_py.runtime.launcher import Launcher, Limits, RunSpec
 
 from hostile_world import DATA
 
@@ -178,7 +178,7 @@ def test_runs_side_by_side_never_see_what_another_left(fresh):
 
 def test_layers_kept_are_bounded(fresh):
     """A caller with a new workdir for every run does not make the kept layers pile up."""
-    from boxer_py.workspace import SPARES_PER_IMAGE, UNTOUCHED_KEPT
+    from boxer_py.runtime.workspace import SPARES_PER_IMAGE, UNTOUCHED_KEPT
 
     for i in range(UNTOUCHED_KEPT + 6):
         r = fresh.run_python("import os; print(os.getcwd())", workdir=f"/job/{i}")

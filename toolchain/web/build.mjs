@@ -1,4 +1,4 @@
-// Builds the browser launcher into src/boxer_py/web/ (committed, so `pip install` needs no
+// Builds the browser launcher into src/boxer_py/browser/web/ (committed, so `pip install` needs no
 // Node): minified boxer.js (the page) and worker.js (one run), style.css and xterm.css, and
 // SOURCES.json, the sha256 of every input, which tests/test_web.py compares with the sources.
 //   node build.mjs [OUTDIR]
@@ -9,7 +9,7 @@ import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const out = process.argv[2] || join(here, "..", "..", "src", "boxer_py", "web");
+const out = process.argv[2] || join(here, "..", "..", "src", "boxer_py", "browser", "web");
 const tmp = out + ".tmp";
 rmSync(tmp, { recursive: true, force: true });
 mkdirSync(tmp, { recursive: true });

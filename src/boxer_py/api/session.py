@@ -1,0 +1,80 @@
+"""The friendly API for agents: one warm sandbox factory per image.
+
+    from boxer_py import Session
+    box = Session("hello.wasm")
+    result = box.run_python("print(6 * 7)", timeout=5, memory="256m")
+    result.exit_code, result.stdout          # 0, b"42\\n"
+
+A Session reads and verifies the image once, keeps the compiled module and the unpacked
+rootfs warm, and is safe to use from many threads: every run still gets a fresh sandbox.
+Threads of one process do not run guests side by side faster than one after another (the
+GIL); `Session(image, workers=N)` hands runs to N worker processes instead (see workers).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from boxer_py.image.imagefile import Image
+from boxer_py.image.store import Store, default_cache_dir
+from boxer_py.runtime.launcher import Launcher
+from boxer_py.runtime.spec import Limits, Mount, RunResult, RunSpec, parse_size
+from boxer_py.api.workers import Workers
+
+
+class Session:
+    def __init__(self, image: str | Path | Image, cache_dir: str | Path | None = None,
+                 launcher: Launcher | None = None, workers: int = 0):
+        """`workers`: 0 runs guests in this process; N > 0 in N processes of their own (for
+        runs side by side on several cores), which needs the image as a file or tag."""
+        self.launcher = launcher or Launcher(cache_dir or default_cache_dir())
+        self.workers = None
+        if not isinstance(image, Image):  # a file, or a tag in the local store
+            path = Store(self.launcher.cache_dir / "images").locate(image)
+            image = self.launcher.open(path)
+            if workers:
+                self.workers = Workers(workers, self.launcher, Path(path).resolve(), image.id)
+        elif workers:
+            raise ValueError("workers need the image as a file or a tag, not an opened Image")
+        self.image = image
+        self.launcher.rootfs(self.image)
+
+    def run(self, command: Sequence[str] = (), *, stdin: bytes | str | None = None,
+            env: Mapping[str, str] | None = None, mounts: Sequence[Mount | str] = (), workdir: str | None = None,
+            entrypoint: Sequence[str] | None = None, timeout: float | None = None,
+            memory: str | int | None = None, max_output: str | int | None = None,
+            disk: str | int | None = None, output_dir: str | None = "/out") -> RunResult:
+        """Run `command` (or the image's CMD) in a fresh sandbox and return its result."""
+        spec = RunSpec(
+            command=tuple(command), entrypoint=None if entrypoint is None else tuple(entrypoint),
+            env=dict(env or {}), workdir=workdir,
+            mounts=tuple(m if isinstance(m, Mount) else Mount.parse(m) for m in mounts),
+            stdin=stdin.encode() if isinstance(stdin, str) else stdin,
+            limits=Limits(timeout, parse_size(memory), parse_size(max_output), parse_size(disk)),
+            output_dir=output_dir,
+        )
+        if self.workers is None:
+            return self.launcher.run(self.image, spec)
+        # host paths as this process means them, whatever the worker's working directory
+        mounts = tuple(replace(m, host=m.host.absolute()) for m in spec.mounts)
+        stdin = str(Path(spec.stdin).absolute()) if isinstance(spec.stdin, str) and spec.stdin != "-" else spec.stdin
+        return self.workers.run(replace(spec, mounts=mounts, stdin=stdin))
+
+    def run_python(self, code: str, **options) -> RunResult:
+        """Run Python source with the image's `python` (the code is passed as `-c`)."""
+        return self.run(("python", "-c", code), **options)
+
+    def close(self) -> None:
+        """Wait for finished runs' writable layers to be removed and drop the copies kept
+        ready for the next runs (also done at exit); end the workers. The session stays
+        usable (workers start again on the next run)."""
+        if self.workers is not None:
+            self.workers.close()
+        self.launcher.close()
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

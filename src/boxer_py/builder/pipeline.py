@@ -1,0 +1,86 @@
+"""`boxer build`: Dockerfile -> instructions -> plan -> assembled rootfs -> image file."""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from boxer_py.errors import BuildError
+
+from boxer_py.image import imagefile
+from boxer_py.builder.assemble import Progress, StepCache, assemble
+from boxer_py.dockerfile.bases import load_catalog
+from boxer_py.builder.context import Context
+from boxer_py.dockerfile.parser import parse_file
+from boxer_py.dockerfile.plan import ImageBase, make_plan
+from boxer_py.builder.runstep import Commands, Ran
+from boxer_py.image.store import Store, default_cache_dir
+
+
+# Launcher.run_in's shape: (root, argv, env, workdir, stdin, labels=...) -> the run's result.
+RunIn = Callable[..., Ran]
+
+
+def _no_runtime(*args: object, **kwargs: object) -> Ran:
+    raise BuildError("this build has no runtime for RUN's programs (pass run_in=)")
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    id: str
+    path: Path
+    size: int
+
+
+def build(context: str | Path, output: str | Path | None, dockerfile: str | Path | None = None,
+          build_args: dict[str, str] | None = None, target: str | None = None,
+          tag: str | None = None, progress: Progress = lambda _: None, cache_dir: str | Path | None = None,
+          skip_unsupported: bool = False, no_cache: bool = False,
+          run_in: RunIn | None = None) -> BuildResult:
+    """Build `context` into the image file `output` and, with a `tag`, into the local store. RUN's Wasm programs run under Wasmtime with
+    compiled modules cached in `cache_dir` (default: the run cache); `skip_unsupported` turns
+    native tools in RUN (apt-get, curl...) into warnings instead of errors. RUN results are cached
+    in `cache_dir` too; `no_cache` runs every step again. `run_in` runs a program of the rootfs
+    being built (the runtime's Launcher.run_in; `boxer_py.build` passes it): without one, a RUN
+    that runs a program fails."""
+    context = Path(context)
+    dockerfile = Path(dockerfile) if dockerfile else context / "Dockerfile"
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    store = Store(cache_dir / "images")
+    parsed = parse_file(dockerfile)
+    plan = make_plan(parsed, load_catalog(), build_args, target, lambda ref: _find_image(ref, context, store))
+    ctx = Context(context, str(dockerfile))
+    runner = run_in or _no_runtime
+
+    def commands(root: Path, labels: dict[str, str]) -> Commands:
+        return Commands(root, lambda *args: runner(*args, labels=labels), skip_unsupported,
+                        lambda message: progress(f"    WARNING: {message}"))
+
+    with tempfile.TemporaryDirectory(prefix="boxer-build-") as scratch:
+        assembled = assemble(plan, ctx, Path(scratch), progress, commands, StepCache(cache_dir / "steps", not no_cache))
+    annotations = {"org.opencontainers.image.ref.name": tag} if tag else None
+    data, image_id = imagefile.encode(assembled.spec, assembled.layers, annotations)
+    if output is not None:
+        imagefile.write(output, data)
+        progress(f"writing image {image_id[:19]} to {output} ({len(data) / 1e6:.1f} MB)")
+    if tag:
+        stored = store.add(data, tag, image_id)
+        progress(f"naming to {stored.tag} ({image_id[:19]})")
+        output = output if output is not None else stored.path
+    return BuildResult(image_id, Path(output), len(data))
+
+
+def _find_image(ref: str, context: Path, store: Store) -> ImageBase | None:
+    """FROM / COPY --from of a local tag, or of an image file inside the build context."""
+    if ref.endswith(".wasm"):
+        path = (context / ref).resolve()
+        if not path.is_file() or not path.is_relative_to(context.resolve()):
+            return None
+    else:
+        found = store.find(ref)
+        if found is None:
+            return None
+        path = found.path
+    image = imagefile.read(path)
+    return ImageBase(ref, str(path), image.id, image.spec.config, image.spec.history)

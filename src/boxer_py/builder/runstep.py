@@ -1,0 +1,110 @@
+"""RUN at build time, against a stage's rootfs.
+
+There is no fork/exec in WASI and no native binary can run, so the builder is the shell
+(`shell.py` interprets the script and its file utilities). The commands the shell does not
+implement come here: a WebAssembly program of the image runs under Wasmtime with the rootfs
+as `/` (read-write), `pip install` runs the host's pip for the guest's interpreter, and
+native tools are refused with what to do instead.
+"""
+from __future__ import annotations
+
+import posixpath
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol
+
+from boxer_py.errors import BoxerError, BuildError, RunError
+from boxer_py.builder.pip import PipRefused, pip
+from boxer_py.dockerfile.plan import RunStep
+from boxer_py.image.rootfs import resolve
+from boxer_py.shell.interpreter import Completed, Invocation, ShellResult, run_script
+
+
+
+class Ran(Protocol):
+    """What the build reads of a program's run (the runtime's RunResult has these and more)."""
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+    trap: str | None
+
+
+# (root, argv, env, workdir, stdin) -> the run's result: the runtime's Launcher.run_in, injected.
+Runner = Callable[[Path, list[str], dict[str, str], str, bytes], Ran]
+
+_NO_PACKAGES = "there are no OS packages in a WebAssembly image: install Python packages with pip, or COPY files in"
+_NO_NETWORK = "the build has no network: download on the host and COPY or ADD the file"
+_NO_COMPILER = ("native code cannot run in WebAssembly: compile to wasm32-wasi on the host "
+                "(e.g. zig cc -target wasm32-wasi) and COPY the .wasm in")
+NATIVE_TOOLS = {
+    **dict.fromkeys(["apt-get", "apt", "aptitude", "dpkg", "apk", "yum", "dnf", "microdnf", "rpm", "zypper",
+                     "pacman", "brew", "conda", "mamba", "micromamba"], _NO_PACKAGES),
+    **dict.fromkeys(["curl", "wget", "git", "ssh", "scp", "rsync", "nc"], _NO_NETWORK),
+    **dict.fromkeys(["gcc", "g++", "cc", "c++", "clang", "make", "cmake", "ninja", "cargo", "rustc", "go",
+                     "ld", "gfortran"], _NO_COMPILER),
+    **dict.fromkeys(["node", "npm", "npx", "yarn", "pnpm"], "there is no Node.js runtime among the WebAssembly "
+                    "bases: build the front-end on the host and COPY the result"),
+    **dict.fromkeys(["systemctl", "service", "sudo", "su", "locale-gen", "update-ca-certificates", "ldconfig"],
+                    "a WebAssembly image has no services, users to switch to or system configuration; remove it"),
+}
+
+
+def _is_pip(argv: list[str]) -> int:
+    """How many words name pip: `pip`, `pip3.12`, or `python -m pip` (0: not pip)."""
+    name = posixpath.basename(argv[0])
+    if re.fullmatch(r"pip(3(\.\d+)?)?", name):
+        return 1
+    if name.startswith("python") and argv[1:3] == ["-m", "pip"]:
+        return 3
+    return 0
+
+
+@dataclass
+class Commands:
+    """What the shell calls for a command it does not implement itself."""
+
+    root: Path
+    runner: Runner
+    skip_unsupported: bool = False
+    warn: Callable[[str], None] = lambda _: None
+
+    def __call__(self, inv: Invocation) -> Completed:
+        name = posixpath.basename(inv.argv[0])
+        words = _is_pip(inv.argv)
+        if words:
+            try:
+                done = pip(inv.argv[words:], self.root, inv.env, inv.cwd)
+            except PipRefused as e:
+                raise BuildError(str(e)) from None
+            return Completed(done.exit_code, done.output)
+        if name in NATIVE_TOOLS:
+            if self.skip_unsupported:
+                self.warn(f"skipped {name}: {NATIVE_TOOLS[name]}")
+                return Completed(0)
+            raise BuildError(f"{name} cannot run in a WebAssembly build: {NATIVE_TOOLS[name]} "
+                             "(or build with --skip-unsupported to skip such commands)")
+        try:
+            result = self.runner(self.root, inv.argv, inv.env, inv.cwd, inv.stdin)
+        except RunError as e:
+            return Completed(e.exit_code, stderr=f"sh: {e}\n".encode())
+        stderr = result.stderr + (f"{name}: {result.trap}\n".encode() if result.trap else b"")
+        return Completed(result.exit_code, result.stdout, stderr)
+
+
+def execute(step: RunStep, root: Path, commands: Commands) -> ShellResult:
+    """Run one RUN step the way `/bin/sh -c` (shell form) or exec (exec form) would."""
+    env = dict(step.env)
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    env.setdefault("HOME", "/root" if step.user in ("", "root", "0") else "/")
+    resolve(root, step.workdir).mkdir(parents=True, exist_ok=True)
+    # Exec form is one command with its argv as written: quoted so that nothing expands, it
+    # goes through the same interpreter, whose utilities (mkdir, sh -c...) then work there too.
+    script = step.script if step.argv is None else shlex.join(step.argv)
+    try:
+        return run_script(script, root=root, env=env, cwd=step.workdir, external=commands)
+    except BoxerError:
+        raise
+    except OSError as e:
+        raise BuildError(f"{e.strerror or e}: {e.filename or ''}".rstrip(": ")) from None

@@ -1,0 +1,67 @@
+"""The `boxer` command: each command group's module registers its commands on one click group;
+this module runs it and turns errors into one line and an exit code."""
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+from typing import TYPE_CHECKING, Callable, NoReturn
+
+import click
+
+from boxer_py.cli import browser, build, images, registry, run  # noqa: F401  (they register the commands)
+from boxer_py.cli.common import cli
+from boxer_py.errors import BoxerError, RunError
+
+if TYPE_CHECKING:
+    from boxer_py.runtime.launcher import Launcher
+
+
+def main(args: list[str] | None = None, launcher: Launcher | None = None,
+         report: Callable[[int], None] | None = None) -> NoReturn:
+    """The `boxer` command (`args` defaults to sys.argv[1:]). The run server (server.py)
+    passes its warm `launcher`, and `report`, told the exit code once the output is out
+    and before exit handlers tidy up. The process leaves through os._exit once the exit
+    handlers have run and stdio is flushed: Wasmtime's WASI may still be releasing a
+    finished run's stdio on a thread of its own, and that must not meet an interpreter that
+    is shutting down (the process would abort with a Rust panic after the run's output)."""
+    try:
+        code = _dispatch(args, launcher)
+    except SystemExit as e:
+        code = e.code
+    if not isinstance(code, int):
+        if code is not None:
+            print(code, file=sys.stderr)
+        code = 0 if code is None else 1
+    _flush()
+    if report is not None:
+        report(code)
+    atexit._run_exitfuncs()
+    _flush()
+    os._exit(code)
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+
+def _dispatch(args: list[str] | None, launcher: Launcher | None) -> int:
+    try:
+        # click's own exits (--help) return their code
+        code = cli.main(args, prog_name="boxer", standalone_mode=False, obj=launcher)
+        return code if isinstance(code, int) else 0
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(2 if isinstance(e, click.UsageError) else 1)
+    except RunError as e:
+        click.echo(f"boxer: {e}", err=True)
+        sys.exit(e.exit_code)
+    except BoxerError as e:
+        click.echo(f"boxer: {e}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,80 @@
+"""Registries: push, pull, login, logout."""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from boxer_py.cli.common import cli, locate
+
+
+def _options(insecure: bool, quiet: bool, as_json: bool):
+    from boxer_py.registry.distribution import Options
+
+    progress = (lambda _: None) if quiet or as_json else (lambda line: click.echo(line, err=True))
+    return Options(insecure=insecure, progress=progress)
+
+_INSECURE_HELP = "Allow plain http and unverified TLS (loopback hosts may use http without it, as in Docker)."
+
+@cli.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("image", metavar="IMAGE")
+@click.argument("reference", metavar="NAME[:TAG]")
+@click.option("--format", "fmt", type=click.Choice(["oci", "wasm"]), default="oci", show_default=True,
+              help="oci: a standard wasip1/wasm OCI image (layers, runnable by runwasi); "
+                   "wasm: the CNCF Wasm artifact (the image file as one application/wasm layer).")
+@click.option("--insecure", is_flag=True, help=_INSECURE_HELP)
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@click.option("--json", "as_json", is_flag=True, help="Print the pushed reference and digest as JSON.")
+def push(image, reference, fmt, insecure, quiet, as_json):
+    """Push an image file to a registry, e.g. localhost:5000/team/app:1.2."""
+    from boxer_py.registry.transfer import push as push_image
+
+    result = push_image(locate(image), reference, fmt, _options(insecure, quiet, as_json))
+    click.echo(json.dumps(result.to_json()) if as_json else result.digest)
+
+@cli.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("reference", metavar="NAME[:TAG|@DIGEST]")
+@click.option("-o", "--output", metavar="FILE", help="Where to write the image (default: NAME.wasm).")
+@click.option("--insecure", is_flag=True, help=_INSECURE_HELP)
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@click.option("--json", "as_json", is_flag=True, help="Print the pulled reference, digest and path as JSON.")
+def pull(reference, output, insecure, quiet, as_json):
+    """Pull an image (either format boxer pushes) from a registry into an image file."""
+    from boxer_py.registry.reference import Reference
+    from boxer_py.registry.transfer import pull as pull_image
+
+    output = output or Reference.parse(reference).repository.rsplit("/", 1)[-1] + ".wasm"
+    result = pull_image(reference, output, _options(insecure, quiet, as_json))
+    click.echo(json.dumps(result.to_json()) if as_json else result.path)
+
+@cli.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("server", metavar="SERVER")
+@click.option("-u", "--username", metavar="NAME", help="Username (prompted if not given).")
+@click.option("-p", "--password", metavar="PASSWORD", help="Password (prefer --password-stdin).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")
+@click.option("--insecure", is_flag=True, help=_INSECURE_HELP)
+def login(server, username, password, password_stdin, insecure):
+    """Check credentials against a registry and store them (mode 0600) for push and pull."""
+    from boxer_py.registry.transfer import login as login_registry
+
+    if password_stdin:
+        if password:
+            raise click.UsageError("--password and --password-stdin are exclusive")
+        password = sys.stdin.read().rstrip("\r\n")
+    username = username or click.prompt("Username", err=True)
+    if password is None:
+        password = click.prompt("Password", hide_input=True, err=True)
+    stored = login_registry(server, username, password, _options(insecure, True, False))
+    click.echo(f"Login Succeeded (saved in {stored})")
+
+@cli.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("server", metavar="SERVER")
+def logout(server):
+    """Forget the credentials `boxer login` stored for SERVER."""
+    from boxer_py.registry import credentials
+
+    if credentials.remove(server):
+        click.echo(f"Removing login credentials for {server}")
+    else:
+        click.echo(f"Not logged in to {server}")

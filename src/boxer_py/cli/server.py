@@ -1,0 +1,271 @@
+"""The run server behind a repeated `boxer run` (see client.py): a process that has already
+loaded click, Wasmtime and the launcher, and forks one process per run.
+
+Each forked process takes over the client's stdin/stdout/stderr, working directory, umask
+and environment and runs the ordinary CLI (cli.main) with them, so a served run behaves
+exactly like one the client would have run itself. It writes `exit CODE` to the client as
+soon as the result is out, and cleans up after. The server itself never compiles a module
+nor runs a guest: Wasmtime's compiler and WASI start threads of their own, and a process
+forked from one that has them could hang. It reports a run's death by signal as 128+N, kills a
+run whose client went away (and removes what that run left), talks only to processes of
+its own user, and leaves when idle, when its socket is taken over, or when its cache dir
+is gone.
+"""
+from __future__ import annotations
+
+import fcntl
+import gc
+import os
+import pickle
+import selectors
+import signal
+import socket
+import struct
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+
+from boxer_py.cli import client
+
+IDLE = 600.0  # seconds without runs before the server leaves (BOXER_SERVER_IDLE)
+CHECK_EVERY = 2.0
+MAX_REQUEST = 1 << 20
+LOG_LIMIT = 1 << 20
+
+
+@dataclass
+class _Run:
+    conn: socket.socket
+    pid: int
+    pidfd: int
+    held: int  # a pipe on which the run lists what it loaded, for the server to preload
+
+
+class Server:
+    def __init__(self, path: str, key: str, cache_dir: str, idle: float):
+        from boxer_py.cli import main as cli  # everything a run loads, loaded once: that is the point
+        from boxer_py.runtime.launcher import Launcher
+
+        self.cli = cli
+        self.path = path
+        self.stem = path[:-len(".sock")]  # beside the socket: .lock, .log (and the client's .seen)
+        self.key = key
+        self.cache_dir = cache_dir
+        self.idle = idle
+        self.launcher = Launcher(cache_dir)
+        gc.freeze()  # what is loaded now stays shared with the forked runs, not copied into each
+        self.runs: dict[int, _Run] = {}
+        self.selector = selectors.DefaultSelector()
+        self.lock = -1
+        self.listener: socket.socket | None = None
+
+    def bind(self) -> bool:
+        """Take the socket path, unless another server holds it (False)."""
+        self.lock = os.open(self.stem + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        log = os.open(self.stem + ".log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND,
+                      0o600)
+        os.dup2(log, 2)
+        os.close(log)
+        self.log(f"server {os.getpid()} for {self.cache_dir}")
+        try:
+            os.unlink(self.path)  # a socket left by a server that was killed
+        except FileNotFoundError:
+            pass
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        os.umask(0o077)
+        self.listener.bind(self.path)
+        self.listener.listen(64)
+        self.inode = os.stat(self.path).st_ino
+        self.selector.register(self.listener, selectors.EVENT_READ, "accept")
+        return True
+
+    def serve(self) -> None:
+        last = time.monotonic()
+        while True:
+            for key, _ in self.selector.select(timeout=CHECK_EVERY):
+                if key.data == "accept":
+                    self._accept()
+                elif key.data[0] == "exited":
+                    self._reap(key.data[1])
+                else:
+                    self._hang_up(key.data[1])
+                last = time.monotonic()
+            if not self.runs and (time.monotonic() - last > self.idle or not self._still_wanted()):
+                break
+        self.close()
+
+    def close(self) -> None:
+        self.log("server leaves")
+        try:
+            if os.stat(self.path).st_ino == self.inode:
+                os.unlink(self.path)
+        except OSError:
+            pass
+        if self.listener is not None:
+            self.listener.close()
+        os.close(self.lock)
+
+    def _still_wanted(self) -> bool:
+        try:
+            return os.stat(self.path).st_ino == self.inode and os.path.isdir(self.cache_dir)
+        except OSError:
+            return False
+
+    def _accept(self) -> None:
+        conn, _ = self.listener.accept()
+        fds: list[int] = []
+        try:
+            uid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
+            if uid != os.getuid():
+                raise ValueError(f"a process of user {uid}")
+            conn.settimeout(5)
+            first, fds, _, _ = socket.recv_fds(conn, 65536, 3)
+            size = int.from_bytes(first[:4], "big")
+            if len(fds) != 3 or size > MAX_REQUEST:
+                raise ValueError("not a run request")
+            body = first[4:]
+            while len(body) < size:
+                data = conn.recv(size - len(body))
+                if not data:
+                    raise ValueError("truncated request")
+                body += data
+            key, cwd, umask, args, env = client.decode(body)
+            if key != self.key:
+                raise ValueError("a client of other code")  # it runs the command itself
+        except (OSError, ValueError) as e:
+            self.log(f"refused: {e}")
+            for fd in fds:
+                os.close(fd)
+            conn.close()
+            return
+        held, tell = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(held)
+                self._child(conn, fds, cwd, umask, args, env, tell)  # leaves through os._exit
+            except BaseException:
+                traceback.print_exc()  # on the client's stderr, as the CLI itself would show it
+            finally:
+                os._exit(1)
+        os.close(tell)
+        for fd in fds:
+            os.close(fd)
+        pidfd = os.pidfd_open(pid)
+        run = _Run(conn, pid, pidfd, held)
+        self.runs[pidfd] = run
+        self.selector.register(pidfd, selectors.EVENT_READ, ("exited", run))
+        self.selector.register(conn, selectors.EVENT_READ, ("hung up", run))
+        self.log(f"run {pid}")
+        try:
+            conn.sendall(b"pid %d\n" % pid)
+        except OSError:
+            self._hang_up(run)
+
+    def _child(self, conn: socket.socket, fds: list[int], cwd: str, umask: int, args: list[str],
+               env: dict[bytes, bytes], tell: int) -> None:
+        """In the forked process: become the client's `boxer`, then run the CLI."""
+        self.selector.close()
+        self.listener.close()
+        os.close(self.lock)
+        for run in self.runs.values():
+            run.conn.close()
+            os.close(run.pidfd)
+            os.close(run.held)
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+            os.close(fd)
+        sys.stdout.reconfigure(line_buffering=os.isatty(1))
+        os.chdir(cwd)
+        os.umask(umask)
+        os.environb.clear()
+        os.environb.update(env)
+        conn.settimeout(None)
+
+        def report(code: int) -> None:
+            try:
+                conn.sendall(b"exit %d\n" % code)
+            except OSError:
+                pass
+            conn.close()
+            os.set_blocking(tell, False)
+            try:
+                os.write(tell, pickle.dumps(self.launcher.held()))  # a few keys: fits the pipe
+            except OSError:
+                pass
+            os.close(tell)
+
+        self.cli.main(args, self.launcher, report)
+
+    def _reap(self, run: _Run) -> None:
+        _, status = os.waitpid(run.pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        code = 128 - code if code < 0 else code
+        self.log(f"run {run.pid} exit {code}")
+        try:
+            run.conn.sendall(b"exit %d\n" % code)  # if the run could not say it itself
+        except OSError:
+            pass
+        self.selector.unregister(run.pidfd)
+        os.close(run.pidfd)
+        self._forget(run)
+        del self.runs[run.pidfd]
+        self.launcher.sweep()  # what a killed run left behind
+        self._preload(run.held)
+
+    def _preload(self, held: int) -> None:
+        """Load what the run loaded (its compiled module, its snapshot), so that the next
+        runs, forked from here, find them in memory."""
+        with os.fdopen(held, "rb") as pipe:
+            data = pipe.read()
+        if not data:
+            return  # the run ended before it could tell
+        try:
+            new = self.launcher.preload(*pickle.loads(data))
+            if new:
+                self.log(f"preloaded {new} compiled modules and snapshots")
+        except Exception as e:  # a run killed while writing, say: the next run loads for itself
+            self.log(f"preload: {type(e).__name__}: {e}")
+
+    def _hang_up(self, run: _Run) -> None:
+        """The client wrote `done` (it has the exit code; the run may still be cleaning up)
+        or went away without it (killed): then the run is stopped."""
+        try:
+            done = run.conn.recv(16)
+        except OSError:
+            done = b""
+        self._forget(run)
+        if not done:
+            try:
+                os.kill(run.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def _forget(self, run: _Run) -> None:
+        if run.conn.fileno() >= 0:
+            self.selector.unregister(run.conn)
+            run.conn.close()
+
+    @staticmethod
+    def log(line: str) -> None:
+        """A line on stderr, the server's log file (started afresh past LOG_LIMIT)."""
+        if os.fstat(2).st_size > LOG_LIMIT:
+            os.ftruncate(2, 0)
+        os.write(2, f"{time.strftime('%H:%M:%S')} {line}\n".encode())
+
+
+def main() -> None:
+    path, key, cache_dir = sys.argv[1:4]
+    os.chdir("/")
+    server = Server(path, key, cache_dir, float(os.environ.get("BOXER_SERVER_IDLE") or IDLE))
+    if server.bind():
+        server.serve()
+
+
+if __name__ == "__main__":
+    main()

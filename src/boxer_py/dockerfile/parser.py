@@ -1,0 +1,294 @@
+"""Dockerfile text -> typed instructions, each carrying its line number.
+
+dockerfile-parse does the lexing (continuations, comments); this module validates each
+instruction's arguments and flags, so every later stage can trust what it receives.
+"""
+from __future__ import annotations
+
+import io
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from dockerfile_parse import DockerfileParser
+
+from boxer_py.dockerfile import instructions as ins
+from boxer_py.errors import DockerfileError
+
+
+@dataclass(frozen=True)
+class Dockerfile:
+    path: str
+    instructions: tuple[ins.Instruction, ...]
+
+
+def parse_file(path: str | Path) -> Dockerfile:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DockerfileError("no such Dockerfile; pass its path with -f", str(path)) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DockerfileError(f"cannot read the Dockerfile: {e}", str(path)) from None
+    return parse(text, str(path))
+
+
+_HEREDOC = re.compile(r"<<(-?)([\"']?)([A-Za-z_][A-Za-z0-9_]*)\2")
+
+
+def parse(text: str, path: str = "Dockerfile") -> Dockerfile:
+    parser = DockerfileParser(fileobj=io.BytesIO(text.encode("utf-8")))
+    lines = text.splitlines()
+    result = []
+    skip_until = -1
+    for node in parser.structure:
+        keyword = node["instruction"]
+        if keyword == "COMMENT" or node["startline"] <= skip_until:
+            continue
+        line = node["startline"] + 1
+        value = node["value"].strip()
+        heredoc = _HEREDOC.search(value) if keyword in ("RUN", "COPY", "ADD") else None
+        if heredoc:
+            if keyword != "RUN":
+                raise DockerfileError(f"{keyword} with a here-document is not supported; put the file in the "
+                                      "build context and COPY it", path, line)
+            value, skip_until = _run_heredoc(value, heredoc, lines, node["endline"], path, line)
+        build = _BUILDERS.get(keyword)
+        if build is None:
+            raise DockerfileError(f"unknown instruction {keyword}", path, line)
+        try:
+            result.append(build(line, value))
+        except _Invalid as e:
+            raise DockerfileError(f"{keyword}: {e}", path, line) from None
+    if not any(isinstance(i, ins.From) for i in result):
+        raise DockerfileError("no FROM instruction; a Dockerfile starts with FROM <base>", path, 1)
+    first = next(i for i in result if not isinstance(i, ins.Arg))
+    if not isinstance(first, ins.From):
+        raise DockerfileError("only ARG may come before the first FROM", path, first.line)
+    return Dockerfile(path, tuple(result))
+
+
+class _Invalid(Exception):
+    pass
+
+
+def _run_heredoc(value: str, heredoc: re.Match, lines: list[str], end: int, path: str,
+                 line: int) -> tuple[str, int]:
+    """BuildKit's `RUN <<EOF` (the body is the script) and `RUN cmd <<EOF` (the body is cmd's
+    stdin, which the build's shell handles as a here-document). The body is taken from the
+    raw lines, which dockerfile-parse would read as instructions. Returns the RUN's value and
+    the last line index the here-document used."""
+    if len(_HEREDOC.findall(value)) > 1:
+        raise DockerfileError("RUN: only one here-document per RUN is supported", path, line)
+    strip_tabs, delimiter = heredoc.group(1) == "-", heredoc.group(3)
+    for close in range(end + 1, len(lines)):
+        if (lines[close].lstrip("\t") if strip_tabs else lines[close]) == delimiter:
+            break
+    else:
+        raise DockerfileError(f"RUN: here-document is not closed by a line {delimiter!r}", path, line)
+    body = [x.lstrip("\t") if strip_tabs else x for x in lines[end + 1:close]]
+    before = value[:heredoc.start()]
+    if before.strip() and not before.strip().split()[-1].startswith("--"):  # RUN cmd <<EOF: stdin
+        return "\n".join([value, *body, delimiter]), close
+    return before + "\n".join(body) + value[heredoc.end():], close
+
+
+def _words(value: str) -> list[str]:
+    """Split like Docker: whitespace outside quotes separates words; quotes and escapes are
+    removed. A `$` that must stay literal (in '...', or written as \\$) is kept as `\\$` so
+    the planner's variable expansion, which runs later, leaves it alone."""
+    words: list[str] = []
+    word: list[str] | None = None
+    quote = ""
+    i = 0
+    while i < len(value):
+        c = value[i]
+        if quote == "'":
+            if c == "'":
+                quote = ""
+            else:
+                word.append("\\$" if c == "$" else c)
+        elif c == "\\" and i + 1 < len(value) and (not quote or value[i + 1] in '"\\$'):
+            i += 1
+            word = word if word is not None else []
+            word.append("\\$" if value[i] == "$" else value[i])
+        elif quote:
+            if c == quote:
+                quote = ""
+            else:
+                word.append(c)
+        elif c.isspace():
+            if word is not None:
+                words.append("".join(word))
+                word = None
+        else:
+            word = word if word is not None else []
+            if c in "'\"":
+                quote = c
+            else:
+                word.append(c)
+        i += 1
+    if quote:
+        raise _Invalid(f"cannot split arguments (no closing {quote})")
+    if word is not None:
+        words.append("".join(word))
+    return words
+
+
+def _flags(value: str, allowed: set[str]) -> tuple[dict[str, str], str]:
+    """Split leading ``--name=value`` flags from the rest, refusing unknown ones."""
+    flags: dict[str, str] = {}
+    while value.startswith("--"):
+        token, _, value = value.partition(" ")
+        value = value.lstrip()
+        name, sep, val = token[2:].partition("=")
+        if name not in allowed:
+            known = ", ".join("--" + a for a in sorted(allowed)) or "none"
+            raise _Invalid(f"unknown flag --{name} (known: {known})")
+        if not sep or not val:
+            raise _Invalid(f"flag --{name} needs a value, as --{name}=VALUE")
+        flags[name] = val
+    return flags, value
+
+
+def _argv(value: str) -> tuple[tuple[str, ...], bool]:
+    """Exec form (a JSON array of strings) or shell form (the raw text)."""
+    if value.startswith("["):
+        try:
+            argv = json.loads(value)
+        except json.JSONDecodeError:
+            raise _Invalid('exec form must be a JSON array of strings, e.g. ["python", "app.py"]') from None
+        if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+            raise _Invalid('exec form must be a JSON array of strings, e.g. ["python", "app.py"]')
+        return tuple(argv), False
+    if not value:
+        raise _Invalid("needs a command")
+    return (value,), True
+
+
+def _pairs(value: str, what: str) -> tuple[tuple[str, str], ...]:
+    words = _words(value)
+    if not words:
+        raise _Invalid(f"needs at least one {what}")
+    if "=" not in words[0]:
+        # Legacy form: `ENV KEY value with spaces`.
+        key, _, rest = value.partition(" ")
+        if not rest.strip():
+            raise _Invalid(f"needs {what}=VALUE")
+        return ((key, " ".join(_words(rest)) if rest.strip()[0] in "\"'" else rest.strip()),)
+    pairs = []
+    for w in words:
+        key, sep, val = w.partition("=")
+        if not sep or not key:
+            raise _Invalid(f"expected {what}=VALUE, got {w!r}")
+        pairs.append((key, val))
+    return tuple(pairs)
+
+
+def _from(line: int, value: str) -> ins.From:
+    _, rest = _flags(value, {"platform"})
+    words = _words(rest)
+    if len(words) == 1:
+        return ins.From(line, words[0])
+    if len(words) == 3 and words[1].lower() == "as":
+        return ins.From(line, words[0], words[2].lower())
+    raise _Invalid("expected FROM <image> [AS <name>]")
+
+
+def _arg(line: int, value: str) -> ins.Arg:
+    words = _words(value)
+    if len(words) != 1:
+        raise _Invalid("expected ARG <name>[=<default>]")
+    name, sep, default = words[0].partition("=")
+    if not name.replace("_", "a").isalnum():
+        raise _Invalid(f"invalid argument name {name!r}")
+    return ins.Arg(line, name, default if sep else None)
+
+
+def _copy(add: bool):
+    allowed = {"chown", "chmod"} | (set() if add else {"from"})
+
+    def build(line: int, value: str) -> ins.Copy:
+        flags, rest = _flags(value, allowed)
+        paths = list(_argv(rest)[0]) if rest.startswith("[") else _words(rest)
+        if len(paths) < 2:
+            raise _Invalid("expected at least one source and a destination")
+        return ins.Copy(line, tuple(paths[:-1]), paths[-1], flags.get("from"), flags.get("chown"),
+                        flags.get("chmod"), add)
+
+    return build
+
+
+def _run(line: int, value: str) -> ins.Run:
+    """RUN [--mount=...]... [--network=...] command: --mount may repeat."""
+    mounts, network = [], None
+    while value.startswith("--mount=") or value.startswith("--network="):
+        token, _, value = value.partition(" ")
+        value = value.lstrip()
+        flags, _ = _flags(token, {"mount", "network"})
+        if "mount" in flags:
+            mounts.append(flags["mount"])
+        else:
+            network = flags["network"]
+    if value.startswith("--"):
+        _flags(value, {"mount", "network"})  # names the unknown flag
+    argv, shell = _argv(value)
+    if not argv or not argv[0].strip():
+        raise _Invalid("needs a command")
+    return ins.Run(line, argv, shell, tuple(mounts), network)
+
+
+def _single(cls, what: str):
+    def build(line: int, value: str):
+        words = _words(value)
+        if len(words) != 1:
+            raise _Invalid(f"expected exactly one {what}")
+        return cls(line, words[0])
+
+    return build
+
+
+def _many(cls, what: str):
+    def build(line: int, value: str):
+        words = list(_argv(value)[0]) if value.startswith("[") else _words(value)
+        if not words:
+            raise _Invalid(f"needs at least one {what}")
+        return cls(line, tuple(words))
+
+    return build
+
+
+def _command(cls):
+    def build(line: int, value: str):
+        argv, shell = _argv(value)
+        return cls(line, argv, shell)
+
+    return build
+
+
+def _maintainer(line: int, value: str) -> ins.Label:
+    return ins.Label(line, (("maintainer", value),))
+
+
+_BUILDERS = {
+    "FROM": _from,
+    "ARG": _arg,
+    "COPY": _copy(add=False),
+    "ADD": _copy(add=True),
+    "RUN": _run,
+    "WORKDIR": lambda line, value: ins.Workdir(line, value) if value else _fail("needs a path"),
+    "ENV": lambda line, value: ins.Env(line, _pairs(value, "KEY")),
+    "LABEL": lambda line, value: ins.Label(line, _pairs(value, "KEY")),
+    "MAINTAINER": _maintainer,
+    "EXPOSE": _many(ins.Expose, "port"),
+    "USER": _single(ins.User, "user"),
+    "VOLUME": _many(ins.Volume, "path"),
+    "STOPSIGNAL": _single(ins.StopSignal, "signal"),
+    "ENTRYPOINT": _command(ins.Entrypoint),
+    "CMD": _command(ins.Cmd),
+}
+
+
+def _fail(message: str):
+    raise _Invalid(message)

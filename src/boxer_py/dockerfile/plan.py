@@ -1,0 +1,284 @@
+"""Instructions -> a build plan: stages of filesystem steps plus each stage's final config.
+
+Pure: variables are expanded, paths made absolute and metadata applied here, so the
+assembler only executes steps. Like BuildKit, stages are explicit and `COPY --from`
+is an edge, which makes `--target` and skipping unused stages fall out for free.
+"""
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+from boxer_py.dockerfile import instructions as ins
+from boxer_py.dockerfile.bases import Base, lookup, supported
+from boxer_py.image.config import ImageConfig
+from boxer_py.errors import DockerfileError
+from boxer_py.dockerfile.parser import Dockerfile
+from boxer_py.image.variables import expand
+
+
+@dataclass(frozen=True)
+class ImageBase:
+    """A boxer image used as a base or a COPY --from source: a local tag or an image file."""
+
+    ref: str
+    path: str  # the image file on the host
+    id: str
+    config: ImageConfig
+    history: tuple[str, ...] = ()
+
+
+# ref -> the image, or None: how the planner learns of local images without doing I/O itself.
+ImageFinder = Callable[[str], "ImageBase | None"]
+
+
+@dataclass(frozen=True)
+class CopyStep:
+    """COPY/ADD: context (or another stage's) paths into the rootfs."""
+
+    line: int
+    sources: tuple[str, ...]
+    dest: str  # absolute guest path; a trailing "/" means "into this directory"
+    from_stage: int | None = None
+    chown: str | None = None
+    chmod: str | None = None
+    add: bool = False
+    text: str = ""
+    from_image: ImageBase | None = None
+
+
+@dataclass(frozen=True)
+class MkdirStep:
+    """WORKDIR creates its directory, as Docker does."""
+
+    line: int
+    path: str
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class RunStep:
+    """RUN: a shell script (shell form) or an argv (exec form), run against the rootfs with
+    the environment Docker gives it: the stage's ENV plus its ARGs, its WORKDIR and USER."""
+
+    line: int
+    script: str | None
+    argv: tuple[str, ...] | None
+    env: tuple[tuple[str, str], ...]
+    workdir: str
+    user: str
+    text: str = ""
+    labels: tuple[tuple[str, str], ...] = ()  # the image's labels so far: what its base asks the sandbox for
+
+
+Step = CopyStep | MkdirStep | RunStep
+
+
+@dataclass(frozen=True)
+class Stage:
+    index: int
+    name: str | None
+    base: Base | ImageBase | None  # a runtime, scratch or an image; None when it builds on a stage
+    parent: int | None  # the stage this one starts FROM
+    steps: tuple[Step, ...]
+    config: ImageConfig
+    history: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    dockerfile: str
+    stages: tuple[Stage, ...]
+    target: int
+
+    def needed(self) -> list[int]:
+        """Indexes of the stages the target depends on, in build order."""
+        want: set[int] = set()
+        todo = [self.target]
+        while todo:
+            i = todo.pop()
+            if i in want:
+                continue
+            want.add(i)
+            stage = self.stages[i]
+            if stage.parent is not None:
+                todo.append(stage.parent)
+            todo.extend(s.from_stage for s in stage.steps if isinstance(s, CopyStep) and s.from_stage is not None)
+        return sorted(want)
+
+
+@dataclass
+class _StageState:
+    index: int
+    name: str | None
+    base: Base | ImageBase | None
+    parent: int | None
+    config: ImageConfig
+    args: dict[str, str] = field(default_factory=dict)
+    steps: list[Step] = field(default_factory=list)
+    history: list[str] = field(default_factory=list)
+
+    def variables(self) -> dict[str, str]:
+        return {**self.args, **self.config.env_dict()}
+
+    def freeze(self) -> Stage:
+        return Stage(self.index, self.name, self.base, self.parent, tuple(self.steps), self.config, tuple(self.history))
+
+
+def make_plan(dockerfile: Dockerfile, catalog: dict[str, Base], build_args: dict[str, str] | None = None,
+              target: str | None = None, images: ImageFinder = lambda _: None) -> BuildPlan:
+    build_args = dict(build_args or {})
+    path = dockerfile.path
+
+    def fail(message: str, line: int):
+        raise DockerfileError(message, path, line)
+
+    global_args: dict[str, str] = {}
+    stages: list[_StageState] = []
+    for i in dockerfile.instructions:
+        if isinstance(i, ins.Arg) and not stages:
+            value = build_args.get(i.name, expand(i.default, global_args) if i.default is not None else None)
+            if value is not None:
+                global_args[i.name] = value
+            continue
+        if isinstance(i, ins.From):
+            stages.append(_start_stage(i, len(stages), stages, catalog, images, global_args, fail))
+            continue
+        _apply(stages[-1], i, stages, build_args, global_args, images, fail)
+
+    frozen = tuple(s.freeze() for s in stages)
+    if target is None:
+        index = len(frozen) - 1
+    else:
+        index = _stage_index(target.lower(), stages)
+        if index is None:
+            names = ", ".join(s.name for s in stages if s.name) or "none are named"
+            raise DockerfileError(f"target stage {target!r} not found (stages: {names})", path)
+    return BuildPlan(path, frozen, index)
+
+
+def _stage_index(ref: str, stages: list[_StageState]) -> int | None:
+    for s in stages:
+        if s.name == ref:
+            return s.index
+    if ref.isdigit() and int(ref) < len(stages):
+        return int(ref)
+    return None
+
+
+def _start_stage(i: ins.From, index: int, stages: list[_StageState], catalog: dict[str, Base],
+                 images: ImageFinder, global_args: dict[str, str], fail) -> _StageState:
+    image = expand(i.image, global_args)
+    parent = _stage_index(image.lower(), stages) if not image.isdigit() else None
+    if parent is not None:
+        p = stages[parent]
+        return _StageState(index, i.name, None, parent, p.config, history=[f"FROM {image}"])
+    base = lookup(catalog, image)
+    if base is None:
+        local = images(image)
+        if local is not None:
+            return _StageState(index, i.name, local, None, local.config, history=[f"FROM {image}"])
+        fail(f"unsupported base image {image!r}: a native Linux image cannot run under WASI; "
+             f"use one of the WebAssembly bases: {supported(catalog)}", i.line)
+    config = ImageConfig(env=base.env, cmd=base.cmd, labels=dict(base.labels))
+    return _StageState(index, i.name, base, None, config, history=[f"FROM {image}"])
+
+
+def _argv_config(argv: tuple[str, ...], shell: bool) -> tuple[str, ...]:
+    """Shell form is recorded the way Docker records it; the launcher runs it without a shell."""
+    return ("/bin/sh", "-c", argv[0]) if shell else argv
+
+
+def _apply(st: _StageState, i: ins.Instruction, stages: list[_StageState], build_args: dict[str, str],
+           global_args: dict[str, str], images: ImageFinder, fail) -> None:
+    c = st.config
+    v = st.variables()
+    if isinstance(i, ins.Arg):
+        default = expand(i.default, v) if i.default is not None else global_args.get(i.name)
+        value = build_args.get(i.name, default)
+        if value is not None:
+            st.args[i.name] = value
+        return
+    if isinstance(i, ins.Env):
+        for key, val in i.pairs:
+            c = c.with_env(key, expand(val, {**st.args, **c.env_dict()}))
+        text = "ENV " + " ".join(f"{k}={expand(val, v)}" for k, val in i.pairs)
+    elif isinstance(i, ins.Workdir):
+        path = posixpath.normpath(posixpath.join(c.working_dir, expand(i.path, v)))
+        path = "/" + path.lstrip("/")
+        c = replace(c, working_dir=path)
+        text = f"WORKDIR {path}"
+        st.steps.append(MkdirStep(i.line, path, text))
+    elif isinstance(i, ins.Copy):
+        sources = tuple(expand(s, v) for s in i.sources)
+        dest = expand(i.dest, v)
+        trailing = dest.endswith("/") or dest in (".", "..") or dest.endswith("/.")
+        dest = posixpath.normpath(posixpath.join(c.working_dir, dest))
+        dest = "/" + dest.lstrip("/") + ("/" if trailing and dest != "/" else "")
+        from_stage, from_image, ref = None, None, ""
+        if i.from_stage is not None:
+            ref = expand(i.from_stage, v)
+            from_stage = _stage_index(ref.lower(), stages[: st.index])
+            from_image = images(ref) if from_stage is None else None
+            if from_stage is None and from_image is None:
+                fail(f"COPY --from={ref}: no earlier stage, local image or image file of that name", i.line)
+        kind = "ADD" if i.add else "COPY"
+        text = f"{kind} {'--from=' + ref + ' ' if i.from_stage else ''}{' '.join(sources)} {dest}"
+        st.steps.append(CopyStep(i.line, sources, dest, from_stage, expand(i.chown, v) if i.chown else None,
+                                 i.chmod, i.add, text, from_image))
+    elif isinstance(i, ins.Run):
+        _check_run_flags(i, fail)
+        env = tuple({**st.args, **c.env_dict()}.items())
+        script, argv = (i.command[0], None) if i.shell else (None, i.command)
+        text = "RUN " + (script.replace("\n", " \\n ") if i.shell else str(list(argv)))  # one log line
+        st.steps.append(RunStep(i.line, script, argv, env, c.working_dir, c.user, text, tuple(c.labels.items())))
+    elif isinstance(i, ins.Label):
+        c = replace(c, labels={**c.labels, **{expand(k, v): expand(val, v) for k, val in i.pairs}})
+        text = "LABEL " + " ".join(f"{k}={val}" for k, val in i.pairs)
+    elif isinstance(i, ins.Expose):
+        ports = []
+        for p in i.ports:
+            p = expand(p, v)
+            num, _, proto = p.partition("/")
+            if not num.replace("-", "").isdigit() or proto not in ("", "tcp", "udp", "sctp"):
+                fail(f"EXPOSE: invalid port {p!r}, expected PORT[/tcp|udp]", i.line)
+            ports.append(f"{num}/{proto or 'tcp'}")
+        c = replace(c, exposed_ports=tuple(dict.fromkeys(c.exposed_ports + tuple(ports))))
+        text = "EXPOSE " + " ".join(ports)
+    elif isinstance(i, ins.User):
+        c = replace(c, user=expand(i.user, v))
+        text = f"USER {c.user}"
+    elif isinstance(i, ins.Volume):
+        c = replace(c, volumes=tuple(dict.fromkeys(c.volumes + tuple(expand(p, v) for p in i.paths))))
+        text = "VOLUME " + " ".join(i.paths)
+    elif isinstance(i, ins.StopSignal):
+        c = replace(c, stop_signal=expand(i.signal, v))
+        text = f"STOPSIGNAL {c.stop_signal}"
+    elif isinstance(i, ins.Entrypoint):
+        # Docker: setting ENTRYPOINT drops a CMD inherited from the base.
+        c = replace(c, entrypoint=_argv_config(i.argv, i.shell), cmd=() if not _own_cmd(st) else c.cmd)
+        text = f"ENTRYPOINT {list(c.entrypoint)}"
+    elif isinstance(i, ins.Cmd):
+        c = replace(c, cmd=_argv_config(i.argv, i.shell))
+        text = f"CMD {list(c.cmd)}"
+    else:  # pragma: no cover - the parser produces only the types above
+        fail(f"{type(i).__name__.upper()} is not supported", i.line)
+    st.config = c
+    st.history.append(text)
+
+
+def _check_run_flags(i: ins.Run, fail) -> None:
+    """Cache mounts need nothing here (pip's cache is the host's) and there is never a network;
+    mounts that would bring files in are refused rather than silently dropped."""
+    if i.network not in (None, "none", "default"):
+        fail(f"RUN --network={i.network}: a build has no network; use --network=none or leave it out", i.line)
+    for spec in i.mounts:
+        kind = dict(p.partition("=")[::2] for p in spec.split(",")).get("type", "bind")
+        if kind not in ("cache", "tmpfs"):
+            fail(f"RUN --mount=type={kind} is not supported: COPY the files in instead (type=cache is accepted)",
+                 i.line)
+
+
+def _own_cmd(st: _StageState) -> bool:
+    return any(h.startswith("CMD ") for h in st.history)

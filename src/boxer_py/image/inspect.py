@@ -1,0 +1,20 @@
+"""`boxer inspect`'s JSON: an image as `docker inspect` shows one, so Docker users read it as is."""
+from __future__ import annotations
+
+from typing import Any
+
+from boxer_py.image.imagefile import Image
+
+
+def inspect_json(img: Image) -> dict[str, Any]:
+    tag = img.annotations.get("org.opencontainers.image.ref.name")
+    return {
+        "Id": img.id,
+        "RepoTags": [tag] if tag else [],
+        "Architecture": "wasm",
+        "Os": "wasip1",
+        "Size": sum(d.size for d in img.layers),
+        "Config": img.spec.config.to_oci(),
+        "RootFS": {"Type": "layers", "Layers": [d.digest for d in img.layers]},
+        "History": [{"created_by": h} for h in img.spec.history],
+    }

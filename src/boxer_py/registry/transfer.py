@@ -1,0 +1,171 @@
+"""Moving images between an image file and the OCI world: layouts on disk, registries.
+
+Each function reads its input, converts with `oci`, and writes its output in one step (an
+atomic rename), so a failure anywhere leaves nothing behind.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from boxer_py.registry import credentials
+
+from boxer_py.image import imagefile
+
+from boxer_py.registry import oci
+from boxer_py.errors import BoxerError
+from boxer_py.registry.layout import Layout, write_layout
+from boxer_py.registry.reference import Reference
+from boxer_py.registry.distribution import Options, Registry
+
+
+@dataclass(frozen=True)
+class Transferred:
+    """What a push, pull, export or import did, for `--json`."""
+
+    reference: str
+    digest: str          # the manifest digest (what a registry or layout names the image by)
+    format: str
+    image_id: str = ""
+    path: str = ""
+    size: int = 0
+    sent: int = 0        # bytes uploaded (blobs the registry already had are not counted)
+    received: int = 0    # blob bytes downloaded
+
+    def to_json(self) -> dict:
+        out = {"reference": self.reference, "digest": self.digest, "format": self.format}
+        if self.image_id:
+            out["id"] = self.image_id
+        if self.path:
+            out["path"] = self.path
+        if self.size:
+            out["size"] = self.size
+        if self.sent:
+            out["uploaded"] = self.sent
+        return out
+
+
+class LayerCache:
+    """Compressed layers by diff_id, so a push of an image whose base did not change does not
+    gzip it again (level 6 takes seconds for the Python runtime). An entry is used only if it
+    decompresses to the diff_id it is filed under; writes are atomic."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+
+    def __call__(self, tar: bytes) -> bytes:
+        diff_id = oci.sha256(tar)
+        path = self.directory / f"{diff_id.removeprefix('sha256:')}.tar.gz"
+        try:
+            gz = path.read_bytes()
+            if oci.sha256(zlib.decompress(gz, 31)) == diff_id:
+                return gz
+        except (OSError, zlib.error):
+            pass
+        gz = oci.gzip_layer(tar)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".layer.", dir=self.directory)
+            with os.fdopen(fd, "wb") as f:
+                f.write(gz)
+            os.replace(tmp, path)
+        except OSError:
+            pass   # a cache that cannot be written only costs time
+        return gz
+
+
+def artifact_for(image_path: str | Path, fmt: str, cache_dir: Path | None = None) -> tuple[oci.Artifact, imagefile.Image]:
+    """Read and verify an image file, and convert it to `fmt` ("oci" or "wasm")."""
+    if fmt not in oci.FORMATS:
+        raise BoxerError(f"unknown format {fmt!r}: use one of {', '.join(oci.FORMATS)}")
+    image = imagefile.read(image_path)
+    if fmt == "wasm":
+        return oci.to_wasm_artifact(Path(image_path).read_bytes()), image
+    if cache_dir is None:
+        from boxer_py.image.store import default_cache_dir
+
+        cache_dir = default_cache_dir()
+    return oci.to_oci_image(image, LayerCache(cache_dir / "layers")), image
+
+
+def export_layout(image_path: str | Path, directory: str | Path, fmt: str = "oci") -> Transferred:
+    artifact, image = artifact_for(image_path, fmt)
+    write_layout(artifact, Path(directory), _tag(image.annotations.get("org.opencontainers.image.ref.name", "")))
+    return Transferred(str(directory), artifact.digest, fmt, image.id, str(directory))
+
+
+def import_layout(directory: str | Path, output: str | Path, ref_name: str | None = None) -> Transferred:
+    layout = Layout(Path(directory))
+    manifest = layout.manifest(ref_name)
+    data = oci.to_image_file(manifest, layout.blob, str(directory))
+    image = imagefile.decode(data, str(directory))
+    imagefile.write(output, data)
+    return Transferred(str(directory), oci.sha256(manifest), _format(manifest), image.id, str(output), len(data))
+
+
+def _tag(name: str) -> str:
+    """The tag of a `-t NAME[:TAG]` (what a layout names its image by); "" for no name."""
+    if not name:
+        return ""
+    head, sep, tag = name.rpartition(":")
+    return tag if sep and "/" not in tag else "latest"
+
+
+def _format(manifest: bytes) -> str:
+    config = oci.parse_manifest(manifest, "manifest").get("config") or {}
+    return "wasm" if config.get("mediaType") == oci.WASM_CONFIG else "oci"
+
+
+def _registry(ref: Reference, actions: str, options: Options) -> Registry:
+    return Registry(ref, actions, credentials.lookup(ref.registry), options)
+
+
+def push(image_path: str | Path, reference: str, fmt: str = "oci", options: Options | None = None) -> Transferred:
+    """Push an image file to `reference` in `fmt`; blobs the registry has are not sent again."""
+    options = options or Options()
+    ref = Reference.parse(reference)
+    artifact, image = artifact_for(image_path, fmt)
+    if ref.digest and ref.digest != artifact.digest:
+        raise BoxerError(f"{reference}: the image's manifest is {artifact.digest}, not the digest named")
+    registry = _registry(ref, "pull,push", options)
+    for desc in artifact.descriptors:
+        label = desc.digest[7:19]
+        if registry.has_blob(desc.digest):
+            options.progress(f"{label}: already exists")
+            continue
+        registry.upload_blob(desc.digest, artifact.blobs[desc.digest])
+        options.progress(f"{label}: pushed {desc.size / 1e6:.1f} MB")
+    digest = registry.put_manifest(ref.target, artifact.manifest, artifact.media_type)
+    options.progress(f"{ref.tag or ref.digest}: digest: {digest} size: {len(artifact.manifest)}")
+    return Transferred(str(ref), digest, fmt, image.id, str(image_path), sent=registry.bytes_sent)
+
+
+def pull(reference: str, output: str | Path, options: Options | None = None) -> Transferred:
+    """Pull either format from a registry and write a boxer image file (only if all of it checks)."""
+    options = options or Options()
+    ref = Reference.parse(reference)
+    registry = _registry(ref, "pull", options)
+    raw, media_type = registry.get_manifest(ref.target)
+    if media_type in oci.INDEX_TYPES or oci.parse_manifest(raw, str(ref)).get("mediaType") in oci.INDEX_TYPES:
+        desc = oci.select_platform(oci.parse_manifest(raw, str(ref)), str(ref))
+        raw, media_type = registry.get_manifest(desc.digest)
+    data = oci.to_image_file(raw, registry.get_blob, str(ref))
+    image = imagefile.decode(data, str(ref))
+    imagefile.write(output, data)
+    digest = oci.sha256(raw)
+    options.progress(f"{ref.tag or ref.digest}: digest: {digest}")
+    return Transferred(str(ref), digest, _format(raw), image.id, str(output), len(data),
+                       received=registry.bytes_received)
+
+
+def login(server: str, username: str, password: str, options: Options | None = None) -> Path:
+    """Check the credentials against the registry (GET /v2/), then store them."""
+    if not username or not password:
+        raise BoxerError("login needs a username and a password")
+    ref = Reference.parse(f"{server.split('://', 1)[-1].rstrip('/')}/boxer-login-check")
+    credential = credentials.Credential(username, password, "boxer login")
+    Registry(ref, "pull", credential, options or Options()).connect()
+    return credentials.save(ref.registry, credential)

@@ -1,0 +1,488 @@
+"""Runs an image under Wasmtime: the image's rootfs as `/`, a private writable copy per run.
+
+The guest gets exactly: its argv and env, the per-run copy of the rootfs (thrown away
+after), the mounts it was given, and stdio. No sockets, no other host path, no host
+environment variable.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import posixpath
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import wasmtime
+
+from boxer_py.errors import BoxerError, RunError
+from boxer_py.image import imagefile
+from boxer_py.image.imagefile import Image
+from boxer_py.runtime.modcache import WASMTIME_VERSION, Loaded, ModuleCache, new_engine
+from boxer_py.runtime.preinit import snapshot as preinit
+from boxer_py.runtime import reactor
+from boxer_py.runtime.preinit.snapshot import Snapshot
+from boxer_py.image.rootfs import resolve, unpack, within
+from boxer_py.runtime.wasi.cwd import set_cwd
+from boxer_py.runtime.wasi import clock as wasiclock
+from boxer_py.runtime.runwatch import DiskWatch
+from boxer_py.runtime.workspace import Workspaces
+from boxer_py.runtime.argv import resolve_argv, shell_words
+from boxer_py.runtime.output import Sink, collect
+from boxer_py.runtime.spec import TIMEOUT_EXIT_CODE, TRAP_EXIT_CODE, Limits, Mount, RunResult, RunSpec
+from boxer_py.runtime.ticker import Ticker
+
+WASM_MAGIC = b"\0asm"
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+OOM_MARGIN = 4 << 20
+MAX_FILES_BYTES = 256 << 20  # /out files returned when no --max-output is set
+
+
+def _reason(error: Exception) -> str:
+    """The root cause of a wasmtime error, on one line."""
+    lines = [x.strip() for x in str(error).splitlines() if x.strip()]
+    if "Caused by:" in lines:
+        return lines[lines.index("Caused by:") + 1]
+    return lines[0] if lines else type(error).__name__
+
+
+def _sweep(runs: Path) -> None:
+    """Remove the writable layers of runs whose process died without cleaning up (killed, or
+    ended by the CLI's timeout watchdog). Each is named after the pid that made it."""
+    try:
+        entries = list(runs.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        pid = entry.name.split(".", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(entry, ignore_errors=True)
+        except OSError:
+            pass
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Start a run from a pre-initialised interpreter (see preinit)."""
+    module: Loaded         # the program made resumable
+    snapshot: Snapshot
+    message: bytes         # the run's request, for the guest's inbox
+
+
+class Launcher:
+    def __init__(self, cache_dir: str | Path, preinit: bool = True):
+        self.cache_dir = Path(cache_dir)
+        self.preinit = preinit  # False: every run starts its interpreter from scratch
+        self.engine = new_engine()
+        self.modules = ModuleCache(self.engine, self.cache_dir / "modules")
+        self.linker = wasmtime.Linker(self.engine)
+        self.linker.define_wasi()
+        self.deadlines = wasiclock.Deadlines()
+        wasiclock.define(self.linker, self.deadlines)  # so a timeout also ends a sleeping guest
+        reactor.define_host(self.linker, self.engine)
+        self.ticker = Ticker(self.engine)
+        self._loaded: dict[tuple[str, object], Loaded] = {}
+        self._lock = threading.Lock()
+        self._snapshots: dict[str, Snapshot | None] = {}
+        self._programs: dict[tuple[str, str, str, str], Path] = {}  # see _image_program
+        self._guest_digest: str | None = None  # see _guest
+        self._snapshot_lock = threading.Lock()
+        self.runs = self.cache_dir / "runs"
+        self.workspaces = Workspaces(self.runs, self.cache_dir / "spares")
+        self.sweep()
+
+    def open(self, path: str | Path) -> Image:
+        """Read an image file, checking every digest unless this very file (same inode, size,
+        mtime and ctime, which no tool can set back) was fully checked before."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return imagefile.read(path)
+        stamp = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+        key = hashlib.sha256(os.path.realpath(path).encode()).hexdigest()
+        record = self.cache_dir / "verified" / f"{key}.json"
+        try:
+            known = json.loads(record.read_text())
+        except (OSError, ValueError):
+            known = None
+        trusted = isinstance(known, dict) and known.get("stamp") == stamp
+        image = imagefile.read(path, verify=not trusted)
+        if trusted and known.get("id") != image.id:
+            image.verify()
+            trusted = False
+        if not trusted:
+            record.parent.mkdir(parents=True, exist_ok=True)
+            imagefile.write(record, json.dumps({"stamp": stamp, "id": image.id}).encode())
+        return image
+
+    def _module(self, image: Image, base: Path, program: Path, name: str) -> Loaded:
+        """The compiled `program` of the (read-only) unpacked image; kept in memory per image."""
+        key = (image.id, program)
+        with self._lock:
+            loaded = self._loaded.get(key)
+        if loaded is None:
+            try:
+                loaded = self.modules.load_file(program, base)
+            except wasmtime.WasmtimeError as e:
+                raise RunError(f"{name}: {within(base, program)} is not a valid WebAssembly program "
+                               f"({_reason(e)})", 126) from None
+            with self._lock:
+                self._loaded[key] = loaded
+        return loaded
+
+    def rootfs(self, image: Image) -> Path:
+        """The image's filesystem, unpacked once per image id into the cache (read-only to runs)."""
+        target = self.cache_dir / "rootfs" / image.id.replace(":", "-")
+        if target.is_dir():
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=target.parent))
+        try:
+            unpack(image, tmp)
+            os.rename(tmp, target)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not target.is_dir():
+                raise
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return target
+
+    def run(self, image: Image, spec: RunSpec = RunSpec()) -> RunResult:
+        """Run to completion in a fresh sandbox. Safe to call from several threads at once."""
+        config = image.spec.config
+        env = {**config.env_dict(), **spec.env}
+        env.setdefault("HOME", "/root" if config.user in ("", "root", "0") else "/")
+        argv = resolve_argv(image, spec)
+        if argv[:2] in (["/bin/sh", "-c"], ["sh", "-c"]) and len(argv) >= 3:
+            argv = shell_words(argv[2], env)
+        workdir = posixpath.normpath(posixpath.join("/", spec.workdir or config.working_dir))
+        base = self.rootfs(image)
+        shared = reactor.read_only(config.labels, base)
+        layout = (workdir, spec.output_dir, tuple(m.guest for m in spec.mounts))  # the dirs made below
+        tmp = self.workspaces.take(image.id, base, [host for _, host in shared], layout)
+        try:
+            root = tmp / "rootfs"
+            resolve(root, workdir).mkdir(parents=True, exist_ok=True)
+            out_dir = resolve(root, spec.output_dir) if spec.output_dir else None
+            if out_dir is not None:
+                out_dir.mkdir(parents=True, exist_ok=True)
+            spec = replace(spec, mounts=tuple(self._check_mounts(spec.mounts, root, shared)))
+            program = self._image_program(image, base, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
+            resume = self._resume(image, base, program, argv, env, workdir, spec, shared)
+            loaded = resume.module if resume else self._module(image, base, program, argv[0])
+            self.workspaces.seal(tmp)
+            result = self._sandbox(root, loaded, argv, env, workdir, spec, tmp, config.labels, shared,
+                                   resume=resume)
+            if spec.output_dir:
+                # Resolved again: the guest may have replaced the directory by a symlink.
+                try:
+                    out_dir = resolve(root, spec.output_dir)
+                except BoxerError:
+                    out_dir = None
+                if out_dir is not None and out_dir.is_dir():
+                    budget = min(x for x in (spec.limits.max_output, spec.limits.disk, MAX_FILES_BYTES)
+                                 if x is not None)
+                    result.files, result.files_truncated = collect(out_dir, spec.output_dir, budget)
+            return result
+        finally:
+            self.workspaces.give_back(tmp)
+
+    def held(self) -> tuple[list, list[str]]:
+        """What this launcher keeps in memory (compiled modules, snapshots), as keys with
+        which preload() in another process finds the same things in the shared cache."""
+        with self._lock:
+            modules = [(key, loaded.digest) for key, loaded in self._loaded.items()]
+        with self._snapshot_lock:
+            snapshots = [key for key, snapshot in self._snapshots.items() if snapshot is not None]
+        return modules, snapshots
+
+    def preload(self, modules: list, snapshots: list[str]) -> int:
+        """Load into memory what held() listed elsewhere, from the cache only: nothing is
+        compiled nor run here (the run server forks runs from a launcher that must not have
+        started Wasmtime's compiler or WASI threads). Returns how many were new."""
+        self._guest()  # hashed here once, not in each run forked from here
+        new = 0
+        for key, digest in modules:
+            if key not in self._loaded and (loaded := self.modules.cached(digest)) is not None:
+                with self._lock:
+                    self._loaded[key] = loaded
+                new += 1
+        for key in snapshots:
+            if key not in self._snapshots and (snapshot := preinit.load(self._snapshot_path(key))) is not None:
+                with self._snapshot_lock:
+                    self._snapshots[key] = snapshot
+                new += 1
+        return new
+
+    def sweep(self) -> None:
+        """Remove what runs of processes that have died left in the cache (see _sweep)."""
+        _sweep(self.runs)
+        _sweep(self.workspaces.spares)
+
+    def settle(self) -> None:
+        """Wait until the writable layers of finished runs are removed (that happens in the
+        background, after each run has returned)."""
+        self.workspaces.settle()
+
+    def close(self) -> None:
+        """Settle and remove the copies kept ready for the next runs; also done at exit."""
+        self.workspaces.close()
+
+    def _resume(self, image: Image, base: Path, program: Path, argv: list[str], env: dict[str, str],
+                workdir: str, spec: RunSpec, shared: list[tuple[str, Path]]) -> Resume | None:
+        """How to start this run from a snapshot of its interpreter, or None if it cannot be:
+        the program is not the image's CPython, CPython would start differently, mounts.
+        Only the resumable module is compiled for such runs, not the program itself."""
+        guest = preinit.program(image.spec.config.labels)
+        if not (self.preinit and guest and not spec.mounts and preinit.eligible(argv)):
+            return None
+        try:
+            if self._image_program(image, base, guest, DEFAULT_PATH, "/") != program:
+                return None
+        except RunError:
+            return None
+        message = preinit.request(argv, env, workdir)
+        startup = {**image.spec.config.env_dict(), **preinit.startup_env(env)}
+        digest = self.modules.digest_file(program, base)
+        key = hashlib.sha256(json.dumps([preinit.VERSION, self._guest(), WASMTIME_VERSION, image.id, digest,
+                                         argv[0], startup]).encode()).hexdigest()
+        with self._lock:
+            module = self._loaded.get(("preinit", digest))
+        if module is None:
+            try:
+                module = self.modules.derived(digest, f"preinit{preinit.VERSION}",
+                                              lambda: preinit.resumable(program.read_bytes()))
+            except (ValueError, IndexError, wasmtime.WasmtimeError):
+                return None  # not a module preinit can edit: the ordinary path says what is wrong
+            with self._lock:
+                self._loaded[("preinit", digest)] = module
+        with self._snapshot_lock:
+            if key not in self._snapshots:
+                self._snapshots[key] = self._snapshot(key, image, base, module, argv[0], startup, shared)
+            snapshot = self._snapshots[key]
+        if snapshot is None or len(message) > snapshot.inbox_size:
+            return None
+        return Resume(module, snapshot, message)
+
+    def _snapshot(self, key: str, image: Image, base: Path, module: Loaded, argv0: str,
+                  startup: dict[str, str], shared: list[tuple[str, Path]]) -> Snapshot | None:
+        """The snapshot for `key`, from the cache or made by a boot run in a sandbox like the
+        runs' own; None if the interpreter would not boot (such runs start from scratch)."""
+        path = self._snapshot_path(key)
+        cached = preinit.load(path)
+        if cached is not None:
+            return cached
+        argv = preinit.boot_argv(argv0, preinit.preimports(image.spec.config.labels))
+        captured: dict[str, object] = {}
+
+        def keep(store: wasmtime.Store, exports) -> None:
+            captured["memory"] = preinit.memory_of(store, exports["memory"])
+            captured["stack_pointer"] = exports[preinit.STACK_POINTER].value(store)
+
+        spec = RunSpec(tuple(argv), env=startup, limits=Limits(timeout=120), output_dir=None)
+        tmp = self.workspaces.take(image.id, base, [host for _, host in shared])
+        try:
+            result = self._sandbox(tmp / "rootfs", module, argv, startup, "/", spec, tmp,
+                                   image.spec.config.labels, shared, keep=keep)
+        finally:
+            self.workspaces.give_back(tmp)
+        if result.exit_code != 0 or "memory" not in captured:
+            return None
+        store = wasmtime.Store(self.engine)
+        store.set_wasi(wasmtime.WasiConfig())
+        exports = self.linker.instantiate(store, module.module).exports(store)
+        try:
+            snapshot = preinit.capture(captured["memory"], captured["stack_pointer"], result.stdout,
+                                       preinit.memory_of(store, exports["memory"]))
+        except ValueError:
+            return None
+        preinit.save(path, snapshot)
+        return snapshot
+
+    def _guest(self) -> str:
+        """The digest of preinit's guest code (part of every snapshot key), hashed once."""
+        if self._guest_digest is None:
+            self._guest_digest = preinit.guest_digest()
+        return self._guest_digest
+
+    def _snapshot_path(self, key: str) -> Path:
+        return self.cache_dir / "preinit" / f"{key}.snap"
+
+    def run_in(self, root: Path, argv: list[str], env: dict[str, str], workdir: str, stdin: bytes = b"",
+               limits: Limits = Limits(), labels: dict[str, str] | None = None) -> RunResult:
+        """Run a program of a rootfs in place, so its writes stay: a build's RUN step. The
+        program is read from `root` itself (which the build is changing), not from an image."""
+        program = self._find_program(root, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
+        loaded = self.modules.load(program.read_bytes())
+        spec = RunSpec(tuple(argv), env=env, workdir=workdir, stdin=stdin, limits=limits, output_dir=None)
+        self.runs.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f"{os.getpid()}.", dir=self.runs) as tmp:
+            return self._sandbox(root, loaded, argv, env, workdir, spec, Path(tmp), labels)
+
+    def _sandbox(self, root: Path, loaded: Loaded, argv: list[str], env: dict[str, str], workdir: str,
+                 spec: RunSpec, tmp: Path, labels: dict[str, str] | None = None,
+                 shared: list[tuple[str, Path]] = (), resume: Resume | None = None,
+                 keep: Callable[[wasmtime.Store, object], None] | None = None) -> RunResult:
+        """The guest's whole world: `root` as /, the mounts, argv, env and stdio; nothing else."""
+        cap = spec.limits.max_output
+        stdout = Sink(cap, 1 if spec.stream else None)
+        stderr = Sink(cap, 2 if spec.stream else None)
+        wasi = wasmtime.WasiConfig()
+        wasi.argv = argv
+        wasi.env = list(env.items())
+        wasi.preopen_dir(str(root), "/")
+        mounted = [m.guest for m in spec.mounts]  # checked by run(); run_in and boot runs have none
+        shown = [(g, h) for g, h in shared if not reactor.covered(g, mounted)]
+        for guest, host in [*shown, *reactor.aliases(labels or {}, root, mounted, shared)]:
+            wasi.preopen_dir(str(host), guest, False)
+        for m in spec.mounts:
+            wasi.preopen_dir(str(m.host), m.guest, not m.read_only)
+        if spec.stdin == "-":
+            wasi.inherit_stdin()
+        elif isinstance(spec.stdin, bytes):
+            (tmp / "stdin").write_bytes(spec.stdin)
+            wasi.stdin_file = str(tmp / "stdin")
+        else:
+            wasi.stdin_file = spec.stdin or os.devnull
+        wasi.stdout_custom = stdout
+        wasi.stderr_custom = stderr
+        result = self._execute(loaded, wasi, argv[0], workdir, spec.limits, spec.on_start, root, resume, keep)
+        result.stdout, result.stderr = stdout.value(), stderr.value()
+        result.stdout_truncated, result.stderr_truncated = stdout.truncated, stderr.truncated
+        return result
+
+    def _execute(self, loaded, wasi: wasmtime.WasiConfig, name: str, workdir: str, limits: Limits,
+                 on_start: Callable[[], None] | None, root: Path, resume: Resume | None = None,
+                 keep: Callable[[wasmtime.Store, object], None] | None = None) -> RunResult:
+        store = wasmtime.Store(self.engine)
+        store.set_wasi(wasi)
+        if limits.memory is not None:
+            store.set_limits(memory_size=limits.memory)
+        deadline = None if limits.timeout is None else time.monotonic() + limits.timeout
+        watch = None
+        if limits.disk is not None:
+            watch = DiskWatch(root, limits.disk, deadline, self.deadlines)
+            watch.install(store)
+        else:
+            ticks = (1 << 62) if limits.timeout is None else max(1, math.ceil(limits.timeout / Ticker.TICK))
+            store.set_epoch_deadline(ticks)
+        started = time.perf_counter()
+        result = RunResult(exit_code=0)
+        memory = None
+        try:
+            instance = self.linker.instantiate(store, loaded.module)
+        except wasmtime.WasmtimeError as e:
+            if limits.memory is not None and "memory" in str(e):
+                return RunResult(TRAP_EXIT_CODE, out_of_memory=True, trap=f"needs more memory than the {limits.memory}-byte limit")
+            raise RunError(f"{name}: cannot start: {_reason(e)}", 126) from None
+        exports = instance.exports(store)
+        memory = exports.get("memory") if "memory" in exports else None
+        if resume is not None:  # the guest changes to its workdir itself
+            start = preinit.restore(store, exports, resume.snapshot, resume.message)
+            if start is None:
+                return RunResult(TRAP_EXIT_CODE, out_of_memory=True, trap=f"needs more memory than the {limits.memory}-byte limit")
+            result.preinitialised = True
+        else:
+            if workdir != "/" and loaded.cwd_slot is not None and memory is not None:
+                set_cwd(store, memory, loaded.cwd_slot, workdir)
+            start = reactor.entry(store, exports)
+        if start is None:
+            raise RunError(f"{name}: not a WASI command (no _start) nor a reactor (no run)", 126)
+        if on_start is not None:
+            on_start()
+        self.deadlines.set(deadline)
+        with self.ticker:
+            try:
+                result.exit_code = start()
+            except (wasmtime.ExitTrap, wasmtime.Trap, wasmtime.WasmtimeError, wasiclock.Expired) as e:
+                # wasmtime-py raises from a frame that holds the exception: drop the traceback so
+                # the cycle (and the store in it) is freed now, not by a GC pass at exit.
+                e.__traceback__ = None
+                self._record(e, result, limits, self.deadlines.expired)
+            finally:
+                self.deadlines.set(None)
+        if keep is not None:
+            keep(store, exports)
+        result.duration_ms = (time.perf_counter() - started) * 1000
+        if watch is not None and (watch.full or watch.over()):
+            result.disk_full = True
+            if not result.timed_out:
+                result.exit_code, result.trap = TRAP_EXIT_CODE, f"wrote more than the {limits.disk}-byte disk limit"
+        if limits.memory is not None and memory is not None and result.exit_code != 0:
+            # wasmtime refuses a grow past the limit silently (memory.grow returns -1), so the
+            # sign is a guest that failed while within one growth step of its cap.
+            result.out_of_memory = memory.data_len(store) + OOM_MARGIN >= limits.memory
+        return result
+
+    @staticmethod
+    def _record(error: Exception, result: RunResult, limits: Limits, expired: bool) -> None:
+        if isinstance(error, wasmtime.ExitTrap):
+            result.exit_code = error.code
+        elif expired or isinstance(error, wasmtime.Trap) and error.trap_code == wasmtime.TrapCode.INTERRUPT:
+            result.exit_code, result.timed_out = TIMEOUT_EXIT_CODE, True
+            result.trap = f"timed out after {limits.timeout:g}s"
+        else:
+            result.exit_code, result.trap = TRAP_EXIT_CODE, _reason(error)
+
+    def _image_program(self, image: Image, base: Path, name: str, path: str, workdir: str) -> Path:
+        """_find_program in an image's unpacked rootfs, which never changes: found once."""
+        key = (image.id, name, path, workdir)
+        program = self._programs.get(key)
+        if program is None:
+            program = self._programs[key] = self._find_program(base, name, path, workdir)
+        return program
+
+    def _find_program(self, root: Path, name: str, path: str, workdir: str) -> Path:
+        if "/" in name:
+            candidates = [posixpath.join(workdir, name)]
+        else:
+            candidates = [posixpath.join(d or ".", name) for d in path.split(":")]
+        for guest in candidates:
+            host = resolve(root, guest)
+            if host.is_file():
+                with open(host, "rb") as f:
+                    if f.read(4) != WASM_MAGIC:
+                        raise RunError(f"{name}: {guest} is not a WebAssembly program "
+                                       "(native binaries and scripts cannot run here)", 126)
+                return host
+        where = "" if "/" in name else f" in PATH ({path})"
+        raise RunError(f"{name}: not found{where}", 127)
+
+    def _check_mounts(self, mounts: tuple[Mount, ...], root: Path,
+                      shared: list[tuple[str, Path]] = ()) -> list[Mount]:
+        out = []
+        for m in mounts:
+            guest = posixpath.normpath(m.guest)
+            if not guest.startswith("/") or guest == "/":
+                raise RunError(f"-v {m.host}:{m.guest}: the guest path must be absolute and not /")
+            host = m.host.resolve()
+            if not host.is_dir():
+                raise RunError(f"-v {m.host}:{m.guest}: {m.host} is not a directory (only directories can be mounted)")
+            # Under a shared read-only directory the image's content is in the cache, not in root.
+            mountpoint = resolve(root, guest)
+            in_cache = [(h, resolve(h, guest[len(g):])) for g, h in shared if guest.startswith(g.rstrip("/") + "/")]
+            for top, point in [*in_cache, (root, mountpoint)]:
+                if point.is_symlink() or (point.exists() and not point.is_dir()):
+                    raise RunError(f"-v {m.host}:{m.guest}: {guest} is not a directory in the image")
+            if any(p.is_file() for top, point in in_cache for p in point.parents if top in p.parents):
+                raise RunError(f"-v {m.host}:{m.guest}: {guest} cannot be a directory in the image "
+                               "(a parent of it is a file)")
+            try:
+                mountpoint.mkdir(parents=True, exist_ok=True)
+            except OSError:
+                raise RunError(f"-v {m.host}:{m.guest}: {guest} cannot be a directory in the image "
+                               "(a parent of it is a file)") from None
+            out.append(Mount(host, guest, m.read_only))
+        return out

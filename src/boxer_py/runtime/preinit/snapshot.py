@@ -1,0 +1,271 @@
+"""A pre-initialised CPython: start each run from a snapshot of an interpreter that has
+already started, instead of paying its start-up (tens of milliseconds inside Wasm) every time.
+
+This is Wizer's idea done from the outside, with the image's module left as it is:
+
+1. `resumable(wasm)`: the module plus two exports, its stack pointer (global 0, as wasm-ld
+   lays modules out) and `boxer:call(callable, args, nargs, fn)`, which calls a C function
+   of the guest through its function table. Nothing else changes; it is compiled once.
+2. `boot_argv`: a run of `python -c <preinit_guest.boot>` in the run's sandbox. The guest
+   readies a namespace, an inbox and the tuple `(code, namespace)`, prints where they are
+   (CPython's `id()` is an address) and exits. `capture` then keeps the linear memory pages
+   that start-up changed and the stack pointer: the `Snapshot`.
+3. `restore` + `call`: a fresh instance of the same module gets those pages back, the run's
+   request (argv, env, cwd) in the inbox, and a call to the `exec` builtin's vectorcall
+   with that tuple. `preinit_guest.resume` does what CPython's main does with a command
+   line and ends the process with the program's exit code.
+
+Every run still gets a fresh instance: what one run does cannot reach the next. A snapshot
+is made for one image, program and start-up environment (`startup_env`): the variables
+CPython reads while it starts are part of its key; the boot run gets those and the image's
+own ENV, nothing else, so nothing of one run's environment is kept for another. An image
+may name modules to import before the snapshot (label `boxer.preimport`): they see the
+image's ENV, not a run's `-e` changes. Runs that CPython
+would start differently (options before the command, the REPL, stdin as the script, mounts)
+take the ordinary path. All runs from one snapshot share its str hash seed.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import os
+import re
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import wasmtime
+
+from boxer_py.image.imagefile import write
+from boxer_py.image.wasmbin import (CODE, EXPORT, FUNCTION, GLOBAL, IMPORT, TYPE, append, assemble, count, imports, name,
+                      read_uleb, sections, uleb)
+
+LABEL = "boxer.preinit:"       # boxer.preinit:/usr/local/bin/python3.12 = cpython
+PREIMPORT_LABEL = "boxer.preimport"  # boxer.preimport = "numpy pandas"
+KIND = "cpython"
+STACK_POINTER, CALL = "boxer:stack_pointer", "boxer:call"
+PAGE = 4096                    # the granularity at which changed memory is kept
+VERSION = 1                    # bumped when the snapshot's layout changes (the guest code is hashed)
+GUEST_SOURCE = Path(__file__).with_name("guest.py")
+try:
+    _LIBC = ctypes.CDLL(None)
+    _LIBC.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+except (OSError, AttributeError, TypeError):
+    _LIBC = None
+STARTUP_PREFIXES = ("PYTHON", "LC_")
+STARTUP_NAMES = ("LANG", "TZ", "HOME", "PATH")
+
+
+def resumable(wasm: bytes) -> bytes:
+    """`wasm` with the stack pointer and `boxer:call` exported (custom sections dropped)."""
+    parts = [p for p in sections(wasm) if p[0] != 0]
+    payload = dict(parts)
+    if any(sid not in payload for sid in (TYPE, FUNCTION, GLOBAL, EXPORT, CODE)):
+        raise ValueError("not a module preinit knows: a section is missing")
+    imported = imports(payload.get(IMPORT, b""))
+    i32 = b"\x7f"
+    # wasm-ld's layout: global 0 is the stack pointer, a mutable i32 of the module's own.
+    if imported.get(3) or payload[GLOBAL][read_uleb(payload[GLOBAL], 0)[1]:][:2] != i32 + b"\x01":
+        raise ValueError("not a module preinit knows: global 0 is not a stack pointer")
+    if name("memory") + b"\x02" not in payload[EXPORT]:
+        raise ValueError("not a module preinit knows: no exported memory")
+    type_index = count(payload[TYPE])
+    function_index = imported.get(0, 0) + count(payload[FUNCTION])
+    # (func (param i32 i32 i32 i32) (result i32)
+    #   local.get 0, local.get 1, local.get 2, i32.const 0 (kwnames), local.get 3,
+    #   call_indirect (type $vectorcall) (table 0))
+    body = b"\x00" + b"\x20\x00\x20\x01\x20\x02\x41\x00\x20\x03\x11" + uleb(type_index) + b"\x00\x0b"
+    edits = {
+        TYPE: append(payload[TYPE], b"\x60" + uleb(4) + i32 * 4 + uleb(1) + i32),
+        FUNCTION: append(payload[FUNCTION], uleb(type_index)),
+        CODE: append(payload[CODE], uleb(len(body)) + body),
+        EXPORT: append(payload[EXPORT], name(STACK_POINTER) + b"\x03\x00",
+                       name(CALL) + b"\x00" + uleb(function_index)),
+    }
+    return assemble([(sid, edits.get(sid, data)) for sid, data in parts])
+
+
+def startup_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The variables CPython reads while it starts (so the snapshot depends on them)."""
+    return {k: v for k, v in sorted(env.items()) if k.startswith(STARTUP_PREFIXES) or k in STARTUP_NAMES}
+
+
+def program(labels: Mapping[str, str]) -> str | None:
+    """The guest path of the image's CPython, if its base says it can be pre-initialised."""
+    found = [key[len(LABEL):] for key, value in labels.items() if key.startswith(LABEL) and value == KIND]
+    return found[0] if len(found) == 1 else None
+
+
+def eligible(argv: Sequence[str]) -> bool:
+    """Whether CPython would start for `argv` exactly as it did for the snapshot: no options
+    before `-c CODE`, `-m MODULE` or a script, and a script is not `-` (stdin)."""
+    if len(argv) < 2:
+        return False
+    if argv[1] in ("-c", "-m"):
+        return len(argv) >= 3 and (argv[1] == "-c" or argv[2] != "")
+    return not argv[1].startswith("-") and argv[1] != ""
+
+
+def guest_digest() -> str:
+    """Part of every snapshot's key: a snapshot is only good with the guest code that made it."""
+    return hashlib.sha256(GUEST_SOURCE.read_bytes()).hexdigest()
+
+
+def preimports(labels: Mapping[str, str]) -> list[str]:
+    """The modules an image's `boxer.preimport` label names (space- or comma-separated),
+    imported once before the snapshot is taken; names that are not module paths are dropped."""
+    names = labels.get(PREIMPORT_LABEL, "").replace(",", " ").split()
+    return [n for n in names if re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", n)]
+
+
+def boot_argv(argv0: str, preimport: Sequence[str] = ()) -> list[str]:
+    source = GUEST_SOURCE.read_text()
+    return [argv0, "-c", "import builtins as _b; _g = {'__builtins__': _b, '__name__': '_boxer'}; "
+            f"exec(compile({source!r}, '<boxer>', 'exec'), _g); _g['boot']({list(preimport)!r})"]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    memory_size: int
+    pages: tuple[tuple[int, int], ...]   # (address, length): the runs of memory start-up changed,
+    data: bytearray | memoryview         # whose bytes follow one another here (writable)
+    stack_pointer: int
+    callable: int          # the exec builtin
+    args: int              # its arguments: the items of the tuple (code, namespace)
+    function: int          # exec's vectorcall: an index into the function table
+    inbox: int
+    inbox_size: int
+
+    FIELDS = ("memory_size", "pages", "stack_pointer", "callable", "args", "function", "inbox", "inbox_size")
+
+    def to_bytes(self) -> bytes:
+        header = json.dumps({k: getattr(self, k) for k in self.FIELDS}).encode()
+        return struct.pack("<I", len(header)) + header + bytes(self.data)
+
+    @classmethod
+    def from_bytes(cls, data: bytearray | memoryview) -> "Snapshot":
+        """Parse `data`, keeping a view of it (no copy): it must be writable, as ctypes wants."""
+        size = struct.unpack_from("<I", data)[0]
+        head = json.loads(bytes(data[4:4 + size]))
+        pages = tuple((int(a), int(n)) for a, n in head.pop("pages"))
+        body = memoryview(data)[4 + size:]
+        if sum(n for _, n in pages) != len(body):
+            raise ValueError("snapshot file has the wrong length")
+        return cls(pages=pages, data=body, **head)
+
+
+def save(path: Path, snapshot: Snapshot) -> None:
+    """Write `snapshot` with a sha256 of it at the end (atomically)."""
+    data = snapshot.to_bytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write(path, data + hashlib.sha256(data).digest())
+
+
+def load(path: Path) -> Snapshot | None:
+    """The snapshot saved at `path`, or None if there is none or it fails its checksum."""
+    try:
+        with open(path, "rb") as f:
+            data = bytearray(os.fstat(f.fileno()).st_size)
+            if f.readinto(data) != len(data) or len(data) < 36:
+                return None
+        body = memoryview(data)[:-32]
+        if hashlib.sha256(body).digest() != data[-32:]:
+            return None
+        return Snapshot.from_bytes(body)
+    except (OSError, ValueError, KeyError, TypeError, struct.error):
+        return None
+
+
+def memory_of(store: wasmtime.Store, memory: wasmtime.Memory) -> bytes:
+    return ctypes.string_at(ctypes.addressof(memory.data_ptr(store).contents), memory.data_len(store))
+
+
+def capture(memory: bytes, stack_pointer: int, stdout: bytes, initial: bytes) -> Snapshot:
+    """The snapshot of an instance whose boot run has just exited (its memory and stack
+    pointer then), against `initial`, the module's memory before any code ran. Raises
+    ValueError if what the guest printed does not check out against its memory."""
+    try:
+        return _capture(memory, stack_pointer, stdout, initial)
+    except (KeyError, IndexError, TypeError, struct.error, UnicodeDecodeError) as e:
+        raise ValueError(f"the boot run's report does not check out ({e!r})") from None
+
+
+def _capture(memory: bytes, stack_pointer: int, stdout: bytes, initial: bytes) -> Snapshot:
+    report = json.loads(stdout.decode().strip().splitlines()[-1])
+    word = lambda address: struct.unpack_from("<I", memory, address)[0]
+    exec_object, args, inbox = report["exec"], report["args"], report["inbox"]
+    # PyCFunctionObject: refcnt, type, m_ml, m_self, m_module, m_weakreflist, vectorcall
+    method = word(exec_object + 8)
+    if memory[word(method):word(method) + 5] != b"exec\0":
+        raise ValueError("the exec builtin is not where the guest said")
+    # PyTupleObject: refcnt, type, size, (a cached hash since 3.14), items
+    items = [args + offset for offset in (12, 16) if word(args + 8) == 2
+             and [word(args + offset), word(args + offset + 4)] == report["items"]]
+    if not items:
+        raise ValueError("the call's arguments are not where the guest said")
+    # PyByteArrayObject: refcnt, type, size, alloc, bytes, start, exports
+    if word(inbox + 8) != report["size"] or word(inbox + 12) < report["size"] or word(inbox + 16) != word(inbox + 20):
+        raise ValueError("the inbox is not where the guest said")
+    padded = initial + bytes(len(memory) - len(initial))
+    pages: list[tuple[int, int]] = []
+    data = bytearray()
+    for address in range(0, len(memory), PAGE):
+        chunk = memory[address:address + PAGE]
+        if chunk == padded[address:address + PAGE]:
+            continue
+        if pages and sum(pages[-1]) == address:
+            pages[-1] = (pages[-1][0], pages[-1][1] + len(chunk))
+        else:
+            pages.append((address, len(chunk)))
+        data += chunk
+    return Snapshot(memory_size=len(memory), pages=tuple(pages), data=data,
+                    stack_pointer=stack_pointer, callable=exec_object,
+                    args=items[0], function=word(exec_object + 24), inbox=word(inbox + 20),
+                    inbox_size=report["size"])
+
+
+def request(argv: Sequence[str], env: Mapping[str, str], workdir: str) -> bytes:
+    fields = [workdir, str(len(argv)), *argv, *(f"{k}={v}" for k, v in env.items())]
+    data = "\0".join(fields).encode("utf-8", "surrogateescape")
+    return struct.pack("<I", len(data)) + data
+
+
+def _prefault(base: int, pages: Sequence[tuple[int, int]]) -> None:
+    """Ask Linux (5.14+) to make the pages about to be written present in one call each
+    (MADV_POPULATE_WRITE), rather than one fault per 4 KiB page: a third off the copy. Where
+    that is not available the copy simply takes its faults."""
+    madvise = getattr(_LIBC, "madvise", None)
+    if madvise is None:
+        return
+    for address, length in pages:
+        start = (base + address) & ~(PAGE - 1)
+        if madvise(start, base + address + length - start, 23) != 0:
+            return
+
+
+def restore(store: wasmtime.Store, exports, snapshot: Snapshot, message: bytes) -> Callable[[], int] | None:
+    """Make a fresh instance the snapshot, with `message` (from `request`) in its inbox, and
+    return how to start it; None if its memory cannot grow to the snapshot's size (a cap)."""
+    memory: wasmtime.Memory = exports["memory"]
+    missing = snapshot.memory_size - memory.data_len(store)
+    if missing > 0:
+        try:
+            memory.grow(store, -(-missing // 65536))
+        except wasmtime.WasmtimeError:
+            return None
+    base = ctypes.addressof(memory.data_ptr(store).contents)
+    _prefault(base, snapshot.pages)
+    source = ctypes.addressof(ctypes.c_char.from_buffer(snapshot.data))
+    for address, length in snapshot.pages:
+        ctypes.memmove(base + address, source, length)
+        source += length
+    ctypes.memmove(base + snapshot.inbox, message, len(message))
+    exports[STACK_POINTER].set_value(store, snapshot.stack_pointer)
+    call = exports[CALL]
+
+    def start() -> int:
+        call(store, snapshot.callable, snapshot.args, 2, snapshot.function)
+        raise wasmtime.WasmtimeError("the pre-initialised interpreter returned instead of exiting")
+    return start

@@ -1,0 +1,100 @@
+"""A run's disk quota: the writable layer's size, checked while the guest runs.
+
+No host filesystem offers a per-directory quota to an unprivileged process, so the guest's
+own thread measures its layer at epoch ticks: Wasmtime calls an epoch-deadline callback there,
+the one place a single store can be stopped safely. wasmtime-py does not wrap that callback,
+so it is bound through wasmtime-py's ctypes layer (wasmtime is pinned to one major version).
+
+While a quota is watched the callback also enforces the run's deadline, since the store's
+epoch deadline then comes back every tick instead of once at the timeout.
+
+Size is what the guest could make the host read or store: a file's apparent size (a sparse
+terabyte counts as a terabyte), at least 512 bytes per entry (so a million empty files count).
+The check runs every CHECK_EVERY seconds of guest execution or less often on a large tree, so a
+guest can overshoot by what it writes in that time, or in one write call (at most its memory).
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import time
+from pathlib import Path
+
+import wasmtime
+from wasmtime import _ffi as ffi
+
+from boxer_py.runtime.wasi.clock import Deadlines
+
+CHECK_EVERY = 0.05
+ENTRY_MIN = 512
+_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_size_t, ctypes.POINTER(ffi.wasmtime_context_t), ctypes.c_void_p,
+                             ctypes.POINTER(ctypes.c_uint64), ctypes.POINTER(ctypes.c_uint8))
+_NO_FINALIZER = ctypes.CFUNCTYPE(None, ctypes.c_void_p)()
+_CONTINUE = 0
+
+
+def disk_usage(root: Path) -> int:
+    """Bytes under `root` as the quota counts them; symlinks are never followed."""
+    total = 0
+    todo = [str(root)]
+    while todo:
+        try:
+            with os.scandir(todo.pop()) as entries:
+                for entry in entries:
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        todo.append(entry.path)
+                        total += ENTRY_MIN
+                    else:
+                        total += max(st.st_size, ENTRY_MIN)
+        except OSError:
+            continue
+    return total
+
+
+class DiskWatch:
+    """Stops one store when its writable layer grows past `limit` bytes beyond `base`, or at
+    its deadline (time.monotonic() seconds)."""
+
+    def __init__(self, root: Path, limit: int, deadline: float | None, deadlines: Deadlines):
+        self.root, self.limit, self.deadline, self.deadlines = root, limit, deadline, deadlines
+        self.base = disk_usage(root)
+        self.full = False
+        self._next = 0.0
+        self._every = CHECK_EVERY
+        self._callback = _CALLBACK(self._tick)  # kept alive as long as the watch (and its store)
+
+    def install(self, store: wasmtime.Store) -> None:
+        ffi.wasmtime_store_epoch_deadline_callback(store.ptr(), self._callback, None, _NO_FINALIZER)
+        store.set_epoch_deadline(1)
+
+    def over(self) -> bool:
+        """Measure now; True (and remembered) when the layer is over its quota."""
+        started = time.monotonic()
+        used = disk_usage(self.root) - self.base
+        self._every = max(CHECK_EVERY, 10 * (time.monotonic() - started))
+        self.full = self.full or used > self.limit
+        return self.full
+
+    def _tick(self, _context, _env, delta, kind) -> int:
+        try:
+            now = time.monotonic()
+            if self.deadline is not None and now >= self.deadline:
+                self.deadlines.expire()
+                return _error("timed out")
+            if now >= self._next:
+                if self.over():
+                    return _error(f"wrote more than the {self.limit}-byte disk limit")
+                self._next = time.monotonic() + self._every
+        except Exception:  # noqa: BLE001 - never let an exception cross into Wasmtime; keep going
+            pass
+        delta[0], kind[0] = 1, _CONTINUE
+        return 0
+
+
+def _error(message: str) -> int:
+    error = ffi.wasmtime_error_new(ctypes.create_string_buffer(message.encode()))
+    return ctypes.cast(error, ctypes.c_void_p).value or 0

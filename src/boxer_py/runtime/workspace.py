@@ -1,0 +1,267 @@
+"""Per-run directories (the writable copy of an image's rootfs), made ahead, removed behind,
+or handed on untouched, so that copying and removing seldom sit between a caller and its
+result.
+
+A run takes a workspace, a directory under `runs/` whose `rootfs` is a copy of the image's
+unpacked rootfs, and gives it back when it ends. A run whose guest left its copy as it found
+it (every entry's name, type, size, inode, link count and times, recorded right before the
+guest started: `seal()`), but for access times (it read), which are set back, hands it on
+to the next run of the same image and layout, under `spares/`. Any other copy is removed:
+giving back only queues that. Once an image has run
+twice, a fresh spare copy of it is also kept ready, so a run that repeats (a Session, an
+agent) finds its copy made. One background thread does removals and copies, and only while a
+single run is going: runs side by side do their own. `settle()` waits for it; `close()` also
+removes the spares, and runs at exit. Directories are named after the process id, so a later
+launcher sweeps what a killed one left behind (see launcher._sweep).
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import queue
+import shutil
+import stat
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Hashable, Sequence
+
+from boxer_py.image.rootfs import copy_tree
+
+SPARES_PER_IMAGE = 2  # enough for two runs of the same image at once
+UNTOUCHED_KEPT = 8  # untouched workspaces kept, the least recently given back going first
+# A filesystem's timestamps may be coarse (a clock tick): an entry changed this shortly before
+# the seal could be changed again with no new change time, so its content is checked too.
+RECENT_NS = 100_000_000
+_NOATIME = getattr(os, "O_NOATIME", 0)
+ATIME, MTIME, CTIME = 4, 5, 6  # in _fields
+
+
+def _state(root: Path) -> dict[str, list[int]]:
+    """What a guest could see of each entry under `root` (itself as ""), or have changed, by
+    path relative to `root`: mode, inode, link count, size, access, modification and change
+    times. Directories are opened with O_NOATIME, so that reading them here changes nothing."""
+    state: dict[str, list[int]] = {}
+    todo = [""]
+    while todo:
+        relative = todo.pop()
+        fd = os.open(os.path.join(root, relative), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _NOATIME)
+        try:
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    child = os.path.join(relative, entry.name)
+                    if entry.is_dir(follow_symlinks=False):
+                        todo.append(child)
+                    else:
+                        state[child] = _fields(entry.stat(follow_symlinks=False))
+            state[relative] = _fields(os.fstat(fd))
+        finally:
+            os.close(fd)
+    return state
+
+
+def _fields(st: os.stat_result) -> list[int]:
+    return [st.st_mode, st.st_ino, st.st_nlink, st.st_size, st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns]
+
+
+
+@dataclass
+class _Seal:
+    state: dict[str, list[int]]  # see _state
+    recent: list[str]  # files and links changed shortly before the seal (see RECENT_NS)
+
+
+def _seal(root: Path) -> _Seal:
+    since = time.time_ns() - RECENT_NS
+    state = _state(root)
+    return _Seal(state, [path for path, fields in state.items()
+                         if fields[CTIME] >= since and (stat.S_ISREG(fields[0]) or stat.S_ISLNK(fields[0]))])
+
+
+def _same_content(path: str, original: str, mode: int) -> bool:
+    """Whether the file or link at `path` still holds what it was copied from, `original`."""
+    if stat.S_ISLNK(mode):
+        return os.readlink(path) == os.readlink(original)
+    flags = os.O_RDONLY | os.O_NOFOLLOW | _NOATIME
+    with open(os.open(path, flags), "rb") as mine, open(os.open(original, flags), "rb") as theirs:
+        while True:
+            chunk = mine.read(1 << 20)
+            if chunk != theirs.read(1 << 20):
+                return False
+            if not chunk:
+                return True
+
+
+def _only_read(root: Path, seal: _Seal, base: Path) -> bool:
+    """Whether the copy of `base` at `root` is as sealed but for access times (what reading
+    sets), which are set back here. Any other difference (a write, a new or missing entry)
+    means the guest changed it. Entries the seal found recent are also compared with `base`."""
+    sealed, now = seal.state, _state(root)
+    if sealed.keys() != now.keys():
+        return False
+    read = []
+    for path, was in sealed.items():
+        is_ = now[path]
+        if is_ != was:
+            if is_[:ATIME] != was[:ATIME] or is_[MTIME:] != was[MTIME:]:
+                return False
+            read.append(path)
+    if not all(_same_content(os.path.join(root, p), os.path.join(base, p), sealed[p][0]) for p in seal.recent):
+        return False
+    for path in read:
+        os.utime(os.path.join(root, path), ns=(sealed[path][ATIME], sealed[path][MTIME]), follow_symlinks=False)
+    return True
+
+
+@dataclass
+class _Taken:
+    """A workspace in use: what it is for, what it copies, and its seal once made."""
+    key: tuple[str, Hashable]  # image and layout
+    base: Path
+    seal: _Seal | None = None
+
+
+class Workspaces:
+    def __init__(self, runs: Path, spares: Path):
+        self.runs = runs
+        self.spares = spares
+        self._ready: dict[str, list[Path]] = {}
+        self._wanted: dict[str, int] = {}
+        self._seen: set[str] = set()
+        self._untouched: list[tuple[tuple[str, Hashable], Path]] = []  # oldest first
+        self._taken: dict[Path, _Taken] = {}
+        self._active = 0
+        self._lock = threading.Lock()
+        self._tasks: queue.Queue[Callable[[], None]] = queue.Queue()
+        self._worker: threading.Thread | None = None
+        atexit.register(self.close)
+
+    def take(self, key: str, base: Path, skip: Sequence[Path] = (), layout: Hashable = ()) -> Path:
+        """A workspace whose `rootfs` is a copy of `base` (without `skip`), for image `key`. The
+        caller adds `layout` to the copy (directories of its own): a workspace handed on is
+        only handed to a caller that adds the same."""
+        self.runs.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            self._active += 1
+            found = [i for i, (k, _) in enumerate(self._untouched) if k == (key, layout)]
+            held = self._untouched.pop(found[-1])[1] if found else None
+        try:
+            if held is not None:  # back into runs/, where a run's workspace is while it runs
+                workspace = self.runs / held.name
+                os.rename(held, workspace)
+            else:
+                workspace = self._copy(key, base, skip)
+        except BaseException:
+            with self._lock:
+                self._active -= 1
+            raise
+        with self._lock:
+            self._taken[workspace] = _Taken((key, layout), base)
+        return workspace
+
+    def _copy(self, key: str, base: Path, skip: Sequence[Path]) -> Path:
+        workspace = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}.", dir=self.runs))
+        with self._lock:
+            ready = self._ready.get(key)
+            spare = ready.pop() if ready else None
+            repeat = key in self._seen
+            self._seen.add(key)
+            alone = self._active == 1
+            top_up = alone and repeat and len(ready or ()) + self._wanted.get(key, 0) < SPARES_PER_IMAGE
+            if top_up:
+                self._wanted[key] = self._wanted.get(key, 0) + 1
+        if spare is not None:
+            os.rename(spare, workspace / "rootfs")
+        else:
+            copy_tree(base, workspace / "rootfs", skip=skip)
+        if top_up:
+            self._submit(lambda: self._make_spare(key, base, skip))
+        return workspace
+
+    def seal(self, workspace: Path) -> None:
+        """Record the workspace's rootfs as the guest is about to find it (see give_back)."""
+        seal = _seal(workspace / "rootfs")
+        with self._lock:
+            self._taken[workspace].seal = seal
+
+    def give_back(self, workspace: Path) -> None:
+        """The run is over. If it was sealed and its guest only read, the workspace is kept for
+        the next run; otherwise it goes, in the background if no other run is going (runs side
+        by side share the cores: background work would only get in their way)."""
+        with self._lock:
+            self._active -= 1
+            alone = self._active == 0
+            taken = self._taken.pop(workspace)
+        if taken.seal is not None and self._keep(workspace, taken):
+            return
+        if alone:
+            self._submit(lambda: shutil.rmtree(workspace, ignore_errors=True))
+        else:
+            shutil.rmtree(workspace, ignore_errors=True)
+
+    def _keep(self, workspace: Path, taken: _Taken) -> bool:
+        try:
+            for extra in os.listdir(workspace):  # what the run kept beside its rootfs (stdin)
+                if extra != "rootfs":
+                    os.unlink(workspace / extra)
+            if not _only_read(workspace / "rootfs", taken.seal, taken.base):
+                return False
+            self.spares.mkdir(parents=True, exist_ok=True)
+            held = self.spares / workspace.name
+            os.rename(workspace, held)
+            with self._lock:
+                self._untouched.append((taken.key, held))
+                evicted = self._untouched.pop(0)[1] if len(self._untouched) > UNTOUCHED_KEPT else None
+            if evicted is not None:
+                shutil.rmtree(evicted, ignore_errors=True)
+            return True
+        except OSError:
+            return False
+
+    def settle(self) -> None:
+        """Wait until every queued removal and spare copy is done."""
+        self._tasks.join()
+
+    def close(self) -> None:
+        """Settle, then remove the spares. The launcher stays usable."""
+        self.settle()
+        with self._lock:
+            spares = [p for paths in self._ready.values() for p in paths]
+            spares += [held for _, held in self._untouched]
+            self._ready.clear()
+            self._untouched.clear()
+            self._seen.clear()
+        for path in spares:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def _make_spare(self, key: str, base: Path, skip: Sequence[Path]) -> None:
+        path = self.spares / f"{os.getpid()}.{os.urandom(8).hex()}"
+        try:
+            self.spares.mkdir(parents=True, exist_ok=True)
+            copy_tree(base, path, skip=skip)
+        except OSError:
+            shutil.rmtree(path, ignore_errors=True)
+            path = None
+        with self._lock:
+            self._wanted[key] -= 1
+            if path is not None:
+                self._ready.setdefault(key, []).append(path)
+
+    def _submit(self, task: Callable[[], None]) -> None:
+        with self._lock:
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._work, name="boxer-workspaces", daemon=True)
+                self._worker.start()
+        self._tasks.put(task)
+
+    def _work(self) -> None:
+        while True:
+            task = self._tasks.get()
+            try:
+                task()
+            except Exception:  # a removal or copy that fails leaves a directory for the sweep
+                pass
+            finally:
+                self._tasks.task_done()

@@ -1,0 +1,709 @@
+"""The shell that runs Dockerfile RUN lines: `/bin/sh -c script` acting on an image's rootfs.
+
+There is no fork/exec in WASI, so the builder interprets RUN itself. Control flow and
+redirections happen here, word expansion in shellwords.py, builtins (cd, set, read...) in
+shellbuiltins.py; utilities (cp, rm, chown, sed, useradd...) live in textutils.py,
+fileutils.py and userutils.py, called as utilities.py describes; every
+other command (python, pip, a .wasm, apt-get...) is handed to `external`, which the build
+decides how to run or refuse. Every guest path goes through rootfs.resolve, so nothing a
+script does reaches outside `root`. Pipelines are buffered: the left side finishes first.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import posixpath
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+from boxer_py.errors import BoxerError
+from boxer_py.image.rootfs import resolve
+from boxer_py.shell.parse import Heredoc, Program, ShellError, parse, parse_case
+from boxer_py.shell.builtins import (BUILTINS, MAX_NESTING, OPTION_LETTERS, OPTION_NAMES, UNSUPPORTED_BUILTINS, Builtins,
+                            FunctionReturn, LoopControl, ShellExit, is_name)
+from boxer_py.shell.expand import Expander
+from boxer_py.shell.utilities import core as utilities
+from boxer_py.shell.utilities.files import FILE_UTILITIES
+from boxer_py.shell.utilities.text import TEXT_UTILITIES
+from boxer_py.shell.utilities.accounts import USER_UTILITIES
+
+__all__ = ["Invocation", "Completed", "External", "ShellResult", "ShellError", "run_script"]
+
+MAX_LOOP_ITERATIONS = 10_000        # per while/until loop
+MAX_SCRIPT_ITERATIONS = 100_000     # all while/until iterations of one RUN (nested loops)
+
+_SHELLS = {"sh", "bash", "dash", "ash"}
+
+
+@dataclass
+class Invocation:
+    """A command the shell does not implement itself."""
+    argv: list[str]
+    env: dict[str, str]      # the exported environment at that point
+    cwd: str                 # guest absolute path
+    stdin: bytes
+
+
+@dataclass
+class Completed:
+    exit_code: int
+    stdout: bytes = b""
+    stderr: bytes = b""
+
+
+External = Callable[[Invocation], Completed]
+
+
+@dataclass
+class ShellResult:
+    exit_code: int           # like `/bin/sh -c script`: the status of the last command (or exit N)
+    log: bytes               # stdout+stderr not redirected to files, in order (the build log)
+    owners: dict[str, tuple[int, int]]   # guest path -> (uid, gid) recorded by chown
+
+
+def run_script(script: str, *, root: Path, env: dict[str, str], cwd: str, external: External) -> ShellResult:
+    """Run `script` like `/bin/sh -c script` with the rootfs at `root` as `/`."""
+    shared = _Shared(root, external)
+    state = _State(vars=dict(env), exported=set(env), cwd=posixpath.normpath("/" + cwd.lstrip("/")))
+    state.vars["PWD"] = state.cwd
+    state.exported.add("PWD")   # as dash does
+    log = _Log(shared.log)
+    try:
+        shell = _Shell(shared, state, parse(script), stdin=_Input(), fds={1: log, 2: log})
+        status = shell.run_protected()
+    except RecursionError:
+        raise ShellError("the script is nested too deeply") from None
+    finally:
+        for f in shared.persistent:
+            f.close()
+    return ShellResult(status, bytes(shared.log), shared.owners)
+
+
+# -- output sinks --------------------------------------------------------------------------
+class _Log:
+    def __init__(self, log: bytearray):
+        self.log = log
+
+    def write(self, data: bytes) -> None:
+        self.log += data
+
+
+class _Buffer:
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+
+class _Input:
+    """A command's stdin. Only `read` consumes it, line by line (`while read x; do ...; done < f`);
+    other commands see what is left without consuming it."""
+
+    def __init__(self, data: bytes = b""):
+        self.data, self.pos = data, 0
+
+    def rest(self) -> bytes:
+        return self.data[self.pos:]
+
+    def readline(self) -> bytes | None:
+        if self.pos >= len(self.data):
+            return None
+        end = self.data.find(b"\n", self.pos)
+        end = len(self.data) if end < 0 else end + 1
+        line, self.pos = self.data[self.pos:end], end
+        return line
+
+
+class _Null:
+    def write(self, data: bytes) -> None:
+        pass
+
+
+class _File:
+    """An open file in the rootfs. Held open, so later renames or symlinks cannot redirect it."""
+
+    def __init__(self, host: Path, append: bool):
+        created = not host.exists()
+        self.handle = open(host, "ab" if append else "wb")
+        if created:
+            os.fchmod(self.handle.fileno(), utilities.FILE_MODE)
+
+    def write(self, data: bytes) -> None:
+        self.handle.write(data)
+        self.handle.flush()
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+Sink = _Log | _Buffer | _Null | _File
+
+
+# -- state -----------------------------------------------------------------------------------
+@dataclass
+class _Shared:
+    root: Path
+    external: External
+    log: bytearray = field(default_factory=bytearray)
+    owners: dict[str, tuple[int, int]] = field(default_factory=dict)
+    persistent: list[_File] = field(default_factory=list)
+    depth: int = 0
+    iterations: int = 0
+
+
+@dataclass
+class _State:
+    vars: dict[str, str]
+    exported: set[str]
+    cwd: str
+    options: set[str] = field(default_factory=set)
+    status: int = 0
+    arg0: str = "sh"
+    positional: list[str] = field(default_factory=list)
+    functions: dict[str, tuple[Program, object]] = field(default_factory=dict)   # name -> (program, body)
+    frames: list[dict[str, str | None]] = field(default_factory=list)   # `local` saves, per function call
+
+    def copy(self) -> "_State":
+        return _State(dict(self.vars), set(self.exported), self.cwd, set(self.options), self.status,
+                      self.arg0, list(self.positional), dict(self.functions), [])
+
+
+class _Shell(Builtins):
+    """One shell (or subshell) running one parsed program; state may be shared (eval, source)."""
+
+    def __init__(self, shared: _Shared, state: _State, program: Program, stdin: "_Input", fds: dict[int, Sink]):
+        self.shared, self.state, self.program = shared, state, program
+        self.stdin, self.fds = stdin, fds
+        self.tested = False   # inside an if/while condition, a non-last && / || item, or after `!`
+
+    # -- running ---------------------------------------------------------------------------
+    def run_protected(self) -> int:
+        if self.shared.depth >= MAX_NESTING:
+            raise ShellError(f"commands nested more than {MAX_NESTING} deep (eval, source or $(...))")
+        self.shared.depth += 1
+        try:
+            for tree in self.program.trees:
+                self._list([tree])
+            return self.state.status
+        except ShellExit as e:
+            self.state.status = e.code
+            return e.code
+        except (LoopControl, FunctionReturn) as e:
+            return e.code if isinstance(e, FunctionReturn) else self.state.status
+        finally:
+            self.shared.depth -= 1
+
+    def _child(self, program: Program, state: _State | None = None, stdin: "_Input | None" = None,
+               fds: dict[int, Sink] | None = None) -> "_Shell":
+        child = _Shell(self.shared, state or self.state.copy(), program,
+                       self.stdin if stdin is None else stdin, dict(self.fds) if fds is None else fds)
+        child.tested = self.tested
+        return child
+
+    @contextlib.contextmanager
+    def _testing(self, on: bool) -> Iterator[None]:
+        saved, self.tested = self.tested, self.tested or on
+        try:
+            yield
+        finally:
+            self.tested = saved
+
+    def _list(self, parts: list) -> int:
+        chains: list[list[tuple[str, object]]] = [[]]
+        op = ""
+        for p in parts:
+            if p.kind == "operator":
+                if p.op == "&":
+                    raise ShellError("background commands (&) are not supported in RUN")
+                if p.op in ("&&", "||"):
+                    op = p.op
+                else:
+                    chains.append([])
+                    op = ""
+            else:
+                chains[-1].append((op, p))
+        for chain in chains:
+            for k, (op, node) in enumerate(chain):
+                status = self.state.status
+                if (op == "&&" and status != 0) or (op == "||" and status == 0):
+                    continue
+                last = k == len(chain) - 1
+                with self._testing(not last):
+                    status = self._exec(node)
+                self.state.status = status
+                negated = node.kind == "pipeline" and node.parts[0].kind == "reservedword"
+                if last and status and "errexit" in self.state.options and not self.tested and not negated:
+                    raise ShellExit(status)
+        return self.state.status
+
+    def _exec(self, node) -> int:
+        kind = node.kind
+        if kind == "list":
+            return self._list(node.parts)
+        if kind == "pipeline":
+            return self._pipeline(node)
+        if kind == "command":
+            return self._simple(node)
+        if kind == "compound":
+            return self._compound(node)
+        if kind == "if":
+            return self._if(node)
+        if kind == "for":
+            return self._for(node)
+        if kind in ("while", "until"):
+            return self._while(node)
+        if kind == "function":
+            name = next(p for p in node.parts if p.kind == "word")
+            body = [p for p in node.parts if p.kind == "compound"][-1]
+            self.state.functions[self._source(name)] = (self.program, body)
+            return 0
+        raise ShellError(f"unsupported shell construct ({kind})")
+
+    def _body(self, node) -> int:
+        return self._list(node.parts) if node.kind == "list" else self._list([node])
+
+    def _pipeline(self, node) -> int:
+        parts = list(node.parts)
+        negate = parts[0].kind == "reservedword" and parts[0].word == "!"
+        if negate:
+            parts = parts[1:]
+        commands = [p for p in parts if p.kind != "pipe"]
+        pipes = [p.pipe for p in parts if p.kind == "pipe"]
+        with self._testing(negate):
+            if len(commands) == 1:
+                status = self._exec(commands[0])
+            else:
+                data, statuses = self.stdin, []
+                for k, command in enumerate(commands):
+                    buffer = _Buffer()
+                    fds = dict(self.fds)
+                    if k < len(pipes):
+                        fds[1] = buffer
+                        if pipes[k] == "|&":
+                            fds[2] = buffer
+                    sub = self._child(dataclasses.replace(self.program, trees=[command]),
+                                      stdin=data, fds=fds)
+                    statuses.append(sub.run_protected())
+                    data = _Input(bytes(buffer.data))
+                status = statuses[-1]
+                if "pipefail" in self.state.options:
+                    status = next((s for s in reversed(statuses) if s), 0)
+        return int(status == 0) if negate else status
+
+    def _compound(self, node) -> int:
+        redirects = getattr(node, "redirects", None) or []
+        with self._redirected(redirects) as ok:
+            if not ok:
+                return 2
+            first = node.list[0]
+            inner = [n for n in node.list if n.kind != "reservedword"]
+            if first.kind == "reservedword" and first.word == "(":
+                sub = self._child(dataclasses.replace(self.program, trees=inner))
+                return sub.run_protected()
+            status = self.state.status
+            for n in inner:
+                status = self._body(n)
+            return status
+
+    def _if(self, node) -> int:
+        parts, clauses, otherwise = node.parts, [], None
+        k = 0
+        while k < len(parts):
+            p = parts[k]
+            if p.kind == "reservedword" and p.word in ("if", "elif"):
+                clauses.append((parts[k + 1], parts[k + 3]))
+                k += 4
+            elif p.kind == "reservedword" and p.word == "else":
+                otherwise = parts[k + 1]
+                k += 2
+            else:
+                k += 1
+        for condition, body in clauses:
+            with self._testing(True):
+                status = self._body(condition)
+            if status == 0:
+                return self._body(body)
+        return self._body(otherwise) if otherwise is not None else 0
+
+    def _for(self, node) -> int:
+        parts = node.parts
+        name = self.program.text[parts[1].pos[0]:parts[1].pos[1]]
+        words, k = [], 2
+        if k < len(parts) and parts[k].kind == "reservedword" and parts[k].word == "in":
+            k += 1
+            while parts[k].kind == "word":
+                words.append(parts[k])
+                k += 1
+        body = next(p for p in parts if p.kind not in ("reservedword", "word"))
+        items = [f for w in words for f in self._expander().fields(self._source(w))]
+        status = 0
+        for item in items:
+            self._assign(name, item)
+            status, stop = self._iteration(body, status)
+            if stop:
+                break
+        return status
+
+    def _iteration(self, body, status: int) -> tuple[int, bool]:
+        """One pass of a loop body: (the loop's status after it, whether `break` ends the loop).
+        `continue` keeps the previous status; `break N`/`continue N` go on up one level less."""
+        try:
+            return self._body(body), False
+        except LoopControl as c:
+            if c.levels > 1:
+                raise LoopControl(c.levels - 1, c.is_break) from None
+            return status, c.is_break
+
+    def _while(self, node) -> int:
+        parts = node.parts
+        condition, body = parts[1], parts[3]
+        until = node.kind == "until"
+        status = 0
+        for _ in range(MAX_LOOP_ITERATIONS):
+            self.shared.iterations += 1
+            if self.shared.iterations > MAX_SCRIPT_ITERATIONS:
+                raise ShellError(f"loops ran more than {MAX_SCRIPT_ITERATIONS} iterations in one RUN")
+            with self._testing(True):
+                ok = self._body(condition) == 0
+            if ok == until:
+                return status
+            status, stop = self._iteration(body, status)
+            if stop:
+                return status
+        raise ShellError(f"{node.kind} loop still running after {MAX_LOOP_ITERATIONS} iterations")
+
+    # -- simple commands -------------------------------------------------------------------
+    def _source(self, node) -> str:
+        return self.program.text[node.pos[0]:node.pos[1]]
+
+    def _expander(self) -> Expander:
+        return Expander(self, self.shared.root, self.state.cwd, "noglob" in self.state.options)
+
+    def _simple(self, node) -> int:
+        assignments = [p for p in node.parts if p.kind == "assignment"]
+        words = [p for p in node.parts if p.kind == "word"]
+        redirects = [p for p in node.parts if p.kind == "redirect"]
+        if words and words[0].pos[0] in self.program.cases:
+            with self._redirected(redirects) as ok:
+                return self._case(self._source(words[0])) if ok else 2
+        self.subst_status: int | None = None
+        expander = self._expander()
+        argv: list[str] = []
+        for w in words + assignments:
+            if any(p.kind == "processsubstitution" for p in getattr(w, "parts", [])):
+                raise ShellError("process substitution <(...) is not supported in RUN")
+        for w in words:
+            text = self._source(w)
+            if argv and argv[0] in ("export", "local") and _is_assignment(text):
+                argv.append(expander.string(text))
+            else:
+                argv.extend(expander.fields(text))
+        values = []
+        for a in assignments:
+            name, _, value = self._source(a).partition("=")
+            values.append((name, expander.string(value)))
+        if argv == ["exec"]:
+            return self._exec_redirections(redirects)
+        with self._redirected(redirects) as ok:
+            if not ok:
+                return 2
+            if not argv:
+                for name, value in values:
+                    self._assign(name, value)
+                self._trace([f"{n}={v}" for n, v in values])
+                return self.subst_status or 0
+            self._trace([f"{n}={v}" for n, v in values] + argv)
+            return self.dispatch(argv, dict(values))
+
+    def _case(self, text: str) -> int:
+        word, items = parse_case(text)
+        expander = self._expander()
+        value = expander.string(word)
+        for item in items:
+            if any(expander.matches(p, value) for p in item.patterns):
+                return self._child(parse(item.body), state=self.state, fds=self.fds).run_nested()
+        return 0
+
+    def _trace(self, words: list[str]) -> None:
+        if "xtrace" in self.state.options and words:
+            self.fds[2].write(utilities.encode("+ " + " ".join(shlex.quote(w) for w in words) + "\n"))
+
+    def dispatch(self, argv: list[str], assigned: dict[str, str]) -> int:
+        """Run one command: a builtin, a utility, a shell script, or `external`."""
+        name = argv[0]
+        if posixpath.dirname(name) in _STANDARD_BIN and posixpath.basename(name) in ("env", "true", "false"):
+            name = posixpath.basename(name)   # /usr/bin/env python3 app.py
+        builtin = BUILTINS.get(name)
+        if builtin:
+            return builtin(self, argv[1:], assigned)
+        if name in self.state.functions:
+            return self._call_function(name, argv[1:])
+        if name in UNSUPPORTED_BUILTINS:
+            raise ShellError(f"the shell builtin '{name}' is not supported in RUN")
+        env = {k: v for k, v in self.state.vars.items() if k in self.state.exported} | assigned
+        utility = _utility(name)
+        if utility:
+            call = utilities.Call(name=posixpath.basename(name), args=argv[1:], root=self.shared.root,
+                                  cwd=self.state.cwd, env=env, stdin=self.stdin.rest(), out=self.fds[1].write,
+                                  err=self.fds[2].write, owners=self.shared.owners,
+                                  run=lambda args: self.dispatch(args, {}))
+            return utilities.run(utility, call)
+        if posixpath.basename(name) in _SHELLS:
+            return self._sh(argv, env)
+        script = self._shell_script(name)
+        if script is not None:
+            if not script[1]:
+                self._err(f"sh: {name}: Permission denied")
+                return 126
+            return self._sh([name, script[0]] + argv[1:], env)
+        done = self.shared.external(Invocation(list(argv), env, self.state.cwd, self.stdin.rest()))
+        self.fds[1].write(done.stdout)
+        self.fds[2].write(done.stderr)
+        return done.exit_code
+
+    def _call_function(self, name: str, args: list[str]) -> int:
+        """A shell function: same state, its own $1..., `local` values restored on return."""
+        program, body = self.state.functions[name]
+        saved_args = self.state.positional
+        self.state.positional = list(args)
+        self.state.frames.append({})
+        self.shared.depth += 1
+        try:
+            if self.shared.depth > MAX_NESTING:
+                raise ShellError(f"commands nested more than {MAX_NESTING} deep (function {name})")
+            return self._child(program, state=self.state, fds=self.fds)._exec(body)
+        except FunctionReturn as r:
+            return r.code
+        finally:
+            self.shared.depth -= 1
+            self.state.positional = saved_args
+            for var, value in self.state.frames.pop().items():
+                if value is None:
+                    self.state.vars.pop(var, None)
+                else:
+                    self.state.vars[var] = value
+
+    def _sh(self, argv: list[str], env: dict[str, str]) -> int:
+        """`sh -c script`, `bash -ex script.sh`, a `#!/bin/sh` script: a new shell, same rootfs."""
+        args, options, command = argv[1:], set(), False
+        while args and args[0][:1] in "-+" and args[0] not in ("-", "--", "+"):
+            flag = args.pop(0)
+            for letter in flag[1:]:
+                if letter == "c":
+                    command = True
+                elif letter == "o" and args:
+                    options.add(args.pop(0))
+                elif letter in OPTION_LETTERS:
+                    options.add(OPTION_LETTERS[letter])
+                elif letter not in "ls":
+                    raise ShellError(f"{argv[0]}: unsupported option '{flag[0]}{letter}'")
+        if args and args[0] == "--":
+            args.pop(0)
+        arg0, positional = argv[0], args[1:]
+        if command:
+            if not args:
+                self._err(f"{argv[0]}: -c: option requires an argument")
+                return 2
+            text = args[0]
+            arg0, positional = (args[1], args[2:]) if len(args) > 1 else (argv[0], [])
+        elif args:
+            arg0 = args[0]
+            try:
+                text = utilities.decode(resolve(self.shared.root, posixpath.join(self.state.cwd, args[0])).read_bytes())
+            except (OSError, BoxerError):
+                self._err(f"{argv[0]}: 0: cannot open {args[0]}: No such file")
+                return 127
+        else:
+            text = utilities.decode(self.stdin.rest())
+        state = _State(vars=dict(env), exported=set(env), cwd=self.state.cwd, options=options & OPTION_NAMES,
+                       arg0=arg0, positional=list(positional))
+        return self._child(parse(text), state=state, stdin=_Input() if not args else None).run_protected()
+
+    def _shell_script(self, name: str) -> tuple[str, bool] | None:
+        """(guest path, executable) when `name` is a script for sh or bash (run here, not external)."""
+        guest = (posixpath.join(self.state.cwd, name) if "/" in name else
+                 utilities.lookup_path(self.shared.root, self.state.cwd,
+                                       self.state.vars.get("PATH", utilities.DEFAULT_PATH), name))
+        if guest is None:
+            return None
+        try:
+            host = resolve(self.shared.root, guest)
+            if not host.is_file():
+                return None
+            with open(host, "rb") as f:
+                first = f.readline(256)
+        except (OSError, BoxerError):
+            return None
+        words = utilities.decode(first[2:]).split() if first.startswith(b"#!") else []
+        if words[:1] and posixpath.basename(words[0]) == "env":
+            words = words[1:]
+        if not words or posixpath.basename(words[0]) not in _SHELLS:
+            return None
+        return guest, bool(host.stat().st_mode & 0o111)
+
+    # -- redirections ----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _redirected(self, redirects: list) -> Iterator[bool]:
+        if not redirects:
+            yield True
+            return
+        saved = (self.fds, self.stdin)
+        opened: list[_File] = []
+        try:
+            self.fds, self.stdin = dict(self.fds), self.stdin
+            try:
+                for r in redirects:
+                    self._redirect(r, opened)
+            except _RedirectError as e:
+                saved[0][2].write(utilities.encode(f"sh: {e}\n"))
+                yield False
+                return
+            yield True
+        finally:
+            for f in opened:
+                f.close()
+            self.fds, self.stdin = saved
+
+    def _exec_redirections(self, redirects: list) -> int:
+        """`exec 2>&1` and friends: redirections that last for the rest of the script."""
+        opened: list[_File] = []
+        self.fds = dict(self.fds)
+        try:
+            for r in redirects:
+                self._redirect(r, opened)
+        except _RedirectError as e:
+            self.fds[2].write(utilities.encode(f"sh: {e}\n"))
+            return 2
+        finally:
+            self.shared.persistent.extend(opened)
+        return 0
+
+    def _redirect(self, r, opened: list[_File]) -> None:
+        kind = r.type
+        fd = r.input if isinstance(r.input, int) else None
+        if kind in (">&", "<&") and not hasattr(r.output, "kind"):
+            target = r.output
+            fd = fd if fd is not None else (1 if kind == ">&" else 0)
+            if fd == 0:
+                return
+            if target == "-":
+                self.fds[fd] = _Null()
+            elif target in self.fds:
+                self.fds[fd] = self.fds[target]
+            else:
+                raise _RedirectError(f"{target}: Bad file descriptor")
+            return
+        heredoc: Heredoc | None = self.program.heredocs.get(r.output.pos[0]) if kind == "<" else None
+        if heredoc is not None:
+            body = self._expander().heredoc(heredoc.body) if heredoc.expand else heredoc.body
+            self.stdin = _Input(utilities.encode(body))
+            return
+        path = self._expander().string(self._source(r.output))
+        if kind == "<<<":
+            self.stdin = _Input(utilities.encode(path + "\n"))
+            return
+        if kind == "<":
+            if fd not in (None, 0):
+                return
+            self.stdin = _Input(self._read_input(path))
+            return
+        if kind in (">", ">|", ">>", "&>", "&>>", ">&"):
+            sink = self._open_output(path, append=kind.endswith(">>"), opened=opened)
+            if kind in ("&>", "&>>", ">&") and fd is None:
+                self.fds[1] = self.fds[2] = sink
+            else:
+                self.fds[fd if fd is not None else 1] = sink
+            return
+        raise ShellError(f"the redirection {kind} is not supported")
+
+    def _read_input(self, path: str) -> bytes:
+        if path == "/dev/null":
+            return b""
+        try:
+            host = resolve(self.shared.root, posixpath.join(self.state.cwd, path))
+            return host.read_bytes()
+        except (OSError, BoxerError):
+            raise _RedirectError(f"cannot open {path}: No such file") from None
+
+    def _open_output(self, path: str, append: bool, opened: list[_File]) -> Sink:
+        special = {"/dev/null": _Null(), "/dev/stdout": self.fds[1], "/dev/stderr": self.fds[2]}
+        if path in special:
+            return special[path]
+        try:
+            host = resolve(self.shared.root, posixpath.join(self.state.cwd, path))
+        except BoxerError:
+            raise _RedirectError(f"cannot create {path}: Too many levels of symbolic links") from None
+        if host.is_dir():
+            raise _RedirectError(f"cannot create {path}: Is a directory")
+        if not host.parent.is_dir():
+            raise _RedirectError(f"cannot create {path}: Directory nonexistent")
+        try:
+            sink = _File(host, append)
+        except OSError as e:
+            raise _RedirectError(f"cannot create {path}: {e.strerror}") from None
+        opened.append(sink)
+        return sink
+
+    # -- variables (the expansion Scope) ---------------------------------------------------
+    def get(self, name: str) -> str | None:
+        positional = self.state.positional
+        specials = {"?": str(self.state.status), "$": "1", "#": str(len(positional)), "!": "",
+                    "@": " ".join(positional), "*": " ".join(positional), "0": self.state.arg0,
+                    "-": "".join(k for k, v in OPTION_LETTERS.items() if v in self.state.options)}
+        if name in specials:
+            return specials[name]
+        if name.isdigit():
+            return positional[int(name) - 1] if int(name) <= len(positional) else None
+        return self.state.vars.get(name)
+
+    def arguments(self) -> list[str]:
+        return list(self.state.positional)
+
+    def assign(self, name: str, value: str) -> None:
+        self._assign(name, value)
+
+    def _assign(self, name: str, value: str) -> None:
+        self.state.vars[name] = value
+
+    def substitute(self, script: str) -> str:
+        buffer = _Buffer()
+        sub = self._child(parse(script), stdin=_Input(), fds={1: buffer, 2: self.fds[2]})
+        sub.tested = False
+        self.subst_status = sub.run_protected()
+        return utilities.decode(bytes(buffer.data)).rstrip("\n")
+
+    def unset_error(self, name: str) -> None:
+        if "nounset" in self.state.options:
+            self.fds[2].write(utilities.encode(f"sh: {name}: parameter not set\n"))
+            raise ShellExit(2)
+
+    def _which(self, name: str) -> str | None:
+        path = self.state.vars.get("PATH", utilities.DEFAULT_PATH)
+        found = utilities.lookup_path(self.shared.root, self.state.cwd, path, name)
+        if found is None and (name in BUILTINS or name in self.state.functions or _utility(name)):
+            return name
+        return found
+
+_UTILITIES: dict[str, utilities.Utility] = {**TEXT_UTILITIES, **FILE_UTILITIES, **USER_UTILITIES}
+_STANDARD_BIN = {"/bin", "/usr/bin", "/usr/local/bin", "/sbin", "/usr/sbin", "/usr/local/sbin"}
+
+
+def _utility(name: str) -> utilities.Utility | None:
+    """The utility for a command name; `/bin/cp` counts as `cp`."""
+    if "/" in name:
+        directory, base = posixpath.split(name)
+        return _UTILITIES.get(base) if directory in _STANDARD_BIN else None
+    return _UTILITIES.get(name)
+
+
+class _RedirectError(Exception):
+    pass
+
+
+def _is_assignment(text: str) -> bool:
+    name, eq, _ = text.partition("=")
+    return bool(eq) and is_name(name)
