@@ -16,11 +16,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from localregistry import REGISTRY_BINARY, LocalRegistry  # noqa: E402
-
 import boxer_py  # noqa: E402
 from boxer_py.registry.distribution import Options  # noqa: E402
 from boxer_py.registry.transfer import pull, push  # noqa: E402
+from localregistry import REGISTRY_BINARY, LocalRegistry  # noqa: E402
 
 Row = tuple[str, float, str]
 

@@ -90,8 +90,8 @@ def rows(repeats: int = 3) -> list[tuple[str, float]]:
     from playwright.sync_api import sync_playwright
 
     import boxer_py
-    from boxer_py.browser import site
     from boxer_py.api.session import default_cache_dir
+    from boxer_py.browser import site
 
     out: list[tuple[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="boxer-web-bench-") as tmp:

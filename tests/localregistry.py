@@ -48,7 +48,7 @@ class LocalRegistry:
     def host(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self) -> "LocalRegistry":
+    def start(self) -> LocalRegistry:
         self.root.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         config = [

@@ -14,9 +14,8 @@ import pytest
 import wasmtime
 
 from boxer_py.image import imagefile
-
-from boxer_py.registry import oci
 from boxer_py.image.imagefile import Descriptor, sha256
+from boxer_py.registry import oci
 from boxer_py.registry.layout import write_layout
 
 SKOPEO = shutil.which("skopeo") or "/usr/bin/skopeo"

@@ -7,10 +7,10 @@ import stat
 
 import pytest
 
-from boxer_py.registry import credentials
 from boxer_py.errors import BoxerError
-from boxer_py.registry.reference import Reference
+from boxer_py.registry import credentials
 from boxer_py.registry.distribution import Options, Registry
+from boxer_py.registry.reference import Reference
 
 DIGEST = "sha256:" + "ab" * 32
 

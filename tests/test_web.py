@@ -22,8 +22,8 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 import boxer_py
-from boxer_py.image import imagefile
 from boxer_py.browser import site
+from boxer_py.image import imagefile
 from boxer_py.image.config import ImageSpec
 
 REPO = Path(__file__).resolve().parent.parent

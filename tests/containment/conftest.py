@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from hostile_world import DATA, SECRET, SECRET_ENV
 
 import boxer_py
-from hostile_world import DATA, SECRET, SECRET_ENV
 
 DOCKERFILE = """\
 FROM python:3.12

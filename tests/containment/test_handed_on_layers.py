@@ -10,11 +10,10 @@ import threading
 from pathlib import Path
 
 import pytest
+from hostile_world import DATA
 
 import boxer_py
 from boxer_py.runtime.launcher import Launcher, Limits, RunSpec
-
-from hostile_world import DATA
 
 # Every entry of the writable layer as the guest sees it: type, size, link count,
 # modification time (but of what each run makes), content or link target. Not inodes nor

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
 from hostile_world import SECRET, SECRET_ENV, cli_with_rusage, open_fds
 
 MiB = 1 << 20

@@ -8,11 +8,10 @@ import shutil
 import threading
 
 import pytest
+from hostile_world import DATA
 
 import boxer_py
 from boxer_py import ImageError
-
-from hostile_world import DATA
 
 VANDAL = """
 import os, shutil

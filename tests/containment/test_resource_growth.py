@@ -10,10 +10,9 @@ import threading
 import time
 
 import wasmtime
+from hostile_world import open_fds
 
 import boxer_py
-
-from hostile_world import open_fds
 
 # Writes "ok\n" to stdout, touches 64 pages of memory, exits 3.
 TINY = """

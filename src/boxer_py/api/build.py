@@ -4,7 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from boxer_py.builder.pipeline import BuildResult, build as build_pipeline
+from boxer_py.builder.pipeline import BuildResult
+from boxer_py.builder.pipeline import build as build_pipeline
 from boxer_py.builder.runstep import Ran
 from boxer_py.image.store import default_cache_dir
 

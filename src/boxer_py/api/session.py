@@ -12,15 +12,15 @@ GIL); `Session(image, workers=N)` hands runs to N worker processes instead (see 
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Mapping, Sequence
 
+from boxer_py.api.workers import Workers
 from boxer_py.image.imagefile import Image
 from boxer_py.image.store import Store, default_cache_dir
 from boxer_py.runtime.launcher import Launcher
 from boxer_py.runtime.spec import Limits, Mount, RunResult, RunSpec, parse_size
-from boxer_py.api.workers import Workers
 
 
 class Session:
@@ -73,7 +73,7 @@ class Session:
             self.workers.close()
         self.launcher.close()
 
-    def __enter__(self) -> "Session":
+    def __enter__(self) -> Session:
         return self
 
     def __exit__(self, *exc) -> None:

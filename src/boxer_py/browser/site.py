@@ -18,8 +18,8 @@ from pathlib import Path
 
 import jinja2
 
-from boxer_py.image import imagefile
 from boxer_py.errors import BoxerError
+from boxer_py.image import imagefile
 
 IMAGE_NAME = "image.wasm"
 ASSETS = ("boxer.js", "worker.js", "style.css", "xterm.css")

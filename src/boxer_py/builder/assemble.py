@@ -12,20 +12,19 @@ import shutil
 import tarfile
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
-from boxer_py.dockerfile.bases import Base
-from boxer_py.image.config import ImageSpec
 from boxer_py.builder.context import Context
-from boxer_py.errors import BoxerError, BuildError, DockerfileError
-from boxer_py.image import imagefile
-from boxer_py.image import users
-from boxer_py.image.imagefile import sha256, write
-from boxer_py.dockerfile.plan import BuildPlan, CopyStep, ImageBase, MkdirStep, RunStep, Stage
-from boxer_py.image.rootfs import apply_layer, copy_tree, diff, extract_tar, layer_tar, resolve, snapshot, within
 from boxer_py.builder.runstep import Commands, execute
+from boxer_py.dockerfile.bases import Base
+from boxer_py.dockerfile.plan import BuildPlan, CopyStep, ImageBase, MkdirStep, RunStep, Stage
+from boxer_py.errors import BoxerError, BuildError, DockerfileError
+from boxer_py.image import imagefile, users
+from boxer_py.image.config import ImageSpec
+from boxer_py.image.imagefile import sha256, write
+from boxer_py.image.rootfs import apply_layer, copy_tree, diff, extract_tar, layer_tar, resolve, snapshot, within
 
 Progress = Callable[[str], None]
 

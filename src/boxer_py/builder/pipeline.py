@@ -2,21 +2,19 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-from boxer_py.errors import BuildError
-
-from boxer_py.image import imagefile
 from boxer_py.builder.assemble import Progress, StepCache, assemble
-from boxer_py.dockerfile.bases import load_catalog
 from boxer_py.builder.context import Context
+from boxer_py.builder.runstep import Commands, Ran
+from boxer_py.dockerfile.bases import load_catalog
 from boxer_py.dockerfile.parser import parse_file
 from boxer_py.dockerfile.plan import ImageBase, make_plan
-from boxer_py.builder.runstep import Commands, Ran
+from boxer_py.errors import BuildError
+from boxer_py.image import imagefile
 from boxer_py.image.store import Store, default_cache_dir
-
 
 # Launcher.run_in's shape: (root, argv, env, workdir, stdin, labels=...) -> the run's result.
 RunIn = Callable[..., Ran]

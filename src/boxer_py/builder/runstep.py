@@ -11,16 +11,16 @@ from __future__ import annotations
 import posixpath
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
-from boxer_py.errors import BoxerError, BuildError, RunError
 from boxer_py.builder.pip import PipRefused, pip
 from boxer_py.dockerfile.plan import RunStep
+from boxer_py.errors import BoxerError, BuildError, RunError
 from boxer_py.image.rootfs import resolve
 from boxer_py.shell.interpreter import Completed, Invocation, ShellResult, run_script
-
 
 
 class Ran(Protocol):

@@ -13,9 +13,9 @@ from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 
+from boxer_py.api.session import Session
 from boxer_py.errors import RunError
 from boxer_py.runtime.spec import Limits, Mount, RunResult
-from boxer_py.api.session import Session
 
 INSTRUCTIONS = """\
 Runs code in a WebAssembly sandbox built from a Dockerfile: no network, no host files except

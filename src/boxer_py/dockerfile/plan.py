@@ -7,14 +7,14 @@ is an edge, which makes `--target` and skipping unused stages fall out for free.
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Callable
 
 from boxer_py.dockerfile import instructions as ins
 from boxer_py.dockerfile.bases import Base, lookup, supported
-from boxer_py.image.config import ImageConfig
-from boxer_py.errors import DockerfileError
 from boxer_py.dockerfile.parser import Dockerfile
+from boxer_py.errors import DockerfileError
+from boxer_py.image.config import ImageConfig
 from boxer_py.image.variables import expand
 
 

@@ -20,7 +20,7 @@ class ImageConfig:
     def env_dict(self) -> dict[str, str]:
         return dict(e.split("=", 1) for e in self.env)
 
-    def with_env(self, key: str, value: str) -> "ImageConfig":
+    def with_env(self, key: str, value: str) -> ImageConfig:
         """Set one variable, keeping its position if it was already set (as Docker does)."""
         items = self.env_dict()
         items[key] = value
@@ -45,7 +45,7 @@ class ImageConfig:
         return out
 
     @classmethod
-    def from_oci(cls, data: dict) -> "ImageConfig":
+    def from_oci(cls, data: dict) -> ImageConfig:
         return cls(
             entrypoint=tuple(data.get("Entrypoint") or ()),
             cmd=tuple(data.get("Cmd") or ()),
@@ -78,7 +78,7 @@ class ImageSpec:
         return json.dumps(doc, indent=2, sort_keys=True).encode()
 
     @classmethod
-    def from_json(cls, raw: bytes) -> "ImageSpec":
+    def from_json(cls, raw: bytes) -> ImageSpec:
         doc = json.loads(raw)
         return cls(
             ImageConfig.from_oci(doc.get("config") or {}),

@@ -20,8 +20,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from boxer_py.image.config import ImageConfig, ImageSpec
 from boxer_py.errors import ImageError
+from boxer_py.image.config import ImageConfig, ImageSpec
 from boxer_py.image.wasmbin import read_uleb, uleb
 
 WASM_HEADER = b"\0asm\x01\0\0\0"
@@ -75,7 +75,7 @@ class Image:
     def layer(self, descriptor: Descriptor) -> bytes:
         return self.blob(descriptor.digest)
 
-    def verify(self) -> "Image":
+    def verify(self) -> Image:
         """Check every blob the manifest names (and refuse blobs it does not name)."""
         for digest in self._sections:
             self.blob(digest)

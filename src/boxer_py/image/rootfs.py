@@ -12,8 +12,9 @@ import posixpath
 import shutil
 import stat
 import tarfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from boxer_py.errors import BuildError
 
@@ -210,7 +211,7 @@ def apply_layer(root: Path, layer: bytes, what: str = "layer") -> dict[str, tupl
     return owners
 
 
-def unpack(image: "Image", root: Path) -> None:
+def unpack(image: Image, root: Path) -> None:
     """Apply an image's layers, in order, to an empty directory."""
     for layer in image.layers:
         apply_layer(root, image.layer(layer), f"layer {layer.digest[:19]}")

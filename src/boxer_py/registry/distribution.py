@@ -16,16 +16,16 @@ import base64
 import re
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from boxer_py.registry import oci
-from boxer_py.registry.credentials import Credential
 from boxer_py.errors import BoxerError
 from boxer_py.image.imagefile import Descriptor, sha256
+from boxer_py.registry import oci
+from boxer_py.registry.credentials import Credential
 from boxer_py.registry.reference import Reference
 
 Progress = Callable[[str], None]

@@ -15,7 +15,16 @@ from pathlib import Path
 
 from boxer_py.errors import ImageError
 from boxer_py.image.imagefile import Descriptor
-from boxer_py.registry.oci import INDEX_TYPES, MAX_MANIFEST, Artifact, check_digest, descriptor, parse_manifest, select_platform, verify
+from boxer_py.registry.oci import (
+    INDEX_TYPES,
+    MAX_MANIFEST,
+    Artifact,
+    check_digest,
+    descriptor,
+    parse_manifest,
+    select_platform,
+    verify,
+)
 
 REF_NAME = "org.opencontainers.image.ref.name"
 LAYOUT_FILE = '{"imageLayoutVersion": "1.0.0"}'

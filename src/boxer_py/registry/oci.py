@@ -21,12 +21,12 @@ import posixpath
 import re
 import tarfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
+from boxer_py.errors import ImageError
 from boxer_py.image import imagefile
 from boxer_py.image.config import ImageConfig, ImageSpec
-from boxer_py.errors import ImageError
 from boxer_py.image.imagefile import Descriptor, Image, sha256
 from boxer_py.image.rootfs import guest_parts
 

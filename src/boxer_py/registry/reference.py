@@ -32,7 +32,7 @@ class Reference:
     digest: str = ""
 
     @classmethod
-    def parse(cls, text: str) -> "Reference":
+    def parse(cls, text: str) -> Reference:
         rest, _, digest = text.partition("@")
         if digest and not _DIGEST.fullmatch(digest):
             raise ReferenceError(f"{text}: invalid digest (expected @sha256:<64 hex digits>)")
@@ -71,7 +71,7 @@ class Reference:
         """What the manifest URL names: the digest if there is one, else the tag."""
         return self.digest or self.tag
 
-    def with_digest(self, digest: str) -> "Reference":
+    def with_digest(self, digest: str) -> Reference:
         return Reference(self.registry, self.repository, self.tag, digest)
 
     def __str__(self) -> str:

@@ -11,15 +11,12 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from boxer_py.registry import credentials
-
-from boxer_py.image import imagefile
-
-from boxer_py.registry import oci
 from boxer_py.errors import BoxerError
+from boxer_py.image import imagefile
+from boxer_py.registry import credentials, oci
+from boxer_py.registry.distribution import Options, Registry
 from boxer_py.registry.layout import Layout, write_layout
 from boxer_py.registry.reference import Reference
-from boxer_py.registry.distribution import Options, Registry
 
 
 @dataclass(frozen=True)

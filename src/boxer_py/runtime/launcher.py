@@ -15,28 +15,28 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 import wasmtime
 
 from boxer_py.errors import BoxerError, RunError
 from boxer_py.image import imagefile
 from boxer_py.image.imagefile import Image
-from boxer_py.runtime.modcache import WASMTIME_VERSION, Loaded, ModuleCache, new_engine
-from boxer_py.runtime.preinit import snapshot as preinit
-from boxer_py.runtime import reactor
-from boxer_py.runtime.preinit.snapshot import Snapshot
 from boxer_py.image.rootfs import resolve, unpack, within
-from boxer_py.runtime.wasi.cwd import set_cwd
-from boxer_py.runtime.wasi import clock as wasiclock
-from boxer_py.runtime.runwatch import DiskWatch
-from boxer_py.runtime.workspace import Workspaces
+from boxer_py.runtime import reactor
 from boxer_py.runtime.argv import resolve_argv, shell_words
+from boxer_py.runtime.modcache import WASMTIME_VERSION, Loaded, ModuleCache, new_engine
 from boxer_py.runtime.output import Sink, collect
+from boxer_py.runtime.preinit import snapshot as preinit
+from boxer_py.runtime.preinit.snapshot import Snapshot
+from boxer_py.runtime.runwatch import DiskWatch
 from boxer_py.runtime.spec import TIMEOUT_EXIT_CODE, TRAP_EXIT_CODE, Limits, Mount, RunResult, RunSpec
 from boxer_py.runtime.ticker import Ticker
+from boxer_py.runtime.wasi import clock as wasiclock
+from boxer_py.runtime.wasi.cwd import set_cwd
+from boxer_py.runtime.workspace import Workspaces
 
 WASM_MAGIC = b"\0asm"
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"

@@ -18,8 +18,8 @@ rootfs, so an alias can only show the guest what it could already read.
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import wasmtime
 

@@ -5,9 +5,9 @@ The CLI, the API, the MCP server and the build import these without loading the 
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from boxer_py.errors import RunError
 

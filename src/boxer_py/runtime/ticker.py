@@ -18,7 +18,7 @@ class Ticker:
         self.active = 0
         self.thread: threading.Thread | None = None
 
-    def __enter__(self) -> "Ticker":
+    def __enter__(self) -> Ticker:
         with self.lock:
             self.active += 1
             if self.thread is None:

@@ -24,9 +24,9 @@ import stat
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Hashable, Sequence
 
 from boxer_py.image.rootfs import copy_tree
 

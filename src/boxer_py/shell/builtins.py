@@ -9,7 +9,8 @@ from __future__ import annotations
 import posixpath
 import re
 import shlex
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from boxer_py.errors import BoxerError
 from boxer_py.image.rootfs import resolve
@@ -305,7 +306,7 @@ def is_name(text: str) -> bool:
     return bool(text) and (text[0].isalpha() or text[0] == "_") and all(c.isalnum() or c == "_" for c in text)
 
 
-BUILTINS: dict[str, Callable[["_Shell", list[str], dict], int]] = {
+BUILTINS: dict[str, Callable[[_Shell, list[str], dict], int]] = {
     ":": Builtins.b_true, "true": Builtins.b_true, "false": Builtins.b_false, "cd": Builtins.b_cd,
     "export": Builtins.b_export, "unset": Builtins.b_unset, "set": Builtins.b_set, "exit": Builtins.b_exit,
     "break": Builtins.b_break, "continue": Builtins.b_continue, "eval": Builtins.b_eval,

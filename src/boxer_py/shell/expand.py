@@ -12,8 +12,9 @@ import operator
 import os
 import posixpath
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 from boxer_py.errors import BoxerError
 from boxer_py.image.rootfs import resolve

@@ -15,20 +15,30 @@ import dataclasses
 import os
 import posixpath
 import shlex
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 from boxer_py.errors import BoxerError
 from boxer_py.image.rootfs import resolve
-from boxer_py.shell.parse import Heredoc, Program, ShellError, parse, parse_case
-from boxer_py.shell.builtins import (BUILTINS, MAX_NESTING, OPTION_LETTERS, OPTION_NAMES, UNSUPPORTED_BUILTINS, Builtins,
-                            FunctionReturn, LoopControl, ShellExit, is_name)
+from boxer_py.shell.builtins import (
+    BUILTINS,
+    MAX_NESTING,
+    OPTION_LETTERS,
+    OPTION_NAMES,
+    UNSUPPORTED_BUILTINS,
+    Builtins,
+    FunctionReturn,
+    LoopControl,
+    ShellExit,
+    is_name,
+)
 from boxer_py.shell.expand import Expander
+from boxer_py.shell.parse import Heredoc, Program, ShellError, parse, parse_case
 from boxer_py.shell.utilities import core as utilities
+from boxer_py.shell.utilities.accounts import USER_UTILITIES
 from boxer_py.shell.utilities.files import FILE_UTILITIES
 from boxer_py.shell.utilities.text import TEXT_UTILITIES
-from boxer_py.shell.utilities.accounts import USER_UTILITIES
 
 __all__ = ["Invocation", "Completed", "External", "ShellResult", "ShellError", "run_script"]
 
@@ -167,7 +177,7 @@ class _State:
     functions: dict[str, tuple[Program, object]] = field(default_factory=dict)   # name -> (program, body)
     frames: list[dict[str, str | None]] = field(default_factory=list)   # `local` saves, per function call
 
-    def copy(self) -> "_State":
+    def copy(self) -> _State:
         return _State(dict(self.vars), set(self.exported), self.cwd, set(self.options), self.status,
                       self.arg0, list(self.positional), dict(self.functions), [])
 
@@ -175,7 +185,7 @@ class _State:
 class _Shell(Builtins):
     """One shell (or subshell) running one parsed program; state may be shared (eval, source)."""
 
-    def __init__(self, shared: _Shared, state: _State, program: Program, stdin: "_Input", fds: dict[int, Sink]):
+    def __init__(self, shared: _Shared, state: _State, program: Program, stdin: _Input, fds: dict[int, Sink]):
         self.shared, self.state, self.program = shared, state, program
         self.stdin, self.fds = stdin, fds
         self.tested = False   # inside an if/while condition, a non-last && / || item, or after `!`
@@ -197,8 +207,8 @@ class _Shell(Builtins):
         finally:
             self.shared.depth -= 1
 
-    def _child(self, program: Program, state: _State | None = None, stdin: "_Input | None" = None,
-               fds: dict[int, Sink] | None = None) -> "_Shell":
+    def _child(self, program: Program, state: _State | None = None, stdin: _Input | None = None,
+               fds: dict[int, Sink] | None = None) -> _Shell:
         child = _Shell(self.shared, state or self.state.copy(), program,
                        self.stdin if stdin is None else stdin, dict(self.fds) if fds is None else fds)
         child.tested = self.tested

@@ -32,15 +32,29 @@ import json
 import os
 import re
 import struct
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 import wasmtime
 
 from boxer_py.image.imagefile import write
-from boxer_py.image.wasmbin import (CODE, EXPORT, FUNCTION, GLOBAL, IMPORT, TYPE, append, assemble, count, imports, name,
-                      read_uleb, sections, uleb)
+from boxer_py.image.wasmbin import (
+    CODE,
+    EXPORT,
+    FUNCTION,
+    GLOBAL,
+    IMPORT,
+    TYPE,
+    append,
+    assemble,
+    count,
+    imports,
+    name,
+    read_uleb,
+    sections,
+    uleb,
+)
 
 LABEL = "boxer.preinit:"       # boxer.preinit:/usr/local/bin/python3.12 = cpython
 PREIMPORT_LABEL = "boxer.preimport"  # boxer.preimport = "numpy pandas"
@@ -145,7 +159,7 @@ class Snapshot:
         return struct.pack("<I", len(header)) + header + bytes(self.data)
 
     @classmethod
-    def from_bytes(cls, data: bytearray | memoryview) -> "Snapshot":
+    def from_bytes(cls, data: bytearray | memoryview) -> Snapshot:
         """Parse `data`, keeping a view of it (no copy): it must be writable, as ctypes wants."""
         size = struct.unpack_from("<I", data)[0]
         head = json.loads(bytes(data[4:4 + size]))

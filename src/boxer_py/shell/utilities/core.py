@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from boxer_py.errors import BoxerError
 from boxer_py.image.rootfs import resolve

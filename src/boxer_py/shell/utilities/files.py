@@ -12,11 +12,21 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from boxer_py.image import users as accounts
 from boxer_py.errors import BoxerError
+from boxer_py.image import users as accounts
 from boxer_py.image.rootfs import extract_tar, within
 from boxer_py.shell.parse import ShellError
-from boxer_py.shell.utilities.core import Call, Failure, Utility, each_operand, lexists, new_dir, new_file, parse_options, real_dir
+from boxer_py.shell.utilities.core import (
+    Call,
+    Failure,
+    Utility,
+    each_operand,
+    lexists,
+    new_dir,
+    new_file,
+    parse_options,
+    real_dir,
+)
 
 
 def _parse_mode(call: Call, spec: str, current: int, is_dir: bool) -> int:

@@ -8,8 +8,17 @@ import stat
 from dataclasses import dataclass
 
 from boxer_py.shell.parse import ShellError
-from boxer_py.shell.utilities.core import (Call, Failure, Utility, decode, lookup_path, new_file, parse_options, read_inputs,
-                        unescape)
+from boxer_py.shell.utilities.core import (
+    Call,
+    Failure,
+    Utility,
+    decode,
+    lookup_path,
+    new_file,
+    parse_options,
+    read_inputs,
+    unescape,
+)
 
 
 def echo(call: Call) -> int:
