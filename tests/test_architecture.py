@@ -1,0 +1,127 @@
+"""The layering of src/boxer_py, checked: data flows one way, Dockerfile -> plan -> rootfs ->
+image file -> runtime / browser / registry, and a stage never imports a later one.
+
+The allowed directions are written down once, here (docs/architecture.md shows the same
+picture). Every import counts, at the top of a module or inside a function.
+"""
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "src" / "boxer_py"
+
+# Each part of the package -> the parts it may import (besides itself).
+LEAVES = {"errors", "locations"}
+ALLOWED: dict[str, set[str]] = {
+    "errors": set(),
+    "locations": set(),
+    "image": LEAVES,
+    "dockerfile": {"image"} | LEAVES,
+    "shell": {"image"} | LEAVES,
+    "runtime": {"image"} | LEAVES,
+    "registry": {"image"} | LEAVES,
+    "browser": {"image"} | LEAVES,
+    "builder": {"dockerfile", "shell", "image"} | LEAVES,
+    "api": {"builder", "runtime", "registry", "dockerfile", "image"} | LEAVES,
+    "cli": {"api", "builder", "runtime", "registry", "browser", "dockerfile", "shell", "image"} | LEAVES,
+    "__init__": {"api", "builder", "runtime", "registry", "image"} | LEAVES,
+    "__main__": {"cli"},
+}
+
+
+def _part(module: Path) -> str:
+    rel = module.relative_to(PACKAGE)
+    return rel.parts[0].removesuffix(".py")
+
+
+def _imports(source: Path) -> list[tuple[int, str]]:
+    """(line, dotted name) of every boxer_py module `source` imports."""
+    found = []
+    for node in ast.walk(ast.parse(source.read_text(), str(source))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names if a.name.startswith("boxer_py")]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                found.append((node.lineno, "relative"))
+            elif node.module == "boxer_py":
+                found += [(node.lineno, f"boxer_py.{a.name}") for a in node.names]
+            elif node.module and node.module.startswith("boxer_py"):
+                found.append((node.lineno, node.module))
+    return found
+
+
+def _modules() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def test_every_part_of_the_package_is_in_the_layering():
+    parts = {_part(m) for m in _modules()}
+    assert parts <= set(ALLOWED), f"add {sorted(parts - set(ALLOWED))} to ALLOWED"
+
+
+def test_imports_follow_the_layering():
+    wrong = []
+    for module in _modules():
+        part = _part(module)
+        for line, name in _imports(module):
+            if name == "relative":
+                wrong.append(f"{module.relative_to(PACKAGE)}:{line}: relative import (use boxer_py.<part>...)")
+                continue
+            target = name.split(".")[1] if "." in name else "__init__"
+            if target != part and target not in ALLOWED[part]:
+                wrong.append(f"{module.relative_to(PACKAGE)}:{line}: {part} imports {name}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_entry_point_imports_only_the_standard_library_and_locations():
+    """`boxer` starts in cli/client.py, which hands a repeated run to the run server before
+    anything heavy loads: it may import nothing of boxer's but locations (and cli.main, late)."""
+    client = PACKAGE / "cli" / "client.py"
+    tree = ast.parse(client.read_text())
+    top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    names = [a.name for n in top if isinstance(n, ast.Import) for a in n.names]
+    names += [n.module or "" for n in top if isinstance(n, ast.ImportFrom)]
+    ours = [n for n in names if n.startswith("boxer_py")]
+    assert ours == ["boxer_py"] or set(ours) <= {"boxer_py", "boxer_py.locations"}, ours
+    third_party = [n for n in names if n.split(".")[0] in {"click", "wasmtime", "jinja2", "requests", "mcp"}]
+    assert not third_party
+
+
+_LOADED = """
+import sys
+from boxer_py.cli.main import _dispatch
+try:
+    _dispatch(sys.argv[1:], None)
+except SystemExit:
+    pass
+print(sorted(m for m in sys.modules if m.split('.')[0] in {'wasmtime', 'jinja2', 'requests', 'mcp'}))
+"""
+
+
+@pytest.mark.parametrize("args", [["images"], ["inspect", "--help"], ["build", "--help"], ["push", "--help"]])
+def test_commands_that_run_no_guest_do_not_load_wasmtime(args, tmp_path):
+    """Loading Wasmtime costs every command ~60 ms: only commands that run a guest pay it."""
+    r = subprocess.run([sys.executable, "-c", _LOADED, *args], capture_output=True, text=True, timeout=60,
+                       env={"PATH": "/usr/bin:/bin", "XDG_CACHE_HOME": str(tmp_path), "HOME": str(tmp_path)})
+    assert r.returncode == 0, r.stderr
+    loaded = r.stdout.strip().splitlines()[-1]
+    assert "wasmtime" not in loaded, loaded
+
+
+def test_a_build_without_run_programs_does_not_load_wasmtime(tmp_path):
+    """`boxer build` of a Dockerfile whose RUN lines the shell handles never starts the engine."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY a.txt /a.txt\nRUN mkdir -p /data && echo hi > /data/x\n")
+    (ctx / "a.txt").write_text("a\n")
+    r = subprocess.run([sys.executable, "-c", _LOADED, "build", "-q", "-o", str(tmp_path / "x.wasm"), str(ctx)],
+                       capture_output=True, text=True, timeout=120,
+                       env={"PATH": "/usr/bin:/bin", "XDG_CACHE_HOME": str(tmp_path), "HOME": str(tmp_path)})
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "x.wasm").is_file()
+    assert "wasmtime" not in r.stdout.strip().splitlines()[-1], r.stdout
