@@ -36,9 +36,7 @@ from boxer_py.shell.builtins import (
 from boxer_py.shell.expand import Expander
 from boxer_py.shell.parse import Heredoc, Program, ShellError, parse, parse_case
 from boxer_py.shell.utilities import core as utilities
-from boxer_py.shell.utilities.accounts import USER_UTILITIES
-from boxer_py.shell.utilities.files import FILE_UTILITIES
-from boxer_py.shell.utilities.text import TEXT_UTILITIES
+from boxer_py.shell.utilities.table import STANDARD_BIN, find_utility
 
 __all__ = ["Invocation", "Completed", "External", "ShellResult", "ShellError", "run_script"]
 
@@ -445,7 +443,7 @@ class _Shell(Builtins):
     def dispatch(self, argv: list[str], assigned: dict[str, str]) -> int:
         """Run one command: a builtin, a utility, a shell script, or `external`."""
         name = argv[0]
-        if posixpath.dirname(name) in _STANDARD_BIN and posixpath.basename(name) in ("env", "true", "false"):
+        if posixpath.dirname(name) in STANDARD_BIN and posixpath.basename(name) in ("env", "true", "false"):
             name = posixpath.basename(name)   # /usr/bin/env python3 app.py
         builtin = BUILTINS.get(name)
         if builtin:
@@ -455,7 +453,7 @@ class _Shell(Builtins):
         if name in UNSUPPORTED_BUILTINS:
             raise ShellError(f"the shell builtin '{name}' is not supported in RUN")
         env = {k: v for k, v in self.state.vars.items() if k in self.state.exported} | assigned
-        utility = _utility(name)
+        utility = find_utility(name)
         if utility:
             call = utilities.Call(name=posixpath.basename(name), args=argv[1:], root=self.shared.root,
                                   cwd=self.state.cwd, env=env, stdin=self.stdin.rest(), out=self.fds[1].write,
@@ -694,20 +692,9 @@ class _Shell(Builtins):
     def _which(self, name: str) -> str | None:
         path = self.state.vars.get("PATH", utilities.DEFAULT_PATH)
         found = utilities.lookup_path(self.shared.root, self.state.cwd, path, name)
-        if found is None and (name in BUILTINS or name in self.state.functions or _utility(name)):
+        if found is None and (name in BUILTINS or name in self.state.functions or find_utility(name)):
             return name
         return found
-
-_UTILITIES: dict[str, utilities.Utility] = {**TEXT_UTILITIES, **FILE_UTILITIES, **USER_UTILITIES}
-_STANDARD_BIN = {"/bin", "/usr/bin", "/usr/local/bin", "/sbin", "/usr/sbin", "/usr/local/sbin"}
-
-
-def _utility(name: str) -> utilities.Utility | None:
-    """The utility for a command name; `/bin/cp` counts as `cp`."""
-    if "/" in name:
-        directory, base = posixpath.split(name)
-        return _UTILITIES.get(base) if directory in _STANDARD_BIN else None
-    return _UTILITIES.get(name)
 
 
 class _RedirectError(Exception):

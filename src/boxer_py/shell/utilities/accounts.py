@@ -157,6 +157,6 @@ def usermod(call: Call) -> int:
     return 0
 
 
-USER_UTILITIES: dict[str, Utility] = {
+UTILITIES: dict[str, Utility] = {
     "groupadd": groupadd, "addgroup": addgroup, "useradd": useradd, "adduser": adduser, "usermod": usermod,
 }

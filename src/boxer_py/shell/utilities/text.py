@@ -737,7 +737,7 @@ def xargs(call: Call) -> int:
     return status
 
 
-TEXT_UTILITIES: dict[str, Utility] = {
+UTILITIES: dict[str, Utility] = {
     "echo": echo, "printf": printf, "cat": cat, "tee": tee, "head": _head_tail, "tail": _head_tail,
     "sleep": sleep, "pwd": pwd, "basename": basename, "dirname": dirname, "which": which,
     "test": test, "[": test, "sed": sed, "grep": grep, "wc": wc, "tr": tr, "sort": sort, "xargs": xargs,
