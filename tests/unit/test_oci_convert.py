@@ -1,0 +1,95 @@
+"""Image file <-> OCI image and Wasm artifact, in memory: what a registry round trip keeps."""
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+import pytest
+
+from boxer_py.errors import ImageError
+from boxer_py.image import imagefile
+from boxer_py.image.config import ImageConfig, ImageSpec
+from boxer_py.image.imagefile import sha256
+from boxer_py.registry import oci
+
+PROGRAM = b"\0asm\x01\0\0\0"  # the smallest valid module: enough for the program lookup
+
+
+def tar_of(files: dict[str, bytes], links: dict[str, str] | None = None) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o755
+            tar.addfile(info, io.BytesIO(data))
+        for name, target in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+    return buf.getvalue()
+
+
+def image_of(config: ImageConfig, layers: list[bytes]) -> imagefile.Image:
+    spec = ImageSpec(config, tuple(sha256(t) for t in layers), tuple(f"step {i}" for i in range(len(layers))))
+    data, _ = imagefile.encode(spec, layers, {"org.opencontainers.image.ref.name": "app:1"})
+    return imagefile.decode(data)
+
+
+@pytest.fixture
+def image() -> imagefile.Image:
+    base = tar_of({"usr/local/bin/python3.12": PROGRAM}, {"usr/local/bin/python": "python3.12"})
+    app = tar_of({"app/main.py": b"print('hi')\n"})
+    config = ImageConfig(cmd=("python", "main.py"), env=("PATH=/usr/local/bin:/usr/bin:/bin",),
+                         working_dir="/app", labels={"k": "v"})
+    return image_of(config, [base, app])
+
+
+def fetcher(artifact: oci.Artifact):
+    return lambda desc: artifact.blobs[desc.digest]
+
+
+def test_oci_image_names_the_program_by_its_path_and_round_trips(image):
+    artifact = oci.to_oci_image(image)
+    manifest = json.loads(artifact.manifest)
+    config = json.loads(artifact.blobs[manifest["config"]["digest"]])
+    assert (config["os"], config["architecture"]) == ("wasip1", "wasm")
+    # runtimes outside boxer need the .wasm file's path: the symlink on PATH is resolved
+    assert config["config"]["Entrypoint"] == ["/usr/local/bin/python3.12"]
+    assert config["config"]["Cmd"] == ["main.py"]
+    back = imagefile.decode(oci.to_image_file(artifact.manifest, fetcher(artifact), "test"))
+    assert back.spec.config == image.spec.config          # the original config comes back
+    assert [back.layer(d) for d in back.layers] == [image.layer(d) for d in image.layers]
+    assert back.id == image.id
+
+
+def test_oci_conversion_is_reproducible(image):
+    assert oci.to_oci_image(image).digest == oci.to_oci_image(image).digest
+
+
+def test_wasm_artifact_carries_the_image_file_unchanged(image):
+    data = image._data if isinstance(image._data, bytes) else bytes(image._data)
+    artifact = oci.to_wasm_artifact(data)
+    assert oci.to_image_file(artifact.manifest, fetcher(artifact), "test") == data
+
+
+def test_a_tampered_layer_is_refused(image):
+    artifact = oci.to_oci_image(image)
+    layer = json.loads(artifact.manifest)["layers"][1]["digest"]
+    blob = bytearray(artifact.blobs[layer])
+    blob[len(blob) // 2] ^= 0xFF
+    blobs = {**artifact.blobs, layer: bytes(blob)}
+    with pytest.raises(ImageError, match="test"):
+        oci.to_image_file(artifact.manifest, lambda d: blobs[d.digest], "test")
+
+
+def test_a_native_image_is_refused_with_its_platform(image):
+    artifact = oci.to_oci_image(image)
+    manifest = json.loads(artifact.manifest)
+    doc = json.loads(artifact.blobs[manifest["config"]["digest"]])
+    doc["os"], doc["architecture"] = "linux", "amd64"
+    raw = json.dumps(doc).encode()
+    manifest["config"] = {**manifest["config"], "digest": sha256(raw), "size": len(raw)}
+    blobs = {**artifact.blobs, sha256(raw): raw}
+    with pytest.raises(ImageError, match="linux/amd64"):
+        oci.to_image_file(json.dumps(manifest).encode(), lambda d: blobs[d.digest], "test")
