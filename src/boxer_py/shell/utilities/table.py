@@ -3,11 +3,24 @@ from __future__ import annotations
 
 import posixpath
 
-from boxer_py.shell.utilities import accounts, copy, find, listing, modes, tar, text
+from boxer_py.shell.utilities import (
+    accounts,
+    commands,
+    copy,
+    find,
+    grep,
+    listing,
+    modes,
+    paths,
+    sed,
+    tar,
+    test,
+    text,
+)
 from boxer_py.shell.utilities.core import Utility
 
 UTILITIES: dict[str, Utility] = {
-    **text.UTILITIES,
+    **text.UTILITIES, **sed.UTILITIES, **grep.UTILITIES, **test.UTILITIES, **paths.UTILITIES, **commands.UTILITIES,
     **copy.UTILITIES, **modes.UTILITIES, **listing.UTILITIES, **find.UTILITIES, **tar.UTILITIES,
     **accounts.UTILITIES,
 }

@@ -1,0 +1,243 @@
+"""`sed` for the RUN shell: the s, d, p, a, i and c commands with addresses, and the translation
+of POSIX basic and extended regular expressions into Python's (grep uses it too).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from boxer_py.shell.parse import ShellError
+from boxer_py.shell.utilities.core import (
+    Call,
+    Failure,
+    Utility,
+    decode,
+    read_inputs,
+    unescape,
+)
+
+
+def sed(call: Call) -> int:
+    scripts, operands, in_place, extended, quiet = [], [], False, False, False
+    args = list(call.args)
+    while args:
+        a = args.pop(0)
+        if a == "--":
+            operands += args
+            break
+        if a.startswith("-i") or a.startswith("--in-place"):
+            in_place = True
+        elif a in ("-e", "--expression"):
+            if not args:
+                raise ShellError("sed: option '-e' needs a value")
+            scripts.append(args.pop(0))
+        elif a.startswith("--expression="):
+            scripts.append(a.partition("=")[2])
+        elif a in ("-E", "-r", "--regexp-extended"):
+            extended = True
+        elif a in ("-n", "--quiet", "--silent"):
+            quiet = True
+        elif re.fullmatch(r"-[Ernis]+", a) and "i" not in a[2:]:
+            extended = extended or "E" in a or "r" in a
+            quiet = quiet or "n" in a
+            in_place = in_place or "i" in a
+        elif a.startswith("-") and a != "-":
+            raise ShellError(f"sed: unsupported option '{a}'")
+        else:
+            operands.append(a)
+    if not scripts:
+        if not operands:
+            return call.fail("no script given", 1)
+        scripts.append(operands.pop(0))
+    commands = [c for s in scripts for c in _sed_parse(s, extended)]
+    if in_place:
+        if not operands:
+            return call.fail("no input files")
+        status = 0
+        for name in operands:
+            try:
+                host = call.host(name)
+                data = host.read_bytes()
+            except (Failure, OSError):
+                status = call.fail(f"can't read {name}: No such file or directory", 2)
+                continue
+            host.write_bytes(_sed_apply(commands, data, quiet))
+        return status
+    found, status = read_inputs(call, operands)
+    call.out(_sed_apply(commands, b"".join(d for _, d in found), quiet))
+    return status
+
+
+_NEVER = re.compile("(?!)")
+
+
+@dataclass
+class _SedCommand:
+    address: re.Pattern | int | str | None   # a regex, a line number, '$' or every line
+    verb: str                                # 's', 'd', 'p', or 'a' / 'i' / 'c' with text
+    pattern: re.Pattern[str] = _NEVER        # the s command's regex
+    replacement: str = ""
+    count: int = 1                           # 0 = every match (the g flag)
+    print_: bool = False
+
+
+def _sed_split(text: str, i: int, delim: str) -> tuple[str, int]:
+    out = []
+    while i < len(text):
+        c = text[i]
+        if c == "\\" and i + 1 < len(text):
+            out.append(text[i + 1] if text[i + 1] == delim else text[i:i + 2])
+            i += 2
+            continue
+        if c == delim:
+            return "".join(out), i + 1
+        out.append(c)
+        i += 1
+    raise ShellError(f"sed: unterminated expression in '{text}'")
+
+
+_POSIX_CLASSES = {"[:space:]": r"\s", "[:blank:]": " \t", "[:digit:]": "0-9", "[:alpha:]": "a-zA-Z",
+                  "[:alnum:]": "a-zA-Z0-9", "[:upper:]": "A-Z", "[:lower:]": "a-z", "[:xdigit:]": "0-9a-fA-F",
+                  "[:punct:]": re.escape("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")}
+
+
+def posix_regex(pattern: str, extended: bool, flags: int = 0) -> re.Pattern:
+    """A POSIX basic (or, with -E, extended) regular expression as a Python one."""
+    for name, chars in _POSIX_CLASSES.items():
+        pattern = pattern.replace(name, chars)
+    if not extended:
+        out, i = [], 0
+        while i < len(pattern):
+            c = pattern[i]
+            if c == "\\" and i + 1 < len(pattern):
+                nxt = pattern[i + 1]
+                out.append(nxt if nxt in "(){}+?|" else ("\n" if nxt == "n" else "\\" + nxt))
+                i += 2
+                continue
+            out.append("\\" + c if c in "(){}+?|" else c)
+            i += 1
+        pattern = "".join(out)
+    try:
+        return re.compile(pattern, flags)
+    except re.error as e:
+        raise ShellError(f"sed: cannot use the regular expression '{pattern}' ({e})") from None
+
+
+def _sed_parse(script: str, extended: bool) -> list[_SedCommand]:
+    commands, i = [], 0
+    while i < len(script):
+        while i < len(script) and script[i] in " \t\n;":
+            i += 1
+        if i >= len(script):
+            break
+        address: re.Pattern | int | str | None = None
+        if script[i] == "/":
+            text, i = _sed_split(script, i + 1, "/")
+            address = posix_regex(text, extended)
+        elif script[i].isdigit():
+            m = re.match(r"\d+", script[i:])
+            address, i = int(m.group()), i + m.end()
+        elif script[i] == "$":
+            address, i = "$", i + 1
+        verb = script[i] if i < len(script) else ""
+        if verb == "s":
+            delim = script[i + 1] if i + 1 < len(script) else ""
+            if not delim or delim in "\\\n":
+                raise ShellError(f"sed: bad s command in '{script}'")
+            pattern, i = _sed_split(script, i + 2, delim)
+            replacement, i = _sed_split(script, i, delim)
+            m = re.match(r"[gIip0-9]*", script[i:])
+            flags, i = m.group(), i + m.end()
+            count = 0 if "g" in flags else int(re.sub(r"\D", "", flags) or 1)
+            regex = posix_regex(pattern, extended, re.I if "I" in flags or "i" in flags else 0)
+            commands.append(_SedCommand(address, "s", regex, replacement, count, "p" in flags))
+        elif verb in ("a", "i", "c"):
+            # GNU one-liner `a text` or POSIX `a\` + newline + text; the text runs to the end of line
+            m = re.match(r"[ \t]*(?:\\\n?)?[ \t]*", script[i + 1:])
+            start = i + 1 + m.end()
+            end = script.find("\n", start)
+            end = len(script) if end < 0 else end
+            commands.append(_SedCommand(address, verb, replacement=unescape(script[start:end], False)[0]))
+            i = end
+            continue
+        elif verb in ("d", "p"):
+            commands.append(_SedCommand(address, verb))
+            i += 1
+        else:
+            raise ShellError(f"sed: only the s, d, p, a, i and c commands are supported, not '{script[i:i + 20]}'")
+        while i < len(script) and script[i] in " \t":
+            i += 1
+        if i < len(script) and script[i] not in ";\n":
+            raise ShellError(f"sed: unexpected '{script[i]}' in '{script}'")
+    return commands
+
+
+def _sed_replace(template: str, m: re.Match) -> str:
+    out, i = [], 0
+    while i < len(template):
+        c = template[i]
+        if c == "\\" and i + 1 < len(template):
+            nxt = template[i + 1]
+            if nxt.isdigit():
+                out.append(m.group(int(nxt)) or "")
+            else:
+                out.append({"n": "\n", "t": "\t"}.get(nxt, nxt))
+            i += 2
+            continue
+        out.append(m.group(0) if c == "&" else c)
+        i += 1
+    return "".join(out)
+
+
+def _substitute(c: _SedCommand, body: str) -> str:
+    """`s/pattern/replacement/N`: replace the N-th match, or every match when N is 0 (the g flag)."""
+    done = 0
+
+    def replace(m: re.Match[str]) -> str:
+        nonlocal done
+        done += 1
+        if c.count and done != c.count:
+            return m.group(0)
+        return _sed_replace(c.replacement, m)
+
+    return c.pattern.sub(replace, body)
+
+
+def _sed_apply(commands: list[_SedCommand], data: bytes, quiet: bool) -> bytes:
+    lines = decode(data).splitlines(keepends=True)
+    out = []
+    for number, line in enumerate(lines, 1):
+        body, end = (line[:-1], "\n") if line.endswith("\n") else (line, "")
+        deleted, appended = False, []
+        for c in commands:
+            if isinstance(c.address, re.Pattern) and not c.address.search(body):
+                continue
+            if isinstance(c.address, int) and c.address != number:
+                continue
+            if c.address == "$" and number != len(lines):
+                continue
+            if c.verb == "d":
+                deleted = True
+                break
+            if c.verb == "i":
+                out.append(c.replacement + "\n")
+            elif c.verb == "a":
+                appended.append(c.replacement + "\n")
+            elif c.verb == "c":
+                out.append(c.replacement + "\n")
+                deleted = True
+                break
+            elif c.verb == "p":
+                out.append(body + end)
+            elif c.verb == "s":
+                new = _substitute(c, body)
+                if new != body and c.print_:
+                    out.append(new + end)
+                body = new
+        if not deleted and not quiet:
+            out.append(body + (end or ("\n" if appended else "")))
+        out.extend(appended)
+    return "".join(out).encode("utf-8", "surrogateescape")
+
+
+UTILITIES: dict[str, Utility] = {"sed": sed}
