@@ -11,7 +11,17 @@ from __future__ import annotations
 
 import importlib
 
-from boxer_py.errors import BoxerError, BuildError, DockerfileError, ImageError, RunError
+from boxer_py.errors import (
+    AuthError,
+    BoxerError,
+    BuildError,
+    DockerfileError,
+    ImageError,
+    InvalidReference,
+    RegistryError,
+    RunError,
+    ShellError,
+)
 
 _LAZY = {
     "build": "api.build", "BuildResult": "build.pipeline",
@@ -23,7 +33,8 @@ _LAZY = {
     "export_layout": "registry.transfer", "import_layout": "registry.transfer",
 }
 
-__all__ = ["BoxerError", "BuildError", "DockerfileError", "ImageError", "RunError", *_LAZY]
+__all__ = ["AuthError", "BoxerError", "BuildError", "DockerfileError", "ImageError", "InvalidReference",
+           "RegistryError", "RunError", "ShellError", *_LAZY]
 
 
 def __getattr__(name: str):

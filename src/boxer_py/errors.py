@@ -33,3 +33,19 @@ class RunError(BoxerError):
     def __init__(self, message: str, exit_code: int = 125):
         self.exit_code = exit_code
         super().__init__(message)
+
+
+class ShellError(BoxerError):
+    """A RUN script the shell cannot run (unsupported syntax or option); one line, no location."""
+
+
+class RegistryError(BoxerError):
+    """The registry refused, failed, or could not be reached."""
+
+
+class AuthError(RegistryError):
+    """Missing or wrong credentials."""
+
+
+class InvalidReference(BoxerError):
+    """A name that is not a valid image reference."""

@@ -22,7 +22,7 @@ from boxer_py.dockerfile.bases import Base
 from boxer_py.dockerfile.plan import BuildPlan, CopyStep, ImageBase, MkdirStep, RunStep, Stage
 from boxer_py.errors import BoxerError, BuildError, DockerfileError
 from boxer_py.image import imagefile, users
-from boxer_py.image.config import ImageSpec
+from boxer_py.image.config import ImageSpec, is_root
 from boxer_py.image.imagefile import sha256, write
 from boxer_py.image.rootfs import apply_layer, copy_tree, diff, extract_tar, layer_tar, resolve, snapshot, within
 
@@ -203,7 +203,7 @@ def _run(step: RunStep, fs: _StageFS, plan: BuildPlan, commands, progress: Progr
         raise DockerfileError(f"RUN returned exit code {result.exit_code}" + (f": {last.strip()}" if last else ""),
                               plan.dockerfile, step.line)
     changed, deleted = diff(before, snapshot(fs.root))
-    if step.user not in ("", "root", "0", "0:0"):  # what a RUN under USER makes belongs to that user
+    if not is_root(step.user):  # what a RUN under USER makes belongs to that user
         owner = _owner(step.user, fs.root, lambda why: _raise(plan.dockerfile, step.line, f"USER {step.user}: {why}"))
         fs.owners.update({path: owner for path in changed if path not in before})
     fs.owners.update(result.owners)

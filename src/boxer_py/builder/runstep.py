@@ -19,6 +19,7 @@ from typing import Protocol
 from boxer_py.builder.pip import PipRefused, pip
 from boxer_py.dockerfile.plan import RunStep
 from boxer_py.errors import BoxerError, BuildError, RunError
+from boxer_py.image.config import DEFAULT_PATH, is_root
 from boxer_py.image.rootfs import resolve
 from boxer_py.shell.interpreter import Completed, Invocation, ShellResult, run_script
 
@@ -96,8 +97,8 @@ class Commands:
 def execute(step: RunStep, root: Path, commands: Commands) -> ShellResult:
     """Run one RUN step the way `/bin/sh -c` (shell form) or exec (exec form) would."""
     env = dict(step.env)
-    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
-    env.setdefault("HOME", "/root" if step.user in ("", "root", "0") else "/")
+    env.setdefault("PATH", DEFAULT_PATH)
+    env.setdefault("HOME", "/root" if is_root(step.user) else "/")
     resolve(root, step.workdir).mkdir(parents=True, exist_ok=True)
     # Exec form is one command with its argv as written: quoted so that nothing expands, it
     # goes through the same interpreter, whose utilities (mkdir, sh -c...) then work there too.

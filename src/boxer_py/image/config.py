@@ -4,6 +4,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 
+# The PATH a program is looked up on when the image sets none: Docker's default.
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def is_root(user: str) -> bool:
+    """Whether a USER value (name, uid, name:group or uid:gid) runs as root, as Docker reads it."""
+    return user.partition(":")[0] in ("", "root", "0")
+
 
 @dataclass(frozen=True)
 class ImageConfig:

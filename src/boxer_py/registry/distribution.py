@@ -22,7 +22,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from boxer_py.errors import BoxerError
+from boxer_py.errors import AuthError, RegistryError
 from boxer_py.image.imagefile import Descriptor, sha256
 from boxer_py.registry import oci
 from boxer_py.registry.credentials import Credential
@@ -31,14 +31,6 @@ from boxer_py.registry.reference import Reference
 Progress = Callable[[str], None]
 MANIFEST_ACCEPT = ", ".join([oci.MANIFEST, oci.INDEX, oci.DOCKER_MANIFEST, oci.DOCKER_LIST])
 _PARAM = re.compile(r'(\w+)="([^"]*)"')
-
-
-class RegistryError(BoxerError):
-    """The registry refused, failed, or could not be reached."""
-
-
-class AuthError(RegistryError):
-    """Missing or wrong credentials."""
 
 
 class _Retry(Exception):

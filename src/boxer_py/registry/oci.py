@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 
 from boxer_py.errors import ImageError
 from boxer_py.image import imagefile
-from boxer_py.image.config import ImageConfig, ImageSpec
+from boxer_py.image.config import DEFAULT_PATH, ImageConfig, ImageSpec
 from boxer_py.image.imagefile import Descriptor, Image, sha256
 from boxer_py.image.rootfs import guest_parts
 
@@ -41,7 +41,6 @@ DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
 DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-MANIFEST_TYPES = (MANIFEST, DOCKER_MANIFEST)
 INDEX_TYPES = (INDEX, DOCKER_LIST)
 
 FORMATS = ("oci", "wasm")
@@ -153,7 +152,7 @@ def runtime_config(config: ImageConfig, tars: list[bytes]) -> ImageConfig:
     if not argv:
         return config
     tree = _Tree(tars)
-    path_env = config.env_dict().get("PATH", "/usr/local/bin:/usr/bin:/bin")
+    path_env = config.env_dict().get("PATH", DEFAULT_PATH)
     program = tree.find_program(argv[0], path_env, config.working_dir)
     if program is None:
         return config
@@ -272,7 +271,7 @@ def to_image_file(manifest_raw: bytes, fetch: BlobSource, where: str) -> bytes:
     if len(spec.diff_ids) != len(layers):
         raise ImageError(f"{where}: the config lists {len(spec.diff_ids)} layers, the manifest {len(layers)}")
     tars = []
-    for desc, diff_id in zip(layers, spec.diff_ids):
+    for desc, diff_id in zip(layers, spec.diff_ids, strict=True):
         tar = _uncompress(desc, verify(desc, fetch(desc), where), where)
         if sha256(tar) != diff_id:
             raise ImageError(f"{where}: layer {desc.digest[:19]} does not match its diff_id (tampered)")

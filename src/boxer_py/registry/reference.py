@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from boxer_py.errors import BoxerError
+from boxer_py.errors import InvalidReference
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
@@ -18,10 +18,6 @@ _REPOSITORY = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 _TAG = re.compile(r"[\w][\w.-]{0,127}")
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _HOST = re.compile(r"(?:[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?")
-
-
-class ReferenceError(BoxerError):
-    """A name that is not a valid image reference."""
 
 
 @dataclass(frozen=True)
@@ -35,7 +31,7 @@ class Reference:
     def parse(cls, text: str) -> Reference:
         rest, _, digest = text.partition("@")
         if digest and not _DIGEST.fullmatch(digest):
-            raise ReferenceError(f"{text}: invalid digest (expected @sha256:<64 hex digits>)")
+            raise InvalidReference(f"{text}: invalid digest (expected @sha256:<64 hex digits>)")
         first, slash, remainder = rest.partition("/")
         if slash and ("." in first or ":" in first or first == "localhost" or first.startswith("[")):
             registry, path = first, remainder
@@ -49,12 +45,12 @@ class Reference:
         if registry == DOCKER_HUB and "/" not in name:
             name = "library/" + name
         if not _HOST.fullmatch(registry):
-            raise ReferenceError(f"{text}: invalid registry host {registry!r}")
+            raise InvalidReference(f"{text}: invalid registry host {registry!r}")
         if not _REPOSITORY.fullmatch(name):
-            raise ReferenceError(f"{text}: invalid repository name {name!r} "
+            raise InvalidReference(f"{text}: invalid repository name {name!r} "
                                  "(lowercase letters, digits, and . _ - / between them)")
         if colon and not _TAG.fullmatch(tag):
-            raise ReferenceError(f"{text}: invalid tag {tag!r}")
+            raise InvalidReference(f"{text}: invalid tag {tag!r}")
         return cls(registry, name, tag or ("" if digest else "latest"), digest)
 
     @property
@@ -70,9 +66,6 @@ class Reference:
     def target(self) -> str:
         """What the manifest URL names: the digest if there is one, else the tag."""
         return self.digest or self.tag
-
-    def with_digest(self, digest: str) -> Reference:
-        return Reference(self.registry, self.repository, self.tag, digest)
 
     def __str__(self) -> str:
         out = f"{self.registry}/{self.repository}"

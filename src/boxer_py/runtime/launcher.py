@@ -23,6 +23,7 @@ import wasmtime
 
 from boxer_py.errors import BoxerError, RunError
 from boxer_py.image import imagefile
+from boxer_py.image.config import DEFAULT_PATH, is_root
 from boxer_py.image.imagefile import Image
 from boxer_py.image.rootfs import resolve, unpack, within
 from boxer_py.runtime import reactor
@@ -39,7 +40,6 @@ from boxer_py.runtime.wasi.cwd import set_cwd
 from boxer_py.runtime.workspace import Workspaces
 
 WASM_MAGIC = b"\0asm"
-DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 OOM_MARGIN = 4 << 20
 MAX_FILES_BYTES = 256 << 20  # /out files returned when no --max-output is set
 
@@ -163,7 +163,7 @@ class Launcher:
         """Run to completion in a fresh sandbox. Safe to call from several threads at once."""
         config = image.spec.config
         env = {**config.env_dict(), **spec.env}
-        env.setdefault("HOME", "/root" if config.user in ("", "root", "0") else "/")
+        env.setdefault("HOME", "/root" if is_root(config.user) else "/")
         argv = resolve_argv(image, spec)
         if argv[:2] in (["/bin/sh", "-c"], ["sh", "-c"]) and len(argv) >= 3:
             argv = shell_words(argv[2], env)
@@ -181,7 +181,7 @@ class Launcher:
             spec = replace(spec, mounts=tuple(self._check_mounts(spec.mounts, root, shared)))
             program = self._image_program(image, base, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
             resume = self._resume(image, base, program, argv, env, workdir, spec, shared)
-            loaded = resume.module if resume else self._module(image, base, program, argv[0])
+            loaded = resume.module if resume else self._program_module(image, base, program, argv[0])
             self.workspaces.seal(tmp)
             result = self._sandbox(root, loaded, argv, env, workdir, spec, tmp, config.labels, shared,
                                    resume=resume)
@@ -245,19 +245,36 @@ class Launcher:
         """How to start this run from a snapshot of its interpreter, or None if it cannot be:
         the program is not the image's CPython, CPython would start differently, mounts.
         Only the resumable module is compiled for such runs, not the program itself."""
-        guest = preinit.program(image.spec.config.labels)
-        if not (self.preinit and guest and not spec.mounts and preinit.eligible(argv)):
+        if spec.mounts or not preinit.eligible(argv):
             return None
-        try:
-            if self._image_program(image, base, guest, DEFAULT_PATH, "/") != program:
-                return None
-        except RunError:
+        module = self._resumable(image, base, program)
+        if module is None:
             return None
         message = preinit.request(argv, env, workdir)
         startup = {**image.spec.config.env_dict(), **preinit.startup_env(env)}
         digest = self.modules.digest_file(program, base)
         key = hashlib.sha256(json.dumps([preinit.VERSION, self._guest(), WASMTIME_VERSION, image.id, digest,
                                          argv[0], startup]).encode()).hexdigest()
+        with self._snapshot_lock:
+            if key not in self._snapshots:
+                self._snapshots[key] = self._snapshot(key, image, base, module, argv[0], startup, shared)
+            snapshot = self._snapshots[key]
+        if snapshot is None or len(message) > snapshot.inbox_size:
+            return None
+        return Resume(module, snapshot, message)
+
+    def _resumable(self, image: Image, base: Path, program: Path) -> Loaded | None:
+        """The image's CPython made resumable (compiled once, kept per digest), if `program` is
+        that CPython and pre-initialisation is on; else None."""
+        guest = preinit.program(image.spec.config.labels)
+        if not (self.preinit and guest):
+            return None
+        try:
+            if self._image_program(image, base, guest, DEFAULT_PATH, "/") != program:
+                return None
+        except RunError:
+            return None
+        digest = self.modules.digest_file(program, base)
         with self._lock:
             module = self._loaded.get(("preinit", digest))
         if module is None:
@@ -268,13 +285,13 @@ class Launcher:
                 return None  # not a module preinit can edit: the ordinary path says what is wrong
             with self._lock:
                 self._loaded[("preinit", digest)] = module
-        with self._snapshot_lock:
-            if key not in self._snapshots:
-                self._snapshots[key] = self._snapshot(key, image, base, module, argv[0], startup, shared)
-            snapshot = self._snapshots[key]
-        if snapshot is None or len(message) > snapshot.inbox_size:
-            return None
-        return Resume(module, snapshot, message)
+        return module
+
+    def _program_module(self, image: Image, base: Path, program: Path, name: str) -> Loaded:
+        """What a run that starts from scratch instantiates: the resumable module when the
+        program is the image's CPython (it runs `_start` exactly as the original does, and one
+        compile of a 100 MB runtime serves both kinds of runs), else the program itself."""
+        return self._resumable(image, base, program) or self._module(image, base, program, name)
 
     def _snapshot(self, key: str, image: Image, base: Path, module: Loaded, argv0: str,
                   startup: dict[str, str], shared: list[tuple[str, Path]]) -> Snapshot | None:

@@ -1,40 +1,43 @@
 """The shell that runs Dockerfile RUN lines: `/bin/sh -c script` acting on an image's rootfs.
 
-There is no fork/exec in WASI, so the builder interprets RUN itself. Control flow and
-redirections happen here, word expansion in shellwords.py, builtins (cd, set, read...) in
-shellbuiltins.py; utilities (cp, rm, chown, sed, useradd...) live in textutils.py,
-fileutils.py and userutils.py, called as utilities.py describes; every
-other command (python, pip, a .wasm, apt-get...) is handed to `external`, which the build
-decides how to run or refuse. Every guest path goes through rootfs.resolve, so nothing a
-script does reaches outside `root`. Pipelines are buffered: the left side finishes first.
+There is no fork/exec in WASI, so the builder interprets RUN itself. Control flow happens
+here, parsing in parse.py, word expansion in expand.py, redirections in redirect.py (with
+the sinks of streams.py), builtins (cd, set, read...) in builtins.py as functions over the
+context.Context this shell is; utilities (cp, rm, chown, sed, useradd...) live in
+utilities/, one module per command family, called with a utilities.core.Call and found in
+utilities/table.py; every other command (python, pip, a .wasm, apt-get...) is handed to
+`external`, which the build decides how to run or refuse. Every guest path goes through
+rootfs.resolve, so nothing a script does reaches outside `root`. Pipelines are buffered:
+the left side finishes first.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import posixpath
 import shlex
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from boxer_py.errors import BoxerError
+from boxer_py.image.config import DEFAULT_PATH
 from boxer_py.image.rootfs import resolve
-from boxer_py.shell.builtins import (
-    BUILTINS,
+from boxer_py.shell.builtins import BUILTINS, UNSUPPORTED_BUILTINS, is_name
+from boxer_py.shell.context import (
     MAX_NESTING,
     OPTION_LETTERS,
     OPTION_NAMES,
-    UNSUPPORTED_BUILTINS,
-    Builtins,
     FunctionReturn,
     LoopControl,
     ShellExit,
-    is_name,
+    State,
 )
 from boxer_py.shell.expand import Expander
-from boxer_py.shell.parse import Heredoc, Program, ShellError, parse, parse_case
+from boxer_py.shell.parse import Program, ShellError, parse, parse_case
+from boxer_py.shell.redirect import RedirectError, redirect
+from boxer_py.shell.streams import Buffer, File, Input, Log, Sink
 from boxer_py.shell.utilities import core as utilities
 from boxer_py.shell.utilities.table import STANDARD_BIN, find_utility
 
@@ -75,12 +78,12 @@ class ShellResult:
 def run_script(script: str, *, root: Path, env: dict[str, str], cwd: str, external: External) -> ShellResult:
     """Run `script` like `/bin/sh -c script` with the rootfs at `root` as `/`."""
     shared = _Shared(root, external)
-    state = _State(vars=dict(env), exported=set(env), cwd=posixpath.normpath("/" + cwd.lstrip("/")))
+    state = State(vars=dict(env), exported=set(env), cwd=posixpath.normpath("/" + cwd.lstrip("/")))
     state.vars["PWD"] = state.cwd
     state.exported.add("PWD")   # as dash does
-    log = _Log(shared.log)
+    log = Log(shared.log)
     try:
-        shell = _Shell(shared, state, parse(script), stdin=_Input(), fds={1: log, 2: log})
+        shell = _Shell(shared, state, parse(script), stdin=Input(), fds={1: log, 2: log})
         status = shell.run_protected()
     except RecursionError:
         raise ShellError("the script is nested too deeply") from None
@@ -90,67 +93,6 @@ def run_script(script: str, *, root: Path, env: dict[str, str], cwd: str, extern
     return ShellResult(status, bytes(shared.log), shared.owners)
 
 
-# -- output sinks --------------------------------------------------------------------------
-class _Log:
-    def __init__(self, log: bytearray):
-        self.log = log
-
-    def write(self, data: bytes) -> None:
-        self.log += data
-
-
-class _Buffer:
-    def __init__(self) -> None:
-        self.data = bytearray()
-
-    def write(self, data: bytes) -> None:
-        self.data += data
-
-
-class _Input:
-    """A command's stdin. Only `read` consumes it, line by line (`while read x; do ...; done < f`);
-    other commands see what is left without consuming it."""
-
-    def __init__(self, data: bytes = b""):
-        self.data, self.pos = data, 0
-
-    def rest(self) -> bytes:
-        return self.data[self.pos:]
-
-    def readline(self) -> bytes | None:
-        if self.pos >= len(self.data):
-            return None
-        end = self.data.find(b"\n", self.pos)
-        end = len(self.data) if end < 0 else end + 1
-        line, self.pos = self.data[self.pos:end], end
-        return line
-
-
-class _Null:
-    def write(self, data: bytes) -> None:
-        pass
-
-
-class _File:
-    """An open file in the rootfs. Held open, so later renames or symlinks cannot redirect it."""
-
-    def __init__(self, host: Path, append: bool):
-        created = not host.exists()
-        self.handle = open(host, "ab" if append else "wb")
-        if created:
-            os.fchmod(self.handle.fileno(), utilities.FILE_MODE)
-
-    def write(self, data: bytes) -> None:
-        self.handle.write(data)
-        self.handle.flush()
-
-    def close(self) -> None:
-        self.handle.close()
-
-
-Sink = _Log | _Buffer | _Null | _File
-
-
 # -- state -----------------------------------------------------------------------------------
 @dataclass
 class _Shared:
@@ -158,35 +100,19 @@ class _Shared:
     external: External
     log: bytearray = field(default_factory=bytearray)
     owners: dict[str, tuple[int, int]] = field(default_factory=dict)
-    persistent: list[_File] = field(default_factory=list)
+    persistent: list[File] = field(default_factory=list)
     depth: int = 0
     iterations: int = 0
 
 
-@dataclass
-class _State:
-    vars: dict[str, str]
-    exported: set[str]
-    cwd: str
-    options: set[str] = field(default_factory=set)
-    status: int = 0
-    arg0: str = "sh"
-    positional: list[str] = field(default_factory=list)
-    functions: dict[str, tuple[Program, object]] = field(default_factory=dict)   # name -> (program, body)
-    frames: list[dict[str, str | None]] = field(default_factory=list)   # `local` saves, per function call
-
-    def copy(self) -> _State:
-        return _State(dict(self.vars), set(self.exported), self.cwd, set(self.options), self.status,
-                      self.arg0, list(self.positional), dict(self.functions), [])
-
-
-class _Shell(Builtins):
+class _Shell:
     """One shell (or subshell) running one parsed program; state may be shared (eval, source)."""
 
-    def __init__(self, shared: _Shared, state: _State, program: Program, stdin: _Input, fds: dict[int, Sink]):
+    def __init__(self, shared: _Shared, state: State, program: Program, stdin: Input, fds: dict[int, Sink]):
         self.shared, self.state, self.program = shared, state, program
         self.stdin, self.fds = stdin, fds
         self.tested = False   # inside an if/while condition, a non-last && / || item, or after `!`
+        self.subst_status: int | None = None   # of the last $(...) expanded here, for `X=$(cmd)`
 
     # -- running ---------------------------------------------------------------------------
     def run_protected(self) -> int:
@@ -205,7 +131,7 @@ class _Shell(Builtins):
         finally:
             self.shared.depth -= 1
 
-    def _child(self, program: Program, state: _State | None = None, stdin: _Input | None = None,
+    def _child(self, program: Program, state: State | None = None, stdin: Input | None = None,
                fds: dict[int, Sink] | None = None) -> _Shell:
         child = _Shell(self.shared, state or self.state.copy(), program,
                        self.stdin if stdin is None else stdin, dict(self.fds) if fds is None else fds)
@@ -221,7 +147,7 @@ class _Shell(Builtins):
             self.tested = saved
 
     def _list(self, parts: list) -> int:
-        chains: list[list[tuple[str, object]]] = [[]]
+        chains: list[list[tuple[str, Any]]] = [[]]   # bashlex nodes
         op = ""
         for p in parts:
             if p.kind == "operator":
@@ -287,7 +213,7 @@ class _Shell(Builtins):
             else:
                 data, statuses = self.stdin, []
                 for k, command in enumerate(commands):
-                    buffer = _Buffer()
+                    buffer = Buffer()
                     fds = dict(self.fds)
                     if k < len(pipes):
                         fds[1] = buffer
@@ -296,7 +222,7 @@ class _Shell(Builtins):
                     sub = self._child(dataclasses.replace(self.program, trees=[command]),
                                       stdin=data, fds=fds)
                     statuses.append(sub.run_protected())
-                    data = _Input(bytes(buffer.data))
+                    data = Input(bytes(buffer.data))
                 status = statuses[-1]
                 if "pipefail" in self.state.options:
                     status = next((s for s in reversed(statuses) if s), 0)
@@ -350,7 +276,7 @@ class _Shell(Builtins):
         items = [f for w in words for f in self._expander().fields(self._source(w))]
         status = 0
         for item in items:
-            self._assign(name, item)
+            self.assign(name, item)
             status, stop = self._iteration(body, status)
             if stop:
                 break
@@ -398,7 +324,7 @@ class _Shell(Builtins):
         if words and words[0].pos[0] in self.program.cases:
             with self._redirected(redirects) as ok:
                 return self._case(self._source(words[0])) if ok else 2
-        self.subst_status: int | None = None
+        self.subst_status = None
         expander = self._expander()
         argv: list[str] = []
         for w in words + assignments:
@@ -421,7 +347,7 @@ class _Shell(Builtins):
                 return 2
             if not argv:
                 for name, value in values:
-                    self._assign(name, value)
+                    self.assign(name, value)
                 self._trace([f"{n}={v}" for n, v in values])
                 return self.subst_status or 0
             self._trace([f"{n}={v}" for n, v in values] + argv)
@@ -433,7 +359,7 @@ class _Shell(Builtins):
         value = expander.string(word)
         for item in items:
             if any(expander.matches(p, value) for p in item.patterns):
-                return self._child(parse(item.body), state=self.state, fds=self.fds).run_nested()
+                return self.run_nested(parse(item.body))
         return 0
 
     def _trace(self, words: list[str]) -> None:
@@ -452,7 +378,7 @@ class _Shell(Builtins):
             return self._call_function(name, argv[1:])
         if name in UNSUPPORTED_BUILTINS:
             raise ShellError(f"the shell builtin '{name}' is not supported in RUN")
-        env = {k: v for k, v in self.state.vars.items() if k in self.state.exported} | assigned
+        env = self.state.environment() | assigned
         utility = find_utility(name)
         if utility:
             call = utilities.Call(name=posixpath.basename(name), args=argv[1:], root=self.shared.root,
@@ -465,7 +391,7 @@ class _Shell(Builtins):
         script = self._shell_script(name)
         if script is not None:
             if not script[1]:
-                self._err(f"sh: {name}: Permission denied")
+                self.err(f"sh: {name}: Permission denied")
                 return 126
             return self._sh([name, script[0]] + argv[1:], env)
         done = self.shared.external(Invocation(list(argv), env, self.state.cwd, self.stdin.rest()))
@@ -514,7 +440,7 @@ class _Shell(Builtins):
         arg0, positional = argv[0], args[1:]
         if command:
             if not args:
-                self._err(f"{argv[0]}: -c: option requires an argument")
+                self.err(f"{argv[0]}: -c: option requires an argument")
                 return 2
             text = args[0]
             arg0, positional = (args[1], args[2:]) if len(args) > 1 else (argv[0], [])
@@ -523,19 +449,19 @@ class _Shell(Builtins):
             try:
                 text = utilities.decode(resolve(self.shared.root, posixpath.join(self.state.cwd, args[0])).read_bytes())
             except (OSError, BoxerError):
-                self._err(f"{argv[0]}: 0: cannot open {args[0]}: No such file")
+                self.err(f"{argv[0]}: 0: cannot open {args[0]}: No such file")
                 return 127
         else:
             text = utilities.decode(self.stdin.rest())
-        state = _State(vars=dict(env), exported=set(env), cwd=self.state.cwd, options=options & OPTION_NAMES,
+        state = State(vars=dict(env), exported=set(env), cwd=self.state.cwd, options=options & OPTION_NAMES,
                        arg0=arg0, positional=list(positional))
-        return self._child(parse(text), state=state, stdin=_Input() if not args else None).run_protected()
+        return self._child(parse(text), state=state, stdin=Input() if not args else None).run_protected()
 
     def _shell_script(self, name: str) -> tuple[str, bool] | None:
         """(guest path, executable) when `name` is a script for sh or bash (run here, not external)."""
         guest = (posixpath.join(self.state.cwd, name) if "/" in name else
                  utilities.lookup_path(self.shared.root, self.state.cwd,
-                                       self.state.vars.get("PATH", utilities.DEFAULT_PATH), name))
+                                       self.state.vars.get("PATH", DEFAULT_PATH), name))
         if guest is None:
             return None
         try:
@@ -555,18 +481,17 @@ class _Shell(Builtins):
 
     # -- redirections ----------------------------------------------------------------------
     @contextlib.contextmanager
-    def _redirected(self, redirects: list) -> Iterator[bool]:
+    def _redirected(self, redirects: list[Any]) -> Iterator[bool]:
         if not redirects:
             yield True
             return
         saved = (self.fds, self.stdin)
-        opened: list[_File] = []
+        opened: list[File] = []
         try:
             self.fds, self.stdin = dict(self.fds), self.stdin
             try:
-                for r in redirects:
-                    self._redirect(r, opened)
-            except _RedirectError as e:
+                self._apply(redirects, opened)
+            except RedirectError as e:
                 saved[0][2].write(utilities.encode(f"sh: {e}\n"))
                 yield False
                 return
@@ -576,85 +501,26 @@ class _Shell(Builtins):
                 f.close()
             self.fds, self.stdin = saved
 
-    def _exec_redirections(self, redirects: list) -> int:
+    def _exec_redirections(self, redirects: list[Any]) -> int:
         """`exec 2>&1` and friends: redirections that last for the rest of the script."""
-        opened: list[_File] = []
+        opened: list[File] = []
         self.fds = dict(self.fds)
         try:
-            for r in redirects:
-                self._redirect(r, opened)
-        except _RedirectError as e:
+            self._apply(redirects, opened)
+        except RedirectError as e:
             self.fds[2].write(utilities.encode(f"sh: {e}\n"))
             return 2
         finally:
             self.shared.persistent.extend(opened)
         return 0
 
-    def _redirect(self, r, opened: list[_File]) -> None:
-        kind = r.type
-        fd = r.input if isinstance(r.input, int) else None
-        if kind in (">&", "<&") and not hasattr(r.output, "kind"):
-            target = r.output
-            fd = fd if fd is not None else (1 if kind == ">&" else 0)
-            if fd == 0:
-                return
-            if target == "-":
-                self.fds[fd] = _Null()
-            elif target in self.fds:
-                self.fds[fd] = self.fds[target]
-            else:
-                raise _RedirectError(f"{target}: Bad file descriptor")
-            return
-        heredoc: Heredoc | None = self.program.heredocs.get(r.output.pos[0]) if kind == "<" else None
-        if heredoc is not None:
-            body = self._expander().heredoc(heredoc.body) if heredoc.expand else heredoc.body
-            self.stdin = _Input(utilities.encode(body))
-            return
-        path = self._expander().string(self._source(r.output))
-        if kind == "<<<":
-            self.stdin = _Input(utilities.encode(path + "\n"))
-            return
-        if kind == "<":
-            if fd not in (None, 0):
-                return
-            self.stdin = _Input(self._read_input(path))
-            return
-        if kind in (">", ">|", ">>", "&>", "&>>", ">&"):
-            sink = self._open_output(path, append=kind.endswith(">>"), opened=opened)
-            if kind in ("&>", "&>>", ">&") and fd is None:
-                self.fds[1] = self.fds[2] = sink
-            else:
-                self.fds[fd if fd is not None else 1] = sink
-            return
-        raise ShellError(f"the redirection {kind} is not supported")
-
-    def _read_input(self, path: str) -> bytes:
-        if path == "/dev/null":
-            return b""
-        try:
-            host = resolve(self.shared.root, posixpath.join(self.state.cwd, path))
-            return host.read_bytes()
-        except (OSError, BoxerError):
-            raise _RedirectError(f"cannot open {path}: No such file") from None
-
-    def _open_output(self, path: str, append: bool, opened: list[_File]) -> Sink:
-        special = {"/dev/null": _Null(), "/dev/stdout": self.fds[1], "/dev/stderr": self.fds[2]}
-        if path in special:
-            return special[path]
-        try:
-            host = resolve(self.shared.root, posixpath.join(self.state.cwd, path))
-        except BoxerError:
-            raise _RedirectError(f"cannot create {path}: Too many levels of symbolic links") from None
-        if host.is_dir():
-            raise _RedirectError(f"cannot create {path}: Is a directory")
-        if not host.parent.is_dir():
-            raise _RedirectError(f"cannot create {path}: Directory nonexistent")
-        try:
-            sink = _File(host, append)
-        except OSError as e:
-            raise _RedirectError(f"cannot create {path}: {e.strerror}") from None
-        opened.append(sink)
-        return sink
+    def _apply(self, redirects: list[Any], opened: list[File]) -> None:
+        """Each redirection in turn, on this shell's own fds (a target's $(...) sees the earlier ones)."""
+        for r in redirects:
+            stdin = redirect(r, self.fds, program=self.program, expander=self._expander(), root=self.shared.root,
+                             cwd=self.state.cwd, opened=opened)
+            if stdin is not None:
+                self.stdin = stdin
 
     # -- variables (the expansion Scope) ---------------------------------------------------
     def get(self, name: str) -> str | None:
@@ -672,14 +538,11 @@ class _Shell(Builtins):
         return list(self.state.positional)
 
     def assign(self, name: str, value: str) -> None:
-        self._assign(name, value)
-
-    def _assign(self, name: str, value: str) -> None:
         self.state.vars[name] = value
 
     def substitute(self, script: str) -> str:
-        buffer = _Buffer()
-        sub = self._child(parse(script), stdin=_Input(), fds={1: buffer, 2: self.fds[2]})
+        buffer = Buffer()
+        sub = self._child(parse(script), stdin=Input(), fds={1: buffer, 2: self.fds[2]})
         sub.tested = False
         self.subst_status = sub.run_protected()
         return utilities.decode(bytes(buffer.data)).rstrip("\n")
@@ -689,16 +552,39 @@ class _Shell(Builtins):
             self.fds[2].write(utilities.encode(f"sh: {name}: parameter not set\n"))
             raise ShellExit(2)
 
-    def _which(self, name: str) -> str | None:
-        path = self.state.vars.get("PATH", utilities.DEFAULT_PATH)
+    # -- the rest of the builtins' Context ----------------------------------------------------
+    @property
+    def root(self) -> Path:
+        return self.shared.root
+
+    def err(self, message: str) -> None:
+        self.fds[2].write(utilities.encode(message + "\n"))
+
+    def run_nested(self, program: Program) -> int:
+        """Run `program` in this shell's state and output (eval, source, a case branch); `exit`
+        still ends the whole script."""
+        return self._child(program, state=self.state, fds=self.fds)._run_nested()
+
+    def _run_nested(self) -> int:
+        self.shared.depth += 1
+        if self.shared.depth > MAX_NESTING:
+            raise ShellError(f"commands nested more than {MAX_NESTING} deep (eval, source or $(...))")
+        try:
+            for tree in self.program.trees:
+                self._list([tree])
+            return self.state.status
+        finally:
+            self.shared.depth -= 1
+
+    def dispatch_in(self, state: State, argv: list[str]) -> int:
+        return self._child(self.program, state=state, fds=self.fds).dispatch(argv, {})
+
+    def which(self, name: str) -> str | None:
+        path = self.state.vars.get("PATH", DEFAULT_PATH)
         found = utilities.lookup_path(self.shared.root, self.state.cwd, path, name)
         if found is None and (name in BUILTINS or name in self.state.functions or find_utility(name)):
             return name
         return found
-
-
-class _RedirectError(Exception):
-    pass
 
 
 def _is_assignment(text: str) -> bool:

@@ -12,11 +12,7 @@ from dataclasses import dataclass
 
 import bashlex
 
-from boxer_py.errors import BoxerError
-
-
-class ShellError(BoxerError):
-    """A RUN script the shell cannot run (unsupported syntax or option); one line, no location."""
+from boxer_py.errors import ShellError
 
 
 @dataclass(frozen=True)

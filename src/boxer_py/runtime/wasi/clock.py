@@ -20,7 +20,7 @@ import time
 import wasmtime
 
 WASI = "wasi_snapshot_preview1"
-SUBSCRIPTION_SIZE, EVENT_SIZE = 48, 32
+SUBSCRIPTION_SIZE = 48
 CLOCK, FD_READ, FD_WRITE = 0, 1, 2
 ABSTIME = 1
 REALTIME, MONOTONIC = 0, 1

@@ -71,7 +71,6 @@ def run(utility: Utility, call: Call) -> int:
         return call.fail(e.strerror or str(e))
 
 
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"   # Docker's
 
 
 def lookup_path(root: Path, cwd: str, path_var: str, name: str) -> str | None:
