@@ -291,6 +291,41 @@ def build_and_check(case: Case, corpus: Path, boxer: list[str], no_cache: bool, 
         return res
 
 
+def rescore(saved: dict, case: Case, corpus: Path) -> Result:
+    """A saved result with its category and error line derived again from its saved logs."""
+    fields = set(Result.__dataclass_fields__)
+    r = Result(**{k: v for k, v in saved.items() if k in fields})
+    r.expected = case.expected
+    if not r.base:
+        ctx = corpus / case.name / "context"
+        source = ctx.parent / "SOURCE.json"
+        if source.is_file():
+            df = ctx / json.loads(source.read_text()).get("dockerfile_in_case", "Dockerfile")
+            if df.is_file():
+                froms = re.findall(r"^\s*FROM\s+(?:--platform=\S+\s+)?(\S+)", df.read_text(errors="replace"), re.I | re.M)
+                r.base = re.sub(r"@sha256:([0-9a-fA-F]{12})[0-9a-fA-F]+", r"@sha256:\1...", ", ".join(froms))
+
+    def again(d: dict) -> None:
+        if d.get("ran"):
+            return
+        if d.get("built"):
+            text = "\n".join(d.get("run_log_tail") or [])
+            if not d.get("error", "").startswith(("check timed out", "output lacks")):
+                d["category"] = classify_run(text)
+                d["error"] = first_error_line(text) or d.get("error", "")
+        elif not d.get("error", "").startswith(("build timed out", "missing from the corpus")):
+            text = "\n".join(d.get("build_log_tail") or [])
+            d["category"] = classify_build(text)
+            d["error"] = re.sub(r"(/tmp/boxer-compat-[^/ ]+/|\S*/context/)", "", first_error_line(text) or d["error"])
+
+    shadow = asdict(r)
+    again(shadow)
+    r.category, r.error = shadow["category"], shadow["error"]
+    if r.probe is not None:
+        again(r.probe)
+    return r
+
+
 def markdown(results: list[Result], cases: list[Case], built: int, ran: int, m: int,
              counts: dict[str, int]) -> str:
     by_name = {c.name: c for c in cases}
@@ -327,6 +362,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="when a case stops at its base tag, build it again with its python FROM lines read as "
                         "python:3.12 (in a temporary copy) and report what blocks it next; not counted as built")
     p.add_argument("--markdown", metavar="FILE", help="write the results table as Markdown to FILE")
+    p.add_argument("--rescore", metavar="FILE",
+                   help="build nothing: read a --json FILE of an earlier run and categorise its logs again with "
+                        "the current rules")
     p.add_argument("-v", "--verbose", action="store_true", help="print the log tail of each failure")
     args = p.parse_args(argv)
 
@@ -345,8 +383,16 @@ def main(argv: list[str] | None = None) -> int:
 
     width = max((len(c.name) for c in cases), default=10)
     results = []
+    saved = {}
+    if args.rescore:
+        saved = {d["name"]: d for d in json.loads(Path(args.rescore).read_text())["results"]}
     for case in cases:
-        r = run_case(case, corpus, boxer, args.no_cache, args.probe)
+        if args.rescore:
+            if case.name not in saved:
+                continue
+            r = rescore(saved[case.name], case, corpus)
+        else:
+            r = run_case(case, corpus, boxer, args.no_cache, args.probe)
         results.append(r)
         mark = lambda b: "yes" if b else "no"
         line = f"{r.name:<{width}}  built {mark(r.built):<3}  ran {mark(r.ran):<3}"
