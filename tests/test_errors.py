@@ -327,6 +327,6 @@ def test_export_into_a_file_or_a_full_directory_is_refused(boxer, hello_c_image,
     (tmp_path / "file").write_text("x")
     (tmp_path / "full").mkdir()
     (tmp_path / "full/keep").write_text("mine")
-    one_line_error(boxer("export", str(hello_c_image), str(tmp_path / "file")), "is not a directory")
-    one_line_error(boxer("export", str(hello_c_image), str(tmp_path / "full")), "directory is not empty")
+    one_line_error(boxer("export", str(hello_c_image), str(tmp_path / "file")), "not an empty directory")
+    one_line_error(boxer("export", str(hello_c_image), str(tmp_path / "full")), "not an empty directory")
     assert (tmp_path / "file").read_text() == "x" and os.listdir(tmp_path / "full") == ["keep"]

@@ -82,7 +82,7 @@ def test_export_writes_rootfs_and_config(boxer, hello_image, tmp_path):
     assert os.readlink(out / "rootfs/usr/local/bin/python") == "python3.12"
     assert b'"WorkingDir": "/app"' in (out / "config.json").read_bytes()
     r = boxer("export", str(hello_image), str(out))
-    assert r.returncode == 1 and "not empty" in r.stderr
+    assert r.returncode == 1 and "not an empty directory" in r.stderr
 
 
 def _run_module(engine, module) -> int:

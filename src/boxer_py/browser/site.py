@@ -2,15 +2,18 @@
 (`web/`, made from toolchain/web by `make web`) and the image itself.
 
 `write_site` writes it as a static directory any host can serve; `serve` serves it on
-127.0.0.1 for local use. The image runs in the visitor's tab: the server only sends files.
+127.0.0.1 for local use. The image runs in the visitor's tab: the server only sends files, and
+only to requests whose Host names it (`allowed_hosts`: a site that rebinds its DNS name to
+127.0.0.1 gets 421, never the image).
 """
 from __future__ import annotations
 
 import http.server
+import ipaddress
 import os
+import re
 import shlex
 import shutil
-import tempfile
 import threading
 from dataclasses import dataclass
 from importlib import resources
@@ -19,10 +22,11 @@ from pathlib import Path
 import jinja2
 
 from boxer_py.errors import BoxerError
-from boxer_py.image import imagefile
+from boxer_py.image import atomic, imagefile
 
 IMAGE_NAME = "image.wasm"
-ASSETS = ("boxer.js", "worker.js", "style.css", "xterm.css")
+PREVIEW_NAME = "preview.html"
+ASSETS = ("boxer.js", "worker.js", PREVIEW_NAME, "style.css", "xterm.css")
 # The MIME types a host must send (WebAssembly.compileStreaming and the page need them).
 MIME_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -30,27 +34,74 @@ MIME_TYPES = {
     ".css": "text/css; charset=utf-8",
     ".wasm": "application/wasm",
 }
-CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval' 'unsafe-inline'; "
+# The page's policy: scripts only from its own files (no inline script, no javascript: URL),
+# frames only from its own origin (preview.html; srcdoc previews are not fetched).
+CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; "
        "style-src 'self' 'unsafe-inline'; img-src 'self' blob: data:; font-src 'self' data:; "
-       "connect-src 'self'; worker-src 'self'; frame-src blob:; child-src 'self' blob:; "
+       "connect-src 'self'; worker-src 'self'; frame-src 'self'; child-src 'self'; "
        "object-src 'none'; base-uri 'none'; form-action 'none'")
+# What only a header can say (boxer serve sends these; docs/web.md asks other hosts to).
+PAGE_HEADERS = {
+    "Content-Security-Policy": CSP + "; frame-ancestors 'none'",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-cache",
+}
+# preview.html carries its own policy (no fetch, no loads, no frames); only the page may frame it.
+# (Its Content-Security-Policy header is read from preview.html's meta tag: one source of truth.)
+PREVIEW_HEADERS = {**{k: v for k, v in PAGE_HEADERS.items() if k != "Content-Security-Policy"},
+                   "X-Frame-Options": "SAMEORIGIN"}
+# The page's limits (data-* attributes the launcher reads; it has defaults for each).
+LIMIT_NAMES = ("max-output", "disk", "max-entries")
 
 
 def asset_dir() -> Path:
     return Path(str(resources.files("boxer_py.browser") / "web"))
 
 
-def render_index(image: imagefile.Image) -> str:
+_INVISIBLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2028-\u202f"
+                        r"\u2060-\u206f\ufeff\ufff9-\ufffb]")
+
+
+def visible(text: str) -> str:
+    """Control and bidi characters in a guest-chosen string shown as [U+XXXX], as the launcher does."""
+    return _INVISIBLE.sub(lambda m: f"[U+{ord(m.group()):04X}]", str(text))
+
+
+def preview_csp() -> str:
+    """The policy preview.html declares in its meta tag (sent as its header too)."""
+    text = (asset_dir() / PREVIEW_NAME).read_text(encoding="utf-8")
+    found = re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]+)">', text)
+    if not found:
+        raise BoxerError(f"{asset_dir() / PREVIEW_NAME}: no Content-Security-Policy: run `make web`")
+    return found.group(1)
+
+
+def page_limits(max_output: int | None = None, disk: int | None = None, max_entries: int | None = None) -> dict[str, int]:
+    """The data-* limits for the page; a limit left out is the launcher's default."""
+    values = {"max-output": max_output, "disk": disk, "max-entries": max_entries}
+    for name, value in values.items():
+        if value is not None and (not isinstance(value, int) or value <= 0):
+            raise BoxerError(f"--{name}: expected a positive size, got {value!r}")
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def render_index(image: imagefile.Image, limits: dict[str, int] | None = None) -> str:
     """The page for `image`. Everything it shows is re-read from the image by the launcher;
     the values here are only the first paint."""
     env = jinja2.Environment(loader=jinja2.PackageLoader("boxer_py.browser", "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined)
+    env.filters["visible"] = visible
     config = image.spec.config
     tag = image.annotations.get("org.opencontainers.image.ref.name", "")
     title = config.labels.get("org.opencontainers.image.title") or tag or image.id[7:19]
     return env.get_template("index.html").render(
         title=title, tag=tag, image_id=image.id, workdir=config.working_dir, image_url=IMAGE_NAME,
-        default_command=shlex.join([*config.entrypoint, *config.cmd]), csp=CSP)
+        preview_url=PREVIEW_NAME, default_command=shlex.join([*config.entrypoint, *config.cmd]), csp=CSP,
+        limits={name: value for name, value in (limits or {}).items() if name in LIMIT_NAMES})
 
 
 def _assets() -> dict[str, Path]:
@@ -61,28 +112,20 @@ def _assets() -> dict[str, Path]:
     return {name: base / name for name in ASSETS}
 
 
-def write_site(image_path: str | Path, directory: str | Path) -> Path:
+def write_site(image_path: str | Path, directory: str | Path, limits: dict[str, int] | None = None) -> Path:
     """Write index.html, the launcher and the image into DIR, all at once (a temp dir renamed
     into place), so a failure never leaves half a site. DIR must not exist or be empty."""
     directory = Path(directory)
     image = imagefile.read(image_path)
-    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
-        raise BoxerError(f"{directory}: already exists and is not an empty directory")
+    atomic.check_empty_target(directory)
     assets = _assets()
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
-        (tmp / "index.html").write_text(render_index(image), encoding="utf-8")
+    with atomic.fresh_directory(directory) as tmp:
+        (tmp / "index.html").write_text(render_index(image, limits), encoding="utf-8")
         for name, path in assets.items():
             shutil.copyfile(path, tmp / name)
         shutil.copyfile(image_path, tmp / IMAGE_NAME)
-        os.chmod(tmp, 0o755)
         for child in tmp.iterdir():
             os.chmod(child, 0o644)
-        os.replace(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return directory
 
 
@@ -101,7 +144,53 @@ class Server:
         self.thread.join()
 
 
-def _handler(files: dict[str, tuple[str, Path | bytes]], seen: list[str]) -> type[http.server.BaseHTTPRequestHandler]:
+def is_loopback(host: str) -> bool:
+    """Whether listening on `host` keeps the server to this machine."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def allowed_hosts(host: str, port: int) -> frozenset[str]:
+    """The Host header values `boxer serve` answers: the address it listens on and the loopback
+    names, with its port (a browser sends the port whenever it is not 80). A DNS-rebinding site
+    sends its own name and is refused."""
+    shown = f"[{host.strip('[]')}]" if ":" in host else host
+    names = {shown.lower(), "localhost", "127.0.0.1", "[::1]"}
+    return frozenset({f"{name}:{port}" for name in names} | (names if port == 80 else set()))
+
+
+def _unspecified(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_unspecified
+    except ValueError:
+        return False
+
+
+def _host_allowed(value: str | None, allowed: frozenset[str], any_address: bool, port: int) -> bool:
+    """A Host header the server was started for. Listening on 0.0.0.0/::, any IP address with
+    the right port is one too: a literal address cannot be rebound, only a name can."""
+    if not value:
+        return False
+    value = value.strip().lower()
+    if value in allowed:
+        return True
+    if any_address:
+        name, _, rest = value.rpartition(":")
+        if rest == str(port) and name:
+            try:
+                ipaddress.ip_address(name.strip("[]"))
+                return True
+            except ValueError:
+                return False
+    return False
+
+
+def _handler(files: dict[str, tuple[str, Path | bytes, dict[str, str]]], seen: list[str],
+             allowed: frozenset[str], any_address: bool, port: int) -> type[http.server.BaseHTTPRequestHandler]:
     class Handler(http.server.BaseHTTPRequestHandler):
         server_version = "boxer"
         sys_version = ""
@@ -112,21 +201,35 @@ def _handler(files: dict[str, tuple[str, Path | bytes]], seen: list[str]) -> typ
         def do_HEAD(self) -> None:  # noqa: N802
             self._send(head=True)
 
+        def _refuse(self, code: int, message: str) -> None:
+            body = f"{code} {message}\n".encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
         def _send(self, head: bool) -> None:
             seen.append(self.path)
+            if not _host_allowed(self.headers.get("Host"), allowed, any_address, port):
+                self._refuse(421, "Misdirected Request: this server answers only the names it listens on")
+                return
             path = self.path.split("?", 1)[0].split("#", 1)[0]
             entry = files.get("index.html" if path == "/" else path.lstrip("/"))
             if entry is None:
                 self.send_error(404)
                 return
-            mime, body = entry
+            mime, body, headers = entry
             data = body if isinstance(body, bytes) else body.read_bytes()
             self.send_response(200)
             self.send_header("Content-Type", mime)
             self.send_header("Content-Length", str(len(data)))
-            self.send_header("Content-Security-Policy", CSP)
-            self.send_header("X-Content-Type-Options", "nosniff")
-            self.send_header("Cache-Control", "no-cache")
+            for name, value in headers.items():
+                self.send_header(name, value)
             self.end_headers()
             if not head:
                 self.wfile.write(data)
@@ -137,18 +240,23 @@ def _handler(files: dict[str, tuple[str, Path | bytes]], seen: list[str]) -> typ
     return Handler
 
 
-def serve(image_path: str | Path, host: str = "127.0.0.1", port: int = 8000) -> Server:
+def serve(image_path: str | Path, host: str = "127.0.0.1", port: int = 8000,
+          limits: dict[str, int] | None = None) -> Server:
     """Serve the page, the launcher and the image (only those files) from a thread."""
     image = imagefile.read(image_path)
-    files: dict[str, tuple[str, Path | bytes]] = {"index.html": (MIME_TYPES[".html"], render_index(image).encode())}
+    preview_headers = {**PREVIEW_HEADERS, "Content-Security-Policy": preview_csp() + "; frame-ancestors 'self'"}
+    files: dict[str, tuple[str, Path | bytes, dict[str, str]]] = {
+        "index.html": (MIME_TYPES[".html"], render_index(image, limits).encode(), PAGE_HEADERS)}
     for name, path in _assets().items():
-        files[name] = (MIME_TYPES[path.suffix], path)
-    files[IMAGE_NAME] = (MIME_TYPES[".wasm"], Path(image_path).resolve())
+        files[name] = (MIME_TYPES[path.suffix], path, preview_headers if name == PREVIEW_NAME else PAGE_HEADERS)
+    files[IMAGE_NAME] = (MIME_TYPES[".wasm"], Path(image_path).resolve(), PAGE_HEADERS)
     seen: list[str] = []
     try:
-        httpd = http.server.ThreadingHTTPServer((host, port), _handler(files, seen))
+        httpd = http.server.ThreadingHTTPServer((host, port), _handler(files, seen, frozenset(), False, port))
     except OSError as e:
         raise BoxerError(f"cannot listen on {host}:{port} ({e.strerror})") from None
+    bound = httpd.server_address[1]
+    httpd.RequestHandlerClass = _handler(files, seen, allowed_hosts(host, bound), _unspecified(host), bound)
     httpd.daemon_threads = True
     thread = threading.Thread(target=httpd.serve_forever, name="boxer-serve", daemon=True)
     thread.start()

@@ -12,7 +12,6 @@ temp file renamed into place, so a failed write never leaves a half image.
 """
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import mmap
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from boxer_py.errors import ImageError
+from boxer_py.image import atomic
 from boxer_py.image.config import ImageConfig, ImageSpec
 from boxer_py.image.wasmbin import read_uleb, uleb
 
@@ -115,24 +115,10 @@ def write(path: str | Path, data: bytes) -> None:
 
     The temp file is created with mode 0666 minus the umask, as any tool's output would be
     (mkstemp's 0600 would survive the rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
     try:
-        if path.is_dir():
-            raise IsADirectoryError(errno.EISDIR, "is a directory")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        atomic.write_file(path, data)
     except OSError as e:
         raise ImageError(f"{path}: cannot write the image ({e.strerror or e})") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException as e:
-        os.unlink(tmp)
-        if isinstance(e, OSError):
-            raise ImageError(f"{path}: cannot write the image ({e.strerror or e})") from None
-        raise
 
 
 def _read_leb(data: bytes, pos: int, where: str) -> tuple[int, int]:

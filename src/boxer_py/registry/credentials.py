@@ -11,11 +11,11 @@ from __future__ import annotations
 import base64
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from boxer_py.errors import BoxerError
+from boxer_py.image import atomic
 from boxer_py.registry.reference import DOCKER_HUB
 
 _HUB_KEYS = ("docker.io", "index.docker.io", "registry-1.docker.io", "https://index.docker.io/v1/")
@@ -105,13 +105,5 @@ def _update(registry: str, credential: Credential | None, env: dict[str, str] | 
         auths[_key(registry)] = {"auth": token}
     doc["auths"] = auths
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(prefix=".auth.", dir=path.parent)   # mkstemp creates it 0600
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent=2)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    atomic.write_file(path, json.dumps(doc, indent=2).encode(), mode=0o600)
     return path

@@ -8,12 +8,10 @@ against its descriptor by the conversion that uses it (oci.to_image_file).
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from boxer_py.errors import ImageError
+from boxer_py.image import atomic
 from boxer_py.image.imagefile import Descriptor
 from boxer_py.registry.oci import (
     INDEX_TYPES,
@@ -32,11 +30,7 @@ LAYOUT_FILE = '{"imageLayoutVersion": "1.0.0"}'
 
 def write_layout(artifact: Artifact, directory: Path, ref_name: str | None = None) -> None:
     """DIR becomes an OCI image layout holding this one manifest (tagged `ref_name`)."""
-    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
-        raise ImageError(f"{directory}: already exists and is not an empty directory")
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
-    try:
+    with atomic.fresh_directory(directory) as tmp:
         blobs = tmp / "blobs" / "sha256"
         blobs.mkdir(parents=True)
         for digest, data in [*artifact.blobs.items(), (artifact.digest, artifact.manifest)]:
@@ -47,13 +41,6 @@ def write_layout(artifact: Artifact, directory: Path, ref_name: str | None = Non
         index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [entry]}
         (tmp / "index.json").write_text(json.dumps(index, indent=2))
         (tmp / "oci-layout").write_text(LAYOUT_FILE)
-        tmp.chmod(0o755)
-        if directory.exists():
-            directory.rmdir()
-        os.replace(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 class Layout:

@@ -5,14 +5,12 @@ atomic rename), so a failure anywhere leaves nothing behind.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from boxer_py.errors import BoxerError
-from boxer_py.image import imagefile
+from boxer_py.image import atomic, imagefile
 from boxer_py.registry import credentials, oci
 from boxer_py.registry.distribution import Options, Registry
 from boxer_py.registry.layout import Layout, write_layout
@@ -64,11 +62,7 @@ class LayerCache:
             pass
         gz = oci.gzip_layer(tar)
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".layer.", dir=self.directory)
-            with os.fdopen(fd, "wb") as f:
-                f.write(gz)
-            os.replace(tmp, path)
+            atomic.write_file(path, gz)
         except OSError:
             pass   # a cache that cannot be written only costs time
         return gz
