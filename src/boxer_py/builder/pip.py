@@ -1,37 +1,90 @@
 """`pip install` for the guest, run by the host's pip at build time.
 
 The guest has no network and no pip; the host resolves and downloads for the guest's
-interpreter instead. Only wheels are taken (pure Python, or built for WASI): building a
-source distribution would run its setup code on the build host, and a native wheel could
-not load in WebAssembly anyway. pip installs into a private directory on the host, which is
-then copied into the image through `rootfs.resolve`, so nothing in the image (a symlink, a
-requirements file naming a host path) can make pip read or write outside the rootfs.
+interpreter instead. The rule is absolute: no code from the build context, the image or a
+package index ever runs on the build host. So the host's pip never sees what the Dockerfile
+wrote. Every argument and every requirements-file line is parsed here against an allow-list
+(PEP 508 names, extras and version specifiers, a few options with literal values); anything
+else (`-e`, local paths, URLs, VCS, `--find-links`, `--config-settings`...) is refused with
+the file and line. Environment markers are evaluated here for the guest's Python (WASI,
+wasm32), and only the requirements that apply are written, re-serialised, into a requirements
+file of our own. The host pip then runs isolated: `-I` Python, `--isolated` pip (no config
+file, no PIP_* variable), a clean environment, a private working directory and HOME, and
+`--only-binary=:all:`, so it downloads and unpacks wheels and never builds anything. It
+installs into a private directory, copied into the image through `rootfs.resolve`, so nothing
+in the image (a symlink, a requirements file naming a host path) makes pip read or write
+outside the rootfs.
 """
 from __future__ import annotations
 
+import json
+import os
 import posixpath
 import re
+import shlex
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from packaging.markers import InvalidMarker, UndefinedComparison, UndefinedEnvironmentName
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from boxer_py import locations
 from boxer_py.image.rootfs import copy_tree, resolve, within
 
-# pip options passed through as they are: flags, then options that take a value.
-_FLAGS = {"--upgrade", "-U", "--no-deps", "--pre", "--force-reinstall", "--ignore-installed", "-I",
-          "--no-build-isolation", "--require-hashes", "--upgrade-strategy-eager", "-v", "--verbose"}
-_WITH_VALUE = {"-i", "--index-url", "--extra-index-url", "--trusted-host", "--upgrade-strategy", "--timeout",
-               "--retries"}
-# Accepted and meaningless here: the host's pip keeps its own cache; there is one site dir.
-_IGNORED = {"--no-cache-dir", "--user", "--disable-pip-version-check", "--no-warn-script-location",
-            "--prefer-binary", "--compile", "--no-compile", "--break-system-packages", "-q", "--quiet",
-            "--no-input", "--progress-bar=off", "--root-user-action=ignore", "--no-color", "--isolated"}
-_IGNORED_WITH_VALUE = {"--progress-bar", "--root-user-action", "--cache-dir"}
+MAX_REQUIREMENTS_FILE = 1 << 20  # bytes of one requirements or constraints file
+MAX_NESTING = 8  # -r/-c files inside requirements files
+MAX_REQUIREMENTS = 10_000  # requirement lines over all files of one `pip install`
+PIP_TIMEOUT = 30 * 60  # seconds for the host's pip
+
+# Command-line flags passed on to the host's pip as they are.
+_PASSED_FLAGS = {"-U": "--upgrade", "--upgrade": "--upgrade", "--no-deps": "--no-deps",
+                 "--force-reinstall": "--force-reinstall", "-I": "--ignore-installed",
+                 "--ignore-installed": "--ignore-installed"}
+# Flags meaningful only to a native pip (one site dir, the host's own cache, no builds): accepted.
+_IGNORED_FLAGS = {"--no-cache-dir", "--user", "--disable-pip-version-check", "--no-warn-script-location",
+                  "--no-warn-conflicts", "--compile", "--no-compile", "--break-system-packages", "-q", "--quiet",
+                  "-v", "--verbose", "--no-input", "--no-color", "--isolated", "--no-build-isolation",
+                  "--use-pep517", "--prefer-binary"}
+_IGNORED_VALUES = {"--progress-bar", "--root-user-action", "--cache-dir", "--timeout", "--retries",
+                   "--exists-action", "--default-timeout", "--only-binary"}
+# What a requirements file may say besides requirements (pip's own list, less what reaches the host).
+_FILE_FLAGS = {"--pre", "--prefer-binary", "--require-hashes", "--no-index"}
+_FILE_VALUES = {"-i", "--index-url", "--extra-index-url", "--trusted-host", "--only-binary", "--no-binary",
+                "-r", "--requirement", "-c", "--constraint"}
+_SHORT = {"-i": "--index-url", "-r": "--requirement", "-c": "--constraint"}
+# Options with a value (so that `-xVALUE`, `--x=VALUE` and `--x VALUE` all parse).
+_WITH_VALUE = _IGNORED_VALUES | _FILE_VALUES | {"--upgrade-strategy", "--hash"}
+_FROM_SOURCE = ("would build a package from source, which would run its setup code on the build host; build a "
+                "wheel outside (pip wheel), COPY the .whl in and install that file")
+_WHY = {
+    "-e": _FROM_SOURCE, "--editable": _FROM_SOURCE, "--no-binary": _FROM_SOURCE, "--config-settings": _FROM_SOURCE,
+    "-C": _FROM_SOURCE, "--global-option": _FROM_SOURCE, "--install-option": _FROM_SOURCE,
+    "--build-option": _FROM_SOURCE, "--no-use-pep517": _FROM_SOURCE,
+    "-f": "would read packages from a directory or page of the build host; use --index-url, or COPY the "
+          ".whl in and install that file",
+    "--find-links": "would read packages from a directory or page of the build host; use --index-url, or "
+                    "COPY the .whl in and install that file",
+    "--src": _FROM_SOURCE, "--use-feature": "is not supported at build time",
+    "--cert": "would read a file of the build host", "--client-cert": "would read a file of the build host",
+    "--proxy": "is the build host's setting, not the image's", "--log": "would write a file on the build host",
+    "-t": "is not supported at build time (packages go to the image's site-packages)",
+    "--target": "is not supported at build time (packages go to the image's site-packages)",
+    "--prefix": "is not supported at build time (packages go to the image's site-packages)",
+    "--root": "is not supported at build time (packages go to the image's site-packages)",
+}
 # Tools that live beside the interpreter on a native system; the guest needs none of them.
 _BUILD_TOOLS = {"pip"}
+_ENV_VAR = re.compile(r"\$\{([A-Z0-9_]+)\}")  # what pip expands in requirements files
+_COMMENT = re.compile(r"(^|\s+)#.*$")
+_HASH = re.compile(r"(sha256|sha384|sha512):[0-9a-fA-F]{64,128}")
+_HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 
 
 @dataclass
@@ -41,30 +94,79 @@ class PipResult:
 
 
 class PipRefused(Exception):
-    """A pip invocation that cannot work for a WebAssembly guest; the message says why."""
+    """A pip invocation that cannot work for a WebAssembly guest, or that could make the build
+    host run or read something; the message says why (with the file and line)."""
+
+
+@dataclass
+class _Request:
+    """What one `pip install` asks for, parsed: only this reaches the host's pip."""
+
+    options: list[str] = field(default_factory=list)  # host pip options, each validated
+    requirements: list[str] = field(default_factory=list)  # re-serialised lines for our requirements file
+    constraints: list[str] = field(default_factory=list)
+    wheels: list[str] = field(default_factory=list)  # host paths of wheels inside the rootfs
+    tools: list[str] = field(default_factory=list)  # pip itself: not needed in the image
+    skipped: list[str] = field(default_factory=list)  # requirements whose markers exclude the guest
+    count: int = 0
+
+    def add_option(self, *option: str) -> None:
+        if option[0] == "--index-url":  # the last one wins, as in pip
+            i = next((n for n, o in enumerate(self.options) if o == "--index-url"), None)
+            if i is not None:
+                del self.options[i:i + 2]
+        if option[0] in self.options and len(option) == 1:
+            return
+        self.options += option
 
 
 def pip(args: list[str], root: Path, env: dict[str, str], cwd: str) -> PipResult:
-    """Run `pip ARGS` for the image at `root` (args exclude the `pip` itself)."""
+    """Run `pip ARGS` for the image at `root` (args exclude the `pip` itself); `env` and `cwd`
+    are the RUN's (the guest's), never the host's."""
     if not args or args[0] != "install":
         what = args[0] if args else "(no command)"
         if args and args[0] in ("--version", "-V"):
             return PipResult(0, b"pip (run by boxer on the build host for the image's Python)\n")
         raise PipRefused(f"pip {what}: only `pip install` runs at build time")
-    python = _python_version(env)
+    version = _python_version(env)
     site = _site_packages(env)
-    with tempfile.TemporaryDirectory(prefix="boxer-pip-") as tmp:
-        command, requirements = _translate(args[1:], root, cwd, Path(tmp))
-        if not requirements:
+    marker_env = marker_environment(version)
+    request = _Request()
+    _parse_command(args[1:], request, _Parse(root, env, cwd, marker_env))
+    python = ".".join(version.split(".")[:2])
+    if not request.requirements and not request.wheels:
+        if request.tools:
             return PipResult(0, b"pip: nothing to install for the image (pip itself is not needed)\n")
-        target = Path(tmp) / "target"
-        proc = subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--target", str(target), "--only-binary=:all:",
-             "--platform", "any", "--platform", "wasi_0_0_0_wasm32", "--python-version", python,
-             "--implementation", "cp", "--abi", "none", "--abi", "abi3", "--abi", "cp" + python.replace(".", ""),
-             "--no-compile", "--disable-pip-version-check", "--no-warn-script-location", "--quiet",
-             *command],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        if request.skipped:
+            raise PipRefused(f"pip install: nothing to install: no requirement applies to the image's Python "
+                             f"{python} on WASI (the environment markers of {', '.join(request.skipped[:5])} "
+                             "exclude it)")
+        raise PipRefused("pip install: nothing to install (no package named)")
+    with tempfile.TemporaryDirectory(prefix="boxer-pip-") as tmp:
+        work = Path(tmp)
+        (work / "home").mkdir()
+        (work / "cwd").mkdir()
+        target = work / "target"
+        command = [*request.options]
+        if request.requirements:
+            (work / "requirements.txt").write_text("\n".join(request.requirements) + "\n")
+            command += ["-r", str(work / "requirements.txt")]
+        if request.constraints:
+            (work / "constraints.txt").write_text("\n".join(request.constraints) + "\n")
+            command += ["-c", str(work / "constraints.txt")]
+        command += request.wheels
+        argv = [sys.executable, "-I", "-c", _PIP_MAIN, json.dumps(marker_env),
+                "install", "--isolated", "--no-input", "--disable-pip-version-check", "--keyring-provider=disabled",
+                "--cache-dir", os.path.join(locations.cache_dir(), "pip"),
+                "--target", str(target), "--only-binary=:all:",
+                "--platform", "any", "--platform", "wasi_0_0_0_wasm32", "--python-version", python,
+                "--implementation", "cp", "--abi", "none", "--abi", "abi3", "--abi", "cp" + python.replace(".", ""),
+                "--no-compile", "--no-warn-script-location", "--quiet", *command]
+        try:
+            proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                  cwd=work / "cwd", env=_host_environment(work), timeout=PIP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            return PipResult(1, f"pip install: the build host's pip took more than {PIP_TIMEOUT}s\n".encode())
         output = proc.stdout
         if proc.returncode != 0:
             missing = re.findall(rb"No matching distribution found for ([^\s]+)", output)
@@ -75,16 +177,50 @@ def pip(args: list[str], root: Path, env: dict[str, str], cwd: str) -> PipResult
                            "alternative\n").encode()
             return PipResult(proc.returncode, output)
         installed = sorted(p.name.removesuffix(".dist-info") for p in target.glob("*.dist-info"))
+        if not installed:
+            return PipResult(1, output + b"pip install: nothing was installed\n")
         _install(target, root, site)
         return PipResult(0, output + f"installed into {site}: {' '.join(installed)}\n".encode())
 
 
+# The host's pip, with marker evaluation for the guest: pip evaluates the markers of every
+# dependency against the interpreter it runs on, whatever --python-version says.
+_PIP_MAIN = """\
+import json, sys
+guest = json.loads(sys.argv[1])
+from pip._vendor.packaging import markers
+markers.default_environment = lambda: dict(guest)
+from pip._internal.cli.main import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+# What the host's pip gets from the host's environment: only what reaching an index needs.
+_NETWORK_VARIABLES = ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
+                      "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE")
+
+
+def _host_environment(work: Path) -> dict[str, str]:
+    env = {"PATH": os.defpath, "HOME": str(work / "home"), "TMPDIR": str(work), "LC_ALL": "C.UTF-8",
+           "PYTHONNOUSERSITE": "1"}
+    env.update({k: os.environ[k] for k in _NETWORK_VARIABLES if k in os.environ})
+    return env
+
+
+def marker_environment(version: str) -> dict[str, str]:
+    """PEP 508's environment of the guest: CPython for WASI on wasm32 (as its `platform` says)."""
+    full = version if re.fullmatch(r"\d+\.\d+\.\d+", version) else ".".join(version.split(".")[:2]) + ".0"
+    return {"implementation_name": "cpython", "implementation_version": full, "os_name": "posix",
+            "platform_machine": "wasm32", "platform_release": "0.0.0", "platform_system": "wasi",
+            "platform_version": "0.0.0", "python_full_version": full, "platform_python_implementation": "CPython",
+            "python_version": ".".join(full.split(".")[:2]), "sys_platform": "wasi"}
+
+
 def _python_version(env: dict[str, str]) -> str:
     version = env.get("PYTHON_VERSION", "")
-    match = re.match(r"(\d+)\.(\d+)", version)
+    match = re.match(r"(\d+)\.(\d+)(\.\d+)?", version)
     if not match:
         raise PipRefused("pip install: the image has no Python (PYTHON_VERSION is not set); start FROM python:3.12")
-    return f"{match[1]}.{match[2]}"
+    return match[0]
 
 
 def _site_packages(env: dict[str, str]) -> str:
@@ -96,99 +232,239 @@ def _site_packages(env: dict[str, str]) -> str:
                      "find what is installed; keep it when you set PYTHONPATH: ENV PYTHONPATH=/app:$PYTHONPATH")
 
 
-def _translate(args: list[str], root: Path, cwd: str, tmp: Path) -> tuple[list[str], list[str]]:
-    """pip options for the host: requirement files and wheels are read from the image, every
-    path resolved inside the rootfs. Returns (options, the requirements among them)."""
-    command: list[str] = []
-    requirements: list[str] = []
-    it = iter(args)
-    for arg in it:
-        option, eq, value = arg.partition("=")
-        if arg in _IGNORED or option in _IGNORED_WITH_VALUE:
-            if option in _IGNORED_WITH_VALUE and not eq:
-                next(it, None)
+@dataclass
+class _Parse:
+    root: Path
+    env: dict[str, str]  # the guest's: `${VAR}` in a requirements file expands from it, as pip would there
+    cwd: str
+    markers: dict[str, str]
+    seen: set[tuple[str, bool]] = field(default_factory=set)
+
+
+def _options(tokens: list[str], where: str):
+    """(option, value or None) for each token of an option list; a non-option is (None, token)."""
+    it = iter(tokens)
+    for token in it:
+        if not token.startswith("-") or token == "-":
+            yield None, token
             continue
-        if arg in _FLAGS:
-            command.append(arg)
-        elif option in _WITH_VALUE:
-            command += [option, value if eq else _value(it, option)]
-        elif option in ("-r", "--requirement", "-c", "--constraint"):
-            guest = value if eq else _value(it, option)
-            flag = "-r" if option in ("-r", "--requirement") else "-c"
-            lines = _read_requirements(root, posixpath.join(cwd, guest), set())
-            listed = [line for line in lines if not line.startswith("-")]
-            if flag == "-r":
-                requirements += listed
-            path = tmp / f"req-{len(command)}.txt"
-            path.write_text("\n".join(lines) + "\n")
-            command += [flag, str(path)]
-        elif option in ("-e", "--editable"):
-            raise PipRefused(f"pip install {arg}: building a package from source would run its setup code on the "
-                             "build host; build a wheel outside (pip wheel), COPY the .whl in and install that")
-        elif arg.startswith("-r") or arg.startswith("-c"):
-            raise PipRefused(f"pip install: write {arg[:2]} FILE with a space")
-        elif arg.startswith("-"):
-            raise PipRefused(f"pip install: option {arg} is not supported at build time")
+        if token.startswith("--"):
+            name, eq, value = token.partition("=")
+            if name in _WITH_VALUE:
+                if not eq:
+                    value = next(it, None)
+                    if value is None:
+                        raise PipRefused(f"pip install: {where}{name} needs a value")
+                yield name, value
+            else:
+                yield (name, value) if eq else (name, None)
+            continue
+        name = token[:2]
+        if re.fullmatch(r"-[qv]+", token):
+            yield name, None
+        elif name in _SHORT:
+            value = token[2:] or next(it, None)
+            if value is None:
+                raise PipRefused(f"pip install: {where}{name} needs a value")
+            yield _SHORT[name], value
+        elif len(token) > 2:
+            yield name, token[2:]  # -e./x, -f/dir: refused below by name
         else:
-            requirement = _requirement(arg, root, cwd)
-            if requirement:
-                requirements.append(requirement)
-                command.append(requirement)
-    return command, requirements
+            yield token, None
 
 
-def _value(it, option: str) -> str:
-    value = next(it, None)
-    if value is None:
-        raise PipRefused(f"pip install: {option} needs a value")
-    return value
+def _refuse_option(name: str, value: str | None, where: str):
+    written = name + ("" if value is None else value if not name.startswith("--") else f"={value}")
+    why = _WHY.get(name, "is not allowed at build time")
+    raise PipRefused(f"pip install: {where}{written}: {name} {why}")
 
 
-def _requirement(arg: str, root: Path, cwd: str) -> str | None:
-    """A requirement for the host's pip, or None for pip itself. A local wheel is read from
-    the image; anything that would be built from source is refused."""
-    name = re.split(r"[\s<>=!~;\[@]", arg, maxsplit=1)[0].lower()
-    if name in _BUILD_TOOLS:
-        return None
-    if arg.endswith(".whl") and "://" not in arg:
-        host = resolve(root, posixpath.join(cwd, arg))
-        if not host.is_file():
-            raise PipRefused(f"pip install: {arg}: no such wheel in the image")
-        return str(host)
-    if arg.startswith((".", "/", "file:")) or "://" in arg:
-        raise PipRefused(f"pip install {arg}: building a package from source would run its setup code on the "
-                         "build host; build a wheel outside (pip wheel), COPY the .whl in and install that")
-    return arg
+def _parse_command(args: list[str], request: _Request, ctx: _Parse) -> None:
+    for name, value in _options(args, ""):
+        if name is None:
+            _requirement(value, request, ctx, "")
+        elif name in _PASSED_FLAGS and value is None:
+            request.add_option(_PASSED_FLAGS[name])
+        elif name in _IGNORED_FLAGS and value is None or name in _IGNORED_VALUES:
+            continue
+        elif name == "--upgrade-strategy" and value in ("only-if-needed", "eager"):
+            request.add_option(name, value)
+        elif name in ("--requirement", "--constraint"):
+            _read_file(posixpath.join(ctx.cwd, value), request, ctx, name == "--constraint", 0, top=True)
+        elif name in _FILE_FLAGS | _FILE_VALUES:
+            _common_option(name, value, request, "")
+        else:
+            _refuse_option(name, value, "")
 
 
-def _read_requirements(root: Path, guest: str, seen: set[str]) -> list[str]:
-    """A requirements file's lines, from the image, with nested -r files inlined."""
+def _common_option(name: str, value: str | None, request: _Request, where: str) -> None:
+    """The options a requirements file and the command line share (index settings and the like)."""
+    name = _SHORT.get(name, name)
+    if name in _FILE_FLAGS and value is None:
+        if name != "--prefer-binary":  # wheels only anyway
+            request.add_option(name)
+    elif name in ("--index-url", "--extra-index-url") and value is not None:
+        request.add_option(name, _index_url(value, where, name))
+    elif name == "--trusted-host" and value is not None:
+        if not _HOST.fullmatch(value):
+            raise PipRefused(f"pip install: {where}--trusted-host {value!r}: expected a host name")
+        request.add_option(name, value)
+    elif name == "--only-binary":
+        return  # always :all: here
+    elif name == "--no-binary" and value == ":none:":
+        return
+    else:
+        _refuse_option(name, value, where)
+
+
+def _index_url(url: str, where: str, option: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() or ord(c) < 32 for c in url):
+        raise PipRefused(f"pip install: {where}{option} {url}: only an http:// or https:// index is allowed "
+                         "(a file: or local index would read the build host)")
+    return url
+
+
+def _read_file(guest: str, request: _Request, ctx: _Parse, constraint: bool, depth: int, top: bool = False,
+               where: str = "") -> None:
+    """A requirements (or constraints) file of the image, every line parsed by the allow-list."""
     guest = posixpath.normpath(guest)
-    if guest in seen:
-        return []
-    seen.add(guest)
-    host = resolve(root, guest)
-    if not host.is_file():
-        raise PipRefused(f"pip install: requirements file {guest} not found in the image")
-    text = host.read_text(errors="replace").replace("\\\n", " ")
-    lines = []
-    for raw in text.splitlines():
-        line = re.sub(r"(^|\s)#.*", "", raw).strip()
-        if not line:
+    kind = "constraints" if constraint else "requirements"
+    if depth > MAX_NESTING:
+        raise PipRefused(f"pip install: {where}{guest}: {kind} files nested more than {MAX_NESTING} deep")
+    if (guest, constraint) in ctx.seen:
+        return
+    ctx.seen.add((guest, constraint))
+    text = _read_image_file(ctx.root, guest, kind, where)
+    before = len(request.requirements) + len(request.wheels) + len(request.tools) + len(request.skipped)
+    here = posixpath.dirname(guest)
+    for number, line in _logical_lines(text):
+        where = f"{guest}:{number}: "
+        line = _ENV_VAR.sub(lambda m: ctx.env.get(m[1], m[0]), line)
+        tokens = line.split(" ")
+        cut = next((i for i, t in enumerate(tokens) if t.startswith("-")), len(tokens))
+        head, rest = " ".join(tokens[:cut]).strip(), " ".join(tokens[cut:])
+        try:
+            words = shlex.split(rest)
+        except ValueError as e:
+            raise PipRefused(f"pip install: {where}cannot split the options ({e})") from None
+        if not head:
+            for name, value in _options(words, where):
+                if name is None:
+                    raise PipRefused(f"pip install: {where}{value}: expected an option or a requirement")
+                if name in ("--requirement", "--constraint"):
+                    nested = value if value.startswith("/") else posixpath.join(here, value)
+                    _read_file(nested, request, ctx, constraint or name == "--constraint", depth + 1, where=where)
+                elif name in _FILE_FLAGS | _FILE_VALUES:
+                    _common_option(name, value, request, where)
+                else:
+                    _refuse_option(name, value, where)
             continue
-        option, _, rest = line.partition(" ")
-        if option in ("-r", "--requirement"):
-            lines += _read_requirements(root, posixpath.join(posixpath.dirname(guest), rest.strip()), seen)
-        elif option in ("-c", "--constraint", "-f", "--find-links", "-e", "--editable"):
-            raise PipRefused(f"pip install: {guest}: `{option}` lines are not supported at build time")
-        elif line.startswith("-"):
-            lines.append(line)  # --index-url and friends apply as they are
-        else:
-            head = line.split(" --")[0].strip()
-            requirement = _requirement(head, root, posixpath.dirname(guest))
-            if requirement is not None:
-                lines.append(line if requirement == head else requirement)
-    return lines
+        hashes = []
+        for name, value in _options(words, where):
+            if name == "--hash" and value is not None and _HASH.fullmatch(value):
+                hashes.append(value)
+            elif name is None:
+                raise PipRefused(f"pip install: {where}{value}: expected an option after the requirement")
+            else:
+                _refuse_option(name, value, where)
+        _requirement(head, request, ctx, where, constraint=constraint, hashes=hashes)
+    added = len(request.requirements) + len(request.wheels) + len(request.tools) + len(request.skipped)
+    if top and not constraint and added == before:
+        raise PipRefused(f"pip install: {guest}: the requirements file names no package")
+
+
+def _read_image_file(root: Path, guest: str, kind: str, where: str) -> str:
+    """A small regular file of the image, opened without following a link out of the rootfs and
+    without blocking on a FIFO or a device."""
+    host = resolve(root, guest)
+    try:
+        fd = os.open(host, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        raise PipRefused(f"pip install: {where}{kind} file {guest} not found in the image") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise PipRefused(f"pip install: {where}{kind} file {guest} is not a regular file")
+        if st.st_size > MAX_REQUIREMENTS_FILE:
+            raise PipRefused(f"pip install: {where}{kind} file {guest} is larger than {MAX_REQUIREMENTS_FILE} bytes")
+        data = os.read(fd, MAX_REQUIREMENTS_FILE + 1)
+    finally:
+        os.close(fd)
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError:
+        raise PipRefused(f"pip install: {where}{kind} file {guest} is not UTF-8 text") from None
+
+
+def _logical_lines(text: str):
+    """(first line number, line) as pip reads a requirements file: `\\` joins lines, `#` starts a
+    comment at the start of a line or after whitespace."""
+    start, parts = 0, []
+    for number, raw in enumerate(text.splitlines(), 1):
+        if not parts:
+            start = number
+        if raw.endswith("\\") and not _COMMENT.search(raw):
+            parts.append(raw[:-1])
+            continue
+        parts.append(raw)
+        line = _COMMENT.sub("", "".join(parts)).strip()
+        parts = []
+        if line:
+            yield start, line
+    if parts:
+        line = _COMMENT.sub("", "".join(parts)).strip()
+        if line:
+            yield start, line
+
+
+def _requirement(text: str, request: _Request, ctx: _Parse, where: str, constraint: bool = False,
+                 hashes: list[str] | tuple[str, ...] = ()) -> None:
+    """One requirement: a PEP 508 name with extras, version specifiers and a marker, or a wheel file
+    of the image. Only what was parsed is written for the host's pip."""
+    request.count += 1
+    if request.count > MAX_REQUIREMENTS:
+        raise PipRefused(f"pip install: more than {MAX_REQUIREMENTS} requirements")
+    if text.endswith(".whl") and "://" not in text and "@" not in text and not constraint:
+        guest = posixpath.normpath(posixpath.join(ctx.cwd, text))
+        host = resolve(ctx.root, guest)
+        try:
+            st = os.stat(host, follow_symlinks=False)
+        except OSError:
+            st = None
+        if st is None or not stat.S_ISREG(st.st_mode):
+            raise PipRefused(f"pip install: {where}{text}: no such wheel in the image")
+        request.wheels.append(str(host))
+        return
+    try:
+        req = Requirement(text)
+    except InvalidRequirement:
+        if re.match(r"^([./~]|[A-Za-z][A-Za-z0-9+.-]*:)", text) or "/" in text or text in (".", ".."):
+            raise PipRefused(f"pip install: {where}{text}: {_FROM_SOURCE}") from None
+        raise PipRefused(f"pip install: {where}{text!r} is not a requirement (a package name with optional "
+                         "extras, version and marker, as in PEP 508)") from None
+    if req.url:
+        raise PipRefused(f"pip install: {where}{text}: a direct URL {_FROM_SOURCE}")
+    if req.marker is not None:
+        try:
+            applies = req.marker.evaluate({**ctx.markers, "extra": ""})
+        except (InvalidMarker, UndefinedComparison, UndefinedEnvironmentName) as e:
+            raise PipRefused(f"pip install: {where}{text}: cannot evaluate the marker ({e})") from None
+        if not applies:
+            request.skipped.append(req.name)
+            return
+    if constraint and req.extras:
+        raise PipRefused(f"pip install: {where}{text}: a constraint cannot name extras")
+    req.marker = None
+    line = str(req) + "".join(f" --hash={h}" for h in hashes)
+    if "$" in line or "\n" in line:  # cannot happen with a parsed requirement; never let pip expand
+        raise PipRefused(f"pip install: {where}{text}: not a plain requirement")
+    if constraint:
+        request.constraints.append(line)
+    elif canonicalize_name(req.name) in _BUILD_TOOLS:
+        request.tools.append(req.name)
+    else:
+        request.requirements.append(line)
 
 
 def _install(target: Path, root: Path, site: str) -> None:
