@@ -1,39 +1,61 @@
 """`boxer mcp IMAGE`: the real server as a subprocess, driven by the `mcp` client library."""
 from __future__ import annotations
 
+import io
 import json
 import os
+import select
+import subprocess
 import sys
+import tarfile
+import time
 
 import anyio
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
+from boxer_py.image import imagefile
+from boxer_py.image.config import ImageSpec
+
 HOST_SECRET = "mcp-host-secret-42"
 
 
+def _server_args(image, tmp_path) -> list[str]:
+    return ["-m", "boxer_py", "mcp", "--timeout", "8", "--memory", "256m", "--max-output", "64k",
+            "--disk", "32m", "-v", f"{tmp_path / 'data'}:/data:ro", "-e", "MODE=agent", str(image)]
+
+
+def _server_env(cache_dir) -> dict[str, str]:
+    return {"BOXER_CACHE_DIR": str(cache_dir), "PATH": os.environ.get("PATH", ""), "HOST_ONLY": HOST_SECRET}
+
+
 @pytest.fixture
-def server(hello_image, cache_dir, tmp_path):
-    """Start `boxer mcp` with limits, a read-only mount and an env var; yield a call helper."""
+def start_server(cache_dir, tmp_path):
+    """Start `boxer mcp IMAGE` with limits, a read-only mount and an env var; yield a call helper."""
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "numbers.txt").write_text("1 2 3 4\n")
     (tmp_path / "secret.txt").write_text(HOST_SECRET)
-    params = StdioServerParameters(
-        command=sys.executable,
-        args=["-m", "boxer_py", "mcp", "--timeout", "8", "--memory", "256m", "--max-output", "64k",
-              "--disk", "32m", "-v", f"{tmp_path / 'data'}:/data:ro", "-e", "MODE=agent", str(hello_image)],
-        env={"BOXER_CACHE_DIR": str(cache_dir), "PATH": os.environ.get("PATH", ""), "HOST_ONLY": HOST_SECRET},
-    )
 
-    def session(script):
-        async def main():
-            async with Client(params, read_timeout_seconds=120) as client:
-                return await script(client)
+    def start(image):
+        params = StdioServerParameters(command=sys.executable, args=_server_args(image, tmp_path),
+                                       env=_server_env(cache_dir))
 
-        return anyio.run(main)
+        def session(script):
+            async def main():
+                async with Client(params, read_timeout_seconds=120) as client:
+                    return await script(client)
 
-    return session, tmp_path
+            return anyio.run(main)
+
+        return session
+
+    return start
+
+
+@pytest.fixture
+def server(start_server, hello_image, tmp_path):
+    return start_server(hello_image), tmp_path
 
 
 def result_of(call) -> dict:
@@ -124,3 +146,149 @@ def test_a_bad_image_is_one_line_and_no_server(boxer, tmp_path):
     assert r.returncode == 1
     assert r.stdout == ""
     assert r.stderr.startswith("boxer: ") and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_a_call_cannot_lift_the_timeout_with_nan_infinity_or_nonsense(server):
+    """`"timeout": "NaN"` used to pass the ceiling (min(nan, 8) is nan) and the run never
+    ended. Every value that is not a finite number of seconds above 0 is a one-line error
+    result, at once; a normal call on the same connection still runs."""
+    session, _ = server
+    asked = ["NaN", "nan", "inf", "-inf", "1e400", -1, 0, "-0.5"]
+
+    async def script(client):
+        results = []
+        with anyio.fail_after(60):  # a call whose timeout was lifted would never come back
+            for timeout in asked:
+                results.append(await client.call_tool("run_python", {"code": "import time; time.sleep(3600)",
+                                                                     "timeout": timeout}))
+            results.append(await client.call_tool("run_python", {"code": "print('still here')", "timeout": 30}))
+        return results
+
+    *refused, normal = map(result_of, session(script))
+    for timeout, r in zip(asked, refused, strict=True):
+        assert r["exit_code"] == 125 and r["timed_out"] is False, (timeout, r)
+        assert r["stderr"].startswith("boxer: timeout: ") and r["stderr"].count("\n") == 1, (timeout, r)
+        assert "Traceback" not in r["stderr"]
+    assert normal["exit_code"] == 0 and normal["stdout"] == "still here\n"
+
+
+@pytest.fixture(scope="module")
+def undecodable_out_image(hello_image, tmp_path_factory):
+    """The hello image plus a layer holding /out/bad-\\xff.txt (a name that is not UTF-8: a
+    guest cannot make one through WASI, an image can)."""
+    image = imagefile.read(hello_image)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT, encoding="utf-8",
+                      errors="surrogateescape") as tar:
+        for name, data in (("out", None), (os.fsdecode(b"out/bad-\xff.txt"), b"from the image")):
+            info = tarfile.TarInfo(name)
+            if data is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            else:
+                info.size, info.mode = len(data), 0o644
+                tar.addfile(info, io.BytesIO(data))
+    extra = buf.getvalue()
+    tars = [image.layer(d) for d in image.layers] + [extra]
+    spec = ImageSpec(image.spec.config, (*image.spec.diff_ids, imagefile.sha256(extra)), (*image.spec.history, "test"))
+    data, _ = imagefile.encode(spec, tars, image.annotations or None)
+    out = tmp_path_factory.mktemp("undecodable") / "undecodable.wasm"
+    imagefile.write(out, data)
+    return out
+
+
+def test_a_name_under_out_that_is_not_utf8_does_not_break_the_server(start_server, undecodable_out_image):
+    """Such a name made the server's JSON writer fail, and every later call with it."""
+    session = start_server(undecodable_out_image)
+
+    async def script(client):
+        with anyio.fail_after(120):
+            return [await client.call_tool("run_python", {"code": f"print({n})"}) for n in range(3)]
+
+    results = list(map(result_of, session(script)))
+    assert [r["stdout"] for r in results] == ["0\n", "1\n", "2\n"]
+    for r in results:
+        assert r["files"] == [{"path": "/out/bad-\\xff.txt", "size": 14, "encoding": "utf-8",
+                               "content": "from the image"}]
+
+
+class RawClient:
+    """`boxer mcp` driven line by line, to send what no MCP client library would."""
+
+    def __init__(self, image, cache_dir, tmp_path):
+        (tmp_path / "data").mkdir(exist_ok=True)
+        self.stderr = open(tmp_path / "mcp-stderr.txt", "w+b")  # noqa: SIM115
+        self.proc = subprocess.Popen([sys.executable, *_server_args(image, tmp_path)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self.stderr, env=_server_env(cache_dir))
+        self.buffered = b""
+
+    def send(self, line: bytes) -> None:
+        self.proc.stdin.write(line + b"\n")
+        self.proc.stdin.flush()
+
+    def request(self, id_, method: str, params: dict, raw: bytes | None = None) -> None:
+        self.send(raw or json.dumps({"jsonrpc": "2.0", "id": id_, "method": method, "params": params}).encode())
+
+    def answers(self, until_id, seconds: float = 120) -> list[dict]:
+        """Every message up to the answer to `until_id`."""
+        got, deadline = [], time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            while b"\n" in self.buffered:
+                line, _, self.buffered = self.buffered.partition(b"\n")
+                got.append(json.loads(line))  # every line the server writes is JSON
+                if got[-1].get("id") == until_id:
+                    return got
+            ready, _, _ = select.select([self.proc.stdout], [], [], 1)
+            if ready:
+                chunk = os.read(self.proc.stdout.fileno(), 1 << 16)
+                assert chunk, f"the server ended: {self.log()}"
+                self.buffered += chunk
+        raise AssertionError(f"no answer to {until_id!r} in {seconds}s; got {got}; log {self.log()}")
+
+    def log(self) -> str:
+        self.stderr.seek(0)
+        return self.stderr.read().decode(errors="replace")
+
+    def close(self) -> int:
+        self.proc.stdin.close()
+        return self.proc.wait(timeout=60)
+
+
+def test_malformed_requests_are_answered_and_never_kill_the_server(hello_image, cache_dir, tmp_path):
+    client = RawClient(hello_image, cache_dir, tmp_path)
+    client.request(0, "initialize", {"protocolVersion": "2025-06-18", "capabilities": {},
+                                     "clientInfo": {"name": "raw", "version": "1"}})
+    assert "result" in client.answers(0)[-1]
+    client.send(b'{"jsonrpc": "2.0", "method": "notifications/initialized"}')
+
+    def call(id_, arguments: dict) -> None:
+        client.request(id_, "tools/call", {"name": "run_python", "arguments": arguments})
+
+    # a lone surrogate: not UTF-8, used to get no answer at all
+    client.request(1, "", {}, raw=b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": '
+                                  b'{"name": "run_python", "arguments": {"code": "print(\'\\ud800\')"}}}')
+    lone = client.answers(1)[-1]
+    assert lone["error"]["code"] == -32700 and "Invalid JSON" in lone["error"]["message"], lone
+    # JSON's NaN as the timeout: refused, not an endless run
+    client.request(2, "", {}, raw=b'{"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": '
+                                  b'{"name": "run_python", "arguments": {"code": "import time; time.sleep(3600)", '
+                                  b'"timeout": NaN}}}')
+    nan = client.answers(2, seconds=60)[-1]
+    assert nan["result"]["structuredContent"]["exit_code"] == 125, nan
+    assert "timeout" in nan["result"]["structuredContent"]["stderr"]
+    # not JSON, not UTF-8, nested past any parser's depth, longer than a message may be
+    hostile = [b"this is not json", b"\xff\xfe\x00garbage", b"[" * 200_000, b'{"a": "' + b"x" * (17 << 20) + b'"}',
+               b'{"jsonrpc": "2.0", "id": {"nested": 1}, "method": 5}']
+    for line in hostile:
+        client.send(line)
+    client.request(3, "no/such/method", {})
+    answers = client.answers(3)
+    nulls = [a for a in answers if a.get("id") is None]
+    assert len(nulls) == len(hostile) and all(a["error"]["message"] for a in nulls), answers
+    assert "error" in answers[-1]
+    call(4, {"code": "print('after all that')"})
+    after = client.answers(4)[-1]
+    assert after["result"]["structuredContent"]["stdout"] == "after all that\n", after
+    assert client.close() == 0
+    assert "Traceback" not in client.log()
+    client.stderr.close()

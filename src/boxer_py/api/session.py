@@ -20,7 +20,7 @@ from boxer_py.api.workers import Workers
 from boxer_py.image.imagefile import Image
 from boxer_py.image.store import Store, default_cache_dir
 from boxer_py.runtime.launcher import Launcher
-from boxer_py.runtime.spec import Limits, Mount, RunResult, RunSpec, parse_size
+from boxer_py.runtime.spec import Limits, Mount, RunResult, RunSpec
 
 
 class Session:
@@ -51,7 +51,7 @@ class Session:
             env=dict(env or {}), workdir=workdir,
             mounts=tuple(m if isinstance(m, Mount) else Mount.parse(m) for m in mounts),
             stdin=stdin.encode() if isinstance(stdin, str) else stdin,
-            limits=Limits(timeout, parse_size(memory), parse_size(max_output), parse_size(disk)),
+            limits=Limits.parse(timeout, memory, max_output, disk),
             output_dir=output_dir,
         )
         if self.workers is None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from boxer_py.image.store import Store, default_cache_dir
-from boxer_py.runtime.spec import parse_size
+from boxer_py.runtime.spec import Limits, parse_size, parse_timeout
 
 
 def pairs(values: tuple[str, ...], what: str, env_fallback: bool = True) -> dict[str, str]:
@@ -28,11 +28,30 @@ def pairs(values: tuple[str, ...], what: str, env_fallback: bool = True) -> dict
 def cli() -> None:
     """Build Dockerfiles into WebAssembly images and run them in a sandbox."""
 
-def size(text: str | None) -> int | None:
-    try:
-        return parse_size(text)
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from None
+def limits(timeout: str | None, memory: str | None, max_output: str | None, disk: str | None) -> Limits:
+    """The run options' limits, each checked by runtime.spec's parsers (one line naming the
+    option, exit 125, for NaN, infinity, zero, negative or out-of-range values)."""
+    return Limits(parse_timeout(timeout, "--timeout"), parse_size(memory, "--memory"),
+                  parse_size(max_output, "--max-output"), parse_size(disk, "--disk"))
+
+def utf8_clean(value):
+    """A JSON-ready value with every string well-formed UTF-8: names the guest made from
+    undecodable bytes (surrogate escapes) become backslash escapes, so a result can always be
+    written (a lone surrogate makes strict JSON writers, MCP's among them, fail)."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+            return value
+        except UnicodeEncodeError:
+            try:
+                return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            except UnicodeEncodeError:
+                return value.encode("utf-8", "backslashreplace").decode()
+    if isinstance(value, dict):
+        return {utf8_clean(k): utf8_clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [utf8_clean(v) for v in value]
+    return value
 
 def variables(env: tuple[str, ...], env_file: tuple[str, ...]) -> dict[str, str]:
     """-e and --env-file, as docker run reads them (files first, -e wins)."""

@@ -8,14 +8,22 @@ the other commands.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import json
+import os
+from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
+import mcp_types as types
 from mcp.server.mcpserver import MCPServer
+from mcp.server.stdio import stdio_server
 
 from boxer_py.api.session import Session
-from boxer_py.errors import RunError
+from boxer_py.cli.common import utf8_clean
+from boxer_py.errors import BoxerError, RunError
 from boxer_py.runtime.spec import Limits, Mount, RunResult
+
+MAX_MESSAGE = 16 << 20  # bytes of one JSON-RPC line; a longer one is answered with an error and skipped
 
 INSTRUCTIONS = """\
 Runs code in a WebAssembly sandbox built from a Dockerfile: no network, no host files except
@@ -35,24 +43,22 @@ class ServerOptions:
     workdir: str | None = None
 
 
-def _timeout(asked: float | None, ceiling: float | None) -> float | None:
-    if asked is None or asked <= 0:
-        return ceiling
-    return asked if ceiling is None else min(asked, ceiling)
-
-
 def create_server(session: Session, options: ServerOptions) -> MCPServer:
     server = MCPServer("boxer", instructions=INSTRUCTIONS)
 
     def run(argv: list[str], stdin: str | None, timeout: float | None) -> dict[str, Any]:
-        limits = replace(options.limits, timeout=_timeout(timeout, options.limits.timeout))
         try:
+            # the call's limits through the one parser (NaN, inf, 0, negative: refused), never
+            # looser than the operator's
+            limits = Limits.parse(timeout=timeout).within(options.limits)
             result = session.run(argv, stdin=stdin or b"", env=options.env, mounts=options.mounts,
                                  workdir=options.workdir, timeout=limits.timeout, memory=limits.memory,
                                  max_output=limits.max_output, disk=limits.disk)
-        except RunError as e:  # not found, not a WebAssembly program, bad mount: a result, like the CLI's
-            result = RunResult(e.exit_code, stderr=f"boxer: {e}\n".encode())
-        return result.to_json()
+        except RunError as e:  # not found, not a WebAssembly program, bad mount, bad limit: a result
+            result = RunResult(e.exit_code, stderr=f"boxer: {e}\n".encode(errors="backslashreplace"))
+        except (BoxerError, ValueError, OSError) as e:  # argv with a NUL, say: a result, never a dead server
+            result = RunResult(125, stderr=f"boxer: {type(e).__name__}: {e}\n".encode(errors="backslashreplace"))
+        return utf8_clean(result.to_json())  # guest-made names may not be UTF-8: the result must be
 
     @server.tool(description="Run Python source code (as `python -c CODE`) in a fresh sandbox and return "
                              "its exit code, stdout, stderr and the files it wrote under /out. "
@@ -74,4 +80,96 @@ def create_server(session: Session, options: ServerOptions) -> MCPServer:
 def serve(image: str, options: ServerOptions, cache_dir: str | None = None) -> None:
     """Open the image (checking it) and serve MCP on stdin/stdout until the client hangs up."""
     session = Session(image, cache_dir)
-    create_server(session, options).run("stdio")
+    server = create_server(session, options)
+    # The wire is a private copy of fds 0 and 1; the fds themselves point at /dev/null and
+    # stderr while serving, so nothing else in this process can read or tear a message.
+    wire = _Wire(os.dup(0), os.dup(1))
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    os.dup2(2, 1)
+
+    async def main() -> None:
+        async with stdio_server(stdin=wire, stdout=wire) as (read, write):  # type: ignore[arg-type]
+            await server._lowlevel_server.run(read, write, server._lowlevel_server.create_initialization_options())
+
+    anyio.run(main)
+
+
+class _Wire:
+    """The stdio transport's two ends, hardened: lines are read with a size cap, and a line
+    that is not a valid JSON-RPC message (not JSON, too deep, a lone surrogate escape, not
+    UTF-8 once decoded) never reaches the MCP stack; it is answered here with a JSON-RPC
+    error naming its id (or null), and the server goes on. Writes are whole lines under a
+    lock, so an answer from here never tears one from the server."""
+
+    def __init__(self, fd_in: int, fd_out: int):
+        self.fd_in, self.fd_out = fd_in, fd_out
+        self.lock = anyio.Lock()
+
+    async def write(self, text: str) -> None:
+        data = text.encode("utf-8", "backslashreplace")
+        async with self.lock:
+            await anyio.to_thread.run_sync(self._write_all, data)
+
+    def _write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd_out, view):]
+
+    async def flush(self) -> None:
+        pass
+
+    async def __aiter__(self):
+        pending = bytearray()
+        skipping = False  # inside a line past MAX_MESSAGE: dropped up to its newline
+        while True:
+            chunk = await anyio.to_thread.run_sync(os.read, self.fd_in, 1 << 16)
+            if not chunk:
+                return
+            pending += chunk
+            while True:
+                end = pending.find(b"\n")
+                if end < 0:
+                    if len(pending) > MAX_MESSAGE:
+                        if not skipping:
+                            await self._error(None, -32600, f"message longer than {MAX_MESSAGE} bytes")
+                        skipping = True
+                        pending.clear()
+                    break
+                line = bytes(pending[:end])
+                del pending[:end + 1]
+                if skipping:
+                    skipping = False
+                    continue
+                if len(line) > MAX_MESSAGE:
+                    await self._error(None, -32600, f"message longer than {MAX_MESSAGE} bytes")
+                    continue
+                text = line.decode("utf-8", "replace")
+                if text.strip() and await self._valid(text):
+                    yield text
+
+    async def _valid(self, text: str) -> bool:
+        try:
+            types.jsonrpc_message_adapter.validate_json(text, by_name=False)
+            return True
+        except Exception as e:  # pydantic's ValidationError, or anything the validator may raise
+            errors = getattr(e, "errors", lambda: [])()
+            first = errors[0] if errors else {}
+            reason = str(first.get("msg") or type(e).__name__)
+            code = -32700 if first.get("type") == "json_invalid" else -32600
+        try:
+            doc = json.loads(text)
+        except (ValueError, RecursionError):
+            doc = None
+        request_id = doc.get("id") if isinstance(doc, dict) else None
+        if isinstance(doc, dict) and "method" in doc and "id" not in doc:
+            return False  # a notification: nothing to answer
+        if not isinstance(request_id, (int, str)) or isinstance(request_id, bool):
+            request_id = None
+        await self._error(request_id, code, f"invalid request: {reason}")
+        return False
+
+    async def _error(self, request_id: int | str | None, code: int, message: str) -> None:
+        answer = {"jsonrpc": "2.0", "id": utf8_clean(request_id), "error": {"code": code, "message": utf8_clean(message)}}
+        await self.write(json.dumps(answer) + "\n")

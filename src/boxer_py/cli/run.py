@@ -6,10 +6,10 @@ import sys
 
 import click
 
-from boxer_py.cli.common import cli, locate, size, variables
+from boxer_py.cli.common import cli, limits, locate, utf8_clean, variables
 from boxer_py.image.store import default_cache_dir
 from boxer_py.runtime import watchdog
-from boxer_py.runtime.spec import Limits, Mount, RunSpec
+from boxer_py.runtime.spec import Mount, RunSpec
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False,
@@ -23,7 +23,7 @@ from boxer_py.runtime.spec import Limits, Mount, RunSpec
 @click.option("-v", "--volume", multiple=True, metavar="HOST:GUEST[:ro]", help="Mount a host directory.")
 @click.option("-i", "--interactive", is_flag=True, help="Pass this process's stdin to the guest.")
 @click.option("--stdin", "stdin_file", metavar="FILE|-", help="Feed the guest's stdin from a file (- for this stdin).")
-@click.option("--timeout", type=float, metavar="SECONDS", help="Stop the guest after this long (exit code 124).")
+@click.option("--timeout", metavar="SECONDS", help="Stop the guest after this long (exit code 124).")
 @click.option("--memory", "-m", metavar="SIZE", help="Cap the guest's memory, e.g. 256m.")
 @click.option("--max-output", metavar="SIZE", help="Keep at most this much of stdout, of stderr and of /out files.")
 @click.option("--disk", metavar="SIZE", help="Stop the guest when its writable layer grows by more than this.")
@@ -38,6 +38,7 @@ def run(launcher, image, command, env, env_file, workdir, entrypoint, volume, in
     with the guest's exit code: 124 on --timeout, 134 on a crash.
     """
     environment = variables(env, env_file)
+    checked = limits(timeout, memory, max_output, disk)
     spec = RunSpec(
         command=tuple(command),
         entrypoint=None if entrypoint is None else tuple(entrypoint.split() if entrypoint else ()),
@@ -45,10 +46,10 @@ def run(launcher, image, command, env, env_file, workdir, entrypoint, volume, in
         workdir=workdir,
         mounts=tuple(Mount.parse(v) for v in volume),
         stdin="-" if interactive else stdin_file,
-        limits=Limits(timeout=timeout, memory=size(memory), max_output=size(max_output), disk=size(disk)),
+        limits=checked,
         stream=not as_json,
         output_dir="/out" if as_json else None,
-        on_start=None if timeout is None else lambda: watchdog.arm(timeout + 1.0, as_json),
+        on_start=None if checked.timeout is None else lambda: watchdog.arm(checked.timeout + 1.0, as_json),
     )
     sys.stdout.flush()
     if launcher is None:  # the run server passes a warm one
@@ -57,7 +58,7 @@ def run(launcher, image, command, env, env_file, workdir, entrypoint, volume, in
         launcher = Launcher(default_cache_dir())
     result = launcher.run(launcher.open(locate(image)), spec)
     if as_json:
-        click.echo(json.dumps(result.to_json()))
+        click.echo(json.dumps(utf8_clean(result.to_json())))
     else:
         for stream, cut in (("stdout", result.stdout_truncated), ("stderr", result.stderr_truncated)):
             if cut:
@@ -72,7 +73,7 @@ def run(launcher, image, command, env, env_file, workdir, entrypoint, volume, in
 @click.option("--env-file", multiple=True, type=click.Path(dir_okay=False), help="Read variables from a file.")
 @click.option("-w", "--workdir", metavar="DIR", help="Working directory inside the guest.")
 @click.option("-v", "--volume", multiple=True, metavar="HOST:GUEST[:ro]", help="Mount a host directory.")
-@click.option("--timeout", type=float, default=60.0, show_default=True, metavar="SECONDS",
+@click.option("--timeout", default="60", show_default=True, metavar="SECONDS",
               help="Longest a call may run (a call may ask for less).")
 @click.option("--memory", "-m", metavar="SIZE", help="Cap the guest's memory, e.g. 256m.")
 @click.option("--max-output", default="1m", show_default=True, metavar="SIZE",
@@ -87,7 +88,6 @@ def mcp(image, env, env_file, workdir, volume, timeout, memory, max_output, disk
     """
     from boxer_py.cli.mcp import ServerOptions, serve  # the mcp stack loads only for `boxer mcp`
 
-    options = ServerOptions(Limits(timeout=timeout, memory=size(memory), max_output=size(max_output),
-                                   disk=size(disk)),
-                            tuple(Mount.parse(v) for v in volume), variables(env, env_file), workdir)
+    options = ServerOptions(limits(timeout, memory, max_output, disk), tuple(Mount.parse(v) for v in volume),
+                            variables(env, env_file), workdir)
     serve(image, options, str(default_cache_dir()))

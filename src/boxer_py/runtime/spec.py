@@ -5,6 +5,8 @@ The CLI, the API, the MCP server and the build import these without loading the 
 from __future__ import annotations
 
 import base64
+import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,17 +17,60 @@ TRAP_EXIT_CODE = 134  # like a native program killed by SIGABRT
 TIMEOUT_EXIT_CODE = 124  # like timeout(1)
 
 
-def parse_size(text: str | int | None) -> int | None:
-    """Docker-style sizes: 512m, 1g, 64k, or bytes."""
-    if text is None or isinstance(text, int):
-        return text
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-    t = text.strip().lower().removesuffix("b")
-    scale = units.get(t[-1:], 1)
-    try:
-        return int(float(t[:-1] if t[-1:] in units else t) * scale)
-    except ValueError:
-        raise ValueError(f"{text!r}: expected a size such as 512m, 1g or 65536") from None
+MAX_TIMEOUT = 30 * 86400.0  # seconds: a month; longer is a mistake (or an attack), not a limit
+MAX_SIZE = 1 << 60  # bytes: far past any machine, small enough for every engine call
+_SIZE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([kmgt]?)(?:i?b)?", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+class LimitError(RunError, ValueError):
+    """A limit that is not a finite, positive number in range: one line, naming the limit."""
+
+
+def parse_timeout(value: str | float | None, what: str = "timeout") -> float | None:
+    """Seconds, finite and above 0 (at most MAX_TIMEOUT); None for no limit. Every timeout a
+    run gets (CLI, API, MCP, Limits itself) goes through here: NaN and infinity are refused,
+    so `min(asked, ceiling)` can never let one through."""
+    if value is None:
+        return None
+    seconds: float | None = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and len(value) <= 64:
+        try:
+            seconds = float(value.strip())
+        except ValueError:
+            seconds = None
+    if seconds is None or not math.isfinite(seconds) or not 0 < seconds <= MAX_TIMEOUT:
+        raise LimitError(f"{what}: {_show(value)} is not a number of seconds above 0 and at most "
+                         f"{MAX_TIMEOUT:g}")
+    return seconds
+
+
+def parse_size(value: str | int | float | None, what: str = "size") -> int | None:
+    """Docker-style sizes: 512m, 1g, 64k, or bytes; above 0 and at most MAX_SIZE; None for no
+    limit. Every size limit goes through here (see parse_timeout)."""
+    if value is None:
+        return None
+    size: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    elif isinstance(value, float) and math.isfinite(value) and value < MAX_SIZE + 1:
+        size = int(value)
+    elif isinstance(value, str) and len(value) <= 64:
+        match = _SIZE.fullmatch(value.strip())
+        if match:
+            number = float(match.group(1))
+            size = int(number * _UNITS[match.group(2).lower()]) if number < MAX_SIZE + 1 else MAX_SIZE + 1
+    if size is None or not 0 < size <= MAX_SIZE:
+        raise LimitError(f"{what}: {_show(value)} is not a size above 0 such as 512m, 1g or 65536"
+                         + (" (at most 1024p)" if size is not None and size > MAX_SIZE else ""))
+    return size
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 @dataclass(frozen=True)
@@ -48,12 +93,35 @@ class Mount:
 
 @dataclass(frozen=True)
 class Limits:
-    """What one run may consume. None means no limit."""
+    """What one run may consume. None means no limit.
+
+    Every value is checked here, on construction (parse_timeout, parse_size): a Limits that
+    exists holds only finite, positive, in-range numbers, whoever made it."""
 
     timeout: float | None = None  # seconds of wall-clock time
     memory: int | None = None  # bytes of guest linear memory
     max_output: int | None = None  # bytes kept of stdout and of stderr each, and of /out files in all
     disk: int | None = None  # bytes the writable layer may grow by (see runwatch)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "timeout", parse_timeout(self.timeout))
+        for name in ("memory", "max_output", "disk"):
+            object.__setattr__(self, name, parse_size(getattr(self, name), name.replace("_", "-")))
+
+    @classmethod
+    def parse(cls, timeout: str | float | None = None, memory: str | int | None = None,
+              max_output: str | int | None = None, disk: str | int | None = None) -> Limits:
+        """Limits from text or numbers (CLI options, API arguments, MCP call arguments)."""
+        return cls(parse_timeout(timeout), parse_size(memory, "memory"), parse_size(max_output, "max-output"),
+                   parse_size(disk, "disk"))
+
+    def within(self, ceiling: Limits) -> Limits:
+        """These limits, never looser than `ceiling`'s: a caller may narrow an operator's
+        limits (a shorter timeout), never widen them; what it leaves unset is the ceiling."""
+        def tighter(asked, most):
+            return most if asked is None else asked if most is None else min(asked, most)
+        return Limits(tighter(self.timeout, ceiling.timeout), tighter(self.memory, ceiling.memory),
+                      tighter(self.max_output, ceiling.max_output), tighter(self.disk, ceiling.disk))
 
 
 @dataclass(frozen=True)
@@ -92,6 +160,8 @@ class RunResult:
         """JSON-ready: text as UTF-8 (invalid bytes replaced), files as text or base64."""
         files = []
         for path, data in sorted(self.files.items()):
+            # a name the guest made need not be UTF-8: shown with \xNN escapes, never raising
+            path = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
             try:
                 files.append({"path": path, "size": len(data), "encoding": "utf-8", "content": data.decode()})
             except UnicodeDecodeError:
