@@ -209,12 +209,14 @@ def tail(text: str, n: int = 25) -> list[str]:
     return text.splitlines()[-n:]
 
 
-PYTHON_FROM = re.compile(r"^(\s*FROM\s+)(--platform=\S+\s+)?(?:docker\.io/)?(?:library/)?python(?::[^\s@]+)?"
-                         r"(?:@sha256:[0-9a-fA-F]+)?(?=\s|$)", re.I | re.M)
+PYTHON_FROM = re.compile(r"^(\s*FROM\s+)(--platform=\S+\s+)?(?:(?:docker\.io/)?(?:library/)?python"
+                         r"|gcr\.io/distroless/python3[^\s:@]*)(?::[^\s@]+)?(?:@sha256:[0-9a-fA-F]+)?(?=\s|$)",
+                         re.I | re.M)
 
 
 def probe_dockerfile(text: str) -> str:
-    """The Dockerfile with every `FROM [--platform=..] python[:tag][@digest]` read as python:3.12.
+    """The Dockerfile with every `FROM [--platform=..] python[:tag][@digest]` (and distroless python3) read as
+    python:3.12.
 
     A diagnostic only (--probe): it shows what blocks a case once its base tag is accepted. The
     copy lives in the case's temporary directory; the corpus is never changed."""
@@ -445,7 +447,14 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(text)
         else:
             Path(args.json).write_text(text)
-    return 0 if m and ran == m else 1
+    if not m:
+        print(f"no case of the manifest is in the corpus at {corpus} (see compat/README.md)", file=out)
+        return 1
+    unexpected = [r.name for r in present if not r.ran and r.category != r.expected]
+    if unexpected:
+        print(f"{len(unexpected)} not as expected (neither ran nor failed in their expected category): "
+              + " ".join(unexpected), file=out)
+    return 1 if unexpected else 0
 
 
 if __name__ == "__main__":
