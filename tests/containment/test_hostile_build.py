@@ -1,0 +1,369 @@
+"""A hostile build context and Dockerfile against the build host (issue 15 items 1, 2, 12, 14).
+
+Rule under test: no code from the build context, the image or a package index ever runs on the
+build host, and no host file or host environment variable reaches the build. Every spelling
+that would make the host's pip build a local project, read a host file or expand a host
+variable is refused with the file and line; the projects here have a build backend (and a
+setup.py) that would write a marker file on the host if anything ran them.
+Also: a build cannot be made to take unbounded time or memory (.dockerignore patterns,
+doubling ENV), to block (a FIFO in the context) or to crash (a deep WORKDIR).
+"""
+from __future__ import annotations
+
+import io
+import re
+import tarfile
+import threading
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from hostile_world import SECRET, SECRET_ENV
+
+import boxer_py
+from boxer_py.errors import BoxerError
+from boxer_py.image.rootfs import unpack
+
+# --- a project whose build would run code on the host ----------------------------------------------
+
+
+def evil_files(marker: Path) -> dict[str, str | bytes]:
+    """A local project (in-tree PEP 517 backend and setup.py) and its sdist in dist/: building
+    either, or even importing its backend, writes `marker` on the build host."""
+    payload = f"open({str(marker)!r}, 'a').write('ran on the build host\\n')\n"
+    sdist = io.BytesIO()
+    with tarfile.open(fileobj=sdist, mode="w:gz") as tar:
+        for name, text in {"evil-1.0/setup.py": payload + "from setuptools import setup\nsetup(name='evil')\n",
+                           "evil-1.0/PKG-INFO": "Metadata-Version: 2.1\nName: evil\nVersion: 1.0\n"}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(text.encode())
+            tar.addfile(info, io.BytesIO(text.encode()))
+    return {
+        "evil/pyproject.toml": '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
+                               '[project]\nname = "evil"\nversion = "1.0"\n',
+        "evil/backend.py": payload,
+        "evil/setup.py": payload,
+        "dist/evil-1.0.tar.gz": sdist.getvalue(),
+    }
+
+
+@pytest.fixture
+def marker(tmp_path) -> Path:
+    return tmp_path / "host-marker.txt"
+
+
+@pytest.fixture
+def hostile_context(tmp_path, marker):
+    """Write a context with the evil project beside a Dockerfile and extra files."""
+
+    def make(dockerfile: str, files: dict[str, str | bytes] | None = None) -> Path:
+        ctx = tmp_path / f"ctx-{len(list(tmp_path.glob('ctx-*')))}"
+        for rel, content in {**evil_files(marker), "Dockerfile": dockerfile, **(files or {})}.items():
+            p = ctx / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(content if isinstance(content, bytes) else content.encode())
+        return ctx
+
+    return make
+
+
+def build_error(ctx: Path, tmp_path: Path, cache_dir: Path, **options) -> str:
+    """Build with the library, expecting a refusal; returns its one-line message."""
+    out = tmp_path / "refused.wasm"
+    with pytest.raises(BoxerError) as e:
+        boxer_py.build(ctx, out, cache_dir=cache_dir, **options)
+    message = str(e.value)
+    assert "\n" not in message and message, message
+    assert not out.exists()
+    return message
+
+
+PIP_DOCKERFILE = "FROM python:3.12\nWORKDIR /app\nCOPY . .\nRUN {run}\n"
+
+# Requirements-file lines: each would have the host's pip build ./evil (running its backend or
+# setup.py on the host), read packages from a host or context directory, or pass build options.
+HOSTILE_LINES = [
+    "--editable=./evil", "--editable ./evil", "-e./evil", "-e ./evil", "-e/app/evil", "./evil", "evil/",
+    "/app/evil", ".", "file:./evil", "file:///app/evil", "evil @ file:///app/evil", "evil@file:///app/evil",
+    "git+file:///app/evil", "evil @ git+file:///app/evil#egg=evil", "https://127.0.0.1:1/evil-1.0.tar.gz",
+    "--find-links=./dist\nevil", "--find-links ./dist\nevil", "-f ./dist\nevil", "-f./dist\nevil",
+    "-f/app/dist\nevil", "--find-links=file:///app/dist\nevil", "--no-binary=:all:\nevil",
+    "--no-binary :all:\nevil", "six --config-settings=editable_mode=compat", "six --global-option=build_ext",
+    "six --install-option=--prefix=/x", "-C key=value\nsix", "--index-url=file:///app/dist\nevil",
+    "-i file:///app/dist\nevil", "--extra-index-url file:///app/dist\nevil", "--src /tmp\nsix",
+    "--use-feature=truststore\nsix", "--cert /etc/ssl/certs/ca-certificates.crt\nsix",
+    "--target=/tmp/escape\nsix", "--prefix /tmp/escape\nsix", "--editable=git+file:///app/evil#egg=evil",
+    # the context's path on the build host, as a targeted attack would write it
+    "--editable={ctx}/evil", "-e{ctx}/evil", "{ctx}/evil", "evil @ file://{ctx}/evil", "--find-links={ctx}/dist\nevil",
+    "-f{ctx}/dist\nevil",
+]
+
+
+@pytest.mark.parametrize("line", HOSTILE_LINES)
+def test_requirements_file_lines_that_would_run_or_read_on_the_host_are_refused(
+        hostile_context, tmp_path, cache_dir, marker, line):
+    lines = line.split("\n")
+    text = "# pinned\nsix==1.17.0\n" + "\n".join(lines) + "\n"
+    ctx = hostile_context(PIP_DOCKERFILE.format(run="pip install -r requirements.txt"))
+    (ctx / "requirements.txt").write_text(text.replace("{ctx}", str(ctx)))
+    with pytest.raises(BoxerError) as e:
+        boxer_py.build(ctx, tmp_path / "refused.wasm", cache_dir=cache_dir)
+    assert not marker.exists(), marker.read_text()
+    assert "Dockerfile:4: RUN: pip install: /app/requirements.txt:3: " in str(e.value), e.value
+
+
+HOSTILE_ARGS = [
+    "-e ./evil", "--editable=./evil", "--editable ./evil", "-e./evil", "./evil", "/app/evil", ".", "evil/",
+    "file:///app/evil", "'evil @ file:///app/evil'", "git+file:///app/evil#egg=evil",
+    "--find-links=./dist evil", "-f ./dist evil", "-f./dist evil", "--no-binary=:all: six",
+    "--config-settings=x=y six", "--global-option=x six", "--index-url=file:///app/dist evil",
+    "--target /tmp/escape six", "--src=/tmp six", "dist/evil-1.0.tar.gz",
+]
+
+
+@pytest.mark.parametrize("args", HOSTILE_ARGS)
+def test_pip_arguments_that_would_run_or_read_on_the_host_are_refused(
+        hostile_context, tmp_path, cache_dir, marker, args):
+    ctx = hostile_context(PIP_DOCKERFILE.format(run=f"pip install {args}"))
+    message = build_error(ctx, tmp_path, cache_dir)
+    assert "Dockerfile:4: RUN: pip install: " in message, message
+    assert not marker.exists()
+
+
+def test_constraints_and_nested_files_go_through_the_same_allow_list(hostile_context, tmp_path, cache_dir, marker):
+    for run, files, where in [
+        ("pip install -c constraints.txt six", {"constraints.txt": "six<2\nevil @ file:///app/evil\n"},
+         "/app/constraints.txt:2: "),
+        ("pip install --constraint=constraints.txt six", {"constraints.txt": "--editable=./evil\n"},
+         "/app/constraints.txt:1: "),
+        ("pip install -r requirements.txt", {"requirements.txt": "six\n-c more/c.txt\n", "more/c.txt": "-e ../evil\n"},
+         "/app/more/c.txt:1: "),
+        ("pip install -r requirements.txt", {"requirements.txt": "-r more/r.txt\n", "more/r.txt": "\n\n-e./evil\n"},
+         "/app/more/r.txt:3: "),
+    ]:
+        ctx = hostile_context(PIP_DOCKERFILE.format(run=run), files)
+        message = build_error(ctx, tmp_path, cache_dir)
+        assert "Dockerfile:4: RUN: pip install: " + where in message, message
+    assert not marker.exists()
+
+
+def test_requirements_naming_host_files_never_read_them(hostile_context, tmp_path, cache_dir):
+    """`-r` always means a file of the image being built: a host path, `..` out of the rootfs or a
+    symlink to a host file finds nothing, and no line of the host file shows."""
+    host_file = tmp_path / "host-requirements.txt"
+    host_file.write_text(f"{SECRET}==1.0\n")
+    cases = [
+        (f"pip install -r {host_file}", {}, f"requirements file {host_file} not found in the image"),
+        (f"pip install -r{host_file}", {}, "not found in the image"),
+        (f"pip install --requirement={host_file}", {}, "not found in the image"),
+        ("pip install -r ../../../../../../../../" + str(host_file), {}, "not found in the image"),
+        ("pip install -c /etc/hostname six", {}, "constraints file /etc/hostname not found in the image"),
+        ("pip install -r requirements.txt", {"requirements.txt": f"-r {host_file}\n"},
+         f"/app/requirements.txt:1: requirements file {host_file} not found in the image"),
+        ("pip install -r requirements.txt", {"requirements.txt": "-r/etc/hostname\n"},
+         "/app/requirements.txt:1: requirements file /etc/hostname not found in the image"),
+        ("pip install -r links/req.txt", {}, "links/req.txt not found in the image"),
+    ]
+    for run, files, needle in cases:
+        ctx = hostile_context(PIP_DOCKERFILE.format(run=run), files)
+        (ctx / "links").mkdir(exist_ok=True)
+        if not (ctx / "links/req.txt").is_symlink():
+            (ctx / "links/req.txt").symlink_to(host_file)
+        message = build_error(ctx, tmp_path, cache_dir)
+        assert needle in message and SECRET not in message, message
+
+
+def test_refusal_is_one_line_with_a_non_zero_exit(boxer, hostile_context, marker, tmp_path):
+    ctx = hostile_context(PIP_DOCKERFILE.format(run="pip install -r requirements.txt"),
+                          {"requirements.txt": "six\n--editable=./evil\n"})
+    r = boxer("build", "-q", "-o", str(tmp_path / "x.wasm"), str(ctx))
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == [
+        f"boxer: {ctx}/Dockerfile:4: RUN: pip install: /app/requirements.txt:2: --editable=./evil: --editable "
+        "would build a package from source, which would run its setup code on the build host; build a wheel "
+        "outside (pip wheel), COPY the .whl in and install that file"]
+    assert not (tmp_path / "x.wasm").exists() and not marker.exists()
+
+
+# --- a package index on 127.0.0.1 ------------------------------------------------------------------
+
+
+def wheel(name: str, version: str, requires: tuple[str, ...] = ()) -> bytes:
+    """A pure-Python wheel with one module, `name`, whose VERSION is `version`."""
+    dist = f"{name}-{version}.dist-info"
+    files = {f"{name}.py": f"VERSION = {version!r}\n",
+             f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+                                 + "".join(f"Requires-Dist: {r}\n" for r in requires),
+             f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for path, text in files.items():
+            z.writestr(path, text)
+        z.writestr(f"{dist}/RECORD", "".join(f"{p},,\n" for p in files) + f"{dist}/RECORD,,\n")
+    return buf.getvalue()
+
+
+class Index:
+    """A PEP 503 index on 127.0.0.1 that logs every request: `/<anything>/simple/<name>/` lists
+    the files of `name`, `/files/<file>` serves one."""
+
+    def __init__(self, files: dict[str, bytes]):
+        self.files, self.requests = files, []
+        index = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                index.requests.append(self.path)
+                listing = re.fullmatch(r".*/simple/([^/]+)/?", self.path)
+                served = re.fullmatch(r"/files/([^/]+)", self.path)
+                if listing:
+                    name = listing[1].replace("_", "-").lower()
+                    links = "".join(f'<a href="/files/{f}">{f}</a>\n' for f in index.files
+                                    if re.split(r"-\d", f)[0].replace("_", "-").lower() == name)
+                    body, kind = f"<html><body>\n{links}</body></html>\n".encode(), "text/html"
+                elif served and served[1] in index.files:
+                    body, kind = index.files[served[1]], "application/octet-stream"
+                else:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.timeout = 5
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+
+
+@pytest.fixture
+def index(tmp_path):
+    sdist = evil_files(tmp_path / "index-marker.txt")["dist/evil-1.0.tar.gz"]
+    served = Index({
+        "tinypkg-1.0-py3-none-any.whl": wheel("tinypkg", "1.0", ('depa ; python_version >= "3.12"',
+                                                                   'depwin ; sys_platform == "win32"',
+                                                                   'deplinux ; sys_platform == "linux"')),
+        "depa-1.0-py3-none-any.whl": wheel("depa", "1.0"),
+        "depwin-1.0-py3-none-any.whl": wheel("depwin", "1.0"),
+        "deplinux-1.0-py3-none-any.whl": wheel("deplinux", "1.0"),
+        "needsevil-1.0-py3-none-any.whl": wheel("needsevil", "1.0", ("evil",)),
+        "evil-1.0.tar.gz": sdist,
+    })
+    yield served
+    served.close()
+
+
+@pytest.fixture
+def canary():
+    """An index that nothing may ask: the host's pip configuration points at it."""
+    served = Index({"tinypkg-9.9-py3-none-any.whl": wheel("tinypkg", "9.9")})
+    yield served
+    served.close()
+
+
+def site_packages(image: Path, tmp_path: Path) -> list[str]:
+    root = tmp_path / "rootfs"
+    unpack(boxer_py.read_image(image), root)
+    return sorted(p.name for p in (root / "lib/python3.12/site-packages").iterdir())
+
+
+def test_host_secret_is_never_expanded_and_host_pip_config_is_never_used(
+        hostile_context, tmp_path, cache_dir, index, canary, monkeypatch):
+    """`${VAR}` in a requirements file expands from the image's environment (as pip in the
+    container would), never the build host's; the host's PIP_* variables and pip.conf are not
+    read. A real index on 127.0.0.1 logs what the host's pip asked for."""
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    config = tmp_path / "host-pip.conf"
+    config.write_text(f"[global]\nindex-url = {canary.url}/conf/simple/\nfind-links = {tmp_path}\n")
+    monkeypatch.setenv("PIP_CONFIG_FILE", str(config))
+    monkeypatch.setenv("PIP_EXTRA_INDEX_URL", f"{canary.url}/env/simple/")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
+    monkeypatch.setenv("PIP_NO_BINARY", ":all:")
+    home = tmp_path / "home"
+    (home / ".config/pip").mkdir(parents=True)
+    (home / ".config/pip/pip.conf").write_text(f"[global]\nextra-index-url = {canary.url}/home/simple/\n")
+    monkeypatch.setenv("HOME", str(home))
+    requirements = (f"--index-url {index.url}/${{{SECRET_ENV}}}/simple/\n"
+                    f"--extra-index-url {index.url}/${{GUEST_TOKEN}}/simple/\n"
+                    "tinypkg==1.0\n")
+    ctx = hostile_context("FROM python:3.12\nENV GUEST_TOKEN=guest-token-42\nWORKDIR /app\nCOPY . .\n"
+                          "RUN pip install -r requirements.txt\n", {"requirements.txt": requirements})
+    out = tmp_path / "ok.wasm"
+    boxer_py.build(ctx, out, cache_dir=cache_dir)
+    assert index.requests, "the host's pip never asked the Dockerfile's index"
+    assert not any(SECRET in r for r in index.requests + canary.requests)
+    assert any(f"${{{SECRET_ENV}}}" in r or "%7B" in r for r in index.requests), index.requests
+    assert any("/guest-token-42/simple/" in r for r in index.requests), index.requests
+    assert canary.requests == []
+    assert "tinypkg.py" in site_packages(out, tmp_path)
+
+
+def test_markers_are_evaluated_for_the_guest_python_on_wasi(hostile_context, tmp_path, cache_dir, index):
+    """The build host runs Python 3.11 on Linux; the guest is CPython 3.12 on WASI/wasm32: a line
+    for >= 3.12 installs, one for Linux does not, and so for the dependencies of a package."""
+    requirements = ('tinypkg ; python_version >= "3.12"\n'
+                    'deplinux ; sys_platform == "linux"\n'
+                    'depwin ; platform_machine == "x86_64"\n')
+    ctx = hostile_context(PIP_DOCKERFILE.format(run=f"pip install --index-url {index.url}/simple/ "
+                                                    "-r requirements.txt"), {"requirements.txt": requirements})
+    out = tmp_path / "ok.wasm"
+    boxer_py.build(ctx, out, cache_dir=cache_dir)
+    installed = site_packages(out, tmp_path)
+    assert "tinypkg.py" in installed and "depa.py" in installed
+    assert "deplinux.py" not in installed and "depwin.py" not in installed
+    assert not any("/deplinux/" in r or "/depwin/" in r for r in index.requests), index.requests
+
+
+def test_a_requirements_file_that_installs_nothing_is_an_error(hostile_context, tmp_path, cache_dir, index):
+    for files, needle in [
+        ({"requirements.txt": 'tinypkg ; python_version < "3.0"\ndepa ; sys_platform == "linux"\n'},
+         "nothing to install: no requirement applies to the image's Python 3.12 on WASI"),
+        ({"requirements.txt": "# nothing here\n\n"}, "/app/requirements.txt: the requirements file names no package"),
+    ]:
+        ctx = hostile_context(PIP_DOCKERFILE.format(run=f"pip install -i {index.url}/simple/ -r requirements.txt"),
+                              files)
+        assert needle in build_error(ctx, tmp_path, cache_dir)
+    assert index.requests == []
+
+
+def test_an_index_that_offers_only_source_never_runs_it_on_the_host(hostile_context, tmp_path, cache_dir, index,
+                                                                    marker):
+    """An index serving an sdist (directly, or as a dependency of a wheel): the host's pip takes
+    wheels only, so the sdist's setup.py never runs; the build fails naming the package."""
+    index_marker = tmp_path / "index-marker.txt"
+    for run in (f"pip install --index-url={index.url}/simple/ evil",
+                f"pip install --index-url={index.url}/simple/ needsevil"):
+        ctx = hostile_context(PIP_DOCKERFILE.format(run=run))
+        message = build_error(ctx, tmp_path, cache_dir)
+        assert "Dockerfile:4: RUN returned exit code 1: pip install: evil has no pure-Python or WASI wheel" in message
+    assert any("/simple/evil/" in r for r in index.requests)
+    assert not index_marker.exists() and not marker.exists()
+
+
+def test_the_host_pip_runs_in_a_clean_directory(hostile_context, tmp_path, cache_dir, index, monkeypatch):
+    """A pip.py, sitecustomize.py or pip.conf in the directory boxer is started from is not
+    imported or read by the host's pip."""
+    start = tmp_path / "start"
+    start.mkdir()
+    planted = tmp_path / "planted-ran.txt"
+    for name in ("pip.py", "sitecustomize.py", "usercustomize.py"):
+        (start / name).write_text(f"open({str(planted)!r}, 'w').write('ran')\n")
+    (start / "pip.conf").write_text("[global]\nindex-url = http://127.0.0.1:1/\n")
+    monkeypatch.chdir(start)
+    monkeypatch.setenv("PYTHONPATH", str(start))
+    ctx = hostile_context(PIP_DOCKERFILE.format(run=f"pip install -i {index.url}/simple/ depa"))
+    boxer_py.build(ctx, tmp_path / "ok.wasm", cache_dir=cache_dir)
+    assert not planted.exists()
