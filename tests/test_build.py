@@ -376,3 +376,24 @@ def test_python_example_builds_are_byte_identical(tmp_path, hello_image):
     again = tmp_path / "again.wasm"
     boxer_py.build(EXAMPLES / "hello-python", again, tag="hello")
     assert again.read_bytes() == hello_image.read_bytes()
+
+
+# The RUN cache
+
+
+def test_a_step_skipped_with_skip_unsupported_is_not_cached_for_a_plain_build(make_context, tmp_path):
+    """Issue 16 item 9: after a build with --skip-unsupported, a plain build of the same file
+    must fail on its apt-get line, not pass it as CACHED."""
+    ctx = make_context("FROM python:3.12\nRUN apt-get update && apt-get install -y libfoo\n")
+    cache = tmp_path / "cache"
+    lines: list[str] = []
+    boxer_py.build(ctx, tmp_path / "skipped.wasm", cache_dir=cache, skip_unsupported=True, progress=lines.append)
+    assert any("WARNING: skipped apt-get" in line for line in lines)
+    lines.clear()
+    with pytest.raises(boxer_py.BoxerError, match="Dockerfile:2: RUN: apt-get cannot run in a WebAssembly build"):
+        boxer_py.build(ctx, tmp_path / "plain.wasm", cache_dir=cache, progress=lines.append)
+    assert not any("CACHED" in line for line in lines)
+    assert not (tmp_path / "plain.wasm").exists()
+    # and the skipped build itself is still cached for the next build with the flag
+    boxer_py.build(ctx, tmp_path / "again.wasm", cache_dir=cache, skip_unsupported=True, progress=lines.append)
+    assert any("CACHED RUN apt-get" in line for line in lines)

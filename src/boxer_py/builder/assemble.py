@@ -43,8 +43,9 @@ class StepCache:
     WORKDIR always run, they are cheap, and their layer digest carries their content into the
     chain, so changing a file re-runs exactly the RUN steps after the COPY that took it."""
 
-    def __init__(self, directory: Path | None, use: bool = True):
-        self.directory, self.use = directory, use
+    def __init__(self, directory: Path | None, use: bool = True, salt: str = ""):
+        # `salt` names what else changes a RUN's result (e.g. --skip-unsupported): part of every key.
+        self.directory, self.use, self.salt = directory, use, salt
 
     def get(self, key: str) -> bytes | None:
         """The cached layer, if present and intact (a damaged entry is a miss, then rewritten)."""
@@ -88,7 +89,7 @@ def assemble(plan: BuildPlan, context: Context, scratch: Path, progress: Progres
             start = time.monotonic()
             status = ""
             if isinstance(step, RunStep):
-                key = sha256(f"{fs.key}\n{replace(step, line=0)!r}".encode())
+                key = sha256(f"{fs.key}\n{cache.salt}{replace(step, line=0)!r}".encode())
                 layer = cache.get(key)
                 if layer is not None:
                     fs.owners.update(apply_layer(fs.root, layer))

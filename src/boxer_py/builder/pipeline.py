@@ -55,8 +55,10 @@ def build(context: str | Path, output: str | Path | None, dockerfile: str | Path
         return Commands(root, lambda *args: runner(*args, labels=labels), skip_unsupported,
                         lambda message: progress(f"    WARNING: {message}"))
 
+    # What RUN does depends on --skip-unsupported too: a step skipped with it is not the plain step.
+    cache = StepCache(cache_dir / "steps", not no_cache, "skip-unsupported\n" if skip_unsupported else "")
     with tempfile.TemporaryDirectory(prefix="boxer-build-") as scratch:
-        assembled = assemble(plan, ctx, Path(scratch), progress, commands, StepCache(cache_dir / "steps", not no_cache))
+        assembled = assemble(plan, ctx, Path(scratch), progress, commands, cache)
     annotations = {"org.opencontainers.image.ref.name": tag} if tag else None
     data, image_id = imagefile.encode(assembled.spec, assembled.layers, annotations)
     if output is not None:
