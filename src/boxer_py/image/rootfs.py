@@ -16,41 +16,27 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from boxer_py.errors import BuildError
+from boxer_py.errors import BuildError, ImageError
+from boxer_py.image import hostfs, paths
+from boxer_py.image.hostfs import Expansion, host_mode
+from boxer_py.image.paths import guest_parts
 
 if TYPE_CHECKING:
     from boxer_py.image.imagefile import Image
 
-_MAX_LINKS = 40
-
-
-def guest_parts(guest: str) -> list[str]:
-    return [p for p in guest.split("/") if p not in ("", ".")]
 
 
 def resolve(root: Path, guest: str, follow_last: bool = True) -> Path:
     """The host path of `guest` inside `root`, following symlinks the way a chroot would."""
-    todo = guest_parts(guest)
-    done: list[str] = []
-    links = 0
-    while todo:
-        part = todo.pop(0)
-        if part == "..":
-            if done:
-                done.pop()
-            continue
-        here = root.joinpath(*done, part)
-        if (todo or follow_last) and here.is_symlink():
-            links += 1
-            if links > _MAX_LINKS:
-                raise BuildError(f"too many levels of symbolic links in {guest}")
-            target = os.readlink(here)
-            if target.startswith("/"):
-                done = []
-            todo = guest_parts(target) + todo
-            continue
-        done.append(part)
-    return root.joinpath(*done)
+
+    def readlink(rel: str) -> str | None:
+        here = root / rel
+        return os.readlink(here) if here.is_symlink() else None
+
+    try:
+        return root.joinpath(*paths.resolve(guest, readlink, follow_last))
+    except paths.TooManyLinks:
+        raise BuildError(f"too many levels of symbolic links in {guest}") from None
 
 
 def within(root: Path, host: Path) -> str:
@@ -60,27 +46,37 @@ def within(root: Path, host: Path) -> str:
 
 def copy_tree(src: Path, dest: Path, skip: Sequence[Path] = ()) -> None:
     """Copy a tree without following any symlink in it (links are copied as links). Directories
-    in `skip` (paths under `src`) are left empty."""
-    skipped = set(skip)
-    ignore = (lambda d, names: [n for n in names if Path(d) / n in skipped]) if skipped else None
-    shutil.copytree(src, dest, symlinks=True, dirs_exist_ok=True, ignore=ignore)
-    for host in skipped:
+    in `skip` (paths under `src`) are left empty. Iterative and fd-relative (see hostfs)."""
+    hostfs.copy_tree(src, dest, skip)
+    for host in skip:  # a skipped directory missing from src is still made
         (dest / host.relative_to(src)).mkdir(parents=True, exist_ok=True)
 
 
 WHITEOUT = ".wh."  # OCI: an empty `dir/.wh.name` entry in a layer deletes `dir/name` below it
 
 
+MAX_GUEST_PATH = 3072  # bytes of a guest path a build records (the host adds its own prefix)
+
+
+def _too_long(w: hostfs.Walker, name: str, prefix: int = 0) -> None:
+    if prefix + w.length(name) > MAX_GUEST_PATH:
+        raise BuildError(f"a path in the image is longer than {MAX_GUEST_PATH} bytes "
+                         f"(/{w.path()[:60]}...: directories nested {w.depth + 1}+ deep)")
+
+
 def snapshot(root: Path) -> dict[str, tuple]:
     """What identifies each entry's content and metadata, by guest path: compare two
-    snapshots to learn what a program changed and deleted."""
+    snapshots to learn what a program changed and deleted. Walks as hostfs does (a program
+    may have left a tree of any depth); a path longer than MAX_GUEST_PATH is refused."""
     entries: dict[str, tuple] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            host = Path(dirpath) / name
-            st = host.lstat()
-            link = os.readlink(host) if stat.S_ISLNK(st.st_mode) else None
-            entries[within(root, host)] = (st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, link)
+
+    def visit(w: hostfs.Walker, name: str, st: os.stat_result) -> bool:
+        _too_long(w, name)
+        link = os.readlink(name, dir_fd=w.fd) if stat.S_ISLNK(st.st_mode) else None
+        entries["/" + w.path(name)] = (st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, link)
+        return True
+
+    hostfs.walk(root, visit)
     return entries
 
 
@@ -105,9 +101,14 @@ def layer_tar(root: Path, guest_paths: set[str], owners: dict[str, tuple[int, in
             names.add("/".join(parts[:n]))
         host = root.joinpath(*parts)
         if recursive and host.is_dir() and not host.is_symlink():
-            for dirpath, dirnames, filenames in os.walk(host):
-                rel = Path(dirpath).relative_to(root).as_posix()
-                names.update(f"{rel}/{n}" for n in dirnames + filenames)
+            top = "/".join(parts)
+
+            def visit(w: hostfs.Walker, name: str, st: os.stat_result, top: str = top) -> bool:
+                _too_long(w, name, len(top.encode()) + 1)
+                names.add(f"{top}/{w.path(name)}")
+                return True
+
+            hostfs.walk(host, visit)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name in sorted(names):
@@ -135,76 +136,105 @@ def layer_tar(root: Path, guest_paths: set[str], owners: dict[str, tuple[int, in
 
 
 def extract_tar(tar: tarfile.TarFile, root: Path, dest: str = "/", what: str = "archive",
-                layer: bool = False) -> set[str]:
+                layer: bool = False, expansion: Expansion | None = None) -> set[str]:
     """Extract into `root` at guest path `dest`, refusing anything that would land outside.
 
     Member names are guest paths relative to `dest`; parent directories that are symlinks are
-    followed inside `root` only. Devices, fifos and hard links to outside names are refused.
-    A `layer` also applies OCI whiteouts. Returns the guest paths written.
+    followed inside `root` only. Devices, fifos, sparse members and hard links to outside
+    names are refused; what the members would write in all is bounded by `expansion` (by
+    default, hostfs.MAX_EXPANSION); host files and directories get host_mode() (no setuid,
+    setgid, sticky nor group/other write, whatever a member says). A `layer` also applies
+    OCI whiteouts. Returns the guest paths written. A tar that cannot be read is a BuildError.
     """
+    expansion = expansion or Expansion(None, what)
     written: set[str] = set()
-    for m in tar:
-        name = posixpath.normpath("/" + m.name.lstrip("/"))
-        if ".." in m.name.split("/"):
-            raise BuildError(f"{what}: member {m.name!r} points outside its root ('..')")
-        if name == "/":
-            continue
-        guest = posixpath.join(dest, name.lstrip("/"))
-        parent = resolve(root, posixpath.dirname(guest))
-        parent.mkdir(parents=True, exist_ok=True)
-        if not parent.is_dir():
-            raise BuildError(f"{what}: {posixpath.dirname(guest)} is not a directory")
-        target = parent / posixpath.basename(guest)
-        if layer and target.name.startswith(WHITEOUT):
-            if target.name == WHITEOUT + WHITEOUT + ".opq":  # opaque: the directory's old contents go
-                for child in list(parent.iterdir()):
-                    _remove(child)
-            elif target.name[len(WHITEOUT):] not in ("", ".", ".."):
-                _remove(parent / target.name[len(WHITEOUT):])
-            continue
-        if m.isdir():
-            if target.is_symlink() or (target.exists() and not target.is_dir()):
-                _remove(target)
-            target.mkdir(exist_ok=True)
-            os.chmod(target, m.mode & 0o7777 or 0o755)
-        elif m.isfile():
-            _remove(target)
-            src = tar.extractfile(m)
-            with open(target, "wb") as out:
-                shutil.copyfileobj(src, out)
-            os.chmod(target, m.mode & 0o7777)
-            os.utime(target, (m.mtime, m.mtime))
-        elif m.issym():
-            _remove(target)
-            os.symlink(m.linkname, target)
-        elif m.islnk():
-            link = posixpath.normpath("/" + m.linkname.lstrip("/"))
-            if ".." in m.linkname.split("/"):
-                raise BuildError(f"{what}: hard link {m.name!r} points outside its root")
-            source = resolve(root, posixpath.join(dest, link.lstrip("/")), follow_last=False)
-            if not source.is_file() or source.is_symlink():
-                raise BuildError(f"{what}: hard link {m.name!r} to a missing file {m.linkname!r}")
-            _remove(target)
-            shutil.copy2(source, target)
-        else:
-            raise BuildError(f"{what}: member {m.name!r} is a device or fifo, which an image cannot hold")
-        written.add(within(root, target))
+    try:
+        for m in tar:
+            _extract_member(tar, m, root, dest, what, layer, expansion, written)
+    except (tarfile.TarError, EOFError) as e:
+        raise BuildError(f"{what}: not a valid or complete tar ({e})") from None
     return written
+
+
+def _extract_member(tar: tarfile.TarFile, m: tarfile.TarInfo, root: Path, dest: str, what: str, layer: bool,
+                    expansion: Expansion, written: set[str]) -> None:
+    name = posixpath.normpath("/" + m.name.lstrip("/"))
+    if ".." in m.name.split("/"):
+        raise BuildError(f"{what}: member {m.name!r} points outside its root ('..')")
+    if name == "/":
+        return
+    guest = posixpath.join(dest, name.lstrip("/"))
+    parent = resolve(root, posixpath.dirname(guest))
+    parent.mkdir(parents=True, exist_ok=True)
+    if not parent.is_dir():
+        raise BuildError(f"{what}: {posixpath.dirname(guest)} is not a directory")
+    target = parent / posixpath.basename(guest)
+    if layer and target.name.startswith(WHITEOUT):
+        if target.name == WHITEOUT + WHITEOUT + ".opq":  # opaque: the directory's old contents go
+            for child in list(parent.iterdir()):
+                _remove(child)
+        elif target.name[len(WHITEOUT):] not in ("", ".", ".."):
+            _remove(parent / target.name[len(WHITEOUT):])
+        return
+    if m.isdir():
+        expansion.charge(m)
+        if target.is_symlink() or (target.exists() and not target.is_dir()):
+            _remove(target)
+        target.mkdir(exist_ok=True)
+        os.chmod(target, host_mode(m.mode or 0o755, True))
+    elif m.isfile():
+        expansion.charge(m)  # refuses sparse members
+        _remove(target)
+        src = tar.extractfile(m)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with open(fd, "wb") as out:
+            left = m.size
+            while left > 0:
+                chunk = src.read(min(left, 1 << 20))
+                if not chunk:
+                    raise BuildError(f"{what}: member {m.name[:80]!r} is truncated")
+                out.write(chunk)
+                left -= len(chunk)
+            os.fchmod(out.fileno(), host_mode(m.mode))
+        os.utime(target, (m.mtime, m.mtime))
+    elif m.issym():
+        expansion.charge(m)
+        _remove(target)
+        os.symlink(m.linkname, target)
+    elif m.islnk():
+        link = posixpath.normpath("/" + m.linkname.lstrip("/"))
+        if ".." in m.linkname.split("/"):
+            raise BuildError(f"{what}: hard link {m.name!r} points outside its root")
+        source = resolve(root, posixpath.join(dest, link.lstrip("/")), follow_last=False)
+        if not source.is_file() or source.is_symlink():
+            raise BuildError(f"{what}: hard link {m.name!r} to a missing file {m.linkname!r}")
+        expansion.charge(m, source.lstat().st_size)  # it becomes a copy
+        _remove(target)
+        shutil.copy2(source, target)
+        os.chmod(target, host_mode(source.lstat().st_mode))
+    else:
+        raise BuildError(f"{what}: member {m.name!r} is a device or fifo, which an image cannot hold")
+    written.add(within(root, target))
 
 
 def _remove(path: Path) -> None:
     if path.is_symlink() or path.is_file():
         path.unlink()
-    elif path.is_dir():
-        shutil.rmtree(path)
+    elif path.is_dir() and not hostfs.remove_tree(path):
+        raise BuildError(f"{path.name}: cannot be removed")
 
 
 def apply_layer(root: Path, layer: bytes, what: str = "layer") -> dict[str, tuple[int, int]]:
-    """Apply one layer tar (whiteouts included); returns the owners its entries record."""
+    """Apply one layer tar (whiteouts included); returns the owners its entries record. The
+    tar is read as it is (never decompressed: a layer in an image is a plain tar), and what
+    it may write is bounded by its size (hostfs.Expansion)."""
     owners = {}
-    with tarfile.open(fileobj=io.BytesIO(layer)) as tar:
-        members = tar.getmembers()
-        extract_tar(tar, root, "/", what, layer=True)
+    try:
+        with tarfile.open(fileobj=io.BytesIO(layer), mode="r:") as tar:
+            members = tar.getmembers()
+            extract_tar(tar, root, "/", what, layer=True, expansion=Expansion(len(layer), what))
+    except (tarfile.TarError, EOFError) as e:
+        raise BuildError(f"{what}: not a valid or complete tar ({e})") from None
     for m in members:
         if (m.uid, m.gid) != (0, 0):
             owners[posixpath.normpath("/" + m.name)] = (m.uid, m.gid)
@@ -212,6 +242,13 @@ def apply_layer(root: Path, layer: bytes, what: str = "layer") -> dict[str, tupl
 
 
 def unpack(image: Image, root: Path) -> None:
-    """Apply an image's layers, in order, to an empty directory."""
+    """Apply an image's layers, in order, to an empty directory. A layer that cannot be
+    unpacked (not a tar, truncated, a bomb, paths the host cannot hold) is an ImageError."""
     for layer in image.layers:
-        apply_layer(root, image.layer(layer), f"layer {layer.digest[:19]}")
+        what = f"{image._where}: layer {layer.digest[:19]}"
+        try:
+            apply_layer(root, image.layer(layer), what)
+        except BuildError as e:
+            raise ImageError(str(e)) from None
+        except OSError as e:
+            raise ImageError(f"{what}: cannot be unpacked ({e.strerror or e})") from None

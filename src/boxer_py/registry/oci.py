@@ -17,7 +17,6 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import posixpath
 import re
 import tarfile
 import zlib
@@ -25,10 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from boxer_py.errors import ImageError
-from boxer_py.image import imagefile
+from boxer_py.image import imagefile, paths
 from boxer_py.image.config import DEFAULT_PATH, ImageConfig, ImageSpec
+from boxer_py.image.hostfs import Expansion
 from boxer_py.image.imagefile import Descriptor, Image, sha256
-from boxer_py.image.rootfs import guest_parts
+from boxer_py.image.paths import guest_parts
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 INDEX = "application/vnd.oci.image.index.v1+json"
@@ -48,6 +48,7 @@ ORIGINAL_CONFIG = "dev.boxer.image.config"   # manifest annotation: the boxer co
 EPOCH = "1970-01-01T00:00:00Z"                 # fixed `created`: the same image gives the same digests
 MAX_MANIFEST = 4 << 20
 MAX_LAYER = 4 << 30                            # uncompressed bytes a pulled layer may expand to
+MAX_BLOB = MAX_LAYER + (MAX_LAYER >> 6)        # bytes of any one blob read (a layer's gzip, an image file)
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _WASM_MAGIC = b"\0asm"
 
@@ -89,6 +90,15 @@ def check_digest(digest: str, where: str) -> str:
     if not _DIGEST.fullmatch(digest):
         raise ImageError(f"{where}: unsupported or malformed digest {digest[:80]!r} (only sha256 is supported)")
     return digest
+
+
+def blob_size(desc: Descriptor, where: str, limit: int = MAX_BLOB) -> int:
+    """The descriptor's size, if it is one a reader may read (the registry client and the
+    layout reader ask before reading anything: a declared 2**50 is refused, not allocated)."""
+    if desc.size > limit:
+        raise ImageError(f"{where}: blob {desc.digest[:19]} declares {desc.size} bytes, more than the "
+                         f"{limit >> 20} MiB a blob may have; nothing was read")
+    return desc.size
 
 
 def verify(desc: Descriptor, data: bytes, where: str) -> bytes:
@@ -175,24 +185,14 @@ class _Tree:
                         self.entries[name] = (i, m)
 
     def resolve(self, guest: str) -> str | None:
-        todo, done, links = guest_parts(guest), [], 0
-        while todo:
-            part = todo.pop(0)
-            if part == "..":
-                if done:
-                    done.pop()
-                continue
-            hit = self.entries.get("/".join([*done, part]))
-            if hit and hit[1].issym():
-                links += 1
-                if links > 40:
-                    return None
-                if hit[1].linkname.startswith("/"):
-                    done = []
-                todo = guest_parts(hit[1].linkname) + todo
-                continue
-            done.append(part)
-        return "/".join(done)
+        def readlink(rel: str) -> str | None:
+            hit = self.entries.get(rel)
+            return hit[1].linkname if hit and hit[1].issym() else None
+
+        try:
+            return "/".join(paths.resolve(guest, readlink))
+        except paths.TooManyLinks:
+            return None
 
     def is_wasm(self, name: str) -> bool:
         hit = self.entries.get(name)
@@ -203,11 +203,7 @@ class _Tree:
             return f is not None and f.read(4) == _WASM_MAGIC
 
     def find_program(self, name: str, path_env: str, workdir: str) -> str | None:
-        if "/" in name:
-            candidates = [posixpath.join(workdir, name)]
-        else:
-            candidates = [posixpath.join(d or ".", name) for d in path_env.split(":")]
-        for guest in candidates:
+        for guest in paths.program_candidates(name, path_env, workdir):
             real = self.resolve(guest)
             if real and self.is_wasm(real):
                 return "/" + real
@@ -318,8 +314,10 @@ def check_layer(tar: bytes, where: str) -> None:
     faithfully: `..` in names or hard links, devices and fifos (unpacking checks these again).
     OCI whiteouts are kept: unpacking applies them as deletions."""
     try:
-        with tarfile.open(fileobj=io.BytesIO(tar)) as t:
+        expansion = Expansion(len(tar), where, ImageError)  # sparse members, hard-link bombs
+        with tarfile.open(fileobj=io.BytesIO(tar), mode="r:") as t:
             for m in t:
+                expansion.charge(m)
                 if ".." in m.name.split("/") or (m.islnk() and ".." in m.linkname.split("/")):
                     raise ImageError(f"{where}: member {m.name[:80]!r} points outside the root ('..')")
                 if not (m.isdir() or m.isfile() or m.issym() or m.islnk()):

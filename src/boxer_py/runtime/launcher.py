@@ -11,7 +11,6 @@ import json
 import math
 import os
 import posixpath
-import shutil
 import tempfile
 import threading
 import time
@@ -24,9 +23,11 @@ import wasmtime
 from boxer_py.errors import BoxerError, RunError
 from boxer_py.image import imagefile
 from boxer_py.image.config import DEFAULT_PATH, is_root
+from boxer_py.image.hostfs import remove_tree
 from boxer_py.image.imagefile import Image
+from boxer_py.image.paths import program_candidates
 from boxer_py.image.rootfs import resolve, unpack, within
-from boxer_py.runtime import reactor
+from boxer_py.runtime import reactor, watchdog
 from boxer_py.runtime.argv import resolve_argv, shell_words
 from boxer_py.runtime.modcache import WASMTIME_VERSION, Loaded, ModuleCache, new_engine
 from boxer_py.runtime.output import Sink, collect
@@ -42,6 +43,13 @@ from boxer_py.runtime.workspace import Workspaces
 WASM_MAGIC = b"\0asm"
 OOM_MARGIN = 4 << 20
 MAX_FILES_BYTES = 256 << 20  # /out files returned when no --max-output is set
+MAX_GUEST_DIR = 1024  # bytes of a working or output directory's guest path
+# Under a memory limit (see _execute): instances, tables, and each table's elements (a
+# funcref takes 8 to 16 bytes of host memory), so tables together stay under a quarter of it.
+MAX_INSTANCES = 4
+MAX_TABLES = 4
+TABLE_ELEMENT_SHARE = 256
+MIN_TABLE_ELEMENTS = 1 << 16
 
 
 def _reason(error: Exception) -> str:
@@ -54,20 +62,21 @@ def _reason(error: Exception) -> str:
 
 def _sweep(runs: Path) -> None:
     """Remove the writable layers of runs whose process died without cleaning up (killed, or
-    ended by the CLI's timeout watchdog). Each is named after the pid that made it."""
+    ended by the CLI's timeout watchdog). Each is named after the pid that made it. A guest
+    shaped each of them: removal is hostfs's, and nothing here can fail a launcher's start."""
     try:
-        entries = list(runs.iterdir())
+        entries = os.listdir(runs)
     except OSError:
         return
-    for entry in entries:
-        pid = entry.name.split(".", 1)[0]
+    for name in entries:
+        pid = name.split(".", 1)[0]
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
         try:
             os.kill(int(pid), 0)
         except ProcessLookupError:
-            shutil.rmtree(entry, ignore_errors=True)
-        except OSError:
+            remove_tree(runs / name)
+        except (OSError, OverflowError):
             pass
 
 
@@ -150,12 +159,12 @@ class Launcher:
         try:
             unpack(image, tmp)
             os.rename(tmp, target)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
+        except OSError as e:
+            remove_tree(tmp)
             if not target.is_dir():
-                raise
+                raise RunError(f"cannot unpack the image into the cache ({e.strerror or e})") from None
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove_tree(tmp)
             raise
         return target
 
@@ -168,16 +177,22 @@ class Launcher:
         if argv[:2] in (["/bin/sh", "-c"], ["sh", "-c"]) and len(argv) >= 3:
             argv = shell_words(argv[2], env)
         workdir = posixpath.normpath(posixpath.join("/", spec.workdir or config.working_dir))
+        if len(workdir.encode()) > MAX_GUEST_DIR or (spec.output_dir and len(spec.output_dir.encode()) > MAX_GUEST_DIR):
+            raise RunError(f"the working or output directory is longer than {MAX_GUEST_DIR} bytes")
         base = self.rootfs(image)
         shared = reactor.read_only(config.labels, base)
         layout = (workdir, spec.output_dir, tuple(m.guest for m in spec.mounts))  # the dirs made below
         tmp = self.workspaces.take(image.id, base, [host for _, host in shared], layout)
         try:
             root = tmp / "rootfs"
-            resolve(root, workdir).mkdir(parents=True, exist_ok=True)
-            out_dir = resolve(root, spec.output_dir) if spec.output_dir else None
-            if out_dir is not None:
-                out_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                resolve(root, workdir).mkdir(parents=True, exist_ok=True)
+                out_dir = resolve(root, spec.output_dir) if spec.output_dir else None
+                if out_dir is not None:
+                    out_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise RunError(f"{workdir}: cannot make the working or output directory in the image "
+                               f"({e.strerror or e})") from None
             spec = replace(spec, mounts=tuple(self._check_mounts(spec.mounts, root, shared)))
             program = self._image_program(image, base, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
             resume = self._resume(image, base, program, argv, env, workdir, spec, shared)
@@ -189,9 +204,9 @@ class Launcher:
                 # Resolved again: the guest may have replaced the directory by a symlink.
                 try:
                     out_dir = resolve(root, spec.output_dir)
-                except BoxerError:
-                    out_dir = None
-                if out_dir is not None and out_dir.is_dir():
+                except (BoxerError, OSError):
+                    out_dir, result.files_truncated = None, True
+                if out_dir is not None and not out_dir.is_symlink() and out_dir.is_dir():
                     budget = min(x for x in (spec.limits.max_output, spec.limits.disk, MAX_FILES_BYTES)
                                  if x is not None)
                     result.files, result.files_truncated = collect(out_dir, spec.output_dir, budget)
@@ -227,9 +242,13 @@ class Launcher:
         return new
 
     def sweep(self) -> None:
-        """Remove what runs of processes that have died left in the cache (see _sweep)."""
-        _sweep(self.runs)
-        _sweep(self.workspaces.spares)
+        """Remove what runs of processes that have died left in the cache (see _sweep); never
+        raises (a launcher must start whatever an earlier run left behind)."""
+        for where in (self.runs, self.workspaces.spares):
+            try:
+                _sweep(where)
+            except Exception:  # noqa: BLE001 - what cannot be removed now is tried again next time
+                pass
 
     def settle(self) -> None:
         """Wait until the writable layers of finished runs are removed (that happens in the
@@ -371,11 +390,23 @@ class Launcher:
         elif isinstance(spec.stdin, bytes):
             (tmp / "stdin").write_bytes(spec.stdin)
             wasi.stdin_file = str(tmp / "stdin")
+        elif spec.stdin:
+            path, held = watchdog.stdin_path(spec.stdin)  # never a FIFO that would block right here
+            try:
+                wasi.stdin_file = path
+            finally:
+                if held is not None:
+                    os.close(held)
         else:
-            wasi.stdin_file = spec.stdin or os.devnull
+            wasi.stdin_file = os.devnull
         wasi.stdout_custom = stdout
         wasi.stderr_custom = stderr
-        result = self._execute(loaded, wasi, argv[0], workdir, spec.limits, spec.on_start, root, resume, keep)
+        timeout = spec.limits.timeout
+        if timeout is not None and spec.mounts:  # see watchdog.Backstop
+            with watchdog.Backstop(time.monotonic() + timeout, [m.host for m in spec.mounts]):
+                result = self._execute(loaded, wasi, argv[0], workdir, spec.limits, spec.on_start, root, resume, keep)
+        else:
+            result = self._execute(loaded, wasi, argv[0], workdir, spec.limits, spec.on_start, root, resume, keep)
         result.stdout, result.stderr = stdout.value(), stderr.value()
         result.stdout_truncated, result.stderr_truncated = stdout.truncated, stderr.truncated
         return result
@@ -386,7 +417,11 @@ class Launcher:
         store = wasmtime.Store(self.engine)
         store.set_wasi(wasi)
         if limits.memory is not None:
-            store.set_limits(memory_size=limits.memory)
+            # Wasmtime's limits are per memory and per table: one memory and few, bounded
+            # tables keep all of them together near the limit (a module with 64 memories, or
+            # a table grown by 1e8 elements, would otherwise take gigabytes).
+            store.set_limits(memory_size=limits.memory, memories=1, instances=MAX_INSTANCES, tables=MAX_TABLES,
+                             table_elements=max(MIN_TABLE_ELEMENTS, limits.memory // TABLE_ELEMENT_SHARE))
         deadline = None if limits.timeout is None else time.monotonic() + limits.timeout
         watch = None
         if limits.disk is not None:
@@ -401,6 +436,10 @@ class Launcher:
         try:
             instance = self.linker.instantiate(store, loaded.module)
         except wasmtime.WasmtimeError as e:
+            if limits.memory is not None and "count too high" in str(e):
+                return RunResult(TRAP_EXIT_CODE, out_of_memory=True,
+                                 trap=f"cannot start under a memory limit: {_reason(e)} (at most one memory, "
+                                      f"{MAX_TABLES} tables)")
             if limits.memory is not None and "memory" in str(e):
                 return RunResult(TRAP_EXIT_CODE, out_of_memory=True, trap=f"needs more memory than the {limits.memory}-byte limit")
             raise RunError(f"{name}: cannot start: {_reason(e)}", 126) from None
@@ -462,11 +501,7 @@ class Launcher:
         return program
 
     def _find_program(self, root: Path, name: str, path: str, workdir: str) -> Path:
-        if "/" in name:
-            candidates = [posixpath.join(workdir, name)]
-        else:
-            candidates = [posixpath.join(d or ".", name) for d in path.split(":")]
-        for guest in candidates:
+        for guest in program_candidates(name, path, workdir):
             host = resolve(root, guest)
             if host.is_file():
                 with open(host, "rb") as f:
@@ -490,7 +525,7 @@ class Launcher:
             # Under a shared read-only directory the image's content is in the cache, not in root.
             mountpoint = resolve(root, guest)
             in_cache = [(h, resolve(h, guest[len(g):])) for g, h in shared if guest.startswith(g.rstrip("/") + "/")]
-            for top, point in [*in_cache, (root, mountpoint)]:
+            for _top, point in [*in_cache, (root, mountpoint)]:
                 if point.is_symlink() or (point.exists() and not point.is_dir()):
                     raise RunError(f"-v {m.host}:{m.guest}: {guest} is not a directory in the image")
             if any(p.is_file() for top, point in in_cache for p in point.parents if top in p.parents):

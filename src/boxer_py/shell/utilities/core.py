@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from boxer_py.errors import BoxerError
+from boxer_py.image.paths import program_candidates
 from boxer_py.image.rootfs import resolve
 from boxer_py.shell.parse import ShellError
 
@@ -59,6 +60,7 @@ class Failure(Exception):
 
 
 Utility = Callable[[Call], int]
+Options = dict[str, str | bool]   # parsed options: a flag is True, a valued option its text
 
 
 def run(utility: Utility, call: Call) -> int:
@@ -75,24 +77,22 @@ def run(utility: Utility, call: Call) -> int:
 
 def lookup_path(root: Path, cwd: str, path_var: str, name: str) -> str | None:
     """The guest path of an executable `name` on PATH inside the rootfs."""
-    candidates = [posixpath.join(cwd, name)] if "/" in name else [
-        posixpath.join(d or ".", name) for d in path_var.split(":")]
-    for guest in candidates:
+    for guest in program_candidates(name, path_var, cwd):
         try:
             host = resolve(root, guest)
         except BoxerError:
             continue
         if host.is_file() and host.stat().st_mode & 0o111:
-            return guest if guest.startswith("/") else posixpath.join(cwd, guest)
+            return guest
     return None
 
 
 def parse_options(call: Call, flags: str, valued: str = "", long: dict[str, str] | None = None,
-             args: list[str] | None = None) -> tuple[dict[str, str | bool], list[str]]:
+             args: list[str] | None = None) -> tuple[Options, list[str]]:
     """GNU-style options (anywhere before `--`); `long` maps names to keys, a trailing `=`
     on the key meaning it takes a value. Unknown options are a ShellError."""
     long = long or {}
-    opts: dict[str, str | bool] = {}
+    opts: Options = {}
     operands: list[str] = []
     args = call.args if args is None else args
     i = 0
@@ -133,6 +133,12 @@ def parse_options(call: Call, flags: str, valued: str = "", long: dict[str, str]
             operands.append(a)
         i += 1
     return opts, operands
+
+
+def value(opts: Options, key: str) -> str | None:
+    """The text of a valued option, None when it was not given."""
+    found = opts.get(key)
+    return found if isinstance(found, str) else None
 
 
 FILE_MODE, DIR_MODE = 0o644, 0o755   # new files and directories, as under Docker's umask 022
@@ -182,6 +188,12 @@ def decode(data: bytes) -> str:
     return data.decode("utf-8", "surrogateescape")
 
 
+def leading(pattern: str, text: str) -> str:
+    """The match of `pattern` at the start of `text`; "" when there is none."""
+    m = re.match(pattern, text)
+    return m.group() if m else ""
+
+
 _ESCAPES = {"\\": "\\", "a": "\a", "b": "\b", "e": "\x1b", "f": "\f", "n": "\n", "r": "\r",
             "t": "\t", "v": "\v", '"': '"'}
 
@@ -211,9 +223,9 @@ def unescape(text: str, octal_needs_zero: bool) -> tuple[str, bool]:
                 i += 2
         elif nxt == "0" or (nxt in "1234567" and not octal_needs_zero):
             start = i + 2 if nxt == "0" and octal_needs_zero else i + 1
-            m = re.match(r"[0-7]{0,3}", text[start:])
-            out.append(chr(int(m.group() or "0", 8) & 0xFF))
-            i = start + m.end()
+            digits = leading(r"[0-7]{0,3}", text[start:])
+            out.append(chr(int(digits or "0", 8) & 0xFF))
+            i = start + len(digits)
         else:
             out.append("\\" + nxt)
             i += 2
