@@ -177,26 +177,26 @@ class Expander:
         else:
             raise ShellError(f"unsupported parameter expansion ${{{body}}}")
         unset = value is None or (op.startswith(":") and value == "")
+        current = value if value is not None else ""
         word_pieces = lambda: self.pieces(word, "bracedq" if quoted else "plain")  # noqa: E731
         if op in (":-", "-"):
-            return word_pieces() if unset else [(value, kind)]
+            return word_pieces() if unset else [(current, kind)]
         if op in (":=", "="):
             if unset:
-                value = "".join(t for t, _ in word_pieces())
-                self.scope.assign(name, value)
-            return [(value, kind)]
+                current = "".join(t for t, _ in word_pieces())
+                self.scope.assign(name, current)
+            return [(current, kind)]
         if op in (":+", "+"):
             return word_pieces() if not unset else []
         if op in (":?", "?"):
             if unset:
                 message = "".join(t for t, _ in word_pieces()) or "parameter null or not set"
                 raise ShellError(f"{name}: {message}")
-            return [(value, kind)]
+            return [(current, kind)]
         if value is None:
             self.scope.unset_error(name)
-            value = ""
         pattern = "".join(t for t, _ in self.pieces(word, "dquote"))
-        return [(_trim(value, pattern, op), kind)]
+        return [(_trim(current, pattern, op), kind)]
 
     # -- globbing ------------------------------------------------------------------------
     def glob(self, field: Field) -> list[str] | None:
@@ -211,14 +211,14 @@ class Expander:
                 comps[-1].append((ch, active))
         results: list[list[str]] = [[]]
         absolute = field[0][0] == "/"
-        for k, comp in enumerate(comps):
+        for comp in comps:
             text = "".join(ch for ch, _ in comp)
             if not any(active and ch in "*?[" for ch, active in comp):
                 results = [r + [text] for r in results]
                 continue
             regex = _compile(comp)
             hidden_ok = text.startswith(".")
-            found = []
+            found: list[list[str]] = []
             for r in results:
                 written = "/".join(r) or ("/" if absolute else ".")
                 host = self._resolve(posixpath.join(self.cwd, written))
@@ -324,10 +324,11 @@ def _trim(value: str, pattern: str, op: str) -> str:
 
 
 # -- arithmetic ------------------------------------------------------------------------------
-_BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Mod: None,
-           ast.Div: None, ast.FloorDiv: None, ast.Pow: operator.pow, ast.LShift: operator.lshift,
-           ast.RShift: operator.rshift, ast.BitAnd: operator.and_, ast.BitOr: operator.or_,
-           ast.BitXor: operator.xor}
+_DIVISION = (ast.Div, ast.FloorDiv, ast.Mod)   # truncating toward zero, refusing zero
+_BINARY: dict[type[ast.operator], Callable[[int, int], int]] = {
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Pow: operator.pow,
+    ast.LShift: operator.lshift, ast.RShift: operator.rshift, ast.BitAnd: operator.and_, ast.BitOr: operator.or_,
+    ast.BitXor: operator.xor}
 _COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
             ast.Gt: operator.gt, ast.GtE: operator.ge}
 
@@ -367,9 +368,9 @@ def arithmetic(expr: str, get: Callable[[str], str | None]) -> int:
             v = ev(node.operand)
             ops = {ast.USub: -v, ast.UAdd: v, ast.Invert: ~v, ast.Not: int(not v)}
             return _int64(ops[type(node.op)])
-        if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+        if isinstance(node, ast.BinOp) and (type(node.op) in _BINARY or isinstance(node.op, _DIVISION)):
             a, b = ev(node.left), ev(node.right)
-            if isinstance(node.op, (ast.Div, ast.FloorDiv, ast.Mod)):
+            if isinstance(node.op, _DIVISION):
                 if b == 0:
                     raise ShellError(f"arithmetic: division by zero in $(({expr}))")
                 q = abs(a) // abs(b) * (1 if (a >= 0) == (b >= 0) else -1)

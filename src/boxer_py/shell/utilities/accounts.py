@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from boxer_py.image import users as accounts
 from boxer_py.image.rootfs import within
-from boxer_py.shell.utilities.core import Call, Failure, Utility, lexists, new_dir, parse_options
+from boxer_py.shell.utilities.core import Call, Failure, Utility, lexists, new_dir, parse_options, value
 
 
 def _make_home(call: Call, home: str, uid: int, gid: int) -> None:
@@ -43,7 +43,7 @@ def groupadd(call: Call) -> int:
                                                   "non-unique": "o", "key": "K="})
     if len(operands) != 1:
         return call.fail("expected one group name", 2)
-    return _add_group(call, operands[0], opts.get("g"), bool(opts.get("r")), bool(opts.get("f")))
+    return _add_group(call, operands[0], value(opts, "g"), bool(opts.get("r")), bool(opts.get("f")))
 
 
 def _add_to_group(call: Call, user: str, group: str) -> int:
@@ -62,7 +62,7 @@ def addgroup(call: Call) -> int:
         return _add_to_group(call, *operands)
     if len(operands) != 1:
         return call.fail("expected one group name")
-    return _add_group(call, operands[0], opts.get("g"), bool(opts.get("S")))
+    return _add_group(call, operands[0], value(opts, "g"), bool(opts.get("S")))
 
 
 def _add_user(call: Call, name: str, *, uid: str | None, group: str | None, same_group: bool,
@@ -111,8 +111,8 @@ def useradd(call: Call) -> int:
     if len(operands) != 1:
         return call.fail("expected one user name", 2)
     extra = [g for g in str(opts.get("G", "")).split(",") if g]
-    return _add_user(call, operands[0], uid=opts.get("u"), group=opts.get("g"), same_group=not opts.get("N"),
-                     system=bool(opts.get("r")), home=opts.get("d"), create_home=bool(opts.get("m")),
+    return _add_user(call, operands[0], uid=value(opts, "u"), group=value(opts, "g"), same_group=not opts.get("N"),
+                     system=bool(opts.get("r")), home=value(opts, "d"), create_home=bool(opts.get("m")),
                      shell=str(opts.get("s", "/bin/sh")), gecos=str(opts.get("c", "")), extra=extra)
 
 
@@ -127,10 +127,10 @@ def adduser(call: Call) -> int:
     if len(operands) != 1:
         return call.fail("expected one user name")
     system = bool(opts.get("S"))
-    group = opts.get("G") or opts.get("gid")
+    group = value(opts, "G") or value(opts, "gid")
     same_group = not system or bool(opts.get("group"))
-    return _add_user(call, operands[0], uid=opts.get("u"), group=group, same_group=same_group and group is None,
-                     system=system, home=opts.get("h"), create_home=not opts.get("H"),
+    return _add_user(call, operands[0], uid=value(opts, "u"), group=group, same_group=same_group and group is None,
+                     system=system, home=value(opts, "h"), create_home=not opts.get("H"),
                      shell=str(opts.get("s", "/usr/sbin/nologin" if system else "/bin/sh")),
                      gecos=str(opts.get("g", "")), extra=[])
 

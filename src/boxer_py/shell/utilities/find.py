@@ -120,17 +120,21 @@ def find_files(call: Call) -> int:
     starts = []
     while args and not args[0].startswith("-") and args[0] not in ("(", "!", ")"):
         starts.append(args.pop(0))
-    settings = {"post_order": False, "mindepth": 0, "maxdepth": None}
+    post_order, mindepth = False, 0
+    maxdepth: int | None = None
     tokens = []
     k = 0
     while k < len(args):
         a = args[k]
         if a in ("-depth", "-d"):
-            settings["post_order"] = True
+            post_order = True
         elif a in ("-maxdepth", "-mindepth"):
             if k + 1 >= len(args) or not args[k + 1].isdigit():
                 raise ShellError(f"find: {a} needs a number")
-            settings[a[1:]] = int(args[k + 1])
+            if a == "-maxdepth":
+                maxdepth = int(args[k + 1])
+            else:
+                mindepth = int(args[k + 1])
             k += 1
         elif a in ("-xdev", "-mount", "-noleaf", "-ignore_readdir_race"):
             pass
@@ -140,11 +144,10 @@ def find_files(call: Call) -> int:
     parser = _FindParser(tokens)
     expr = parser.parse() if tokens else _Find("true", ())
     if "delete" in parser.seen:
-        settings["post_order"] = True
+        post_order = True
     if not parser.seen & _FIND_ACTIONS - {"prune"}:
         expr = _Find("and", (expr, _Find("print", ())))
-    run = _FindRun(call, expr, bool(settings["post_order"]), int(settings["mindepth"]),
-                   settings["maxdepth"] if settings["maxdepth"] is None else int(settings["maxdepth"]))
+    run = _FindRun(call, expr, post_order, mindepth, maxdepth)
     for start in starts or ["."]:
         try:
             host = call.host(start, follow_last=False)
@@ -160,7 +163,8 @@ def find_files(call: Call) -> int:
 
 class _FindParser:
     def __init__(self, tokens: list[str]):
-        self.tokens, self.pos, self.seen = tokens, 0, set()
+        self.tokens, self.pos = tokens, 0
+        self.seen: set[str] = set()   # the primaries used
 
     def peek(self) -> str | None:
         return self.tokens[self.pos] if self.pos < len(self.tokens) else None

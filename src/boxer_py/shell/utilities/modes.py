@@ -67,7 +67,8 @@ def _walk(host: Path) -> list[Path]:
 
 
 def chmod(call: Call) -> int:
-    options, rest = [], []
+    options: list[str] = []
+    rest: list[str] = []
     for a in call.args:
         if not rest and re.fullmatch(r"-[Rfcv]+|--recursive|--silent|--quiet|--changes|--verbose", a):
             options.append(a)

@@ -12,6 +12,7 @@ from boxer_py.shell.utilities.core import (
     Failure,
     Utility,
     decode,
+    leading,
     read_inputs,
     unescape,
 )
@@ -135,8 +136,8 @@ def _sed_parse(script: str, extended: bool) -> list[_SedCommand]:
             text, i = _sed_split(script, i + 1, "/")
             address = posix_regex(text, extended)
         elif script[i].isdigit():
-            m = re.match(r"\d+", script[i:])
-            address, i = int(m.group()), i + m.end()
+            digits = leading(r"\d+", script[i:])
+            address, i = int(digits), i + len(digits)
         elif script[i] == "$":
             address, i = "$", i + 1
         verb = script[i] if i < len(script) else ""
@@ -146,15 +147,14 @@ def _sed_parse(script: str, extended: bool) -> list[_SedCommand]:
                 raise ShellError(f"sed: bad s command in '{script}'")
             pattern, i = _sed_split(script, i + 2, delim)
             replacement, i = _sed_split(script, i, delim)
-            m = re.match(r"[gIip0-9]*", script[i:])
-            flags, i = m.group(), i + m.end()
+            flags = leading(r"[gIip0-9]*", script[i:])
+            i += len(flags)
             count = 0 if "g" in flags else int(re.sub(r"\D", "", flags) or 1)
             regex = posix_regex(pattern, extended, re.I if "I" in flags or "i" in flags else 0)
             commands.append(_SedCommand(address, "s", regex, replacement, count, "p" in flags))
         elif verb in ("a", "i", "c"):
             # GNU one-liner `a text` or POSIX `a\` + newline + text; the text runs to the end of line
-            m = re.match(r"[ \t]*(?:\\\n?)?[ \t]*", script[i + 1:])
-            start = i + 1 + m.end()
+            start = i + 1 + len(leading(r"[ \t]*(?:\\\n?)?[ \t]*", script[i + 1:]))
             end = script.find("\n", start)
             end = len(script) if end < 0 else end
             commands.append(_SedCommand(address, verb, replacement=unescape(script[start:end], False)[0]))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+from typing import cast
 
 from boxer_py.errors import BoxerError
 from boxer_py.image.rootfs import extract_tar, within
@@ -71,7 +72,8 @@ def tar(call: Call) -> int:
             dest = call.host(str(opts.get("C", ".")))
             if not real_dir(dest):
                 return call.fail(f"{opts.get('C')}: Cannot open: No such file or directory", 2)
-            written = extract_tar(members, call.root, within(call.root, dest), f"tar {name}")
+            # _StrippedTar offers what extract_tar uses of a TarFile: iteration and extractfile
+            written = extract_tar(cast(tarfile.TarFile, members), call.root, within(call.root, dest), f"tar {name}")
     except (tarfile.TarError, EOFError) as e:
         return call.fail(f"{name}: not a readable archive ({e})", 2)
     except BoxerError as e:
