@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from boxer_py.errors import BoxerError
+from boxer_py.image.paths import program_candidates
 from boxer_py.image.rootfs import resolve
 from boxer_py.shell.parse import ShellError
 
@@ -76,15 +77,13 @@ def run(utility: Utility, call: Call) -> int:
 
 def lookup_path(root: Path, cwd: str, path_var: str, name: str) -> str | None:
     """The guest path of an executable `name` on PATH inside the rootfs."""
-    candidates = [posixpath.join(cwd, name)] if "/" in name else [
-        posixpath.join(d or ".", name) for d in path_var.split(":")]
-    for guest in candidates:
+    for guest in program_candidates(name, path_var, cwd):
         try:
             host = resolve(root, guest)
         except BoxerError:
             continue
         if host.is_file() and host.stat().st_mode & 0o111:
-            return guest if guest.startswith("/") else posixpath.join(cwd, guest)
+            return guest
     return None
 
 
