@@ -54,17 +54,53 @@ class ImageConfig:
 
     @classmethod
     def from_oci(cls, data: dict) -> ImageConfig:
+        """Read (and check) a config an image or a registry gave: raises ValueError, saying
+        what is wrong, for anything a run could not use as it is (see _strings)."""
+        if not isinstance(data, dict):
+            raise ValueError("the config is not an object")
+        env = _strings(data, "Env")
+        for e in env:
+            if "=" not in e or e.startswith("="):
+                raise ValueError(f"Env entry {e[:40]!r} is not NAME=VALUE")
+        working_dir = _string(data, "WorkingDir") or "/"
+        if len(working_dir.encode()) > MAX_WORKDIR or working_dir.count("/") > MAX_WORKDIR_DEPTH:
+            raise ValueError(f"WorkingDir is longer than {MAX_WORKDIR} bytes or {MAX_WORKDIR_DEPTH} levels")
+        labels = data.get("Labels") or {}
+        if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+            raise ValueError("Labels is not an object of strings")
         return cls(
-            entrypoint=tuple(data.get("Entrypoint") or ()),
-            cmd=tuple(data.get("Cmd") or ()),
-            env=tuple(data.get("Env") or ()),
-            working_dir=data.get("WorkingDir") or "/",
-            user=data.get("User") or "",
-            labels=dict(data.get("Labels") or {}),
-            exposed_ports=tuple(data.get("ExposedPorts") or ()),
-            volumes=tuple(data.get("Volumes") or ()),
-            stop_signal=data.get("StopSignal") or "",
+            entrypoint=_strings(data, "Entrypoint"),
+            cmd=_strings(data, "Cmd"),
+            env=env,
+            working_dir=working_dir,
+            user=_string(data, "User"),
+            labels=dict(labels),
+            exposed_ports=_strings(data, "ExposedPorts"),
+            volumes=_strings(data, "Volumes"),
+            stop_signal=_string(data, "StopSignal"),
         )
+
+
+MAX_WORKDIR = 1024  # bytes of an image's WorkingDir
+MAX_WORKDIR_DEPTH = 128  # its levels
+_FIELD_CHARS = 1 << 20  # bytes of any one string in a config
+
+
+def _string(data: dict, key: str) -> str:
+    value = data.get(key) or ""
+    if not isinstance(value, str) or "\0" in value or len(value) > _FIELD_CHARS:
+        raise ValueError(f"{key} is not a string")
+    return value
+
+
+def _strings(data: dict, key: str) -> tuple[str, ...]:
+    """A list of strings (or, for OCI's sets such as ExposedPorts, an object's keys)."""
+    value = data.get(key) or ()
+    if isinstance(value, dict):
+        value = list(value)
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and "\0" not in v for v in value):
+        raise ValueError(f"{key} is not a list of strings")
+    return tuple(value)
 
 
 @dataclass(frozen=True)
@@ -87,9 +123,17 @@ class ImageSpec:
 
     @classmethod
     def from_json(cls, raw: bytes) -> ImageSpec:
+        """The one place an image's config is read (image files, pulls): raises ValueError."""
         doc = json.loads(raw)
+        if not isinstance(doc, dict):
+            raise ValueError("the config is not an object")
+        rootfs = doc.get("rootfs") or {}
+        history = doc.get("history") or []
+        if not isinstance(rootfs, dict) or not isinstance(history, list) \
+                or not all(isinstance(h, dict) and isinstance(h.get("created_by", ""), str) for h in history):
+            raise ValueError("rootfs or history is malformed")
         return cls(
             ImageConfig.from_oci(doc.get("config") or {}),
-            tuple(doc.get("rootfs", {}).get("diff_ids") or ()),
-            tuple(h.get("created_by", "") for h in doc.get("history") or ()),
+            _strings(rootfs, "diff_ids"),
+            tuple(h.get("created_by", "") for h in history),
         )

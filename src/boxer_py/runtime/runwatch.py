@@ -16,17 +16,18 @@ guest can overshoot by what it writes in that time, or in one write call (at mos
 from __future__ import annotations
 
 import ctypes
-import os
 import time
 from pathlib import Path
 
 import wasmtime
 from wasmtime import _ffi as ffi
 
+from boxer_py.image import hostfs
 from boxer_py.runtime.wasi.clock import Deadlines
 
 CHECK_EVERY = 0.05
 ENTRY_MIN = 512
+UNREADABLE = 1 << 62  # what a tree the quota cannot measure in full counts as
 _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_size_t, ctypes.POINTER(ffi.wasmtime_context_t), ctypes.c_void_p,
                              ctypes.POINTER(ctypes.c_uint64), ctypes.POINTER(ctypes.c_uint8))
 _NO_FINALIZER = ctypes.CFUNCTYPE(None, ctypes.c_void_p)()
@@ -34,25 +35,13 @@ _CONTINUE = 0
 
 
 def disk_usage(root: Path) -> int:
-    """Bytes under `root` as the quota counts them; symlinks are never followed."""
-    total = 0
-    todo = [str(root)]
-    while todo:
-        try:
-            with os.scandir(todo.pop()) as entries:
-                for entry in entries:
-                    try:
-                        st = entry.stat(follow_symlinks=False)
-                    except OSError:
-                        continue
-                    if entry.is_dir(follow_symlinks=False):
-                        todo.append(entry.path)
-                        total += ENTRY_MIN
-                    else:
-                        total += max(st.st_size, ENTRY_MIN)
-        except OSError:
-            continue
-    return total
+    """Bytes under `root` as the quota counts them; symlinks are never followed. The walk is
+    hostfs's: fd-relative, so no depth (past PATH_MAX, past any recursion limit) hides a
+    subtree. A tree that cannot be read in full counts as UNREADABLE, over any quota."""
+    try:
+        return hostfs.tree_usage(root, ENTRY_MIN)
+    except OSError:
+        return UNREADABLE
 
 
 class DiskWatch:
@@ -61,7 +50,8 @@ class DiskWatch:
 
     def __init__(self, root: Path, limit: int, deadline: float | None, deadlines: Deadlines):
         self.root, self.limit, self.deadline, self.deadlines = root, limit, deadline, deadlines
-        self.base = disk_usage(root)
+        base = disk_usage(root)
+        self.base = 0 if base == UNREADABLE else base  # the copy just made: every entry of it counts
         self.full = False
         self._next = 0.0
         self._every = CHECK_EVERY
@@ -74,7 +64,8 @@ class DiskWatch:
     def over(self) -> bool:
         """Measure now; True (and remembered) when the layer is over its quota."""
         started = time.monotonic()
-        used = disk_usage(self.root) - self.base
+        now = disk_usage(self.root)
+        used = now if now == UNREADABLE else now - self.base
         self._every = max(CHECK_EVERY, 10 * (time.monotonic() - started))
         self.full = self.full or used > self.limit
         return self.full

@@ -19,7 +19,6 @@ from __future__ import annotations
 import atexit
 import os
 import queue
-import shutil
 import stat
 import tempfile
 import threading
@@ -28,6 +27,8 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from boxer_py.image import hostfs
+from boxer_py.image.hostfs import remove_tree
 from boxer_py.image.rootfs import copy_tree
 
 SPARES_PER_IMAGE = 2  # enough for two runs of the same image at once
@@ -39,26 +40,31 @@ _NOATIME = getattr(os, "O_NOATIME", 0)
 ATIME, MTIME, CTIME = 4, 5, 6  # in _fields
 
 
-def _state(root: Path) -> dict[str, list[int]]:
+class _Changed(Exception):
+    pass
+
+
+def _state(root: Path, known: dict[str, list[int]] | None = None) -> dict[str, list[int]]:
     """What a guest could see of each entry under `root` (itself as ""), or have changed, by
     path relative to `root`: mode, inode, link count, size, access, modification and change
-    times. Directories are opened with O_NOATIME, so that reading them here changes nothing."""
+    times. Directories are opened with O_NOATIME, so that reading them here changes nothing.
+    With `known` (a seal's state), stops with _Changed at the first entry not in it: a tree a
+    guest made (of any size or depth) is never walked further than the image's own."""
     state: dict[str, list[int]] = {}
-    todo = [""]
-    while todo:
-        relative = todo.pop()
-        fd = os.open(os.path.join(root, relative), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _NOATIME)
-        try:
-            with os.scandir(fd) as entries:
-                for entry in entries:
-                    child = os.path.join(relative, entry.name)
-                    if entry.is_dir(follow_symlinks=False):
-                        todo.append(child)
-                    else:
-                        state[child] = _fields(entry.stat(follow_symlinks=False))
-            state[relative] = _fields(os.fstat(fd))
-        finally:
-            os.close(fd)
+
+    def visit(w: hostfs.Walker, name: str, st: os.stat_result) -> bool:
+        path = w.path(name)
+        if known is not None and path not in known:
+            raise _Changed
+        state[path] = _fields(st)
+        return True
+
+    hostfs.walk(root, visit, noatime=True)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _NOATIME)
+    try:
+        state[""] = _fields(os.fstat(fd))
+    finally:
+        os.close(fd)
     return state
 
 
@@ -98,7 +104,11 @@ def _only_read(root: Path, seal: _Seal, base: Path) -> bool:
     """Whether the copy of `base` at `root` is as sealed but for access times (what reading
     sets), which are set back here. Any other difference (a write, a new or missing entry)
     means the guest changed it. Entries the seal found recent are also compared with `base`."""
-    sealed, now = seal.state, _state(root)
+    sealed = seal.state
+    try:
+        now = _state(root, sealed)
+    except _Changed:
+        return False
     if sealed.keys() != now.keys():
         return False
     read = []
@@ -197,9 +207,9 @@ class Workspaces:
         if taken.seal is not None and self._keep(workspace, taken):
             return
         if alone:
-            self._submit(lambda: shutil.rmtree(workspace, ignore_errors=True))
+            self._submit(lambda: remove_tree(workspace))
         else:
-            shutil.rmtree(workspace, ignore_errors=True)
+            remove_tree(workspace)
 
     def _keep(self, workspace: Path, taken: _Taken) -> bool:
         try:
@@ -215,7 +225,7 @@ class Workspaces:
                 self._untouched.append((taken.key, held))
                 evicted = self._untouched.pop(0)[1] if len(self._untouched) > UNTOUCHED_KEPT else None
             if evicted is not None:
-                shutil.rmtree(evicted, ignore_errors=True)
+                remove_tree(evicted)
             return True
         except OSError:
             return False
@@ -234,7 +244,7 @@ class Workspaces:
             self._untouched.clear()
             self._seen.clear()
         for path in spares:
-            shutil.rmtree(path, ignore_errors=True)
+            remove_tree(path)
 
     def _make_spare(self, key: str, base: Path, skip: Sequence[Path]) -> None:
         path = self.spares / f"{os.getpid()}.{os.urandom(8).hex()}"
@@ -242,7 +252,7 @@ class Workspaces:
             self.spares.mkdir(parents=True, exist_ok=True)
             copy_tree(base, path, skip=skip)
         except OSError:
-            shutil.rmtree(path, ignore_errors=True)
+            remove_tree(path)
             path = None
         with self._lock:
             self._wanted[key] -= 1
