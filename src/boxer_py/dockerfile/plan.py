@@ -11,11 +11,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from boxer_py.dockerfile import instructions as ins
-from boxer_py.dockerfile.bases import Base, lookup, supported
+from boxer_py.dockerfile.bases import Base, UnservedVersion, lookup, supported
 from boxer_py.dockerfile.parser import Dockerfile
 from boxer_py.errors import DockerfileError
 from boxer_py.image.config import ImageConfig
-from boxer_py.image.variables import expand
+from boxer_py.image.variables import ExpansionTooLarge
+from boxer_py.image.variables import expand as _expand
+
+# A Dockerfile of a few bytes must not make the build host hold gigabytes (`ENV A=$A$A` doubles
+# at each line): every expansion in a plan goes through _Expander, which bounds each result and
+# what all of them add together; the environment as a whole is bounded too.
+MAX_VALUE = 1 << 20  # characters of one expanded word or value
+MAX_EXPANDED = 32 << 20  # characters that expansions may add over the whole Dockerfile
+MAX_ENV = 4 << 20  # characters of a stage's ENV and ARG names and values together
+# A guest path (WORKDIR, COPY destination) the build host can create: bounded below PATH_MAX,
+# and in depth (a 3000-deep WORKDIR made the host recurse).
+MAX_PATH = 2048
+MAX_DEPTH = 128
 
 
 @dataclass(frozen=True)
@@ -91,6 +103,7 @@ class BuildPlan:
     dockerfile: str
     stages: tuple[Stage, ...]
     target: int
+    warnings: tuple[str, ...] = ()  # "Dockerfile:N: what the user should know", for the build log
 
     def needed(self) -> list[int]:
         """Indexes of the stages the target depends on, in build order."""
@@ -126,6 +139,25 @@ class _StageState:
         return Stage(self.index, self.name, self.base, self.parent, tuple(self.steps), self.config, tuple(self.history))
 
 
+class _Expander:
+    """Variable expansion for one plan, within MAX_VALUE per result and MAX_EXPANDED in all."""
+
+    def __init__(self, path: str):
+        self.path, self.line, self.added = path, 0, 0
+
+    def __call__(self, text: str, variables: dict[str, str]) -> str:
+        try:
+            out = _expand(text, variables, MAX_VALUE)
+        except ExpansionTooLarge:
+            raise DockerfileError(f"a variable expands to more than {MAX_VALUE} characters (does a value refer to "
+                                  "itself, as in ENV A=$A$A?)", self.path, self.line) from None
+        self.added += max(0, len(out) - len(text))
+        if self.added > MAX_EXPANDED:
+            raise DockerfileError(f"variable expansions add up to more than {MAX_EXPANDED} characters",
+                                  self.path, self.line)
+        return out
+
+
 def make_plan(dockerfile: Dockerfile, catalog: dict[str, Base], build_args: dict[str, str] | None = None,
               target: str | None = None, images: ImageFinder = lambda _: None) -> BuildPlan:
     build_args = dict(build_args or {})
@@ -134,18 +166,28 @@ def make_plan(dockerfile: Dockerfile, catalog: dict[str, Base], build_args: dict
     def fail(message: str, line: int):
         raise DockerfileError(message, path, line)
 
+    warnings: list[str] = []
+
+    def warn(message: str, line: int) -> None:
+        warnings.append(f"{path}:{line}: {message}")
+
     global_args: dict[str, str] = {}
     stages: list[_StageState] = []
+    expand = _Expander(path)
     for i in dockerfile.instructions:
+        expand.line = i.line
         if isinstance(i, ins.Arg) and not stages:
             value = build_args.get(i.name, expand(i.default, global_args) if i.default is not None else None)
             if value is not None:
                 global_args[i.name] = value
             continue
         if isinstance(i, ins.From):
-            stages.append(_start_stage(i, len(stages), stages, catalog, images, global_args, fail))
+            stages.append(_start_stage(i, len(stages), stages, catalog, images, global_args, fail, warn, expand))
             continue
-        _apply(stages[-1], i, stages, build_args, global_args, images, fail)
+        _apply(stages[-1], i, stages, build_args, global_args, images, fail, expand)
+        env = stages[-1].variables()
+        if sum(len(k) + len(v) for k, v in env.items()) > MAX_ENV:
+            fail(f"the environment (ENV and ARG) is larger than {MAX_ENV} characters", i.line)
 
     frozen = tuple(s.freeze() for s in stages)
     if target is None:
@@ -155,7 +197,7 @@ def make_plan(dockerfile: Dockerfile, catalog: dict[str, Base], build_args: dict
         if index is None:
             names = ", ".join(s.name for s in stages if s.name) or "none are named"
             raise DockerfileError(f"target stage {target!r} not found (stages: {names})", path)
-    return BuildPlan(path, frozen, index)
+    return BuildPlan(path, frozen, index, tuple(warnings))
 
 
 def _stage_index(ref: str, stages: list[_StageState]) -> int | None:
@@ -168,19 +210,25 @@ def _stage_index(ref: str, stages: list[_StageState]) -> int | None:
 
 
 def _start_stage(i: ins.From, index: int, stages: list[_StageState], catalog: dict[str, Base],
-                 images: ImageFinder, global_args: dict[str, str], fail) -> _StageState:
+                 images: ImageFinder, global_args: dict[str, str], fail, warn, expand: _Expander) -> _StageState:
     image = expand(i.image, global_args)
     parent = _stage_index(image.lower(), stages) if not image.isdigit() else None
     if parent is not None:
         p = stages[parent]
         return _StageState(index, i.name, None, parent, p.config, history=[f"FROM {image}"])
-    base = lookup(catalog, image)
-    if base is None:
+    try:
+        found = lookup(catalog, image)
+    except UnservedVersion as e:
+        fail(f"unsupported base image {image!r}: {e}", i.line)
+    if found is None:
         local = images(image)
         if local is not None:
             return _StageState(index, i.name, local, None, local.config, history=[f"FROM {image}"])
         fail(f"unsupported base image {image!r}: a native Linux image cannot run under WASI; "
              f"use one of the WebAssembly bases: {supported(catalog)}", i.line)
+    base = found.base
+    for warning in found.warnings:
+        warn(warning, i.line)
     config = ImageConfig(env=base.env, cmd=base.cmd, labels=dict(base.labels))
     return _StageState(index, i.name, base, None, config, history=[f"FROM {image}"])
 
@@ -190,8 +238,15 @@ def _argv_config(argv: tuple[str, ...], shell: bool) -> tuple[str, ...]:
     return ("/bin/sh", "-c", argv[0]) if shell else argv
 
 
+def _guest_path(path: str, what: str, line: int, fail) -> str:
+    if len(path) > MAX_PATH or path.count("/") > MAX_DEPTH:
+        fail(f"{what}: the path is too long ({len(path)} characters, {path.count('/')} levels; at most {MAX_PATH} "
+             f"and {MAX_DEPTH})", line)
+    return path
+
+
 def _apply(st: _StageState, i: ins.Instruction, stages: list[_StageState], build_args: dict[str, str],
-           global_args: dict[str, str], images: ImageFinder, fail) -> None:
+           global_args: dict[str, str], images: ImageFinder, fail, expand: _Expander) -> None:
     c = st.config
     v = st.variables()
     if isinstance(i, ins.Arg):
@@ -206,7 +261,7 @@ def _apply(st: _StageState, i: ins.Instruction, stages: list[_StageState], build
         text = "ENV " + " ".join(f"{k}={expand(val, v)}" for k, val in i.pairs)
     elif isinstance(i, ins.Workdir):
         path = posixpath.normpath(posixpath.join(c.working_dir, expand(i.path, v)))
-        path = "/" + path.lstrip("/")
+        path = _guest_path("/" + path.lstrip("/"), "WORKDIR", i.line, fail)
         c = replace(c, working_dir=path)
         text = f"WORKDIR {path}"
         st.steps.append(MkdirStep(i.line, path, text))
@@ -216,6 +271,7 @@ def _apply(st: _StageState, i: ins.Instruction, stages: list[_StageState], build
         trailing = dest.endswith("/") or dest in (".", "..") or dest.endswith("/.")
         dest = posixpath.normpath(posixpath.join(c.working_dir, dest))
         dest = "/" + dest.lstrip("/") + ("/" if trailing and dest != "/" else "")
+        _guest_path(dest, "COPY" if not i.add else "ADD", i.line, fail)
         from_stage, from_image, ref = None, None, ""
         if i.from_stage is not None:
             ref = expand(i.from_stage, v)
