@@ -5,7 +5,8 @@ here, parsing in parse.py, word expansion in expand.py, redirections in redirect
 the sinks of streams.py), builtins (cd, set, read...) in builtins.py as functions over the
 context.Context this shell is; utilities (cp, rm, chown, sed, useradd...) live in
 utilities/, one module per command family, called with a utilities.core.Call and found in
-utilities/table.py; every other command (python, pip, a .wasm, apt-get...) is handed to
+utilities/table.py; `sh -c` and `#!/bin/sh` scripts (scripts.py) run in a new shell here;
+every other command (python, pip, a .wasm, apt-get...) is handed to
 `external`, which the build decides how to run or refuse. Every guest path goes through
 rootfs.resolve, so nothing a script does reaches outside `root`. Pipelines are buffered:
 the left side finishes first.
@@ -37,6 +38,7 @@ from boxer_py.shell.context import (
 from boxer_py.shell.expand import Expander
 from boxer_py.shell.parse import Program, ShellError, parse, parse_case
 from boxer_py.shell.redirect import RedirectError, redirect
+from boxer_py.shell.scripts import is_shell, shell_script
 from boxer_py.shell.streams import Buffer, File, Input, Log, Sink
 from boxer_py.shell.utilities import core as utilities
 from boxer_py.shell.utilities.table import STANDARD_BIN, find_utility
@@ -45,9 +47,6 @@ __all__ = ["Invocation", "Completed", "External", "ShellResult", "ShellError", "
 
 MAX_LOOP_ITERATIONS = 10_000        # per while/until loop
 MAX_SCRIPT_ITERATIONS = 100_000     # all while/until iterations of one RUN (nested loops)
-
-_SHELLS = {"sh", "bash", "dash", "ash"}
-
 
 @dataclass
 class Invocation:
@@ -386,9 +385,9 @@ class _Shell:
                                   err=self.fds[2].write, owners=self.shared.owners,
                                   run=lambda args: self.dispatch(args, {}))
             return utilities.run(utility, call)
-        if posixpath.basename(name) in _SHELLS:
+        if is_shell(name):
             return self._sh(argv, env)
-        script = self._shell_script(name)
+        script = shell_script(self.shared.root, self.state.cwd, self.state.vars.get("PATH", DEFAULT_PATH), name)
         if script is not None:
             if not script[1]:
                 self.err(f"sh: {name}: Permission denied")
@@ -456,28 +455,6 @@ class _Shell:
         state = State(vars=dict(env), exported=set(env), cwd=self.state.cwd, options=options & OPTION_NAMES,
                        arg0=arg0, positional=list(positional))
         return self._child(parse(text), state=state, stdin=Input() if not args else None).run_protected()
-
-    def _shell_script(self, name: str) -> tuple[str, bool] | None:
-        """(guest path, executable) when `name` is a script for sh or bash (run here, not external)."""
-        guest = (posixpath.join(self.state.cwd, name) if "/" in name else
-                 utilities.lookup_path(self.shared.root, self.state.cwd,
-                                       self.state.vars.get("PATH", DEFAULT_PATH), name))
-        if guest is None:
-            return None
-        try:
-            host = resolve(self.shared.root, guest)
-            if not host.is_file():
-                return None
-            with open(host, "rb") as f:
-                first = f.readline(256)
-        except (OSError, BoxerError):
-            return None
-        words = utilities.decode(first[2:]).split() if first.startswith(b"#!") else []
-        if words[:1] and posixpath.basename(words[0]) == "env":
-            words = words[1:]
-        if not words or posixpath.basename(words[0]) not in _SHELLS:
-            return None
-        return guest, bool(host.stat().st_mode & 0o111)
 
     # -- redirections ----------------------------------------------------------------------
     @contextlib.contextmanager

@@ -3,7 +3,7 @@
 bashlex mishandles here-documents (quoted delimiters, `<<-`) and raises on `$((...))`, so
 `prepare()` blanks both out of a copy of the script, keeping every offset, and records the
 here-doc bodies. The interpreter slices words from the original text by bashlex's positions
-and expands them itself (see shellwords.py), so quoting is never lost.
+and expands them itself (see expand.py), so quoting is never lost.
 """
 from __future__ import annotations
 

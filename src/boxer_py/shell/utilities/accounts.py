@@ -1,6 +1,6 @@
 """useradd, adduser, groupadd, addgroup, usermod (Debian and BusyBox flags) for the RUN shell.
 
-Accounts are appended to the rootfs's /etc/passwd and /etc/group (users.py); home
+Accounts are appended to the rootfs's /etc/passwd and /etc/group (image/users.py); home
 directories are created in the rootfs and their owner recorded like chown.
 """
 from __future__ import annotations
