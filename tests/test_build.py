@@ -82,7 +82,9 @@ def test_from_python_installs_the_pinned_runtime(build, tmp_path):
     assert hashlib.sha256(runtime.read_bytes()).hexdigest() == lookup(load_catalog(), "python:3.12").base.sha256
     assert os.readlink(root / "usr/local/bin/python") == "python3.12"
     assert os.readlink(root / "usr/local/bin/python3") == "python3.12"
-    assert (root / "tmp").stat().st_mode & 0o7777 == 0o1777
+    assert (root / "tmp").stat().st_mode & 0o7777 == 0o755  # on the host: no sticky bit, no world write
+    with tarfile.open(fileobj=io.BytesIO((image := boxer_py.read_image(img)).layer(image.layers[0]))) as t:
+        assert t.getmember("tmp").mode == 0o1777  # what the guest's image says
     c = config(img)
     assert c.cmd == ("python3",)
     assert "PATH=/usr/local/bin:/usr/bin:/bin" in c.env
@@ -305,6 +307,18 @@ def test_older_python_tags_take_the_nearest_newer_runtime_with_a_warning(ref, wa
     assert warning.startswith("Dockerfile:1: ") and f"Python {wanted}" in warning and newest_at_least.python in warning
 
 
+@pytest.mark.parametrize("ref", ["gcr.io/distroless/python3-debian12", "gcr.io/distroless/python3:nonroot",
+                                 "gcr.io/distroless/python3-debian11:debug"])
+def test_distroless_python_is_a_cpython_3_with_a_warning(ref):
+    from boxer_py.dockerfile.parser import parse
+    from boxer_py.dockerfile.plan import make_plan
+
+    plan = make_plan(parse(f"FROM {ref}\n"), load_catalog())
+    assert plan.stages[0].base.default
+    (warning,) = plan.warnings
+    assert "distroless" in warning
+
+
 def test_a_digest_cannot_be_checked_and_says_so():
     from boxer_py.dockerfile.parser import parse
     from boxer_py.dockerfile.plan import make_plan
@@ -429,3 +443,12 @@ def test_a_step_skipped_with_skip_unsupported_is_not_cached_for_a_plain_build(ma
     # and the skipped build itself is still cached for the next build with the flag
     boxer_py.build(ctx, tmp_path / "again.wasm", cache_dir=cache, skip_unsupported=True, progress=lines.append)
     assert any("CACHED RUN apt-get" in line for line in lines)
+
+
+def test_workdir_strips_quotes_as_docker_does(build, tmp_path):
+    img = build("FROM scratch\nWORKDIR \"/my app\"\nCOPY a.txt ./\nWORKDIR '/b'\nWORKDIR c d\n", {"a.txt": "a"})
+    image = boxer_py.read_image(img)
+    assert image.spec.config.working_dir == "/b/c d"
+    t = tree(rootfs(img, tmp_path / "root"))
+    assert t["/my app/a.txt"] == "a" and t["/b/c d"] == "<dir>"
+    assert '"/my app"' not in t and "/\"" not in "".join(t)

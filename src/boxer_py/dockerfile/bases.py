@@ -118,6 +118,7 @@ class Found:
 _PYTHON_TAG = re.compile(r"(?P<version>(?P<major>\d+)(?:\.(?P<minor>\d+))?(?:\.\d+)?(?:(?:a|b|rc)\d+)?)?"
                          r"(?P<variant>(?:-?[A-Za-z][\w.]*)?(?:-[\w.]+)*)")
 _DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+_DISTROLESS = re.compile(r"gcr\.io/distroless/python3(?:-debian\d+)?")
 
 
 def lookup(catalog: dict[str, Base], image: str) -> Found | None:
@@ -130,7 +131,11 @@ def lookup(catalog: dict[str, Base], image: str) -> Found | None:
     name, _, tag = ref.partition(":")
     name = name.removeprefix("docker.io/").removeprefix("library/")
     pythons = sorted((b for b in catalog.values() if b.python), key=lambda b: _minor(b.python))
-    if name == "python" and pythons:
+    if _DISTROLESS.fullmatch(name) and pythons:   # Google's distroless python: just a CPython 3
+        default = [b for b in pythons if b.default] or pythons[-1:]
+        notes.append(f"{image} is a distroless CPython 3: using boxer's {_label(default[0])}")
+        base = default[0]
+    elif name == "python" and pythons:
         found = _python(pythons, tag or "latest", image)
         if found is None:
             return None
