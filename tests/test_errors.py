@@ -338,3 +338,31 @@ def test_export_into_a_file_or_a_full_directory_is_refused(boxer, hello_c_image,
     one_line_error(boxer("export", str(hello_c_image), str(tmp_path / "file")), "not an empty directory")
     one_line_error(boxer("export", str(hello_c_image), str(tmp_path / "full")), "not an empty directory")
     assert (tmp_path / "file").read_text() == "x" and os.listdir(tmp_path / "full") == ["keep"]
+
+
+# Tags (issue 22): validated as Docker does before anything is built
+
+
+@pytest.mark.parametrize("tag,needle", [
+    ("<img src=x onerror=alert(1)>", "invalid tag <img src=x onerror=alert(1)>: expected [HOST[:PORT]/]NAME[:TAG]"),
+    ("app:<script>", "the tag after ':' must be letters, digits"),
+    ("MyApp", "the repository name must be lowercase"),
+    ("app:-x", "not starting with '.' or '-'"),
+    ("app@sha256:" + "0" * 64, "a tag cannot carry a digest"),
+    ("a//b", "expected [HOST[:PORT]/]NAME[:TAG]"),
+    ("app:" + "t" * 129, "at most 128"),
+])
+def test_build_refuses_a_tag_docker_would_refuse(boxer, make_context, tmp_path, cache_dir, tag, needle):
+    ctx = make_context("FROM scratch\nCOPY a.txt /\n", {"a.txt": "a"})
+    r = boxer("build", "-q", "-t", tag, "-o", str(tmp_path / "x.wasm"), str(ctx))
+    one_line_error(r, needle)
+    assert not (tmp_path / "x.wasm").exists()
+    tags = cache_dir / "images" / "tags.json"
+    assert not tags.exists() or tag.lower() not in tags.read_text()
+
+
+def test_build_accepts_docker_tag_forms(boxer, make_context, tmp_path):
+    ctx = make_context("FROM scratch\nCOPY a.txt /\n", {"a.txt": "a"})
+    for tag in ("tag-ok", "localhost:5000/team/app_1__x--y.z:v1.2-rc_3", "registry.example/app"):
+        r = boxer("build", "-q", "-t", tag, str(ctx))
+        assert r.returncode == 0, r.stderr

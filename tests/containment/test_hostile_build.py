@@ -11,9 +11,13 @@ doubling ENV), to block (a FIFO in the context) or to crash (a deep WORKDIR).
 from __future__ import annotations
 
 import io
+import os
 import re
+import socket
+import stat
 import tarfile
 import threading
+import time
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -367,3 +371,109 @@ def test_the_host_pip_runs_in_a_clean_directory(hostile_context, tmp_path, cache
     ctx = hostile_context(PIP_DOCKERFILE.format(run=f"pip install -i {index.url}/simple/ depa"))
     boxer_py.build(ctx, tmp_path / "ok.wasm", cache_dir=cache_dir)
     assert not planted.exists()
+
+
+# --- a build that cannot be made to hang, blow up or crash ---------------------------------------------
+
+
+def one_line_failure(r) -> str:
+    assert r.returncode == 1, (r.returncode, r.stderr[-2000:])
+    assert "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("boxer: "), r.stderr[-2000:]
+    return lines[0]
+
+
+def test_dockerignore_patterns_match_in_linear_time(boxer, make_context, tmp_path):
+    """12 and 40 `**/` in a row (407 s per path with a backtracking regex) and a segment of many
+    `*`: the build of a context with deep paths takes seconds, and matches as Docker would."""
+    deep = "/".join(["a"] * 60)
+    ignore = "**/" * 12 + "x\n" + "**/" * 40 + "y.txt\n" + "*a" * 30 + "b\n" + "**/" * 20 + "*[0-9].log\n"
+    ctx = make_context("FROM scratch\nCOPY . /ctx/\n", {
+        ".dockerignore": ignore, f"{deep}/x/kept-under-x": "gone", f"{deep}/y.txt": "gone",
+        f"{deep}/z.txt": "kept", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaac": "kept",
+        f"{deep}/run1.log": "gone", f"{deep}/run.log": "kept"})
+    start = time.monotonic()
+    r = boxer("build", "-q", "-o", str(tmp_path / "i.wasm"), str(ctx), timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert time.monotonic() - start < 60
+    root = tmp_path / "root"
+    unpack(boxer_py.read_image(tmp_path / "i.wasm"), root)
+    kept = sorted(str(p.relative_to(root / "ctx")) for p in (root / "ctx").rglob("*") if p.is_file())
+    assert kept == [".dockerignore", "Dockerfile", f"{deep}/run.log", f"{deep}/z.txt",
+                    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaac"]
+
+
+def _peak_child_rss_mib() -> float:
+    import resource
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+@pytest.mark.parametrize("dockerfile,line,needle", [
+    ("FROM scratch\nENV A=0123456789abcdef\n" + "ENV A=$A$A\n" * 26, 18,
+     "a variable expands to more than 1048576 characters (does a value refer to itself, as in ENV A=$A$A?)"),
+    ("FROM scratch\nARG A=0123456789abcdef\n" + "ARG A=${A}${A}\n" * 26 + "RUN true\n", 18,
+     "a variable expands to more than 1048576 characters"),
+    ("FROM scratch\nENV A=" + "x" * 4096 + "\nENV B=" + "$A" * 2000 + "\n", 3,
+     "a variable expands to more than 1048576 characters"),
+    ("FROM scratch\nENV A=" + "x" * 4096 + "\nENV A=$A$A$A$A$A$A$A$A\nENV A=$A$A$A$A$A$A$A$A\n"
+     + "".join("LABEL " + " ".join(f"l{n}_{k}=$A" for k in range(10)) + "\n" for n in range(20)), 17,
+     "variable expansions add up to more than 33554432 characters"),
+    ("FROM scratch\nENV A=" + "x" * 4096 + "\nENV A=$A$A$A$A$A$A$A$A\nENV A=$A$A$A$A$A$A$A$A\n"
+     + "".join(f"ENV E{n}=$A\n" for n in range(20)), 19, "the environment (ENV and ARG) is larger than 4194304"),
+])
+def test_variable_expansion_is_bounded_with_the_line(boxer, make_context, tmp_path, dockerfile, line, needle):
+    """`ENV A=$A$A` 26 times took 13.7 GB: each expansion, all of them together and the
+    environment are bounded, and the error names the line."""
+    ctx = make_context(dockerfile)
+    start = time.monotonic()
+    message = one_line_failure(boxer("build", "-q", "-o", str(tmp_path / "x.wasm"), str(ctx), timeout=60))
+    assert f"Dockerfile:{line}: {needle}" in message, message
+    assert time.monotonic() - start < 30
+    assert _peak_child_rss_mib() < 1500
+    assert not (tmp_path / "x.wasm").exists()
+
+
+def _special_files(ctx: Path) -> dict[str, Path]:
+    """A FIFO, a listening Unix socket and (as root) /dev/zero's device, inside the context."""
+    made = {"FIFO": ctx / "data" / "pipe"}
+    made["FIFO"].parent.mkdir(exist_ok=True)
+    os.mkfifo(made["FIFO"])
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(ctx / "sock"))
+    made["socket"] = ctx / "sock"
+    try:
+        os.mknod(ctx / "zero", 0o600 | stat.S_IFCHR, os.makedev(1, 5))
+        made["device"] = ctx / "zero"
+    except PermissionError:
+        pass
+    return made
+
+
+@pytest.mark.parametrize("instruction", ["COPY . /ctx/", "ADD . /ctx/", "COPY data /data/", "ADD data/pipe /x",
+                                         "COPY data/pipe /x", "COPY sock /x", "COPY zero /x", "ADD zero /x",
+                                         "COPY dat? /x/", "COPY link-to-pipe /x"])
+def test_a_fifo_socket_or_device_in_the_context_is_refused_unopened(boxer, make_context, tmp_path, instruction):
+    ctx = make_context(f"FROM scratch\n{instruction}\n", {"ok.txt": "ok"})
+    made = _special_files(ctx)
+    if "zero" in instruction and "device" not in made:
+        pytest.skip("mknod needs root")
+    (ctx / "link-to-pipe").symlink_to("data/pipe")
+    start = time.monotonic()
+    message = one_line_failure(boxer("build", "-q", "-o", str(tmp_path / "x.wasm"), str(ctx), timeout=60))
+    assert time.monotonic() - start < 30
+    assert "Dockerfile:2: " in message and ("is a FIFO" in message or "is a socket" in message
+                                            or "is a device" in message), message
+    assert not (tmp_path / "x.wasm").exists()
+
+
+def test_a_deep_workdir_is_a_one_line_error(boxer, make_context, tmp_path):
+    """A 3000-deep WORKDIR crashed the build; so could 3000 relative WORKDIR lines or a deep
+    COPY destination."""
+    for n, (dockerfile, line) in enumerate([("FROM python:3.12\nWORKDIR /" + "a/" * 3000 + "\n", 2),
+                             ("FROM scratch\n" + "WORKDIR d\n" * 3000, 130),
+                             ("FROM scratch\nCOPY ok.txt /" + "d/" * 3000 + "\n", 2)]):
+        ctx = make_context(dockerfile, {"ok.txt": "ok"}, name=f"deep{n}")
+        message = one_line_failure(boxer("build", "-q", "-o", str(tmp_path / "x.wasm"), str(ctx), timeout=120))
+        assert f"Dockerfile:{line}: " in message and "the path is too long" in message, message
+        assert not (tmp_path / "x.wasm").exists()

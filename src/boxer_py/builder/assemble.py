@@ -9,6 +9,7 @@ import io
 import os
 import posixpath
 import shutil
+import stat
 import tarfile
 import time
 import zipfile
@@ -240,7 +241,7 @@ def _copy(step: CopyStep, fs: _StageFS, context: Context, built: dict[int, _Stag
         walk = _walk_plain
     else:
         sources = [p for s in step.sources for p in context.sources(s, step.line, kind)]
-        walk = context.walk
+        walk = lambda top: context.walk(top, step.line, kind)  # noqa: E731
     into_dir = step.dest.endswith("/") or len(sources) > 1
     if len(sources) > 1 and not step.dest.endswith("/"):
         fail(f"with more than one source, the destination must be a directory ending in /: {step.dest}/")
@@ -253,7 +254,7 @@ def _copy(step: CopyStep, fs: _StageFS, context: Context, built: dict[int, _Stag
             changed.add(within(fs.root, dest))
             for host, rel in walk(src):
                 changed.add(_place(host, fs.root, within(fs.root, dest) + "/" + rel, fail, mode))
-        elif step.add and tarfile.is_tarfile(src):
+        elif step.add and src.is_file() and not src.is_symlink() and tarfile.is_tarfile(src):
             dest = _ensure_dir(fs.root, step.dest, fail)
             try:
                 with tarfile.open(src) as tar:
@@ -327,9 +328,23 @@ def _place(src: Path, root: Path, guest: str, fail, mode: int | None) -> str:
             target.unlink()
         elif target.is_dir():
             fail(f"cannot copy the file {src.name} over the directory {guest}")
-        shutil.copyfile(src, target)
+        _copy_regular(src, target, fail)
         os.chmod(target, mode or (src.stat().st_mode & 0o7777))
     return within(root, target)
+
+
+def _copy_regular(src: Path, target: Path, fail) -> None:
+    """Copy a regular file; a FIFO, socket or device (from the context or an image) is refused
+    without blocking on it or reading it forever."""
+    try:
+        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        fail(f"{src.name}: cannot read it ({e.strerror}); only files, directories and symlinks can be copied")
+    with os.fdopen(fd, "rb") as source:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            fail(f"{src.name}: is not a regular file; only files, directories and symlinks can be copied")
+        with open(target, "wb") as out:
+            shutil.copyfileobj(source, out, 1 << 20)
 
 
 def _owner(chown: str, root: Path, fail) -> tuple[int, int]:

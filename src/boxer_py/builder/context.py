@@ -1,7 +1,10 @@
 """The build context: the files a COPY may read, minus what .dockerignore excludes.
 
 A source never escapes the context: `..`, absolute paths and symlinks that resolve outside
-it are refused with the Dockerfile line that asked for them.
+it are refused with the Dockerfile line that asked for them. The context is treated as
+hostile: only regular files, directories and symlinks are taken (a FIFO, socket or device is
+refused before anything opens it), walks are iterative and bounded in path length, and
+.dockerignore patterns match in time linear in the path (no backtracking).
 """
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import fnmatch
 import os
 import posixpath
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,9 +53,116 @@ def _pattern_regex(pattern: str) -> re.Pattern:
     return re.compile(out + "(?:/.*)?$")
 
 
+MAX_IGNORE_FILE = 1 << 20  # bytes of .dockerignore
+MAX_CONTEXT_PATH = 2048  # characters of a path inside the context that COPY takes
+
+
+def _simple(pattern: str) -> bool:
+    """Patterns a backtracking regex matches in linear time: no `**`, at most one `*` a segment."""
+    return "**" not in pattern and all(seg.count("*") <= 1 for seg in pattern.split("/"))
+
+
+class _Glob:
+    """A .dockerignore pattern as an NFA simulated over the path, one character at a time: time
+    is (pattern length x path length) whatever the pattern (`**/**/**/...` included)."""
+
+    def __init__(self, pattern: str):
+        # nodes: (kind, data); kinds: lit, any (not /), class, star (loop on not /), dstar (loop on
+        # anything), group (start of `**/`: may be skipped whole, to the node after its `/`)
+        nodes: list[tuple[str, object]] = []
+        i = 0
+        while i < len(pattern):
+            c = pattern[i]
+            if pattern.startswith("**/", i):
+                nodes += [("group", None), ("dstar", None), ("lit", "/")]
+                i += 3
+                continue
+            if pattern.startswith("**", i):
+                nodes.append(("dstar", None))
+                i += 2
+                continue
+            if c == "*":
+                nodes.append(("star", None))
+            elif c == "?":
+                nodes.append(("any", None))
+            elif c == "[" and pattern.find("]", i + 1) > i + 1:
+                end = pattern.find("]", i + 1)
+                body = pattern[i + 1:end]
+                negate = body[:1] == "^"  # Go's filepath.Match: only ^ negates
+                body = body[1:] if negate else body
+                ranges, k = [], 0
+                while k < len(body):
+                    lo = body[k + 1] if body[k] == "\\" and k + 1 < len(body) else body[k]
+                    k += 2 if body[k] == "\\" and k + 1 < len(body) else 1
+                    hi = lo
+                    if k + 1 < len(body) and body[k] == "-":
+                        hi = body[k + 2] if body[k + 1] == "\\" and k + 2 < len(body) else body[k + 1]
+                        k += 3 if body[k + 1] == "\\" and k + 2 < len(body) else 2
+                    ranges.append((lo, hi))
+                nodes.append(("class", (tuple(ranges), negate)))
+                i = end
+            elif c == "\\" and i + 1 < len(pattern):
+                i += 1
+                nodes.append(("lit", pattern[i]))
+            else:
+                nodes.append(("lit", c))
+            i += 1
+        self.nodes = nodes
+        self.accept = len(nodes)
+        self.closure = [self._closure(n) for n in range(len(nodes) + 1)]
+
+    def _closure(self, start: int) -> frozenset[int]:
+        seen, todo = set(), [start]
+        while todo:
+            n = todo.pop()
+            if n in seen:
+                continue
+            seen.add(n)
+            if n < len(self.nodes):
+                kind = self.nodes[n][0]
+                if kind in ("star", "dstar"):
+                    todo.append(n + 1)
+                elif kind == "group":
+                    todo += [n + 1, n + 3]
+        return frozenset(seen)
+
+    def _step(self, n: int, ch: str) -> int | None:
+        kind, data = self.nodes[n]
+        if kind == "lit":
+            return n + 1 if ch == data else None
+        if kind == "any":
+            return n + 1 if ch != "/" else None
+        if kind == "class":
+            ranges, negate = data  # type: ignore[misc]
+            inside = any(lo <= ch <= hi for lo, hi in ranges)
+            return n + 1 if ch != "/" and inside != negate else None
+        if kind == "star":
+            return n if ch != "/" else None
+        if kind == "dstar":
+            return n
+        return None
+
+    def match(self, path: str) -> bool:
+        """The path, or one of its parent directories, matches (as in Docker)."""
+        current = self.closure[0]
+        for ch in path:
+            if ch == "/" and self.accept in current:
+                return True
+            following: set[int] = set()
+            for n in current:
+                if n < self.accept:
+                    to = self._step(n, ch)
+                    if to is not None:
+                        following |= self.closure[to]
+            if not following:
+                return False
+            current = frozenset(following)
+        return self.accept in current
+
+
 @dataclass(frozen=True)
 class _Rule:
-    regex: re.Pattern
+    regex: re.Pattern | _Glob
     exclude: bool
 
 
@@ -65,16 +176,29 @@ class Context:
 
     def _read_ignore(self) -> list[_Rule]:
         path = self.root / ".dockerignore"
-        if not path.is_file():
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
             return []
+        except OSError as e:
+            raise BuildError(f"{path}: cannot read it ({e.strerror}); .dockerignore must be a regular file") from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise BuildError(f"{path}: not a regular file")
+            if st.st_size > MAX_IGNORE_FILE:
+                raise BuildError(f"{path}: larger than {MAX_IGNORE_FILE} bytes")
+            data = os.read(fd, MAX_IGNORE_FILE + 1)
+        finally:
+            os.close(fd)
         rules = []
-        for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        for raw in data.decode("utf-8", errors="replace").splitlines():
             line = raw.strip()
             if not line or line.startswith("#"):
                 continue
             exclude = not line.startswith("!")
             line = posixpath.normpath(line.lstrip("!").strip()).lstrip("/")
-            rules.append(_Rule(_pattern_regex(line), exclude))
+            rules.append(_Rule(_pattern_regex(line) if _simple(line) else _Glob(line), exclude))
         return rules
 
     def ignored(self, rel: str) -> bool:
@@ -109,6 +233,7 @@ class Context:
             real = host.resolve()
             if real != self.root and self.root not in real.parents:
                 fail(f"{source}: is a symlink that points outside the build context")
+            _check_kind(real, m, fail)
             out.append(host)
         return out
 
@@ -127,21 +252,54 @@ class Context:
             found = nxt
         return found
 
-    def walk(self, top: Path) -> list[tuple[Path, str]]:
-        """(host path, path relative to `top`) for everything under a source directory, minus ignored."""
+    def walk(self, top: Path, line: int = 0, kind: str = "COPY") -> list[tuple[Path, str]]:
+        """(host path, path relative to `top`) for everything under a source directory, minus
+        ignored; iterative, and a FIFO, socket or device (or a path too long to copy) is an error
+        naming the Dockerfile line."""
+        fail = lambda why: _fail(self.dockerfile, line, f"{kind} {why}")  # noqa: E731
+        base = top.relative_to(self.root).as_posix()
+        base = "" if base == "." else base + "/"
         out = []
-        for dirpath, dirnames, filenames in os.walk(top):
-            d = Path(dirpath)
-            for name in sorted(dirnames + filenames):
-                host = d / name
-                if self.ignored(host.relative_to(self.root).as_posix()):
+        todo = [""]
+        while todo:
+            rel_dir = todo.pop()
+            try:
+                with os.scandir(top / rel_dir if rel_dir else top) as it:
+                    entries = sorted((e.name, e.is_dir(follow_symlinks=False)) for e in it)
+            except OSError as e:
+                fail(f"{base}{rel_dir}: cannot read the directory ({e.strerror})")
+            subdirs = []
+            for name, is_dir in entries:
+                rel = f"{rel_dir}/{name}" if rel_dir else name
+                if len(base) + len(rel) > MAX_CONTEXT_PATH:
+                    fail(f"{base}{rel[:80]}...: path longer than {MAX_CONTEXT_PATH} characters in the build context")
+                host = top / rel
+                if self.ignored(base + rel):
                     # Like Docker, an excluded directory is still searched when a `!` rule
                     # could bring back something inside it.
-                    if name in dirnames and all(rule.exclude for rule in self.rules):
-                        dirnames.remove(name)
+                    if is_dir and not all(rule.exclude for rule in self.rules):
+                        subdirs.append(rel)
                     continue
-                out.append((host, host.relative_to(top).as_posix()))
+                if not is_dir:
+                    _check_kind(host, base + rel, fail, follow=False)
+                out.append((host, rel))
+                if is_dir:
+                    subdirs.append(rel)
+            todo.extend(reversed(subdirs))
+        out.sort(key=lambda e: e[1].split("/"))
         return out
+
+
+def _check_kind(host: Path, rel: str, fail, follow: bool = True) -> None:
+    """Only regular files, directories and symlinks are copied: anything else would block (a
+    FIFO), fail oddly (a socket) or never end (/dev/zero), so it is refused unopened."""
+    try:
+        mode = (os.stat if follow else os.lstat)(host).st_mode
+    except OSError as e:
+        fail(f"{rel}: cannot read it ({e.strerror})")
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
+        what = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        fail(f"{rel}: is {what}, not a regular file; only files, directories and symlinks can be copied")
 
 
 def _fail(path: str, line: int, why: str):

@@ -94,10 +94,11 @@ def _run_heredoc(value: str, heredoc: re.Match, lines: list[str], end: int, path
     return before + "\n".join(body) + value[heredoc.end():], close
 
 
-def _words(value: str) -> list[str]:
+def _words(value: str, split: bool = True) -> list[str]:
     """Split like Docker: whitespace outside quotes separates words; quotes and escapes are
     removed. A `$` that must stay literal (in '...', or written as \\$) is kept as `\\$` so
-    the planner's variable expansion, which runs later, leaves it alone."""
+    the planner's variable expansion, which runs later, leaves it alone. With `split` false the
+    value is one word (WORKDIR's), its quotes removed and its spaces kept."""
     words: list[str] = []
     word: list[str] | None = None
     quote = ""
@@ -118,7 +119,7 @@ def _words(value: str) -> list[str]:
                 quote = ""
             else:
                 word.append(c)
-        elif c.isspace():
+        elif c.isspace() and split:
             if word is not None:
                 words.append("".join(word))
                 word = None
@@ -267,6 +268,14 @@ def _command(cls):
     return build
 
 
+def _workdir(value: str) -> str:
+    """WORKDIR's one path, its quotes removed as Docker does (`WORKDIR "/my app"` is /my app)."""
+    path = (_words(value, split=False) or [""])[0] if value else ""
+    if not path:
+        raise _Invalid("needs a path")
+    return path
+
+
 def _maintainer(line: int, value: str) -> ins.Label:
     return ins.Label(line, (("maintainer", value),))
 
@@ -277,7 +286,7 @@ _BUILDERS = {
     "COPY": _copy(add=False),
     "ADD": _copy(add=True),
     "RUN": _run,
-    "WORKDIR": lambda line, value: ins.Workdir(line, value) if value else _fail("needs a path"),
+    "WORKDIR": lambda line, value: ins.Workdir(line, _workdir(value)),
     "ENV": lambda line, value: ins.Env(line, _pairs(value, "KEY")),
     "LABEL": lambda line, value: ins.Label(line, _pairs(value, "KEY")),
     "MAINTAINER": _maintainer,

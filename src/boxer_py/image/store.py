@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import re
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +21,34 @@ from boxer_py.image.imagefile import write
 def default_cache_dir() -> Path:
     """See locations.cache_dir."""
     return Path(locations.cache_dir())
+
+
+# Docker's reference grammar (distribution/reference): lowercase path components separated by
+# `.`, `_`, `__` or dashes, an optional registry host first, a tag of word characters.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_HOST = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:]+\])"
+_NAME = re.compile(rf"(?:{_HOST}(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*", re.ASCII)
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", re.ASCII)
+MAX_NAME = 255
+
+
+def check_tag(ref: str) -> str:
+    """A tag to give an image (`boxer build -t`), validated as Docker does: NAME[:TAG] with a
+    lowercase name. Returns it normalised (`app` -> `app:latest`); anything else is an error."""
+    last = ref.rsplit("/", 1)[-1]
+    name, tag = (ref.rsplit(":", 1) if ":" in last else (ref, "latest"))
+    shown = ref if ref.isprintable() and len(ref) <= 300 else repr(ref[:300])
+    if "@" in ref:
+        raise ImageError(f"invalid tag {shown}: a tag cannot carry a digest (@sha256:...)")
+    if not _TAG.fullmatch(tag):
+        raise ImageError(f"invalid tag {shown}: the tag after ':' must be letters, digits, '_', '.' or '-' "
+                         "(at most 128, not starting with '.' or '-')")
+    if len(name) > MAX_NAME or not _NAME.fullmatch(name):
+        lower = " (the repository name must be lowercase)" if name.lower() != name and _NAME.fullmatch(
+            name.lower()) else ""
+        raise ImageError(f"invalid tag {shown}: expected [HOST[:PORT]/]NAME[:TAG] with NAME made of lowercase "
+                         f"letters, digits and separators ('.', '_', '__', '-'), path parts separated by '/'{lower}")
+    return f"{name}:{tag}"
 
 
 def normalize(ref: str) -> str:
@@ -44,6 +73,7 @@ class Store:
 
     def add(self, data: bytes, tag: str, image_id: str) -> StoredImage:
         """Keep an encoded image under `tag` (replacing what the tag named before)."""
+        tag = check_tag(tag)
         blob = self._blob(image_id)
         if not blob.is_file():
             write(blob, data)
