@@ -27,7 +27,7 @@ def cli_with_rusage(cache_dir: Path, args: list[str], timeout: float = 300) -> t
         " 'stderr': p.stderr.decode(errors='replace'),"
         " 'rss': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}, sys.stdout)\n"
     )
-    env = {**os.environ, "BOXER_CACHE_DIR": str(cache_dir)}
+    env = {**os.environ, "BOXER_CACHE_DIR": str(cache_dir), "BOXER_SERVER": "0"}  # the measured child runs it
     proc = subprocess.run([sys.executable, "-c", wrapper, sys.executable, "-m", "boxer_py", *args],
                           capture_output=True, text=True, env=env, timeout=timeout)
     report = json.loads(proc.stdout)

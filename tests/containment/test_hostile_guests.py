@@ -8,6 +8,7 @@ no connection, no leaked descriptor, the secret in no output) and that the resul
 from __future__ import annotations
 
 import base64
+import json
 import re
 import string
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ class Case:
     cli: bool = False  # run through the `boxer run --json` process, measuring its peak RSS
     max_rss_mib: int | None = None  # bound on that process's peak RSS
     max_seconds: float | None = None  # bound on the run's duration
+    max_result: int | None = None  # bound on the JSON result's size, in bytes
 
 
 NOT_FOUND = r"FileNotFoundError: \[Errno 44\]"
@@ -169,9 +171,29 @@ CASES = [
          exit=134, err=r"disk limit", flags={"disk_full": True}, limits={"disk": "64m"}, cli=True, max_rss_mib=400),
     Case("many-small-files-over-the-disk-quota", "for i in range(10 ** 6): open('/tmp/f%d' % i, 'w').write('x')",
          exit=134, err=r"disk limit", flags={"disk_full": True}, limits={"disk": "1m"}),
+    # The quota may fire at any tick after the file is made, so the guest says it is about to
+    # write before it does, then keeps running: the quota alone can end it.
     Case("sparse-terabyte-file-over-the-disk-quota",
-         "f = open('/tmp/sparse', 'wb'); f.seek(1 << 40); f.write(b'x'); f.close(); print('wrote')",
-         exit=134, out=r"\Awrote\n\Z", err=r"disk limit", flags={"disk_full": True}, limits={"disk": "64m"}),
+         "import sys; print('writing'); sys.stdout.flush()\n"
+         "f = open('/tmp/sparse', 'wb'); f.seek(1 << 40); f.write(b'x'); f.close()\nwhile True: pass",
+         exit=134, out=r"\Awriting\n\Z", err=r"disk limit", flags={"disk_full": True, "timed_out": False},
+         limits={"disk": "64m"}),
+    # past PATH_MAX (directories opened one inside the other): a walk by path string cannot
+    # count what is there, an fd-relative one can
+    Case("disk-quota-past-path-max", "import os\nfd = os.open('/tmp', os.O_RDONLY)\n"
+         "for _ in range(40):\n    os.mkdir('d' * 200, dir_fd=fd)\n"
+         "    fd, old = os.open('d' * 200, os.O_RDONLY, dir_fd=fd), fd\n    os.close(old)\n"
+         "big = os.open('big', os.O_WRONLY | os.O_CREAT, dir_fd=fd)\n"
+         "for _ in range(64): os.write(big, bytes(1 << 20))\nprint('wrote 64 MiB')",
+         exit=134, out=r"\A(wrote 64 MiB\n)?\Z", err=r"disk limit", flags={"disk_full": True}, limits={"disk": "8m"}),
+    # the host walks what the guest left (/out, the writable layer) without recursion or paths
+    Case("nested-directories-in-tmp-and-out", "import os\nfor top in ('/tmp', '/out'):\n"
+         "    fd = os.open(top, os.O_RDONLY)\n    for _ in range(1200):\n"
+         "        os.mkdir('d', dir_fd=fd)\n        fd, old = os.open('d', os.O_RDONLY, dir_fd=fd), fd\n"
+         "        os.close(old)\n    os.close(os.open('f', os.O_WRONLY | os.O_CREAT, dir_fd=fd))\nprint('deep')",
+         exit=0, out=r"\Adeep\n\Z", files={"/out/" + "d/" * 1200 + "f": b""}),
+    Case("out-many-empty-files-over-the-output-cap", "for i in range(30000): open('/out/f%06d' % i, 'w').close()",
+         exit=0, flags={"files_truncated": True}, limits={"max_output": "1k", "timeout": 180}, max_result=8192),
     Case("one-write-over-the-disk-quota-into-out", "open('/out/big', 'wb').write(bytes(100 << 20))",
          exit=134, err=r"disk limit", files={}, flags={"disk_full": True, "files_truncated": True},
          limits={"disk": "64m", "memory": "512m"}),
@@ -249,6 +271,8 @@ def test_hostile_guest(case: Case, world, listener, hostile_box, hostile_image, 
         assert files == case.files
     if case.max_seconds is not None:
         assert result["duration_ms"] < case.max_seconds * 1000
+    if case.max_result is not None:
+        assert len(json.dumps(result)) < case.max_result, len(json.dumps(result))
 
     # the host is untouched
     after = world.snapshot()

@@ -395,8 +395,8 @@ class Launcher:
             try:
                 wasi.stdin_file = path
             finally:
-                if held is not None:
-                    os.close(held)
+                for fd in held:
+                    os.close(fd)
         else:
             wasi.stdin_file = os.devnull
         wasi.stdout_custom = stdout

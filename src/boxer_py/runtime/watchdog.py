@@ -105,22 +105,23 @@ class Backstop:
             pass
 
 
-def stdin_path(path: str) -> tuple[str, int | None]:
+def stdin_path(path: str) -> tuple[str, list[int]]:
     """What to give Wasmtime as a run's stdin file, checked without blocking: a regular file
     (named by a descriptor held here, so it cannot be swapped), /dev/null, or a pipe named by
     a descriptor of this very process (/dev/stdin, /dev/fd/N: `--stdin <(cmd)`). Anything
     else, a FIFO on disk above all, is refused: opening one blocks until a writer comes,
-    before any timeout can run. Returns (path, descriptor to close once Wasmtime opened it)."""
+    before any timeout can run. Returns (path, descriptors to close once Wasmtime opened it:
+    for a pipe, a writer held meanwhile, so that Wasmtime's open cannot wait for one)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as e:
         raise RunError(f"--stdin {path}: cannot read ({e.strerror or e})") from None
     st = os.fstat(fd)
     if stat.S_ISREG(st.st_mode):
-        return f"/proc/self/fd/{fd}", fd
-    os.close(fd)
+        return f"/proc/self/fd/{fd}", [fd]
     if stat.S_ISCHR(st.st_mode) and st.st_rdev == os.stat(os.devnull).st_rdev:
-        return os.devnull, None
+        os.close(fd)
+        return os.devnull, []
     match = re.fullmatch(r"/dev/(stdin)|/dev/fd/(\d+)|/proc/self/fd/(\d+)", path)
     if stat.S_ISFIFO(st.st_mode) and match:
         own = 0 if match.group(1) else int(match.group(2) or match.group(3))
@@ -129,7 +130,9 @@ def stdin_path(path: str) -> tuple[str, int | None]:
         except OSError:
             mine = None
         if mine is not None and (mine.st_dev, mine.st_ino) == (st.st_dev, st.st_ino):
-            return path, None
+            writer = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            return f"/proc/self/fd/{fd}", [writer, fd]
+    os.close(fd)
     kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode) or \
         stat.S_ISBLK(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file"
     raise RunError(f"--stdin {path}: is {kind}, which could block the run past its timeout "
