@@ -812,8 +812,8 @@ def test_hostile_sizes_stay_bounded(root):
 
 
 def test_nested_loops_share_one_budget(root, monkeypatch):
-    import boxer_py.shell.interpreter
-    monkeypatch.setattr(boxer_py.shell.interpreter, "MAX_SCRIPT_ITERATIONS", 3000)   # 100000 in a build: ~1 min
+    from boxer_py.shell import limits
+    monkeypatch.setattr(limits, "MAX_SCRIPT_ITERATIONS", 3000)   # 100000 in a build: ~1 min
     with pytest.raises(ShellError, match="3000 iterations"):
         sh(root, "while true; do i=0; while [ $i -lt 500 ]; do i=$((i+1)); done; done")
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from boxer_py.errors import BoxerError
 from boxer_py.image.rootfs import resolve
+from boxer_py.shell import limits
 from boxer_py.shell.context import (
     OPTION_LETTERS,
     OPTION_NAMES,
@@ -215,12 +216,11 @@ def source(shell: Context, args: list[str], assigned: dict[str, str]) -> int:
     if not args:
         shell.err("sh: .: filename argument required")
         return 2
-    try:
-        text = decode(resolve(shell.root, posixpath.join(shell.state.cwd, args[0])).read_bytes())
-    except (OSError, BoxerError):
+    data = limits.read_guest(shell.root, posixpath.join(shell.state.cwd, args[0]), limits.MAX_VALUE)
+    if data is None:
         shell.err(f"sh: .: cannot open {args[0]}: No such file")
         return 2
-    return shell.run_nested(parse(text))
+    return shell.run_nested(parse(decode(data)))
 
 
 def exec_(shell: Context, args: list[str], assigned: dict[str, str]) -> int:

@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from boxer_py.shell.limits import MAX_NESTING, Variables
 from boxer_py.shell.parse import Program
 from boxer_py.shell.streams import Input, Sink
 
-MAX_NESTING = 64
+__all__ = ["MAX_NESTING", "State", "Context", "ShellExit", "FunctionReturn", "LoopControl"]
+
 OPTION_LETTERS = {"e": "errexit", "u": "nounset", "x": "xtrace", "f": "noglob"}
 OPTION_NAMES = {"errexit", "nounset", "xtrace", "noglob", "pipefail"}
 
@@ -49,8 +51,13 @@ class State:
     functions: dict[str, tuple[Program, Any]] = field(default_factory=dict)   # name -> (program, body node)
     frames: list[dict[str, str | None]] = field(default_factory=list)   # `local` saves, per function call
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "vars" and not isinstance(value, Variables):
+            value = Variables(value)   # every shell's variables are bounded (limits.Variables)
+        super().__setattr__(name, value)
+
     def copy(self) -> State:
-        return State(dict(self.vars), set(self.exported), self.cwd, set(self.options), self.status,
+        return State(self.vars.copy(), set(self.exported), self.cwd, set(self.options), self.status,
                      self.arg0, list(self.positional), dict(self.functions), [])
 
     def environment(self) -> dict[str, str]:

@@ -7,7 +7,6 @@ unquoted `*?[` match). Globs list directories of the rootfs through rootfs.resol
 from __future__ import annotations
 
 import ast
-import fnmatch
 import operator
 import os
 import posixpath
@@ -18,11 +17,15 @@ from typing import Protocol
 
 from boxer_py.errors import BoxerError
 from boxer_py.image.rootfs import resolve
+from boxer_py.shell import limits
 from boxer_py.shell.parse import ShellError, end_backtick, end_dquote, match_brace, match_paren
+from boxer_py.shell.regex import Glob
 
 QUOTED, LITERAL, EXPANDED, BREAK = 0, 1, 2, 3   # BREAK: between the fields of "$@"
 Piece = tuple[str, int]
-Field = list[tuple[str, bool]]   # characters and whether each may act as a glob character
+Field = list[tuple[str, bool]]   # runs of characters and whether they may act as glob characters
+_GLOB = re.compile(r"[*?\[]")
+_PATH_MAX = 4096   # a longer pattern matches no path: it is not globbed
 
 _PARAM = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]|[?$#@*!-]")
 
@@ -47,7 +50,8 @@ class Expander:
         out: list[str] = []
         for field in split_fields(self.pieces(text), self.scope.get("IFS")):
             globbed = None if self.noglob else self.glob(field)
-            out.extend(globbed if globbed else ["".join(ch for ch, _ in field)])
+            out.extend(globbed if globbed else ["".join(t for t, _ in field)])
+            limits.check_fields(len(out))
         return out
 
     def string(self, text: str) -> str:
@@ -56,8 +60,7 @@ class Expander:
 
     def matches(self, pattern: str, value: str) -> bool:
         """A `case` pattern: quoted parts literal, unquoted `*?[` active, `*` matching `/` too."""
-        field = [(ch, kind != QUOTED) for text, kind in self.pieces(pattern) for ch in text]
-        return _compile(field).fullmatch(value) is not None
+        return Glob([(text, kind != QUOTED) for text, kind in self.pieces(pattern)]).fullmatch(value)
 
     def heredoc(self, body: str) -> str:
         return "".join(t for t, _ in self.pieces(body, mode="heredoc"))
@@ -70,7 +73,12 @@ class Expander:
         kind = QUOTED if quoted else LITERAL
         out: list[Piece] = []
         i, n = 0, len(s)
+        size, counted = 0, 0
         while i < n:
+            while counted < len(out):   # the word as it grows, before anything joins it
+                size += len(out[counted][0])
+                counted += 1
+            limits.check_value(size)
             c = s[i]
             if c == "\\":
                 nxt = s[i + 1] if i + 1 < n else ""
@@ -117,6 +125,7 @@ class Expander:
             else:
                 out.append((c, kind))
                 i += 1
+        limits.check_value(size + sum(len(t) for t, _ in out[counted:]))
         return out
 
     def _dollar(self, s: str, i: int, quoted: bool) -> tuple[list[Piece], int]:
@@ -126,6 +135,7 @@ class Expander:
             if s[end - 1] != ")":
                 raise ShellError(f"unsupported arithmetic {s[i:end + 1]!r}")
             expr = "".join(t for t, _ in self.pieces(s[i + 3:end - 1], "dquote"))
+            limits.check_arithmetic(expr)
             return [(str(arithmetic(expr, self.scope.get)), kind)], end + 1
         if s.startswith("$(", i):
             end = match_paren(s, i + 1)
@@ -195,28 +205,31 @@ class Expander:
             return [(current, kind)]
         if value is None:
             self.scope.unset_error(name)
-        pattern = "".join(t for t, _ in self.pieces(word, "dquote"))
+        pattern = [(t, k != QUOTED) for t, k in self.pieces(word, "plain")]
         return [(_trim(current, pattern, op), kind)]
 
     # -- globbing ------------------------------------------------------------------------
     def glob(self, field: Field) -> list[str] | None:
         """Matching paths in the rootfs, sorted; None when the field has no active pattern."""
-        if not any(active and ch in "*?[" for ch, active in field):
+        if not any(active and _GLOB.search(t) for t, active in field):
+            return None
+        if sum(len(t) for t, _ in field) > _PATH_MAX:
             return None
         comps: list[Field] = [[]]
-        for ch, active in field:
-            if ch == "/":
-                comps.append([])
-            else:
-                comps[-1].append((ch, active))
+        for text, active in field:
+            for k, part in enumerate(text.split("/")):
+                if k:
+                    comps.append([])
+                if part:
+                    comps[-1].append((part, active))
         results: list[list[str]] = [[]]
-        absolute = field[0][0] == "/"
+        absolute = field[0][0].startswith("/")
         for comp in comps:
-            text = "".join(ch for ch, _ in comp)
-            if not any(active and ch in "*?[" for ch, active in comp):
+            text = "".join(t for t, _ in comp)
+            if not any(active and _GLOB.search(t) for t, active in comp):
                 results = [r + [text] for r in results]
                 continue
-            regex = _compile(comp)
+            pattern = Glob(comp)
             hidden_ok = text.startswith(".")
             found: list[list[str]] = []
             for r in results:
@@ -229,10 +242,11 @@ class Expander:
                 except OSError:
                     continue
                 found.extend(r + [name] for name in names
-                             if regex.fullmatch(name) and (hidden_ok or not name.startswith(".")))
+                             if (hidden_ok or not name.startswith(".")) and pattern.fullmatch(name))
+                limits.check_fields(len(found), "a glob pattern's list of paths")
             results = found
         paths = ["/".join(r) for r in results]
-        last_literal = not any(active and ch in "*?[" for ch, active in comps[-1])
+        last_literal = not any(active and _GLOB.search(t) for t, active in comps[-1])
         if last_literal:
             paths = [p for p in paths if self._exists(p)]
         return paths or None
@@ -257,70 +271,36 @@ def split_fields(pieces: list[Piece], ifs: str | None) -> list[Field]:
             fields.append(current if current is not None else [])
             current = []
         elif kind == EXPANDED and separators:
-            for ch in text:
-                if ch in separators:
+            for k, part in enumerate(_split_on(text, separators)):
+                if k:   # a separator run ended the field before it
                     if current is not None:
                         fields.append(current)
                     current = None
-                else:
+                if part:
                     current = current if current is not None else []
-                    current.append((ch, True))
+                    current.append((part, True))
         else:
             current = current if current is not None else []
-            current.extend((ch, kind != QUOTED) for ch in text)
+            if text or not current:
+                current.append((text, kind != QUOTED))
     if current is not None:
         fields.append(current)
     return fields
 
 
-def _compile(field: Field) -> re.Pattern:
-    """A shell pattern as a regex; a malformed bracket expression matches only itself."""
-    try:
-        return re.compile(_pattern(field), re.S)
-    except re.error:
-        return re.compile(re.escape("".join(ch for ch, _ in field)), re.S)
+def _split_on(text: str, separators: str) -> list[str]:
+    """`text` cut at every separator character (empty parts where separators follow each other)."""
+    return re.split("[" + re.escape(separators) + "]", text)
 
 
-def _pattern(comp: Field) -> str:
-    out, i, n = [], 0, len(comp)
-    while i < n:
-        ch, active = comp[i]
-        if active and ch == "*":
-            out.append(".*")
-        elif active and ch == "?":
-            out.append(".")
-        elif active and ch == "[":
-            j = i + 1
-            if j < n and comp[j][0] in "!^":
-                j += 1
-            if j < n and comp[j][0] == "]":
-                j += 1
-            while j < n and comp[j][0] != "]":
-                j += 1
-            if j >= n:
-                out.append(re.escape("["))
-            else:
-                inner = "".join(c for c, _ in comp[i + 1:j])
-                negate = inner[:1] in ("!", "^")
-                inner = inner[1:] if negate else inner
-                out.append("[" + ("^" if negate else "") + inner.replace("\\", "\\\\").replace("[", "\\[") + "]")
-                i = j
-        else:
-            out.append(re.escape(ch))
-        i += 1
-    return "".join(out)
-
-
-def _trim(value: str, pattern: str, op: str) -> str:
-    match = lambda t: fnmatch.fnmatchcase(t, pattern)  # noqa: E731
-    n = len(value)
-    if op == "#":
-        return next((value[k:] for k in range(n + 1) if match(value[:k])), value)
-    if op == "##":
-        return next((value[k:] for k in range(n, -1, -1) if match(value[:k])), value)
-    if op == "%":
-        return next((value[:k] for k in range(n, -1, -1) if match(value[k:])), value)
-    return next((value[:k] for k in range(n + 1) if match(value[k:])), value)
+def _trim(value: str, pattern: Field, op: str) -> str:
+    """${X#pat} ${X##pat} ${X%pat} ${X%%pat}: one pass of the pattern's NFA over the value."""
+    glob = Glob(pattern)
+    if op in ("#", "##"):
+        k = glob.prefix(value, longest=op == "##")
+        return value if k is None else value[k:]
+    k = glob.reversed().prefix(value[::-1], longest=op == "%%")
+    return value if k is None else value[:len(value) - k]
 
 
 # -- arithmetic ------------------------------------------------------------------------------

@@ -22,12 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from boxer_py.errors import BoxerError
 from boxer_py.image.config import DEFAULT_PATH
-from boxer_py.image.rootfs import resolve
+from boxer_py.shell import limits
 from boxer_py.shell.builtins import BUILTINS, UNSUPPORTED_BUILTINS, is_name
 from boxer_py.shell.context import (
-    MAX_NESTING,
     OPTION_LETTERS,
     OPTION_NAMES,
     FunctionReturn,
@@ -44,9 +42,6 @@ from boxer_py.shell.utilities import core as utilities
 from boxer_py.shell.utilities.table import STANDARD_BIN, find_utility
 
 __all__ = ["Invocation", "Completed", "External", "ShellResult", "ShellError", "run_script"]
-
-MAX_LOOP_ITERATIONS = 10_000        # per while/until loop
-MAX_SCRIPT_ITERATIONS = 100_000     # all while/until iterations of one RUN (nested loops)
 
 @dataclass
 class Invocation:
@@ -77,19 +72,23 @@ class ShellResult:
 def run_script(script: str, *, root: Path, env: dict[str, str], cwd: str, external: External) -> ShellResult:
     """Run `script` like `/bin/sh -c script` with the rootfs at `root` as `/`."""
     shared = _Shared(root, external)
-    state = State(vars=dict(env), exported=set(env), cwd=posixpath.normpath("/" + cwd.lstrip("/")))
-    state.vars["PWD"] = state.cwd
-    state.exported.add("PWD")   # as dash does
-    log = Log(shared.log)
     try:
-        shell = _Shell(shared, state, parse(script), stdin=Input(), fds={1: log, 2: log})
-        status = shell.run_protected()
+        with limits.running(shared.budget):
+            state = State(vars=dict(env), exported=set(env), cwd=posixpath.normpath("/" + cwd.lstrip("/")))
+            state.vars["PWD"] = state.cwd
+            state.exported.add("PWD")   # as dash does
+            shell = _Shell(shared, state, parse(script), stdin=Input(), fds={1: shared.log, 2: shared.log})
+            status = shell.run_protected()
     except RecursionError:
         raise ShellError("the script is nested too deeply") from None
+    except ValueError as e:   # int() of a number with thousands of digits (shift, exit, head -n...)
+        if "digits" not in str(e):
+            raise
+        raise ShellError("a number in the script has too many digits") from None
     finally:
         for f in shared.persistent:
             f.close()
-    return ShellResult(status, bytes(shared.log), shared.owners)
+    return ShellResult(status, shared.log.value(), shared.owners)
 
 
 # -- state -----------------------------------------------------------------------------------
@@ -97,11 +96,10 @@ def run_script(script: str, *, root: Path, env: dict[str, str], cwd: str, extern
 class _Shared:
     root: Path
     external: External
-    log: bytearray = field(default_factory=bytearray)
+    log: Log = field(default_factory=lambda: Log(bytearray()))
     owners: dict[str, tuple[int, int]] = field(default_factory=dict)
     persistent: list[File] = field(default_factory=list)
-    depth: int = 0
-    iterations: int = 0
+    budget: limits.Budget = field(default_factory=limits.Budget)
 
 
 class _Shell:
@@ -115,20 +113,16 @@ class _Shell:
 
     # -- running ---------------------------------------------------------------------------
     def run_protected(self) -> int:
-        if self.shared.depth >= MAX_NESTING:
-            raise ShellError(f"commands nested more than {MAX_NESTING} deep (eval, source or $(...))")
-        self.shared.depth += 1
-        try:
-            for tree in self.program.trees:
-                self._list([tree])
-            return self.state.status
-        except ShellExit as e:
-            self.state.status = e.code
-            return e.code
-        except (LoopControl, FunctionReturn) as e:
-            return e.code if isinstance(e, FunctionReturn) else self.state.status
-        finally:
-            self.shared.depth -= 1
+        with self.shared.budget.nested("eval, source, $(...), a subshell or sh -c"):
+            try:
+                for tree in self.program.trees:
+                    self._list([tree])
+                return self.state.status
+            except ShellExit as e:
+                self.state.status = e.code
+                return e.code
+            except (LoopControl, FunctionReturn) as e:
+                return e.code if isinstance(e, FunctionReturn) else self.state.status
 
     def _child(self, program: Program, state: State | None = None, stdin: Input | None = None,
                fds: dict[int, Sink] | None = None) -> _Shell:
@@ -272,9 +266,13 @@ class _Shell:
                 words.append(parts[k])
                 k += 1
         body = next(p for p in parts if p.kind not in ("reservedword", "word"))
-        items = [f for w in words for f in self._expander().fields(self._source(w))]
+        items: list[str] = []
+        for w in words:
+            items.extend(self._expander().fields(self._source(w)))
+            limits.check_fields(len(items), "the list of a for loop")
         status = 0
-        for item in items:
+        for n, item in enumerate(items, 1):
+            self.shared.budget.iteration("for", n)
             self.assign(name, item)
             status, stop = self._iteration(body, status)
             if stop:
@@ -296,10 +294,10 @@ class _Shell:
         condition, body = parts[1], parts[3]
         until = node.kind == "until"
         status = 0
-        for _ in range(MAX_LOOP_ITERATIONS):
-            self.shared.iterations += 1
-            if self.shared.iterations > MAX_SCRIPT_ITERATIONS:
-                raise ShellError(f"loops ran more than {MAX_SCRIPT_ITERATIONS} iterations in one RUN")
+        n = 0
+        while True:
+            n += 1
+            self.shared.budget.iteration(node.kind, n)
             with self._testing(True):
                 ok = self._body(condition) == 0
             if ok == until:
@@ -307,7 +305,6 @@ class _Shell:
             status, stop = self._iteration(body, status)
             if stop:
                 return status
-        raise ShellError(f"{node.kind} loop still running after {MAX_LOOP_ITERATIONS} iterations")
 
     # -- simple commands -------------------------------------------------------------------
     def _source(self, node) -> str:
@@ -366,7 +363,10 @@ class _Shell:
             self.fds[2].write(utilities.encode("+ " + " ".join(shlex.quote(w) for w in words) + "\n"))
 
     def dispatch(self, argv: list[str], assigned: dict[str, str]) -> int:
-        """Run one command: a builtin, a utility, a shell script, or `external`."""
+        """Run one command: a builtin, a utility, a shell script, or `external`. Every command
+        line goes through here (also those xargs and find -exec make): it is counted and bounded."""
+        self.shared.budget.command()
+        limits.check_argv(argv)
         name = argv[0]
         if posixpath.dirname(name) in STANDARD_BIN and posixpath.basename(name) in ("env", "true", "false"):
             name = posixpath.basename(name)   # /usr/bin/env python3 app.py
@@ -404,15 +404,12 @@ class _Shell:
         saved_args = self.state.positional
         self.state.positional = list(args)
         self.state.frames.append({})
-        self.shared.depth += 1
         try:
-            if self.shared.depth > MAX_NESTING:
-                raise ShellError(f"commands nested more than {MAX_NESTING} deep (function {name})")
-            return self._child(program, state=self.state, fds=self.fds)._exec(body)
+            with self.shared.budget.nested(f"function {name}"):
+                return self._child(program, state=self.state, fds=self.fds)._exec(body)
         except FunctionReturn as r:
             return r.code
         finally:
-            self.shared.depth -= 1
             self.state.positional = saved_args
             for var, value in self.state.frames.pop().items():
                 if value is None:
@@ -445,11 +442,11 @@ class _Shell:
             arg0, positional = (args[1], args[2:]) if len(args) > 1 else (argv[0], [])
         elif args:
             arg0 = args[0]
-            try:
-                text = utilities.decode(resolve(self.shared.root, posixpath.join(self.state.cwd, args[0])).read_bytes())
-            except (OSError, BoxerError):
+            data = limits.read_guest(self.shared.root, posixpath.join(self.state.cwd, args[0]), limits.MAX_VALUE)
+            if data is None:
                 self.err(f"{argv[0]}: 0: cannot open {args[0]}: No such file")
                 return 127
+            text = utilities.decode(data)
         else:
             text = utilities.decode(self.stdin.rest())
         state = State(vars=dict(env), exported=set(env), cwd=self.state.cwd, options=options & OPTION_NAMES,
@@ -518,7 +515,7 @@ class _Shell:
         self.state.vars[name] = value
 
     def substitute(self, script: str) -> str:
-        buffer = Buffer()
+        buffer = Buffer(limits.MAX_VALUE, "the output of $(...)")
         sub = self._child(parse(script), stdin=Input(), fds={1: buffer, 2: self.fds[2]})
         sub.tested = False
         self.subst_status = sub.run_protected()
@@ -543,15 +540,10 @@ class _Shell:
         return self._child(program, state=self.state, fds=self.fds)._run_nested()
 
     def _run_nested(self) -> int:
-        self.shared.depth += 1
-        if self.shared.depth > MAX_NESTING:
-            raise ShellError(f"commands nested more than {MAX_NESTING} deep (eval, source or $(...))")
-        try:
+        with self.shared.budget.nested("eval, source or a case branch"):
             for tree in self.program.trees:
                 self._list([tree])
             return self.state.status
-        finally:
-            self.shared.depth -= 1
 
     def dispatch_in(self, state: State, argv: list[str]) -> int:
         return self._child(self.program, state=state, fds=self.fds).dispatch(argv, {})

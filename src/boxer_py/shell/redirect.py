@@ -11,6 +11,7 @@ from typing import Any
 
 from boxer_py.errors import BoxerError
 from boxer_py.image.rootfs import resolve
+from boxer_py.shell import limits
 from boxer_py.shell.expand import Expander
 from boxer_py.shell.parse import Heredoc, Program, ShellError
 from boxer_py.shell.streams import File, Input, Null, Sink
@@ -63,11 +64,10 @@ def redirect(r: Any, fds: dict[int, Sink], *, program: Program, expander: Expand
 def _read_input(root: Path, cwd: str, path: str) -> bytes:
     if path == "/dev/null":
         return b""
-    try:
-        host = resolve(root, posixpath.join(cwd, path))
-        return host.read_bytes()
-    except (OSError, BoxerError):
-        raise RedirectError(f"cannot open {path}: No such file") from None
+    data = limits.read_guest(root, posixpath.join(cwd, path))
+    if data is None:
+        raise RedirectError(f"cannot open {path}: No such file")
+    return data
 
 
 def _open_output(root: Path, cwd: str, path: str, append: bool, fds: dict[int, Sink], opened: list[File]) -> Sink:

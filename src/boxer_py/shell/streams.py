@@ -9,24 +9,56 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from boxer_py.errors import ShellError
+from boxer_py.shell import limits
 from boxer_py.shell.utilities.core import FILE_MODE
 
 
 class Log:
-    """The build log: stdout and stderr not redirected to files, in order."""
+    """The build log: stdout and stderr not redirected to files, in order. It keeps the first
+    and the last limits.MAX_LOG bytes of a RUN (the last line names a failure); what lies
+    between is counted, not kept."""
 
     def __init__(self, log: bytearray):
-        self.log = log
+        self.log = log               # the head, up to MAX_LOG bytes
+        self.tail = bytearray()      # after the head: the last MAX_LOG bytes (up to twice, then trimmed)
+        self.dropped = 0
 
     def write(self, data: bytes) -> None:
-        self.log += data
+        room = limits.MAX_LOG - len(self.log)
+        if room > 0:
+            self.log += data[:room]
+            data = data[room:]
+        if not data:
+            return
+        if len(data) > limits.MAX_LOG:
+            self.dropped += len(self.tail) + len(data) - limits.MAX_LOG
+            self.tail = bytearray(data[-limits.MAX_LOG:])
+            return
+        self.tail += data
+        if len(self.tail) > 2 * limits.MAX_LOG:
+            cut = len(self.tail) - limits.MAX_LOG
+            self.dropped += cut
+            del self.tail[:cut]
+
+    def value(self) -> bytes:
+        if not self.dropped:
+            return bytes(self.log + self.tail)
+        marker = f"\n[boxer: {self.dropped} bytes of this RUN's output not kept]\n".encode()
+        return bytes(self.log) + marker + bytes(self.tail)
 
 
 class Buffer:
-    def __init__(self) -> None:
+    """A pipe's buffer or the output of $(...): the left side finishes before the right side
+    reads, so it is bounded (`limit` bytes) rather than streamed."""
+
+    def __init__(self, limit: int = limits.MAX_STREAM, what: str = "the output written into a pipe") -> None:
         self.data = bytearray()
+        self.limit, self.what = limit, what
 
     def write(self, data: bytes) -> None:
+        if len(self.data) + len(data) > self.limit:
+            raise ShellError(f"{self.what} is larger than {limits.size_text(self.limit)}")
         self.data += data
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shlex
 
+from boxer_py.shell import limits
 from boxer_py.shell.utilities.core import (
     Call,
     Utility,
@@ -44,11 +45,15 @@ def xargs(call: Call) -> int:
         except ValueError as e:
             return call.fail(f"unmatched quote in the input ({e})")
     if "I" in opts:
-        batches = [[arg.replace(str(opts["I"]), item) for arg in command] for item in items]
+        marker = str(opts["I"])
+        for item in items:   # each command line bounded before it is made: `xargs -I{} echo {}{}{}...`
+            if marker and sum(len(a) + a.count(marker) * len(item) for a in command) > limits.MAX_ARGV:
+                limits.argv_too_long(command[0])
+        batches = ([arg.replace(marker, item) for arg in command] for item in items)
     else:
         size = int(str(opts["n"])) if "n" in opts and str(opts["n"]).isdigit() else max(len(items), 1)
-        batches = [command + items[k:k + size] for k in range(0, len(items), size)] or \
-            ([] if opts.get("r") else [list(command)])
+        batches = (command + items[k:k + size] for k in range(0, len(items), size)) if items else \
+            iter([] if opts.get("r") else [list(command)])
     status = 0
     for argv in batches:
         if opts.get("t"):

@@ -19,6 +19,7 @@ from pathlib import Path
 from boxer_py.errors import BoxerError
 from boxer_py.image.paths import program_candidates
 from boxer_py.image.rootfs import resolve
+from boxer_py.shell import limits
 from boxer_py.shell.parse import ShellError
 
 
@@ -233,8 +234,10 @@ def unescape(text: str, octal_needs_zero: bool) -> tuple[str, bool]:
 
 
 def read_inputs(call: Call, operands: list[str]) -> tuple[list[tuple[str, bytes]], int]:
-    """(name, content) of each operand, `-` or none meaning stdin; failures printed."""
-    found, status = [], 0
+    """(name, content) of each operand, `-` or none meaning stdin; failures printed. Files are
+    read through limits.read_file (regular files only, size checked first), and all the inputs
+    of one command together stay under limits.MAX_STREAM."""
+    found, status, total = [], 0, 0
     for name in operands or ["-"]:
         if name == "-":
             found.append((name, call.stdin))
@@ -244,7 +247,9 @@ def read_inputs(call: Call, operands: list[str]) -> tuple[list[tuple[str, bytes]
             if host.is_dir():
                 status = call.fail(f"{name}: Is a directory")
                 continue
-            found.append((name, host.read_bytes()))
+            found.append((name, limits.read_file(host)))
+            total += len(found[-1][1])
+            limits.check_stream(total, f"{call.name}'s input")
         except Failure as e:
             status = call.fail(str(e))
         except OSError:

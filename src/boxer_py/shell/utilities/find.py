@@ -3,13 +3,13 @@ rootfs that never follows symlinks.
 """
 from __future__ import annotations
 
-import fnmatch
 import os
 import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 
 from boxer_py.shell.parse import ShellError
+from boxer_py.shell.regex import Glob
 from boxer_py.shell.utilities.core import Call, Failure, Utility, lexists, real_dir
 
 
@@ -103,7 +103,8 @@ class _FindRun:
 
 
 def _fnmatch(text: str, pattern: str, fold: bool) -> bool:
-    return fnmatch.fnmatchcase(text.lower(), pattern.lower()) if fold else fnmatch.fnmatchcase(text, pattern)
+    """find's -name/-path: a shell pattern matched by regex.Glob (no backtracking regex)."""
+    return Glob.from_text(pattern, fold).fullmatch(text)
 
 
 _FIND_TESTS = {"-name": 1, "-iname": 1, "-path": 1, "-ipath": 1, "-wholename": 1, "-type": 1, "-empty": 0,

@@ -1,10 +1,11 @@
-"""`grep` for the RUN shell, with sed's POSIX regular expression translation.
+"""`grep` for the RUN shell: POSIX regular expressions through regex.Regex (no runaway
+backtracking), files through limits.read_file, lines through limits.split_lines.
 """
 from __future__ import annotations
 
-import re
-
+from boxer_py.shell import limits
 from boxer_py.shell.parse import ShellError
+from boxer_py.shell.regex import Regex
 from boxer_py.shell.utilities.core import (
     Call,
     Utility,
@@ -12,7 +13,6 @@ from boxer_py.shell.utilities.core import (
     parse_options,
     read_inputs,
 )
-from boxer_py.shell.utilities.sed import posix_regex
 
 
 def grep(call: Call) -> int:
@@ -26,18 +26,14 @@ def grep(call: Call) -> int:
     patterns = [str(opts["e"])] if "e" in opts else ([operands.pop(0)] if operands else [])
     if not patterns:
         return call.fail("no pattern given", 2)
-    pattern = re.escape(patterns[0]) if opts.get("F") else posix_regex(patterns[0], bool(opts.get("E"))).pattern
-    if opts.get("w"):
-        pattern = rf"\b(?:{pattern})\b"
-    if opts.get("x"):
-        pattern = rf"(?:{pattern})\Z"
-    regex = re.compile(pattern, re.I if opts.get("i") else 0)
+    regex = Regex(patterns[0], bool(opts.get("E")), bool(opts.get("i")), literal=bool(opts.get("F")),
+                  whole_line=bool(opts.get("x")), word=bool(opts.get("w")))
     found, status = read_inputs(call, operands)
     status = 2 if status else 1
     for name, data in found:
-        lines = decode(data).splitlines()
+        lines = limits.split_lines(decode(data))
         hits = [(n, line) for n, line in enumerate(lines, 1)
-                if bool(regex.match(line) if opts.get("x") else regex.search(line)) != bool(opts.get("v"))]
+                if (regex.search(line) is not None) != bool(opts.get("v"))]
         if hits and status != 2:
             status = 0
         if opts.get("q"):

@@ -1,12 +1,15 @@
-"""`sed` for the RUN shell: the s, d, p, a, i and c commands with addresses, and the translation
-of POSIX basic and extended regular expressions into Python's (grep uses it too).
+"""`sed` for the RUN shell: the s, d, p, a, i and c commands with addresses. Its regular
+expressions are regex.Regex (POSIX basic or extended, matched without runaway backtracking);
+files are read through limits.read_file and the output is bounded while it grows.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
+from boxer_py.shell import limits
 from boxer_py.shell.parse import ShellError
+from boxer_py.shell.regex import Regex
 from boxer_py.shell.utilities.core import (
     Call,
     Failure,
@@ -58,7 +61,7 @@ def sed(call: Call) -> int:
         for name in operands:
             try:
                 host = call.host(name)
-                data = host.read_bytes()
+                data = limits.read_file(host)
             except (Failure, OSError):
                 status = call.fail(f"can't read {name}: No such file or directory", 2)
                 continue
@@ -69,14 +72,11 @@ def sed(call: Call) -> int:
     return status
 
 
-_NEVER = re.compile("(?!)")
-
-
 @dataclass
 class _SedCommand:
-    address: re.Pattern | int | str | None   # a regex, a line number, '$' or every line
+    address: Regex | int | str | None        # a regex, a line number, '$' or every line
     verb: str                                # 's', 'd', 'p', or 'a' / 'i' / 'c' with text
-    pattern: re.Pattern[str] = _NEVER        # the s command's regex
+    pattern: Regex | None = None             # the s command's regex
     replacement: str = ""
     count: int = 1                           # 0 = every match (the g flag)
     print_: bool = False
@@ -97,33 +97,6 @@ def _sed_split(text: str, i: int, delim: str) -> tuple[str, int]:
     raise ShellError(f"sed: unterminated expression in '{text}'")
 
 
-_POSIX_CLASSES = {"[:space:]": r"\s", "[:blank:]": " \t", "[:digit:]": "0-9", "[:alpha:]": "a-zA-Z",
-                  "[:alnum:]": "a-zA-Z0-9", "[:upper:]": "A-Z", "[:lower:]": "a-z", "[:xdigit:]": "0-9a-fA-F",
-                  "[:punct:]": re.escape("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")}
-
-
-def posix_regex(pattern: str, extended: bool, flags: int = 0) -> re.Pattern:
-    """A POSIX basic (or, with -E, extended) regular expression as a Python one."""
-    for name, chars in _POSIX_CLASSES.items():
-        pattern = pattern.replace(name, chars)
-    if not extended:
-        out, i = [], 0
-        while i < len(pattern):
-            c = pattern[i]
-            if c == "\\" and i + 1 < len(pattern):
-                nxt = pattern[i + 1]
-                out.append(nxt if nxt in "(){}+?|" else ("\n" if nxt == "n" else "\\" + nxt))
-                i += 2
-                continue
-            out.append("\\" + c if c in "(){}+?|" else c)
-            i += 1
-        pattern = "".join(out)
-    try:
-        return re.compile(pattern, flags)
-    except re.error as e:
-        raise ShellError(f"sed: cannot use the regular expression '{pattern}' ({e})") from None
-
-
 def _sed_parse(script: str, extended: bool) -> list[_SedCommand]:
     commands, i = [], 0
     while i < len(script):
@@ -131,10 +104,10 @@ def _sed_parse(script: str, extended: bool) -> list[_SedCommand]:
             i += 1
         if i >= len(script):
             break
-        address: re.Pattern | int | str | None = None
+        address: Regex | int | str | None = None
         if script[i] == "/":
             text, i = _sed_split(script, i + 1, "/")
-            address = posix_regex(text, extended)
+            address = Regex(text, extended)
         elif script[i].isdigit():
             digits = leading(r"\d+", script[i:])
             address, i = int(digits), i + len(digits)
@@ -150,7 +123,10 @@ def _sed_parse(script: str, extended: bool) -> list[_SedCommand]:
             flags = leading(r"[gIip0-9]*", script[i:])
             i += len(flags)
             count = 0 if "g" in flags else int(re.sub(r"\D", "", flags) or 1)
-            regex = posix_regex(pattern, extended, re.I if "I" in flags or "i" in flags else 0)
+            regex = Regex(pattern, extended, "I" in flags or "i" in flags)
+            refs = [int(d) for d in re.findall(r"(?<!\\)(?:\\\\)*\\([0-9])", replacement)]
+            if refs and max(refs) > regex.groups:
+                raise ShellError(f"sed: invalid reference \\{max(refs)} on s command's RHS in '{script}'")
             commands.append(_SedCommand(address, "s", regex, replacement, count, "p" in flags))
         elif verb in ("a", "i", "c"):
             # GNU one-liner `a text` or POSIX `a\` + newline + text; the text runs to the end of line
@@ -172,7 +148,7 @@ def _sed_parse(script: str, extended: bool) -> list[_SedCommand]:
     return commands
 
 
-def _sed_replace(template: str, m: re.Match) -> str:
+def _sed_replace(template: str, m) -> str:
     out, i = [], 0
     while i < len(template):
         c = template[i]
@@ -193,24 +169,30 @@ def _substitute(c: _SedCommand, body: str) -> str:
     """`s/pattern/replacement/N`: replace the N-th match, or every match when N is 0 (the g flag)."""
     done = 0
 
-    def replace(m: re.Match[str]) -> str:
-        nonlocal done
+    made = 0
+
+    def replace(m) -> str:
+        nonlocal done, made
         done += 1
         if c.count and done != c.count:
             return m.group(0)
-        return _sed_replace(c.replacement, m)
+        text = _sed_replace(c.replacement, m)
+        made += len(text)
+        limits.check_stream(made, "sed's output")   # `s/./&&&&&&&&/g` multiplies a line
+        return text
 
-    return c.pattern.sub(replace, body)
+    assert c.pattern is not None
+    return c.pattern.sub(replace, body, c.count)
 
 
 def _sed_apply(commands: list[_SedCommand], data: bytes, quiet: bool) -> bytes:
-    lines = decode(data).splitlines(keepends=True)
-    out = []
+    lines = limits.split_lines(decode(data), keepends=True)
+    out = limits.Collector("sed's output")
     for number, line in enumerate(lines, 1):
         body, end = (line[:-1], "\n") if line.endswith("\n") else (line, "")
         deleted, appended = False, []
         for c in commands:
-            if isinstance(c.address, re.Pattern) and not c.address.search(body):
+            if isinstance(c.address, Regex) and c.address.search(body) is None:
                 continue
             if isinstance(c.address, int) and c.address != number:
                 continue
@@ -220,24 +202,26 @@ def _sed_apply(commands: list[_SedCommand], data: bytes, quiet: bool) -> bytes:
                 deleted = True
                 break
             if c.verb == "i":
-                out.append(c.replacement + "\n")
+                out.add(c.replacement + "\n")
             elif c.verb == "a":
                 appended.append(c.replacement + "\n")
             elif c.verb == "c":
-                out.append(c.replacement + "\n")
+                out.add(c.replacement + "\n")
                 deleted = True
                 break
             elif c.verb == "p":
-                out.append(body + end)
+                out.add(body + end)
             elif c.verb == "s":
                 new = _substitute(c, body)
+                limits.check_stream(out.size + len(new), "sed's output")
                 if new != body and c.print_:
-                    out.append(new + end)
+                    out.add(new + end)
                 body = new
         if not deleted and not quiet:
-            out.append(body + (end or ("\n" if appended else "")))
-        out.extend(appended)
-    return "".join(out).encode("utf-8", "surrogateescape")
+            out.add(body + (end or ("\n" if appended else "")))
+        for text in appended:
+            out.add(text)
+    return out.text().encode("utf-8", "surrogateescape")
 
 
 UTILITIES: dict[str, Utility] = {"sed": sed}

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import io
+import os
+import stat
 import tarfile
-from typing import cast
+from typing import BinaryIO, cast
 
 from boxer_py.errors import BoxerError
 from boxer_py.image.rootfs import extract_tar, within
@@ -41,6 +43,19 @@ class _StrippedTar:
         return self.tar.extractfile(member)
 
 
+def _open_archive(host) -> BinaryIO:
+    """An archive in the rootfs, read as a stream (it may be larger than anything RUN keeps in
+    memory; rootfs.extract_tar bounds what it unpacks). Only a regular file: a FIFO would block."""
+    fd = os.open(host, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ShellError(f"tar: {host.name}: not a regular file (a FIFO, socket or device is not read in RUN)")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def tar(call: Call) -> int:
     """Extracting (and listing) archives into the rootfs: `tar -xzf file -C dir`."""
     args = list(call.args)
@@ -60,11 +75,11 @@ def tar(call: Call) -> int:
         return call.fail(f"invalid number of elements to strip: '{strip}'", 2)
     name = str(opts.get("f", "-"))
     try:
-        data = call.stdin if name == "-" else call.host(name).read_bytes()
+        source = io.BytesIO(call.stdin) if name == "-" else _open_archive(call.host(name))
     except (Failure, OSError):
         return call.fail(f"{name}: Cannot open: No such file or directory", 2)
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as archive:
+        with source, tarfile.open(fileobj=source, mode="r:*") as archive:
             members = _StrippedTar(archive, int(strip), operands)
             if opts.get("t"):
                 call.print("".join(m.name + ("/" if m.isdir() else "") + "\n" for m in members))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from boxer_py.shell import limits
 from boxer_py.shell.parse import ShellError
 from boxer_py.shell.utilities.core import (
     Call,
@@ -40,17 +41,17 @@ def printf(call: Call) -> int:
     if not call.args:
         return call.fail("usage: printf format [arguments]", 2)
     fmt, args = call.args[0], list(call.args[1:])
-    status, out = 0, []
+    status, out = 0, limits.Collector("printf's output")
     while True:
         consumed = False
         pos = 0
         for m in _FORMAT.finditer(fmt):
             text, _ = unescape(fmt[pos:m.start()], octal_needs_zero=False)
-            out.append(text)
+            out.add(text)
             pos = m.end()
             flags, width, precision, conv = m.groups()
             if conv == "%":
-                out.append("%")
+                out.add("%")
                 continue
             if width == "*":
                 width = args.pop(0) if args else "0"
@@ -68,29 +69,29 @@ def printf(call: Call) -> int:
                 if conv == "b":
                     value, stop = unescape(value, octal_needs_zero=True)
                     if stop:
-                        out.append((spec + "s") % value)
-                        call.print("".join(out))
+                        out.add((spec + "s") % value)
+                        call.print(out.text())
                         return status
-                out.append((spec + "s") % value)
+                out.add((spec + "s") % value)
             elif conv == "c":
-                out.append((spec + "s") % (arg or "")[:1])
+                out.add((spec + "s") % (arg or "")[:1])
             elif conv in "eEfgG":
                 try:
-                    out.append((spec + conv) % float(arg or 0))
+                    out.add((spec + conv) % float(arg or 0))
                 except ValueError:
                     status = call.fail(f"{arg}: expected numeric value")
-                    out.append((spec + conv) % 0.0)
+                    out.add((spec + conv) % 0.0)
             else:
                 number = _printf_int(arg or "0")
                 if number is None:
                     status = call.fail(f"{arg}: expected numeric value")
                     number = 0
-                out.append((spec + ("d" if conv in "iu" else conv)) % number)
+                out.add((spec + ("d" if conv in "iu" else conv)) % number)
         text, stop = unescape(fmt[pos:], octal_needs_zero=False)
-        out.append(text)
+        out.add(text)
         if stop or not args or not consumed:
             break
-    call.print("".join(out))
+    call.print(out.text())
     return status
 
 
@@ -144,7 +145,7 @@ def _head_tail(call: Call) -> int:
     for k, (name, data) in enumerate(found):
         if len(found) > 1 and not opts.get("q"):
             call.print(("\n" if k else "") + f"==> {name} <==\n")
-        lines = data.splitlines(keepends=True)
+        lines = limits.split_lines(data, keepends=True)
         if call.name == "head":
             call.out(b"".join(lines[:n]))
         else:
@@ -157,7 +158,8 @@ def wc(call: Call) -> int:
     chosen = [k for k in "lwc" if opts.get(k)] or ["l", "w", "c"]
     found, status = read_inputs(call, operands)
     for name, data in found:
-        counts = {"l": data.count(b"\n"), "w": len(data.split()), "c": len(data)}
+        words = sum(1 for _ in re.finditer(rb"\S+", data))
+        counts = {"l": data.count(b"\n"), "w": words, "c": len(data)}
         numbers = " ".join(str(counts[k]) for k in chosen)
         call.print(numbers + (f" {name}" if name != "-" else "") + "\n")
     return status
@@ -169,15 +171,22 @@ _TR_CLASSES["alpha"] = _TR_CLASSES["lower"] + _TR_CLASSES["upper"]
 _TR_CLASSES["alnum"] = _TR_CLASSES["alpha"] + _TR_CLASSES["digit"]
 
 
+_TR_CLASS = re.compile(r"\[:(\w+):\]")
+_MAX_TR_SET = 1 << 16
+
+
 def _tr_set(text: str) -> str:
     text, _ = unescape(text, octal_needs_zero=False)
-    out, i = [], 0
+    out, i, size = [], 0, 0
     while i < len(text):
-        m = re.match(r"\[:(\w+):\]", text[i:])
+        m = _TR_CLASS.match(text, i)
         if m and m.group(1) in _TR_CLASSES:
             out.append(_TR_CLASSES[m.group(1)])
-            i += m.end()
+            i = m.end()
         elif i + 2 < len(text) and text[i + 1] == "-":
+            size += max(ord(text[i + 2]) - ord(text[i]), 0)
+            if size > _MAX_TR_SET:
+                raise ShellError(f"tr: a set of more than {_MAX_TR_SET} characters")
             out.append("".join(chr(c) for c in range(ord(text[i]), ord(text[i + 2]) + 1)))
             i += 3
         else:
@@ -214,7 +223,7 @@ def sort(call: Call) -> int:
     opts, operands = parse_options(call, "runf", long={"reverse": "r", "unique": "u", "numeric-sort": "n",
                                                   "ignore-case": "f"})
     found, status = read_inputs(call, operands)
-    lines = [line for _, data in found for line in decode(data).splitlines()]
+    lines = [line for _, data in found for line in limits.split_lines(decode(data))]
 
     def key(line: str):
         if opts.get("n"):
@@ -242,6 +251,16 @@ def _ranges(call: Call, spec: str) -> list[tuple[int, int]]:
     return ranges
 
 
+def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for a, b in sorted(ranges):
+        if merged and a <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return merged
+
+
 def cut(call: Call) -> int:
     opts, operands = parse_options(call, "s", "dfc", {"delimiter": "d=", "fields": "f=", "characters": "c=",
                                                       "only-delimited": "s"})
@@ -254,14 +273,17 @@ def cut(call: Call) -> int:
     found, status = read_inputs(call, operands)
     out = []
     for _, data in found:
-        for line in decode(data).splitlines():
-            parts = line.split(delim) if "f" in opts else list(line)
-            if "f" in opts and len(parts) == 1:
+        for line in limits.split_lines(decode(data)):
+            if "c" in opts:   # slices, not a list of every character
+                out.append("".join(line[a - 1:b] for a, b in _merged(ranges)) + "\n")
+                continue
+            parts = line.split(delim)
+            if len(parts) == 1:
                 if not opts.get("s"):
                     out.append(line + "\n")
                 continue
             chosen = [p for n, p in enumerate(parts, 1) if any(a <= n <= b for a, b in ranges)]
-            out.append((delim if "f" in opts else "").join(chosen) + "\n")
+            out.append(delim.join(chosen) + "\n")
     call.print("".join(out))
     return status
 
@@ -269,7 +291,7 @@ def cut(call: Call) -> int:
 def uniq(call: Call) -> int:
     opts, operands = parse_options(call, "c", long={"count": "c"})
     found, status = read_inputs(call, operands[:1])
-    lines = [line for _, data in found for line in decode(data).splitlines()]
+    lines = [line for _, data in found for line in limits.split_lines(decode(data))]
     groups: list[list] = []
     for line in lines:
         if groups and groups[-1][0] == line:
@@ -282,7 +304,7 @@ def uniq(call: Call) -> int:
 
 def seq(call: Call) -> int:
     args = call.args
-    if not 1 <= len(args) <= 3 or not all(re.fullmatch(r"-?\d+", a) for a in args):
+    if not 1 <= len(args) <= 3 or not all(re.fullmatch(r"-?\d{1,18}", a) for a in args):
         raise ShellError(f"seq: only integer 'seq [FIRST [STEP]] LAST' is supported, not '{' '.join(args)}'")
     numbers = [int(a) for a in args]
     first, step, last = (1, 1, numbers[0]) if len(numbers) == 1 else (
