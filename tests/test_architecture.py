@@ -125,3 +125,15 @@ def test_a_build_without_run_programs_does_not_load_wasmtime(tmp_path):
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "x.wasm").is_file()
     assert "wasmtime" not in r.stdout.strip().splitlines()[-1], r.stdout
+
+
+def test_no_source_file_is_over_600_lines():
+    """A module does one thing and is readable in one sitting: past 600 lines, split it."""
+    long = {str(m.relative_to(PACKAGE)): n for m in _modules() if (n := len(m.read_text().splitlines())) > 600}
+    assert not long, long
+
+
+def test_the_shell_and_the_public_api_have_no_import_cycle():
+    """builtins are functions over shell.context.Context: they never import the interpreter."""
+    builtins = PACKAGE / "shell" / "builtins.py"
+    assert not [n for _, n in _imports(builtins) if n == "boxer_py.shell.interpreter"]
