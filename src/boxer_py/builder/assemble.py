@@ -274,9 +274,8 @@ def _copy(step: CopyStep, fs: _StageFS, context: Context, built: dict[int, _Stag
             fs.owners[path] = owner
             host = fs.root / path.lstrip("/")
             if host.is_dir() and not host.is_symlink():
-                for dirpath, dirnames, filenames in os.walk(host):
-                    for n in dirnames + filenames:
-                        fs.owners[within(fs.root, Path(dirpath) / n)] = owner
+                for inner, _ in _walk_plain(host):
+                    fs.owners[within(fs.root, inner)] = owner
     return changed
 
 
@@ -290,12 +289,27 @@ def _image_root(image: ImageBase, fs: _StageFS) -> Path:
     return root
 
 
+_MAX_HOST_PATH = 4000  # below Linux's PATH_MAX: deeper is refused, not a traceback
+
+
 def _walk_plain(top: Path) -> list[tuple[Path, str]]:
-    out = []
-    for dirpath, dirnames, filenames in os.walk(top):
-        for n in sorted(dirnames + filenames):
-            host = Path(dirpath) / n
-            out.append((host, host.relative_to(top).as_posix()))
+    """(host path, path relative to `top`) under a directory of a stage or an image, without
+    recursion (a guest can make trees thousands of levels deep) and without following links."""
+    out: list[tuple[Path, str]] = []
+    todo = [""]
+    while todo:
+        rel_dir = todo.pop()
+        with os.scandir(top / rel_dir if rel_dir else top) as it:
+            entries = sorted((e.name, e.is_dir(follow_symlinks=False)) for e in it)
+        subdirs = []
+        for name, is_dir in entries:
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            if len(str(top)) + len(rel) > _MAX_HOST_PATH:
+                raise BuildError(f"{rel[:80]}...: a path too long to copy ({len(rel)} characters)")
+            out.append((top / rel, rel))
+            if is_dir:
+                subdirs.append(rel)
+        todo.extend(reversed(subdirs))
     return out
 
 
