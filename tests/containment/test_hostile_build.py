@@ -357,6 +357,20 @@ def test_an_index_that_offers_only_source_never_runs_it_on_the_host(hostile_cont
     assert not index_marker.exists() and not marker.exists()
 
 
+def test_a_wheel_file_of_the_image_installs_without_an_index(hostile_context, tmp_path, cache_dir):
+    """What the refusals point to: COPY a .whl in and install that file (on the command line or
+    in a requirements file, relative to the RUN's directory, as pip does)."""
+    files = {"wheels/depa-1.0-py3-none-any.whl": wheel("depa", "1.0"),
+             "wheels/deplinux-1.0-py3-none-any.whl": wheel("deplinux", "1.0"),
+             "requirements.txt": "wheels/deplinux-1.0-py3-none-any.whl\n"}
+    ctx = hostile_context("FROM python:3.12\nWORKDIR /app\nCOPY . .\n"
+                          "RUN pip install --no-index ./wheels/depa-1.0-py3-none-any.whl\n"
+                          "RUN pip install --no-index -r requirements.txt\n", files)
+    boxer_py.build(ctx, tmp_path / "ok.wasm", cache_dir=cache_dir)
+    installed = site_packages(tmp_path / "ok.wasm", tmp_path)
+    assert "depa.py" in installed and "deplinux.py" in installed
+
+
 def test_the_host_pip_runs_in_a_clean_directory(hostile_context, tmp_path, cache_dir, index, monkeypatch):
     """A pip.py, sitecustomize.py or pip.conf in the directory boxer is started from is not
     imported or read by the host's pip."""
