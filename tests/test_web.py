@@ -32,7 +32,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 OUTPUT = REPO / "test-output" / "web"
 RUN_TIMEOUT_MS = 180_000  # compiling the 26 MB CPython module takes a few seconds on 2 busy cores
-PAGE_ASSETS = {"/", "/boxer.js", "/worker.js", "/style.css", "/xterm.css", "/image.wasm"}
+PAGE_ASSETS = {"/", "/boxer.js", "/worker.js", "/preview.html", "/style.css", "/xterm.css", "/image.wasm"}
 
 APP_DOCKERFILE = """
 FROM python:3.12
@@ -201,6 +201,15 @@ def open_page(browser):
         p.close()
 
 
+def run_scripts(page, index: int = 0) -> None:
+    """Click "Run this file's scripts" on an HTML preview and say yes."""
+    accept = lambda dialog: dialog.accept()  # noqa: E731
+    page.on("dialog", accept)
+    page.locator("#preview .run-scripts").nth(index).click()
+    page.remove_listener("dialog", accept)
+    page.locator('#preview iframe[data-scripts="on"]').wait_for(state="attached", timeout=60_000)
+
+
 def same_origin_assets(page: Page, server_url: str) -> set[str]:
     paths = set()
     for url in page.requests:
@@ -278,10 +287,15 @@ def test_out_files_are_listed_downloadable_and_previewed(boxer, app_image, serve
         links.nth(1).click()
     assert download.value.suggested_filename == "data.csv"
     assert Path(download.value.path()).read_bytes() == b"day,n\r\nmon,3\r\ntue,7\r\nwed,5\r\n"
-    # the HTML output runs its script in a sandboxed frame with an opaque origin
+    # the HTML output is shown without scripts; its scripts run (in a sandboxed frame with an
+    # opaque origin and preview.html's policy) only when the user asks for it
     frame_el = page.page.locator("#preview iframe")
-    assert frame_el.get_attribute("sandbox") == "allow-scripts"
+    assert frame_el.get_attribute("sandbox") == ""
     frame = page.page.frame_locator("#preview iframe")
+    assert frame.locator("h1").inner_text() == "mean 5"
+    assert frame.locator("#parent").inner_text() == "?"
+    run_scripts(page.page)
+    assert frame_el.get_attribute("sandbox") == "allow-scripts"
     assert frame.locator("h1").inner_text() == "mean 5"
     frame.locator("body[data-rendered=yes]").wait_for(timeout=10_000)
     assert frame.locator("#parent").inner_text() == "parent blocked"
@@ -465,7 +479,7 @@ def test_boxer_web_writes_a_static_site_that_runs(boxer, hello_image, tmp_path, 
     r = boxer("web", str(hello_image), "-o", str(out))
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in out.iterdir()) == \
-        ["boxer.js", "image.wasm", "index.html", "style.css", "worker.js", "xterm.css"]
+        ["boxer.js", "image.wasm", "index.html", "preview.html", "style.css", "worker.js", "xterm.css"]
     assert (out / "image.wasm").read_bytes() == hello_image.read_bytes()
     with _static_server(out) as url:
         page = open_page(url)
@@ -539,6 +553,7 @@ def test_the_page_loads_exactly_the_shipped_assets(hello_image):
     for name in site.ASSETS:
         if name != "worker.js":
             assert f'"{name}"' in html
+    assert "'unsafe-inline'" not in site.CSP.split("style-src")[0]
     assert '"image.wasm"' in html and "Content-Security-Policy" in html
     assert set(site.ASSETS) | {"SOURCES.json"} == {p.name for p in site.asset_dir().iterdir()}
 
@@ -623,6 +638,7 @@ def test_the_agent_examples_plotly_chart_shows_in_the_page(build, boxer, cache_d
     run = page.run("python chart.py")
     assert run["exitCode"] == 0, run["stderr"]
     assert run["files"] == ["/out/plotly.html"]
+    run_scripts(page.page)
     frame = page.page.frame_locator("#preview iframe")
     frame.locator(".main-svg").first.wait_for(timeout=60_000)
     assert frame.locator(".gtitle").text_content() == "Revenue by region"

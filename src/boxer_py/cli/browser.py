@@ -4,17 +4,38 @@ from __future__ import annotations
 import click
 
 from boxer_py.cli.common import cli, locate
+from boxer_py.runtime.spec import parse_size
+
+
+def page_limits(max_output, disk):
+    from boxer_py.browser.site import page_limits as limits
+
+    return limits(max_output=parse_size(max_output, "--max-output"), disk=parse_size(disk, "--disk"))
+
+
+def limit_options(command):
+    command = click.option("--disk", metavar="SIZE",
+                           help="Stop a run whose in-memory files grow by more than this (default 256m).")(command)
+    return click.option("--max-output", metavar="SIZE",
+                        help="Keep at most this much of stdout and of stderr (head and tail; default 1m), "
+                             "and of /out files.")(command)
 
 
 @cli.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("image", metavar="IMAGE")
 @click.option("-p", "--port", type=int, default=8000, show_default=True, help="Port to listen on (0: any free port).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-def serve(image, port, host):
+@limit_options
+def serve(image, port, host, max_output, disk):
     """Serve a page that runs IMAGE in the browser (the code runs in the visitor's tab)."""
+    from boxer_py.browser.site import is_loopback
     from boxer_py.browser.site import serve as start
 
-    server = start(locate(image), host, port)
+    limits = page_limits(max_output, disk)
+    if not is_loopback(host):
+        click.echo(f"boxer: warning: listening on {host}, not a loopback address: other machines can load the "
+                   "page and the image", err=True)
+    server = start(locate(image), host, port, limits)
     click.echo(server.url)
     try:
         server.thread.join()
@@ -24,11 +45,12 @@ def serve(image, port, host):
 @cli.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("image", metavar="IMAGE")
 @click.option("-o", "--output", "directory", required=True, metavar="DIR", help="Directory to write (must not exist, or be empty).")
-def web(image, directory):
+@limit_options
+def web(image, directory, max_output, disk):
     """Write a static site that runs IMAGE in the browser: index.html, the launcher, image.wasm.
 
     Any static host can serve it if it sends .wasm as application/wasm (see docs/web.md).
     """
     from boxer_py.browser.site import write_site
 
-    click.echo(write_site(locate(image), directory))
+    click.echo(write_site(locate(image), directory, page_limits(max_output, disk)))

@@ -7,12 +7,16 @@ import { decodeImage, ImageError } from "./image.js";
 import { buildRootfs } from "./tar.js";
 import { plan, findProgram, shellWords, RunError } from "./command.js";
 import { findCwdSlot } from "./wasicwd.js";
+import { inertFrame, scriptFrame } from "./preview.js";
 
 const OUT_DIR = "/out";
 const TIMEOUT_EXIT_CODE = 124;
 const STOPPED_EXIT_CODE = 137;
-const PREVIEW_CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data: blob:; font-src data:";
 const IMAGE_TYPES = { png: "image/png", jpg: "image/jpeg", jpeg: "image/jpeg", gif: "image/gif", webp: "image/webp", svg: "image/svg+xml" };
+// The page's limits when `boxer web`/`boxer serve` set none (data-max-output, data-disk, data-max-entries).
+const DEFAULT_MAX_OUTPUT = 1 << 20;
+const DEFAULT_DISK = 256 << 20;
+const DEFAULT_MAX_ENTRIES = 10000;
 
 const $ = (id) => document.getElementById(id);
 
@@ -24,7 +28,7 @@ function setStatus(state, text) {
 
 function showError(message) {
   const el = $("error");
-  el.textContent = message;
+  el.textContent = visible(message);
   el.hidden = false;
   setStatus("error", "error");
 }
@@ -37,16 +41,67 @@ function size(n) {
   return n < 1024 ? `${n} B` : n < 1 << 20 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / (1 << 20)).toFixed(1)} MiB`;
 }
 
+// Control and format characters (bidi overrides and isolates, zero-width marks, line
+// separators) in a guest-chosen name: shown as [U+XXXX], never applied; left out of download names.
+const INVISIBLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu;
+
+function visible(text) {
+  return String(text).replace(INVISIBLE, (c) => `[U+${c.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")}]`);
+}
+
+function downloadName(name) {
+  return String(name).replace(INVISIBLE, "").replace(/[\/\\]/g, "_").trim() || "download";
+}
+
+/** A guest-chosen string as an isolated, visible text node (<bdi>: it cannot reorder what is around it). */
+function guestText(text) {
+  const bdi = document.createElement("bdi");
+  bdi.textContent = visible(text);
+  return bdi;
+}
+
+function limitsOf(data) {
+  const number = (value, fallback) => (value !== undefined && /^\d+$/.test(value) ? Number(value) : fallback);
+  const explicit = number(data.maxOutput, null);
+  return {
+    maxOutput: explicit ?? DEFAULT_MAX_OUTPUT, // bytes kept of stdout and of stderr each (head and tail)
+    filesBudget: explicit ?? Infinity, // and of /out files in all, when set (as `boxer run --max-output`)
+    disk: number(data.disk, DEFAULT_DISK), // bytes the in-memory filesystem may grow by
+    entries: number(data.maxEntries, DEFAULT_MAX_ENTRIES), // files and directories a run may create
+  };
+}
+
 class App {
-  constructor() {
+  constructor(limits, previewUrl) {
+    this.limits = limits;
+    this.previewUrl = previewUrl;
     this.image = null;
     this.root = null;
     this.modules = new Map(); // program node -> Promise<{module, cwdSlot}>
-    this.worker = null;
+    this.current = null; // the run in progress (claimed synchronously when a run is asked for)
+    this.workers = new Set(); // every worker started and not yet terminated
+    this.workersStarted = 0;
+    this.stop = null;
     this.runs = [];
-    this.urls = []; // object URLs of the last run's files, revoked when the next run shows its own
-    this.terminal = new Terminal({ convertEol: true, rows: 20, fontSize: 13, scrollback: 5000, disableStdin: true });
+    this.urls = []; // object URLs of the last run's files, revoked when the next run starts
+    this.terminal = new Terminal({
+      convertEol: true, rows: 20, fontSize: 13, scrollback: 5000, disableStdin: true,
+      // OSC 8 hyperlinks come from the guest: their text can say anything. Never open one;
+      // show where it really points. (No link provider is added: plain text is never a link.)
+      linkHandler: {
+        activate: (event, uri) => this.showLink(uri, true),
+        hover: (event, uri) => this.showLink(uri, false),
+        allowNonHttpProtocols: true,
+      },
+    });
     this.terminal.open($("terminal"));
+  }
+
+  showLink(uri, clicked) {
+    const note = $("link-note");
+    note.replaceChildren(clicked ? "not opened: a link written by the program points to " : "link target: ", guestText(uri));
+    note.hidden = false;
+    note.dataset.clicked = String(clicked);
   }
 
   async load(url) {
@@ -64,9 +119,9 @@ class App {
     this.root = buildRootfs(this.image.layers);
     const c = this.image.config;
     $("image-id").textContent = this.image.id.slice(0, 19);
-    $("image-tag").textContent = this.image.tag || "(untagged)";
-    $("command").placeholder = quote(c.entrypoint.concat(c.cmd)) || "command";
-    $("workdir").textContent = c.workingDir;
+    $("image-tag").textContent = visible(this.image.tag || "(untagged)");
+    $("command").placeholder = visible(quote(c.entrypoint.concat(c.cmd))) || "command";
+    $("workdir").textContent = visible(c.workingDir);
     setStatus("ready", "ready");
   }
 
@@ -78,67 +133,119 @@ class App {
     return this.modules.get(program.node);
   }
 
+  /** End every worker there is (only the current run's should exist). */
+  terminateAll() {
+    for (const worker of this.workers) worker.terminate();
+    this.workers.clear();
+  }
+
   async run(line, stdin, timeout) {
-    if (this.worker) return;
-    $("error").hidden = true;
-    const record = { command: line, stdout: "", stderr: "", exitCode: null, durationMs: null, trap: null, files: [], done: false, firstOutputMs: null };
-    const decoders = { stdout: new TextDecoder(), stderr: new TextDecoder() };
+    if (this.current) return null; // one run at a time: claimed here, before any await
+    const record = {
+      command: line, stdout: "", stderr: "", exitCode: null, durationMs: null, trap: null, files: [], done: false, firstOutputMs: null,
+      stdoutTruncated: false, stderrTruncated: false, stdoutBytes: 0, stderrBytes: 0, filesTruncated: false, diskFull: false,
+    };
+    this.current = record;
     this.runs.push(record);
+    this.freeFiles();
+    $("error").hidden = true;
+    $("link-note").hidden = true;
+    $("run").disabled = true;
+    $("stop").disabled = false;
     const t0 = performance.now();
+    const decoders = { stdout: new TextDecoder(), stderr: new TextDecoder() };
+    const tails = { stdout: null, stderr: null }; // the last posted tail of each stream
+    let worker = null;
+    let timer = null;
+    let resolve;
+    const finished = new Promise((r) => { resolve = r; });
+    const end = (exitCode, note, result = {}) => {
+      if (record.done) return;
+      if (worker) {
+        worker.terminate();
+        this.workers.delete(worker);
+      }
+      this.terminateAll();
+      clearTimeout(timer);
+      record.stdout += decoders.stdout.decode();
+      record.stderr += decoders.stderr.decode();
+      for (const stream of ["stdout", "stderr"]) this.endStream(record, stream, tails[stream]);
+      Object.assign(record, {
+        exitCode, trap: note, durationMs: result.durationMs ?? performance.now() - t0, files: result.files || [], done: true,
+        filesTruncated: !!result.filesTruncated, diskFull: !!result.diskFull,
+      });
+      this.current = null;
+      this.stop = null;
+      this.finish(record);
+      resolve(record);
+    };
+    this.stop = () => end(STOPPED_EXIT_CODE, "stopped");
     let argv, env, path, workdir, program;
     try {
       ({ argv, env, path, workdir } = plan(this.image.config, shellWords(line)));
       program = findProgram(this.root, argv[0], path, workdir);
     } catch (e) {
-      if (!(e instanceof RunError)) throw e;
-      Object.assign(record, { exitCode: e.exitCode, trap: e.message, durationMs: 0, done: true });
-      this.finish(record);
+      if (!(e instanceof RunError)) { end(125, `the launcher failed: ${e.message}`); throw e; }
+      end(e.exitCode, e.message, { durationMs: 0 });
       showError(e.message);
       return record;
     }
-    this.terminal.write(`\x1b[2m$ ${quote(argv)}\x1b[0m\n`);
-    setStatus("compiling", `compiling ${program.guest} (${size(program.node.data.length)})…`);
-    const { module, cwdSlot } = await this.compiled(program);
+    this.terminal.write(`\x1b[2m$ ${visible(quote(argv))}\x1b[0m\n`);
+    setStatus("compiling", `compiling ${visible(program.guest)} (${size(program.node.data.length)})…`);
+    let compiled;
+    try {
+      compiled = await this.compiled(program);
+    } catch (e) {
+      end(125, `cannot compile ${program.guest}: ${e.message}`);
+      showError(record.trap);
+      return record;
+    }
+    if (record.done) return record; // stopped while compiling
     setStatus("running", "running…");
-    $("run").disabled = true;
-    $("stop").disabled = false;
-    const worker = new Worker(new URL("worker.js", document.baseURI));
-    this.worker = worker;
-    const finished = new Promise((resolve) => {
-      const end = (exitCode, note, files = [], durationMs = performance.now() - t0) => {
-        if (this.worker !== worker) return;
-        worker.terminate();
-        this.worker = null;
-        clearTimeout(timer);
-        Object.assign(record, { exitCode, trap: note, durationMs, files, done: true });
-        record.stdout += decoders.stdout.decode();
-        record.stderr += decoders.stderr.decode();
-        this.finish(record);
-        resolve(record);
-      };
-      // Like `boxer run --timeout`: the clock starts when the guest does, not while it loads.
-      let timer = null;
-      this.stop = () => end(STOPPED_EXIT_CODE, "stopped");
-      worker.onmessage = ({ data: msg }) => {
-        if (msg.type === "started") {
-          if (timeout > 0) timer = setTimeout(() => end(TIMEOUT_EXIT_CODE, `timed out after ${timeout}s`), timeout * 1000);
-        } else if (msg.type === "stdout" || msg.type === "stderr") {
-          if (record.firstOutputMs === null) record.firstOutputMs = performance.now();
-          record[msg.type] += decoders[msg.type].decode(msg.data, { stream: true });
-          if (msg.type === "stderr") this.terminal.write("\x1b[31m");
-          this.terminal.write(msg.data);
-          if (msg.type === "stderr") this.terminal.write("\x1b[0m");
-        } else if (msg.type === "done") {
-          end(msg.exitCode, msg.trap, msg.files, msg.durationMs);
-        } else if (msg.type === "error") {
-          end(msg.exitCode, msg.message);
-          showError(msg.message);
-        }
-      };
-      worker.onerror = (e) => { e.preventDefault(); end(125, `the launcher failed: ${e.message}`); showError(e.message); };
-    });
-    worker.postMessage({ module, root: this.root, argv, env, workdir, cwdSlot, stdin, outDir: OUT_DIR });
+    this.terminateAll();
+    worker = new Worker(new URL("worker.js", document.baseURI));
+    this.workers.add(worker);
+    this.workersStarted += 1;
+    worker.onmessage = ({ data: msg }) => {
+      if (record.done) return;
+      if (msg.type === "started") {
+        // Like `boxer run --timeout`: the clock starts when the guest does, not while it loads.
+        if (timeout > 0) timer = setTimeout(() => end(TIMEOUT_EXIT_CODE, `timed out after ${timeout}s`), timeout * 1000);
+      } else if (msg.type === "stdout" || msg.type === "stderr") {
+        if (record.firstOutputMs === null) record.firstOutputMs = performance.now();
+        record[msg.type] += decoders[msg.type].decode(msg.data, { stream: true });
+        record[msg.type + "Bytes"] += msg.data.byteLength;
+        if (msg.type === "stderr") this.terminal.write("\x1b[31m");
+        this.terminal.write(msg.data);
+        if (msg.type === "stderr") this.terminal.write("\x1b[0m");
+      } else if (msg.type === "tail") {
+        tails[msg.stream] = msg;
+      } else if (msg.type === "done") {
+        end(msg.exitCode, msg.trap, msg);
+      } else if (msg.type === "error") {
+        end(msg.exitCode, msg.message);
+        showError(msg.message);
+      }
+    };
+    worker.onerror = (e) => { e.preventDefault(); end(125, `the launcher failed: ${e.message}`); showError(e.message); };
+    worker.postMessage({ module: compiled.module, root: this.root, argv, env, workdir, cwdSlot: compiled.cwdSlot, stdin, outDir: OUT_DIR, limits: this.limits });
     return finished;
+  }
+
+  /** The rest of a stream after its head: all of it if it fit, else a marker and the tail. */
+  endStream(record, stream, tail) {
+    if (!tail) return;
+    const text = new TextDecoder().decode(tail.data);
+    record[stream + "Bytes"] = tail.total;
+    if (tail.truncated) {
+      record[stream + "Truncated"] = true;
+      const shown = record[stream].length ? `the first ${size(this.limits.maxOutput - Math.floor(this.limits.maxOutput / 4))} and the last ${size(tail.data.byteLength)}` : "";
+      this.terminal.write(`\n\x1b[33m[boxer: ${stream} truncated at ${this.limits.maxOutput} bytes: ${tail.total} bytes written, ${shown} kept]\x1b[0m\n`);
+    }
+    record[stream] += text;
+    if (stream === "stderr") this.terminal.write("\x1b[31m");
+    this.terminal.write(tail.data);
+    if (stream === "stderr") this.terminal.write("\x1b[0m");
   }
 
   finish(record) {
@@ -149,10 +256,27 @@ class App {
     code.dataset.code = String(record.exitCode);
     code.className = record.exitCode === 0 ? "ok" : "fail";
     $("duration").textContent = `${record.durationMs.toFixed(0)} ms`;
-    $("note").textContent = record.trap || "";
-    if (record.trap) this.terminal.write(`\x1b[33mboxer: ${record.trap}\x1b[0m\n`);
+    $("note").textContent = visible(record.trap || "");
+    const cut = ["stdout", "stderr"].filter((s) => record[s + "Truncated"]).map((s) => `${s} truncated`);
+    if (record.filesTruncated) cut.push("some /out files left out (over the size limit)");
+    $("truncated").textContent = cut.join(" · ");
+    $("truncated").hidden = !cut.length;
+    if (record.trap) this.terminal.write(`\x1b[33mboxer: ${visible(record.trap)}\x1b[0m\n`);
     this.showFiles(record.files);
     setStatus("done", "done");
+  }
+
+  /** Forget the last run's files: its list, previews and object URLs, and its bytes (the
+   *  record keeps each path and size). */
+  freeFiles() {
+    $("files").replaceChildren();
+    $("preview").replaceChildren();
+    $("files-none").hidden = false;
+    for (const url of this.urls) URL.revokeObjectURL(url);
+    this.urls = [];
+    for (const record of this.runs) {
+      record.files = record.files.map((f) => ({ path: f.path, size: f.size ?? f.data?.byteLength ?? 0 }));
+    }
   }
 
   showFiles(files) {
@@ -160,13 +284,11 @@ class App {
     const preview = $("preview");
     list.replaceChildren();
     preview.replaceChildren();
-    for (const url of this.urls) URL.revokeObjectURL(url);
     const blobUrl = (data, type) => {
       const url = URL.createObjectURL(new Blob([data], { type }));
       this.urls.push(url);
       return url;
     };
-    this.urls = [];
     $("files-none").hidden = files.length > 0;
     for (const f of files.sort((a, b) => (a.path < b.path ? -1 : 1))) {
       const name = f.path.split("/").pop();
@@ -175,45 +297,67 @@ class App {
       const link = document.createElement("a");
       // Downloads are opaque bytes: never a document of this page's origin.
       link.href = blobUrl(f.data, "application/octet-stream");
-      link.download = name;
-      link.textContent = f.path;
-      li.append(link, ` ${size(f.data.length)}`);
+      link.download = downloadName(name);
+      link.append(guestText(f.path));
+      const bytes = document.createElement("span");
+      bytes.className = "size";
+      bytes.textContent = size(f.data.length);
+      li.append(link, " ", bytes);
       list.append(li);
       if (ext === "html" || ext === "htm") {
-        const frame = document.createElement("iframe");
-        // No allow-same-origin: the document gets an opaque origin and cannot touch this page.
-        frame.setAttribute("sandbox", "allow-scripts");
-        frame.setAttribute("referrerpolicy", "no-referrer");
-        frame.title = f.path;
-        frame.srcdoc = `<meta http-equiv="Content-Security-Policy" content="${PREVIEW_CSP}">` + new TextDecoder().decode(f.data);
-        preview.append(figure(f.path, frame));
+        preview.append(this.htmlPreview(f));
       } else if (IMAGE_TYPES[ext]) {
         const img = document.createElement("img");
         img.src = blobUrl(f.data, IMAGE_TYPES[ext]);
-        img.alt = f.path;
+        img.alt = visible(f.path);
         preview.append(figure(f.path, img));
       }
     }
+  }
+
+  htmlPreview(f) {
+    const html = new TextDecoder().decode(f.data);
+    const frame = inertFrame(html, visible(f.path));
+    const fig = frame ? figure(f.path, frame) : figure(f.path, Object.assign(document.createElement("p"), {
+      className: "meta", textContent: "this file cannot be previewed safely: download it",
+    }));
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "run-scripts";
+    button.textContent = "Run this file's scripts";
+    const warning = document.createElement("span");
+    warning.className = "meta";
+    warning.textContent = " shown without scripts; its scripts would run apart from this page, but could still send data out (WebRTC, navigation)";
+    button.addEventListener("click", () => {
+      const ok = confirm(`Run the scripts of ${visible(f.path)}?\n\nThey run in a sandbox that cannot read this page, ` +
+        "but the browser still lets them send data to other computers (WebRTC) and open connections. Only for files you trust.");
+      if (!ok) return;
+      const scripted = scriptFrame(html, visible(f.path), this.previewUrl);
+      fig.firstChild.replaceWith(scripted);
+      button.remove();
+      warning.textContent = " scripts running";
+    });
+    fig.querySelector("figcaption").append(" ", button, warning);
+    return fig;
   }
 }
 
 function figure(caption, content) {
   const fig = document.createElement("figure");
   const cap = document.createElement("figcaption");
-  cap.textContent = caption;
+  cap.append(guestText(caption));
   fig.append(content, cap);
   return fig;
 }
 
 async function main() {
-  const app = new App();
+  const app = new App(limitsOf(document.body.dataset), document.body.dataset.preview || "preview.html");
   const hooks = { app, runs: app.runs, ready: null };
   window.boxer = hooks;
   const submit = async () => {
     try {
       await app.run($("command").value, new TextEncoder().encode($("stdin").value), parseFloat($("timeout").value) || 0);
     } catch (e) {
-      $("run").disabled = false;
       showError(`the launcher failed: ${e.message}`);
     }
   };

@@ -1,6 +1,14 @@
 // One run, in its own Web Worker: a private copy of the image's filesystem (structured-cloned
 // into this worker, so nothing a run writes outlives it), the WASI preview1 imports of
 // @bjorn3/browser_wasi_shim and nothing else, then `_start`. Output is posted as it comes.
+//
+// Limits, as `boxer run` applies them (the page passes them in):
+// - stdout and stderr: `Capped` keeps the first part and the last part of each stream within
+//   `maxOutput` bytes; what is in between is counted and dropped here, never posted.
+// - the in-memory filesystem: every change of a file's size goes through `File.data`'s setter
+//   and every new name through `Entries.set`, both charged to the run's `Quota` (bytes and
+//   entries); growth past a limit throws `QuotaExceeded` before the bytes are allocated, and
+//   keeps throwing on every later write (a module that catches JS exceptions gains nothing).
 
 import { WASI, File, Directory, PreopenDirectory, OpenFile, ConsoleStdout } from "@bjorn3/browser_wasi_shim";
 import { lookup, makeDirs } from "./tar.js";
@@ -9,6 +17,138 @@ import { setCwd } from "./wasicwd.js";
 const WASI_MODULE = "wasi_snapshot_preview1";
 const ERRNO_NOTSUP = 58;
 const TRAP_EXIT_CODE = 134;
+const MAX_FILES_BYTES = 256 << 20; // /out files returned when no max-output is set (as launcher.py)
+const TAIL_EVERY_MS = 250; // how often the kept tail of a truncated stream is posted while it runs
+
+class QuotaExceeded extends Error {}
+
+/** What this run's filesystem may grow by: bytes of file data and names created. Inactive
+ *  until `arm()` (the image's own files are not charged). */
+class Quota {
+  constructor(disk, entries) {
+    Object.assign(this, { disk, entries, bytes: 0, created: 0, armed: false, exceeded: null });
+  }
+
+  arm() { this.armed = true; }
+
+  fail(message) {
+    this.exceeded = this.exceeded || new QuotaExceeded(message);
+    throw this.exceeded;
+  }
+
+  /** Check (without charging) that a file may grow from `from` to `to` bytes. */
+  room(from, to) {
+    if (!this.armed) return;
+    if (this.exceeded) throw this.exceeded;
+    if (to - from > 0 && this.bytes + (to - from) > this.disk) this.fail(`wrote more than the ${this.disk}-byte disk limit`);
+  }
+
+  /** Charge a size change of `delta` bytes (negative when a file shrinks). */
+  charge(delta) {
+    if (!this.armed) return;
+    this.room(0, delta);
+    this.bytes += delta;
+  }
+
+  entry() {
+    if (!this.armed) return;
+    if (this.exceeded) throw this.exceeded;
+    if (this.created + 1 > this.entries) this.fail(`created more than ${this.entries} files and directories (the page's limit)`);
+    this.created += 1;
+  }
+}
+
+let quota = new Quota(Infinity, Infinity);
+
+/** A directory's names: every new one is charged to the quota. */
+class Entries extends Map {
+  set(name, inode) {
+    if (!this.has(name)) quota.entry();
+    return super.set(name, inode);
+  }
+}
+
+// The single places where the shim's filesystem grows: a File's `data` is replaced (write,
+// pwrite, allocate, set_size, O_TRUNC all assign it), and a Directory's map gains a name.
+Object.defineProperty(File.prototype, "data", {
+  configurable: true,
+  get() { return this._data; },
+  set(bytes) {
+    quota.charge(bytes.byteLength - (this._data ? this._data.byteLength : 0));
+    this._data = bytes;
+  },
+});
+Object.defineProperty(Directory.prototype, "contents", {
+  configurable: true,
+  get() { return this._entries; },
+  set(map) {
+    if (map instanceof Entries) { this._entries = map; return; }
+    const entries = new Entries();
+    for (const [name, inode] of map) Map.prototype.set.call(entries, name, inode);
+    this._entries = entries;
+  },
+});
+// ...and checked before the shim allocates the grown copy (an offset of 2^40 must not be tried).
+for (const [name, end] of [
+  ["fd_write", function (data) { return this.file_pos + BigInt(data.byteLength); }],
+  ["fd_pwrite", function (data, offset) { return BigInt(offset) + BigInt(data.byteLength); }],
+  ["fd_allocate", function (offset, len) { return BigInt(offset) + BigInt(len); }],
+  ["fd_filestat_set_size", function (size) { return BigInt(size); }],
+]) {
+  const original = OpenFile.prototype[name];
+  OpenFile.prototype[name] = function (...args) {
+    quota.room(this.file.data.byteLength, Number(end.apply(this, args)));
+    return original.apply(this, args);
+  };
+}
+
+/** One output stream: the first `cap - cap/4` bytes are posted as they come, the last `cap/4`
+ *  are kept in a ring and posted (as "tail") every TAIL_EVERY_MS and at the end. */
+class Capped {
+  constructor(type, cap) {
+    this.type = type;
+    this.tailCap = Math.floor(cap / 4);
+    this.headCap = cap - this.tailCap;
+    this.ring = new Uint8Array(this.tailCap);
+    Object.assign(this, { total: 0, kept: 0, pos: 0, posted: 0 });
+  }
+
+  write(data) {
+    const start = this.total;
+    this.total += data.byteLength;
+    if (start < this.headCap) {
+      const head = data.slice(0, Math.min(data.byteLength, this.headCap - start));
+      postMessage({ type: this.type, data: head }, [head.buffer]);
+      data = data.subarray(head.byteLength);
+    }
+    if (!data.byteLength || !this.tailCap) return;
+    if (data.byteLength >= this.tailCap) {
+      this.ring.set(data.subarray(data.byteLength - this.tailCap));
+      this.pos = 0;
+      this.kept = this.tailCap;
+    } else {
+      const first = Math.min(data.byteLength, this.tailCap - this.pos);
+      this.ring.set(data.subarray(0, first), this.pos);
+      this.ring.set(data.subarray(first), 0);
+      this.pos = (this.pos + data.byteLength) % this.tailCap;
+      this.kept = Math.min(this.tailCap, this.kept + data.byteLength);
+    }
+    if (performance.now() - this.posted > TAIL_EVERY_MS) this.flush();
+  }
+
+  /** Post the kept tail (a copy, in order) and the total so far. */
+  flush() {
+    this.posted = performance.now();
+    if (this.total <= this.headCap) return;
+    const tail = new Uint8Array(this.kept);
+    const start = (this.pos - this.kept + this.tailCap) % this.tailCap;
+    const first = Math.min(this.kept, this.tailCap - start);
+    tail.set(this.ring.subarray(start, start + first));
+    tail.set(this.ring.subarray(0, this.kept - first), first);
+    postMessage({ type: "tail", stream: this.type, data: tail, total: this.total, truncated: this.total > this.headCap + this.tailCap },
+      [tail.buffer]);
+  }
+}
 
 /** The tree as shim inodes. Files are copied (File() copies its data); a symlink becomes
  *  another name for what it resolves to inside the root, and is dropped if that is missing. */
@@ -21,7 +161,7 @@ function materialize(root) {
     if (node.type === "file") {
       inode = new File(node.data);
     } else {
-      const contents = new Map();
+      const contents = new Entries();
       for (const [name, child] of node.entries) {
         if (child.type === "symlink") links.push([contents, path + "/" + name]);
         else contents.set(name, build(child, path + "/" + name));
@@ -45,15 +185,29 @@ function materialize(root) {
   return preopen;
 }
 
-function collect(dir, path, out) {
-  for (const [name, inode] of dir.contents) {
-    if (inode instanceof File) out.push({ path: path + "/" + name, data: inode.data.slice() });
-    else if (inode instanceof Directory) collect(inode, path + "/" + name, out);
+/** The files under `dir`, at most `budget` bytes in all (larger ones are left out and flagged),
+ *  iteratively (a guest can nest directories deeply). Hard links are listed once per name. */
+function collect(dir, path, budget) {
+  const files = [];
+  let truncated = false;
+  const todo = [[dir, path]];
+  while (todo.length) {
+    const [d, p] = todo.pop();
+    for (const [name, inode] of d.contents) {
+      if (inode instanceof Directory) todo.push([inode, p + "/" + name]);
+      else if (!(inode instanceof File)) continue;
+      else if (inode.data.byteLength > budget) truncated = true;
+      else {
+        budget -= inode.data.byteLength;
+        files.push({ path: p + "/" + name, data: inode.data.slice() });
+      }
+    }
   }
-  return out;
+  return { files, truncated };
 }
 
-function run({ module, root, argv, env, workdir, cwdSlot, stdin, outDir }) {
+function run({ module, root, argv, env, workdir, cwdSlot, stdin, outDir, limits }) {
+  quota = new Quota(limits.disk, limits.entries);
   for (const imp of WebAssembly.Module.imports(module)) {
     if (imp.module !== WASI_MODULE) {
       throw Object.assign(new Error(`${argv[0]}: imports ${imp.module}.${imp.name}, which is not WASI preview1: only WASI programs run here`), { exitCode: 126 });
@@ -62,11 +216,10 @@ function run({ module, root, argv, env, workdir, cwdSlot, stdin, outDir }) {
   if (!makeDirs(root, workdir)) throw new Error(`the working directory ${workdir} is not a directory`);
   if (outDir) makeDirs(root, outDir);
   const preopen = materialize(root);
-  const send = (type) => new ConsoleStdout((data) => {
-    const copy = data.slice();
-    postMessage({ type, data: copy }, [copy.buffer]);
-  });
-  const wasi = new WASI(argv, env, [new OpenFile(new File(stdin)), send("stdout"), send("stderr"), preopen], { debug: false });
+  const streams = [new Capped("stdout", limits.maxOutput), new Capped("stderr", limits.maxOutput)];
+  const [stdout, stderr] = streams.map((stream) => new ConsoleStdout((data) => stream.write(data)));
+  const wasi = new WASI(argv, env, [new OpenFile(new File(stdin)), stdout, stderr, preopen], { debug: false });
+  quota.arm();
   for (const name of ["sock_accept", "sock_recv", "sock_send", "sock_shutdown"]) wasi.wasiImport[name] = () => ERRNO_NOTSUP;
   const missing = WebAssembly.Module.imports(module).find((imp) => !(imp.name in wasi.wasiImport));
   if (missing) throw Object.assign(new Error(`${argv[0]}: needs WASI function ${missing.name}, which this launcher does not provide`), { exitCode: 126 });
@@ -86,6 +239,11 @@ function run({ module, root, argv, env, workdir, cwdSlot, stdin, outDir }) {
     exitCode = TRAP_EXIT_CODE;
     trap = e instanceof Error ? e.message : String(e);
   }
+  if (quota.exceeded) { // also when the module caught the exception and went on to exit
+    exitCode = TRAP_EXIT_CODE;
+    trap = quota.exceeded.message;
+  }
+  for (const stream of streams) stream.flush();
   if (exitCode > 125 && trap === null) {
     trap = `exit with invalid exit status outside of [0..126): ${exitCode}`;
     exitCode = TRAP_EXIT_CODE;
@@ -93,8 +251,10 @@ function run({ module, root, argv, env, workdir, cwdSlot, stdin, outDir }) {
   const durationMs = performance.now() - started;
   let dir = outDir ? preopen.dir : null;
   for (const part of (outDir || "").split("/").filter(Boolean)) dir = dir instanceof Directory ? dir.contents.get(part) : null;
-  const files = dir instanceof Directory ? collect(dir, outDir, []) : [];
-  postMessage({ type: "done", exitCode, durationMs, trap, files }, files.map((f) => f.data.buffer));
+  const budget = Math.min(limits.filesBudget, limits.disk, MAX_FILES_BYTES);
+  const { files, truncated } = dir instanceof Directory ? collect(dir, outDir, budget) : { files: [], truncated: false };
+  postMessage({ type: "done", exitCode, durationMs, trap, files, filesTruncated: truncated, diskFull: !!quota.exceeded },
+    files.map((f) => f.data.buffer));
 }
 
 self.onmessage = (event) => {
