@@ -36,6 +36,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from boxer_py import locations
+from boxer_py.builder import sdist
 from boxer_py.image.rootfs import copy_tree, resolve, within
 
 MAX_REQUIREMENTS_FILE = 1 << 20  # bytes of one requirements or constraints file
@@ -108,6 +109,7 @@ class _Request:
     wheels: list[str] = field(default_factory=list)  # host paths of wheels inside the rootfs
     tools: list[str] = field(default_factory=list)  # pip itself: not needed in the image
     skipped: list[str] = field(default_factory=list)  # requirements whose markers exclude the guest
+    sources: list[tuple[str, str, bool]] = field(default_factory=list)  # (guest path, [extras], -e): sdist.py
     count: int = 0
 
     def add_option(self, *option: str) -> None:
@@ -120,9 +122,10 @@ class _Request:
         self.options += option
 
 
-def pip(args: list[str], root: Path, env: dict[str, str], cwd: str) -> PipResult:
+def pip(args: list[str], root: Path, env: dict[str, str], cwd: str, sandbox: sdist.Sandbox | None = None) -> PipResult:
     """Run `pip ARGS` for the image at `root` (args exclude the `pip` itself); `env` and `cwd`
-    are the RUN's (the guest's), never the host's."""
+    are the RUN's (the guest's), never the host's. With a `sandbox`, local projects and what
+    has only source on the index are built there (sdist.py); without one they are refused."""
     if not args or args[0] != "install":
         what = args[0] if args else "(no command)"
         if args and args[0] in ("--version", "-V"):
@@ -132,9 +135,9 @@ def pip(args: list[str], root: Path, env: dict[str, str], cwd: str) -> PipResult
     site = _site_packages(env)
     marker_env = marker_environment(version)
     request = _Request()
-    _parse_command(args[1:], request, _Parse(root, env, cwd, marker_env))
+    _parse_command(args[1:], request, _Parse(root, env, cwd, marker_env, sources=sandbox is not None))
     python = ".".join(version.split(".")[:2])
-    if not request.requirements and not request.wheels:
+    if not request.requirements and not request.wheels and not request.sources:
         if request.tools:
             return PipResult(0, b"pip: nothing to install for the image (pip itself is not needed)\n")
         if request.skipped:
@@ -155,19 +158,32 @@ def pip(args: list[str], root: Path, env: dict[str, str], cwd: str) -> PipResult
             (work / "constraints.txt").write_text("\n".join(request.constraints) + "\n")
             command += ["-c", str(work / "constraints.txt")]
         command += request.wheels
+        builds = sdist.Builds(sandbox, work / "built", version, marker_env, request.options) if sandbox else None
+        for guest, extras, editable in request.sources:
+            assert builds is not None  # sources are parsed only with a sandbox
+            try:
+                command.append(str(builds.local(posixpath.normpath(posixpath.join(cwd, guest)), editable)) + extras)
+            except sdist.SourceRefused as e:
+                raise PipRefused(f"pip install: {guest}: {e}") from None
         argv = [sys.executable, "-I", "-c", _PIP_MAIN, json.dumps(marker_env),
                 "install", "--isolated", "--no-input", "--disable-pip-version-check", "--keyring-provider=disabled",
                 "--cache-dir", os.path.join(locations.cache_dir(), "pip"),
                 "--target", str(target), "--only-binary=:all:",
                 "--platform", "any", "--platform", "wasi_0_0_0_wasm32", "--python-version", python,
                 "--implementation", "cp", "--abi", "none", "--abi", "abi3", "--abi", "cp" + python.replace(".", ""),
-                "--no-compile", "--no-warn-script-location", "--quiet", *command]
-        try:
-            proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                  cwd=work / "cwd", env=_host_environment(work), timeout=PIP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            return PipResult(1, f"pip install: the build host's pip took more than {PIP_TIMEOUT}s\n".encode())
-        output = proc.stdout
+                "--no-compile", "--no-warn-script-location", *([] if builds else ["--quiet"]), *command]
+        for _ in range(sdist.MAX_ROUNDS):  # each round builds from source what the last one lacked
+            try:
+                proc = subprocess.run(argv + (builds.find_links() if builds else []), stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=work / "cwd",
+                                      env=_host_environment(work), timeout=PIP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                return PipResult(1, f"pip install: the build host's pip took more than {PIP_TIMEOUT}s\n".encode())
+            if proc.returncode == 0 or not builds or not builds.after_failure(proc.stdout):
+                break
+        output = (sdist.shown(proc.stdout) + "".join(f"{x}\n" for x in builds.log).encode()) if builds else proc.stdout
+        if proc.returncode != 0 and builds and builds.failure:
+            return PipResult(proc.returncode, output + f"pip install: {builds.failure}\n".encode())
         if proc.returncode != 0:
             missing = re.findall(rb"No matching distribution found for ([^\s]+)", output)
             if missing:
@@ -239,6 +255,7 @@ class _Parse:
     cwd: str
     markers: dict[str, str]
     seen: set[tuple[str, bool]] = field(default_factory=set)
+    sources: bool = False  # local projects and sdists of the image may be named (built in the sandbox)
 
 
 def _options(tokens: list[str], where: str):
@@ -280,8 +297,20 @@ def _refuse_option(name: str, value: str | None, where: str):
 
 
 def _parse_command(args: list[str], request: _Request, ctx: _Parse) -> None:
+    editable = None  # a -e still waiting for its project (local ones are built in the sandbox: sdist.py)
     for name, value in _options(args, ""):
-        if name is None:
+        local = sdist.local_source(value) if ctx.sources and name in (None, "-e", "--editable") and value else None
+        if editable is not None or name in ("-e", "--editable") and ctx.sources and value is not None:
+            if local is None or name not in (None, "-e", "--editable"):
+                _refuse_option(editable or str(name), value, "")
+                return
+            request.sources.append((*local, True))
+            editable = None
+        elif name in ("-e", "--editable") and ctx.sources:
+            editable = name
+        elif local is not None:
+            request.sources.append((*local, False))
+        elif name is None:
             _requirement(value, request, ctx, "")
         elif name in _PASSED_FLAGS and value is None:
             request.add_option(_PASSED_FLAGS[name])
@@ -295,6 +324,8 @@ def _parse_command(args: list[str], request: _Request, ctx: _Parse) -> None:
             _common_option(name, value, request, "")
         else:
             _refuse_option(name, value, "")
+    if editable is not None:
+        raise PipRefused(f"pip install: {editable} needs a project directory")
 
 
 def _common_option(name: str, value: str | None, request: _Request, where: str) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from boxer_py.builder.pip import PipRefused, pip
+from boxer_py.builder.sdist import Sandbox
 from boxer_py.dockerfile.plan import RunStep
 from boxer_py.errors import BoxerError, BuildError, RunError
 from boxer_py.image.config import DEFAULT_PATH, is_root
@@ -59,6 +60,8 @@ def _is_pip(argv: list[str]) -> int:
         return 1
     if name.startswith("python") and argv[1:3] == ["-m", "pip"]:
         return 3
+    if name.startswith("python") and argv[1:3] == ["setup.py", "install"]:
+        return -1  # built in the sandbox as `pip install .` would (sdist.py)
     return 0
 
 
@@ -75,8 +78,9 @@ class Commands:
         name = posixpath.basename(inv.argv[0])
         words = _is_pip(inv.argv)
         if words:
+            args = ["install", "."] if words < 0 else inv.argv[words:]
             try:
-                done = pip(inv.argv[words:], self.root, inv.env, inv.cwd)
+                done = pip(args, self.root, inv.env, inv.cwd, Sandbox(self.root, self.runner, inv.env))
             except PipRefused as e:
                 raise BuildError(str(e)) from None
             return Completed(done.exit_code, done.output)

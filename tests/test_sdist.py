@@ -1,0 +1,237 @@
+"""Packages whose C code is optional, sdist-only projects and local projects install in their
+pure-Python form: their source is built into a wheel inside the sandbox (the image's CPython
+under Wasmtime, no compiler), never on the build host (issue 16 item 3). Real pip, the real
+package index, real Wasmtime; a local index on 127.0.0.1 for what fails."""
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import subprocess
+import sys
+import tarfile
+import threading
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+import boxer_py
+from boxer_py.errors import BoxerError
+
+
+def run_py(boxer, image, code):
+    r = boxer("run", str(image), "python", "-c", code)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r.stdout
+
+
+def build_logged(make_context, tmp_path, cache_dir, dockerfile, files=None, name="ctx"):
+    """Build with the library; (image path, build log lines)."""
+    ctx = make_context(dockerfile, files, name=name)
+    out = tmp_path / f"{name}.wasm"
+    log: list[str] = []
+    boxer_py.build(ctx, out, cache_dir=cache_dir, progress=log.append)
+    return out, log
+
+
+def test_a_flask_app_gets_markupsafe_in_its_pure_python_form(make_context, tmp_path, cache_dir, boxer):
+    image, log = build_logged(make_context, tmp_path, cache_dir,
+                              "FROM python:3.12\nWORKDIR /app\nCOPY requirements.txt .\n"
+                              "RUN pip install --no-cache-dir -r requirements.txt\n",
+                              {"requirements.txt": "flask\n"})
+    text = "\n".join(log)
+    assert re.search(r"building markupsafe \S+ from source in the sandbox \(pure Python: no compiler in "
+                     r"WebAssembly\)", text, re.IGNORECASE), text
+    assert re.search(r"built markupsafe-\S+-py3-none-any\.whl in the sandbox in [0-9.]+s", text), text
+    assert ".boxer-sdist-" not in text.split("installed into")[-1]
+    out = run_py(boxer, image, "import importlib.util, markupsafe, flask\n"
+                               "print(importlib.util.find_spec('markupsafe._speedups'))\n"
+                               "print(markupsafe.escape('<a href=\"x\">'))\n"
+                               "app = flask.Flask('t')\n"
+                               "app.route('/')(lambda: flask.render_template_string('{{ x }}', x='<b>'))\n"
+                               "print(app.test_client().get('/').data.decode())\n")
+    assert out.splitlines() == ["None", "&lt;a href=&#34;x&#34;&gt;", "&lt;b&gt;"], out
+    # nothing of the build is left in the image
+    root = tmp_path / "rootfs"
+    from boxer_py.image.rootfs import unpack
+    unpack(boxer_py.read_image(image), root)
+    assert not list(root.glob(".boxer-*")), list(root.glob(".boxer-*"))
+
+
+def test_pyyaml_and_an_sdist_only_package_build_in_the_sandbox(make_context, tmp_path, cache_dir, boxer):
+    """PyYAML 6.0.2 (C extension optional, no wheel for WASI) and docopt 0.6.2 (only an sdist)."""
+    image, log = build_logged(make_context, tmp_path, cache_dir,
+                              "FROM python:3.12\nRUN pip install PyYAML==6.0.2 docopt==0.6.2\n")
+    text = "\n".join(log)
+    assert re.search(r"building pyyaml 6\.0\.2 from source in the sandbox", text, re.IGNORECASE), text
+    assert re.search(r"building docopt 0\.6\.2 from source in the sandbox", text, re.IGNORECASE), text
+    out = run_py(boxer, image, "import yaml, docopt\n"
+                               "print(yaml.safe_load('a: [1, 2]\\nb: {c: true}'))\n"
+                               "print(yaml.__with_libyaml__)\n"
+                               "print(docopt.docopt('Usage: p <x>', argv=['7']))\n")
+    assert out.splitlines() == ["{'a': [1, 2], 'b': {'c': True}}", "False", "{'<x>': '7'}"], out
+
+
+def _sdist(name: str, version: str, files: dict[str, str]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for rel, text in {"PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n", **files}.items():
+            info = tarfile.TarInfo(f"{name}-{version}/{rel}")
+            info.size = len(text.encode())
+            tar.addfile(info, io.BytesIO(text.encode()))
+    return buf.getvalue()
+
+
+LOCAL_PROJECTS = {
+    # a pyproject.toml project with a dependency from the index, installed with -e
+    "app/pyproject.toml": '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n'
+                          '[project]\nname = "localapp"\nversion = "1.2"\ndependencies = ["six==1.17.0"]\n'
+                          '[tool.setuptools]\npackages = ["localapp"]\n',
+    "app/localapp/__init__.py": "import six\nGREETING = 'hello from localapp ' + six.__version__\n",
+    # a setup.py-only project, installed with `python setup.py install`
+    "legacy/setup.py": "from setuptools import setup\nsetup(name='legacy', version='0.1', py_modules=['legacy'])\n",
+    "legacy/legacy.py": "VALUE = 42\n",
+}
+
+
+def test_local_projects_and_sdists_build_in_the_sandbox(make_context, tmp_path, cache_dir, boxer):
+    """`pip install -e .` (installed non-editable, and said so), `python setup.py install` and
+    `pip install dist/x.tar.gz` of pure-Python projects of the context."""
+    files: dict[str, str | bytes] = dict(LOCAL_PROJECTS)
+    files["dist/tinysd-0.3.tar.gz"] = _sdist("tinysd", "0.3", {
+        "setup.py": "from setuptools import setup\nsetup(name='tinysd', version='0.3', py_modules=['tinysd'])\n",
+        "tinysd.py": "NAME = 'tinysd'\n"})
+    image, log = build_logged(make_context, tmp_path, cache_dir,
+                              "FROM python:3.12\nWORKDIR /src\nCOPY . .\n"
+                              "RUN cd app && pip install -e .\n"
+                              "RUN cd legacy && python setup.py install\n"
+                              "RUN pip install dist/tinysd-0.3.tar.gz\n", files)
+    text = "\n".join(log)
+    assert "installing /src/app as a regular (non-editable) install" in text, text
+    assert "building /src/app from source in the sandbox" in text, text
+    assert "building /src/legacy from source in the sandbox" in text, text
+    assert "building /src/dist/tinysd-0.3.tar.gz from source in the sandbox" in text, text
+    out = run_py(boxer, image, "import os, localapp, legacy, tinysd\n"
+                               "print(localapp.GREETING, legacy.VALUE, tinysd.NAME)\n"
+                               "print(localapp.__file__.startswith('/lib/python3.12/site-packages/'))\n")
+    assert out.splitlines() == ["hello from localapp 1.17.0 42 tinysd", "True"], out
+
+
+def test_a_directory_that_is_no_project_is_a_one_line_error(make_context, tmp_path, cache_dir):
+    ctx = make_context("FROM python:3.12\nWORKDIR /app\nRUN pip install .\n")
+    with pytest.raises(BoxerError) as e:
+        boxer_py.build(ctx, tmp_path / "x.wasm", cache_dir=cache_dir)
+    assert str(e.value).endswith("Dockerfile:3: RUN: pip install: .: building it from source in the sandbox "
+                                 "failed: /app is not a Python project (no pyproject.toml or setup.py)"), e.value
+    assert not (tmp_path / "x.wasm").exists()
+
+
+# --- what cannot be built: pip's own explanation, then one line ------------------------------------------
+
+def _wheel(name: str, version: str, requires: tuple[str, ...] = (), tag: str = "py3-none-any") -> bytes:
+    dist = f"{name}-{version}.dist-info"
+    files = {f"{name}.py": "X = 1\n",
+             f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+                                 + "".join(f"Requires-Dist: {r}\n" for r in requires),
+             f"{dist}/WHEEL": f"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: {tag}\n"}
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for path, text in files.items():
+            z.writestr(path, text)
+        z.writestr(f"{dist}/RECORD", "".join(f"{p},,\n" for p in files) + f"{dist}/RECORD,,\n")
+    return buf.getvalue()
+
+
+class Index:
+    """A PEP 503 index on 127.0.0.1 (links carry #sha256=), logging every request."""
+
+    def __init__(self, files: dict[str, bytes]):
+        self.files, self.requests = files, []
+        index = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                index.requests.append(self.path)
+                listing = re.fullmatch(r"/simple/([^/]+)/?", self.path)
+                served = re.fullmatch(r"/files/([^/]+)", self.path)
+                if listing:
+                    name = listing[1].replace("_", "-").lower()
+                    links = "".join(f'<a href="/files/{f}#sha256={hashlib.sha256(d).hexdigest()}">{f}</a>\n'
+                                    for f, d in index.files.items()
+                                    if re.split(r"-\d", f)[0].replace("_", "-").lower() == name)
+                    body, kind = f"<html><body>\n{links}</body></html>\n".encode(), "text/html"
+                elif served and served[1] in index.files:
+                    body, kind = index.files[served[1]], "application/octet-stream"
+                else:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def setuptools_wheel(tmp_path_factory) -> tuple[str, bytes]:
+    """The real setuptools wheel (the default build backend), for the private index."""
+    dest = tmp_path_factory.mktemp("setuptools")
+    subprocess.run([sys.executable, "-m", "pip", "download", "--isolated", "--only-binary=:all:", "--no-deps",
+                    "-q", "-d", str(dest), "setuptools"], check=True, timeout=300)
+    found = next(dest.glob("setuptools-*.whl"))
+    return found.name, found.read_bytes()
+
+
+@pytest.fixture
+def index(setuptools_wheel):
+    served = Index({
+        setuptools_wheel[0]: setuptools_wheel[1],
+        "webapp-1.0-py3-none-any.whl": _wheel("webapp", "1.0", ("nativeonly>=1",)),
+        "webapp-1.1-py3-none-any.whl": _wheel("webapp", "1.1", ("nativeonly>=1",)),
+        "nativeonly-1.0-cp312-cp312-manylinux_2_17_x86_64.whl": _wheel("nativeonly", "1.0",
+                                                                        tag="cp312-cp312-manylinux_2_17_x86_64"),
+        "usesrc-1.0-py3-none-any.whl": _wheel("usesrc", "1.0", ("srconly==2.0",)),
+        "srconly-2.0.tar.gz": _sdist("srconly", "2.0", {
+            "setup.py": "from setuptools import setup\nsetup(name='srconly', version='2.0', py_modules=['srconly'])\n",
+            "srconly.py": "WHERE = 'built in the sandbox'\n"}),
+    })
+    yield served
+    served.close()
+
+
+def test_a_dependency_with_neither_wheel_nor_source_is_named_with_pips_explanation(
+        make_context, tmp_path, cache_dir, index):
+    ctx = make_context(f"FROM python:3.12\nRUN pip install --index-url {index.url}/simple/ webapp\n")
+    log: list[str] = []
+    with pytest.raises(BoxerError) as e:
+        boxer_py.build(ctx, tmp_path / "x.wasm", cache_dir=cache_dir, progress=log.append)
+    message = str(e.value)
+    assert "\n" not in message
+    assert message.endswith("RUN returned exit code 1: pip install: nativeonly has no pure-Python or WASI wheel "
+                            "for Python 3.12 and no source distribution, so it cannot run in WebAssembly; use a "
+                            "pure-Python alternative"), message
+    text = "\n".join(log)
+    assert "webapp 1.1 depends on nativeonly>=1" in text, text  # pip's explanation, not a bare ResolutionImpossible
+    assert "Collecting" not in text and "Downloading" not in text, text
+
+
+def test_a_dependency_with_only_source_on_a_private_index_builds(make_context, tmp_path, cache_dir, index, boxer):
+    image, log = build_logged(make_context, tmp_path, cache_dir,
+                              f"FROM python:3.12\nRUN pip install --index-url {index.url}/simple/ usesrc\n")
+    assert any("building srconly 2.0 from source in the sandbox" in line for line in log), log
+    assert "/files/srconly-2.0.tar.gz" in index.requests
+    assert run_py(boxer, image, "import usesrc, srconly; print(srconly.WHERE)") == "built in the sandbox\n"
