@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -300,3 +301,83 @@ def test_an_idle_server_leaves(served):
     assert _wait_for(lambda: not _alive(pid), 30)
     assert served.sockets() == []
     assert "server leaves" in served.log()
+
+
+class Dribbler:
+    """A same-user client that sends a run request one byte at a time (the fds with the first
+    byte), as slowly as it likes; `sending` stays true while it is still connected and sending."""
+
+    def __init__(self, path: Path, every: float = 0.25):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(str(path))
+        self.message = client.encode("dribbled", "/", 0o022, ["run", "x.wasm"], {b"PAD": b"x" * 4000})
+        self.every = every
+        self.sending = True
+        self.sent = 0
+        self.null = os.open(os.devnull, os.O_RDWR)
+        self.thread = threading.Thread(target=self._dribble, daemon=True)
+        self.thread.start()
+
+    def _dribble(self) -> None:
+        try:
+            socket.send_fds(self.sock, [self.message[:1]], [self.null] * 3)
+            self.sent = 1
+            while self.sent < len(self.message):
+                time.sleep(self.every)
+                self.sock.send(self.message[self.sent:self.sent + 1])
+                self.sent += 1
+        except OSError:
+            pass
+        finally:
+            self.sending = False
+
+    def close(self) -> None:
+        self.sock.close()
+        self.thread.join(timeout=10)
+        os.close(self.null)
+
+
+def test_a_dribbling_client_holds_no_other_run(served):
+    """The accept loop read each request inline: a client sending its request a byte at a time
+    held every other `boxer run` for as long as it liked (20-24 s in the review). Requests
+    are read off the accept loop now; the dribbler here may take its time (a 600 s request
+    deadline), yet a served run completes while it is still connected and sending."""
+    served.env["BOXER_SERVER_REQUEST_DEADLINE"] = "600"
+    served.start()
+    before = len(served.served_runs())
+    dribbler = Dribbler(served.sockets()[0])
+    try:
+        time.sleep(1)
+        assert dribbler.sending and dribbler.sent > 1
+        r = served("run", str(served.image), "python", "-c", "print('not held')")
+        assert (r.returncode, r.stdout) == (0, "not held\n"), r.stderr
+        assert dribbler.sending, "the run waited for the dribbler to finish"
+        assert len(served.served_runs()) == before + 1  # the server ran it, not the client itself
+    finally:
+        dribbler.close()
+
+
+def test_a_stalled_or_oversized_request_is_dropped(served):
+    """A request must be whole within the deadline (5 s by default) and at most MAX_REQUEST."""
+    served.start()
+    path = served.sockets()[0]
+    null = os.open(os.devnull, os.O_RDWR)
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stalled, \
+                socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as oversized:
+            stalled.connect(str(path))
+            socket.send_fds(stalled, [b"\0\0"], [null] * 3)
+            oversized.connect(str(path))
+            socket.send_fds(oversized, [(64 << 20).to_bytes(4, "big") + b"boxer-run/1"], [null] * 3)
+            oversized.settimeout(10)
+            assert oversized.recv(100) == b""  # refused at once
+            stalled.settimeout(60)
+            started = time.monotonic()
+            assert stalled.recv(100) == b""
+            assert time.monotonic() - started < 30
+    finally:
+        os.close(null)
+    assert "refused: no whole request within 5s" in served.log()
+    assert "refused: not a run request" in served.log()
+    r = served("run", str(served.image), "python", "-c", "print('still serving')")
+    assert (r.returncode, r.stdout) == (0, "still serving\n")

@@ -224,7 +224,7 @@ def _start_later(path: str, key: str) -> None:
     devnull = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
     try:
         # -P: the client's working directory must not be on the server's import path.
-        os.posix_spawn(sys.executable, [sys.executable, "-P", "-m", "boxer_py.server", path, key,
+        os.posix_spawn(sys.executable, [sys.executable, "-P", "-m", "boxer_py.cli.server", path, key,
                                         os.path.abspath(locations.cache_dir())],
                        os.environ, file_actions=devnull, setsid=True)
     except OSError:

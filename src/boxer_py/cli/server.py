@@ -10,6 +10,11 @@ forked from one that has them could hang. It reports a run's death by signal as 
 run whose client went away (and removes what that run left), talks only to processes of
 its own user, and leaves when idle, when its socket is taken over, or when its cache dir
 is gone.
+
+Requests are read off the accept loop: each connection is a non-blocking state in the one
+selector loop (no threads: a process forked from one with threads could hang), and must
+deliver its whole request (at most MAX_REQUEST bytes) within REQUEST_DEADLINE seconds, so a
+client that dribbles or stalls its request delays no other `boxer run`.
 """
 from __future__ import annotations
 
@@ -24,14 +29,26 @@ import struct
 import sys
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from boxer_py.cli import client
 
 IDLE = 600.0  # seconds without runs before the server leaves (BOXER_SERVER_IDLE)
 CHECK_EVERY = 2.0
 MAX_REQUEST = 1 << 20
+REQUEST_DEADLINE = 5.0  # seconds a client has to send its whole request (BOXER_SERVER_REQUEST_DEADLINE)
+MAX_PENDING = 64  # requests being read at once; more connections are refused at once
 LOG_LIMIT = 1 << 20
+
+
+@dataclass
+class _Pending:
+    """A connection whose request is still arriving."""
+
+    conn: socket.socket
+    deadline: float
+    data: bytearray = field(default_factory=bytearray)
+    fds: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -43,7 +60,7 @@ class _Run:
 
 
 class Server:
-    def __init__(self, path: str, key: str, cache_dir: str, idle: float):
+    def __init__(self, path: str, key: str, cache_dir: str, idle: float, request_deadline: float = REQUEST_DEADLINE):
         from boxer_py.cli import main as cli  # everything a run loads, loaded once: that is the point
         from boxer_py.runtime.launcher import Launcher
 
@@ -53,9 +70,11 @@ class Server:
         self.key = key
         self.cache_dir = cache_dir
         self.idle = idle
+        self.request_deadline = request_deadline
         self.launcher = Launcher(cache_dir)
         gc.freeze()  # what is loaded now stays shared with the forked runs, not copied into each
         self.runs: dict[int, _Run] = {}
+        self.pending: dict[int, _Pending] = {}  # by the connection's fd
         self.selector = selectors.DefaultSelector()
         self.lock = -1
         self.listener: socket.socket | None = None
@@ -87,15 +106,23 @@ class Server:
     def serve(self) -> None:
         last = time.monotonic()
         while True:
-            for key, _ in self.selector.select(timeout=CHECK_EVERY):
+            wait = CHECK_EVERY
+            if self.pending:
+                wait = max(0.0, min(wait, min(p.deadline for p in self.pending.values()) - time.monotonic()))
+            for key, _ in self.selector.select(timeout=wait):
                 if key.data == "accept":
                     self._accept()
+                elif key.data[0] == "request":
+                    self._receive(key.data[1])
                 elif key.data[0] == "exited":
                     self._reap(key.data[1])
                 else:
                     self._hang_up(key.data[1])
                 last = time.monotonic()
-            if not self.runs and (time.monotonic() - last > self.idle or not self._still_wanted()):
+            now = time.monotonic()
+            for pending in [p for p in self.pending.values() if p.deadline <= now]:
+                self._refuse(pending, f"no whole request within {self.request_deadline:g}s")
+            if not self.runs and not self.pending and (now - last > self.idle or not self._still_wanted()):
                 break
         self.close()
 
@@ -117,26 +144,65 @@ class Server:
             return False
 
     def _accept(self) -> None:
-        conn, _ = self.listener.accept()
-        fds: list[int] = []
+        """Take a connection (only from this user) and start reading its request; the
+        request is read by _receive as it arrives, never here."""
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            return
         try:
             uid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
             if uid != os.getuid():
                 raise ValueError(f"a process of user {uid}")
-            conn.settimeout(5)
-            first, fds, _, _ = socket.recv_fds(conn, 65536, 3)
-            size = int.from_bytes(first[:4], "big")
-            if len(fds) != 3 or size > MAX_REQUEST:
+            if len(self.pending) >= MAX_PENDING:
+                raise ValueError(f"{MAX_PENDING} requests already arriving")
+            conn.setblocking(False)
+        except (OSError, ValueError) as e:
+            self.log(f"refused: {e}")
+            conn.close()
+            return
+        pending = _Pending(conn, time.monotonic() + self.request_deadline)
+        self.pending[conn.fileno()] = pending
+        self.selector.register(conn, selectors.EVENT_READ, ("request", pending))
+
+    def _refuse(self, pending: _Pending, why: str) -> None:
+        self.log(f"refused: {why}")
+        self.selector.unregister(pending.conn)
+        del self.pending[pending.conn.fileno()]
+        for fd in pending.fds:
+            os.close(fd)
+        pending.conn.close()
+
+    def _receive(self, pending: _Pending) -> None:
+        """What has arrived of a request (without blocking); once it is whole, the run starts."""
+        try:
+            data, fds, _, _ = socket.recv_fds(pending.conn, 65536, 3)
+        except BlockingIOError:
+            return
+        except OSError as e:
+            self._refuse(pending, f"reading the request: {e}")
+            return
+        pending.fds.extend(fds)
+        pending.data += data
+        size = int.from_bytes(pending.data[:4], "big") if len(pending.data) >= 4 else 0
+        if len(pending.fds) > 3 or size > MAX_REQUEST or (pending.data and not pending.fds):
+            self._refuse(pending, "not a run request")
+            return
+        if not data:
+            self._refuse(pending, "truncated request")
+            return
+        if len(pending.data) < 4 or len(pending.data) < 4 + size:
+            return
+        self.selector.unregister(pending.conn)
+        del self.pending[pending.conn.fileno()]
+        conn, fds = pending.conn, pending.fds
+        try:
+            if len(fds) != 3 or len(pending.data) != 4 + size:
                 raise ValueError("not a run request")
-            body = first[4:]
-            while len(body) < size:
-                data = conn.recv(size - len(body))
-                if not data:
-                    raise ValueError("truncated request")
-                body += data
-            key, cwd, umask, args, env = client.decode(body)
+            key, cwd, umask, args, env = client.decode(bytes(pending.data[4:]))
             if key != self.key:
                 raise ValueError("a client of other code")  # it runs the command itself
+            conn.setblocking(True)
         except (OSError, ValueError) as e:
             self.log(f"refused: {e}")
             for fd in fds:
@@ -177,6 +243,10 @@ class Server:
             run.conn.close()
             os.close(run.pidfd)
             os.close(run.held)
+        for pending in self.pending.values():
+            pending.conn.close()
+            for fd in pending.fds:
+                os.close(fd)
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
             os.close(fd)
@@ -262,7 +332,8 @@ class Server:
 def main() -> None:
     path, key, cache_dir = sys.argv[1:4]
     os.chdir("/")
-    server = Server(path, key, cache_dir, float(os.environ.get("BOXER_SERVER_IDLE") or IDLE))
+    server = Server(path, key, cache_dir, float(os.environ.get("BOXER_SERVER_IDLE") or IDLE),
+                    float(os.environ.get("BOXER_SERVER_REQUEST_DEADLINE") or REQUEST_DEADLINE))
     if server.bind():
         server.serve()
 

@@ -8,7 +8,10 @@ chunks (POST, PATCH with Content-Range, PUT ?digest=) and, when a chunk fails wi
 cut connection, asks the upload where it stands (GET, `Range`) and resumes from there, or
 starts the blob over when the registry lost the upload. Reads are retried too. It never
 trusts what it gets: manifests are checked against the digest asked for (or the one the
-registry names), blobs by the caller against their descriptors.
+registry names), blobs by the caller against their descriptors. Nor does it let the registry
+decide how much it reads: every answer is streamed and read up to a cap (a manifest's
+MAX_MANIFEST, a blob's declared size, which must itself be at most MAX_BLOB, MAX_BODY for
+the rest), and redirects are followed here, without reading their bodies.
 """
 from __future__ import annotations
 
@@ -31,6 +34,9 @@ from boxer_py.registry.reference import Reference
 Progress = Callable[[str], None]
 MANIFEST_ACCEPT = ", ".join([oci.MANIFEST, oci.INDEX, oci.DOCKER_MANIFEST, oci.DOCKER_LIST])
 _PARAM = re.compile(r'(\w+)="([^"]*)"')
+MAX_BODY = 1 << 20  # bytes read of any other answer (an error, a token); the rest is not read
+MAX_REDIRECTS = 10
+_REDIRECTS = (301, 302, 303, 307, 308)
 
 
 class _Retry(Exception):
@@ -51,14 +57,23 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
 
 
+class _Session(requests.Session):
+    """requests, minus its redirect handling: even with allow_redirects=False it reads a
+    redirect's whole body (to find the next request). Registry._send follows them instead."""
+
+    def get_redirect_target(self, resp: requests.Response) -> None:
+        return None
+
+
 class Registry:
     """One repository on one registry, with its auth state; `actions` is "pull" or "pull,push"."""
 
     def __init__(self, ref: Reference, actions: str, credential: Credential | None, options: Options | None = None):
         self.ref, self.actions, self.credential = ref, actions, credential
         self.options = options or Options()
-        self.session = requests.Session()
+        self.session = _Session()
         self.session.headers["User-Agent"] = "boxer-py"
+        self.session.headers["Accept-Encoding"] = "identity"  # digests are of the bytes as sent
         self.session.verify = not self.options.insecure
         self.base = ""
         self.authorization: str | None = None
@@ -102,16 +117,33 @@ class Registry:
             raise RegistryError(f"{self.ref.registry}: TLS failed{hint}")
         raise RegistryError(f"{self.ref.registry}: cannot connect ({_reason(last)})")
 
-    def _send(self, method: str, url: str, **kwargs) -> requests.Response:
+    def _send(self, method: str, url: str, *, stream: bool = False, limit: int = MAX_BODY,
+              **kwargs) -> requests.Response:
+        """One request, redirects followed here (their bodies are never read). Unless `stream`,
+        the answer's body is read now, at most `limit` bytes (`too_large` tells if there was more)."""
         headers = dict(kwargs.pop("headers", None) or {})
         url = urljoin(self.base, url)
-        # Credentials go only to the registry itself: an upload Location (or a redirect, which
-        # requests handles the same way) may point at storage on another host.
-        if self.authorization and urlsplit(url).netloc == urlsplit(self.base).netloc:
-            headers["Authorization"] = self.authorization
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")   # urllib3's InsecureRequestWarning under --insecure
-            return self.session.request(method, url, headers=headers, timeout=(10, self.options.timeout), **kwargs)
+        for _ in range(MAX_REDIRECTS + 1):
+            sent = dict(headers)
+            # Credentials go only to the registry itself (same scheme, host and port): an
+            # upload Location or a redirect may point at storage on another host.
+            if self.authorization and _origin(url) == _origin(self.base):
+                sent["Authorization"] = self.authorization
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")   # urllib3's InsecureRequestWarning under --insecure
+                r = self.session.request(method, url, headers=sent, timeout=(10, self.options.timeout),
+                                         stream=True, allow_redirects=False, **kwargs)
+            if r.status_code not in _REDIRECTS or "Location" not in r.headers:
+                if not stream:
+                    _read_body(r, limit)
+                return r
+            r.close()
+            url = urljoin(url, r.headers["Location"])
+            kwargs.pop("params", None)  # the new URL is complete
+            if r.status_code == 303 or (r.status_code in (301, 302) and method == "POST"):
+                method = "GET"
+                kwargs.pop("data", None)
+        raise RegistryError(f"{self.ref.registry}: more than {MAX_REDIRECTS} redirects")
 
     def _request(self, method: str, url: str, **kwargs) -> requests.Response:
         """Send; on a 401, answer the challenge once and send again. 5xx and 429 raise _Retry;
@@ -166,7 +198,8 @@ class Registry:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                r = self.session.get(realm, params=query, auth=auth, timeout=(10, 60))
+                r = self.session.get(realm, params=query, auth=auth, timeout=(10, 60), stream=True)
+            _read_body(r, MAX_BODY)
         except requests.RequestException as e:
             raise RegistryError(f"{self.ref.registry}: token server unreachable ({_reason(e)})") from None
         if r.status_code in (401, 403):
@@ -275,19 +308,28 @@ class Registry:
         return urljoin(self.base, r.headers.get("Location") or location), held + 1 if held else 0
 
     def get_blob(self, desc: Descriptor) -> bytes:
-        """The blob's bytes (at most its declared size plus one: the caller checks the digest)."""
+        """The blob's bytes, at most its declared size plus one (the caller checks the digest);
+        a declared size past MAX_BLOB is refused before anything is asked."""
+        size = oci.blob_size(desc, str(self.ref))
+
         def get() -> bytes:
-            r = self._request("GET", self._path("blobs", desc.digest), stream=True, allow_redirects=True)
-            if r.status_code != 200:
-                raise _error(r, f"fetching blob {desc.digest[:19]}")
-            chunks, got = [], 0
-            for chunk in r.iter_content(1 << 20):
-                chunks.append(chunk)
-                got += len(chunk)
-                if got > desc.size:
-                    break
-            r.close()
-            return b"".join(chunks)
+            r = self._request("GET", self._path("blobs", desc.digest), stream=True)
+            try:
+                if r.status_code != 200:
+                    _read_body(r, MAX_BODY)
+                    raise _error(r, f"fetching blob {desc.digest[:19]}")
+                if _content_length(r) > size:
+                    raise RegistryError(f"{self.ref}: blob {desc.digest[:19]} is longer than its descriptor says "
+                                        f"({size} bytes); nothing was written")
+                chunks, got = [], 0
+                for chunk in r.iter_content(1 << 20):
+                    chunks.append(chunk)
+                    got += len(chunk)
+                    if got > size:
+                        break
+                return b"".join(chunks)
+            finally:
+                r.close()
         data = self._retrying(f"fetching blob {desc.digest[7:19]}", get)
         self.bytes_received += len(data)
         self.options.progress(f"{desc.digest[7:19]}: pulled {_mb(len(data))}")
@@ -299,15 +341,17 @@ class Registry:
         """(raw manifest, media type), checked against `target` when it is a digest, else
         against the digest the registry names."""
         def get() -> tuple[bytes, str, dict]:
-            r = self._request("GET", self._path("manifests", target), headers={"Accept": MANIFEST_ACCEPT})
+            r = self._request("GET", self._path("manifests", target), headers={"Accept": MANIFEST_ACCEPT},
+                              limit=oci.MAX_MANIFEST)
             if r.status_code == 404:
                 raise RegistryError(f"{self.ref}: not found (no such repository, tag or digest)")
             if r.status_code != 200:
                 raise _error(r, "fetching the manifest")
+            if getattr(r, "too_large", False):  # reading stopped at the cap
+                raise RegistryError(f"{self.ref}: the manifest is implausibly large (over {oci.MAX_MANIFEST} bytes); "
+                                    "nothing was written")
             return r.content, r.headers.get("Content-Type", "").split(";")[0].strip(), r.headers
         raw, media_type, headers = self._retrying("fetching the manifest", get)
-        if len(raw) > oci.MAX_MANIFEST:
-            raise RegistryError(f"{self.ref}: the manifest is implausibly large ({len(raw)} bytes)")
         expected = target if target.startswith("sha256:") else headers.get("Docker-Content-Digest", "")
         if expected and sha256(raw) != expected:
             raise RegistryError(f"{self.ref}: the manifest fails its digest check (tampered in transit); "
@@ -328,6 +372,35 @@ class Registry:
             raise RegistryError(f"{self.ref}: the registry stored the manifest as {named}, expected {digest}")
         self.bytes_sent += len(raw)
         return digest
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc
+
+
+def _content_length(r: requests.Response) -> int:
+    value = r.headers.get("Content-Length", "")
+    return int(value) if value.isdigit() and len(value) < 30 else 0
+
+
+def _read_body(r: requests.Response, limit: int) -> None:
+    """Read the answer's body now, at most `limit` bytes (a Content-Length past it: none), and
+    close the connection; `r.content` is what was read, `r.too_large` whether there was more."""
+    chunks, got, too_large = [], 0, _content_length(r) > limit
+    try:
+        if not too_large:
+            for chunk in r.iter_content(64 << 10):
+                chunks.append(chunk)
+                got += len(chunk)
+                if got > limit:
+                    too_large = True
+                    break
+    finally:
+        r.close()
+    r._content = b"".join(chunks)[:limit]  # what `content`, `text` and `json()` give from now on
+    r._content_consumed = True
+    r.too_large = too_large  # type: ignore[attr-defined]
 
 
 def _error(r: requests.Response, what: str) -> RegistryError:
