@@ -1,0 +1,506 @@
+#!/usr/bin/env python3
+"""Build CPython for wasm32-wasip1 from Debian's source packages, reproducibly.
+
+Steps (each one skips itself when its output is already there, `clean` starts over):
+
+  fetch     orig tarballs by name with `apt-get source --download-only`, wasi-libc with
+            `apt-get download`; every file checked against the sha256 recorded below
+  sysroot   trixie's wasi-libc unpacked with `dpkg -x`: a clean --sysroot, nothing from /usr/include
+  deps      zlib, bzip2, xz (liblzma) and sqlite compiled for wasm32-wasi with the same clang
+  native    a native build python of the same version (--with-build-python)
+  configure the cross configure with Tools/wasm/config.site-wasm32-wasi
+  make      make -j2
+  install   make install into a staging directory
+  package   strip debug data (kept apart in python.wasm.debug), compile the stdlib to .pyc
+            (unchecked-hash, fixed paths) and zip it with fixed timestamps, write provenance.json
+  vendor    copy the outputs, lzma-compressed, into toolchain/runtimes/cpython-X.Y/
+  check     compare the build's outputs with the vendored provenance.json (sha256 of each file)
+
+Usage: build.py [--version 3.13] [--work /work/build] STEP...   (`all` = fetch..package)
+Only Python's standard library is used, so the host needs nothing beyond the Debian packages
+listed in DEBIAN_DEPS (see `make deps`).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import json
+import lzma
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+RUNTIMES = REPO / "toolchain" / "runtimes"
+
+# The host's Debian packages the build uses (the toolchain from bookworm, the build python's
+# own optional modules' headers so that the native build is complete).
+DEBIAN_DEPS = [
+    "clang-19", "lld-19", "llvm-19", "libclang-rt-19-dev-wasm32", "dpkg-dev", "build-essential",
+    "pkg-config", "tcl", "libssl-dev", "libffi-dev", "zlib1g-dev", "libbz2-dev", "liblzma-dev",
+    "libsqlite3-dev", "libexpat1-dev",
+]
+LLVM_VERSION = "19"
+
+# The compiler's own C library for wasm32-wasi: bookworm's (2022) is too old for CPython 3.13
+# (Python/thread.c: "Unsupported SIZEOF_PTHREAD_T value"), trixie's works for every version.
+WASI_LIBC = {
+    "package": "wasi-libc", "version": "0.0~git20241209.574b88d-2", "suite": "trixie",
+    "file": "wasi-libc_0.0~git20241209.574b88d-2_all.deb",
+    "sha256": "b7716260051d289248b7667f81fa2792c125d888ff51da3fa09c6272cc0bd11d",
+}
+
+# Libraries compiled into the interpreter, from Debian's source packages (orig tarballs only:
+# the Debian revision may move on, the upstream source checked by sha256 does not).
+LIBS = {
+    "zlib": {"package": "zlib", "suite": "trixie", "file": "zlib_1.3.dfsg+really1.3.1.orig.tar.gz",
+             "sha256": "60dd315c07f616887caa029408308a018ace66e3d142726a97db164b3b8f69fb"},
+    "bzip2": {"package": "bzip2", "suite": "trixie", "file": "bzip2_1.0.8.orig.tar.gz",
+              "sha256": "ab5a03176ee106d3f0fa90e381da478ddae405918153cca248e682cd0c4a2269"},
+    "xz": {"package": "xz-utils", "suite": "trixie", "file": "xz-utils_5.8.1.orig.tar.xz",
+           "sha256": "0b54f79df85912504de0b14aec7971e3f964491af1812d83447005807513cd9e"},
+    "sqlite": {"package": "sqlite3", "suite": "trixie", "file": "sqlite3_3.46.1.orig.tar.xz",
+               "sha256": "d0cdd2ece271b29e7ce18095745d892517ee26d0f270065b3a25c2e9eb11639c"},
+}
+
+VERSIONS = {
+    "3.13": {"package": "python3.13", "suite": "trixie", "full": "3.13.5", "host": "wasm32-wasip1",
+             "file": "python3.13_3.13.5.orig.tar.xz",
+             "sha256": "93e583f243454e6e9e4588ca2c2662206ad961659863277afcdb96801647d640"},
+    # 3.11's config.sub predates the wasip1 name
+    "3.11": {"package": "python3.11", "suite": "bookworm", "full": "3.11.2", "host": "wasm32-unknown-wasi",
+             "file": "python3.11_3.11.2.orig.tar.gz",
+             "sha256": "2411c74bda5bbcfcddaf4531f66d1adc73f247f529aee981b029513aefdbf849"},
+}
+
+# Fixed for every build: the timestamp compilers and archives see, the guest's prefix.
+SOURCE_DATE_EPOCH = 1735689600  # 2025-01-01T00:00:00Z
+PREFIX = "/usr/local"
+OPT = "-DNDEBUG -O3"
+# Left out of the stdlib zip: the test suite, GUI and IDE packages, ensurepip's wheels, the
+# static library and Makefile of config-X.Y, and what the WASI build cannot run anyway.
+ZIP_EXCLUDE_DIRS = {"test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib-dynload",
+                    "site-packages", "__pycache__", "__phello__", "venv"}
+ZIP_EXCLUDE_PREFIXES = ("config-",)
+ZIP_EXCLUDE_FILES = {"turtle.py"}
+
+
+def log(*a):
+    print(time.strftime("%H:%M:%S"), *a, flush=True)
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def run(cmd, cwd=None, env=None, log_to: Path | None = None):
+    if isinstance(cmd, str):
+        cmd = ["bash", "-c", cmd]
+    log("$", " ".join(shlex.quote(c) for c in cmd), f"(in {cwd})" if cwd else "")
+    if log_to is None:
+        subprocess.run(cmd, cwd=cwd, env=env, check=True)
+        return
+    with open(log_to, "ab") as out:
+        r = subprocess.run(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    if r.returncode:
+        tail = log_to.read_text(errors="replace").splitlines()[-40:]
+        sys.exit(f"failed ({r.returncode}): {cmd}\n--- last lines of {log_to}:\n" + "\n".join(tail))
+
+
+class Build:
+    def __init__(self, version: str, work: Path, jobs: int, lto: bool, pymalloc: bool):
+        self.version = version
+        self.spec = VERSIONS[version]
+        self.work = work / f"cpython-{version}"
+        self.srcdir = work / "src"          # downloads, shared between versions
+        self.jobs = jobs
+        self.lto = lto
+        self.pymalloc = pymalloc
+        self.sysroot = self.work / "sysroot" / "usr"
+        # The libraries do not depend on the Python version: built once, shared.
+        self.deps = work / "deps-wasm32-wasi"
+        self.logs = self.work / "logs"
+        self.out = self.work / "out"
+        self.tools = self.work / "bin"     # llvm-ar & co. under their unversioned names
+        self.staging = self.work / "staging"
+
+    # ---- environment -------------------------------------------------------------------
+    def env(self, **extra) -> dict:
+        env = dict(os.environ)
+        env["PATH"] = f"{self.tools}:/usr/lib/llvm-{LLVM_VERSION}/bin:/usr/local/bin:/usr/bin:/bin"
+        env["SOURCE_DATE_EPOCH"] = str(SOURCE_DATE_EPOCH)
+        env["LC_ALL"] = "C"
+        env["TZ"] = "UTC"
+        env.pop("PYTHONPATH", None)
+        env.pop("PYTHONHOME", None)
+        env.update(extra)
+        return env
+
+    @property
+    def prefix_map(self) -> str:
+        return f"-ffile-prefix-map={self.work}=/build"
+
+    def cc(self, prefix_map: str | None = None) -> str:
+        return (f"clang-{LLVM_VERSION} --target=wasm32-wasi --sysroot={self.sysroot} "
+                f"{prefix_map or self.prefix_map}")
+
+    @property
+    def deps_cc(self) -> str:
+        return self.cc(f"-ffile-prefix-map={self.deps.parent}=/build")
+
+    def cross_env(self, cc: str | None = None, **extra) -> dict:
+        cc = cc or self.cc()
+        return self.env(CC=cc, CPP=f"{cc} -E", AR=f"llvm-ar-{LLVM_VERSION}",
+                        RANLIB=f"llvm-ranlib-{LLVM_VERSION}", **extra)
+
+    # ---- fetch -------------------------------------------------------------------------
+    def _fetch_source(self, item: dict) -> Path:
+        path = self.srcdir / item["file"]
+        if not path.exists():
+            self.srcdir.mkdir(parents=True, exist_ok=True)
+            # The .dsc or Debian tarball of a superseded revision may be gone from the mirror:
+            # only the orig tarball matters, and it is checked by hash below.
+            subprocess.run(["apt-get", "source", "--download-only", "-qq",
+                            f"{item['package']}/{item['suite']}"], cwd=self.srcdir)
+        if not path.exists():
+            sys.exit(f"{item['file']} could not be fetched: add a deb-src line for {item['suite']} "
+                     f"(make deps does) and run apt-get update")
+        got = sha256(path)
+        if got != item["sha256"]:
+            sys.exit(f"{path}: sha256 {got}, expected {item['sha256']}")
+        return path
+
+    def fetch(self):
+        self._fetch_source(self.spec)
+        for lib in LIBS.values():
+            self._fetch_source(lib)
+        deb = self.srcdir / WASI_LIBC["file"]
+        if not deb.exists():
+            run(["apt-get", "download", f"{WASI_LIBC['package']}={WASI_LIBC['version']}"],
+                cwd=self.srcdir)
+        if sha256(deb) != WASI_LIBC["sha256"]:
+            sys.exit(f"{deb}: sha256 mismatch")
+        log("sources ok")
+
+    # ---- sysroot & tools ---------------------------------------------------------------
+    def sysroot_step(self):
+        self.tools.mkdir(parents=True, exist_ok=True)
+        for tool in ("llvm-ar", "llvm-ranlib", "llvm-nm", "llvm-objcopy", "llvm-strip",
+                     "llvm-profdata", "wasm-ld"):
+            link = self.tools / tool
+            if not link.exists():
+                link.symlink_to(f"/usr/bin/{tool}-{LLVM_VERSION}")
+        if (self.sysroot / "lib" / "wasm32-wasi" / "libc.a").exists():
+            return
+        root = self.work / "sysroot"
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        run(["dpkg", "-x", str(self.srcdir / WASI_LIBC["file"]), str(root)])
+
+    # ---- libraries ---------------------------------------------------------------------
+    def _unpack(self, tarball: Path, into: Path) -> Path:
+        shutil.rmtree(into, ignore_errors=True)
+        into.mkdir(parents=True)
+        run(["tar", "-C", str(into), "-xf", str(tarball), "--strip-components=1"])
+        return into
+
+    def _compile_lib(self, name: str, srcdir: Path, sources: list[str], headers: list[str],
+                     cflags: str = ""):
+        objs = []
+        for s in sources:
+            obj = srcdir / (Path(s).stem + ".o")
+            run(f"{self.deps_cc} {OPT} {cflags} -c {s} -o {obj}", cwd=srcdir,
+                env=self.env(), log_to=self.logs / f"{name}.log")
+            objs.append(str(obj))
+        (self.deps / "lib").mkdir(parents=True, exist_ok=True)
+        (self.deps / "include").mkdir(parents=True, exist_ok=True)
+        lib = self.deps / "lib" / f"lib{name}.a"
+        lib.unlink(missing_ok=True)
+        # D: deterministic archive (no timestamps, uids)
+        run([f"llvm-ar-{LLVM_VERSION}", "rcsD", str(lib), *objs], env=self.env())
+        for h in headers:
+            shutil.copy(srcdir / h, self.deps / "include" / Path(h).name)
+
+    def deps_step(self):
+        self.logs.mkdir(parents=True, exist_ok=True)
+        build = self.deps.parent / "deps-src"
+        if not (self.deps / "lib" / "libz.a").exists():
+            d = self._unpack(self.srcdir / LIBS["zlib"]["file"], build / "zlib")
+            self._compile_lib("z", d, ["adler32.c", "compress.c", "crc32.c", "deflate.c",
+                                       "gzclose.c", "gzlib.c", "gzread.c", "gzwrite.c",
+                                       "infback.c", "inffast.c", "inflate.c", "inftrees.c",
+                                       "trees.c", "uncompr.c", "zutil.c"],
+                              ["zlib.h", "zconf.h"], "-DHAVE_UNISTD_H -DHAVE_STDARG_H")
+        if not (self.deps / "lib" / "libbz2.a").exists():
+            d = self._unpack(self.srcdir / LIBS["bzip2"]["file"], build / "bzip2")
+            self._compile_lib("bz2", d, ["blocksort.c", "huffman.c", "crctable.c",
+                                         "randtable.c", "compress.c", "decompress.c", "bzlib.c"],
+                              ["bzlib.h"], "-D_FILE_OFFSET_BITS=64")
+        if not (self.deps / "lib" / "liblzma.a").exists():
+            d = self._unpack(self.srcdir / LIBS["xz"]["file"], build / "xz")
+            env = self.cross_env(self.deps_cc, CFLAGS=OPT)
+            run(["./configure", "--host=wasm32-unknown-wasi", f"--prefix={self.deps}",
+                 "--disable-shared", "--enable-static", "--disable-threads", "--disable-xz",
+                 "--disable-xzdec", "--disable-lzmadec", "--disable-lzmainfo",
+                 "--disable-lzma-links", "--disable-scripts", "--disable-doc", "--disable-nls",
+                 "--disable-rpath"], cwd=d, env=env, log_to=self.logs / "xz.log")
+            run(["make", f"-j{self.jobs}", "-C", "src/liblzma"], cwd=d, env=env,
+                log_to=self.logs / "xz.log")
+            run(["make", "-C", "src/liblzma", "install"], cwd=d, env=env,
+                log_to=self.logs / "xz.log")
+        if not (self.deps / "lib" / "libsqlite3.a").exists():
+            try:
+                self._sqlite(build)
+            except SystemExit as e:  # optional: _sqlite3 is then missing, as recorded
+                log("sqlite failed, building without _sqlite3:", str(e)[:2000])
+
+    def _sqlite(self, build: Path):
+        # Debian's orig tarball is SQLite's full source tree: the amalgamation (sqlite3.c) is
+        # generated natively (needs tclsh), then compiled for wasm32-wasi.
+        d = self._unpack(self.srcdir / LIBS["sqlite"]["file"], build / "sqlite")
+        nat = d / "native"
+        nat.mkdir()
+        run(["../configure", "--disable-shared"], cwd=nat, env=self.env(),
+            log_to=self.logs / "sqlite.log")
+        run(["make", f"-j{self.jobs}", "sqlite3.c"], cwd=nat, env=self.env(),
+            log_to=self.logs / "sqlite.log")
+        flags = ("-DSQLITE_OMIT_LOAD_EXTENSION -DSQLITE_THREADSAFE=0 -DSQLITE_OMIT_WAL "
+                 "-DSQLITE_OMIT_SHARED_CACHE -DSQLITE_ENABLE_FTS5 -DSQLITE_ENABLE_JSON1 "
+                 "-DSQLITE_TEMP_STORE=3 -DSQLITE_OMIT_POPEN "
+                 "-D_WASI_EMULATED_GETPID -D_WASI_EMULATED_MMAN -DSQLITE_MAX_MMAP_SIZE=0 "
+                 "-DSQLITE_NOHAVE_SYSTEM -DSQLITE_DEFAULT_LOCKING_MODE=1")
+        self._compile_lib("sqlite3", nat, ["sqlite3.c"], ["sqlite3.h"], flags)
+
+    # ---- native build python -----------------------------------------------------------
+    @property
+    def native(self) -> Path:
+        return self.work / "native"
+
+    @property
+    def src(self) -> Path:
+        return self.work / "cpython"
+
+    def unpack_cpython(self):
+        if not (self.src / "configure").exists():
+            self._unpack(self.srcdir / self.spec["file"], self.src)
+
+    def native_step(self):
+        self.unpack_cpython()
+        self.logs.mkdir(parents=True, exist_ok=True)
+        if (self.native / "python").exists():
+            return
+        self.native.mkdir(parents=True, exist_ok=True)
+        # Only a tool (freezing, .pyc compiling): -O1 without debug data builds faster and
+        # produces the same bytecode.
+        env = self.env(CC="gcc")
+        run([str(self.src / "configure"), f"--prefix={self.work / 'native-install'}",
+             "--without-ensurepip", "OPT=-DNDEBUG -O1 -g0"], cwd=self.native, env=env,
+            log_to=self.logs / "native.log")
+        run(["make", f"-j{self.jobs}"], cwd=self.native, env=env,
+            log_to=self.logs / "native.log")
+
+    # ---- cross build -------------------------------------------------------------------
+    @property
+    def host(self) -> Path:
+        return self.work / "host"
+
+    def configure_args(self) -> list[str]:
+        args = [f"--host={self.spec['host']}", "--build=x86_64-pc-linux-gnu",
+                f"--with-build-python={self.native / 'python'}", f"--prefix={PREFIX}",
+                "--without-ensurepip", "--disable-test-modules"]
+        if self.lto:
+            args.append("--with-lto=thin")
+        if self.pymalloc:
+            args.append("--with-pymalloc")
+        return args
+
+    def configure_env(self) -> dict:
+        inc, lib = self.deps / "include", self.deps / "lib"
+        ldflags = "-Wl,--lto-O3" if self.lto else ""
+        env = self.cross_env(
+            CONFIG_SITE=str(self.src / "Tools" / "wasm" / "config.site-wasm32-wasi"),
+            OPT=OPT,
+            CFLAGS=self.prefix_map,
+            LDFLAGS=ldflags,
+            # No host library may leak in: pkg-config sees only our own (none), every library
+            # is given explicitly.
+            PKG_CONFIG_LIBDIR=str(self.deps / "lib" / "pkgconfig-none"),
+            PKG_CONFIG_PATH="",
+            ZLIB_CFLAGS=f"-I{inc}", ZLIB_LIBS=f"-L{lib} -lz",
+            BZIP2_CFLAGS=f"-I{inc}", BZIP2_LIBS=f"-L{lib} -lbz2",
+            LIBLZMA_CFLAGS=f"-I{inc}", LIBLZMA_LIBS=f"-L{lib} -llzma",
+            HOSTRUNNER="false",
+        )
+        if (lib / "libsqlite3.a").exists():
+            env.update(LIBSQLITE3_CFLAGS=f"-I{inc}", LIBSQLITE3_LIBS=f"-L{lib} -lsqlite3")
+        return env
+
+    def configure_step(self):
+        self.unpack_cpython()
+        if (self.host / "Makefile").exists():
+            return
+        self.host.mkdir(parents=True, exist_ok=True)
+        # A relative path to configure: the build records paths relative to it.
+        run([os.path.relpath(self.src / "configure", self.host), *self.configure_args()],
+            cwd=self.host, env=self.configure_env(), log_to=self.logs / "configure.log")
+
+    def make_step(self):
+        run(["make", f"-j{self.jobs}"], cwd=self.host, env=self.configure_env(),
+            log_to=self.logs / "make.log")
+
+    def install_step(self):
+        shutil.rmtree(self.staging, ignore_errors=True)
+        run(["make", "install", f"DESTDIR={self.staging}", "COMPILEALL_OPTS=-j2"],
+            cwd=self.host, env=self.configure_env(), log_to=self.logs / "install.log")
+
+    # ---- package -----------------------------------------------------------------------
+    @property
+    def module_name(self) -> str:
+        return f"python{self.version}.wasm"
+
+    @property
+    def zip_name(self) -> str:
+        return f"python{self.version.replace('.', '')}.zip"
+
+    def package_step(self):
+        shutil.rmtree(self.out, ignore_errors=True)
+        self.out.mkdir(parents=True)
+        wasm = self.host / "python.wasm"
+        module = self.out / self.module_name
+        run([f"llvm-objcopy-{LLVM_VERSION}", "--only-keep-debug", str(wasm),
+             str(self.work / (self.module_name + ".debug"))])
+        run([f"llvm-objcopy-{LLVM_VERSION}", "--strip-debug", str(wasm), str(module)])
+        # The stdlib compiled by the build python of the same version (same magic number).
+        lib = self.staging / PREFIX.lstrip("/") / "lib" / f"python{self.version}"
+        run([str(self.native / "python"), "-E", "-S", str(HERE / "pack_stdlib.py"), str(lib),
+             f"{PREFIX}/lib/python{self.version}", str(self.out / self.zip_name),
+             str(SOURCE_DATE_EPOCH), "--map", f"{self.work}=/build",
+             "--map", f"{self.deps.parent}=/build-root"], env=self.env(PYTHONHASHSEED="0"))
+        self.provenance()
+
+    def provenance(self):
+        def tool_version(cmd):
+            return subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()[0]
+
+        def deb_version(pkg):
+            return subprocess.run(["dpkg-query", "-W", "-f", "${Version}", pkg],
+                                  capture_output=True, text=True).stdout
+
+        mf = (self.host / "Makefile").read_text()
+
+        def mkvar(name):
+            for line in mf.splitlines():
+                if line.startswith(name + "=") or line.startswith(name + " ") or line.startswith(name + "\t"):
+                    return line.split("=", 1)[1].strip()
+            return None
+
+        sources = {"cpython": {k: self.spec[k] for k in ("package", "suite", "file", "sha256")},
+                   "wasi-libc": dict(WASI_LIBC)}
+        for name, item in LIBS.items():
+            if name != "sqlite" or (self.deps / "lib" / "libsqlite3.a").exists():
+                sources[name] = dict(item)
+        outputs = {p.name: {"sha256": sha256(p), "size": p.stat().st_size}
+                   for p in sorted(self.out.iterdir()) if p.name != "provenance.json"}
+        prov = {
+            "python": self.spec["full"],
+            "target": "wasm32-wasip1",
+            "sources": sources,
+            "toolchain": {
+                "clang": tool_version([f"clang-{LLVM_VERSION}", "--version"]),
+                "debian_packages": {p: deb_version(p) for p in
+                                    (f"clang-{LLVM_VERSION}", f"lld-{LLVM_VERSION}",
+                                     f"llvm-{LLVM_VERSION}", f"libclang-rt-{LLVM_VERSION}-dev-wasm32")},
+            },
+            "configure": self.configure_args()[:2] + ["--with-build-python=<native build>"]
+                          + self.configure_args()[3:],
+            "flags": {"OPT": OPT, "CONFIG_SITE": "Tools/wasm/config.site-wasm32-wasi",
+                      "CFLAGS": mkvar("CONFIG_ARGS") and mkvar("PY_CFLAGS"),
+                      "LDFLAGS": mkvar("PY_LDFLAGS_NODIST"),
+                      "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH},
+            "stdlib_zip": {"pyc": "unchecked-hash, optimization level 0, sourceless",
+                           "excluded": sorted(ZIP_EXCLUDE_DIRS | ZIP_EXCLUDE_FILES)
+                           + [p + "*" for p in ZIP_EXCLUDE_PREFIXES]},
+            "debug_data": "stripped (llvm-objcopy --strip-debug); the name section is kept",
+            "outputs": outputs,
+        }
+        (self.out / "provenance.json").write_text(json.dumps(prov, indent=2, sort_keys=False) + "\n")
+        log("wrote", self.out / "provenance.json")
+        for k, v in outputs.items():
+            log(f"  {k}: {v['size']} bytes sha256 {v['sha256']}")
+
+    # ---- vendor / check ----------------------------------------------------------------
+    @property
+    def vendored(self) -> Path:
+        return RUNTIMES / f"cpython-{self.version}"
+
+    def vendor_step(self):
+        self.vendored.mkdir(parents=True, exist_ok=True)
+        for f in (self.module_name, self.zip_name):
+            data = (self.out / f).read_bytes()
+            # xz with CRC64, no timestamps in the format: the compressed file is deterministic.
+            comp = lzma.compress(data, preset=9 | lzma.PRESET_EXTREME)
+            (self.vendored / (f + ".xz")).write_bytes(comp)
+            log(f"vendored {f}.xz: {len(comp)} bytes ({len(data)} decompressed)")
+        shutil.copy(self.out / "provenance.json", self.vendored / "provenance.json")
+
+    def check_step(self):
+        want = json.loads((self.vendored / "provenance.json").read_text())["outputs"]
+        got = json.loads((self.out / "provenance.json").read_text())["outputs"]
+        bad = 0
+        for name, w in want.items():
+            g = got.get(name)
+            same = g is not None and g["sha256"] == w["sha256"]
+            bad += not same
+            log(f"{'same     ' if same else 'DIFFERENT'} {name}: vendored {w['sha256'][:16]}… "
+                f"rebuilt {g['sha256'][:16] if g else 'missing'}…")
+        if bad:
+            sys.exit(f"{bad} output(s) differ from the vendored runtime")
+        log(f"cpython-{self.version}: the rebuild is byte-identical to the vendored runtime")
+
+    def clean(self):
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    def clean_deps(self):
+        shutil.rmtree(self.deps, ignore_errors=True)
+        shutil.rmtree(self.deps.parent / "deps-src", ignore_errors=True)
+
+
+STEPS = ["fetch", "sysroot", "deps", "native", "configure", "make", "install", "package"]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--version", default="3.13", choices=sorted(VERSIONS))
+    ap.add_argument("--work", type=Path, default=Path(os.environ.get("BUILD_ROOT", "/work/build")))
+    ap.add_argument("-j", "--jobs", type=int, default=2)
+    ap.add_argument("--no-lto", dest="lto", action="store_false")
+    ap.add_argument("--no-pymalloc", dest="pymalloc", action="store_false")
+    ap.add_argument("steps", nargs="+")
+    a = ap.parse_args()
+    b = Build(a.version, a.work, a.jobs, a.lto, a.pymalloc)
+    steps = []
+    for s in a.steps:
+        steps += STEPS if s == "all" else [s]
+    for s in steps:
+        t = time.time()
+        log(f"== cpython-{a.version}: {s}")
+        fn = {"sysroot": b.sysroot_step, "deps": b.deps_step, "native": b.native_step,
+              "configure": b.configure_step, "make": b.make_step, "install": b.install_step,
+              "package": b.package_step, "vendor": b.vendor_step, "check": b.check_step,
+              "fetch": b.fetch, "clean": b.clean, "clean-deps": b.clean_deps, "provenance": b.provenance}[s]
+        fn()
+        log(f"== {s} done in {time.time() - t:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
