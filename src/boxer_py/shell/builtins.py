@@ -193,10 +193,11 @@ def read(shell: Context, args: list[str], assigned: dict[str, str]) -> int:
             raise ShellError(f"read: unsupported option '{flag}'")
     names = args or ["REPLY"]
     line = shell.stdin.readline()
-    text = decode(line or b"")
-    while not raw and text.endswith("\\\n"):
-        more = shell.stdin.readline()
-        text = text[:-2] + decode(more or b"")
+    parts = [decode(line or b"")]
+    while not raw and parts[-1].endswith("\\\n"):   # continued lines: joined once, not one by one
+        parts[-1] = parts[-1][:-2]
+        parts.append(decode(shell.stdin.readline() or b""))
+    text = "".join(parts)
     text = text[:-1] if text.endswith("\n") else text
     if not raw:
         text = re.sub(r"\\(.)", r"\1", text)

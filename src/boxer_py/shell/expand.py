@@ -211,7 +211,7 @@ class Expander:
     # -- globbing ------------------------------------------------------------------------
     def glob(self, field: Field) -> list[str] | None:
         """Matching paths in the rootfs, sorted; None when the field has no active pattern."""
-        if not any(active and _GLOB.search(t) for t, active in field):
+        if not _has_pattern(field):
             return None
         if sum(len(t) for t, _ in field) > _PATH_MAX:
             return None
@@ -260,6 +260,22 @@ class Expander:
     def _exists(self, written: str) -> bool:
         host = self._resolve(posixpath.join(self.cwd, written), follow_last=False)
         return host is not None and (host.is_symlink() or host.exists())
+
+
+def _has_pattern(field: Field) -> bool:
+    """Whether an active `*` or `?`, or an active `[` with a `]` after it, is in the field (a lone
+    `[`, as in `[ -f x ]`, lists no directory)."""
+    bracket = False
+    for text, active in field:
+        if active and ("*" in text or "?" in text):
+            return True
+        if bracket and "]" in text:
+            return True
+        if active and "[" in text:
+            bracket = True
+            if "]" in text[text.index("["):]:
+                return True
+    return False
 
 
 def split_fields(pieces: list[Piece], ifs: str | None) -> list[Field]:

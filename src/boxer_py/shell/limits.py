@@ -29,7 +29,7 @@ KiB, MiB = 1 << 10, 1 << 20
 MAX_NESTING = 64                  # eval, source, $(...), subshells, sh -c and function calls, nested
 MAX_LOOP_ITERATIONS = 10_000      # one while/until loop
 MAX_SCRIPT_ITERATIONS = 100_000   # all for/while/until iterations of one RUN
-MAX_COMMANDS = 250_000            # commands run (builtins, utilities, functions, externals) in one RUN
+MAX_COMMANDS = 100_000            # commands run (builtins, utilities, functions, externals) in one RUN
 MAX_MATCH_STEPS = 10_000_000      # regular expression and glob matching steps in one RUN (~30 s)
 
 # -- memory: sizes ----------------------------------------------------------------------------------
@@ -39,6 +39,7 @@ MAX_FIELDS = 100_000              # words of one command line, a `for` list or a
 MAX_ARGV = 4 * MiB                # characters of one command line
 MAX_STREAM = 16 * MiB             # a pipe's buffer, a file a utility reads, text a utility builds
 MAX_LINES = 1_000_000             # lines of one input split into lines (sort, sed, grep...)
+MAX_TAR_MEMBERS = 200_000         # members of one archive tar lists or extracts
 MAX_PATTERN = 4096                # characters of a regular expression or of a shell pattern
 MAX_PROGRAM = 20_000              # instructions of a compiled regular expression ({m,n} expanded)
 MAX_ARITHMETIC = 4096             # characters of one $((...)) expression

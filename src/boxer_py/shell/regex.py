@@ -523,6 +523,8 @@ class Regex:
             cost = math.log(shape.size + 1) + (1 + shape.unbounded) * math.log(n + 2) + shape.fixed
             if cost <= math.log(RE_COST):
                 return True
+        if shape.nested and shape.backrefs and n <= 16:   # exponential, but in so few characters
+            return True
         if shape.backrefs:
             raise ShellError(f"the regular expression '{self.pattern[:80]}' uses a back-reference in a way that "
                              f"could backtrack without end on a line of {n} characters (refused on the build host)")

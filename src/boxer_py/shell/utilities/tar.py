@@ -9,6 +9,7 @@ from typing import BinaryIO, cast
 
 from boxer_py.errors import BoxerError
 from boxer_py.image.rootfs import extract_tar, within
+from boxer_py.shell import limits
 from boxer_py.shell.parse import ShellError
 from boxer_py.shell.utilities.core import Call, Failure, Utility, parse_options, real_dir
 
@@ -24,7 +25,9 @@ class _StrippedTar:
         return "/".join(parts[self.strip:]) if len(parts) > self.strip else None
 
     def __iter__(self):
-        for m in self.tar:
+        for count, m in enumerate(self.tar, 1):
+            if count > limits.MAX_TAR_MEMBERS:   # tarfile keeps every member it has read
+                raise ShellError(f"tar: the archive has more than {limits.MAX_TAR_MEMBERS} members")
             if self.wanted and not any(m.name.strip("./") == w.strip("./") or
                                        m.name.strip("./").startswith(w.strip("./") + "/") for w in self.wanted):
                 continue
@@ -56,6 +59,18 @@ def _open_archive(host) -> BinaryIO:
         raise
 
 
+_MAGIC = {b"\x1f\x8b": "r:gz", b"BZh": "r:bz2", b"\xfd7zXZ\x00": "r:xz"}
+
+
+def _mode(source: BinaryIO) -> str:
+    """The compression, from the archive's first bytes. Not tarfile's "r:*", which tries each
+    decompressor in turn: the xz one reads a whole hostile file (a sparse terabyte) before it
+    gives up."""
+    head = source.read(6)
+    source.seek(0)
+    return next((mode for magic, mode in _MAGIC.items() if head.startswith(magic)), "r:")
+
+
 def tar(call: Call) -> int:
     """Extracting (and listing) archives into the rootfs: `tar -xzf file -C dir`."""
     args = list(call.args)
@@ -79,7 +94,7 @@ def tar(call: Call) -> int:
     except (Failure, OSError):
         return call.fail(f"{name}: Cannot open: No such file or directory", 2)
     try:
-        with source, tarfile.open(fileobj=source, mode="r:*") as archive:
+        with source, tarfile.open(fileobj=source, mode=_mode(source)) as archive:
             members = _StrippedTar(archive, int(strip), operands)
             if opts.get("t"):
                 call.print("".join(m.name + ("/" if m.isdir() else "") + "\n" for m in members))
