@@ -855,3 +855,31 @@ def test_functions_and_positional_parameters(root):
     assert rec.calls[0].argv == ["pip", "install", "--no-cache-dir", "six", "attrs>=23"]
     with pytest.raises(ShellError, match="nested more than"):
         sh(root, "f() { f; }; f")
+
+
+# -- regular expressions: POSIX syntax, and the two engines giving the same answers -------------------
+def test_posix_regular_expressions_in_sed_and_grep(root):
+    (root / "conf").write_text("port = 80\n#listen 1.2.3.4:80\nName=app\nword wordy\n")
+    script = ("sed -n 's/^\\([a-z]*\\) *= *\\([0-9]\\{1,5\\}\\)$/\\2:\\1/p' /conf; "
+              "sed -E 's/^#(listen) ([0-9.]+):([0-9]+)/\\1 [\\2] \\3/;/^[[:upper:]]/d' /conf | head -2; "
+              "grep -c 'a\\+p\\|x' /conf; grep -ciE '^name' /conf; grep -w word /conf | wc -l; grep -x 'Name=app' /conf; "
+              "grep -F '1.2.3.4' /conf | cut -c1-7; echo 'a*b' | grep -c '^*'; echo aXb | sed 's/x/-/I'")
+    assert out(root, script) == ("80:port\nport = 80\nlisten [1.2.3.4] 80\n1\n1\n1\nName=app\n#listen\n0\na-b\n")
+    with pytest.raises(ShellError, match="invalid reference"):
+        sh(root, "sed 's/\\(a\\)/\\2/' /conf")
+
+
+@pytest.mark.parametrize("pattern", ["a", "(ab|a)(bc|c)?", "a*", "(a+)+b", "(a|aa)*c", "x(a|b)*?y", "^(a|b)+$",
+                                     "[[:digit:]]+|[a-c]{2,3}", "(a*)*", "\\bfoo\\b", "(x|)+z", "a{2,}b?"])
+def test_the_vm_and_re_find_the_same_matches(pattern):
+    """Same spans and groups (but for what a group holds after an empty iteration, as in (a*)*)."""
+    from boxer_py.shell.regex import Regex
+    texts = ["", "a", "ab", "abc", "aaab", "aaaac", "xaby", "ab12ccc", "foo bar", "zxz", "aab", "ba aaa b"]
+    regex = Regex(pattern.replace("*?", "*"), extended=True)
+    for text in texts:
+        for pos in range(len(text) + 1):
+            expected = regex.python.search(text, pos)
+            got = regex._pike(text, pos)
+            groups = 0 if pattern in ("(a*)*", "(x|)+z") else regex.groups
+            assert (got and (got.span(), [got.group(k) for k in range(groups + 1)])) == \
+                (expected and (expected.span(), [expected.group(k) for k in range(groups + 1)])), (text, pos)

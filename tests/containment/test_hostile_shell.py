@@ -197,6 +197,10 @@ def test_a_sparse_terabyte_or_a_fifo_in_the_rootfs_is_refused_unread(root):
         message = refused(r, "the file is larger than")
         assert "(1099511627776 bytes)" in message, (script, message)
     assert rss < RSS_BOUND_MIB
+    results, rss = shell(root, "cp /f /copy", "install -m 644 /f /copy")
+    for r in results:
+        refused(r, "f: a sparse file (1099511627776 bytes, 0 of them stored); RUN does not copy it")
+    assert not (root / "copy").exists() and rss < RSS_BOUND_MIB
     sparse.unlink()
     os.mkfifo(sparse)
     results, rss = shell(root, *READERS)

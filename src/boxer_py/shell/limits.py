@@ -230,6 +230,15 @@ def read_file(host: Path, limit: int = MAX_STREAM) -> bytes:
         os.close(fd)
 
 
+def check_dense(host: Path) -> None:
+    """A file about to be copied: a sparse one (a program of the image can seek past the end of
+    a file) would be written dense, a terabyte of zeros on the build host's disk."""
+    st = os.lstat(host)
+    if st.st_size > MAX_STREAM and st.st_blocks * 512 < st.st_size // 2:
+        raise ShellError(f"{host.name}: a sparse file ({st.st_size} bytes, {st.st_blocks * 512} of them stored); "
+                         "RUN does not copy it")
+
+
 def read_guest(root: Path, guest: str, limit: int = MAX_STREAM) -> bytes | None:
     """read_file of a guest path resolved inside `root`; None when it cannot be resolved or
     opened (the caller prints its usual "No such file" message). Too large or not a regular

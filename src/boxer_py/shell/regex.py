@@ -145,9 +145,7 @@ class _Parser:
         while self.i < len(self.p) and not self.at_close() and not self.at_bar():
             atom = self.atom(start, items)
             start = atom == ("assert", "^")   # a * right after ^ is literal too
-            if atom is None:
-                continue
-            items.append(self.quantified(atom))
+            items.append(atom if start else self.quantified(atom))
         return ("cat", items)
 
     def atom(self, start: bool, items: list) -> Any:

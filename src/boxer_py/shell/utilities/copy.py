@@ -14,6 +14,7 @@ from pathlib import Path
 
 from boxer_py.image import users as accounts
 from boxer_py.image.rootfs import within
+from boxer_py.shell import limits
 from boxer_py.shell.utilities.core import (
     Call,
     Failure,
@@ -223,6 +224,7 @@ def _copy_entry(call: Call, src: Path, target: str, shown: str, preserve: bool, 
         return
     if host.exists() and os.path.samefile(host, src):
         raise Failure(f"'{within(call.root, src)}' and '{shown}' are the same file")
+    limits.check_dense(src)
     shutil.copyfile(src, host, follow_symlinks=False)
     (shutil.copystat if preserve else shutil.copymode)(src, host)
 
