@@ -150,6 +150,9 @@ ONE_MIB = "A=$(printf '%1048000s' x)"   # a value just under limits.MAX_VALUE
      "the output written into a pipe is larger than 16 MiB"),
     ("echo $((" + "1+" * 3000 + "1))", "an arithmetic expression $((...)) is longer than 4096 characters"),
     ("shift " + "9" * 5000, "a number in the script has too many digits"),
+    ("eval \"$(printf '%300000s' x)\"", "a script (RUN line, eval, source, sh -c or $(...)) is longer than 256 KiB"),
+    ("A=$(printf '%200000s' x); for i in 1 2 3 4 5 6; do eval \"$A $i\"; done",
+     "more than 1 MiB of script text parsed in one RUN"),
 ])
 def test_expansions_and_buffers_are_refused_before_they_are_built(root, script, needle):
     results, rss = shell(root, script)

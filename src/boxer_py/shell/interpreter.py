@@ -499,11 +499,12 @@ class _Shell:
     # -- variables (the expansion Scope) ---------------------------------------------------
     def get(self, name: str) -> str | None:
         positional = self.state.positional
-        specials = {"?": str(self.state.status), "$": "1", "#": str(len(positional)), "!": "",
-                    "@": " ".join(positional), "*": " ".join(positional), "0": self.state.arg0,
-                    "-": "".join(k for k, v in OPTION_LETTERS.items() if v in self.state.options)}
-        if name in specials:
-            return specials[name]
+        if name in _SPECIALS:   # built only when asked for: "$@" may be megabytes
+            if name in "@*":
+                return " ".join(positional)
+            return {"?": str(self.state.status), "$": "1", "#": str(len(positional)), "!": "",
+                    "0": self.state.arg0,
+                    "-": "".join(k for k, v in OPTION_LETTERS.items() if v in self.state.options)}[name]
         if name.isdigit():
             return positional[int(name) - 1] if int(name) <= len(positional) else None
         return self.state.vars.get(name)
@@ -554,6 +555,9 @@ class _Shell:
         if found is None and (name in BUILTINS or name in self.state.functions or find_utility(name)):
             return name
         return found
+
+
+_SPECIALS = frozenset("?$#!@*0-")
 
 
 def _is_assignment(text: str) -> bool:

@@ -30,9 +30,11 @@ MAX_NESTING = 64                  # eval, source, $(...), subshells, sh -c and f
 MAX_LOOP_ITERATIONS = 10_000      # one while/until loop
 MAX_SCRIPT_ITERATIONS = 100_000   # all for/while/until iterations of one RUN
 MAX_COMMANDS = 100_000            # commands run (builtins, utilities, functions, externals) in one RUN
+MAX_PARSED = 1 * MiB              # script text parsed anew in one RUN (eval, source, sh -c, $(...) included)
 MAX_MATCH_STEPS = 10_000_000      # regular expression and glob matching steps in one RUN (~30 s)
 
 # -- memory: sizes ----------------------------------------------------------------------------------
+MAX_SCRIPT = 256 * KiB            # one script text: a RUN line, an eval string, a sourced file, sh -c
 MAX_VALUE = 1 * MiB               # one expanded word, variable value, $(...) output or here-document
 MAX_VARIABLES = 16 * MiB          # all variables of one shell (names and values)
 MAX_FIELDS = 100_000              # words of one command line, a `for` list or a glob's results
@@ -58,6 +60,7 @@ class Budget:
         self.iterations = 0
         self.commands = 0
         self.steps = 0
+        self.parse = 0
 
     @contextlib.contextmanager
     def nested(self, what: str) -> Iterator[None]:
@@ -82,6 +85,12 @@ class Budget:
         self.commands += 1
         if self.commands > MAX_COMMANDS:
             raise ShellError(f"more than {MAX_COMMANDS} commands ran in one RUN")
+
+    def parsed(self, n: int) -> None:
+        self.parse += n
+        if self.parse > MAX_PARSED:
+            raise ShellError(f"more than {size_text(MAX_PARSED)} of script text parsed in one RUN "
+                             "(eval, source, sh -c and $(...) included)")
 
     def match_steps(self, n: int) -> None:
         self.steps += n

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import bashlex
 
 from boxer_py.errors import ShellError
+from boxer_py.shell import limits
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,29 @@ class Program:
 _WORD_END = set(" \t\n;&|<>()")
 
 
+_CACHE: dict[str, Program] = {}   # small texts parsed again and again (loop bodies, $(...), case branches)
+_CACHED_TEXT, _CACHE_SIZE = 4096, 512
+
+
 def parse(text: str) -> Program:
+    """The parsed program; bounded by limits.MAX_SCRIPT, and what is parsed anew in one RUN by
+    limits.MAX_PARSED (bashlex takes seconds for tens of KB of tiny commands)."""
+    cached = _CACHE.get(text)
+    if cached is not None:
+        return cached
+    if len(text) > limits.MAX_SCRIPT:
+        raise ShellError(f"a script (RUN line, eval, source, sh -c or $(...)) is longer than "
+                         f"{limits.size_text(limits.MAX_SCRIPT)}")
+    limits.budget().parsed(len(text))
+    program = _parse(text)
+    if len(text) <= _CACHED_TEXT:
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)), None)
+        _CACHE[text] = program
+    return program
+
+
+def _parse(text: str) -> Program:
     sanitized, heredocs, cases = prepare(text)
     if not sanitized.strip():
         return Program(text, [], heredocs, cases)

@@ -576,6 +576,7 @@ class Regex:
 
 
 # -- shell patterns -------------------------------------------------------------------------------------
+_SPECIAL = re.compile(r"[*?\[]")
 # Tokens: ("star",) ("any",) ("char", c) ("set", CharSet)
 
 class Glob:
@@ -584,6 +585,10 @@ class Glob:
 
     def __init__(self, chunks: list[tuple[str, bool]], fold: bool = False):
         text = "".join(t for t, _ in chunks)
+        self.literal: str | None = None
+        if not any(active and _SPECIAL.search(t) for t, active in chunks):   # "$x") in case: a comparison
+            self.tokens, self.fold, self.literal = [], fold, text.lower() if fold else text
+            return
         limits.check_pattern(text, "a shell pattern")
         flags = [a for t, a in chunks for _ in t]
         tokens: list[tuple] = []
@@ -647,6 +652,9 @@ class Glob:
 
     def prefix(self, text: str, longest: bool) -> int | None:
         """The shortest (or longest) k for which text[:k] matches the whole pattern, or None."""
+        if self.literal is not None:
+            head = text[:len(self.literal)]
+            return len(self.literal) if (head.lower() if self.fold else head) == self.literal else None
         budget = limits.budget()
         tokens = self.tokens
         final = len(tokens)
@@ -692,6 +700,7 @@ class Glob:
         """The same pattern read backwards (for suffixes: ${X%pat})."""
         g = Glob.__new__(Glob)
         g.tokens, g.fold = list(reversed(self.tokens)), self.fold
+        g.literal = None if self.literal is None else self.literal[::-1]
         return g
 
 
