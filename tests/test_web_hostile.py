@@ -24,6 +24,7 @@ from playwright.sync_api import sync_playwright
 
 import boxer_py
 from boxer_py.browser import site
+from boxer_py.image import imagefile
 
 CHROMIUM = Path("/usr/bin/chromium")
 MARK = f"boxer-hostile-{uuid.uuid4().hex[:12]}"  # finds this test's browser among the machine's processes
@@ -76,8 +77,15 @@ setTimeout(() => {{ location.href = "{canary}/script-navigation?stdin=" + encode
 <svg><a id="svglink" href="{canary}/svg-a"><text y="20">svg link</text></a>
 <set attributeName="href" to="{canary}/smil"/></svg>
 <noscript><p id="noscript">shown without scripts</p></noscript>
+<img attributionsrc="{canary}/attribution" src="data:image/gif;base64,R0lGODlhAQABAAAAACw=">
+<p data-next="{canary}/attribute">text</p>
 {stun}
 </body></html>""")
+    # markup that parses differently once serialized (mutation XSS): an iframe could reappear
+    out("mxss.html", f"""<p>mutations</p><svg><style><iframe src="{canary}/mxss-svg-style"></style></svg>
+<math><mtext><table><mglyph><style><iframe src="{canary}/mxss-mglyph"></style></mglyph></table></mtext></math>
+<noscript><p title="</noscript><iframe src='{canary}/mxss-noscript'>"></p></noscript>
+<form><math><mtext></form><form><mglyph><style></math><iframe src="{canary}/mxss-form">""")
     out("chart.html", f"""<!doctype html><html><body><h1>chart</h1><p id="ran">no</p>
 <script>document.getElementById("ran").textContent = "yes";</script>{stun}</body></html>""")
     print("wrote", sorted(os.listdir("/out")))
@@ -101,6 +109,12 @@ elif mode == "flood":
     sys.stdout.buffer.write(b"TAIL-MARK\n")
     sys.stderr.buffer.write(b"ERR-TAIL\n")
     sys.stdout.flush()
+
+elif mode == "endless":
+    n = 1
+    while True:
+        sys.stdout.write("".join(f"line {i:012d}\n" for i in range(n, n + 1000)))
+        n += 1000
 
 elif mode == "fill":
     mib = int(args[0])
@@ -417,8 +431,10 @@ def test_html_outputs_are_shown_without_scripts_and_reach_nothing(web_site, open
     page = open_page(web_site())
     run = page.run(f"python main.py html {canary.tcp_port} {canary.udp_port}")
     assert run["exitCode"] == 0, run["stderr"]
-    assert run["files"] == ["/out/attack.html", "/out/chart.html"]
+    assert run["files"] == ["/out/attack.html", "/out/chart.html", "/out/mxss.html"]
     frames = page.page.locator("#preview iframe")
+    # mxss.html: its sanitized markup parses into something else, so it is not shown at all
+    assert page.page.locator("#preview figure").nth(2).inner_text().startswith("this file cannot be previewed safely")
     assert frames.count() == 2
     for i in range(2):
         assert frames.nth(i).get_attribute("sandbox") == ""
@@ -443,7 +459,7 @@ def test_running_a_previews_scripts_is_an_explicit_choice_with_its_own_policy(we
     run = page.run(f"python main.py html {canary.tcp_port} {canary.udp_port}")
     assert run["exitCode"] == 0
     buttons = page.page.locator("#preview .run-scripts")
-    assert buttons.count() == 2
+    assert buttons.count() == 3
     buttons.nth(1).click()  # the dialog is dismissed: nothing runs
     assert len(page.dialogs) == 1 and "send data" in page.dialogs[0]
     assert page.page.locator("#preview iframe").nth(1).get_attribute("data-scripts") == "off"
@@ -547,12 +563,19 @@ def test_a_flood_of_output_is_capped_head_and_tail_kept_and_flagged(web_site, op
     assert page.page.is_hidden("#truncated")
 
 
-def test_output_is_capped_by_default_and_a_stopped_flood_keeps_its_tail(web_site, open_page):
+def test_output_is_capped_by_default_and_a_timed_out_flood_keeps_its_tail(web_site, open_page):
     page = open_page(web_site())
-    page.page.fill("#timeout", "")
     run = page.run("python main.py flood 64")
     assert run["stdoutTruncated"] and len(run["stdout"].encode()) <= 1 << 20
     assert run["stdout"].endswith("TAIL-MARK\n") and page.errors == []
+    # A run ended from outside (timeout, Stop) keeps the last tail the worker posted.
+    run = page.run("python main.py endless", timeout="4")
+    assert (run["exitCode"], run["trap"]) == (124, "timed out after 4s")
+    assert run["stdoutTruncated"] and len(run["stdout"].encode()) <= 1 << 20
+    assert run["stdout"].startswith("line 000000000001\n")
+    last = int(run["stdout"].rstrip("\n").rsplit("\n", 1)[1].split()[1])
+    assert last > (1 << 20) // 18, "the tail is not from the end of the stream"
+    assert page.errors == []
 
 
 # --- 6: filesystem cap ------------------------------------------------------------------------
@@ -707,3 +730,12 @@ def test_boxer_serve_warns_when_not_on_a_loopback_address(hostile_image, cache_d
     assert r.returncode == 1 and lines[1].startswith("boxer: cannot listen on 192.0.2.1:0") and "Traceback" not in r.stderr
     assert site.is_loopback("127.0.0.1") and site.is_loopback("localhost") and site.is_loopback("::1")
     assert not site.is_loopback("0.0.0.0") and not site.is_loopback("192.168.1.2")
+
+
+def test_bad_page_limits_are_refused_in_one_line(boxer, hostile_image, tmp_path):
+    for option, value in [("--disk", "lots"), ("--max-output", "0"), ("--max-entries", "0")]:
+        r = boxer("web", str(hostile_image), "-o", str(tmp_path / "site"), option, value)
+        assert r.returncode != 0 and "Traceback" not in r.stderr and option in r.stderr, r.stderr
+        assert not (tmp_path / "site").exists()
+    html = site.render_index(imagefile.read(hostile_image), site.page_limits(1 << 20, 2 << 20, 300))
+    assert 'data-max-output="1048576" data-disk="2097152" data-max-entries="300"' in html

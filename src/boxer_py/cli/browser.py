@@ -7,13 +7,16 @@ from boxer_py.cli.common import cli, locate
 from boxer_py.runtime.spec import parse_size
 
 
-def page_limits(max_output, disk):
+def page_limits(max_output, disk, max_entries):
     from boxer_py.browser.site import page_limits as limits
 
-    return limits(max_output=parse_size(max_output, "--max-output"), disk=parse_size(disk, "--disk"))
+    return limits(max_output=parse_size(max_output, "--max-output"), disk=parse_size(disk, "--disk"),
+                  max_entries=max_entries)
 
 
 def limit_options(command):
+    command = click.option("--max-entries", type=click.IntRange(min=1), metavar="N",
+                           help="Stop a run that creates more files and directories than this (default 10000).")(command)
     command = click.option("--disk", metavar="SIZE",
                            help="Stop a run whose in-memory files grow by more than this (default 256m).")(command)
     return click.option("--max-output", metavar="SIZE",
@@ -26,12 +29,12 @@ def limit_options(command):
 @click.option("-p", "--port", type=int, default=8000, show_default=True, help="Port to listen on (0: any free port).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @limit_options
-def serve(image, port, host, max_output, disk):
+def serve(image, port, host, max_output, disk, max_entries):
     """Serve a page that runs IMAGE in the browser (the code runs in the visitor's tab)."""
     from boxer_py.browser.site import is_loopback
     from boxer_py.browser.site import serve as start
 
-    limits = page_limits(max_output, disk)
+    limits = page_limits(max_output, disk, max_entries)
     if not is_loopback(host):
         click.echo(f"boxer: warning: listening on {host}, not a loopback address: other machines can load the "
                    "page and the image", err=True)
@@ -46,11 +49,11 @@ def serve(image, port, host, max_output, disk):
 @click.argument("image", metavar="IMAGE")
 @click.option("-o", "--output", "directory", required=True, metavar="DIR", help="Directory to write (must not exist, or be empty).")
 @limit_options
-def web(image, directory, max_output, disk):
+def web(image, directory, max_output, disk, max_entries):
     """Write a static site that runs IMAGE in the browser: index.html, the launcher, image.wasm.
 
     Any static host can serve it if it sends .wasm as application/wasm (see docs/web.md).
     """
     from boxer_py.browser.site import write_site
 
-    click.echo(write_site(locate(image), directory, page_limits(max_output, disk)))
+    click.echo(write_site(locate(image), directory, page_limits(max_output, disk, max_entries)))

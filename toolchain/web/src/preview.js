@@ -20,11 +20,21 @@ const DROP = new Set(["script", "iframe", "frame", "frameset", "object", "embed"
   "meta", "link", "base", "template", "form", "set", "animate", "animatemotion", "animatetransform", "discard"]);
 // Attributes that navigate on a click or ping someone; a fragment or data: link is kept.
 const URL_ATTRIBUTES = new Set(["href", "xlink:href", "action", "formaction", "ping", "srcdoc", "src", "poster", "background",
-  "srcset", "data", "codebase", "manifest", "itemtype", "longdesc", "lowsrc", "dynsrc", "cite"]);
+  "srcset", "data", "codebase", "manifest", "itemtype", "longdesc", "lowsrc", "dynsrc", "cite", "attributionsrc"]);
 
 function local(value) {
   const v = value.trim().toLowerCase();
   return v.startsWith("#") || v.startsWith("data:image/");
+}
+
+/** Whether an attribute may stay: no handlers, no shadow roots, no URL but a fragment or an
+ *  inline image, and no absolute or scheme-relative URL in any attribute but `style` (whose
+ *  url()s the CSP refuses before any request). */
+function allowed(name, value) {
+  name = name.toLowerCase();
+  if (name.startsWith("on") || name === "shadowrootmode" || name === "shadowroot" || name === "is") return false;
+  if (URL_ATTRIBUTES.has(name)) return local(value);
+  return name === "style" || !value.includes("//") || local(value);
 }
 
 function clean(doc) {
@@ -34,11 +44,7 @@ function clean(doc) {
       continue;
     }
     for (const attr of [...el.attributes]) {
-      const name = attr.name.toLowerCase();
-      if (name.startsWith("on") || name === "shadowrootmode" || name === "shadowroot" || name === "is" ||
-          (URL_ATTRIBUTES.has(name) && !local(attr.value))) {
-        el.removeAttribute(attr.name);
-      }
+      if (!allowed(attr.name, attr.value)) el.removeAttribute(attr.name);
     }
   }
 }
@@ -47,8 +53,7 @@ function unsafe(doc) {
   for (const el of doc.querySelectorAll("*")) {
     if (DROP.has(el.localName.toLowerCase())) return el.localName;
     for (const attr of el.attributes) {
-      const name = attr.name.toLowerCase();
-      if (name.startsWith("on") || name === "shadowrootmode" || (URL_ATTRIBUTES.has(name) && !local(attr.value))) return `${el.localName} ${name}`;
+      if (!allowed(attr.name, attr.value)) return `${el.localName} ${attr.name}`;
     }
   }
   return null;

@@ -109,7 +109,7 @@ class Capped {
     this.type = type;
     this.tailCap = Math.floor(cap / 4);
     this.headCap = cap - this.tailCap;
-    this.ring = new Uint8Array(this.tailCap);
+    this.ring = null; // allocated when the head is full
     Object.assign(this, { total: 0, kept: 0, pos: 0, posted: 0 });
   }
 
@@ -122,6 +122,7 @@ class Capped {
       data = data.subarray(head.byteLength);
     }
     if (!data.byteLength || !this.tailCap) return;
+    this.ring = this.ring || new Uint8Array(this.tailCap);
     if (data.byteLength >= this.tailCap) {
       this.ring.set(data.subarray(data.byteLength - this.tailCap));
       this.pos = 0;
@@ -139,7 +140,7 @@ class Capped {
   /** Post the kept tail (a copy, in order) and the total so far. */
   flush() {
     this.posted = performance.now();
-    if (this.total <= this.headCap) return;
+    if (this.total <= this.headCap || !this.ring) return;
     const tail = new Uint8Array(this.kept);
     const start = (this.pos - this.kept + this.tailCap) % this.tailCap;
     const first = Math.min(this.kept, this.tailCap - start);
