@@ -36,7 +36,7 @@ from pathlib import Path
 from boxer_py.errors import ShellError
 from boxer_py.shell import limits
 from boxer_py.shell.interpreter import Completed, run_script
-args = json.loads(sys.argv[1])
+args = json.loads(open(sys.argv[1]).read())
 for name, value in args["limits"].items():
     setattr(limits, name, value)
 results = []
@@ -75,8 +75,9 @@ def _measured(argv: list[str], env: dict | None = None) -> tuple[object, float]:
 
 def shell(root: Path, *scripts: str, **lowered: int) -> tuple[list[dict], float]:
     """Run each script through the real shell on `root`, in one child; limits.NAME=value lowered."""
-    args = json.dumps({"root": str(root), "scripts": list(scripts), "limits": lowered})
-    results, rss = _measured([sys.executable, "-c", _SHELL_CHILD, args])
+    args = root.parent / "shell-args.json"
+    args.write_text(json.dumps({"root": str(root), "scripts": list(scripts), "limits": lowered}))
+    results, rss = _measured([sys.executable, "-c", _SHELL_CHILD, str(args)])
     assert isinstance(results, list)
     return results, rss
 
@@ -141,7 +142,9 @@ ONE_MIB = "A=$(printf '%1048000s' x)"   # a value just under limits.MAX_VALUE
     ("for i in $(seq 1 1000000); do :; done", "the output of $(...) is larger than 1 MiB"),
     ("for i in $(seq 120000); do :; done", "has more than 100000 words"),
     ("set -- $(seq 120000)", "a command line has more than 100000 words"),
-    (ONE_MIB + "; echo \"$A\" \"$A\" \"$A\" \"$A\" \"$A\"", "a command line is longer than 4 MiB"),
+    (ONE_MIB + "; echo" + " \"$A\"" * 40000, "a command line is longer than 4 MiB"),
+    (ONE_MIB + "; B=\"$A\" C=\"$A\" D=\"$A\" E=\"$A\" F=\"$A\" true", "a command line is longer than 4 MiB"),
+    (ONE_MIB + "; for x in" + " \"$A\"" * 40000 + "; do :; done", "the list of a for loop is longer than 4 MiB"),
     (ONE_MIB + "; echo \"$A\" | xargs -I{} echo {}{}{}{}{}", "a command line is longer than 4 MiB"),
     ("printf '%1000000s' $(seq 100)", "printf's output is larger than 16 MiB"),
     (ONE_MIB + "; echo \"$A\" > /big; sed 's/./&&&&&&&&&&&&&&&&&&&&&&&&&&/g' /big",

@@ -267,9 +267,9 @@ class _Shell:
                 k += 1
         body = next(p for p in parts if p.kind not in ("reservedword", "word"))
         items: list[str] = []
+        made = limits.Words("the list of a for loop")
         for w in words:
-            items.extend(self._expander().fields(self._source(w)))
-            limits.check_fields(len(items), "the list of a for loop")
+            items.extend(made.add(f) for f in self._expander().fields(self._source(w)))
         status = 0
         for n, item in enumerate(items, 1):
             self.shared.budget.iteration("for", n)
@@ -326,16 +326,17 @@ class _Shell:
         for w in words + assignments:
             if any(p.kind == "processsubstitution" for p in getattr(w, "parts", [])):
                 raise ShellError("process substitution <(...) is not supported in RUN")
+        line = limits.Words("a command line")   # bounded while it is made, not once it is
         for w in words:
             text = self._source(w)
             if argv and argv[0] in ("export", "local") and _is_assignment(text):
-                argv.append(expander.string(text))
+                argv.append(line.add(expander.string(text)))
             else:
-                argv.extend(expander.fields(text))
+                argv.extend(line.add(f) for f in expander.fields(text))
         values = []
         for a in assignments:
             name, _, value = self._source(a).partition("=")
-            values.append((name, expander.string(value)))
+            values.append((name, line.add(expander.string(value))))
         if argv == ["exec"]:
             return self._exec_redirections(redirects)
         with self._redirected(redirects) as ok:

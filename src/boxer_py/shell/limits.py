@@ -143,6 +143,23 @@ def check_argv(argv: list[str]) -> None:
             argv_too_long(argv[0])
 
 
+class Words:
+    """The words of a command line (or a `for` list) as they are expanded: each one is counted
+    and measured as it comes, so `echo "$A" "$A" ...` stops at the limit, not after a gigabyte."""
+
+    def __init__(self, what: str):
+        self.what, self.count, self.size = what, 0, 0
+
+    def add(self, word: str) -> str:
+        self.count += 1
+        self.size += len(word) + 1
+        if self.count > MAX_FIELDS:
+            raise ShellError(f"{self.what} has more than {MAX_FIELDS} words")
+        if self.size > MAX_ARGV:
+            raise ShellError(f"{self.what} is longer than {size_text(MAX_ARGV)}")
+        return word
+
+
 def argv_too_long(name: str) -> None:
     raise ShellError(f"a command line is longer than {size_text(MAX_ARGV)} ({name[:40]!r} ...)")
 
