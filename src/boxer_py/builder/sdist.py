@@ -19,75 +19,49 @@ any of it; the host only:
   pip then installs like any wheel (dependencies resolve, markers apply for the guest).
 
 Builds.after_failure reads why the host's pip failed (a requirement with no usable wheel),
-builds that requirement's sdist, and the caller retries (MAX_ROUNDS, MAX_BUILDS).
+builds that requirement's sdist, and the caller retries (MAX_ROUNDS, MAX_BUILDS). The index
+is read in sdistindex.py, the guest's script is sdistdriver.py, the wheel check wheelcheck.py.
 """
 from __future__ import annotations
 
-import base64
-import hashlib
-import io
 import json
 import os
-import posixpath
 import re
 import stat
 import subprocess
 import sys
 import tempfile
 import time
-import zipfile
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from email.parser import HeaderParser
-from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any, NoReturn
-from urllib.parse import urljoin, urlsplit
+from typing import Any
 
-from packaging import tags
 from packaging.markers import InvalidMarker, UndefinedComparison, UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
-from packaging.utils import (
-    InvalidSdistFilename,
-    InvalidWheelFilename,
-    canonicalize_name,
-    parse_sdist_filename,
-    parse_wheel_filename,
-)
-from packaging.version import InvalidVersion, Version
+from packaging.utils import canonicalize_name
 
+from boxer_py.builder.sdistdriver import DRIVER
+from boxer_py.builder.sdistindex import IndexFile, choose_sdist, fetch_sdist, index_files, index_session
+from boxer_py.builder.wheelcheck import MAX_WHEEL, SourceRefused, read_back
 from boxer_py.errors import BoxerError
 from boxer_py.image.hostfs import DIR_FLAGS, FILE_FLAGS, remove_tree
 
 MAX_ROUNDS = 8  # times the host's pip is retried after building what it lacked
 MAX_BUILDS = 24  # sdists and projects one `pip install` builds in the sandbox
-MAX_SDIST = 128 << 20  # bytes of one downloaded sdist
-MAX_INDEX_PAGE = 16 << 20  # bytes of one index page (JSON or HTML)
-MAX_WHEEL = 64 << 20  # bytes of one wheel the guest made
-MAX_WHEEL_UNPACKED = 256 << 20  # bytes of all its members
-MAX_WHEEL_MEMBERS = 20_000
-MAX_MEMBER_NAME = 1024  # bytes of a member's name
 MAX_RESULT = 1 << 20  # bytes of a JSON file the guest writes
 MAX_BUILD_REQUIRES = 64  # build requirements one project may name
-INDEX_TIMEOUT = 60  # seconds for one request to the index
 BUILD_DEPS_TIMEOUT = 10 * 60  # seconds for the host's pip fetching build requirements
 
-_NATIVE = re.compile(r"\.(so|pyd|dll|dylib|sl)(\.[0-9]+)*$", re.IGNORECASE)
 _SDIST = re.compile(r"\.(tar\.gz|tgz|zip|tar\.bz2|tar\.xz|tar)$", re.IGNORECASE)
 _PIP_NOISE = re.compile(r"^\s*(Collecting|Downloading|Using cached|Obtaining|Looking in|Processing|"
                         r"Requirement already|Saved|Installing collected|Successfully|INFO:|━|[-\\|/]\s*$)")
-_DEFAULT_REQUIRES = ["setuptools>=40.8.0"]
 # Switches that packages with optional C code read to skip it (a failed compile falls back anyway).
 _PURE_SWITCHES = {"AIOHTTP_NO_EXTENSIONS": "1", "MULTIDICT_NO_EXTENSIONS": "1", "YARL_NO_EXTENSIONS": "1",
                   "FROZENLIST_NO_EXTENSIONS": "1", "PROPCACHE_NO_EXTENSIONS": "1", "DISABLE_SQLALCHEMY_CEXT": "1",
                   "PURE_PYTHON": "1", "SETUPPY_FORCE_PURE": "1", "MSGPACK_PUREPYTHON": "1",
                   "WRAPT_INSTALL_EXTENSIONS": "false", "CIBUILDWHEEL": "0", "PYTHONDONTWRITEBYTECODE": "1"}
-
-
-class SourceRefused(BoxerError):
-    """A source build that cannot be done or whose result is refused; one line, saying why."""
 
 
 # (root, argv, env, workdir, stdin) -> the run's result: the RUN's runner (runstep.Runner).
@@ -120,162 +94,6 @@ def local_source(text: str) -> tuple[str, str] | None:
             return None
         return path, extras
     return None
-
-
-# --- the index -----------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class _File:
-    filename: str
-    url: str
-    sha256: str | None
-    requires_python: str | None
-    yanked: bool
-    size: int | None
-
-
-class _Links(HTMLParser):
-    """The anchors of a PEP 503 page."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.anchors: list[dict[str, str | None]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "a" and len(self.anchors) < 100_000:
-            self.anchors.append(dict(attrs))
-
-
-def _session():
-    import requests  # loaded only when a source build is needed
-    session = requests.Session()
-    session.trust_env = False  # no ~/.netrc, no host configuration; proxies and CAs as pip gets them
-    proxies = {k: os.environ[v] for k, v in (("http", "http_proxy"), ("https", "https_proxy"),
-                                             ("http", "HTTP_PROXY"), ("https", "HTTPS_PROXY")) if v in os.environ}
-    session.proxies.update(proxies)
-    session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE") or True
-    session.headers["User-Agent"] = "boxer-py (source build for a WebAssembly image)"
-    return session
-
-
-def _get(session, url: str, limit: int, accept: str = "*/*") -> tuple[bytes, str]:
-    """GET `url`, at most `limit` bytes; (body, content type)."""
-    import requests
-    try:
-        with session.get(url, headers={"Accept": accept}, timeout=INDEX_TIMEOUT, stream=True) as r:
-            if r.status_code == 404:
-                return b"", ""
-            r.raise_for_status()
-            chunks, size = [], 0
-            for chunk in r.iter_content(1 << 16):
-                size += len(chunk)
-                if size > limit:
-                    raise SourceRefused(f"{_short(url)} is larger than {limit} bytes")
-                chunks.append(chunk)
-            return b"".join(chunks), r.headers.get("Content-Type", "")
-    except requests.RequestException as e:
-        raise SourceRefused(f"cannot fetch {_short(url)}: {type(e).__name__}") from None
-
-
-def _short(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or ''}{parts.path}"[:200]
-
-
-def index_files(session, index: str, name: str) -> list[_File]:
-    """The files an index lists for project `name` (PEP 691 JSON, else PEP 503 HTML)."""
-    url = index.rstrip("/") + "/" + canonicalize_name(name) + "/"
-    body, kind = _get(session, url, MAX_INDEX_PAGE,
-                      "application/vnd.pypi.simple.v1+json, text/html;q=0.1")
-    files: list[_File] = []
-    if not body:
-        return files
-    if "json" in kind:
-        try:
-            data = json.loads(body)
-            for f in data.get("files", [])[:100_000]:
-                sha = (f.get("hashes") or {}).get("sha256")
-                files.append(_File(str(f["filename"]), urljoin(url, str(f["url"])), sha, f.get("requires-python"),
-                                   bool(f.get("yanked")), f.get("size") if isinstance(f.get("size"), int) else None))
-        except (ValueError, KeyError, TypeError, AttributeError):
-            raise SourceRefused(f"the index page {_short(url)} is not a valid simple-API page") from None
-        return files
-    parser = _Links()
-    parser.feed(body.decode("utf-8", errors="replace"))
-    for a in parser.anchors:
-        href = a.get("href")
-        if not href:
-            continue
-        full = urljoin(url, href)
-        path, _, fragment = full.partition("#")
-        filename = posixpath.basename(urlsplit(path).path)
-        sha = fragment[len("sha256="):] if fragment.startswith("sha256=") else None
-        files.append(_File(filename, path, sha, a.get("data-requires-python"), "data-yanked" in a, None))
-    return files
-
-
-def _guest_tags(python: str) -> set[tags.Tag]:
-    major, minor = (int(x) for x in python.split(".")[:2])
-    abi = f"cp{major}{minor}"
-    return (set(tags.cpython_tags((major, minor), abis=[abi, "abi3", "none"], platforms=["wasi_0_0_0_wasm32"]))
-            | set(tags.compatible_tags((major, minor), abi, ["wasi_0_0_0_wasm32", "any"])))
-
-
-@dataclass(frozen=True)
-class Candidate:
-    name: str
-    version: Version
-    file: _File
-
-
-def choose_sdist(files: list[_File], name: str, specifiers: list[SpecifierSet], python: str,
-                 pre: bool) -> tuple[Candidate | None, bool]:
-    """The newest sdist of `name` that one of `specifiers` allows and the guest's Python may
-    install; and whether that version also has a wheel the guest can use (then it is not what
-    blocks the install)."""
-    want = canonicalize_name(name)
-    guest = Version(python)
-    usable = _guest_tags(python)
-    best: Candidate | None = None
-    wheels: dict[Version, bool] = {}
-    for f in files:
-        try:
-            if f.filename.endswith(".whl"):
-                wname, wversion, _, wtags = parse_wheel_filename(f.filename)
-                if wname == want and wtags & usable:
-                    wheels[wversion] = True
-                continue
-            sname, version = parse_sdist_filename(f.filename)
-        except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
-            continue
-        if sname != want or f.yanked:
-            continue
-        if f.requires_python:
-            try:
-                if guest not in SpecifierSet(f.requires_python):
-                    continue
-            except ValueError:
-                continue
-        if not any(s.contains(version, prereleases=pre or None) for s in specifiers or [SpecifierSet()]):
-            continue
-        if best is None or version > best.version or (version == best.version and f.filename.endswith(".tar.gz")):
-            best = Candidate(name, version, f)
-    return best, best is not None and wheels.get(best.version, False)
-
-
-def fetch_sdist(session, candidate: Candidate) -> bytes:
-    """The sdist's bytes, bounded, checked against the index's size and sha256."""
-    f = candidate.file
-    if urlsplit(f.url).scheme not in ("http", "https"):
-        raise SourceRefused(f"{f.filename}: the index gave a non-HTTP address")
-    if f.size is not None and f.size > MAX_SDIST:
-        raise SourceRefused(f"{f.filename} is larger than {MAX_SDIST} bytes")
-    data, _ = _get(session, f.url, MAX_SDIST)
-    if not data:
-        raise SourceRefused(f"{f.filename}: not found on the index")
-    if f.sha256 is not None and hashlib.sha256(data).hexdigest() != f.sha256.lower():
-        raise SourceRefused(f"{f.filename}: its sha256 differs from the index's")
-    return data
 
 
 # --- reading pip's failure -------------------------------------------------------------------------
@@ -320,112 +138,6 @@ def shown(output: bytes) -> bytes:
         if keep and line.strip() and not _PIP_NOISE.match(line):
             kept.append(line)
     return "".join(s + "\n" for s in kept).encode()
-
-
-# --- the guest side --------------------------------------------------------------------------------
-
-# Runs in the image's CPython under Wasmtime: no subprocess, so the PEP 517 hooks run in-process.
-# argv: prepare|build|build-checked WORK. WORK/job.json: {"source": guest path, "envs": [dirs]}.
-DRIVER = r'''
-import importlib, json, os, re, site, sys, tarfile, traceback, zipfile
-
-def out(work, name, data):
-    with open(os.path.join(work, "out", name), "w") as f:
-        json.dump(data, f)
-
-def project_dir(work, source):
-    if not os.path.exists(source):
-        raise SystemExit("error: %s does not exist in the image" % source)
-    if os.path.isdir(source):
-        top = source
-    else:
-        dest = os.path.join(work, "src")
-        os.makedirs(dest, exist_ok=True)
-        if source.endswith(".zip"):
-            with zipfile.ZipFile(source) as z:
-                for name in z.namelist():
-                    if name.startswith("/") or ".." in name.split("/"):
-                        raise SystemExit("error: the archive has a member outside its directory: %r" % name[:80])
-                z.extractall(dest)
-        else:
-            with tarfile.open(source) as t:
-                t.extractall(dest, filter="data")
-        entries = [e for e in os.listdir(dest) if os.path.isdir(os.path.join(dest, e))]
-        top = os.path.join(dest, entries[0]) if len(entries) == 1 else dest
-    if not (os.path.isfile(os.path.join(top, "pyproject.toml")) or os.path.isfile(os.path.join(top, "setup.py"))):
-        raise SystemExit("error: %s is not a Python project (no pyproject.toml or setup.py)" % source)
-    return top
-
-def prepare(work, job):
-    top = project_dir(work, job["source"])
-    system = {}
-    path = os.path.join(top, "pyproject.toml")
-    if os.path.isfile(path):
-        import tomllib
-        with open(path, "rb") as f:
-            system = tomllib.load(f).get("build-system", {})
-    if "build-backend" in system:
-        backend, requires = system["build-backend"], system.get("requires", [])
-    else:
-        backend, requires = "setuptools.build_meta:__legacy__", system.get("requires", ["setuptools>=40.8.0"])
-    out(work, "prepare.json", {"dir": top, "backend": backend, "requires": list(requires),
-                               "backend_path": list(system.get("backend-path", []))})
-
-def build(work, job, check):
-    with open(os.path.join(work, "out", "prepare.json")) as f:
-        prep = json.load(f)
-    top = prep["dir"]
-    for env in job["envs"]:
-        site.addsitedir(env)
-        sys.path.remove(env)
-        sys.path.insert(0, env)
-    for p in reversed(prep["backend_path"]):
-        full = os.path.normpath(os.path.join(top, p))
-        if full != top and not full.startswith(top.rstrip("/") + "/"):
-            raise SystemExit("error: backend-path %r is outside the project" % p)
-        sys.path.insert(0, full)
-    os.chdir(top)
-    module, _, attr = prep["backend"].partition(":")
-    backend = importlib.import_module(module)
-    for part in filter(None, attr.split(".")):
-        backend = getattr(backend, part)
-    if check and hasattr(backend, "get_requires_for_build_wheel"):
-        needed = list(backend.get_requires_for_build_wheel({}))
-        from importlib import metadata
-        have = {re.sub(r"[-_.]+", "-", d.metadata["Name"] or "").lower()
-                for d in metadata.distributions(path=job["envs"])}
-        missing = [r for r in needed
-                   if re.sub(r"[-_.]+", "-", re.match(r"\s*([A-Za-z0-9._-]*)", r).group(1)).lower() not in have]
-        if missing:
-            out(work, "need.json", {"requires": missing})
-            sys.exit(3)
-    dest = os.path.join(work, "out", "wheel")
-    os.makedirs(dest, exist_ok=True)
-    name = backend.build_wheel(dest, {})
-    out(work, "result.json", {"wheel": name})
-
-def main():
-    mode, work = sys.argv[1], sys.argv[2]
-    with open(os.path.join(work, "job.json")) as f:
-        job = json.load(f)
-    os.makedirs(os.path.join(work, "out"), exist_ok=True)
-    if mode == "prepare":
-        prepare(work, job)
-    else:
-        build(work, job, mode == "build-checked")
-
-try:
-    main()
-except SystemExit as e:
-    if isinstance(e.code, str):
-        print(e.code, file=sys.stderr)
-        sys.exit(1)
-    raise
-except BaseException as e:
-    traceback.print_exc()
-    print("error: %s: %s" % (type(e).__name__, str(e).splitlines()[0] if str(e) else ""), file=sys.stderr)
-    sys.exit(1)
-'''
 
 
 # --- the builds of one `pip install` -----------------------------------------------------------------
@@ -487,8 +199,8 @@ class Builds:
                 self.failure = f"more than {MAX_BUILDS} packages would have to be built from source"
                 return False
             if self._session is None:
-                self._session = _session()
-            files: list[_File] = []
+                self._session = index_session()
+            files: list[IndexFile] = []
             try:
                 for index in self._indexes():
                     files += index_files(self._session, index, name)
@@ -518,7 +230,7 @@ class Builds:
         return ".".join(self.python.split(".")[:2])
 
     @staticmethod
-    def _project_name(files: list[_File], name: str) -> str:
+    def _project_name(files: list[IndexFile], name: str) -> str:
         for f in reversed(files):
             m = re.match(r"([A-Za-z0-9][A-Za-z0-9._]*?)-\d", f.filename)
             if m and canonicalize_name(m[1]) == canonicalize_name(name):
@@ -780,127 +492,3 @@ def _remove(root: Path, names: list[str]) -> None:
         os.close(fd)
 
 
-# --- the wheel the guest made, read back as hostile data -------------------------------------------
-
-@dataclass
-class Checked:
-    name: str
-    version: str
-    filename: str
-    data: bytes  # a clean py3-none-any wheel written by the host
-    note: str = ""
-
-
-def _refuse(message: str) -> NoReturn:
-    raise SourceRefused(f"the wheel the sandbox made is refused: {message}")
-
-
-def _member_name(name: str) -> str:
-    if len(name.encode("utf-8", "surrogateescape")) > MAX_MEMBER_NAME:
-        _refuse(f"a member name is longer than {MAX_MEMBER_NAME} bytes")
-    if any(c in name for c in "\0\\") or any(ord(c) < 32 for c in name):
-        _refuse(f"member {name[:80]!r} has a control character or a backslash in its name")
-    if name.startswith("/") or re.match(r"[A-Za-z]:", name):
-        _refuse(f"member {name[:80]!r} has an absolute name")
-    parts = name.rstrip("/").split("/")
-    if any(p in ("", ".", "..") for p in parts):
-        _refuse(f"member {name[:80]!r} leaves its directory (.. or an empty part)")
-    return name
-
-
-def _members(data: bytes) -> dict[str, bytes]:
-    """The regular files of a wheel, by name, each checked and read within the bounds."""
-    if len(data) > MAX_WHEEL:
-        _refuse(f"larger than {MAX_WHEEL} bytes")
-    try:
-        z = zipfile.ZipFile(io.BytesIO(data))
-        infos = z.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
-        _refuse("not a zip archive")
-    if len(infos) > MAX_WHEEL_MEMBERS:
-        _refuse(f"more than {MAX_WHEEL_MEMBERS} members")
-    files: dict[str, bytes] = {}
-    total = 0
-    for info in infos:
-        member = _member_name(info.filename)
-        kind = stat.S_IFMT(info.external_attr >> 16)
-        if kind == stat.S_IFLNK:
-            _refuse(f"member {member[:80]!r} is a symbolic link")
-        if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
-            _refuse(f"member {member[:80]!r} is not a regular file")
-        if member.endswith("/") or kind == stat.S_IFDIR:
-            continue
-        if member in files:
-            _refuse(f"member {member[:80]!r} appears twice")
-        if _NATIVE.search(member):
-            _refuse(f"member {member[:80]!r} is native code, which cannot run in WebAssembly")
-        total += info.file_size
-        if info.file_size > MAX_WHEEL_UNPACKED or total > MAX_WHEEL_UNPACKED:
-            _refuse(f"its members expand past {MAX_WHEEL_UNPACKED} bytes")
-        try:
-            with z.open(info) as f:
-                content = f.read(info.file_size + 1)
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError, zlib.error):
-            _refuse(f"member {member[:80]!r} cannot be read (damaged, encrypted or an unknown compression)")
-        if len(content) != info.file_size:
-            _refuse(f"member {member[:80]!r} is not the size it says")
-        files[member] = content
-    return files
-
-
-def read_back(data: bytes, name: str | None, version: str | None) -> Checked:
-    """Check a wheel the guest made (hostile data) and write a clean py3-none-any wheel of the
-    same files: bounded in size and members, names inside the wheel, regular files only, no
-    native code, one .dist-info naming `name` `version` (when known)."""
-    files = _members(data)
-    infos_dirs = {m.split("/", 1)[0] for m in files if m.split("/", 1)[0].endswith(".dist-info") and "/" in m}
-    if len(infos_dirs) != 1:
-        _refuse("it has no single .dist-info directory")
-    dist_info = infos_dirs.pop()
-    if f"{dist_info}/METADATA" not in files or f"{dist_info}/WHEEL" not in files:
-        _refuse("its .dist-info has no METADATA or WHEEL")
-    meta = HeaderParser().parsestr(files[f"{dist_info}/METADATA"].decode("utf-8", errors="replace"))
-    got_name, got_version = (meta.get("Name") or "").strip(), (meta.get("Version") or "").strip()
-    try:
-        parsed = Version(got_version)
-    except InvalidVersion:
-        _refuse(f"its version {got_version[:40]!r} is not a version")
-    if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?", got_name):
-        _refuse(f"its name {got_name[:40]!r} is not a project name")
-    if name is not None and canonicalize_name(got_name) != canonicalize_name(name):
-        _refuse(f"it is {got_name}, not {name}")
-    if version is not None and parsed != Version(version):
-        _refuse(f"it is version {got_version}, not {version}")
-    wheel_meta = HeaderParser().parsestr(files[f"{dist_info}/WHEEL"].decode("utf-8", errors="replace"))
-    wheel_tags = [t.strip() for t in wheel_meta.get_all("Tag") or []]
-    note = ""
-    if not wheel_tags or not all(t.endswith("-none-any") for t in wheel_tags):
-        note = f"tagged {', '.join(wheel_tags[:3]) or 'without a tag'} but holds no native code: made py3-none-any"
-    stem = f"{canonicalize_name(got_name).replace('-', '_')}-{parsed}"
-    old_stem = dist_info.removesuffix(".dist-info")
-    rewritten: dict[str, bytes] = {}
-    for member, content in files.items():
-        top, _, rest = member.partition("/")
-        if top == dist_info:
-            if rest in ("RECORD", "WHEEL") or rest.startswith("RECORD."):
-                continue
-            member = f"{stem}.dist-info/{rest}"
-        elif top == f"{old_stem}.data":
-            member = f"{stem}.data/{rest}"
-        elif top.endswith((".dist-info", ".data")):
-            _refuse(f"member {member[:80]!r} is in a second .dist-info or .data directory")
-        rewritten[member] = content
-    rewritten[f"{stem}.dist-info/WHEEL"] = (b"Wheel-Version: 1.0\nGenerator: boxer-py (checked copy of a wheel "
-                                            b"built in the sandbox)\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
-    record = [f"{m},sha256={base64.urlsafe_b64encode(hashlib.sha256(c).digest()).rstrip(b'=').decode()},{len(c)}"
-              for m, c in sorted(rewritten.items())]
-    record.append(f"{stem}.dist-info/RECORD,,")
-    rewritten[f"{stem}.dist-info/RECORD"] = ("\n".join(record) + "\n").encode()
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as out:
-        for member in sorted(rewritten, key=lambda m: (m.startswith(f"{stem}.dist-info/"), m)):
-            info = zipfile.ZipInfo(member, date_time=(1980, 1, 1, 0, 0, 0))
-            info.external_attr = 0o100644 << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
-            out.writestr(info, rewritten[member])
-    return Checked(got_name, str(parsed), f"{stem}-py3-none-any.whl", buf.getvalue(), note)
