@@ -8,7 +8,7 @@ and refuses to serve if the file no longer holds the session's image. A run goes
 worker as a pickled RunSpec on a pipe and comes back as a pickled RunResult (or the error it
 raised). Workers see this process's stdio (a streamed run writes to it) and nothing else of it.
 
-    python -m boxer_py.workers CACHE_DIR IMAGE_FILE IMAGE_ID PREINIT(1|0)
+    python -m boxer_py.api.workers CACHE_DIR IMAGE_FILE IMAGE_ID PREINIT(1|0)
     (the pipes' fds in BOXER_WORKER_FDS: requests in, results out)
 """
 from __future__ import annotations
@@ -67,7 +67,7 @@ class _Worker:
         self._results, results_w = os.pipe()
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-P", "-m", "boxer_py.workers", *argv],
+                [sys.executable, "-P", "-m", "boxer_py.api.workers", *argv],
                 pass_fds=(requests_r, results_w), env={**os.environ, "BOXER_WORKER_FDS": f"{requests_r},{results_w}"})
         finally:
             os.close(requests_r)
@@ -236,6 +236,6 @@ def _serve(cache_dir: str, image_path: str, image_id: str, preinit: bool, reques
 if __name__ == "__main__":
     fds = os.environ.pop("BOXER_WORKER_FDS", "")
     if len(sys.argv) != 5 or not fds:
-        sys.exit("usage: python -m boxer_py.workers CACHE_DIR IMAGE_FILE IMAGE_ID PREINIT (started by Session(workers=N))")
+        sys.exit("usage: python -m boxer_py.api.workers CACHE_DIR IMAGE_FILE IMAGE_ID PREINIT (started by Session(workers=N))")
     requests, results = (int(x) for x in fds.split(","))
     _serve(*sys.argv[1:4], sys.argv[4] == "1", requests, results)

@@ -26,14 +26,17 @@ def main(args: list[str] | None = None, launcher: Launcher | None = None,
     handlers have run and stdio is flushed: Wasmtime's WASI may still be releasing a
     finished run's stdio on a thread of its own, and that must not meet an interpreter that
     is shutting down (the process would abort with a Rust panic after the run's output)."""
+    status: object
     try:
-        code = _dispatch(args, launcher)
+        status = _dispatch(args, launcher)
     except SystemExit as e:
-        code = e.code
-    if not isinstance(code, int):
-        if code is not None:
-            print(code, file=sys.stderr)
-        code = 0 if code is None else 1
+        status = e.code
+    if isinstance(status, int):
+        code = status
+    else:
+        if status is not None:
+            print(status, file=sys.stderr)
+        code = 0 if status is None else 1
     _flush()
     if report is not None:
         report(code)

@@ -142,9 +142,10 @@ def lookup(catalog: dict[str, Base], image: str) -> Found | None:
         base, note = found
         notes += [note] if note else []
     else:
-        base = catalog.get(name)
-        if base is None or base.python:
+        named = catalog.get(name)
+        if named is None or named.python:
             return None
+        base = named
         if base.is_scratch:
             return Found(base) if not tag and not digest else None
         if not any(fnmatch.fnmatchcase(tag or "latest", p) for p in base.tags):

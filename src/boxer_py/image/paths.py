@@ -23,7 +23,7 @@ def resolve(guest: str, readlink: Callable[[str], str | None], follow_last: bool
     climbs above the root and absolute link targets restart from it. `readlink(rel)` gives
     the target of the link at `rel` ("a/b", relative to the root), or None if it is no link.
     Raises TooManyLinks on a loop."""
-    todo, done, links = guest_parts(guest), [], 0
+    todo, done, links = guest_parts(guest), list[str](), 0
     while todo:
         part = todo.pop(0)
         if part == "..":

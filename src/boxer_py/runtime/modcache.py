@@ -111,10 +111,11 @@ class ModuleCache:
         serialized = bytes(module.serialize())
         self.directory.mkdir(parents=True, exist_ok=True)
         write(compiled, serialized)
-        meta = {"sha256": hashlib.sha256(serialized).hexdigest(), "cwd_slot": find_cwd_slot(wasm),
+        cwd_slot = find_cwd_slot(wasm)
+        meta = {"sha256": hashlib.sha256(serialized).hexdigest(), "cwd_slot": cwd_slot,
                 "cwd_finder": FINDER_VERSION, "stamp": _stamp(compiled)}
         write(meta_path, json.dumps(meta).encode())
-        return Loaded(module, digest, meta["cwd_slot"])
+        return Loaded(module, digest, cwd_slot)
 
     def _paths(self, digest: str) -> tuple[Path, Path]:
         key = f"{digest}-wasmtime{WASMTIME_VERSION}-{ENGINE_SETTINGS}"

@@ -63,6 +63,7 @@ STACK_POINTER, CALL = "boxer:stack_pointer", "boxer:call"
 PAGE = 4096                    # the granularity at which changed memory is kept
 VERSION = 1                    # bumped when the snapshot's layout changes (the guest code is hashed)
 GUEST_SOURCE = Path(__file__).with_name("guest.py")
+_LIBC: ctypes.CDLL | None
 try:
     _LIBC = ctypes.CDLL(None)
     _LIBC.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
