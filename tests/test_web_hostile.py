@@ -35,6 +35,7 @@ RUN_TIMEOUT_MS = 180_000
 
 DOCKERFILE = """
 FROM python:3.12
+LABEL org.opencontainers.image.title="report\u202efdp.exe"
 WORKDIR /app
 COPY main.py .
 CMD ["python", "main.py", "busy"]
@@ -638,6 +639,9 @@ def test_file_names_cannot_spoof_with_bidi_controls(web_site, open_page):
     with page.page.expect_download() as download:
         link.click()
     assert download.value.suggested_filename == "invoicegnp.exe"
+    # the image's own strings too (a label is the page's title)
+    assert page.page.inner_text("h1") == "report[U+202E]fdp.exe"
+    assert page.page.title() == "report[U+202E]fdp.exe · boxer"
 
 
 # --- 8: DNS rebinding against boxer serve -----------------------------------------------------

@@ -15,6 +15,7 @@ import re
 import shlex
 import shutil
 import threading
+import unicodedata
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -62,13 +63,14 @@ def asset_dir() -> Path:
     return Path(str(resources.files("boxer_py.browser") / "web"))
 
 
-_INVISIBLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2028-\u202f"
-                        r"\u2060-\u206f\ufeff\ufff9-\ufffb]")
+# Control and format characters (bidi overrides and isolates, zero-width marks) and line and
+# paragraph separators: what the launcher's `visible` shows as [U+XXXX] (\p{Cc}\p{Cf}\p{Zl}\p{Zp}).
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
 
 def visible(text: str) -> str:
     """Control and bidi characters in a guest-chosen string shown as [U+XXXX], as the launcher does."""
-    return _INVISIBLE.sub(lambda m: f"[U+{ord(m.group()):04X}]", str(text))
+    return "".join(f"[U+{ord(c):04X}]" if unicodedata.category(c) in _INVISIBLE_CATEGORIES else c for c in str(text))
 
 
 def preview_csp() -> str:
