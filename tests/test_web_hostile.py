@@ -67,6 +67,8 @@ setTimeout(() => {{ location.href = "{canary}/script-navigation?stdin=" + encode
 <meta http-equiv="refresh" content="0;url={canary}/meta-refresh">
 <link rel="preconnect" href="{canary}/"><link rel="prefetch" href="{canary}/prefetch">
 <link rel="stylesheet" href="{canary}/style.css"><base href="{canary}/">
+<style>@import url("{canary}/import.css"); body {{ background: url("{canary}/bg.png"); font-family: x; }}
+@font-face {{ font-family: x; src: url("{canary}/font.woff"); }}</style>
 </head><body><h1 id="title">a report</h1>
 <iframe src="{canary}/iframe"></iframe>
 <object data="{canary}/object"></object><embed src="{canary}/embed">
