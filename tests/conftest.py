@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import boxer_py
+from boxer_py.image.hostfs import remove_tree
 
 REPO = Path(__file__).resolve().parent.parent
 # The run servers the tests' `boxer run`s start (client.py) leave a minute after the last run.
@@ -50,7 +51,22 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("boxer-cache")
+    path = tmp_path_factory.mktemp("boxer-cache")
+    yield path
+    # Hostile guests leave trees thousands of levels deep in their layers: pytest's own clean-up
+    # of old temp dirs (a recursive rmtree on Python 3.11) would crash on one. boxer's iterative,
+    # fd-relative removal empties the cache first.
+    remove_tree(path)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_deep_trees_left(tmp_path_factory):
+    """Whatever a test left under the session's temp dir goes the same way at the end."""
+    yield
+    base = tmp_path_factory.getbasetemp()
+    for child in base.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            remove_tree(child)
 
 
 @pytest.fixture(scope="session")
