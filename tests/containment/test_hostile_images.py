@@ -110,6 +110,8 @@ CRAFTED = {
     "layer-not-a-tar": ({"Entrypoint": ["/prog.wasm"]}, [b"this is not a tar archive" * 40], r"tar"),
     "layer-truncated": ({"Entrypoint": ["/prog.wasm"]}, [PROGRAM[:700]], r"tar|truncated"),
     "layer-sparse-gigabyte": ({"Entrypoint": ["/prog.wasm"]}, [sparse_tar()], r"sparse"),
+    # a tree deeper than recursive host tools (shutil.rmtree, pytest's clean-up) can remove
+    "layer-1500-deep": ({"Entrypoint": ["/prog.wasm"]}, [tar_of([member("d/" * 1500 + "f", b"x")])], r"deeper than"),
     "layer-gzip-bomb": ({"Entrypoint": ["/prog.wasm"]},
                         [__import__("gzip").compress(tar_of([member("zeros", bytes(64 * MiB))]))], r"tar"),
 }
@@ -210,22 +212,29 @@ def test_a_dead_runs_deep_layer_is_swept_and_start_up_never_fails(tmp_path, hell
     cache = tmp_path / "cache"
     dead = cache / "runs" / "999999999.dead"  # no such pid
     deep_tree(dead / "rootfs", 3000, "dd")  # 9000 bytes deep: past PATH_MAX, past the recursion limit
-    started = time.monotonic()
-    box = boxer_py.Session(hello_image, launcher=Launcher(cache))  # Launcher.__init__ sweeps
-    print(f"swept a 3000-deep layer in {time.monotonic() - started:.1f}s")
-    assert not dead.exists()
-    assert box.run_python("print(1)").stdout == b"1\n"
+    try:
+        started = time.monotonic()
+        box = boxer_py.Session(hello_image, launcher=Launcher(cache))  # Launcher.__init__ sweeps
+        print(f"swept a 3000-deep layer in {time.monotonic() - started:.1f}s")
+        assert not dead.exists()
+        assert box.run_python("print(1)").stdout == b"1\n"
+    finally:
+        hostfs.remove_tree(dead)  # pytest's own clean-up of tmp dirs recurses: never leave it one
 
 
 def test_the_walks_hold_at_any_depth_with_few_descriptors(tmp_path):
     deep_tree(tmp_path / "deep", 3000, "dd")
-    fds = len(os.listdir("/proc/self/fd"))
-    assert hostfs.tree_usage(tmp_path / "deep", 512) == 3000 * 512 + 6 * 512
-    hostfs.copy_tree(tmp_path / "deep", tmp_path / "copy")
-    assert hostfs.tree_usage(tmp_path / "copy", 512) == 3000 * 512 + 6 * 512
-    assert len(os.listdir("/proc/self/fd")) == fds
-    assert hostfs.remove_tree(tmp_path / "deep") and hostfs.remove_tree(tmp_path / "copy")
-    assert os.listdir(tmp_path) == []
+    try:
+        fds = len(os.listdir("/proc/self/fd"))
+        assert hostfs.tree_usage(tmp_path / "deep", 512) == 3000 * 512 + 6 * 512
+        hostfs.copy_tree(tmp_path / "deep", tmp_path / "copy")
+        assert hostfs.tree_usage(tmp_path / "copy", 512) == 3000 * 512 + 6 * 512
+        assert len(os.listdir("/proc/self/fd")) == fds
+        assert hostfs.remove_tree(tmp_path / "deep") and hostfs.remove_tree(tmp_path / "copy")
+        assert os.listdir(tmp_path) == []
+    finally:
+        hostfs.remove_tree(tmp_path / "deep")
+        hostfs.remove_tree(tmp_path / "copy")
 
 
 # --- item 8: --memory holds every memory and table together ---

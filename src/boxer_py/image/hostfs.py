@@ -38,6 +38,10 @@ MAX_EXPANSION = 4 << 30  # bytes one unpack may write, whatever the tar's size
 EXPANSION_RATIO = 16  # ... and at most this many times the tar's own size
 EXPANSION_SLACK = 64 << 20  # ... plus this
 MAX_MEMBERS = 1 << 20  # entries one tar may hold
+# Directories an image's tree may nest: deeper trees are refused where they are made (unpack,
+# a build's snapshot), so no tool that walks an image's tree recursively (shutil.rmtree, a
+# test runner's clean-up) meets one. Guest-made trees can still be of any depth: hostfs walks.
+MAX_DEPTH = 256
 
 
 class _Frame:

@@ -59,9 +59,9 @@ MAX_GUEST_PATH = 3072  # bytes of a guest path a build records (the host adds it
 
 
 def _too_long(w: hostfs.Walker, name: str, prefix: int = 0) -> None:
-    if prefix + w.length(name) > MAX_GUEST_PATH:
-        raise BuildError(f"a path in the image is longer than {MAX_GUEST_PATH} bytes "
-                         f"(/{w.path()[:60]}...: directories nested {w.depth + 1}+ deep)")
+    if prefix + w.length(name) > MAX_GUEST_PATH or w.depth >= hostfs.MAX_DEPTH:
+        raise BuildError(f"a path in the image is longer than {MAX_GUEST_PATH} bytes or nested deeper than "
+                         f"{hostfs.MAX_DEPTH} directories (/{w.path()[:60]}...)")
 
 
 def snapshot(root: Path) -> dict[str, tuple]:
@@ -164,7 +164,12 @@ def _extract_member(tar: tarfile.TarFile, m: tarfile.TarInfo, root: Path, dest: 
     if name == "/":
         return
     guest = posixpath.join(dest, name.lstrip("/"))
+    deeper = BuildError(f"{what}: member {m.name[:80]!r} is nested deeper than {hostfs.MAX_DEPTH} directories")
+    if len(guest_parts(guest)) > hostfs.MAX_DEPTH:
+        raise deeper
     parent = resolve(root, posixpath.dirname(guest))
+    if len(parent.parts) - len(root.parts) >= hostfs.MAX_DEPTH:  # through symlinks
+        raise deeper
     parent.mkdir(parents=True, exist_ok=True)
     if not parent.is_dir():
         raise BuildError(f"{what}: {posixpath.dirname(guest)} is not a directory")
