@@ -9,7 +9,8 @@ utilities/table.py; `sh -c` and `#!/bin/sh` scripts (scripts.py) run in a new sh
 every other command (python, pip, a .wasm, apt-get...) is handed to
 `external`, which the build decides how to run or refuse. Every guest path goes through
 rootfs.resolve, so nothing a script does reaches outside `root`. Pipelines are buffered:
-the left side finishes first.
+the left side finishes first. Every count and size is bounded in limits.py: run_script
+installs the RUN's Budget, and dispatch, the loops, nesting, parsing and matching charge it.
 """
 from __future__ import annotations
 

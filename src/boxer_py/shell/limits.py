@@ -103,12 +103,10 @@ _current: contextvars.ContextVar[Budget | None] = contextvars.ContextVar("boxer_
 
 
 def budget() -> Budget:
-    """The budget of the RUN being interpreted (a fresh one outside run_script, e.g. in tests)."""
+    """The budget of the RUN being interpreted (outside run_script, e.g. a unit test calling a
+    utility, a fresh one for each call)."""
     found = _current.get()
-    if found is None:
-        found = Budget()
-        _current.set(found)
-    return found
+    return found if found is not None else Budget()
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@ rootfs that never follows symlinks.
 """
 from __future__ import annotations
 
+import functools
 import os
 import posixpath
 from dataclasses import dataclass
@@ -104,7 +105,12 @@ class _FindRun:
 
 def _fnmatch(text: str, pattern: str, fold: bool) -> bool:
     """find's -name/-path: a shell pattern matched by regex.Glob (no backtracking regex)."""
-    return Glob.from_text(pattern, fold).fullmatch(text)
+    return _glob(pattern, fold).fullmatch(text)
+
+
+@functools.lru_cache(maxsize=64)
+def _glob(pattern: str, fold: bool) -> Glob:
+    return Glob.from_text(pattern, fold)
 
 
 _FIND_TESTS = {"-name": 1, "-iname": 1, "-path": 1, "-ipath": 1, "-wholename": 1, "-type": 1, "-empty": 0,
