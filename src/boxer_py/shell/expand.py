@@ -19,7 +19,7 @@ from boxer_py.errors import BoxerError
 from boxer_py.image.rootfs import resolve
 from boxer_py.shell import limits
 from boxer_py.shell.parse import ShellError, end_backtick, end_dquote, match_brace, match_paren
-from boxer_py.shell.regex import Glob
+from boxer_py.shell.patterns import Glob
 
 QUOTED, LITERAL, EXPANDED, BREAK = 0, 1, 2, 3   # BREAK: between the fields of "$@"
 Piece = tuple[str, int]

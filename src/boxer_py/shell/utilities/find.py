@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from boxer_py.shell.parse import ShellError
-from boxer_py.shell.regex import Glob
+from boxer_py.shell.patterns import Glob
 from boxer_py.shell.utilities.core import Call, Failure, Utility, lexists, real_dir
 
 
