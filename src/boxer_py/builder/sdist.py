@@ -42,6 +42,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
+from boxer_py import locations
 from boxer_py.builder.sdistdriver import DRIVER
 from boxer_py.builder.sdistindex import IndexFile, choose_sdist, fetch_sdist, index_files, index_session
 from boxer_py.builder.wheelcheck import MAX_WHEEL, SourceRefused, read_back
@@ -300,6 +301,8 @@ class Builds:
             self.log.append(f"built {checked.filename} in the sandbox in {built.seconds:.1f}s"
                             + (f" ({checked.note})" if checked.note else ""))
             return built
+        except OSError as e:  # the guest replaced a directory of the build by a link or a file
+            raise SourceRefused(f"a directory of the build was changed by the guest ({e.strerror})") from None
         finally:
             _remove(root, made)
 
@@ -383,7 +386,8 @@ def _host_pip(work: Path, target: str, lines: list[str], markers: dict[str, str]
             "--target", target, "--only-binary=:all:",
             "--platform", "any", "--platform", "wasi_0_0_0_wasm32", "--python-version", python,
             "--implementation", "cp", "--abi", "none", "--abi", "abi3", "--abi", "cp" + python.replace(".", ""),
-            "--no-compile", "--no-warn-script-location", *index, "-r", str(work / "requirements.txt")]
+            "--no-compile", "--no-warn-script-location", "--cache-dir", os.path.join(locations.cache_dir(), "pip"),
+            *index, "-r", str(work / "requirements.txt")]
     try:
         proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                               cwd=work / "cwd", env=host._host_environment(work), timeout=BUILD_DEPS_TIMEOUT)
