@@ -29,6 +29,7 @@ from boxer_py.registry.oci import (
     blob_size,
     check_digest,
     descriptor,
+    entries_of,
     parse_manifest,
     select_platform,
     verify,
@@ -143,13 +144,13 @@ class Layout:
     def manifest(self, ref_name: str | None = None) -> bytes:
         """The raw image manifest for `ref_name` (or the only one), through nested indexes."""
         index = parse_manifest(self._read(("index.json",), "index.json", MAX_MANIFEST), f"{self.where}/index.json")
-        entries = [e for e in index.get("manifests") or [] if isinstance(e, dict)]
+        entries = entries_of(index, "manifests")
         if ref_name is not None:
-            entries = [e for e in entries if (e.get("annotations") or {}).get(REF_NAME) == ref_name]
+            entries = [e for e in entries if _ref_name(e) == ref_name]
             if not entries:
                 raise ImageError(f"{self.where}: no image named {ref_name!r}")
         if len(entries) != 1:
-            names = [str((e.get("annotations") or {}).get(REF_NAME, e.get("digest", "?"))) for e in entries]
+            names = [str(_ref_name(e) or e.get("digest", "?"))[:80] for e in entries[:20]]
             raise ImageError(f"{self.where}: holds {len(entries)} images ({', '.join(names) or 'none'}); "
                              "name one with --ref")
         desc = descriptor(entries[0], self.where)
@@ -162,3 +163,8 @@ class Layout:
                 return raw
             desc = select_platform(doc, self.where)
         raise ImageError(f"{self.where}: image indexes nested too deeply")
+
+
+def _ref_name(entry: dict) -> object:
+    annotations = entry.get("annotations")
+    return annotations.get(REF_NAME) if isinstance(annotations, dict) else None

@@ -57,7 +57,10 @@ _WASM_MAGIC = b"\0asm"
 def descriptor(doc: object, where: str) -> Descriptor:
     """A descriptor from manifest JSON, refusing digests that are not plain sha256."""
     try:
-        d = Descriptor(str(doc["mediaType"]), str(doc["digest"]), int(doc["size"]))  # type: ignore[index]
+        media_type, digest, size = doc["mediaType"], doc["digest"], doc["size"]  # type: ignore[index]
+        if not isinstance(media_type, str) or not isinstance(digest, str) or type(size) is not int:
+            raise TypeError("not a string, a string and an integer")
+        d = Descriptor(media_type, digest, size)
     except (KeyError, TypeError, ValueError):
         raise ImageError(f"{where}: a descriptor lacks mediaType, digest or size") from None
     check_digest(d.digest, where)
@@ -223,7 +226,7 @@ class _Tree:
 def parse_manifest(raw: bytes, where: str) -> dict:
     try:
         doc = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past any real manifest
         raise ImageError(f"{where}: the manifest is not JSON") from None
     if not isinstance(doc, dict) or doc.get("schemaVersion") != 2:
         raise ImageError(f"{where}: not an OCI or Docker v2 manifest")
@@ -232,10 +235,10 @@ def parse_manifest(raw: bytes, where: str) -> dict:
 
 def select_platform(index: dict, where: str) -> Descriptor:
     """From an image index, the manifest for wasip1/wasm (or the only one there is)."""
-    entries = [e for e in index.get("manifests") or [] if isinstance(e, dict)]
+    entries = entries_of(index, "manifests")
     for e in entries:
-        platform = e.get("platform") or {}
-        if platform.get("architecture") == "wasm" and platform.get("os") in ("wasip1", "wasi"):
+        platform = e.get("platform")
+        if isinstance(platform, dict) and platform.get("architecture") == "wasm" and platform.get("os") in ("wasip1", "wasi"):
             return descriptor(e, where)
     if len(entries) == 1:
         return descriptor(entries[0], where)
@@ -243,9 +246,16 @@ def select_platform(index: dict, where: str) -> Descriptor:
                      f"({', '.join(_platform(e) for e in entries) or 'it is empty'})")
 
 
+def entries_of(doc: dict, key: str) -> list[dict]:
+    """The objects in a JSON list (an index's manifests): nothing if it is not a list."""
+    value = doc.get(key)
+    return [e for e in value if isinstance(e, dict)] if isinstance(value, list) else []
+
+
 def _platform(entry: dict) -> str:
-    p = entry.get("platform") or {}
-    return f"{p.get('os', '?')}/{p.get('architecture', '?')}"
+    p = entry.get("platform")
+    p = p if isinstance(p, dict) else {}
+    return f"{str(p.get('os', '?'))[:40]}/{str(p.get('architecture', '?'))[:40]}"
 
 
 def to_image_file(manifest_raw: bytes, fetch: BlobSource, where: str) -> bytes:
@@ -258,6 +268,8 @@ def to_image_file(manifest_raw: bytes, fetch: BlobSource, where: str) -> bytes:
         raise ImageError(f"{where}: the manifest lacks a config or layers")
     config = descriptor(doc["config"], where)
     layers = [descriptor(d, where) for d in doc["layers"]]
+    if not isinstance(doc.get("annotations") or {}, dict):
+        raise ImageError(f"{where}: the manifest's annotations are not an object")
     annotations = {str(k): str(v) for k, v in (doc.get("annotations") or {}).items()}
     if config.media_type == WASM_CONFIG:
         return _from_wasm_artifact(layers, fetch, where)
@@ -268,8 +280,10 @@ def to_image_file(manifest_raw: bytes, fetch: BlobSource, where: str) -> bytes:
     config_raw = verify(config, fetch(config), where)
     try:
         doc_config = json.loads(config_raw)
+        if not isinstance(doc_config, dict):
+            raise ValueError("not an object")
         spec = ImageSpec.from_json(config_raw)
-    except (ValueError, AttributeError, TypeError):
+    except (ValueError, AttributeError, TypeError, RecursionError):
         raise ImageError(f"{where}: the image config is not valid JSON") from None
     os_, arch = doc_config.get("os"), doc_config.get("architecture")
     if arch != "wasm" or os_ not in ("wasip1", "wasi"):

@@ -6,10 +6,11 @@ atomic rename), so a failure anywhere leaves nothing behind.
 from __future__ import annotations
 
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from boxer_py.errors import BoxerError
+from boxer_py.errors import BoxerError, ImageError
 from boxer_py.image import atomic, imagefile
 from boxer_py.registry import credentials, oci
 from boxer_py.registry.distribution import Options, Registry
@@ -88,13 +89,28 @@ def export_layout(image_path: str | Path, directory: str | Path, fmt: str = "oci
     return Transferred(str(directory), artifact.digest, fmt, image.id, str(directory))
 
 
+@contextmanager
+def _untrusted(where: str):
+    """Around the reading of a layout's or a registry's documents: the readers check the shape
+    of what they use, and a shape they did not foresee (a number where a list was, say) is
+    still a one-line error, never a traceback."""
+    try:
+        yield
+    except BoxerError:
+        raise
+    except (TypeError, AttributeError, KeyError, IndexError, ValueError, RecursionError, OverflowError) as e:
+        raise ImageError(f"{where}: malformed manifest or config ({type(e).__name__}); nothing was written") from None
+
+
 def import_layout(directory: str | Path, output: str | Path, ref_name: str | None = None) -> Transferred:
-    layout = Layout(Path(directory))
-    manifest = layout.manifest(ref_name)
-    data = oci.to_image_file(manifest, layout.blob, str(directory))
-    image = imagefile.decode(data, str(directory))
+    with _untrusted(str(directory)):
+        layout = Layout(Path(directory))
+        manifest = layout.manifest(ref_name)
+        data = oci.to_image_file(manifest, layout.blob, str(directory))
+        image = imagefile.decode(data, str(directory))
+        fmt = _format(manifest)
     imagefile.write(output, data)
-    return Transferred(str(directory), oci.sha256(manifest), _format(manifest), image.id, str(output), len(data))
+    return Transferred(str(directory), oci.sha256(manifest), fmt, image.id, str(output), len(data))
 
 
 def _tag(name: str) -> str:
@@ -106,8 +122,8 @@ def _tag(name: str) -> str:
 
 
 def _format(manifest: bytes) -> str:
-    config = oci.parse_manifest(manifest, "manifest").get("config") or {}
-    return "wasm" if config.get("mediaType") == oci.WASM_CONFIG else "oci"
+    config = oci.parse_manifest(manifest, "manifest").get("config")
+    return "wasm" if isinstance(config, dict) and config.get("mediaType") == oci.WASM_CONFIG else "oci"
 
 
 def _registry(ref: Reference, actions: str, options: Options) -> Registry:
@@ -139,16 +155,18 @@ def pull(reference: str, output: str | Path, options: Options | None = None) -> 
     options = options or Options()
     ref = Reference.parse(reference)
     registry = _registry(ref, "pull", options)
-    raw, media_type = registry.get_manifest(ref.target)
-    if media_type in oci.INDEX_TYPES or oci.parse_manifest(raw, str(ref)).get("mediaType") in oci.INDEX_TYPES:
-        desc = oci.select_platform(oci.parse_manifest(raw, str(ref)), str(ref))
-        raw, media_type = registry.get_manifest(desc.digest)
-    data = oci.to_image_file(raw, registry.get_blob, str(ref))
-    image = imagefile.decode(data, str(ref))
+    with _untrusted(str(ref)):
+        raw, media_type = registry.get_manifest(ref.target)
+        if media_type in oci.INDEX_TYPES or oci.parse_manifest(raw, str(ref)).get("mediaType") in oci.INDEX_TYPES:
+            desc = oci.select_platform(oci.parse_manifest(raw, str(ref)), str(ref))
+            raw, media_type = registry.get_manifest(desc.digest)
+        data = oci.to_image_file(raw, registry.get_blob, str(ref))
+        image = imagefile.decode(data, str(ref))
+        fmt = _format(raw)
     imagefile.write(output, data)
     digest = oci.sha256(raw)
     options.progress(f"{ref.tag or ref.digest}: digest: {digest}")
-    return Transferred(str(ref), digest, _format(raw), image.id, str(output), len(data),
+    return Transferred(str(ref), digest, fmt, image.id, str(output), len(data),
                        received=registry.bytes_received)
 
 
