@@ -360,3 +360,20 @@ def test_a_blob_longer_than_declared_is_read_only_up_to_its_size(cache_dir, host
     assert_one_line_refusal(rc, stderr, "digest")
     assert hostile.sent[path] < 64 * MiB, hostile.sent
     assert rss < RSS_LIMIT_KIB
+
+
+@pytest.mark.parametrize("index", [
+    b'{"schemaVersion": 2, "manifests": 5}',
+    b'{"schemaVersion": 2, "manifests": [{"annotations": 7, "mediaType": "x", "digest": 1, "size": "2"}]}',
+    b'{"schemaVersion": 2, "manifests": [{"mediaType": "x", "digest": "sha256:' + b"0" * 64 + b'", "size": 1e999}]}',
+    b'{"schemaVersion": 2, "manifests": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+], ids=["not-a-list", "wrong-types", "infinite-size", "nested-too-deep"])
+def test_an_index_of_an_unexpected_shape_is_one_line(cache_dir, layout, index):
+    """Found by the fuzz test (test_fuzz.py): these gave TypeError, OverflowError or
+    RecursionError tracebacks."""
+    directory, out = layout
+    Blobs.make().write_layout(directory)
+    (directory / "index.json").write_bytes(index)
+    rc, stderr, _ = boxer_rss(cache_dir, "import", str(directory), "-o", str(out))
+    assert rc == 1 and stderr.startswith("boxer: ") and stderr.count("\n") == 1, stderr
+    assert not out.exists()
