@@ -49,6 +49,10 @@ from boxer_py.builder.wheelcheck import MAX_WHEEL, SourceRefused, read_back
 from boxer_py.errors import BoxerError
 from boxer_py.image.hostfs import DIR_FLAGS, FILE_FLAGS, remove_tree
 
+# Build requirements that mean compiled code with no pure-Python fallback: such a project is
+# refused as soon as its pyproject.toml is read, instead of after fetching its build tools.
+NATIVE_BACKENDS = ("meson-python", "mesonpy", "scikit-build-core", "scikit-build", "maturin", "setuptools-rust",
+                   "cmake", "ninja", "pybind11", "nanobind", "py-build-cmake")
 MAX_ROUNDS = 8  # times the host's pip is retried after building what it lacked
 MAX_BUILDS = 24  # sdists and projects one `pip install` builds in the sandbox
 MAX_RESULT = 1 << 20  # bytes of a JSON file the guest writes
@@ -67,6 +71,15 @@ _PURE_SWITCHES = {"AIOHTTP_NO_EXTENSIONS": "1", "MULTIDICT_NO_EXTENSIONS": "1", 
 
 # (root, argv, env, workdir, stdin) -> the run's result: the RUN's runner (runstep.Runner).
 Run = Callable[[Path, list[str], dict[str, str], str, bytes], Any]
+
+
+def native_backend(requires: list[str]) -> str | None:
+    """The first build requirement that always compiles native code, if any."""
+    for line in requires:
+        name = canonicalize_name(re.split(r"[\s\[<>=!~;@(]", line.strip(), maxsplit=1)[0] or "-")
+        if name in NATIVE_BACKENDS:
+            return name
+    return None
 
 
 @dataclass
@@ -272,6 +285,10 @@ class Builds:
             requires = prep.get("requires") if isinstance(prep, dict) else None
             if not isinstance(requires, list) or not all(isinstance(r, str) for r in requires):
                 raise SourceRefused("its build-system requires is not a list of strings")
+            native = native_backend(requires)
+            if native:
+                raise SourceRefused(f"it builds with {native}, which always compiles native code "
+                                    "(no compiler in WebAssembly)")
             self._provide(made, job, requires, what)
             mode = "build-checked"
             for _ in range(3):
