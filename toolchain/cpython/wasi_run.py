@@ -56,7 +56,9 @@ def find(runtime: Path) -> tuple[str, Path, Path]:
             cache.mkdir(parents=True, exist_ok=True)
             target = cache / name[:-3]
             if not target.exists() or target.stat().st_mtime < p.stat().st_mtime:
-                target.write_bytes(lzma.decompress(p.read_bytes()))
+                tmp = target.with_name(f".{target.name}.{os.getpid()}")
+                tmp.write_bytes(lzma.decompress(p.read_bytes()))
+                os.replace(tmp, target)   # atomic: concurrent checks never read half a file
             p = target
         out.append(p)
     return version, out[0], out[1]
