@@ -9,7 +9,6 @@ import io
 import os
 import posixpath
 import shutil
-import stat
 import tarfile
 import time
 import zipfile
@@ -17,12 +16,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from boxer_py.builder.context import Context
+from boxer_py.builder.context import Context, _pattern_regex
+from boxer_py.builder.files import ensure_dir as _ensure_dir
+from boxer_py.builder.files import file_digest as _file_digest
+from boxer_py.builder.files import image_layers as _image_layers
+from boxer_py.builder.files import image_root
+from boxer_py.builder.files import place as _place
+from boxer_py.builder.files import walk_plain as _walk_plain
+from boxer_py.builder.mounts import Mounts, bound_digest
 from boxer_py.builder.runstep import Commands, execute
 from boxer_py.dockerfile.bases import Base
 from boxer_py.dockerfile.plan import BuildPlan, CopyStep, ImageBase, MkdirStep, RunStep, Stage
 from boxer_py.errors import BoxerError, BuildError, DockerfileError
-from boxer_py.image import imagefile, users
+from boxer_py.image import users
 from boxer_py.image.config import ImageSpec, is_root
 from boxer_py.image.imagefile import sha256, write
 from boxer_py.image.rootfs import apply_layer, copy_tree, diff, extract_tar, layer_tar, resolve, snapshot, within
@@ -72,9 +78,13 @@ class Assembled:
 
 
 def assemble(plan: BuildPlan, context: Context, scratch: Path, progress: Progress = lambda _: None,
-             commands: Callable[[Path, dict[str, str]], Commands] | None = None, cache: StepCache = StepCache(None)) -> Assembled:
+             commands: Callable[[Path, dict[str, str]], Commands] | None = None, cache: StepCache = StepCache(None),
+             secrets: dict[str, bytes] | None = None) -> Assembled:
     """Build the stages the target needs, in `scratch` (a private temp directory).
-    `commands(root, labels)` serves RUN's non-shell commands (Wasm programs, pip) for a stage."""
+    `commands(root, labels)` serves RUN's non-shell commands (Wasm programs, pip) for a stage;
+    `secrets` (id -> content) serve RUN --mount=type=secret, and are never part of a layer or a
+    cache key."""
+    secrets = secrets or {}
     built: dict[int, _StageFS] = {}
     needed = plan.needed()
     total = sum(1 + len(plan.stages[i].steps) for i in needed)
@@ -90,13 +100,14 @@ def assemble(plan: BuildPlan, context: Context, scratch: Path, progress: Progres
             start = time.monotonic()
             status = ""
             if isinstance(step, RunStep):
-                key = sha256(f"{fs.key}\n{cache.salt}{replace(step, line=0)!r}".encode())
+                bound = bound_digest(step, context, built, plan) if step.mounts else ""
+                key = sha256(f"{fs.key}\n{cache.salt}{replace(step, line=0)!r}{bound}".encode())
                 layer = cache.get(key)
                 if layer is not None:
                     fs.owners.update(apply_layer(fs.root, layer))
                     status = "CACHED "
                 else:
-                    layer = _run(step, fs, plan, commands, progress)
+                    layer = _run(step, fs, plan, commands, progress, Mounts(step, fs, context, built, plan, secrets))
                     cache.put(key, layer)
             else:
                 layer = layer_tar(fs.root, _run_step(step, fs, context, built, plan), fs.owners)
@@ -106,7 +117,8 @@ def assemble(plan: BuildPlan, context: Context, scratch: Path, progress: Progres
         built[index] = fs
     final = built[plan.target]
     target = plan.stages[plan.target]
-    spec = ImageSpec(target.config, tuple(sha256(layer) for layer in final.layers), _history(plan, plan.target))
+    spec = ImageSpec(target.config, tuple(sha256(layer) for layer in final.layers), _history(plan, plan.target),
+                     target.author)
     return Assembled(spec, final.layers)
 
 
@@ -133,14 +145,6 @@ def _start(stage: Stage, built: dict[int, _StageFS], root: Path, plan: BuildPlan
     elif not stage.base.is_scratch:
         fs.layers.append(layer_tar(root, _install_base(stage.base, root), fs.owners))
     return fs
-
-
-def _image_layers(image: ImageBase) -> list[bytes]:
-    """The layers of a local image, read (and digest-checked) from its file."""
-    read = imagefile.read(image.path)
-    if read.id != image.id:
-        raise BuildError(f"{image.ref}: the image changed while building; build again")
-    return [read.layer(d) for d in read.layers]
 
 
 def _install_base(base: Base, root: Path) -> set[str]:
@@ -188,14 +192,19 @@ def _unpack_member(archive: Path, member: str, target: Path) -> None:
             os.chmod(host, 0o644)
 
 
-def _run(step: RunStep, fs: _StageFS, plan: BuildPlan, commands, progress: Progress) -> bytes:
-    """RUN: execute, then the layer is what changed between snapshots (deletions as whiteouts)."""
+def _run(step: RunStep, fs: _StageFS, plan: BuildPlan, commands, progress: Progress, mounts: Mounts) -> bytes:
+    """RUN: execute, then the layer is what changed between snapshots (deletions as whiteouts).
+    The mounts are in place only while it runs, so nothing of them reaches the layer."""
     if commands is None:
         raise DockerfileError("RUN needs a runtime to run programs at build time", plan.dockerfile, step.line)
     before = snapshot(fs.root)
     try:
-        result = execute(step, fs.root, commands(fs.root, dict(step.labels)))
+        with mounts as env:
+            result = execute(replace(step, env=step.env + tuple(env.items())) if env else step, fs.root,
+                             commands(fs.root, dict(step.labels)))
     except BoxerError as e:
+        if isinstance(e, DockerfileError):
+            raise
         raise DockerfileError(f"RUN: {e}", plan.dockerfile, step.line) from None
     log = result.log.decode(errors="replace").splitlines()
     for line in log:
@@ -229,33 +238,53 @@ def _run_step(step, fs: _StageFS, context: Context, built: dict[int, _StageFS], 
 def _copy(step: CopyStep, fs: _StageFS, context: Context, built: dict[int, _StageFS], plan: BuildPlan) -> set[str]:
     kind = "ADD" if step.add else "COPY"
     fail = lambda why: _raise(plan.dockerfile, step.line, f"{kind} {why}")  # noqa: E731
+    # (host path, where it is kept below the destination with --parents, its path for --exclude)
+    found: list[tuple[Path, str, str]] = []
     if step.from_stage is not None or step.from_image is not None:
-        src_root = built[step.from_stage].root if step.from_image is None else _image_root(step.from_image, fs)
-        sources = []
+        src_root = built[step.from_stage].root if step.from_image is None else image_root(step.from_image, fs.root.parent)
         for s in step.sources:
             host = resolve(src_root, s)
             if not os.path.lexists(host):
                 fail(f"--from: {s}: no such file or directory in "
                      + (f"stage {step.from_stage}" if step.from_image is None else step.from_image.ref))
-            sources.append(host)
+            rel = posixpath.normpath(s).lstrip("/")
+            found.append((host, _kept(s, rel), rel))
         walk = _walk_plain
     else:
-        sources = [p for s in step.sources for p in context.sources(s, step.line, kind)]
+        for s in step.sources:
+            for host in context.sources(s, step.line, kind):
+                rel = host.relative_to(context.root).as_posix()
+                found.append((host, _kept(s, rel), rel))
         walk = lambda top: context.walk(top, step.line, kind)  # noqa: E731
-    into_dir = step.dest.endswith("/") or len(sources) > 1
-    if len(sources) > 1 and not step.dest.endswith("/"):
+    excluded = _excluder(step.exclude)
+    found = [f for f in found if not excluded(f[2], posixpath.basename(f[2]))]
+    sources = [f[0] for f in found]
+    if step.checksum:
+        _check_digest(sources, step.checksum, fail)
+    into_dir = step.dest.endswith("/") or len(sources) > 1 or step.parents
+    if len(sources) > 1 and not step.dest.endswith("/") and not step.parents:
         fail(f"with more than one source, the destination must be a directory ending in /: {step.dest}/")
     owner = _owner(step.chown, fs.root, fail) if step.chown else None
     mode = _mode(step.chmod, fail) if step.chmod else None
     changed: set[str] = set()
-    for src in sources:
+    for src, kept, rel_src in found:
+        dest_dir = step.dest
+        if step.parents:  # --parents: the source's directories are kept under the destination
+            parent = posixpath.dirname(kept) if not src.is_dir() or src.is_symlink() else kept
+            dest_dir = step.dest.rstrip("/") + "/" + parent + "/" if parent not in ("", ".") else step.dest
+            if src.is_dir() and not src.is_symlink():
+                made = _ensure_dir(fs.root, dest_dir, fail)
+                for path in _parents_made(fs.root, step.dest, made):
+                    changed.add(path)
         if src.is_dir():
-            dest = _ensure_dir(fs.root, step.dest, fail)
+            dest = _ensure_dir(fs.root, dest_dir, fail)
             changed.add(within(fs.root, dest))
             for host, rel in walk(src):
+                if excluded(rel, posixpath.basename(rel), rel_src + "/" + rel):
+                    continue
                 changed.add(_place(host, fs.root, within(fs.root, dest) + "/" + rel, fail, mode))
         elif step.add and src.is_file() and not src.is_symlink() and tarfile.is_tarfile(src):
-            dest = _ensure_dir(fs.root, step.dest, fail)
+            dest = _ensure_dir(fs.root, dest_dir, fail)
             try:
                 with tarfile.open(src) as tar:
                     changed |= extract_tar(tar, fs.root, within(fs.root, dest), src.name)
@@ -264,10 +293,12 @@ def _copy(step: CopyStep, fs: _StageFS, context: Context, built: dict[int, _Stag
             except BuildError as e:
                 fail(str(e))
         else:
-            dest_guest = step.dest
-            existing = resolve(fs.root, step.dest)
+            dest_guest = dest_dir
+            existing = resolve(fs.root, dest_dir)
             if into_dir or existing.is_dir():
-                dest_guest = within(fs.root, _ensure_dir(fs.root, step.dest, fail)) + "/" + src.name
+                made = _ensure_dir(fs.root, dest_dir, fail)
+                changed.update(_parents_made(fs.root, step.dest, made) if step.parents else ())
+                dest_guest = within(fs.root, made) + "/" + src.name
             changed.add(_place(src, fs.root, dest_guest, fail, mode))
     if owner:
         for path in changed:
@@ -279,86 +310,39 @@ def _copy(step: CopyStep, fs: _StageFS, context: Context, built: dict[int, _Stag
     return changed
 
 
-def _image_root(image: ImageBase, fs: _StageFS) -> Path:
-    """A local image unpacked beside the stage's root, once per build."""
-    root = fs.root.parent / ("image-" + image.id.split(":")[-1])
-    if not root.is_dir():
-        root.mkdir()
-        for layer in _image_layers(image):
-            apply_layer(root, layer)
-    return root
+def _kept(source: str, rel: str) -> str:
+    """What COPY --parents keeps of a matched path: all of it, or what follows a `/./` pivot
+    in the source as written (`COPY --parents ./src/./app/*.py /dst/` keeps app/...)."""
+    if "/./" not in source:
+        return rel
+    prefix = posixpath.normpath(source.split("/./", 1)[0]).lstrip("/")
+    prefix = "" if prefix == "." else prefix
+    return posixpath.relpath(rel, prefix) if prefix and (rel + "/").startswith(prefix + "/") else rel
 
 
-_MAX_HOST_PATH = 4000  # below Linux's PATH_MAX: deeper is refused, not a traceback
-
-
-def _walk_plain(top: Path) -> list[tuple[Path, str]]:
-    """(host path, path relative to `top`) under a directory of a stage or an image, without
-    recursion (a guest can make trees thousands of levels deep) and without following links."""
-    out: list[tuple[Path, str]] = []
-    todo = [""]
-    while todo:
-        rel_dir = todo.pop()
-        with os.scandir(top / rel_dir if rel_dir else top) as it:
-            entries = sorted((e.name, e.is_dir(follow_symlinks=False)) for e in it)
-        subdirs = []
-        for name, is_dir in entries:
-            rel = f"{rel_dir}/{name}" if rel_dir else name
-            if len(str(top)) + len(rel) > _MAX_HOST_PATH:
-                raise BuildError(f"{rel[:80]}...: a path too long to copy ({len(rel)} characters)")
-            out.append((top / rel, rel))
-            if is_dir:
-                subdirs.append(rel)
-        todo.extend(reversed(subdirs))
+def _parents_made(root: Path, dest: str, made: Path) -> set[str]:
+    """The directories between `dest` and `made` (for --parents, whose layer must list them)."""
+    out, guest = set(), within(root, made)
+    top = within(root, resolve(root, dest))
+    while guest.startswith(top) and guest != top:
+        out.add(guest)
+        guest = posixpath.dirname(guest)
     return out
 
 
-def _ensure_dir(root: Path, guest: str, fail) -> Path:
-    host = resolve(root, guest)
-    if host.exists() and not host.is_dir():
-        fail(f"destination {guest} exists and is not a directory")
-    host.mkdir(parents=True, exist_ok=True)
-    return host
+def _excluder(patterns: tuple[str, ...]) -> Callable[..., bool]:
+    """--exclude: a pattern (.dockerignore syntax, `**` too) matches a path of the source or its name."""
+    regexes = [_pattern_regex(posixpath.normpath(p).lstrip("/")) for p in patterns]
+    return lambda *paths: any(r.match(p) for r in regexes for p in paths)
 
 
-def _place(src: Path, root: Path, guest: str, fail, mode: int | None) -> str:
-    """Copy one file, directory entry or symlink to `guest` inside `root`; return where it landed."""
-    parent = resolve(root, posixpath.dirname(guest))
-    if parent.exists() and not parent.is_dir():
-        fail(f"cannot copy to {guest}: {posixpath.dirname(guest)} is not a directory")
-    parent.mkdir(parents=True, exist_ok=True)
-    target = parent / posixpath.basename(guest)
-    if src.is_symlink():
-        if target.is_symlink() or target.is_file():
-            target.unlink()
-        os.symlink(os.readlink(src), target)
-    elif src.is_dir():
-        if target.is_symlink() or target.is_file():
-            target.unlink()
-        target.mkdir(exist_ok=True)
-        os.chmod(target, mode or (src.stat().st_mode & 0o7777))
-    else:
-        if target.is_symlink():
-            target.unlink()
-        elif target.is_dir():
-            fail(f"cannot copy the file {src.name} over the directory {guest}")
-        _copy_regular(src, target, fail)
-        os.chmod(target, mode or (src.stat().st_mode & 0o7777))
-    return within(root, target)
-
-
-def _copy_regular(src: Path, target: Path, fail) -> None:
-    """Copy a regular file; a FIFO, socket or device (from the context or an image) is refused
-    without blocking on it or reading it forever."""
-    try:
-        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as e:
-        fail(f"{src.name}: cannot read it ({e.strerror}); only files, directories and symlinks can be copied")
-    with os.fdopen(fd, "rb") as source:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            fail(f"{src.name}: is not a regular file; only files, directories and symlinks can be copied")
-        with open(target, "wb") as out:
-            shutil.copyfileobj(source, out, 1 << 20)
+def _check_digest(sources: list[Path], checksum: str, fail) -> None:
+    """ADD --checksum=sha256:HEX: the one source must be a regular file with that digest."""
+    if len(sources) != 1 or sources[0].is_symlink() or not sources[0].is_file():
+        fail(f"--checksum={checksum}: the source must be one regular file")
+    digest = _file_digest(sources[0])
+    if "sha256:" + digest != checksum:
+        fail(f"--checksum: {sources[0].name} has the digest sha256:{digest}, not the expected {checksum}")
 
 
 def _owner(chown: str, root: Path, fail) -> tuple[int, int]:
@@ -377,12 +361,15 @@ def _owner(chown: str, root: Path, fail) -> tuple[int, int]:
     return uid, gid
 
 
-def _mode(chmod: str, fail) -> int:
+def _mode(chmod: str, fail) -> int | str:
+    """An octal mode as a number; a symbolic one (checked by the planner) as written, applied per file."""
     try:
         return int(chmod, 8) & 0o7777
     except ValueError:
-        fail(f"--chmod={chmod}: expected an octal mode such as 755")
+        return chmod
 
 
 def _raise(path: str, line: int, message: str):
     raise DockerfileError(message, path, line)
+
+

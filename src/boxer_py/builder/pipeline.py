@@ -8,6 +8,7 @@ from pathlib import Path
 
 from boxer_py.builder.assemble import Progress, StepCache, assemble
 from boxer_py.builder.context import Context
+from boxer_py.builder.mounts import read_secret
 from boxer_py.builder.runstep import Commands, Ran
 from boxer_py.dockerfile.bases import load_catalog
 from boxer_py.dockerfile.parser import parse_file
@@ -35,15 +36,17 @@ def build(context: str | Path, output: str | Path | None, dockerfile: str | Path
           build_args: dict[str, str] | None = None, target: str | None = None,
           tag: str | None = None, progress: Progress = lambda _: None, cache_dir: str | Path | None = None,
           skip_unsupported: bool = False, no_cache: bool = False,
-          run_in: RunIn | None = None) -> BuildResult:
+          run_in: RunIn | None = None, secrets: dict[str, str | Path] | None = None) -> BuildResult:
     """Build `context` into the image file `output` and, with a `tag`, into the local store. RUN's Wasm programs run under Wasmtime with
     compiled modules cached in `cache_dir` (default: the run cache); `skip_unsupported` turns
     native tools in RUN (apt-get, curl...) into warnings instead of errors. RUN results are cached
     in `cache_dir` too; `no_cache` runs every step again. `run_in` runs a program of the rootfs
     being built (the runtime's Launcher.run_in; `boxer_py.build` passes it): without one, a RUN
-    that runs a program fails."""
+    that runs a program fails. `secrets` (id -> a file on the host, see parse_secret) serve
+    RUN --mount=type=secret: read once, never written to a layer, the image or the cache."""
     if tag is not None:
         tag = check_tag(tag)  # before any work: a bad tag must not cost a build
+    secret_data = {ident: read_secret(Path(src), ident) for ident, src in (secrets or {}).items()}
     context = Path(context)
     dockerfile = Path(dockerfile) if dockerfile else context / "Dockerfile"
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
@@ -62,7 +65,7 @@ def build(context: str | Path, output: str | Path | None, dockerfile: str | Path
     # What RUN does depends on --skip-unsupported too: a step skipped with it is not the plain step.
     cache = StepCache(cache_dir / "steps", not no_cache, "skip-unsupported\n" if skip_unsupported else "")
     with tempfile.TemporaryDirectory(prefix="boxer-build-") as scratch:
-        assembled = assemble(plan, ctx, Path(scratch), progress, commands, cache)
+        assembled = assemble(plan, ctx, Path(scratch), progress, commands, cache, secret_data)
     annotations = {"org.opencontainers.image.ref.name": tag} if tag else None
     data, image_id = imagefile.encode(assembled.spec, assembled.layers, annotations)
     if output is not None:
@@ -88,3 +91,19 @@ def _find_image(ref: str, context: Path, store: Store) -> ImageBase | None:
         path = found.path
     image = imagefile.read(path)
     return ImageBase(ref, str(path), image.id, image.spec.config, image.spec.history)
+
+
+def parse_secret(spec: str) -> tuple[str, Path]:
+    """`--secret id=NAME,src=FILE` (also `source=`, `type=file`, as Docker's) -> (NAME, FILE)."""
+    opts: dict[str, str] = {}
+    for part in spec.split(","):
+        key, sep, value = part.partition("=")
+        if not sep or key.strip().lower() not in ("id", "src", "source", "type") or not value:
+            raise BuildError(f"--secret {spec}: expected id=NAME,src=FILE")
+        opts[key.strip().lower()] = value
+    if opts.get("type", "file") != "file":
+        raise BuildError(f"--secret {spec}: only type=file secrets are supported")
+    src = opts.get("src") or opts.get("source")
+    if not opts.get("id") or not src:
+        raise BuildError(f"--secret {spec}: expected id=NAME,src=FILE")
+    return opts["id"], Path(src)

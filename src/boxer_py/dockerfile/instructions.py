@@ -34,6 +34,11 @@ class Copy(Instruction):
     chown: str | None = None
     chmod: str | None = None
     add: bool = False
+    link: bool = False  # --link: accepted; the result is the same files
+    parents: bool = False  # --parents: keep each source's directories (below a `/./` pivot)
+    exclude: tuple[str, ...] = ()  # --exclude=PATTERN, repeatable
+    checksum: str | None = None  # ADD --checksum=sha256:HEX: the source's digest
+    keep_git_dir: bool = False  # ADD --keep-git-dir: accepted (no git sources here)
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,33 @@ class Volume(Instruction):
 @dataclass(frozen=True)
 class StopSignal(Instruction):
     signal: str
+
+
+@dataclass(frozen=True)
+class Healthcheck(Instruction):
+    """HEALTHCHECK NONE (test == ("NONE",)) or CMD, with Docker's fields (durations in ns)."""
+
+    test: tuple[str, ...]
+    interval: int = 0
+    timeout: int = 0
+    start_period: int = 0
+    start_interval: int = 0
+    retries: int = 0
+
+
+@dataclass(frozen=True)
+class Shell(Instruction):
+    argv: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class OnBuild(Instruction):
+    expression: str  # the trigger instruction, as written
+
+
+@dataclass(frozen=True)
+class Maintainer(Instruction):
+    name: str
 
 
 @dataclass(frozen=True)

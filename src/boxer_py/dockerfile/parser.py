@@ -5,6 +5,7 @@ instruction's arguments and flags, so every later stage can trust what it receiv
 """
 from __future__ import annotations
 
+import contextvars
 import io
 import json
 import re
@@ -35,9 +36,36 @@ def parse_file(path: str | Path) -> Dockerfile:
 
 
 _HEREDOC = re.compile(r"<<(-?)([\"']?)([A-Za-z_][A-Za-z0-9_]*)\2")
+# Parser directives: comment lines at the very top, `# name=value` (BuildKit reads syntax, escape, check).
+_DIRECTIVE = re.compile(r"#\s*([A-Za-z]+)\s*=\s*(.*?)\s*$")
+# The escape character of the Dockerfile being parsed (`# escape=\``): what _words treats as `\`.
+_ESCAPE: contextvars.ContextVar[str] = contextvars.ContextVar("escape", default="\\")
+
+
+def _directives(lines: list[str]) -> dict[str, str]:
+    """The parser directives, as BuildKit reads them: `# key=value` lines before anything else."""
+    found: dict[str, str] = {}
+    for raw in lines:
+        m = _DIRECTIVE.fullmatch(raw.strip())
+        if not m or m.group(1).lower() in found:
+            break
+        found[m.group(1).lower()] = m.group(2)
+    return found
 
 
 def parse(text: str, path: str = "Dockerfile") -> Dockerfile:
+    directives = _directives(text.splitlines())
+    escape = directives.get("escape", "\\")
+    if escape not in ("\\", "`"):
+        raise DockerfileError(f"invalid escape directive {escape!r}: must be ` or \\", path, 1)
+    token = _ESCAPE.set(escape)
+    try:
+        return _parse(text, path)
+    finally:
+        _ESCAPE.reset(token)
+
+
+def _parse(text: str, path: str) -> Dockerfile:
     parser = DockerfileParser(fileobj=io.BytesIO(text.encode("utf-8")))
     lines = text.splitlines()
     result = []
@@ -58,7 +86,8 @@ def parse(text: str, path: str = "Dockerfile") -> Dockerfile:
         if build is None:
             raise DockerfileError(f"unknown instruction {keyword}", path, line)
         try:
-            result.append(build(line, value))
+            built = build(line, value)
+            result.extend(built if isinstance(built, tuple) else (built,))
         except _Invalid as e:
             raise DockerfileError(f"{keyword}: {e}", path, line) from None
     if not any(isinstance(i, ins.From) for i in result):
@@ -102,6 +131,7 @@ def _words(value: str, split: bool = True) -> list[str]:
     words: list[str] = []
     word: list[str] | None = None
     quote = ""
+    escape = _ESCAPE.get()
     i = 0
     while i < len(value):
         c = value[i]
@@ -110,7 +140,7 @@ def _words(value: str, split: bool = True) -> list[str]:
                 quote = ""
             else:
                 word.append("\\$" if c == "$" else c)
-        elif c == "\\" and i + 1 < len(value) and (not quote or value[i + 1] in '"\\$'):
+        elif c == escape and i + 1 < len(value) and (not quote or value[i + 1] in '"$' + escape):
             i += 1
             word = word if word is not None else []
             word.append("\\$" if value[i] == "$" else value[i])
@@ -137,19 +167,31 @@ def _words(value: str, split: bool = True) -> list[str]:
     return words
 
 
-def _flags(value: str, allowed: set[str]) -> tuple[dict[str, str], str]:
-    """Split leading ``--name=value`` flags from the rest, refusing unknown ones."""
+_BOOL = ("true", "false")
+
+
+def _flags(value: str, allowed: set[str], booleans: set[str] = frozenset(),
+           repeated: set[str] = frozenset()) -> tuple[dict[str, str], str]:
+    """Split leading ``--name=value`` flags from the rest, refusing unknown ones, as BuildKit's
+    BFlags does: a boolean flag may stand alone (`--link`) or say `=true`/`=false`; a repeated
+    flag's values are kept newline-separated, in order."""
     flags: dict[str, str] = {}
     while value.startswith("--"):
         token, _, value = value.partition(" ")
         value = value.lstrip()
         name, sep, val = token[2:].partition("=")
-        if name not in allowed:
-            known = ", ".join("--" + a for a in sorted(allowed)) or "none"
+        val = (_words(val) or [""])[0] if sep and val[:1] in "\"'" else val
+        if name not in allowed | booleans | repeated:
+            known = ", ".join("--" + a for a in sorted(allowed | booleans | repeated)) or "none"
             raise _Invalid(f"unknown flag --{name} (known: {known})")
+        if name in booleans:
+            if sep and val.lower() not in _BOOL:
+                raise _Invalid(f"flag --{name} is true or false, not {val!r}")
+            flags[name] = "true" if not sep else val.lower()
+            continue
         if not sep or not val:
             raise _Invalid(f"flag --{name} needs a value, as --{name}=VALUE")
-        flags[name] = val
+        flags[name] = flags[name] + "\n" + val if name in repeated and name in flags else val
     return flags, value
 
 
@@ -197,26 +239,38 @@ def _from(line: int, value: str) -> ins.From:
     raise _Invalid("expected FROM <image> [AS <name>]")
 
 
-def _arg(line: int, value: str) -> ins.Arg:
+def _arg(line: int, value: str) -> tuple[ins.Arg, ...]:
+    """ARG NAME[=DEFAULT] [NAME[=DEFAULT]...], as BuildKit reads it: every word declares one
+    argument, so a trailing `# CHANGE ME` declares three more (`#`, `CHANGE`, `ME`) without a
+    value, which set nothing; only a blank name (`ARG =x`) is refused."""
     words = _words(value)
-    if len(words) != 1:
+    if not words:
         raise _Invalid("expected ARG <name>[=<default>]")
-    name, sep, default = words[0].partition("=")
-    if not name.replace("_", "a").isalnum():
-        raise _Invalid(f"invalid argument name {name!r}")
-    return ins.Arg(line, name, default if sep else None)
+    out = []
+    for word in words:
+        name, sep, default = word.partition("=")
+        if not name:
+            raise _Invalid("names can not be blank")
+        out.append(ins.Arg(line, name, default if sep else None))
+    return tuple(out)
 
 
 def _copy(add: bool):
-    allowed = {"chown", "chmod"} | (set() if add else {"from"})
+    allowed = {"chown", "chmod"} | ({"checksum"} if add else {"from"})
+    booleans = {"link", "parents"} | ({"keep-git-dir"} if add else set())
 
     def build(line: int, value: str) -> ins.Copy:
-        flags, rest = _flags(value, allowed)
+        flags, rest = _flags(value, allowed, booleans, {"exclude"})
         paths = list(_argv(rest)[0]) if rest.startswith("[") else _words(rest)
         if len(paths) < 2:
             raise _Invalid("expected at least one source and a destination")
+        checksum = flags.get("checksum")
+        if checksum is not None and not re.fullmatch(r"sha256:[0-9a-f]{64}", checksum):
+            raise _Invalid(f"--checksum={checksum}: expected sha256:<64 hex digits>")
         return ins.Copy(line, tuple(paths[:-1]), paths[-1], flags.get("from"), flags.get("chown"),
-                        flags.get("chmod"), add)
+                        flags.get("chmod"), add, flags.get("link") == "true", flags.get("parents") == "true",
+                        tuple(flags["exclude"].split("\n")) if "exclude" in flags else (), checksum,
+                        flags.get("keep-git-dir") == "true")
 
     return build
 
@@ -276,8 +330,74 @@ def _workdir(value: str) -> str:
     return path
 
 
-def _maintainer(line: int, value: str) -> ins.Label:
-    return ins.Label(line, (("maintainer", value),))
+def _maintainer(line: int, value: str) -> ins.Maintainer:
+    if not value:
+        raise _Invalid("requires exactly one argument")
+    return ins.Maintainer(line, value)
+
+
+_NS = {"ns": 1, "us": 10**3, "µs": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+
+
+def _duration(name: str, text: str) -> int:
+    """A Go duration (`30s`, `1m30s`, `500ms`) in nanoseconds; 0 or at least 1ms, as Docker wants."""
+    if text in ("0", ""):
+        return 0
+    parts = _DURATION.findall(text)
+    if not parts or "".join(a + b for a, b in parts) != text:
+        raise _Invalid(f"--{name}={text}: expected a duration such as 30s, 1m30s or 500ms")
+    ns = int(sum(float(a) * _NS[b] for a, b in parts))
+    if 0 < ns < 10**6:
+        raise _Invalid(f"--{name}={text}: cannot be less than 1ms")
+    return ns
+
+
+def _healthcheck(line: int, value: str) -> ins.Healthcheck:
+    """HEALTHCHECK NONE, or [--interval= --timeout= --start-period= --start-interval= --retries=] CMD ..."""
+    flags, rest = _flags(value, {"interval", "timeout", "start-period", "start-interval", "retries"})
+    kind, _, command = rest.partition(" ")
+    kind, command = kind.upper(), command.strip()
+    if kind == "NONE":
+        if command or flags:
+            raise _Invalid("HEALTHCHECK NONE takes no arguments")
+        return ins.Healthcheck(line, ("NONE",))
+    if kind != "CMD":
+        raise _Invalid(f"unknown type {kind or '(none)'!r} (try CMD or NONE)")
+    if not command:
+        raise _Invalid("missing command after HEALTHCHECK CMD")
+    argv, shell = _argv(command)
+    if not argv:
+        raise _Invalid("missing command after HEALTHCHECK CMD")
+    retries = flags.get("retries", "0")
+    if not retries.isdigit() or int(retries) > 2**31 - 1:
+        raise _Invalid(f"--retries={retries}: expected a number of at least 0")
+    return ins.Healthcheck(line, ("CMD-SHELL", *argv) if shell else ("CMD", *argv),
+                           *(_duration(n, flags.get(n, "")) for n in ("interval", "timeout", "start-period",
+                                                                       "start-interval")), int(retries))
+
+
+def _shell(line: int, value: str) -> ins.Shell:
+    argv, shell = _argv(value)
+    if shell:
+        raise _Invalid('SHELL requires the arguments as a JSON array, e.g. SHELL ["/bin/bash", "-c"]')
+    if not argv:
+        raise _Invalid("requires at least one argument")
+    return ins.Shell(line, argv)
+
+
+def _onbuild(line: int, value: str) -> ins.OnBuild:
+    """ONBUILD <instruction>: kept as written (the config's OnBuild), checked as BuildKit checks it."""
+    trigger = value.split(None, 1)[0].upper() if value.strip() else ""
+    if not trigger:
+        raise _Invalid("requires at least one argument")
+    if trigger == "ONBUILD":
+        raise _Invalid("chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed")
+    if trigger in ("FROM", "MAINTAINER"):
+        raise _Invalid(f"{trigger} isn't allowed as an ONBUILD trigger")
+    if trigger not in _BUILDERS:
+        raise _Invalid(f"unknown instruction {trigger}")
+    return ins.OnBuild(line, value.strip())
 
 
 _BUILDERS = {
@@ -294,6 +414,9 @@ _BUILDERS = {
     "USER": _single(ins.User, "user"),
     "VOLUME": _many(ins.Volume, "path"),
     "STOPSIGNAL": _single(ins.StopSignal, "signal"),
+    "HEALTHCHECK": _healthcheck,
+    "SHELL": _shell,
+    "ONBUILD": _onbuild,
     "ENTRYPOINT": _command(ins.Entrypoint),
     "CMD": _command(ins.Cmd),
 }

@@ -7,12 +7,13 @@ is an edge, which makes `--target` and skipping unused stages fall out for free.
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from boxer_py.dockerfile import instructions as ins
 from boxer_py.dockerfile.bases import Base, UnservedVersion, lookup, supported
-from boxer_py.dockerfile.parser import Dockerfile
+from boxer_py.dockerfile.parser import Dockerfile, parse
 from boxer_py.errors import DockerfileError
 from boxer_py.image.config import ImageConfig
 from boxer_py.image.variables import ExpansionTooLarge
@@ -58,6 +59,25 @@ class CopyStep:
     add: bool = False
     text: str = ""
     from_image: ImageBase | None = None
+    parents: bool = False  # --parents: each source keeps its directories (those below a `/./`)
+    exclude: tuple[str, ...] = ()  # --exclude patterns
+    checksum: str | None = None  # ADD --checksum=sha256:...: the one source's digest
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A RUN --mount, checked: what the RUN sees at `target` and that never reaches a layer.
+    bind: `source` of the context, or of stage `from_stage` / image `from_image`; secret: the
+    build's secret `id` (at `target`, or in the variable `env`); tmpfs: an empty directory."""
+
+    kind: str  # "bind", "secret" or "tmpfs"
+    target: str  # absolute guest path ("" for a secret given only as env=)
+    source: str = ""
+    from_stage: int | None = None
+    from_image: ImageBase | None = None
+    id: str = ""
+    required: bool = False
+    env: str = ""
 
 
 @dataclass(frozen=True)
@@ -82,6 +102,7 @@ class RunStep:
     user: str
     text: str = ""
     labels: tuple[tuple[str, str], ...] = ()  # the image's labels so far: what its base asks the sandbox for
+    mounts: tuple[Mount, ...] = ()
 
 
 Step = CopyStep | MkdirStep | RunStep
@@ -96,6 +117,10 @@ class Stage:
     steps: tuple[Step, ...]
     config: ImageConfig
     history: tuple[str, ...]
+    author: str = ""  # MAINTAINER
+    # What is wrong with this stage that only matters if it is built (BuildKit does not look at
+    # a stage the target does not need): (message, line), the first raised when it is needed.
+    problems: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -118,6 +143,8 @@ class BuildPlan:
             if stage.parent is not None:
                 todo.append(stage.parent)
             todo.extend(s.from_stage for s in stage.steps if isinstance(s, CopyStep) and s.from_stage is not None)
+            todo.extend(m.from_stage for s in stage.steps if isinstance(s, RunStep)
+                        for m in s.mounts if m.from_stage is not None)
         return sorted(want)
 
 
@@ -131,12 +158,15 @@ class _StageState:
     args: dict[str, str] = field(default_factory=dict)
     steps: list[Step] = field(default_factory=list)
     history: list[str] = field(default_factory=list)
+    author: str = ""
+    problems: list[tuple[str, int]] = field(default_factory=list)
 
     def variables(self) -> dict[str, str]:
         return {**self.args, **self.config.env_dict()}
 
     def freeze(self) -> Stage:
-        return Stage(self.index, self.name, self.base, self.parent, tuple(self.steps), self.config, tuple(self.history))
+        return Stage(self.index, self.name, self.base, self.parent, tuple(self.steps), self.config,
+                     tuple(self.history), self.author, tuple(self.problems))
 
 
 class _Expander:
@@ -183,6 +213,11 @@ def make_plan(dockerfile: Dockerfile, catalog: dict[str, Base], build_args: dict
             continue
         if isinstance(i, ins.From):
             stages.append(_start_stage(i, len(stages), stages, catalog, images, global_args, fail, warn, expand))
+            triggers = stages[-1].config.on_build if stages[-1].parent is None else ()
+            if triggers:  # Docker runs a base image's ONBUILD triggers first, and clears them
+                stages[-1].config = replace(stages[-1].config, on_build=())
+                for trigger in _triggers(triggers, path, i.line):
+                    _apply(stages[-1], trigger, stages, build_args, global_args, images, fail, expand)
             continue
         _apply(stages[-1], i, stages, build_args, global_args, images, fail, expand)
         env = stages[-1].variables()
@@ -197,7 +232,20 @@ def make_plan(dockerfile: Dockerfile, catalog: dict[str, Base], build_args: dict
         if index is None:
             names = ", ".join(s.name for s in stages if s.name) or "none are named"
             raise DockerfileError(f"target stage {target!r} not found (stages: {names})", path)
-    return BuildPlan(path, frozen, index, tuple(warnings))
+    plan = BuildPlan(path, frozen, index, tuple(warnings))
+    for needed in plan.needed():
+        for message, line in frozen[needed].problems[:1]:
+            fail(message, line)
+    return plan
+
+
+def _triggers(triggers: tuple[str, ...], path: str, line: int) -> list[ins.Instruction]:
+    """A base image's ONBUILD triggers as instructions, reported at the FROM that runs them."""
+    try:
+        parsed = parse("FROM scratch\n" + "\n".join(t.replace("\n", " ") for t in triggers), path)
+    except DockerfileError as e:
+        raise DockerfileError(f"the base image's ONBUILD trigger is invalid: {e.reason}", path, line) from None
+    return [replace(t, line=line) for t in parsed.instructions[1:]]
 
 
 def _stage_index(ref: str, stages: list[_StageState]) -> int | None:
@@ -215,17 +263,17 @@ def _start_stage(i: ins.From, index: int, stages: list[_StageState], catalog: di
     parent = _stage_index(image.lower(), stages) if not image.isdigit() else None
     if parent is not None:
         p = stages[parent]
-        return _StageState(index, i.name, None, parent, p.config, history=[f"FROM {image}"])
+        return _StageState(index, i.name, None, parent, p.config, history=[f"FROM {image}"], author=p.author)
     try:
         found = lookup(catalog, image)
     except UnservedVersion as e:
-        fail(f"unsupported base image {image!r}: {e}", i.line)
+        return _unbuildable(i, index, f"unsupported base image {image!r}: {e}")
     if found is None:
         local = images(image)
         if local is not None:
             return _StageState(index, i.name, local, None, local.config, history=[f"FROM {image}"])
-        fail(f"unsupported base image {image!r}: a native Linux image cannot run under WASI; "
-             f"use one of the WebAssembly bases: {supported(catalog)}", i.line)
+        return _unbuildable(i, index, f"unsupported base image {image!r}: a native Linux image cannot run under "
+                            f"WASI; use one of the WebAssembly bases: {supported(catalog)}")
     base = found.base
     for warning in found.warnings:
         warn(warning, i.line)
@@ -233,9 +281,46 @@ def _start_stage(i: ins.From, index: int, stages: list[_StageState], catalog: di
     return _StageState(index, i.name, base, None, config, history=[f"FROM {image}"])
 
 
-def _argv_config(argv: tuple[str, ...], shell: bool) -> tuple[str, ...]:
-    """Shell form is recorded the way Docker records it; the launcher runs it without a shell."""
-    return ("/bin/sh", "-c", argv[0]) if shell else argv
+def _apply_meta(st: _StageState, i: ins.Instruction, v: dict[str, str], expand: _Expander) -> tuple[ImageConfig, str]:
+    """HEALTHCHECK, SHELL, ONBUILD and MAINTAINER: the config (or the author) only, as Docker records them."""
+    c = st.config
+    if isinstance(i, ins.Healthcheck):
+        if i.test == ("NONE",):
+            health: dict = {"Test": ("NONE",)}
+        else:
+            health = {"Test": i.test}  # not expanded: HEALTHCHECK is not among Docker's expanding instructions
+            health.update({k: n for k, n in (("Interval", i.interval), ("Timeout", i.timeout),
+                                             ("StartPeriod", i.start_period), ("StartInterval", i.start_interval),
+                                             ("Retries", i.retries)) if n})
+        c = replace(c, healthcheck=health)
+        text = f"HEALTHCHECK {list(health['Test'])}"
+    elif isinstance(i, ins.Shell):
+        c = replace(c, shell=i.argv)
+        text = f"SHELL {list(i.argv)}"
+    elif isinstance(i, ins.OnBuild):
+        c = replace(c, on_build=c.on_build + (i.expression,))
+        text = f"ONBUILD {i.expression}"
+    elif isinstance(i, ins.Maintainer):
+        st.author = i.name
+        text = f"MAINTAINER {i.name}"
+    return c, text
+
+
+def _unbuildable(i: ins.From, index: int, why: str) -> _StageState:
+    """A stage whose base cannot be had: an error only if the target needs the stage."""
+    return _StageState(index, i.name, None, None, ImageConfig(), history=[f"FROM {i.image}"],
+                       problems=[(why, i.line)])
+
+
+def _argv_config(argv: tuple[str, ...], shell: bool, shell_argv: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Shell form is recorded the way Docker records it; the launcher runs it without a shell.
+    Under a SHELL of the sh family (bash, dash...) it stays `/bin/sh -c`: the image's only shell
+    is the launcher's sh, so that is what runs it (Docker would record the SHELL's argv)."""
+    if not shell:
+        return argv
+    if shell_argv and posixpath.basename(shell_argv[0]) not in _SHELLS:
+        return (*shell_argv, argv[0])
+    return ("/bin/sh", "-c", argv[0])
 
 
 def _guest_path(path: str, what: str, line: int, fail) -> str:
@@ -249,6 +334,10 @@ def _apply(st: _StageState, i: ins.Instruction, stages: list[_StageState], build
            global_args: dict[str, str], images: ImageFinder, fail, expand: _Expander) -> None:
     c = st.config
     v = st.variables()
+    if isinstance(i, (ins.Healthcheck, ins.Shell, ins.OnBuild, ins.Maintainer)):
+        st.config, text = _apply_meta(st, i, v, expand)
+        st.history.append(text)
+        return
     if isinstance(i, ins.Arg):
         default = expand(i.default, v) if i.default is not None else global_args.get(i.name)
         value = build_args.get(i.name, default)
@@ -273,22 +362,36 @@ def _apply(st: _StageState, i: ins.Instruction, stages: list[_StageState], build
         dest = "/" + dest.lstrip("/") + ("/" if trailing and dest != "/" else "")
         _guest_path(dest, "COPY" if not i.add else "ADD", i.line, fail)
         from_stage, from_image, ref = None, None, ""
+        kind = "ADD" if i.add else "COPY"
         if i.from_stage is not None:
             ref = expand(i.from_stage, v)
             from_stage = _stage_index(ref.lower(), stages[: st.index])
             from_image = images(ref) if from_stage is None else None
             if from_stage is None and from_image is None:
-                fail(f"COPY --from={ref}: no earlier stage, local image or image file of that name", i.line)
-        kind = "ADD" if i.add else "COPY"
-        text = f"{kind} {'--from=' + ref + ' ' if i.from_stage else ''}{' '.join(sources)} {dest}"
+                st.problems.append((f"{kind} --from={ref}: no earlier stage, local image or image file of that "
+                                    "name", i.line))
+        if i.checksum and (len(sources) != 1 or i.parents):
+            fail("ADD --checksum: exactly one source file is checked, not several", i.line)
+        flags = "".join(f"--{n} " for n, on in (("link", i.link), ("parents", i.parents)) if on)
+        flags += "".join(f"--exclude={e} " for e in i.exclude)
+        chmod = _check_chmod(i.chmod, kind, i.line, fail) if i.chmod else None
+        flags += f"--chmod={chmod} " if chmod else ""
+        text = f"{kind} {'--from=' + ref + ' ' if i.from_stage else ''}{flags}{' '.join(sources)} {dest}"
         st.steps.append(CopyStep(i.line, sources, dest, from_stage, expand(i.chown, v) if i.chown else None,
-                                 i.chmod, i.add, text, from_image))
+                                 chmod, i.add, text, from_image, i.parents,
+                                 tuple(expand(e, v) for e in i.exclude), i.checksum))
     elif isinstance(i, ins.Run):
         _check_run_flags(i, fail)
+        mounts = tuple(_mount(spec, st, stages, images, i.line, fail, expand) for spec in i.mounts)
         env = tuple({**st.args, **c.env_dict()}.items())
         script, argv = (i.command[0], None) if i.shell else (None, i.command)
-        text = "RUN " + (script.replace("\n", " \\n ") if i.shell else str(list(argv)))  # one log line
-        st.steps.append(RunStep(i.line, script, argv, env, c.working_dir, c.user, text, tuple(c.labels.items())))
+        if i.shell and c.shell and posixpath.basename(c.shell[0]) not in _SHELLS:
+            fail(f"RUN: the SHELL {list(c.shell)} cannot run here; the build's shell is a POSIX sh "
+                 '(SHELL ["/bin/sh", "-c"] or ["/bin/bash", "-c"])', i.line)
+        text = "RUN " + "".join(f"--mount={m} " for m in i.mounts) \
+            + (script.replace("\n", " \\n ") if i.shell else str(list(argv)))  # one log line
+        st.steps.append(RunStep(i.line, script, argv, env, c.working_dir, c.user, text, tuple(c.labels.items()),
+                                tuple(m for m in mounts if m is not None)))
     elif isinstance(i, ins.Label):
         c = replace(c, labels={**c.labels, **{expand(k, v): expand(val, v) for k, val in i.pairs}})
         text = "LABEL " + " ".join(f"{k}={val}" for k, val in i.pairs)
@@ -313,10 +416,10 @@ def _apply(st: _StageState, i: ins.Instruction, stages: list[_StageState], build
         text = f"STOPSIGNAL {c.stop_signal}"
     elif isinstance(i, ins.Entrypoint):
         # Docker: setting ENTRYPOINT drops a CMD inherited from the base.
-        c = replace(c, entrypoint=_argv_config(i.argv, i.shell), cmd=() if not _own_cmd(st) else c.cmd)
+        c = replace(c, entrypoint=_argv_config(i.argv, i.shell, c.shell), cmd=() if not _own_cmd(st) else c.cmd)
         text = f"ENTRYPOINT {list(c.entrypoint)}"
     elif isinstance(i, ins.Cmd):
-        c = replace(c, cmd=_argv_config(i.argv, i.shell))
+        c = replace(c, cmd=_argv_config(i.argv, i.shell, c.shell))
         text = f"CMD {list(c.cmd)}"
     else:  # pragma: no cover - the parser produces only the types above
         fail(f"{type(i).__name__.upper()} is not supported", i.line)
@@ -324,16 +427,82 @@ def _apply(st: _StageState, i: ins.Instruction, stages: list[_StageState], build
     st.history.append(text)
 
 
+_SHELLS = ("sh", "bash", "dash", "ash")  # SHELLs whose `-c` the build's POSIX shell stands in for
+_MOUNT_KEYS = {
+    "bind": {"type", "target", "dst", "destination", "source", "src", "from", "rw", "readwrite", "readonly", "ro"},
+    "secret": {"type", "id", "target", "dst", "destination", "required", "mode", "uid", "gid", "env"},
+    "tmpfs": {"type", "target", "dst", "destination", "size"},
+    "cache": {"type", "id", "target", "dst", "destination", "source", "src", "from", "sharing", "mode", "uid", "gid",
+              "rw", "readwrite", "readonly", "ro"},
+}
+
+
 def _check_run_flags(i: ins.Run, fail) -> None:
-    """Cache mounts need nothing here (pip's cache is the host's) and there is never a network;
-    mounts that would bring files in are refused rather than silently dropped."""
+    """There is never a network: only --network=none/default are accepted."""
     if i.network not in (None, "none", "default"):
         fail(f"RUN --network={i.network}: a build has no network; use --network=none or leave it out", i.line)
-    for spec in i.mounts:
-        kind = dict(p.partition("=")[::2] for p in spec.split(",")).get("type", "bind")
-        if kind not in ("cache", "tmpfs"):
-            fail(f"RUN --mount=type={kind} is not supported: COPY the files in instead (type=cache is accepted)",
-                 i.line)
+
+
+def _mount(spec: str, st: _StageState, stages: list[_StageState], images: ImageFinder, line: int, fail,
+           expand: _Expander) -> Mount | None:
+    """One --mount=type=...,key=value,... as BuildKit reads it; None for type=cache (pip's cache
+    is the host's, so there is nothing to share between builds)."""
+    opts: dict[str, str] = {}
+    for part in spec.split(","):
+        key, sep, value = part.partition("=")
+        key = key.strip().lower()
+        if key in ("rw", "readwrite", "readonly", "ro", "required") and not sep:
+            value = "true"
+        opts[key] = expand(value, st.variables())
+    kind = opts.get("type", "bind")
+    if kind == "ssh":
+        fail("RUN --mount=type=ssh: a build has no network, so there is nothing to reach with SSH", line)
+    if kind not in _MOUNT_KEYS:
+        fail(f"RUN --mount=type={kind}: unknown mount type (bind, cache, tmpfs, secret)", line)
+    unknown = sorted(set(opts) - _MOUNT_KEYS[kind])
+    if unknown:
+        fail(f"RUN --mount=type={kind}: unknown option {unknown[0]!r}", line)
+    if kind == "cache":
+        return None
+    target = opts.get("target") or opts.get("dst") or opts.get("destination") or ""
+    if kind == "secret":
+        ident = opts.get("id") or posixpath.basename(target)
+        if not ident:
+            fail("RUN --mount=type=secret: needs id=NAME (the --secret id given to boxer build)", line)
+        env = opts.get("env", "")
+        target = target or ("" if env else f"/run/secrets/{ident}")
+        required = opts.get("required", "false").lower() == "true"
+    elif not target:
+        fail(f"RUN --mount=type={kind}: needs target=PATH", line)
+    if target:
+        target = posixpath.normpath(posixpath.join(st.config.working_dir, target))
+        target = _guest_path("/" + target.lstrip("/"), "RUN --mount", line, fail)
+        if target == "/":
+            fail(f"RUN --mount=type={kind}: cannot mount over /", line)
+    if kind == "tmpfs":
+        return Mount("tmpfs", target)
+    if kind == "secret":
+        return Mount("secret", target, id=ident, required=required, env=env)
+    source = opts.get("source") or opts.get("src") or "/"
+    from_stage, from_image = None, None
+    if "from" in opts:
+        from_stage = _stage_index(opts["from"].lower(), stages[: st.index])
+        from_image = images(opts["from"]) if from_stage is None else None
+        if from_stage is None and from_image is None:
+            st.problems.append((f"RUN --mount=from={opts['from']}: no earlier stage, local image or image file "
+                                "of that name", line))
+    return Mount("bind", target, source, from_stage, from_image)
+
+
+_SYMBOLIC = r"[ugoa]*[-+=][rwxXst]*"
+
+
+def _check_chmod(chmod: str, kind: str, line: int, fail) -> str:
+    """An octal mode (755, 0644) or, as BuildKit allows, a symbolic one (u+x, go=rX,u=rwx)."""
+    if re.fullmatch(r"[0-7]{1,4}", chmod) or re.fullmatch(f"{_SYMBOLIC}(,{_SYMBOLIC})*", chmod):
+        return chmod
+    fail(f"{kind} --chmod={chmod}: expected an octal mode such as 755 or a symbolic one such as u=rwx,go=rx", line)
+    return ""
 
 
 def _own_cmd(st: _StageState) -> bool:

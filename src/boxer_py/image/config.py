@@ -24,6 +24,11 @@ class ImageConfig:
     exposed_ports: tuple[str, ...] = ()
     volumes: tuple[str, ...] = ()
     stop_signal: str = ""
+    # Docker's HealthConfig: {"Test": [...], "Interval": ns, "Timeout": ns, "StartPeriod": ns,
+    # "StartInterval": ns, "Retries": n}, zero fields left out; {} when the image sets none.
+    healthcheck: dict = field(default_factory=dict)
+    shell: tuple[str, ...] = ()  # SHELL: what shell-form RUN, CMD and ENTRYPOINT run under
+    on_build: tuple[str, ...] = ()  # ONBUILD triggers, as written
 
     def env_dict(self) -> dict[str, str]:
         return dict(e.split("=", 1) for e in self.env)
@@ -50,6 +55,12 @@ class ImageConfig:
             out["Volumes"] = {v: {} for v in self.volumes}
         if self.stop_signal:
             out["StopSignal"] = self.stop_signal
+        if self.healthcheck:
+            out["Healthcheck"] = {k: (list(v) if k == "Test" else v) for k, v in self.healthcheck.items()}
+        if self.shell:
+            out["Shell"] = list(self.shell)
+        if self.on_build:
+            out["OnBuild"] = list(self.on_build)
         return out
 
     @classmethod
@@ -78,12 +89,37 @@ class ImageConfig:
             exposed_ports=_strings(data, "ExposedPorts"),
             volumes=_strings(data, "Volumes"),
             stop_signal=_string(data, "StopSignal"),
+            healthcheck=_healthcheck(data.get("Healthcheck")),
+            shell=_strings(data, "Shell"),
+            on_build=_strings(data, "OnBuild"),
         )
 
 
 MAX_WORKDIR = 1024  # bytes of an image's WorkingDir
 MAX_WORKDIR_DEPTH = 128  # its levels
 _FIELD_CHARS = 1 << 20  # bytes of any one string in a config
+
+
+_HEALTH_DURATIONS = ("Interval", "Timeout", "StartPeriod", "StartInterval")
+
+
+def _healthcheck(value: object) -> dict:
+    """A Healthcheck object as Docker writes it: Test a list of strings, the durations and
+    Retries non-negative integers (a 64-bit count of nanoseconds at most); nothing else."""
+    if not value:
+        return {}
+    if not isinstance(value, dict) or not set(value) <= {"Test", *_HEALTH_DURATIONS, "Retries"}:
+        raise ValueError("Healthcheck is not an object of Test, Interval, Timeout, StartPeriod, StartInterval, Retries")
+    out: dict = {}
+    if "Test" in value:
+        out["Test"] = _strings(value, "Test")
+    for key in (*_HEALTH_DURATIONS, "Retries"):
+        number = value.get(key, 0)
+        if not isinstance(number, int) or isinstance(number, bool) or not 0 <= number < 2**63:
+            raise ValueError(f"Healthcheck {key} is not a non-negative integer")
+        if number:
+            out[key] = number
+    return out
 
 
 def _string(data: dict, key: str) -> str:
@@ -110,6 +146,7 @@ class ImageSpec:
     config: ImageConfig
     diff_ids: tuple[str, ...] = ()
     history: tuple[str, ...] = ()
+    author: str = ""  # MAINTAINER, recorded where BuildKit records it: the document's "author"
 
     def to_json(self) -> bytes:
         doc = {
@@ -119,6 +156,8 @@ class ImageSpec:
             "rootfs": {"type": "layers", "diff_ids": list(self.diff_ids)},
             "history": [{"created_by": h} for h in self.history],
         }
+        if self.author:
+            doc["author"] = self.author
         return json.dumps(doc, indent=2, sort_keys=True).encode()
 
     @classmethod
@@ -136,4 +175,5 @@ class ImageSpec:
             ImageConfig.from_oci(doc.get("config") or {}),
             _strings(rootfs, "diff_ids"),
             tuple(h.get("created_by", "") for h in history),
+            _string(doc, "author"),
         )

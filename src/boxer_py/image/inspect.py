@@ -13,6 +13,7 @@ def inspect_json(img: Image) -> dict[str, Any]:
         "RepoTags": [tag] if tag else [],
         "Architecture": "wasm",
         "Os": "wasip1",
+        "Author": img.spec.author,  # MAINTAINER
         "Size": sum(d.size for d in img.layers),
         "Config": img.spec.config.to_oci(),
         "RootFS": {"Type": "layers", "Layers": [d.digest for d in img.layers]},
