@@ -27,7 +27,10 @@ def _server_args(image, tmp_path) -> list[str]:
 
 
 def _server_env(cache_dir) -> dict[str, str]:
-    return {"BOXER_CACHE_DIR": str(cache_dir), "PATH": os.environ.get("PATH", ""), "HOST_ONLY": HOST_SECRET}
+    env = {"BOXER_CACHE_DIR": str(cache_dir), "PATH": os.environ.get("PATH", ""), "HOST_ONLY": HOST_SECRET}
+    if "PYTHONPATH" in os.environ:  # the code under test, when it is not the installed one
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    return env
 
 
 @pytest.fixture
