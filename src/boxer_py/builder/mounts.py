@@ -64,7 +64,7 @@ class Mounts:
     def __init__(self, step: RunStep, fs: Any, context: Context, built: dict[int, Any], plan: BuildPlan,
                  secrets: dict[str, bytes]):
         self.step, self.fs, self.context, self.built, self.plan, self.secrets = step, fs, context, built, plan, secrets
-        self.undo: list[tuple[Path, Callable[[], None]]] = []  # (the host path it touches, how)
+        self.undo: list[tuple[Path, Callable[[], object]]] = []  # (the host path it touches, how)
 
     def fail(self, why: str):
         raise DockerfileError(f"RUN --mount: {why}", self.plan.dockerfile, self.step.line)
@@ -126,7 +126,7 @@ class Mounts:
             self.fail(f"{guest}: {within(root, parent)} is not a directory")
         for d in reversed(missing):
             d.mkdir()
-            self.undo.append((d, lambda d=d: d.rmdir()))
+            self.undo.append((d, d.rmdir))
         if os.path.lexists(host):
             aside = root.parent / f"{root.name}-aside-{next(self._aside)}"
             os.rename(host, aside)
@@ -144,7 +144,8 @@ class Mounts:
             src = sources[0]
             walk = lambda top: self.context.walk(top, line, "RUN --mount")  # noqa: E731
         else:
-            src_root = self.built[m.from_stage].root if m.from_image is None else image_root(m.from_image, self.fs.root.parent)
+            src_root = image_root(m.from_image, self.fs.root.parent) if m.from_image is not None \
+                else self.built[m.from_stage or 0].root
             src = resolve(src_root, m.source)
             if not os.path.lexists(src):
                 self.fail(f"source={m.source}: no such file or directory in "

@@ -170,8 +170,8 @@ def _words(value: str, split: bool = True) -> list[str]:
 _BOOL = ("true", "false")
 
 
-def _flags(value: str, allowed: set[str], booleans: set[str] = frozenset(),
-           repeated: set[str] = frozenset()) -> tuple[dict[str, str], str]:
+def _flags(value: str, allowed: set[str], booleans: frozenset[str] | set[str] = frozenset(),
+           repeated: frozenset[str] | set[str] = frozenset()) -> tuple[dict[str, str], str]:
     """Split leading ``--name=value`` flags from the rest, refusing unknown ones, as BuildKit's
     BFlags does: a boolean flag may stand alone (`--link`) or say `=true`/`=false`; a repeated
     flag's values are kept newline-separated, in order."""
@@ -372,9 +372,10 @@ def _healthcheck(line: int, value: str) -> ins.Healthcheck:
     retries = flags.get("retries", "0")
     if not retries.isdigit() or int(retries) > 2**31 - 1:
         raise _Invalid(f"--retries={retries}: expected a number of at least 0")
-    return ins.Healthcheck(line, ("CMD-SHELL", *argv) if shell else ("CMD", *argv),
-                           *(_duration(n, flags.get(n, "")) for n in ("interval", "timeout", "start-period",
-                                                                       "start-interval")), int(retries))
+    interval, timeout, start_period, start_interval = (
+        _duration(n, flags.get(n, "")) for n in ("interval", "timeout", "start-period", "start-interval"))
+    return ins.Healthcheck(line, ("CMD-SHELL", *argv) if shell else ("CMD", *argv), interval, timeout,
+                           start_period, start_interval, int(retries))
 
 
 def _shell(line: int, value: str) -> ins.Shell:
