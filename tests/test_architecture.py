@@ -137,3 +137,14 @@ def test_the_shell_and_the_public_api_have_no_import_cycle():
     """builtins are functions over shell.context.Context: they never import the interpreter."""
     builtins = PACKAGE / "shell" / "builtins.py"
     assert not [n for _, n in _imports(builtins) if n == "boxer_py.shell.interpreter"]
+
+
+def test_every_public_name_resolves():
+    import boxer_py
+    missing = []
+    for name in boxer_py.__all__:
+        try:
+            getattr(boxer_py, name)
+        except (AttributeError, ImportError) as e:
+            missing.append(f"{name}: {e}")
+    assert not missing, "\n".join(missing)

@@ -239,3 +239,40 @@ def test_help_reads_like_docker(boxer):
     build_help = boxer("build", "--help").stdout
     for flag in ("-f, --file", "-t, --tag", "--build-arg", "--target", "-o, --output"):
         assert flag in build_help
+
+
+# Modules whose exports are not what their names say: an image is hostile, so a run of one
+# ends as a run (an error or a trap), never as a Python exception out of boxer.
+ODD_EXPORTS = {
+    # a global named _start (nor a reactor's run): not a command
+    "global-start": ('(module (global (export "_start") i32 (i32.const 0)))', None),
+    # a function named memory, under a memory limit: a trap, not out of memory
+    "function-named-memory": ('(module (func (export "memory")) (func (export "_start") unreachable))',
+                              "unreachable"),
+    # boxer's own WASI clock with no memory to write to: a trap, as Wasmtime's WASI gives
+    "clock-without-memory": ('(module (import "wasi_snapshot_preview1" "clock_time_get" '
+                             '(func $c (param i32 i64 i32) (result i32))) (func (export "_start") '
+                             '(drop (call $c (i32.const 0) (i64.const 0) (i32.const 0)))))',
+                             "missing required memory export"),
+    "poll-with-a-function-named-memory": (
+        '(module (import "wasi_snapshot_preview1" "poll_oneoff" (func $p (param i32 i32 i32 i32) (result i32))) '
+        '(func (export "memory")) (func (export "_start") '
+        '(drop (call $p (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 0)))))',
+        "missing required memory export"),
+}
+
+
+@pytest.mark.parametrize("name", ODD_EXPORTS)
+def test_module_with_odd_exports_ends_as_a_run(launcher, tmp_path, name):
+    import wasmtime
+
+    from boxer_py import Limits, RunError
+    wat, trap = ODD_EXPORTS[name]
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "prog").write_bytes(wasmtime.wat2wasm(wat))
+    if trap is None:
+        with pytest.raises(RunError, match="not a WASI command"):
+            launcher.run_in(tmp_path, ["/bin/prog"], {}, "/", limits=Limits(memory="64m"))
+        return
+    result = launcher.run_in(tmp_path, ["/bin/prog"], {}, "/", limits=Limits(memory="64m"))
+    assert result.exit_code == 134 and trap in result.trap and not result.out_of_memory

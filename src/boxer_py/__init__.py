@@ -10,6 +10,7 @@ Names are imported on first use, so `boxer run` does not pay for the build stack
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING, Any
 
 from boxer_py.errors import (
     AuthError,
@@ -23,8 +24,24 @@ from boxer_py.errors import (
     ShellError,
 )
 
+if TYPE_CHECKING:  # what __getattr__ gives, for type checkers ("X as X": re-exported)
+    from boxer_py.api.build import build as build
+    from boxer_py.api.session import Session as Session
+    from boxer_py.builder.pipeline import BuildResult as BuildResult
+    from boxer_py.image.imagefile import Image as Image
+    from boxer_py.image.imagefile import read as read_image  # noqa: F401 - in __all__ through _LAZY
+    from boxer_py.registry.transfer import export_layout as export_layout
+    from boxer_py.registry.transfer import import_layout as import_layout
+    from boxer_py.registry.transfer import pull as pull
+    from boxer_py.registry.transfer import push as push
+    from boxer_py.runtime.launcher import Launcher as Launcher
+    from boxer_py.runtime.spec import Limits as Limits
+    from boxer_py.runtime.spec import Mount as Mount
+    from boxer_py.runtime.spec import RunResult as RunResult
+    from boxer_py.runtime.spec import RunSpec as RunSpec
+
 _LAZY = {
-    "build": "api.build", "BuildResult": "build.pipeline",
+    "build": "api.build", "BuildResult": "builder.pipeline",
     "Image": "image.imagefile", "read_image": ("image.imagefile", "read"),
     "Launcher": "runtime.launcher", "Limits": "runtime.spec", "Mount": "runtime.spec",
     "RunResult": "runtime.spec", "RunSpec": "runtime.spec",
@@ -37,7 +54,7 @@ __all__ = ["AuthError", "BoxerError", "BuildError", "DockerfileError", "ImageErr
            "RegistryError", "RunError", "ShellError", *_LAZY]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     where = _LAZY.get(name)
     if where is None:
         raise AttributeError(f"module 'boxer_py' has no attribute {name!r}")

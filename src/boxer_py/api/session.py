@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from boxer_py.api.workers import Workers
 from boxer_py.image.imagefile import Image
@@ -29,7 +30,7 @@ class Session:
         """`workers`: 0 runs guests in this process; N > 0 in N processes of their own (for
         runs side by side on several cores), which needs the image as a file or tag."""
         self.launcher = launcher or Launcher(cache_dir or default_cache_dir())
-        self.workers = None
+        self.workers: Workers | None = None
         if not isinstance(image, Image):  # a file, or a tag in the local store
             path = Store(self.launcher.cache_dir / "images").locate(image)
             image = self.launcher.open(path)
@@ -57,11 +58,11 @@ class Session:
         if self.workers is None:
             return self.launcher.run(self.image, spec)
         # host paths as this process means them, whatever the worker's working directory
-        mounts = tuple(replace(m, host=m.host.absolute()) for m in spec.mounts)
+        absolute = tuple(replace(m, host=m.host.absolute()) for m in spec.mounts)
         stdin = str(Path(spec.stdin).absolute()) if isinstance(spec.stdin, str) and spec.stdin != "-" else spec.stdin
-        return self.workers.run(replace(spec, mounts=mounts, stdin=stdin))
+        return self.workers.run(replace(spec, mounts=absolute, stdin=stdin))
 
-    def run_python(self, code: str, **options) -> RunResult:
+    def run_python(self, code: str, **options: Any) -> RunResult:
         """Run Python source with the image's `python` (the code is passed as `-c`)."""
         return self.run(("python", "-c", code), **options)
 
@@ -76,5 +77,5 @@ class Session:
     def __enter__(self) -> Session:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

@@ -21,12 +21,13 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from boxer_py.errors import BoxerError, RunError
 
 if TYPE_CHECKING:
     from boxer_py.runtime.launcher import Launcher
+    from boxer_py.runtime.spec import RunResult, RunSpec
 
 _LENGTH = struct.Struct("<Q")
 
@@ -79,7 +80,8 @@ class _Worker:
             raise
         if reply is not None:
             self.close()
-            raise reply
+            raise reply if isinstance(reply, BaseException) else RunError(
+                f"a worker process answered {type(reply).__name__} when it started")
 
     def run(self, request: bytes) -> object:
         try:
@@ -128,7 +130,7 @@ class Workers:
         self._started: list[_Worker] = []
         self._lock = threading.Lock()
 
-    def run(self, spec) -> object:
+    def run(self, spec: RunSpec) -> RunResult:
         request = _frame(spec)
         worker = self._take()
         try:
@@ -139,7 +141,7 @@ class Workers:
         self._give_back(worker)
         if isinstance(reply, BaseException):
             raise reply
-        return reply
+        return cast("RunResult", reply)  # what _serve sends back when it is not an error
 
     def start(self) -> None:
         """Start every worker now, side by side, and wait until each is ready."""
@@ -221,7 +223,8 @@ def _serve(cache_dir: str, image_path: str, image_id: str, preinit: bool, reques
     try:
         _send(results, _frame(None))
         while True:
-            spec = _receive(requests)
+            spec = cast("RunSpec", _receive(requests))  # what Workers.run sends: a pickled RunSpec
+            reply: RunResult | BaseException
             try:
                 reply = launcher.run(image, spec)
             except BoxerError as e:
@@ -238,4 +241,5 @@ if __name__ == "__main__":
     if len(sys.argv) != 5 or not fds:
         sys.exit("usage: python -m boxer_py.api.workers CACHE_DIR IMAGE_FILE IMAGE_ID PREINIT (started by Session(workers=N))")
     requests, results = (int(x) for x in fds.split(","))
-    _serve(*sys.argv[1:4], sys.argv[4] == "1", requests, results)
+    cache_dir, image_path, image_id = sys.argv[1:4]
+    _serve(cache_dir, image_path, image_id, sys.argv[4] == "1", requests, results)

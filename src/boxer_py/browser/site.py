@@ -19,6 +19,7 @@ import unicodedata
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import jinja2
 
@@ -236,7 +237,7 @@ def _handler(files: dict[str, tuple[str, Path | bytes, dict[str, str]]], seen: l
             if not head:
                 self.wfile.write(data)
 
-        def log_message(self, format: str, *args) -> None:
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
     return Handler

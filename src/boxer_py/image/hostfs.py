@@ -85,6 +85,10 @@ class Walker:
         return "/".join([f.name for f in self._stack[1:]] + ([name] if name else []))
 
 
+Visit = Callable[[Walker, str, os.stat_result], bool]  # see walk
+Companions = tuple[list[int], Callable[[Walker, str], list[int]]]  # see walk
+
+
 def _open_dir(name: str, dir_fd: int | None, flags: int, fix: bool) -> int:
     try:
         return os.open(name, flags, dir_fd=dir_fd)
@@ -98,8 +102,7 @@ def _open_dir(name: str, dir_fd: int | None, flags: int, fix: bool) -> int:
         return os.open(name, flags, dir_fd=dir_fd)
 
 
-def walk(root: str | Path, visit: Callable[[Walker, str, os.stat_result], bool], *,
-         companions: tuple[list[int], Callable[[Walker, str], list[int]]] | None = None,
+def walk(root: str | Path, visit: Visit, *, companions: Companions | None = None,
          leave: Callable[[Walker, str], None] | None = None, done: Callable[[Walker], None] | None = None,
          onerror: Callable[[OSError], None] | None = None, noatime: bool = False, fix_modes: bool = False,
          dir_fd: int | None = None) -> None:
@@ -154,7 +157,8 @@ def _close(frame: _Frame) -> None:
             frame.fds[i] = -1
 
 
-def _enter(stack: list[_Frame], walker: Walker, name: str, visit, flags: int, fix: bool, companions) -> None:
+def _enter(stack: list[_Frame], walker: Walker, name: str, visit: Visit, flags: int, fix: bool,
+           companions: Companions | None) -> None:
     parent = stack[-1]
     fd = _open_dir(name, parent.fds[0], flags, fix)
     try:
@@ -184,7 +188,7 @@ def _enter(stack: list[_Frame], walker: Walker, name: str, visit, flags: int, fi
         raise
 
 
-def _scan(frame: _Frame, walker: Walker, visit, fix: bool) -> None:
+def _scan(frame: _Frame, walker: Walker, visit: Visit, fix: bool) -> None:
     if fix:
         st = os.fstat(frame.fds[0])
         if st.st_mode & 0o700 != 0o700:

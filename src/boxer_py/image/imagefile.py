@@ -22,7 +22,7 @@ from pathlib import Path
 from boxer_py.errors import ImageError
 from boxer_py.image import atomic
 from boxer_py.image.config import ImageConfig, ImageSpec
-from boxer_py.image.wasmbin import read_uleb, uleb
+from boxer_py.image.wasmbin import Bytes, read_uleb, uleb
 
 WASM_HEADER = b"\0asm\x01\0\0\0"
 MANIFEST_SECTION = "boxer.manifest"
@@ -121,7 +121,7 @@ def write(path: str | Path, data: bytes) -> None:
         raise ImageError(f"{path}: cannot write the image ({e.strerror or e})") from None
 
 
-def _read_leb(data: bytes, pos: int, where: str) -> tuple[int, int]:
+def _read_leb(data: Bytes, pos: int, where: str) -> tuple[int, int]:
     try:
         value, end = read_uleb(data, pos)
     except IndexError:

@@ -13,6 +13,7 @@ import shutil
 import stat
 import tarfile
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -88,8 +89,8 @@ def diff(before: dict[str, tuple], after: dict[str, tuple]) -> tuple[set[str], s
     return changed, deleted
 
 
-def layer_tar(root: Path, guest_paths: set[str], owners: dict[str, tuple[int, int]],
-              deleted: set[str] = frozenset(), recursive: bool = True) -> bytes:
+def layer_tar(root: Path, guest_paths: AbstractSet[str], owners: dict[str, tuple[int, int]],
+              deleted: AbstractSet[str] = frozenset(), recursive: bool = True) -> bytes:
     """A reproducible tar of `guest_paths` (directories recursively, unless told not to), their
     parents, and a whiteout entry for each path in `deleted`. Every entry's mtime is fixed at
     0, in the tar and on disk, so that later steps (compileall's .pyc records its source's
@@ -191,6 +192,7 @@ def _extract_member(tar: tarfile.TarFile, m: tarfile.TarInfo, root: Path, dest: 
         expansion.charge(m)  # refuses sparse members
         _remove(target)
         src = tar.extractfile(m)
+        assert src is not None  # extractfile gives None only for members that are not regular files
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         with open(fd, "wb") as out:
             left = m.size

@@ -9,9 +9,11 @@ import fcntl
 import json
 import re
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from boxer_py import locations
 from boxer_py.errors import ImageError
@@ -79,7 +81,10 @@ class Store:
             write(blob, data)
         with self._locked() as tags:
             tags[normalize(tag)] = {"id": image_id, "created": time.time()}
-        return self.find(tag)
+        found = self.find(tag)
+        if found is None:  # untagged or removed by another process since the lines above
+            raise ImageError(f"{tag}: removed by another process while it was being stored")
+        return found
 
     def find(self, ref: str) -> StoredImage | None:
         entry = self._read().get(normalize(ref))
@@ -117,7 +122,7 @@ class Store:
     def _blob(self, image_id: str) -> Path:
         return self.directory / "blobs" / (image_id.split(":", 1)[-1] + ".wasm")
 
-    def _read(self) -> dict:
+    def _read(self) -> dict[str, Any]:
         try:
             tags = json.loads(self.index.read_text())
         except (OSError, ValueError):
@@ -125,7 +130,7 @@ class Store:
         return tags if isinstance(tags, dict) else {}
 
     @contextmanager
-    def _locked(self):
+    def _locked(self) -> Iterator[dict[str, Any]]:
         self.directory.mkdir(parents=True, exist_ok=True)
         with open(self.directory / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)

@@ -16,7 +16,7 @@ def expand(text: str, variables: dict[str, str], limit: int | None = None) -> st
     it is known to be, before it is built."""
     size = len(text)
 
-    def sub(m: re.Match) -> str:
+    def sub(m: re.Match[str]) -> str:
         nonlocal size
         value = _value(m)
         size += len(value)
@@ -24,15 +24,16 @@ def expand(text: str, variables: dict[str, str], limit: int | None = None) -> st
             raise ExpansionTooLarge(f"expands to more than {limit} characters")
         return value
 
-    def _value(m: re.Match) -> str:
+    def _value(m: re.Match[str]) -> str:
         if m.group(1):
             return "$"
         name = m.group(2) or m.group(5)
         op, word = m.group(3), m.group(4) or ""
         value = variables.get(name)
         if op in (":-", "-"):
-            unset = value is None or (op == ":-" and value == "")
-            return expand(word, variables, limit) if unset else value
+            if value is None or (op == ":-" and value == ""):  # unset
+                return expand(word, variables, limit)
+            return value
         if op in (":+", "+"):
             isset = value is not None and (op == "+" or value != "")
             return expand(word, variables, limit) if isset else ""

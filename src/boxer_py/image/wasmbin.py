@@ -2,11 +2,19 @@
 and the module's sections."""
 from __future__ import annotations
 
+from typing import Protocol
+
 MAGIC = b"\0asm\x01\0\0\0"
 TYPE, IMPORT, FUNCTION, GLOBAL, EXPORT, CODE = 1, 2, 3, 6, 7, 10
 
 
-def read_uleb(data: bytes, pos: int) -> tuple[int, int]:
+class Bytes(Protocol):
+    """What the readers index: bytes, or an image file's mmap."""
+
+    def __getitem__(self, index: int, /) -> int: ...
+
+
+def read_uleb(data: Bytes, pos: int) -> tuple[int, int]:
     result = shift = 0
     while True:
         byte = data[pos]
@@ -17,7 +25,7 @@ def read_uleb(data: bytes, pos: int) -> tuple[int, int]:
             return result, pos
 
 
-def read_sleb(data: bytes, pos: int) -> tuple[int, int]:
+def read_sleb(data: Bytes, pos: int) -> tuple[int, int]:
     value, end = read_uleb(data, pos)
     if data[end - 1] & 0x40:  # the sign bit of the last byte
         value -= 1 << (7 * (end - pos))

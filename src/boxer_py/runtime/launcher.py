@@ -14,7 +14,7 @@ import posixpath
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -50,6 +50,10 @@ MAX_INSTANCES = 4
 MAX_TABLES = 4
 TABLE_ELEMENT_SHARE = 256
 MIN_TABLE_ELEMENTS = 1 << 16
+
+Exports = Mapping[str, object]  # an instance's exports by name (wasmtime's InstanceExports)
+Keep = Callable[[wasmtime.Store, Exports], None]  # told the store and exports once a run has ended
+ModuleKey = tuple[str, object]  # (image id, program path) or ("preinit", digest): see _module, _resumable
 
 
 def _reason(error: Exception) -> str:
@@ -100,7 +104,7 @@ class Launcher:
         wasiclock.define(self.linker, self.deadlines)  # so a timeout also ends a sleeping guest
         reactor.define_host(self.linker, self.engine)
         self.ticker = Ticker(self.engine)
-        self._loaded: dict[tuple[str, object], Loaded] = {}
+        self._loaded: dict[ModuleKey, Loaded] = {}
         self._lock = threading.Lock()
         self._snapshots: dict[str, Snapshot | None] = {}
         self._programs: dict[tuple[str, str, str, str], Path] = {}  # see _image_program
@@ -214,7 +218,7 @@ class Launcher:
         finally:
             self.workspaces.give_back(tmp)
 
-    def held(self) -> tuple[list, list[str]]:
+    def held(self) -> tuple[list[tuple[ModuleKey, str]], list[str]]:
         """What this launcher keeps in memory (compiled modules, snapshots), as keys with
         which preload() in another process finds the same things in the shared cache."""
         with self._lock:
@@ -223,7 +227,7 @@ class Launcher:
             snapshots = [key for key, snapshot in self._snapshots.items() if snapshot is not None]
         return modules, snapshots
 
-    def preload(self, modules: list, snapshots: list[str]) -> int:
+    def preload(self, modules: list[tuple[ModuleKey, str]], snapshots: list[str]) -> int:
         """Load into memory what held() listed elsewhere, from the cache only: nothing is
         compiled nor run here (the run server forks runs from a launcher that must not have
         started Wasmtime's compiler or WASI threads). Returns how many were new."""
@@ -234,10 +238,11 @@ class Launcher:
                 with self._lock:
                     self._loaded[key] = loaded
                 new += 1
-        for key in snapshots:
-            if key not in self._snapshots and (snapshot := preinit.load(self._snapshot_path(key))) is not None:
+        for name in snapshots:
+            snapshot = None if name in self._snapshots else preinit.load(self._snapshot_path(name))
+            if snapshot is not None:
                 with self._snapshot_lock:
-                    self._snapshots[key] = snapshot
+                    self._snapshots[name] = snapshot
                 new += 1
         return new
 
@@ -321,11 +326,11 @@ class Launcher:
         if cached is not None:
             return cached
         argv = preinit.boot_argv(argv0, preinit.preimports(image.spec.config.labels))
-        captured: dict[str, object] = {}
+        captured: list[tuple[bytes, int]] = []  # the boot run's memory and stack pointer at its end
 
-        def keep(store: wasmtime.Store, exports) -> None:
-            captured["memory"] = preinit.memory_of(store, exports["memory"])
-            captured["stack_pointer"] = exports[preinit.STACK_POINTER].value(store)
+        def keep(store: wasmtime.Store, exports: Exports) -> None:
+            memory = preinit.memory_of(store, preinit.export_of(exports, "memory", wasmtime.Memory))
+            captured.append((memory, preinit.export_of(exports, preinit.STACK_POINTER, wasmtime.Global).value(store)))
 
         spec = RunSpec(tuple(argv), env=startup, limits=Limits(timeout=120), output_dir=None)
         tmp = self.workspaces.take(image.id, base, [host for _, host in shared])
@@ -334,14 +339,15 @@ class Launcher:
                                    image.spec.config.labels, shared, keep=keep)
         finally:
             self.workspaces.give_back(tmp)
-        if result.exit_code != 0 or "memory" not in captured:
+        if result.exit_code != 0 or not captured:
             return None
+        memory, stack_pointer = captured[0]
         store = wasmtime.Store(self.engine)
         store.set_wasi(wasmtime.WasiConfig())
         exports = self.linker.instantiate(store, module.module).exports(store)
         try:
-            snapshot = preinit.capture(captured["memory"], captured["stack_pointer"], result.stdout,
-                                       preinit.memory_of(store, exports["memory"]))
+            snapshot = preinit.capture(memory, stack_pointer, result.stdout,
+                                       preinit.memory_of(store, preinit.export_of(exports, "memory", wasmtime.Memory)))
         except ValueError:
             return None
         preinit.save(path, snapshot)
@@ -369,8 +375,8 @@ class Launcher:
 
     def _sandbox(self, root: Path, loaded: Loaded, argv: list[str], env: dict[str, str], workdir: str,
                  spec: RunSpec, tmp: Path, labels: dict[str, str] | None = None,
-                 shared: list[tuple[str, Path]] = (), resume: Resume | None = None,
-                 keep: Callable[[wasmtime.Store, object], None] | None = None) -> RunResult:
+                 shared: Sequence[tuple[str, Path]] = (), resume: Resume | None = None,
+                 keep: Keep | None = None) -> RunResult:
         """The guest's whole world: `root` as /, the mounts, argv, env and stdio; nothing else."""
         cap = spec.limits.max_output
         stdout = Sink(cap, 1 if spec.stream else None)
@@ -411,9 +417,9 @@ class Launcher:
         result.stdout_truncated, result.stderr_truncated = stdout.truncated, stderr.truncated
         return result
 
-    def _execute(self, loaded, wasi: wasmtime.WasiConfig, name: str, workdir: str, limits: Limits,
+    def _execute(self, loaded: Loaded, wasi: wasmtime.WasiConfig, name: str, workdir: str, limits: Limits,
                  on_start: Callable[[], None] | None, root: Path, resume: Resume | None = None,
-                 keep: Callable[[wasmtime.Store, object], None] | None = None) -> RunResult:
+                 keep: Keep | None = None) -> RunResult:
         store = wasmtime.Store(self.engine)
         store.set_wasi(wasi)
         if limits.memory is not None:
@@ -432,7 +438,6 @@ class Launcher:
             store.set_epoch_deadline(ticks)
         started = time.perf_counter()
         result = RunResult(exit_code=0)
-        memory = None
         try:
             instance = self.linker.instantiate(store, loaded.module)
         except wasmtime.WasmtimeError as e:
@@ -444,7 +449,8 @@ class Launcher:
                 return RunResult(TRAP_EXIT_CODE, out_of_memory=True, trap=f"needs more memory than the {limits.memory}-byte limit")
             raise RunError(f"{name}: cannot start: {_reason(e)}", 126) from None
         exports = instance.exports(store)
-        memory = exports.get("memory") if "memory" in exports else None
+        found = exports["memory"] if "memory" in exports else None
+        memory = found if isinstance(found, wasmtime.Memory) else None  # not a memory: none to measure
         if resume is not None:  # the guest changes to its workdir itself
             start = preinit.restore(store, exports, resume.snapshot, resume.message)
             if start is None:
@@ -513,7 +519,7 @@ class Launcher:
         raise RunError(f"{name}: not found{where}", 127)
 
     def _check_mounts(self, mounts: tuple[Mount, ...], root: Path,
-                      shared: list[tuple[str, Path]] = ()) -> list[Mount]:
+                      shared: Sequence[tuple[str, Path]] = ()) -> list[Mount]:
         out = []
         for m in mounts:
             guest = posixpath.normpath(m.guest)

@@ -37,7 +37,7 @@ class Sink:
             if len(shown) < written:
                 self.truncated = True
         if shown and self.echo_fd is not None:
-            self._echo(shown)
+            self._echo(self.echo_fd, shown)
         kept = shown if self.keep is None else shown[:max(0, self.keep - self.size)]
         if len(kept) < len(shown):
             self.dropped = True
@@ -46,13 +46,14 @@ class Sink:
             self.size += len(kept)
         return written  # the guest is told everything was written, so it does not retry
 
-    def _echo(self, data: bytes) -> None:
-        """Write through to the host fd; once that fails (a reader that went away: `| head`),
-        stop echoing and keep collecting. This runs on Wasmtime's thread: it must not raise."""
+    def _echo(self, fd: int, data: bytes) -> None:
+        """Write through to the host fd (`echo_fd`); once that fails (a reader that went away:
+        `| head`), stop echoing and keep collecting. This runs on Wasmtime's thread: it must not
+        raise."""
         view = memoryview(data)
         try:
             while view:
-                view = view[os.write(self.echo_fd, view):]
+                view = view[os.write(fd, view):]
         except OSError:
             self.echo_fd = None
 

@@ -18,7 +18,7 @@ rootfs, so an alias can only show the guest what it could already read.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import wasmtime
@@ -36,11 +36,11 @@ def define_host(linker: wasmtime.Linker, engine: wasmtime.Engine) -> None:
     linker.define_func("host", "call", wasmtime.FuncType([i32] * 4, [i32]), lambda *_: NO_HOST)
 
 
-def entry(store: wasmtime.Store, exports) -> Callable[[], int] | None:
+def entry(store: wasmtime.Store, exports: Mapping[str, object]) -> Callable[[], int] | None:
     """How to run the instance to its end, returning its exit code; None if it is neither a
-    WASI command nor a reactor with `run`."""
-    if "_start" in exports:
-        start = exports["_start"]
+    WASI command (a function `_start`) nor a reactor with `run`."""
+    start = exports["_start"] if "_start" in exports else None
+    if isinstance(start, wasmtime.Func):
         return lambda: start(store) or 0
     run = exports["run"] if "run" in exports else None
     if not isinstance(run, wasmtime.Func):

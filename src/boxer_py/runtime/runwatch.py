@@ -70,7 +70,8 @@ class DiskWatch:
         self.full = self.full or used > self.limit
         return self.full
 
-    def _tick(self, _context, _env, delta, kind) -> int:
+    def _tick(self, _context: object, _env: object, delta: ctypes._Pointer[ctypes.c_uint64],
+              kind: ctypes._Pointer[ctypes.c_uint8]) -> int:
         try:
             now = time.monotonic()
             if self.deadline is not None and now >= self.deadline:

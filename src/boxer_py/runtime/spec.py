@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from boxer_py.errors import RunError
 
@@ -20,6 +21,7 @@ TIMEOUT_EXIT_CODE = 124  # like timeout(1)
 MAX_TIMEOUT = 30 * 86400.0  # seconds: a month; longer is a mistake (or an attack), not a limit
 MAX_SIZE = 1 << 60  # bytes: far past any machine, small enough for every engine call
 _SIZE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([kmgt]?)(?:i?b)?", re.IGNORECASE)
+_N = TypeVar("_N", int, float)  # a limit's number: seconds or bytes
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
@@ -118,7 +120,7 @@ class Limits:
     def within(self, ceiling: Limits) -> Limits:
         """These limits, never looser than `ceiling`'s: a caller may narrow an operator's
         limits (a shorter timeout), never widen them; what it leaves unset is the ceiling."""
-        def tighter(asked, most):
+        def tighter(asked: _N | None, most: _N | None) -> _N | None:
             return most if asked is None else asked if most is None else min(asked, most)
         return Limits(tighter(self.timeout, ceiling.timeout), tighter(self.memory, ceiling.memory),
                       tighter(self.max_output, ceiling.max_output), tighter(self.disk, ceiling.disk))
@@ -156,7 +158,7 @@ class RunResult:
     disk_full: bool = False  # the writable layer grew past the disk limit (the run was stopped)
     preinitialised: bool = False  # started from a snapshot of an interpreter that had already started
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         """JSON-ready: text as UTF-8 (invalid bytes replaced), files as text or base64."""
         files = []
         for path, data in sorted(self.files.items()):

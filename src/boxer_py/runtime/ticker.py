@@ -26,7 +26,7 @@ class Ticker:
                 self.thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         with self.lock:
             self.active -= 1
 

@@ -56,7 +56,7 @@ class Backstop:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._over.set()
         self._thread.join()
         for fd in self._held.values():

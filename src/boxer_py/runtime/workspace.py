@@ -144,7 +144,7 @@ class Workspaces:
         self._taken: dict[Path, _Taken] = {}
         self._active = 0
         self._lock = threading.Lock()
-        self._tasks: queue.Queue[Callable[[], None]] = queue.Queue()
+        self._tasks: queue.Queue[Callable[[], object]] = queue.Queue()
         self._worker: threading.Thread | None = None
         atexit.register(self.close)
 
@@ -204,19 +204,19 @@ class Workspaces:
             self._active -= 1
             alone = self._active == 0
             taken = self._taken.pop(workspace)
-        if taken.seal is not None and self._keep(workspace, taken):
+        if taken.seal is not None and self._keep(workspace, taken, taken.seal):
             return
         if alone:
             self._submit(lambda: remove_tree(workspace))
         else:
             remove_tree(workspace)
 
-    def _keep(self, workspace: Path, taken: _Taken) -> bool:
+    def _keep(self, workspace: Path, taken: _Taken, seal: _Seal) -> bool:
         try:
             for extra in os.listdir(workspace):  # what the run kept beside its rootfs (stdin)
                 if extra != "rootfs":
                     os.unlink(workspace / extra)
-            if not _only_read(workspace / "rootfs", taken.seal, taken.base):
+            if not _only_read(workspace / "rootfs", seal, taken.base):
                 return False
             self.spares.mkdir(parents=True, exist_ok=True)
             held = self.spares / workspace.name
@@ -248,18 +248,19 @@ class Workspaces:
 
     def _make_spare(self, key: str, base: Path, skip: Sequence[Path]) -> None:
         path = self.spares / f"{os.getpid()}.{os.urandom(8).hex()}"
+        made: Path | None = path
         try:
             self.spares.mkdir(parents=True, exist_ok=True)
             copy_tree(base, path, skip=skip)
         except OSError:
             remove_tree(path)
-            path = None
+            made = None
         with self._lock:
             self._wanted[key] -= 1
-            if path is not None:
-                self._ready.setdefault(key, []).append(path)
+            if made is not None:
+                self._ready.setdefault(key, []).append(made)
 
-    def _submit(self, task: Callable[[], None]) -> None:
+    def _submit(self, task: Callable[[], object]) -> None:
         with self._lock:
             if self._worker is None or not self._worker.is_alive():
                 self._worker = threading.Thread(target=self._work, name="boxer-workspaces", daemon=True)

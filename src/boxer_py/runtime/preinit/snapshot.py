@@ -35,6 +35,7 @@ import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import wasmtime
 
@@ -193,6 +194,18 @@ def load(path: Path) -> Snapshot | None:
         return None
 
 
+_Kind = TypeVar("_Kind")
+
+
+def export_of(exports: Mapping[str, object], name: str, kind: type[_Kind]) -> _Kind:
+    """The export `name` of a resumable module, of the kind `resumable` made it or checked
+    it is; TypeError if it is not (a module that only looked like one preinit knows)."""
+    item = exports[name]
+    if not isinstance(item, kind):
+        raise TypeError(f"the module's {name!r} export is not a {kind.__name__}")
+    return item
+
+
 def memory_of(store: wasmtime.Store, memory: wasmtime.Memory) -> bytes:
     return ctypes.string_at(ctypes.addressof(memory.data_ptr(store).contents), memory.data_len(store))
 
@@ -260,10 +273,11 @@ def _prefault(base: int, pages: Sequence[tuple[int, int]]) -> None:
             return
 
 
-def restore(store: wasmtime.Store, exports, snapshot: Snapshot, message: bytes) -> Callable[[], int] | None:
+def restore(store: wasmtime.Store, exports: Mapping[str, object], snapshot: Snapshot,
+            message: bytes) -> Callable[[], int] | None:
     """Make a fresh instance the snapshot, with `message` (from `request`) in its inbox, and
     return how to start it; None if its memory cannot grow to the snapshot's size (a cap)."""
-    memory: wasmtime.Memory = exports["memory"]
+    memory = export_of(exports, "memory", wasmtime.Memory)
     missing = snapshot.memory_size - memory.data_len(store)
     if missing > 0:
         try:
@@ -277,8 +291,8 @@ def restore(store: wasmtime.Store, exports, snapshot: Snapshot, message: bytes) 
         ctypes.memmove(base + address, source, length)
         source += length
     ctypes.memmove(base + snapshot.inbox, message, len(message))
-    exports[STACK_POINTER].set_value(store, snapshot.stack_pointer)
-    call = exports[CALL]
+    export_of(exports, STACK_POINTER, wasmtime.Global).set_value(store, snapshot.stack_pointer)
+    call = export_of(exports, CALL, wasmtime.Func)
 
     def start() -> int:
         call(store, snapshot.callable, snapshot.args, 2, snapshot.function)

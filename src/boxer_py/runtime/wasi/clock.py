@@ -64,21 +64,22 @@ def define(linker: wasmtime.Linker, deadlines: Deadlines) -> None:
     """Replace the two WASI functions in a linker that already has the rest of WASI."""
     i32, i64 = wasmtime.ValType.i32(), wasmtime.ValType.i64()
 
-    def clock_time_get(caller, clock: int, _precision: int, out: int) -> int:
+    def clock_time_get(caller: wasmtime.Caller, clock: int, _precision: int, out: int) -> int:
         now = _now(clock)
         if now is None:
             return NOTSUP
         return _write(caller, out, struct.pack("<Q", now))
 
-    def poll_oneoff(caller, subs: int, events: int, count: int, count_out: int) -> int:
+    def poll_oneoff(caller: wasmtime.Caller, subs: int, events: int, count: int, count_out: int) -> int:
         if count == 0 or count > MAX_SUBSCRIPTIONS:
             return INVAL
-        memory = caller["memory"]
+        memory = _memory(caller)
         try:
             raw = memory.read(caller, subs, subs + count * SUBSCRIPTION_SIZE)
         except (ValueError, IndexError, wasmtime.WasmtimeError):
             return FAULT
-        ready, wake = [], None
+        ready: list[bytes] = []
+        wake: tuple[int, int] | None = None
         for i in range(count):
             base = i * SUBSCRIPTION_SIZE
             userdata, tag = struct.unpack_from("<QB", raw, base)
@@ -120,9 +121,19 @@ def _sleep(seconds: float, deadlines: Deadlines) -> None:
         time.sleep(min(left, 3600.0))
 
 
-def _write(caller, offset: int, data: bytes) -> int:
+def _memory(caller: wasmtime.Caller) -> wasmtime.Memory:
+    """The guest's exported memory; without one (or with an export of another kind by that
+    name), a trap, as Wasmtime's own WASI functions give."""
+    memory = caller.get("memory")
+    if not isinstance(memory, wasmtime.Memory):
+        raise wasmtime.Trap("missing required memory export")
+    return memory
+
+
+def _write(caller: wasmtime.Caller, offset: int, data: bytes) -> int:
+    memory = _memory(caller)
     try:
-        caller["memory"].write(caller, data, offset)
+        memory.write(caller, data, offset)
     except (ValueError, IndexError, wasmtime.WasmtimeError):
         return FAULT
     return SUCCESS

@@ -27,12 +27,16 @@ import array
 import re
 import struct
 import sys
+from typing import TYPE_CHECKING
 
 from boxer_py.image.wasmbin import read_sleb, read_uleb, sleb, uleb
 
 _PAGE = 65536
 # Bumped whenever find_cwd_slot learns to find more, so results cached by an older one are redone.
 FINDER_VERSION = 3
+
+if TYPE_CHECKING:
+    import wasmtime
 
 
 def _padded(value: int) -> bytes:
@@ -114,7 +118,7 @@ def find_cwd_slot(wasm: bytes) -> int | None:
     return None
 
 
-def set_cwd(store, memory, slot: int, directory: str) -> None:
+def set_cwd(store: wasmtime.Store, memory: wasmtime.Memory, slot: int, directory: str) -> None:
     """Point the guest's current directory at `directory` (call before `_start`)."""
     data = directory.encode() + b"\0"
     if len(data) > _PAGE:
