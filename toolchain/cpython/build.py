@@ -402,8 +402,9 @@ class Build:
 
         def mkvar(name):
             for line in mf.splitlines():
-                if line.startswith(name + "=") or line.startswith(name + " ") or line.startswith(name + "\t"):
-                    return line.split("=", 1)[1].strip()
+                key, eq, value = line.partition("=")
+                if eq and key.strip() == name:
+                    return " ".join(value.split())
             return None
 
         sources = {"cpython": {k: self.spec[k] for k in ("package", "suite", "file", "sha256")},
@@ -425,9 +426,10 @@ class Build:
             },
             "configure": self.configure_args()[:2] + ["--with-build-python=<native build>"]
                           + self.configure_args()[3:],
-            "flags": {"OPT": OPT, "CONFIG_SITE": "Tools/wasm/config.site-wasm32-wasi",
-                      "CFLAGS": mkvar("CONFIG_ARGS") and mkvar("PY_CFLAGS"),
-                      "LDFLAGS": mkvar("PY_LDFLAGS_NODIST"),
+            "flags": {"CONFIG_SITE": "Tools/wasm/config.site-wasm32-wasi",
+                      **{v: mkvar(v) for v in ("OPT", "BASECFLAGS", "CONFIGURE_CFLAGS",
+                                               "CONFIGURE_CFLAGS_NODIST", "CONFIGURE_LDFLAGS",
+                                               "CONFIGURE_LDFLAGS_NODIST", "LIBS")},
                       "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH},
             "stdlib_zip": {"pyc": "unchecked-hash, optimization level 0, sourceless",
                            "excluded": sorted(ZIP_EXCLUDE_DIRS | ZIP_EXCLUDE_FILES)
