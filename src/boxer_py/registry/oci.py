@@ -49,7 +49,6 @@ EPOCH = "1970-01-01T00:00:00Z"                 # fixed `created`: the same image
 MAX_MANIFEST = 4 << 20
 MAX_LAYER = 4 << 30                            # uncompressed bytes a pulled layer may expand to
 MAX_BLOB = MAX_LAYER + (MAX_LAYER >> 6)        # bytes of any one blob read (a layer's gzip, an image file)
-MAX_BLOB = MAX_LAYER + (MAX_LAYER >> 6)        # bytes of any one blob read (a layer's gzip, an image file)
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _WASM_MAGIC = b"\0asm"
 
@@ -94,15 +93,6 @@ def check_digest(digest: str, where: str) -> str:
     if not _DIGEST.fullmatch(digest):
         raise ImageError(f"{where}: unsupported or malformed digest {digest[:80]!r} (only sha256 is supported)")
     return digest
-
-
-def blob_size(desc: Descriptor, where: str, limit: int = MAX_BLOB) -> int:
-    """The descriptor's size, if it is one a reader may read (the registry client and the
-    layout reader ask before reading anything: a declared 2**50 is refused, not allocated)."""
-    if desc.size > limit:
-        raise ImageError(f"{where}: blob {desc.digest[:19]} declares {desc.size} bytes, more than the "
-                         f"{limit >> 20} MiB a blob may have; nothing was read")
-    return desc.size
 
 
 def blob_size(desc: Descriptor, where: str, limit: int = MAX_BLOB) -> int:
