@@ -154,7 +154,7 @@ class _Wire:
             types.jsonrpc_message_adapter.validate_json(text, by_name=False)
             return True
         except Exception as e:  # pydantic's ValidationError, or anything the validator may raise
-            errors = getattr(e, "errors", lambda: [])()
+            errors: list[dict[str, object]] = getattr(e, "errors", lambda: [])()
             first = errors[0] if errors else {}
             reason = str(first.get("msg") or type(e).__name__)
             code = -32700 if first.get("type") == "json_invalid" else -32600

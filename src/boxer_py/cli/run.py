@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
+from functools import partial
 
 import click
 
@@ -49,7 +50,7 @@ def run(launcher, image, command, env, env_file, workdir, entrypoint, volume, in
         limits=checked,
         stream=not as_json,
         output_dir="/out" if as_json else None,
-        on_start=None if checked.timeout is None else lambda: watchdog.arm(checked.timeout + 1.0, as_json),
+        on_start=None if checked.timeout is None else partial(watchdog.arm, checked.timeout + 1.0, as_json),
     )
     sys.stdout.flush()
     if launcher is None:  # the run server passes a warm one

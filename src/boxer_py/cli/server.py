@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import fcntl
 import gc
+import io
 import os
 import pickle
 import selectors
@@ -146,6 +147,7 @@ class Server:
     def _accept(self) -> None:
         """Take a connection (only from this user) and start reading its request; the
         request is read by _receive as it arrives, never here."""
+        assert self.listener is not None  # _accept is registered only once listening
         try:
             conn, _ = self.listener.accept()
         except OSError:
@@ -237,7 +239,8 @@ class Server:
                env: dict[bytes, bytes], tell: int) -> None:
         """In the forked process: become the client's `boxer`, then run the CLI."""
         self.selector.close()
-        self.listener.close()
+        if self.listener is not None:
+            self.listener.close()
         os.close(self.lock)
         for run in self.runs.values():
             run.conn.close()
@@ -250,7 +253,8 @@ class Server:
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
             os.close(fd)
-        sys.stdout.reconfigure(line_buffering=os.isatty(1))
+        if isinstance(sys.stdout, io.TextIOWrapper):
+            sys.stdout.reconfigure(line_buffering=os.isatty(1))
         os.chdir(cwd)
         os.umask(umask)
         os.environb.clear()

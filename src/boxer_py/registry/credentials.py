@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,17 +32,17 @@ class Credential:
         return f"Credential({self.username!r}, ***, source={self.source!r})"
 
 
-def boxer_store(env: dict[str, str] | None = None) -> Path:
-    env = os.environ if env is None else env
-    if env.get("BOXER_CONFIG_DIR"):
-        return Path(env["BOXER_CONFIG_DIR"]) / "auth.json"
-    base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+def boxer_store(env: Mapping[str, str] | None = None) -> Path:
+    variables: Mapping[str, str] = os.environ if env is None else env
+    if variables.get("BOXER_CONFIG_DIR"):
+        return Path(variables["BOXER_CONFIG_DIR"]) / "auth.json"
+    base = variables.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base) / "boxer" / "auth.json"
 
 
-def docker_store(env: dict[str, str] | None = None) -> Path:
-    env = os.environ if env is None else env
-    return Path(env.get("DOCKER_CONFIG") or Path.home() / ".docker") / "config.json"
+def docker_store(env: Mapping[str, str] | None = None) -> Path:
+    variables: Mapping[str, str] = os.environ if env is None else env
+    return Path(variables.get("DOCKER_CONFIG") or Path.home() / ".docker") / "config.json"
 
 
 def _key(server: str) -> str:

@@ -19,7 +19,7 @@ import base64
 import re
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
@@ -340,7 +340,7 @@ class Registry:
     def get_manifest(self, target: str) -> tuple[bytes, str]:
         """(raw manifest, media type), checked against `target` when it is a digest, else
         against the digest the registry names."""
-        def get() -> tuple[bytes, str, dict]:
+        def get() -> tuple[bytes, str, Mapping[str, str]]:
             r = self._request("GET", self._path("manifests", target), headers={"Accept": MANIFEST_ACCEPT},
                               limit=oci.MAX_MANIFEST)
             if r.status_code == 404:

@@ -32,7 +32,7 @@ class Transferred:
     received: int = 0    # blob bytes downloaded
 
     def to_json(self) -> dict:
-        out = {"reference": self.reference, "digest": self.digest, "format": self.format}
+        out: dict[str, str | int] = {"reference": self.reference, "digest": self.digest, "format": self.format}
         if self.image_id:
             out["id"] = self.image_id
         if self.path:

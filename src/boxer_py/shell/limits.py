@@ -201,7 +201,7 @@ class Variables(dict):
         old = super().pop(name)
         self.size -= len(name) + len(old)
 
-    def pop(self, name: str, *default):   # type: ignore[override]
+    def pop(self, name: str, *default):
         if name in self:
             value = super().__getitem__(name)
             del self[name]
@@ -215,11 +215,11 @@ class Variables(dict):
             self[name] = value
         return super().__getitem__(name)
 
-    def update(self, *args, **kw) -> None:   # type: ignore[override]
+    def update(self, *args, **kw) -> None:
         for k, v in dict(*args, **kw).items():
             self[k] = v
 
-    def copy(self) -> Variables:   # type: ignore[override]
+    def copy(self) -> Variables:
         new = Variables()
         dict.update(new, self)   # already checked
         new.size = self.size

@@ -418,7 +418,7 @@ class Regex:
                  literal: bool = False, whole_line: bool = False, word: bool = False):
         limits.check_pattern(pattern, "a regular expression")
         parser = _Parser(pattern, extended)
-        tree = ("cat", [("lit", c) for c in pattern]) if literal else parser.parse()
+        tree: Any = ("cat", [("lit", c) for c in pattern]) if literal else parser.parse()
         if word:
             tree = ("cat", [("assert", "b"), tree, ("assert", "b")])
         if whole_line:

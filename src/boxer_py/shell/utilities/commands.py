@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Iterator
 
 from boxer_py.shell import limits
 from boxer_py.shell.utilities.core import (
@@ -49,7 +50,7 @@ def xargs(call: Call) -> int:
         for item in items:   # each command line bounded before it is made: `xargs -I{} echo {}{}{}...`
             if marker and sum(len(a) + a.count(marker) * len(item) for a in command) > limits.MAX_ARGV:
                 limits.argv_too_long(command[0])
-        batches = ([arg.replace(marker, item) for arg in command] for item in items)
+        batches: Iterator[list[str]] = ([arg.replace(marker, item) for arg in command] for item in items)
     else:
         size = int(str(opts["n"])) if "n" in opts and str(opts["n"]).isdigit() else max(len(items), 1)
         batches = (command + items[k:k + size] for k in range(0, len(items), size)) if items else \

@@ -5,7 +5,7 @@ import io
 import os
 import stat
 import tarfile
-from typing import BinaryIO, cast
+from typing import BinaryIO, Literal, cast
 
 from boxer_py.errors import BoxerError
 from boxer_py.image.rootfs import extract_tar, within
@@ -59,16 +59,18 @@ def _open_archive(host) -> BinaryIO:
         raise
 
 
-_MAGIC = {b"\x1f\x8b": "r:gz", b"BZh": "r:bz2", b"\xfd7zXZ\x00": "r:xz"}
+_ReadMode = Literal["r:", "r:gz", "r:bz2", "r:xz"]
+_MAGIC: dict[bytes, _ReadMode] = {b"\x1f\x8b": "r:gz", b"BZh": "r:bz2", b"\xfd7zXZ\x00": "r:xz"}
 
 
-def _mode(source: BinaryIO) -> str:
+def _mode(source: BinaryIO) -> _ReadMode:
     """The compression, from the archive's first bytes. Not tarfile's "r:*", which tries each
     decompressor in turn: the xz one reads a whole hostile file (a sparse terabyte) before it
     gives up."""
     head = source.read(6)
     source.seek(0)
-    return next((mode for magic, mode in _MAGIC.items() if head.startswith(magic)), "r:")
+    found: _ReadMode = next((mode for magic, mode in _MAGIC.items() if head.startswith(magic)), "r:")
+    return found
 
 
 def tar(call: Call) -> int:
