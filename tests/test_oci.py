@@ -51,7 +51,7 @@ def write_oci_image(directory: Path, tars: list[bytes], os_: str = "wasip1", arc
     cdesc = Descriptor(oci.IMAGE_CONFIG, sha256(config), len(config))
     manifest = json.dumps({"schemaVersion": 2, "mediaType": oci.MANIFEST, "config": cdesc.to_json(),
                            "layers": [d.to_json() for d in layers]}).encode()
-    blobs = {cdesc.digest: config, **{d.digest: g for d, g in zip(layers, gz)}}
+    blobs = {cdesc.digest: config, **{d.digest: g for d, g in zip(layers, gz, strict=True)}}
     write_layout(oci.Artifact(manifest, blobs, (cdesc, *layers)), directory, "latest")
 
 

@@ -68,7 +68,7 @@ def test_runs_go_to_other_processes_side_by_side(pair):
     results = []
 
     def go(i: int) -> None:
-        for n in range(5):
+        for _ in range(5):
             results.append(there.run_python(f"open('/tmp/x', 'w').write('{i}'); print(len(open('/tmp/x').read()))"))
 
     threads = [threading.Thread(target=go, args=(i,)) for i in range(6)]

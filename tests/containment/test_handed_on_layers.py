@@ -45,9 +45,9 @@ WRITERS = {
     "a new file in /tmp": "open('/tmp/left', 'w').write('x')",
     "a result in /out": "open('/out/result.txt', 'w').write('stale')",
     "same-size rewrite, times set back": HIDE_TIMES.format(
-        path="/app/data.txt", change="open('/app/data.txt', 'w').write(%r)" % DATA.upper()),
+        path="/app/data.txt", change=f"open('/app/data.txt', 'w').write({DATA.upper()!r})"),
     "truncated and rewritten as it was, times set back": HIDE_TIMES.format(
-        path="/app/data.txt", change="open('/app/data.txt', 'w').close()\nopen('/app/data.txt', 'w').write(%r)" % DATA),
+        path="/app/data.txt", change=f"open('/app/data.txt', 'w').close()\nopen('/app/data.txt', 'w').write({DATA!r})"),
     "removed and made again, times set back": HIDE_TIMES.format(
         path="/app/main.py", change="d = open('/app/main.py').read(); os.remove('/app/main.py'); "
                                     "open('/app/main.py', 'w').write(d)"),
