@@ -221,7 +221,7 @@ def test_inspect_prints_docker_style_config(boxer, hello_image):
     assert r.returncode == 0, r.stderr
     [info] = json.loads(r.stdout)
     assert info["Id"].startswith("sha256:")
-    assert info["RepoTags"] == ["hello"]
+    assert info["RepoTags"] == ["hello:latest"]   # as docker inspect shows a tag given without one
     assert (info["Architecture"], info["Os"]) == ("wasm", "wasip1")
     cfg = info["Config"]
     assert cfg["Cmd"] == ["python", "main.py"]
