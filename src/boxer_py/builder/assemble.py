@@ -15,6 +15,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import NoReturn
 
 from boxer_py.builder.context import Context, _pattern_regex
 from boxer_py.builder.files import ensure_dir as _ensure_dir
@@ -136,6 +137,8 @@ def _start(stage: Stage, built: dict[int, _StageFS], root: Path, plan: BuildPlan
         parent = built[stage.parent]
         copy_tree(parent.root, root)
         return _StageFS(root, list(parent.layers), dict(parent.owners), parent.key)
+    # No base and no parent is an unbuildable stage, which make_plan refuses when it is needed.
+    assert stage.base is not None, "a needed stage starts FROM a stage (above) or a base"
     root.mkdir(parents=True)
     fs = _StageFS(root)
     if isinstance(stage.base, ImageBase):
@@ -241,7 +244,11 @@ def _copy(step: CopyStep, fs: _StageFS, context: Context, built: dict[int, _Stag
     # (host path, where it is kept below the destination with --parents, its path for --exclude)
     found: list[tuple[Path, str, str]] = []
     if step.from_stage is not None or step.from_image is not None:
-        src_root = built[step.from_stage].root if step.from_image is None else image_root(step.from_image, fs.root.parent)
+        if step.from_image is not None:
+            src_root = image_root(step.from_image, fs.root.parent)
+        else:
+            assert step.from_stage is not None  # the branch's condition, with no --from image
+            src_root = built[step.from_stage].root
         for s in step.sources:
             host = resolve(src_root, s)
             if not os.path.lexists(host):
@@ -345,7 +352,7 @@ def _check_digest(sources: list[Path], checksum: str, fail) -> None:
         fail(f"--checksum: {sources[0].name} has the digest sha256:{digest}, not the expected {checksum}")
 
 
-def _owner(chown: str, root: Path, fail) -> tuple[int, int]:
+def _owner(chown: str, root: Path, fail: Callable[[str], NoReturn]) -> tuple[int, int]:
     """USER[:GROUP] by name (from the image's /etc/passwd and /etc/group) or number; a user
     alone means its own primary group, as in Docker."""
     name, _, group = chown.partition(":")
@@ -369,7 +376,7 @@ def _mode(chmod: str, fail) -> int | str:
         return chmod
 
 
-def _raise(path: str, line: int, message: str):
+def _raise(path: str, line: int, message: str) -> NoReturn:
     raise DockerfileError(message, path, line)
 
 

@@ -15,6 +15,7 @@ import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from boxer_py.errors import BuildError, DockerfileError
 
@@ -62,6 +63,13 @@ def _simple(pattern: str) -> bool:
     return "**" not in pattern and all(seg.count("*") <= 1 for seg in pattern.split("/"))
 
 
+class _CharClass(NamedTuple):
+    """A `[...]` of a pattern: its (first, last) character ranges, and whether `^` negates it."""
+
+    ranges: tuple[tuple[str, str], ...]
+    negate: bool
+
+
 class _Glob:
     """A .dockerignore pattern as an NFA simulated over the path, one character at a time: time
     is (pattern length x path length) whatever the pattern (`**/**/**/...` included)."""
@@ -90,7 +98,8 @@ class _Glob:
                 body = pattern[i + 1:end]
                 negate = body[:1] == "^"  # Go's filepath.Match: only ^ negates
                 body = body[1:] if negate else body
-                ranges, k = [], 0
+                ranges: list[tuple[str, str]] = []
+                k = 0
                 while k < len(body):
                     lo = body[k + 1] if body[k] == "\\" and k + 1 < len(body) else body[k]
                     k += 2 if body[k] == "\\" and k + 1 < len(body) else 1
@@ -99,7 +108,7 @@ class _Glob:
                         hi = body[k + 2] if body[k + 1] == "\\" and k + 2 < len(body) else body[k + 1]
                         k += 3 if body[k + 1] == "\\" and k + 2 < len(body) else 2
                     ranges.append((lo, hi))
-                nodes.append(("class", (tuple(ranges), negate)))
+                nodes.append(("class", _CharClass(tuple(ranges), negate)))
                 i = end
             elif c == "\\" and i + 1 < len(pattern):
                 i += 1
@@ -132,10 +141,9 @@ class _Glob:
             return n + 1 if ch == data else None
         if kind == "any":
             return n + 1 if ch != "/" else None
-        if kind == "class":
-            ranges, negate = data  # type: ignore[misc]
-            inside = any(lo <= ch <= hi for lo, hi in ranges)
-            return n + 1 if ch != "/" and inside != negate else None
+        if isinstance(data, _CharClass):  # kind "class", the only kind whose data is one
+            inside = any(lo <= ch <= hi for lo, hi in data.ranges)
+            return n + 1 if ch != "/" and inside != data.negate else None
         if kind == "star":
             return n if ch != "/" else None
         if kind == "dstar":

@@ -269,9 +269,10 @@ def _options(tokens: list[str], where: str):
             name, eq, value = token.partition("=")
             if name in _WITH_VALUE:
                 if not eq:
-                    value = next(it, None)
-                    if value is None:
+                    following = next(it, None)
+                    if following is None:
                         raise PipRefused(f"pip install: {where}{name} needs a value")
+                    value = following
                 yield name, value
             else:
                 yield (name, value) if eq else (name, None)
@@ -280,10 +281,10 @@ def _options(tokens: list[str], where: str):
         if re.fullmatch(r"-[qv]+", token):
             yield name, None
         elif name in _SHORT:
-            value = token[2:] or next(it, None)
-            if value is None:
+            attached = token[2:] or next(it, None)
+            if attached is None:
                 raise PipRefused(f"pip install: {where}{name} needs a value")
-            yield _SHORT[name], value
+            yield _SHORT[name], attached
         elif len(token) > 2:
             yield name, token[2:]  # -e./x, -f/dir: refused below by name
         else:
@@ -431,7 +432,8 @@ def _read_image_file(root: Path, guest: str, kind: str, where: str) -> str:
 def _logical_lines(text: str):
     """(first line number, line) as pip reads a requirements file: `\\` joins lines, `#` starts a
     comment at the start of a line or after whitespace."""
-    start, parts = 0, []
+    start = 0
+    parts: list[str] = []
     for number, raw in enumerate(text.splitlines(), 1):
         if not parts:
             start = number

@@ -75,6 +75,8 @@ def build(context: str | Path, output: str | Path | None, dockerfile: str | Path
         stored = store.add(data, tag, image_id)
         progress(f"naming to {stored.tag} ({image_id[:19]})")
         output = output if output is not None else stored.path
+    if output is None:  # neither an output nor a tag: Path(None) used to raise a TypeError here
+        raise BuildError("build: give an output path or a tag")
     return BuildResult(image_id, Path(output), len(data))
 
 

@@ -106,7 +106,11 @@ def execute(step: RunStep, root: Path, commands: Commands) -> ShellResult:
     resolve(root, step.workdir).mkdir(parents=True, exist_ok=True)
     # Exec form is one command with its argv as written: quoted so that nothing expands, it
     # goes through the same interpreter, whose utilities (mkdir, sh -c...) then work there too.
-    script = step.script if step.argv is None else shlex.join(step.argv)
+    if step.argv is not None:
+        script = shlex.join(step.argv)
+    else:
+        assert step.script is not None, "a RUN step has an argv (exec form) or a script (shell form)"
+        script = step.script
     try:
         return run_script(script, root=root, env=env, cwd=step.workdir, external=commands)
     except BoxerError:

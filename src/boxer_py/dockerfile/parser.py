@@ -68,7 +68,7 @@ def parse(text: str, path: str = "Dockerfile") -> Dockerfile:
 def _parse(text: str, path: str) -> Dockerfile:
     parser = DockerfileParser(fileobj=io.BytesIO(text.encode("utf-8")))
     lines = text.splitlines()
-    result = []
+    result: list[ins.Instruction] = []
     skip_until = -1
     for node in parser.structure:
         keyword = node["instruction"]
@@ -129,7 +129,8 @@ def _words(value: str, split: bool = True) -> list[str]:
     the planner's variable expansion, which runs later, leaves it alone. With `split` false the
     value is one word (WORKDIR's), its quotes removed and its spaces kept."""
     words: list[str] = []
-    word: list[str] | None = None
+    word: list[str] = []
+    in_word = False  # a word has begun (it may be empty so far: "" is a word)
     quote = ""
     escape = _ESCAPE.get()
     i = 0
@@ -142,7 +143,7 @@ def _words(value: str, split: bool = True) -> list[str]:
                 word.append("\\$" if c == "$" else c)
         elif c == escape and i + 1 < len(value) and (not quote or value[i + 1] in '"$' + escape):
             i += 1
-            word = word if word is not None else []
+            in_word = True
             word.append("\\$" if value[i] == "$" else value[i])
         elif quote:
             if c == quote:
@@ -150,11 +151,11 @@ def _words(value: str, split: bool = True) -> list[str]:
             else:
                 word.append(c)
         elif c.isspace() and split:
-            if word is not None:
+            if in_word:
                 words.append("".join(word))
-                word = None
+                word, in_word = [], False
         else:
-            word = word if word is not None else []
+            in_word = True
             if c in "'\"":
                 quote = c
             else:
@@ -162,7 +163,7 @@ def _words(value: str, split: bool = True) -> list[str]:
         i += 1
     if quote:
         raise _Invalid(f"cannot split arguments (no closing {quote})")
-    if word is not None:
+    if in_word:
         words.append("".join(word))
     return words
 

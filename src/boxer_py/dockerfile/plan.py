@@ -228,10 +228,11 @@ def make_plan(dockerfile: Dockerfile, catalog: dict[str, Base], build_args: dict
     if target is None:
         index = len(frozen) - 1
     else:
-        index = _stage_index(target.lower(), stages)
-        if index is None:
+        found = _stage_index(target.lower(), stages)
+        if found is None:
             names = ", ".join(s.name for s in stages if s.name) or "none are named"
             raise DockerfileError(f"target stage {target!r} not found (stages: {names})", path)
+        index = found
     plan = BuildPlan(path, frozen, index, tuple(warnings))
     for needed in plan.needed():
         for message, line in frozen[needed].problems[:1]:
@@ -384,12 +385,18 @@ def _apply(st: _StageState, i: ins.Instruction, stages: list[_StageState], build
         _check_run_flags(i, fail)
         mounts = tuple(_mount(spec, st, stages, images, i.line, fail, expand) for spec in i.mounts)
         env = tuple({**st.args, **c.env_dict()}.items())
-        script, argv = (i.command[0], None) if i.shell else (None, i.command)
+        script: str | None
+        argv: tuple[str, ...] | None
+        if i.shell:
+            script, argv = i.command[0], None
+            shown = script.replace("\n", " \\n ")  # one log line
+        else:
+            script, argv = None, i.command
+            shown = str(list(argv))
         if i.shell and c.shell and posixpath.basename(c.shell[0]) not in _SHELLS:
             fail(f"RUN: the SHELL {list(c.shell)} cannot run here; the build's shell is a POSIX sh "
                  '(SHELL ["/bin/sh", "-c"] or ["/bin/bash", "-c"])', i.line)
-        text = "RUN " + "".join(f"--mount={m} " for m in i.mounts) \
-            + (script.replace("\n", " \\n ") if i.shell else str(list(argv)))  # one log line
+        text = "RUN " + "".join(f"--mount={m} " for m in i.mounts) + shown
         st.steps.append(RunStep(i.line, script, argv, env, c.working_dir, c.user, text, tuple(c.labels.items()),
                                 tuple(m for m in mounts if m is not None)))
     elif isinstance(i, ins.Label):
