@@ -205,9 +205,13 @@ def run_scripts(page, index: int = 0) -> None:
     """Click "Run this file's scripts" on an HTML preview and say yes."""
     accept = lambda dialog: dialog.accept()  # noqa: E731
     page.on("dialog", accept)
-    page.locator("#preview .run-scripts").nth(index).click()
-    page.remove_listener("dialog", accept)
-    page.locator('#preview iframe[data-scripts="on"]').wait_for(state="attached", timeout=60_000)
+    try:
+        page.locator("#preview .run-scripts").nth(index).click()
+        # The confirm() may reach Playwright after click() returns: the handler stays until the
+        # frame is there (without one, Playwright dismisses the dialog and nothing runs).
+        page.locator('#preview iframe[data-scripts="on"]').wait_for(state="attached", timeout=60_000)
+    finally:
+        page.remove_listener("dialog", accept)
 
 
 def same_origin_assets(page: Page, server_url: str) -> set[str]:
