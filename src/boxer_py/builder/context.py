@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from boxer_py.errors import BuildError, DockerfileError
+from boxer_py.image import hostfs
 
 
 def _pattern_regex(pattern: str) -> re.Pattern:
@@ -191,12 +192,11 @@ class Context:
         except OSError as e:
             raise BuildError(f"{path}: cannot read it ({e.strerror}); .dockerignore must be a regular file") from None
         try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise BuildError(f"{path}: not a regular file")
-            if st.st_size > MAX_IGNORE_FILE:
-                raise BuildError(f"{path}: larger than {MAX_IGNORE_FILE} bytes")
-            data = os.read(fd, MAX_IGNORE_FILE + 1)
+            data = hostfs.read_bounded(fd, MAX_IGNORE_FILE)
+        except hostfs.NotRegular:
+            raise BuildError(f"{path}: not a regular file") from None
+        except hostfs.TooLarge:
+            raise BuildError(f"{path}: larger than {MAX_IGNORE_FILE} bytes") from None
         finally:
             os.close(fd)
         rules = []

@@ -37,6 +37,7 @@ from packaging.utils import canonicalize_name
 
 from boxer_py import locations
 from boxer_py.builder import sdist
+from boxer_py.image import hostfs
 from boxer_py.image.rootfs import copy_tree, resolve, within
 
 MAX_REQUIREMENTS_FILE = 1 << 20  # bytes of one requirements or constraints file
@@ -415,12 +416,11 @@ def _read_image_file(root: Path, guest: str, kind: str, where: str) -> str:
     except OSError:
         raise PipRefused(f"pip install: {where}{kind} file {guest} not found in the image") from None
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise PipRefused(f"pip install: {where}{kind} file {guest} is not a regular file")
-        if st.st_size > MAX_REQUIREMENTS_FILE:
-            raise PipRefused(f"pip install: {where}{kind} file {guest} is larger than {MAX_REQUIREMENTS_FILE} bytes")
-        data = os.read(fd, MAX_REQUIREMENTS_FILE + 1)
+        data = hostfs.read_bounded(fd, MAX_REQUIREMENTS_FILE)
+    except hostfs.NotRegular:
+        raise PipRefused(f"pip install: {where}{kind} file {guest} is not a regular file") from None
+    except hostfs.TooLarge:
+        raise PipRefused(f"pip install: {where}{kind} file {guest} is larger than {MAX_REQUIREMENTS_FILE} bytes") from None
     finally:
         os.close(fd)
     try:

@@ -47,6 +47,7 @@ from boxer_py.builder.sdistdriver import DRIVER
 from boxer_py.builder.sdistindex import IndexFile, choose_sdist, fetch_sdist, index_files, index_session
 from boxer_py.builder.wheelcheck import MAX_WHEEL, SourceRefused, read_back
 from boxer_py.errors import BoxerError
+from boxer_py.image import hostfs
 from boxer_py.image.hostfs import DIR_FLAGS, FILE_FLAGS, remove_tree
 
 # Build requirements that mean compiled code with no pure-Python fallback: such a project is
@@ -477,21 +478,11 @@ def _read_guest_file(root: Path, parts: list[str], limit: int, what: str) -> byt
     finally:
         os.close(fd)
     try:
-        st = os.fstat(f)
-        if not stat.S_ISREG(st.st_mode):
-            raise SourceRefused(f"{what} is not a regular file")
-        if st.st_size > limit:
-            raise SourceRefused(f"{what} is larger than {limit} bytes")
-        chunks, size = [], 0
-        while size <= limit:
-            chunk = os.read(f, min(1 << 20, limit + 1 - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        if size > limit:
-            raise SourceRefused(f"{what} is larger than {limit} bytes")
-        return b"".join(chunks)
+        return hostfs.read_bounded(f, limit)
+    except hostfs.NotRegular:
+        raise SourceRefused(f"{what} is not a regular file") from None
+    except hostfs.TooLarge:
+        raise SourceRefused(f"{what} is larger than {limit} bytes") from None
     finally:
         os.close(f)
 

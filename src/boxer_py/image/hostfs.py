@@ -235,6 +235,45 @@ def tree_usage(root: str | Path, entry_min: int) -> int:
     return total
 
 
+class NotRegular(Exception):
+    """read_bounded's file is a directory, FIFO, socket or device (`mode` says which)."""
+
+    def __init__(self, mode: int):
+        super().__init__(stat.filemode(mode))
+        self.mode = mode
+
+
+class TooLarge(Exception):
+    """read_bounded's file is (or grew) larger than its limit; `size` as far as it is known."""
+
+    def __init__(self, size: int):
+        super().__init__(size)
+        self.size = size
+
+
+def read_bounded(fd: int, limit: int) -> bytes:
+    """The whole content of the open file `fd`, which must be a regular file of at most `limit`
+    bytes: its size is checked before a byte is read (a sparse file can claim a terabyte), and
+    reading stops past the limit should it grow meanwhile. Open it with O_NONBLOCK (a FIFO is
+    then refused here, never waited on) and O_NOFOLLOW. The one place small hostile files
+    (.dockerignore, requirements, what a source build leaves, what RUN's utilities read) are read."""
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise NotRegular(st.st_mode)
+    if st.st_size > limit:
+        raise TooLarge(st.st_size)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(size)
+
+
 def remove_tree(path: str | Path, dir_fd: int | None = None) -> bool:
     """Remove `path` (a name in `dir_fd` if given) and everything under it, however deep or
     oddly permitted; never raises. Returns whether it is gone."""

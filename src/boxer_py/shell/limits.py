@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from boxer_py.errors import BoxerError, ShellError
+from boxer_py.image import hostfs
 from boxer_py.image.rootfs import resolve
 
 KiB, MiB = 1 << 10, 1 << 20
@@ -232,24 +233,14 @@ def read_file(host: Path, limit: int = MAX_STREAM) -> bytes:
     opened for a blocking read. Raises OSError (for the caller's usual message) or ShellError."""
     fd = os.open(host, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
     try:
-        st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode):
-            raise IsADirectoryError(21, "Is a directory", str(host))
-        if not stat.S_ISREG(st.st_mode):
-            raise ShellError(f"{host.name}: not a regular file (a FIFO, socket or device is not read in RUN)")
-        if st.st_size > limit:
-            raise ShellError(f"{host.name}: the file is larger than {size_text(limit)} "
-                             f"({st.st_size} bytes), more than RUN reads into memory")
-        chunks, total = [], 0
-        while True:
-            chunk = os.read(fd, min(1 * MiB, limit + 1 - total))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > limit:
-                raise ShellError(f"{host.name}: the file is larger than {size_text(limit)}")
-        return b"".join(chunks)
+        return hostfs.read_bounded(fd, limit)
+    except hostfs.NotRegular as e:
+        if stat.S_ISDIR(e.mode):
+            raise IsADirectoryError(21, "Is a directory", str(host)) from None
+        raise ShellError(f"{host.name}: not a regular file (a FIFO, socket or device is not read in RUN)") from None
+    except hostfs.TooLarge as e:
+        raise ShellError(f"{host.name}: the file is larger than {size_text(limit)} "
+                         f"({e.size} bytes), more than RUN reads into memory") from None
     finally:
         os.close(fd)
 
