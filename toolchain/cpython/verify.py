@@ -115,21 +115,23 @@ def check_tests(rt: Path, libdir: Path, tests: list[str]) -> dict:
         (root / "tmp").mkdir()
         for t in tests:
             start = time.time()
-            code, out, err = guest(rt, ["-m", "test", "-v" if False else "-q", t],
+            code, out, err = guest(rt, ["-m", "test", "-v", t],
                                    env={"PYTHONPATH": "/tests", "PYTHONDONTWRITEBYTECODE": "1",
                                         "TMPDIR": "/tmp"}, root=root)
             text = out + err
-            m = re.search(r"Total tests: run=([\d,]+)(?: failures=([\d,]+))?(?: skipped=([\d,]+))?", text)
-            res = re.search(r"Result: (\w+)", text)
-            r = {"exit": code, "result": res.group(1) if res else None,
-                 "run": int(m.group(1).replace(",", "")) if m else None,
-                 "failures": int((m.group(2) or "0").replace(",", "")) if m else None,
-                 "skipped": int((m.group(3) or "0").replace(",", "")) if m else None,
-                 "seconds": round(time.time() - start, 1)}
+            # unittest's own summary lines, which 3.11's regrtest prints too (-v)
+            ran = sum(int(n) for n in re.findall(r"^Ran (\d+) tests?", text, re.M))
+
+            def count(kind):
+                return sum(int(n) for n in re.findall(rf"\b{kind}=(\d+)", text))
+            res = re.search(r"[Rr]esult: (\w+)", text)
+            r = {"exit": code, "result": res.group(1) if res else None, "run": ran,
+                 "failures": count("failures"), "errors": count("errors"),
+                 "skipped": count("skipped"), "seconds": round(time.time() - start, 1)}
             if r["result"] != "SUCCESS":
                 r["tail"] = text[-1500:]
             results[t] = r
-            print(f"  {t}: {r['result']} run={r['run']} failures={r['failures']} "
+            print(f"  {t}: {r['result']} run={r['run']} failures={r['failures']} errors={r['errors']} "
                   f"skipped={r['skipped']} ({r['seconds']} s)", flush=True)
     return results
 
@@ -229,7 +231,7 @@ def main():
     if "tests" not in skip:
         libdir = a.tests_from or Path(os.environ.get("BUILD_ROOT", "/work/build")) / f"cpython-{v}" / "cpython" / "Lib"
         report["tests"] = check_tests(rt, libdir, a.tests.split(","))
-        ok = sum((r["run"] or 0) - (r["failures"] or 0) - (r["skipped"] or 0) for r in report["tests"].values())
+        ok = sum(r["run"] - r["failures"] - r["errors"] - r["skipped"] for r in report["tests"].values())
         print(f"tests: {ok} passed in {sum(r['result'] == 'SUCCESS' for r in report['tests'].values())}"
               f"/{len(report['tests'])} modules")
     if "bench" not in skip:
