@@ -4,20 +4,16 @@ under Wasmtime, no compiler), never on the build host (issue 16 item 3). Real pi
 package index, real Wasmtime; a local index on 127.0.0.1 for what fails."""
 from __future__ import annotations
 
-import hashlib
 import io
 import re
-import subprocess
-import sys
 import tarfile
-import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 import boxer_py
 from boxer_py.errors import BoxerError
+from pyindex import Index, download_setuptools
 
 
 def run_py(boxer, image, code):
@@ -143,57 +139,11 @@ def _wheel(name: str, version: str, requires: tuple[str, ...] = (), tag: str = "
     return buf.getvalue()
 
 
-class Index:
-    """A PEP 503 index on 127.0.0.1 (links carry #sha256=), logging every request."""
-
-    def __init__(self, files: dict[str, bytes]):
-        self.files, self.requests = files, []
-        index = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                index.requests.append(self.path)
-                listing = re.fullmatch(r"/simple/([^/]+)/?", self.path)
-                served = re.fullmatch(r"/files/([^/]+)", self.path)
-                if listing:
-                    name = listing[1].replace("_", "-").lower()
-                    links = "".join(f'<a href="/files/{f}#sha256={hashlib.sha256(d).hexdigest()}">{f}</a>\n'
-                                    for f, d in index.files.items()
-                                    if re.split(r"-\d", f)[0].replace("_", "-").lower() == name)
-                    body, kind = f"<html><body>\n{links}</body></html>\n".encode(), "text/html"
-                elif served and served[1] in index.files:
-                    body, kind = index.files[served[1]], "application/octet-stream"
-                else:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(10)
 
 
 @pytest.fixture(scope="module")
 def setuptools_wheel(tmp_path_factory) -> tuple[str, bytes]:
-    """The real setuptools wheel (the default build backend), for the private index."""
-    dest = tmp_path_factory.mktemp("setuptools")
-    subprocess.run([sys.executable, "-m", "pip", "download", "--isolated", "--only-binary=:all:", "--no-deps",
-                    "-q", "-d", str(dest), "setuptools"], check=True, timeout=300)
-    found = next(dest.glob("setuptools-*.whl"))
-    return found.name, found.read_bytes()
+    return download_setuptools(tmp_path_factory.mktemp("setuptools"))
 
 
 @pytest.fixture

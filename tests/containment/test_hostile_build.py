@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import socket
 import stat
 import tarfile
-import threading
 import time
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -28,6 +25,7 @@ from hostile_world import SECRET, SECRET_ENV
 import boxer_py
 from boxer_py.errors import BoxerError
 from boxer_py.image.rootfs import unpack
+from pyindex import Index
 
 # --- a project whose build would run code on the host ----------------------------------------------
 
@@ -208,49 +206,6 @@ def wheel(name: str, version: str, requires: tuple[str, ...] = ()) -> bytes:
     return buf.getvalue()
 
 
-class Index:
-    """A PEP 503 index on 127.0.0.1 that logs every request: `/<anything>/simple/<name>/` lists
-    the files of `name`, `/files/<file>` serves one."""
-
-    def __init__(self, files: dict[str, bytes]):
-        self.files, self.requests = files, []
-        index = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                index.requests.append(self.path)
-                listing = re.fullmatch(r".*/simple/([^/]+)/?", self.path)
-                served = re.fullmatch(r"/files/([^/]+)", self.path)
-                if listing:
-                    name = listing[1].replace("_", "-").lower()
-                    links = "".join(f'<a href="/files/{f}">{f}</a>\n' for f in index.files
-                                    if re.split(r"-\d", f)[0].replace("_", "-").lower() == name)
-                    body, kind = f"<html><body>\n{links}</body></html>\n".encode(), "text/html"
-                elif served and served[1] in index.files:
-                    body, kind = index.files[served[1]], "application/octet-stream"
-                else:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.timeout = 5
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(10)
 
 
 @pytest.fixture

@@ -1,0 +1,63 @@
+"""A private Python package index on 127.0.0.1 for the tests (PEP 503), and the files it serves."""
+from __future__ import annotations
+
+import hashlib
+import re
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+
+class Index:
+    """`/<anything>/simple/<name>/` lists the files of `name` (links carry #sha256=),
+    `/files/<file>` serves one; every request path is logged in `requests`."""
+
+    def __init__(self, files: dict[str, bytes]):
+        self.files, self.requests = files, []
+        index = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                index.requests.append(self.path)
+                listing = re.fullmatch(r".*/simple/([^/]+)/?", self.path)
+                served = re.fullmatch(r"/files/([^/]+)", self.path)
+                if listing:
+                    name = listing[1].replace("_", "-").lower()
+                    links = "".join(f'<a href="/files/{f}#sha256={hashlib.sha256(d).hexdigest()}">{f}</a>\n'
+                                    for f, d in index.files.items()
+                                    if re.split(r"-\d", f)[0].replace("_", "-").lower() == name)
+                    body, kind = f"<html><body>\n{links}</body></html>\n".encode(), "text/html"
+                elif served and served[1] in index.files:
+                    body, kind = index.files[served[1]], "application/octet-stream"
+                else:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+
+
+def download_setuptools(dest: Path) -> tuple[str, bytes]:
+    """The real setuptools wheel (the default build backend), fetched by pip as a wheel."""
+    subprocess.run([sys.executable, "-m", "pip", "download", "--isolated", "--only-binary=:all:", "--no-deps",
+                    "-q", "-d", str(dest), "setuptools"], check=True, timeout=300)
+    found = next(dest.glob("setuptools-*.whl"))
+    return found.name, found.read_bytes()
