@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import re
 import subprocess
 import sys
+import tarfile
 import threading
+import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -61,3 +64,29 @@ def download_setuptools(dest: Path) -> tuple[str, bytes]:
                     "-q", "-d", str(dest), "setuptools"], check=True, timeout=300)
     found = next(dest.glob("setuptools-*.whl"))
     return found.name, found.read_bytes()
+
+
+def wheel(name: str, version: str, requires: tuple[str, ...] = (), tag: str = "py3-none-any") -> bytes:
+    """A wheel with one module, `name`, whose VERSION is `version` (pure Python unless `tag` says)."""
+    dist = f"{name}-{version}.dist-info"
+    files = {f"{name}.py": f"VERSION = {version!r}\n",
+             f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+                                 + "".join(f"Requires-Dist: {r}\n" for r in requires),
+             f"{dist}/WHEEL": f"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: {tag}\n"}
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for path, text in files.items():
+            z.writestr(path, text)
+        z.writestr(f"{dist}/RECORD", "".join(f"{p},,\n" for p in files) + f"{dist}/RECORD,,\n")
+    return buf.getvalue()
+
+
+def sdist(name: str, version: str, files: dict[str, str]) -> bytes:
+    """A source distribution of `files` (paths relative to the project) with its PKG-INFO."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for rel, text in {"PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n", **files}.items():
+            info = tarfile.TarInfo(f"{name}-{version}/{rel}")
+            info.size = len(text.encode())
+            tar.addfile(info, io.BytesIO(text.encode()))
+    return buf.getvalue()

@@ -4,16 +4,13 @@ under Wasmtime, no compiler), never on the build host (issue 16 item 3). Real pi
 package index, real Wasmtime; a local index on 127.0.0.1 for what fails."""
 from __future__ import annotations
 
-import io
 import re
-import tarfile
-import zipfile
 
 import pytest
 
 import boxer_py
 from boxer_py.errors import BoxerError
-from pyindex import Index, download_setuptools
+from pyindex import Index, download_setuptools, sdist, wheel
 
 
 def run_py(boxer, image, code):
@@ -69,16 +66,6 @@ def test_pyyaml_and_an_sdist_only_package_build_in_the_sandbox(make_context, tmp
     assert out.splitlines() == ["{'a': [1, 2], 'b': {'c': True}}", "False", "{'<x>': '7'}"], out
 
 
-def _sdist(name: str, version: str, files: dict[str, str]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for rel, text in {"PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n", **files}.items():
-            info = tarfile.TarInfo(f"{name}-{version}/{rel}")
-            info.size = len(text.encode())
-            tar.addfile(info, io.BytesIO(text.encode()))
-    return buf.getvalue()
-
-
 LOCAL_PROJECTS = {
     # a pyproject.toml project with a dependency from the index, installed with -e
     "app/pyproject.toml": '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n'
@@ -95,7 +82,7 @@ def test_local_projects_and_sdists_build_in_the_sandbox(make_context, tmp_path, 
     """`pip install -e .` (installed non-editable, and said so), `python setup.py install` and
     `pip install dist/x.tar.gz` of pure-Python projects of the context."""
     files: dict[str, str | bytes] = dict(LOCAL_PROJECTS)
-    files["dist/tinysd-0.3.tar.gz"] = _sdist("tinysd", "0.3", {
+    files["dist/tinysd-0.3.tar.gz"] = sdist("tinysd", "0.3", {
         "setup.py": "from setuptools import setup\nsetup(name='tinysd', version='0.3', py_modules=['tinysd'])\n",
         "tinysd.py": "NAME = 'tinysd'\n"})
     image, log = build_logged(make_context, tmp_path, cache_dir,
@@ -125,22 +112,6 @@ def test_a_directory_that_is_no_project_is_a_one_line_error(make_context, tmp_pa
 
 # --- what cannot be built: pip's own explanation, then one line ------------------------------------------
 
-def _wheel(name: str, version: str, requires: tuple[str, ...] = (), tag: str = "py3-none-any") -> bytes:
-    dist = f"{name}-{version}.dist-info"
-    files = {f"{name}.py": "X = 1\n",
-             f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
-                                 + "".join(f"Requires-Dist: {r}\n" for r in requires),
-             f"{dist}/WHEEL": f"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: {tag}\n"}
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for path, text in files.items():
-            z.writestr(path, text)
-        z.writestr(f"{dist}/RECORD", "".join(f"{p},,\n" for p in files) + f"{dist}/RECORD,,\n")
-    return buf.getvalue()
-
-
-
-
 @pytest.fixture(scope="module")
 def setuptools_wheel(tmp_path_factory) -> tuple[str, bytes]:
     return download_setuptools(tmp_path_factory.mktemp("setuptools"))
@@ -150,12 +121,12 @@ def setuptools_wheel(tmp_path_factory) -> tuple[str, bytes]:
 def index(setuptools_wheel):
     served = Index({
         setuptools_wheel[0]: setuptools_wheel[1],
-        "webapp-1.0-py3-none-any.whl": _wheel("webapp", "1.0", ("nativeonly>=1",)),
-        "webapp-1.1-py3-none-any.whl": _wheel("webapp", "1.1", ("nativeonly>=1",)),
-        "nativeonly-1.0-cp312-cp312-manylinux_2_17_x86_64.whl": _wheel("nativeonly", "1.0",
+        "webapp-1.0-py3-none-any.whl": wheel("webapp", "1.0", ("nativeonly>=1",)),
+        "webapp-1.1-py3-none-any.whl": wheel("webapp", "1.1", ("nativeonly>=1",)),
+        "nativeonly-1.0-cp312-cp312-manylinux_2_17_x86_64.whl": wheel("nativeonly", "1.0",
                                                                         tag="cp312-cp312-manylinux_2_17_x86_64"),
-        "usesrc-1.0-py3-none-any.whl": _wheel("usesrc", "1.0", ("srconly==2.0",)),
-        "srconly-2.0.tar.gz": _sdist("srconly", "2.0", {
+        "usesrc-1.0-py3-none-any.whl": wheel("usesrc", "1.0", ("srconly==2.0",)),
+        "srconly-2.0.tar.gz": sdist("srconly", "2.0", {
             "setup.py": "from setuptools import setup\nsetup(name='srconly', version='2.0', py_modules=['srconly'])\n",
             "srconly.py": "WHERE = 'built in the sandbox'\n"}),
     })

@@ -16,7 +16,6 @@ import socket
 import stat
 import tarfile
 import time
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,7 @@ from hostile_world import SECRET, SECRET_ENV
 import boxer_py
 from boxer_py.errors import BoxerError
 from boxer_py.image.rootfs import unpack
-from pyindex import Index
+from pyindex import Index, wheel
 
 # --- a project whose build would run code on the host ----------------------------------------------
 
@@ -189,23 +188,6 @@ def test_refusal_is_one_line_with_a_non_zero_exit(boxer, hostile_context, marker
 
 
 # --- a package index on 127.0.0.1 ------------------------------------------------------------------
-
-
-def wheel(name: str, version: str, requires: tuple[str, ...] = ()) -> bytes:
-    """A pure-Python wheel with one module, `name`, whose VERSION is `version`."""
-    dist = f"{name}-{version}.dist-info"
-    files = {f"{name}.py": f"VERSION = {version!r}\n",
-             f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
-                                 + "".join(f"Requires-Dist: {r}\n" for r in requires),
-             f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for path, text in files.items():
-            z.writestr(path, text)
-        z.writestr(f"{dist}/RECORD", "".join(f"{p},,\n" for p in files) + f"{dist}/RECORD,,\n")
-    return buf.getvalue()
-
-
 
 
 @pytest.fixture

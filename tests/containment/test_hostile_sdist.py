@@ -12,7 +12,6 @@ import io
 import socket
 import stat
 import struct
-import tarfile
 import threading
 import zipfile
 from pathlib import Path
@@ -22,7 +21,7 @@ from hostile_world import SECRET
 
 import boxer_py
 from boxer_py.image.rootfs import unpack
-from pyindex import Index, download_setuptools
+from pyindex import Index, download_setuptools, sdist
 
 
 class Listener:
@@ -63,16 +62,6 @@ class Listener:
 @pytest.fixture(scope="module")
 def setuptools_wheel(tmp_path_factory) -> tuple[str, bytes]:
     return download_setuptools(tmp_path_factory.mktemp("setuptools"))
-
-
-def sdist(name: str, version: str, files: dict[str, str]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for rel, text in {"PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n", **files}.items():
-            info = tarfile.TarInfo(f"{name}-{version}/{rel}")
-            info.size = len(text.encode())
-            tar.addfile(info, io.BytesIO(text.encode()))
-    return buf.getvalue()
 
 
 def test_a_hostile_sdist_runs_only_in_the_sandbox(tmp_path, cache_dir, setuptools_wheel, make_context):
