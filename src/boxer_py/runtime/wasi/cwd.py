@@ -5,11 +5,8 @@ wasi-libc emulates the current directory inside the guest: it keeps it in the gl
 relative path against it. No WASI call sets it, and CPython turns a relative script path
 into an absolute one before any Python code runs, so the launcher sets it from outside:
 
-1. find the global: among the module's data words that point at the string "/", the one
-   that code references by address; libc's getcwd/chdir are what reference it. Code names
-   an address as `i32.const addr` or as `i32.const 0` + a load/store with `offset=addr`, and
-   the linker may leave either immediate padded to 5 bytes (wasm-ld does unless asked to
-   compress relocations, as zig cc does), so both the minimal and padded LEBs count.
+1. find the global (`image/cwdslot.py`, shared with the standalone export): the data word
+   pointing at the string "/" that code references by address.
 2. after instantiation, before `_start`: grow memory by one page, write the directory there,
    and point the global at it. dlmalloc never uses a page grown before it first runs (its
    heap ends at `__heap_end`/the initial memory), and wasi-libc frees the old value only if
@@ -23,99 +20,17 @@ paths still resolve against "/", which no launcher can change without editing th
 """
 from __future__ import annotations
 
-import array
-import re
 import struct
-import sys
 from typing import TYPE_CHECKING
 
-from boxer_py.image.wasmbin import read_sleb, read_uleb, sleb, uleb
+from boxer_py.image.cwdslot import FINDER_VERSION, find_cwd_slot
+
+__all__ = ["FINDER_VERSION", "find_cwd_slot", "set_cwd"]
 
 _PAGE = 65536
-# Bumped whenever find_cwd_slot learns to find more, so results cached by an older one are redone.
-FINDER_VERSION = 3
 
 if TYPE_CHECKING:
     import wasmtime
-
-
-def _padded(value: int) -> bytes:
-    """The 5-byte LEB a linker writes for a relocated 32-bit immediate (same for signed and
-    unsigned while the value is below 2**31, as addresses in a 32-bit memory are here)."""
-    return bytes([(value >> shift) & 0x7F | 0x80 for shift in (0, 7, 14, 21)] + [(value >> 28) & 0x7F])
-
-
-def _referenced(code: bytes, address: int) -> bool:
-    """Whether code names `address`: `i32.const address`, or `i32.const 0` then a load or
-    store (opcodes 0x28-0x3e, alignment 0-3) with `offset=address`, minimal or padded."""
-    if any(b"\x41" + enc in code for enc in (sleb(address), _padded(address))):
-        return True
-    offsets = b"|".join(re.escape(enc) for enc in (uleb(address), _padded(address)))
-    return re.search(rb"\x41(?:\x00|\x80\x80\x80\x80\x00)[\x28-\x3e][\x00-\x03](?:" + offsets + rb")", code) is not None
-
-
-def _sections(wasm: bytes) -> dict[int, tuple[int, int]]:
-    pos, found = 8, {}
-    while pos < len(wasm):
-        sid = wasm[pos]
-        size, pos = read_uleb(wasm, pos + 1)
-        if sid:
-            found[sid] = (pos, pos + size)
-        pos += size
-    return found
-
-
-def _memory_image(wasm: bytes, start: int, end: int) -> bytearray:
-    """The initial linear memory, from the active data segments with constant offsets."""
-    count, pos = read_uleb(wasm, start)
-    segments = []
-    for _ in range(count):
-        flag, pos = read_uleb(wasm, pos)
-        if flag == 1:  # passive: no address
-            size, pos = read_uleb(wasm, pos)
-            pos += size
-            continue
-        if flag == 2:
-            _, pos = read_uleb(wasm, pos)
-        if wasm[pos] != 0x41:  # not i32.const: an offset we cannot know statically
-            return bytearray()
-        offset, pos = read_sleb(wasm, pos + 1)
-        pos += 1  # end
-        size, pos = read_uleb(wasm, pos)
-        segments.append((offset, wasm[pos:pos + size]))
-        pos += size
-    if not segments:
-        return bytearray()
-    memory = bytearray(max(o + len(d) for o, d in segments))
-    for offset, data in segments:
-        memory[offset:offset + len(data)] = data
-    return memory
-
-
-def find_cwd_slot(wasm: bytes) -> int | None:
-    """The address of wasi-libc's `__wasilibc_cwd` in `wasm`, or None if there is none to find."""
-    try:
-        sections = _sections(wasm)
-        if 11 not in sections or 10 not in sections:
-            return None
-        memory = _memory_image(wasm, *sections[11])
-        code = wasm[slice(*sections[10])]
-    except IndexError:
-        return None
-    memory += bytes(-len(memory) % 4)
-    slashes = {m.start() for m in re.finditer(rb"/\0", memory)}
-    words = array.array("I", bytes(memory))
-    if sys.byteorder != "little":
-        words.byteswap()
-    pointers = [i * 4 for i, word in enumerate(words) if word in slashes]
-    # A pre-initialised (snapshot) memory also holds pointers into its heap, e.g. at wide
-    # strings "/usr..." whose UTF-32 "/" reads as "/\0": a C string "/" is looked for first.
-    wide = {a for a in pointers if memory[words[a // 4] + 2:words[a // 4] + 4] == b"\0\0"}
-    for group in ([a for a in pointers if a not in wide], pointers):
-        candidates = [a for a in group if _referenced(code, a)]
-        if candidates:
-            return candidates[0] if len(candidates) == 1 else None
-    return None
 
 
 def set_cwd(store: wasmtime.Store, memory: wasmtime.Memory, slot: int, directory: str) -> None:
