@@ -347,3 +347,21 @@ def test_a_non_utf8_name_under_out_breaks_no_result(tmp_path, hostile_image, lau
         result = r.to_json()
         json.dumps(result, ensure_ascii=False).encode()  # as a server writes it: no lone surrogate
         assert [f["path"] for f in result["files"]] == ["/out/x\\xff"]
+
+
+def test_a_single_file_mount_lands_inside_the_run_whatever_links_the_image_has(tmp_path, build, boxer):
+    """A file mount is copied into the run's layer at its guest path: links the image put on
+    that path (absolute, or climbing with ..) resolve inside the layer, never to the host."""
+    outside = tmp_path / "host-target"
+    outside.write_text("host file")
+    image = build(f"FROM python:3.12\nRUN mkdir -p /app && ln -s {outside} /app/cfg && ln -s ../../../../.. /app/up\n")
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("mounted")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for guest, read in (("/app/cfg", "/app/cfg"), ("/app/up/mine.yaml", "/mine.yaml"),
+                        (f"/app/up{tmp_path}/host-target", f"{tmp_path}/host-target")):
+        r = boxer("run", "-v", f"{mine}:{guest}:ro", str(image), "python", "-c", f"print(open({read!r}).read())")
+        assert (r.returncode, r.stdout) == (0, "mounted\n"), (guest, r.stderr)
+    assert outside.read_text() == "host file" and mine.read_text() == "mounted"
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert not (Path("/") / "mine.yaml").exists()

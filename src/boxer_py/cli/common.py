@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from boxer_py.errors import RunError
 from boxer_py.image.store import Store, default_cache_dir
 from boxer_py.runtime.spec import Limits, parse_size, parse_timeout
 
@@ -57,7 +58,10 @@ def variables(env: tuple[str, ...], env_file: tuple[str, ...]) -> dict[str, str]
     """-e and --env-file, as docker run reads them (files first, -e wins)."""
     variables: dict[str, str] = {}
     for f in env_file:
-        lines = Path(f).read_text().splitlines()
+        try:
+            lines = Path(f).read_text(errors="surrogateescape").splitlines()
+        except OSError as e:
+            raise RunError(f"--env-file {f}: cannot read ({e.strerror or e})") from None
         variables.update(pairs(tuple(x for x in lines if x.strip() and not x.startswith("#")), "--env-file"))
     variables.update(pairs(env, "-e"))
     return variables

@@ -2,15 +2,21 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import threading
 from functools import partial
+from pathlib import Path
 
 import click
 
 from boxer_py.cli.common import cli, limits, locate, utf8_clean, variables
+from boxer_py.errors import BoxerError, RunError
 from boxer_py.image.store import default_cache_dir
 from boxer_py.runtime import watchdog
-from boxer_py.runtime.spec import Mount, RunSpec
+from boxer_py.runtime.spec import INTERRUPT_EXIT_CODE, Mount, RunSpec
+
+PLATFORMS = ("wasi/wasm", "wasip1/wasm", "wasi/wasm32", "wasm32/wasi", "wasm/wasi", "wasi", "wasm")
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False,
@@ -18,28 +24,44 @@ from boxer_py.runtime.spec import Mount, RunSpec
 @click.argument("image", metavar="IMAGE")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[COMMAND] [ARG...]")
 @click.option("-e", "--env", multiple=True, metavar="KEY=VALUE", help="Set an environment variable.")
-@click.option("--env-file", multiple=True, type=click.Path(dir_okay=False), help="Read variables from a file.")
+@click.option("--env-file", multiple=True, metavar="FILE", help="Read variables from a file.")
 @click.option("-w", "--workdir", metavar="DIR", help="Working directory inside the guest.")
 @click.option("--entrypoint", metavar="CMD", help="Override the image's ENTRYPOINT.")
-@click.option("-v", "--volume", multiple=True, metavar="HOST:GUEST[:ro]", help="Mount a host directory.")
+@click.option("-v", "--volume", multiple=True, metavar="HOST:GUEST[:ro]",
+              help="Mount a host directory (or give a copy of a single file).")
 @click.option("-i", "--interactive", is_flag=True, help="Pass this process's stdin to the guest.")
+@click.option("-t", "--tty", is_flag=True, help="Give the guest this terminal (isatty() true, TERM, COLUMNS, LINES).")
 @click.option("--stdin", "stdin_file", metavar="FILE|-", help="Feed the guest's stdin from a file (- for this stdin).")
 @click.option("--timeout", metavar="SECONDS", help="Stop the guest after this long (exit code 124).")
 @click.option("--memory", "-m", metavar="SIZE", help="Cap the guest's memory, e.g. 256m.")
 @click.option("--max-output", metavar="SIZE", help="Keep at most this much of stdout, of stderr and of /out files.")
 @click.option("--disk", metavar="SIZE", help="Stop the guest when its writable layer grows by more than this.")
+@click.option("--read-only", is_flag=True, help="Make the image's files read-only to the guest (mounts stay as given).")
+@click.option("-u", "--user", metavar="USER", help="Run as USER (WASI has no users: sets the default HOME only).")
+@click.option("--rm", is_flag=True, help="Accepted: every run's writable layer is removed when it ends.")
+@click.option("--init", is_flag=True, help="Accepted: a guest is one process, there is nothing to reap.")
+@click.option("--name", metavar="NAME", help="Accepted: runs are not listed, so a name has no use.")
+@click.option("--network", "--net", metavar="none", help="Only none: the guest has no network.")
+@click.option("--platform", metavar="wasi/wasm", help="Only wasi/wasm (every boxer image is one).")
+@click.option("-d", "--detach", is_flag=True, help="Refused: a run lives in the boxer process.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the result instead of streaming.")
 @click.pass_obj
-def run(launcher, image, command, env, env_file, workdir, entrypoint, volume, interactive, stdin_file, timeout, memory,
-        max_output, disk, as_json):
+def run(launcher, image, command, env, env_file, workdir, entrypoint, volume, interactive, tty, stdin_file, timeout,
+        memory, max_output, disk, read_only, user, rm, init, name, network, platform, detach, as_json):
     """Run a command in a new sandbox from IMAGE.
 
     The guest sees only the image's files (a private copy, discarded after the run), the
     mounted directories, the given environment and stdio. It has no network. boxer exits
-    with the guest's exit code: 124 on --timeout, 134 on a crash.
+    with the guest's exit code: 124 on --timeout, 130 on Ctrl-C, 134 on a crash, 125 when
+    boxer cannot start it.
     """
+    del rm, init, name  # Docker's meaning is what boxer always does (see the options' help)
+    _refuse_unsupported(image, detach, network, platform, tty, as_json)
     environment = variables(env, env_file)
+    if tty and sys.stdout.isatty():
+        environment = {**_terminal_env(), **environment}
     checked = limits(timeout, memory, max_output, disk)
+    cancel = threading.Event()
     spec = RunSpec(
         command=tuple(command),
         entrypoint=None if entrypoint is None else tuple(entrypoint.split() if entrypoint else ()),
@@ -51,13 +73,21 @@ def run(launcher, image, command, env, env_file, workdir, entrypoint, volume, in
         stream=not as_json,
         output_dir="/out" if as_json else None,
         on_start=None if checked.timeout is None else partial(watchdog.arm, checked.timeout + 1.0, as_json),
+        tty=tty,
+        read_only=read_only,
+        user=user,
+        cancel=cancel,
     )
+    path = _image_path(image)
     sys.stdout.flush()
     if launcher is None:  # the run server passes a warm one
         from boxer_py.runtime.launcher import Launcher
 
         launcher = Launcher(default_cache_dir())
-    result = launcher.run(launcher.open(locate(image)), spec)
+    signalled = watchdog.cancel_on_signals(cancel)
+    result = launcher.run(launcher.open(path), spec)
+    if signalled() is not None and result.exit_code == INTERRUPT_EXIT_CODE:
+        result.exit_code = 128 + (signalled() or 0)  # 143 for SIGTERM, as a native program's
     if as_json:
         click.echo(json.dumps(utf8_clean(result.to_json())))
     else:
@@ -68,12 +98,54 @@ def run(launcher, image, command, env, env_file, workdir, entrypoint, volume, in
             click.echo(f"boxer: {spec.command[0] if spec.command else 'guest'}: {result.trap}", err=True)
     sys.exit(result.exit_code)
 
+
+def _refuse_unsupported(image: str, detach: bool, network: str | None, platform: str | None, tty: bool,
+                        as_json: bool) -> None:
+    """Docker's options that boxer cannot honour: one line each, exit 125 (as docker run's own errors)."""
+    if image.startswith("-") and image != "-":
+        raise RunError(f"unknown option {image} (see boxer run --help)")
+    if detach:
+        raise RunError("-d: detached runs are not supported: a run lives in the boxer process that started it "
+                       "(run it in the background with your shell's & instead)")
+    if network is not None and network != "none":
+        raise RunError(f"--network {network}: a WebAssembly guest has no network; only --network none is accepted")
+    if platform is not None and platform.lower() not in PLATFORMS:
+        raise RunError(f"--platform {platform}: boxer images are WebAssembly (wasi/wasm); a native platform "
+                       "cannot run here")
+    if tty and as_json:
+        raise RunError("-t and --json: a terminal cannot be captured into JSON; choose one")
+
+
+def _terminal_env() -> dict[str, str]:
+    """What a program in `docker run -t` learns of its terminal: TERM (xterm when unset, as
+    Docker), and its size as COLUMNS and LINES, which shutil.get_terminal_size and curses-free
+    libraries read (WASI has no ioctl for it, and no SIGWINCH: a resize is not followed)."""
+    out = {"TERM": os.environ.get("TERM") or "xterm"}
+    try:
+        size = os.get_terminal_size(1)
+        out.update(COLUMNS=str(size.columns), LINES=str(size.lines))
+    except OSError:
+        pass
+    return out
+
+
+def _image_path(image: str) -> Path:
+    """The image file or stored image; none is boxer's own error, 125 as docker run's."""
+    try:
+        return locate(image)
+    except RunError:
+        raise
+    except BoxerError as e:
+        raise RunError(str(e)) from None
+
+
 @cli.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("image", metavar="IMAGE")
 @click.option("-e", "--env", multiple=True, metavar="KEY=VALUE", help="Set an environment variable.")
-@click.option("--env-file", multiple=True, type=click.Path(dir_okay=False), help="Read variables from a file.")
+@click.option("--env-file", multiple=True, metavar="FILE", help="Read variables from a file.")
 @click.option("-w", "--workdir", metavar="DIR", help="Working directory inside the guest.")
-@click.option("-v", "--volume", multiple=True, metavar="HOST:GUEST[:ro]", help="Mount a host directory.")
+@click.option("-v", "--volume", multiple=True, metavar="HOST:GUEST[:ro]",
+              help="Mount a host directory (or give a copy of a single file).")
 @click.option("--timeout", default="60", show_default=True, metavar="SECONDS",
               help="Longest a call may run (a call may ask for less).")
 @click.option("--memory", "-m", metavar="SIZE", help="Cap the guest's memory, e.g. 256m.")

@@ -27,14 +27,21 @@ from boxer_py.image.hostfs import remove_tree
 from boxer_py.image.imagefile import Image
 from boxer_py.image.paths import program_candidates
 from boxer_py.image.rootfs import resolve, unpack, within
-from boxer_py.runtime import reactor, watchdog
+from boxer_py.runtime import mounts, reactor, watchdog
 from boxer_py.runtime.argv import resolve_argv, shell_words
 from boxer_py.runtime.modcache import WASMTIME_VERSION, Loaded, ModuleCache, new_engine
 from boxer_py.runtime.output import Sink, collect
 from boxer_py.runtime.preinit import snapshot as preinit
 from boxer_py.runtime.preinit.snapshot import Snapshot
 from boxer_py.runtime.runwatch import DiskWatch
-from boxer_py.runtime.spec import TIMEOUT_EXIT_CODE, TRAP_EXIT_CODE, Limits, Mount, RunResult, RunSpec
+from boxer_py.runtime.spec import (
+    INTERRUPT_EXIT_CODE,
+    TIMEOUT_EXIT_CODE,
+    TRAP_EXIT_CODE,
+    Limits,
+    RunResult,
+    RunSpec,
+)
 from boxer_py.runtime.ticker import Ticker
 from boxer_py.runtime.wasi import clock as wasiclock
 from boxer_py.runtime.wasi.cwd import set_cwd
@@ -176,7 +183,7 @@ class Launcher:
         """Run to completion in a fresh sandbox. Safe to call from several threads at once."""
         config = image.spec.config
         env = {**config.env_dict(), **spec.env}
-        env.setdefault("HOME", "/root" if is_root(config.user) else "/")
+        env.setdefault("HOME", "/root" if is_root(spec.user if spec.user is not None else config.user) else "/")
         argv = resolve_argv(image, spec)
         if argv[:2] in (["/bin/sh", "-c"], ["sh", "-c"]) and len(argv) >= 3:
             argv = shell_words(argv[2], env)
@@ -185,7 +192,7 @@ class Launcher:
             raise RunError(f"the working or output directory is longer than {MAX_GUEST_DIR} bytes")
         base = self.rootfs(image)
         shared = reactor.read_only(config.labels, base)
-        layout = (workdir, spec.output_dir, tuple(m.guest for m in spec.mounts))  # the dirs made below
+        layout = (workdir, spec.output_dir, tuple((m.guest, m.host.is_file()) for m in spec.mounts))  # made below
         tmp = self.workspaces.take(image.id, base, [host for _, host in shared], layout)
         try:
             root = tmp / "rootfs"
@@ -197,7 +204,8 @@ class Launcher:
             except OSError as e:
                 raise RunError(f"{workdir}: cannot make the working or output directory in the image "
                                f"({e.strerror or e})") from None
-            spec = replace(spec, mounts=tuple(self._check_mounts(spec.mounts, root, shared)))
+            spec = replace(spec, mounts=tuple(mounts.check(spec.mounts, root, shared)))
+            spec = replace(spec, mounts=tuple(m for m in spec.mounts if not mounts.copy_file(m, root)))
             program = self._image_program(image, base, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
             resume = self._resume(image, base, program, argv, env, workdir, spec, shared)
             loaded = resume.module if resume else self._program_module(image, base, program, argv[0])
@@ -384,7 +392,7 @@ class Launcher:
         wasi = wasmtime.WasiConfig()
         wasi.argv = argv
         wasi.env = list(env.items())
-        wasi.preopen_dir(str(root), "/")
+        wasi.preopen_dir(str(root), "/", not spec.read_only)
         mounted = [m.guest for m in spec.mounts]  # checked by run(); run_in and boot runs have none
         shown = [(g, h) for g, h in shared if not reactor.covered(g, mounted)]
         for guest, host in [*shown, *reactor.aliases(labels or {}, root, mounted, shared)]:
@@ -405,21 +413,29 @@ class Launcher:
                     os.close(fd)
         else:
             wasi.stdin_file = os.devnull
-        wasi.stdout_custom = stdout
-        wasi.stderr_custom = stderr
+        # -t: a terminal is handed over as it is, so the guest's isatty() is true (Wasmtime
+        # says so only of this process's own descriptors); what goes there is not captured.
+        if spec.tty and spec.stream and os.isatty(1):
+            wasi.inherit_stdout()
+        else:
+            wasi.stdout_custom = stdout
+        if spec.tty and spec.stream and os.isatty(2):
+            wasi.inherit_stderr()
+        else:
+            wasi.stderr_custom = stderr
         timeout = spec.limits.timeout
         if timeout is not None and spec.mounts:  # see watchdog.Backstop
             with watchdog.Backstop(time.monotonic() + timeout, [m.host for m in spec.mounts]):
-                result = self._execute(loaded, wasi, argv[0], workdir, spec.limits, spec.on_start, root, resume, keep)
+                result = self._execute(loaded, wasi, argv[0], workdir, spec, root, resume, keep)
         else:
-            result = self._execute(loaded, wasi, argv[0], workdir, spec.limits, spec.on_start, root, resume, keep)
+            result = self._execute(loaded, wasi, argv[0], workdir, spec, root, resume, keep)
         result.stdout, result.stderr = stdout.value(), stderr.value()
         result.stdout_truncated, result.stderr_truncated = stdout.truncated, stderr.truncated
         return result
 
-    def _execute(self, loaded: Loaded, wasi: wasmtime.WasiConfig, name: str, workdir: str, limits: Limits,
-                 on_start: Callable[[], None] | None, root: Path, resume: Resume | None = None,
-                 keep: Keep | None = None) -> RunResult:
+    def _execute(self, loaded: Loaded, wasi: wasmtime.WasiConfig, name: str, workdir: str, spec: RunSpec,
+                 root: Path, resume: Resume | None = None, keep: Keep | None = None) -> RunResult:
+        limits, on_start = spec.limits, spec.on_start
         store = wasmtime.Store(self.engine)
         store.set_wasi(wasi)
         if limits.memory is not None:
@@ -430,8 +446,8 @@ class Launcher:
                              table_elements=max(MIN_TABLE_ELEMENTS, limits.memory // TABLE_ELEMENT_SHARE))
         deadline = None if limits.timeout is None else time.monotonic() + limits.timeout
         watch = None
-        if limits.disk is not None:
-            watch = DiskWatch(root, limits.disk, deadline, self.deadlines)
+        if limits.disk is not None or spec.cancel is not None:
+            watch = DiskWatch(root, limits.disk, deadline, self.deadlines, spec.cancel)
             watch.install(store)
         else:
             ticks = (1 << 62) if limits.timeout is None else max(1, math.ceil(limits.timeout / Ticker.TICK))
@@ -464,7 +480,7 @@ class Launcher:
             raise RunError(f"{name}: not a WASI command (no _start) nor a reactor (no run)", 126)
         if on_start is not None:
             on_start()
-        self.deadlines.set(deadline)
+        self.deadlines.set(deadline, spec.cancel)
         with self.ticker:
             try:
                 result.exit_code = start()
@@ -472,13 +488,16 @@ class Launcher:
                 # wasmtime-py raises from a frame that holds the exception: drop the traceback so
                 # the cycle (and the store in it) is freed now, not by a GC pass at exit.
                 e.__traceback__ = None
-                self._record(e, result, limits, self.deadlines.expired)
+                if spec.cancel is not None and spec.cancel.is_set() and not isinstance(e, wasmtime.ExitTrap):
+                    result.exit_code, result.trap = INTERRUPT_EXIT_CODE, "interrupted"
+                else:
+                    self._record(e, result, limits, self.deadlines.expired)
             finally:
                 self.deadlines.set(None)
         if keep is not None:
             keep(store, exports)
         result.duration_ms = (time.perf_counter() - started) * 1000
-        if watch is not None and (watch.full or watch.over()):
+        if watch is not None and limits.disk is not None and (watch.full or watch.over()):
             result.disk_full = True
             if not result.timed_out:
                 result.exit_code, result.trap = TRAP_EXIT_CODE, f"wrote more than the {limits.disk}-byte disk limit"
@@ -516,31 +535,4 @@ class Launcher:
                                        "(native binaries and scripts cannot run here)", 126)
                 return host
         where = "" if "/" in name else f" in PATH ({path})"
-        raise RunError(f"{name}: not found{where}", 127)
-
-    def _check_mounts(self, mounts: tuple[Mount, ...], root: Path,
-                      shared: Sequence[tuple[str, Path]] = ()) -> list[Mount]:
-        out = []
-        for m in mounts:
-            guest = posixpath.normpath(m.guest)
-            if not guest.startswith("/") or guest == "/":
-                raise RunError(f"-v {m.host}:{m.guest}: the guest path must be absolute and not /")
-            host = m.host.resolve()
-            if not host.is_dir():
-                raise RunError(f"-v {m.host}:{m.guest}: {m.host} is not a directory (only directories can be mounted)")
-            # Under a shared read-only directory the image's content is in the cache, not in root.
-            mountpoint = resolve(root, guest)
-            in_cache = [(h, resolve(h, guest[len(g):])) for g, h in shared if guest.startswith(g.rstrip("/") + "/")]
-            for _top, point in [*in_cache, (root, mountpoint)]:
-                if point.is_symlink() or (point.exists() and not point.is_dir()):
-                    raise RunError(f"-v {m.host}:{m.guest}: {guest} is not a directory in the image")
-            if any(p.is_file() for top, point in in_cache for p in point.parents if top in p.parents):
-                raise RunError(f"-v {m.host}:{m.guest}: {guest} cannot be a directory in the image "
-                               "(a parent of it is a file)")
-            try:
-                mountpoint.mkdir(parents=True, exist_ok=True)
-            except OSError:
-                raise RunError(f"-v {m.host}:{m.guest}: {guest} cannot be a directory in the image "
-                               "(a parent of it is a file)") from None
-            out.append(Mount(host, guest, m.read_only))
-        return out
+        raise RunError(f"{name}: not found{where}{mounts.no_shell_hint(name)}", 127)

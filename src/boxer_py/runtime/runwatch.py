@@ -16,6 +16,7 @@ guest can overshoot by what it writes in that time, or in one write call (at mos
 from __future__ import annotations
 
 import ctypes
+import threading
 import time
 from pathlib import Path
 
@@ -45,12 +46,15 @@ def disk_usage(root: Path) -> int:
 
 
 class DiskWatch:
-    """Stops one store when its writable layer grows past `limit` bytes beyond `base`, or at
-    its deadline (time.monotonic() seconds)."""
+    """Stops one store when its writable layer grows past `limit` bytes beyond `base` (no
+    limit: not measured), at its deadline (time.monotonic() seconds), or as soon as `cancel`
+    is set (Ctrl-C, a cancelled call: the store is stopped at the next tick, within TICK)."""
 
-    def __init__(self, root: Path, limit: int, deadline: float | None, deadlines: Deadlines):
+    def __init__(self, root: Path, limit: int | None, deadline: float | None, deadlines: Deadlines,
+                 cancel: threading.Event | None = None):
         self.root, self.limit, self.deadline, self.deadlines = root, limit, deadline, deadlines
-        base = disk_usage(root)
+        self.cancel = cancel
+        base = 0 if limit is None else disk_usage(root)
         self.base = 0 if base == UNREADABLE else base  # the copy just made: every entry of it counts
         self.full = False
         self._next = 0.0
@@ -67,17 +71,19 @@ class DiskWatch:
         now = disk_usage(self.root)
         used = now if now == UNREADABLE else now - self.base
         self._every = max(CHECK_EVERY, 10 * (time.monotonic() - started))
-        self.full = self.full or used > self.limit
+        self.full = self.full or (self.limit is not None and used > self.limit)
         return self.full
 
     def _tick(self, _context: object, _env: object, delta: ctypes._Pointer[ctypes.c_uint64],
               kind: ctypes._Pointer[ctypes.c_uint8]) -> int:
         try:
             now = time.monotonic()
+            if self.cancel is not None and self.cancel.is_set():
+                return _error("interrupted")
             if self.deadline is not None and now >= self.deadline:
                 self.deadlines.expire()
                 return _error("timed out")
-            if now >= self._next:
+            if self.limit is not None and now >= self._next:
                 if self.over():
                     return _error(f"wrote more than the {self.limit}-byte disk limit")
                 self._next = time.monotonic() + self._every

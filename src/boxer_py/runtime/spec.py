@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import math
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from boxer_py.errors import RunError
 
 TRAP_EXIT_CODE = 134  # like a native program killed by SIGABRT
 TIMEOUT_EXIT_CODE = 124  # like timeout(1)
+INTERRUPT_EXIT_CODE = 130  # like a native program ended by Ctrl-C (SIGINT)
 
 
 MAX_TIMEOUT = 30 * 86400.0  # seconds: a month; longer is a mistake (or an attack), not a limit
@@ -80,17 +82,28 @@ class Mount:
     host: Path
     guest: str
     read_only: bool = False
+    writable: bool = False  # `:rw` said so (a single file cannot be: see Launcher._check_mounts)
 
     @classmethod
     def parse(cls, spec: str) -> Mount:
-        """Docker's -v syntax: HOST:GUEST[:ro|rw]."""
+        """Docker's -v syntax: HOST:GUEST[:OPTIONS], OPTIONS a comma-separated list of ro, rw
+        and the SELinux labels z and Z (no meaning here: ignored, as on a host without SELinux).
+        A relative HOST is taken from the working directory (Docker takes ./x the same way)."""
         parts = spec.split(":")
         read_only = False
-        if len(parts) == 3 and parts[2] in ("ro", "rw"):
-            read_only = parts.pop() == "ro"
+        if len(parts) == 3:
+            options = parts.pop().split(",")
+            unknown = [o for o in options if o not in ("ro", "rw", "z", "Z", "")]
+            if unknown or ("ro" in options and "rw" in options):
+                raise RunError(f"-v {spec}: unknown mount option {','.join(unknown) or 'ro,rw'} "
+                               "(ro, rw, z and Z are known)")
+            read_only = "ro" in options
+            writable = "rw" in options
+        else:
+            writable = False
         if len(parts) != 2 or not parts[0] or not parts[1]:
             raise RunError(f"-v {spec}: expected HOST:GUEST[:ro]")
-        return cls(Path(parts[0]), parts[1], read_only)
+        return cls(Path(parts[0]), parts[1], read_only, writable)
 
 
 @dataclass(frozen=True)
@@ -140,6 +153,10 @@ class RunSpec:
     stream: bool = False  # also write the guest's output to this process's stdout/stderr as it comes
     output_dir: str | None = "/out"  # files the guest leaves here are returned in RunResult.files
     on_start: Callable[[], None] | None = None  # called right before the guest's first instruction
+    tty: bool = False  # stdout/stderr that are terminals go to the guest as they are (isatty() true)
+    read_only: bool = False  # the writable layer is read-only (docker run --read-only); mounts are not
+    user: str | None = None  # the USER to run as (WASI has no users: it chooses the default HOME only)
+    cancel: threading.Event | None = None  # set (from any thread or a signal handler) to stop the run now
 
 
 @dataclass

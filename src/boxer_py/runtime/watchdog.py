@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import stat
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from boxer_py.errors import RunError
@@ -137,3 +139,37 @@ def stdin_path(path: str) -> tuple[str, list[int]]:
         stat.S_ISBLK(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file"
     raise RunError(f"--stdin {path}: is {kind}, which could block the run past its timeout "
                    "(give a regular file, or pipe it in with -i)")
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def cancel_on_signals(cancel: threading.Event, grace: float = GRACE) -> Callable[[], int | None]:
+    """Ctrl-C (SIGINT), SIGTERM and SIGHUP set `cancel`, so the run stops at once (the launcher
+    checks it at every epoch tick and in every sleep), instead of waiting for the guest to
+    return to Python (a busy guest never would). Call from the main thread of a process that
+    runs one guest (the CLI). Python runs a signal's handler only between bytecodes, so the
+    signal comes through signal.set_wakeup_fd to a thread. A guest blocked in the host (reading
+    a terminal) cannot be stopped in-process: past `grace` seconds the process ends with
+    128+N, as a native program killed by the signal would. Returns a function that gives the
+    signal number that came (or None)."""
+    read, write = os.pipe2(os.O_CLOEXEC)
+    os.set_blocking(write, False)
+    came: list[int] = []
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, lambda *_: None)
+    signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+
+    def watch() -> None:
+        while True:
+            data = os.read(read, 16)
+            stops = [b for b in data if b in STOP_SIGNALS]
+            if not stops:
+                continue
+            came.append(stops[0])
+            cancel.set()
+            time.sleep(grace)
+            os._exit(128 + came[0])
+
+    threading.Thread(target=watch, name="boxer-signals", daemon=True).start()
+    return lambda: came[0] if came else None

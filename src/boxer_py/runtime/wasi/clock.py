@@ -29,7 +29,7 @@ MAX_SUBSCRIPTIONS = 4096  # each is parsed in Python, out of the deadline's reac
 
 
 class Expired(Exception):
-    """A guest asked to sleep past its run's deadline."""
+    """A guest asked to sleep past its run's deadline (or its run was cancelled meanwhile)."""
 
 
 class Deadlines:
@@ -38,11 +38,15 @@ class Deadlines:
     def __init__(self) -> None:
         self._local = threading.local()
 
-    def set(self, deadline: float | None) -> None:
-        self._local.deadline, self._local.expired = deadline, False
+    def set(self, deadline: float | None, cancel: threading.Event | None = None) -> None:
+        self._local.deadline, self._local.expired, self._local.cancel = deadline, False, cancel
 
     def get(self) -> float | None:
         return getattr(self._local, "deadline", None)
+
+    def cancel(self) -> threading.Event | None:
+        """Set when the run on this thread is to stop now (a sleep ends at once)."""
+        return getattr(self._local, "cancel", None)
 
     def expire(self) -> None:
         self._local.expired = True
@@ -111,14 +115,24 @@ def define(linker: wasmtime.Linker, deadlines: Deadlines) -> None:
 
 
 def _sleep(seconds: float, deadlines: Deadlines) -> None:
-    deadline = deadlines.get()
+    deadline, cancel = deadlines.get(), deadlines.cancel()
     if deadline is not None and time.monotonic() + seconds > deadline:
-        time.sleep(max(0.0, deadline - time.monotonic()))
+        if _wait(max(0.0, deadline - time.monotonic()), cancel):
+            raise Expired()
         deadlines.expire()
         raise Expired()
     end = time.monotonic() + seconds
     while (left := end - time.monotonic()) > 0:
-        time.sleep(min(left, 3600.0))
+        if _wait(min(left, 3600.0), cancel):
+            raise Expired()  # the launcher sees its run's cancel set and reports an interruption
+
+
+def _wait(seconds: float, cancel: threading.Event | None) -> bool:
+    """Sleep, or less if `cancel` is set meanwhile (then True)."""
+    if cancel is None:
+        time.sleep(seconds)
+        return False
+    return cancel.wait(seconds)
 
 
 def _memory(caller: wasmtime.Caller) -> wasmtime.Memory:

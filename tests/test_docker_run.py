@@ -1,0 +1,123 @@
+"""`boxer run` as a Docker user types it (issue 20): Docker's flags accepted with their meaning
+or refused in one line, no shell in the image said so, single-file mounts, a terminal for -t,
+and Ctrl-C stopping a busy guest. Terminal tests drive the real CLI in a pseudo-terminal."""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+import pexpect
+import pytest
+
+
+def py(boxer, image, code, *args, **kwargs):
+    return boxer("run", *args, str(image), "python", "-c", code, **kwargs)
+
+
+def spawn(cache_dir, *args: str, env: dict | None = None, size=(24, 80)) -> pexpect.spawn:
+    """The real `boxer` on a pseudo-terminal of `size` (rows, columns), as a user's shell starts it."""
+    full = {**os.environ, "BOXER_CACHE_DIR": str(cache_dir), "BOXER_SERVER": "0", "TERM": "xterm-256color",
+            **(env or {})}
+    return pexpect.spawn(sys.executable, ["-m", "boxer_py", *args], env=full, encoding="utf-8", timeout=120,
+                         dimensions=size)
+
+
+def finish(child: pexpect.spawn) -> tuple[int | None, str]:
+    child.expect(pexpect.EOF)
+    child.close()
+    return child.exitstatus, child.before
+
+
+def test_docker_flags_with_their_meaning(boxer, hello_image):
+    r = py(boxer, hello_image, "import os; print(os.environ['HOME'])", "--rm", "--init", "--name", "web",
+           "--network", "none", "--platform", "wasi/wasm", "-u", "1000")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "/\n", "")
+    r = py(boxer, hello_image, "import os; print(os.environ['HOME'])", "--user", "root")
+    assert r.stdout == "/root\n"
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--frobnicate"], "unknown option --frobnicate"),
+    (["-d"], "-d: detached runs are not supported"),
+    (["--network", "host"], "--network host: a WebAssembly guest has no network"),
+    (["--platform", "linux/amd64"], "--platform linux/amd64: boxer images are WebAssembly"),
+    (["-t", "--json"], "-t and --json"),
+])
+def test_unsupported_options_are_one_line_125(boxer, hello_image, args, says):
+    r = boxer("run", *args, str(hello_image), "python", "-c", "print('ran')")
+    assert r.returncode == 125 and r.stdout == ""
+    assert r.stderr.startswith("boxer: " + says) and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_missing_image_and_env_file_are_125(boxer, hello_image, tmp_path):
+    r = boxer("run", str(tmp_path / "nosuch.wasm"))
+    assert r.returncode == 125 and "no such image" in r.stderr and r.stderr.count("\n") == 1
+    r = py(boxer, hello_image, "pass", "--env-file", str(tmp_path / "missing.env"))
+    assert r.returncode == 125 and r.stderr == f"boxer: --env-file {tmp_path / 'missing.env'}: cannot read " \
+                                               "(No such file or directory)\n"
+
+
+@pytest.mark.parametrize("command", ["sh", "bash", "/bin/sh", "ls"])
+def test_no_shell_says_how_to_get_in(boxer, hello_image, command):
+    r = boxer("run", str(hello_image), command)
+    assert r.returncode == 127 and r.stderr.count("\n") == 1
+    assert "a WebAssembly image has no shell" in r.stderr and "python -c" in r.stderr
+
+
+def test_a_single_file_mount_is_a_copy(boxer, hello_image, tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("debug: true\n")
+    code = ("import os; print(open('/app/config.yaml').read(), end=''); print(sorted(os.listdir('/app')));"
+            "open('/app/config.yaml', 'w').write('changed')")
+    for option in ("ro", "ro,Z", "z,ro"):
+        r = py(boxer, hello_image, code, "-v", f"{config}:/app/config.yaml:{option}")
+        assert (r.returncode, r.stdout) == (0, "debug: true\n['config.yaml', 'main.py']\n"), r.stderr
+    assert config.read_text() == "debug: true\n"  # never written back
+    r = py(boxer, hello_image, code, "-v", f"{config}:/app/config.yaml:rw")
+    assert r.returncode == 125 and "a single file is given to the guest as a copy" in r.stderr
+    r = py(boxer, hello_image, "print(open('/app/main.py').read())", "-v", f"{config}:/app/main.py:ro")
+    assert r.stdout == "debug: true\n\n"  # the image's file is hidden by the mount, as in Docker
+
+
+def test_mount_options_and_read_only(boxer, hello_image, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    write = "open('/data/out', 'w').write('x'); print('wrote')"
+    for option in (":z", ":Z", ":rw,z", ""):
+        r = py(boxer, hello_image, write, "-v", f"{data}:/data{option}")
+        assert (r.returncode, r.stdout) == (0, "wrote\n"), (option, r.stderr)
+    r = py(boxer, hello_image, write, "-v", f"{data}:/data:ro,z")
+    assert r.returncode == 1 and "PermissionError" in r.stderr
+    r = py(boxer, hello_image, write, "-v", f"{data}:/data:rx")
+    assert r.returncode == 125 and "unknown mount option rx" in r.stderr
+    r = py(boxer, hello_image, "open('/app/new', 'w')", "--read-only")
+    assert r.returncode == 1 and "PermissionError" in r.stderr
+    r = py(boxer, hello_image, write + "; print(open('/app/main.py').read()[:6])", "--read-only",
+           "-v", f"{data}:/data")
+    assert (r.returncode, r.stdout) == (0, "wrote\nimport\n"), r.stderr
+
+
+def test_tty_gives_the_guest_a_terminal(cache_dir, hello_image):
+    code = ("import os, shutil, sys; print([s.isatty() for s in (sys.stdin, sys.stdout, sys.stderr)], "
+            "os.environ.get('TERM'), tuple(shutil.get_terminal_size()))")
+    exit_code, out = finish(spawn(cache_dir, "run", "-it", str(hello_image), "python", "-c", code, size=(33, 101)))
+    assert exit_code == 0 and "[True, True, True] xterm-256color (101, 33)" in out, out
+    exit_code, out = finish(spawn(cache_dir, "run", str(hello_image), "python", "-c", code))
+    assert exit_code == 0 and "[False, False, False] None" in out, out  # no -t: no terminal, as in Docker
+
+
+@pytest.mark.parametrize("code", ["while True: pass", "import time; time.sleep(3600)"])
+def test_ctrl_c_stops_a_busy_or_sleeping_guest(cache_dir, hello_image, code):
+    child = spawn(cache_dir, "run", str(hello_image), "python", "-c", f"print('started', flush=True)\n{code}")
+    child.expect_exact("started")
+    child.sendintr()
+    exit_code, out = finish(child)
+    assert exit_code == 130 and "boxer: python: interrupted" in out, out
+
+
+def test_sigterm_stops_a_busy_guest_with_143(cache_dir, hello_image):
+    child = spawn(cache_dir, "run", str(hello_image), "python", "-c", "print('started', flush=True)\nwhile 1: pass")
+    child.expect_exact("started")
+    child.kill(signal.SIGTERM)
+    assert finish(child)[0] == 143
