@@ -159,6 +159,50 @@ def test_pip_forms_install_where_the_guest_finds_them(build, boxer):
     assert r.stdout == "1.17.0 True\n"
 
 
+def test_venv_target_prefix_and_user_installs_survive_a_copy_to_the_next_stage(build, boxer):
+    """The idioms of real Dockerfiles: a venv on PATH, --target, --prefix and --user, each
+    installed in a builder stage and copied alone into a fresh final stage."""
+    image = build("FROM python:3.12 AS build\n"
+                  "WORKDIR /app\n"
+                  "RUN python -m venv /opt/venv\n"
+                  "ENV PATH=\"/opt/venv/bin:$PATH\"\n"
+                  "RUN pip install six==1.17.0 && python3 -B -u -m pip install --target /app/deps attrs==23.1.0\n"
+                  "RUN /usr/local/bin/python -m pip install --prefix=/pfx iniconfig==2.0.0\n"
+                  "RUN python -m ensurepip && /usr/local/bin/pip3 install --user --no-cache-dir packaging==24.1\n"
+                  "FROM python:3.12-slim\n"
+                  "COPY --from=build /opt/venv /opt/venv\n"
+                  "COPY --from=build /app/deps /app/deps\n"
+                  "COPY --from=build /pfx /pfx\n"
+                  "COPY --from=build /root/.local /root/.local\n"
+                  "ENV PATH=\"/opt/venv/bin:$PATH\" PYTHONPATH=/app/deps:/pfx/lib/python3.12/site-packages\n")
+    r = run_py(boxer, image, "import sys, six, attr, iniconfig; "
+                             "print(sys.executable, sys.prefix, six.__version__, six.__file__)")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "/opt/venv/bin/python /opt/venv 1.17.0 /opt/venv/lib/python3.12/site-packages/six.py\n"
+    # The base interpreter sees the user site but not the venv's packages, as natively.
+    r = boxer("run", str(image), "/usr/local/bin/python3.12", "-c", "import packaging; print(packaging.__version__); import six")
+    assert r.returncode == 1 and r.stdout == "24.1\n" and "No module named 'six'" in r.stderr
+
+
+def test_a_guest_python_error_names_the_program_as_native_python_does(hello_image, boxer):
+    r = boxer("run", str(hello_image), "python", "-m", "nosuch")
+    assert r.returncode == 1
+    assert r.stderr == "/usr/local/bin/python: No module named nosuch\n"
+
+
+@pytest.mark.parametrize("line,message", [
+    ("python -m venv --frobnicate /v", "Dockerfile:2: RUN: python -m venv: unknown option --frobnicate"),
+    ("pip install --user --target /t six", "Dockerfile:2: RUN: pip install: --user and --target cannot be combined"),
+    ("python -m venv /v && /v/bin/python -m pip install --user six",
+     "Dockerfile:2: RUN: pip install: --user: user site-packages are not visible in this virtualenv (/v)"),
+])
+def test_venv_and_pip_destination_refusals(boxer, make_context, line, message):
+    ctx = make_context(f"FROM python:3.12\nRUN {line}\n")
+    r = boxer("build", "-o", str(ctx / "x.wasm"), str(ctx))
+    assert r.returncode == 1 and message in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+
+
 def test_pip_package_with_only_native_wheels_fails_naming_it(boxer, make_context):
     ctx = make_context("FROM python:3.12\nRUN pip install numpy\n")
     r = boxer("build", "-o", str(ctx / "x.wasm"), str(ctx))

@@ -119,7 +119,7 @@ HOSTILE_ARGS = [
     "file:///app/evil", "'evil @ file:///app/evil'", "git+file:///app/evil#egg=evil",
     "--find-links=./dist evil", "-f ./dist evil", "-f./dist evil", "--no-binary=:all: six",
     "--config-settings=x=y six", "--global-option=x six", "--index-url=file:///app/dist evil",
-    "--target /tmp/escape six", "--src=/tmp six", "dist/evil-1.0.tar.gz",
+    "--src=/tmp six", "dist/evil-1.0.tar.gz",
 ]
 
 
@@ -130,6 +130,27 @@ def test_pip_arguments_that_would_run_or_read_on_the_host_are_refused(
     message = build_error(ctx, tmp_path, cache_dir)
     assert "Dockerfile:4: RUN: pip install: " in message, message
     assert not marker.exists()
+
+
+def test_pip_destinations_and_venvs_through_image_links_stay_in_the_image(tmp_path, cache_dir):
+    """--target, --prefix, --user and `python -m venv` name guest paths: a link the image made
+    to a host directory is followed inside the rootfs, never on the host."""
+    host = tmp_path / "host-dir"
+    run = (f"ln -s {host} /app/t && ln -s {host} /app/p && ln -s {host} /root/.local && ln -s {host} /app/v && "
+           "pip install --target /app/t six==1.17.0 && pip install --prefix /app/p six==1.17.0 && "
+           "pip install --user six==1.17.0 && python -m venv /app/v/venv")
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(PIP_DOCKERFILE.format(run=run))
+    out = tmp_path / "image.wasm"
+    boxer_py.build(ctx, out, cache_dir=cache_dir)
+    assert not host.exists()
+    rootfs = tmp_path / "rootfs"
+    unpack(boxer_py.read_image(out), rootfs)
+    inside = rootfs / str(host).lstrip("/")
+    assert (inside / "six.py").is_file()
+    assert (inside / "lib/python3.12/site-packages/six.py").is_file()
+    assert (inside / "venv/pyvenv.cfg").is_file()
 
 
 def test_constraints_and_nested_files_go_through_the_same_allow_list(hostile_context, tmp_path, cache_dir, marker):

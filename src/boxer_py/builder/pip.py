@@ -50,7 +50,7 @@ _PASSED_FLAGS = {"-U": "--upgrade", "--upgrade": "--upgrade", "--no-deps": "--no
                  "--force-reinstall": "--force-reinstall", "-I": "--ignore-installed",
                  "--ignore-installed": "--ignore-installed"}
 # Flags meaningful only to a native pip (one site dir, the host's own cache, no builds): accepted.
-_IGNORED_FLAGS = {"--no-cache-dir", "--user", "--disable-pip-version-check", "--no-warn-script-location",
+_IGNORED_FLAGS = {"--no-cache-dir", "--disable-pip-version-check", "--no-warn-script-location",
                   "--no-warn-conflicts", "--compile", "--no-compile", "--break-system-packages", "-q", "--quiet",
                   "-v", "--verbose", "--no-input", "--no-color", "--isolated", "--no-build-isolation",
                   "--use-pep517", "--prefer-binary"}
@@ -60,9 +60,11 @@ _IGNORED_VALUES = {"--progress-bar", "--root-user-action", "--cache-dir", "--tim
 _FILE_FLAGS = {"--pre", "--prefer-binary", "--require-hashes", "--no-index"}
 _FILE_VALUES = {"-i", "--index-url", "--extra-index-url", "--trusted-host", "--only-binary", "--no-binary",
                 "-r", "--requirement", "-c", "--constraint"}
-_SHORT = {"-i": "--index-url", "-r": "--requirement", "-c": "--constraint"}
+_SHORT = {"-i": "--index-url", "-r": "--requirement", "-c": "--constraint", "-t": "--target"}
+# Where the packages go instead of the interpreter's site-packages (guest paths).
+_DESTINATIONS = {"--target", "--prefix", "--user"}
 # Options with a value (so that `-xVALUE`, `--x=VALUE` and `--x VALUE` all parse).
-_WITH_VALUE = _IGNORED_VALUES | _FILE_VALUES | {"--upgrade-strategy", "--hash"}
+_WITH_VALUE = _IGNORED_VALUES | _FILE_VALUES | {"--upgrade-strategy", "--hash", "--target", "--prefix"}
 _FROM_SOURCE = ("would build a package from source, which would run its setup code on the build host; build a "
                 "wheel outside (pip wheel), COPY the .whl in and install that file")
 _WHY = {
@@ -76,10 +78,7 @@ _WHY = {
     "--src": _FROM_SOURCE, "--use-feature": "is not supported at build time",
     "--cert": "would read a file of the build host", "--client-cert": "would read a file of the build host",
     "--proxy": "is the build host's setting, not the image's", "--log": "would write a file on the build host",
-    "-t": "is not supported at build time (packages go to the image's site-packages)",
-    "--target": "is not supported at build time (packages go to the image's site-packages)",
-    "--prefix": "is not supported at build time (packages go to the image's site-packages)",
-    "--root": "is not supported at build time (packages go to the image's site-packages)",
+    "--root": "is not supported at build time (use --target or --prefix)",
 }
 # Tools that live beside the interpreter on a native system; the guest needs none of them.
 _BUILD_TOOLS = {"pip"}
@@ -111,6 +110,7 @@ class _Request:
     tools: list[str] = field(default_factory=list)  # pip itself: not needed in the image
     skipped: list[str] = field(default_factory=list)  # requirements whose markers exclude the guest
     sources: list[tuple[str, str, bool]] = field(default_factory=list)  # (guest path, [extras], -e): sdist.py
+    destination: tuple[str, str | None] | None = None  # (--target/--prefix/--user, its value)
     count: int = 0
 
     def add_option(self, *option: str) -> None:
@@ -123,21 +123,26 @@ class _Request:
         self.options += option
 
 
-def pip(args: list[str], root: Path, env: dict[str, str], cwd: str, sandbox: sdist.Sandbox | None = None) -> PipResult:
+def pip(args: list[str], root: Path, env: dict[str, str], cwd: str, sandbox: sdist.Sandbox | None = None,
+        venv_site: str | None = None) -> PipResult:
     """Run `pip ARGS` for the image at `root` (args exclude the `pip` itself); `env` and `cwd`
     are the RUN's (the guest's), never the host's. With a `sandbox`, local projects and what
-    has only source on the index are built there (sdist.py); without one they are refused."""
+    has only source on the index are built there (sdist.py); without one they are refused.
+    `venv_site`: the site-packages of the venv whose pip this is."""
     if not args or args[0] != "install":
         what = args[0] if args else "(no command)"
         if args and args[0] in ("--version", "-V"):
             return PipResult(0, b"pip (run by boxer on the build host for the image's Python)\n")
         raise PipRefused(f"pip {what}: only `pip install` runs at build time")
-    version = _python_version(env)
-    site = _site_packages(env)
+    version = python_version(env)
     marker_env = marker_environment(version)
     request = _Request()
     _parse_command(args[1:], request, _Parse(root, env, cwd, marker_env, sources=sandbox is not None))
     python = ".".join(version.split(".")[:2])
+    if venv_site and request.destination and request.destination[0] == "--user":
+        raise PipRefused("pip install: --user: user site-packages are not visible in this virtualenv "
+                         f"({venv_site.split('/lib/python')[0]}), as pip says too")
+    site = _destination(request, env, cwd, python) or venv_site or _site_packages(env)
     if not request.requirements and not request.wheels and not request.sources:
         if request.tools:
             return PipResult(0, b"pip: nothing to install for the image (pip itself is not needed)\n")
@@ -232,12 +237,25 @@ def marker_environment(version: str) -> dict[str, str]:
             "python_version": ".".join(full.split(".")[:2]), "sys_platform": "wasi"}
 
 
-def _python_version(env: dict[str, str]) -> str:
+def python_version(env: dict[str, str]) -> str:
     version = env.get("PYTHON_VERSION", "")
     match = re.match(r"(\d+)\.(\d+)(\.\d+)?", version)
     if not match:
         raise PipRefused("pip install: the image has no Python (PYTHON_VERSION is not set); start FROM python:3.12")
     return match[0]
+
+
+def _destination(request: _Request, env: dict[str, str], cwd: str, python: str) -> str | None:
+    """The directory --target, --prefix or --user name, as pip would place packages there."""
+    if request.destination is None:
+        return None
+    name, value = request.destination
+    lib = posixpath.join("lib", f"python{python}", "site-packages")
+    if name == "--user":
+        return posixpath.join(env.get("HOME", "/root"), ".local", lib)
+    assert value is not None, "--target and --prefix take a value (_WITH_VALUE)"
+    where = posixpath.normpath(posixpath.join(cwd, value))
+    return where if name == "--target" else posixpath.join(where, lib)
 
 
 def _site_packages(env: dict[str, str]) -> str:
@@ -320,6 +338,10 @@ def _parse_command(args: list[str], request: _Request, ctx: _Parse) -> None:
             continue
         elif name == "--upgrade-strategy" and value in ("only-if-needed", "eager"):
             request.add_option(name, value)
+        elif name in _DESTINATIONS and (value is None) == (name == "--user"):
+            if request.destination and request.destination[0] != name:
+                raise PipRefused(f"pip install: {request.destination[0]} and {name} cannot be combined")
+            request.destination = (name, value)
         elif name in ("--requirement", "--constraint"):
             _read_file(posixpath.join(ctx.cwd, value), request, ctx, name == "--constraint", 0, top=True)
         elif name in _FILE_FLAGS | _FILE_VALUES:

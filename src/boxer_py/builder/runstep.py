@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from boxer_py.builder.pip import PipRefused, pip
+from boxer_py.builder import venv
+from boxer_py.builder.pip import PipRefused, pip, python_version
 from boxer_py.builder.sdist import Sandbox
 from boxer_py.dockerfile.plan import RunStep
 from boxer_py.errors import BoxerError, BuildError, RunError
@@ -53,16 +54,12 @@ NATIVE_TOOLS = {
 }
 
 
-def _is_pip(argv: list[str]) -> int:
-    """How many words name pip: `pip`, `pip3.12`, or `python -m pip` (0: not pip)."""
-    name = posixpath.basename(argv[0])
-    if re.fullmatch(r"pip(3(\.\d+)?)?", name):
-        return 1
-    if name.startswith("python") and argv[1:3] == ["-m", "pip"]:
-        return 3
-    if name.startswith("python") and argv[1:3] == ["setup.py", "install"]:
-        return -1  # built in the sandbox as `pip install .` would (sdist.py)
-    return 0
+def _python_module(argv: list[str]) -> tuple[str, int] | None:
+    """(MODULE, where its arguments start) for `python [options] -m MODULE ...`."""
+    if not re.fullmatch(r"python[0-9.]*", posixpath.basename(argv[0])):
+        return None
+    at = venv.module_after_options(argv)
+    return (argv[at + 1], at + 2) if at else None
 
 
 @dataclass
@@ -76,14 +73,23 @@ class Commands:
 
     def __call__(self, inv: Invocation) -> Completed:
         name = posixpath.basename(inv.argv[0])
-        words = _is_pip(inv.argv)
-        if words:
-            args = ["install", "."] if words < 0 else inv.argv[words:]
-            try:
-                done = pip(args, self.root, inv.env, inv.cwd, Sandbox(self.root, self.runner, inv.env))
-            except PipRefused as e:
-                raise BuildError(str(e)) from None
-            return Completed(done.exit_code, done.output)
+        module, at = _python_module(inv.argv) or ("", 0)
+        if re.fullmatch(r"pip(3(\.\d+)?)?", name) or module == "pip":
+            return self._pip(inv, inv.argv[at or 1:])
+        if name.startswith("python") and inv.argv[1:3] == ["setup.py", "install"]:
+            return self._pip(inv, ["install", "."])  # built in the sandbox as `pip install .` would (sdist.py)
+        if module == "ensurepip":
+            return Completed(0, b"ensurepip: nothing to do: boxer runs pip for the image on the build host\n")
+        if module == "venv":
+            interpreter = inv.argv[0] if "/" in inv.argv[0] else venv.found(
+                self.root, inv.argv[0], inv.env.get("PATH", DEFAULT_PATH), inv.cwd)
+            if interpreter is not None:
+                try:
+                    version = python_version(inv.env)
+                except PipRefused as e:
+                    raise BuildError(str(e).replace("pip install", "python -m venv")) from None
+                venv.create(self.root, inv.argv[at:], interpreter, version, inv.cwd)
+                return Completed(0)
         if name in NATIVE_TOOLS:
             if self.skip_unsupported:
                 self.warn(f"skipped {name}: {NATIVE_TOOLS[name]}")
@@ -96,6 +102,19 @@ class Commands:
             return Completed(e.exit_code, stderr=f"sh: {e}\n".encode())
         stderr = result.stderr + (f"{name}: {result.trap}\n".encode() if result.trap else b"")
         return Completed(result.exit_code, result.stdout, stderr)
+
+
+    def _pip(self, inv: Invocation, args: list[str]) -> Completed:
+        """pip for the image, into the site-packages of the venv it belongs to, if any."""
+        path = inv.env.get("PATH", DEFAULT_PATH)
+        which = (venv.of_program(self.root, posixpath.normpath(posixpath.join(inv.cwd, inv.argv[0])))
+                 if "/" in inv.argv[0] else venv.active(self.root, inv.argv[0], path, inv.cwd))
+        try:
+            site = venv.site_packages(which, python_version(inv.env)) if which else None
+            done = pip(args, self.root, inv.env, inv.cwd, Sandbox(self.root, self.runner, inv.env), site)
+        except PipRefused as e:
+            raise BuildError(str(e)) from None
+        return Completed(done.exit_code, done.output)
 
 
 def execute(step: RunStep, root: Path, commands: Commands) -> ShellResult:

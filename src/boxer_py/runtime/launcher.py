@@ -11,6 +11,7 @@ import json
 import math
 import os
 import posixpath
+import re
 import tempfile
 import threading
 import time
@@ -61,6 +62,22 @@ MIN_TABLE_ELEMENTS = 1 << 16
 Exports = Mapping[str, object]  # an instance's exports by name (wasmtime's InstanceExports)
 Keep = Callable[[wasmtime.Store, Exports], None]  # told the store and exports once a run has ended
 ModuleKey = tuple[str, object]  # (image id, program path) or ("preinit", digest): see _module, _resumable
+
+
+def _python(argv: list[str], env: dict[str, str], found: str) -> tuple[list[str], dict[str, str]]:
+    """argv and env for a Python interpreter named by PATH lookup, as native CPython sees them.
+
+    Native CPython finds its own executable by searching PATH for argv[0]; CPython for WASI
+    cannot, so `sys.executable` came out empty, errors read ": No module named x", and a venv's
+    `python` (a link beside its pyvenv.cfg) used the base's site-packages: it gets the path it
+    was found at as argv[0]. CPython for WASI also has no user site unless PYTHONUSERBASE is
+    set, so `pip install --user` packages (in ~/.local, as in Docker) get it from HOME.
+    """
+    if not re.fullmatch(r"python[0-9.]*", posixpath.basename(argv[0])):
+        return argv, env
+    if "PYTHONUSERBASE" not in env and env.get("HOME", "").startswith("/"):
+        env = {**env, "PYTHONUSERBASE": posixpath.join(env["HOME"], ".local")}
+    return ([found, *argv[1:]] if "/" not in argv[0] else argv), env
 
 
 def _reason(error: Exception) -> str:
@@ -114,7 +131,7 @@ class Launcher:
         self._loaded: dict[ModuleKey, Loaded] = {}
         self._lock = threading.Lock()
         self._snapshots: dict[str, Snapshot | None] = {}
-        self._programs: dict[tuple[str, str, str, str], Path] = {}  # see _image_program
+        self._programs: dict[tuple[str, str, str, str], tuple[str, Path]] = {}  # see _image_program
         self._guest_digest: str | None = None  # see _guest
         self._snapshot_lock = threading.Lock()
         self.runs = self.cache_dir / "runs"
@@ -206,7 +223,8 @@ class Launcher:
                                f"({e.strerror or e})") from None
             spec = replace(spec, mounts=tuple(mounts.check(spec.mounts, root, shared)))
             spec = replace(spec, mounts=tuple(m for m in spec.mounts if not mounts.copy_file(m, root)))
-            program = self._image_program(image, base, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
+            guest, program = self._image_program(image, base, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
+            argv, env = _python(argv, env, guest)
             resume = self._resume(image, base, program, argv, env, workdir, spec, shared)
             loaded = resume.module if resume else self._program_module(image, base, program, argv[0])
             self.workspaces.seal(tmp)
@@ -302,7 +320,7 @@ class Launcher:
         if not (self.preinit and guest):
             return None
         try:
-            if self._image_program(image, base, guest, DEFAULT_PATH, "/") != program:
+            if self._image_program(image, base, guest, DEFAULT_PATH, "/")[1] != program:
                 return None
         except RunError:
             return None
@@ -374,7 +392,8 @@ class Launcher:
                limits: Limits = Limits(), labels: dict[str, str] | None = None) -> RunResult:
         """Run a program of a rootfs in place, so its writes stay: a build's RUN step. The
         program is read from `root` itself (which the build is changing), not from an image."""
-        program = self._find_program(root, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
+        guest, program = self._find_program(root, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
+        argv, env = _python(argv, env, guest)
         loaded = self.modules.load(program.read_bytes())
         spec = RunSpec(tuple(argv), env=env, workdir=workdir, stdin=stdin, limits=limits, output_dir=None)
         self.runs.mkdir(parents=True, exist_ok=True)
@@ -517,7 +536,7 @@ class Launcher:
         else:
             result.exit_code, result.trap = TRAP_EXIT_CODE, _reason(error)
 
-    def _image_program(self, image: Image, base: Path, name: str, path: str, workdir: str) -> Path:
+    def _image_program(self, image: Image, base: Path, name: str, path: str, workdir: str) -> tuple[str, Path]:
         """_find_program in an image's unpacked rootfs, which never changes: found once."""
         key = (image.id, name, path, workdir)
         program = self._programs.get(key)
@@ -525,7 +544,8 @@ class Launcher:
             program = self._programs[key] = self._find_program(base, name, path, workdir)
         return program
 
-    def _find_program(self, root: Path, name: str, path: str, workdir: str) -> Path:
+    def _find_program(self, root: Path, name: str, path: str, workdir: str) -> tuple[str, Path]:
+        """The program `name` runs: its guest path (as found, links not followed) and host file."""
         for guest in program_candidates(name, path, workdir):
             host = resolve(root, guest)
             if host.is_file():
@@ -533,6 +553,6 @@ class Launcher:
                     if f.read(4) != WASM_MAGIC:
                         raise RunError(f"{name}: {guest} is not a WebAssembly program "
                                        "(native binaries and scripts cannot run here)", 126)
-                return host
+                return guest, host
         where = "" if "/" in name else f" in PATH ({path})"
         raise RunError(f"{name}: not found{where}{mounts.no_shell_hint(name)}", 127)
