@@ -144,6 +144,8 @@ def python_runs(b: Bench) -> list[Measurement]:
         colds.mkdir()
         return {"BOXER_CACHE_DIR": str(colds)}
 
+    (b.workdir / "data").mkdir(exist_ok=True)
+    mounted = [*boxer, "run", "-v", f"{b.workdir / 'data'}:/data", str(b.image), "python", "-c", "pass"]
     warm_cache = b.workdir / "warm"
     warm_env = {"BOXER_CACHE_DIR": str(warm_cache)}
     unserved_env = {**warm_env, "BOXER_SERVER": "0"}
@@ -219,6 +221,8 @@ def python_runs(b: Bench) -> list[Measurement]:
                     b.runs, prepare=start_server),
         Measurement("  the same, BOXER_SERVER=0 (the CLI loads everything itself: the previous version)",
                     process(argv, unserved_env), b.runs, prepare=process(argv, unserved_env)),
+        Measurement("  the same with -v DIR:/data, BOXER_SERVER=0 (a mount: started from a snapshot too)",
+                    process(mounted, unserved_env), b.runs, prepare=process(mounted, unserved_env)),
         Measurement("4 served `boxer run`s one after another", cli_runs(1), b.runs, prepare=start_server),
         Measurement("4 served `boxer run`s, 2 at a time (each run a process of its own)", cli_runs(2), b.runs,
                     prepare=start_server),

@@ -139,6 +139,31 @@ def test_stdin_env_workdir_and_limits(fast, slow):
     assert r.preinitialised and r.out_of_memory
 
 
+def test_mounts_are_attached_to_a_restored_snapshot(fast, slow, tmp_path):
+    """A snapshot booted with empty stand-ins at the mount points: the run sees the real
+    mounts, reads and writes through them, and relative paths and imports under them work."""
+    data, code, extra = tmp_path / "data", tmp_path / "code", tmp_path / "extra"
+    for d in (data, code, extra):
+        d.mkdir()
+    (data / "in.txt").write_text("mounted data")
+    (code / "tool.py").write_text("import sys\nprint('tool', sys.argv[1:], __name__)\n")
+    (code / "helper.py").write_text("VALUE = 42\n")
+    mounts = [f"{data}:/data", f"{code}:/code:ro", f"{extra}:/app/extra"]
+    probe = ("import os, sys; print(open('/data/in.txt').read(), sorted(os.listdir('/code')), os.listdir('/app'));"
+             "sys.path.insert(0, '/code'); import helper; print(helper.VALUE);"
+             "open('/app/extra/out.txt', 'w').write('from the guest')")
+    a = same(fast, slow, ["python", "-c", probe], mounts=mounts)
+    assert a.stdout.startswith(b"mounted data ['helper.py', 'tool.py']")
+    assert (extra / "out.txt").read_text() == "from the guest"
+    same(fast, slow, ["python", "/code/tool.py", "x"], mounts=mounts)
+    same(fast, slow, ["python", "tool.py", "y"], mounts=mounts, workdir="/code")
+    same(fast, slow, ["python", "-m", "tool"], mounts=[f"{code}:/app/code"], workdir="/app/code")
+    r = fast.run_python("open('/code/new', 'w')", mounts=mounts)
+    assert r.preinitialised and b"PermissionError" in r.stderr and not (code / "new").exists()
+    r = fast.run_python("import os; print(os.listdir('/data'))")  # a run without them has none of them
+    assert r.preinitialised and r.exit_code == 1 and b"FileNotFoundError" in r.stderr
+
+
 def test_memory_cap_below_the_snapshot(fast):
     r = fast.run_python("print(1)", memory="8m")
     assert r.exit_code != 0 and r.out_of_memory and b"1" not in r.stdout
@@ -171,7 +196,8 @@ def test_runs_leave_nothing_for_the_next(fast):
 def test_not_for_what_cpython_starts_differently(fast, tmp_path):
     for command in (["python", "-u", "-c", "pass"], ["python", "-"], ["python"], ["python", "-I", "main.py"]):
         assert not fast.run(command, stdin="").preinitialised
-    assert not fast.run_python("pass", mounts=[f"{tmp_path}:/data"]).preinitialised
+    assert not fast.run_python("pass", mounts=[f"{tmp_path}:/lib/python3.12/site-packages"]).preinitialised
+    assert not fast.run_python("pass", mounts=[f"{tmp_path}:/usr"]).preinitialised
     r = fast.run_python("import sys; print(sys.flags.hash_randomization)", env={"PYTHONHASHSEED": "0"})
     assert (r.stdout, r.preinitialised) == (b"0\n", True)  # a start-up variable gets a snapshot of its own
 

@@ -40,6 +40,7 @@ from boxer_py.runtime.spec import (
     TIMEOUT_EXIT_CODE,
     TRAP_EXIT_CODE,
     Limits,
+    Mount,
     RunResult,
     RunSpec,
 )
@@ -106,6 +107,18 @@ def _sweep(runs: Path) -> None:
             remove_tree(runs / name)
         except (OSError, OverflowError):
             pass
+
+
+PYTHON_DIRS = ("/usr", "/lib", "/lib64", "/etc")  # where a CPython's own files and site-packages live
+
+
+def _over_python(points: Sequence[str], startup: Mapping[str, str]) -> bool:
+    """Whether a mount covers (or is inside) a directory CPython reads while it starts: the
+    boot of a snapshot saw an empty directory there (site-packages' .pth files, PYTHONPATH)."""
+    dirs = [*PYTHON_DIRS, *(d for d in startup.get("PYTHONPATH", "").split(":") if d.startswith("/")),
+            *([startup["PYTHONHOME"]] if startup.get("PYTHONHOME", "").startswith("/") else [])]
+    return any(p == d or p.startswith(d.rstrip("/") + "/") or d.startswith(p.rstrip("/") + "/")
+               for p in points for d in dirs)
 
 
 @dataclass(frozen=True)
@@ -293,21 +306,27 @@ class Launcher:
     def _resume(self, image: Image, base: Path, program: Path, argv: list[str], env: dict[str, str],
                 workdir: str, spec: RunSpec, shared: list[tuple[str, Path]]) -> Resume | None:
         """How to start this run from a snapshot of its interpreter, or None if it cannot be:
-        the program is not the image's CPython, CPython would start differently, mounts.
-        Only the resumable module is compiled for such runs, not the program itself."""
-        if spec.mounts or not preinit.eligible(argv):
+        the program is not the image's CPython, CPython would start differently, a mount over
+        CPython's own files. Only the resumable module is compiled for such runs, not the
+        program itself. Mounts are directories preopened after the image's own, so a snapshot
+        booted with empty directories at the same guest paths (one per set of mount points)
+        holds the same descriptor table as the run, which then attaches the real ones."""
+        if not preinit.eligible(argv):
+            return None
+        startup = {**image.spec.config.env_dict(), **preinit.startup_env(env)}
+        points = tuple(m.guest for m in spec.mounts)
+        if _over_python(points, startup):
             return None
         module = self._resumable(image, base, program)
         if module is None:
             return None
         message = preinit.request(argv, env, workdir)
-        startup = {**image.spec.config.env_dict(), **preinit.startup_env(env)}
         digest = self.modules.digest_file(program, base)
         key = hashlib.sha256(json.dumps([preinit.VERSION, self._guest(), WASMTIME_VERSION, image.id, digest,
-                                         argv[0], startup]).encode()).hexdigest()
+                                         argv[0], startup, *([points] if points else [])]).encode()).hexdigest()
         with self._snapshot_lock:
             if key not in self._snapshots:
-                self._snapshots[key] = self._snapshot(key, image, base, module, argv[0], startup, shared)
+                self._snapshots[key] = self._snapshot(key, image, base, module, argv[0], startup, shared, points)
             snapshot = self._snapshots[key]
         if snapshot is None or len(message) > snapshot.inbox_size:
             return None
@@ -344,7 +363,8 @@ class Launcher:
         return self._resumable(image, base, program) or self._module(image, base, program, name)
 
     def _snapshot(self, key: str, image: Image, base: Path, module: Loaded, argv0: str,
-                  startup: dict[str, str], shared: list[tuple[str, Path]]) -> Snapshot | None:
+                  startup: dict[str, str], shared: list[tuple[str, Path]], points: tuple[str, ...] = ()
+                  ) -> Snapshot | None:
         """The snapshot for `key`, from the cache or made by a boot run in a sandbox like the
         runs' own; None if the interpreter would not boot (such runs start from scratch)."""
         path = self._snapshot_path(key)
@@ -358,13 +378,16 @@ class Launcher:
             memory = preinit.memory_of(store, preinit.export_of(exports, "memory", wasmtime.Memory))
             captured.append((memory, preinit.export_of(exports, preinit.STACK_POINTER, wasmtime.Global).value(store)))
 
-        spec = RunSpec(tuple(argv), env=startup, limits=Limits(timeout=120), output_dir=None)
-        tmp = self.workspaces.take(image.id, base, [host for _, host in shared])
-        try:
-            result = self._sandbox(tmp / "rootfs", module, argv, startup, "/", spec, tmp,
-                                   image.spec.config.labels, shared, keep=keep)
-        finally:
-            self.workspaces.give_back(tmp)
+        self.runs.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f"{os.getpid()}.", dir=self.runs) as empty:
+            stand_ins = tuple(Mount(Path(empty), point, True) for point in points)  # the runs' mounts go here
+            spec = RunSpec(tuple(argv), env=startup, mounts=stand_ins, limits=Limits(timeout=120), output_dir=None)
+            tmp = self.workspaces.take(image.id, base, [host for _, host in shared])
+            try:
+                result = self._sandbox(tmp / "rootfs", module, argv, startup, "/", spec, tmp,
+                                       image.spec.config.labels, shared, keep=keep)
+            finally:
+                self.workspaces.give_back(tmp)
         if result.exit_code != 0 or not captured:
             return None
         memory, stack_pointer = captured[0]
