@@ -25,7 +25,7 @@ EXAMPLES = REPO / "examples"
 QUICK: list[str] = []
 TIERS = {
     "test_architecture.py": QUICK, "test_shell.py": QUICK, "test_reference.py": QUICK,
-    "test_image.py": QUICK, "unit": QUICK,
+    "test_image.py": QUICK, "unit": QUICK, "test_store.py": QUICK,
     "test_build.py": ["slow"], "test_build_run.py": ["slow"], "test_errors.py": ["slow"],
     "test_limits.py": ["slow"], "test_run.py": ["slow"], "test_preinit.py": ["slow"],
     "test_readonly.py": ["slow"], "test_scratch.py": ["slow"], "test_session.py": ["slow"],
@@ -36,6 +36,7 @@ TIERS = {
     "test_server.py": ["slow", "server"], "test_wasi_python.py": ["slow", "datasci"],
     "test_web.py": ["slow", "browser"], "test_web_hostile.py": ["slow", "browser"],
     "test_sdist.py": ["slow"], "test_dockerfile_forms.py": ["slow"], "test_docker_run.py": ["slow"],
+    "test_store_run.py": ["slow"],
 }
 
 

@@ -111,6 +111,35 @@ def test_skopeo_copies_an_exported_layout_and_boxer_imports_the_copy(boxer, hell
     assert (tmp_path / "back.wasm").read_bytes() == hello_image.read_bytes()
 
 
+@pytest.mark.skipif(not os.access(SKOPEO, os.X_OK) and not os.environ.get("CI"), reason="needs skopeo: make system")
+def test_save_is_an_oci_archive_and_a_docker_archive_for_skopeo_and_load_reads_skopeos(boxer, hello_image, tmp_path):
+    """Issue 20: `boxer save` writes the archive `docker save` writes: skopeo reads it as
+    oci-archive: (the image comes back byte for byte) and as docker-archive:; `boxer load`
+    reads skopeo's docker-archive and oci-archive back into the store."""
+    archive = tmp_path / "saved.tar"
+    r = boxer("save", "-o", str(archive), str(hello_image))
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([SKOPEO, "--insecure-policy", "copy", "-q", f"oci-archive:{archive}", f"oci:{tmp_path / 'o'}:x"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert boxer("import", str(tmp_path / "o"), "-o", str(tmp_path / "back.wasm")).returncode == 0
+    assert (tmp_path / "back.wasm").read_bytes() == hello_image.read_bytes()
+    r = subprocess.run([SKOPEO, "--insecure-policy", "copy", "-q", f"docker-archive:{archive}",
+                        f"docker-archive:{tmp_path / 'd.tar'}:sk/hello:1"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([SKOPEO, "--insecure-policy", "copy", "-q", f"oci:{tmp_path / 'o'}:x",
+                        f"oci-archive:{tmp_path / 'oa.tar'}:sk/hello-oci:2"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert boxer("load", "-i", str(tmp_path / "d.tar")).stdout == "Loaded image: sk/hello:1\n"
+    assert boxer("load", "-i", str(tmp_path / "oa.tar")).stdout == "Loaded image: sk/hello-oci:2\n"
+    [oci_loaded] = json.loads(boxer("inspect", "sk/hello-oci:2").stdout)
+    assert oci_loaded["Id"] == imagefile.read(hello_image).id
+    [docker_loaded] = json.loads(boxer("inspect", "sk/hello:1").stdout)
+    # docker-archive has no place for boxer's annotation: the runnable config (absolute program) comes back
+    assert docker_loaded["Config"]["Entrypoint"] == ["/usr/local/bin/python3.12"]
+    assert docker_loaded["RootFS"] == oci_loaded["RootFS"]
+
+
 def test_import_refuses_a_tampered_blob(boxer, hello_image, tmp_path):
     assert boxer("export", str(hello_image), "--format", "oci", str(tmp_path / "l")).returncode == 0
     biggest = max((tmp_path / "l" / "blobs" / "sha256").iterdir(), key=lambda p: p.stat().st_size)

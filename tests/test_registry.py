@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from boxer_py.image import imagefile
 from localregistry import REGISTRY_BINARY, FaultProxy, LocalRegistry
 
 SKOPEO = shutil.which("skopeo") or "/usr/bin/skopeo"
@@ -113,6 +114,26 @@ def test_push_then_pull_gives_back_the_same_image(bx, registry, hello_image, hel
     assert by_digest.returncode == 0, by_digest.stderr
     assert json.loads(by_digest.stdout)["digest"] == pushed["digest"]
     assert (tmp_path / "d.wasm").read_bytes() == hello_image.read_bytes()
+
+
+def test_pull_keeps_the_image_in_the_store_and_never_overwrites_a_file(bx, registry, hello_image, hello_output,
+                                                                       tmp_path):
+    """Issue 20: `boxer pull REF` stores the image as `docker pull` does (run it by name);
+    `-o FILE` also writes a file, and refuses one that exists instead of replacing it."""
+    ref = f"{registry.host}/team/stored:1"
+    assert bx("push", "-q", str(hello_image), ref).returncode == 0
+    r = bx("pull", ref)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-1] == ref
+    listed = bx("images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}").stdout.splitlines()
+    assert f"{ref} {imagefile.read(hello_image).id[7:19]}" in listed
+    assert bx("run", ref).stdout == hello_output
+    mine = tmp_path / "mine.wasm"
+    mine.write_bytes(b"my own file")
+    r = bx("pull", ref, "-o", str(mine))
+    assert "already exists" in one_line_error(r) and mine.read_bytes() == b"my own file"
+    r = bx("pull", ref, "-o", str(tmp_path / "new.wasm"))
+    assert r.returncode == 0 and (tmp_path / "new.wasm").read_bytes() == hello_image.read_bytes()
 
 
 def test_second_push_sends_no_blob_again(bx, registry, hello_image):

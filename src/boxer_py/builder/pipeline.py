@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from boxer_py.builder.assemble import Progress, StepCache, assemble
@@ -11,7 +11,7 @@ from boxer_py.builder.context import Context
 from boxer_py.builder.mounts import read_secret
 from boxer_py.builder.runstep import Commands, Ran
 from boxer_py.dockerfile.bases import load_catalog
-from boxer_py.dockerfile.parser import parse_file
+from boxer_py.dockerfile.parser import parse, parse_file
 from boxer_py.dockerfile.plan import ImageBase, make_plan
 from boxer_py.errors import BuildError
 from boxer_py.image import imagefile
@@ -28,34 +28,48 @@ def _no_runtime(*args: object, **kwargs: object) -> Ran:
 @dataclass(frozen=True)
 class BuildResult:
     id: str
-    path: Path
+    path: Path  # the -o file, else the image's file in the local store
     size: int
+    tags: tuple[str, ...] = ()
 
 
 def build(context: str | Path, output: str | Path | None, dockerfile: str | Path | None = None,
           build_args: dict[str, str] | None = None, target: str | None = None,
           tag: str | None = None, progress: Progress = lambda _: None, cache_dir: str | Path | None = None,
           skip_unsupported: bool = False, no_cache: bool = False,
-          run_in: RunIn | None = None, secrets: dict[str, str | Path] | None = None) -> BuildResult:
-    """Build `context` into the image file `output` and, with a `tag`, into the local store. RUN's Wasm programs run under Wasmtime with
-    compiled modules cached in `cache_dir` (default: the run cache); `skip_unsupported` turns
-    native tools in RUN (apt-get, curl...) into warnings instead of errors. RUN results are cached
-    in `cache_dir` too; `no_cache` runs every step again. `run_in` runs a program of the rootfs
-    being built (the runtime's Launcher.run_in; `boxer_py.build` passes it): without one, a RUN
-    that runs a program fails. `secrets` (id -> a file on the host, see parse_secret) serve
-    RUN --mount=type=secret: read once, never written to a layer, the image or the cache."""
-    if tag is not None:
-        tag = check_tag(tag)  # before any work: a bad tag must not cost a build
+          run_in: RunIn | None = None, secrets: dict[str, str | Path] | None = None,
+          tags: Sequence[str] = (), labels: dict[str, str] | None = None,
+          dockerfile_text: str | None = None) -> BuildResult:
+    """Build `context` as `docker build` does: into the local store (under `tag` and `tags`,
+    or untagged), and only into the image file `output` when one is given (then the store
+    keeps it only if it is tagged). Nothing is ever written into the context unless `output`
+    points there. The image id does not depend on the tags (they are not part of the image).
+
+    RUN's Wasm programs run under Wasmtime with compiled modules cached in `cache_dir`
+    (default: the run cache); `skip_unsupported` turns native tools in RUN (apt-get, curl...)
+    into warnings instead of errors. RUN results are cached in `cache_dir` too; `no_cache` runs
+    every step again. `run_in` runs a program of the rootfs being built (the runtime's
+    Launcher.run_in; `boxer_py.build` passes it): without one, a RUN that runs a program fails.
+    `secrets` (id -> a file on the host, see parse_secret) serve RUN --mount=type=secret: read
+    once, never written to a layer, the image or the cache. `labels` are added to the image's
+    (`--label`); `dockerfile_text` is the Dockerfile itself (`-f -`) instead of a file."""
+    names = [check_tag(t) for t in ([tag] if tag else []) + list(tags)]  # before any work
+    names = list(dict.fromkeys(names))
     secret_data = {ident: read_secret(Path(src), ident) for ident, src in (secrets or {}).items()}
     context = Path(context)
-    dockerfile = Path(dockerfile) if dockerfile else context / "Dockerfile"
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     store = Store(cache_dir / "images")
-    parsed = parse_file(dockerfile)
+    if dockerfile_text is not None:
+        where = "Dockerfile (stdin)"
+        parsed = parse(dockerfile_text, where)
+    else:
+        dockerfile = Path(dockerfile) if dockerfile else context / "Dockerfile"
+        where = str(dockerfile)
+        parsed = parse_file(dockerfile)
     plan = make_plan(parsed, load_catalog(), build_args, target, lambda ref: _find_image(ref, context, store))
     for warning in plan.warnings:
         progress(f"WARNING: {warning}")
-    ctx = Context(context, str(dockerfile))
+    ctx = Context(context, where)
     runner = run_in or _no_runtime
 
     def commands(root: Path, labels: dict[str, str]) -> Commands:
@@ -66,18 +80,22 @@ def build(context: str | Path, output: str | Path | None, dockerfile: str | Path
     cache = StepCache(cache_dir / "steps", not no_cache, "skip-unsupported\n" if skip_unsupported else "")
     with tempfile.TemporaryDirectory(prefix="boxer-build-") as scratch:
         assembled = assemble(plan, ctx, Path(scratch), progress, commands, cache, secret_data)
-    annotations = {"org.opencontainers.image.ref.name": tag} if tag else None
-    data, image_id = imagefile.encode(assembled.spec, assembled.layers, annotations)
-    if output is not None:
-        imagefile.write(output, data)
-        progress(f"writing image {image_id[:19]} to {output} ({len(data) / 1e6:.1f} MB)")
-    if tag:
-        stored = store.add(data, tag, image_id)
-        progress(f"naming to {stored.tag} ({image_id[:19]})")
-        output = output if output is not None else stored.path
-    if output is None:  # neither an output nor a tag: Path(None) used to raise a TypeError here
-        raise BuildError("build: give an output path or a tag")
-    return BuildResult(image_id, Path(output), len(data))
+    spec = assembled.spec
+    if labels:
+        spec = replace(spec, config=replace(spec.config, labels={**spec.config.labels, **labels}))
+    data, image_id = imagefile.encode(spec, assembled.layers)
+    path = Path(output) if output is not None else None
+    if path is not None:
+        imagefile.write(path, data)
+        progress(f"writing image {image_id[:19]} to {path} ({len(data) / 1e6:.1f} MB)")
+    if names or path is None:
+        stored = store.add(data, image_id, names)
+        if path is None:
+            progress(f"writing image {image_id[:19]} ({len(data) / 1e6:.1f} MB)")
+        for name in names:
+            progress(f"naming to {name}")
+        path = path or stored.path
+    return BuildResult(image_id, path, len(data), tuple(names))
 
 
 def _find_image(ref: str, context: Path, store: Store) -> ImageBase | None:

@@ -72,3 +72,29 @@ def store():
 def locate(image: str) -> Path:
     """An image file, or the file of a local tag."""
     return store().locate(image)
+
+def human_size(size: float) -> str:
+    """Docker's sizes: three significant digits, decimal units (`34.2MB`, `1.93GB`, `512B`)."""
+    units = ["B", "kB", "MB", "GB", "TB", "PB"]
+    i = 0
+    while size >= 999.5 and i < len(units) - 1:
+        size /= 1000
+        i += 1
+    return f"{size:.3g}{units[i]}"
+
+def human_since(seconds: float) -> str:
+    """Docker's `CREATED` column: how long ago, in words (`2 hours ago`)."""
+    s = max(0, int(seconds))
+    if s < 1:
+        return "Less than a second ago"
+    steps = [(60, "second", 1), (3600, "minute", 60), (86400 * 2, "hour", 3600), (86400 * 7 * 2, "day", 86400),
+             (86400 * 30 * 3, "week", 86400 * 7), (86400 * 365 * 2, "month", 86400 * 30)]
+    for limit, unit, per in steps:
+        if s < limit:
+            n = s // per
+            if unit == "minute" and n == 1:
+                return "About a minute ago"
+            if unit == "hour" and n == 1:
+                return "About an hour ago"
+            return f"{n} {unit}{'s' if n != 1 else ''} ago"
+    return f"{s // (86400 * 365)} years ago"

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import click
 
-from boxer_py.cli import browser, build, images, registry, run  # noqa: F401  (they register the commands)
+from boxer_py.cli import browser, build, images, prune, registry, run  # noqa: F401  (they register the commands)
 from boxer_py.cli.common import cli
 from boxer_py.errors import BoxerError, RunError
 

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+from dataclasses import replace
 
 import click
 
-from boxer_py.cli.common import cli, locate
+from boxer_py.cli.common import cli, locate, store
 
 
 def _options(insecure: bool, quiet: bool, as_json: bool):
@@ -35,18 +37,34 @@ def push(image, reference, fmt, insecure, quiet, as_json):
 
 @cli.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("reference", metavar="NAME[:TAG|@DIGEST]")
-@click.option("-o", "--output", metavar="FILE", help="Where to write the image (default: NAME.wasm).")
+@click.option("-o", "--output", metavar="FILE", help="Also write the image to FILE (which must not exist yet).")
 @click.option("--insecure", is_flag=True, help=_INSECURE_HELP)
+@click.option("--platform", metavar="wasi/wasm", help="Accepted (boxer pulls the wasip1/wasm image of an index).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
-@click.option("--json", "as_json", is_flag=True, help="Print the pulled reference, digest and path as JSON.")
-def pull(reference, output, insecure, quiet, as_json):
-    """Pull an image (either format boxer pushes) from a registry into an image file."""
-    from boxer_py.registry.reference import Reference
-    from boxer_py.registry.transfer import pull as pull_image
+@click.option("--json", "as_json", is_flag=True, help="Print the pulled reference, digest and id as JSON.")
+def pull(reference, output, insecure, platform, quiet, as_json):
+    """Pull an image (either format boxer pushes) from a registry into the local store, like
+    docker pull (by tag: under its name; by digest: untagged); with -o, also into a file."""
+    from boxer_py.errors import ImageError
+    from boxer_py.image import imagefile
+    from boxer_py.registry.transfer import fetch
 
-    output = output or Reference.parse(reference).repository.rsplit("/", 1)[-1] + ".wasm"
-    result = pull_image(reference, output, _options(insecure, quiet, as_json))
-    click.echo(json.dumps(result.to_json()) if as_json else result.path)
+    if output and os.path.lexists(output):
+        raise ImageError(f"{output}: already exists; boxer pull does not overwrite a file (remove it or "
+                         "choose another -o)")
+    fetched = fetch(reference, _options(insecure, quiet, as_json))
+    result = fetched.transferred
+    store().add(fetched.data, result.image_id, [fetched.local_name] if fetched.local_name else [])
+    if output:
+        imagefile.write(output, fetched.data)
+        result = replace(result, path=output)
+    if as_json:
+        click.echo(json.dumps(result.to_json()))
+    elif not quiet:
+        click.echo(f"Status: Downloaded newer image for {fetched.local_name or result.reference}")
+        click.echo(fetched.local_name or result.image_id)
+    else:
+        click.echo(fetched.local_name or result.image_id)
 
 @cli.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("server", metavar="SERVER")

@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from boxer_py.errors import BoxerError
 
@@ -58,4 +59,23 @@ def fresh_directory(directory: str | Path, mode: int = 0o755) -> Iterator[Path]:
         os.replace(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@contextmanager
+def writing(path: str | Path, mode: int = 0o666) -> Iterator[BinaryIO]:
+    """A binary file to stream into that becomes `path` when the block ends without an error
+    (a temp file beside it, renamed); otherwise it is removed and `path` stays as it was."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a directory", str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
         raise

@@ -6,11 +6,13 @@ from typing import Any
 from boxer_py.image.imagefile import Image
 
 
-def inspect_json(img: Image) -> dict[str, Any]:
+def inspect_json(img: Image, tags: list[str] | None = None) -> dict[str, Any]:
+    """`tags`: the local store's names of this image (an image file carries none, unless an
+    older boxer wrote its tag into the manifest)."""
     tag = img.annotations.get("org.opencontainers.image.ref.name")
     return {
         "Id": img.id,
-        "RepoTags": [tag] if tag else [],
+        "RepoTags": tags if tags else ([tag] if tag else []),
         "Architecture": "wasm",
         "Os": "wasip1",
         "Author": img.spec.author,  # MAINTAINER

@@ -5,11 +5,13 @@ JSON index, rewritten atomically under a lock.
 """
 from __future__ import annotations
 
+import builtins
 import fcntl
 import json
+import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,13 +61,25 @@ def normalize(ref: str) -> str:
     return f"{name.lower()}:{tag}"
 
 
+_ID = re.compile(r"(?:sha256:)?([0-9a-f]{4,64})", re.ASCII)
+
+
 @dataclass(frozen=True)
 class StoredImage:
+    """One image of the store as `docker images` lists it: `tag` is "" for an untagged one."""
     tag: str
     id: str
     path: Path
     size: int
-    created: float
+    created: float  # when the store first got this image
+
+
+@dataclass(frozen=True)
+class Removed:
+    """What a removal did, in `docker rmi`'s words: the tags it took away and the images it deleted."""
+    untagged: list[str]
+    deleted: list[str]
+    freed: int = 0
 
 
 class Store:
@@ -73,51 +87,145 @@ class Store:
         self.directory = Path(directory)
         self.index = self.directory / "tags.json"
 
-    def add(self, data: bytes, tag: str, image_id: str) -> StoredImage:
-        """Keep an encoded image under `tag` (replacing what the tag named before)."""
-        tag = check_tag(tag)
+    def add(self, data: bytes, image_id: str, tags: Sequence[str] = ()) -> StoredImage:
+        """Keep an encoded image (once, by id) and point each of `tags` at it (replacing what a
+        tag named before). Without tags it is kept untagged, as `docker build` keeps one."""
+        checked = [check_tag(t) for t in tags]
         blob = self._blob(image_id)
         if not blob.is_file():
             write(blob, data)
-        with self._locked() as tags:
-            tags[normalize(tag)] = {"id": image_id, "created": time.time()}
-        found = self.find(tag)
-        if found is None:  # untagged or removed by another process since the lines above
-            raise ImageError(f"{tag}: removed by another process while it was being stored")
+        if checked:
+            with self._locked() as index:
+                for tag in checked:
+                    index[normalize(tag)] = {"id": image_id, "created": time.time()}
+        found = self.find(checked[0]) if checked else self.find(image_id)
+        if found is None or found.id != image_id:  # untagged or removed by another process meanwhile
+            raise ImageError(f"{checked[0] if checked else image_id}: removed by another process while it was "
+                             "being stored")
         return found
 
+    def tag(self, source: str, target: str) -> StoredImage:
+        """`boxer tag SOURCE TARGET`: one more name for an image of the store."""
+        found = self.find(source)
+        if found is None:
+            raise ImageError(f"no such image: {source} (see boxer images)")
+        tag = check_tag(target)
+        with self._locked() as index:
+            index[normalize(tag)] = {"id": found.id, "created": time.time()}
+        named = self.find(tag)
+        if named is None or named.id != found.id:
+            raise ImageError(f"{source}: removed by another process while it was being tagged")
+        return named
+
     def find(self, ref: str) -> StoredImage | None:
-        entry = self._read().get(normalize(ref))
-        if not isinstance(entry, dict):
+        """A tag (`app` means `app:latest`), or an image id or a unique prefix of one (at least 4
+        hex digits, with or without `sha256:`), as Docker resolves an IMAGE argument."""
+        tags = self._read()
+        entry = tags.get(normalize(ref)) if _valid_ref(ref) else None
+        if isinstance(entry, dict) and isinstance(entry.get("id"), str):
+            image_id = entry["id"]
+            return self._stored(normalize(ref), image_id)
+        match = _ID.fullmatch(ref)
+        if match is None:
             return None
-        blob = self._blob(entry["id"])
-        if not blob.is_file():
+        hits = [h for h in self._ids() if h.startswith(match.group(1))]
+        if len(hits) != 1:
             return None
-        return StoredImage(normalize(ref), entry["id"], blob, blob.stat().st_size, entry.get("created", 0))
+        image_id = "sha256:" + hits[0]
+        names = self.tags_of(image_id, tags)
+        return self._stored(names[0] if len(names) == 1 else "", image_id)
+
+    def tags_of(self, image_id: str, index: dict[str, Any] | None = None) -> builtins.list[str]:
+        """Every tag that names `image_id`, sorted."""
+        index = self._read() if index is None else index
+        return sorted(t for t, e in index.items() if isinstance(e, dict) and e.get("id") == image_id)
 
     def list(self) -> list[StoredImage]:
-        return [s for s in (self.find(t) for t in sorted(self._read())) if s is not None]
+        """Every image, one row per tag, and one untagged row for an image without a tag;
+        newest first, as `docker images` sorts."""
+        index = self._read()
+        rows = []
+        for hex_id in self._ids():
+            image_id = "sha256:" + hex_id
+            for tag in self.tags_of(image_id, index) or [""]:
+                stored = self._stored(tag, image_id)
+                if stored is not None:
+                    rows.append(stored)
+        return sorted(rows, key=lambda s: (-s.created, s.tag))
 
-    def remove(self, ref: str) -> StoredImage:
-        """Untag; the file goes when no tag names it any more."""
+    def remove(self, ref: str, force: bool = False) -> Removed:
+        """`docker rmi`: a tag is untagged, and its image deleted once no tag names it; an id
+        deletes the image, which needs `force` if several tags name it (all are untagged)."""
         found = self.find(ref)
         if found is None:
             raise ImageError(f"no such image: {ref} (see boxer images)")
-        with self._locked() as tags:
-            tags.pop(found.tag, None)
-            still_used = any(isinstance(e, dict) and e.get("id") == found.id for e in tags.values())
-        if not still_used:
-            found.path.unlink(missing_ok=True)
-        return found
+        by_tag = bool(found.tag) and normalize(ref) == found.tag and _valid_ref(ref)
+        with self._locked() as index:
+            names = self.tags_of(found.id, index)
+            if by_tag:
+                untag = [found.tag]
+            elif len(names) > 1 and not force:
+                raise ImageError(f"unable to delete {found.id[7:19]} (must be forced): the image is tagged "
+                                 f"{', '.join(names)}; use rmi -f, or rmi each tag")
+            else:
+                untag = names
+            for tag in untag:
+                index.pop(tag, None)
+            still_used = bool(self.tags_of(found.id, index))
+        if still_used:
+            return Removed(untag, [])
+        return Removed(untag, [found.id], self._delete(found.id))
+
+    def prune(self, everything: bool = False) -> Removed:
+        """`docker image prune`: delete the untagged images (`everything`: all images)."""
+        untagged: list[str] = []
+        deleted: list[str] = []
+        freed = 0
+        with self._locked() as index:
+            for hex_id in self._ids():
+                image_id = "sha256:" + hex_id
+                names = self.tags_of(image_id, index)
+                if names and not everything:
+                    continue
+                for tag in names:
+                    index.pop(tag, None)
+                untagged += names
+                deleted.append(image_id)
+                freed += self._delete(image_id)
+        return Removed(untagged, deleted, freed)
 
     def locate(self, ref: str | Path) -> Path:
-        """An image file path as given, or the file of a local tag."""
+        """An image file path as given, or the file of a local tag or image id."""
         if Path(ref).is_file():
             return Path(ref)
         found = self.find(str(ref)) if not str(ref).endswith(".wasm") else None
         if found is None:
             raise ImageError(f"{ref}: no such image file or local image (build one with boxer build -t NAME)")
         return found.path
+
+    def _stored(self, tag: str, image_id: str) -> StoredImage | None:
+        blob = self._blob(image_id)
+        try:
+            st = blob.stat()
+        except OSError:
+            return None
+        return StoredImage(tag, image_id, blob, st.st_size, st.st_mtime)
+
+    def _delete(self, image_id: str) -> int:
+        blob = self._blob(image_id)
+        try:
+            size = blob.stat().st_size
+            blob.unlink()
+        except OSError:
+            return 0
+        return size
+
+    def _ids(self) -> builtins.list[str]:
+        try:
+            names = os.listdir(self.directory / "blobs")
+        except OSError:
+            return []
+        return sorted(n[:-5] for n in names if n.endswith(".wasm") and re.fullmatch(r"[0-9a-f]{64}\.wasm", n))
 
     def _blob(self, image_id: str) -> Path:
         return self.directory / "blobs" / (image_id.split(":", 1)[-1] + ".wasm")
@@ -137,3 +245,11 @@ class Store:
             tags = self._read()
             yield tags
             write(self.index, json.dumps(tags, indent=1, sort_keys=True).encode())
+
+
+def _valid_ref(ref: str) -> bool:
+    try:
+        check_tag(ref)
+    except ImageError:
+        return False
+    return True

@@ -137,9 +137,10 @@ def gzip_layer(tar: bytes) -> bytes:
     return gzip.compress(tar, compresslevel=6, mtime=0)
 
 
-def to_oci_image(image: Image, compress: Callable[[bytes], bytes] = gzip_layer) -> Artifact:
+def to_oci_image(image: Image, compress: Callable[[bytes], bytes] | None = gzip_layer) -> Artifact:
     """A standard OCI image whose Entrypoint is the .wasm program's path inside the rootfs.
-    `compress` must return what `gzip_layer` does (a cache of its results, say)."""
+    `compress` must return what `gzip_layer` does (a cache of its results, say); None keeps
+    the layers plain tar (what `docker save` writes)."""
     tars = [image.layer(d) for d in image.layers]
     config = image.spec.config
     runnable = runtime_config(config, tars)
@@ -148,8 +149,8 @@ def to_oci_image(image: Image, compress: Callable[[bytes], bytes] = gzip_layer) 
     blobs = {sha256(config_raw): config_raw}
     layers = []
     for tar in tars:
-        gz = compress(tar)
-        layers.append(Descriptor(LAYER_GZIP, sha256(gz), len(gz)))
+        gz = compress(tar) if compress is not None else tar
+        layers.append(Descriptor(LAYER_GZIP if compress is not None else LAYER_TAR, sha256(gz), len(gz)))
         blobs[layers[-1].digest] = gz
     annotations = dict(image.annotations)
     if runnable != config:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import zlib
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from boxer_py.errors import BoxerError, ImageError
@@ -83,9 +83,12 @@ def artifact_for(image_path: str | Path, fmt: str, cache_dir: Path | None = None
     return oci.to_oci_image(image, LayerCache(cache_dir / "layers")), image
 
 
-def export_layout(image_path: str | Path, directory: str | Path, fmt: str = "oci") -> Transferred:
+def export_layout(image_path: str | Path, directory: str | Path, fmt: str = "oci", name: str = "") -> Transferred:
+    """The layout names its image by the tag of `name` (the local tag exported), else by what an
+    older boxer wrote into the image, else `latest`."""
     artifact, image = artifact_for(image_path, fmt)
-    write_layout(artifact, Path(directory), _tag(image.annotations.get("org.opencontainers.image.ref.name", "")))
+    write_layout(artifact, Path(directory),
+                 _tag(name or image.annotations.get("org.opencontainers.image.ref.name", "")) or "latest")
     return Transferred(str(directory), artifact.digest, fmt, image.id, str(directory))
 
 
@@ -150,8 +153,17 @@ def push(image_path: str | Path, reference: str, fmt: str = "oci", options: Opti
     return Transferred(str(ref), digest, fmt, image.id, str(image_path), sent=registry.bytes_sent)
 
 
-def pull(reference: str, output: str | Path, options: Options | None = None) -> Transferred:
-    """Pull either format from a registry and write a boxer image file (only if all of it checks)."""
+@dataclass(frozen=True)
+class Fetched:
+    """A pulled image, checked, not yet written anywhere."""
+
+    data: bytes
+    transferred: Transferred
+    local_name: str   # the name `docker pull` would give it locally ("" for a pull by digest)
+
+
+def fetch(reference: str, options: Options | None = None) -> Fetched:
+    """Pull either format from a registry into memory; every byte is checked before it is returned."""
     options = options or Options()
     ref = Reference.parse(reference)
     registry = _registry(ref, "pull", options)
@@ -163,11 +175,18 @@ def pull(reference: str, output: str | Path, options: Options | None = None) -> 
         data = oci.to_image_file(raw, registry.get_blob, str(ref))
         image = imagefile.decode(data, str(ref))
         fmt = _format(raw)
-    imagefile.write(output, data)
     digest = oci.sha256(raw)
     options.progress(f"{ref.tag or ref.digest}: digest: {digest}")
-    return Transferred(str(ref), digest, fmt, image.id, str(output), len(data),
-                       received=registry.bytes_received)
+    name = "" if ref.digest else str(ref).removeprefix("docker.io/library/").removeprefix("docker.io/")
+    return Fetched(data, Transferred(str(ref), digest, fmt, image.id, "", len(data), received=registry.bytes_received),
+                   name)
+
+
+def pull(reference: str, output: str | Path, options: Options | None = None) -> Transferred:
+    """Pull either format from a registry and write a boxer image file (only if all of it checks)."""
+    fetched = fetch(reference, options)
+    imagefile.write(output, fetched.data)
+    return replace(fetched.transferred, path=str(output))
 
 
 def login(server: str, username: str, password: str, options: Options | None = None) -> Path:
