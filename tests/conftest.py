@@ -29,7 +29,7 @@ TIERS = {
     "test_build.py": ["slow"], "test_build_run.py": ["slow"], "test_errors.py": ["slow"],
     "test_limits.py": ["slow"], "test_run.py": ["slow"], "test_preinit.py": ["slow"],
     "test_readonly.py": ["slow"], "test_scratch.py": ["slow"], "test_session.py": ["slow"],
-    "test_workers.py": ["slow"], "test_workspace.py": ["slow"], "test_plain_wasmtime.py": ["slow"],
+    "test_workers.py": ["slow"], "test_workspace.py": ["slow"], "test_plain_wasmtime.py": ["slow"], "test_standalone.py": ["slow"],
     "test_agent_example.py": ["slow"], "test_mcp.py": ["slow"], "test_limit_options.py": ["slow"],
     "containment": ["slow"],
     "test_oci.py": ["slow", "registry"], "test_registry.py": ["slow", "registry"],

@@ -234,13 +234,19 @@ def load(source, quiet):
 
 @cli.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("image", metavar="IMAGE")
-@click.argument("directory", metavar="DIR")
-@click.option("--format", "fmt", type=click.Choice(["rootfs", "oci", "wasm"]), default="rootfs", show_default=True,
-              help="rootfs: DIR/rootfs + DIR/config.json; oci: an OCI image layout of a standard wasip1/wasm "
-                   "image; wasm: an OCI image layout of the CNCF Wasm artifact.")
+@click.argument("directory", metavar="DEST")
+@click.option("--format", "fmt", type=click.Choice(["rootfs", "oci", "wasm", "standalone"]), default="rootfs",
+              show_default=True,
+              help="rootfs: DEST/rootfs + DEST/config.json; oci: an OCI image layout of a standard wasip1/wasm "
+                   "image; wasm: an OCI image layout of the CNCF Wasm artifact; standalone: DEST is one WASI "
+                   "module holding the program and the image's files, for any WASI runtime.")
 def export(image, directory, fmt):
-    """Write an image's root filesystem and config to DIR, or an OCI image layout."""
-    if fmt == "rootfs":
+    """Write an image's root filesystem and config to DEST, an OCI image layout, or one module."""
+    if fmt == "standalone":
+        from boxer_py.registry.standalone import export_standalone
+
+        export_standalone(imagefile.read(locate(image)), Path(directory))
+    elif fmt == "rootfs":
         from boxer_py.registry.export import export_rootfs
 
         export_rootfs(imagefile.read(locate(image)), Path(directory))

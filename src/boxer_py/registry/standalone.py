@@ -1,0 +1,150 @@
+"""`boxer export --format standalone`: one WASI preview 1 command module that runs an image
+under any WASI runtime, with no launcher and no preopened directory.
+
+The module is the image's program (the WebAssembly file its ENTRYPOINT/CMD names) merged
+with the filesystem layer of toolchain/vfs (vendored as image/vfs.wasm) by image/wasmlink.py:
+the program's WASI file, argv and environment imports are answered from the image's files,
+kept in a passive data segment and read on demand, with an in-memory writable layer; argv is
+ENTRYPOINT + CMD (arguments after the module replace CMD, as `docker run` arguments do), the
+environment is the image's ENV and HOME as `boxer run` sets it (a variable the runtime passes wins), and the program starts
+in WORKDIR. stdin, stdout, stderr, clocks and random are the runtime's.
+"""
+from __future__ import annotations
+
+import os
+import stat
+import struct
+import tempfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from boxer_py.errors import ImageError
+from boxer_py.image import atomic, hostfs
+from boxer_py.image.config import DEFAULT_PATH, is_root
+from boxer_py.image.imagefile import Image
+from boxer_py.image.paths import program_candidates
+from boxer_py.image.rootfs import resolve, unpack
+from boxer_py.image.wasmlink import LinkError, merge
+
+MAX_BLOB = 1 << 30           # the image's files in one module: the shim addresses them with 32 bits
+_KINDS = {stat.S_IFDIR: 3, stat.S_IFREG: 4, stat.S_IFLNK: 7}
+_NODE = struct.Struct("<B3xIIIQII")
+
+
+class StandaloneError(ImageError):
+    """The image cannot become a standalone module (the message says why)."""
+
+
+@dataclass(frozen=True)
+class Standalone:
+    program: str      # the guest path of the program the module runs
+    files: int        # entries of the image's tree in the module
+    size: int         # bytes of the module
+
+
+def shim() -> bytes:
+    return resources.files("boxer_py.image").joinpath("vfs.wasm").read_bytes()
+
+
+def pack_tree(root: Path, argv: list[str], cmd: list[str], env: list[str], skip: str = "") -> tuple[bytes, int]:
+    """The blob vfs.c reads (its layout is described there) from the tree at `root`, leaving
+    out the guest path `skip` (the program itself: it is the module's code already)."""
+    nodes: list[bytes] = [_NODE.pack(3, 0, 0, 0, 0, 0, int(os.lstat(root).st_mtime))]
+    ids = {"": 0}
+    names, data = bytearray(), bytearray()
+    total = 0
+
+    def add(kind: int, parent: int, name: str, content: bytes, mtime: int) -> int:
+        nonlocal total
+        total += len(content) + len(name) + _NODE.size
+        if total > MAX_BLOB:
+            raise StandaloneError(f"the image's files exceed {MAX_BLOB >> 20} MiB, more than one module can hold")
+        encoded = name.encode("utf-8", "surrogateescape")
+        nodes.append(_NODE.pack(kind, parent, len(names), len(encoded), len(content), len(data), mtime))
+        names.extend(encoded)
+        data.extend(content)
+        return len(nodes) - 1
+
+    def visit(w: hostfs.Walker, name: str, st: os.stat_result) -> bool:
+        kind = _KINDS.get(stat.S_IFMT(st.st_mode))
+        path = w.path(name)
+        if kind is None or path == skip:
+            return False
+        content = b""
+        if kind == 4:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=w.fd)
+            try:
+                content = hostfs.read_bounded(fd, MAX_BLOB - total)
+            except hostfs.TooLarge:
+                raise StandaloneError(f"/{path}: larger than a standalone module can hold") from None
+            finally:
+                os.close(fd)
+        elif kind == 7:
+            content = os.fsencode(os.readlink(name, dir_fd=w.fd))
+        ids[path] = add(kind, ids[w.path()], name, content, int(st.st_mtime))
+        return kind == 3
+
+    hostfs.walk(root, visit)
+    words = b"".join(w.encode() + b"\0" for w in argv + cmd + env)
+    header_size = 44
+    nodes_off = header_size
+    strings_off = nodes_off + len(nodes) * _NODE.size
+    argv_off = strings_off + len(names)
+    data_off = argv_off + len(words)
+    body = b"".join(nodes)
+    # node data offsets are relative to the data area until here
+    fixed = bytearray(body)
+    for i in range(1, len(nodes)):
+        at = i * _NODE.size + 24
+        struct.pack_into("<I", fixed, at, struct.unpack_from("<I", fixed, at)[0] + data_off)
+    header = struct.pack("<4sIIIIIIIIII", b"BXVF", 1, len(nodes), nodes_off, strings_off, len(names),
+                         argv_off, len(words), len(argv), len(cmd), len(env))
+    return header + bytes(fixed) + bytes(names) + words + bytes(data), len(nodes)
+
+
+def export_standalone(image: Image, output: Path) -> Standalone:
+    """Writes the standalone module of `image` to `output` (atomically)."""
+    config = image.spec.config
+    entrypoint, cmd = list(config.entrypoint), list(config.cmd)
+    argv = entrypoint + cmd
+    if not argv:
+        raise StandaloneError("the image has no ENTRYPOINT or CMD: a standalone module needs a program to run")
+    if argv[:2] == ["/bin/sh", "-c"]:
+        raise StandaloneError("the image's command is in shell form, and a standalone module has no shell; "
+                              "use the exec form: CMD [\"prog\", \"arg\"]")
+    env = config.env_dict()
+    image_env = list(config.env)
+    if "HOME" not in env:   # as Docker and `boxer run` set it
+        image_env.append(f"HOME={'/root' if is_root(config.user) else '/'}")
+    workdir = config.working_dir or "/"
+    with tempfile.TemporaryDirectory(prefix="boxer-standalone-") as tmp:
+        root = Path(tmp) / "rootfs"
+        root.mkdir()
+        unpack(image, root)
+        guest, program = _find_program(root, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
+        blob, files = pack_tree(root, entrypoint, cmd, image_env, skip=guest.lstrip("/"))
+    try:
+        wasm = merge(program, shim(), blob, workdir)
+    except (LinkError, IndexError) as e:
+        raise StandaloneError(f"{guest}: cannot be made standalone: {e}") from None
+    atomic.write_file(output, wasm)
+    return Standalone(guest, files, len(wasm))
+
+
+def _find_program(root: Path, name: str, path: str, workdir: str) -> tuple[str, bytes]:
+    for guest in program_candidates(name, path, workdir):
+        host = resolve(root, guest)
+        if not host.is_file() or host.is_symlink():
+            continue
+        fd = os.open(host, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        try:
+            module = hostfs.read_bounded(fd, MAX_BLOB)
+        except (hostfs.TooLarge, hostfs.NotRegular):
+            raise StandaloneError(f"{name}: {guest} is too large for a standalone module") from None
+        finally:
+            os.close(fd)
+        if module[:4] != b"\0asm":
+            raise StandaloneError(f"{name}: {guest} is not a WebAssembly program")
+        return "/" + str(host.relative_to(root)), module
+    raise StandaloneError(f"{name}: not found in the image" + ("" if "/" in name else f" (PATH {path})"))
