@@ -126,7 +126,7 @@ def export_standalone(image: Image, output: Path) -> Standalone:
         blob, files = pack_tree(root, entrypoint, cmd, image_env, skip=guest.lstrip("/"))
     try:
         wasm = merge(program, shim(), blob, workdir)
-    except (LinkError, IndexError) as e:
+    except (LinkError, ValueError, IndexError, KeyError) as e:   # a crafted program: one line
         raise StandaloneError(f"{guest}: cannot be made standalone: {e}") from None
     atomic.write_file(output, wasm)
     return Standalone(guest, files, len(wasm))

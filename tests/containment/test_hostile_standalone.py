@@ -1,0 +1,89 @@
+"""A standalone module (`boxer export --format standalone`) holds only the image: links in the
+image never reach the host's files at export time nor at run time, a runtime's preopened
+directories stay out of the guest's sight, and a crafted program is a one-line error."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from boxer_py.image import imagefile
+from boxer_py.image.imagefile import BLOB_PREFIX, MANIFEST_SECTION, WASM_HEADER, _section, sha256
+
+PROBE = """
+import os
+for path in ("/app/cfg", "/app/up{outside}", "/../../..{outside}", "/host/secret.txt"):
+    try:
+        print(path, open(path).read())
+    except OSError as e:
+        print(path, "errno", e.errno)
+print(sorted(os.listdir("/app/up")) == sorted(os.listdir("/")), sorted(os.listdir("/")))
+"""
+
+
+def test_links_and_preopens_never_reach_the_host(tmp_path, build, boxer, wasmtime_cli):
+    outside = tmp_path / "secret.txt"
+    outside.write_text("HOST-SECRET-7f3a")
+    image = build(f"FROM python:3.12\nRUN mkdir -p /app && ln -s {outside} /app/cfg && ln -s ../../../../.. /app/up\n")
+    module = tmp_path / "standalone.wasm"
+    r = boxer("export", "--format", "standalone", str(image), str(module))
+    assert r.returncode == 0, r.stderr
+    assert b"HOST-SECRET" not in module.read_bytes()
+    run = tmp_path / "cwd"
+    run.mkdir()
+    # The runtime preopens a host directory: the module's filesystem is the image's alone.
+    r = subprocess.run([str(wasmtime_cli), "run", "--dir", f"{tmp_path}::/host", str(module), "python", "-c",
+                        PROBE.format(outside=outside)], capture_output=True, text=True, cwd=run, timeout=600)
+    lines = r.stdout.splitlines()
+    assert lines[:4] == ["/app/cfg errno 44", f"/app/up{outside} errno 44", f"/../../..{outside} errno 44",
+                         "/host/secret.txt errno 44"], r.stderr
+    assert lines[4] == "True ['app', 'lib', 'root', 'tmp', 'usr']"
+    assert list(run.iterdir()) == [] and outside.read_text() == "HOST-SECRET-7f3a"
+
+
+def _image(path: Path, program: bytes, entrypoint: list[str], links: dict[str, str] | None = None) -> Path:
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("prog.wasm")
+        info.size, info.mode = len(program), 0o755
+        tar.addfile(info, io.BytesIO(program))
+        for name, target in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+    layer = buf.getvalue()
+    config = {"Entrypoint": entrypoint, "Env": ["PATH=/"], "WorkingDir": "/"}
+    raw = json.dumps({"architecture": "wasm", "os": "wasip1", "config": config,
+                      "rootfs": {"type": "layers", "diff_ids": [sha256(layer)]}}).encode()
+    manifest = {"schemaVersion": 2, "mediaType": imagefile.MANIFEST_MEDIA_TYPE,
+                "config": {"mediaType": imagefile.CONFIG_MEDIA_TYPE, "digest": sha256(raw), "size": len(raw)},
+                "layers": [{"mediaType": imagefile.LAYER_MEDIA_TYPE, "digest": sha256(layer), "size": len(layer)}]}
+    path.write_bytes(b"".join([WASM_HEADER, _section(MANIFEST_SECTION, json.dumps(manifest).encode()),
+                               _section(BLOB_PREFIX + sha256(raw), raw), _section(BLOB_PREFIX + sha256(layer), layer)]))
+    return path
+
+
+HEADER = b"\0asm\x01\0\0\0"
+CRAFTED = {
+    "truncated": (HEADER + b"\x01\x7f\x60", ["/prog.wasm"], None, "cannot be made standalone"),
+    "counts past the end": (HEADER + b"\x03\x05\xff\xff\xff\xff\x0f", ["/prog.wasm"], None, "cannot be made standalone"),
+    "imported memory": (HEADER + b"\x02\x0f\x01\x03env\x06memory\x02\x00\x01", ["/prog.wasm"], None, "imports a memory"),
+    "not wasm": (b"#!/bin/sh\necho hi\n", ["/prog.wasm"], None, "not a WebAssembly program"),
+    "link out of the image": (HEADER, ["/escape.wasm"], {"escape.wasm": "/usr/bin/python3"}, "not found"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CRAFTED))
+def test_a_crafted_program_is_one_line(case, tmp_path, boxer):
+    program, entrypoint, links, message = CRAFTED[case]
+    image = _image(tmp_path / "crafted.wasm", program, entrypoint, links)
+    out = tmp_path / "out.wasm"
+    r = boxer("export", "--format", "standalone", str(image), str(out))
+    assert r.returncode == 1, r.stderr
+    assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "Traceback" not in r.stderr and not out.exists()
