@@ -29,7 +29,7 @@ def test_good_limits_still_run(boxer, hello_image):
     r = boxer("run", "--timeout", "30", "--memory", "256m", "--max-output", "1.5k", "--disk", "64MiB",
               str(hello_image), "python", "-c", "print('x' * 2000)", timeout=300)
     assert r.returncode == 0, r.stderr
-    assert r.stdout == "x" * 1536 and "stdout truncated at 1536 bytes" in r.stderr
+    assert r.stdout == "x" * 1535 + "\n" and "stdout truncated at 1536 bytes" in r.stderr
 
 
 def test_boxer_mcp_refuses_a_bad_ceiling_in_one_line(boxer, hello_image):

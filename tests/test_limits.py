@@ -69,8 +69,8 @@ def test_output_cap_truncates_and_flags(boxer, hello_image):
 
 def test_output_cap_when_streaming(boxer, hello_image):
     r = boxer("run", "--max-output", "10", str(hello_image), "python", "-c", "print('z' * 100)")
-    assert r.stdout == "z" * 10
-    assert "stdout truncated at 10 bytes" in r.stderr
+    assert r.stdout == "z" * 9 + "\n"  # the first 5 bytes and the last 5, as the result keeps them
+    assert "stdout truncated at 10 bytes: 91 bytes from its middle dropped" in r.stderr
 
 
 def test_json_result_shape_and_out_files(boxer, hello_image):
@@ -78,9 +78,10 @@ def test_json_result_shape_and_out_files(boxer, hello_image):
             "open('/out/sub/blob.bin', 'wb').write(bytes(range(256)))\nprint('done')")
     rc, result = run_json(boxer, hello_image, code)
     assert rc == 0
-    assert set(result) == {"exit_code", "stdout", "stderr", "stdout_truncated", "stderr_truncated", "duration_ms",
-                           "timed_out", "out_of_memory", "trap", "files", "files_truncated", "disk_full",
-                           "preinitialised"}
+    assert set(result) == {"exit_code", "stdout", "stderr", "stdout_encoding", "stderr_encoding", "stdout_truncated",
+                           "stderr_truncated", "stdout_dropped", "stderr_dropped", "duration_ms", "cpu_ms",
+                           "peak_memory", "timed_out", "out_of_memory", "trap", "error", "files", "files_truncated",
+                           "disk_full", "preinitialised"}
     assert result["stdout"] == "done\n" and result["duration_ms"] > 0
     assert result["preinitialised"] is True  # `python -c` starts from the snapshot of CPython
     files = {f["path"]: f for f in result["files"]}

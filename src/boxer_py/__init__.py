@@ -4,6 +4,8 @@
     boxer_py.build("examples/hello-python", "hello.wasm")
     box = boxer_py.Session("hello.wasm")
     result = box.run_python("print(6 * 7)", timeout=5, memory="256m")   # RunResult
+    with box.interpreter() as it:                                        # state between calls
+        it.run("x = 6 * 7"); it.run("x").stdout                          # b"42\n"
 
 Names are imported on first use, so `boxer run` does not pay for the build stack.
 """
@@ -25,6 +27,8 @@ from boxer_py.errors import (
 )
 
 if TYPE_CHECKING:  # what __getattr__ gives, for type checkers ("X as X": re-exported)
+    from boxer_py.api.aio import AsyncInterpreter as AsyncInterpreter
+    from boxer_py.api.aio import AsyncSession as AsyncSession
     from boxer_py.api.build import build as build
     from boxer_py.api.session import Session as Session
     from boxer_py.builder.pipeline import BuildResult as BuildResult
@@ -34,6 +38,7 @@ if TYPE_CHECKING:  # what __getattr__ gives, for type checkers ("X as X": re-exp
     from boxer_py.registry.transfer import import_layout as import_layout
     from boxer_py.registry.transfer import pull as pull
     from boxer_py.registry.transfer import push as push
+    from boxer_py.runtime.interpreter import Interpreter as Interpreter
     from boxer_py.runtime.launcher import Launcher as Launcher
     from boxer_py.runtime.spec import Limits as Limits
     from boxer_py.runtime.spec import Mount as Mount
@@ -45,13 +50,19 @@ _LAZY = {
     "Image": "image.imagefile", "read_image": ("image.imagefile", "read"),
     "Launcher": "runtime.launcher", "Limits": "runtime.spec", "Mount": "runtime.spec",
     "RunResult": "runtime.spec", "RunSpec": "runtime.spec",
-    "Session": "api.session",
+    "Session": "api.session", "AsyncSession": "api.aio", "AsyncInterpreter": "api.aio",
+    "Interpreter": "runtime.interpreter",
     "push": "registry.transfer", "pull": "registry.transfer",
     "export_layout": "registry.transfer", "import_layout": "registry.transfer",
 }
 
 __all__ = ["AuthError", "BoxerError", "BuildError", "DockerfileError", "ImageError", "InvalidReference",
            "RegistryError", "RunError", "ShellError", *_LAZY]
+
+
+def __dir__() -> list[str]:
+    """The public API, loaded or not (dir() would otherwise show only what was used)."""
+    return sorted({*__all__, *(k for k in globals() if k.startswith("__"))})
 
 
 def __getattr__(name: str) -> Any:

@@ -12,7 +12,8 @@ GIL); `Session(image, workers=N)` hands runs to N worker processes instead (see 
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,11 +21,15 @@ from typing import Any
 from boxer_py.api.workers import Workers
 from boxer_py.image.imagefile import Image
 from boxer_py.image.store import Store, default_cache_dir
+from boxer_py.runtime import inputs
+from boxer_py.runtime.interpreter import Interpreter
 from boxer_py.runtime.launcher import Launcher
 from boxer_py.runtime.spec import Limits, Mount, RunResult, RunSpec
 
 
 class Session:
+    """One image, opened and checked once, kept warm; every run a fresh sandbox."""
+
     def __init__(self, image: str | Path | Image, cache_dir: str | Path | None = None,
                  launcher: Launcher | None = None, workers: int = 0):
         """`workers`: 0 runs guests in this process; N > 0 in N processes of their own (for
@@ -45,17 +50,27 @@ class Session:
             env: Mapping[str, str] | None = None, mounts: Sequence[Mount | str] = (), workdir: str | None = None,
             entrypoint: Sequence[str] | None = None, timeout: float | None = None,
             memory: str | int | None = None, max_output: str | int | None = None,
-            disk: str | int | None = None, output_dir: str | None = "/out") -> RunResult:
-        """Run `command` (or the image's CMD) in a fresh sandbox and return its result."""
+            disk: str | int | None = None, output_dir: str | None = "/out",
+            files: Mapping[str, bytes | str] | None = None,
+            on_stdout: Callable[[bytes], object] | None = None, on_stderr: Callable[[bytes], object] | None = None,
+            cancel: threading.Event | None = None) -> RunResult:
+        """Run `command` (or the image's CMD) in a fresh sandbox and return its result.
+
+        `files`: {guest path: content} put into the run's writable layer before it starts.
+        `on_stdout`/`on_stderr`: called with each chunk of output as the guest writes it (up
+        to `max_output`, then the kept tail at the end), on the thread running the guest; what
+        they raise is raised here once the guest has ended. `cancel`: set it from another
+        thread to stop the guest at once (exit code 130, as Ctrl-C)."""
+        limits = Limits.parse(timeout, memory, max_output, disk)
         spec = RunSpec(
             command=tuple(command), entrypoint=None if entrypoint is None else tuple(entrypoint),
             env=dict(env or {}), workdir=workdir,
             mounts=tuple(m if isinstance(m, Mount) else Mount.parse(m) for m in mounts),
             stdin=stdin.encode() if isinstance(stdin, str) else stdin,
-            limits=Limits.parse(timeout, memory, max_output, disk),
-            output_dir=output_dir,
+            limits=limits, output_dir=output_dir, files=inputs.check(files or {}, limits.disk),
+            on_stdout=on_stdout, on_stderr=on_stderr, cancel=cancel,
         )
-        if self.workers is None:
+        if self.workers is None or on_stdout or on_stderr or cancel:  # callbacks stay in this process
             return self.launcher.run(self.image, spec)
         # host paths as this process means them, whatever the worker's working directory
         absolute = tuple(replace(m, host=m.host.absolute()) for m in spec.mounts)
@@ -65,6 +80,17 @@ class Session:
     def run_python(self, code: str, **options: Any) -> RunResult:
         """Run Python source with the image's `python` (the code is passed as `-c`)."""
         return self.run(("python", "-c", code), **options)
+
+    def interpreter(self, *, env: Mapping[str, str] | None = None, workdir: str | None = None,
+                    timeout: float | None = None, memory: str | int | None = None,
+                    max_output: str | int | None = None, disk: str | int | None = None,
+                    from_snapshot: bytes | None = None) -> Interpreter:
+        """A live Python interpreter in its own sandbox whose globals persist between
+        `run(code)` calls (see Interpreter). The limits here are its totals: time and output
+        over all its calls, memory and disk at any moment; each call may ask for less.
+        `from_snapshot`: start from an earlier `Interpreter.snapshot()` of this image."""
+        return Interpreter(self.launcher, self.image, env=env, workdir=workdir,
+                           limits=Limits.parse(timeout, memory, max_output, disk), from_snapshot=from_snapshot)
 
     def close(self) -> None:
         """Wait for finished runs' writable layers to be removed and drop the copies kept

@@ -27,6 +27,8 @@ def _no_runtime(*args: object, **kwargs: object) -> Ran:
 
 @dataclass(frozen=True)
 class BuildResult:
+    """What build() made: the image's id (sha256 of its manifest), file and size."""
+
     id: str
     path: Path  # the -o file, else the image's file in the local store
     size: int

@@ -13,8 +13,9 @@ import click
 from boxer_py.cli.common import cli, limits, locate, utf8_clean, variables
 from boxer_py.errors import BoxerError, RunError
 from boxer_py.image.store import default_cache_dir
-from boxer_py.runtime import watchdog
-from boxer_py.runtime.spec import INTERRUPT_EXIT_CODE, Mount, RunSpec
+from boxer_py.image import hostfs
+from boxer_py.runtime import inputs, watchdog
+from boxer_py.runtime.spec import INTERRUPT_EXIT_CODE, Mount, RunResult, RunSpec
 
 PLATFORMS = ("wasi/wasm", "wasip1/wasm", "wasi/wasm32", "wasm32/wasi", "wasm/wasi", "wasi", "wasm")
 
@@ -29,6 +30,8 @@ PLATFORMS = ("wasi/wasm", "wasip1/wasm", "wasi/wasm32", "wasm32/wasi", "wasm/was
 @click.option("--entrypoint", metavar="CMD", help="Override the image's ENTRYPOINT.")
 @click.option("-v", "--volume", multiple=True, metavar="HOST:GUEST[:ro]",
               help="Mount a host directory (or give a copy of a single file).")
+@click.option("--file", "copies", multiple=True, metavar="HOST:GUEST",
+              help="Copy a host file into the run's writable layer at GUEST before it starts.")
 @click.option("-i", "--interactive", is_flag=True, help="Pass this process's stdin to the guest.")
 @click.option("-t", "--tty", is_flag=True, help="Give the guest this terminal (isatty() true, TERM, COLUMNS, LINES).")
 @click.option("--stdin", "stdin_file", metavar="FILE|-", help="Feed the guest's stdin from a file (- for this stdin).")
@@ -46,8 +49,8 @@ PLATFORMS = ("wasi/wasm", "wasip1/wasm", "wasi/wasm32", "wasm32/wasi", "wasm/was
 @click.option("-d", "--detach", is_flag=True, help="Refused: a run lives in the boxer process.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the result instead of streaming.")
 @click.pass_obj
-def run(launcher, image, command, env, env_file, workdir, entrypoint, volume, interactive, tty, stdin_file, timeout,
-        memory, max_output, disk, read_only, user, rm, init, name, network, platform, detach, as_json):
+def run(launcher, image, command, env, env_file, workdir, entrypoint, volume, copies, interactive, tty, stdin_file,
+        timeout, memory, max_output, disk, read_only, user, rm, init, name, network, platform, detach, as_json):
     """Run a command in a new sandbox from IMAGE.
 
     The guest sees only the image's files (a private copy, discarded after the run), the
@@ -56,7 +59,33 @@ def run(launcher, image, command, env, env_file, workdir, entrypoint, volume, in
     boxer cannot start it.
     """
     del rm, init, name  # Docker's meaning is what boxer always does (see the options' help)
-    _refuse_unsupported(image, detach, network, platform, tty, as_json)
+    try:
+        _refuse_unsupported(image, detach, network, platform, tty, as_json)
+        result, spec = _run(launcher, image, command, env, env_file, workdir, entrypoint, volume, copies,
+                            interactive, tty, stdin_file, timeout, memory, max_output, disk, read_only, user, as_json)
+    except BoxerError as e:
+        if not as_json:
+            raise
+        code = e.exit_code if isinstance(e, RunError) else 1  # as main() exits without --json
+        error = {"type": type(e).__name__, "message": str(e), "traceback": None}
+        click.echo(json.dumps(utf8_clean(RunResult(code, error=error).to_json())))
+        click.echo(f"boxer: {e}", err=True)
+        sys.exit(code)
+    if as_json:
+        click.echo(json.dumps(utf8_clean(result.to_json())))
+    else:
+        for stream, cut, dropped in (("stdout", result.stdout_truncated, result.stdout_dropped),
+                                     ("stderr", result.stderr_truncated, result.stderr_dropped)):
+            if cut:
+                click.echo(f"boxer: {stream} truncated at {spec.limits.max_output} bytes: {dropped} bytes from "
+                           "its middle dropped (its start and end are kept)", err=True)
+        if result.trap:
+            click.echo(f"boxer: {spec.command[0] if spec.command else 'guest'}: {result.trap}", err=True)
+    sys.exit(result.exit_code)
+
+
+def _run(launcher, image, command, env, env_file, workdir, entrypoint, volume, copies, interactive, tty, stdin_file,
+         timeout, memory, max_output, disk, read_only, user, as_json) -> tuple[RunResult, RunSpec]:
     environment = variables(env, env_file)
     if tty and sys.stdout.isatty():
         environment = {**_terminal_env(), **environment}
@@ -77,6 +106,7 @@ def run(launcher, image, command, env, env_file, workdir, entrypoint, volume, in
         read_only=read_only,
         user=user,
         cancel=cancel,
+        files=inputs.check([_host_file(c) for c in copies], checked.disk),
     )
     path = _image_path(image)
     sys.stdout.flush()
@@ -88,15 +118,24 @@ def run(launcher, image, command, env, env_file, workdir, entrypoint, volume, in
     result = launcher.run(launcher.open(path), spec)
     if signalled() is not None and result.exit_code == INTERRUPT_EXIT_CODE:
         result.exit_code = 128 + (signalled() or 0)  # 143 for SIGTERM, as a native program's
-    if as_json:
-        click.echo(json.dumps(utf8_clean(result.to_json())))
-    else:
-        for stream, cut in (("stdout", result.stdout_truncated), ("stderr", result.stderr_truncated)):
-            if cut:
-                click.echo(f"boxer: {stream} truncated at {spec.limits.max_output} bytes", err=True)
-        if result.trap:
-            click.echo(f"boxer: {spec.command[0] if spec.command else 'guest'}: {result.trap}", err=True)
-    sys.exit(result.exit_code)
+    return result, spec
+
+
+def _host_file(option: str) -> tuple[str, bytes]:
+    """--file HOST:GUEST: the host file's content (a regular file, size-capped) for GUEST."""
+    host, sep, guest = option.rpartition(":")
+    if not sep or not host or not guest:
+        raise RunError(f"--file {option}: expected HOST:GUEST")
+    try:
+        fd = os.open(host, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise RunError(f"--file {option}: cannot read {host} ({e.strerror or e})") from None
+    try:
+        return guest, hostfs.read_bounded(fd, inputs.MAX_FILES_BYTES)
+    except (hostfs.NotRegular, hostfs.TooLarge, OSError):
+        raise RunError(f"--file {option}: {host} is not a regular file of at most {inputs.MAX_FILES_BYTES} bytes") from None
+    finally:
+        os.close(fd)
 
 
 def _refuse_unsupported(image: str, detach: bool, network: str | None, platform: str | None, tty: bool,

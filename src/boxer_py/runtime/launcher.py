@@ -28,10 +28,10 @@ from boxer_py.image.hostfs import remove_tree
 from boxer_py.image.imagefile import Image
 from boxer_py.image.paths import program_candidates
 from boxer_py.image.rootfs import resolve, unpack, within
-from boxer_py.runtime import mounts, reactor, watchdog
+from boxer_py.runtime import inputs, mounts, reactor, watchdog
 from boxer_py.runtime.argv import resolve_argv, shell_words
 from boxer_py.runtime.modcache import WASMTIME_VERSION, Loaded, ModuleCache, new_engine
-from boxer_py.runtime.output import Sink, collect
+from boxer_py.runtime.output import Sink, collect, python_error
 from boxer_py.runtime.preinit import snapshot as preinit
 from boxer_py.runtime.preinit.snapshot import Snapshot
 from boxer_py.runtime.runwatch import DiskWatch
@@ -130,6 +130,9 @@ class Resume:
 
 
 class Launcher:
+    """Runs images under one Wasmtime engine, with a module and snapshot cache in `cache_dir`.
+    Session is the friendlier face; a Launcher serves any number of images and threads."""
+
     def __init__(self, cache_dir: str | Path, preinit: bool = True):
         self.cache_dir = Path(cache_dir)
         self.preinit = preinit  # False: every run starts its interpreter from scratch
@@ -241,6 +244,8 @@ class Launcher:
             resume = self._resume(image, base, program, argv, env, workdir, spec, shared)
             loaded = resume.module if resume else self._program_module(image, base, program, argv[0])
             self.workspaces.seal(tmp)
+            files = inputs.check(spec.files, spec.limits.disk)  # after the seal: a layer with them is not handed on
+            inputs.place(root, files, [m.guest for m in spec.mounts] + [guest for guest, _ in shared])
             result = self._sandbox(root, loaded, argv, env, workdir, spec, tmp, config.labels, shared,
                                    resume=resume)
             if spec.output_dir:
@@ -253,6 +258,10 @@ class Launcher:
                     budget = min(x for x in (spec.limits.max_output, spec.limits.disk, MAX_FILES_BYTES)
                                  if x is not None)
                     result.files, result.files_truncated = collect(out_dir, spec.output_dir, budget)
+            if result.exit_code not in (0, TIMEOUT_EXIT_CODE) and posixpath.basename(argv[0]).startswith("python"):
+                result.error = python_error(result.stderr)
+                if spec.limits.memory is not None and result.error and result.error["type"] == "MemoryError":
+                    result.out_of_memory = True
             return result
         finally:
             self.workspaces.give_back(tmp)
@@ -363,15 +372,16 @@ class Launcher:
         return self._resumable(image, base, program) or self._module(image, base, program, name)
 
     def _snapshot(self, key: str, image: Image, base: Path, module: Loaded, argv0: str,
-                  startup: dict[str, str], shared: list[tuple[str, Path]], points: tuple[str, ...] = ()
-                  ) -> Snapshot | None:
-        """The snapshot for `key`, from the cache or made by a boot run in a sandbox like the
-        runs' own; None if the interpreter would not boot (such runs start from scratch)."""
+                  startup: dict[str, str], shared: list[tuple[str, Path]], points: tuple[str, ...] = (),
+                  boot: list[str] | None = None) -> Snapshot | None:
+        """The snapshot for `key`, from the cache or made by a boot run (`boot`, preinit's by
+        default) in a sandbox like the runs' own; None if the interpreter would not boot (such
+        runs start from scratch)."""
         path = self._snapshot_path(key)
         cached = preinit.load(path)
         if cached is not None:
             return cached
-        argv = preinit.boot_argv(argv0, preinit.preimports(image.spec.config.labels))
+        argv = boot or preinit.boot_argv(argv0, preinit.preimports(image.spec.config.labels))
         captured: list[tuple[bytes, int]] = []  # the boot run's memory and stack pointer at its end
 
         def keep(store: wasmtime.Store, exports: Exports) -> None:
@@ -429,8 +439,8 @@ class Launcher:
                  keep: Keep | None = None) -> RunResult:
         """The guest's whole world: `root` as /, the mounts, argv, env and stdio; nothing else."""
         cap = spec.limits.max_output
-        stdout = Sink(cap, 1 if spec.stream else None)
-        stderr = Sink(cap, 2 if spec.stream else None)
+        stdout = Sink(cap, 1 if spec.stream else None, spec.on_stdout)
+        stderr = Sink(cap, 2 if spec.stream else None, spec.on_stderr)
         wasi = wasmtime.WasiConfig()
         wasi.argv = argv
         wasi.env = list(env.items())
@@ -471,8 +481,14 @@ class Launcher:
                 result = self._execute(loaded, wasi, argv[0], workdir, spec, root, resume, keep)
         else:
             result = self._execute(loaded, wasi, argv[0], workdir, spec, root, resume, keep)
+        for sink in (stdout, stderr):
+            sink.finish()
         result.stdout, result.stderr = stdout.value(), stderr.value()
         result.stdout_truncated, result.stderr_truncated = stdout.truncated, stderr.truncated
+        result.stdout_dropped, result.stderr_dropped = stdout.dropped, stderr.dropped
+        for sink in (stdout, stderr):
+            if sink.error is not None:  # the guest has ended; the caller's callback failed
+                raise sink.error
         return result
 
     def _execute(self, loaded: Loaded, wasi: wasmtime.WasiConfig, name: str, workdir: str, spec: RunSpec,
@@ -523,6 +539,7 @@ class Launcher:
         if on_start is not None:
             on_start()
         self.deadlines.set(deadline, spec.cancel)
+        cpu = time.thread_time()
         with self.ticker:
             try:
                 result.exit_code = start()
@@ -530,12 +547,11 @@ class Launcher:
                 # wasmtime-py raises from a frame that holds the exception: drop the traceback so
                 # the cycle (and the store in it) is freed now, not by a GC pass at exit.
                 e.__traceback__ = None
-                if spec.cancel is not None and spec.cancel.is_set() and not isinstance(e, wasmtime.ExitTrap):
-                    result.exit_code, result.trap = INTERRUPT_EXIT_CODE, "interrupted"
-                else:
-                    self._record(e, result, limits, self.deadlines.expired)
+                record(e, result, limits, self.deadlines.expired, spec.cancel)
             finally:
                 self.deadlines.set(None)
+        result.cpu_ms = (time.thread_time() - cpu) * 1000
+        result.peak_memory = 0 if memory is None else memory.data_len(store)
         if keep is not None:
             keep(store, exports)
         result.duration_ms = (time.perf_counter() - started) * 1000
@@ -548,16 +564,6 @@ class Launcher:
             # sign is a guest that failed while within one growth step of its cap.
             result.out_of_memory = memory.data_len(store) + OOM_MARGIN >= limits.memory
         return result
-
-    @staticmethod
-    def _record(error: Exception, result: RunResult, limits: Limits, expired: bool) -> None:
-        if isinstance(error, wasmtime.ExitTrap):
-            result.exit_code = error.code
-        elif expired or isinstance(error, wasmtime.Trap) and error.trap_code == wasmtime.TrapCode.INTERRUPT:
-            result.exit_code, result.timed_out = TIMEOUT_EXIT_CODE, True
-            result.trap = f"timed out after {limits.timeout:g}s"
-        else:
-            result.exit_code, result.trap = TRAP_EXIT_CODE, _reason(error)
 
     def _image_program(self, image: Image, base: Path, name: str, path: str, workdir: str) -> tuple[str, Path]:
         """_find_program in an image's unpacked rootfs, which never changes: found once."""
@@ -579,3 +585,17 @@ class Launcher:
                 return guest, host
         where = "" if "/" in name else f" in PATH ({path})"
         raise RunError(f"{name}: not found{where}{mounts.no_shell_hint(name)}", 127)
+
+
+def record(error: Exception, result: RunResult, limits: Limits, expired: bool,
+           cancel: threading.Event | None = None) -> None:
+    """How an error that ended a guest shows in its result."""
+    if isinstance(error, wasmtime.ExitTrap):
+        result.exit_code = error.code
+    elif cancel is not None and cancel.is_set():
+        result.exit_code, result.trap = INTERRUPT_EXIT_CODE, "interrupted"
+    elif expired or isinstance(error, wasmtime.Trap) and error.trap_code == wasmtime.TrapCode.INTERRUPT:
+        result.exit_code, result.timed_out = TIMEOUT_EXIT_CODE, True
+        result.trap = f"timed out after {limits.timeout:g}s"
+    else:
+        result.exit_code, result.trap = TRAP_EXIT_CODE, _reason(error)

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from boxer_py.image import hostfs
@@ -14,37 +16,59 @@ ENTRY_COST = 64  # bytes of the budget each /out file costs besides its name and
 
 
 class Sink:
-    """Collects one output stream up to a cap, optionally echoing it to a host fd.
+    """Collects one output stream up to a cap, optionally echoing it to a host fd and handing
+    it to a callback as it comes.
 
-    With a cap, at most the cap is echoed and kept (`truncated` says the guest wrote more).
-    Without one, an echoing sink echoes everything but keeps only the first STREAM_KEPT bytes
-    (`dropped` says it let more through unkept): a streaming run's output is the host fd's,
-    and keeping all of it would let a guest fill the host's memory."""
+    With a cap, the first half of it and the last half are kept (the traceback at the end of
+    a flood survives); `truncated` says the guest wrote more, `dropped` how many bytes are
+    missing between the two. The head is echoed as it comes, the tail once the run has ended
+    (`finish`): what is echoed is exactly what is kept. Without a cap, an echoing sink echoes
+    everything but keeps only the first STREAM_KEPT bytes (`unkept` says it let more through
+    unkept): a streaming run's output is the host fd's, and keeping all of it would let a
+    guest fill the host's memory."""
 
-    def __init__(self, cap: int | None, echo_fd: int | None):
-        self.cap, self.echo_fd = cap, echo_fd
-        self.keep = cap if cap is not None or echo_fd is None else STREAM_KEPT
+    def __init__(self, cap: int | None, echo_fd: int | None, callback: Callable[[bytes], object] | None = None):
+        self.cap, self.echo_fd, self.callback = cap, echo_fd, callback
+        streaming = echo_fd is not None or callback is not None
+        self.tail_size = 0 if cap is None else cap // 2
+        self.keep = cap - self.tail_size if cap is not None else STREAM_KEPT if streaming else None
         self.chunks: list[bytes] = []
-        self.size = 0  # bytes kept
+        self.tail = bytearray()
+        self.size = 0  # bytes kept at the head
+        self.written = 0  # bytes the guest wrote
         self.truncated = False
-        self.dropped = False
+        self.unkept = False
+        self.error: BaseException | None = None  # what the callback raised (it is not called again)
 
     def __call__(self, data: bytes) -> int:
         written = len(data)
-        shown = data
-        if self.cap is not None:
-            shown = data[:max(0, self.cap - self.size)]
-            if len(shown) < written:
-                self.truncated = True
-        if shown and self.echo_fd is not None:
-            self._echo(self.echo_fd, shown)
-        kept = shown if self.keep is None else shown[:max(0, self.keep - self.size)]
-        if len(kept) < len(shown):
-            self.dropped = True
+        self.written += written
+        if self.cap is not None and self.written > self.cap:
+            self.truncated = True
+        kept = data if self.keep is None else data[:max(0, self.keep - self.size)]
+        if self.echo_fd is not None or self.callback is not None:
+            self._show(bytes(data if self.cap is None else kept))
         if kept:
             self.chunks.append(bytes(kept))
             self.size += len(kept)
+        rest = written - len(kept)
+        if rest and self.cap is None:
+            self.unkept = True
+        elif rest and self.tail_size:
+            self.tail += data[max(len(kept), written - self.tail_size):]
+            del self.tail[:max(0, len(self.tail) - self.tail_size)]
         return written  # the guest is told everything was written, so it does not retry
+
+    def _show(self, data: bytes) -> None:
+        if not data:
+            return
+        if self.echo_fd is not None:
+            self._echo(self.echo_fd, data)
+        if self.callback is not None:
+            try:
+                self.callback(data)
+            except BaseException as e:  # noqa: BLE001 - never into Wasmtime; the caller gets it after the run
+                self.error, self.callback = e, None
 
     def _echo(self, fd: int, data: bytes) -> None:
         """Write through to the host fd (`echo_fd`); once that fails (a reader that went away:
@@ -57,8 +81,74 @@ class Sink:
         except OSError:
             self.echo_fd = None
 
+    def finish(self) -> None:
+        """The run has ended: show the kept tail (what came after the head)."""
+        if self.tail:
+            self._show(_utf8_start(bytes(self.tail)) if self.truncated else bytes(self.tail))
+
+    @property
+    def dropped(self) -> int:
+        """Bytes written but not in value()."""
+        return self.written - len(self.value())
+
     def value(self) -> bytes:
-        return b"".join(self.chunks)
+        head = b"".join(self.chunks)
+        if not self.truncated:
+            return head + bytes(self.tail)
+        return _utf8_end(head) + _utf8_start(bytes(self.tail))
+
+
+def _utf8_end(data: bytes) -> bytes:
+    """`data` without a UTF-8 sequence cut off at its end (so text stays text)."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte < 0x80:
+            return data
+        if byte >= 0xC0:  # a lead byte: is its sequence complete?
+            need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return data if back >= need else data[:-back]
+    return data
+
+
+def _utf8_start(data: bytes) -> bytes:
+    """`data` without the continuation bytes of a sequence cut off at its start."""
+    skip = 0
+    while skip < min(3, len(data)) and 0x80 <= data[skip] < 0xC0:
+        skip += 1
+    return data[skip:]
+
+
+_CONTROL = re.compile(rb"[\x00-\x06\x0e-\x1a\x1c-\x1f\x7f]")
+
+
+def is_text(data: bytes) -> bool:
+    """UTF-8 without the control characters text does not have (NUL and most of C0; tabs,
+    newlines, form feeds, backspace, bell and the escapes of terminal colours are text)."""
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return _CONTROL.search(data) is None
+
+
+_TRACEBACK = b"Traceback (most recent call last):\n"
+_EXCEPTION_LINE = re.compile(r"([A-Za-z_][\w.]*)(?:: (.*))?")
+MAX_TRACEBACK = 64 << 10
+
+
+def python_error(stderr: bytes) -> dict[str, str] | None:
+    """The exception that ended a Python program, read from the last traceback it printed:
+    {"type", "message", "traceback"}, or None if stderr ends with no traceback. The text is
+    the guest's: bounded and only parsed."""
+    start = stderr.rfind(_TRACEBACK)
+    if start < 0:
+        return None
+    text = stderr[start:][-MAX_TRACEBACK:].decode(errors="replace")
+    last = [line for line in text.splitlines() if line.strip() and not line.startswith((" ", "\t"))][-1:]
+    match = _EXCEPTION_LINE.fullmatch(last[0]) if last else None
+    if match is None or match.group(1) == "Traceback":
+        return None
+    return {"type": match.group(1), "message": match.group(2) or "", "traceback": text}
 
 
 def safe_name(name: str) -> str:

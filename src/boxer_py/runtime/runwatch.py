@@ -51,10 +51,12 @@ class DiskWatch:
     is set (Ctrl-C, a cancelled call: the store is stopped at the next tick, within TICK)."""
 
     def __init__(self, root: Path, limit: int | None, deadline: float | None, deadlines: Deadlines,
-                 cancel: threading.Event | None = None):
+                 cancel: threading.Event | None = None, base: int | None = None):
+        """`base`: the layer's size the limit counts from (measured now if not given)."""
         self.root, self.limit, self.deadline, self.deadlines = root, limit, deadline, deadlines
         self.cancel = cancel
-        base = 0 if limit is None else disk_usage(root)
+        if base is None:
+            base = 0 if limit is None else disk_usage(root)
         self.base = 0 if base == UNREADABLE else base  # the copy just made: every entry of it counts
         self.full = False
         self._next = 0.0

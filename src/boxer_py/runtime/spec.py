@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from boxer_py.errors import RunError
+from boxer_py.runtime.output import is_text
 
 TRAP_EXIT_CODE = 134  # like a native program killed by SIGABRT
 TIMEOUT_EXIT_CODE = 124  # like timeout(1)
@@ -79,6 +80,8 @@ def _show(value: object) -> str:
 
 @dataclass(frozen=True)
 class Mount:
+    """A host directory shown to the guest at `guest` (read-only if `read_only`), as `-v`."""
+
     host: Path
     guest: str
     read_only: bool = False
@@ -157,10 +160,15 @@ class RunSpec:
     read_only: bool = False  # the writable layer is read-only (docker run --read-only); mounts are not
     user: str | None = None  # the USER to run as (WASI has no users: it chooses the default HOME only)
     cancel: threading.Event | None = None  # set (from any thread or a signal handler) to stop the run now
+    files: tuple[tuple[str, bytes], ...] = ()  # (guest path, content): put into the writable layer first
+    on_stdout: Callable[[bytes], object] | None = None  # handed the guest's output as it comes
+    on_stderr: Callable[[bytes], object] | None = None
 
 
 @dataclass
 class RunResult:
+    """What a run gave back. `to_json()` is `boxer run --json`'s object."""
+
     exit_code: int
     stdout: bytes = b""
     stderr: bytes = b""
@@ -174,31 +182,50 @@ class RunResult:
     files_truncated: bool = False  # some files under the output dir were over the size cap and left out
     disk_full: bool = False  # the writable layer grew past the disk limit (the run was stopped)
     preinitialised: bool = False  # started from a snapshot of an interpreter that had already started
+    stdout_dropped: int = 0  # bytes cut from the middle of a truncated stream (its head and tail are kept)
+    stderr_dropped: int = 0
+    error: dict[str, Any] | None = None  # {"type", "message", "traceback"}: why a Python guest failed, or
+    #                                      why the run could not start (traceback None)
+    peak_memory: int = 0  # bytes of guest linear memory at its largest (memory never shrinks)
+    cpu_ms: float = 0.0  # CPU time the guest's thread used
+    restarted: bool | None = None  # an Interpreter's call: whether its interpreter was started anew
 
     def to_json(self) -> dict[str, Any]:
-        """JSON-ready: text as UTF-8 (invalid bytes replaced), files as text or base64."""
+        """JSON-ready: stdout/stderr and files as UTF-8 text when they are text (`is_text`),
+        else base64, each with its `encoding`."""
         files = []
         for path, data in sorted(self.files.items()):
             # a name the guest made need not be UTF-8: shown with \xNN escapes, never raising
             path = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-            try:
-                files.append({"path": path, "size": len(data), "encoding": "utf-8", "content": data.decode()})
-            except UnicodeDecodeError:
-                files.append({"path": path, "size": len(data), "encoding": "base64",
-                              "content": base64.b64encode(data).decode()})
-        return {
+            encoding, content = _encode(data)
+            files.append({"path": path, "size": len(data), "encoding": encoding, "content": content})
+        (stdout_encoding, stdout), (stderr_encoding, stderr) = _encode(self.stdout), _encode(self.stderr)
+        doc = {
             "exit_code": self.exit_code,
-            "stdout": self.stdout.decode(errors="replace"),
-            "stderr": self.stderr.decode(errors="replace"),
+            "stdout": stdout,
+            "stderr": stderr,
+            "stdout_encoding": stdout_encoding,
+            "stderr_encoding": stderr_encoding,
             "stdout_truncated": self.stdout_truncated,
             "stderr_truncated": self.stderr_truncated,
+            "stdout_dropped": self.stdout_dropped,
+            "stderr_dropped": self.stderr_dropped,
             "duration_ms": round(self.duration_ms, 3),
+            "cpu_ms": round(self.cpu_ms, 3),
+            "peak_memory": self.peak_memory,
             "timed_out": self.timed_out,
             "out_of_memory": self.out_of_memory,
             "trap": self.trap,
+            "error": self.error,
             "files": files,
             "files_truncated": self.files_truncated,
             "disk_full": self.disk_full,
             "preinitialised": self.preinitialised,
         }
+        if self.restarted is not None:
+            doc["restarted"] = self.restarted
+        return doc
 
+
+def _encode(data: bytes) -> tuple[str, str]:
+    return ("utf-8", data.decode()) if is_text(data) else ("base64", base64.b64encode(data).decode())

@@ -236,6 +236,15 @@ def _capture(memory: bytes, stack_pointer: int, stdout: bytes, initial: bytes) -
     # PyByteArrayObject: refcnt, type, size, alloc, bytes, start, exports
     if word(inbox + 8) != report["size"] or word(inbox + 12) < report["size"] or word(inbox + 16) != word(inbox + 20):
         raise ValueError("the inbox is not where the guest said")
+    pages, data = changed(memory, initial)
+    return Snapshot(memory_size=len(memory), pages=pages, data=data,
+                    stack_pointer=stack_pointer, callable=exec_object,
+                    args=items[0], function=word(exec_object + 24), inbox=word(inbox + 20),
+                    inbox_size=report["size"])
+
+
+def changed(memory: bytes, initial: bytes) -> tuple[tuple[tuple[int, int], ...], bytearray]:
+    """The runs of PAGE-sized pages of `memory` that differ from `initial`, and their bytes."""
     padded = initial + bytes(len(memory) - len(initial))
     pages: list[tuple[int, int]] = []
     data = bytearray()
@@ -248,10 +257,7 @@ def _capture(memory: bytes, stack_pointer: int, stdout: bytes, initial: bytes) -
         else:
             pages.append((address, len(chunk)))
         data += chunk
-    return Snapshot(memory_size=len(memory), pages=tuple(pages), data=data,
-                    stack_pointer=stack_pointer, callable=exec_object,
-                    args=items[0], function=word(exec_object + 24), inbox=word(inbox + 20),
-                    inbox_size=report["size"])
+    return tuple(pages), data
 
 
 def request(argv: Sequence[str], env: Mapping[str, str], workdir: str) -> bytes:
