@@ -12,8 +12,8 @@ import click
 
 from boxer_py.cli.common import cli, limits, locate, utf8_clean, variables
 from boxer_py.errors import BoxerError, RunError
-from boxer_py.image.store import default_cache_dir
 from boxer_py.image import hostfs
+from boxer_py.image.store import default_cache_dir
 from boxer_py.runtime import inputs, watchdog
 from boxer_py.runtime.spec import INTERRUPT_EXIT_CODE, Mount, RunResult, RunSpec
 
