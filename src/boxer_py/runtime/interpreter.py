@@ -87,7 +87,7 @@ class Interpreter:
         self.base = launcher.rootfs(image)
         self.shared = reactor.read_only(config.labels, self.base)
         name = preinit.program(config.labels)
-        program = launcher._image_program(image, self.base, name, DEFAULT_PATH, "/") if name else None
+        program = launcher._image_program(image, self.base, name, DEFAULT_PATH, "/")[1] if name else None
         module = launcher._resumable(image, self.base, program) if program else None
         if name is None or module is None:
             raise RunError("an interpreter needs an image on a Python base whose CPython boxer can pre-initialise "
