@@ -59,8 +59,8 @@ def run(launcher, image, command, env, env_file, workdir, entrypoint, volume, co
     boxer cannot start it.
     """
     del rm, init, name  # Docker's meaning is what boxer always does (see the options' help)
+    _refuse_unsupported(image, detach, network, platform, tty, as_json)  # option errors, as click's: no JSON
     try:
-        _refuse_unsupported(image, detach, network, platform, tty, as_json)
         result, spec = _run(launcher, image, command, env, env_file, workdir, entrypoint, volume, copies,
                             interactive, tty, stdin_file, timeout, memory, max_output, disk, read_only, user, as_json)
     except BoxerError as e:
