@@ -204,9 +204,7 @@ class Interpreter:
         result.duration_ms = (time.perf_counter() - started) * 1000
         result.cpu_ms = (time.thread_time() - cpu) * 1000
         result.peak_memory = self._memory.data_len(store)
-        for sink in (stdout, stderr):
-            sink.finish()
-        result.stdout, result.stderr = stdout.value(), stderr.value()
+        result.stdout, result.stderr = stdout.finish(), stderr.finish()
         result.stdout_truncated, result.stderr_truncated = stdout.truncated, stderr.truncated
         result.stdout_dropped, result.stderr_dropped = stdout.dropped, stderr.dropped
         self._out.sink = self._err.sink = None

@@ -259,9 +259,8 @@ class Launcher:
                                  if x is not None)
                     result.files, result.files_truncated = collect(out_dir, spec.output_dir, budget)
             if result.exit_code not in (0, TIMEOUT_EXIT_CODE) and posixpath.basename(argv[0]).startswith("python"):
-                result.error = python_error(result.stderr)
-                if spec.limits.memory is not None and result.error and result.error["type"] == "MemoryError":
-                    result.out_of_memory = True
+                result.error = python_error(result.stderr)  # a MemoryError under a cap is the cap's doing:
+                result.out_of_memory |= spec.limits.memory is not None and (result.error or {}).get("type") == "MemoryError"
             return result
         finally:
             self.workspaces.give_back(tmp)
@@ -481,9 +480,7 @@ class Launcher:
                 result = self._execute(loaded, wasi, argv[0], workdir, spec, root, resume, keep)
         else:
             result = self._execute(loaded, wasi, argv[0], workdir, spec, root, resume, keep)
-        for sink in (stdout, stderr):
-            sink.finish()
-        result.stdout, result.stderr = stdout.value(), stderr.value()
+        result.stdout, result.stderr = stdout.finish(), stderr.finish()
         result.stdout_truncated, result.stderr_truncated = stdout.truncated, stderr.truncated
         result.stdout_dropped, result.stderr_dropped = stdout.dropped, stderr.dropped
         for sink in (stdout, stderr):

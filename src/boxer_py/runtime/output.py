@@ -81,10 +81,11 @@ class Sink:
         except OSError:
             self.echo_fd = None
 
-    def finish(self) -> None:
-        """The run has ended: show the kept tail (what came after the head)."""
+    def finish(self) -> bytes:
+        """The run has ended: show the kept tail (what came after the head); returns value()."""
         if self.tail:
             self._show(_utf8_start(bytes(self.tail)) if self.truncated else bytes(self.tail))
+        return self.value()
 
     @property
     def dropped(self) -> int:
