@@ -40,7 +40,8 @@ def test_docker_flags_with_their_meaning(boxer, hello_image):
 @pytest.mark.parametrize(("args", "says"), [
     (["--frobnicate"], "unknown option --frobnicate"),
     (["-d"], "-d: detached runs are not supported"),
-    (["--network", "host"], "--network host: a WebAssembly guest has no network"),
+    (["--network", "host"], "--network host: only --network none is accepted; give a guest network with -p"),
+    (["--network", "none", "-p", "8000:8000"], "--network none: contradicts -p/-P/--allow-net"),
     (["--platform", "linux/amd64"], "--platform linux/amd64: boxer images are WebAssembly"),
     (["-t", "--json"], "-t and --json"),
 ])

@@ -5,6 +5,7 @@ import json
 import os
 import sys
 import threading
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from boxer_py.errors import BoxerError, RunError
 from boxer_py.image import hostfs
 from boxer_py.image.store import default_cache_dir
 from boxer_py.runtime import inputs, watchdog
+from boxer_py.runtime.net.policy import Network
 from boxer_py.runtime.spec import INTERRUPT_EXIT_CODE, Mount, RunResult, RunSpec
 
 PLATFORMS = ("wasi/wasm", "wasip1/wasm", "wasi/wasm32", "wasm32/wasi", "wasm/wasi", "wasi", "wasm")
@@ -44,25 +46,38 @@ PLATFORMS = ("wasi/wasm", "wasip1/wasm", "wasi/wasm32", "wasm32/wasi", "wasm/was
 @click.option("--rm", is_flag=True, help="Accepted: every run's writable layer is removed when it ends.")
 @click.option("--init", is_flag=True, help="Accepted: a guest is one process, there is nothing to reap.")
 @click.option("--name", metavar="NAME", help="Accepted: runs are not listed, so a name has no use.")
-@click.option("--network", "--net", metavar="none", help="Only none: the guest has no network.")
+@click.option("-p", "--publish", multiple=True, metavar="[IP:]HOSTPORT:GUESTPORT",
+              help="Publish a guest TCP port on the host. IP defaults to 127.0.0.1, not Docker's 0.0.0.0 "
+                   "(give 0.0.0.0:HOSTPORT:GUESTPORT for every interface); HOSTPORT 0 picks a free one.")
+@click.option("-P", "--publish-all", is_flag=True, help="Publish every EXPOSEd port on a free 127.0.0.1 port (printed).")
+@click.option("--allow-net", multiple=True, metavar="HOST[:PORT]",
+              help="Let the guest connect to HOST (on PORT; * or no port: any). TLS is done and verified by the host.")
+@click.option("--allow-net-ca", metavar="FILE", help="Also trust these CA certificates (PEM) for TLS to allowed hosts.")
+@click.option("--network", "--net", metavar="none", help="Only none (the default: no network unless -p/--allow-net).")
 @click.option("--platform", metavar="wasi/wasm", help="Only wasi/wasm (every boxer image is one).")
 @click.option("-d", "--detach", is_flag=True, help="Refused: a run lives in the boxer process.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the result instead of streaming.")
 @click.pass_obj
 def run(launcher, image, command, env, env_file, workdir, entrypoint, volume, copies, interactive, tty, stdin_file,
-        timeout, memory, max_output, disk, read_only, user, rm, init, name, network, platform, detach, as_json):
+        timeout, memory, max_output, disk, read_only, user, rm, init, name, publish, publish_all, allow_net,
+        allow_net_ca, network, platform, detach, as_json):
     """Run a command in a new sandbox from IMAGE.
 
     The guest sees only the image's files (a private copy, discarded after the run), the
-    mounted directories, the given environment and stdio. It has no network. boxer exits
+    mounted directories, the given environment and stdio. It has no network unless -p/-P
+    (inbound) or --allow-net (outbound) give it some. boxer exits
     with the guest's exit code: 124 on --timeout, 130 on Ctrl-C, 134 on a crash, 125 when
     boxer cannot start it.
     """
     del rm, init, name  # Docker's meaning is what boxer always does (see the options' help)
     _refuse_unsupported(image, detach, network, platform, tty, as_json)  # option errors, as click's: no JSON
+    wanted = Network.parse(publish, allow_net, allow_net_ca)
+    if network == "none" and (publish or publish_all or allow_net):
+        raise RunError("--network none: contradicts -p/-P/--allow-net; give one or the other")
     try:
         result, spec = _run(launcher, image, command, env, env_file, workdir, entrypoint, volume, copies,
-                            interactive, tty, stdin_file, timeout, memory, max_output, disk, read_only, user, as_json)
+                            interactive, tty, stdin_file, timeout, memory, max_output, disk, read_only, user, as_json,
+                            wanted, publish_all)
     except BoxerError as e:
         if not as_json:
             raise
@@ -85,7 +100,7 @@ def run(launcher, image, command, env, env_file, workdir, entrypoint, volume, co
 
 
 def _run(launcher, image, command, env, env_file, workdir, entrypoint, volume, copies, interactive, tty, stdin_file,
-         timeout, memory, max_output, disk, read_only, user, as_json) -> tuple[RunResult, RunSpec]:
+         timeout, memory, max_output, disk, read_only, user, as_json, wanted, publish_all) -> tuple[RunResult, RunSpec]:
     environment = variables(env, env_file)
     if tty and sys.stdout.isatty():
         environment = {**_terminal_env(), **environment}
@@ -107,6 +122,8 @@ def _run(launcher, image, command, env, env_file, workdir, entrypoint, volume, c
         user=user,
         cancel=cancel,
         files=inputs.check([_host_file(c) for c in copies], checked.disk),
+        network=wanted,
+        on_listen=_show_ports,
     )
     path = _image_path(image)
     sys.stdout.flush()
@@ -115,7 +132,10 @@ def _run(launcher, image, command, env, env_file, workdir, entrypoint, volume, c
 
         launcher = Launcher(default_cache_dir())
     signalled = watchdog.cancel_on_signals(cancel)
-    result = launcher.run(launcher.open(path), spec)
+    opened = launcher.open(path)
+    if publish_all:
+        spec = replace(spec, network=wanted.publish_exposed(opened.spec.config.exposed_ports))
+    result = launcher.run(opened, spec)
     if signalled() is not None and result.exit_code == INTERRUPT_EXIT_CODE:
         result.exit_code = 128 + (signalled() or 0)  # 143 for SIGTERM, as a native program's
     return result, spec
@@ -147,12 +167,20 @@ def _refuse_unsupported(image: str, detach: bool, network: str | None, platform:
         raise RunError("-d: detached runs are not supported: a run lives in the boxer process that started it "
                        "(run it in the background with your shell's & instead)")
     if network is not None and network != "none":
-        raise RunError(f"--network {network}: a WebAssembly guest has no network; only --network none is accepted")
+        raise RunError(f"--network {network}: only --network none is accepted; give a guest network with "
+                       "-p (inbound) or --allow-net HOST (outbound)")
     if platform is not None and platform.lower() not in PLATFORMS:
         raise RunError(f"--platform {platform}: boxer images are WebAssembly (wasi/wasm); a native platform "
                        "cannot run here")
     if tty and as_json:
         raise RunError("-t and --json: a terminal cannot be captured into JSON; choose one")
+
+
+def _show_ports(ports: list[dict[str, object]]) -> None:
+    """The host ports of -P (and of -p with host port 0), which the user cannot know otherwise."""
+    for port in ports:
+        if port["asked"] == 0:
+            click.echo(f"boxer: {port['guest_port']}/tcp -> {port['host_ip']}:{port['host_port']}", err=True)
 
 
 def _terminal_env() -> dict[str, str]:

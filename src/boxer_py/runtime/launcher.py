@@ -31,6 +31,8 @@ from boxer_py.image.rootfs import resolve, unpack, within
 from boxer_py.runtime import inputs, mounts, reactor, watchdog
 from boxer_py.runtime.argv import resolve_argv, shell_words
 from boxer_py.runtime.modcache import WASMTIME_VERSION, Loaded, ModuleCache, new_engine
+from boxer_py.runtime.net import host as nethost
+from boxer_py.runtime.net import wasi as netwasi
 from boxer_py.runtime.output import Sink, collect, python_error
 from boxer_py.runtime.preinit import snapshot as preinit
 from boxer_py.runtime.preinit.snapshot import Snapshot
@@ -47,7 +49,7 @@ from boxer_py.runtime.spec import (
 from boxer_py.runtime.ticker import Ticker
 from boxer_py.runtime.wasi import clock as wasiclock
 from boxer_py.runtime.wasi.cwd import set_cwd
-from boxer_py.runtime.workspace import Workspaces
+from boxer_py.runtime.workspace import Workspaces, sweep_dead
 
 WASM_MAGIC = b"\0asm"
 OOM_MARGIN = 4 << 20
@@ -87,26 +89,6 @@ def _reason(error: Exception) -> str:
     if "Caused by:" in lines:
         return lines[lines.index("Caused by:") + 1]
     return lines[0] if lines else type(error).__name__
-
-
-def _sweep(runs: Path) -> None:
-    """Remove the writable layers of runs whose process died without cleaning up (killed, or
-    ended by the CLI's timeout watchdog). Each is named after the pid that made it. A guest
-    shaped each of them: removal is hostfs's, and nothing here can fail a launcher's start."""
-    try:
-        entries = os.listdir(runs)
-    except OSError:
-        return
-    for name in entries:
-        pid = name.split(".", 1)[0]
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            remove_tree(runs / name)
-        except (OSError, OverflowError):
-            pass
 
 
 PYTHON_DIRS = ("/usr", "/lib", "/lib64", "/etc")  # where a CPython's own files and site-packages live
@@ -150,6 +132,7 @@ class Launcher:
         self._programs: dict[tuple[str, str, str, str], tuple[str, Path]] = {}  # see _image_program
         self._guest_digest: str | None = None  # see _guest
         self._snapshot_lock = threading.Lock()
+        self.networking = netwasi.Networking(self.engine, self.deadlines)  # -p/--allow-net runs only
         self.runs = self.cache_dir / "runs"
         self.workspaces = Workspaces(self.runs, self.cache_dir / "spares")
         self.sweep()
@@ -294,11 +277,11 @@ class Launcher:
         return new
 
     def sweep(self) -> None:
-        """Remove what runs of processes that have died left in the cache (see _sweep); never
+        """Remove what runs of processes that have died left in the cache (workspace.sweep_dead); never
         raises (a launcher must start whatever an earlier run left behind)."""
         for where in (self.runs, self.workspaces.spares):
             try:
-                _sweep(where)
+                sweep_dead(where)
             except Exception:  # noqa: BLE001 - what cannot be removed now is tried again next time
                 pass
 
@@ -319,7 +302,7 @@ class Launcher:
         program itself. Mounts are directories preopened after the image's own, so a snapshot
         booted with empty directories at the same guest paths (one per set of mount points)
         holds the same descriptor table as the run, which then attaches the real ones."""
-        if not preinit.eligible(argv):
+        if spec.network.enabled or not preinit.eligible(argv):  # slots would be numbered differently
             return None
         startup = {**image.spec.config.env_dict(), **preinit.startup_env(env)}
         points = tuple(m.guest for m in spec.mounts)
@@ -442,14 +425,19 @@ class Launcher:
         stderr = Sink(cap, 2 if spec.stream else None, spec.on_stderr)
         wasi = wasmtime.WasiConfig()
         wasi.argv = argv
-        wasi.env = list(env.items())
         wasi.preopen_dir(str(root), "/", not spec.read_only)
         mounted = [m.guest for m in spec.mounts]  # checked by run(); run_in and boot runs have none
         shown = [(g, h) for g, h in shared if not reactor.covered(g, mounted)]
-        for guest, host in [*shown, *reactor.aliases(labels or {}, root, mounted, shared)]:
+        extra = [*shown, *reactor.aliases(labels or {}, root, mounted, shared)]
+        for guest, host in extra:
             wasi.preopen_dir(str(host), guest, False)
         for m in spec.mounts:
             wasi.preopen_dir(str(m.host), m.guest, not m.read_only)
+        net = None
+        if spec.network.enabled:  # socket slots after every other preopen (net/wasi.py)
+            env = dict(env)
+            net = self.networking.prepare(wasi, len(extra) + len(spec.mounts), tmp, env, spec.network, spec.on_listen)
+        wasi.env = list(env.items())
         if spec.stdin == "-":
             wasi.inherit_stdin()
         elif isinstance(spec.stdin, bytes):
@@ -475,11 +463,17 @@ class Launcher:
         else:
             wasi.stderr_custom = stderr
         timeout = spec.limits.timeout
-        if timeout is not None and spec.mounts:  # see watchdog.Backstop
-            with watchdog.Backstop(time.monotonic() + timeout, [m.host for m in spec.mounts]):
-                result = self._execute(loaded, wasi, argv[0], workdir, spec, root, resume, keep)
-        else:
-            result = self._execute(loaded, wasi, argv[0], workdir, spec, root, resume, keep)
+        try:
+            if timeout is not None and spec.mounts:  # see watchdog.Backstop
+                with watchdog.Backstop(time.monotonic() + timeout, [m.host for m in spec.mounts]):
+                    result = self._execute(loaded, wasi, argv[0], workdir, spec, root, resume, keep, net)
+            else:
+                result = self._execute(loaded, wasi, argv[0], workdir, spec, root, resume, keep, net)
+        finally:
+            if net is not None:
+                self.networking.finish(net)
+        if net is not None:
+            result.network = net.summary()
         result.stdout, result.stderr = stdout.finish(), stderr.finish()
         result.stdout_truncated, result.stderr_truncated = stdout.truncated, stderr.truncated
         result.stdout_dropped, result.stderr_dropped = stdout.dropped, stderr.dropped
@@ -489,7 +483,8 @@ class Launcher:
         return result
 
     def _execute(self, loaded: Loaded, wasi: wasmtime.WasiConfig, name: str, workdir: str, spec: RunSpec,
-                 root: Path, resume: Resume | None = None, keep: Keep | None = None) -> RunResult:
+                 root: Path, resume: Resume | None = None, keep: Keep | None = None,
+                 net: nethost.Net | None = None) -> RunResult:
         limits, on_start = spec.limits, spec.on_start
         store = wasmtime.Store(self.engine)
         store.set_wasi(wasi)
@@ -510,7 +505,7 @@ class Launcher:
         started = time.perf_counter()
         result = RunResult(exit_code=0)
         try:
-            instance = self.linker.instantiate(store, loaded.module)
+            instance = (self.linker if net is None else self.networking.linker()).instantiate(store, loaded.module)
         except wasmtime.WasmtimeError as e:
             if limits.memory is not None and "count too high" in str(e):
                 return RunResult(TRAP_EXIT_CODE, out_of_memory=True,
@@ -522,6 +517,8 @@ class Launcher:
         exports = instance.exports(store)
         found = exports["memory"] if "memory" in exports else None
         memory = found if isinstance(found, wasmtime.Memory) else None  # not a memory: none to measure
+        if net is not None:
+            self.networking.attach(store, memory, net, name)
         if resume is not None:  # the guest changes to its workdir itself
             start = preinit.restore(store, exports, resume.snapshot, resume.message)
             if start is None:

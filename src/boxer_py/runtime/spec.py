@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from boxer_py.errors import RunError
+from boxer_py.runtime.net.policy import Network
 from boxer_py.runtime.output import is_text
 
 TRAP_EXIT_CODE = 134  # like a native program killed by SIGABRT
@@ -156,6 +157,8 @@ class RunSpec:
     stream: bool = False  # also write the guest's output to this process's stdout/stderr as it comes
     output_dir: str | None = "/out"  # files the guest leaves here are returned in RunResult.files
     on_start: Callable[[], None] | None = None  # called right before the guest's first instruction
+    network: Network = Network()  # published ports and allowed hosts; empty: no network at all
+    on_listen: Callable[[list[dict[str, object]]], None] | None = None  # told the published ports once bound
     tty: bool = False  # stdout/stderr that are terminals go to the guest as they are (isatty() true)
     read_only: bool = False  # the writable layer is read-only (docker run --read-only); mounts are not
     user: str | None = None  # the USER to run as (WASI has no users: it chooses the default HOME only)
@@ -189,6 +192,7 @@ class RunResult:
     peak_memory: int = 0  # bytes of guest linear memory at its largest (memory never shrinks)
     cpu_ms: float = 0.0  # CPU time the guest's thread used
     restarted: bool | None = None  # an Interpreter's call: whether its interpreter was started anew
+    network: dict[str, Any] | None = None  # a networked run's ports, connections and refusals
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready: stdout/stderr and files as UTF-8 text when they are text (`is_text`),
@@ -221,6 +225,7 @@ class RunResult:
             "files_truncated": self.files_truncated,
             "disk_full": self.disk_full,
             "preinitialised": self.preinitialised,
+            **({} if self.network is None else {"network": self.network}),
         }
         if self.restarted is not None:
             doc["restarted"] = self.restarted

@@ -12,7 +12,7 @@ twice, a fresh spare copy of it is also kept ready, so a run that repeats (a Ses
 agent) finds its copy made. One background thread does removals and copies, and only while a
 single run is going: runs side by side do their own. `settle()` waits for it; `close()` also
 removes the spares, and runs at exit. Directories are named after the process id, so a later
-launcher sweeps what a killed one left behind (see launcher._sweep).
+launcher sweeps what a killed one left behind (see sweep_dead).
 """
 from __future__ import annotations
 
@@ -276,3 +276,23 @@ class Workspaces:
                 pass
             finally:
                 self._tasks.task_done()
+
+
+def sweep_dead(runs: Path) -> None:
+    """Remove the writable layers of runs whose process died without cleaning up (killed, or
+    ended by the CLI's timeout watchdog). Each is named after the pid that made it. A guest
+    shaped each of them: removal is hostfs's, and nothing here can fail a launcher's start."""
+    try:
+        entries = os.listdir(runs)
+    except OSError:
+        return
+    for name in entries:
+        pid = name.split(".", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            remove_tree(runs / name)
+        except (OSError, OverflowError):
+            pass

@@ -1,0 +1,198 @@
+"""Guest networking under the real CLI: `boxer run -p/-P` serves unmodified web servers
+(http.server, wsgiref, Flask's app.run()) to real HTTP clients on 127.0.0.1, and a run
+without networking options stays exactly as it was (no sockets, the pre-initialised path)."""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import urllib.request
+from contextlib import contextmanager
+
+import pytest
+
+FLASK_APP = """\
+from flask import Flask, request
+
+app = Flask(__name__)
+
+
+@app.route("/")
+def index():
+    return "hello from flask"
+
+
+@app.route("/echo", methods=["POST"])
+def echo():
+    return {"got": request.get_json()["n"] * 2}
+
+
+if __name__ == "__main__":
+    app.run()
+"""
+FLASK_DOCKERFILE = """\
+FROM python:3.12-slim
+WORKDIR /app
+RUN pip install flask
+COPY app.py .
+EXPOSE 5000
+CMD ["python", "app.py"]
+"""
+WSGI_APP = """\
+from wsgiref.simple_server import make_server
+
+def app(environ, start_response):
+    size = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(size)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"wsgi saw " + environ["REQUEST_METHOD"].encode() + b" " + body[::-1]]
+
+make_server("0.0.0.0", 8000, app).serve_forever()
+"""
+
+
+def _env(cache_dir) -> dict[str, str]:
+    return {**os.environ, "BOXER_CACHE_DIR": str(cache_dir)}
+
+
+@contextmanager
+def serving(cache_dir, *args: str):
+    """`boxer run ARGS` in the background; yields (process, {guest port: host port}) once the
+    host ports are bound (boxer prints the mapping of -P and of -p with host port 0). Ends the
+    run with Ctrl-C (SIGINT) and checks it ended with 130."""
+    proc = subprocess.Popen([sys.executable, "-m", "boxer_py", "run", *args], env=_env(cache_dir),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        ready, _, _ = select.select([proc.stderr], [], [], 300)
+        line = proc.stderr.readline().decode() if ready else ""
+        found = re.fullmatch(r"boxer: (\d+)/tcp -> 127\.0\.0\.1:(\d+)\n", line)
+        assert found, f"no port mapping printed: {line!r}"
+        yield proc, {int(found[1]): int(found[2])}, line
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 130, err.decode()[-2000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+@pytest.fixture(scope="session")
+def flask_image(tmp_path_factory):
+    import boxer_py
+
+    ctx = tmp_path_factory.mktemp("flask-ctx")
+    (ctx / "Dockerfile").write_text(FLASK_DOCKERFILE)
+    (ctx / "app.py").write_text(FLASK_APP)
+    out = tmp_path_factory.mktemp("flask") / "flask.wasm"
+    boxer_py.build(ctx, out)
+    return out
+
+
+def test_python_m_http_server_serves_the_image_files(hello_image, cache_dir):
+    with serving(cache_dir, "-p", "127.0.0.1:0:8000", str(hello_image), "python", "-m", "http.server", "8000") as (
+            _, ports, _):
+        base = f"http://127.0.0.1:{ports[8000]}"
+        listing = urllib.request.urlopen(base + "/", timeout=120).read().decode()
+        assert '<a href="main.py">main.py</a>' in listing
+        served = urllib.request.urlopen(base + "/main.py", timeout=60).read().decode()
+        assert "GREETING" in served  # the image's own /app/main.py
+        conn = http.client.HTTPConnection("127.0.0.1", ports[8000], timeout=60)
+        conn.request("GET", "/nope")
+        assert conn.getresponse().status == 404
+
+
+def test_wsgiref_app_answers_posts(hello_image, cache_dir):
+    with serving(cache_dir, "-p", "127.0.0.1:0:8000", str(hello_image), "python", "-c", WSGI_APP) as (_, ports, _):
+        for word in (b"abc", b"hello world"):
+            conn = http.client.HTTPConnection("127.0.0.1", ports[8000], timeout=120)
+            conn.request("POST", "/", body=word)
+            response = conn.getresponse()
+            assert (response.status, response.read()) == (200, b"wsgi saw POST " + word[::-1])
+
+
+def test_flask_app_run_serves_concurrent_clients_one_at_a_time(flask_image, cache_dir):
+    with serving(cache_dir, "-P", str(flask_image)) as (_, ports, _):
+        base = f"http://127.0.0.1:{ports[5000]}"
+        assert urllib.request.urlopen(base + "/", timeout=120).read() == b"hello from flask"
+        answers: dict[int, object] = {}
+
+        def client(n: int) -> None:
+            request = urllib.request.Request(base + "/echo", data=json.dumps({"n": n}).encode(),
+                                             headers={"Content-Type": "application/json"})
+            answers[n] = json.loads(urllib.request.urlopen(request, timeout=120).read())
+
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert answers == {n: {"got": 2 * n} for n in range(6)}
+
+
+def test_a_busy_host_port_fails_the_run_at_once(hello_image, boxer):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = boxer("run", "-p", f"{port}:8000", str(hello_image), "python", "-c", "print('started')")
+    assert r.returncode == 125
+    assert r.stderr == f"boxer: -p 127.0.0.1:{port}:8000: cannot listen on 127.0.0.1:{port} (Address already in use)\n"
+    assert "started" not in r.stdout
+
+
+@pytest.mark.parametrize("spec", ["abc", "80:99999", "1.2.3:80:80", "80:80:80:80", "80/udp"])
+def test_bad_publish_options_are_one_line(hello_image, boxer, spec):
+    r = boxer("run", "-p", spec, str(hello_image), "python", "-c", "pass")
+    assert r.returncode == 125
+    assert r.stderr.startswith(f"boxer: -p {spec}") and r.stderr.count("\n") == 1
+
+
+def test_binding_an_unpublished_port_is_a_permission_error_naming_p(hello_image, boxer):
+    code = ("import socket\ns = socket.socket()\n"
+            "try:\n    s.bind(('0.0.0.0', 9999))\nexcept PermissionError as e:\n    print('refused:', e)\n"
+            "s2 = socket.socket()\ns2.bind(('', 8000))\ns2.listen()\nprint('bound', s2.getsockname())\n")
+    r = boxer("run", "-p", "127.0.0.1:0:8000", "--json", str(hello_image), "python", "-c", code)
+    result = json.loads(r.stdout)
+    assert result["exit_code"] == 0, result["stderr"]
+    assert "refused: [Errno 2] port 9999 is not published: run with -p HOSTPORT:9999" in result["stdout"]
+    assert "bound ('0.0.0.0', 8000)" in result["stdout"]
+    assert {"direction": "in", "port": 9999, "allowed": False, "reason": "not published"} in \
+        result["network"]["connections"]
+
+
+def test_without_network_options_a_run_has_no_sockets_and_keeps_its_snapshot(hello_image, boxer):
+    code = "import socket\ntry:\n    socket.socket()\nexcept OSError as e:\n    print('no socket:', e.errno)\n"
+    plain = json.loads(boxer("run", "--json", str(hello_image), "python", "-c", code).stdout)
+    assert plain["stdout"] == "no socket: 58\n" and plain["preinitialised"] is True
+    assert "network" not in plain
+    networked = json.loads(boxer("run", "--json", "-p", "127.0.0.1:0:8000", str(hello_image), "python", "-c",
+                                 "import socket; print(socket.socket().fileno() > 2)").stdout)
+    assert networked["stdout"] == "True\n" and networked["preinitialised"] is False
+
+
+@pytest.mark.parametrize("blocked_in", ["accept", "recv", "poll"])
+def test_timeout_ends_a_guest_blocked_on_a_socket(hello_image, cache_dir, blocked_in):
+    code = {"accept": "s.accept()",
+            "recv": "c, _ = s.accept()\nprint('accepted', flush=True)\nc.recv(100)",
+            "poll": "import select\np = select.poll()\np.register(s, select.POLLIN)\np.poll()"}[blocked_in]
+    proc = subprocess.Popen([sys.executable, "-m", "boxer_py", "run", "--json", "--timeout", "3", "-p",
+                             "127.0.0.1:0:8000", str(hello_image), "python", "-c",
+                             "import socket\ns = socket.socket()\ns.bind(('', 8000))\ns.listen()\n" + code],
+                            env=_env(cache_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    port = int(re.search(rb"127\.0\.0\.1:(\d+)", proc.stderr.readline())[1])
+    if blocked_in == "recv":
+        with socket.create_connection(("127.0.0.1", port)):  # connects, never sends
+            out, _ = proc.communicate(timeout=120)
+    else:
+        out, _ = proc.communicate(timeout=120)
+    result = json.loads(out)
+    assert (proc.returncode, result["exit_code"], result["timed_out"]) == (124, 124, True)
