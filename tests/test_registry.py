@@ -186,6 +186,26 @@ def test_boxer_pulls_what_skopeo_pushed(bx, registry, hello_image, hello_output,
     assert bx("run", str(tmp_path / "pulled.wasm")).stdout == hello_output
 
 
+def test_wasm_artifact_layer_runs_under_plain_wasmtime_with_no_dir(bx, registry, hello_image, hello_output,
+                                                                     wasmtime_cli, tmp_path):
+    """The Wasm artifact's one application/wasm layer is the image's standalone module: what a
+    runtime that runs Wasm layers (runwasi) starts, with no rootfs and no preopen; boxer pulls
+    the exact image back from the same layer (test_push_then_pull_gives_back_the_same_image)."""
+    ref = f"{registry.host}/artifact/hello:1"
+    assert bx("push", "-q", "--format", "wasm", str(hello_image), ref).returncode == 0
+    layout = tmp_path / "layout"
+    skopeo("copy", "-q", "--src-tls-verify=false", f"docker://{ref}", f"oci:{layout}:1")
+    index = json.loads((layout / "index.json").read_text())
+    manifest = json.loads((layout / "blobs/sha256" / index["manifests"][0]["digest"][7:]).read_text())
+    (layer,) = manifest["layers"]
+    module = layout / "blobs/sha256" / layer["digest"][7:]
+    empty = tmp_path / "cwd"
+    empty.mkdir()
+    r = subprocess.run([str(wasmtime_cli), "run", str(module)], capture_output=True, text=True, cwd=empty, timeout=600)
+    assert (r.returncode, r.stdout, r.stderr) == (0, hello_output, "")
+    assert list(empty.iterdir()) == []
+
+
 def test_pulled_oci_image_runs_under_plain_wasmtime_like_runwasi(bx, registry, hello_image, hello_output,
                                                                   wasmtime_cli, tmp_path):
     """What a containerd Wasm shim does, with no boxer code: read the image config, unpack the

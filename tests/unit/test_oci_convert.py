@@ -73,6 +73,20 @@ def test_wasm_artifact_carries_the_image_file_unchanged(image):
     assert oci.to_image_file(artifact.manifest, fetcher(artifact), "test") == data
 
 
+def test_wasm_artifact_with_a_module_gives_back_the_image_file(image):
+    """The artifact's layer is a runnable module followed by the image's sections: a pull
+    takes those sections back, byte for byte."""
+    import wasmtime
+
+    data = image._data if isinstance(image._data, bytes) else bytes(image._data)
+    module = bytes(wasmtime.wat2wasm('(module (func (export "_start")) (memory (export "memory") 1))'))
+    artifact = oci.to_wasm_artifact(data, module)
+    (layer,) = json.loads(artifact.manifest)["layers"]
+    assert artifact.blobs[layer["digest"]].startswith(module)
+    wasmtime.Module(wasmtime.Engine(), artifact.blobs[layer["digest"]])   # still one valid module
+    assert oci.to_image_file(artifact.manifest, fetcher(artifact), "test") == data
+
+
 def test_a_tampered_layer_is_refused(image):
     artifact = oci.to_oci_image(image)
     layer = json.loads(artifact.manifest)["layers"][1]["digest"]

@@ -131,6 +131,29 @@ def _read_leb(data: Bytes, pos: int, where: str) -> tuple[int, int]:
     return value, end
 
 
+def carried(module: bytes, where: str = "module") -> bytes:
+    """The image file a WebAssembly module carries in its `boxer.*` custom sections (a
+    standalone module pushed as a Wasm artifact appends its image's sections, byte for byte),
+    or `module` itself when it is an image file already; `decode` checks the result."""
+    if module[:len(WASM_HEADER)] != WASM_HEADER:
+        raise ImageError(f"{where}: not a WebAssembly file")
+    pos, kept, others = len(WASM_HEADER), [WASM_HEADER], False
+    while pos < len(module):
+        start, kind = pos, module[pos]
+        size, pos = _read_leb(module, pos + 1, where)
+        end = pos + size
+        if end > len(module):
+            raise ImageError(f"{where}: truncated (a section runs past the end of the file)")
+        if kind == 0:
+            name_len, body = _read_leb(module, pos, where)
+            if bytes(module[body:body + min(name_len, 6)]) == b"boxer.":
+                kept.append(module[start:end])
+        else:
+            others = True
+        pos = end
+    return b"".join(kept) if others and len(kept) > 1 else module
+
+
 def decode(data: bytes | mmap.mmap, where: str = "image", verify: bool = True) -> Image:
     if data[:len(WASM_HEADER)] != WASM_HEADER:
         raise ImageError(f"{where}: not a WebAssembly file")

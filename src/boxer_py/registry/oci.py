@@ -1,7 +1,9 @@
 """Conversions between a boxer image file and the two forms it takes in an OCI registry.
 
 - `wasm`: the CNCF Wasm OCI artifact. Config `application/vnd.wasm.config.v0+json`, one
-  layer `application/wasm` that is the whole image.wasm, byte for byte.
+  layer `application/wasm`: the image's standalone module (registry/standalone.py), which any
+  WASI runtime runs, followed by the image file's custom sections, byte for byte, so a pull
+  gives back the exact image; or the image file alone when the image cannot be standalone.
 - `oci`: a standard OCI image for platform wasip1/wasm. Each boxer layer becomes a
   tar+gzip layer (gzip with mtime 0, so the same image always gives the same digests and a
   rebuilt image re-uses its unchanged layers); the config's Entrypoint is the absolute path of
@@ -122,9 +124,12 @@ def _artifact(config: Descriptor, layers: list[Descriptor], blobs: dict[str, byt
     return Artifact(raw, blobs, (config, *layers))
 
 
-def to_wasm_artifact(data: bytes) -> Artifact:
-    """The CNCF Wasm artifact: the image file itself is the one `application/wasm` layer."""
+def to_wasm_artifact(data: bytes, module: bytes | None = None) -> Artifact:
+    """The CNCF Wasm artifact: one `application/wasm` layer, the standalone `module` carrying
+    the image file's sections (the image file alone without one)."""
     image = imagefile.decode(data, "image")
+    if module is not None:
+        data = module + data[len(imagefile.WASM_HEADER):]
     layer = Descriptor(WASM_LAYER, sha256(data), len(data))
     config = json.dumps({"created": EPOCH, "architecture": "wasm", "os": "wasip1",
                          "layerDigests": [layer.digest]}, indent=2).encode()
@@ -302,7 +307,7 @@ def _from_wasm_artifact(layers: list[Descriptor], fetch: BlobSource, where: str)
     wasm = [d for d in layers if d.media_type == WASM_LAYER]
     if len(wasm) != 1:
         raise ImageError(f"{where}: a Wasm artifact needs exactly one {WASM_LAYER} layer, it has {len(wasm)}")
-    data = verify(wasm[0], fetch(wasm[0]), where)
+    data = imagefile.carried(verify(wasm[0], fetch(wasm[0]), where), where)
     imagefile.decode(data, where)   # a plain module, or a damaged image, stops here
     return data
 

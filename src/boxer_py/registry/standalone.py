@@ -49,24 +49,13 @@ def shim() -> bytes:
 
 def pack_tree(root: Path, argv: list[str], cmd: list[str], env: list[str], skip: str = "") -> tuple[bytes, int]:
     """The blob vfs.c reads (its layout is described there) from the tree at `root`, leaving
-    out the guest path `skip` (the program itself: it is the module's code already)."""
-    nodes: list[bytes] = [_NODE.pack(3, 0, 0, 0, 0, 0, int(os.lstat(root).st_mtime))]
-    ids = {"": 0}
-    names, data = bytearray(), bytearray()
+    out the guest path `skip` (the program itself: it is the module's code already). Entries
+    are sorted by path, so the same image always gives the same bytes."""
+    found: list[tuple[tuple[str, ...], int, bytes, int]] = []
     total = 0
 
-    def add(kind: int, parent: int, name: str, content: bytes, mtime: int) -> int:
-        nonlocal total
-        total += len(content) + len(name) + _NODE.size
-        if total > MAX_BLOB:
-            raise StandaloneError(f"the image's files exceed {MAX_BLOB >> 20} MiB, more than one module can hold")
-        encoded = name.encode("utf-8", "surrogateescape")
-        nodes.append(_NODE.pack(kind, parent, len(names), len(encoded), len(content), len(data), mtime))
-        names.extend(encoded)
-        data.extend(content)
-        return len(nodes) - 1
-
     def visit(w: hostfs.Walker, name: str, st: os.stat_result) -> bool:
+        nonlocal total
         kind = _KINDS.get(stat.S_IFMT(st.st_mode))
         path = w.path(name)
         if kind is None or path == skip:
@@ -75,36 +64,48 @@ def pack_tree(root: Path, argv: list[str], cmd: list[str], env: list[str], skip:
         if kind == 4:
             fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=w.fd)
             try:
-                content = hostfs.read_bounded(fd, MAX_BLOB - total)
+                content = hostfs.read_bounded(fd, max(0, MAX_BLOB - total))
             except hostfs.TooLarge:
-                raise StandaloneError(f"/{path}: larger than a standalone module can hold") from None
+                raise StandaloneError(f"the image's files exceed {MAX_BLOB >> 20} MiB, "
+                                      "more than one module can hold") from None
             finally:
                 os.close(fd)
         elif kind == 7:
             content = os.fsencode(os.readlink(name, dir_fd=w.fd))
-        ids[path] = add(kind, ids[w.path()], name, content, int(st.st_mtime))
+        total += len(content) + len(name) + _NODE.size
+        if total > MAX_BLOB:
+            raise StandaloneError(f"the image's files exceed {MAX_BLOB >> 20} MiB, more than one module can hold")
+        # a file keeps its layer's time; a directory's or link's is the unpacking's: 0 instead
+        found.append((tuple(path.split("/")), kind, content, int(st.st_mtime) if kind == 4 else 0))
         return kind == 3
 
     hostfs.walk(root, visit)
+    found.sort()
+    ids: dict[tuple[str, ...], int] = {(): 0}
     words = b"".join(w.encode() + b"\0" for w in argv + cmd + env)
-    header_size = 44
-    nodes_off = header_size
-    strings_off = nodes_off + len(nodes) * _NODE.size
+    names = bytearray()
+    for parts, *_ in found:
+        names.extend(os.fsencode(parts[-1]))
+    strings_off = 44 + (len(found) + 1) * _NODE.size
     argv_off = strings_off + len(names)
-    data_off = argv_off + len(words)
-    body = b"".join(nodes)
-    # node data offsets are relative to the data area until here
-    fixed = bytearray(body)
-    for i in range(1, len(nodes)):
-        at = i * _NODE.size + 24
-        struct.pack_into("<I", fixed, at, struct.unpack_from("<I", fixed, at)[0] + data_off)
-    header = struct.pack("<4sIIIIIIIIII", b"BXVF", 1, len(nodes), nodes_off, strings_off, len(names),
+    data_at = argv_off + len(words)
+    nodes = [_NODE.pack(3, 0, 0, 0, 0, data_at, 0)]   # "/" has no time of its own in the layers
+    name_at = 0
+    data = []
+    for parts, kind, content, mtime in found:
+        name = os.fsencode(parts[-1])
+        ids[parts] = len(nodes)
+        nodes.append(_NODE.pack(kind, ids[parts[:-1]], name_at, len(name), len(content), data_at, mtime))
+        name_at += len(name)
+        data_at += len(content)
+        data.append(content)
+    header = struct.pack("<4sIIIIIIIIII", b"BXVF", 1, len(nodes), 44, strings_off, len(names),
                          argv_off, len(words), len(argv), len(cmd), len(env))
-    return header + bytes(fixed) + bytes(names) + words + bytes(data), len(nodes)
+    return b"".join([header, *nodes, bytes(names), words, *data]), len(nodes)
 
 
-def export_standalone(image: Image, output: Path) -> Standalone:
-    """Writes the standalone module of `image` to `output` (atomically)."""
+def standalone_module(image: Image) -> tuple[bytes, Standalone]:
+    """The standalone module of `image`, and what it holds."""
     config = image.spec.config
     entrypoint, cmd = list(config.entrypoint), list(config.cmd)
     argv = entrypoint + cmd
@@ -128,8 +129,14 @@ def export_standalone(image: Image, output: Path) -> Standalone:
         wasm = merge(program, shim(), blob, workdir)
     except (LinkError, ValueError, IndexError, KeyError) as e:   # a crafted program: one line
         raise StandaloneError(f"{guest}: cannot be made standalone: {e}") from None
+    return wasm, Standalone(guest, files, len(wasm))
+
+
+def export_standalone(image: Image, output: Path) -> Standalone:
+    """Writes the standalone module of `image` to `output` (atomically)."""
+    wasm, made = standalone_module(image)
     atomic.write_file(output, wasm)
-    return Standalone(guest, files, len(wasm))
+    return made
 
 
 def _find_program(root: Path, name: str, path: str, workdir: str) -> tuple[str, bytes]:

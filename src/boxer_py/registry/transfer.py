@@ -6,6 +6,7 @@ atomic rename), so a failure anywhere leaves nothing behind.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -69,13 +70,22 @@ class LayerCache:
         return gz
 
 
-def artifact_for(image_path: str | Path, fmt: str, cache_dir: Path | None = None) -> tuple[oci.Artifact, imagefile.Image]:
-    """Read and verify an image file, and convert it to `fmt` ("oci" or "wasm")."""
+def artifact_for(image_path: str | Path, fmt: str, cache_dir: Path | None = None,
+                 warn: Callable[[str], None] = lambda _: None) -> tuple[oci.Artifact, imagefile.Image]:
+    """Read and verify an image file, and convert it to `fmt` ("oci" or "wasm"). The wasm
+    format ships the image's standalone module when it can be made (else `warn` is told why)."""
     if fmt not in oci.FORMATS:
         raise BoxerError(f"unknown format {fmt!r}: use one of {', '.join(oci.FORMATS)}")
     image = imagefile.read(image_path)
     if fmt == "wasm":
-        return oci.to_wasm_artifact(Path(image_path).read_bytes()), image
+        from boxer_py.registry.standalone import StandaloneError, standalone_module
+
+        try:
+            module: bytes | None = standalone_module(image)[0]
+        except StandaloneError as e:
+            warn(f"WARNING: the artifact holds the image file only, which only boxer runs: {e}")
+            module = None
+        return oci.to_wasm_artifact(Path(image_path).read_bytes(), module), image
     if cache_dir is None:
         from boxer_py.image.store import default_cache_dir
 
@@ -137,7 +147,7 @@ def push(image_path: str | Path, reference: str, fmt: str = "oci", options: Opti
     """Push an image file to `reference` in `fmt`; blobs the registry has are not sent again."""
     options = options or Options()
     ref = Reference.parse(reference)
-    artifact, image = artifact_for(image_path, fmt)
+    artifact, image = artifact_for(image_path, fmt, warn=options.progress)
     if ref.digest and ref.digest != artifact.digest:
         raise BoxerError(f"{reference}: the image's manifest is {artifact.digest}, not the digest named")
     registry = _registry(ref, "pull,push", options)
