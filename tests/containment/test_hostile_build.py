@@ -153,6 +153,24 @@ def test_pip_destinations_and_venvs_through_image_links_stay_in_the_image(tmp_pa
     assert (inside / "venv/pyvenv.cfg").is_file()
 
 
+def test_copy_into_the_root_takes_the_contexts_files_and_leaves_the_hosts_alone(tmp_path, cache_dir):
+    """`COPY . /` of a context holding etc/hostname: the image gets the context's file, the
+    host's /etc is neither read nor touched, and the layer holds only what was copied."""
+    ctx = tmp_path / "ctx"
+    (ctx / "etc").mkdir(parents=True)
+    (ctx / "etc" / "hostname").write_text("from the context\n")
+    (ctx / "Dockerfile").write_text("FROM python:3.12\nCOPY . /\n")
+    before = os.stat("/etc").st_mtime_ns, os.stat("/etc/hostname").st_mtime_ns
+    out = tmp_path / "image.wasm"
+    boxer_py.build(ctx, out, cache_dir=cache_dir)
+    assert (os.stat("/etc").st_mtime_ns, os.stat("/etc/hostname").st_mtime_ns) == before
+    image = boxer_py.read_image(out)
+    with tarfile.open(fileobj=io.BytesIO(image.layer(image.layers[-1]))) as tar:
+        names = sorted(m.name for m in tar)
+        assert tar.extractfile("etc/hostname").read() == b"from the context\n"  # type: ignore[union-attr]
+    assert names == ["Dockerfile", "etc", "etc/hostname"]
+
+
 def test_constraints_and_nested_files_go_through_the_same_allow_list(hostile_context, tmp_path, cache_dir, marker):
     for run, files, where in [
         ("pip install -c constraints.txt six", {"constraints.txt": "six<2\nevil @ file:///app/evil\n"},

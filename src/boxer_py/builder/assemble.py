@@ -111,7 +111,9 @@ def assemble(plan: BuildPlan, context: Context, scratch: Path, progress: Progres
                     layer = _run(step, fs, plan, commands, progress, Mounts(step, fs, context, built, plan, secrets))
                     cache.put(key, layer)
             else:
-                layer = layer_tar(fs.root, _run_step(step, fs, context, built, plan), fs.owners)
+                # Exactly the paths the step placed: a COPY into / or a WORKDIR of a full
+                # directory must not take in what earlier layers put there.
+                layer = layer_tar(fs.root, _run_step(step, fs, context, built, plan), fs.owners, recursive=False)
             fs.layers.append(layer)
             fs.key = sha256(f"{fs.key}\n{sha256(layer)}".encode())
             progress(f"#{next(counter)} [{label}] {status}{step.text} ({time.monotonic() - start:.1f}s)")

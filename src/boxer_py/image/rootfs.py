@@ -106,7 +106,7 @@ def layer_tar(root: Path, guest_paths: AbstractSet[str], owners: dict[str, tuple
 
             def visit(w: hostfs.Walker, name: str, st: os.stat_result, top: str = top) -> bool:
                 _too_long(w, name, len(top.encode()) + 1)
-                names.add(f"{top}/{w.path(name)}")
+                names.add(posixpath.join(top, w.path(name)))  # top is "" for the root itself
                 return True
 
             hostfs.walk(host, visit)
@@ -118,7 +118,7 @@ def layer_tar(root: Path, guest_paths: AbstractSet[str], owners: dict[str, tuple
             if posixpath.basename(name).startswith(WHITEOUT):
                 tar.addfile(info)
                 continue
-            host = root / name
+            host = root.joinpath(*guest_parts(name))  # never `root / "/x"`, which is the host's /x
             os.utime(host, ns=(0, 0), follow_symlinks=False)
             st = host.lstat()
             info.mode = stat.S_IMODE(st.st_mode)
