@@ -81,7 +81,7 @@ _WHY = {
     "--root": "is not supported at build time (use --target or --prefix)",
 }
 # Tools that live beside the interpreter on a native system; the guest needs none of them.
-_BUILD_TOOLS = {"pip"}
+_BUILD_TOOLS = {"pip", "poetry", "pipenv"}  # the last two: boxer reads their lock files (locks.py)
 _ENV_VAR = re.compile(r"\$\{([A-Z0-9_]+)\}")  # what pip expands in requirements files
 _COMMENT = re.compile(r"(^|\s+)#.*$")
 _HASH = re.compile(r"(sha256|sha384|sha512):[0-9a-fA-F]{64,128}")
@@ -145,7 +145,8 @@ def pip(args: list[str], root: Path, env: dict[str, str], cwd: str, sandbox: sdi
     site = _destination(request, env, cwd, python) or venv_site or _site_packages(env)
     if not request.requirements and not request.wheels and not request.sources:
         if request.tools:
-            return PipResult(0, b"pip: nothing to install for the image (pip itself is not needed)\n")
+            return PipResult(0, f"pip: nothing to install for the image ({', '.join(request.tools)}: boxer does "
+                                "that work itself at build time)\n".encode())
         if request.skipped:
             raise PipRefused(f"pip install: nothing to install: no requirement applies to the image's Python "
                              f"{python} on WASI (the environment markers of {', '.join(request.skipped[:5])} "

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from boxer_py.builder import venv
+from boxer_py.builder import locks, venv
 from boxer_py.builder.pip import PipRefused, pip, python_version
 from boxer_py.builder.sdist import Sandbox
 from boxer_py.dockerfile.plan import RunStep
@@ -78,6 +78,8 @@ class Commands:
             return self._pip(inv, inv.argv[at or 1:])
         if name.startswith("python") and inv.argv[1:3] == ["setup.py", "install"]:
             return self._pip(inv, ["install", "."])  # built in the sandbox as `pip install .` would (sdist.py)
+        if name in ("poetry", "pipenv"):
+            return self._locked(inv, name)
         if module == "ensurepip":
             return Completed(0, b"ensurepip: nothing to do: boxer runs pip for the image on the build host\n")
         if module == "venv":
@@ -115,6 +117,27 @@ class Commands:
         except PipRefused as e:
             raise BuildError(str(e)) from None
         return Completed(done.exit_code, done.output)
+
+
+    def _locked(self, inv: Invocation, tool: str) -> Completed:
+        """poetry/pipenv install: their lock file's packages through pip (locks.py)."""
+        done = (locks.poetry if tool == "poetry" else locks.pipenv)(self.root, inv.argv[1:], inv.env, inv.cwd)
+        if isinstance(done, str):
+            return Completed(0, done.encode())
+        site = None
+        try:
+            if done.venv:
+                version = python_version(inv.env)
+                interpreter = venv.found(self.root, "python3", inv.env.get("PATH", DEFAULT_PATH), inv.cwd)
+                if interpreter is None:
+                    raise BuildError(f"{tool} install: no python3 on PATH to make {done.venv} with")
+                if venv.of_program(self.root, posixpath.join(done.venv, "bin", "python")) is None:
+                    venv.create(self.root, [done.venv], interpreter, version, inv.cwd)
+                site = venv.site_packages(done.venv, version)
+            result = pip(done.args, self.root, inv.env, inv.cwd, Sandbox(self.root, self.runner, inv.env), site)
+        except PipRefused as e:
+            raise BuildError(str(e).replace("pip install", f"{tool} install", 1)) from None
+        return Completed(result.exit_code, "".join(f"{n}\n" for n in done.notes).encode() + result.output)
 
 
 def execute(step: RunStep, root: Path, commands: Commands) -> ShellResult:
