@@ -6,10 +6,15 @@ module's writes stay in its memory.
 """
 from __future__ import annotations
 
+import lzma
 import subprocess
 from pathlib import Path
 
 import pytest
+
+import boxer_py
+
+RUNTIME_313 = Path(__file__).resolve().parent.parent / "toolchain/runtimes/cpython-3.13"
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +112,14 @@ def test_writes_stay_in_the_modules_memory(boxer, hello_image, standalone, plain
     assert module.read_bytes() == before
 
 
+def test_a_command_the_module_cannot_run_is_one_line(boxer, hello_image, standalone, plain):
+    r = plain(standalone(boxer, hello_image), "ls", "-l")
+    assert (r.returncode, r.stdout, r.stderr) == (125, "", "ls: not found\n")
+    r = plain(standalone(boxer, hello_image), "/app/main.py")
+    assert r.returncode == 125 and r.stderr == "/app/main.py: not this module's program (a standalone module " \
+                                              "runs only its image's command)\n"
+
+
 def test_stdin_and_exit_code_are_the_runtimes(boxer, hello_image, standalone, plain):
     script = "import sys; data = sys.stdin.read(); print(data.upper(), end=''); sys.exit(3)"
     r = plain(standalone(boxer, hello_image), "python", "-c", script, input="from stdin\n")
@@ -137,3 +150,30 @@ def test_shell_form_command_is_refused_in_one_line(boxer, tmp_path):
     assert r.returncode == 1   # as every other failed export
     assert "shell form" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out.wasm").exists()
+
+
+@pytest.fixture(scope="module")
+def cpython_313_image(tmp_path_factory) -> Path:
+    """A FROM scratch image of the project's own CPython 3.13 build (toolchain/runtimes)."""
+    ctx = tmp_path_factory.mktemp("py313")
+    (ctx / "python3.13.wasm").write_bytes(lzma.decompress((RUNTIME_313 / "python3.13.wasm.xz").read_bytes()))
+    (ctx / "python313.zip").write_bytes(lzma.decompress((RUNTIME_313 / "python313.zip.xz").read_bytes()))
+    (ctx / "main.py").write_text((Path(__file__).resolve().parent.parent / "examples/hello-python/main.py").read_text())
+    (ctx / "Dockerfile").write_text(
+        "FROM scratch\nCOPY python3.13.wasm /usr/local/bin/python3.13\nCOPY python313.zip /usr/local/lib/python313.zip\n"
+        "ENV PATH=/usr/local/bin GREETING=Hello\nWORKDIR /app\nCOPY main.py .\nCMD [\"python3.13\", \"main.py\"]\n")
+    out = ctx / "py313.wasm"
+    boxer_py.build(ctx, out)
+    return out
+
+
+def test_cpython_313_prints_what_boxer_run_prints(boxer, cpython_313_image, standalone, plain):
+    module = standalone(boxer, cpython_313_image)
+    r = plain(module)
+    assert r.stdout == "Hello from cpython 3.13.5 on wasi!\n"
+    _same(boxer("run", str(cpython_313_image)), r)
+    script = "import sys, os, sqlite3; print(sys.executable, sys.argv, os.getcwd(), os.environ['PYTHONUSERBASE'])"
+    r = plain(module, "python3.13", "-c", script, "x")
+    assert r.stdout == "/usr/local/bin/python3.13 ['-c', 'x'] /app /root/.local\n", r.stderr
+    _same(boxer("run", str(cpython_313_image), "python3.13", "-c", script, "x"), r)
+    _same(boxer("run", str(cpython_313_image), "python3.13", "-c", WRITES), plain(module, "python3.13", "-c", WRITES))

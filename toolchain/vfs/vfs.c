@@ -14,12 +14,12 @@
  * malloc treats as foreign and steps over.
  *
  * The blob (little-endian), written by boxer_py/image/standalone.py:
- *   header  u32 x 11: "BXVF" version nnodes nodes_off strings_off strings_len argv_off argv_len
- *           n_entry n_cmd n_env
+ *   header  u32 x 12: "BXVF" version nnodes nodes_off strings_off strings_len argv_off argv_len
+ *           n_entry n_cmd n_env program (the node of the module's own program file)
  *   nodes   nnodes x {u8 kind, u8 pad[3], u32 parent, u32 name_off, u32 name_len, u64 size,
  *                     u32 data_off, u32 mtime}: node 0 is "/", parents come before children
  *   strings names (by offset into the strings area)
- *   argv    n_entry + n_cmd + n_env NUL-terminated strings: ENTRYPOINT, CMD, ENV
+ *   argv    n_entry + n_cmd + n_env + 1 NUL-terminated strings: ENTRYPOINT, CMD, ENV, WORKDIR
  *   data    file contents and symlink targets, at data_off
  *
  * Build: make -C toolchain/vfs (clang-19, wasm-ld-19); `make -C toolchain/vfs check` rebuilds
@@ -56,6 +56,7 @@ REAL(fd_filestat_set_size) i32 real_fd_filestat_set_size(i32, u64);
 REAL(fd_filestat_set_times) i32 real_fd_filestat_set_times(i32, u64, u64, u32);
 REAL(fd_advise) i32 real_fd_advise(i32, u64, u64, u32);
 REAL(fd_allocate) i32 real_fd_allocate(i32, u64, u64);
+REAL(proc_exit) void real_proc_exit(u32);
 __attribute__((import_module("boxer"), import_name("blob_read"))) void blob_read(u32 dst, u32 off, u32 len);
 __attribute__((import_module("boxer"), import_name("blob_size"))) u32 blob_size(void);
 
@@ -85,7 +86,7 @@ static u32 nnodes, nodecap;
 static struct fdesc fds[MAX_FDS];
 static u32 heap, heap_end;
 static u32 freelist[32];
-static u32 argv_data, argv_size, n_entry, n_cmd, n_env;
+static u32 argv_data, argv_size, n_entry, n_cmd, n_env, program, argv0;
 static u32 ready;
 
 /* ---- memory ---- */
@@ -209,10 +210,10 @@ static void detach(u32 kid) {
 }
 
 static i32 init(void) {
-    u32 header[11];
+    u32 header[12];
     if (blob_size() < sizeof header) return -E_IO;
     blob_read((u32)header, 0, sizeof header);
-    if (header[0] != 0x46565842 || header[1] != 1) return -E_IO;
+    if (header[0] != 0x46565842 || header[1] != 2) return -E_IO;
     u32 count = header[2];
     nodecap = count + 64;
     nodes = (struct node *)alloc(nodecap * sizeof(struct node));
@@ -223,6 +224,7 @@ static i32 init(void) {
     n_entry = header[8];
     n_cmd = header[9];
     n_env = header[10];
+    program = header[11];
     argv_data = alloc(header[7] + 1);
     if (!argv_data) return -E_NOMEM;
     blob_read(argv_data, header[6], header[7]);
@@ -378,6 +380,102 @@ static i32 new_fd(void) {
 
 /* ---- argv and environment ---- */
 
+/* Ends the run with "NAME: WHAT" on stderr and status 125: WASI allows no 126/127, the statuses
+ * `boxer run` gives a command that is not found or cannot run. */
+static void complain(u32 name, const char *what) {
+    u32 parts[2] = {name, (u32)what};
+    for (u32 i = 0; i < 2; i++) {
+        u32 at = parts[i], left = slen(at);
+        while (left) {
+            u32 iov[2] = {at, left}, written = 0;
+            if (real_fd_write(2, (u32)iov, 1, (u32)&written) || !written) break;
+            at += written;
+            left -= written;
+        }
+    }
+    real_proc_exit(125);
+}
+
+static u32 is_python(u32 name) {
+    u32 n = slen(name);
+    if (n < 6 || !same((const u8 *)name, (const u8 *)"python", 6)) return 0;
+    for (u32 i = 6; i < n; i++) {
+        u8 c = *(u8 *)(name + i);
+        if (c != '.' && (c < '0' || c > '9')) return 0;
+    }
+    for (u32 i = 0; i < n; i++) if (*(u8 *)(name + i) == '/') return 0;
+    return 1;
+}
+
+/* The value of `PATH` among NUL-separated `name=value` words at `list` (count `n`, pointers). */
+static u32 path_in(u32 list, u32 n) {
+    u32 found = 0;
+    for (u32 i = 0; i < n; i++) {
+        u32 w = get32(list + 4 * i);
+        if (same((const u8 *)w, (const u8 *)"PATH=", 5)) found = w + 5;
+    }
+    return found;
+}
+
+/* A command given after the module (the image has no ENTRYPOINT) must name this module's
+ * program, found as `boxer run` finds it: through PATH, or from WORKDIR when it has a slash.
+ * Returns what argv[0] becomes: the path it was found at for a `python*` name (as boxer run
+ * does for CPython, which cannot search PATH itself), else the name as given. */
+static u32 command(u32 name) {
+    u32 s = argv_data;
+    for (u32 i = 0; i < n_entry + n_cmd; i++) s += slen(s) + 1;
+    u32 envs = s, path = 0;
+    for (u32 i = 0; i < n_env; i++) {
+        if (same((const u8 *)s, (const u8 *)"PATH=", 5)) path = s + 5;
+        s += slen(s) + 1;
+    }
+    u32 workdir = s, hostc = 0, hostsize = 0;
+    (void)envs;
+    real_environ_sizes_get((u32)&hostc, (u32)&hostsize);
+    if (hostc) {
+        u32 list = alloc(hostc * 4), buf = alloc(hostsize + 1);
+        if (list && buf) {
+            real_environ_get(list, buf);
+            u32 host = path_in(list, hostc);
+            if (host) path = host;
+        }
+    }
+    u32 namelen = slen(name), slash = 0;
+    for (u32 i = 0; i < namelen; i++) if (*(u8 *)(name + i) == '/') slash = 1;
+    u32 pathlen = path ? slen(path) : 0, start = 0;
+    const char *default_path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    if (!path) { path = (u32)default_path; pathlen = slen(path); }
+    for (;;) {
+        u32 end = start;
+        if (!slash) while (end < pathlen && *(u8 *)(path + end) != ':') end++;
+        u32 dirlen = slash ? 0 : end - start, wlen = slen(workdir);
+        u32 cand = alloc(wlen + dirlen + namelen + 3), at = 0;
+        if (!cand) return name;
+        u32 absolute = slash ? *(u8 *)name == '/' : (dirlen && *(u8 *)(path + start) == '/');
+        if (!absolute) { copy((void *)cand, (void *)workdir, wlen); at = wlen; *(u8 *)(cand + at++) = '/'; }
+        if (!slash) {
+            if (!dirlen) *(u8 *)(cand + at++) = '.';
+            copy((void *)(cand + at), (void *)(path + start), dirlen);
+            at += dirlen;
+            *(u8 *)(cand + at++) = '/';
+        }
+        copy((void *)(cand + at), (void *)name, namelen);
+        at += namelen;
+        *(u8 *)(cand + at) = 0;
+        u32 hops = 0;
+        i32 id = walk(0, (const u8 *)cand, at, 1, 0, 0, 0, 0, &hops);
+        if (id >= 0 && nodes[id].kind == T_FILE) {
+            if ((u32)id != program) complain(name, ": not this module's program (a standalone module runs only its image's command)\n");
+            return is_python(name) ? cand : name;
+        }
+        release(cand);
+        if (slash || end >= pathlen) break;
+        start = end + 1;
+    }
+    complain(name, ": not found\n");
+    return name;
+}
+
 /* argv: ENTRYPOINT + (the arguments after the module's name, else CMD); env: the image's ENV,
  * then the host's variables (a name the host sets wins). */
 static u32 argv_words(u32 *count, u32 *bytes, u32 list, u32 buf, u32 env) {
@@ -417,7 +515,16 @@ static u32 argv_words(u32 *count, u32 *bytes, u32 list, u32 buf, u32 env) {
         s += len + 1;
     }
     for (u32 j = env ? 0 : 1; j < hostc; j++) {
-        u32 h = get32(hostlist + 4 * j), len = slen(h);
+        u32 h = get32(hostlist + 4 * j), len;
+        if (!env && j == 1 && !n_entry) {
+            if (!argv0) argv0 = command(h);
+            if (argv0 != h) {   /* the copy in hostbuf changes with every call: keep the found path */
+                h = argv0;
+            } else {
+                argv0 = 0;
+            }
+        }
+        len = slen(h);
         if (list) { put32(list + 4 * n, buf + size); copy((void *)(buf + size), (void *)h, len + 1); }
         n++;
         size += len + 1;

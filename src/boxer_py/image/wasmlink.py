@@ -547,8 +547,9 @@ def merge(program: bytes, shim: bytes, blob: bytes, cwd: str = "/") -> bytes:
     code.append(_sized(b"\0\x41" + sleb(len(blob) - (1 << 32) if len(blob) >= 1 << 31 else len(blob)) + b"\x0b"))
 
     data = list(p.data)
+    memory_base = b"\0\x23" + uleb([i.name for i in s.imported(3)].index("__memory_base")) + b"\x0b"
     for segment in s.data:
-        if segment[:2] != b"\0\x23":
+        if not segment.startswith(memory_base):
             raise LinkError("a shim data segment that is not placed at its memory base")
         end = _expr_end(segment, 1)
         data.append(b"\0\x41" + sleb(base) + b"\x0b" + segment[end:])

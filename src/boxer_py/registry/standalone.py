@@ -6,12 +6,15 @@ with the filesystem layer of toolchain/vfs (vendored as image/vfs.wasm) by image
 the program's WASI file, argv and environment imports are answered from the image's files,
 kept in a passive data segment and read on demand, with an in-memory writable layer; argv is
 ENTRYPOINT + CMD (arguments after the module replace CMD, as `docker run` arguments do), the
-environment is the image's ENV and HOME as `boxer run` sets it (a variable the runtime passes wins), and the program starts
+environment is the image's ENV and HOME (and argv[0] and PYTHONUSERBASE for CPython) as `boxer
+run` sets them (a variable the runtime passes wins), and the program starts
 in WORKDIR. stdin, stdout, stderr, clocks and random are the runtime's.
 """
 from __future__ import annotations
 
 import os
+import posixpath
+import re
 import stat
 import struct
 import tempfile
@@ -30,6 +33,7 @@ from boxer_py.image.wasmlink import LinkError, merge
 MAX_BLOB = 1 << 30           # the image's files in one module: the shim addresses them with 32 bits
 _KINDS = {stat.S_IFDIR: 3, stat.S_IFREG: 4, stat.S_IFLNK: 7}
 _NODE = struct.Struct("<B3xIIIQII")
+_PYTHON = re.compile(r"python[0-9.]*")
 
 
 class StandaloneError(ImageError):
@@ -47,10 +51,13 @@ def shim() -> bytes:
     return resources.files("boxer_py.image").joinpath("vfs.wasm").read_bytes()
 
 
-def pack_tree(root: Path, argv: list[str], cmd: list[str], env: list[str], skip: str = "") -> tuple[bytes, int]:
-    """The blob vfs.c reads (its layout is described there) from the tree at `root`, leaving
-    out the guest path `skip` (the program itself: it is the module's code already). Entries
-    are sorted by path, so the same image always gives the same bytes."""
+def pack_tree(root: Path, argv: list[str], cmd: list[str], env: list[str], workdir: str = "/",
+              program: str = "") -> tuple[bytes, int]:
+    """The blob vfs.c reads (its layout is described there) from the tree at `root`. The
+    program's own file is in it too (CPython finds its prefix from it; a guest may read it).
+    Entries are sorted by path, so the same image always gives the same bytes. `program` is
+    the real path of the module's program file (the layer checks a command given at run time
+    against it)."""
     found: list[tuple[tuple[str, ...], int, bytes, int]] = []
     total = 0
 
@@ -58,7 +65,7 @@ def pack_tree(root: Path, argv: list[str], cmd: list[str], env: list[str], skip:
         nonlocal total
         kind = _KINDS.get(stat.S_IFMT(st.st_mode))
         path = w.path(name)
-        if kind is None or path == skip:
+        if kind is None:
             return False
         content = b""
         if kind == 4:
@@ -82,11 +89,11 @@ def pack_tree(root: Path, argv: list[str], cmd: list[str], env: list[str], skip:
     hostfs.walk(root, visit)
     found.sort()
     ids: dict[tuple[str, ...], int] = {(): 0}
-    words = b"".join(w.encode() + b"\0" for w in argv + cmd + env)
+    words = b"".join(w.encode() + b"\0" for w in argv + cmd + env + [workdir])
     names = bytearray()
     for parts, *_ in found:
         names.extend(os.fsencode(parts[-1]))
-    strings_off = 44 + (len(found) + 1) * _NODE.size
+    strings_off = 48 + (len(found) + 1) * _NODE.size
     argv_off = strings_off + len(names)
     data_at = argv_off + len(words)
     nodes = [_NODE.pack(3, 0, 0, 0, 0, data_at, 0)]   # "/" has no time of its own in the layers
@@ -99,8 +106,9 @@ def pack_tree(root: Path, argv: list[str], cmd: list[str], env: list[str], skip:
         name_at += len(name)
         data_at += len(content)
         data.append(content)
-    header = struct.pack("<4sIIIIIIIIII", b"BXVF", 1, len(nodes), 44, strings_off, len(names),
-                         argv_off, len(words), len(argv), len(cmd), len(env))
+    program_id = ids.get(tuple(program.strip("/").split("/")), 0) if program.strip("/") else 0
+    header = struct.pack("<4sIIIIIIIIIII", b"BXVF", 2, len(nodes), 48, strings_off, len(names),
+                         argv_off, len(words), len(argv), len(cmd), len(env), program_id)
     return b"".join([header, *nodes, bytes(names), words, *data]), len(nodes)
 
 
@@ -116,15 +124,20 @@ def standalone_module(image: Image) -> tuple[bytes, Standalone]:
                               "use the exec form: CMD [\"prog\", \"arg\"]")
     env = config.env_dict()
     image_env = list(config.env)
+    home = env.get("HOME", "/root" if is_root(config.user) else "/")
     if "HOME" not in env:   # as Docker and `boxer run` set it
-        image_env.append(f"HOME={'/root' if is_root(config.user) else '/'}")
+        image_env.append(f"HOME={home}")
     workdir = config.working_dir or "/"
     with tempfile.TemporaryDirectory(prefix="boxer-standalone-") as tmp:
         root = Path(tmp) / "rootfs"
         root.mkdir()
         unpack(image, root)
-        guest, program = _find_program(root, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
-        blob, files = pack_tree(root, entrypoint, cmd, image_env, skip=guest.lstrip("/"))
+        found, guest, program = _find_program(root, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
+        if _PYTHON.fullmatch(argv[0]):   # as `boxer run` starts CPython, which cannot search PATH
+            (entrypoint if entrypoint else cmd)[0] = found
+            if "PYTHONUSERBASE" not in env and home.startswith("/"):
+                image_env.append(f"PYTHONUSERBASE={posixpath.join(home, '.local')}")
+        blob, files = pack_tree(root, entrypoint, cmd, image_env, workdir, guest)
     try:
         wasm = merge(program, shim(), blob, workdir)
     except (LinkError, ValueError, IndexError, KeyError) as e:   # a crafted program: one line
@@ -139,7 +152,8 @@ def export_standalone(image: Image, output: Path) -> Standalone:
     return made
 
 
-def _find_program(root: Path, name: str, path: str, workdir: str) -> tuple[str, bytes]:
+def _find_program(root: Path, name: str, path: str, workdir: str) -> tuple[str, str, bytes]:
+    """Where `name` was found (as `boxer run` looks), the real path of that file, its bytes."""
     for guest in program_candidates(name, path, workdir):
         host = resolve(root, guest)
         if not host.is_file() or host.is_symlink():
@@ -153,5 +167,5 @@ def _find_program(root: Path, name: str, path: str, workdir: str) -> tuple[str, 
             os.close(fd)
         if module[:4] != b"\0asm":
             raise StandaloneError(f"{name}: {guest} is not a WebAssembly program")
-        return "/" + str(host.relative_to(root)), module
+        return guest, "/" + str(host.relative_to(root)), module
     raise StandaloneError(f"{name}: not found in the image" + ("" if "/" in name else f" (PATH {path})"))
