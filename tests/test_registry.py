@@ -3,18 +3,17 @@ read back by skopeo, run by the plain wasmtime CLI, and through a proxy that inj
 from __future__ import annotations
 
 import base64
-import gzip
 import hashlib
 import json
 import os
 import shutil
 import stat
 import subprocess
-import tarfile
 from pathlib import Path
 
 import pytest
 
+import runwasi
 from boxer_py.image import imagefile
 from localregistry import REGISTRY_BINARY, FaultProxy, LocalRegistry
 
@@ -142,7 +141,7 @@ def test_second_push_sends_no_blob_again(bx, registry, hello_image):
     assert first.returncode == 0, first.stderr
     second = bx("push", str(hello_image), f"{registry.host}/team/again:2")
     assert second.returncode == 0
-    assert second.stderr.count("already exists") == 4 and "pushing" not in second.stderr
+    assert second.stderr.count("already exists") == 5 and "pushing" not in second.stderr
     assert second.stdout.strip() == json.loads(first.stdout)["digest"], "same image, same digest"
     assert json.loads(first.stdout)["uploaded"] > 10_000_000
 
@@ -206,39 +205,24 @@ def test_wasm_artifact_layer_runs_under_plain_wasmtime_with_no_dir(bx, registry,
     assert list(empty.iterdir()) == []
 
 
-def test_pulled_oci_image_runs_under_plain_wasmtime_like_runwasi(bx, registry, hello_image, hello_output,
-                                                                  wasmtime_cli, tmp_path):
-    """What a containerd Wasm shim does, with no boxer code: read the image config, unpack the
-    layers into a rootfs, run the entrypoint with the config's env and working directory."""
-    ref = f"{registry.host}/runwasi/hello:1"
-    assert bx("push", "-q", str(hello_image), ref).returncode == 0
+@pytest.mark.parametrize("example", ["hello_image", "hello_c_image"])
+def test_pulled_oci_image_runs_under_plain_wasmtime_like_runwasi(bx, registry, wasmtime_cli, tmp_path, request, example):
+    """What a containerd Wasm shim does, with no boxer code (tests/runwasi.py): only `/` is
+    preopened and no working directory is set, yet the program starts in WORKDIR (hello-python
+    opens main.py, hello-c prints its cwd and reads greeting.txt by a relative path)."""
+    image = request.getfixturevalue(example)
+    expected = bx("run", str(image))
+    assert expected.returncode == 0, expected.stderr
+    ref = f"{registry.host}/runwasi/{example.replace('_', '-')}:1"
+    assert bx("push", "-q", str(image), ref).returncode == 0
     layout = tmp_path / "layout"
     skopeo("copy", "-q", "--src-tls-verify=false", f"docker://{ref}", f"oci:{layout}:1")
-
-    def blob(digest: str) -> bytes:
-        return (layout / "blobs" / "sha256" / digest.removeprefix("sha256:")).read_bytes()
-
-    index = json.loads((layout / "index.json").read_text())
-    manifest = json.loads(blob(index["manifests"][0]["digest"]))
-    config = json.loads(blob(manifest["config"]["digest"]))
-    assert (config["os"], config["architecture"]) == ("wasip1", "wasm")
-    rootfs = tmp_path / "rootfs"
-    rootfs.mkdir()
-    for layer in manifest["layers"]:
-        assert layer["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip"
-        with tarfile.open(fileobj=__import__("io").BytesIO(gzip.decompress(blob(layer["digest"])))) as tar:
-            tar.extractall(rootfs, filter="data")
-    run = config["config"]
-    program, *args = run["Entrypoint"] + run.get("Cmd", [])
-    host_program = rootfs / program.lstrip("/")
-    assert host_program.read_bytes()[:4] == b"\0asm", f"{program} is the .wasm inside the rootfs"
-    workdir = run.get("WorkingDir") or "/"
-    command = [str(wasmtime_cli), "run", "--dir", f"{rootfs}::/", "--dir", f"{rootfs / workdir.lstrip('/')}::."]
-    for pair in run.get("Env", []):
-        command += ["--env", pair]
-    r = subprocess.run(command + [str(host_program), *args], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout == hello_output
+    config = runwasi.unpack_layout(layout, tmp_path / "rootfs")
+    assert config["config"]["WorkingDir"] != "/"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    r = runwasi.run(wasmtime_cli, tmp_path / "rootfs", config, elsewhere)
+    assert (r.returncode, r.stdout.decode(), r.stderr.decode()) == (0, expected.stdout, expected.stderr)
 
 
 # --- bad input -------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+from dataclasses import replace
 
 import pytest
 
@@ -107,3 +108,50 @@ def test_a_native_image_is_refused_with_its_platform(image):
     blobs = {**artifact.blobs, sha256(raw): raw}
     with pytest.raises(ImageError, match="linux/amd64"):
         oci.to_image_file(json.dumps(manifest).encode(), lambda d: blobs[d.digest], "test")
+
+
+def _pushed_config(artifact: oci.Artifact) -> dict:
+    manifest = json.loads(artifact.manifest)
+    return json.loads(artifact.blobs[manifest["config"]["digest"]])["config"]
+
+
+def test_shell_form_cmd_is_pushed_as_the_argv_boxer_runs(image):
+    """No WebAssembly image has a /bin/sh: `CMD python main.py` goes out as exec form, with
+    $VAR expanded from the image's Env the way the launcher expands it."""
+    shell = replace(image.spec.config, cmd=("/bin/sh", "-c", "python main.py --greet \"$GREETING\""),
+                    env=(*image.spec.config.env, "GREETING=hello there"))
+    img = image_of(shell, [image.layer(d) for d in image.layers])
+    artifact = oci.to_oci_image(img)
+    config = _pushed_config(artifact)
+    assert (config["Entrypoint"], config["Cmd"]) == (["/usr/local/bin/python3.12"], ["main.py", "--greet", "hello there"])
+    assert "/bin/sh" not in json.dumps(config)
+    back = imagefile.decode(oci.to_image_file(artifact.manifest, fetcher(artifact), "test"))
+    assert back.spec.config.cmd == shell.cmd, "boxer pull gives back the shell form as written"
+
+
+def test_shell_form_entrypoint_drops_cmd_as_sh_c_would(image):
+    cfg = replace(image.spec.config, entrypoint=("/bin/sh", "-c", "python main.py"), cmd=("ignored",))
+    config = _pushed_config(oci.to_oci_image(image_of(cfg, [image.layer(d) for d in image.layers])))
+    assert (config["Entrypoint"], config.get("Cmd")) == (["/usr/local/bin/python3.12", "main.py"], None)
+
+
+def test_shell_form_that_needs_a_shell_is_refused_with_one_line(image):
+    cfg = replace(image.spec.config, cmd=("/bin/sh", "-c", "python main.py | tee log"))
+    with pytest.raises(ImageError, match=r"^CMD 'python main.py \| tee log' cannot run outside boxer: .*needs a shell"):
+        oci.to_oci_image(image_of(cfg, [image.layer(d) for d in image.layers]))
+
+
+def test_an_entrypoint_that_is_not_webassembly_is_warned_about(image):
+    scripts = tar_of({"app/run.sh": b"#!/bin/sh\necho hi\n"})
+    cfg = replace(image.spec.config, entrypoint=("/app/run.sh",), cmd=())
+    artifact = oci.to_oci_image(image_of(cfg, [image.layer(d) for d in image.layers] + [scripts]))
+    assert artifact.warnings == ("the entrypoint '/app/run.sh' is not a WebAssembly file in the image: "
+                                 "runwasi and other WASI runtimes cannot start it",)
+
+
+def test_a_workdir_the_module_cannot_carry_is_warned_about(image):
+    """PROGRAM is a bare module with no wasi-libc cwd global: no extra layer, and the push says why."""
+    artifact = oci.to_oci_image(image)
+    assert len(json.loads(artifact.manifest)["layers"]) == len(image.layers)
+    assert artifact.warnings == ("/usr/local/bin/python3.12 keeps no wasi-libc working directory that boxer can "
+                                 "set: under runtimes outside boxer it starts in / instead of WORKDIR /app",)

@@ -98,3 +98,8 @@ def human_since(seconds: float) -> str:
                 return "About an hour ago"
             return f"{n} {unit}{'s' if n != 1 else ''} ago"
     return f"{s // (86400 * 365)} years ago"
+
+def warn(warnings: tuple[str, ...]) -> None:
+    """Warnings on stderr, one line each, as Docker prints them (also under -q)."""
+    for line in warnings:
+        click.echo(f"WARNING: {line}", err=True)

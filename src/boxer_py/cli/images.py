@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from boxer_py.cli.common import cli, human_since, human_size, locate, store
+from boxer_py.cli.common import cli, human_since, human_size, locate, store, warn
 from boxer_py.errors import BoxerError, ImageError
 from boxer_py.image import imagefile
 from boxer_py.image.inspect import inspect_json
@@ -254,7 +254,7 @@ def export(image, directory, fmt):
         from boxer_py.registry.transfer import export_layout
 
         found = store().find(image) if not Path(image).is_file() else None
-        export_layout(locate(image), directory, fmt, found.tag if found else "")
+        warn(export_layout(locate(image), directory, fmt, found.tag if found else "").warnings)
     click.echo(directory)
 
 @cli.command("import", context_settings={"help_option_names": ["-h", "--help"]})

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import click
 
-from boxer_py.cli.common import cli, locate, store
+from boxer_py.cli.common import cli, locate, store, warn
 
 
 def _options(insecure: bool, quiet: bool, as_json: bool):
@@ -33,6 +33,8 @@ def push(image, reference, fmt, insecure, quiet, as_json):
     from boxer_py.registry.transfer import push as push_image
 
     result = push_image(locate(image), reference, fmt, _options(insecure, quiet, as_json))
+    if not as_json:
+        warn(result.warnings)
     click.echo(json.dumps(result.to_json()) if as_json else result.digest)
 
 @cli.command(context_settings={"help_option_names": ["-h", "--help"]})

@@ -71,7 +71,13 @@ def _memory_image(wasm: bytes, start: int, end: int) -> bytearray:
         pos += size
     if not segments:
         return bytearray()
-    memory = bytearray(max(o + len(d) for o, d in segments))
+    end = max(o + len(d) for o, d in segments)
+    # A linker lays data out densely; a module whose segments would span far more memory than
+    # they hold (an offset near 4 GiB, a negative one) comes from an image that is not to be
+    # looked into, nor allocated for (a push reads the entrypoint of any image).
+    if min(o for o, _ in segments) < 0 or end > (16 << 20) + 4 * sum(len(d) for _, d in segments):
+        return bytearray()
+    memory = bytearray(end)
     for offset, data in segments:
         memory[offset:offset + len(data)] = data
     return memory

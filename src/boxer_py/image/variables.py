@@ -1,7 +1,10 @@
-"""Docker's variable expansion, shared by the planner (ENV/ARG) and the launcher (shell-form CMD)."""
+"""Docker's variable expansion, shared by the planner (ENV/ARG), the launcher and the OCI push (shell-form CMD)."""
 from __future__ import annotations
 
 import re
+import shlex
+
+from boxer_py.errors import RunError
 
 _VAR = re.compile(r"\\(\$)|\$(?:\{(\w+)(?:(:?[-+])([^}]*))?\}|(\w+))")
 
@@ -40,3 +43,16 @@ def expand(text: str, variables: dict[str, str], limit: int | None = None) -> st
         return value or ""
 
     return _VAR.sub(sub, text)
+
+
+def shell_words(script: str, env: dict[str, str]) -> list[str]:
+    """`/bin/sh -c SCRIPT` without a shell: one simple command, with $VAR expansion."""
+    lexer = shlex.shlex(script, posix=True, punctuation_chars="|&;<>()`")
+    lexer.whitespace_split = True
+    words = list(lexer)
+    special = [w for w in words if w and all(c in "|&;<>()`" for c in w)]
+    if special or "$(" in script:
+        raise RunError(f"the command {script!r} needs a shell ({(special or ['$('])[0]}), and a "
+                       "WebAssembly image has none; use the exec form: [\"prog\", \"arg\"]")
+    return [expand(w, env) for w in words]
+

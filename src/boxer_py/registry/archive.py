@@ -45,7 +45,7 @@ def write_archive(images: Iterable[tuple[Image, list[str]]], out: BinaryIO) -> N
     index: list[dict] = []
     manifests: list[dict] = []
     for image, tags in images:
-        artifact = oci.to_oci_image(image, None)
+        artifact = oci.to_oci_image(image, None, workdir_layer=False)
         blobs.update(artifact.blobs)
         blobs[artifact.digest] = artifact.manifest
         entry = {"mediaType": oci.MANIFEST, "digest": artifact.digest, "size": len(artifact.manifest)}

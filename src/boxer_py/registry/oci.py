@@ -6,10 +6,10 @@
   gives back the exact image; or the image file alone when the image cannot be standalone.
 - `oci`: a standard OCI image for platform wasip1/wasm. Each boxer layer becomes a
   tar+gzip layer (gzip with mtime 0, so the same image always gives the same digests and a
-  rebuilt image re-uses its unchanged layers); the config's Entrypoint is the absolute path of
-  the .wasm program in the rootfs, so runtimes that know nothing of boxer (runwasi's shims,
-  wasmtime on an unpacked rootfs) can start it. The original Entrypoint/Cmd travel in a
-  manifest annotation, so a pull gives back exactly the image that was pushed.
+  rebuilt image re-uses its unchanged layers); the config and one more layer are made so that
+  runtimes that know nothing of boxer (runwasi's shims, wasmtime on an unpacked rootfs) run it
+  as `boxer run` does (`runnable`). The original config travels in a manifest annotation and
+  that extra layer is marked, so a pull gives back exactly the image that was pushed.
 
 Everything here is pure: blobs in, blobs out. The registry client and the OCI layout are the
 I/O edges. Every blob that comes in is checked against its descriptor before it is used.
@@ -26,11 +26,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from boxer_py.errors import ImageError
-from boxer_py.image import imagefile, paths
-from boxer_py.image.config import DEFAULT_PATH, ImageConfig, ImageSpec
+from boxer_py.image import imagefile
+from boxer_py.image.config import ImageConfig, ImageSpec
 from boxer_py.image.hostfs import Expansion
 from boxer_py.image.imagefile import Descriptor, Image, sha256
-from boxer_py.image.paths import guest_parts
+from boxer_py.registry.runnable import WORKDIR_LAYER, runnable
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 INDEX = "application/vnd.oci.image.index.v1+json"
@@ -52,7 +52,6 @@ MAX_MANIFEST = 4 << 20
 MAX_LAYER = 4 << 30                            # uncompressed bytes a pulled layer may expand to
 MAX_BLOB = MAX_LAYER + (MAX_LAYER >> 6)        # bytes of any one blob read (a layer's gzip, an image file)
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
-_WASM_MAGIC = b"\0asm"
 
 
 def descriptor(doc: object, where: str) -> Descriptor:
@@ -77,6 +76,7 @@ class Artifact:
     manifest: bytes
     blobs: dict[str, bytes]
     descriptors: tuple[Descriptor, ...]
+    warnings: tuple[str, ...] = ()   # what runtimes outside boxer will not do as `boxer run` does
 
     @property
     def digest(self) -> str:
@@ -115,9 +115,11 @@ def verify(desc: Descriptor, data: bytes, where: str) -> bytes:
 
 
 def _artifact(config: Descriptor, layers: list[Descriptor], blobs: dict[str, bytes],
-              annotations: dict[str, str]) -> Artifact:
+              annotations: dict[str, str], layer_annotations: dict[str, dict[str, str]] | None = None) -> Artifact:
+    marked = layer_annotations or {}
     manifest: dict = {"schemaVersion": 2, "mediaType": MANIFEST, "config": config.to_json(),
-                      "layers": [d.to_json() for d in layers]}
+                      "layers": [{**d.to_json(), **({"annotations": marked[d.digest]} if d.digest in marked else {})}
+                                 for d in layers]}
     if annotations:
         manifest["annotations"] = dict(sorted(annotations.items()))
     raw = json.dumps(manifest, indent=2).encode()
@@ -142,15 +144,22 @@ def gzip_layer(tar: bytes) -> bytes:
     return gzip.compress(tar, compresslevel=6, mtime=0)
 
 
-def to_oci_image(image: Image, compress: Callable[[bytes], bytes] | None = gzip_layer) -> Artifact:
-    """A standard OCI image whose Entrypoint is the .wasm program's path inside the rootfs.
+def to_oci_image(image: Image, compress: Callable[[bytes], bytes] | None = gzip_layer,
+                 workdir_layer: bool = True) -> Artifact:
+    """A standard OCI image that runtimes outside boxer run as `boxer run` does (`runnable`).
     `compress` must return what `gzip_layer` does (a cache of its results, say); None keeps
-    the layers plain tar (what `docker save` writes)."""
+    the layers plain tar (what `docker save` writes). Without `workdir_layer` the image's own
+    layers are all there is (a docker-archive has no place for the mark that drops it again)."""
     tars = [image.layer(d) for d in image.layers]
     config = image.spec.config
-    runnable = runtime_config(config, tars)
-    spec = ImageSpec(runnable, image.spec.diff_ids, image.spec.history)
-    config_raw = spec.to_json()
+    run = runnable(config, tars)
+    if not workdir_layer:
+        run = replace(run, layer=None, warnings=())
+    diff_ids, history = image.spec.diff_ids, image.spec.history
+    if run.layer is not None:
+        tars.append(run.layer)
+        diff_ids, history = (*diff_ids, sha256(run.layer)), (*history, run.created_by)
+    config_raw = ImageSpec(run.config, diff_ids, history, image.spec.author).to_json()
     blobs = {sha256(config_raw): config_raw}
     layers = []
     for tar in tars:
@@ -158,65 +167,12 @@ def to_oci_image(image: Image, compress: Callable[[bytes], bytes] | None = gzip_
         layers.append(Descriptor(LAYER_GZIP if compress is not None else LAYER_TAR, sha256(gz), len(gz)))
         blobs[layers[-1].digest] = gz
     annotations = dict(image.annotations)
-    if runnable != config:
+    if run.config != config or run.layer is not None:
         annotations[ORIGINAL_CONFIG] = json.dumps(config.to_oci(), sort_keys=True, separators=(",", ":"))
-    return _artifact(Descriptor(IMAGE_CONFIG, sha256(config_raw), len(config_raw)), layers, blobs, annotations)
-
-
-def runtime_config(config: ImageConfig, tars: list[bytes]) -> ImageConfig:
-    """The config with argv[0] replaced by the absolute path of the .wasm file it names (found on
-    PATH or from WORKDIR, symlinks followed inside the rootfs). Runtimes outside boxer need a
-    program path; left unchanged when there is no such file (a shell-form command, say)."""
-    argv = list(config.entrypoint) or list(config.cmd)
-    if not argv:
-        return config
-    tree = _Tree(tars)
-    path_env = config.env_dict().get("PATH", DEFAULT_PATH)
-    program = tree.find_program(argv[0], path_env, config.working_dir)
-    if program is None:
-        return config
-    if config.entrypoint:
-        return replace(config, entrypoint=(program, *config.entrypoint[1:]))
-    return replace(config, entrypoint=(program,), cmd=tuple(config.cmd[1:]))
-
-
-class _Tree:
-    """The merged view of layer tars (later layers win), enough to resolve one path."""
-
-    def __init__(self, tars: list[bytes]):
-        self.tars = tars
-        self.entries: dict[str, tuple[int, tarfile.TarInfo]] = {}
-        for i, tar in enumerate(tars):
-            with tarfile.open(fileobj=io.BytesIO(tar)) as t:
-                for m in t.getmembers():
-                    name = "/".join(p for p in guest_parts(m.name) if p != "..")
-                    if name:
-                        self.entries[name] = (i, m)
-
-    def resolve(self, guest: str) -> str | None:
-        def readlink(rel: str) -> str | None:
-            hit = self.entries.get(rel)
-            return hit[1].linkname if hit and hit[1].issym() else None
-
-        try:
-            return "/".join(paths.resolve(guest, readlink))
-        except paths.TooManyLinks:
-            return None
-
-    def is_wasm(self, name: str) -> bool:
-        hit = self.entries.get(name)
-        if not hit or not hit[1].isfile():
-            return False
-        with tarfile.open(fileobj=io.BytesIO(self.tars[hit[0]])) as t:
-            f = t.extractfile(hit[1])
-            return f is not None and f.read(4) == _WASM_MAGIC
-
-    def find_program(self, name: str, path_env: str, workdir: str) -> str | None:
-        for guest in paths.program_candidates(name, path_env, workdir):
-            real = self.resolve(guest)
-            if real and self.is_wasm(real):
-                return "/" + real
-        return None
+    marked = {layers[-1].digest: {WORKDIR_LAYER: "workdir"}} if run.layer is not None else {}
+    artifact = _artifact(Descriptor(IMAGE_CONFIG, sha256(config_raw), len(config_raw)), layers, blobs,
+                         annotations, marked)
+    return replace(artifact, warnings=run.warnings)
 
 
 def parse_manifest(raw: bytes, where: str) -> dict:
@@ -286,6 +242,11 @@ def to_image_file(manifest_raw: bytes, fetch: BlobSource, where: str) -> bytes:
         raise ImageError(f"{where}: is a {os_}/{arch} image; boxer runs only WebAssembly (wasip1/wasm) images")
     if len(spec.diff_ids) != len(layers):
         raise ImageError(f"{where}: the config lists {len(spec.diff_ids)} layers, the manifest {len(layers)}")
+    original = annotations.pop(ORIGINAL_CONFIG, None)
+    history = spec.history
+    if original is not None and layers and _marked(doc["layers"][-1]):
+        layers, spec = layers[:-1], replace(spec, diff_ids=spec.diff_ids[:-1])   # push's workdir layer
+        history = history[:-1]
     tars = []
     for desc, diff_id in zip(layers, spec.diff_ids, strict=True):
         tar = _uncompress(desc, verify(desc, fetch(desc), where), where)
@@ -293,14 +254,19 @@ def to_image_file(manifest_raw: bytes, fetch: BlobSource, where: str) -> bytes:
             raise ImageError(f"{where}: layer {desc.digest[:19]} does not match its diff_id (tampered)")
         check_layer(tar, f"{where}: layer {desc.digest[:19]}")
         tars.append(tar)
-    original = annotations.pop(ORIGINAL_CONFIG, None)
     if original is not None:
         try:
-            spec = ImageSpec(ImageConfig.from_oci(json.loads(original)), spec.diff_ids, spec.history)
+            spec = ImageSpec(ImageConfig.from_oci(json.loads(original)), spec.diff_ids, history, spec.author)
         except (ValueError, AttributeError, TypeError):
             raise ImageError(f"{where}: corrupt {ORIGINAL_CONFIG} annotation") from None
     data, _ = imagefile.encode(spec, tars, annotations or None)
     return data
+
+
+def _marked(layer: dict) -> bool:
+    """Whether a manifest's layer entry is the one push added for runtimes outside boxer."""
+    notes = layer.get("annotations")
+    return isinstance(notes, dict) and notes.get(WORKDIR_LAYER) == "workdir"
 
 
 def _from_wasm_artifact(layers: list[Descriptor], fetch: BlobSource, where: str) -> bytes:

@@ -6,7 +6,6 @@ atomic rename), so a failure anywhere leaves nothing behind.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,9 +30,10 @@ class Transferred:
     size: int = 0
     sent: int = 0        # bytes uploaded (blobs the registry already had are not counted)
     received: int = 0    # blob bytes downloaded
+    warnings: tuple[str, ...] = ()   # what runtimes outside boxer will not do with the image
 
     def to_json(self) -> dict:
-        out: dict[str, str | int] = {"reference": self.reference, "digest": self.digest, "format": self.format}
+        out: dict[str, str | int | list[str]] = {"reference": self.reference, "digest": self.digest, "format": self.format}
         if self.image_id:
             out["id"] = self.image_id
         if self.path:
@@ -42,6 +42,8 @@ class Transferred:
             out["size"] = self.size
         if self.sent:
             out["uploaded"] = self.sent
+        if self.warnings:
+            out["warnings"] = list(self.warnings)
         return out
 
 
@@ -70,10 +72,9 @@ class LayerCache:
         return gz
 
 
-def artifact_for(image_path: str | Path, fmt: str, cache_dir: Path | None = None,
-                 warn: Callable[[str], None] = lambda _: None) -> tuple[oci.Artifact, imagefile.Image]:
+def artifact_for(image_path: str | Path, fmt: str, cache_dir: Path | None = None) -> tuple[oci.Artifact, imagefile.Image]:
     """Read and verify an image file, and convert it to `fmt` ("oci" or "wasm"). The wasm
-    format ships the image's standalone module when it can be made (else `warn` is told why)."""
+    format ships the image's standalone module when it can be made (else its warnings say why)."""
     if fmt not in oci.FORMATS:
         raise BoxerError(f"unknown format {fmt!r}: use one of {', '.join(oci.FORMATS)}")
     image = imagefile.read(image_path)
@@ -82,10 +83,10 @@ def artifact_for(image_path: str | Path, fmt: str, cache_dir: Path | None = None
 
         try:
             module: bytes | None = standalone_module(image)[0]
+            why: tuple[str, ...] = ()
         except StandaloneError as e:
-            warn(f"WARNING: the artifact holds the image file only, which only boxer runs: {e}")
-            module = None
-        return oci.to_wasm_artifact(Path(image_path).read_bytes(), module), image
+            module, why = None, (f"the artifact holds the image file only, which only boxer runs: {e}",)
+        return replace(oci.to_wasm_artifact(Path(image_path).read_bytes(), module), warnings=why), image
     if cache_dir is None:
         from boxer_py.image.store import default_cache_dir
 
@@ -99,7 +100,7 @@ def export_layout(image_path: str | Path, directory: str | Path, fmt: str = "oci
     artifact, image = artifact_for(image_path, fmt)
     write_layout(artifact, Path(directory),
                  _tag(name or image.annotations.get("org.opencontainers.image.ref.name", "")) or "latest")
-    return Transferred(str(directory), artifact.digest, fmt, image.id, str(directory))
+    return Transferred(str(directory), artifact.digest, fmt, image.id, str(directory), warnings=artifact.warnings)
 
 
 @contextmanager
@@ -147,7 +148,7 @@ def push(image_path: str | Path, reference: str, fmt: str = "oci", options: Opti
     """Push an image file to `reference` in `fmt`; blobs the registry has are not sent again."""
     options = options or Options()
     ref = Reference.parse(reference)
-    artifact, image = artifact_for(image_path, fmt, warn=options.progress)
+    artifact, image = artifact_for(image_path, fmt)
     if ref.digest and ref.digest != artifact.digest:
         raise BoxerError(f"{reference}: the image's manifest is {artifact.digest}, not the digest named")
     registry = _registry(ref, "pull,push", options)
@@ -160,7 +161,8 @@ def push(image_path: str | Path, reference: str, fmt: str = "oci", options: Opti
         options.progress(f"{label}: pushed {desc.size / 1e6:.1f} MB")
     digest = registry.put_manifest(ref.target, artifact.manifest, artifact.media_type)
     options.progress(f"{ref.tag or ref.digest}: digest: {digest} size: {len(artifact.manifest)}")
-    return Transferred(str(ref), digest, fmt, image.id, str(image_path), sent=registry.bytes_sent)
+    return Transferred(str(ref), digest, fmt, image.id, str(image_path), sent=registry.bytes_sent,
+                       warnings=artifact.warnings)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,145 @@
+"""What a runtime that knows nothing of boxer needs to run a pushed OCI image as `boxer run` does.
+
+runwasi's shims (containerd's Wasm runtimes, what a Kubernetes RuntimeClass selects) and the
+plain `wasmtime` CLI on an unpacked rootfs start `Entrypoint + Cmd` with the config's `Env`,
+preopen the rootfs as `/` and nothing else, and set no working directory inside the program.
+So, at push:
+
+- argv[0] becomes the absolute path of the .wasm file it names (found on PATH or from
+  WORKDIR, symlinks followed inside the rootfs): runwasi opens it by that literal path;
+- a shell-form command (`/bin/sh -c "python main.py"`) becomes the argv boxer's launcher runs
+  for it (there is no /bin/sh in a WebAssembly image), or the push is refused if it needs a
+  real shell;
+- with a WORKDIR, one more layer holds a copy of that program whose `_start` first sets
+  wasi-libc's working directory (`image.wasicwd.starting_in`): deterministic, so every push of
+  the same image gives the same layer, and `boxer pull` drops it again.
+
+What cannot be done is said as a warning, never silently.
+"""
+from __future__ import annotations
+
+import copy
+import io
+import posixpath
+import tarfile
+from dataclasses import dataclass, replace
+
+from boxer_py.errors import ImageError, RunError
+from boxer_py.image import paths
+from boxer_py.image.config import DEFAULT_PATH, ImageConfig, is_root
+from boxer_py.image.paths import guest_parts
+from boxer_py.image.variables import shell_words
+from boxer_py.image.wasicwd import starting_in
+
+WORKDIR_LAYER = "dev.boxer.layer"   # layer annotation, value "workdir": the layer push adds, pull drops
+_WASM_MAGIC = b"\0asm"
+_SHELLS = (("/bin/sh", "-c"), ("sh", "-c"))
+
+
+@dataclass(frozen=True)
+class Runnable:
+    """The config a runtime reads, the extra layer (if any) and what could not be done."""
+
+    config: ImageConfig
+    layer: bytes | None = None       # a tar holding the program rewritten to start in WorkingDir
+    created_by: str = ""             # the history entry of that layer
+    warnings: tuple[str, ...] = ()
+
+
+def runnable(config: ImageConfig, tars: list[bytes]) -> Runnable:
+    """`config` rewritten for runtimes outside boxer, from the image's layer tars (bottom first)."""
+    config = _exec_form(config)
+    argv = list(config.entrypoint) or list(config.cmd)
+    if not argv:
+        return Runnable(config, warnings=("the image has no ENTRYPOINT or CMD: runtimes outside boxer "
+                                          "(runwasi, wasmtime) have no program to start",))
+    tree = _Tree(tars)
+    program = tree.find_program(argv[0], config.env_dict().get("PATH", DEFAULT_PATH), config.working_dir)
+    if program is None:
+        return Runnable(config, warnings=(f"the entrypoint {argv[0][:200]!r} is not a WebAssembly file in the "
+                                          "image: runwasi and other WASI runtimes cannot start it",))
+    if config.entrypoint:
+        config = replace(config, entrypoint=(program, *config.entrypoint[1:]))
+    else:
+        config = replace(config, entrypoint=(program,), cmd=tuple(config.cmd[1:]))
+    workdir = posixpath.normpath(posixpath.join("/", config.working_dir or "/"))
+    if workdir == "/":
+        return Runnable(config)
+    info, wasm = tree.read(program.lstrip("/"))
+    rewritten = starting_in(wasm, workdir)
+    if rewritten is None:
+        return Runnable(config, warnings=(f"{program} keeps no wasi-libc working directory that boxer can set: "
+                                          f"under runtimes outside boxer it starts in / instead of WORKDIR {workdir}",))
+    return Runnable(config, _layer(info, rewritten),
+                    f"boxer push: {program} starts in WORKDIR {workdir} (runwasi sets no working directory)")
+
+
+def _exec_form(config: ImageConfig) -> ImageConfig:
+    """Shell form resolved the way the launcher runs it: `sh -c SCRIPT` as one simple command,
+    $VAR from the image's Env (a shell ENTRYPOINT drops CMD, as `sh -c` would ignore it)."""
+    argv = [*config.entrypoint, *config.cmd]
+    if tuple(argv[:2]) not in _SHELLS or len(argv) < 3:
+        return config
+    env = config.env_dict()
+    env.setdefault("HOME", "/root" if is_root(config.user) else "/")
+    try:
+        words = tuple(shell_words(argv[2], env))
+    except (RunError, ValueError) as e:
+        raise ImageError(f"{'ENTRYPOINT' if config.entrypoint else 'CMD'} {argv[2][:200]!r} cannot run outside boxer: "
+                         f"{e}") from None
+    if not words:
+        raise ImageError(f"the shell-form command {argv[2][:200]!r} is empty: give the image an ENTRYPOINT or CMD")
+    if config.entrypoint:
+        return replace(config, entrypoint=words, cmd=())
+    return replace(config, cmd=words)
+
+
+def _layer(original: tarfile.TarInfo, data: bytes) -> bytes:
+    """One member, the original's name, mode, owner and time, so the tar is the same every time."""
+    info = copy.copy(original)
+    info.size = len(data)
+    info.pax_headers = {}
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+class _Tree:
+    """The merged view of layer tars (later layers win), enough to resolve one path."""
+
+    def __init__(self, tars: list[bytes]):
+        self.tars = tars
+        self.entries: dict[str, tuple[int, tarfile.TarInfo]] = {}
+        for i, tar in enumerate(tars):
+            with tarfile.open(fileobj=io.BytesIO(tar)) as t:
+                for m in t.getmembers():
+                    name = "/".join(p for p in guest_parts(m.name) if p != "..")
+                    if name:
+                        self.entries[name] = (i, m)
+
+    def resolve(self, guest: str) -> str | None:
+        def readlink(rel: str) -> str | None:
+            hit = self.entries.get(rel)
+            return hit[1].linkname if hit and hit[1].issym() else None
+
+        try:
+            return "/".join(paths.resolve(guest, readlink))
+        except paths.TooManyLinks:
+            return None
+
+    def read(self, name: str, limit: int | None = None) -> tuple[tarfile.TarInfo, bytes]:
+        """The member and up to `limit` bytes of a regular file (b"" for anything else)."""
+        hit = self.entries.get(name)
+        if not hit or not hit[1].isfile():
+            return tarfile.TarInfo(name), b""
+        with tarfile.open(fileobj=io.BytesIO(self.tars[hit[0]])) as t:
+            f = t.extractfile(hit[1])
+            return hit[1], (f.read(-1 if limit is None else limit) if f is not None else b"")
+
+    def find_program(self, name: str, path_env: str, workdir: str) -> str | None:
+        for guest in paths.program_candidates(name, path_env, workdir):
+            real = self.resolve(guest)
+            if real and self.read(real, 4)[1] == _WASM_MAGIC:
+                return "/" + real
+        return None
