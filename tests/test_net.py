@@ -196,3 +196,73 @@ def test_timeout_ends_a_guest_blocked_on_a_socket(hello_image, cache_dir, blocke
         out, _ = proc.communicate(timeout=120)
     result = json.loads(out)
     assert (proc.returncode, result["exit_code"], result["timed_out"]) == (124, 124, True)
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory):
+    """An HTTPS server on 127.0.0.1 for the name localhost, its certificate signed by a CA of
+    this test's own (openssl), which the host does not trust unless given --allow-net-ca."""
+    import ssl
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    d = tmp_path_factory.mktemp("tls")
+    (d / "ext").write_text("subjectAltName=DNS:localhost\n")
+    (d / "www").mkdir()
+    (d / "www" / "page.txt").write_text("secret page over TLS")
+    for args in (["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+                  "-subj", "/CN=boxer-test-ca"],
+                 ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "srv.key", "-out", "srv.csr", "-subj",
+                  "/CN=localhost"],
+                 ["x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out",
+                  "srv.pem", "-days", "2", "-extfile", "ext"]):
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True, timeout=120)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(d / "srv.pem", d / "srv.key")
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(d / "www"), **kwargs)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield httpd.server_address[1], d / "ca.pem"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+HTTPS_GET = """\
+import ssl, sys, urllib.request
+for context in (None, ssl._create_unverified_context()):
+    try:
+        print(urllib.request.urlopen(sys.argv[1], context=context, timeout=60).read().decode())
+    except Exception as e:
+        print(type(e).__name__, e)
+"""
+
+
+def test_urllib_https_to_an_allowed_host_with_tls_verified_on_the_host(hello_image, boxer, tls_server):
+    port, ca = tls_server
+    url = f"https://localhost:{port}/page.txt"
+    r = boxer("run", "--json", "--allow-net", f"localhost:{port}", "--allow-net-ca", str(ca), str(hello_image),
+              "python", "-c", HTTPS_GET, url)
+    result = json.loads(r.stdout)
+    assert result["stdout"] == "secret page over TLS\nsecret page over TLS\n", result["stderr"]
+    assert {"direction": "out", "host": "localhost", "port": port, "address": "127.0.0.1", "allowed": True} in \
+        result["network"]["connections"]
+    # without the CA the host refuses the server, and the guest cannot turn verification off
+    r = boxer("run", "--allow-net", f"localhost:{port}", str(hello_image), "python", "-c", HTTPS_GET, url)
+    assert r.stdout.count("CERTIFICATE_VERIFY_FAILED") == 2, r.stdout + r.stderr
+    assert "secret page" not in r.stdout
+
+
+def test_allow_net_parse_errors_are_one_line(hello_image, boxer, tmp_path):
+    for args, says in ((["--allow-net", "exa mple.com"], "--allow-net exa mple.com: 'exa mple.com' is not a host name"),
+                       (["--allow-net", "example.com:99999"], "--allow-net example.com:99999: '99999' is not a port"),
+                       (["--allow-net", "a.com", "--allow-net-ca", str(tmp_path / "none.pem")],
+                        f"--allow-net-ca {tmp_path / 'none.pem'}: not a file")):
+        r = boxer("run", *args, str(hello_image), "python", "-c", "pass")
+        assert r.returncode == 125 and r.stderr.startswith("boxer: " + says) and r.stderr.count("\n") == 1, r.stderr

@@ -24,6 +24,7 @@ from boxer_py.image.store import Store, default_cache_dir
 from boxer_py.runtime import inputs
 from boxer_py.runtime.interpreter import Interpreter
 from boxer_py.runtime.launcher import Launcher
+from boxer_py.runtime.net.policy import Network
 from boxer_py.runtime.spec import Limits, Mount, RunResult, RunSpec
 
 
@@ -53,14 +54,18 @@ class Session:
             disk: str | int | None = None, output_dir: str | None = "/out",
             files: Mapping[str, bytes | str] | None = None,
             on_stdout: Callable[[bytes], object] | None = None, on_stderr: Callable[[bytes], object] | None = None,
-            cancel: threading.Event | None = None) -> RunResult:
+            cancel: threading.Event | None = None, ports: Sequence[str] = (), allow_net: Sequence[str] = (),
+            allow_net_ca: str | Path | None = None,
+            on_listen: Callable[[list[dict[str, object]]], None] | None = None) -> RunResult:
         """Run `command` (or the image's CMD) in a fresh sandbox and return its result.
 
         `files`: {guest path: content} put into the run's writable layer before it starts.
         `on_stdout`/`on_stderr`: called with each chunk of output as the guest writes it (up
         to `max_output`, then the kept tail at the end), on the thread running the guest; what
         they raise is raised here once the guest has ended. `cancel`: set it from another
-        thread to stop the guest at once (exit code 130, as Ctrl-C)."""
+        thread to stop the guest at once (exit code 130, as Ctrl-C). `ports`: `boxer run -p`
+        specs ("127.0.0.1:8080:80", "0:80" for a free port); `allow_net`: `--allow-net` rules
+        ("api.example.com:443"); `on_listen` is told the bound host ports before the guest starts."""
         limits = Limits.parse(timeout, memory, max_output, disk)
         spec = RunSpec(
             command=tuple(command), entrypoint=None if entrypoint is None else tuple(entrypoint),
@@ -69,8 +74,9 @@ class Session:
             stdin=stdin.encode() if isinstance(stdin, str) else stdin,
             limits=limits, output_dir=output_dir, files=inputs.check(files or {}, limits.disk),
             on_stdout=on_stdout, on_stderr=on_stderr, cancel=cancel,
+            network=Network.parse(tuple(ports), tuple(allow_net), allow_net_ca), on_listen=on_listen,
         )
-        if self.workers is None or on_stdout or on_stderr or cancel:  # callbacks stay in this process
+        if self.workers is None or on_stdout or on_stderr or cancel or on_listen:  # callbacks stay in this process
             return self.launcher.run(self.image, spec)
         # host paths as this process means them, whatever the worker's working directory
         absolute = tuple(replace(m, host=m.host.absolute()) for m in spec.mounts)

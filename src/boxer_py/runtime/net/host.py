@@ -169,7 +169,7 @@ class Net:
                 if not isinstance(request, dict):
                     raise ValueError("not an object")
                 answer = self._handle(request)
-            except (ValueError, TypeError, KeyError, UnicodeDecodeError) as e:
+            except (ValueError, TypeError, KeyError, UnicodeDecodeError, RecursionError, OverflowError) as e:
                 answer = self._error(EINVAL, f"malformed control request ({type(e).__name__})")
         self.reply = json.dumps(answer).encode()
 
