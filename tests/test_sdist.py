@@ -101,6 +101,24 @@ def test_local_projects_and_sdists_build_in_the_sandbox(make_context, tmp_path, 
     assert out.splitlines() == ["hello from localapp 1.17.0 42 tinysd", "True"], out
 
 
+def test_setup_py_commands_have_setuptools_as_in_the_official_images(make_context, tmp_path, cache_dir, boxer):
+    """`python setup.py sdist` then `pip install dist/*` (a real Dockerfile's steps): setuptools
+    and wheel are on hand for that RUN only, as the official images ship them, and not left in."""
+    files: dict[str, str | bytes] = {
+        "setup.py": "from setuptools import setup, find_packages\n"
+                    "setup(name='demojd', version='0.1', packages=find_packages())\n",
+        "demojd/__init__.py": "", "demojd/__main__.py": "print('hello from demojd')\n"}
+    image, log = build_logged(make_context, tmp_path, cache_dir,
+                              "FROM python:3.12\nWORKDIR /app\nADD . /app\nRUN python setup.py sdist\n"
+                              "RUN pip install dist/*\n", files)
+    assert "building /app/dist/demojd-0.1.tar.gz from source in the sandbox" in "\n".join(log), log
+    out = run_py(boxer, image, "import os, runpy, importlib.util as u\n"
+                               "print(sorted(os.listdir('/app/dist')), u.find_spec('setuptools'))\n"
+                               "print([x for x in os.listdir('/') if x.startswith('.boxer')])\n"
+                               "runpy.run_module('demojd', run_name='__main__')\n")
+    assert out.splitlines() == ["['demojd-0.1.tar.gz'] None", "[]", "hello from demojd"], out
+
+
 def test_a_directory_that_is_no_project_is_a_one_line_error(make_context, tmp_path, cache_dir):
     ctx = make_context("FROM python:3.12\nWORKDIR /app\nRUN pip install .\n")
     with pytest.raises(BoxerError) as e:

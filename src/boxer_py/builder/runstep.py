@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Protocol
 
 from boxer_py.builder import locks, venv
-from boxer_py.builder.pip import PipRefused, pip, python_version
-from boxer_py.builder.sdist import Sandbox
+from boxer_py.builder.pip import PipRefused, marker_environment, pip, python_version
+from boxer_py.builder.sdist import Sandbox, with_setuptools
+from boxer_py.builder.wheelcheck import SourceRefused
 from boxer_py.dockerfile.plan import RunStep
 from boxer_py.errors import BoxerError, BuildError, RunError
 from boxer_py.image.config import DEFAULT_PATH, is_root
@@ -78,6 +79,8 @@ class Commands:
             return self._pip(inv, inv.argv[at or 1:])
         if name.startswith("python") and inv.argv[1:3] == ["setup.py", "install"]:
             return self._pip(inv, ["install", "."])  # built in the sandbox as `pip install .` would (sdist.py)
+        if name.startswith("python") and inv.argv[1:2] == ["setup.py"]:
+            return self._setup_py(inv)
         if name in ("poetry", "pipenv"):
             return self._locked(inv, name)
         if module == "ensurepip":
@@ -118,6 +121,18 @@ class Commands:
             raise BuildError(str(e)) from None
         return Completed(done.exit_code, done.output)
 
+
+    def _setup_py(self, inv: Invocation) -> Completed:
+        """`python setup.py sdist|bdist_wheel|...` with setuptools on hand (sdist.with_setuptools)."""
+        try:
+            version = python_version(inv.env)
+            result = with_setuptools(Sandbox(self.root, self.runner, inv.env), inv.argv, inv.cwd, version,
+                                     marker_environment(version))
+        except (PipRefused, SourceRefused) as e:
+            raise BuildError(f"python setup.py: {str(e).removeprefix('pip install: ')}") from None
+        except RunError as e:
+            return Completed(e.exit_code, stderr=f"sh: {e}\n".encode())
+        return Completed(result.exit_code, result.stdout, result.stderr)
 
     def _locked(self, inv: Invocation, tool: str) -> Completed:
         """poetry/pipenv install: their lock file's packages through pip (locks.py)."""

@@ -269,7 +269,7 @@ class Builds:
         root = self.sandbox.root
         made: list[str] = []  # top-level directories of the rootfs made for this build
         try:
-            work = self._fresh(made, ".boxer-sdist-")
+            work = _fresh(root, made, ".boxer-sdist-")
             _mkdir(root, work, "tmp")
             source = guest
             if sdist is not None:
@@ -290,7 +290,8 @@ class Builds:
             if native:
                 raise SourceRefused(f"it builds with {native}, which always compiles native code "
                                     "(no compiler in WebAssembly)")
-            self._provide(made, job, requires, what)
+            job["envs"] += _provide(self.sandbox.root, made, requires, what, self.markers, self._minor(),
+                                    self.options)
             mode = "build-checked"
             for _ in range(3):
                 _rewrite(root, work, "job.json", json.dumps(job).encode())
@@ -301,7 +302,7 @@ class Builds:
                 more = need.get("requires") if isinstance(need, dict) else None
                 if not isinstance(more, list) or not all(isinstance(r, str) for r in more):
                     raise SourceRefused("its build backend asked for requirements that are not strings")
-                self._provide(made, job, more, what)
+                job["envs"] += _provide(self.sandbox.root, made, more, what, self.markers, self._minor(), self.options)
                 mode = "build"
             else:
                 raise SourceRefused("its build backend kept asking for more requirements")
@@ -324,12 +325,6 @@ class Builds:
         finally:
             _remove(root, made)
 
-    def _fresh(self, made: list[str], prefix: str) -> str:
-        """A new directory at the top of the rootfs (mkdir never follows a guest's link)."""
-        path = tempfile.mkdtemp(prefix=prefix, dir=self.sandbox.root)
-        made.append(os.path.basename(path))
-        return made[-1]
-
     def _guest(self, work: str, mode: str, what: str, allowed: tuple[int, ...] = (0,)) -> int:
         env = {**self.sandbox.env, **_PURE_SWITCHES, "TMPDIR": f"/{work}/tmp"}
         try:
@@ -348,42 +343,65 @@ class Builds:
             or (lines[-1].strip() if lines else f"exit code {code}")
         raise SourceRefused(reason.removeprefix("error: ")[:300])
 
-    def _provide(self, made: list[str], job: dict[str, Any], requires: list[str], what: str) -> None:
-        """Install build requirements (pure-Python wheels, by the host's pip) into a fresh
-        directory of the rootfs and add it to the job's environments."""
-        if len(requires) > MAX_BUILD_REQUIRES:
-            raise SourceRefused(f"its build names more than {MAX_BUILD_REQUIRES} requirements")
-        lines = []
-        for text in requires:
+
+def _provide(root: Path, made: list[str], requires: list[str], what: str, markers: dict[str, str], python: str,
+             options: list[str]) -> list[str]:
+    """Install build requirements (pure-Python wheels, by the host's pip) into a fresh
+    directory of the rootfs; the guest path of that directory, to put on the guest's path."""
+    if len(requires) > MAX_BUILD_REQUIRES:
+        raise SourceRefused(f"its build names more than {MAX_BUILD_REQUIRES} requirements")
+    lines = []
+    for text in requires:
+        try:
+            req = Requirement(text)
+        except InvalidRequirement:
+            raise SourceRefused(f"its build requirement {text[:80]!r} is not a requirement") from None
+        if req.url:
+            raise SourceRefused(f"its build requirement {text[:80]!r} is a direct URL, which is not fetched")
+        if req.marker is not None:
             try:
-                req = Requirement(text)
-            except InvalidRequirement:
-                raise SourceRefused(f"its build requirement {text[:80]!r} is not a requirement") from None
-            if req.url:
-                raise SourceRefused(f"its build requirement {text[:80]!r} is a direct URL, which is not fetched")
-            if req.marker is not None:
-                try:
-                    if not req.marker.evaluate({**self.markers, "extra": ""}):
-                        continue
-                except (InvalidMarker, UndefinedComparison, UndefinedEnvironmentName):
-                    raise SourceRefused(f"its build requirement {text[:80]!r} has a marker that cannot be "
-                                        "evaluated") from None
-                req.marker = None
-            lines.append(str(req))
-        if not lines:
-            return
-        env_dir = self._fresh(made, ".boxer-build-env-")
-        target = os.path.join(self.sandbox.root, env_dir)
-        with tempfile.TemporaryDirectory(prefix="boxer-buildreq-") as tmp:
-            code, output = _host_pip(Path(tmp), target, lines, self.markers, self._minor(), self.options)
-        if code != 0:
-            missing = re.findall(r"No matching distribution found for (\S+)", output)
-            why = (f"{missing[0]}, of which the index has no pure-Python wheel (a native build tool cannot run "
-                   "in WebAssembly)"
-                   if missing else "requirements the build host's pip could not fetch as wheels: "
-                   + (shown(output.encode()).decode().strip().splitlines() or ["?"])[-1])
-            raise SourceRefused(f"its build needs {why}")
-        job["envs"] = [*job["envs"], "/" + env_dir]
+                if not req.marker.evaluate({**markers, "extra": ""}):
+                    continue
+            except (InvalidMarker, UndefinedComparison, UndefinedEnvironmentName):
+                raise SourceRefused(f"its build requirement {text[:80]!r} has a marker that cannot be "
+                                    "evaluated") from None
+            req.marker = None
+        lines.append(str(req))
+    if not lines:
+        return []
+    env_dir = _fresh(root, made, ".boxer-build-env-")
+    target = os.path.join(root, env_dir)
+    with tempfile.TemporaryDirectory(prefix="boxer-buildreq-") as tmp:
+        code, output = _host_pip(Path(tmp), target, lines, markers, python, options)
+    if code != 0:
+        missing = re.findall(r"No matching distribution found for (\S+)", output)
+        why = (f"{missing[0]}, of which the index has no pure-Python wheel (a native build tool cannot run "
+               "in WebAssembly)"
+               if missing else "requirements the build host's pip could not fetch as wheels: "
+               + (shown(output.encode()).decode().strip().splitlines() or ["?"])[-1])
+        raise SourceRefused(f"its build needs {why}")
+    return ["/" + env_dir]
+
+
+def _fresh(root: Path, made: list[str], prefix: str) -> str:
+    """A new directory at the top of the rootfs (mkdir never follows a guest's link)."""
+    path = tempfile.mkdtemp(prefix=prefix, dir=root)
+    made.append(os.path.basename(path))
+    return made[-1]
+
+
+def with_setuptools(sandbox: Sandbox, argv: list[str], cwd: str, python: str, markers: dict[str, str]) -> Any:
+    """Run `python setup.py CMD` (sdist, bdist_wheel, build...) as the official images do, which
+    ship setuptools and wheel: both, as pure wheels the host's pip fetches, in a fresh directory
+    of the rootfs first on the guest's path for this run only, then removed."""
+    made: list[str] = []
+    try:
+        found = _provide(sandbox.root, made, ["setuptools", "wheel"], "setup.py", markers,
+                         ".".join(python.split(".")[:2]), [])
+        path = ":".join([*found, *filter(None, [sandbox.env.get("PYTHONPATH")])])
+        return sandbox.run(sandbox.root, argv, {**sandbox.env, "PYTHONPATH": path}, cwd, b"")
+    finally:
+        _remove(sandbox.root, made)
 
 
 def _host_pip(work: Path, target: str, lines: list[str], markers: dict[str, str], python: str,
