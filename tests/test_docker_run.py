@@ -108,13 +108,60 @@ def test_tty_gives_the_guest_a_terminal(cache_dir, hello_image):
     assert exit_code == 0 and "[False, False, False] None" in out, out  # no -t: no terminal, as in Docker
 
 
-@pytest.mark.parametrize("code", ["while True: pass", "import time; time.sleep(3600)"])
-def test_ctrl_c_stops_a_busy_or_sleeping_guest(cache_dir, hello_image, code):
-    child = spawn(cache_dir, "run", str(hello_image), "python", "-c", f"print('started', flush=True)\n{code}")
+def test_ctrl_c_is_a_keyboard_interrupt_in_the_guest(cache_dir, hello_image):
+    """As in a native CPython: a busy loop ends with KeyboardInterrupt's traceback and 130; a
+    guest that catches it (in a sleep) goes on and ends as it likes."""
+    child = spawn(cache_dir, "run", str(hello_image), "python", "-c", "print('started', flush=True)\nwhile True: pass")
     child.expect_exact("started")
     child.sendintr()
     exit_code, out = finish(child)
-    assert exit_code == 130 and "boxer: python: interrupted" in out, out
+    assert exit_code == 130 and out.rstrip().endswith("KeyboardInterrupt"), out
+    code = ("import time\ntry:\n    print('started', flush=True)\n    time.sleep(3600)\n"
+            "except KeyboardInterrupt:\n    print('cleaned up')\n    raise SystemExit(3)\n")
+    child = spawn(cache_dir, "run", str(hello_image), "python", "-c", code)
+    child.expect_exact("started")
+    child.sendintr()
+    exit_code, out = finish(child)
+    assert exit_code == 3 and "cleaned up" in out, out
+
+
+def test_ctrl_c_ends_a_guest_blocked_reading_stdin(cache_dir, hello_image):
+    child = spawn(cache_dir, "run", "-i", str(hello_image), "python", "-c",
+                  "import sys\nprint('started', flush=True)\nsys.stdin.read()")
+    child.expect_exact("started")
+    child.sendintr()
+    assert finish(child)[0] == 130
+
+
+def test_the_repl_edits_lines_keeps_history_and_survives_ctrl_c(cache_dir, hello_image):
+    """`boxer run -it IMAGE python`: line editing and history (Up-arrow once gave
+    `SyntaxError: invalid non-printable character U+001B`), Ctrl-C as in CPython's REPL
+    (KeyboardInterrupt, a new prompt, the session's state kept), Ctrl-D to leave."""
+    child = spawn(cache_dir, "run", "-it", str(hello_image), "python")
+    child.expect_exact(">>> ")
+    child.send("x = 6 * 7\r")
+    child.expect_exact(">>> ")
+    child.send("\x1b[A" + "\x1b[D" * 4 + "\x7f8\r")  # Up recalls `x = 6 * 7`; 6 becomes 8
+    child.expect_exact(">>> ")
+    child.send("prnt(x)\x01\x1b[C\x1b[Ci\x05\r")  # Home, Right x2, insert i, End
+    child.expect_exact("56\r\n>>> ")
+    child.send("import time; time.sleep(3600)\r")
+    child.expect_exact("time.sleep(3600)")
+    child.sendintr()
+    child.expect_exact("KeyboardInterrupt\r\n>>> ")
+    child.send("while True: x += 1\r\r")
+    child.expect_exact("... ")
+    child.sendintr()
+    child.expect_exact("KeyboardInterrupt\r\n>>> ")
+    child.send("for i in range(3):\r")
+    child.expect_exact("... ")
+    child.sendintr()  # drops the unfinished block, as CPython's REPL does
+    child.expect_exact("KeyboardInterrupt\r\n>>> ")
+    child.send("print(x > 56, 'kept') garbage\x17\r")  # Ctrl-W cuts a word
+    child.expect_exact("True kept\r\n>>> ")
+    child.send("\x04")
+    exit_code, out = finish(child)
+    assert exit_code == 0 and "SyntaxError" not in out and "Error" not in out, out
 
 
 def test_sigterm_stops_a_busy_guest_with_143(cache_dir, hello_image):

@@ -105,7 +105,7 @@ def _run(launcher, image, command, env, env_file, workdir, entrypoint, volume, c
     if tty and sys.stdout.isatty():
         environment = {**_terminal_env(), **environment}
     checked = limits(timeout, memory, max_output, disk)
-    cancel = threading.Event()
+    cancel, interrupt = threading.Event(), threading.Event()
     spec = RunSpec(
         command=tuple(command),
         entrypoint=None if entrypoint is None else tuple(entrypoint.split() if entrypoint else ()),
@@ -121,6 +121,7 @@ def _run(launcher, image, command, env, env_file, workdir, entrypoint, volume, c
         read_only=read_only,
         user=user,
         cancel=cancel,
+        interrupt=interrupt,
         files=inputs.check([_host_file(c) for c in copies], checked.disk),
         network=wanted,
         on_listen=_show_ports,
@@ -131,7 +132,7 @@ def _run(launcher, image, command, env, env_file, workdir, entrypoint, volume, c
         from boxer_py.runtime.launcher import Launcher
 
         launcher = Launcher(default_cache_dir())
-    signalled = watchdog.cancel_on_signals(cancel)
+    signalled = watchdog.cancel_on_signals(cancel, interrupt)
     opened = launcher.open(path)
     if publish_all:
         spec = replace(spec, network=wanted.publish_exposed(opened.spec.config.exposed_ports))

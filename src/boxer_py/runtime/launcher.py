@@ -28,8 +28,9 @@ from boxer_py.image.hostfs import remove_tree
 from boxer_py.image.imagefile import Image
 from boxer_py.image.paths import program_candidates
 from boxer_py.image.rootfs import resolve, unpack, within
-from boxer_py.runtime import inputs, mounts, reactor, watchdog
+from boxer_py.runtime import inputs, interrupt, mounts, reactor, watchdog
 from boxer_py.runtime.argv import resolve_argv, shell_words
+from boxer_py.runtime.interrupt import Interrupts
 from boxer_py.runtime.modcache import WASMTIME_VERSION, Loaded, ModuleCache, new_engine
 from boxer_py.runtime.net import host as nethost
 from boxer_py.runtime.net import wasi as netwasi
@@ -48,6 +49,7 @@ from boxer_py.runtime.spec import (
 )
 from boxer_py.runtime.ticker import Ticker
 from boxer_py.runtime.wasi import clock as wasiclock
+from boxer_py.runtime.wasi import terminal
 from boxer_py.runtime.wasi.cwd import set_cwd
 from boxer_py.runtime.workspace import Workspaces, sweep_dead
 
@@ -91,18 +93,6 @@ def _reason(error: Exception) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-PYTHON_DIRS = ("/usr", "/lib", "/lib64", "/etc")  # where a CPython's own files and site-packages live
-
-
-def _over_python(points: Sequence[str], startup: Mapping[str, str]) -> bool:
-    """Whether a mount covers (or is inside) a directory CPython reads while it starts: the
-    boot of a snapshot saw an empty directory there (site-packages' .pth files, PYTHONPATH)."""
-    dirs = [*PYTHON_DIRS, *(d for d in startup.get("PYTHONPATH", "").split(":") if d.startswith("/")),
-            *([startup["PYTHONHOME"]] if startup.get("PYTHONHOME", "").startswith("/") else [])]
-    return any(p == d or p.startswith(d.rstrip("/") + "/") or d.startswith(p.rstrip("/") + "/")
-               for p in points for d in dirs)
-
-
 @dataclass(frozen=True)
 class Resume:
     """Start a run from a pre-initialised interpreter (see preinit)."""
@@ -125,6 +115,8 @@ class Launcher:
         self.deadlines = wasiclock.Deadlines()
         wasiclock.define(self.linker, self.deadlines)  # so a timeout also ends a sleeping guest
         reactor.define_host(self.linker, self.engine)
+        self.terminals = terminal.Terminals()
+        self._tty_linker: wasmtime.Linker | None = None  # for -it: fd_read of stdin is the line editor's
         self.ticker = Ticker(self.engine)
         self._loaded: dict[ModuleKey, Loaded] = {}
         self._lock = threading.Lock()
@@ -229,8 +221,11 @@ class Launcher:
             self.workspaces.seal(tmp)
             files = inputs.check(spec.files, spec.limits.disk)  # after the seal: a layer with them is not handed on
             inputs.place(root, files, [m.guest for m in spec.mounts] + [guest for guest, _ in shared])
+            interrupts = None if spec.interrupt is None else interrupt.for_run(  # Ctrl-C: see interrupt.py
+                spec.interrupt, self.engine, self.ticker, loaded, base, argv[0], self.cache_dir,
+                self._resumable(image, base, program) is loaded)
             result = self._sandbox(root, loaded, argv, env, workdir, spec, tmp, config.labels, shared,
-                                   resume=resume)
+                                   resume=resume, interrupts=interrupts)
             if spec.output_dir:
                 # Resolved again: the guest may have replaced the directory by a symlink.
                 try:
@@ -306,7 +301,7 @@ class Launcher:
             return None
         startup = {**image.spec.config.env_dict(), **preinit.startup_env(env)}
         points = tuple(m.guest for m in spec.mounts)
-        if _over_python(points, startup):
+        if preinit.over_python(points, startup):
             return None
         module = self._resumable(image, base, program)
         if module is None:
@@ -418,7 +413,7 @@ class Launcher:
     def _sandbox(self, root: Path, loaded: Loaded, argv: list[str], env: dict[str, str], workdir: str,
                  spec: RunSpec, tmp: Path, labels: dict[str, str] | None = None,
                  shared: Sequence[tuple[str, Path]] = (), resume: Resume | None = None,
-                 keep: Keep | None = None) -> RunResult:
+                 keep: Keep | None = None, interrupts: Interrupts | None = None) -> RunResult:
         """The guest's whole world: `root` as /, the mounts, argv, env and stdio; nothing else."""
         cap = spec.limits.max_output
         stdout = Sink(cap, 1 if spec.stream else None, spec.on_stdout)
@@ -466,9 +461,9 @@ class Launcher:
         try:
             if timeout is not None and spec.mounts:  # see watchdog.Backstop
                 with watchdog.Backstop(time.monotonic() + timeout, [m.host for m in spec.mounts]):
-                    result = self._execute(loaded, wasi, argv[0], workdir, spec, root, resume, keep, net)
+                    result = self._execute(loaded, wasi, argv[0], workdir, spec, root, resume, keep, net, interrupts)
             else:
-                result = self._execute(loaded, wasi, argv[0], workdir, spec, root, resume, keep, net)
+                result = self._execute(loaded, wasi, argv[0], workdir, spec, root, resume, keep, net, interrupts)
         finally:
             if net is not None:
                 self.networking.finish(net)
@@ -484,8 +479,12 @@ class Launcher:
 
     def _execute(self, loaded: Loaded, wasi: wasmtime.WasiConfig, name: str, workdir: str, spec: RunSpec,
                  root: Path, resume: Resume | None = None, keep: Keep | None = None,
-                 net: nethost.Net | None = None) -> RunResult:
+                 net: nethost.Net | None = None, interrupts: Interrupts | None = None) -> RunResult:
         limits, on_start = spec.limits, spec.on_start
+        editor = terminal.editor(spec.tty and spec.stdin == "-" and net is None, spec.interrupt)  # -it: a REPL's lines
+        if editor is not None and self._tty_linker is None:
+            self._tty_linker = terminal.linker(self.engine, self.deadlines, self.terminals)
+        linker = self.networking.linker() if net is not None else self._tty_linker if editor else self.linker
         store = wasmtime.Store(self.engine)
         store.set_wasi(wasi)
         if limits.memory is not None:
@@ -496,8 +495,8 @@ class Launcher:
                              table_elements=max(MIN_TABLE_ELEMENTS, limits.memory // TABLE_ELEMENT_SHARE))
         deadline = None if limits.timeout is None else time.monotonic() + limits.timeout
         watch = None
-        if limits.disk is not None or spec.cancel is not None:
-            watch = DiskWatch(root, limits.disk, deadline, self.deadlines, spec.cancel)
+        if limits.disk is not None or spec.cancel is not None or interrupts is not None:
+            watch = DiskWatch(root, limits.disk, deadline, self.deadlines, spec.cancel, interrupts=interrupts)
             watch.install(store)
         else:
             ticks = (1 << 62) if limits.timeout is None else max(1, math.ceil(limits.timeout / Ticker.TICK))
@@ -505,7 +504,7 @@ class Launcher:
         started = time.perf_counter()
         result = RunResult(exit_code=0)
         try:
-            instance = (self.linker if net is None else self.networking.linker()).instantiate(store, loaded.module)
+            instance = (linker or self.linker).instantiate(store, loaded.module)
         except wasmtime.WasmtimeError as e:
             if limits.memory is not None and "count too high" in str(e):
                 return RunResult(TRAP_EXIT_CODE, out_of_memory=True,
@@ -517,6 +516,8 @@ class Launcher:
         exports = instance.exports(store)
         found = exports["memory"] if "memory" in exports else None
         memory = found if isinstance(found, wasmtime.Memory) else None  # not a memory: none to measure
+        if interrupts is not None:
+            interrupts.memory = memory
         if net is not None:
             self.networking.attach(store, memory, net, name)
         if resume is not None:  # the guest changes to its workdir itself
@@ -532,7 +533,9 @@ class Launcher:
             raise RunError(f"{name}: not a WASI command (no _start) nor a reactor (no run)", 126)
         if on_start is not None:
             on_start()
-        self.deadlines.set(deadline, spec.cancel)
+        self.deadlines.set(deadline, spec.cancel, interrupts)
+        if editor is not None:
+            self.terminals.set(editor, terminal.plain_fd_read(self.engine, store), interrupts.deliver if interrupts else None)
         cpu = time.thread_time()
         with self.ticker:
             try:
@@ -542,8 +545,10 @@ class Launcher:
                 # the cycle (and the store in it) is freed now, not by a GC pass at exit.
                 e.__traceback__ = None
                 record(e, result, limits, self.deadlines.expired, spec.cancel)
+                interrupt.settle(interrupts, result)
             finally:
                 self.deadlines.set(None)
+                self.terminals.set(None)
         result.cpu_ms = (time.thread_time() - cpu) * 1000
         result.peak_memory = 0 if memory is None else memory.data_len(store)
         if keep is not None:

@@ -24,6 +24,7 @@ import wasmtime
 from wasmtime import _ffi as ffi
 
 from boxer_py.image import hostfs
+from boxer_py.runtime.interrupt import Interrupts
 from boxer_py.runtime.wasi.clock import Deadlines
 
 CHECK_EVERY = 0.05
@@ -48,13 +49,16 @@ def disk_usage(root: Path) -> int:
 class DiskWatch:
     """Stops one store when its writable layer grows past `limit` bytes beyond `base` (no
     limit: not measured), at its deadline (time.monotonic() seconds), or as soon as `cancel`
-    is set (Ctrl-C, a cancelled call: the store is stopped at the next tick, within TICK)."""
+    is set (a cancelled call: the store is stopped at the next tick, within TICK). A Ctrl-C
+    (`interrupts`) becomes a KeyboardInterrupt in a CPython guest, else a stop."""
 
     def __init__(self, root: Path, limit: int | None, deadline: float | None, deadlines: Deadlines,
-                 cancel: threading.Event | None = None, base: int | None = None):
+                 cancel: threading.Event | None = None, base: int | None = None,
+                 interrupts: Interrupts | None = None):
         """`base`: the layer's size the limit counts from (measured now if not given)."""
         self.root, self.limit, self.deadline, self.deadlines = root, limit, deadline, deadlines
-        self.cancel = cancel
+        self.cancel, self.interrupts = cancel, interrupts
+        self.store: wasmtime.Store | None = None
         if base is None:
             base = 0 if limit is None else disk_usage(root)
         self.base = 0 if base == UNREADABLE else base  # the copy just made: every entry of it counts
@@ -64,6 +68,7 @@ class DiskWatch:
         self._callback = _CALLBACK(self._tick)  # kept alive as long as the watch (and its store)
 
     def install(self, store: wasmtime.Store) -> None:
+        self.store = store
         ffi.wasmtime_store_epoch_deadline_callback(store.ptr(), self._callback, None, _NO_FINALIZER)
         store.set_epoch_deadline(1)
 
@@ -82,6 +87,11 @@ class DiskWatch:
             now = time.monotonic()
             if self.cancel is not None and self.cancel.is_set():
                 return _error("interrupted")
+            if self.interrupts is not None and self.interrupts.request.is_set():
+                if not self.interrupts.deliverable():
+                    return _error("interrupted")
+                if self.store is not None:
+                    self.interrupts.deliver(self.store)  # CPython raises KeyboardInterrupt at its next check
             if self.deadline is not None and now >= self.deadline:
                 self.deadlines.expire()
                 return _error("timed out")

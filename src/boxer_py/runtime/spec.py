@@ -162,7 +162,8 @@ class RunSpec:
     tty: bool = False  # stdout/stderr that are terminals go to the guest as they are (isatty() true)
     read_only: bool = False  # the writable layer is read-only (docker run --read-only); mounts are not
     user: str | None = None  # the USER to run as (WASI has no users: it chooses the default HOME only)
-    cancel: threading.Event | None = None  # set (from any thread or a signal handler) to stop the run now
+    cancel: threading.Event | None = None  # set (from any thread) to stop the run now
+    interrupt: threading.Event | None = None  # set on Ctrl-C: a KeyboardInterrupt in a CPython guest, else a stop
     files: tuple[tuple[str, bytes], ...] = ()  # (guest path, content): put into the writable layer first
     on_stdout: Callable[[bytes], object] | None = None  # handed the guest's output as it comes
     on_stderr: Callable[[bytes], object] | None = None

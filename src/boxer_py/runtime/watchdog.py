@@ -144,15 +144,17 @@ def stdin_path(path: str) -> tuple[str, list[int]]:
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-def cancel_on_signals(cancel: threading.Event, grace: float = GRACE) -> Callable[[], int | None]:
-    """Ctrl-C (SIGINT), SIGTERM and SIGHUP set `cancel`, so the run stops at once (the launcher
-    checks it at every epoch tick and in every sleep), instead of waiting for the guest to
-    return to Python (a busy guest never would). Call from the main thread of a process that
-    runs one guest (the CLI). Python runs a signal's handler only between bytecodes, so the
-    signal comes through signal.set_wakeup_fd to a thread. A guest blocked in the host (reading
-    a terminal) cannot be stopped in-process: past `grace` seconds the process ends with
-    128+N, as a native program killed by the signal would. Returns a function that gives the
-    signal number that came (or None)."""
+def cancel_on_signals(cancel: threading.Event, interrupt: threading.Event,
+                      grace: float = GRACE) -> Callable[[], int | None]:
+    """Ctrl-C (SIGINT) sets `interrupt` (a KeyboardInterrupt in a CPython guest, else a stop),
+    SIGTERM and SIGHUP set `cancel` (a stop); the launcher checks both at every epoch tick and
+    in every sleep, instead of waiting for the guest to return to Python (a busy guest never
+    would). Call from the main thread of a process that runs one guest (the CLI). Python runs
+    a signal's handler only between bytecodes, so the signal comes through
+    signal.set_wakeup_fd to a thread. A guest blocked in the host (reading stdin) cannot be
+    reached in-process: if the signal is still pending `grace` seconds later, the process
+    ends with 128+N, as a native program killed by the signal would. Returns a function that
+    gives the last stopping signal that came (or None)."""
     read, write = os.pipe2(os.O_CLOEXEC)
     os.set_blocking(write, False)
     came: list[int] = []
@@ -160,16 +162,22 @@ def cancel_on_signals(cancel: threading.Event, grace: float = GRACE) -> Callable
         signal.signal(signum, lambda *_: None)
     signal.set_wakeup_fd(write, warn_on_full_buffer=False)
 
+    def expire(signum: int, pending: threading.Event) -> None:
+        if pending.is_set():
+            os._exit(128 + signum)
+
     def watch() -> None:
         while True:
-            data = os.read(read, 16)
-            stops = [b for b in data if b in STOP_SIGNALS]
-            if not stops:
-                continue
-            came.append(stops[0])
-            cancel.set()
-            time.sleep(grace)
-            os._exit(128 + came[0])
+            for signum in os.read(read, 16):
+                if signum not in STOP_SIGNALS:
+                    continue
+                pending = interrupt if signum == signal.SIGINT else cancel
+                if signum != signal.SIGINT:
+                    came.append(signum)
+                pending.set()
+                timer = threading.Timer(grace, expire, (signum, pending))
+                timer.daemon = True
+                timer.start()
 
     threading.Thread(target=watch, name="boxer-signals", daemon=True).start()
-    return lambda: came[0] if came else None
+    return lambda: came[-1] if came else None

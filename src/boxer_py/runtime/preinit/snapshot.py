@@ -304,3 +304,15 @@ def restore(store: wasmtime.Store, exports: Mapping[str, object], snapshot: Snap
         call(store, snapshot.callable, snapshot.args, 2, snapshot.function)
         raise wasmtime.WasmtimeError("the pre-initialised interpreter returned instead of exiting")
     return start
+
+
+PYTHON_DIRS = ("/usr", "/lib", "/lib64", "/etc")  # where a CPython's own files and site-packages live
+
+
+def over_python(points: Sequence[str], startup: Mapping[str, str]) -> bool:
+    """Whether a mount covers (or is inside) a directory CPython reads while it starts: the
+    boot of a snapshot saw an empty directory there (site-packages' .pth files, PYTHONPATH)."""
+    dirs = [*PYTHON_DIRS, *(d for d in startup.get("PYTHONPATH", "").split(":") if d.startswith("/")),
+            *([startup["PYTHONHOME"]] if startup.get("PYTHONHOME", "").startswith("/") else [])]
+    return any(p == d or p.startswith(d.rstrip("/") + "/") or d.startswith(p.rstrip("/") + "/")
+               for p in points for d in dirs)

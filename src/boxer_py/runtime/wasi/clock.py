@@ -19,12 +19,15 @@ import time
 
 import wasmtime
 
+from boxer_py.runtime.interrupt import Interrupts
+
 WASI = "wasi_snapshot_preview1"
 SUBSCRIPTION_SIZE = 48
 CLOCK, FD_READ, FD_WRITE = 0, 1, 2
 ABSTIME = 1
 REALTIME, MONOTONIC = 0, 1
 SUCCESS, FAULT, INVAL, NOTSUP = 0, 21, 28, 58
+POLL = 0.05  # seconds: how soon a sleeping guest sees a Ctrl-C
 MAX_SUBSCRIPTIONS = 4096  # each is parsed in Python, out of the deadline's reach; real guests use a few
 
 
@@ -38,8 +41,10 @@ class Deadlines:
     def __init__(self) -> None:
         self._local = threading.local()
 
-    def set(self, deadline: float | None, cancel: threading.Event | None = None) -> None:
+    def set(self, deadline: float | None, cancel: threading.Event | None = None,
+            interrupts: Interrupts | None = None) -> None:
         self._local.deadline, self._local.expired, self._local.cancel = deadline, False, cancel
+        self._local.interrupts = interrupts
 
     def get(self) -> float | None:
         return getattr(self._local, "deadline", None)
@@ -47,6 +52,10 @@ class Deadlines:
     def cancel(self) -> threading.Event | None:
         """Set when the run on this thread is to stop now (a sleep ends at once)."""
         return getattr(self._local, "cancel", None)
+
+    def interrupts(self) -> Interrupts | None:
+        """The run's Ctrl-C (a sleep is cut short, then CPython raises KeyboardInterrupt)."""
+        return getattr(self._local, "interrupts", None)
 
     def expire(self) -> None:
         self._local.expired = True
@@ -102,7 +111,7 @@ def define(linker: wasmtime.Linker, deadlines: Deadlines) -> None:
             else:
                 return INVAL
         if not ready and wake is not None:
-            _sleep(wake[0] / 1e9, deadlines)
+            _sleep(wake[0] / 1e9, deadlines, caller)
             ready.append(struct.pack("<QHB5xQH6x", wake[1], SUCCESS, CLOCK, 0, 0))
         return _write(caller, events, b"".join(ready)) or _write(caller, count_out, struct.pack("<I", len(ready)))
 
@@ -114,25 +123,30 @@ def define(linker: wasmtime.Linker, deadlines: Deadlines) -> None:
     linker.allow_shadowing = False
 
 
-def _sleep(seconds: float, deadlines: Deadlines) -> None:
-    deadline, cancel = deadlines.get(), deadlines.cancel()
-    if deadline is not None and time.monotonic() + seconds > deadline:
-        if _wait(max(0.0, deadline - time.monotonic()), cancel):
-            raise Expired()
+def _sleep(seconds: float, deadlines: Deadlines, caller: wasmtime.Caller | None = None) -> None:
+    """Sleep for the guest, up to its run's deadline (then Expired). A cancel ends the sleep
+    (Expired: the launcher sees the cancel and reports an interruption); so does a Ctrl-C,
+    which returns early once delivered (CPython then raises KeyboardInterrupt)."""
+    deadline, cancel, interrupts = deadlines.get(), deadlines.cancel(), deadlines.interrupts()
+    end = time.monotonic() + seconds
+    if deadline is not None and end > deadline:
+        end = deadline
+    while (left := end - time.monotonic()) > 0:
+        if cancel is None and interrupts is None:
+            time.sleep(min(left, 3600.0))
+            continue
+        if cancel is not None:
+            if cancel.wait(min(left, POLL)):
+                raise Expired()
+        else:
+            time.sleep(min(left, POLL))
+        if interrupts is not None and interrupts.request.is_set():
+            if caller is not None and interrupts.deliver(caller):
+                return
+            raise Expired()  # not a CPython it can interrupt: the launcher stops the run
+    if deadline is not None and end >= deadline and time.monotonic() >= deadline:
         deadlines.expire()
         raise Expired()
-    end = time.monotonic() + seconds
-    while (left := end - time.monotonic()) > 0:
-        if _wait(min(left, 3600.0), cancel):
-            raise Expired()  # the launcher sees its run's cancel set and reports an interruption
-
-
-def _wait(seconds: float, cancel: threading.Event | None) -> bool:
-    """Sleep, or less if `cancel` is set meanwhile (then True)."""
-    if cancel is None:
-        time.sleep(seconds)
-        return False
-    return cancel.wait(seconds)
 
 
 def _memory(caller: wasmtime.Caller) -> wasmtime.Memory:
