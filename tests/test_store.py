@@ -238,3 +238,86 @@ def _names(image_id: str, bx) -> set[str]:
         with tarfile.open(fileobj=io.BytesIO(image.layer(d))) as t:
             names.update(m.name.rsplit("/", 1)[-1] for m in t)
     return names
+
+
+# --- build progress ----------------------------------------------------------------------
+
+
+def step_lines(stderr: str, number: int) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith(f"#{number} ")]
+
+
+def test_progress_is_buildkits_plain_lines_header_first_output_as_it_comes(bx, make_context):
+    ctx = make_context("FROM scratch\nCOPY a.txt /\nRUN echo one && echo two >&2 && echo kept > /f && "
+                       "printf 'no newline'\nENV X=1\n", {"a.txt": "a"})
+    r = ok(bx("build", "--progress=plain", str(ctx)))
+    assert step_lines(r.stderr, 1) == ["#1 [1/3] FROM scratch", "#1 DONE 0.0s"]
+    assert step_lines(r.stderr, 2)[0] == "#2 [2/3] COPY a.txt /"
+    run = step_lines(r.stderr, 3)
+    assert run[0] == "#3 [3/3] RUN echo one && echo two >&2 && echo kept > /f && printf 'no newline'"
+    assert [line.split(" ", 2)[2] for line in run[1:4]] == ["one", "two", "no newline"]
+    assert all(float(line.split()[1]) >= 0 for line in run[1:4]) and run[4].startswith("#3 DONE ")
+    assert not any(line.endswith(" kept") for line in run), "what a command redirects to a file is not shown"
+    assert step_lines(r.stderr, 4) == [], "ENV makes no step"
+    again = ok(bx("build", "--progress=plain", str(ctx)))
+    assert step_lines(again.stderr, 3) == [run[0], "#3 CACHED"]
+    auto = ok(bx("build", str(ctx))).stderr
+    assert "\x1b" not in auto and step_lines(auto, 3) == [run[0], "#3 CACHED"], "auto when piped is plain"
+
+
+def test_pip_shows_what_it_downloads_on_a_terminal_and_stays_quiet_when_piped(tmp_path, make_context):
+    import boxer_py
+    from pyindex import Index, wheel
+
+    index = Index({"tinypkg-1.0-py3-none-any.whl": wheel("tinypkg", "1.0")})
+    try:
+        ctx = make_context(f"FROM python:3.12\nRUN pip install --index-url {index.url}/simple/ tinypkg\n")
+        cache = tmp_path / "cache"
+        piped: list[str] = []
+        boxer_py.build(ctx, None, cache_dir=cache, progress=piped.append, no_cache=True)
+        lines: list[str] = []
+        statuses: list[str] = []
+        boxer_py.build(ctx, None, cache_dir=cache, progress=lines.append, status=statuses.append, no_cache=True)
+    finally:
+        index.close()
+    assert any(s.startswith("Collecting tinypkg") for s in statuses), statuses
+    assert any("tinypkg-1.0-py3-none-any.whl" in s for s in statuses), statuses
+
+    def log(progress: list[str]) -> list[str]:  # the RUN's output lines, without their times
+        return [line.split(" ", 2)[2] for line in progress if line.startswith("#2 ") and line.split(" ")[1][0].isdigit()]
+
+    assert log(lines) == log(piped) and any("installed into" in x for x in log(lines)), (lines, piped)
+    assert not any("Collecting" in x or "Downloading" in x for x in log(piped))
+
+
+def test_tty_progress_on_a_terminal_draws_a_status_line(cache, make_context):
+    import pty
+    import select
+
+    from pyindex import Index, wheel
+
+    index = Index({"tinypkg-1.0-py3-none-any.whl": wheel("tinypkg", "1.0")})
+    ctx = make_context(f"FROM python:3.12\nRUN pip install --index-url {index.url}/simple/ tinypkg\n")
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "boxer_py", "build", str(ctx)], stdout=subprocess.PIPE,
+                                stderr=slave, env={**os.environ, "BOXER_CACHE_DIR": str(cache)})
+        os.close(slave)
+        seen = b""
+        while True:
+            ready, _, _ = select.select([master], [], [], 300)
+            assert ready, "the build went silent"
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the other side closed: the build ended
+                break
+            if not chunk:
+                break
+            seen += chunk
+        assert proc.wait(timeout=300) == 0
+    finally:
+        os.close(master)
+        index.close()
+    text = seen.decode(errors="replace")
+    assert "#2 [2/2] RUN pip install" in text and "#2 DONE" in text
+    assert "\r\x1b[K" in text and "Collecting tinypkg" in text, "the status line said what pip does"

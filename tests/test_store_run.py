@@ -57,3 +57,20 @@ def test_rmi_and_system_prune_free_what_runs_and_builds_left(tmp_path, cache_dir
     assert cache_bytes(cache) == modules, "only the compiled modules are left"
     r = bx("system", "prune", "-a", "-f")
     assert cache_bytes(cache) == 0 and r.stdout == f"Total reclaimed space: {human_size(modules)}\n"
+
+
+def test_a_programs_output_streams_while_it_runs(tmp_path, cache_dir):
+    """A RUN program's lines reach the progress as it writes them, not when it ends: the line
+    printed before a 2 s sleep carries an earlier time than the one after (a lower bound a
+    loaded machine can only widen; both would carry the same time if shown at the end)."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text('FROM python:3.12\nRUN python -c "import time; print(\'first\', flush=True); '
+                                    'time.sleep(2); print(\'second\')"\n')
+    env = {**os.environ, "BOXER_CACHE_DIR": str(cache_dir), "BOXER_SERVER": "0"}
+    r = subprocess.run([sys.executable, "-m", "boxer_py", "build", "--progress=plain", "--no-cache", str(ctx)],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr
+    times = {line.split()[2]: float(line.split()[1]) for line in r.stderr.splitlines()
+             if line.startswith("#2 ") and line.split()[-1] in ("first", "second")}
+    assert times["second"] - times["first"] >= 1.5, r.stderr

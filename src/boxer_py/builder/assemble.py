@@ -88,41 +88,75 @@ def assemble(plan: BuildPlan, context: Context, scratch: Path, progress: Progres
     secrets = secrets or {}
     built: dict[int, _StageFS] = {}
     needed = plan.needed()
-    total = sum(1 + len(plan.stages[i].steps) for i in needed)
-    counter = iter(range(1, total + 1))
+    counter = iter(range(1, 1 + sum(1 + len(plan.stages[i].steps) for i in needed)))
     for index in needed:
         stage = plan.stages[index]
-        label = f"{stage.name or 'stage-' + str(index)}"
-        start = time.monotonic()
+        # BuildKit's step names: [k/N] in a one-stage build, [NAME k/N] with several stages
+        name = f"{stage.name or 'stage-' + str(index)} " if len(needed) > 1 or stage.name else ""
+        steps = 1 + len(stage.steps)
+        n, start = next(counter), time.monotonic()
+        progress(f"#{n} [{name}1/{steps}] {stage.history[0]}")
         fs = _start(stage, built, scratch / f"stage-{index}", plan)
         fs.key = fs.key or sha256("\n".join(sha256(layer) for layer in fs.layers).encode())
-        progress(f"#{next(counter)} [{label}] {stage.history[0]} ({time.monotonic() - start:.1f}s)")
-        for step in stage.steps:
-            start = time.monotonic()
-            status = ""
+        progress(f"#{n} DONE {time.monotonic() - start:.1f}s")
+        for k, step in enumerate(stage.steps, 2):
+            n, start = next(counter), time.monotonic()
+            progress(f"#{n} [{name}{k}/{steps}] {step.text}")
             if isinstance(step, RunStep):
                 bound = bound_digest(step, context, built, plan) if step.mounts else ""
                 key = sha256(f"{fs.key}\n{cache.salt}{replace(step, line=0)!r}{bound}".encode())
                 layer = cache.get(key)
                 if layer is not None:
                     fs.owners.update(apply_layer(fs.root, layer))
-                    status = "CACHED "
+                    progress(f"#{n} CACHED")
                 else:
-                    layer = _run(step, fs, plan, commands, progress, Mounts(step, fs, context, built, plan, secrets))
+                    with _Echo(progress, n, start) as echo:
+                        layer = _run(step, fs, plan, commands, echo, Mounts(step, fs, context, built, plan, secrets))
                     cache.put(key, layer)
+                    progress(f"#{n} DONE {time.monotonic() - start:.1f}s")
             else:
                 # Exactly the paths the step placed: a COPY into / or a WORKDIR of a full
                 # directory must not take in what earlier layers put there.
                 layer = layer_tar(fs.root, _run_step(step, fs, context, built, plan), fs.owners, recursive=False)
+                progress(f"#{n} DONE {time.monotonic() - start:.1f}s")
             fs.layers.append(layer)
             fs.key = sha256(f"{fs.key}\n{sha256(layer)}".encode())
-            progress(f"#{next(counter)} [{label}] {status}{step.text} ({time.monotonic() - start:.1f}s)")
         built[index] = fs
     final = built[plan.target]
     target = plan.stages[plan.target]
     spec = ImageSpec(target.config, tuple(sha256(layer) for layer in final.layers), _history(plan, plan.target),
                      target.author)
     return Assembled(spec, final.layers)
+
+
+class _Echo:
+    """A RUN's output as BuildKit's plain progress prints it: each line as it comes, after the
+    step number and the seconds since the step began (`#5 1.203 Collecting six`); a last
+    line without a newline when the step ends."""
+
+    def __init__(self, progress: Progress, number: int, start: float):
+        self.progress, self.number, self.start = progress, number, start
+        self.pending = b""
+
+    def __call__(self, data: bytes) -> None:
+        *lines, self.pending = (self.pending + data).split(b"\n")
+        for line in lines:
+            self._show(line)
+        if len(self.pending) > 1 << 16:  # a progress bar without newlines: shown in pieces
+            self._show(self.pending)
+            self.pending = b""
+
+    def _show(self, line: bytes) -> None:
+        text = line.decode(errors="replace").rstrip("\r").rsplit("\r", 1)[-1]
+        self.progress(f"#{self.number} {time.monotonic() - self.start:.3f} {text}")
+
+    def __enter__(self) -> _Echo:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pending:
+            self._show(self.pending)
+            self.pending = b""
 
 
 def _history(plan: BuildPlan, index: int) -> tuple[str, ...]:
@@ -197,23 +231,23 @@ def _unpack_member(archive: Path, member: str, target: Path) -> None:
             os.chmod(host, 0o644)
 
 
-def _run(step: RunStep, fs: _StageFS, plan: BuildPlan, commands, progress: Progress, mounts: Mounts) -> bytes:
-    """RUN: execute, then the layer is what changed between snapshots (deletions as whiteouts).
-    The mounts are in place only while it runs, so nothing of them reaches the layer."""
+def _run(step: RunStep, fs: _StageFS, plan: BuildPlan, commands, echo: Callable[[bytes], None],
+         mounts: Mounts) -> bytes:
+    """RUN: execute (its output goes to `echo` as it is written), then the layer is what changed
+    between snapshots (deletions as whiteouts). The mounts are in place only while it runs, so
+    nothing of them reaches the layer."""
     if commands is None:
         raise DockerfileError("RUN needs a runtime to run programs at build time", plan.dockerfile, step.line)
     before = snapshot(fs.root)
     try:
         with mounts as env:
             result = execute(replace(step, env=step.env + tuple(env.items())) if env else step, fs.root,
-                             commands(fs.root, dict(step.labels)))
+                             commands(fs.root, dict(step.labels)), echo)
     except BoxerError as e:
         if isinstance(e, DockerfileError):
             raise
         raise DockerfileError(f"RUN: {e}", plan.dockerfile, step.line) from None
     log = result.log.decode(errors="replace").splitlines()
-    for line in log:
-        progress(f"    {line}")
     if result.exit_code != 0:
         last = next((x for x in reversed(log) if x.strip()), "")
         raise DockerfileError(f"RUN returned exit code {result.exit_code}" + (f": {last.strip()}" if last else ""),

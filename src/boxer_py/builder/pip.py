@@ -27,6 +27,8 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -124,11 +126,12 @@ class _Request:
 
 
 def pip(args: list[str], root: Path, env: dict[str, str], cwd: str, sandbox: sdist.Sandbox | None = None,
-        venv_site: str | None = None) -> PipResult:
+        venv_site: str | None = None, status: Callable[[str], None] | None = None) -> PipResult:
     """Run `pip ARGS` for the image at `root` (args exclude the `pip` itself); `env` and `cwd`
     are the RUN's (the guest's), never the host's. With a `sandbox`, local projects and what
     has only source on the index are built there (sdist.py); without one they are refused.
-    `venv_site`: the site-packages of the venv whose pip this is."""
+    `venv_site`: the site-packages of the venv whose pip this is. `status` (a terminal's
+    transient line) is told what pip collects and downloads as it goes; the log stays the same."""
     if not args or args[0] != "install":
         what = args[0] if args else "(no command)"
         if args and args[0] in ("--version", "-V"):
@@ -178,12 +181,10 @@ def pip(args: list[str], root: Path, env: dict[str, str], cwd: str, sandbox: sdi
                 "--target", str(target), "--only-binary=:all:",
                 "--platform", "any", "--platform", "wasi_0_0_0_wasm32", "--python-version", python,
                 "--implementation", "cp", "--abi", "none", "--abi", "abi3", "--abi", "cp" + python.replace(".", ""),
-                "--no-compile", "--no-warn-script-location", *([] if builds else ["--quiet"]), *command]
+                "--no-compile", "--no-warn-script-location", *([] if builds or status else ["--quiet"]), *command]
         for _ in range(sdist.MAX_ROUNDS):  # each round builds from source what the last one lacked
             try:
-                proc = subprocess.run(argv + (builds.find_links() if builds else []), stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=work / "cwd",
-                                      env=_host_environment(work), timeout=PIP_TIMEOUT)
+                proc = _run_pip(argv + (builds.find_links() if builds else []), work, status, quiet=not builds)
             except subprocess.TimeoutExpired:
                 return PipResult(1, f"pip install: the build host's pip took more than {PIP_TIMEOUT}s\n".encode())
             if proc.returncode == 0 or not builds or not builds.after_failure(proc.stdout):
@@ -204,6 +205,49 @@ def pip(args: list[str], root: Path, env: dict[str, str], cwd: str, sandbox: sdi
             return PipResult(1, output + b"pip install: nothing was installed\n")
         _install(target, root, site)
         return PipResult(0, output + f"installed into {site}: {' '.join(installed)}\n".encode())
+
+
+# What pip says about its progress (shown on a terminal's status line, not kept in the log
+# when the build would have run pip --quiet).
+_PROGRESS = re.compile(rb"^\s*(Collecting|Downloading|Using cached|Obtaining|Looking in indexes|Saved|Processing"
+                       rb"|Installing collected packages|Successfully installed|Requirement already satisfied)\b")
+
+
+def _run_pip(argv: list[str], work: Path, status: Callable[[str], None] | None,
+             quiet: bool) -> subprocess.CompletedProcess:
+    """The host's pip, in `work`; with `status`, its lines are told as they come (a download
+    shows while it runs) and the progress lines --quiet would have hidden are left out."""
+    if status is None:
+        return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                              cwd=work / "cwd", env=_host_environment(work), timeout=PIP_TIMEOUT)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            cwd=work / "cwd", env=_host_environment(work))
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        proc.kill()
+
+    timer = threading.Timer(PIP_TIMEOUT, expire)
+    timer.start()
+    kept: list[bytes] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            text = line.decode(errors="replace").strip()
+            if text:
+                status(text[:200])
+            if not (quiet and _PROGRESS.match(line)):
+                kept.append(line)
+        proc.wait()
+    finally:
+        timer.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if expired.is_set():
+        raise subprocess.TimeoutExpired(argv, PIP_TIMEOUT)
+    return subprocess.CompletedProcess(argv, proc.returncode, b"".join(kept))
 
 
 # The host's pip, with marker evaluation for the guest: pip evaluates the markers of every

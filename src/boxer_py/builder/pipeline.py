@@ -41,7 +41,7 @@ def build(context: str | Path, output: str | Path | None, dockerfile: str | Path
           skip_unsupported: bool = False, no_cache: bool = False,
           run_in: RunIn | None = None, secrets: dict[str, str | Path] | None = None,
           tags: Sequence[str] = (), labels: dict[str, str] | None = None,
-          dockerfile_text: str | None = None) -> BuildResult:
+          dockerfile_text: str | None = None, status: Callable[[str], None] | None = None) -> BuildResult:
     """Build `context` as `docker build` does: into the local store (under `tag` and `tags`,
     or untagged), and only into the image file `output` when one is given (then the store
     keeps it only if it is tagged). Nothing is ever written into the context unless `output`
@@ -54,7 +54,9 @@ def build(context: str | Path, output: str | Path | None, dockerfile: str | Path
     Launcher.run_in; `boxer_py.build` passes it): without one, a RUN that runs a program fails.
     `secrets` (id -> a file on the host, see parse_secret) serve RUN --mount=type=secret: read
     once, never written to a layer, the image or the cache. `labels` are added to the image's
-    (`--label`); `dockerfile_text` is the Dockerfile itself (`-f -`) instead of a file."""
+    (`--label`); `dockerfile_text` is the Dockerfile itself (`-f -`) instead of a file.
+    `progress` gets BuildKit's plain lines; `status`, if given, a terminal's transient line
+    (what pip downloads now)."""
     names = [check_tag(t) for t in ([tag] if tag else []) + list(tags)]  # before any work
     names = list(dict.fromkeys(names))
     secret_data = {ident: read_secret(Path(src), ident) for ident, src in (secrets or {}).items()}
@@ -75,8 +77,8 @@ def build(context: str | Path, output: str | Path | None, dockerfile: str | Path
     runner = run_in or _no_runtime
 
     def commands(root: Path, labels: dict[str, str]) -> Commands:
-        return Commands(root, lambda *args: runner(*args, labels=labels), skip_unsupported,
-                        lambda message: progress(f"    WARNING: {message}"))
+        return Commands(root, lambda *args, **kw: runner(*args, labels=labels, **kw), skip_unsupported,
+                        lambda message: progress(f"    WARNING: {message}"), status)
 
     # What RUN does depends on --skip-unsupported too: a step skipped with it is not the plain step.
     cache = StepCache(cache_dir / "steps", not no_cache, "skip-unsupported\n" if skip_unsupported else "")

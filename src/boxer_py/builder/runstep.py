@@ -36,7 +36,12 @@ class Ran(Protocol):
 
 
 # (root, argv, env, workdir, stdin) -> the run's result: the runtime's Launcher.run_in, injected.
-Runner = Callable[[Path, list[str], dict[str, str], str, bytes], Ran]
+class Runner(Protocol):
+    """(root, argv, env, workdir, stdin) -> the run's result; `tap` is told the program's
+    stdout and stderr as it writes them (the build's progress streams a RUN's output)."""
+
+    def __call__(self, root: Path, argv: list[str], env: dict[str, str], workdir: str, stdin: bytes, /, *,
+                 tap: Callable[[bytes], None] | None = None) -> Ran: ...
 
 _NO_PACKAGES = "there are no OS packages in a WebAssembly image: install Python packages with pip, or COPY files in"
 _NO_NETWORK = "the build has no network: download on the host and COPY or ADD the file"
@@ -71,6 +76,7 @@ class Commands:
     runner: Runner
     skip_unsupported: bool = False
     warn: Callable[[str], None] = lambda _: None
+    status: Callable[[str], None] | None = None  # a terminal's transient line: pip's downloads
 
     def __call__(self, inv: Invocation) -> Completed:
         name = posixpath.basename(inv.argv[0])
@@ -102,11 +108,14 @@ class Commands:
             raise BuildError(f"{name} cannot run in a WebAssembly build: {NATIVE_TOOLS[name]} "
                              "(or build with --skip-unsupported to skip such commands)")
         try:
-            result = self.runner(self.root, inv.argv, inv.env, inv.cwd, inv.stdin)
+            streamed = {"tap": inv.echo} if inv.echo is not None else {}
+            result = self.runner(self.root, inv.argv, inv.env, inv.cwd, inv.stdin, **streamed)
         except RunError as e:
             return Completed(e.exit_code, stderr=f"sh: {e}\n".encode())
-        stderr = result.stderr + (f"{name}: {result.trap}\n".encode() if result.trap else b"")
-        return Completed(result.exit_code, result.stdout, stderr)
+        trap = f"{name}: {result.trap}\n".encode() if result.trap else b""
+        if inv.echo is not None and trap:
+            inv.echo(trap)
+        return Completed(result.exit_code, result.stdout, result.stderr + trap, echoed=inv.echo is not None)
 
 
     def _pip(self, inv: Invocation, args: list[str]) -> Completed:
@@ -116,7 +125,8 @@ class Commands:
                  if "/" in inv.argv[0] else venv.active(self.root, inv.argv[0], path, inv.cwd))
         try:
             site = venv.site_packages(which, python_version(inv.env)) if which else None
-            done = pip(args, self.root, inv.env, inv.cwd, Sandbox(self.root, self.runner, inv.env), site)
+            done = pip(args, self.root, inv.env, inv.cwd, Sandbox(self.root, self.runner, inv.env), site,
+                       self.status)
         except PipRefused as e:
             raise BuildError(str(e)) from None
         return Completed(done.exit_code, done.output)
@@ -149,14 +159,16 @@ class Commands:
                 if venv.of_program(self.root, posixpath.join(done.venv, "bin", "python")) is None:
                     venv.create(self.root, [done.venv], interpreter, version, inv.cwd)
                 site = venv.site_packages(done.venv, version)
-            result = pip(done.args, self.root, inv.env, inv.cwd, Sandbox(self.root, self.runner, inv.env), site)
+            result = pip(done.args, self.root, inv.env, inv.cwd, Sandbox(self.root, self.runner, inv.env), site,
+                         self.status)
         except PipRefused as e:
             raise BuildError(str(e).replace("pip install", f"{tool} install", 1)) from None
         return Completed(result.exit_code, "".join(f"{n}\n" for n in done.notes).encode() + result.output)
 
 
-def execute(step: RunStep, root: Path, commands: Commands) -> ShellResult:
-    """Run one RUN step the way `/bin/sh -c` (shell form) or exec (exec form) would."""
+def execute(step: RunStep, root: Path, commands: Commands, echo: Callable[[bytes], None] | None = None) -> ShellResult:
+    """Run one RUN step the way `/bin/sh -c` (shell form) or exec (exec form) would; `echo`
+    gets the step's output as each command writes it."""
     env = dict(step.env)
     env.setdefault("PATH", DEFAULT_PATH)
     env.setdefault("HOME", "/root" if is_root(step.user) else "/")
@@ -169,7 +181,7 @@ def execute(step: RunStep, root: Path, commands: Commands) -> ShellResult:
         assert step.script is not None, "a RUN step has an argv (exec form) or a script (shell form)"
         script = step.script
     try:
-        return run_script(script, root=root, env=env, cwd=step.workdir, external=commands)
+        return run_script(script, root=root, env=env, cwd=step.workdir, external=commands, echo=echo)
     except BoxerError:
         raise
     except OSError as e:

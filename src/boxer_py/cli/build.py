@@ -35,8 +35,8 @@ _URL = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|git@|github\.com/|gitlab\.com/)|\.g
 @click.option("--pull", is_flag=True, help="Accepted; has no effect (bases are pinned runtimes, see README).")
 @click.option("--platform", metavar="wasi/wasm", help="Accepted for wasi/wasm (the only platform boxer builds).")
 @click.option("--progress", type=click.Choice(["auto", "plain", "tty", "quiet"]), default="auto", show_default=True,
-              help="plain: one line per event; tty: RUN output folded into the step on a terminal; "
-                   "auto: tty on a terminal, else plain.")
+              help="plain: BuildKit's plain lines; tty: the same plus a live status line (the running step, "
+                   "its time, pip's downloads); auto: tty on a terminal, else plain.")
 @click.option("--iidfile", metavar="FILE", help="Write the image id to FILE.")
 @click.option("--skip-unsupported", is_flag=True,
               help="Warn about native tools in RUN (apt-get, curl, gcc...) and skip them instead of failing.")
@@ -81,8 +81,9 @@ def build(path, dockerfile, tags, output, build_arg, label, target, secret, no_c
     with build_progress("quiet" if quiet or as_json else progress) as shown:
         try:
             result = build_image(context, output, dockerfile=dockerfile, build_args=pairs(build_arg, "--build-arg"),
-                                 target=target, tags=tags, progress=shown, skip_unsupported=skip_unsupported,
-                                 no_cache=no_cache, secrets=secrets, labels=labels, dockerfile_text=text)
+                                 target=target, tags=tags, progress=shown.line, status=shown.status,
+                                 skip_unsupported=skip_unsupported, no_cache=no_cache, secrets=secrets,
+                                 labels=labels, dockerfile_text=text)
         finally:
             if scratch is not None:
                 scratch.cleanup()

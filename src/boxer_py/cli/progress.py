@@ -1,22 +1,117 @@
-"""Build progress on stderr, as BuildKit prints it: `--progress=plain` one line per event,
-`tty` the same on a terminal, `quiet` nothing; `auto` is tty on a terminal, else plain."""
+"""Build progress on stderr, as BuildKit prints it. `plain`: one line per event (`#5 [2/3] RUN
+...`, the step's output lines as they come, `#5 DONE 1.2s` or `#5 CACHED`). `tty`: the same
+lines, plus one status line at the bottom of the terminal that says what runs now and for how
+long (and what pip is downloading), rewritten in place and erased before the next line.
+`quiet`: nothing. `auto`: tty when stderr is a terminal, else plain."""
 from __future__ import annotations
 
+import re
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TextIO
+
+_HEADER = re.compile(r"#(\d+) \[[^\]]*\] ")
+_END = re.compile(r"#(\d+) (DONE|CACHED|ERROR)")
+
+
+@dataclass
+class BuildProgress:
+    """Where the builder's progress goes: `line` for the log, `status` for the transient line
+    (None when there is no terminal to show it on)."""
+    line: Callable[[str], None]
+    status: Callable[[str], None] | None = None
+
+
+@dataclass
+class _Terminal:
+    stream: TextIO
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    step: str = ""         # the running step's header
+    started: float = 0.0
+    detail: str = ""       # what the step said last on the status channel (pip's downloads)
+    shown: bool = False    # a status line is on the screen
+
+    def line(self, text: str) -> None:
+        with self.lock:
+            self._erase()
+            self.stream.write(text + "\n")
+            if _HEADER.match(text):
+                self.step, self.started, self.detail = text, time.monotonic(), ""
+            elif _END.match(text):
+                self.step = ""
+            self.stream.flush()
+
+    def status(self, text: str) -> None:
+        with self.lock:
+            self.detail = text
+            self._draw()
+
+    def tick(self) -> None:
+        with self.lock:
+            if self.step and time.monotonic() - self.started >= 1:
+                self._draw()
+
+    def _draw(self) -> None:
+        if not self.step:
+            return
+        width = _columns(self.stream) - 1
+        text = f"{time.monotonic() - self.started:5.1f}s {self.step}" + (f"  {self.detail}" if self.detail else "")
+        self.stream.write("\r\x1b[K" + text[:width])
+        self.stream.flush()
+        self.shown = True
+
+    def _erase(self) -> None:
+        if self.shown:
+            self.stream.write("\r\x1b[K")
+            self.shown = False
+
+    def close(self) -> None:
+        with self.lock:
+            self._erase()
+            self.stream.flush()
+
+
+def _columns(stream: TextIO) -> int:
+    import os
+
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        return 80
 
 
 @contextmanager
-def build_progress(mode: str) -> Iterator[Callable[[str], None]]:
-    """A sink for the builder's progress lines in `mode` (auto, plain, tty or quiet)."""
+def build_progress(mode: str, stream: TextIO | None = None) -> Iterator[BuildProgress]:
+    """The progress sinks for `mode` (auto, plain, tty or quiet), on stderr."""
+    out: TextIO = stream or sys.stderr
     if mode == "quiet":
-        yield lambda _line: None
+        yield BuildProgress(lambda _line: None)
         return
-    stream = sys.stderr
+    if mode == "auto":
+        mode = "tty" if out.isatty() else "plain"
+    if mode == "plain":
+        def show(text: str) -> None:
+            out.write(text + "\n")
+            out.flush()
 
-    def show(line: str) -> None:
-        stream.write(line + "\n")
-        stream.flush()
+        yield BuildProgress(show)
+        return
+    terminal = _Terminal(out)
+    stop = threading.Event()
 
-    yield show
+    def ticker() -> None:
+        while not stop.wait(0.5):
+            terminal.tick()
+
+    thread = threading.Thread(target=ticker, name="boxer-progress", daemon=True)
+    thread.start()
+    try:
+        yield BuildProgress(terminal.line, terminal.status)
+    finally:
+        stop.set()
+        thread.join()
+        terminal.close()

@@ -399,13 +399,16 @@ class Launcher:
         return self.cache_dir / "preinit" / f"{key}.snap"
 
     def run_in(self, root: Path, argv: list[str], env: dict[str, str], workdir: str, stdin: bytes = b"",
-               limits: Limits = Limits(), labels: dict[str, str] | None = None) -> RunResult:
+               limits: Limits = Limits(), labels: dict[str, str] | None = None,
+               tap: Callable[[bytes], None] | None = None) -> RunResult:
         """Run a program of a rootfs in place, so its writes stay: a build's RUN step. The
-        program is read from `root` itself (which the build is changing), not from an image."""
+        program is read from `root` itself (which the build is changing), not from an image.
+        `tap` is told its stdout and stderr as they are written (the build's progress)."""
         guest, program = self._find_program(root, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
         argv, env = _python(argv, env, guest)
         loaded = self.modules.load(program.read_bytes())
-        spec = RunSpec(tuple(argv), env=env, workdir=workdir, stdin=stdin, limits=limits, output_dir=None)
+        spec = RunSpec(tuple(argv), env=env, workdir=workdir, stdin=stdin, limits=limits, output_dir=None,
+                       on_stdout=tap, on_stderr=tap)
         self.runs.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=f"{os.getpid()}.", dir=self.runs) as tmp:
             return self._sandbox(root, loaded, argv, env, workdir, spec, Path(tmp), labels)

@@ -51,6 +51,9 @@ class Invocation:
     env: dict[str, str]      # the exported environment at that point
     cwd: str                 # guest absolute path
     stdin: bytes
+    # when the command's stdout and stderr are both the build log: where to stream them as
+    # they are written (then Completed.echoed says so, and they are logged without echo)
+    echo: Callable[[bytes], None] | None = None
 
 
 @dataclass
@@ -58,6 +61,7 @@ class Completed:
     exit_code: int
     stdout: bytes = b""
     stderr: bytes = b""
+    echoed: bool = False  # stdout and stderr were already streamed to the Invocation's echo
 
 
 External = Callable[[Invocation], Completed]
@@ -70,9 +74,11 @@ class ShellResult:
     owners: dict[str, tuple[int, int]]   # guest path -> (uid, gid) recorded by chown
 
 
-def run_script(script: str, *, root: Path, env: dict[str, str], cwd: str, external: External) -> ShellResult:
-    """Run `script` like `/bin/sh -c script` with the rootfs at `root` as `/`."""
-    shared = _Shared(root, external)
+def run_script(script: str, *, root: Path, env: dict[str, str], cwd: str, external: External,
+               echo: Callable[[bytes], None] | None = None) -> ShellResult:
+    """Run `script` like `/bin/sh -c script` with the rootfs at `root` as `/`; `echo` is told
+    the build log's output as each command writes it (what is redirected elsewhere is not)."""
+    shared = _Shared(root, external, Log(bytearray(), echo))
     try:
         with limits.running(shared.budget):
             state = State(vars=dict(env), exported=set(env), cwd=posixpath.normpath("/" + cwd.lstrip("/")))
@@ -395,9 +401,16 @@ class _Shell:
                 self.err(f"sh: {name}: Permission denied")
                 return 126
             return self._sh([name, script[0]] + argv[1:], env)
-        done = self.shared.external(Invocation(list(argv), env, self.state.cwd, self.stdin.rest()))
-        self.fds[1].write(done.stdout)
-        self.fds[2].write(done.stderr)
+        log = self.shared.log
+        to_log = self.fds[1] is log and self.fds[2] is log
+        done = self.shared.external(Invocation(list(argv), env, self.state.cwd, self.stdin.rest(),
+                                               log.echo if to_log else None))
+        if done.echoed and to_log:
+            log.keep(done.stdout)
+            log.keep(done.stderr)
+        else:
+            self.fds[1].write(done.stdout)
+            self.fds[2].write(done.stderr)
         return done.exit_code
 
     def _call_function(self, name: str, args: list[str]) -> int:

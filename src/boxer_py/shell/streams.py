@@ -7,6 +7,7 @@ before the right side reads.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from boxer_py.errors import ShellError
@@ -19,12 +20,19 @@ class Log:
     and the last limits.MAX_LOG bytes of a RUN (the last line names a failure); what lies
     between is counted, not kept."""
 
-    def __init__(self, log: bytearray):
+    def __init__(self, log: bytearray, echo: Callable[[bytes], None] | None = None):
         self.log = log               # the head, up to MAX_LOG bytes
         self.tail = bytearray()      # after the head: the last MAX_LOG bytes (up to twice, then trimmed)
         self.dropped = 0
+        self.echo = echo             # told every write as it happens: the build's progress streams it
 
     def write(self, data: bytes) -> None:
+        if self.echo is not None and data:
+            self.echo(bytes(data))
+        self.keep(data)
+
+    def keep(self, data: bytes) -> None:
+        """Log without echoing: what a program already streamed as it ran."""
         room = limits.MAX_LOG - len(self.log)
         if room > 0:
             self.log += data[:room]
