@@ -142,13 +142,18 @@ def test_c_program_prints_what_boxer_run_prints(boxer, hello_c_image, standalone
     _same(boxer("run", str(hello_c_image), *args), plain(module, *args))
 
 
-def test_shell_form_command_is_refused_in_one_line(boxer, tmp_path):
-    (tmp_path / "Dockerfile").write_text("FROM python:3.12\nCMD python -c 'print(1)'\n")
+def test_shell_form_runs_as_boxer_run_runs_it_and_a_real_shell_script_is_one_line(boxer, tmp_path, standalone, plain):
+    (tmp_path / "Dockerfile").write_text("FROM python:3.12\nENV WHO=shell\nCMD python -c 'import sys; print(sys.argv)' $WHO\n")
     image = tmp_path / "shell.wasm"
+    assert boxer("build", "-q", str(tmp_path), "-o", str(image)).returncode == 0
+    r = plain(standalone(boxer, image))
+    assert r.stdout == "['-c', 'shell']\n", r.stderr
+    _same(boxer("run", str(image)), r)
+    (tmp_path / "Dockerfile").write_text("FROM python:3.12\nCMD python -c 'print(1)' | cat\n")
     assert boxer("build", "-q", str(tmp_path), "-o", str(image)).returncode == 0
     r = boxer("export", "--format", "standalone", str(image), str(tmp_path / "out.wasm"))
     assert r.returncode == 1   # as every other failed export
-    assert "shell form" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert "needs a shell" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not (tmp_path / "out.wasm").exists()
 
 

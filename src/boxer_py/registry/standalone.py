@@ -29,6 +29,7 @@ from boxer_py.image.imagefile import Image
 from boxer_py.image.paths import program_candidates
 from boxer_py.image.rootfs import resolve, unpack
 from boxer_py.image.wasmlink import LinkError, merge
+from boxer_py.registry.runnable import _exec_form as exec_form
 
 MAX_BLOB = 1 << 30           # the image's files in one module: the shim addresses them with 32 bits
 _KINDS = {stat.S_IFDIR: 3, stat.S_IFREG: 4, stat.S_IFLNK: 7}
@@ -114,14 +115,14 @@ def pack_tree(root: Path, argv: list[str], cmd: list[str], env: list[str], workd
 
 def standalone_module(image: Image) -> tuple[bytes, Standalone]:
     """The standalone module of `image`, and what it holds."""
-    config = image.spec.config
+    try:   # shell form as the launcher runs it: `sh -c SCRIPT` as one simple command
+        config = exec_form(image.spec.config)
+    except ImageError as e:
+        raise StandaloneError(str(e)) from None
     entrypoint, cmd = list(config.entrypoint), list(config.cmd)
-    argv = entrypoint + cmd
-    if not argv:
+    if not entrypoint + cmd:
         raise StandaloneError("the image has no ENTRYPOINT or CMD: a standalone module needs a program to run")
-    if argv[:2] == ["/bin/sh", "-c"]:
-        raise StandaloneError("the image's command is in shell form, and a standalone module has no shell; "
-                              "use the exec form: CMD [\"prog\", \"arg\"]")
+    argv = entrypoint + cmd
     env = config.env_dict()
     image_env = list(config.env)
     home = env.get("HOME", "/root" if is_root(config.user) else "/")
