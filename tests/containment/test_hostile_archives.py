@@ -164,6 +164,13 @@ def test_a_gzip_bomb_of_zeros_is_an_empty_archive(load):
     load(gzip.compress(b"\0" * (512 << 20), compresslevel=9), "neither an OCI archive")
 
 
+def test_a_gzip_whose_members_claim_far_more_than_it_holds(load):
+    """100 MiB of zeros in one member gzip to a few hundred KiB: more than any unpack of an
+    archive that size may write (hostfs.Expansion), refused before the member is read."""
+    load(gzip.compress(tar_of([("blobs/sha256/" + "0" * 64, b"\0" * (100 << 20), {})]), compresslevel=9),
+         "expands past")
+
+
 def test_a_native_image_is_refused(load):
     files = saved()
     doc = json.loads(files["manifest.json"])

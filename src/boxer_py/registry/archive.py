@@ -6,8 +6,9 @@ Layers are plain tar (as Docker writes them), so a layer's digest is its diff_id
 reads an OCI archive (index.json) or a legacy Docker archive (manifest.json only), plain or
 gzipped. An archive is hostile: nothing is ever unpacked to disk; members are found by exact
 name among at most MAX_MEMBERS regular files, each read only up to the size its descriptor
-declares (oci.blob_size) and checked against its digest, and the layers go through
-oci.to_image_file (check_layer: hostfs.Expansion) like a pull.
+declares (oci.blob_size) and checked against its digest, what all members declare bounded by
+the archive's size (hostfs.Expansion, as every unpack), and the layers go through
+oci.to_image_file (check_layer: hostfs.Expansion again) like a pull.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from boxer_py.errors import ImageError
-from boxer_py.image import imagefile
+from boxer_py.image import hostfs, imagefile
 from boxer_py.image.imagefile import Descriptor, Image, sha256
 from boxer_py.registry import oci
 
@@ -109,12 +110,16 @@ class _Members:
         except (OSError, tarfile.TarError, EOFError) as e:
             raise ImageError(f"{where}: not a tar archive ({e})") from None
         self.files: dict[str, tarfile.TarInfo] = {}
+        # what the members declare is bounded by the archive's size as any unpack is (a gzip
+        # whose members claim far more than it could hold is refused before they are read)
+        expansion = hostfs.Expansion(path.stat().st_size, where, ImageError)
         count = 0
         try:
             while (m := self.tar.next()) is not None:
                 count += 1
                 if count > MAX_MEMBERS:
                     raise ImageError(f"{where}: more than {MAX_MEMBERS} members: not an image archive")
+                expansion.charge(m)
                 if m.isreg():
                     self.files[_clean(m.name)] = m
         except (tarfile.TarError, EOFError, OSError) as e:
