@@ -76,9 +76,9 @@ def test_lists_the_two_tools_with_their_parameters(server):
 
     tools = {t.name: t for t in session(script)}
     assert set(tools) == {"run_python", "run_command"}
-    assert set(tools["run_python"].input_schema["properties"]) == {"code", "stdin", "timeout"}
+    assert set(tools["run_python"].input_schema["properties"]) == {"code", "stdin", "timeout", "allow_net"}
     assert tools["run_python"].input_schema["required"] == ["code"]
-    assert set(tools["run_command"].input_schema["properties"]) == {"argv", "stdin", "timeout"}
+    assert set(tools["run_command"].input_schema["properties"]) == {"argv", "stdin", "timeout", "allow_net"}
 
 
 def test_runs_code_and_returns_output_files_and_mounts(server):
@@ -295,3 +295,44 @@ def test_malformed_requests_are_answered_and_never_kill_the_server(hello_image, 
     assert client.close() == 0
     assert "Traceback" not in client.log()
     client.stderr.close()
+
+
+def test_the_operators_allow_list_can_be_narrowed_by_a_call_never_widened(hello_image, cache_dir):
+    """`boxer mcp --allow-net`: calls reach the operator's hosts; a call may ask for fewer, and
+    one that asks for a host the operator did not allow gets a one-line error, not a socket."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    port = httpd.server_address[1]
+    params = StdioServerParameters(command=sys.executable, env=_server_env(cache_dir),
+                                   args=["-m", "boxer_py", "mcp", "--timeout", "60", "--allow-net",
+                                         f"127.0.0.1:{port}", str(hello_image)])
+    fetch = f"import urllib.request\nprint(urllib.request.urlopen('http://127.0.0.1:{port}/').read().decode())"
+
+    async def main():
+        async with Client(params, read_timeout_seconds=120) as client:
+            return [result_of(await client.call_tool("run_python", {"code": fetch, **extra}))
+                    for extra in ({}, {"allow_net": [f"127.0.0.1:{port}"]}, {"allow_net": []},
+                                  {"allow_net": ["127.0.0.1:*"]}, {"allow_net": ["example.com"]})]
+    try:
+        plain, narrowed, none, wider, other = anyio.run(main)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert plain["stdout"] == narrowed["stdout"] == "ok\n"
+    assert none["exit_code"] == 1 and none["stdout"] == ""  # an empty list: no network at all, as without options
+    assert wider["exit_code"] == 125 and wider["stderr"] == \
+        "boxer: allow_net: 127.0.0.1:* is not in the server's --allow-net\n"
+    assert other["exit_code"] == 125 and "example.com:* is not in the server's --allow-net" in other["stderr"]

@@ -21,6 +21,7 @@ from mcp.server.stdio import stdio_server
 from boxer_py.api.session import Session
 from boxer_py.cli.common import utf8_clean
 from boxer_py.errors import BoxerError, RunError
+from boxer_py.runtime.net.policy import Network
 from boxer_py.runtime.spec import Limits, Mount, RunResult
 
 MAX_MESSAGE = 16 << 20  # bytes of one JSON-RPC line; a longer one is answered with an error and skipped
@@ -41,19 +42,21 @@ class ServerOptions:
     mounts: tuple[Mount, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     workdir: str | None = None
+    allow_net: tuple[str, ...] = ()  # the operator's --allow-net rules: a call may ask for fewer, never more
 
 
 def create_server(session: Session, options: ServerOptions) -> MCPServer:
     server = MCPServer("boxer", instructions=INSTRUCTIONS)
 
-    def run(argv: list[str], stdin: str | None, timeout: float | None) -> dict[str, Any]:
+    def run(argv: list[str], stdin: str | None, timeout: float | None, allow_net: list[str] | None) -> dict[str, Any]:
         try:
             # the call's limits through the one parser (NaN, inf, 0, negative: refused), never
             # looser than the operator's
             limits = Limits.parse(timeout=timeout).within(options.limits)
             result = session.run(argv, stdin=stdin or b"", env=options.env, mounts=options.mounts,
                                  workdir=options.workdir, timeout=limits.timeout, memory=limits.memory,
-                                 max_output=limits.max_output, disk=limits.disk)
+                                 max_output=limits.max_output, disk=limits.disk,
+                                 allow_net=_narrowed(allow_net, options.allow_net))
         except RunError as e:  # not found, not a WebAssembly program, bad mount, bad limit: a result
             result = RunResult(e.exit_code, stderr=f"boxer: {e}\n".encode(errors="backslashreplace"))
         except (BoxerError, ValueError, OSError) as e:  # argv with a NUL, say: a result, never a dead server
@@ -62,19 +65,38 @@ def create_server(session: Session, options: ServerOptions) -> MCPServer:
 
     @server.tool(description="Run Python source code (as `python -c CODE`) in a fresh sandbox and return "
                              "its exit code, stdout, stderr and the files it wrote under /out. "
-                             "`timeout` is in seconds (capped by the server's limit).")
-    def run_python(code: str, stdin: str | None = None, timeout: float | None = None) -> dict[str, Any]:
-        return run(["python", "-c", code], stdin, timeout)
+                             "`timeout` is in seconds (capped by the server's limit). `allow_net`: hosts "
+                             "(HOST[:PORT]) the code may connect to, among the server's (default: all of those).")
+    def run_python(code: str, stdin: str | None = None, timeout: float | None = None,
+                   allow_net: list[str] | None = None) -> dict[str, Any]:
+        return run(["python", "-c", code], stdin, timeout, allow_net)
 
     @server.tool(description="Run a command (an argv list, e.g. [\"python\", \"main.py\"]) in a fresh sandbox "
                              "and return its exit code, stdout, stderr and the files it wrote under /out. "
-                             "There is no shell. `timeout` is in seconds (capped by the server's limit).")
-    def run_command(argv: list[str], stdin: str | None = None, timeout: float | None = None) -> dict[str, Any]:
+                             "There is no shell. `timeout` is in seconds (capped by the server's limit). "
+                             "`allow_net`: hosts it may connect to, among the server's (default: all of those).")
+    def run_command(argv: list[str], stdin: str | None = None, timeout: float | None = None,
+                    allow_net: list[str] | None = None) -> dict[str, Any]:
         if not argv:
             return RunResult(125, stderr=b"boxer: argv is empty\n").to_json()
-        return run(argv, stdin, timeout)
+        return run(argv, stdin, timeout, allow_net)
 
     return server
+
+
+def _narrowed(asked: list[str] | None, ceiling: tuple[str, ...]) -> tuple[str, ...]:
+    """A call's allow-list: the operator's when it asks for none; else its own rules, each of
+    which must be covered by an operator rule (a call narrows, never widens)."""
+    if asked is None:
+        return ceiling
+    if not isinstance(asked, list) or len(asked) > 64 or not all(isinstance(a, str) for a in asked):
+        raise RunError("allow_net: expected a list of at most 64 HOST[:PORT] strings")
+    wanted = Network.parse(allow=tuple(asked))
+    kept = wanted.within(Network.parse(allow=ceiling))
+    if kept.allow != wanted.allow:
+        extra = ", ".join(str(a) for a in wanted.allow if a not in kept.allow)
+        raise RunError(f"allow_net: {extra} is not in the server's --allow-net")
+    return tuple(str(a) for a in kept.allow)
 
 
 def serve(image: str, options: ServerOptions, cache_dir: str | None = None) -> None:

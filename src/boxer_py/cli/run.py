@@ -219,9 +219,11 @@ def _image_path(image: str) -> Path:
 @click.option("--memory", "-m", metavar="SIZE", help="Cap the guest's memory, e.g. 256m.")
 @click.option("--max-output", default="1m", show_default=True, metavar="SIZE",
               help="Keep at most this much of stdout, of stderr and of /out files.")
+@click.option("--allow-net", multiple=True, metavar="HOST[:PORT]",
+              help="Hosts a call may connect to (a call may ask for fewer, never more).")
 @click.option("--disk", default="1g", show_default=True, metavar="SIZE",
               help="Stop a call whose writable layer grows by more than this.")
-def mcp(image, env, env_file, workdir, volume, timeout, memory, max_output, disk):
+def mcp(image, env, env_file, workdir, volume, timeout, memory, max_output, disk, allow_net):
     """Serve IMAGE as an MCP server on stdio, with tools run_python and run_command.
 
     Each call runs in a fresh sandbox with these limits and mounts; see the README for an
@@ -230,5 +232,5 @@ def mcp(image, env, env_file, workdir, volume, timeout, memory, max_output, disk
     from boxer_py.cli.mcp import ServerOptions, serve  # the mcp stack loads only for `boxer mcp`
 
     options = ServerOptions(limits(timeout, memory, max_output, disk), tuple(Mount.parse(v) for v in volume),
-                            variables(env, env_file), workdir)
+                            variables(env, env_file), workdir, tuple(str(a) for a in Network.parse(allow=allow_net).allow))
     serve(image, options, str(default_cache_dir()))
