@@ -278,7 +278,7 @@ def sizes(b: Bench) -> str:
     return line
 
 
-def reported() -> list[tuple[str, float, str]]:
+def reported(b: Bench) -> list[tuple[str, float, str]]:
     """Benchmarks that need a registry or a browser, measured by their own modules: rows of
     (name, median seconds, note). A missing part is reported, not fatal."""
     sys.path.insert(0, str(REPO / "bench"))
@@ -297,6 +297,12 @@ def reported() -> list[tuple[str, float, str]]:
         rows += [(name, t, f"{t / ref:.2f}x Pyodide" if ref else "") for name, t in web]
     except Exception as e:  # noqa: BLE001
         rows.append(("web: first output", float("nan"), f"skipped: {e}"))
+    try:
+        from net_bench import rows as net_rows
+
+        rows += net_rows(b.image, b.workdir)
+    except Exception as e:  # noqa: BLE001
+        rows.append(("net: http.server and Flask", float("nan"), f"skipped: {e}"))
     return rows
 
 
@@ -348,7 +354,7 @@ def main() -> None:
         print(table(results))
         print(sizes(bench))
         if not args.only:
-            for name, median, note in reported():
+            for name, median, note in reported(bench):
                 print(f"{name}: {_ms(median)}  {note}")
 
 
