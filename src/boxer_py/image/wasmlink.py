@@ -496,6 +496,11 @@ def merge(program: bytes, shim: bytes, blob: bytes, cwd: str = "/") -> bytes:
         raise LinkError("the program imports a memory, table or global (only functions can be merged)")
     if len(p.memories) != 1:
         raise LinkError("the program does not define exactly one memory")
+    if not any(name == "_start" and kind == 0 for name, kind, _ in p.exports):
+        raise LinkError("not a WASI command (no _start: a reactor runs only under boxer)")
+    foreign = next((i for i in p.imports if i.module != _WASI), None)
+    if foreign is not None:
+        raise LinkError(f"it imports {foreign.module}.{foreign.name}, which no WASI runtime provides")
     kp, ks = len(p.imports), len(s.imported(0))
     np_, ns = len(p.functions), len(s.functions)
     shim_exports = {name: index for name, kind, index in s.exports if kind == 0}
