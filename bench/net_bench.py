@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import re
-import select
 import shutil
 import signal
 import subprocess
