@@ -25,6 +25,7 @@ from playwright.sync_api import sync_playwright
 import boxer_py
 from boxer_py.browser import site
 from boxer_py.image import imagefile
+from pageclick import click_without_scrolling
 
 CHROMIUM = Path("/usr/bin/chromium")
 MARK = f"boxer-hostile-{uuid.uuid4().hex[:12]}"  # finds this test's browser among the machine's processes
@@ -463,11 +464,11 @@ def test_running_a_previews_scripts_is_an_explicit_choice_with_its_own_policy(we
     assert run["exitCode"] == 0
     buttons = page.page.locator("#preview .run-scripts")
     assert buttons.count() == 3
-    buttons.nth(1).click()  # the dialog is dismissed: nothing runs
+    click_without_scrolling(page.page, buttons.nth(1))  # the dialog is dismissed: nothing runs
     assert len(page.dialogs) == 1 and "send data" in page.dialogs[0]
     assert page.page.locator("#preview iframe").nth(1).get_attribute("data-scripts") == "off"
     page.accept_dialogs = True
-    page.page.locator("#preview .run-scripts").nth(1).click()
+    click_without_scrolling(page.page, page.page.locator("#preview .run-scripts").nth(1))
     frame_el = page.page.locator('#preview iframe[data-scripts="on"]')
     assert frame_el.get_attribute("sandbox") == "allow-scripts"
     assert frame_el.get_attribute("src") == "preview.html"
