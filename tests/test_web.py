@@ -134,8 +134,8 @@ def app_image(tmp_path_factory) -> Path:
 def serve():
     servers = []
 
-    def start(image: Path) -> site.Server:
-        server = site.serve(image, "127.0.0.1", 0)
+    def start(image: Path, autorun: bool = True) -> site.Server:
+        server = site.serve(image, "127.0.0.1", 0, autorun=autorun)
         servers.append(server)
         return server
 
@@ -483,15 +483,126 @@ class _static_server:
 
 def test_boxer_web_writes_a_static_site_that_runs(boxer, hello_image, tmp_path, open_page):
     out = tmp_path / "site"
-    r = boxer("web", str(hello_image), "-o", str(out))
+    r = boxer("web", str(hello_image), "-o", str(out), "--autorun")
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in out.iterdir()) == \
         ["boxer.js", "image.wasm", "index.html", "preview.html", "style.css", "worker.js", "xterm.css"]
     assert (out / "image.wasm").read_bytes() == hello_image.read_bytes()
     with _static_server(out) as url:
-        page = open_page(url)
+        page = open_page(url)  # built with --autorun: the image's command runs as the page opens
         run = page.last_run()
     assert (run["exitCode"], run["stdout"]) == (0, "Hello from cpython 3.12.0 on wasi!\n")
+
+
+def test_a_page_built_without_autorun_runs_only_when_run_is_pressed(boxer, hello_image, tmp_path, open_page):
+    out = tmp_path / "site"
+    assert boxer("web", str(hello_image), "-o", str(out)).returncode == 0
+    with _static_server(out) as url:
+        page = open_page(url)  # no ?run=0: the page itself must wait
+        page.page.wait_for_selector("#run:not([disabled])", timeout=RUN_TIMEOUT_MS)
+        # the page enables Run and would start an automatic run in the same task: none started
+        assert page.page.evaluate("() => window.boxer.runs.length") == 0
+        assert page.page.get_attribute("#status", "data-state") == "ready"
+        assert page.terminal_text().strip() == ""
+        page.page.click("#run")
+        run = page.last_run()
+    assert (run["exitCode"], run["stdout"]) == (0, "Hello from cpython 3.12.0 on wasi!\n")
+
+
+def test_the_previous_exit_code_goes_when_a_run_starts(hello_image, serve, open_page):
+    page = open_page(serve(hello_image).url, autorun=False)
+    run = page.run("python -c 'import sys; sys.exit(3)'")
+    assert run["exitCode"] == 3 and page.page.inner_text("#exit-code") == "3"
+    page.page.fill("#command", "python -c 'import time; time.sleep(600)'")
+    page.page.click("#run")
+    page.wait_state("compiling", "running")
+    assert page.page.inner_text("#exit-code") == "–" and page.page.inner_text("#duration") == "–"
+    assert page.page.get_attribute("#exit-code", "data-code") is None
+    page.page.click("#stop")
+    assert page.last_run(2)["exitCode"] == 137
+    assert page.page.inner_text("#exit-code") == "137"
+
+
+def test_the_entrypoint_can_be_overridden_as_docker_run_does(boxer, app_image, serve, open_page):
+    reference = boxer("run", "--entrypoint", "python", str(app_image), "-c", "import sys; print(sys.argv)")
+    assert reference.returncode == 0, reference.stderr
+    page = open_page(serve(app_image).url, autorun=False)
+    assert page.page.get_attribute("#entrypoint", "placeholder") == "none"
+    assert page.page.get_attribute("#command", "placeholder") == "python main.py"
+    page.page.fill("#entrypoint", "python")
+    run = page.run("-c 'import sys; print(sys.argv)'")
+    assert (run["exitCode"], run["stdout"]) == (0, reference.stdout) == (0, "['-c']\n")
+    # emptied again: the image's own command
+    page.page.fill("#entrypoint", "")
+    run = page.run("")
+    assert (run["exitCode"], run["stdout"]) == (0, "cwd /app\nrelative read works\n")
+
+
+def _terminal_size(page: Page) -> dict:
+    return page.page.evaluate("""() => { const t = window.boxer.app.terminal, box = document.getElementById("terminal");
+        const screen = box.querySelector(".xterm-screen").getBoundingClientRect();
+        const style = getComputedStyle(box);
+        const inner = box.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+        const innerH = box.clientHeight - parseFloat(style.paddingTop) - parseFloat(style.paddingBottom);
+        return {cols: t.cols, rows: t.rows, width: screen.width, height: screen.height, inner, innerH,
+                cell: screen.width / t.cols, line: screen.height / t.rows}; }""")
+
+
+def _fills(size: dict) -> bool:
+    """The terminal's grid uses its box: less than one cell (plus a scrollbar) left over each way
+    (clientWidth/Height are whole pixels: one pixel of rounding)."""
+    return (size["inner"] - 20 - size["cell"] < size["width"] <= size["inner"] + 1
+            and size["innerH"] - size["line"] < size["height"] <= size["innerH"] + 1)
+
+
+def test_the_terminal_fills_its_box_and_follows_its_size(hello_image, serve, open_page):
+    page = open_page(serve(hello_image).url, autorun=False)
+    page.page.set_viewport_size({"width": 1280, "height": 900})
+    page.page.wait_for_selector("#run:not([disabled])", timeout=RUN_TIMEOUT_MS)
+    wide = _terminal_size(page)
+    assert _fills(wide), str(wide)
+    page.page.set_viewport_size({"width": 700, "height": 900})  # a narrower window
+    page.page.wait_for_function("cols => window.boxer.app.terminal.cols < cols", arg=wide["cols"])
+    narrow = _terminal_size(page)
+    assert _fills(narrow), narrow
+    # The user drags the box's corner down (it is resizable): more rows.
+    box = page.page.locator("#terminal").bounding_box()
+    page.page.mouse.move(box["x"] + box["width"] - 3, box["y"] + box["height"] - 3)
+    page.page.mouse.down()
+    page.page.mouse.move(box["x"] + box["width"] - 3, box["y"] + box["height"] + 150, steps=5)
+    page.page.mouse.up()
+    page.page.wait_for_function("rows => window.boxer.app.terminal.rows > rows", arg=narrow["rows"])
+    assert _fills(_terminal_size(page))
+    line = "x" * (narrow["cols"] + 5)
+    run = page.run(f"python -c 'print(\"{line}\")'")
+    assert run["stdout"] == line + "\n"
+    assert line[:narrow["cols"]] in page.terminal_text().splitlines()  # wraps at the box's width
+
+
+def test_the_page_works_at_phone_width(hello_image, serve, browser):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
+                                  device_scale_factor=3)
+    try:
+        page = context.new_page()
+        page.goto(serve(hello_image, autorun=False).url)
+        page.wait_for_selector("#run:not([disabled])", timeout=RUN_TIMEOUT_MS)
+        width = page.evaluate("() => window.innerWidth")
+        assert width == 390
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= width  # no sideways scrolling
+        for selector in ("#command", "#entrypoint", "#stdin", "#run", "#stop", "#terminal"):
+            box = page.locator(selector).bounding_box()
+            assert box["x"] >= 0 and box["x"] + box["width"] <= width, (selector, box)
+        page.tap("#run")
+        page.wait_for_function("() => window.boxer.runs.length && window.boxer.runs[0].done", timeout=RUN_TIMEOUT_MS)
+        assert page.evaluate("() => window.boxer.runs[0].stdout") == "Hello from cpython 3.12.0 on wasi!\n"
+        cols = page.evaluate("() => window.boxer.app.terminal.cols")
+        assert 20 <= cols < 60
+        assert "Hello from cpython" in page.inner_text(".xterm-rows")
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= width
+        OUTPUT.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(OUTPUT / "phone.png"), full_page=True)
+    finally:
+        context.close()
 
 
 def test_boxer_web_refuses_bad_input_without_leaving_a_site(boxer, hello_image, tmp_path):

@@ -397,7 +397,7 @@ def _browser_stat(index: int) -> int:
 def test_run_pressed_while_the_first_run_compiles_starts_no_second_worker_and_stop_ends_all(web_site, open_page):
     """Before: a second submit during the automatic first run's compile started a second
     worker; the first was never terminated (a core busy forever, Stop powerless)."""
-    page = open_page(web_site(), autorun=True, init_script=SLOW_COMPILE)
+    page = open_page(web_site("--autorun"), autorun=True, init_script=SLOW_COMPILE)
     page.page.wait_for_selector('#status[data-state="compiling"]', timeout=RUN_TIMEOUT_MS)
     assert page.page.evaluate("() => window.boxer.runs[0].done") is False
     assert page.page.is_disabled("#run") and page.page.is_enabled("#stop")  # claimed at submit

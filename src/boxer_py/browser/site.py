@@ -92,9 +92,10 @@ def page_limits(max_output: int | None = None, disk: int | None = None, max_entr
     return {name: value for name, value in values.items() if value is not None}
 
 
-def render_index(image: imagefile.Image, limits: dict[str, int] | None = None) -> str:
+def render_index(image: imagefile.Image, limits: dict[str, int] | None = None, autorun: bool = False) -> str:
     """The page for `image`. Everything it shows is re-read from the image by the launcher;
-    the values here are only the first paint."""
+    the values here are only the first paint. With `autorun` the page runs the image's command
+    when it opens; without it, only when the user presses Run."""
     env = jinja2.Environment(loader=jinja2.PackageLoader("boxer_py.browser", "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined)
     env.filters["visible"] = visible
@@ -103,7 +104,8 @@ def render_index(image: imagefile.Image, limits: dict[str, int] | None = None) -
     title = config.labels.get("org.opencontainers.image.title") or tag or image.id[7:19]
     return env.get_template("index.html").render(
         title=title, tag=tag, image_id=image.id, workdir=config.working_dir, image_url=IMAGE_NAME,
-        preview_url=PREVIEW_NAME, default_command=shlex.join([*config.entrypoint, *config.cmd]), csp=CSP,
+        preview_url=PREVIEW_NAME, default_command=shlex.join(config.cmd) or "command",
+        entrypoint=shlex.join(config.entrypoint) or "none", csp=CSP, autorun=autorun,
         limits={name: value for name, value in (limits or {}).items() if name in LIMIT_NAMES})
 
 
@@ -115,7 +117,8 @@ def _assets() -> dict[str, Path]:
     return {name: base / name for name in ASSETS}
 
 
-def write_site(image_path: str | Path, directory: str | Path, limits: dict[str, int] | None = None) -> Path:
+def write_site(image_path: str | Path, directory: str | Path, limits: dict[str, int] | None = None,
+               autorun: bool = False) -> Path:
     """Write index.html, the launcher and the image into DIR, all at once (a temp dir renamed
     into place), so a failure never leaves half a site. DIR must not exist or be empty."""
     directory = Path(directory)
@@ -123,7 +126,7 @@ def write_site(image_path: str | Path, directory: str | Path, limits: dict[str, 
     atomic.check_empty_target(directory)
     assets = _assets()
     with atomic.fresh_directory(directory) as tmp:
-        (tmp / "index.html").write_text(render_index(image, limits), encoding="utf-8")
+        (tmp / "index.html").write_text(render_index(image, limits, autorun), encoding="utf-8")
         for name, path in assets.items():
             shutil.copyfile(path, tmp / name)
         shutil.copyfile(image_path, tmp / IMAGE_NAME)
@@ -244,12 +247,12 @@ def _handler(files: dict[str, tuple[str, Path | bytes, dict[str, str]]], seen: l
 
 
 def serve(image_path: str | Path, host: str = "127.0.0.1", port: int = 8000,
-          limits: dict[str, int] | None = None) -> Server:
+          limits: dict[str, int] | None = None, autorun: bool = False) -> Server:
     """Serve the page, the launcher and the image (only those files) from a thread."""
     image = imagefile.read(image_path)
     preview_headers = {**PREVIEW_HEADERS, "Content-Security-Policy": preview_csp() + "; frame-ancestors 'self'"}
     files: dict[str, tuple[str, Path | bytes, dict[str, str]]] = {
-        "index.html": (MIME_TYPES[".html"], render_index(image, limits).encode(), PAGE_HEADERS)}
+        "index.html": (MIME_TYPES[".html"], render_index(image, limits, autorun).encode(), PAGE_HEADERS)}
     for name, path in _assets().items():
         files[name] = (MIME_TYPES[path.suffix], path, preview_headers if name == PREVIEW_NAME else PAGE_HEADERS)
     files[IMAGE_NAME] = (MIME_TYPES[".wasm"], Path(image_path).resolve(), PAGE_HEADERS)

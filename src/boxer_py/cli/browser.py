@@ -15,6 +15,8 @@ def page_limits(max_output, disk, max_entries):
 
 
 def limit_options(command):
+    command = click.option("--autorun", is_flag=True,
+                           help="Run the image's command as soon as the page opens (default: on Run).")(command)
     command = click.option("--max-entries", type=click.IntRange(min=1), metavar="N",
                            help="Stop a run that creates more files and directories than this (default 10000).")(command)
     command = click.option("--disk", metavar="SIZE",
@@ -29,7 +31,7 @@ def limit_options(command):
 @click.option("-p", "--port", type=int, default=8000, show_default=True, help="Port to listen on (0: any free port).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @limit_options
-def serve(image, port, host, max_output, disk, max_entries):
+def serve(image, port, host, max_output, disk, max_entries, autorun):
     """Serve a page that runs IMAGE in the browser (the code runs in the visitor's tab)."""
     from boxer_py.browser.site import is_loopback
     from boxer_py.browser.site import serve as start
@@ -38,7 +40,7 @@ def serve(image, port, host, max_output, disk, max_entries):
     if not is_loopback(host):
         click.echo(f"boxer: warning: listening on {host}, not a loopback address: other machines can load the "
                    "page and the image", err=True)
-    server = start(locate(image), host, port, limits)
+    server = start(locate(image), host, port, limits, autorun)
     click.echo(server.url)
     try:
         server.thread.join()
@@ -49,11 +51,11 @@ def serve(image, port, host, max_output, disk, max_entries):
 @click.argument("image", metavar="IMAGE")
 @click.option("-o", "--output", "directory", required=True, metavar="DIR", help="Directory to write (must not exist, or be empty).")
 @limit_options
-def web(image, directory, max_output, disk, max_entries):
+def web(image, directory, max_output, disk, max_entries, autorun):
     """Write a static site that runs IMAGE in the browser: index.html, the launcher, image.wasm.
 
     Any static host can serve it if it sends .wasm as application/wasm (see docs/web.md).
     """
     from boxer_py.browser.site import write_site
 
-    click.echo(write_site(locate(image), directory, page_limits(max_output, disk, max_entries)))
+    click.echo(write_site(locate(image), directory, page_limits(max_output, disk, max_entries), autorun))

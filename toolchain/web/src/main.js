@@ -3,6 +3,7 @@
 // the exit code, the duration and the files left under /out.
 
 import { Terminal } from "@xterm/xterm";
+import { FitAddon } from "@xterm/addon-fit";
 import { decodeImage, ImageError } from "./image.js";
 import { buildRootfs } from "./tar.js";
 import { plan, findProgram, shellWords, RunError } from "./command.js";
@@ -85,7 +86,7 @@ class App {
     this.runs = [];
     this.urls = []; // object URLs of the last run's files, revoked when the next run starts
     this.terminal = new Terminal({
-      convertEol: true, rows: 20, fontSize: 13, scrollback: 5000, disableStdin: true,
+      convertEol: true, fontSize: 13, scrollback: 5000, disableStdin: true,
       // OSC 8 hyperlinks come from the guest: their text can say anything. Never open one;
       // show where it really points. (No link provider is added: plain text is never a link.)
       linkHandler: {
@@ -94,7 +95,13 @@ class App {
         allowNonHttpProtocols: true,
       },
     });
+    // The terminal fills its box (rows and columns follow the box's size: the window, a phone,
+    // the user dragging its corner).
+    this.fit = new FitAddon();
+    this.terminal.loadAddon(this.fit);
     this.terminal.open($("terminal"));
+    this.fit.fit();
+    new ResizeObserver(() => this.fit.fit()).observe($("terminal"));
   }
 
   showLink(uri, clicked) {
@@ -120,7 +127,8 @@ class App {
     const c = this.image.config;
     $("image-id").textContent = this.image.id.slice(0, 19);
     $("image-tag").textContent = visible(this.image.tag || "(untagged)");
-    $("command").placeholder = visible(quote(c.entrypoint.concat(c.cmd))) || "command";
+    $("command").placeholder = visible(quote(c.cmd)) || "command";
+    $("entrypoint").placeholder = visible(quote(c.entrypoint)) || "none";
     $("workdir").textContent = visible(c.workingDir);
     setStatus("ready", "ready");
   }
@@ -139,7 +147,9 @@ class App {
     this.workers.clear();
   }
 
-  async run(line, stdin, timeout) {
+  /** Run the command `line` (words; empty: the image's CMD) with `entrypoint` (words; empty:
+   *  the image's ENTRYPOINT; as `docker run --entrypoint`, it also drops the image's CMD). */
+  async run(line, stdin, timeout, entrypoint = "") {
     if (this.current) return null; // one run at a time: claimed here, before any await
     const record = {
       command: line, stdout: "", stderr: "", exitCode: null, durationMs: null, trap: null, files: [], done: false, firstOutputMs: null,
@@ -148,6 +158,7 @@ class App {
     this.current = record;
     this.runs.push(record);
     this.freeFiles();
+    this.clearResult();
     $("error").hidden = true;
     $("link-note").hidden = true;
     $("run").disabled = true;
@@ -182,7 +193,8 @@ class App {
     this.stop = () => end(STOPPED_EXIT_CODE, "stopped");
     let argv, env, path, workdir, program;
     try {
-      ({ argv, env, path, workdir } = plan(this.image.config, shellWords(line)));
+      const config = entrypoint.trim() ? { ...this.image.config, entrypoint: shellWords(entrypoint), cmd: [] } : this.image.config;
+      ({ argv, env, path, workdir } = plan(config, shellWords(line)));
       program = findProgram(this.root, argv[0], path, workdir);
     } catch (e) {
       if (!(e instanceof RunError)) { end(125, `the launcher failed: ${e.message}`); throw e; }
@@ -246,6 +258,18 @@ class App {
     if (stream === "stderr") this.terminal.write("\x1b[31m");
     this.terminal.write(tail.data);
     if (stream === "stderr") this.terminal.write("\x1b[0m");
+  }
+
+  /** The last run's exit code, duration and notes go when a new run starts. */
+  clearResult() {
+    const code = $("exit-code");
+    code.textContent = "–";
+    delete code.dataset.code;
+    code.className = "";
+    $("duration").textContent = "–";
+    $("note").textContent = "";
+    $("truncated").textContent = "";
+    $("truncated").hidden = true;
   }
 
   finish(record) {
@@ -356,7 +380,8 @@ async function main() {
   window.boxer = hooks;
   const submit = async () => {
     try {
-      await app.run($("command").value, new TextEncoder().encode($("stdin").value), parseFloat($("timeout").value) || 0);
+      await app.run($("command").value, new TextEncoder().encode($("stdin").value), parseFloat($("timeout").value) || 0,
+        $("entrypoint").value);
     } catch (e) {
       showError(`the launcher failed: ${e.message}`);
     }
@@ -373,7 +398,8 @@ async function main() {
     return;
   }
   $("run").disabled = false;
-  if (new URLSearchParams(location.search).get("run") !== "0") submit();
+  // The image's command runs on load only on a page built with --autorun (and not with ?run=0).
+  if (document.body.dataset.autorun === "1" && new URLSearchParams(location.search).get("run") !== "0") submit();
 }
 
 main();
