@@ -365,19 +365,34 @@ def _module(imports: list[tuple[str, str]]) -> bytes:
 
 
 def test_a_module_importing_anything_but_wasi_is_refused(boxer, make_context, serve, open_page):
-    image = _scratch_image(make_context, _module([("env", "fetch")]), "fetch")
-    reference = boxer("run", str(image))
-    assert reference.returncode == 126
-    server = serve(image)
-    page = open_page(server.url)
-    run = page.last_run()
+    ok, fetch = _module([("wasi_snapshot_preview1", "sched_yield")]), _module([("env", "fetch")])
+    ctx = make_context('FROM scratch\nCOPY ok.wasm fetch.wasm /\nENTRYPOINT ["/ok.wasm"]\n',
+                       {"ok.wasm": ok, "fetch.wasm": fetch}, "two")
+    image = ctx.parent / "two.wasm"
+    boxer_py.build(ctx, image)
+    assert boxer("run", "--entrypoint", "/fetch.wasm", str(image)).returncode == 126
+    assert boxer("run", str(image)).returncode == 0
+    page = open_page(serve(image).url, autorun=False)
+    page.page.fill("#entrypoint", "/fetch.wasm")
+    run = page.run("")
     assert run["exitCode"] == 126
     assert page.page.inner_text("#error") == \
-        "/app.wasm: imports env.fetch, which is not WASI preview1: only WASI programs run here"
-    ok = _scratch_image(make_context, _module([("wasi_snapshot_preview1", "sched_yield")]), "ok")
-    assert boxer("run", str(ok)).returncode == 0
-    page = open_page(serve(ok).url)
-    assert page.last_run()["exitCode"] == 0
+        "/fetch.wasm: imports env.fetch, which is not WASI preview1: only WASI programs run here"
+    page.page.fill("#entrypoint", "")
+    assert page.run("")["exitCode"] == 0
+
+
+def test_boxer_web_and_serve_refuse_an_image_whose_program_imports_more_than_wasi(boxer, make_context, tmp_path):
+    """The data-science base's CPython imports host.call: its site would be 168 MB that cannot run."""
+    image = _scratch_image(make_context, _module([("wasi_snapshot_preview1", "sched_yield"), ("host", "call")]),
+                           "hostcall")
+    line = (f"boxer: {image}: /app.wasm imports host.call, which is not WASI preview 1: the browser launcher "
+            "provides nothing else, so the page could not run it\n")
+    r = boxer("web", str(image), "-o", str(tmp_path / "site"))
+    assert (r.returncode, r.stderr) == (1, line)
+    assert not (tmp_path / "site").exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    r = boxer("serve", str(image), "--port", "0", timeout=60)
+    assert (r.returncode, r.stdout, r.stderr) == (1, "", line)
 
 
 def _layer(members: list[tuple[str, str, str]], format: int = tarfile.PAX_FORMAT) -> bytes:

@@ -23,6 +23,7 @@ from typing import Any
 
 import jinja2
 
+from boxer_py.browser.program import check_runs_in_browser
 from boxer_py.errors import BoxerError
 from boxer_py.image import atomic, imagefile
 
@@ -123,6 +124,7 @@ def write_site(image_path: str | Path, directory: str | Path, limits: dict[str, 
     into place), so a failure never leaves half a site. DIR must not exist or be empty."""
     directory = Path(directory)
     image = imagefile.read(image_path)
+    check_runs_in_browser(image, str(image_path))
     atomic.check_empty_target(directory)
     assets = _assets()
     with atomic.fresh_directory(directory) as tmp:
@@ -250,6 +252,7 @@ def serve(image_path: str | Path, host: str = "127.0.0.1", port: int = 8000,
           limits: dict[str, int] | None = None, autorun: bool = False) -> Server:
     """Serve the page, the launcher and the image (only those files) from a thread."""
     image = imagefile.read(image_path)
+    check_runs_in_browser(image, str(image_path))
     preview_headers = {**PREVIEW_HEADERS, "Content-Security-Policy": preview_csp() + "; frame-ancestors 'self'"}
     files: dict[str, tuple[str, Path | bytes, dict[str, str]]] = {
         "index.html": (MIME_TYPES[".html"], render_index(image, limits, autorun).encode(), PAGE_HEADERS)}

@@ -87,18 +87,20 @@ def count(payload: bytes) -> int:
     return read_uleb(payload, 0)[0] if payload else 0
 
 
-def imports(payload: bytes) -> dict[int, int]:
-    """How many of the import section's entries are of each kind (0 function, 1 table,
-    2 memory, 3 global, 4 tag): imports come first in their kind's index space."""
+def import_entries(payload: bytes) -> list[tuple[str, str, int]]:
+    """(module, name, kind) of each entry of an import section, in order (kind: 0 function,
+    1 table, 2 memory, 3 global, 4 tag); names not in UTF-8 are shown with U+FFFD."""
     total, pos = read_uleb(payload, 0) if payload else (0, 0)
-    kinds: dict[int, int] = {}
+    entries = []
     for _ in range(total):
+        names = []
         for _ in range(2):  # module and field names
             size, pos = read_uleb(payload, pos)
+            names.append(bytes(payload[pos:pos + size]).decode("utf-8", "replace"))
             pos += size
         kind = payload[pos]
         pos += 1
-        kinds[kind] = kinds.get(kind, 0) + 1
+        entries.append((names[0], names[1], kind))
         if kind == 0:  # function: a type index
             _, pos = read_uleb(payload, pos)
         elif kind in (1, 2):  # table (reftype + limits) or memory (limits)
@@ -111,4 +113,13 @@ def imports(payload: bytes) -> dict[int, int]:
             pos += 2
         else:  # tag: attribute + type index
             _, pos = read_uleb(payload, pos + 1)
+    return entries
+
+
+def imports(payload: bytes) -> dict[int, int]:
+    """How many of the import section's entries are of each kind (0 function, 1 table,
+    2 memory, 3 global, 4 tag): imports come first in their kind's index space."""
+    kinds: dict[int, int] = {}
+    for _, _, kind in import_entries(payload):
+        kinds[kind] = kinds.get(kind, 0) + 1
     return kinds

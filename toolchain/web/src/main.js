@@ -232,6 +232,7 @@ class App {
         if (msg.type === "stderr") this.terminal.write("\x1b[0m");
       } else if (msg.type === "tail") {
         tails[msg.stream] = msg;
+        record[msg.stream + "Bytes"] = msg.total; // how much the guest has written so far
       } else if (msg.type === "done") {
         end(msg.exitCode, msg.trap, msg);
       } else if (msg.type === "error") {

@@ -1,0 +1,90 @@
+"""Whether the browser launcher can run an image's default command, decided when the site is
+written: the launcher gives a module WASI preview 1 and nothing else, so an image whose program
+imports anything more (the data-science base's CPython imports `host.call`) is refused by
+`boxer web` and `boxer serve` with the reason, instead of a large site that cannot run.
+
+The layers are hostile data: read as plain tar (never decompressed), at most
+`hostfs.MAX_MEMBERS` entries each, links resolved inside the image by `paths.resolve`."""
+from __future__ import annotations
+
+import io
+import posixpath
+import shlex
+import tarfile
+
+from boxer_py.errors import BoxerError
+from boxer_py.image import hostfs, imagefile, paths, wasmbin
+from boxer_py.image.config import DEFAULT_PATH
+
+WASI = "wasi_snapshot_preview1"
+WHITEOUT = ".wh."
+
+
+def _tree(image: imagefile.Image) -> dict[str, tuple[tarfile.TarFile, tarfile.TarInfo]]:
+    """Every path of the image's root after its layers (whiteouts applied), with its member."""
+    tree: dict[str, tuple[tarfile.TarFile, tarfile.TarInfo]] = {}
+    for descriptor in image.layers:
+        tar = tarfile.open(fileobj=io.BytesIO(image.layer(descriptor)), mode="r:")
+        for n, member in enumerate(tar):
+            if n >= hostfs.MAX_MEMBERS:
+                raise BoxerError(f"a layer of the image has more than {hostfs.MAX_MEMBERS} entries")
+            path = posixpath.normpath("/" + member.name.lstrip("./"))
+            base = posixpath.basename(path)
+            if base.startswith(WHITEOUT):
+                parent = posixpath.dirname(path)
+                gone = parent if base == WHITEOUT + WHITEOUT + ".opq" else posixpath.join(parent, base[len(WHITEOUT):])
+                for key in [k for k in tree if k.startswith(gone.rstrip("/") + "/") or k == gone]:
+                    if key != parent:
+                        del tree[key]
+                continue
+            tree[path] = (tar, member)
+    return tree
+
+
+def _program(image: imagefile.Image) -> tuple[str, bytes] | None:
+    """The guest path and bytes of the program the image's default command runs, if found."""
+    config = image.spec.config
+    argv = [*config.entrypoint, *config.cmd]
+    if len(argv) >= 3 and argv[0] in ("sh", "/bin/sh") and argv[1] == "-c":
+        try:
+            argv = shlex.split(argv[2])
+        except ValueError:
+            return None
+    if not argv:
+        return None
+    tree = _tree(image)
+
+    def readlink(guest: str) -> str | None:
+        entry = tree.get(guest)
+        return entry[1].linkname if entry and entry[1].issym() else None
+
+    path_env = config.env_dict().get("PATH", DEFAULT_PATH)
+    for candidate in paths.program_candidates(argv[0], path_env, config.working_dir or "/"):
+        try:
+            guest = "/" + "/".join(paths.resolve(candidate, readlink))
+        except paths.TooManyLinks:
+            continue
+        entry = tree.get(guest)
+        if entry and entry[1].islnk():
+            entry = tree.get(posixpath.normpath("/" + entry[1].linkname.lstrip("./")))
+        if entry and entry[1].isfile():
+            data = entry[0].extractfile(entry[1])
+            return guest, data.read() if data else b""
+    return None
+
+
+def check_runs_in_browser(image: imagefile.Image, where: str) -> None:
+    """Refuse (one line) an image whose default program imports anything but WASI preview 1."""
+    found = _program(image)
+    if found is None:
+        return  # no default command, or it is missing: the page says so when it is run
+    guest, wasm = found
+    try:
+        imports = dict(wasmbin.sections(wasm)).get(wasmbin.IMPORT, b"")
+        entries = wasmbin.import_entries(imports)
+    except (ValueError, IndexError):
+        return  # not a WebAssembly module: the page refuses it when it is run (126)
+    for module, name, _ in entries:
+        if module != WASI:
+            raise BoxerError(f"{where}: {guest} imports {module}.{name}, which is not WASI preview 1: the browser "
+                             "launcher provides nothing else, so the page could not run it")
