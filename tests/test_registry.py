@@ -435,3 +435,20 @@ def test_credentials_go_only_to_the_registry_host(registry, proxy):
         assert other.authorizations == [] and proxy.authorizations == ["Basic c2VjcmV0OnNlY3JldA=="]
     finally:
         other.close()
+
+
+def test_run_of_a_registry_reference_pulls_it_first(bx, registry, hello_image, hello_output):
+    """Issue 20: `boxer run REF` of an image that is not in the local store pulls it, as
+    `docker run` does (what it says on stderr, the guest's output on stdout); the next run
+    finds it stored. A reference that cannot be pulled is one line, exit 125."""
+    ref = f"{registry.host}/team/runme:2"
+    assert bx("push", "-q", str(hello_image), ref).returncode == 0
+    r = bx("run", ref)
+    assert (r.returncode, r.stdout) == (0, hello_output), r.stderr
+    assert r.stderr.startswith(f"Unable to find image '{ref}' locally\n")
+    assert f"Status: Downloaded newer image for {ref}" in r.stderr
+    r = bx("run", ref)
+    assert (r.returncode, r.stdout, r.stderr) == (0, hello_output, "")
+    r = bx("run", "--json", f"{registry.host}/team/runme:nosuchtag")  # --json: no progress lines
+    assert r.returncode == 125 and r.stderr.count("\n") == 1 and "not found" in r.stderr, r.stderr
+    assert json.loads(r.stdout)["error"]["type"] == "RunError"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from boxer_py.cli.common import cli, limits, locate, utf8_clean, variables
+from boxer_py.cli.common import cli, limits, locate, store, utf8_clean, variables
 from boxer_py.errors import BoxerError, RunError
 from boxer_py.image import hostfs
 from boxer_py.image.store import default_cache_dir
@@ -126,7 +126,7 @@ def _run(launcher, image, command, env, env_file, workdir, entrypoint, volume, c
         network=wanted,
         on_listen=_show_ports,
     )
-    path = _image_path(image)
+    path = _image_path(image, as_json)
     sys.stdout.flush()
     if launcher is None:  # the run server passes a warm one
         from boxer_py.runtime.launcher import Launcher
@@ -197,14 +197,37 @@ def _terminal_env() -> dict[str, str]:
     return out
 
 
-def _image_path(image: str) -> Path:
-    """The image file or stored image; none is boxer's own error, 125 as docker run's."""
+def _image_path(image: str, quiet: bool = False) -> Path:
+    """The image file or stored image; none is boxer's own error, 125 as docker run's. A
+    reference that names a registry (`localhost:5000/app:1`, `ghcr.io/me/app`) and is not in
+    the local store is pulled into it first, as docker run does (progress on stderr)."""
     try:
         return locate(image)
     except RunError:
         raise
     except BoxerError as e:
+        if not _names_registry(image):
+            raise RunError(str(e)) from None
+    from boxer_py.registry.distribution import Options
+    from boxer_py.registry.transfer import fetch
+
+    say = (lambda _: None) if quiet else (lambda line: click.echo(line, err=True))
+    say(f"Unable to find image '{image}' locally")
+    try:
+        fetched = fetch(image, Options(progress=say))
+        store().add(fetched.data, fetched.transferred.image_id, [fetched.local_name] if fetched.local_name else [])
+        say(f"Status: Downloaded newer image for {fetched.local_name or image}")
+        return locate(fetched.local_name or fetched.transferred.image_id)
+    except RunError:
+        raise
+    except BoxerError as e:
         raise RunError(str(e)) from None
+
+
+def _names_registry(image: str) -> bool:
+    """Whether IMAGE is a reference with a registry host (not a file path, not a bare name)."""
+    host, slash, _ = image.partition("/")
+    return bool(slash) and not os.path.exists(image) and ("." in host or ":" in host or host == "localhost")
 
 
 @cli.command(context_settings={"help_option_names": ["-h", "--help"]})
