@@ -468,3 +468,25 @@ def cached_steps(lines: list[str] | str) -> list[str]:
         elif m := re.match(r"#(\d+) CACHED$", line):
             cached.append(headers[m.group(1)])
     return cached
+
+
+def _history(boxer, image) -> tuple[list[tuple[str, bool]], int]:
+    [info] = json.loads(boxer("inspect", str(image)).stdout)
+    return ([(h["created_by"].split()[0], h.get("empty_layer", False)) for h in info["History"]],
+            len(info["RootFS"]["Layers"]))
+
+
+def test_history_marks_the_instructions_that_made_no_layer(boxer, hello_image, make_context, tmp_path):
+    """As Docker does: history and scanner tools pair the unmarked entries with the layers."""
+    assert _history(boxer, hello_image) == ([("FROM", False), ("LABEL", True), ("ENV", True), ("WORKDIR", False),
+                                             ("COPY", False), ("CMD", True)], 3)
+    ctx = make_context('FROM scratch AS first\nCOPY app.wasm /app.wasm\nENV A=1\n'
+                       'FROM first\nWORKDIR /w\nRUN mkdir -p /d\nMAINTAINER me\nCMD ["/app.wasm"]\n',
+                       {"app.wasm": b"\0asm\x01\0\0\0"})
+    out = tmp_path / "multi.wasm"
+    r = boxer("build", "-q", str(ctx), "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    entries, layers = _history(boxer, out)
+    assert [kind for kind, _ in entries] == ["FROM", "COPY", "ENV", "WORKDIR", "RUN", "MAINTAINER", "CMD"]
+    assert entries[0] == ("FROM", True), "scratch makes no layer"
+    assert sum(not empty for _, empty in entries) == layers

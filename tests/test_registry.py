@@ -135,11 +135,12 @@ def test_pull_keeps_the_image_in_the_store_and_never_overwrites_a_file(bx, regis
     assert r.returncode == 0 and (tmp_path / "new.wasm").read_bytes() == hello_image.read_bytes()
 
 
-def test_second_push_sends_no_blob_again(bx, registry, hello_image):
+def test_second_push_sends_no_blob_again(bx, registry, hello_image, tmp_path):
     ref = f"{registry.host}/team/again:1"
-    first = bx("push", str(hello_image), ref, "--json")
+    env = {"BOXER_CACHE_DIR": str(tmp_path / "cache")}   # no record of other repositories to mount from
+    first = bx("push", str(hello_image), ref, "--json", env=env)
     assert first.returncode == 0, first.stderr
-    second = bx("push", str(hello_image), f"{registry.host}/team/again:2")
+    second = bx("push", str(hello_image), f"{registry.host}/team/again:2", env=env)
     assert second.returncode == 0
     assert second.stderr.count("already exists") == 5 and "pushing" not in second.stderr
     assert second.stdout.strip() == json.loads(first.stdout)["digest"], "same image, same digest"
@@ -219,6 +220,9 @@ def test_pulled_oci_image_runs_under_plain_wasmtime_like_runwasi(bx, registry, w
     skopeo("copy", "-q", "--src-tls-verify=false", f"docker://{ref}", f"oci:{layout}:1")
     config = runwasi.unpack_layout(layout, tmp_path / "rootfs")
     assert config["config"]["WorkingDir"] != "/"
+    # history pairs with the layers (empty_layer marks the rest), the workdir layer's entry included
+    made = [h["created_by"] for h in config["history"] if not h.get("empty_layer")]
+    assert len(made) == len(config["rootfs"]["diff_ids"]) and made[-1].startswith("boxer push: ")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     r = runwasi.run(wasmtime_cli, tmp_path / "rootfs", config, elsewhere)
@@ -452,3 +456,41 @@ def test_run_of_a_registry_reference_pulls_it_first(bx, registry, hello_image, h
     r = bx("run", "--json", f"{registry.host}/team/runme:nosuchtag")  # --json: no progress lines
     assert r.returncode == 125 and r.stderr.count("\n") == 1 and "not found" in r.stderr, r.stderr
     assert json.loads(r.stdout)["error"]["type"] == "RunError"
+
+
+# --- cross-repository blob mounts --------------------------------------------------------------
+
+def test_a_push_to_another_repository_mounts_the_blobs_instead_of_uploading_them(bx, registry, proxy, hello_image,
+                                                                                tmp_path):
+    """As Docker does: the registry already holds every blob in the first repository, so the
+    second push asks it to mount each one (POST uploads/?mount=&from=) and uploads none."""
+    env = {"BOXER_CACHE_DIR": str(tmp_path / "cache")}   # a fresh record of where blobs were pushed
+    first = bx("push", "--json", str(hello_image), f"{proxy.host}/mount/source:1", env=env)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["uploaded"] > 10_000_000
+    patches, posts = proxy.counts["PATCH"], proxy.counts["POST"]
+    second = bx("push", str(hello_image), f"{proxy.host}/mount/target:1", env=env)
+    assert second.returncode == 0, second.stderr
+    blobs = len(json.loads(skopeo("inspect", "--tls-verify=false", "--raw",
+                                  f"docker://{registry.host}/mount/source:1").stdout)["layers"]) + 1
+    assert second.stderr.count("mounted from mount/source") == blobs and "pushing" not in second.stderr
+    assert proxy.counts["PATCH"] == patches, "no blob was uploaded"
+    assert proxy.counts["POST"] - posts == blobs, "one mount request per blob"
+    assert second.stdout.strip() == json.loads(first.stdout)["digest"], "the same image, the same manifest"
+    _same_image_in_registry(registry, "mount/target:1", hello_image, tmp_path)
+
+
+def test_a_stale_mount_source_falls_back_to_uploading(bx, registry, proxy, hello_image, tmp_path):
+    """A recorded source the registry does not hold the blob in: it answers the mount with an
+    ordinary upload (202), which boxer cancels before uploading the blob itself."""
+    from boxer_py.registry import transfer
+
+    cache = tmp_path / "cache"
+    artifact, _ = transfer.artifact_for(hello_image, "oci", cache)
+    transfer.BlobSources(cache / "blob-sources.json").record(
+        proxy.host, "mount/nowhere", [d.digest for d in artifact.descriptors])
+    r = bx("push", "--json", str(hello_image), f"{proxy.host}/mount/fresh:1", env={"BOXER_CACHE_DIR": str(cache)})
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["uploaded"] > 10_000_000
+    assert proxy.counts["DELETE"] == len(artifact.descriptors), "each refused mount's upload was cancelled"
+    _same_image_in_registry(registry, "mount/fresh:1", hello_image, tmp_path)

@@ -30,7 +30,7 @@ from boxer_py.dockerfile.bases import Base
 from boxer_py.dockerfile.plan import BuildPlan, CopyStep, ImageBase, MkdirStep, RunStep, Stage
 from boxer_py.errors import BoxerError, BuildError, DockerfileError
 from boxer_py.image import users
-from boxer_py.image.config import ImageSpec, is_root
+from boxer_py.image.config import History, ImageSpec, is_root
 from boxer_py.image.imagefile import sha256, write
 from boxer_py.image.rootfs import apply_layer, copy_tree, diff, extract_tar, layer_tar, resolve, snapshot, within
 
@@ -95,7 +95,7 @@ def assemble(plan: BuildPlan, context: Context, scratch: Path, progress: Progres
         name = f"{stage.name or 'stage-' + str(index)} " if len(needed) > 1 or stage.name else ""
         steps = 1 + len(stage.steps)
         n, start = next(counter), time.monotonic()
-        progress(f"#{n} [{name}1/{steps}] {stage.history[0]}")
+        progress(f"#{n} [{name}1/{steps}] {stage.history[0].created_by}")
         fs = _start(stage, built, scratch / f"stage-{index}", plan)
         fs.key = fs.key or sha256("\n".join(sha256(layer) for layer in fs.layers).encode())
         progress(f"#{n} DONE {time.monotonic() - start:.1f}s")
@@ -159,7 +159,7 @@ class _Echo:
             self.pending = b""
 
 
-def _history(plan: BuildPlan, index: int) -> tuple[str, ...]:
+def _history(plan: BuildPlan, index: int) -> tuple[History, ...]:
     stage = plan.stages[index]
     if stage.parent is not None:
         return _history(plan, stage.parent) + stage.history[1:]

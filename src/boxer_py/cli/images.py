@@ -128,16 +128,21 @@ def rmi(refs, force):
         sys.exit(1)
 
 def history_rows(img: imagefile.Image) -> list[tuple[str, int | None]]:
-    """(created_by, layer size) per history entry, oldest first. An image records no
-    `empty_layer` flags, so which entries made a layer is read from the instruction (FROM a
-    runtime, RUN, COPY, ADD, WORKDIR do); if that does not add up to the image's layers the
-    sizes are unknown (None) rather than guessed."""
-    made = [i == 0 and h != "FROM scratch" or h.split(" ", 1)[0] in ("RUN", "COPY", "ADD", "WORKDIR")
-            for i, h in enumerate(img.spec.history)]
+    """(created_by, layer size) per history entry, oldest first. The entries that made no layer
+    are marked `empty_layer`; an image built before boxer marked them has no marks, and then
+    which entries made a layer is read from the instruction (FROM a runtime, RUN, COPY, ADD,
+    WORKDIR do). If that does not add up to the image's layers the sizes are unknown (None)
+    rather than guessed."""
+    history = [h.created_by for h in img.spec.history]
+    if any(h.empty_layer for h in img.spec.history):
+        made = [not h.empty_layer for h in img.spec.history]
+    else:
+        made = [i == 0 and h != "FROM scratch" or h.split(" ", 1)[0] in ("RUN", "COPY", "ADD", "WORKDIR")
+                for i, h in enumerate(history)]
     sizes = iter(d.size for d in img.layers)
     if sum(made) != len(img.layers):
-        return [(h, None) for h in img.spec.history]
-    return [(h, next(sizes) if m else 0) for h, m in zip(img.spec.history, made, strict=True)]
+        return [(h, None) for h in history]
+    return [(h, next(sizes) if m else 0) for h, m in zip(history, made, strict=True)]
 
 @cli.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("image", metavar="IMAGE")

@@ -15,7 +15,7 @@ from boxer_py.dockerfile import instructions as ins
 from boxer_py.dockerfile.bases import Base, UnservedVersion, lookup, supported
 from boxer_py.dockerfile.parser import Dockerfile, parse
 from boxer_py.errors import DockerfileError
-from boxer_py.image.config import ImageConfig
+from boxer_py.image.config import History, ImageConfig
 from boxer_py.image.variables import ExpansionTooLarge
 from boxer_py.image.variables import expand as _expand
 
@@ -39,7 +39,7 @@ class ImageBase:
     path: str  # the image file on the host
     id: str
     config: ImageConfig
-    history: tuple[str, ...] = ()
+    history: tuple[History, ...] = ()
 
 
 # ref -> the image, or None: how the planner learns of local images without doing I/O itself.
@@ -116,7 +116,7 @@ class Stage:
     parent: int | None  # the stage this one starts FROM
     steps: tuple[Step, ...]
     config: ImageConfig
-    history: tuple[str, ...]
+    history: tuple[History, ...]  # the stage's instructions, the FROM first
     author: str = ""  # MAINTAINER
     # What is wrong with this stage that only matters if it is built (BuildKit does not look at
     # a stage the target does not need): (message, line), the first raised when it is needed.
@@ -157,7 +157,7 @@ class _StageState:
     config: ImageConfig
     args: dict[str, str] = field(default_factory=dict)
     steps: list[Step] = field(default_factory=list)
-    history: list[str] = field(default_factory=list)
+    history: list[History] = field(default_factory=list)
     author: str = ""
     problems: list[tuple[str, int]] = field(default_factory=list)
 
@@ -264,7 +264,8 @@ def _start_stage(i: ins.From, index: int, stages: list[_StageState], catalog: di
     parent = _stage_index(image.lower(), stages) if not image.isdigit() else None
     if parent is not None:
         p = stages[parent]
-        return _StageState(index, i.name, None, parent, p.config, history=[f"FROM {image}"], author=p.author)
+        return _StageState(index, i.name, None, parent, p.config, history=[History(f"FROM {image}", True)],
+                           author=p.author)
     try:
         found = lookup(catalog, image)
     except UnservedVersion as e:
@@ -272,14 +273,14 @@ def _start_stage(i: ins.From, index: int, stages: list[_StageState], catalog: di
     if found is None:
         local = images(image)
         if local is not None:
-            return _StageState(index, i.name, local, None, local.config, history=[f"FROM {image}"])
+            return _StageState(index, i.name, local, None, local.config, history=[History(f"FROM {image}", True)])
         return _unbuildable(i, index, f"unsupported base image {image!r}: a native Linux image cannot run under "
                             f"WASI; use one of the WebAssembly bases: {supported(catalog)}")
     base = found.base
     for warning in found.warnings:
         warn(warning, i.line)
     config = ImageConfig(env=base.env, cmd=base.cmd, labels=dict(base.labels))
-    return _StageState(index, i.name, base, None, config, history=[f"FROM {image}"])
+    return _StageState(index, i.name, base, None, config, history=[History(f"FROM {image}", base.is_scratch)])
 
 
 def _apply_meta(st: _StageState, i: ins.Instruction, v: dict[str, str], expand: _Expander) -> tuple[ImageConfig, str]:
@@ -309,7 +310,7 @@ def _apply_meta(st: _StageState, i: ins.Instruction, v: dict[str, str], expand: 
 
 def _unbuildable(i: ins.From, index: int, why: str) -> _StageState:
     """A stage whose base cannot be had: an error only if the target needs the stage."""
-    return _StageState(index, i.name, None, None, ImageConfig(), history=[f"FROM {i.image}"],
+    return _StageState(index, i.name, None, None, ImageConfig(), history=[History(f"FROM {i.image}", True)],
                        problems=[(why, i.line)])
 
 
@@ -334,10 +335,11 @@ def _guest_path(path: str, what: str, line: int, fail) -> str:
 def _apply(st: _StageState, i: ins.Instruction, stages: list[_StageState], build_args: dict[str, str],
            global_args: dict[str, str], images: ImageFinder, fail, expand: _Expander) -> None:
     c = st.config
+    steps_before = len(st.steps)
     v = st.variables()
     if isinstance(i, (ins.Healthcheck, ins.Shell, ins.OnBuild, ins.Maintainer)):
         st.config, text = _apply_meta(st, i, v, expand)
-        st.history.append(text)
+        st.history.append(History(text, empty_layer=True))
         return
     if isinstance(i, ins.Arg):
         default = expand(i.default, v) if i.default is not None else global_args.get(i.name)
@@ -431,7 +433,7 @@ def _apply(st: _StageState, i: ins.Instruction, stages: list[_StageState], build
     else:  # pragma: no cover - the parser produces only the types above
         fail(f"{type(i).__name__.upper()} is not supported", i.line)
     st.config = c
-    st.history.append(text)
+    st.history.append(History(text, empty_layer=len(st.steps) == steps_before))   # each step is one layer
 
 
 _SHELLS = ("sh", "bash", "dash", "ash")  # SHELLs whose `-c` the build's POSIX shell stands in for
@@ -513,4 +515,4 @@ def _check_chmod(chmod: str, kind: str, line: int, fail) -> str:
 
 
 def _own_cmd(st: _StageState) -> bool:
-    return any(h.startswith("CMD ") for h in st.history)
+    return any(h.created_by.startswith("CMD ") for h in st.history)

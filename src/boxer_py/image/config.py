@@ -140,13 +140,32 @@ def _strings(data: dict, key: str) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
+class History:
+    """One entry of an image's history. `empty_layer` marks instructions that made no layer
+    (ENV, CMD, LABEL...), as Docker marks them: history and scanner tools pair the other entries
+    with `rootfs.diff_ids`, in order."""
+
+    created_by: str
+    empty_layer: bool = False
+
+    def to_json(self) -> dict:
+        return {"created_by": self.created_by, **({"empty_layer": True} if self.empty_layer else {})}
+
+
+@dataclass(frozen=True)
 class ImageSpec:
     """The whole OCI-style config document: the run config plus the rootfs and its history."""
 
     config: ImageConfig
     diff_ids: tuple[str, ...] = ()
-    history: tuple[str, ...] = ()
+    history: tuple[History, ...] = ()
     author: str = ""  # MAINTAINER, recorded where BuildKit records it: the document's "author"
+
+    def __post_init__(self) -> None:
+        # A plain string is an entry that made a layer (what images before the markers said).
+        if any(not isinstance(h, History) for h in self.history):
+            object.__setattr__(self, "history", tuple(h if isinstance(h, History) else History(str(h))
+                                                      for h in self.history))
 
     def to_json(self) -> bytes:
         doc = {
@@ -154,7 +173,7 @@ class ImageSpec:
             "os": "wasip1",
             "config": self.config.to_oci(),
             "rootfs": {"type": "layers", "diff_ids": list(self.diff_ids)},
-            "history": [{"created_by": h} for h in self.history],
+            "history": [h.to_json() for h in self.history],
         }
         if self.author:
             doc["author"] = self.author
@@ -169,11 +188,12 @@ class ImageSpec:
         rootfs = doc.get("rootfs") or {}
         history = doc.get("history") or []
         if not isinstance(rootfs, dict) or not isinstance(history, list) \
-                or not all(isinstance(h, dict) and isinstance(h.get("created_by", ""), str) for h in history):
+                or not all(isinstance(h, dict) and isinstance(h.get("created_by", ""), str)
+                           and isinstance(h.get("empty_layer", False), bool) for h in history):
             raise ValueError("rootfs or history is malformed")
         return cls(
             ImageConfig.from_oci(doc.get("config") or {}),
             _strings(rootfs, "diff_ids"),
-            tuple(h.get("created_by", "") for h in history),
+            tuple(History(h.get("created_by", ""), h.get("empty_layer", False)) for h in history),
             _string(doc, "author"),
         )

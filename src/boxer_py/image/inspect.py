@@ -19,5 +19,5 @@ def inspect_json(img: Image, tags: list[str] | None = None) -> dict[str, Any]:
         "Size": sum(d.size for d in img.layers),
         "Config": img.spec.config.to_oci(),
         "RootFS": {"Type": "layers", "Layers": [d.digest for d in img.layers]},
-        "History": [{"created_by": h} for h in img.spec.history],
+        "History": [h.to_json() for h in img.spec.history],
     }

@@ -51,6 +51,7 @@ class Options:
     backoff: float = 0.25          # seconds before the first retry; doubles each time, at most 8
     timeout: float = 120.0
     progress: Progress = field(default=lambda _: None)
+    mount: bool = True             # try a cross-repository mount before uploading a blob
 
 
 def _mb(n: int) -> str:
@@ -79,6 +80,7 @@ class Registry:
         self.authorization: str | None = None
         self.bytes_sent = 0
         self.bytes_received = 0
+        self.mount_from: tuple[str, ...] = ()   # repositories here that may hold our blobs (pull scope asked)
 
     # --- connection and auth -------------------------------------------------------------
 
@@ -187,7 +189,9 @@ class Registry:
         realm = params.get("realm", "")
         if not realm.startswith(("https://", "http://")):
             raise AuthError(f"{self.ref.registry}: the token challenge has no realm")
-        query = {"scope": f"repository:{self.ref.repository}:{self.actions}"}
+        query: dict[str, str | list[str]] = {
+            "scope": [f"repository:{self.ref.repository}:{self.actions}",
+                      *(f"repository:{source}:pull" for source in self.mount_from)]}
         if params.get("service"):
             query["service"] = params["service"]
         auth = None
@@ -243,6 +247,25 @@ class Registry:
                 raise _error(r, f"checking blob {digest[:19]}")
             return r.status_code == 200
         return bool(self._retrying(f"checking blob {digest[7:19]}", head))
+
+    def mount_blob(self, digest: str, source: str) -> bool:
+        """Cross-repository blob mount (`POST uploads/?mount=DIGEST&from=SOURCE`): the registry
+        links a blob it holds in `source` into this repository and nothing is uploaded. False
+        when it would not (it no longer has it there, or our token may not read `source`): it
+        then opened an ordinary upload instead, which is cancelled."""
+        def mount() -> bool:
+            r = self._request("POST", self._path("blobs", "uploads/"), params={"mount": digest, "from": source},
+                              headers={"Content-Length": "0"})
+            if r.status_code == 201:
+                return True
+            if r.status_code == 202 and "Location" in r.headers:
+                try:
+                    self._send("DELETE", urljoin(self.base, r.headers["Location"]))
+                except requests.RequestException:
+                    pass   # an abandoned upload expires on the registry
+                return False
+            raise _error(r, f"mounting blob {digest[:19]} from {source}")
+        return bool(self._retrying(f"mounting blob {digest[7:19]}", mount))
 
     def upload_blob(self, digest: str, data: bytes) -> None:
         """Chunked upload that survives 5xx answers and cut connections: after a failure it

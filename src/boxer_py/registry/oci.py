@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 
 from boxer_py.errors import ImageError
 from boxer_py.image import imagefile
-from boxer_py.image.config import ImageConfig, ImageSpec
+from boxer_py.image.config import History, ImageConfig, ImageSpec
 from boxer_py.image.hostfs import Expansion
 from boxer_py.image.imagefile import Descriptor, Image, sha256
 from boxer_py.registry.runnable import WORKDIR_LAYER, runnable
@@ -158,7 +158,7 @@ def to_oci_image(image: Image, compress: Callable[[bytes], bytes] | None = gzip_
     diff_ids, history = image.spec.diff_ids, image.spec.history
     if run.layer is not None:
         tars.append(run.layer)
-        diff_ids, history = (*diff_ids, sha256(run.layer)), (*history, run.created_by)
+        diff_ids, history = (*diff_ids, sha256(run.layer)), (*history, History(run.created_by))
     config_raw = ImageSpec(run.config, diff_ids, history, image.spec.author).to_json()
     blobs = {sha256(config_raw): config_raw}
     layers = []

@@ -5,6 +5,7 @@ atomic rename), so a failure anywhere leaves nothing behind.
 """
 from __future__ import annotations
 
+import json
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -70,6 +71,53 @@ class LayerCache:
         except OSError:
             pass   # a cache that cannot be written only costs time
         return gz
+
+
+class BlobSources:
+    """Where on each registry boxer has pushed or pulled each blob (registry -> digest -> the
+    repositories, newest first), so a push to a new repository can mount a blob the registry
+    already holds in another one instead of uploading it, as Docker does. A hint, not a truth:
+    an entry may be stale (the mount then fails and the blob is uploaded), and a file that cannot
+    be read or written only costs uploads. Bounded: MAX_REPOS per blob, MAX_BLOBS per registry."""
+
+    MAX_REPOS, MAX_BLOBS, MAX_FILE = 4, 4096, 8 << 20
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def _load(self) -> dict[str, dict[str, list[str]]]:
+        try:
+            if self.path.stat().st_size > self.MAX_FILE:
+                return {}
+            doc = json.loads(self.path.read_bytes())
+        except (OSError, ValueError, RecursionError):
+            return {}
+        if not isinstance(doc, dict):
+            return {}
+        return {str(host): {str(d): [str(r) for r in repos if isinstance(r, str)][:self.MAX_REPOS]
+                            for d, repos in blobs.items() if isinstance(repos, list)}
+                for host, blobs in doc.items() if isinstance(blobs, dict)}
+
+    def sources(self, registry: str, repository: str, digest: str) -> list[str]:
+        return [r for r in self._load().get(registry, {}).get(digest, []) if r != repository]
+
+    def record(self, registry: str, repository: str, digests: list[str]) -> None:
+        doc = self._load()
+        blobs = doc.setdefault(registry, {})
+        for digest in digests:
+            repos = [repository, *(r for r in blobs.pop(digest, []) if r != repository)]
+            blobs[digest] = repos[:self.MAX_REPOS]
+        doc[registry] = dict(list(blobs.items())[-self.MAX_BLOBS:])
+        try:
+            atomic.write_file(self.path, json.dumps(doc, separators=(",", ":")).encode())
+        except OSError:
+            pass
+
+
+def _sources() -> BlobSources:
+    from boxer_py.image.store import default_cache_dir
+
+    return BlobSources(default_cache_dir() / "blob-sources.json")
 
 
 def artifact_for(image_path: str | Path, fmt: str, cache_dir: Path | None = None) -> tuple[oci.Artifact, imagefile.Image]:
@@ -152,14 +200,23 @@ def push(image_path: str | Path, reference: str, fmt: str = "oci", options: Opti
     if ref.digest and ref.digest != artifact.digest:
         raise BoxerError(f"{reference}: the image's manifest is {artifact.digest}, not the digest named")
     registry = _registry(ref, "pull,push", options)
+    seen = _sources()
+    candidates = {d.digest: seen.sources(ref.registry, ref.repository, d.digest) if options.mount else []
+                  for d in artifact.descriptors}
+    registry.mount_from = tuple(dict.fromkeys(r for repos in candidates.values() for r in repos))[:8]
     for desc in artifact.descriptors:
         label = desc.digest[7:19]
         if registry.has_blob(desc.digest):
             options.progress(f"{label}: already exists")
             continue
+        source = next((r for r in candidates[desc.digest] if registry.mount_blob(desc.digest, r)), None)
+        if source is not None:
+            options.progress(f"{label}: mounted from {source}")
+            continue
         registry.upload_blob(desc.digest, artifact.blobs[desc.digest])
         options.progress(f"{label}: pushed {desc.size / 1e6:.1f} MB")
     digest = registry.put_manifest(ref.target, artifact.manifest, artifact.media_type)
+    seen.record(ref.registry, ref.repository, [d.digest for d in artifact.descriptors])
     options.progress(f"{ref.tag or ref.digest}: digest: {digest} size: {len(artifact.manifest)}")
     return Transferred(str(ref), digest, fmt, image.id, str(image_path), sent=registry.bytes_sent,
                        warnings=artifact.warnings)
@@ -188,6 +245,9 @@ def fetch(reference: str, options: Options | None = None) -> Fetched:
         image = imagefile.decode(data, str(ref))
         fmt = _format(raw)
     digest = oci.sha256(raw)
+    doc = oci.parse_manifest(raw, str(ref))   # its blobs are in this repository: a later push may mount them
+    _sources().record(ref.registry, ref.repository,
+                      [oci.descriptor(d, str(ref)).digest for d in [doc["config"], *oci.entries_of(doc, "layers")]])
     options.progress(f"{ref.tag or ref.digest}: digest: {digest}")
     name = "" if ref.digest else str(ref).removeprefix("docker.io/library/").removeprefix("docker.io/")
     return Fetched(data, Transferred(str(ref), digest, fmt, image.id, "", len(data), received=registry.bytes_received),
