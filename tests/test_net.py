@@ -15,6 +15,7 @@ import sys
 import threading
 import urllib.request
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -266,3 +267,33 @@ def test_allow_net_parse_errors_are_one_line(hello_image, boxer, tmp_path):
                         f"--allow-net-ca {tmp_path / 'none.pem'}: not a file")):
         r = boxer("run", *args, str(hello_image), "python", "-c", "pass")
         assert r.returncode == 125 and r.stderr.startswith("boxer: " + says) and r.stderr.count("\n") == 1, r.stderr
+
+
+@pytest.fixture(scope="module")
+def cpython313_image(tmp_path_factory):
+    """The project's own CPython 3.13 for wasm32-wasip1 (no wasi-vfs), as a scratch image."""
+    import lzma
+
+    import boxer_py
+
+    runtime = Path(__file__).resolve().parent.parent / "toolchain" / "runtimes" / "cpython-3.13"
+    ctx = tmp_path_factory.mktemp("py313")
+    for name in ("python3.13.wasm", "python313.zip"):
+        (ctx / name).write_bytes(lzma.decompress((runtime / f"{name}.xz").read_bytes()))
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY python3.13.wasm /usr/local/bin/python3.13\n"
+                                    "COPY python313.zip /usr/local/lib/python313.zip\nWORKDIR /app\n"
+                                    'ENTRYPOINT ["/usr/local/bin/python3.13"]\n')
+    out = tmp_path_factory.mktemp("py313-image") / "py313.wasm"
+    boxer_py.build(ctx, out)
+    return out
+
+
+def test_the_slots_work_on_a_cpython_without_wasi_vfs(cpython313_image, cache_dir, tls_server, boxer):
+    with serving(cache_dir, "-p", "127.0.0.1:0:8000", str(cpython313_image), "-m", "http.server", "8000") as (
+            _, ports, _):
+        listing = urllib.request.urlopen(f"http://127.0.0.1:{ports[8000]}/", timeout=120).read().decode()
+        assert "Directory listing for /" in listing
+    port, ca = tls_server
+    r = boxer("run", "--allow-net", f"localhost:{port}", "--allow-net-ca", str(ca), str(cpython313_image),
+              "-c", HTTPS_GET, f"https://localhost:{port}/page.txt")
+    assert r.stdout == "secret page over TLS\nsecret page over TLS\n", r.stderr
