@@ -189,7 +189,8 @@ def pip(args: list[str], root: Path, env: dict[str, str], cwd: str, sandbox: sdi
                 return PipResult(1, f"pip install: the build host's pip took more than {PIP_TIMEOUT}s\n".encode())
             if proc.returncode == 0 or not builds or not builds.after_failure(proc.stdout):
                 break
-        output = (sdist.shown(proc.stdout) + "".join(f"{x}\n" for x in builds.log).encode()) if builds else proc.stdout
+        # What was built comes first, as it happened: the last line is then pip's own verdict.
+        output = ("".join(f"{x}\n" for x in builds.log).encode() + sdist.shown(proc.stdout)) if builds else proc.stdout
         if proc.returncode != 0 and builds and builds.failure:
             return PipResult(proc.returncode, output + f"pip install: {builds.failure}\n".encode())
         if proc.returncode != 0:

@@ -130,7 +130,7 @@ def blockers(output: str) -> dict[str, list[SpecifierSet]]:
         if req is not None:
             found.setdefault(canonicalize_name(req.name), []).append(req.specifier)
     for m in re.finditer(r"^\s+\S+ \S+ depends on (.+)$", output, re.MULTILINE):
-        req = parse(m[1])
+        req = parse(m[1].replace(" and ", ","))  # pip writes "multidict<5.0 and >=4.5"
         if req is not None:
             depends.setdefault(canonicalize_name(req.name), []).append(req.specifier)
     block = re.search(r"no matching distributions available for your environment:\n((?:[ \t]+\S+\n?)+)", output)
