@@ -5,7 +5,8 @@ shell and the launcher (which look programs up on disk)."""
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 
 MAX_LINKS = 40  # as Linux's ELOOP limit
 
@@ -49,3 +50,21 @@ def program_candidates(name: str, path_env: str, workdir: str) -> list[str]:
     if "/" in name:
         return [posixpath.normpath(posixpath.join(workdir, name))]
     return [posixpath.normpath(posixpath.join(workdir, d or ".", name)) for d in path_env.split(":")]
+
+
+def cpython_start(name: str, found: str, env: Mapping[str, str]) -> tuple[str, dict[str, str]]:
+    """argv[0] and the variables to add when program `name`, found at guest path `found`, is
+    CPython, so that it starts as native CPython does.
+
+    Native CPython finds its own executable by searching PATH for argv[0]; CPython for WASI
+    cannot, so `sys.executable` came out empty, errors read ": No module named x", and a venv's
+    `python` (a link beside its pyvenv.cfg) used the base's site-packages: it gets the path it
+    was found at as argv[0]. CPython for WASI also has no user site unless PYTHONUSERBASE is
+    set, so `pip install --user` packages (in ~/.local, as in Docker) get it from HOME.
+    """
+    if not re.fullmatch(r"python[0-9.]*", posixpath.basename(name)):
+        return name, {}
+    home = env.get("HOME", "")
+    extra = {"PYTHONUSERBASE": posixpath.join(home, ".local")} if "PYTHONUSERBASE" not in env and \
+        home.startswith("/") else {}
+    return (name if "/" in name else found), extra

@@ -13,8 +13,6 @@ in WORKDIR. stdin, stdout, stderr, clocks and random are the runtime's.
 from __future__ import annotations
 
 import os
-import posixpath
-import re
 import stat
 import struct
 import tempfile
@@ -26,7 +24,7 @@ from boxer_py.errors import ImageError
 from boxer_py.image import atomic, hostfs
 from boxer_py.image.config import DEFAULT_PATH, is_root
 from boxer_py.image.imagefile import Image
-from boxer_py.image.paths import program_candidates
+from boxer_py.image.paths import cpython_start, program_candidates
 from boxer_py.image.rootfs import resolve, unpack
 from boxer_py.image.wasmlink import LinkError, merge
 from boxer_py.registry.runnable import _exec_form as exec_form
@@ -34,7 +32,6 @@ from boxer_py.registry.runnable import _exec_form as exec_form
 MAX_BLOB = 1 << 30           # the image's files in one module: the shim addresses them with 32 bits
 _KINDS = {stat.S_IFDIR: 3, stat.S_IFREG: 4, stat.S_IFLNK: 7}
 _NODE = struct.Struct("<B3xIIIQII")
-_PYTHON = re.compile(r"python[0-9.]*")
 
 
 class StandaloneError(ImageError):
@@ -134,10 +131,9 @@ def standalone_module(image: Image) -> tuple[bytes, Standalone]:
         root.mkdir()
         unpack(image, root)
         found, guest, program = _find_program(root, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
-        if _PYTHON.fullmatch(argv[0]):   # as `boxer run` starts CPython, which cannot search PATH
-            (entrypoint if entrypoint else cmd)[0] = found
-            if "PYTHONUSERBASE" not in env and home.startswith("/"):
-                image_env.append(f"PYTHONUSERBASE={posixpath.join(home, '.local')}")
+        # As `boxer run` starts CPython, which cannot search PATH itself.
+        (entrypoint if entrypoint else cmd)[0], extra = cpython_start(argv[0], found, {**env, "HOME": home})
+        image_env += [f"{k}={v}" for k, v in extra.items()]
         blob, files = pack_tree(root, entrypoint, cmd, image_env, workdir, guest)
     try:
         wasm = merge(program, shim(), blob, workdir)

@@ -11,7 +11,6 @@ import json
 import math
 import os
 import posixpath
-import re
 import tempfile
 import threading
 import time
@@ -26,7 +25,7 @@ from boxer_py.image import imagefile
 from boxer_py.image.config import DEFAULT_PATH, is_root
 from boxer_py.image.hostfs import remove_tree
 from boxer_py.image.imagefile import Image
-from boxer_py.image.paths import program_candidates
+from boxer_py.image.paths import cpython_start, program_candidates
 from boxer_py.image.rootfs import resolve, unpack, within
 from boxer_py.runtime import inputs, interrupt, mounts, reactor, watchdog
 from boxer_py.runtime.argv import resolve_argv, shell_words
@@ -67,22 +66,6 @@ MIN_TABLE_ELEMENTS = 1 << 16
 Exports = Mapping[str, object]  # an instance's exports by name (wasmtime's InstanceExports)
 Keep = Callable[[wasmtime.Store, Exports], None]  # told the store and exports once a run has ended
 ModuleKey = tuple[str, object]  # (image id, program path) or ("preinit", digest): see _module, _resumable
-
-
-def _python(argv: list[str], env: dict[str, str], found: str) -> tuple[list[str], dict[str, str]]:
-    """argv and env for a Python interpreter named by PATH lookup, as native CPython sees them.
-
-    Native CPython finds its own executable by searching PATH for argv[0]; CPython for WASI
-    cannot, so `sys.executable` came out empty, errors read ": No module named x", and a venv's
-    `python` (a link beside its pyvenv.cfg) used the base's site-packages: it gets the path it
-    was found at as argv[0]. CPython for WASI also has no user site unless PYTHONUSERBASE is
-    set, so `pip install --user` packages (in ~/.local, as in Docker) get it from HOME.
-    """
-    if not re.fullmatch(r"python[0-9.]*", posixpath.basename(argv[0])):
-        return argv, env
-    if "PYTHONUSERBASE" not in env and env.get("HOME", "").startswith("/"):
-        env = {**env, "PYTHONUSERBASE": posixpath.join(env["HOME"], ".local")}
-    return ([found, *argv[1:]] if "/" not in argv[0] else argv), env
 
 
 def _reason(error: Exception) -> str:
@@ -215,7 +198,8 @@ class Launcher:
             spec = replace(spec, mounts=tuple(mounts.check(spec.mounts, root, shared)))
             spec = replace(spec, mounts=tuple(m for m in spec.mounts if not mounts.copy_file(m, root)))
             guest, program = self._image_program(image, base, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
-            argv, env = _python(argv, env, guest)
+            argv0, extra = cpython_start(argv[0], guest, env)
+            argv, env = [argv0, *argv[1:]], {**env, **extra}
             resume = self._resume(image, base, program, argv, env, workdir, spec, shared)
             loaded = resume.module if resume else self._program_module(image, base, program, argv[0])
             self.workspaces.seal(tmp)
@@ -405,7 +389,8 @@ class Launcher:
         program is read from `root` itself (which the build is changing), not from an image.
         `tap` is told its stdout and stderr as they are written (the build's progress)."""
         guest, program = self._find_program(root, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
-        argv, env = _python(argv, env, guest)
+        argv0, extra = cpython_start(argv[0], guest, env)
+        argv, env = [argv0, *argv[1:]], {**env, **extra}
         loaded = self.modules.load(program.read_bytes())
         spec = RunSpec(tuple(argv), env=env, workdir=workdir, stdin=stdin, limits=limits, output_dir=None,
                        on_stdout=tap, on_stderr=tap)
