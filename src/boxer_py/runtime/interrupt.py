@@ -73,9 +73,12 @@ class Interrupts:
         return True
 
 
-def for_run(request: threading.Event, engine: wasmtime.Engine, ticker: Ticker, loaded: Loaded, root: Path,
-            argv0: str, cache_dir: Path, cpython: bool) -> Interrupts:
-    """A run's Interrupts: with the flags of its module when it is the image's CPython."""
+def for_run(request: threading.Event | None, engine: wasmtime.Engine, ticker: Ticker, loaded: Loaded, root: Path,
+            argv0: str, cache_dir: Path, cpython: bool) -> Interrupts | None:
+    """A run's Interrupts (None without a Ctrl-C to watch): with the flags of its module when
+    it is the image's CPython."""
+    if request is None:
+        return None
     cache = cache_dir / "interrupt" / f"{loaded.digest}.json"
     return Interrupts(request, calibrate(engine, ticker, loaded.module, root, argv0, cache) if cpython else None)
 

@@ -99,7 +99,6 @@ class Launcher:
         wasiclock.define(self.linker, self.deadlines)  # so a timeout also ends a sleeping guest
         reactor.define_host(self.linker, self.engine)
         self.terminals = terminal.Terminals()
-        self._tty_linker: wasmtime.Linker | None = None  # for -it: fd_read of stdin is the line editor's
         self.ticker = Ticker(self.engine)
         self._loaded: dict[ModuleKey, Loaded] = {}
         self._lock = threading.Lock()
@@ -205,9 +204,8 @@ class Launcher:
             self.workspaces.seal(tmp)
             files = inputs.check(spec.files, spec.limits.disk)  # after the seal: a layer with them is not handed on
             inputs.place(root, files, [m.guest for m in spec.mounts] + [guest for guest, _ in shared])
-            interrupts = None if spec.interrupt is None else interrupt.for_run(  # Ctrl-C: see interrupt.py
-                spec.interrupt, self.engine, self.ticker, loaded, base, argv[0], self.cache_dir,
-                self._resumable(image, base, program) is loaded)
+            interrupts = interrupt.for_run(spec.interrupt, self.engine, self.ticker, loaded, base, argv[0],  # Ctrl-C
+                                           self.cache_dir, self._resumable(image, base, program) is loaded)
             result = self._sandbox(root, loaded, argv, env, workdir, spec, tmp, config.labels, shared,
                                    resume=resume, interrupts=interrupts)
             if spec.output_dir:
@@ -470,9 +468,8 @@ class Launcher:
                  net: nethost.Net | None = None, interrupts: Interrupts | None = None) -> RunResult:
         limits, on_start = spec.limits, spec.on_start
         editor = terminal.editor(spec.tty and spec.stdin == "-" and net is None, spec.interrupt)  # -it: a REPL's lines
-        if editor is not None and self._tty_linker is None:
-            self._tty_linker = terminal.linker(self.engine, self.deadlines, self.terminals)
-        linker = self.networking.linker() if net is not None else self._tty_linker if editor else self.linker
+        linker = self.networking.linker() if net is not None else \
+            self.terminals.linker(self.engine, self.deadlines) if editor else self.linker
         store = wasmtime.Store(self.engine)
         store.set_wasi(wasi)
         if limits.memory is not None:

@@ -211,6 +211,15 @@ class Terminals:
 
     def __init__(self) -> None:
         self._local = threading.local()
+        self._linker: wasmtime.Linker | None = None
+        self._lock = threading.Lock()
+
+    def linker(self, engine: wasmtime.Engine, deadlines: clock.Deadlines) -> wasmtime.Linker:
+        """The linker for runs with an editor (made once; see `linker` below)."""
+        with self._lock:
+            if self._linker is None:
+                self._linker = linker(engine, deadlines, self)
+            return self._linker
 
     def set(self, editor: LineEditor | None, original: wasmtime.Func | None = None,
             on_interrupt: Callable[[wasmtime.Caller], object] | None = None) -> None:
