@@ -297,3 +297,17 @@ def test_the_slots_work_on_a_cpython_without_wasi_vfs(cpython313_image, cache_di
     r = boxer("run", "--allow-net", f"localhost:{port}", "--allow-net-ca", str(ca), str(cpython313_image),
               "-c", HTTPS_GET, f"https://localhost:{port}/page.txt")
     assert r.stdout == "secret page over TLS\nsecret page over TLS\n", r.stderr
+
+
+def test_requests_https_through_host_tls(build, boxer, tls_server):
+    image = build("FROM python:3.12-slim\nRUN pip install requests\n")
+    port, ca = tls_server
+    code = ("import requests, sys\nfor verify in (True, False):\n    try:\n"
+            "        print(requests.get(sys.argv[1], timeout=60, verify=verify).text)\n"
+            "    except requests.exceptions.SSLError as e:\n        print('SSLError', 'CERTIFICATE_VERIFY_FAILED' in str(e))\n")
+    url = f"https://localhost:{port}/page.txt"
+    r = boxer("run", "--allow-net", f"localhost:{port}", "--allow-net-ca", str(ca), str(image), "python", "-c",
+              code, url)
+    assert r.stdout == "secret page over TLS\nsecret page over TLS\n", r.stderr
+    r = boxer("run", "--allow-net", f"localhost:{port}", str(image), "python", "-c", code, url)
+    assert r.stdout == "SSLError True\nSSLError True\n", r.stderr  # verify=False changes nothing: the host verifies
