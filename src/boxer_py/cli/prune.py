@@ -94,7 +94,7 @@ def system_df():
 
     names = {"images": "Images (the store)", "rootfs": "Unpacked images", "steps": "Build cache (RUN results)",
              "layers": "Build cache (compressed layers)", "preinit": "Snapshots", "verified": "Check records",
-             "modules": "Compiled modules"}
+             "modules": "Compiled modules", "interrupt": "Interrupt calibration"}
     click.echo(f"{'TYPE':<34}SIZE")
     for part, size in usage(default_cache_dir()).items():
         click.echo(f"{names[part]:<34}{human_size(size)}")

@@ -9,6 +9,7 @@ The cache holds, by subdirectory (the module that fills it):
 - `preinit/`  pre-initialised CPython snapshots (runtime/launcher.py)
 - `verified/` which image files were fully checked (runtime/launcher.py `open`)
 - `modules/`  compiled WebAssembly modules (runtime/modcache.py)
+- `interrupt/` per-module Ctrl-C calibration (runtime/interrupt.py), kept with the modules
 - `runs/`, `spares/`  live runs' writable layers: never touched here
 
 Everything but the store is derived and remade on demand (a compiled runtime takes seconds,
@@ -27,7 +28,7 @@ from boxer_py.image.store import Removed, Store
 
 BUILD_CACHE = ("steps", "layers")
 DERIVED = ("preinit", "verified")
-COMPILED = ("modules",)
+COMPILED = ("modules", "interrupt")
 
 
 @dataclass(frozen=True)

@@ -51,8 +51,8 @@ class Invocation:
     env: dict[str, str]      # the exported environment at that point
     cwd: str                 # guest absolute path
     stdin: bytes
-    # when the command's stdout and stderr are both the build log: where to stream them as
-    # they are written (then Completed.echoed says so, and they are logged without echo)
+    # when the command's stdout and stderr are both the watched build log: where to write them
+    # as they are written (then Completed.echoed says so, and they are not written again)
     echo: Callable[[bytes], None] | None = None
 
 
@@ -61,7 +61,7 @@ class Completed:
     exit_code: int
     stdout: bytes = b""
     stderr: bytes = b""
-    echoed: bool = False  # stdout and stderr were already streamed to the Invocation's echo
+    echoed: bool = False  # stdout and stderr were already written to the Invocation's echo
 
 
 External = Callable[[Invocation], Completed]
@@ -402,13 +402,12 @@ class _Shell:
                 return 126
             return self._sh([name, script[0]] + argv[1:], env)
         log = self.shared.log
-        to_log = self.fds[1] is log and self.fds[2] is log
+        # a program whose output is the build log, with someone watching the log, writes to it
+        # as it runs (the log keeps its own head and tail of all of it), not when it ends
+        live = self.fds[1] is log and self.fds[2] is log and log.echo is not None
         done = self.shared.external(Invocation(list(argv), env, self.state.cwd, self.stdin.rest(),
-                                               log.echo if to_log else None))
-        if done.echoed and to_log:
-            log.keep(done.stdout)
-            log.keep(done.stderr)
-        else:
+                                               log.write if live else None))
+        if not (done.echoed and live):
             self.fds[1].write(done.stdout)
             self.fds[2].write(done.stderr)
         return done.exit_code

@@ -29,10 +29,6 @@ class Log:
     def write(self, data: bytes) -> None:
         if self.echo is not None and data:
             self.echo(bytes(data))
-        self.keep(data)
-
-    def keep(self, data: bytes) -> None:
-        """Log without echoing: what a program already streamed as it ran."""
         room = limits.MAX_LOG - len(self.log)
         if room > 0:
             self.log += data[:room]
