@@ -70,6 +70,9 @@ def test_memory_per_call_and_in_total(box):
         r = it.run("a = bytearray(200 << 20)")
         assert r.exit_code == 1 and r.error["type"] == "MemoryError" and r.out_of_memory and not r.restarted
         assert it.run("b = bytearray(16 << 20); len(b)").stdout == b"16777216\n"
+    with box.interpreter() as it:  # a call's own cap holds for that call only
+        assert it.run("a = bytearray(100 << 20)", memory="64m").error["type"] == "MemoryError"
+        assert it.run("a = bytearray(100 << 20); len(a)").stdout == b"104857600\n"
 
 
 def test_total_time_and_output_budgets(box):

@@ -1,6 +1,7 @@
 """`boxer mcp IMAGE`: the real server as a subprocess, driven by the `mcp` client library."""
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -21,9 +22,10 @@ from boxer_py.image.config import ImageSpec
 HOST_SECRET = "mcp-host-secret-42"
 
 
-def _server_args(image, tmp_path) -> list[str]:
+def _server_args(image, tmp_path, *extra: str) -> list[str]:
+    mount = [] if "--stateful" in extra else ["-v", f"{tmp_path / 'data'}:/data:ro"]
     return ["-m", "boxer_py", "mcp", "--timeout", "8", "--memory", "256m", "--max-output", "64k",
-            "--disk", "32m", "-v", f"{tmp_path / 'data'}:/data:ro", "-e", "MODE=agent", str(image)]
+            "--disk", "32m", *mount, "-e", "MODE=agent", *extra, str(image)]
 
 
 def _server_env(cache_dir) -> dict[str, str]:
@@ -40,8 +42,8 @@ def start_server(cache_dir, tmp_path):
     (tmp_path / "data" / "numbers.txt").write_text("1 2 3 4\n")
     (tmp_path / "secret.txt").write_text(HOST_SECRET)
 
-    def start(image):
-        params = StdioServerParameters(command=sys.executable, args=_server_args(image, tmp_path),
+    def start(image, *extra):
+        params = StdioServerParameters(command=sys.executable, args=_server_args(image, tmp_path, *extra),
                                        env=_server_env(cache_dir))
 
         def session(script):
@@ -62,10 +64,12 @@ def server(start_server, hello_image, tmp_path):
 
 
 def result_of(call) -> dict:
-    assert not call.is_error, call.content
+    """The result object; `isError` must say whether the code failed."""
     assert call.structured_content is not None
     assert json.loads(call.content[0].text) == call.structured_content
-    return call.structured_content
+    doc = call.structured_content
+    assert call.is_error == (doc["exit_code"] != 0 or doc["timed_out"]), doc
+    return doc
 
 
 def test_lists_the_two_tools_with_their_parameters(server):
@@ -76,9 +80,9 @@ def test_lists_the_two_tools_with_their_parameters(server):
 
     tools = {t.name: t for t in session(script)}
     assert set(tools) == {"run_python", "run_command"}
-    assert set(tools["run_python"].input_schema["properties"]) == {"code", "stdin", "timeout", "allow_net"}
+    assert set(tools["run_python"].input_schema["properties"]) == {"code", "stdin", "timeout", "allow_net", "files"}
     assert tools["run_python"].input_schema["required"] == ["code"]
-    assert set(tools["run_command"].input_schema["properties"]) == {"argv", "stdin", "timeout", "allow_net"}
+    assert set(tools["run_command"].input_schema["properties"]) == {"argv", "stdin", "timeout", "allow_net", "files"}
 
 
 def test_runs_code_and_returns_output_files_and_mounts(server):
@@ -96,7 +100,7 @@ def test_runs_code_and_returns_output_files_and_mounts(server):
     first, second, missing = map(result_of, session(script))
     assert first["exit_code"] == 0, first["stderr"]
     assert first["stdout"] == "10 agent from stdin\n"
-    assert first["files"] == [{"path": "/out/answer.txt", "size": 3, "encoding": "utf-8", "content": "ten"}]
+    assert first["files"] == [{"path": "/out/answer.txt", "size": 3, "mime_type": "text/plain"}]
     assert second["exit_code"] == 3
     assert missing["exit_code"] == 127 and "gcc: not found" in missing["stderr"]
 
@@ -211,8 +215,7 @@ def test_a_name_under_out_that_is_not_utf8_does_not_break_the_server(start_serve
     results = list(map(result_of, session(script)))
     assert [r["stdout"] for r in results] == ["0\n", "1\n", "2\n"]
     for r in results:
-        assert r["files"] == [{"path": "/out/bad-\\xff.txt", "size": 14, "encoding": "utf-8",
-                               "content": "from the image"}]
+        assert r["files"] == [{"path": "/out/bad-\\xff.txt", "size": 14, "mime_type": "text/plain"}]
 
 
 class RawClient:
@@ -336,3 +339,118 @@ def test_the_operators_allow_list_can_be_narrowed_by_a_call_never_widened(hello_
     assert wider["exit_code"] == 125 and wider["stderr"] == \
         "boxer: allow_net: 127.0.0.1:* is not in the server's --allow-net\n"
     assert other["exit_code"] == 125 and "example.com:* is not in the server's --allow-net" in other["stderr"]
+
+
+# A 1x1 PNG, as a plotting library would leave it under /out.
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d4944415478da63f8cf"
+                    "c0f01f0005000201f5a1b8ee0000000049454e44ae426082")
+
+
+def test_out_files_come_back_as_image_and_resource_blocks(server):
+    session, _ = server
+    code = (f"open('/out/plot.png', 'wb').write(bytes.fromhex({PNG.hex()!r}))\n"
+            "open('/out/table.csv', 'w').write('a,b\\n1,2\\n')\nopen('/out/raw.bin', 'wb').write(bytes(range(5)))")
+
+    async def script(client):
+        return await client.call_tool("run_python", {"code": code})
+
+    call = session(script)
+    doc = result_of(call)
+    assert doc["files"] == [{"path": "/out/plot.png", "size": len(PNG), "mime_type": "image/png"},
+                            {"path": "/out/raw.bin", "size": 5, "mime_type": "application/octet-stream"},
+                            {"path": "/out/table.csv", "size": 8, "mime_type": "text/plain"}]
+    image, raw, table = call.content[1:]
+    assert image.type == "image" and image.mime_type == "image/png" and base64.b64decode(image.data) == PNG
+    assert table.type == "resource" and table.resource.text == "a,b\n1,2\n" and str(table.resource.uri) == "file:///out/table.csv"
+    assert raw.type == "resource" and base64.b64decode(raw.resource.blob) == bytes(range(5))
+
+
+def test_is_error_server_info_description_and_annotations(server):
+    session, _ = server
+
+    async def script(client):
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        failed = await client.call_tool("run_python", {"code": "1 / 0"})
+        timed = await client.call_tool("run_python", {"code": "while True: pass", "timeout": 1})
+        ok = await client.call_tool("run_python", {"code": "print('fine')"})
+        return client.server_info, tools, failed, timed, ok
+
+    info, tools, failed, timed, ok = session(script)
+    assert info.name == "boxer" and info.version and info.version != "0"
+    assert failed.is_error and timed.is_error and not ok.is_error
+    assert result_of(failed)["error"]["type"] == "ZeroDivisionError"
+    description = tools["run_python"].description
+    assert "Python 3.12" in description and "No network" in description and "/out" in description
+    assert "nothing persists" in description and "Calls stop after 8 s" in description
+    annotations = tools["run_python"].annotations
+    assert annotations.open_world_hint is False and annotations.destructive_hint is False
+    assert tools["run_python"].title == "Run Python"
+
+
+def test_default_output_cap_is_small_and_keeps_the_tail(hello_image, cache_dir, tmp_path):
+    params = StdioServerParameters(command=sys.executable, args=["-m", "boxer_py", "mcp", str(hello_image)],
+                                   env=_server_env(cache_dir))
+
+    async def main():
+        async with Client(params, read_timeout_seconds=120) as client:
+            return await client.call_tool("run_python", {"code": "print('x' * 1000000)\nprint('the end')"})
+
+    doc = result_of(anyio.run(main))
+    assert doc["stdout_truncated"] and len(doc["stdout"]) <= 16 * 1024
+    assert doc["stdout"].endswith("x\nthe end\n") and doc["stdout_dropped"] == 1000009 - len(doc["stdout"])
+
+
+def test_files_argument_puts_inputs_in_and_is_capped(start_server, hello_image):
+    session = start_server(hello_image, "--max-upload", "1k")
+    code = "print(open('/inputs/a.csv').read() + open('/inputs/b.bin', 'rb').read().hex())"
+
+    async def script(client):
+        ok = await client.call_tool("run_python", {"code": code, "files": [
+            {"path": "/inputs/a.csv", "content": "x,y"}, {"path": "/inputs/b.bin", "content": "AAEC", "encoding": "base64"}]})
+        escape = await client.call_tool("run_python", {"code": "pass", "files": [{"path": "/../x", "content": "x"}]})
+        big = await client.call_tool("run_python", {"code": "pass", "files": [{"path": "/big", "content": "x" * 2000}]})
+        return ok, escape, big
+
+    ok, escape, big = map(result_of, session(script))
+    assert ok["stdout"] == "x,y000102\n"
+    assert escape["exit_code"] == 125 and "'..'" in escape["stderr"]
+    assert big["exit_code"] == 125 and "over 1024 bytes in all" in big["stderr"]
+
+
+def test_stateful_keeps_one_interpreter_and_resets(start_server, hello_image):
+    session = start_server(hello_image, "--stateful")
+
+    async def script(client):
+        tools = {t.name for t in (await client.list_tools()).tools}
+        description = next(t.description for t in (await client.list_tools()).tools if t.name == "run_python")
+        await client.call_tool("run_python", {"code": "import math\nn = 41"})
+        shown = await client.call_tool("run_python", {"code": "n + 1"})
+        fresh = await client.call_tool("run_command", {"argv": ["python", "-c", "print('n' in dir())"]})
+        await client.call_tool("reset", {})
+        gone = await client.call_tool("run_python", {"code": "'n' in dir()"})
+        return tools, description, shown, fresh, gone
+
+    tools, description, shown, fresh, gone = session(script)
+    assert tools == {"run_python", "run_command", "reset"}
+    assert "persist" in description
+    assert result_of(shown)["stdout"] == "42\n"
+    assert result_of(fresh)["stdout"] == "False\n"  # run_command stays a fresh sandbox
+    assert result_of(gone)["stdout"] == "False\n"
+
+
+def test_cancelling_a_call_stops_the_guest(start_server, hello_image):
+    """The server's ceiling is 8 s; a cancelled call's guest must stop at once, so the next
+    call on the same (stateful: one at a time) interpreter answers well before that."""
+    session = start_server(hello_image, "--stateful")
+
+    async def script(client):
+        await client.call_tool("run_python", {"code": "kept = 1"})
+        with anyio.move_on_after(1):
+            await client.call_tool("run_python", {"code": "while True: kept += 1"})
+        started = time.monotonic()
+        after = await client.call_tool("run_python", {"code": "'kept' in dir()"})
+        return after, time.monotonic() - started
+
+    after, waited = session(script)
+    assert result_of(after)["stdout"] == "False\n"  # the loop was stopped, so the interpreter restarted
+    assert waited < 6

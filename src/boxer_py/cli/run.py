@@ -17,7 +17,7 @@ from boxer_py.image import hostfs
 from boxer_py.image.store import default_cache_dir
 from boxer_py.runtime import inputs, watchdog
 from boxer_py.runtime.net.policy import Network
-from boxer_py.runtime.spec import INTERRUPT_EXIT_CODE, Mount, RunResult, RunSpec
+from boxer_py.runtime.spec import INTERRUPT_EXIT_CODE, Mount, RunResult, RunSpec, parse_size
 
 PLATFORMS = ("wasi/wasm", "wasip1/wasm", "wasi/wasm32", "wasm32/wasi", "wasm/wasi", "wasi", "wasm")
 
@@ -240,20 +240,30 @@ def _names_registry(image: str) -> bool:
 @click.option("--timeout", default="60", show_default=True, metavar="SECONDS",
               help="Longest a call may run (a call may ask for less).")
 @click.option("--memory", "-m", metavar="SIZE", help="Cap the guest's memory, e.g. 256m.")
-@click.option("--max-output", default="1m", show_default=True, metavar="SIZE",
-              help="Keep at most this much of stdout, of stderr and of /out files.")
-@click.option("--allow-net", multiple=True, metavar="HOST[:PORT]",
-              help="Hosts a call may connect to (a call may ask for fewer, never more).")
+@click.option("--max-output", default="16k", show_default=True, metavar="SIZE",
+              help="Keep at most this much of stdout and of stderr per call (its start and end), sized for a model.")
+@click.option("--max-files", default="8m", show_default=True, metavar="SIZE",
+              help="Return at most this much of the files a call leaves under /out.")
+@click.option("--max-upload", default="16m", show_default=True, metavar="SIZE",
+              help="Accept at most this much in a call's `files`.")
 @click.option("--disk", default="1g", show_default=True, metavar="SIZE",
               help="Stop a call whose writable layer grows by more than this.")
-def mcp(image, env, env_file, workdir, volume, timeout, memory, max_output, disk, allow_net):
+@click.option("--allow-net", multiple=True, metavar="HOST[:PORT]",
+              help="Hosts a call may connect to (a call may ask for fewer, never more).")
+@click.option("--stateful", is_flag=True,
+              help="run_python keeps one live interpreter for the connection (variables persist; a reset tool).")
+def mcp(image, env, env_file, workdir, volume, timeout, memory, max_output, max_files, max_upload, disk, allow_net,
+        stateful):
     """Serve IMAGE as an MCP server on stdio, with tools run_python and run_command.
 
-    Each call runs in a fresh sandbox with these limits and mounts; see the README for an
-    mcpServers config snippet.
+    Each call runs in a fresh sandbox with these limits and mounts (with --stateful,
+    run_python shares one interpreter, and a reset tool starts it anew); see the README for
+    an mcpServers config snippet.
     """
     from boxer_py.cli.mcp import ServerOptions, serve  # the mcp stack loads only for `boxer mcp`
 
     options = ServerOptions(limits(timeout, memory, max_output, disk), tuple(Mount.parse(v) for v in volume),
-                            variables(env, env_file), workdir, tuple(str(a) for a in Network.parse(allow=allow_net).allow))
+                            variables(env, env_file), workdir, stateful,
+                            parse_size(max_files, "--max-files") or 0, parse_size(max_upload, "--max-upload") or 0,
+                            tuple(str(a) for a in Network.parse(allow=allow_net).allow))
     serve(image, options, str(default_cache_dir()))

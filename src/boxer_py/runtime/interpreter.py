@@ -164,7 +164,10 @@ class Interpreter:
 
     @staticmethod
     def _set_memory(store: wasmtime.Store, memory: int | None) -> None:
-        if memory is not None:
+        """This call's memory cap (None: none, which also lifts an earlier call's)."""
+        if memory is None:
+            store.set_limits()
+        else:
             store.set_limits(memory_size=memory, memories=1, instances=launching.MAX_INSTANCES,
                              tables=launching.MAX_TABLES,
                              table_elements=max(launching.MIN_TABLE_ELEMENTS, memory // launching.TABLE_ELEMENT_SHARE))
