@@ -40,7 +40,7 @@ from boxer_py.errors import RunError
 from boxer_py.image.config import DEFAULT_PATH, is_root
 from boxer_py.image.imagefile import Image
 from boxer_py.image.rootfs import resolve
-from boxer_py.runtime import inputs, reactor
+from boxer_py.runtime import inputs, outcome, reactor
 from boxer_py.runtime import launcher as launching
 from boxer_py.runtime.modcache import WASMTIME_VERSION
 from boxer_py.runtime.output import Sink, collect
@@ -149,7 +149,7 @@ class Interpreter:
         try:
             exports = self.launcher.linker.instantiate(store, self.module.module).exports(store)
         except wasmtime.WasmtimeError as e:
-            raise RunError(f"the interpreter cannot start: {launching._reason(e)}") from None
+            raise RunError(f"the interpreter cannot start: {outcome.reason(e)}") from None
         request = _message({"op": "init", "env": self.env, "cwd": self.workdir})
         if preinit.restore(store, exports, snapshot, request) is None:
             raise RunError(f"the interpreter needs more memory than the {self.total.memory}-byte limit")
@@ -199,7 +199,7 @@ class Interpreter:
                     raise wasmtime.WasmtimeError("the interpreter's driver failed")
             except (wasmtime.ExitTrap, wasmtime.Trap, wasmtime.WasmtimeError, Expired) as e:
                 e.__traceback__ = None
-                launching.record(e, result, limits, deadlines.expired, cancel)
+                outcome.record(e, result, limits, deadlines.expired, cancel)
                 alive = False
             finally:
                 deadlines.set(None)

@@ -33,12 +33,13 @@ from boxer_py.runtime.interrupt import Interrupts
 from boxer_py.runtime.modcache import WASMTIME_VERSION, Loaded, ModuleCache, new_engine
 from boxer_py.runtime.net import host as nethost
 from boxer_py.runtime.net import wasi as netwasi
+from boxer_py.runtime.outcome import reason as _reason
+from boxer_py.runtime.outcome import record
 from boxer_py.runtime.output import Sink, collect, python_error
 from boxer_py.runtime.preinit import snapshot as preinit
 from boxer_py.runtime.preinit.snapshot import Snapshot
 from boxer_py.runtime.runwatch import DiskWatch
 from boxer_py.runtime.spec import (
-    INTERRUPT_EXIT_CODE,
     TIMEOUT_EXIT_CODE,
     TRAP_EXIT_CODE,
     Limits,
@@ -68,12 +69,6 @@ Keep = Callable[[wasmtime.Store, Exports], None]  # told the store and exports o
 ModuleKey = tuple[str, object]  # (image id, program path) or ("preinit", digest): see _module, _resumable
 
 
-def _reason(error: Exception) -> str:
-    """The root cause of a wasmtime error, on one line."""
-    lines = [x.strip() for x in str(error).splitlines() if x.strip()]
-    if "Caused by:" in lines:
-        return lines[lines.index("Caused by:") + 1]
-    return lines[0] if lines else type(error).__name__
 
 
 @dataclass(frozen=True)
@@ -569,17 +564,3 @@ class Launcher:
                 return guest, host
         where = "" if "/" in name else f" in PATH ({path})"
         raise RunError(f"{name}: not found{where}{mounts.no_shell_hint(name)}", 127)
-
-
-def record(error: Exception, result: RunResult, limits: Limits, expired: bool,
-           cancel: threading.Event | None = None) -> None:
-    """How an error that ended a guest shows in its result."""
-    if isinstance(error, wasmtime.ExitTrap):
-        result.exit_code = error.code
-    elif cancel is not None and cancel.is_set():
-        result.exit_code, result.trap = INTERRUPT_EXIT_CODE, "interrupted"
-    elif expired or isinstance(error, wasmtime.Trap) and error.trap_code == wasmtime.TrapCode.INTERRUPT:
-        result.exit_code, result.timed_out = TIMEOUT_EXIT_CODE, True
-        result.trap = f"timed out after {limits.timeout:g}s"
-    else:
-        result.exit_code, result.trap = TRAP_EXIT_CODE, _reason(error)
