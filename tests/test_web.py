@@ -242,6 +242,19 @@ def test_hello_example_prints_the_same_as_boxer_run(boxer, hello_image, serve, o
     page.screenshot("hello.png")
 
 
+def test_the_313_runtime_runs_in_the_page_as_under_boxer_run(boxer, build, serve, open_page):
+    # The runtime built here (toolchain/cpython) is plain WASI preview 1: the page runs it as is.
+    image = build("FROM python:3.13\nWORKDIR /app\nCOPY main.py .\nCMD [\"python\", \"main.py\"]\n",
+                  {"main.py": "import sys, json, sqlite3\nprint(sys.version_info[:3], json.dumps({'ok': True}),\n"
+                              "      sqlite3.connect(':memory:').execute('select 6*7').fetchone()[0])\n"})
+    expected = boxer("run", str(image))
+    assert (expected.returncode, expected.stdout) == (0, '(3, 13, 5) {"ok": true} 42\n'), expected.stderr
+    page = open_page(serve(image).url)
+    run = page.last_run()
+    assert (run["exitCode"], run["stdout"], run["stderr"]) == (0, expected.stdout, expected.stderr)
+    assert page.errors == []
+
+
 @pytest.mark.parametrize("code, expected", [("import sys; print('bye'); sys.exit(3)", 3),
                                             ("raise ValueError('boom')", 1),
                                             ("import sys; sys.exit(255)", 134)])

@@ -204,15 +204,19 @@ def _install_base(base: Base, root: Path) -> set[str]:
         os.symlink(points_to, host)
         changed.add(link)
     for extra in base.files:
-        source = base.pinned(extra.file, extra.sha256)
         target = resolve(root, extra.path)
         target.parent.mkdir(parents=True, exist_ok=True)
+        changed.add(extra.path)
+        if extra.text or extra.guest:
+            target.write_bytes(extra.content())
+            os.chmod(target, 0o644)
+            continue
+        source = base.pinned(extra.file, extra.sha256)
         if extra.unpack:
             _unpack_member(source, extra.unpack, target)
         else:
             shutil.copyfile(source, target)
             os.chmod(target, 0o644)
-        changed.add(extra.path)
     return changed
 
 

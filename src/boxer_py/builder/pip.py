@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -39,7 +39,9 @@ from packaging.utils import canonicalize_name
 
 from boxer_py import locations
 from boxer_py.builder import sdist
+from boxer_py.errors import BoxerError
 from boxer_py.image import hostfs
+from boxer_py.image.paths import program_candidates
 from boxer_py.image.rootfs import copy_tree, resolve, within
 
 MAX_REQUIREMENTS_FILE = 1 << 20  # bytes of one requirements or constraints file
@@ -126,18 +128,22 @@ class _Request:
 
 
 def pip(args: list[str], root: Path, env: dict[str, str], cwd: str, sandbox: sdist.Sandbox | None = None,
-        venv_site: str | None = None, status: Callable[[str], None] | None = None) -> PipResult:
+        venv_site: str | None = None, status: Callable[[str], None] | None = None,
+        python_at: tuple[str, str] | None = None) -> PipResult:
     """Run `pip ARGS` for the image at `root` (args exclude the `pip` itself); `env` and `cwd`
     are the RUN's (the guest's), never the host's. With a `sandbox`, local projects and what
     has only source on the index are built there (sdist.py); without one they are refused.
     `venv_site`: the site-packages of the venv whose pip this is. `status` (a terminal's
-    transient line) is told what pip collects and downloads as it goes; the log stays the same."""
+    transient line) is told what pip collects and downloads as it goes; the log stays the same.
+    `python_at`: the (version, site-packages) of the interpreter pip installs for, as its
+    base's labels say (guest_python); without it (an image of an older boxer) PYTHON_VERSION
+    and PYTHONPATH say."""
     if not args or args[0] != "install":
         what = args[0] if args else "(no command)"
         if args and args[0] in ("--version", "-V"):
             return PipResult(0, b"pip (run by boxer on the build host for the image's Python)\n")
         raise PipRefused(f"pip {what}: only `pip install` runs at build time")
-    version = python_version(env)
+    version = python_at[0] if python_at else python_version(env)
     marker_env = marker_environment(version)
     request = _Request()
     _parse_command(args[1:], request, _Parse(root, env, cwd, marker_env, sources=sandbox is not None))
@@ -145,7 +151,7 @@ def pip(args: list[str], root: Path, env: dict[str, str], cwd: str, sandbox: sdi
     if venv_site and request.destination and request.destination[0] == "--user":
         raise PipRefused("pip install: --user: user site-packages are not visible in this virtualenv "
                          f"({venv_site.split('/lib/python')[0]}), as pip says too")
-    site = _destination(request, env, cwd, python) or venv_site or _site_packages(env)
+    site = _destination(request, env, cwd, python) or venv_site or (python_at[1] if python_at else _site_packages(env))
     if not request.requirements and not request.wheels and not request.sources:
         if request.tools:
             return PipResult(0, f"pip: nothing to install for the image ({', '.join(request.tools)}: boxer does "
@@ -281,6 +287,40 @@ def marker_environment(version: str) -> dict[str, str]:
             "platform_machine": "wasm32", "platform_release": "0.0.0", "platform_system": "wasi",
             "platform_version": "0.0.0", "python_full_version": full, "platform_python_implementation": "CPython",
             "python_version": ".".join(full.split(".")[:2]), "sys_platform": "wasi"}
+
+
+VERSION_LABEL = "boxer.python-version:"  # + the interpreter's path: its version ("3.13.5")
+SITE_LABEL = "boxer.site-packages:"  # + the interpreter's path: the site-packages it searches by itself
+
+
+def guest_python(root: Path, labels: Mapping[str, str], name: str, path: str, cwd: str) -> tuple[str, str] | None:
+    """(version, site-packages) of the interpreter `name` finds on `path` in the image, as the
+    labels of its base say (bases.toml); None for an image without them (built by an older
+    boxer), whose PYTHON_VERSION and PYTHONPATH then say. Read from the labels, not from ENV,
+    so a Dockerfile's ENV PYTHON_VERSION=... or PYTHONPATH=... changes neither."""
+    program = _find(root, name, path, cwd)
+    if program is None:
+        return None
+    for key, site in sorted(labels.items()):
+        if not key.startswith(SITE_LABEL):
+            continue
+        guest = key[len(SITE_LABEL):]
+        version = labels.get(VERSION_LABEL + guest, "")
+        if re.fullmatch(r"3\.\d+\.\d+", version) and site.startswith("/") and _find(root, guest, "", "/") == program:
+            return version, site
+    return None
+
+
+def _find(root: Path, name: str, path: str, cwd: str) -> Path | None:
+    """The file a program name finds in the image, as the guest's PATH lookup would."""
+    for guest in program_candidates(name, path, cwd):
+        try:
+            host = resolve(root, guest)
+        except (BoxerError, OSError):
+            continue
+        if host.is_file():
+            return host
+    return None
 
 
 def python_version(env: dict[str, str]) -> str:

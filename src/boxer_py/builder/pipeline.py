@@ -70,7 +70,7 @@ def build(context: str | Path, output: str | Path | None, dockerfile: str | Path
         dockerfile = Path(dockerfile) if dockerfile else context / "Dockerfile"
         where = str(dockerfile)
         parsed = parse_file(dockerfile)
-    plan = make_plan(parsed, load_catalog(), build_args, target, lambda ref: _find_image(ref, context, store))
+    plan = make_plan(parsed, load_catalog(cache_dir), build_args, target, lambda ref: _find_image(ref, context, store))
     for warning in plan.warnings:
         progress(f"WARNING: {warning}")
     ctx = Context(context, where)
@@ -78,7 +78,7 @@ def build(context: str | Path, output: str | Path | None, dockerfile: str | Path
 
     def commands(root: Path, labels: dict[str, str]) -> Commands:
         return Commands(root, lambda *args, **kw: runner(*args, labels=labels, **kw), skip_unsupported,
-                        lambda message: progress(f"    WARNING: {message}"), status)
+                        lambda message: progress(f"    WARNING: {message}"), status, labels)
 
     # What RUN does depends on --skip-unsupported too: a step skipped with it is not the plain step.
     cache = StepCache(cache_dir / "steps", not no_cache, "skip-unsupported\n" if skip_unsupported else "")

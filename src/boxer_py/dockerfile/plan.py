@@ -283,6 +283,20 @@ def _start_stage(i: ins.From, index: int, stages: list[_StageState], catalog: di
     return _StageState(index, i.name, base, None, config, history=[History(f"FROM {image}", base.is_scratch)])
 
 
+PYTHONPATH_LABEL = "boxer.pythonpath"
+
+
+def _keep_site_packages(c: ImageConfig) -> ImageConfig:
+    """A base whose CPython cannot find its own site-packages (label PYTHONPATH_LABEL, see
+    bases.toml) keeps it on PYTHONPATH: appended when an ENV replaced the variable, so
+    `ENV PYTHONPATH=/app` does not hide what pip installed (in this image, its export, the browser)."""
+    site = c.labels.get(PYTHONPATH_LABEL)
+    current = c.env_dict().get("PYTHONPATH")
+    if not site or current is None or site in current.split(":"):
+        return c
+    return c.with_env("PYTHONPATH", f"{current}:{site}" if current else site)
+
+
 def _apply_meta(st: _StageState, i: ins.Instruction, v: dict[str, str], expand: _Expander) -> tuple[ImageConfig, str]:
     """HEALTHCHECK, SHELL, ONBUILD and MAINTAINER: the config (or the author) only, as Docker records them."""
     c = st.config
@@ -350,6 +364,7 @@ def _apply(st: _StageState, i: ins.Instruction, stages: list[_StageState], build
     if isinstance(i, ins.Env):
         for key, val in i.pairs:
             c = c.with_env(key, expand(val, {**st.args, **c.env_dict()}))
+        c = _keep_site_packages(c)
         text = "ENV " + " ".join(f"{k}={expand(val, v)}" for k, val in i.pairs)
     elif isinstance(i, ins.Workdir):
         path = posixpath.normpath(posixpath.join(c.working_dir, expand(i.path, v)))

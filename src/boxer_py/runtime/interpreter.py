@@ -142,12 +142,12 @@ class Interpreter:
             wasi.preopen_dir(str(host), guest, False)
         wasi.stdin_file = "/dev/null"
         wasi.stdout_custom, wasi.stderr_custom = self._out, self._err
-        store = wasmtime.Store(self.launcher.engine)
+        store = wasmtime.Store(self.launcher._engine(self.module.stack).engine)
         store.set_wasi(wasi)
         self._set_memory(store, self.total.memory)
         store.set_epoch_deadline(1 << 62)
         try:
-            exports = self.launcher.linker.instantiate(store, self.module.module).exports(store)
+            exports = self.launcher._engine(self.module.stack).linker.instantiate(store, self.module.module).exports(store)
         except wasmtime.WasmtimeError as e:
             raise RunError(f"the interpreter cannot start: {outcome.reason(e)}") from None
         request = _message({"op": "init", "env": self.env, "cwd": self.workdir})
@@ -193,7 +193,7 @@ class Interpreter:
         deadlines.set(deadline, cancel)
         started, cpu = time.perf_counter(), time.thread_time()
         alive = True
-        with self.launcher.ticker:
+        with self.launcher._engine(self.module.stack).ticker:
             try:
                 if not self._call(store, snapshot.callable, snapshot.args, 2, snapshot.function):
                     raise wasmtime.WasmtimeError("the interpreter's driver failed")
@@ -346,9 +346,9 @@ class Interpreter:
                 raise RunError("the interpreter is closed")
             memory = preinit.memory_of(store, self._memory)
             stack_pointer = preinit.export_of(self._exports, preinit.STACK_POINTER, wasmtime.Global).value(store)
-        fresh = wasmtime.Store(self.launcher.engine)
+        fresh = wasmtime.Store(self.launcher._engine(self.module.stack).engine)
         fresh.set_wasi(wasmtime.WasiConfig())
-        exports = self.launcher.linker.instantiate(fresh, self.module.module).exports(fresh)
+        exports = self.launcher._engine(self.module.stack).linker.instantiate(fresh, self.module.module).exports(fresh)
         initial = preinit.memory_of(fresh, preinit.export_of(exports, "memory", wasmtime.Memory))
         pages, data = preinit.changed(memory, initial)
         b = self.booted

@@ -29,10 +29,10 @@ from boxer_py.image.paths import cpython_start, program_candidates
 from boxer_py.image.rootfs import resolve, unpack, within
 from boxer_py.runtime import inputs, interrupt, mounts, reactor, watchdog
 from boxer_py.runtime.argv import resolve_argv, shell_words
+from boxer_py.runtime.engines import Engines, names
 from boxer_py.runtime.interrupt import Interrupts
-from boxer_py.runtime.modcache import WASMTIME_VERSION, Loaded, ModuleCache, new_engine
+from boxer_py.runtime.modcache import WASMTIME_VERSION, Loaded, wasm_stack
 from boxer_py.runtime.net import host as nethost
-from boxer_py.runtime.net import wasi as netwasi
 from boxer_py.runtime.outcome import reason as _reason
 from boxer_py.runtime.outcome import record
 from boxer_py.runtime.output import Sink, collect, python_error
@@ -66,7 +66,7 @@ MIN_TABLE_ELEMENTS = 1 << 16
 
 Exports = Mapping[str, object]  # an instance's exports by name (wasmtime's InstanceExports)
 Keep = Callable[[wasmtime.Store, Exports], None]  # told the store and exports once a run has ended
-ModuleKey = tuple[str, object]  # (image id, program path) or ("preinit", digest): see _module, _resumable
+ModuleKey = tuple[str, object]  # (image id, program path) or ("preinit", (digest, stack)): see _module, _resumable
 
 
 
@@ -86,25 +86,23 @@ class Launcher:
     def __init__(self, cache_dir: str | Path, preinit: bool = True):
         self.cache_dir = Path(cache_dir)
         self.preinit = preinit  # False: every run starts its interpreter from scratch
-        self.engine = new_engine()
-        self.modules = ModuleCache(self.engine, self.cache_dir / "modules")
-        self.linker = wasmtime.Linker(self.engine)
-        self.linker.define_wasi()
         self.deadlines = wasiclock.Deadlines()
-        wasiclock.define(self.linker, self.deadlines)  # so a timeout also ends a sleeping guest
-        reactor.define_host(self.linker, self.engine)
+        self._engine = Engines(self.cache_dir / "modules", self.deadlines).get
+        self.modules = self._engine(None).modules  # digests of programs (whatever engine runs them)
         self.terminals = terminal.Terminals()
-        self.ticker = Ticker(self.engine)
         self._loaded: dict[ModuleKey, Loaded] = {}
         self._lock = threading.Lock()
         self._snapshots: dict[str, Snapshot | None] = {}
         self._programs: dict[tuple[str, str, str, str], tuple[str, Path]] = {}  # see _image_program
         self._guest_digest: str | None = None  # see _guest
         self._snapshot_lock = threading.Lock()
-        self.networking = netwasi.Networking(self.engine, self.deadlines)  # -p/--allow-net runs only
         self.runs = self.cache_dir / "runs"
         self.workspaces = Workspaces(self.runs, self.cache_dir / "spares")
         self.sweep()
+
+    def _stack(self, image: Image, base: Path, program: Path) -> int | None:
+        """The max_wasm_stack the image's labels ask for `program` (see wasm_stack)."""
+        return wasm_stack(image.spec.config.labels, names(lambda guest: self._image_program(image, base, guest, DEFAULT_PATH, "/")[1], program))
 
     def open(self, path: str | Path) -> Image:
         """Read an image file, checking every digest unless this very file (same inode, size,
@@ -137,7 +135,7 @@ class Launcher:
             loaded = self._loaded.get(key)
         if loaded is None:
             try:
-                loaded = self.modules.load_file(program, base)
+                loaded = self._engine(self._stack(image, base, program)).modules.load_file(program, base)
             except wasmtime.WasmtimeError as e:
                 raise RunError(f"{name}: {within(base, program)} is not a valid WebAssembly program "
                                f"({_reason(e)})", 126) from None
@@ -199,7 +197,8 @@ class Launcher:
             self.workspaces.seal(tmp)
             files = inputs.check(spec.files, spec.limits.disk)  # after the seal: a layer with them is not handed on
             inputs.place(root, files, [m.guest for m in spec.mounts] + [guest for guest, _ in shared])
-            interrupts = interrupt.for_run(spec.interrupt, self.engine, self.ticker, loaded, base, argv[0],  # Ctrl-C
+            engine = self._engine(loaded.stack)
+            interrupts = interrupt.for_run(spec.interrupt, engine.engine, engine.ticker, loaded, base, argv[0],  # Ctrl-C
                                            self.cache_dir, self._resumable(image, base, program) is loaded)
             result = self._sandbox(root, loaded, argv, env, workdir, spec, tmp, config.labels, shared,
                                    resume=resume, interrupts=interrupts)
@@ -220,23 +219,23 @@ class Launcher:
         finally:
             self.workspaces.give_back(tmp)
 
-    def held(self) -> tuple[list[tuple[ModuleKey, str]], list[str]]:
+    def held(self) -> tuple[list[tuple[ModuleKey, str, int | None]], list[str]]:
         """What this launcher keeps in memory (compiled modules, snapshots), as keys with
         which preload() in another process finds the same things in the shared cache."""
         with self._lock:
-            modules = [(key, loaded.digest) for key, loaded in self._loaded.items()]
+            modules = [(key, loaded.digest, loaded.stack) for key, loaded in self._loaded.items()]
         with self._snapshot_lock:
             snapshots = [key for key, snapshot in self._snapshots.items() if snapshot is not None]
         return modules, snapshots
 
-    def preload(self, modules: list[tuple[ModuleKey, str]], snapshots: list[str]) -> int:
+    def preload(self, modules: list[tuple[ModuleKey, str, int | None]], snapshots: list[str]) -> int:
         """Load into memory what held() listed elsewhere, from the cache only: nothing is
         compiled nor run here (the run server forks runs from a launcher that must not have
         started Wasmtime's compiler or WASI threads). Returns how many were new."""
         self._guest()  # hashed here once, not in each run forked from here
         new = 0
-        for key, digest in modules:
-            if key not in self._loaded and (loaded := self.modules.cached(digest)) is not None:
+        for key, digest, stack in modules:
+            if key not in self._loaded and (loaded := self._engine(stack).modules.cached(digest)) is not None:
                 with self._lock:
                     self._loaded[key] = loaded
                 new += 1
@@ -307,16 +306,17 @@ class Launcher:
         except RunError:
             return None
         digest = self.modules.digest_file(program, base)
+        stack = self._stack(image, base, program)
         with self._lock:
-            module = self._loaded.get(("preinit", digest))
+            module = self._loaded.get(("preinit", (digest, stack)))
         if module is None:
             try:
-                module = self.modules.derived(digest, f"preinit{preinit.VERSION}",
-                                              lambda: preinit.resumable(program.read_bytes()))
+                module = self._engine(stack).modules.derived(digest, f"preinit{preinit.VERSION}",
+                                                             lambda: preinit.resumable(program.read_bytes()))
             except (ValueError, IndexError, wasmtime.WasmtimeError):
                 return None  # not a module preinit can edit: the ordinary path says what is wrong
             with self._lock:
-                self._loaded[("preinit", digest)] = module
+                self._loaded[("preinit", (digest, stack))] = module
         return module
 
     def _program_module(self, image: Image, base: Path, program: Path, name: str) -> Loaded:
@@ -355,9 +355,10 @@ class Launcher:
         if result.exit_code != 0 or not captured:
             return None
         memory, stack_pointer = captured[0]
-        store = wasmtime.Store(self.engine)
+        engine = self._engine(module.stack)
+        store = wasmtime.Store(engine.engine)
         store.set_wasi(wasmtime.WasiConfig())
-        exports = self.linker.instantiate(store, module.module).exports(store)
+        exports = engine.linker.instantiate(store, module.module).exports(store)
         try:
             snapshot = preinit.capture(memory, stack_pointer, result.stdout,
                                        preinit.memory_of(store, preinit.export_of(exports, "memory", wasmtime.Memory)))
@@ -384,7 +385,8 @@ class Launcher:
         guest, program = self._find_program(root, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
         argv0, extra = cpython_start(argv[0], guest, env)
         argv, env = [argv0, *argv[1:]], {**env, **extra}
-        loaded = self.modules.load(program.read_bytes())
+        stack = wasm_stack(labels or {}, names(lambda name: self._find_program(root, name, DEFAULT_PATH, "/")[1], program))
+        loaded = self._engine(stack).modules.load(program.read_bytes())
         spec = RunSpec(tuple(argv), env=env, workdir=workdir, stdin=stdin, limits=limits, output_dir=None,
                        on_stdout=tap, on_stderr=tap)
         self.runs.mkdir(parents=True, exist_ok=True)
@@ -412,7 +414,7 @@ class Launcher:
         net = None
         if spec.network.enabled:  # socket slots after every other preopen (net/wasi.py)
             env = dict(env)
-            net = self.networking.prepare(wasi, len(extra) + len(spec.mounts), tmp, env, spec.network, spec.on_listen)
+            net = self._engine(loaded.stack).networking.prepare(wasi, len(extra) + len(spec.mounts), tmp, env, spec.network, spec.on_listen)
         wasi.env = list(env.items())
         if spec.stdin == "-":
             wasi.inherit_stdin()
@@ -447,7 +449,7 @@ class Launcher:
                 result = self._execute(loaded, wasi, argv[0], workdir, spec, root, resume, keep, net, interrupts)
         finally:
             if net is not None:
-                self.networking.finish(net)
+                self._engine(loaded.stack).networking.finish(net)
         if net is not None:
             result.network = net.summary()
         result.stdout, result.stderr = stdout.finish(), stderr.finish()
@@ -462,10 +464,11 @@ class Launcher:
                  root: Path, resume: Resume | None = None, keep: Keep | None = None,
                  net: nethost.Net | None = None, interrupts: Interrupts | None = None) -> RunResult:
         limits, on_start = spec.limits, spec.on_start
+        engine = self._engine(loaded.stack)
         editor = terminal.editor(spec.tty and spec.stdin == "-" and net is None, spec.interrupt)  # -it: a REPL's lines
-        linker = self.networking.linker() if net is not None else \
-            self.terminals.linker(self.engine, self.deadlines) if editor else self.linker
-        store = wasmtime.Store(self.engine)
+        tty = lambda: engine.tty(lambda e: terminal.linker(e, self.deadlines, self.terminals))  # noqa: E731 (-it: fd_read of stdin is the line editor's)
+        linker = engine.networking.linker() if net is not None else tty() if editor else engine.linker
+        store = wasmtime.Store(engine.engine)
         store.set_wasi(wasi)
         if limits.memory is not None:
             # Wasmtime's limits are per memory and per table: one memory and few, bounded
@@ -484,7 +487,7 @@ class Launcher:
         started = time.perf_counter()
         result = RunResult(exit_code=0)
         try:
-            instance = (linker or self.linker).instantiate(store, loaded.module)
+            instance = (linker or engine.linker).instantiate(store, loaded.module)
         except wasmtime.WasmtimeError as e:
             if limits.memory is not None and "count too high" in str(e):
                 return RunResult(TRAP_EXIT_CODE, out_of_memory=True,
@@ -499,7 +502,7 @@ class Launcher:
         if interrupts is not None:
             interrupts.memory = memory
         if net is not None:
-            self.networking.attach(store, memory, net, name)
+            engine.networking.attach(store, memory, net, name)
         if resume is not None:  # the guest changes to its workdir itself
             start = preinit.restore(store, exports, resume.snapshot, resume.message)
             if start is None:
@@ -515,9 +518,9 @@ class Launcher:
             on_start()
         self.deadlines.set(deadline, spec.cancel, interrupts)
         if editor is not None:
-            self.terminals.set(editor, terminal.plain_fd_read(self.engine, store), interrupts.deliver if interrupts else None)
+            self.terminals.set(editor, terminal.plain_fd_read(engine.engine, store), interrupts.deliver if interrupts else None)
         cpu = time.thread_time()
-        with self.ticker:
+        with engine.ticker:
             try:
                 result.exit_code = start()
             except (wasmtime.ExitTrap, wasmtime.Trap, wasmtime.WasmtimeError, wasiclock.Expired) as e:

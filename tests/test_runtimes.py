@@ -1,0 +1,183 @@
+"""The CPython runtimes built here (toolchain/cpython, issue 17) as `FROM python:3.13` and
+`FROM python:3.11` bases, under real Wasmtime: the version, the whole stdlib imported in the
+guest, pip for the right Python and site-packages, deep recursion, pre-initialised runs,
+the hello example, and the image run by the plain wasmtime CLI over `boxer export`
+(tests/test_web.py runs 3.13 in the browser page)."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import boxer_py
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+# Imports every module of the runtime's stdlib zip and every built-in one in the guest and
+# prints {"total": N, "failed": {module: error}}. `this`/`antigravity` print or open a browser.
+SMOKE = r'''
+import contextlib, io, json, sys, zipfile
+stdlib = next(p for p in sys.path if p.endswith(".zip"))
+names = set(sys.builtin_module_names)
+for member in zipfile.ZipFile(stdlib).namelist():
+    if member.endswith(".pyc"):
+        names.add(member[:-4].replace("/", ".").removesuffix(".__init__"))
+failed = {}
+for name in sorted(names):
+    if name.split(".")[0] in ("this", "antigravity", "__hello__", "__phello__") or name.endswith("__main__"):
+        continue
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            __import__(name)
+    except BaseException as e:
+        failed[name] = f"{type(e).__name__}: {e}"
+print(json.dumps({"total": len(names), "failed": failed}))
+'''
+
+# What a WASI build of CPython lacks, and why: each module that does not import, by the cause
+# its error names. Anything else that fails to import is a defect of the runtime.
+_NO_CTYPES = "No module named '_ctypes'"  # libffi has no wasm32-wasi port
+_NO_TERMIOS = "No module named 'termios'"  # no terminals in WASI
+_WINDOWS = ("No module named 'msvcrt'", "win32 only", "cannot import name 'mbcs_encode'",
+            "cannot import name 'oem_encode'", "No module named '_winapi'", "No module named 'winreg'",
+            "No module named '_overlapped'")
+_NO_PROCESSES = ("No module named '_multiprocessing'", "No module named 'mmap'", "has no attribute 'WNOHANG'",
+                 "No support for sending fds between processes")  # no fork, exec, shared memory
+ABSENT_BECAUSE = (_NO_CTYPES, _NO_TERMIOS, *_WINDOWS, *_NO_PROCESSES,
+                  "No module named '_curses'", "No module named '_gdbm'", "No module named '_dbm'",
+                  )  # no curses, gdbm, ndbm for WASI (ssl imports: toolchain/runtimes/guest/_ssl.py)
+
+
+def _unexplained(failed: dict[str, str], version: str) -> dict[str, str]:
+    expected = ABSENT_BECAUSE
+    if version == "3.11":
+        # 3.11's _sqlite3 needs SQLite's shared cache, which the vendored build left out (README);
+        # lib2to3's conv imports a pgen module 3.11 no longer ships; distutils' MSVC compilers.
+        expected += ("No module named '_sqlite3'", "No module named 'pgen2'", "No module named 'pgen'",
+                     "don't know how to compile C/C++ code on platform")
+    return {m: e for m, e in failed.items() if not any(cause in e for cause in expected)}
+
+
+@pytest.fixture(scope="module", params=["3.13", "3.11"])
+def runtime(request, tmp_path_factory, cache_dir):
+    """(version, image) of an app on the runtime: pip-installed six, its own module in /app,
+    and ENV PYTHONPATH=/app, which must not hide what pip installed (issue 16 item 5)."""
+    version = request.param
+    ctx = tmp_path_factory.mktemp(f"app{version}")
+    (ctx / "Dockerfile").write_text(f"FROM python:{version}-slim\nENV PYTHONPATH=/app PYTHON_VERSION=3.9\n"
+                                    "WORKDIR /app\nCOPY . .\n"
+                                    "RUN pip install six 'attrs; python_version >= \"3.11\"' "
+                                    "'idna; python_version < \"3.11\"'\n")
+    (ctx / "mod.py").write_text("X = 42\n")
+    (ctx / "smoke.py").write_text(SMOKE)
+    out = ctx / "app.wasm"
+    boxer_py.build(ctx, out, cache_dir=cache_dir)
+    return version, out
+
+
+@pytest.fixture(scope="module")
+def session(runtime, cache_dir):
+    with boxer_py.Session(runtime[1], cache_dir=cache_dir) as box:
+        yield box
+
+
+def test_the_version_is_the_tags_and_runs_start_preinitialised(runtime, session):
+    version, _ = runtime
+    r = session.run_python("import sys; print(sys.version_info[:2], sys.platform, sys.implementation.name, sys.prefix)")
+    assert (r.stdout.decode(), r.stderr) == (f"({version.replace('.', ', ')}) wasi cpython /usr/local\n", b"")
+    assert r.preinitialised
+
+
+def test_a_venv_on_the_runtime_gets_its_own_site_packages(build, runtime, cache_dir):
+    version, _ = runtime
+    image = build(f"FROM python:{version}\nRUN python -m venv /opt/venv\nENV PATH=/opt/venv/bin:$PATH\n"
+                  "RUN pip install six\n")
+    with boxer_py.Session(image, cache_dir=cache_dir) as box:
+        r = box.run_python("import sys, six; print(sys.prefix, six.__file__)")
+    assert (r.stdout.decode(), r.stderr) == (f"/opt/venv /opt/venv/lib/python{version}/site-packages/six.py\n", b"")
+
+
+def test_the_whole_stdlib_imports_but_what_wasi_cannot_have(runtime, session):
+    version, _ = runtime
+    r = session.run(["python", "/app/smoke.py"])
+    assert r.exit_code == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert result["total"] > 550
+    assert _unexplained(result["failed"], version) == {}
+    # what issue 16 item 8 names: present, and threads fail at start(), not at import
+    r = session.run_python("import concurrent.futures.thread, threading\n"
+                           "try:\n    threading.Thread(target=print).start()\nexcept RuntimeError as e:\n"
+                           "    print('start:', e)\n")
+    assert r.exit_code == 0 and r.stdout.startswith(b"start: "), r.stderr
+
+
+def test_ssl_imports_and_tls_fails_with_one_clear_error(session):
+    # No OpenSSL for WASI, no network in the sandbox: libraries that import ssl at start-up work,
+    # and a TLS connection says why it cannot be (issue 16 item 8).
+    r = session.run_python("import ssl, urllib.request\n"
+                           "print(ssl.PROTOCOL_TLS_CLIENT, ssl.Purpose.SERVER_AUTH.name, ssl.HAS_SNI)\n"
+                           "try:\n    urllib.request.urlopen('https://example.com')\n"
+                           "except ssl.SSLError as e:\n    print(e)\n")
+    assert (r.stdout.decode(), r.stderr) == (
+        "16 SERVER_AUTH False\nTLS is not available: this WebAssembly sandbox has no network (and no OpenSSL)\n", b"")
+
+
+def test_pip_installed_for_this_python_into_its_own_site_packages(runtime, session):
+    version, _ = runtime
+    r = session.run_python("import six, attrs, mod, sys, importlib.util\n"
+                           "print(six.__file__, mod.X, importlib.util.find_spec('idna'))", workdir="/")
+    assert r.stdout.decode() == f"/usr/local/lib/python{version}/site-packages/six.py 42 None\n", r.stderr
+
+
+def test_deep_recursion_raises_recursion_error_instead_of_trapping(session):
+    r = session.run_python("a = []\nfor _ in range(100000):\n    a = [a]\nrepr(a)")
+    assert r.exit_code == 1 and r.trap is None
+    assert b"RecursionError" in r.stderr
+
+
+def test_sqlite_and_compression_work(runtime, session):
+    version, _ = runtime
+    code = ("import zlib, bz2, lzma, decimal, json\n"
+            "data = b'boxer' * 1000\n"
+            "assert all(m.decompress(m.compress(data)) == data for m in (zlib, bz2, lzma))\n"
+            "print(decimal.Decimal(1) / 7)\n")
+    if version == "3.13":
+        code += "import sqlite3; print(sqlite3.connect(':memory:').execute('select 6*7').fetchone()[0])\n"
+    r = session.run_python(code)
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.decode().startswith("0.1428571428571428571428571429\n")
+
+
+@pytest.mark.parametrize("version, full", [("3.13", "3.13.5"), ("3.11", "3.11.2")])
+def test_hello_example_on_each_runtime(boxer, tmp_path, version, full):
+    ctx = tmp_path / "hello"
+    shutil.copytree(EXAMPLES / "hello-python", ctx)
+    dockerfile = (ctx / "Dockerfile").read_text()
+    (ctx / "Dockerfile").write_text(dockerfile.replace("FROM python:3.12-slim", f"FROM python:{version}"))
+    out = tmp_path / "hello.wasm"
+    r = boxer("build", "-q", "-o", str(out), str(ctx))
+    assert r.returncode == 0, r.stderr
+    r = boxer("run", str(out))
+    assert (r.returncode, r.stdout) == (0, f"Hello from cpython {full} on wasi!\n"), r.stderr
+    [info] = json.loads(boxer("inspect", str(out)).stdout)
+    provenance = json.loads(info["Config"]["Labels"]["boxer.runtime.provenance"])
+    assert provenance["python"] == full and provenance["target"] == "wasm32-wasip1"
+
+
+def test_the_image_runs_under_the_plain_wasmtime_cli_over_export(boxer, runtime, tmp_path, wasmtime_cli):
+    version, image = runtime
+    out = tmp_path / "export"
+    assert boxer("export", str(image), str(out)).returncode == 0
+    config = json.loads((out / "config.json").read_text())["config"]
+    env = [a for e in config["Env"] for a in ("--env", e)]
+    program = f"/usr/local/bin/python{version}"
+    # The wasm stack a runtime's label asks for (3.13: 2 MiB) is told to the CLI the same way.
+    stack = config.get("Labels", {}).get(f"boxer.wasm-stack:{program}")
+    r = subprocess.run([str(wasmtime_cli), "run", *(["-W", f"max-wasm-stack={stack}"] if stack else []),
+                        "--dir", f"{out / 'rootfs'}::/", *env, "--argv0", program, str(out / "rootfs" / program[1:]),
+                        "-c", "import six, sys; print(sys.version_info[:2], six.__name__)"],
+                       capture_output=True, text=True, timeout=600)
+    assert (r.returncode, r.stdout) == (0, f"({version.replace('.', ', ')}) six\n"), r.stderr
