@@ -273,9 +273,13 @@ RUNTIME_TAGS = ("3.13", "3.11", "3.12")  # 3.12: VMware's build, the previous ru
 
 def runtime_rows(b: Bench) -> list[str]:
     """The CPU workloads of toolchain/cpython/workloads.py (mixed, bigint, stdlib-heavy) natively
-    and on each python base, as ratios to native: in-guest (the time the interpreter measures
-    around the workload) and whole-process (a served `boxer run`, start-up included, against a
-    native process)."""
+    and on each python base, as ratios to native CPU time (a shared machine's wall time is mostly
+    waiting for a core): the workload's own (a run's CPU minus that of a run of `none`, i.e. the
+    interpreter's start-up) and the whole process's (`boxer run`, BOXER_SERVER=0 so the guest
+    runs in the measured process: start-up, module load and snapshot included). Medians of
+    interleaved rounds."""
+    import resource
+
     import boxer_py
 
     runs = max(3, b.runs // 3)
@@ -287,34 +291,35 @@ def runtime_rows(b: Bench) -> list[str]:
         (ctx / "Dockerfile").write_text(f"FROM python:{tag}\nCOPY workloads.py /app/workloads.py\n")
         images[tag] = ctx / "image.wasm"
         boxer_py.build(ctx, images[tag], cache_dir=b.workdir / "warm")
-    env = {"BOXER_CACHE_DIR": str(b.workdir / "warm")}
+    env = {**os.environ, "BOXER_CACHE_DIR": str(b.workdir / "warm"), "BOXER_SERVER": "0"}
 
-    def sample(argv: list[str], inner: list[float]) -> Callable[[], float]:
-        def run() -> float:
-            start = time.perf_counter()
-            r = subprocess.run(argv, env={**os.environ, **env}, capture_output=True, text=True, timeout=600)
-            elapsed = time.perf_counter() - start
-            if r.returncode != 0:
-                raise SystemExit(f"bench: {' '.join(argv)} failed ({r.returncode}): {r.stderr[-500:]}")
-            inner.append(float(r.stdout.split()[-1]))
-            return elapsed
-        return run
+    def cpu(argv: list[str]) -> float:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if r.returncode != 0:
+            raise SystemExit(f"bench: {' '.join(argv)} failed ({r.returncode}): {r.stderr[-500:]}")
+        return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
-    lines = [f"{'workload (x native; in-guest / whole process)':<48}  {'native':>16}  "
-             + "  ".join(f"{'python:' + tag:>18}" for tag in RUNTIME_TAGS)]
-    for workload in ("mixed", "bigint", "stdlib"):
-        commands = {"native": [sys.executable, str(WORKLOADS), workload]}
-        for tag in RUNTIME_TAGS:
-            commands[tag] = [*boxer_command(), "run", str(images[tag]), "python", "/app/workloads.py", workload]
-        medians: dict[str, tuple[float, float]] = {}
+    commands = {"native": [sys.executable, str(WORKLOADS)]}
+    for tag in RUNTIME_TAGS:
+        commands[tag] = [*boxer_command(), "run", str(images[tag]), "python", "/app/workloads.py"]
+    workloads = ("none", "mixed", "bigint", "stdlib")
+    times: dict[tuple[str, str], list[float]] = {(c, w): [] for c in commands for w in workloads}
+    for argv in commands.values():
+        cpu([*argv, "none"])  # untimed: compiles and snapshots
+    for _ in range(runs):
         for name, argv in commands.items():
-            inner: list[float] = []
-            whole = measure(Measurement(name, sample(argv, inner), runs, prepare=sample(argv, [])))
-            medians[name] = (statistics.median(inner), whole.median)
-        guest, whole = medians["native"]
-        cells = [f"{guest * 1000:>7.0f} / {whole * 1000:>4.0f} ms"]
-        cells += [f"{medians[t][0] / guest:>7.2f}x / {medians[t][1] / whole:>5.2f}x" for t in RUNTIME_TAGS]
-        lines.append(f"{workload:<48}  " + "  ".join(f"{c:>18}" if i else f"{c:>16}" for i, c in enumerate(cells)))
+            for w in workloads:
+                times[name, w].append(cpu([*argv, w]))
+    med = {key: statistics.median(v) for key, v in times.items()}
+    lines = [f"{'CPU time, x native (workload / whole process)':<46}  {'native':>17}  "
+             + "  ".join(f"{'python:' + tag:>17}" for tag in RUNTIME_TAGS)]
+    for w in workloads:
+        own = {c: med[c, w] - (med[c, "none"] if w != "none" else 0) for c in commands}
+        cells = [f"{own['native']:>6.2f} / {med['native', w]:>5.2f} s"]
+        cells += [f"{own[t] / own['native']:>6.2f}x / {med[t, w] / med['native', w]:>5.2f}x" for t in RUNTIME_TAGS]
+        lines.append(f"{w if w != 'none' else 'start-up (none)':<46}  " + "  ".join(f"{c:>17}" for c in cells))
     return lines
 
 
