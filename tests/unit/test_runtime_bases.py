@@ -85,7 +85,7 @@ def test_the_wasm_stack_label_names_a_program_and_a_bounded_size():
 
 
 def test_pip_takes_version_and_site_packages_from_the_base_not_from_env(tmp_path):
-    from boxer_py.builder.pip import guest_python
+    from boxer_py.builder.guestpython import guest_python
 
     root = tmp_path / "root"
     (root / "usr/local/bin").mkdir(parents=True)

@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -39,9 +39,7 @@ from packaging.utils import canonicalize_name
 
 from boxer_py import locations
 from boxer_py.builder import sdist
-from boxer_py.errors import BoxerError
 from boxer_py.image import hostfs
-from boxer_py.image.paths import program_candidates
 from boxer_py.image.rootfs import copy_tree, resolve, within
 
 MAX_REQUIREMENTS_FILE = 1 << 20  # bytes of one requirements or constraints file
@@ -287,40 +285,6 @@ def marker_environment(version: str) -> dict[str, str]:
             "platform_machine": "wasm32", "platform_release": "0.0.0", "platform_system": "wasi",
             "platform_version": "0.0.0", "python_full_version": full, "platform_python_implementation": "CPython",
             "python_version": ".".join(full.split(".")[:2]), "sys_platform": "wasi"}
-
-
-VERSION_LABEL = "boxer.python-version:"  # + the interpreter's path: its version ("3.13.5")
-SITE_LABEL = "boxer.site-packages:"  # + the interpreter's path: the site-packages it searches by itself
-
-
-def guest_python(root: Path, labels: Mapping[str, str], name: str, path: str, cwd: str) -> tuple[str, str] | None:
-    """(version, site-packages) of the interpreter `name` finds on `path` in the image, as the
-    labels of its base say (bases.toml); None for an image without them (built by an older
-    boxer), whose PYTHON_VERSION and PYTHONPATH then say. Read from the labels, not from ENV,
-    so a Dockerfile's ENV PYTHON_VERSION=... or PYTHONPATH=... changes neither."""
-    program = _find(root, name, path, cwd)
-    if program is None:
-        return None
-    for key, site in sorted(labels.items()):
-        if not key.startswith(SITE_LABEL):
-            continue
-        guest = key[len(SITE_LABEL):]
-        version = labels.get(VERSION_LABEL + guest, "")
-        if re.fullmatch(r"3\.\d+\.\d+", version) and site.startswith("/") and _find(root, guest, "", "/") == program:
-            return version, site
-    return None
-
-
-def _find(root: Path, name: str, path: str, cwd: str) -> Path | None:
-    """The file a program name finds in the image, as the guest's PATH lookup would."""
-    for guest in program_candidates(name, path, cwd):
-        try:
-            host = resolve(root, guest)
-        except (BoxerError, OSError):
-            continue
-        if host.is_file():
-            return host
-    return None
 
 
 def python_version(env: dict[str, str]) -> str:

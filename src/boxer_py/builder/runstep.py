@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Protocol
 
 from boxer_py.builder import locks, venv
-from boxer_py.builder.pip import PipRefused, guest_python, marker_environment, pip, python_version
+from boxer_py.builder.guestpython import guest_python
+from boxer_py.builder.pip import PipRefused, marker_environment, pip, python_version
 from boxer_py.builder.sdist import Sandbox, with_setuptools
 from boxer_py.builder.wheelcheck import SourceRefused
 from boxer_py.dockerfile.plan import RunStep
