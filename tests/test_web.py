@@ -607,6 +607,36 @@ def test_the_terminal_fills_its_box_and_follows_its_size(hello_image, serve, ope
     assert line[:narrow["cols"]] in page.terminal_text().splitlines()  # wraps at the box's width
 
 
+CODE = "import sys\nfor n in range(3):\n    print(n, sys.platform, 'it\\'s', \"$HOME|x\")\n"
+
+
+def test_code_typed_into_the_editor_runs_as_python_c(boxer, app_image, serve, open_page):
+    reference = boxer("run", str(app_image), "python", "-c", CODE)
+    assert reference.returncode == 0, reference.stderr
+    page = open_page(serve(app_image, autorun=False).url, autorun=False)
+    page.page.wait_for_selector("#run-code:not([disabled])", timeout=RUN_TIMEOUT_MS)
+    page.page.click("#editor .cm-content")
+    # Typed as a user types it: the editor indents after the colon and closes brackets and quotes
+    # itself (the typed closer steps over the one it inserted), so each line is typed without
+    # its indentation, and the dedent is a Backspace.
+    page.page.keyboard.type("import sys\nfor n in range(3):\n")
+    page.page.keyboard.type("print(n, sys.platform, 'it\\'s', \"$HOME|x\")\n")
+    page.page.keyboard.press("Backspace")
+    assert page.page.evaluate("() => window.boxer.app.editor.state.doc.toString()") == CODE
+    page.page.click("#run-code")
+    run = page.last_run()
+    assert (run["exitCode"], run["stdout"]) == (0, reference.stdout) == (0, "".join(
+        f"{n} wasi it's $HOME|x\n" for n in range(3)))
+    # Ctrl+Enter in the editor runs it again, as the button does
+    page.page.click("#editor .cm-content")
+    page.page.keyboard.press("Control+End")
+    page.page.keyboard.type("print(6 * 7)")
+    page.page.keyboard.press("Control+Enter")
+    run = page.last_run(2)
+    assert (run["exitCode"], run["stdout"].splitlines()[-1]) == (0, "42")
+    assert page.errors == []
+
+
 def test_the_page_works_at_phone_width(hello_image, serve, browser):
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
                                   device_scale_factor=3)

@@ -9,6 +9,7 @@ import { buildRootfs } from "./tar.js";
 import { plan, findProgram, shellWords, RunError } from "./command.js";
 import { findCwdSlot } from "./wasicwd.js";
 import { inertFrame, scriptFrame } from "./preview.js";
+import { createEditor } from "./editor.js";
 
 const OUT_DIR = "/out";
 const TIMEOUT_EXIT_CODE = 124;
@@ -161,7 +162,7 @@ class App {
     this.clearResult();
     $("error").hidden = true;
     $("link-note").hidden = true;
-    $("run").disabled = true;
+    $("run").disabled = $("run-code").disabled = true;
     $("stop").disabled = false;
     const t0 = performance.now();
     const decoders = { stdout: new TextDecoder(), stderr: new TextDecoder() };
@@ -274,7 +275,7 @@ class App {
   }
 
   finish(record) {
-    $("run").disabled = false;
+    $("run").disabled = $("run-code").disabled = false;
     $("stop").disabled = true;
     const code = $("exit-code");
     code.textContent = String(record.exitCode);
@@ -388,6 +389,18 @@ async function main() {
     }
   };
   $("run-form").addEventListener("submit", (event) => { event.preventDefault(); submit(); });
+  // The code pane runs its text as `python -c CODE` (the image's python, its ENTRYPOINT replaced).
+  const runCode = async () => {
+    if ($("run-code").disabled) return;
+    try {
+      await app.run(quote(["-c", app.editor.state.doc.toString()]), new TextEncoder().encode($("stdin").value),
+        parseFloat($("timeout").value) || 0, "python");
+    } catch (e) {
+      showError(`the launcher failed: ${e.message}`);
+    }
+  };
+  app.editor = createEditor($("editor"), runCode);
+  $("run-code").addEventListener("click", runCode);
   $("stop").addEventListener("click", () => app.stop && app.stop());
   try {
     hooks.ready = app.load(document.body.dataset.image || "image.wasm");
@@ -398,7 +411,7 @@ async function main() {
     $("run").disabled = true;
     return;
   }
-  $("run").disabled = false;
+  $("run").disabled = $("run-code").disabled = false;
   // The image's command runs on load only on a page built with --autorun (and not with ?run=0).
   if (document.body.dataset.autorun === "1" && new URLSearchParams(location.search).get("run") !== "0") submit();
 }
