@@ -126,3 +126,15 @@ export function findProgram(root, name, path, workdir) {
   }
   throw new RunError(`${name}: not found${name.includes("/") ? "" : ` in PATH (${path})`}`, 127);
 }
+
+/** As image/paths.py `cpython_start` (boxer run): CPython for WASI cannot find itself on PATH,
+ *  so argv[0] is the path it was found at; and it has no user site unless PYTHONUSERBASE is set,
+ *  so it gets HOME/.local (where `pip install --user` puts packages, as in Docker). */
+export function cpythonStart(argv, env, found) {
+  const name = argv[0];
+  if (!/^python[0-9.]*$/.test(name.slice(name.lastIndexOf("/") + 1))) return { argv, env };
+  const home = (env.find((e) => e.startsWith("HOME=")) || "HOME=").slice(5);
+  const extra = !env.some((e) => e.startsWith("PYTHONUSERBASE=")) && home.startsWith("/")
+    ? [`PYTHONUSERBASE=${home.replace(/\/$/, "")}/.local`] : [];
+  return { argv: [name.includes("/") ? name : found, ...argv.slice(1)], env: env.concat(extra) };
+}

@@ -6,7 +6,7 @@ import { Terminal } from "@xterm/xterm";
 import { FitAddon } from "@xterm/addon-fit";
 import { decodeImage, ImageError } from "./image.js";
 import { buildRootfs } from "./tar.js";
-import { plan, findProgram, shellWords, RunError } from "./command.js";
+import { plan, findProgram, shellWords, cpythonStart, RunError } from "./command.js";
 import { findCwdSlot } from "./wasicwd.js";
 import { inertFrame, scriptFrame } from "./preview.js";
 import { createEditor } from "./editor.js";
@@ -197,6 +197,7 @@ class App {
       const config = entrypoint.trim() ? { ...this.image.config, entrypoint: shellWords(entrypoint), cmd: [] } : this.image.config;
       ({ argv, env, path, workdir } = plan(config, shellWords(line)));
       program = findProgram(this.root, argv[0], path, workdir);
+      ({ argv, env } = cpythonStart(argv, env, program.guest));
     } catch (e) {
       if (!(e instanceof RunError)) { end(125, `the launcher failed: ${e.message}`); throw e; }
       end(e.exitCode, e.message, { durationMs: 0 });
