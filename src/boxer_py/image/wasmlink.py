@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from boxer_py.image.cwdslot import find_cwd_slot
 from boxer_py.image.wasmbin import MAGIC, read_sleb, read_uleb, sleb, uleb
+from boxer_py.image.wasmbin import name as encoded
 
 PAGE = 65536
 _VALTYPES = {0x7F, 0x7E, 0x7D, 0x7C, 0x7B, 0x70, 0x6F}
@@ -566,11 +567,11 @@ def merge(program: bytes, shim: bytes, blob: bytes, cwd: str = "/") -> bytes:
 
     functions = p.functions + [t + types_offset for t in s.functions] + [
         generated_types["blob_read"], generated_types["blob_size"]]
-    exports = [name_bytes(name) + bytes([kind]) + uleb(p_funcs.get(index, index) if kind == 0 else index)
+    exports = [encoded(name) + bytes([kind]) + uleb(p_funcs.get(index, index) if kind == 0 else index)
                for name, kind, index in p.exports]
     sections: list[tuple[int, bytes]] = [
         (1, _vec(p.types + s.types)),
-        (2, _vec([name_bytes(i.module) + name_bytes(i.name) + b"\0" + uleb(i.type) for i in imports])),
+        (2, _vec([encoded(i.module) + encoded(i.name) + b"\0" + uleb(i.type) for i in imports])),
         (3, _vec([uleb(t) for t in functions])),
     ]
     if p.tables:
@@ -588,14 +589,9 @@ def merge(program: bytes, shim: bytes, blob: bytes, cwd: str = "/") -> bytes:
     sections += [(12, uleb(len(data))), (10, _vec(code)), (11, _vec(data))]
     for name, payload in p.customs:
         if name in ("producers", "target_features"):
-            sections.append((0, name_bytes(name) + payload))
+            sections.append((0, encoded(name) + payload))
     return MAGIC + b"".join(bytes([sid]) + uleb(len(payload)) + payload for sid, payload in sections)
 
 
 def _sized(body: bytes) -> bytes:
     return uleb(len(body)) + body
-
-
-def name_bytes(text: str) -> bytes:
-    data = text.encode()
-    return uleb(len(data)) + data
