@@ -311,3 +311,34 @@ def test_requests_https_through_host_tls(build, boxer, tls_server):
     assert r.stdout == "secret page over TLS\nsecret page over TLS\n", r.stderr
     r = boxer("run", "--allow-net", f"localhost:{port}", str(image), "python", "-c", code, url)
     assert r.stdout == "SSLError True\nSSLError True\n", r.stderr  # verify=False changes nothing: the host verifies
+
+
+def test_build_allow_net_gives_run_its_network_and_only_then(make_context, boxer, tmp_path):
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "14")
+            self.end_headers()
+            self.wfile.write(b"fetched at RUN")
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    port = httpd.server_address[1]
+    ctx = make_context("FROM python:3.12-slim\nRUN python -c \"import urllib.request; open('/got.txt', 'w')"
+                       f".write(urllib.request.urlopen('http://127.0.0.1:{port}/').read().decode())\"\n")
+    try:
+        refused = boxer("build", "--no-cache", "-o", str(tmp_path / "no.wasm"), str(ctx))
+        allowed = boxer("build", "--no-cache", "--allow-net", f"127.0.0.1:{port}", "-o", str(tmp_path / "yes.wasm"),
+                        str(ctx))
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert refused.returncode != 0 and not (tmp_path / "no.wasm").exists()
+    assert allowed.returncode == 0, allowed.stderr
+    r = boxer("run", str(tmp_path / "yes.wasm"), "python", "-c", "print(open('/got.txt').read())")
+    assert r.stdout == "fetched at RUN\n"

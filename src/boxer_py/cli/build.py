@@ -31,6 +31,8 @@ _URL = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|git@|github\.com/|gitlab\.com/)|\.g
 @click.option("--target", metavar="STAGE", help="Build this stage instead of the last one.")
 @click.option("--secret", multiple=True, metavar="id=NAME,src=FILE",
               help="A file RUN --mount=type=secret,id=NAME reads (at /run/secrets/NAME); never in the image.")
+@click.option("--allow-net", multiple=True, metavar="HOST[:PORT]",
+              help="Let RUN's programs connect to HOST (as boxer run --allow-net); RUN has no network otherwise.")
 @click.option("--no-cache", is_flag=True, help="Do not use cached RUN results.")
 @click.option("--pull", is_flag=True, help="Accepted; has no effect (bases are pinned runtimes, see README).")
 @click.option("--platform", metavar="wasi/wasm", help="Accepted for wasi/wasm (the only platform boxer builds).")
@@ -42,8 +44,8 @@ _URL = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|git@|github\.com/|gitlab\.com/)|\.g
               help="Warn about native tools in RUN (apt-get, curl, gcc...) and skip them instead of failing.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress; print only the image id.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def build(path, dockerfile, tags, output, build_arg, label, target, secret, no_cache, pull, platform, progress,
-          iidfile, skip_unsupported, quiet, as_json):
+def build(path, dockerfile, tags, output, build_arg, label, target, secret, allow_net, no_cache, pull, platform,
+          progress, iidfile, skip_unsupported, quiet, as_json):
     """Build an image from a Dockerfile into the local store (and with -o, into a file).
 
     PATH is the build context (a directory), or a Dockerfile whose directory is the context,
@@ -83,7 +85,7 @@ def build(path, dockerfile, tags, output, build_arg, label, target, secret, no_c
             result = build_image(context, output, dockerfile=dockerfile, build_args=pairs(build_arg, "--build-arg"),
                                  target=target, tags=tags, progress=shown.line, status=shown.status,
                                  skip_unsupported=skip_unsupported, no_cache=no_cache, secrets=secrets,
-                                 labels=labels, dockerfile_text=text)
+                                 labels=labels, dockerfile_text=text, allow_net=allow_net)
         finally:
             if scratch is not None:
                 scratch.cleanup()

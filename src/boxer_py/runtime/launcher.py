@@ -33,6 +33,7 @@ from boxer_py.runtime.engines import Engines, names
 from boxer_py.runtime.interrupt import Interrupts
 from boxer_py.runtime.modcache import WASMTIME_VERSION, Loaded, wasm_stack
 from boxer_py.runtime.net import host as nethost
+from boxer_py.runtime.net.policy import Network
 from boxer_py.runtime.outcome import reason as _reason
 from boxer_py.runtime.outcome import record
 from boxer_py.runtime.output import Sink, collect, python_error
@@ -378,17 +379,18 @@ class Launcher:
 
     def run_in(self, root: Path, argv: list[str], env: dict[str, str], workdir: str, stdin: bytes = b"",
                limits: Limits = Limits(), labels: dict[str, str] | None = None,
-               tap: Callable[[bytes], None] | None = None) -> RunResult:
+               tap: Callable[[bytes], None] | None = None, network: Network = Network()) -> RunResult:
         """Run a program of a rootfs in place, so its writes stay: a build's RUN step. The
         program is read from `root` itself (which the build is changing), not from an image.
-        `tap` is told its stdout and stderr as they are written (the build's progress)."""
+        `tap` is told its stdout and stderr as they are written (the build's progress);
+        `network`: `boxer build --allow-net` (RUN has none otherwise)."""
         guest, program = self._find_program(root, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
         argv0, extra = cpython_start(argv[0], guest, env)
         argv, env = [argv0, *argv[1:]], {**env, **extra}
         stack = wasm_stack(labels or {}, names(lambda name: self._find_program(root, name, DEFAULT_PATH, "/")[1], program))
         loaded = self._engine(stack).modules.load(program.read_bytes())
         spec = RunSpec(tuple(argv), env=env, workdir=workdir, stdin=stdin, limits=limits, output_dir=None,
-                       on_stdout=tap, on_stderr=tap)
+                       on_stdout=tap, on_stderr=tap, network=network)
         self.runs.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=f"{os.getpid()}.", dir=self.runs) as tmp:
             return self._sandbox(root, loaded, argv, env, workdir, spec, Path(tmp), labels)
