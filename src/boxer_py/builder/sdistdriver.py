@@ -4,7 +4,18 @@ Wasmtime. There is no subprocess in the guest, so the PEP 517 hooks run in-proce
 # Runs in the image's CPython under Wasmtime: no subprocess, so the PEP 517 hooks run in-process.
 # argv: prepare|build|build-checked WORK. WORK/job.json: {"source": guest path, "envs": [dirs]}.
 DRIVER = r'''
-import importlib, json, os, re, site, sys, tarfile, traceback, zipfile
+import errno, importlib, json, os, re, site, sys, tarfile, traceback, zipfile
+
+# WASI has no chmod (CPython for WASI answers ENOSYS) and a build's file modes do not matter:
+# the host makes the wheel again. setuptools chmods what it writes.
+_chmod = os.chmod
+def _chmod_if_possible(*args, **kwargs):
+    try:
+        _chmod(*args, **kwargs)
+    except OSError as e:
+        if e.errno != errno.ENOSYS:
+            raise
+os.chmod = _chmod_if_possible
 
 def out(work, name, data):
     with open(os.path.join(work, "out", name), "w") as f:
@@ -26,7 +37,17 @@ def project_dir(work, source):
                 z.extractall(dest)
         else:
             with tarfile.open(source) as t:
-                t.extractall(dest, filter="data")
+                if hasattr(tarfile, "data_filter"):
+                    t.extractall(dest, filter="data")
+                else:  # CPython before 3.11.4 / 3.12: only plain members, inside the directory
+                    plain = []
+                    for m in t.getmembers():
+                        if m.name.startswith("/") or ".." in m.name.split("/"):
+                            raise SystemExit("error: the archive has a member outside its directory: %r" % m.name[:80])
+                        if m.isfile() or m.isdir():
+                            m.mode = 0o755 if m.isdir() else 0o644
+                            plain.append(m)
+                    t.extractall(dest, members=plain)
         entries = [e for e in os.listdir(dest) if os.path.isdir(os.path.join(dest, e))]
         top = os.path.join(dest, entries[0]) if len(entries) == 1 else dest
     if not (os.path.isfile(os.path.join(top, "pyproject.toml")) or os.path.isfile(os.path.join(top, "setup.py"))):
