@@ -44,8 +44,9 @@ _NO_TERMIOS = "No module named 'termios'"  # no terminals in WASI
 _WINDOWS = ("No module named 'msvcrt'", "win32 only", "cannot import name 'mbcs_encode'",
             "cannot import name 'oem_encode'", "No module named '_winapi'", "No module named 'winreg'",
             "No module named '_overlapped'")
-_NO_PROCESSES = ("No module named '_multiprocessing'", "No module named 'mmap'", "has no attribute 'WNOHANG'",
-                 "No support for sending fds between processes")  # no fork, exec, shared memory
+# No fork, exec, shared memory (`_multiprocessing` itself is a stand-in: toolchain/runtimes/guest/).
+_NO_PROCESSES = ("No module named 'mmap'", "has no attribute 'WNOHANG'", "No module named '_posixshmem'",
+                 "No support for sending fds between processes")
 ABSENT_BECAUSE = (_NO_CTYPES, _NO_TERMIOS, *_WINDOWS, *_NO_PROCESSES,
                   "No module named '_curses'", "No module named '_gdbm'", "No module named '_dbm'",
                   )  # no curses, gdbm, ndbm for WASI (ssl imports: toolchain/runtimes/guest/_ssl.py)
@@ -123,6 +124,16 @@ def test_ssl_imports_and_tls_fails_with_one_clear_error(session):
                            "except ssl.SSLError as e:\n    print(e)\n")
     assert (r.stdout.decode(), r.stderr) == (
         "16 SERVER_AUTH False\nTLS is not available: this WebAssembly sandbox has no network (and no OpenSSL)\n", b"")
+
+
+def test_multiprocessing_imports_and_a_process_lock_fails_with_one_clear_error(session):
+    # Libraries import multiprocessing.pool at start-up for its ThreadPool (the kubernetes client).
+    r = session.run_python("import multiprocessing, multiprocessing.pool, multiprocessing.synchronize\n"
+                           "print(multiprocessing.pool.ThreadPool.__name__)\n"
+                           "try:\n    multiprocessing.Lock()\n"
+                           "except OSError as e:\n    print(e.strerror)\n")
+    assert (r.stdout.decode(), r.stderr) == (
+        "ThreadPool\nmultiprocessing is not available: a WebAssembly guest has no processes or semaphores\n", b"")
 
 
 def test_pip_installed_for_this_python_into_its_own_site_packages(runtime, session):
