@@ -62,6 +62,8 @@ class ClassifyRun(unittest.TestCase):
 
     def test_network(self):
         self.assertEqual(run.classify_run("ImportError: SSL module is not available"), "needs-outbound-network")
+        self.assertEqual(run.classify_run("_ssl.SSLError: TLS is not available: this WebAssembly sandbox has no network"),
+                         "needs-outbound-network")
 
 
 class Probe(unittest.TestCase):
