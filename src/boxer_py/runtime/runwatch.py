@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import threading
 import time
+import weakref
 from pathlib import Path
 
 import wasmtime
@@ -58,7 +59,9 @@ class DiskWatch:
         """`base`: the layer's size the limit counts from (measured now if not given)."""
         self.root, self.limit, self.deadline, self.deadlines = root, limit, deadline, deadlines
         self.cancel, self.interrupts = cancel, interrupts
-        self.store: wasmtime.Store | None = None
+        # Weak: the store keeps this watch (its epoch callback) alive, and a strong reference
+        # back would make a cycle that holds the guest's files open until a GC pass.
+        self._store: weakref.ref[wasmtime.Store] | None = None
         if base is None:
             base = 0 if limit is None else disk_usage(root)
         self.base = 0 if base == UNREADABLE else base  # the copy just made: every entry of it counts
@@ -68,7 +71,7 @@ class DiskWatch:
         self._callback = _CALLBACK(self._tick)  # kept alive as long as the watch (and its store)
 
     def install(self, store: wasmtime.Store) -> None:
-        self.store = store
+        self._store = weakref.ref(store)
         ffi.wasmtime_store_epoch_deadline_callback(store.ptr(), self._callback, None, _NO_FINALIZER)
         store.set_epoch_deadline(1)
 
@@ -90,8 +93,9 @@ class DiskWatch:
             if self.interrupts is not None and self.interrupts.request.is_set():
                 if not self.interrupts.deliverable():
                     return _error("interrupted")
-                if self.store is not None:
-                    self.interrupts.deliver(self.store)  # CPython raises KeyboardInterrupt at its next check
+                store = self._store() if self._store is not None else None
+                if store is not None:
+                    self.interrupts.deliver(store)  # CPython raises KeyboardInterrupt at its next check
             if self.deadline is not None and now >= self.deadline:
                 self.deadlines.expire()
                 return _error("timed out")

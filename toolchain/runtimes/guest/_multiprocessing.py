@@ -6,7 +6,7 @@ import errno as _errno
 
 _WHY = "multiprocessing is not available: a WebAssembly guest has no processes or semaphores"
 
-flags = {}
+flags: dict = {}
 
 
 class SemLock:
