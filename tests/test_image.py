@@ -71,7 +71,7 @@ def test_plain_wasm_module_and_non_wasm_files_are_refused(boxer, tmp_path):
     r = boxer("run", str(text))
     assert r.returncode == 1 and "not a WebAssembly file" in r.stderr
     r = boxer("run", str(tmp_path / "missing.wasm"))
-    assert r.returncode == 1 and "no such image file" in r.stderr
+    assert r.returncode == 125 and "no such image file" in r.stderr  # as docker run
 
 
 def test_export_writes_rootfs_and_config(boxer, hello_image, tmp_path):
