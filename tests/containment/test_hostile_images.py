@@ -222,6 +222,32 @@ def test_a_dead_runs_deep_layer_is_swept_and_start_up_never_fails(tmp_path, hell
         hostfs.remove_tree(dead)  # pytest's own clean-up of tmp dirs recurses: never leave it one
 
 
+def test_the_one_small_file_reader_refuses_what_is_not_a_small_regular_file(tmp_path):
+    """hostfs.read_file, which every small-file read of a context, image or layer goes through:
+    a FIFO is refused without waiting for a writer, a sparse file that claims a terabyte before a
+    byte is read, a link at the last component unless the user named it on the host."""
+    os.mkfifo(tmp_path / "fifo")
+    with open(tmp_path / "sparse", "wb") as f:
+        f.truncate(1 << 40)
+    (tmp_path / "small").write_bytes(b"ok")
+    (tmp_path / "link").symlink_to(tmp_path / "small")
+    cases = {"fifo": (True, False, "is not a regular file"), "sparse": (True, False, "is larger than 100 bytes"),
+             "link": (False, False, "is a link"), "missing": (False, True, "does not exist"),
+             ".": (True, False, "is not a regular file")}
+    for name, (opened, missing, why) in cases.items():
+        with pytest.raises(hostfs.Unreadable) as e:
+            hostfs.read_file(tmp_path / name, 100)
+        assert (str(e.value), e.value.opened, e.value.missing) == (why, opened, missing), name
+    assert hostfs.read_file(tmp_path / "link", 100, follow=True) == b"ok"
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert hostfs.read_file("small", 2, dir_fd=fd) == b"ok"
+        with pytest.raises(hostfs.Unreadable, match="larger than 1 bytes"):
+            hostfs.read_file("small", 1, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
 def test_the_walks_hold_at_any_depth_with_few_descriptors(tmp_path):
     deep_tree(tmp_path / "deep", 3000, "dd")
     try:

@@ -186,19 +186,11 @@ class Context:
     def _read_ignore(self) -> list[_Rule]:
         path = self.root / ".dockerignore"
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return []
-        except OSError as e:
-            raise BuildError(f"{path}: cannot read it ({e.strerror}); .dockerignore must be a regular file") from None
-        try:
-            data = hostfs.read_bounded(fd, MAX_IGNORE_FILE)
-        except hostfs.NotRegular:
-            raise BuildError(f"{path}: not a regular file") from None
-        except hostfs.TooLarge:
-            raise BuildError(f"{path}: larger than {MAX_IGNORE_FILE} bytes") from None
-        finally:
-            os.close(fd)
+            data = hostfs.read_file(path, MAX_IGNORE_FILE)
+        except hostfs.Unreadable as e:
+            if e.missing:
+                return []
+            raise BuildError(f"{path} {e}; .dockerignore must be a small regular file") from None
         rules = []
         for raw in data.decode("utf-8", errors="replace").splitlines():
             line = raw.strip()

@@ -10,7 +10,6 @@ tool is configured to create it in the project (the usual Docker set-up).
 from __future__ import annotations
 
 import json
-import os
 import posixpath
 import tomllib
 from dataclasses import dataclass, field
@@ -37,19 +36,11 @@ class Install:
 def read_text(root: Path, guest: str, what: str) -> str | None:
     """A small regular file of the image as text, or None if it does not exist."""
     try:
-        fd = os.open(resolve(root, guest), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        raise BuildError(f"{what}: {guest}: cannot read it ({e.strerror})") from None
-    try:
-        return hostfs.read_bounded(fd, MAX_LOCK_FILE).decode("utf-8", errors="replace")
-    except hostfs.NotRegular:
-        raise BuildError(f"{what}: {guest} is not a regular file") from None
-    except hostfs.TooLarge:
-        raise BuildError(f"{what}: {guest} is larger than {MAX_LOCK_FILE} bytes") from None
-    finally:
-        os.close(fd)
+        return hostfs.read_file(resolve(root, guest), MAX_LOCK_FILE).decode("utf-8", errors="replace")
+    except hostfs.Unreadable as e:
+        if e.missing:
+            return None
+        raise BuildError(f"{what}: {guest} {e}") from None
 
 
 def _toml(root: Path, guest: str, what: str) -> dict | None:

@@ -482,19 +482,11 @@ def _read_file(guest: str, request: _Request, ctx: _Parse, constraint: bool, dep
 def _read_image_file(root: Path, guest: str, kind: str, where: str) -> str:
     """A small regular file of the image, opened without following a link out of the rootfs and
     without blocking on a FIFO or a device."""
-    host = resolve(root, guest)
     try:
-        fd = os.open(host, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        raise PipRefused(f"pip install: {where}{kind} file {guest} not found in the image") from None
-    try:
-        data = hostfs.read_bounded(fd, MAX_REQUIREMENTS_FILE)
-    except hostfs.NotRegular:
-        raise PipRefused(f"pip install: {where}{kind} file {guest} is not a regular file") from None
-    except hostfs.TooLarge:
-        raise PipRefused(f"pip install: {where}{kind} file {guest} is larger than {MAX_REQUIREMENTS_FILE} bytes") from None
-    finally:
-        os.close(fd)
+        data = hostfs.read_file(resolve(root, guest), MAX_REQUIREMENTS_FILE)
+    except hostfs.Unreadable as e:
+        why = e if e.opened else "not found in the image"
+        raise PipRefused(f"pip install: {where}{kind} file {guest} {why}") from None
     try:
         return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError:

@@ -48,7 +48,7 @@ from boxer_py.builder.sdistindex import IndexFile, choose_sdist, fetch_sdist, in
 from boxer_py.builder.wheelcheck import MAX_WHEEL, SourceRefused, read_back
 from boxer_py.errors import BoxerError
 from boxer_py.image import hostfs
-from boxer_py.image.hostfs import DIR_FLAGS, FILE_FLAGS, remove_tree
+from boxer_py.image.hostfs import DIR_FLAGS, remove_tree
 
 # Build requirements that mean compiled code with no pure-Python fallback: such a project is
 # refused as soon as its pyproject.toml is read, instead of after fetching its build tools.
@@ -489,20 +489,11 @@ def _read_guest_file(root: Path, parts: list[str], limit: int, what: str) -> byt
     except OSError:
         raise SourceRefused(f"{what} is missing or not in a directory of its own") from None
     try:
-        try:
-            f = os.open(parts[-1], FILE_FLAGS, dir_fd=fd)
-        except OSError:
-            raise SourceRefused(f"{what} is missing or is a link") from None
+        return hostfs.read_file(parts[-1], limit, dir_fd=fd)
+    except hostfs.Unreadable as e:
+        raise SourceRefused(f"{what} {e if e.opened else 'is missing or is a link'}") from None
     finally:
         os.close(fd)
-    try:
-        return hostfs.read_bounded(f, limit)
-    except hostfs.NotRegular:
-        raise SourceRefused(f"{what} is not a regular file") from None
-    except hostfs.TooLarge:
-        raise SourceRefused(f"{what} is larger than {limit} bytes") from None
-    finally:
-        os.close(f)
 
 
 def _read_json(root: Path, work: str, name: str, what: str) -> Any:

@@ -148,15 +148,9 @@ def _host_file(option: str) -> tuple[str, bytes]:
     if not sep or not host or not guest:
         raise RunError(f"--file {option}: expected HOST:GUEST")
     try:
-        fd = os.open(host, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as e:
-        raise RunError(f"--file {option}: cannot read {host} ({e.strerror or e})") from None
-    try:
-        return guest, hostfs.read_bounded(fd, inputs.MAX_FILES_BYTES)
-    except (hostfs.NotRegular, hostfs.TooLarge, OSError):
-        raise RunError(f"--file {option}: {host} is not a regular file of at most {inputs.MAX_FILES_BYTES} bytes") from None
-    finally:
-        os.close(fd)
+        return guest, hostfs.read_file(host, inputs.MAX_FILES_BYTES, follow=True)
+    except hostfs.Unreadable as e:
+        raise RunError(f"--file {option}: {host} {e}") from None
 
 
 def _refuse_unsupported(image: str, detach: bool, network: str | None, platform: str | None, tty: bool,

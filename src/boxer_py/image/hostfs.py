@@ -274,6 +274,40 @@ def read_bounded(fd: int, limit: int) -> bytes:
             raise TooLarge(size)
 
 
+class Unreadable(Exception):
+    """read_file's file cannot be read as a small regular file; str() says why, worded to follow
+    the file's name ("does not exist", "is a link", "is not a regular file", "is larger than N
+    bytes"). `opened`: whether the file could be opened at all; `missing`: whether it is simply
+    absent (a caller may take that as "none")."""
+
+    def __init__(self, why: str, opened: bool, missing: bool = False):
+        super().__init__(why)
+        self.opened = opened
+        self.missing = missing
+
+
+def read_file(path: str | Path, limit: int, dir_fd: int | None = None, follow: bool = False) -> bytes:
+    """The whole content of the regular file `path` (a name in `dir_fd` if given), at most
+    `limit` bytes, never blocking on a FIFO nor following a link at its last component (unless
+    `follow`: a path the user named on the host): how host code reads one small file from a
+    context, an image, a guest's layer or the user's command line."""
+    try:
+        fd = os.open(path, FILE_FLAGS & ~os.O_NOFOLLOW if follow else FILE_FLAGS, dir_fd=dir_fd)
+    except FileNotFoundError:
+        raise Unreadable("does not exist", opened=False, missing=True) from None
+    except OSError as e:
+        why = "is a link" if e.errno == errno.ELOOP else f"cannot be read ({e.strerror})"
+        raise Unreadable(why, opened=False) from None
+    try:
+        return read_bounded(fd, limit)
+    except NotRegular:
+        raise Unreadable("is not a regular file", opened=True) from None
+    except TooLarge:
+        raise Unreadable(f"is larger than {limit} bytes", opened=True) from None
+    finally:
+        os.close(fd)
+
+
 def remove_tree(path: str | Path, dir_fd: int | None = None) -> bool:
     """Remove `path` (a name in `dir_fd` if given) and everything under it, however deep or
     oddly permitted; never raises. Returns whether it is gone."""

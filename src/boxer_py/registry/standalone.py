@@ -155,13 +155,10 @@ def _find_program(root: Path, name: str, path: str, workdir: str) -> tuple[str, 
         host = resolve(root, guest)
         if not host.is_file() or host.is_symlink():
             continue
-        fd = os.open(host, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         try:
-            module = hostfs.read_bounded(fd, MAX_BLOB)
-        except (hostfs.TooLarge, hostfs.NotRegular):
-            raise StandaloneError(f"{name}: {guest} is too large for a standalone module") from None
-        finally:
-            os.close(fd)
+            module = hostfs.read_file(host, MAX_BLOB)
+        except hostfs.Unreadable as e:
+            raise StandaloneError(f"{name}: {guest} {e}: it cannot be a standalone module") from None
         if module[:4] != b"\0asm":
             raise StandaloneError(f"{name}: {guest} is not a WebAssembly program")
         return guest, "/" + str(host.relative_to(root)), module

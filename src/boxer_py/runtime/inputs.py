@@ -84,19 +84,11 @@ def read(root: Path, guest: str, limit: int) -> bytes:
     path = guest_path(guest)
     parent = _open_parent(root, path, create=False)
     try:
-        fd = os.open(posixpath.basename(path), hostfs.FILE_FLAGS, dir_fd=parent)
-    except OSError as e:
-        raise RunError(f"{path}: cannot be read ({_why(e)})") from None
+        return hostfs.read_file(posixpath.basename(path), limit, dir_fd=parent)
+    except hostfs.Unreadable as e:
+        raise RunError(f"{path}: {e}") from None
     finally:
         os.close(parent)
-    try:
-        return hostfs.read_bounded(fd, limit)
-    except hostfs.NotRegular:
-        raise RunError(f"{path}: not a regular file") from None
-    except hostfs.TooLarge:
-        raise RunError(f"{path}: larger than {limit} bytes") from None
-    finally:
-        os.close(fd)
 
 
 def listing(root: Path, guest: str, limit: int = MAX_LISTED) -> dict[str, tuple[int, int]]:
