@@ -35,3 +35,19 @@ def load_real(name, namespace):
     namespace["__spec__"] = spec
     code = spec.loader.get_code(name)
     exec(code, namespace)
+
+
+def load_real_package(name, namespace):
+    """For a stand-in package: if the standard library has the real one, run its __init__ in
+    `namespace` with the real package's path (its submodules then come from there) and return
+    True; False if there is none."""
+    import importlib.machinery
+
+    path = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
+    spec = importlib.machinery.PathFinder.find_spec(name, path)
+    if spec is None or spec.loader is None or spec.submodule_search_locations is None:
+        return False
+    namespace.update(__spec__=spec, __path__=list(spec.submodule_search_locations), __file__=spec.origin)
+    sys.modules[name].__spec__ = spec
+    exec(spec.loader.get_code(name), namespace)
+    return True
