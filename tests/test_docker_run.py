@@ -89,14 +89,54 @@ def test_mount_options_and_read_only(boxer, hello_image, tmp_path):
         r = py(boxer, hello_image, write, "-v", f"{data}:/data{option}")
         assert (r.returncode, r.stdout) == (0, "wrote\n"), (option, r.stderr)
     r = py(boxer, hello_image, write, "-v", f"{data}:/data:ro,z")
-    assert r.returncode == 1 and "PermissionError" in r.stderr
+    assert r.returncode == 1 and "OSError: [Errno 69] Read-only file system: '/data/out'" in r.stderr, r.stderr
     r = py(boxer, hello_image, write, "-v", f"{data}:/data:rx")
     assert r.returncode == 125 and "unknown mount option rx" in r.stderr
     r = py(boxer, hello_image, "open('/app/new', 'w')", "--read-only")
-    assert r.returncode == 1 and "PermissionError" in r.stderr
+    assert r.returncode == 1 and "OSError: [Errno 69] Read-only file system: '/app/new'" in r.stderr, r.stderr
     r = py(boxer, hello_image, write + "; print(open('/app/main.py').read()[:6])", "--read-only",
            "-v", f"{data}:/data")
     assert (r.returncode, r.stdout) == (0, "wrote\nimport\n"), r.stderr
+
+
+EROFS_CODE = """import errno, os
+def attempt(what, call):
+    try:
+        call()
+        print(what, 'WROTE')
+    except OSError as e:
+        print(what, errno.errorcode[e.errno], e.strerror)
+d = os.open('/data/sub', os.O_RDONLY)
+for what, call in [('create', lambda: open('/data/new', 'w')), ('append', lambda: open('/data/f', 'a')),
+                   ('truncate', lambda: open('/data/f', 'r+').truncate()),
+                   ('mkdir', lambda: os.mkdir('/data/d')), ('rmdir', lambda: os.rmdir('/data/sub')),
+                   ('unlink', lambda: os.unlink('/data/f')), ('rename', lambda: os.rename('/data/f', '/data/g')),
+                   ('symlink', lambda: os.symlink('f', '/data/l')), ('utime', lambda: os.utime('/data/f')),
+                   ('dirfd', lambda: os.open('x', os.O_WRONLY | os.O_CREAT, dir_fd=d)),
+                   ('escape-in-rw', lambda: os.symlink('/etc', '/rw/etc'))]:
+    attempt(what, call)
+print(open('/data/f').read(), sorted(os.listdir('/data')))
+"""
+
+
+@pytest.mark.parametrize("version", ["3.11", "3.12", "3.13"])
+def test_writes_under_a_read_only_mount_are_erofs(build, boxer, tmp_path, version):
+    """As in a container: every write under a `:ro` mount is EROFS ("Read-only file system"),
+    on every runtime, even through a descriptor opened below the mount; a refusal under a
+    writable mount keeps its own errno (a link out of its mount is EPERM)."""
+    image = build(f"FROM python:{version}\n")
+    data, rw = tmp_path / "data", tmp_path / "rw"
+    (data / "sub").mkdir(parents=True)
+    rw.mkdir()
+    (data / "f").write_text("kept")
+    r = py(boxer, image, EROFS_CODE, "-v", f"{data}:/data:ro", "-v", f"{rw}:/rw")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[:-2] == [f"{what} EROFS Read-only file system" for what in
+                          ("create", "append", "truncate", "mkdir", "rmdir", "unlink", "rename", "symlink", "utime",
+                           "dirfd")], r.stdout
+    assert lines[-2:] == ["escape-in-rw EPERM Operation not permitted", "kept ['f', 'sub']"]
+    assert sorted(p.name for p in data.iterdir()) == ["f", "sub"] and not list(rw.iterdir())
 
 
 def test_tty_gives_the_guest_a_terminal(cache_dir, hello_image):

@@ -40,7 +40,7 @@ class Case:
 NOT_FOUND = r"FileNotFoundError: \[Errno 44\]"
 NOT_PERMITTED = r"PermissionError: \[Errno 63\] Operation not permitted"
 ESCAPE = r"PermissionError: \[Errno 63\]|FileNotFoundError: \[Errno 44\]"
-READ_ONLY = r"(PermissionError|OSError): \[Errno (63|69|2)\]"
+READ_ONLY = r"OSError: \[Errno 69\] Read-only file system"
 NO_PROCESSES = r"AttributeError: module 'os' has no attribute"
 
 CASES = [
@@ -95,6 +95,10 @@ CASES = [
     Case("ro-mkdir", "import os; os.mkdir('/ro/d')", err=READ_ONLY),
     Case("ro-rename", "import os; os.rename('/ro/ro.txt', '/ro/moved.txt')", err=READ_ONLY),
     Case("ro-symlink", "import os; os.symlink('ro.txt', '/ro/link')", err=READ_ONLY),
+    Case("ro-create-through-dirfd", "import os; d = os.open('/ro', os.O_RDONLY)\n"
+         "os.open('new.txt', os.O_WRONLY | os.O_CREAT, dir_fd=d)", err=READ_ONLY),
+    Case("ro-dirfd-number-reused-for-rw", "import os; os.close(os.open('/ro', os.O_RDONLY))\n"
+         "d = os.open('/data', os.O_RDONLY); os.symlink('/etc', 'etc', dir_fd=d)", err=NOT_PERMITTED),
     Case("rename-mount-away", "import os; os.rename('/data', '/stolen')", err=r"OSError: \[Errno 10\]"),
     # --- host environment ---
     Case("host-env-secret", f"import os; print(os.environ.get('{SECRET_ENV}'))", exit=0, out=r"\ANone\n\Z"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import wasmtime
@@ -16,6 +16,7 @@ from boxer_py.runtime.modcache import ModuleCache, new_engine
 from boxer_py.runtime.net.wasi import Networking
 from boxer_py.runtime.ticker import Ticker
 from boxer_py.runtime.wasi import clock as wasiclock
+from boxer_py.runtime.wasi.readonly import ReadOnlyCalls
 
 
 @dataclass
@@ -25,13 +26,45 @@ class Engine:
     linker: wasmtime.Linker
     ticker: Ticker
     networking: Networking  # -p/--allow-net runs: their own linker, made on first use
+    deadlines: wasiclock.Deadlines
     tty_linker: wasmtime.Linker | None = None  # -it runs: see tty
+    read_only: ReadOnlyCalls = field(init=False)  # runs with a read-only mount or root: see linker_for
+    _read_only_linkers: dict[str, wasmtime.Linker] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.read_only = ReadOnlyCalls(self.engine)
 
     def tty(self, make: Callable[[wasmtime.Engine], wasmtime.Linker]) -> wasmtime.Linker:
         """The linker of -it runs (the line editor serves stdin), made by `make` on first use."""
         if self.tty_linker is None:
             self.tty_linker = make(self.engine)
         return self.tty_linker
+
+    def linker_for(self, net: bool, tty: Callable[[wasmtime.Engine], wasmtime.Linker] | None,
+                   read_only: bool) -> wasmtime.Linker:
+        """The linker of a run: networked, -it (`tty` makes it), or plain; with `read_only`
+        (a read-only mount or root), its writing path calls answer EROFS (wasi/readonly.py)."""
+        if not read_only:
+            return self.networking.linker() if net else self.tty(tty) if tty is not None else self.linker
+        kind = "net" if net else "tty" if tty is not None else "plain"
+        with self._lock:
+            made = self._read_only_linkers.get(kind)
+            if made is None:
+                made = self.networking.new_linker() if net else tty(self.engine) if tty is not None else \
+                    plain_linker(self.engine, self.deadlines)
+                self.read_only.define(made)
+                self._read_only_linkers[kind] = made
+            return made
+
+
+def plain_linker(engine: wasmtime.Engine, deadlines: wasiclock.Deadlines) -> wasmtime.Linker:
+    """WASI with boxer's clocks (so a timeout also ends a sleeping guest) and the reactors' host."""
+    linker = wasmtime.Linker(engine)
+    linker.define_wasi()
+    wasiclock.define(linker, deadlines)
+    reactor.define_host(linker, engine)
+    return linker
 
 
 class Engines:
@@ -47,12 +80,9 @@ class Engines:
             found = self._engines.get(stack)
             if found is None:
                 engine = new_engine(stack)
-                linker = wasmtime.Linker(engine)
-                linker.define_wasi()
-                wasiclock.define(linker, self.deadlines)  # so a timeout also ends a sleeping guest
-                reactor.define_host(linker, engine)
-                found = self._engines[stack] = Engine(engine, ModuleCache(engine, self.modules, stack), linker,
-                                                      Ticker(engine), Networking(engine, self.deadlines))
+                found = self._engines[stack] = Engine(engine, ModuleCache(engine, self.modules, stack),
+                                                      plain_linker(engine, self.deadlines), Ticker(engine),
+                                                      Networking(engine, self.deadlines), self.deadlines)
             return found
 
 

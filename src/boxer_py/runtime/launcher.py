@@ -50,7 +50,7 @@ from boxer_py.runtime.spec import (
 )
 from boxer_py.runtime.ticker import Ticker
 from boxer_py.runtime.wasi import clock as wasiclock
-from boxer_py.runtime.wasi import terminal
+from boxer_py.runtime.wasi import readonly, terminal
 from boxer_py.runtime.wasi.cwd import set_cwd
 from boxer_py.runtime.workspace import Workspaces, sweep_dead
 
@@ -443,12 +443,14 @@ class Launcher:
         else:
             wasi.stderr_custom = stderr
         timeout = spec.limits.timeout
+        ro = readonly.preopens(spec.read_only, len(extra), [m.read_only for m in spec.mounts]) \
+            if spec.read_only or any(m.read_only for m in spec.mounts) else None   # writes there answer EROFS
         try:
             if timeout is not None and spec.mounts:  # see watchdog.Backstop
                 with watchdog.Backstop(time.monotonic() + timeout, [m.host for m in spec.mounts]):
-                    result = self._execute(loaded, wasi, argv[0], workdir, spec, root, resume, keep, net, interrupts)
+                    result = self._execute(loaded, wasi, argv[0], workdir, spec, root, resume, keep, net, interrupts, ro)
             else:
-                result = self._execute(loaded, wasi, argv[0], workdir, spec, root, resume, keep, net, interrupts)
+                result = self._execute(loaded, wasi, argv[0], workdir, spec, root, resume, keep, net, interrupts, ro)
         finally:
             if net is not None:
                 self._engine(loaded.stack).networking.finish(net)
@@ -464,12 +466,13 @@ class Launcher:
 
     def _execute(self, loaded: Loaded, wasi: wasmtime.WasiConfig, name: str, workdir: str, spec: RunSpec,
                  root: Path, resume: Resume | None = None, keep: Keep | None = None,
-                 net: nethost.Net | None = None, interrupts: Interrupts | None = None) -> RunResult:
+                 net: nethost.Net | None = None, interrupts: Interrupts | None = None,
+                 read_only: set[int] | None = None) -> RunResult:
         limits, on_start = spec.limits, spec.on_start
         engine = self._engine(loaded.stack)
         editor = terminal.editor(spec.tty and spec.stdin == "-" and net is None, spec.interrupt)  # -it: a REPL's lines
-        tty = lambda: engine.tty(lambda e: terminal.linker(e, self.deadlines, self.terminals))  # noqa: E731 (-it: fd_read of stdin is the line editor's)
-        linker = engine.networking.linker() if net is not None else tty() if editor else engine.linker
+        tty = (lambda e: terminal.linker(e, self.deadlines, self.terminals)) if editor else None  # -it: fd_read of stdin is the line editor's
+        linker = engine.linker_for(net is not None, tty, bool(read_only))  # read-only: writes answer EROFS
         store = wasmtime.Store(engine.engine)
         store.set_wasi(wasi)
         if limits.memory is not None:
@@ -505,6 +508,8 @@ class Launcher:
             interrupts.memory = memory
         if net is not None:
             engine.networking.attach(store, memory, net, name)
+        if read_only:
+            engine.read_only.attach(store, memory, read_only)
         if resume is not None:  # the guest changes to its workdir itself
             start = preinit.restore(store, exports, resume.snapshot, resume.message)
             if start is None:
@@ -534,6 +539,7 @@ class Launcher:
             finally:
                 self.deadlines.set(None)
                 self.terminals.set(None)
+                engine.read_only.detach()
         result.cpu_ms = (time.thread_time() - cpu) * 1000
         result.peak_memory = 0 if memory is None else memory.data_len(store)
         if keep is not None:

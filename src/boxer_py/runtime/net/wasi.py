@@ -82,16 +82,23 @@ class Networking:
         with self._lock:
             if self._made is None:
                 definer = Definer(self.engine)
-                linker = wasmtime.Linker(self.engine)
-                linker.define_wasi()
-                wasiclock.define(linker, self.deadlines)
-                reactor.define_host(linker, self.engine)
-                definer.define(linker, self.deadlines)
-                self._made = (definer, linker)
+                self._made = (definer, self._linker(definer))
             return self._made
+
+    def _linker(self, definer: Definer) -> wasmtime.Linker:
+        linker = wasmtime.Linker(self.engine)
+        linker.define_wasi()
+        wasiclock.define(linker, self.deadlines)
+        reactor.define_host(linker, self.engine)
+        definer.define(linker, self.deadlines)
+        return linker
 
     def linker(self) -> wasmtime.Linker:
         return self._make()[1]
+
+    def new_linker(self) -> wasmtime.Linker:
+        """Another networked linker over the same runs (for the caller to change further)."""
+        return self._linker(self._make()[0])
 
     def prepare(self, wasi: wasmtime.WasiConfig, preopens: int, tmp: Path, env: dict[str, str],
                 network: Network, on_listen: Callable[[list[dict[str, object]]], None] | None) -> Net:

@@ -1,0 +1,163 @@
+"""EROFS for writes under a read-only directory, as Docker's `:ro` mounts and `--read-only` give.
+
+Wasmtime refuses a write under a preopen without write permission with EPERM ("Operation
+not permitted"), where a Linux container's read-only mount answers EROFS ("Read-only file
+system"), which is what programs test for. A run that has a read-only mount or a read-only
+root gets a linker whose path calls that can write (open for writing or creating, mkdir,
+rmdir, unlink, rename, link, symlink, setting times) are Python functions: each passes the
+call on to Wasmtime's own function and, when the directory descriptor it names is a
+read-only preopen or was opened under one, turns Wasmtime's EPERM or ENOTCAPABLE into EROFS.
+Which descriptors those are is followed here: the run's read-only preopens, and every
+descriptor `path_open` hands out, which inherits its directory's (a number handed out again
+is overwritten; wasi-libc has no dup). Every other answer, and every call of other runs,
+is Wasmtime's own.
+
+As in net/wasi.py, Wasmtime's function is reached through a trampoline: a tiny module made per
+run that imports the guest's memory and Wasmtime's functions (Wasmtime's WASI reads the
+calling instance's memory, so a Python function cannot call it directly).
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import wasmtime
+
+WASI = "wasi_snapshot_preview1"
+PERM, NOTCAPABLE, ROFS = 63, 76, 69
+CREAT, TRUNC = 1, 8                     # oflags
+APPEND = 1                              # fdflags
+WRITE_RIGHTS = (1 << 0) | (1 << 6) | (1 << 8) | (1 << 22)   # fd_datasync, fd_write, fd_allocate, fd_filestat_set_size
+CALLS = {  # the path calls that may write, with their parameters (i: i32, I: i64); all answer an i32 errno
+    "path_open": "iiiiiIIii", "path_create_directory": "iii", "path_remove_directory": "iii",
+    "path_unlink_file": "iii", "path_rename": "iiiiii", "path_symlink": "iiiii", "path_link": "iiiiiii",
+    "path_filestat_set_times": "iiiiIIi",
+}
+
+
+def _types(signature: str) -> list[wasmtime.ValType]:
+    return [wasmtime.ValType.i64() if c == "I" else wasmtime.ValType.i32() for c in signature]
+
+
+def _wat_type(c: str) -> str:
+    return "i64" if c == "I" else "i32"
+
+
+def _trampoline_wat() -> str:
+    imports, funcs = [], []
+    for name, signature in CALLS.items():
+        params = " ".join(_wat_type(c) for c in signature)
+        imports.append(f'(import "{WASI}" "{name}" (func ${name} (param {params}) (result i32)))')
+        gets = " ".join(f"local.get {i}" for i in range(len(signature)))
+        funcs.append(f'(func (export "{name}") (param {params}) (result i32) {gets} call ${name})')
+    return "(module\n" + "\n".join(imports) + '\n(import "env" "memory" (memory 0))\n(export "memory" (memory 0))\n' \
+        + "\n".join(funcs) + ")"
+
+
+def writes(name: str, args: tuple[int, ...]) -> bool:
+    """Whether this call asks to change the file system (a plain open for reading does not)."""
+    if name != "path_open":
+        return True
+    _fd, _dirflags, _path, _length, oflags, rights, _inheriting, fdflags, _out = args
+    return bool(oflags & (CREAT | TRUNC) or rights & WRITE_RIGHTS or fdflags & APPEND)
+
+
+DIRECTORY_ARGS = {"path_rename": (0, 3), "path_symlink": (2,), "path_link": (4,)}  # else the first argument
+
+
+def preopens(root_read_only: bool, read_only_extras: int, mounts_read_only: list[bool]) -> set[int]:
+    """The descriptor numbers of a run's read-only preopens: WASI numbers preopens from 3 in
+    the order they are made (the root, the image's read-only directories, then the mounts)."""
+    found = {3} if root_read_only else set()
+    found.update(range(4, 4 + read_only_extras))
+    found.update(4 + read_only_extras + i for i, ro in enumerate(mounts_read_only) if ro)
+    return found
+
+
+@dataclass
+class _Active:
+    forward: dict[str, wasmtime.Func]
+    store: wasmtime.Store
+    memory: wasmtime.Memory
+    read_only: set[int]   # descriptors under a read-only preopen
+
+
+class ReadOnlyCalls:
+    """One engine's read-only path calls: `define` puts them in a linker; `attach` gives the
+    calling thread's run its trampoline (after the guest is instantiated: it needs its memory)."""
+
+    def __init__(self, engine: wasmtime.Engine):
+        self.engine = engine
+        self._trampoline: wasmtime.Module | None = None
+        self._plain: wasmtime.Linker | None = None
+        self._local = threading.local()
+        self._lock = threading.Lock()
+
+    def _made(self) -> tuple[wasmtime.Module, wasmtime.Linker]:
+        with self._lock:
+            if self._trampoline is None or self._plain is None:
+                self._trampoline = wasmtime.Module(self.engine, bytes(wasmtime.wat2wasm(_trampoline_wat())))
+                self._plain = wasmtime.Linker(self.engine)
+                self._plain.define_wasi()
+            return self._trampoline, self._plain
+
+    def attach(self, store: wasmtime.Store, memory: wasmtime.Memory | None, read_only: set[int]) -> None:
+        if memory is None:  # a module without a memory cannot name a path
+            self._local.active = None
+            return
+        trampoline, plain = self._made()
+        imports: list[wasmtime.Func | wasmtime.Memory] = []
+        for name in CALLS:
+            func = plain.get(store, WASI, name)
+            assert isinstance(func, wasmtime.Func)
+            imports.append(func)
+        imports.append(memory)
+        exports = wasmtime.Instance(store, trampoline, imports).exports(store)
+        forward = {}
+        for name in CALLS:
+            func = exports[name]
+            assert isinstance(func, wasmtime.Func)
+            forward[name] = func
+        self._local.active = _Active(forward, store, memory, set(read_only))
+
+    def detach(self) -> None:
+        self._local.active = None
+
+    def define(self, linker: wasmtime.Linker) -> None:
+        """Replace the calls in `linker`, which already has the rest of WASI."""
+        linker.allow_shadowing = True
+        for name, signature in CALLS.items():
+            linker.define_func(WASI, name, wasmtime.FuncType(_types(signature), [wasmtime.ValType.i32()]),
+                               self._call(name))
+        linker.allow_shadowing = False
+
+    def _call(self, name: str) -> Callable[..., int]:
+        local = self._local
+
+        def call(*args: int) -> int:
+            active = getattr(local, "active", None)
+            if active is None:
+                raise wasmtime.Trap(f"{name} outside its run")
+            result = active.forward[name](active.store, *args)
+            if not isinstance(result, int):
+                raise wasmtime.Trap(f"{name} answered no errno")
+            if name == "path_open":
+                if result == 0:
+                    _follow(active, args[0], args[8])
+                elif result in (PERM, NOTCAPABLE) and args[0] in active.read_only and writes(name, args):
+                    return ROFS
+                return result
+            if result in (PERM, NOTCAPABLE) and any(args[i] in active.read_only for i in DIRECTORY_ARGS.get(name, (0,))):
+                return ROFS
+            return result
+        return call
+
+
+def _follow(active: _Active, directory: int, out: int) -> None:
+    """Note whether the descriptor `path_open` just wrote at `out` is under a read-only preopen."""
+    opened = int.from_bytes(active.memory.read(active.store, out, out + 4), "little")
+    if directory in active.read_only:
+        active.read_only.add(opened)
+    else:
+        active.read_only.discard(opened)
