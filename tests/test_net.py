@@ -171,6 +171,28 @@ def test_binding_an_unpublished_port_is_a_permission_error_naming_p(hello_image,
         result["network"]["connections"]
 
 
+def test_refusals_are_one_line_each_on_the_hosts_stderr_without_json(hello_image, boxer):
+    code = ("import socket\n"
+            "for target in [('example.com', 443)] + [('10.0.0.%d' % i, 80) for i in range(30)]:\n"
+            "    try:\n        socket.create_connection(target)\n    except OSError:\n        pass\n"
+            "try:\n    socket.socket().bind(('', 9999))\nexcept OSError:\n    pass\nprint('guest done')\n")
+    r = boxer("run", "--allow-net", "127.0.0.1:1", str(hello_image), "python", "-c", code)
+    assert (r.returncode, r.stdout) == (0, "guest done\n"), r.stderr
+    lines = r.stderr.splitlines()
+    assert lines[0] == ("boxer: refused the guest's connection to example.com:443: not in --allow-net "
+                        "(add --allow-net example.com:443)")
+    assert lines[1] == "boxer: refused the guest's connection to 10.0.0.0:80: not in --allow-net " \
+                       "(add --allow-net 10.0.0.0:80)"
+    # 20 lines, then one saying the rest (the 10.0.0.x after the 19th, and the bind) are not shown
+    assert len(lines) == 21 and lines[20] == "boxer: further refused connections are not shown (--json lists them)"
+    quiet = boxer("run", "--json", "-p", "127.0.0.1:0:8000", str(hello_image), "python", "-c",
+                  "import socket\ntry:\n    socket.socket().bind(('', 9999))\nexcept OSError as e:\n    print(e)\n")
+    assert "refused" not in quiet.stderr and json.loads(quiet.stdout)["exit_code"] == 0
+    shown = boxer("run", "-p", "127.0.0.1:0:8000", str(hello_image), "python", "-c",
+                  "import socket\ntry:\n    socket.socket().bind(('', 9999))\nexcept OSError as e:\n    pass\n")
+    assert "boxer: refused the guest's bind to port 9999: not published (add -p HOSTPORT:9999)\n" in shown.stderr
+
+
 def test_without_network_options_a_run_has_no_sockets_and_keeps_its_snapshot(hello_image, boxer):
     code = "import socket\ntry:\n    socket.socket()\nexcept OSError as e:\n    print('no socket:', e.errno)\n"
     plain = json.loads(boxer("run", "--json", str(hello_image), "python", "-c", code).stdout)

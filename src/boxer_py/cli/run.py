@@ -125,6 +125,7 @@ def _run(launcher, image, command, env, env_file, workdir, entrypoint, volume, c
         files=inputs.check([_host_file(c) for c in copies], checked.disk),
         network=wanted,
         on_listen=_show_ports,
+        on_refused=None if as_json else _RefusalLines(),
     )
     path = _image_path(image, as_json)
     sys.stdout.flush()
@@ -176,6 +177,32 @@ def _show_ports(ports: list[dict[str, object]]) -> None:
     for port in ports:
         if port["asked"] == 0:
             click.echo(f"boxer: {port['guest_port']}/tcp -> {port['host_ip']}:{port['host_port']}", err=True)
+
+
+class _RefusalLines:
+    """Each connect or bind the network options refused, as one line on this process's stderr
+    (the guest only sees an OSError, which an app may swallow or log vaguely). Capped: a guest
+    retrying in a loop must not flood the terminal; --json lists them all (up to 1,000)."""
+
+    SHOWN = 20
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, entry: dict[str, object]) -> None:
+        self.count += 1
+        if self.count > self.SHOWN + 1:
+            return
+        if self.count > self.SHOWN:
+            line = "boxer: further refused connections are not shown (--json lists them)"
+        elif entry["direction"] == "in":
+            port = entry["port"]
+            line = f"boxer: refused the guest's bind to port {port}: not published (add -p HOSTPORT:{port})"
+        else:
+            target, reason = f"{entry['host']}:{entry['port']}", entry["reason"]
+            hint = f" (add --allow-net {target})" if reason == "not in --allow-net" else " (allow that IP itself)"
+            line = f"boxer: refused the guest's connection to {target}: {reason}{hint}"
+        click.echo(line, err=True)
 
 
 def _terminal_env() -> dict[str, str]:

@@ -416,7 +416,8 @@ class Launcher:
         net = None
         if spec.network.enabled:  # socket slots after every other preopen (net/wasi.py)
             env = dict(env)
-            net = self._engine(loaded.stack).networking.prepare(wasi, len(extra) + len(spec.mounts), tmp, env, spec.network, spec.on_listen)
+            net = self._engine(loaded.stack).networking.prepare(wasi, len(extra) + len(spec.mounts), tmp, env, spec.network, spec.on_listen,
+                                                                        spec.on_refused)
         wasi.env = list(env.items())
         if spec.stdin == "-":
             wasi.inherit_stdin()

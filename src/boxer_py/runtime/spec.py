@@ -159,6 +159,7 @@ class RunSpec:
     on_start: Callable[[], None] | None = None  # called right before the guest's first instruction
     network: Network = Network()  # published ports and allowed hosts; empty: no network at all
     on_listen: Callable[[list[dict[str, object]]], None] | None = None  # told the published ports once bound
+    on_refused: Callable[[dict[str, object]], None] | None = None  # told each refused bind/connect as it happens
     tty: bool = False  # stdout/stderr that are terminals go to the guest as they are (isatty() true)
     read_only: bool = False  # the writable layer is read-only (docker run --read-only); mounts are not
     user: str | None = None  # the USER to run as (WASI has no users: it chooses the default HOME only)

@@ -117,6 +117,7 @@ class Net:
     log: list[dict[str, object]] = field(default_factory=list)
     dropped: int = 0
     reply: bytes = b""
+    on_refused: Callable[[dict[str, object]], None] | None = None  # told each refusal (the CLI prints it)
 
     # -- descriptors -------------------------------------------------------------------
     def owns(self, fd: int) -> bool:
@@ -157,6 +158,8 @@ class Net:
             self.log.append(entry)
         else:
             self.dropped += 1
+        if not entry["allowed"] and self.on_refused is not None:
+            self.on_refused(entry)
 
     # -- the control descriptor ---------------------------------------------------------
     def control_write(self, data: bytes) -> None:

@@ -101,11 +101,13 @@ class Networking:
         return self._linker(self._make()[0])
 
     def prepare(self, wasi: wasmtime.WasiConfig, preopens: int, tmp: Path, env: dict[str, str],
-                network: Network, on_listen: Callable[[list[dict[str, object]]], None] | None) -> Net:
+                network: Network, on_listen: Callable[[list[dict[str, object]]], None] | None,
+                on_refused: Callable[[dict[str, object]], None] | None = None) -> Net:
         """Bind the published ports (a busy one is a RunError now) and reserve the slots."""
         (tmp / "slots").mkdir(exist_ok=True)
         net = reserve(wasi, preopens, tmp / "slots", env, network, self.deadlines,
                       nethost.open_listeners(network.publish))
+        net.on_refused = on_refused
         if on_listen is not None:
             on_listen(net.published())
         return net
