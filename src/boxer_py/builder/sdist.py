@@ -434,21 +434,8 @@ def _host_pip(work: Path, target: str, lines: list[str], markers: dict[str, str]
 
 # --- host files of the rootfs, opened without following the guest's links ---------------------------
 
-def _open_dir(root: Path, parts: list[str]) -> int:
-    fd = os.open(root, DIR_FLAGS)
-    try:
-        for part in parts:
-            nxt = os.open(part, DIR_FLAGS, dir_fd=fd)
-            os.close(fd)
-            fd = nxt
-    except OSError:
-        os.close(fd)
-        raise
-    return fd
-
-
 def _mkdir(root: Path, work: str, name: str) -> None:
-    fd = _open_dir(root, [work])
+    fd = hostfs.open_dirs(root, [work])
     try:
         os.mkdir(name, 0o755, dir_fd=fd)
     finally:
@@ -456,7 +443,7 @@ def _mkdir(root: Path, work: str, name: str) -> None:
 
 
 def _write_new(root: Path, work: str, name: str, data: bytes) -> None:
-    fd = _open_dir(root, [work])
+    fd = hostfs.open_dirs(root, [work])
     try:
         out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=fd)
         with os.fdopen(out, "wb") as f:
@@ -467,7 +454,7 @@ def _write_new(root: Path, work: str, name: str, data: bytes) -> None:
 
 def _rewrite(root: Path, work: str, name: str, data: bytes) -> None:
     """Replace a file of the work directory (which the guest may have replaced by anything)."""
-    fd = _open_dir(root, [work])
+    fd = hostfs.open_dirs(root, [work])
     try:
         try:
             st = os.lstat(name, dir_fd=fd)
@@ -485,7 +472,7 @@ def _rewrite(root: Path, work: str, name: str, data: bytes) -> None:
 def _read_guest_file(root: Path, parts: list[str], limit: int, what: str) -> bytes:
     """A file the guest made: a regular file reached without following any link, bounded."""
     try:
-        fd = _open_dir(root, parts[:-1])
+        fd = hostfs.open_dirs(root, parts[:-1])
     except OSError:
         raise SourceRefused(f"{what} is missing or not in a directory of its own") from None
     try:

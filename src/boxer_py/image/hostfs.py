@@ -235,6 +235,30 @@ def tree_usage(root: str | Path, entry_min: int) -> int:
     return total
 
 
+def open_dirs(root: str | Path, parts: Sequence[str], make: bool = False) -> int:
+    """An open fd of the directory `root`/`parts`..., reached one component at a time without
+    following a link (a guest may have made any of them one); a missing component is made
+    (0755) when `make`. Raises OSError: ELOOP for a link, ENOENT/ENOTDIR as the path is."""
+    fd = os.open(root, DIR_FLAGS)
+    try:
+        for part in parts:
+            if not part:
+                continue
+            try:
+                child = os.open(part, DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                if not make:
+                    raise
+                os.mkdir(part, 0o755, dir_fd=fd)
+                child = os.open(part, DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 class NotRegular(Exception):
     """read_bounded's file is a directory, FIFO, socket or device (`mode` says which)."""
 

@@ -123,47 +123,21 @@ def hostfs_name(name: str) -> str:
 
 
 def _open_dir(root: Path, path: str) -> int:
-    fd = os.open(root, hostfs.DIR_FLAGS)
     try:
-        for part in [p for p in path.split("/") if p]:
-            try:
-                child = os.open(part, hostfs.DIR_FLAGS, dir_fd=fd)
-            except OSError as e:
-                raise RunError(f"{path}: not a directory in the sandbox ({_why(e)})") from None
-            os.close(fd)
-            fd = child
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+        return hostfs.open_dirs(root, path.split("/"))
+    except OSError as e:
+        raise RunError(f"{path}: not a directory in the sandbox ({_why(e)})") from None
 
 
 def _open_parent(root: Path, path: str, create: bool) -> int:
     """An open fd of `path`'s directory, reached from `root` without following a symlink;
     missing directories are made (0o755) when `create`."""
-    fd = os.open(root, hostfs.DIR_FLAGS)
     try:
-        for part in posixpath.dirname(path).split("/")[1:]:
-            if not part:
-                continue
-            try:
-                child = os.open(part, hostfs.DIR_FLAGS, dir_fd=fd)
-            except FileNotFoundError:
-                if not create:
-                    raise RunError(f"{path}: no such file") from None
-                try:
-                    os.mkdir(part, 0o755, dir_fd=fd)
-                    child = os.open(part, hostfs.DIR_FLAGS, dir_fd=fd)
-                except OSError as e:
-                    raise RunError(f"files: {path}: cannot make its directory ({_why(e)})") from None
-            except OSError as e:
-                raise RunError(f"{path}: a parent is not a directory ({_why(e)})") from None
-            os.close(fd)
-            fd = child
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+        return hostfs.open_dirs(root, posixpath.dirname(path).split("/"), make=create)
+    except FileNotFoundError:
+        raise RunError(f"{path}: no such file") from None
+    except OSError as e:
+        raise RunError(f"{path}: a parent is not a directory or cannot be made ({_why(e)})") from None
 
 
 def _why(error: OSError) -> str:
