@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import http.server
 import ipaddress
+import json
 import os
 import re
 import shlex
 import shutil
 import threading
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,39 @@ CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; "
        "style-src 'self' 'unsafe-inline'; img-src 'self' blob: data:; font-src 'self' data:; "
        "connect-src 'self'; worker-src 'self'; frame-src 'self'; child-src 'self'; "
        "object-src 'none'; base-uri 'none'; form-action 'none'")
+NET_NAME = "net.json"  # a networked page's guest-side modules (see PageNetwork)
+
+
+@dataclass(frozen=True)
+class PageNetwork:
+    """What `boxer web --allow-net` gives the page's runs: the allowed hosts (rules as
+    "host:port" or "host:*", already checked by the CLI) and the guest-side network modules
+    (the ones `boxer run` gives a networked guest), written to net.json for the launcher."""
+
+    allow: tuple[str, ...] = ()
+    modules: dict[str, str] = field(default_factory=dict)
+
+    def origins(self) -> list[str]:
+        """The rules as CSP sources, http and https (the guest's TLS is the browser's)."""
+        out = []
+        for rule in self.allow:
+            host, _, port = rule.rpartition(":")
+            if not host or host.startswith("[") or not re.fullmatch(r"[A-Za-z0-9_.-]+", host) \
+                    or not (port == "*" or port.isdigit()):
+                raise BoxerError(f"--allow-net {rule}: a page's allow-list takes host names and IPv4 addresses "
+                                 "(its Content-Security-Policy cannot name an IPv6 address)")
+            out += [f"http://{host}:{port}", f"https://{host}:{port}"]
+        return out
+
+
+def page_csp(network: PageNetwork | None = None) -> str:
+    """The page's policy: connect-src names the allowed hosts too, so page code cannot reach
+    others; a run's fetches check the same list in the worker (net.js)."""
+    if network is None or not network.allow:
+        return CSP
+    return CSP.replace("connect-src 'self'", "connect-src 'self' " + " ".join(network.origins()))
+
+
 # What only a header can say (boxer serve sends these; docs/web.md asks other hosts to).
 PAGE_HEADERS = {
     "Content-Security-Policy": CSP + "; frame-ancestors 'none'",
@@ -93,7 +127,8 @@ def page_limits(max_output: int | None = None, disk: int | None = None, max_entr
     return {name: value for name, value in values.items() if value is not None}
 
 
-def render_index(image: imagefile.Image, limits: dict[str, int] | None = None, autorun: bool = False) -> str:
+def render_index(image: imagefile.Image, limits: dict[str, int] | None = None, autorun: bool = False,
+                 network: PageNetwork | None = None) -> str:
     """The page for `image`. Everything it shows is re-read from the image by the launcher;
     the values here are only the first paint. With `autorun` the page runs the image's command
     when it opens; without it, only when the user presses Run."""
@@ -106,7 +141,8 @@ def render_index(image: imagefile.Image, limits: dict[str, int] | None = None, a
     return env.get_template("index.html").render(
         title=title, tag=tag, image_id=image.id, workdir=config.working_dir, image_url=IMAGE_NAME,
         preview_url=PREVIEW_NAME, default_command=shlex.join(config.cmd) or "command",
-        entrypoint=shlex.join(config.entrypoint) or "none", csp=CSP, autorun=autorun,
+        entrypoint=shlex.join(config.entrypoint) or "none", csp=page_csp(network), autorun=autorun,
+        allow_net=" ".join(network.allow) if network else "",
         limits={name: value for name, value in (limits or {}).items() if name in LIMIT_NAMES})
 
 
@@ -118,8 +154,12 @@ def _assets() -> dict[str, Path]:
     return {name: base / name for name in ASSETS}
 
 
+def _net_json(network: PageNetwork) -> bytes:
+    return json.dumps({"modules": network.modules}, sort_keys=True).encode()
+
+
 def write_site(image_path: str | Path, directory: str | Path, limits: dict[str, int] | None = None,
-               autorun: bool = False) -> Path:
+               autorun: bool = False, network: PageNetwork | None = None) -> Path:
     """Write index.html, the launcher and the image into DIR, all at once (a temp dir renamed
     into place), so a failure never leaves half a site. DIR must not exist or be empty."""
     directory = Path(directory)
@@ -127,8 +167,12 @@ def write_site(image_path: str | Path, directory: str | Path, limits: dict[str, 
     check_runs_in_browser(image, str(image_path))
     atomic.check_empty_target(directory)
     assets = _assets()
+    network = network if network is not None and network.allow else None
+    index = render_index(image, limits, autorun, network)
     with atomic.fresh_directory(directory) as tmp:
-        (tmp / "index.html").write_text(render_index(image, limits, autorun), encoding="utf-8")
+        (tmp / "index.html").write_text(index, encoding="utf-8")
+        if network is not None:
+            (tmp / NET_NAME).write_bytes(_net_json(network))
         for name, path in assets.items():
             shutil.copyfile(path, tmp / name)
         shutil.copyfile(image_path, tmp / IMAGE_NAME)
@@ -249,16 +293,21 @@ def _handler(files: dict[str, tuple[str, Path | bytes, dict[str, str]]], seen: l
 
 
 def serve(image_path: str | Path, host: str = "127.0.0.1", port: int = 8000,
-          limits: dict[str, int] | None = None, autorun: bool = False) -> Server:
-    """Serve the page, the launcher and the image (only those files) from a thread."""
+          limits: dict[str, int] | None = None, autorun: bool = False, network: PageNetwork | None = None) -> Server:
+    """Serve the page, the launcher and the image (only those files) from a thread. The
+    policy header goes with every file: a worker's fetches obey its own script's header."""
     image = imagefile.read(image_path)
     check_runs_in_browser(image, str(image_path))
+    network = network if network is not None and network.allow else None
     preview_headers = {**PREVIEW_HEADERS, "Content-Security-Policy": preview_csp() + "; frame-ancestors 'self'"}
+    headers = {**PAGE_HEADERS, "Content-Security-Policy": page_csp(network) + "; frame-ancestors 'none'"}
     files: dict[str, tuple[str, Path | bytes, dict[str, str]]] = {
-        "index.html": (MIME_TYPES[".html"], render_index(image, limits, autorun).encode(), PAGE_HEADERS)}
+        "index.html": (MIME_TYPES[".html"], render_index(image, limits, autorun, network).encode(), headers)}
     for name, path in _assets().items():
-        files[name] = (MIME_TYPES[path.suffix], path, preview_headers if name == PREVIEW_NAME else PAGE_HEADERS)
-    files[IMAGE_NAME] = (MIME_TYPES[".wasm"], Path(image_path).resolve(), PAGE_HEADERS)
+        files[name] = (MIME_TYPES[path.suffix], path, preview_headers if name == PREVIEW_NAME else headers)
+    files[IMAGE_NAME] = (MIME_TYPES[".wasm"], Path(image_path).resolve(), headers)
+    if network is not None:
+        files[NET_NAME] = ("application/json", _net_json(network), headers)
     seen: list[str] = []
     try:
         httpd = http.server.ThreadingHTTPServer((host, port), _handler(files, seen, frozenset(), False, port))

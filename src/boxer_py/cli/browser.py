@@ -14,7 +14,21 @@ def page_limits(max_output, disk, max_entries):
                   max_entries=max_entries)
 
 
+def page_network(allow_net):
+    """The page's allow-list, checked as `boxer run --allow-net` checks it, and the guest modules."""
+    if not allow_net:
+        return None
+    from boxer_py.browser.site import PageNetwork
+    from boxer_py.runtime.net.policy import Network, guest_modules
+
+    rules = Network.parse(allow=allow_net).allow
+    return PageNetwork(tuple(str(rule) for rule in rules), guest_modules())
+
+
 def limit_options(command):
+    command = click.option("--allow-net", multiple=True, metavar="HOST[:PORT]",
+                           help="Let the page's runs make HTTP(S) requests to HOST (on PORT; * or no port: any) "
+                                "through the browser's fetch; the host must allow the page's origin (CORS).")(command)
     command = click.option("--autorun", is_flag=True,
                            help="Run the image's command as soon as the page opens (default: on Run).")(command)
     command = click.option("--max-entries", type=click.IntRange(min=1), metavar="N",
@@ -31,7 +45,7 @@ def limit_options(command):
 @click.option("-p", "--port", type=int, default=8000, show_default=True, help="Port to listen on (0: any free port).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @limit_options
-def serve(image, port, host, max_output, disk, max_entries, autorun):
+def serve(image, port, host, max_output, disk, max_entries, autorun, allow_net):
     """Serve a page that runs IMAGE in the browser (the code runs in the visitor's tab)."""
     from boxer_py.browser.site import is_loopback
     from boxer_py.browser.site import serve as start
@@ -40,7 +54,7 @@ def serve(image, port, host, max_output, disk, max_entries, autorun):
     if not is_loopback(host):
         click.echo(f"boxer: warning: listening on {host}, not a loopback address: other machines can load the "
                    "page and the image", err=True)
-    server = start(locate(image), host, port, limits, autorun)
+    server = start(locate(image), host, port, limits, autorun, page_network(allow_net))
     click.echo(server.url)
     try:
         server.thread.join()
@@ -51,11 +65,12 @@ def serve(image, port, host, max_output, disk, max_entries, autorun):
 @click.argument("image", metavar="IMAGE")
 @click.option("-o", "--output", "directory", required=True, metavar="DIR", help="Directory to write (must not exist, or be empty).")
 @limit_options
-def web(image, directory, max_output, disk, max_entries, autorun):
+def web(image, directory, max_output, disk, max_entries, autorun, allow_net):
     """Write a static site that runs IMAGE in the browser: index.html, the launcher, image.wasm.
 
     Any static host can serve it if it sends .wasm as application/wasm (see docs/web.md).
     """
     from boxer_py.browser.site import write_site
 
-    click.echo(write_site(locate(image), directory, page_limits(max_output, disk, max_entries), autorun))
+    click.echo(write_site(locate(image), directory, page_limits(max_output, disk, max_entries), autorun,
+                          page_network(allow_net)))

@@ -10,6 +10,7 @@ import { plan, findProgram, shellWords, cpythonStart, RunError } from "./command
 import { findCwdSlot } from "./wasicwd.js";
 import { inertFrame, scriptFrame } from "./preview.js";
 import { createEditor } from "./editor.js";
+import { loadNetwork } from "./netpage.js";
 
 const OUT_DIR = "/out";
 const TIMEOUT_EXIT_CODE = 124;
@@ -125,6 +126,7 @@ class App {
     setStatus("loading", `verifying ${size(data.length)}…`);
     this.image = await decodeImage(data, url.split("/").pop());
     this.root = buildRootfs(this.image.layers);
+    this.net = await loadNetwork(document.body.dataset);
     const c = this.image.config;
     $("image-id").textContent = this.image.id.slice(0, 19);
     $("image-tag").textContent = visible(this.image.tag || "(untagged)");
@@ -243,7 +245,7 @@ class App {
       }
     };
     worker.onerror = (e) => { e.preventDefault(); end(125, `the launcher failed: ${e.message}`); showError(e.message); };
-    worker.postMessage({ module: compiled.module, root: this.root, argv, env, workdir, cwdSlot: compiled.cwdSlot, stdin, outDir: OUT_DIR, limits: this.limits });
+    worker.postMessage({ module: compiled.module, root: this.root, argv, env, workdir, cwdSlot: compiled.cwdSlot, stdin, outDir: OUT_DIR, limits: this.limits, net: this.net });
     return finished;
   }
 

@@ -10,9 +10,10 @@
 //   entries); growth past a limit throws `QuotaExceeded` before the bytes are allocated, and
 //   keeps throwing on every later write (a module that catches JS exceptions gains nothing).
 
-import { WASI, File, Directory, PreopenDirectory, OpenFile, ConsoleStdout } from "@bjorn3/browser_wasi_shim";
+import { WASI, WASIProcExit, File, Directory, PreopenDirectory, OpenFile, ConsoleStdout } from "@bjorn3/browser_wasi_shim";
 import { lookup, makeDirs } from "./tar.js";
 import { setCwd } from "./wasicwd.js";
+import { GUEST_DIR, WebNet, install } from "./net.js";
 
 const WASI_MODULE = "wasi_snapshot_preview1";
 const ERRNO_NOTSUP = 58;
@@ -207,7 +208,32 @@ function collect(dir, path, budget) {
   return { files, truncated };
 }
 
-function run({ module, root, argv, env, workdir, cwdSlot, stdin, outDir, limits }) {
+/** `_start`, through JSPI when the run has a network (its socket calls may wait). */
+async function start(wasi, instance, suspends) {
+  if (!suspends) return wasi.start(instance);
+  wasi.inst = instance;
+  try {
+    await WebAssembly.promising(instance.exports._start)();
+    return 0;
+  } catch (e) {
+    if (e instanceof WASIProcExit) return e.code;
+    throw e;
+  }
+}
+
+/** The run's network (net.js) when the page has an allow-list: its descriptors after "/" and
+ *  the guest's PYTHONPATH and BOXER_NET_FD, as net/wasi.py's reserve() sets them. */
+function network(net, env, stderr) {
+  if (!net) return null;
+  const webnet = new WebNet(net.allow, 6, (text) => stderr.write(new TextEncoder().encode(text)));
+  const old = env.find((e) => e.startsWith("PYTHONPATH="));
+  const rest = env.filter((e) => !e.startsWith("PYTHONPATH=") && !e.startsWith("BOXER_NET_FD="));
+  env.length = 0;
+  env.push(...rest, `PYTHONPATH=${GUEST_DIR}${old ? ":" + old.slice("PYTHONPATH=".length) : ""}`, `BOXER_NET_FD=${webnet.first}`);
+  return webnet;
+}
+
+async function run({ module, root, argv, env, workdir, cwdSlot, stdin, outDir, limits, net }) {
   quota = new Quota(limits.disk, limits.entries);
   for (const imp of WebAssembly.Module.imports(module)) {
     if (imp.module !== WASI_MODULE) {
@@ -219,12 +245,16 @@ function run({ module, root, argv, env, workdir, cwdSlot, stdin, outDir, limits 
   const preopen = materialize(root);
   const streams = [new Capped("stdout", limits.maxOutput), new Capped("stderr", limits.maxOutput)];
   const [stdout, stderr] = streams.map((stream) => new ConsoleStdout((data) => stream.write(data)));
-  const wasi = new WASI(argv, env, [new OpenFile(new File(stdin)), stdout, stderr, preopen], { debug: false });
+  const webnet = network(net, env, streams[1]);
+  const fds = [new OpenFile(new File(stdin)), stdout, stderr, preopen, ...(webnet ? webnet.descriptors(net.modules) : [])];
+  const wasi = new WASI(argv, env, fds, { debug: false });
   quota.arm();
   for (const name of ["sock_accept", "sock_recv", "sock_send", "sock_shutdown"]) wasi.wasiImport[name] = () => ERRNO_NOTSUP;
+  let instance = null;
+  if (webnet) install(wasi, webnet, () => instance.exports.memory);
   const missing = WebAssembly.Module.imports(module).find((imp) => !(imp.name in wasi.wasiImport));
   if (missing) throw Object.assign(new Error(`${argv[0]}: needs WASI function ${missing.name}, which this launcher does not provide`), { exitCode: 126 });
-  const instance = new WebAssembly.Instance(module, { [WASI_MODULE]: wasi.wasiImport });
+  instance = new WebAssembly.Instance(module, { [WASI_MODULE]: wasi.wasiImport });
   const { memory, _start } = instance.exports;
   if (typeof _start !== "function" || !(memory instanceof WebAssembly.Memory)) {
     throw Object.assign(new Error(`${argv[0]}: not a WASI command (no _start)`), { exitCode: 126 });
@@ -235,7 +265,7 @@ function run({ module, root, argv, env, workdir, cwdSlot, stdin, outDir, limits 
   let exitCode = 0;
   let trap = null;
   try {
-    exitCode = wasi.start(instance);
+    exitCode = await start(wasi, instance, !!webnet);
   } catch (e) {
     exitCode = TRAP_EXIT_CODE;
     trap = e instanceof Error ? e.message : String(e);
@@ -259,9 +289,5 @@ function run({ module, root, argv, env, workdir, cwdSlot, stdin, outDir, limits 
 }
 
 self.onmessage = (event) => {
-  try {
-    run(event.data);
-  } catch (e) {
-    postMessage({ type: "error", message: e.message || String(e), exitCode: e.exitCode ?? 125 });
-  }
+  run(event.data).catch((e) => postMessage({ type: "error", message: e.message || String(e), exitCode: e.exitCode ?? 125 }));
 };

@@ -153,3 +153,11 @@ def exposed_ports(exposed: tuple[str, ...]) -> list[int]:
         if proto in ("", "tcp") and number.isdigit() and 1 <= int(number) <= 65535:
             ports.append(int(number))
     return sorted(set(ports))
+
+
+GUEST_MODULES = Path(__file__).resolve().parent / "guest"  # what a networked guest imports first
+
+
+def guest_modules() -> dict[str, str]:
+    """The guest-side network modules by file name (the browser page ships them in net.json)."""
+    return {path.name: path.read_text(encoding="utf-8") for path in sorted(GUEST_MODULES.glob("*.py"))}

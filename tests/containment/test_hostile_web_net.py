@@ -1,0 +1,160 @@
+"""A hostile guest (and hostile page code) against the browser page's outbound network, in real
+Chromium, every server on 127.0.0.1: a host not in --allow-net gets no request by any
+spelling; a name that resolves to a loopback address is refused by the browser before anything
+is sent; oversized and malformed control and HTTP requests end cleanly; the socket slots run
+out and come back; the CSP keeps page and worker code to the list.
+"""
+from __future__ import annotations
+
+import pytest
+
+from webnet import NetPage, Recorder, build_python_image, chromium
+
+pytestmark = pytest.mark.browser
+REBIND_NAME = "rebind.test"  # Chromium resolves it to 127.0.0.1 (--host-resolver-rules), as a rebinding DNS would
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory):
+    return build_python_image(tmp_path_factory.mktemp("webnet-hostile"))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with chromium(f"--host-resolver-rules=MAP {REBIND_NAME} 127.0.0.1") as b:
+        yield b
+
+
+@pytest.fixture
+def servers():
+    made: list[Recorder] = []
+
+    def make() -> Recorder:
+        made.append(Recorder())
+        return made[-1]
+
+    yield make
+    for s in made:
+        s.close()
+
+
+@pytest.fixture
+def net_page(browser, image):
+    pages = []
+
+    def make(*rules: str) -> NetPage:
+        pages.append(NetPage(browser, image, *rules))
+        return pages[-1]
+
+    yield make
+    for p in pages:
+        p.close()
+
+
+def test_a_host_not_allowed_gets_no_request_by_any_spelling(servers, net_page):
+    allowed, canary = servers(), servers()
+    page = net_page(f"127.0.0.1:{allowed.port}")
+    code = f"""
+import socket
+for host in ('127.0.0.1', 'localhost', 'LOCALHOST.', '127.1', '2130706433', '0x7f.0.0.1', '::ffff:127.0.0.1',
+             '127.0.0.1:{allowed.port}', '{REBIND_NAME}'):
+    s = socket.socket()
+    try:
+        s.connect((host, {canary.port}))
+        print(host, 'connected')
+    except OSError as e:
+        print(host, type(e).__name__)
+    s.close()
+# On the allowed connection: requests that name the canary some other way.
+for request in (b'GET http://127.0.0.1:{canary.port}/absolute HTTP/1.1\\r\\nHost: 127.0.0.1:{canary.port}\\r\\n\\r\\n',
+                b'CONNECT 127.0.0.1:{canary.port} HTTP/1.1\\r\\n\\r\\n',
+                b'GET /spoofed-host HTTP/1.1\\r\\nHost: 127.0.0.1:{canary.port}\\r\\n\\r\\n'):
+    s = socket.create_connection(('127.0.0.1', {allowed.port}))
+    s.sendall(request)
+    try:
+        print(s.recv(12))
+    except OSError as e:
+        print(type(e).__name__)
+    s.close()
+"""
+    result = page.python(code)
+    assert result["exitCode"] == 0, result
+    lines = result["stdout"].splitlines()
+    assert all(not line.endswith("connected") for line in lines), lines
+    assert lines[:2] == ["127.0.0.1 PermissionError", "localhost PermissionError"]
+    assert lines[-3:] == ["ConnectionResetError", "ConnectionResetError", "b'HTTP/1.1 200'"]
+    assert canary.seen == []
+    assert [p for _, p, _ in allowed.seen] == ["/spoofed-host"]  # sent to the allowed host, its own Host
+
+
+def test_a_name_that_resolves_to_loopback_is_refused_before_any_request(servers, net_page):
+    server = servers()
+    page = net_page(f"{REBIND_NAME}:{server.port}", f"localhost:{server.port}")
+    code = f"""
+import urllib.request, urllib.error
+for host in ('{REBIND_NAME}', 'localhost'):
+    try:
+        print(host, urllib.request.urlopen(f'http://{{host}}:{server.port}/' + host, timeout=30).status)
+    except urllib.error.HTTPError as e:
+        print(host, e.code)
+"""
+    result = page.python(code)
+    assert result["exitCode"] == 0, result
+    # A name rule may lead only to a public address (as boxer run refuses it, unless the rule
+    # names the IP or localhost); `localhost` is loopback by its rule.
+    assert result["stdout"].splitlines() == [f"{REBIND_NAME} 502", "localhost 200"]
+    assert [p for _, p, _ in server.seen] == ["/localhost"]
+
+
+def test_oversized_and_malformed_requests_end_cleanly(servers, net_page):
+    server = servers()
+    page = net_page(f"127.0.0.1:{server.port}")
+    code = f"""
+import json, os, socket, _boxer_net
+def ask(raw):
+    os.write(_boxer_net.FD, raw)
+    return json.loads(os.read(_boxer_net.FD, 65536))
+print(ask(b'{{"op": "socket", "family": "inet", "type": "stream", "pad": "' + b'x' * 5000 + b'"}}')['errno'])
+print(ask(b'{{not json')['errno'], ask(b'\\xff\\xfe')['errno'], ask(b'[1]')['errno'], ask(b'{{"op": "nope"}}')['errno'])
+print(ask(json.dumps({{"op": "connect", "fd": 10**30, "host": "127.0.0.1", "port": {server.port}}}).encode())['errno'])
+s = socket.create_connection(('127.0.0.1', {server.port}))
+s.sendall(b'GET /' + b'a' * 70000)  # a request head that never ends
+try:
+    s.recv(10)
+except OSError as e:
+    print(type(e).__name__)
+s.close()
+held = []
+try:
+    while True:
+        held.append(socket.socket())
+except OSError as e:
+    print(len(held), e.errno)
+for sock in held:
+    sock.close()
+import urllib.request
+print(urllib.request.urlopen('http://127.0.0.1:{server.port}/after').status)
+"""
+    result = page.python(code)
+    assert result["exitCode"] == 0, result
+    assert result["stdout"].splitlines() == ["1", "28 28 28 28", "8", "ConnectionResetError", "63 33", "200"]
+    assert "a request head over 65536 bytes" in result["stderr"]
+    assert [p for _, p, _ in server.seen] == ["/after"]
+
+
+def test_the_csp_keeps_page_and_worker_code_to_the_list(servers, net_page):
+    allowed, canary = servers(), servers()
+    page = net_page(f"127.0.0.1:{allowed.port}")
+    probe = """async (url) => { try { const r = await fetch(url); return r.status; } catch (e) { return e.name; } }"""
+    assert page.page.evaluate(probe, f"http://127.0.0.1:{canary.port}/from-page") == "TypeError"
+    assert page.page.evaluate(probe, f"http://127.0.0.1:{allowed.port}/from-page") == 200
+    # The run's worker obeys the header `boxer serve` sends with worker.js.
+    with page.page.expect_worker(timeout=60_000) as started:
+        page.page.evaluate("() => { window.boxer.app.run('-c \"import time; time.sleep(60)\"', new Uint8Array(0), 0, "
+                           "'python'); }")
+    worker = started.value
+    assert worker.evaluate(probe, f"http://127.0.0.1:{canary.port}/from-worker") == "TypeError"
+    assert worker.evaluate(probe, f"http://127.0.0.1:{allowed.port}/from-worker") == 200
+    page.page.evaluate("() => window.boxer.app.stop()")
+    assert canary.seen == []
+    assert [p for m, p, _ in allowed.seen] == ["/from-page", "/from-worker"]

@@ -1,0 +1,163 @@
+"""The browser page's outbound network, in real Chromium against real servers on 127.0.0.1:
+a guest's urllib and http.client reach the hosts of `boxer serve/web --allow-net` through
+the browser's fetch (JSPI suspends the guest while it waits), anything else is refused with
+the same PermissionError as `boxer run --allow-net`, and the allow-list is in the page's CSP.
+"""
+from __future__ import annotations
+
+import html as htmllib
+import json
+import re
+
+import pytest
+
+from boxer_py.browser import site
+from webnet import NetPage, Recorder, build_python_image, chromium, page_network
+
+REFUSED = ("import urllib.request\n"
+           "try:\n"
+           "    urllib.request.urlopen('http://127.0.0.1:{port}/refused', timeout=5)\n"
+           "except OSError as e:\n"
+           "    print(type(e).__name__, e)\n")
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory):
+    return build_python_image(tmp_path_factory.mktemp("webnet"))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with chromium() as b:
+        yield b
+
+
+@pytest.fixture
+def recorder():
+    servers = []
+
+    def make(cors: bool = True) -> Recorder:
+        servers.append(Recorder(cors))
+        return servers[-1]
+
+    yield make
+    for s in servers:
+        s.close()
+
+
+@pytest.fixture
+def net_page(browser, image):
+    pages = []
+
+    def make(*rules: str) -> NetPage:
+        pages.append(NetPage(browser, image, *rules))
+        return pages[-1]
+
+    yield make
+    for p in pages:
+        p.close()
+
+
+def test_urllib_and_http_client_reach_an_allowed_host(recorder, net_page):
+    server = recorder()
+    page = net_page(f"127.0.0.1:{server.port}")
+    code = f"""
+import json, urllib.request, http.client
+base = 'http://127.0.0.1:{server.port}'
+print(json.loads(urllib.request.urlopen(base + '/get?q=1').read()))
+req = urllib.request.Request(base + '/post', data=b'name=boxer', headers={{'X-Test': 'yes'}}, method='POST')
+with urllib.request.urlopen(req) as r:
+    print(r.status, json.loads(r.read()))
+conn = http.client.HTTPConnection('127.0.0.1', {server.port}, timeout=30)
+for path in ('/keep/1', '/keep/2'):
+    conn.request('PUT', path, body=b'x' * 100000)
+    r = conn.getresponse()
+    print(r.status, len(json.loads(r.read())['body']))
+"""
+    result = page.python(code)
+    assert result["exitCode"] == 0, result
+    lines = result["stdout"].splitlines()
+    assert lines[0] == str({"method": "GET", "path": "/get?q=1", "body": "", "x-test": None})
+    assert lines[1] == "200 " + str({"method": "POST", "path": "/post", "body": "name=boxer", "x-test": "yes"})
+    assert lines[2:] == ["200 100000", "200 100000"]
+    methods = [(m, p) for m, p, _ in server.seen if m != "OPTIONS"]
+    assert methods == [("GET", "/get?q=1"), ("POST", "/post"), ("PUT", "/keep/1"), ("PUT", "/keep/2")]
+
+
+def test_a_host_not_allowed_is_refused_as_boxer_run_refuses_it(boxer, image, recorder, net_page):
+    allowed, other = recorder(), recorder()
+    page = net_page(f"127.0.0.1:{allowed.port}")
+    code = REFUSED.format(port=other.port)
+    in_page = page.python(code)
+    assert in_page["exitCode"] == 0, in_page
+    expected = f"URLError <urlopen error [Errno 2] 127.0.0.1:{other.port} is not in --allow-net>"
+    assert in_page["stdout"].strip() == expected
+    native = boxer("run", "--allow-net", f"127.0.0.1:{allowed.port}", str(image), "python", "-c", code)
+    assert native.stdout.strip() == expected, native.stderr
+    assert other.seen == []
+
+
+def test_a_page_without_allow_net_has_no_network(recorder, net_page):
+    server = recorder()
+    page = net_page()
+    result = page.python(REFUSED.format(port=server.port).replace("except OSError", "except Exception"))
+    assert result["exitCode"] == 0, result  # the guest's call failed (today's page: no socket functions at all)
+    assert result["stdout"].strip(), result
+    assert server.seen == []
+
+
+def test_what_fetch_cannot_carry_ends_in_one_clear_line(recorder, net_page):
+    """A server without CORS for the page, a redirect and a protocol that is not HTTP."""
+    no_cors, server = recorder(cors=False), recorder()
+    page = net_page(f"127.0.0.1:{no_cors.port}", f"127.0.0.1:{server.port}")
+    code = f"""
+import socket, urllib.request, urllib.error
+for url in ('http://127.0.0.1:{no_cors.port}/no-cors', 'http://127.0.0.1:{server.port}/redirect'):
+    try:
+        urllib.request.urlopen(url, timeout=30)
+    except urllib.error.HTTPError as e:
+        print(e.code, e.read().decode().strip())
+s = socket.create_connection(('127.0.0.1', {server.port}))
+s.sendall(b'EHLO boxer\\r\\n')
+try:
+    s.recv(100)
+except OSError as e:
+    print(type(e).__name__)
+"""
+    result = page.python(code)
+    assert result["exitCode"] == 0, result
+    lines = result["stdout"].splitlines()
+    assert lines[0].startswith(f"502 boxer: the browser's fetch of http://127.0.0.1:{no_cors.port}/no-cors failed")
+    assert "allow this page's origin (CORS)" in lines[0]
+    assert lines[1] == (f"502 boxer: http://127.0.0.1:{server.port}/redirect answered with a redirect, which a page "
+                        "may not read: ask for the final URL")
+    assert lines[2] == "ConnectionResetError"
+    assert f"boxer: 127.0.0.1:{server.port}: only HTTP/1.1 requests" in result["stderr"]
+    assert [p for _, p, _ in server.seen] == ["/redirect"]  # the redirect was not followed
+
+
+def test_the_allow_list_is_in_the_pages_csp_and_net_json(tmp_path, image):
+    network = page_network("127.0.0.1:8080", "api.example.com:*")
+    out = site.write_site(image, tmp_path / "site", network=network)
+    html = (out / "index.html").read_text()
+    csp = htmllib.unescape(re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', html).group(1))
+    connect = next(d for d in csp.split("; ") if d.startswith("connect-src"))
+    assert connect == ("connect-src 'self' http://127.0.0.1:8080 https://127.0.0.1:8080 "
+                       "http://api.example.com:* https://api.example.com:*")
+    assert 'data-allow-net="127.0.0.1:8080 api.example.com:*"' in html
+    modules = json.loads((out / "net.json").read_text())["modules"]
+    assert {"_boxer_net.py", "socket.py", "ssl.py", "socketserver.py"} <= set(modules)
+    plain = site.write_site(image, tmp_path / "plain")
+    assert not (plain / "net.json").exists()
+    assert "connect-src 'self';" in htmllib.unescape((plain / "index.html").read_text())
+
+
+def test_boxer_web_allow_net_checks_its_rules(boxer, image, tmp_path):
+    done = boxer("web", str(image), "-o", str(tmp_path / "ok"), "--allow-net", "Example.COM:443")
+    assert done.returncode == 0, done.stderr
+    assert 'data-allow-net="example.com:443"' in (tmp_path / "ok" / "index.html").read_text()
+    bad = boxer("web", str(image), "-o", str(tmp_path / "bad"), "--allow-net", "exa mple:80")
+    assert bad.returncode == 125
+    assert bad.stderr.strip().splitlines()[-1].startswith("boxer: --allow-net exa mple:80:")
+    assert "Traceback" not in bad.stderr
+    assert not (tmp_path / "bad").exists()

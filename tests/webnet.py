@@ -1,0 +1,134 @@
+"""Helpers for the browser page's network tests (tests/test_web_net.py and
+tests/containment/test_hostile_web_net.py): real HTTP servers on 127.0.0.1 that record every
+request, a page served by `boxer serve --allow-net`, and a run of `python -c` in real Chromium.
+"""
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+import boxer_py
+from boxer_py.browser import site
+from boxer_py.runtime.net.policy import guest_modules
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+RUN_TIMEOUT_MS = 180_000
+PY_DOCKERFILE = "FROM python:3.12\nWORKDIR /app\nCMD [\"python\"]\n"
+
+
+def build_python_image(tmp: Path) -> Path:
+    ctx = tmp / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(PY_DOCKERFILE)
+    out = tmp / "py.wasm"
+    boxer_py.build(ctx, out, tag="webnet")
+    return out
+
+
+class Recorder(http.server.ThreadingHTTPServer):
+    """An HTTP/1.1 server on 127.0.0.1 that answers JSON describing each request (with CORS
+    for any origin when `cors`) and records (method, path, body) of every request it sees."""
+
+    daemon_threads = True
+
+    def __init__(self, cors: bool = True):
+        self.seen: list[tuple[str, str, bytes]] = []
+        self.cors = cors
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+    def close(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: Recorder
+
+    def _answer(self, status: int, body: bytes, extra: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        if self.server.cors:
+            self.send_header("Access-Control-Allow-Origin", "*")
+            self.send_header("Access-Control-Allow-Headers", "*")
+            self.send_header("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE")
+        for name, value in (extra or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _record(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        self.server.seen.append((self.command, self.path, body))
+        if self.path.startswith("/redirect"):
+            self._answer(302, b"", {"Location": "/elsewhere"})
+            return
+        answer = {"method": self.command, "path": self.path, "body": body.decode("latin-1"),
+                  "x-test": self.headers.get("X-Test")}
+        self._answer(200, json.dumps(answer).encode(), {"Content-Type": "application/json"})
+
+    do_GET = do_POST = do_PUT = do_DELETE = _record  # noqa: N815 (http.server's naming)
+
+    def do_OPTIONS(self) -> None:  # noqa: N802
+        self.server.seen.append(("OPTIONS", self.path, b""))
+        self._answer(204, b"")
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def page_network(*rules: str) -> site.PageNetwork:
+    return site.PageNetwork(tuple(rules), guest_modules())
+
+
+@contextmanager
+def chromium(*extra_args: str):
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS + list(extra_args))
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+class NetPage:
+    """A tab on `boxer serve IMAGE --allow-net RULES...`, ready to run commands."""
+
+    def __init__(self, browser, image: Path, *rules: str):
+        self.server = site.serve(image, "127.0.0.1", 0, network=page_network(*rules) if rules else None)
+        self.context = browser.new_context()
+        self.page = self.context.new_page()
+        self.requests: list[str] = []
+        self.page.on("request", lambda r: self.requests.append(r.url))
+        self.page.goto(self.server.url + "?run=0")
+        self.page.wait_for_selector("#run:not([disabled])", timeout=RUN_TIMEOUT_MS)
+
+    def python(self, code: str, timeout: float = 120) -> dict:
+        """`python -c CODE` in the tab: {stdout, stderr, exitCode, trap}."""
+        return self.page.evaluate(
+            """async ([code, timeout]) => {
+                 const r = await window.boxer.app.run(code, new Uint8Array(0), timeout, "python");
+                 return {stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode, trap: r.trap}; }""",
+            ["-c " + _quote(code), timeout])
+
+    def close(self) -> None:
+        self.context.close()
+        self.server.close()
+
+
+def _quote(code: str) -> str:
+    return "'" + code.replace("'", "'\\''") + "'"
