@@ -8,7 +8,7 @@
 // default in Chromium since 137): the imports that may block return a Promise only when they
 // must wait, and the run's `_start` is called through WebAssembly.promising.
 
-import { Fd, PreopenDirectory, File } from "@bjorn3/browser_wasi_shim";
+import { Fd, Directory, PreopenDirectory, File } from "@bjorn3/browser_wasi_shim";
 import { HttpError, exchange, gatewayError, parseRequest, concat } from "./httpfetch.js";
 
 // WASI's errno numbers.
@@ -102,7 +102,16 @@ export class WebNet {
   /** The preopens to add after "/": the guest-side modules, an empty one (wasi-vfs forgets the
    *  last directory preopen before one of another kind), then the slots. */
   descriptors(modules) {
-    const files = new Map(Object.entries(modules).map(([name, text]) => [name, new File(new TextEncoder().encode(text), { readonly: true })]));
+    const files = new Map();
+    for (const [path, text] of Object.entries(modules)) {
+      const parts = path.split("/").filter((p) => p && p !== "." && p !== "..");
+      let dir = files;
+      for (const part of parts.slice(0, -1)) {
+        if (!dir.has(part)) dir.set(part, new Directory(new Map()));
+        dir = dir.get(part).contents;
+      }
+      dir.set(parts[parts.length - 1], new File(new TextEncoder().encode(text), { readonly: true }));
+    }
     const out = [new PreopenDirectory(GUEST_DIR, files), new PreopenDirectory("/.boxer/slot", new Map())];
     for (let i = 0; i < SLOTS; i++) out.push(new SlotFd(this, this.first + i));
     return out;

@@ -159,5 +159,6 @@ GUEST_MODULES = Path(__file__).resolve().parent / "guest"  # what a networked gu
 
 
 def guest_modules() -> dict[str, str]:
-    """The guest-side network modules by file name (the browser page ships them in net.json)."""
-    return {path.name: path.read_text(encoding="utf-8") for path in sorted(GUEST_MODULES.glob("*.py"))}
+    """The guest-side network modules by relative path (the browser page ships them in net.json)."""
+    return {path.relative_to(GUEST_MODULES).as_posix(): path.read_text(encoding="utf-8")
+            for path in sorted(GUEST_MODULES.rglob("*.py")) if "__pycache__" not in path.parts}
