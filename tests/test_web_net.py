@@ -8,11 +8,12 @@ from __future__ import annotations
 import html as htmllib
 import json
 import re
+from pathlib import Path
 
 import pytest
 
 from boxer_py.browser import site
-from webnet import NetPage, Recorder, build_python_image, chromium, page_network
+from webnet import NetPage, Recorder, build_python_image, chromium, make_cert, page_network
 
 REFUSED = ("import urllib.request\n"
            "try:\n"
@@ -27,8 +28,15 @@ def image(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser():
-    with chromium() as b:
+def certs(tmp_path_factory):
+    """Two self-signed certificates for 127.0.0.1: Chromium is told to trust the first only."""
+    base = tmp_path_factory.mktemp("certs")
+    return {"trusted": (base / "trusted", make_cert(base / "trusted")), "untrusted": (base / "untrusted", make_cert(base / "untrusted"))}
+
+
+@pytest.fixture(scope="module")
+def browser(certs):
+    with chromium(f"--ignore-certificate-errors-spki-list={certs['trusted'][1]}") as b:
         yield b
 
 
@@ -36,8 +44,8 @@ def browser():
 def recorder():
     servers = []
 
-    def make(cors: bool = True) -> Recorder:
-        servers.append(Recorder(cors))
+    def make(cors: bool = True, tls: Path | None = None) -> Recorder:
+        servers.append(Recorder(cors, tls))
         return servers[-1]
 
     yield make
@@ -163,3 +171,26 @@ def test_boxer_web_allow_net_checks_its_rules(boxer, image, tmp_path):
     assert bad.stderr.strip().splitlines()[-1].startswith("boxer: --allow-net exa mple:80:")
     assert "Traceback" not in bad.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_https_goes_through_fetch_and_the_browser_checks_the_certificate(recorder, net_page, certs):
+    """The guest's ssl asks for TLS as under boxer run; the browser does it and verifies the
+    certificate, which the guest cannot turn off."""
+    good, bad = recorder(tls=certs["trusted"][0]), recorder(tls=certs["untrusted"][0])
+    page = net_page(f"127.0.0.1:{good.port}", f"127.0.0.1:{bad.port}")
+    code = f"""
+import json, ssl, urllib.request, urllib.error
+with urllib.request.urlopen('https://127.0.0.1:{good.port}/secure?a=1') as r:
+    print(r.status, json.loads(r.read())['path'])
+try:
+    urllib.request.urlopen('https://127.0.0.1:{bad.port}/untrusted', context=ssl._create_unverified_context())
+except urllib.error.HTTPError as e:
+    print(e.code, e.read().decode().strip())
+"""
+    result = page.python(code)
+    assert result["exitCode"] == 0, result
+    lines = result["stdout"].splitlines()
+    assert lines[0] == "200 /secure?a=1"
+    assert lines[1].startswith(f"502 boxer: the browser's fetch of https://127.0.0.1:{bad.port}/untrusted failed")
+    assert [p for m, p, _ in good.seen] == ["/secure?a=1"]
+    assert bad.seen == []  # the handshake failed: no request reached it

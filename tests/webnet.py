@@ -4,8 +4,12 @@ request, a page served by `boxer serve --allow-net`, and a run of `python -c` in
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import http.server
 import json
+import ssl
+import subprocess
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,10 +42,14 @@ class Recorder(http.server.ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, cors: bool = True):
+    def __init__(self, cors: bool = True, tls: Path | None = None):
         self.seen: list[tuple[str, str, bytes]] = []
         self.cors = cors
         super().__init__(("127.0.0.1", 0), _Handler)
+        if tls is not None:  # a directory holding cert.pem and key.pem (see make_cert)
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(tls / "cert.pem", tls / "key.pem")
+            self.socket = context.wrap_socket(self.socket, server_side=True)
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
         self.thread.start()
 
@@ -89,6 +97,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         pass
+
+
+def make_cert(directory: Path) -> str:
+    """A self-signed certificate for 127.0.0.1 in DIRECTORY (cert.pem, key.pem); returns the
+    base64 sha256 of its public key, for Chromium's --ignore-certificate-errors-spki-list."""
+    directory.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", str(directory / "key.pem"), "-out", str(directory / "cert.pem"), "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    public = subprocess.run(["openssl", "x509", "-in", str(directory / "cert.pem"), "-pubkey", "-noout"],
+                            check=True, capture_output=True, timeout=60).stdout
+    der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "der"], input=public, check=True,
+                         capture_output=True, timeout=60).stdout
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
 
 
 def page_network(*rules: str) -> site.PageNetwork:
