@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from boxer_py.dockerfile.bases import PASSWD
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 APP = """
 FROM python:3.12
@@ -190,12 +192,14 @@ def test_writes_do_not_survive_the_run_and_the_image_is_unchanged(boxer, app_ima
 
 def test_guest_sees_only_the_image_not_the_host(boxer, hello_image):
     code = ("import os\nprint(sorted(os.listdir('/')))\n"
-            "for p in ('/etc/passwd', '/proc/self/environ', '/../../etc/passwd', '/app/../../etc/hostname'):\n"
+            "for p in ('/etc/hostname', '/etc/shadow', '/proc/self/environ', '/../../etc/hostname', '/app/../../etc/hostname'):\n"
             "    try:\n        open(p); print('OPENED', p)\n    except OSError as e:\n        print('no', p)\n")
     r = py(boxer, hello_image, code)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.splitlines()[0] == "['app', 'lib', 'root', 'tmp', 'usr']"
+    assert r.stdout.splitlines()[0] == "['app', 'etc', 'lib', 'root', 'tmp', 'usr']"
     assert "OPENED" not in r.stdout
+    # /etc/passwd is the base's own (Docker's python image has one), however the guest names it.
+    assert py(boxer, hello_image, "print(open('/etc/passwd').read(), end='')").stdout == PASSWD
 
 
 def test_no_network(boxer, hello_image):

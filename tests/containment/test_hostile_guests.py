@@ -17,13 +17,15 @@ from pathlib import Path
 import pytest
 from hostile_world import SECRET, SECRET_ENV, cli_with_rusage, open_fds
 
+from boxer_py.dockerfile.bases import PASSWD
+
 MiB = 1 << 20
 
 
 @dataclass(frozen=True)
 class Case:
     id: str
-    code: str  # Python source, a string.Template: $OUTSIDE $WORLD $PORT $IMAGE $CACHE $HOME_DIR
+    code: str  # Python source, a string.Template: $OUTSIDE $WORLD $PORT $IMAGE $CACHE $HOME_DIR $PASSWD
     exit: int = 1  # the exit code the result must carry
     err: str | None = None  # regex that stderr or the trap message must match
     out: str | None = None  # regex that stdout must match (re.search; anchor with \A...\Z)
@@ -45,8 +47,12 @@ NO_PROCESSES = r"AttributeError: module 'os' has no attribute"
 
 CASES = [
     # --- host files by absolute path ---
-    Case("read-etc-passwd", "print(open('/etc/passwd').read())", err=NOT_FOUND),
-    Case("list-etc", "import os; print(os.listdir('/etc'))", err=NOT_FOUND),
+    # The image's own accounts (the python base's, as Docker's python image has), never the host's.
+    Case("read-etc-passwd", "import pwd; print(open('/etc/passwd').read() == $PASSWD, [p.pw_name for p in pwd.getpwall()])",
+         exit=0, out=r"\ATrue \['root', 'daemon', 'bin', 'sys', 'nobody'\]\n\Z"),
+    Case("list-etc", "import os; print(sorted(os.listdir('/etc')))", exit=0, out=r"\A\['group', 'passwd'\]\n\Z"),
+    Case("fcntl-ioctl-reaches-nothing", "import fcntl; fcntl.ioctl(1, 0x5413)",
+         err=r"OSError: \[Errno 52\] ioctl is not available: WebAssembly \(WASI\) has no such call"),
     Case("read-host-file-abs", "print(open('$OUTSIDE/secret.txt').read())", err=NOT_FOUND),
     Case("list-host-dir-abs", "import os; print(os.listdir('$WORLD'))", err=NOT_FOUND),
     Case("write-host-file-abs", "open('$OUTSIDE/new.txt', 'w').write('pwned')", err=NOT_FOUND),
@@ -236,7 +242,7 @@ def test_the_corpus_is_big_enough():
 def test_hostile_guest(case: Case, world, listener, hostile_box, hostile_image, cache_dir):
     code = string.Template(case.code).safe_substitute(
         OUTSIDE=world.outside, WORLD=world.root, PORT=listener.port, IMAGE=hostile_image, CACHE=cache_dir,
-        HOME_DIR=Path.home())
+        HOME_DIR=Path.home(), PASSWD=repr(PASSWD))
     before = world.snapshot()
     fds = open_fds()
     hits = len(listener.hits)

@@ -23,7 +23,7 @@ from boxer_py.builder.sdist import Sandbox, with_setuptools
 from boxer_py.builder.wheelcheck import SourceRefused
 from boxer_py.dockerfile.plan import RunStep
 from boxer_py.errors import BoxerError, BuildError, RunError
-from boxer_py.image.config import DEFAULT_PATH, is_root
+from boxer_py.image.config import DEFAULT_PATH, user_env
 from boxer_py.image.rootfs import resolve
 from boxer_py.shell.interpreter import Completed, Invocation, ShellResult, run_script
 
@@ -180,7 +180,8 @@ def execute(step: RunStep, root: Path, commands: Commands, echo: Callable[[bytes
     gets the step's output as each command writes it."""
     env = dict(step.env)
     env.setdefault("PATH", DEFAULT_PATH)
-    env.setdefault("HOME", "/root" if is_root(step.user) else "/")
+    for name, value in user_env(step.user).items():
+        env.setdefault(name, value)
     resolve(root, step.workdir).mkdir(parents=True, exist_ok=True)
     # Exec form is one command with its argv as written: quoted so that nothing expands, it
     # goes through the same interpreter, whose utilities (mkdir, sh -c...) then work there too.

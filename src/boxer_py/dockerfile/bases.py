@@ -19,6 +19,18 @@ from boxer_py.image.atomic import write_file
 # Where a built runtime's provenance goes in the image config (`boxer inspect` shows it).
 PROVENANCE_LABEL = "boxer.runtime.provenance"
 
+# What every python base gets beside its runtime, so that a version added to the table has it
+# too. Stand-ins for what CPython for WASI lacks (toolchain/runtimes/guest/, each says why),
+# put in the base's `stand_ins` directory, one its CPython imports from; and the accounts of
+# Docker's python images (Debian's), which `pwd`, `grp` and os.getuid read and useradd extends.
+STAND_INS = ("_ssl.py", "_multiprocessing.py", "fcntl.py", "pwd.py", "grp.py", "sitecustomize.py",
+             "_boxer_futures_thread.py")
+PASSWD = ("root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"
+          "bin:x:2:2:bin:/bin:/usr/sbin/nologin\nsys:x:3:3:sys:/dev:/usr/sbin/nologin\n"
+          "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n")
+GROUP = ("root:x:0:\ndaemon:x:1:\nbin:x:2:\nsys:x:3:\nadm:x:4:\ntty:x:5:\ndisk:x:6:\nstaff:x:50:\n"
+         "users:x:100:\nnogroup:x:65534:\n")
+
 
 @dataclass(frozen=True)
 class BaseFile:
@@ -68,6 +80,8 @@ class Base:
     # files are xz-compressed there, and provenance.json holds the sha256 of each (decompressed)
     # and how it was built (recorded in the image config under PROVENANCE_LABEL).
     vendored: str = ""
+    # A python base's directory for STAND_INS: one on its CPython's sys.path, in a venv too.
+    stand_ins: str = ""
     cache: str = ""  # where vendored files are decompressed (once per machine)
 
     @property
@@ -165,9 +179,20 @@ def load_catalog(cache: str | Path | None = None) -> dict[str, Base]:
                                                                                      separators=(",", ":"))}
         entry = {k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()}
         entry["files"] = tuple(BaseFile(**f) for f in entry.get("files", ()))
+        if entry.get("python"):
+            entry["files"] += _python_files(entry)
         base = Base(**entry)
         out[f"python:{base.python}" if base.python else base.name] = base
     return out
+
+
+def _python_files(entry: dict) -> tuple[BaseFile, ...]:
+    where = entry.get("stand_ins", "")
+    if not where.startswith("/"):
+        raise BuildError(f"toolchain/bases.toml: the python {entry['python']} base needs stand_ins, the directory "
+                         "its CPython imports boxer's stand-ins from")
+    stand_ins = tuple(BaseFile(f"{where.rstrip('/')}/{name}", guest=name) for name in STAND_INS)
+    return stand_ins + (BaseFile("/etc/passwd", text=PASSWD), BaseFile("/etc/group", text=GROUP))
 
 
 def supported(catalog: dict[str, Base]) -> str:

@@ -13,6 +13,15 @@ def is_root(user: str) -> bool:
     return user.partition(":")[0] in ("", "root", "0")
 
 
+def user_env(user: str) -> dict[str, str]:
+    """What a run as USER `user` starts with unless its environment says otherwise: HOME, and
+    for a user other than root BOXER_USER, from which the python bases' os.getuid, getpass
+    and pwd answer (WASI has no users; toolchain/runtimes/guest/sitecustomize.py)."""
+    if is_root(user):
+        return {"HOME": "/root"}
+    return {"HOME": "/", "BOXER_USER": user}
+
+
 @dataclass(frozen=True)
 class ImageConfig:
     entrypoint: tuple[str, ...] = ()

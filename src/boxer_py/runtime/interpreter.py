@@ -37,7 +37,7 @@ from typing import Any
 import wasmtime
 
 from boxer_py.errors import RunError
-from boxer_py.image.config import DEFAULT_PATH, is_root
+from boxer_py.image.config import DEFAULT_PATH, user_env
 from boxer_py.image.imagefile import Image
 from boxer_py.image.rootfs import resolve
 from boxer_py.runtime import inputs, outcome, reactor
@@ -82,7 +82,8 @@ class Interpreter:
         self.launcher, self.image, self.total = launcher, image, limits
         config = image.spec.config
         self.env = {**config.env_dict(), **(env or {})}
-        self.env.setdefault("HOME", "/root" if is_root(config.user) else "/")
+        for variable, value in user_env(config.user).items():
+            self.env.setdefault(variable, value)
         self.workdir = posixpath.normpath(posixpath.join("/", workdir or config.working_dir))
         self.base = launcher.rootfs(image)
         self.shared = reactor.read_only(config.labels, self.base)

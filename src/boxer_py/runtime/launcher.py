@@ -22,7 +22,7 @@ import wasmtime
 
 from boxer_py.errors import BoxerError, RunError
 from boxer_py.image import imagefile
-from boxer_py.image.config import DEFAULT_PATH, is_root
+from boxer_py.image.config import DEFAULT_PATH, user_env
 from boxer_py.image.hostfs import remove_tree
 from boxer_py.image.imagefile import Image
 from boxer_py.image.paths import cpython_start, program_candidates
@@ -167,7 +167,8 @@ class Launcher:
         """Run to completion in a fresh sandbox. Safe to call from several threads at once."""
         config = image.spec.config
         env = {**config.env_dict(), **spec.env}
-        env.setdefault("HOME", "/root" if is_root(spec.user if spec.user is not None else config.user) else "/")
+        for name, value in user_env(spec.user if spec.user is not None else config.user).items():
+            env.setdefault(name, value)
         argv = resolve_argv(image, spec)
         if argv[:2] in (["/bin/sh", "-c"], ["sh", "-c"]) and len(argv) >= 3:
             argv = shell_words(argv[2], env)

@@ -1,0 +1,113 @@
+"""What CPython for WASI lacks and a container has, on every python base through the real CLI
+(boxer build, boxer run): fcntl (Django, gunicorn, filelock import it), pwd/grp/getpass and
+os.getuid answering from the image's /etc/passwd and USER, and concurrent.futures.thread,
+which the VMware 3.12 build's stdlib left out (issue 16 items 8). The stand-ins are
+toolchain/runtimes/guest/; dockerfile/bases.py gives them to every python base."""
+from __future__ import annotations
+
+import pytest
+
+from boxer_py.dockerfile.bases import PASSWD
+
+VERSIONS = ["3.11", "3.12", "3.13"]
+
+# portalocker locks with fcntl.flock, as Django's django.core.files.locks does.
+FCNTL = r'''
+import errno, fcntl, os, portalocker
+with portalocker.Lock("/tmp/app.lock", "w", timeout=1) as f:
+    f.write("mine")
+    print("locked", portalocker.LOCK_EX == fcntl.LOCK_EX)
+print("released", open("/tmp/app.lock").read())
+with open("/tmp/f", "w") as f:
+    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    fcntl.lockf(f.fileno(), fcntl.LOCK_UN)
+    fcntl.fcntl(f, fcntl.F_SETFL, fcntl.fcntl(f, fcntl.F_GETFL) | os.O_NONBLOCK)
+    print("nonblocking", not os.get_blocking(f.fileno()))
+    for call in (lambda: fcntl.ioctl(f, 0x5413), lambda: fcntl.fcntl(f, fcntl.F_SETFL, os.O_APPEND)):
+        try:
+            call()
+        except OSError as e:
+            print(errno.errorcode[e.errno], e.strerror)
+fd = os.open("/tmp/g", os.O_CREAT | os.O_WRONLY)
+os.close(fd)
+try:
+    fcntl.flock(fd, fcntl.LOCK_EX)
+except OSError as e:
+    print("closed", errno.errorcode[e.errno])
+print(fcntl.LOCK_EX, fcntl.F_GETFL, fcntl.F_SETLKW, fcntl.FD_CLOEXEC)
+'''
+
+WHOAMI = r'''
+import getpass, grp, os, pwd
+me = pwd.getpwuid(os.getuid())
+print(os.getuid(), os.getgid(), getpass.getuser(), me.pw_name, me.pw_dir, grp.getgrgid(os.getgid()).gr_name)
+print(os.path.expanduser("~root"), os.path.expanduser("~app"), pwd.getpwnam("root")[:4])
+try:
+    pwd.getpwnam("nosuchuser")
+except KeyError as e:
+    print("KeyError", e)
+'''
+
+THREADS = r'''
+import concurrent.futures.thread
+from concurrent.futures import ThreadPoolExecutor
+with ThreadPoolExecutor(max_workers=2) as pool:
+    try:
+        print(pool.submit(sum, [1, 2]).result())
+    except RuntimeError as e:
+        print("RuntimeError", e)
+print(concurrent.futures.thread.BrokenThreadPool.__mro__[1].__name__)
+'''
+
+
+@pytest.fixture(scope="module", params=VERSIONS)
+def image(request, tmp_path_factory, cache_dir):
+    """An app on each python base: portalocker from pip, a user made by useradd, USER app."""
+    ctx = tmp_path_factory.mktemp(f"standins{request.param}")
+    (ctx / "Dockerfile").write_text(
+        f"FROM python:{request.param}-slim\nRUN pip install portalocker==2.8.2\nRUN useradd -m app\n"
+        "COPY *.py /app/\nRUN python /app/whoami.py > /app/as-root.txt\nUSER app\nWORKDIR /app\n"
+        'CMD ["python", "whoami.py"]\n')
+    for name, code in (("fcntl_use.py", FCNTL), ("whoami.py", WHOAMI), ("threads.py", THREADS)):
+        (ctx / name).write_text(code)
+    out = ctx / "app.wasm"
+    import os
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "boxer_py", "build", "-q", "-o", str(out), str(ctx)],
+                       capture_output=True, text=True, timeout=600, env={**os.environ, "BOXER_CACHE_DIR": str(cache_dir)})
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_fcntl_imports_and_locks_work_as_for_a_single_process(boxer, image):
+    r = boxer("run", "--rm", str(image), "python", "fcntl_use.py")
+    assert (r.returncode, r.stderr) == (0, ""), r.stderr
+    assert r.stdout == ("locked True\nreleased mine\nnonblocking True\n"
+                        "ENOSYS ioctl is not available: WebAssembly (WASI) has no such call\n"
+                        "ENOSYS fcntl(F_SETFL) of a status flag other than O_NONBLOCK is not available: "
+                        "WebAssembly (WASI) has no such call\n"
+                        "closed EBADF\n2 3 7 1\n")
+
+
+def test_users_answer_from_the_images_passwd_and_user(boxer, image):
+    # USER app (useradd gave it 1000, as Debian's does), then --user overrides it, as in Docker.
+    r = boxer("run", "--rm", str(image))
+    assert (r.returncode, r.stderr) == (0, ""), r.stderr
+    assert r.stdout == ("1000 1000 app app /home/app app\n/root /home/app ('root', 'x', 0, 0)\n"
+                        "KeyError \"getpwnam(): name not found: 'nosuchuser'\"\n")
+    r = boxer("run", "--rm", "--user", "root", str(image), "python", "-u", "whoami.py")
+    assert r.stdout.splitlines()[0] == "0 0 root root /root root", r.stderr
+    r = boxer("run", "--rm", "--user", "1000:0", str(image))
+    assert r.stdout.splitlines()[0] == "1000 0 app app /home/app root", r.stderr
+    # A RUN before USER ran as root; the base's /etc/passwd is Docker's python image's root entry.
+    r = boxer("run", "--rm", str(image), "python", "-c", "print(open('as-root.txt').read().splitlines()[0]);"
+              "print(open('/etc/passwd').read())")
+    assert r.stdout == "0 0 root root /root root\n" + PASSWD + "app:x:1000:1000::/home/app:/bin/sh\n\n"
+
+
+def test_concurrent_futures_thread_imports_and_a_pool_fails_only_at_thread_start(boxer, image):
+    # No runtime here can start a thread: the pool imports and submit() fails as CPython's does.
+    r = boxer("run", "--rm", str(image), "python", "threads.py")
+    assert (r.returncode, r.stderr) == (0, ""), r.stderr
+    assert r.stdout == "RuntimeError can't start new thread\nBrokenExecutor\n"

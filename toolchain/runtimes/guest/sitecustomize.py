@@ -1,0 +1,73 @@
+"""boxer: what CPython for WASI lacks and a container has, added as CPython starts (site.py
+imports this module). A Dockerfile's own sitecustomize.py earlier on sys.path replaces it.
+
+- os.getuid, geteuid, getgid, getegid and getgroups: WASI has no users, so CPython for WASI
+  has none of them, and getpass.getuser() and pwd.getpwuid(os.getuid()) failed. They answer
+  as in a container: the image's USER (or `boxer run --user`), which boxer passes as
+  BOXER_USER when it is not root, looked up in the image's /etc/passwd and /etc/group. They
+  read it at each call: a pre-initialised interpreter imports this module before a run's
+  environment is known.
+- concurrent.futures.thread, when the runtime's stdlib lacks it (the VMware 3.12 build):
+  served from _boxer_futures_thread.py beside this file, by a finder that comes last, so a
+  stdlib that has the module keeps its own."""
+import os as _os
+import sys as _sys
+
+
+def _table(path):
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            return [line.split(":") for line in f.read().splitlines()]
+    except OSError:
+        return []
+
+
+def _identity():
+    """(uid, gid, groups) of BOXER_USER ("name", "uid", "name:group" or "uid:gid"), as Docker
+    reads USER: a name unknown to /etc/passwd counts as nobody (65534)."""
+    user, _, group = _os.environ.get("BOXER_USER", "").partition(":")
+    passwd = [f for f in _table("/etc/passwd") if len(f) == 7 and f[2].isdigit() and f[3].isdigit()]
+    uid = gid = 0
+    name = "root"
+    if user.isdigit():
+        uid = int(user)
+        found = [f for f in passwd if int(f[2]) == uid]
+        name, gid = (found[0][0], int(found[0][3])) if found else ("", 0)
+    elif user and user != "root":
+        found = [f for f in passwd if f[0] == user]
+        name, uid, gid = (user, int(found[0][2]), int(found[0][3])) if found else ("", 65534, 65534)
+    groups = [f for f in _table("/etc/group") if len(f) == 4 and f[2].isdigit()]
+    if group:
+        found = [f for f in groups if f[0] == group]
+        gid = int(group) if group.isdigit() else int(found[0][2]) if found else 65534
+    extra = [int(f[2]) for f in groups if name and name in f[3].split(",")] if not group else []
+    return uid, gid, [gid] + [g for g in extra if g != gid]
+
+
+def _install():
+    if not hasattr(_os, "getuid"):
+        _os.getuid = _os.geteuid = lambda: _identity()[0]
+        _os.getgid = _os.getegid = lambda: _identity()[1]
+        _os.getgroups = lambda: list(_identity()[2])
+        for f, doc in ((_os.getuid, "Return the current process's user id."),
+                       (_os.getgid, "Return the current process's group id."),
+                       (_os.getgroups, "Return list of supplemental group IDs for the process.")):
+            f.__doc__ = doc
+    here = _os.path.dirname(_os.path.abspath(__file__))
+
+    class _StandIns:
+        """Stdlib modules this runtime lacks, from boxer's stand-ins beside this file."""
+        modules = {"concurrent.futures.thread": "_boxer_futures_thread.py"}
+
+        def find_spec(self, fullname, path=None, target=None):
+            file = self.modules.get(fullname)
+            if file is None:
+                return None
+            import importlib.util
+            return importlib.util.spec_from_file_location(fullname, _os.path.join(here, file))
+
+    _sys.meta_path.append(_StandIns())
+
+
+_install()
+del _install
