@@ -17,6 +17,9 @@ from boxer_py.image.hostfs import remove_tree
 REPO = Path(__file__).resolve().parent.parent
 # The run servers the tests' `boxer run`s start (client.py) leave a minute after the last run.
 os.environ.setdefault("BOXER_SERVER_IDLE", "60")
+# Baking a snapshot into its module (preinit.bake) compiles the runtime again in the background:
+# only the tests that ask for it bake (test_preinit.py, test_server.py), not every image a test runs twice.
+os.environ.setdefault("BOXER_BAKE", "0")
 EXAMPLES = REPO / "examples"
 
 # The tier of every test file: "quick" files start no guest and need nothing outside the venv

@@ -13,6 +13,7 @@ import wasmtime
 
 import boxer_py
 from boxer_py.runtime.launcher import Launcher
+from boxer_py.runtime.preinit import snapshot
 
 FILES = {
     "main.py": "import sys, helper\nprint('main', __name__, __file__, sys.argv, sys.path[0], helper.VALUE)\n"
@@ -54,8 +55,28 @@ def image(tmp_path_factory, cache_dir):
 
 
 @pytest.fixture(scope="module")
-def fast(image, launcher):
-    return boxer_py.Session(image, launcher=launcher)
+def restores():
+    """The `baked` argument of every preinit.restore since the last clear: which runs started
+    from the snapshot baked into its module (preinit.bake), which restored its pages."""
+    seen: list[bool] = []
+    real = snapshot.restore
+
+    def spy(*args, **kwargs):
+        seen.append(bool(args[4] if len(args) > 4 else kwargs.get("baked", False)))
+        return real(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(snapshot, "restore", spy)
+        yield seen
+
+
+@pytest.fixture(scope="module", params=["restored", "baked"])
+def fast(request, image, cache_dir, restores):
+    """Runs from a snapshot: its pages restored into a fresh instance, or the snapshot baked
+    into its module (`same` bakes the snapshot a run needs before the run it compares)."""
+    session = boxer_py.Session(image, launcher=Launcher(cache_dir, bake=request.param == "baked"))
+    session.baked, session.restores = request.param == "baked", restores
+    return session
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +84,21 @@ def slow(image, cache_dir):
     return boxer_py.Session(image, launcher=Launcher(cache_dir, preinit=False))
 
 
+def ready(fast, command, **options) -> None:
+    """For a baked session: bake the snapshot these options need (a snapshot is baked once a
+    launcher uses it again, in the background), so the next such run starts from it."""
+    if fast.baked:
+        for _ in range(2):
+            fast.run(command, **{k: v for k, v in options.items() if k != "stdin"})
+        fast.launcher.baker.wait()
+
+
 def same(fast, slow, command, **options):
+    ready(fast, command, **options)
+    fast.restores.clear()
     a, b = fast.run(command, **options), slow.run(command, **options)
     assert a.preinitialised and not b.preinitialised, (a.stderr, b.stderr)
+    assert fast.restores == [fast.baked], "the run did not start as the session does"
     assert (a.exit_code, a.stdout.decode(), a.stderr.decode()) == (b.exit_code, b.stdout.decode(), b.stderr.decode())
     assert a.files == b.files
     return a
@@ -165,11 +198,13 @@ def test_mounts_are_attached_to_a_restored_snapshot(fast, slow, tmp_path):
 
 
 def test_memory_cap_below_the_snapshot(fast):
+    ready(fast, ["python", "-c", "pass"])
     r = fast.run_python("print(1)", memory="8m")
     assert r.exit_code != 0 and r.out_of_memory and b"1" not in r.stdout
 
 
 def test_runs_leave_nothing_for_the_next(fast):
+    ready(fast, ["python", "-c", "pass"])
     scan = ("import gc\n"
             "def scan(needle):\n"
             "    kinds = (str, bytes, bytearray, dict, list, tuple)\n"
@@ -185,6 +220,7 @@ def test_runs_leave_nothing_for_the_next(fast):
         "    if isinstance(o, bytearray) and len(o) == 1 << 20: o[:] = b'Z' * len(o)\n",
         env={"SECRET_TOKEN": "hunter2-secret-value"})
     assert (first.exit_code, first.stdout, first.preinitialised) == (0, b"True\n", True), first.stderr
+    assert fast.restores[-1:] == [fast.baked]  # a baked module's instances share its memory image
     second = fast.run_python(
         "import builtins, os, sys, gc\n"
         "print(hasattr(builtins, 'LEAK'), 'leaky' in sys.modules, 'LEAKED' in os.environ)\n"
@@ -200,6 +236,9 @@ def test_not_for_what_cpython_starts_differently(fast, tmp_path):
     assert not fast.run_python("pass", mounts=[f"{tmp_path}:/usr"]).preinitialised
     r = fast.run_python("import sys; print(sys.flags.hash_randomization)", env={"PYTHONHASHSEED": "0"})
     assert (r.stdout, r.preinitialised) == (b"0\n", True)  # a start-up variable gets a snapshot of its own
+    # Networking runs number their socket slots after the preopens: they start CPython from scratch.
+    r = fast.run_python("print('net')", allow_net=["127.0.0.1"])
+    assert (r.exit_code, r.stdout, r.preinitialised) == (0, b"net\n", False), r.stderr
 
 
 def test_a_damaged_snapshot_is_made_again(image, cache_dir):

@@ -267,6 +267,13 @@ class Server:
             except OSError:
                 pass
             conn.close()
+            if self.launcher.baker is not None and self.launcher.baker.busy():
+                # A snapshot is being baked (preinit.bake): finish it in this process, which the
+                # client no longer waits for, without holding its output open; held() then lists it.
+                null = os.open(os.devnull, os.O_RDWR)
+                for fd in (0, 1, 2):
+                    os.dup2(null, fd)
+                self.launcher.baker.wait()
             os.set_blocking(tell, False)
             try:
                 os.write(tell, pickle.dumps(self.launcher.held()))  # a few keys: fits the pipe

@@ -37,7 +37,9 @@ from boxer_py.runtime.net.policy import Network
 from boxer_py.runtime.outcome import reason as _reason
 from boxer_py.runtime.outcome import record
 from boxer_py.runtime.output import Sink, collect, python_error
+from boxer_py.runtime.preinit import bake
 from boxer_py.runtime.preinit import snapshot as preinit
+from boxer_py.runtime.preinit.bake import Baker
 from boxer_py.runtime.preinit.snapshot import Snapshot
 from boxer_py.runtime.runwatch import DiskWatch
 from boxer_py.runtime.spec import (
@@ -70,23 +72,24 @@ Keep = Callable[[wasmtime.Store, Exports], None]  # told the store and exports o
 ModuleKey = tuple[str, object]  # (image id, program path) or ("preinit", (digest, stack)): see _module, _resumable
 
 
-
-
 @dataclass(frozen=True)
 class Resume:
     """Start a run from a pre-initialised interpreter (see preinit)."""
-    module: Loaded         # the program made resumable
+    module: Loaded         # the program made resumable, or that with the snapshot baked in
     snapshot: Snapshot
     message: bytes         # the run's request, for the guest's inbox
+    baked: bool = False
 
 
 class Launcher:
     """Runs images under one Wasmtime engine, with a module and snapshot cache in `cache_dir`.
     Session is the friendlier face; a Launcher serves any number of images and threads."""
 
-    def __init__(self, cache_dir: str | Path, preinit: bool = True):
+    def __init__(self, cache_dir: str | Path, preinit: bool = True, bake: bool | None = None):
         self.cache_dir = Path(cache_dir)
         self.preinit = preinit  # False: every run starts its interpreter from scratch
+        bake = os.environ.get("BOXER_BAKE") != "0" if bake is None else bake  # preinit.bake; a CPU-bound suite turns it off
+        self.baker = Baker(self.cache_dir / "modules") if bake else None
         self.deadlines = wasiclock.Deadlines()
         self._engine = Engines(self.cache_dir / "modules", self.deadlines).get
         self.modules = self._engine(None).modules  # digests of programs (whatever engine runs them)
@@ -200,8 +203,10 @@ class Launcher:
             files = inputs.check(spec.files, spec.limits.disk)  # after the seal: a layer with them is not handed on
             inputs.place(root, files, [m.guest for m in spec.mounts] + [guest for guest, _ in shared])
             engine = self._engine(loaded.stack)
-            interrupts = interrupt.for_run(spec.interrupt, engine.engine, engine.ticker, loaded, base, argv[0],  # Ctrl-C
-                                           self.cache_dir, self._resumable(image, base, program) is loaded)
+            source = self._resumable(image, base, program)  # a baked module's flags are where its source's are
+            cpython = source is not None and (source is loaded or resume is not None)
+            interrupts = interrupt.for_run(spec.interrupt, engine.engine, engine.ticker, source if cpython else loaded,  # type: ignore[arg-type]
+                                           base, argv[0], self.cache_dir, cpython)  # Ctrl-C
             result = self._sandbox(root, loaded, argv, env, workdir, spec, tmp, config.labels, shared,
                                    resume=resume, interrupts=interrupts)
             if spec.output_dir:
@@ -289,12 +294,31 @@ class Launcher:
         key = hashlib.sha256(json.dumps([preinit.VERSION, self._guest(), WASMTIME_VERSION, image.id, digest,
                                          argv[0], startup, *([points] if points else [])]).encode()).hexdigest()
         with self._snapshot_lock:
-            if key not in self._snapshots:
+            reused = key in self._snapshots
+            if not reused:
                 self._snapshots[key] = self._snapshot(key, image, base, module, argv[0], startup, shared, points)
             snapshot = self._snapshots[key]
         if snapshot is None or len(message) > snapshot.inbox_size:
             return None
-        return Resume(module, snapshot, message)
+        baked = self._baked(module, snapshot, program, reused)
+        return Resume(baked or module, snapshot, message, baked is not None)
+
+    def _baked(self, module: Loaded, snapshot: Snapshot, program: Path, reused: bool) -> Loaded | None:
+        """The snapshot baked into its module, from memory or the cache; if there is none, a
+        snapshot used again in this launcher is baked in the background (preinit.bake)."""
+        key = hashlib.sha256(f"{module.digest} {snapshot.digest}".encode()).hexdigest()
+        with self._lock:
+            found = self._loaded.get(("baked", key))
+        modules = self._engine(module.stack).modules
+        if found is None and self.baker is not None and snapshot.digest:
+            found = modules.cached(f"{key}+bake{bake.VERSION}")
+            if found is not None:
+                with self._lock:
+                    self._loaded[("baked", key)] = found
+            elif reused:
+                self.baker.want(bake.Job(f"{key}+bake{bake.VERSION}", modules,
+                                         lambda: bake.bake(preinit.resumable(program.read_bytes()), snapshot)))
+        return found
 
     def _resumable(self, image: Image, base: Path, program: Path) -> Loaded | None:
         """The image's CPython made resumable (compiled once, kept per digest), if `program` is
@@ -366,8 +390,7 @@ class Launcher:
                                        preinit.memory_of(store, preinit.export_of(exports, "memory", wasmtime.Memory)))
         except ValueError:
             return None
-        preinit.save(path, snapshot)
-        return snapshot
+        return preinit.save(path, snapshot)
 
     def _guest(self) -> str:
         """The digest of preinit's guest code (part of every snapshot key), hashed once."""
@@ -513,7 +536,7 @@ class Launcher:
         if read_only:
             engine.read_only.attach(store, memory, read_only)
         if resume is not None:  # the guest changes to its workdir itself
-            start = preinit.restore(store, exports, resume.snapshot, resume.message)
+            start = preinit.restore(store, exports, resume.snapshot, resume.message, resume.baked)
             if start is None:
                 return RunResult(TRAP_EXIT_CODE, out_of_memory=True, trap=f"needs more memory than the {limits.memory}-byte limit")
             result.preinitialised = True

