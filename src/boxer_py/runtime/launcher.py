@@ -306,18 +306,16 @@ class Launcher:
     def _baked(self, module: Loaded, snapshot: Snapshot, program: Path, reused: bool) -> Loaded | None:
         """The snapshot baked into its module, from memory or the cache; if there is none, a
         snapshot used again in this launcher is baked in the background (preinit.bake)."""
-        key = hashlib.sha256(f"{module.digest} {snapshot.digest}".encode()).hexdigest()
-        with self._lock:
-            found = self._loaded.get(("baked", key))
-        modules = self._engine(module.stack).modules
+        key = ("baked", hashlib.sha256(f"{module.digest} {snapshot.digest}".encode()).hexdigest())
+        name, modules = f"{key[1]}+bake{bake.VERSION}", self._engine(module.stack).modules
+        keep = lambda loaded: self._loaded.__setitem__(key, loaded)  # noqa: E731 (one item: atomic)
+        found = self._loaded.get(key)
         if found is None and self.baker is not None and snapshot.digest:
-            found = modules.cached(f"{key}+bake{bake.VERSION}")
+            found = modules.cached(name)
             if found is not None:
-                with self._lock:
-                    self._loaded[("baked", key)] = found
+                keep(found)
             elif reused:
-                self.baker.want(bake.Job(f"{key}+bake{bake.VERSION}", modules,
-                                         lambda: bake.bake(preinit.resumable(program.read_bytes()), snapshot)))
+                self.baker.want(bake.Job(name, modules, lambda: bake.bake(preinit.resumable(program.read_bytes()), snapshot), keep))
         return found
 
     def _resumable(self, image: Image, base: Path, program: Path) -> Loaded | None:

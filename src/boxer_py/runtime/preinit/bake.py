@@ -27,7 +27,7 @@ from pathlib import Path
 import wasmtime
 
 from boxer_py.image.wasmbin import GLOBAL, assemble, read_sleb, read_uleb, sections, sleb, uleb
-from boxer_py.runtime.modcache import ModuleCache, new_engine
+from boxer_py.runtime.modcache import Loaded, ModuleCache, new_engine
 from boxer_py.runtime.preinit.snapshot import PAGE, Snapshot
 from boxer_py.runtime.preinit.snapshot import check as snapshot_check
 
@@ -136,6 +136,7 @@ class Job:
     key: str                     # the baked module's key in `modules`
     modules: ModuleCache
     make: Callable[[], bytes]    # the baked module's bytes (reads the runtime, bakes)
+    done: Callable[[Loaded], None]  # told the baked module, loaded from the cache
 
 
 class Baker:
@@ -197,5 +198,8 @@ class Baker:
             if job.modules.cached(job.key) is None:
                 engine = new_engine(job.modules.stack, parallel=False)  # one core: runs go on
                 job.modules.store(job.key, wasmtime.Module(engine, job.make()))
+            loaded = job.modules.cached(job.key)
+            if loaded is not None:
+                job.done(loaded)
         finally:
             os.close(fd)
