@@ -235,6 +235,78 @@ def python_runs(b: Bench) -> list[Measurement]:
     ]
 
 
+def _no_bake_running(cache: Path, timeout: float = 900) -> None:
+    """Wait until no process bakes a snapshot into its module (preinit.bake holds this lock)."""
+    import fcntl
+
+    deadline, quiet = time.monotonic() + timeout, 0
+    while quiet < 4:
+        if time.monotonic() > deadline:
+            raise SystemExit("bench: a bake did not finish")
+        time.sleep(0.5)
+        with open(cache / "modules" / "bake.lock", "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                quiet += 1
+            except BlockingIOError:
+                quiet = 0
+
+
+def startup(b: Bench) -> list[Measurement]:
+    """`python -c pass` started from a snapshot baked into its module (preinit.bake, the default
+    once a snapshot is used again) against the snapshot's pages restored into each instance
+    (BOXER_BAKE=0, the previous version): in-process and served. Runs first, so the warm cache
+    the later sections use holds the baked modules (a bake in their midst would skew them)."""
+    import boxer_py
+
+    warm, restored = b.workdir / "warm", b.workdir / "warm-restored"
+    argv = [*boxer_command(), "run", str(b.image), "python", "-c", "pass"]
+    sessions: dict[bool, boxer_py.Session] = {}
+
+    def session(bake: bool) -> Callable[[], None]:
+        def run() -> None:
+            if bake not in sessions:
+                sessions[bake] = boxer_py.Session(b.image, launcher=boxer_py.Launcher(warm, bake=bake))
+            result = sessions[bake].run(["python", "-c", "pass"])
+            if result.exit_code != 0 or not result.preinitialised:
+                raise SystemExit(f"bench: Session.run failed: {result.stderr.decode()[-500:]}")
+        return run
+
+    def bake_session() -> None:
+        for _ in range(3):
+            session(True)()
+        sessions[True].launcher.baker.wait()  # type: ignore[union-attr]
+        session(True)()
+        if not any(key[0] == "baked" for key, _, _ in sessions[True].launcher.held()[0]):
+            raise SystemExit("bench: the snapshot was not baked")
+
+    def serve(cache: Path, bake: bool) -> Callable[[], None]:
+        env = {"BOXER_CACHE_DIR": str(cache), "BOXER_BAKE": "1" if bake else "0"}
+
+        def prepare() -> None:
+            if not bake and not cache.exists():  # the compiled runtime, not compiled again
+                shutil.copytree(warm / "modules", cache / "modules", copy_function=os.link)
+            for _ in range(4):  # the third served run bakes, after its client is done
+                process(argv, env)()
+            _no_bake_running(cache)
+            for _ in range(3):
+                process(argv, env)()
+        return prepare
+
+    env_baked = {"BOXER_CACHE_DIR": str(warm), "BOXER_BAKE": "1"}
+    env_restored = {"BOXER_CACHE_DIR": str(restored), "BOXER_BAKE": "0"}
+    return [
+        Measurement('start-up: Session.run python -c pass, snapshot baked into the module (in-process, warm)',
+                    in_process(session(True)), b.runs * 3, prepare=bake_session),
+        Measurement("  start-up: the same, the snapshot's pages restored per run (BOXER_BAKE=0: the previous version)",
+                    in_process(session(False)), b.runs * 3, prepare=session(False)),
+        Measurement("start-up: served boxer run IMAGE python -c pass, snapshot baked", process(argv, env_baked),
+                    b.runs * 2, prepare=serve(warm, True)),
+        Measurement("  start-up: the same, the snapshot's pages restored per run (BOXER_BAKE=0)", process(argv, env_restored),
+                    b.runs * 2, prepare=serve(restored, False)),
+    ]
+
+
 def builds(b: Bench) -> list[Measurement]:
     argv = [*boxer_command(), "build", "-q", "-t", "hello", str(EXAMPLE), "-o", str(b.workdir / "rebuilt.wasm")]
     return [Measurement("boxer build examples/hello-python", process(argv), b.runs)]
@@ -264,7 +336,7 @@ def app_builds(b: Bench) -> list[Measurement]:
     ]
 
 
-SECTIONS: list[Callable[[Bench], list[Measurement]]] = [native, machine, python_runs, builds, app_builds]
+SECTIONS: list[Callable[[Bench], list[Measurement]]] = [native, startup, machine, python_runs, builds, app_builds]
 
 
 WORKLOADS = REPO / "toolchain" / "cpython" / "workloads.py"
