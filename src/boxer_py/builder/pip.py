@@ -31,6 +31,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import urlsplit
 
 from packaging.markers import InvalidMarker, UndefinedComparison, UndefinedEnvironmentName
@@ -111,7 +112,8 @@ class _Request:
     wheels: list[str] = field(default_factory=list)  # host paths of wheels inside the rootfs
     tools: list[str] = field(default_factory=list)  # pip itself: not needed in the image
     skipped: list[str] = field(default_factory=list)  # requirements whose markers exclude the guest
-    sources: list[tuple[str, str, bool]] = field(default_factory=list)  # (guest path, [extras], -e): sdist.py
+    # (guest path, [extras], -e, where: a requirements file's "file:line: " or ""): sdist.py
+    sources: list[tuple[str, str, bool, str]] = field(default_factory=list)
     destination: tuple[str, str | None] | None = None  # (--target/--prefix/--user, its value)
     count: int = 0
 
@@ -173,12 +175,12 @@ def pip(args: list[str], root: Path, env: dict[str, str], cwd: str, sandbox: sdi
             command += ["-c", str(work / "constraints.txt")]
         command += request.wheels
         builds = sdist.Builds(sandbox, work / "built", version, marker_env, request.options) if sandbox else None
-        for guest, extras, editable in request.sources:
+        for guest, extras, editable, where in request.sources:
             assert builds is not None  # sources are parsed only with a sandbox
             try:
                 command.append(str(builds.local(posixpath.normpath(posixpath.join(cwd, guest)), editable)) + extras)
             except sdist.SourceRefused as e:
-                raise PipRefused(f"pip install: {guest}: {e}") from None
+                raise PipRefused(f"pip install: {where}{guest}: {e}") from None
         argv = [sys.executable, "-I", "-c", _PIP_MAIN, json.dumps(marker_env),
                 "install", "--isolated", "--no-input", "--disable-pip-version-check", "--keyring-provider=disabled",
                 "--cache-dir", os.path.join(locations.cache_dir(), "pip"),
@@ -360,26 +362,33 @@ def _options(tokens: list[str], where: str):
             yield token, None
 
 
-def _refuse_option(name: str, value: str | None, where: str):
+def _refuse_option(name: str, value: str | None, where: str) -> NoReturn:
     written = name + ("" if value is None else value if not name.startswith("--") else f"={value}")
     why = _WHY.get(name, "is not allowed at build time")
     raise PipRefused(f"pip install: {where}{written}: {name} {why}")
 
 
+def _joined(options, where: str):
+    """_options with `-e`/`--editable` given its project when that is the next word."""
+    it = iter(options)
+    for name, value in it:
+        if name in ("-e", "--editable") and value is None:
+            following = next(it, None)
+            if following is None or following[0] is not None:
+                raise PipRefused(f"pip install: {where}{name} needs a project directory")
+            value = following[1]
+        yield name, value
+
+
 def _parse_command(args: list[str], request: _Request, ctx: _Parse) -> None:
-    editable = None  # a -e still waiting for its project (local ones are built in the sandbox: sdist.py)
-    for name, value in _options(args, ""):
+    for name, value in _joined(_options(args, ""), ""):
         local = sdist.local_source(value) if ctx.sources and name in (None, "-e", "--editable") and value else None
-        if editable is not None or name in ("-e", "--editable") and ctx.sources and value is not None:
-            if local is None or name not in (None, "-e", "--editable"):
-                _refuse_option(editable or str(name), value, "")
-                return
-            request.sources.append((*local, True))
-            editable = None
-        elif name in ("-e", "--editable") and ctx.sources:
-            editable = name
+        if name in ("-e", "--editable"):
+            if local is None:
+                _refuse_option(name, value, "")
+            request.sources.append((*local, True, ""))  # built in the sandbox: sdist.py
         elif local is not None:
-            request.sources.append((*local, False))
+            request.sources.append((*local, False, ""))
         elif name is None:
             _requirement(value, request, ctx, "")
         elif name in _PASSED_FLAGS and value is None:
@@ -398,8 +407,6 @@ def _parse_command(args: list[str], request: _Request, ctx: _Parse) -> None:
             _common_option(name, value, request, "")
         else:
             _refuse_option(name, value, "")
-    if editable is not None:
-        raise PipRefused(f"pip install: {editable} needs a project directory")
 
 
 def _common_option(name: str, value: str | None, request: _Request, where: str) -> None:
@@ -441,7 +448,8 @@ def _read_file(guest: str, request: _Request, ctx: _Parse, constraint: bool, dep
         return
     ctx.seen.add((guest, constraint))
     text = _read_image_file(ctx.root, guest, kind, where)
-    before = len(request.requirements) + len(request.wheels) + len(request.tools) + len(request.skipped)
+    before = len(request.requirements) + len(request.wheels) + len(request.tools) + len(request.skipped) \
+        + len(request.sources)
     here = posixpath.dirname(guest)
     for number, line in _logical_lines(text):
         where = f"{guest}:{number}: "
@@ -454,10 +462,13 @@ def _read_file(guest: str, request: _Request, ctx: _Parse, constraint: bool, dep
         except ValueError as e:
             raise PipRefused(f"pip install: {where}cannot split the options ({e})") from None
         if not head:
-            for name, value in _options(words, where):
+            for name, value in _joined(_options(words, where), where):
                 if name is None:
                     raise PipRefused(f"pip install: {where}{value}: expected an option or a requirement")
-                if name in ("--requirement", "--constraint"):
+                local = sdist.local_source(value) if ctx.sources and not constraint and value else None
+                if name in ("-e", "--editable") and local is not None:
+                    request.sources.append((*local, True, where))  # as pip: relative to the cwd
+                elif name in ("--requirement", "--constraint"):
                     nested = value if value.startswith("/") else posixpath.join(here, value)
                     _read_file(nested, request, ctx, constraint or name == "--constraint", depth + 1, where=where)
                 elif name in _FILE_FLAGS | _FILE_VALUES:
@@ -473,8 +484,13 @@ def _read_file(guest: str, request: _Request, ctx: _Parse, constraint: bool, dep
                 raise PipRefused(f"pip install: {where}{value}: expected an option after the requirement")
             else:
                 _refuse_option(name, value, where)
-        _requirement(head, request, ctx, where, constraint=constraint, hashes=hashes)
-    added = len(request.requirements) + len(request.wheels) + len(request.tools) + len(request.skipped)
+        local = sdist.local_source(head) if ctx.sources and not constraint and not hashes else None
+        if local is not None:
+            request.sources.append((*local, False, where))
+        else:
+            _requirement(head, request, ctx, where, constraint=constraint, hashes=hashes)
+    added = len(request.requirements) + len(request.wheels) + len(request.tools) + len(request.skipped) \
+        + len(request.sources)
     if top and not constraint and added == before:
         raise PipRefused(f"pip install: {guest}: the requirements file names no package")
 

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from packaging.markers import InvalidMarker, UndefinedComparison, UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement, Requirement
@@ -96,11 +97,23 @@ class Sandbox:
 
 def local_source(text: str) -> tuple[str, str] | None:
     """(path, extras suffix) if a pip argument names a local project or archive rather than a
-    requirement: `.`, `./x`, `/src`, `dir/`, `dist/x-1.0.tar.gz`, `.[dev]`; else None."""
-    if "://" in text or text.startswith(("file:", "git+", "hg+", "svn+", "bzr+")) or "@" in text \
+    requirement: `.`, `./x`, `/src`, `dir/`, `dist/x-1.0.tar.gz`, `.[dev]`, a `file:` URL
+    (`file:.`, `file:///src`, `name[extra] @ file:///src`, as lock files write them); else None.
+    The path is the image's: it is built in the sandbox, never looked for on the host."""
+    extras = ""
+    named = re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*\s*(\[[A-Za-z0-9_.,\s-]*\])?\s*@\s*(file:\S+)", text.strip())
+    if named:
+        text, extras = named[2], named[1] or ""
+    if text.startswith("file:"):
+        url = urlsplit(text)
+        if url.netloc not in ("", "localhost") or not url.path:
+            return None
+        path = unquote(url.path)
+        return (path, extras) if local_source(path) == (path, "") else None
+    if "://" in text or text.startswith(("git+", "hg+", "svn+", "bzr+")) or "@" in text \
             or text.endswith(".whl"):
         return None
-    path, extras = text, ""
+    path = text
     m = re.fullmatch(r"(.+?)(\[[A-Za-z0-9_.,\s-]*\])", text)
     if m:
         path, extras = m[1], m[2]
