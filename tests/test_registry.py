@@ -6,11 +6,14 @@ import base64
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
+import pexpect
 import pytest
 
 import runwasi
@@ -105,7 +108,7 @@ def test_push_then_pull_gives_back_the_same_image(bx, registry, hello_image, hel
     assert pushed["digest"].startswith("sha256:") and len(pushed["digest"]) == 71
     r = bx("pull", ref, "-o", str(tmp_path / "pulled.wasm"))
     assert r.returncode == 0, r.stderr
-    assert "pulled" in r.stderr, "progress per blob on stderr"
+    assert "Pull complete" in r.stderr, "progress per blob on stderr"
     assert (tmp_path / "pulled.wasm").read_bytes() == hello_image.read_bytes()
     run = bx("run", str(tmp_path / "pulled.wasm"))
     assert run.returncode == 0 and run.stdout == hello_output
@@ -145,6 +148,91 @@ def test_second_push_sends_no_blob_again(bx, registry, hello_image, tmp_path):
     assert second.stderr.count("already exists") == 5 and "pushing" not in second.stderr
     assert second.stdout.strip() == json.loads(first.stdout)["digest"], "same image, same digest"
     assert json.loads(first.stdout)["uploaded"] > 10_000_000
+
+
+def screen(raw: str) -> list[str]:
+    """The lines a terminal shows once `raw` is written to it: text, carriage returns, newlines,
+    cursor up (ESC [ n A), erase to the end of the line (ESC [ K) and of the screen (ESC [ J)."""
+    lines, row, col = [""], 0, 0
+    for m in re.finditer(r"\x1b\[(\d*)([A-Za-z])|\r|\n|[^\x1b\r\n]+", raw):
+        text, code = m.group(0), m.group(2)
+        if text == "\n":
+            row, col = row + 1, 0
+            lines.extend([""] * (row + 1 - len(lines)))
+        elif text == "\r":
+            col = 0
+        elif code == "A":
+            row = max(0, row - int(m.group(1) or 1))
+        elif code in ("K", "J"):
+            lines[row] = lines[row][:col]
+            if code == "J":
+                del lines[row + 1:]
+        elif not code:
+            line = lines[row].ljust(col)
+            lines[row], col = line[:col] + text + line[col + len(text):], col + len(text)
+    return [line for line in lines if line]
+
+
+def on_terminal(boxer_env: dict, *args: str) -> tuple[int | None, str]:
+    """`boxer ARGS` on a pseudo-terminal (stdout and stderr), as typed in a shell: exit code and raw output."""
+    child = pexpect.spawn(sys.executable, ["-m", "boxer_py", *args], env={**os.environ, "TERM": "xterm", **boxer_env},
+                          encoding="utf-8", timeout=300, dimensions=(40, 160))
+    child.expect(pexpect.EOF)
+    child.close()
+    return child.exitstatus, child.before
+
+
+def blob_labels(ref: str) -> list[str]:
+    raw = json.loads(skopeo("inspect", "--tls-verify=false", "--raw", f"docker://{ref}").stdout)
+    return [d["digest"][7:19] for d in [raw["config"], *raw["layers"]]]
+
+
+def test_push_and_pull_show_one_updating_line_per_blob_on_a_terminal(registry, hello_image, hello_output, home,
+                                                                      cache_dir, tmp_path):
+    """Issue 20, as docker push/pull draw it: on a terminal each blob has one line, redrawn in
+    place (`Pushing [==>  ] 12.3MB/45.6MB` while it goes), which ends as `Pushed` or `Pull
+    complete`; what stays on the screen is one line per blob, never one per chunk."""
+    ref = f"{registry.host}/tty/app:1"
+    env = {**home, "BOXER_CACHE_DIR": str(cache_dir), "BOXER_SERVER": "0"}
+    code, raw = on_terminal(env, "push", str(hello_image), ref)
+    assert code == 0, raw
+    labels = blob_labels(ref)
+    digest = json.loads(skopeo("inspect", "--tls-verify=false", f"docker://{ref}").stdout)["Digest"]
+    assert re.search(r": Pushing \[ +\] +0B/\d", raw), raw   # the bar, drawn as each blob starts
+    assert "\x1b[" in raw and "A" in raw
+    assert screen(raw) == [f"The push refers to repository [{registry.host}/tty/app]",
+                           *[f"{label}: Pushed" for label in labels],
+                           f"1: digest: {digest} size: {len(skopeo('inspect', '--tls-verify=false', '--raw', f'docker://{ref}').stdout)}",
+                           digest]
+    pulled = labels[:-1]   # the last layer is push's working-directory copy for runwasi, which boxer does not fetch
+    fresh = {**env, "BOXER_CACHE_DIR": str(tmp_path / "fresh")}
+    code, raw = on_terminal(fresh, "pull", ref)
+    assert code == 0, raw
+    assert re.search(r": Downloading \[ +\] +0B/\d", raw), raw
+    assert screen(raw) == ["1: Pulling from tty/app", *[f"{label}: Pull complete" for label in pulled],
+                           f"Digest: {digest}", f"Status: Downloaded newer image for {ref}", ref]
+    code, raw = on_terminal(env, "run", ref)   # not in this store yet: pulled first
+    assert code == 0, raw
+    assert screen(raw) == [f"Unable to find image '{ref}' locally", "1: Pulling from tty/app",
+                           *[f"{label}: Pull complete" for label in pulled], f"Digest: {digest}",
+                           f"Status: Downloaded newer image for {ref}", *hello_output.splitlines()]
+
+
+def test_piped_push_and_pull_say_each_blob_once(bx, registry, hello_image, tmp_path):
+    """Piped (a log, CI): each blob's last state once, as Docker prints it without a terminal."""
+    ref = f"{registry.host}/piped/app:1"
+    env = {"BOXER_CACHE_DIR": str(tmp_path / "cache")}
+    r = bx("push", str(hello_image), ref, env=env)
+    assert r.returncode == 0, r.stderr
+    labels = blob_labels(ref)
+    lines = r.stderr.splitlines()
+    assert lines[0] == f"The push refers to repository [{registry.host}/piped/app]"
+    assert lines[1:-1] == [f"{label}: Pushed" for label in labels] and lines[-1].startswith("1: digest: sha256:")
+    r = bx("pull", ref, env={"BOXER_CACHE_DIR": str(tmp_path / "other")})
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines() == ["1: Pulling from piped/app", *[f"{label}: Pull complete" for label in labels[:-1]],
+                                     f"Digest: {r.stderr.split('Digest: ')[1].strip()}"]
+    assert "\x1b" not in r.stderr and "Downloading" not in r.stderr
 
 
 def test_quiet_push_prints_only_the_digest(bx, registry, hello_image):
@@ -473,7 +561,7 @@ def test_a_push_to_another_repository_mounts_the_blobs_instead_of_uploading_them
     assert second.returncode == 0, second.stderr
     blobs = len(json.loads(skopeo("inspect", "--tls-verify=false", "--raw",
                                   f"docker://{registry.host}/mount/source:1").stdout)["layers"]) + 1
-    assert second.stderr.count("mounted from mount/source") == blobs and "pushing" not in second.stderr
+    assert second.stderr.count("Mounted from mount/source") == blobs and "pushing" not in second.stderr
     assert proxy.counts["PATCH"] == patches, "no blob was uploaded"
     assert proxy.counts["POST"] - posts == blobs, "one mount request per blob"
     assert second.stdout.strip() == json.loads(first.stdout)["digest"], "the same image, the same manifest"

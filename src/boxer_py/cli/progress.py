@@ -115,3 +115,76 @@ def build_progress(mode: str, stream: TextIO | None = None) -> Iterator[BuildPro
         stop.set()
         thread.join()
         terminal.close()
+
+
+ACTIVE = ("Pushing", "Downloading")  # a blob's states that change as bytes go; the others are its last
+
+
+def _size(n: float) -> str:
+    """Docker's sizes: three significant digits, decimal units (12.3MB)."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.3g}{unit}"
+        n /= 1000
+    return ""
+
+
+def bar(done: int, total: int, width: int = 50) -> str:
+    """`[=====>     ]  12.3MB/45.6MB`, as docker push and pull draw a blob."""
+    filled = min(width, done * width // total) if total > 0 else 0
+    arrow = ("=" * (filled - 1) + ">") if filled else ""
+    return f"[{arrow:<{width}}] {_size(done):>7}/{_size(total)}"
+
+
+class TransferProgress:
+    """Push and pull progress on stderr, as docker push/pull print it. On a terminal: one line
+    per blob (`<digest>: Pushing [===>  ] 12.3MB/45.6MB`, then `Pushed`, `Layer already exists`,
+    `Mounted from ...`, `Pull complete`), redrawn in place (at most ten times a second); other
+    messages go above them. Piped: each blob's last state once, and the messages; nothing per chunk."""
+
+    def __init__(self, stream: TextIO | None = None, tty: bool | None = None):
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty() if tty is None else tty
+        self.rows: dict[str, str] = {}    # blob -> its line, in the order they started
+        self.states: dict[str, str] = {}  # blob -> its state word
+        self.drawn = 0                    # lines of the block on the screen now
+        self.last = 0.0
+        self.lock = threading.Lock()
+
+    def line(self, text: str) -> None:
+        with self.lock:
+            if not self.tty:
+                self._write(text + "\n")
+                return
+            if self.rows and not any(state in ACTIVE for state in self.states.values()):
+                self.rows, self.states, self.drawn = {}, {}, 0   # every blob is done: the block stays as it is
+            self._write(self._up() + "\x1b[J" + text + "\n")
+            self.drawn = 0
+            self._draw()
+
+    def blob(self, label: str, state: str, done: int, total: int) -> None:
+        with self.lock:
+            if not self.tty:
+                if state not in ACTIVE and self.states.get(label) != state:
+                    self._write(f"{label}: {state}\n")
+                self.states[label] = state
+                return
+            changed = self.states.get(label) != state
+            self.states[label] = state
+            self.rows[label] = f"{label}: {state}" + (f" {bar(done, total)}" if state in ACTIVE else "")
+            if changed or time.monotonic() - self.last >= 0.1:
+                self._draw()
+
+    def _up(self) -> str:
+        return f"\x1b[{self.drawn}A" if self.drawn else ""
+
+    def _draw(self) -> None:
+        width = max(20, _columns(self.stream) - 1)   # a wrapped line would break the count of lines to go up
+        text = self._up() + "".join("\r\x1b[K" + row[:width] + "\n" for row in self.rows.values())
+        self.drawn = len(self.rows)
+        self.last = time.monotonic()
+        self._write(text)
+
+    def _write(self, text: str) -> None:
+        self.stream.write(text)
+        self.stream.flush()

@@ -12,10 +12,14 @@ from boxer_py.cli.common import cli, locate, store, warn
 
 
 def _options(insecure: bool, quiet: bool, as_json: bool):
+    """Progress on stderr as Docker shows it (one updating line per blob on a terminal), none with -q or --json."""
+    from boxer_py.cli.progress import TransferProgress
     from boxer_py.registry.distribution import Options
 
-    progress = (lambda _: None) if quiet or as_json else (lambda line: click.echo(line, err=True))
-    return Options(insecure=insecure, progress=progress)
+    if quiet or as_json:
+        return Options(insecure=insecure)
+    shown = TransferProgress()
+    return Options(insecure=insecure, progress=shown.line, blob=shown.blob)
 
 _INSECURE_HELP = "Allow plain http and unverified TLS (loopback hosts may use http without it, as in Docker)."
 

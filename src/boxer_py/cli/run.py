@@ -229,13 +229,14 @@ def _image_path(image: str, quiet: bool = False) -> Path:
     except BoxerError as e:
         if not _names_registry(image):
             raise RunError(str(e)) from None
+    from boxer_py.cli.progress import TransferProgress
     from boxer_py.registry.distribution import Options
     from boxer_py.registry.transfer import fetch
-
-    say = (lambda _: None) if quiet else (lambda line: click.echo(line, err=True))
+    shown = TransferProgress()
+    say = (lambda _: None) if quiet else shown.line
     say(f"Unable to find image '{image}' locally")
     try:
-        fetched = fetch(image, Options(progress=say))
+        fetched = fetch(image, Options(progress=say, blob=(lambda *_: None) if quiet else shown.blob))
         store().add(fetched.data, fetched.transferred.image_id, [fetched.local_name] if fetched.local_name else [])
         say(f"Status: Downloaded newer image for {fetched.local_name or image}")
         return locate(fetched.local_name or fetched.transferred.image_id)

@@ -32,6 +32,8 @@ from boxer_py.registry.credentials import Credential
 from boxer_py.registry.reference import Reference
 
 Progress = Callable[[str], None]
+BlobProgress = Callable[[str, str, int, int], None]  # (short digest, Docker's status word, bytes done, bytes in all)
+PUSHING, PUSHED, EXISTS, DOWNLOADING, PULLED = "Pushing", "Pushed", "Layer already exists", "Downloading", "Pull complete"
 MANIFEST_ACCEPT = ", ".join([oci.MANIFEST, oci.INDEX, oci.DOCKER_MANIFEST, oci.DOCKER_LIST])
 _PARAM = re.compile(r'(\w+)="([^"]*)"')
 MAX_BODY = 1 << 20  # bytes read of any other answer (an error, a token); the rest is not read
@@ -50,12 +52,31 @@ class Options:
     retries: int = 6
     backoff: float = 0.25          # seconds before the first retry; doubles each time, at most 8
     timeout: float = 120.0
-    progress: Progress = field(default=lambda _: None)
+    progress: Progress = field(default=lambda _: None)             # messages: retries, the digest at the end
+    blob: BlobProgress = field(default=lambda *_: None)            # each blob's state, as it goes
     mount: bool = True             # try a cross-repository mount before uploading a blob
 
 
 def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
+
+
+class _Body:
+    """A chunk sent as a stream of known length (requests then still sends Content-Length), so
+    its progress is told as it goes out, not only once per chunk. Iterable again on a resend."""
+    PIECE = 256 << 10
+
+    def __init__(self, data: bytes, sent: Callable[[int], None]):
+        self.data, self.sent = data, sent
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __iter__(self):
+        view = memoryview(self.data)
+        for start in range(0, len(view), self.PIECE):
+            yield view[start:start + self.PIECE]
+            self.sent(min(start + self.PIECE, len(view)))
 
 
 class _Session(requests.Session):
@@ -276,13 +297,16 @@ class Registry:
             try:
                 if not location:
                     location, offset = self._start_upload(), 0
+                self.options.blob(label, PUSHING, offset, len(data))
                 while offset < len(data):
                     end = min(offset + self.options.chunk_size, len(data))
-                    location = self._patch(location, data[offset:end], offset)
+                    start = offset
+                    body = _Body(data[offset:end], lambda n: self.options.blob(label, PUSHING, start + n, len(data)))
+                    location = self._patch(location, body, offset)
                     self.bytes_sent += end - offset
                     offset = end
-                    self.options.progress(f"{label}: pushing {_mb(offset)}/{_mb(len(data))}")
                 self._finish(location, digest)
+                self.options.blob(label, PUSHED, len(data), len(data))
                 return
             except (_Retry, requests.ConnectionError, requests.Timeout,
                     requests.exceptions.ChunkedEncodingError) as e:
@@ -300,7 +324,7 @@ class Registry:
             raise _error(r, "starting an upload")
         return urljoin(self.base, r.headers["Location"])
 
-    def _patch(self, location: str, chunk: bytes, offset: int) -> str:
+    def _patch(self, location: str, chunk: _Body, offset: int) -> str:
         headers = {"Content-Type": "application/octet-stream", "Content-Length": str(len(chunk)),
                    "Content-Range": f"{offset}-{offset + len(chunk) - 1}"}
         r = self._request("PATCH", location, data=chunk, headers=headers)
@@ -345,17 +369,19 @@ class Registry:
                     raise RegistryError(f"{self.ref}: blob {desc.digest[:19]} is longer than its descriptor says "
                                         f"({size} bytes); nothing was written")
                 chunks, got = [], 0
-                for chunk in r.iter_content(1 << 20):
+                self.options.blob(desc.digest[7:19], DOWNLOADING, 0, size)
+                for chunk in r.iter_content(256 << 10):
                     chunks.append(chunk)
                     got += len(chunk)
                     if got > size:
                         break
+                    self.options.blob(desc.digest[7:19], DOWNLOADING, got, size)
                 return b"".join(chunks)
             finally:
                 r.close()
         data = self._retrying(f"fetching blob {desc.digest[7:19]}", get)
         self.bytes_received += len(data)
-        self.options.progress(f"{desc.digest[7:19]}: pulled {_mb(len(data))}")
+        self.options.blob(desc.digest[7:19], PULLED, len(data), size)
         return data
 
     # --- manifests ---------------------------------------------------------------------

@@ -14,7 +14,7 @@ from pathlib import Path
 from boxer_py.errors import BoxerError, ImageError
 from boxer_py.image import atomic, imagefile
 from boxer_py.registry import credentials, oci
-from boxer_py.registry.distribution import Options, Registry
+from boxer_py.registry.distribution import EXISTS, Options, Registry
 from boxer_py.registry.layout import Layout, write_layout
 from boxer_py.registry.reference import Reference
 
@@ -204,17 +204,17 @@ def push(image_path: str | Path, reference: str, fmt: str = "oci", options: Opti
     candidates = {d.digest: seen.sources(ref.registry, ref.repository, d.digest) if options.mount else []
                   for d in artifact.descriptors}
     registry.mount_from = tuple(dict.fromkeys(r for repos in candidates.values() for r in repos))[:8]
+    options.progress(f"The push refers to repository [{ref.registry}/{ref.repository}]")
     for desc in artifact.descriptors:
         label = desc.digest[7:19]
         if registry.has_blob(desc.digest):
-            options.progress(f"{label}: already exists")
+            options.blob(label, EXISTS, desc.size, desc.size)
             continue
         source = next((r for r in candidates[desc.digest] if registry.mount_blob(desc.digest, r)), None)
         if source is not None:
-            options.progress(f"{label}: mounted from {source}")
+            options.blob(label, f"Mounted from {source}", desc.size, desc.size)
             continue
         registry.upload_blob(desc.digest, artifact.blobs[desc.digest])
-        options.progress(f"{label}: pushed {desc.size / 1e6:.1f} MB")
     digest = registry.put_manifest(ref.target, artifact.manifest, artifact.media_type)
     seen.record(ref.registry, ref.repository, [d.digest for d in artifact.descriptors])
     options.progress(f"{ref.tag or ref.digest}: digest: {digest} size: {len(artifact.manifest)}")
@@ -236,6 +236,7 @@ def fetch(reference: str, options: Options | None = None) -> Fetched:
     options = options or Options()
     ref = Reference.parse(reference)
     registry = _registry(ref, "pull", options)
+    options.progress(f"{ref.tag or ref.digest}: Pulling from {ref.repository}")
     with _untrusted(str(ref)):
         raw, media_type = registry.get_manifest(ref.target)
         if media_type in oci.INDEX_TYPES or oci.parse_manifest(raw, str(ref)).get("mediaType") in oci.INDEX_TYPES:
@@ -248,7 +249,7 @@ def fetch(reference: str, options: Options | None = None) -> Fetched:
     doc = oci.parse_manifest(raw, str(ref))   # its blobs are in this repository: a later push may mount them
     _sources().record(ref.registry, ref.repository,
                       [oci.descriptor(d, str(ref)).digest for d in [doc["config"], *oci.entries_of(doc, "layers")]])
-    options.progress(f"{ref.tag or ref.digest}: digest: {digest}")
+    options.progress(f"Digest: {digest}")
     name = "" if ref.digest else str(ref).removeprefix("docker.io/library/").removeprefix("docker.io/")
     return Fetched(data, Transferred(str(ref), digest, fmt, image.id, "", len(data), received=registry.bytes_received),
                    name)
