@@ -300,8 +300,8 @@ class Registry:
                 self.options.blob(label, PUSHING, offset, len(data))
                 while offset < len(data):
                     end = min(offset + self.options.chunk_size, len(data))
-                    start = offset
-                    body = _Body(data[offset:end], lambda n: self.options.blob(label, PUSHING, start + n, len(data)))
+                    body = _Body(data[offset:end], lambda n, start=offset: self.options.blob(label, PUSHING, start + n,
+                                                                                               len(data)))
                     location = self._patch(location, body, offset)
                     self.bytes_sent += end - offset
                     offset = end
