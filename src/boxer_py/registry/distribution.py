@@ -16,6 +16,7 @@ the rest), and redirects are followed here, without reading their bodies.
 from __future__ import annotations
 
 import base64
+import functools
 import re
 import time
 import warnings
@@ -300,8 +301,7 @@ class Registry:
                 self.options.blob(label, PUSHING, offset, len(data))
                 while offset < len(data):
                     end = min(offset + self.options.chunk_size, len(data))
-                    body = _Body(data[offset:end], lambda n, start=offset: self.options.blob(label, PUSHING, start + n,
-                                                                                               len(data)))
+                    body = _Body(data[offset:end], functools.partial(self._pushing, label, offset, len(data)))
                     location = self._patch(location, body, offset)
                     self.bytes_sent += end - offset
                     offset = end
@@ -317,6 +317,9 @@ class Registry:
                 location, offset = self._resume(location)
                 if location:
                     self.options.progress(f"{label}: resuming at {_mb(offset)}")
+
+    def _pushing(self, label: str, start: int, total: int, sent: int) -> None:
+        self.options.blob(label, PUSHING, start + sent, total)
 
     def _start_upload(self) -> str:
         r = self._request("POST", self._path("blobs", "uploads/"), headers={"Content-Length": "0"})
