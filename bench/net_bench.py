@@ -1,12 +1,17 @@
-"""`make bench` rows for guest networking: the same http.server and Flask app served natively
-and under `boxer run -p`, each hit by one sequential client in the same run: requests per
-second and the server's CPU time per request (its process's utime+stime from /proc)."""
+"""`make bench` rows for guest networking, native and boxed measured in the same run:
+- the same http.server and Flask app served natively and under `boxer run -p`, each hit by one
+  sequential client: requests per second, the median request's time and the server's CPU time
+  per request (its process's utime+stime from /proc), the median of ROUNDS rounds;
+- connect+fetch latency to an allowed host (a local server on 127.0.0.1, allowed by IP):
+  the median of FETCHES urllib fetches timed inside the same code run natively and under
+  `boxer run --allow-net`."""
 from __future__ import annotations
 
 import http.client
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -15,6 +20,18 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 REQUESTS = 200
+ROUNDS = 3
+FETCHES = 50
+FETCH_CODE = """\
+import statistics, sys, time, urllib.request
+url, times = sys.argv[1], []
+for _ in range(int(sys.argv[2]) + 5):
+    start = time.perf_counter()
+    with urllib.request.urlopen(url) as response:
+        response.read()
+    times.append(time.perf_counter() - start)
+print(statistics.median(times[5:]))
+"""
 FLASK_APP = """\
 from flask import Flask
 app = Flask(__name__)
@@ -42,9 +59,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _serve(argv: list[str], port: int, env: dict[str, str], path: str) -> tuple[float, float]:
+def _serve(argv: list[str], port: int, env: dict[str, str], path: str) -> tuple[float, float, float]:
     """Start a server, wait for its first answer (imports and compiles: untimed), then time
-    REQUESTS sequential GETs; (seconds per request, CPU seconds per request)."""
+    REQUESTS sequential GETs; (seconds per request, median request, CPU seconds per request)."""
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 300
@@ -56,10 +73,13 @@ def _serve(argv: list[str], port: int, env: dict[str, str], path: str) -> tuple[
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise RuntimeError(f"{argv[0]}: the server did not answer") from None
                 time.sleep(0.2)
-        cpu, start = _cpu(proc.pid), time.perf_counter()
+        cpu, start, each = _cpu(proc.pid), time.perf_counter(), []
         for _ in range(REQUESTS):
+            one = time.perf_counter()
             _get(port, path)
-        return (time.perf_counter() - start) / REQUESTS, (_cpu(proc.pid) - cpu) / REQUESTS
+            each.append(time.perf_counter() - one)
+        return ((time.perf_counter() - start) / REQUESTS, statistics.median(each),
+                (_cpu(proc.pid) - cpu) / REQUESTS)
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -106,18 +126,63 @@ def rows(image: Path, workdir: Path) -> list[tuple[str, float, str]]:
                   {**env, "PYTHONPATH": str(site)}, "/"))
     port = _free_port()
     cases.append(("Flask", [*boxer, "-p", f"{port}:5000", str(flask), "python", "app.py", "5000"], port, env, "/"))
+    measured: list[list[tuple[float, float, float]]] = [[] for _ in cases]
+    for _ in range(ROUNDS):  # rounds interleave the cases, so a busy moment hits all of them
+        for i, (_name, argv, port, case_env, path) in enumerate(cases):
+            measured[i].append(_serve(argv, port, case_env, path))
     out: list[tuple[str, float, str]] = []
     native: dict[str, tuple[float, float]] = {}
-    for name, argv, port, case_env, path in cases:
-        per, cpu = _serve(argv, port, case_env, path)
+    for (name, argv, *_), samples in zip(cases, measured, strict=True):
+        per, median, cpu = (statistics.median(s[k] for s in samples) for k in range(3))
         boxed = argv[:len(boxer)] == boxer
         label = f"net: {name} {'boxer run -p' if boxed else 'native'}"
         note = f"{1 / per:,.0f} req/s, CPU {cpu * 1000:.2f} ms/request"
         if boxed:
-            n_per, n_cpu = native[name]
-            note += f" ({cpu / n_cpu:.1f}x native CPU, {per / n_per:.1f}x native time)"
+            n_median, n_cpu = native[name]
+            note += f" ({cpu / n_cpu:.1f}x native CPU, {median / n_median:.1f}x native time)"
         else:
-            native[name] = (per, cpu)
-        out.append((label, per, note))
+            native[name] = (median, cpu)
+        out.append((label, median, note))
     shutil.rmtree(exported, ignore_errors=True)
-    return out
+    return out + _fetch_rows(image, env)
+
+
+def _fetch_rows(image: Path, env: dict[str, str]) -> list[tuple[str, float, str]]:
+    """Connect+fetch latency to 127.0.0.1, allowed by IP, natively and under --allow-net."""
+    import http.server
+    import threading
+
+    class Quiet(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"fetched"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        native = _median_fetch([sys.executable, "-c", FETCH_CODE, url, str(FETCHES)], env)
+        boxed = _median_fetch([sys.executable, "-m", "boxer_py", "run", "--allow-net", f"127.0.0.1:{port}",
+                               str(image), "python", "-c", FETCH_CODE, url, str(FETCHES)], env)
+    finally:
+        server.shutdown()
+        server.server_close()
+    return [("net: connect+fetch 127.0.0.1 native", native, f"median of {FETCHES} urllib fetches"),
+            ("net: connect+fetch 127.0.0.1 boxer run --allow-net", boxed,
+             f"{boxed / native:.1f}x native (median of {FETCHES})")]
+
+
+def _median_fetch(argv: list[str], env: dict[str, str]) -> float:
+    """The median of ROUNDS runs' median fetch (seconds), as the fetching code prints it."""
+    medians = []
+    for _ in range(ROUNDS):
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, check=True)
+        medians.append(float(done.stdout.strip()))
+    return statistics.median(medians)

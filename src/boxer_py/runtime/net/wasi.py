@@ -30,6 +30,7 @@ import wasmtime
 from boxer_py.errors import RunError
 from boxer_py.runtime import reactor
 from boxer_py.runtime.net import host as nethost
+from boxer_py.runtime.net import rawcall
 from boxer_py.runtime.net.host import EBADF, EINVAL, ENOTSOCK, SUCCESS, Net
 from boxer_py.runtime.net.policy import Network
 from boxer_py.runtime.wasi import clock as wasiclock
@@ -136,8 +137,7 @@ def _trampoline_wat() -> str:
 @dataclass
 class Active:
     net: Net
-    forward: dict[str, wasmtime.Func]
-    store: wasmtime.Store
+    forward: dict[str, rawcall.Forward]
 
 
 class Current:
@@ -162,6 +162,7 @@ class Definer:
         self.plain = wasmtime.Linker(engine)
         self.plain.define_wasi()
         self.current = Current()
+        self.callbacks: list[object] = []  # the linker's C callbacks, alive as long as this
 
     def attach(self, store: wasmtime.Store, memory: wasmtime.Memory, net: Net) -> None:
         """Make `net` the current thread's run, with Wasmtime's functions for other descriptors."""
@@ -174,11 +175,11 @@ class Definer:
         instance = wasmtime.Instance(store, self.trampoline, imports)
         exports = instance.exports(store)
         forward = {}
-        for name in FORWARDED:
+        for name, arity in FORWARDED.items():
             func = exports[name]
             assert isinstance(func, wasmtime.Func)
-            forward[name] = func
-        self.current.set(Active(net, forward, store))
+            forward[name] = rawcall.Forward(func, arity)
+        self.current.set(Active(net, forward))
 
     def detach(self) -> None:
         self.current.set(None)
@@ -186,15 +187,12 @@ class Definer:
     def define(self, linker: wasmtime.Linker, deadlines: wasiclock.Deadlines) -> None:
         """Replace the descriptor calls in `linker` (which has the rest of WASI and the clock)."""
         calls = _Calls(self.current, deadlines)
-        i32 = wasmtime.ValType.i32()
         linker.allow_shadowing = True
-        for name, arity, caller in (("fd_read", 4, True), ("fd_write", 4, True), ("fd_close", 1, False),
-                                    ("fd_fdstat_get", 2, True), ("fd_fdstat_set_flags", 2, False),
-                                    ("fd_filestat_get", 2, True), ("fd_prestat_get", 2, True),
-                                    ("fd_renumber", 2, False), ("sock_accept", 3, True), ("sock_recv", 6, True),
-                                    ("sock_send", 5, True), ("sock_shutdown", 2, False), ("poll_oneoff", 4, True)):
-            linker.define_func(WASI, name, wasmtime.FuncType([i32] * arity, [i32]), calls.guarded(getattr(calls, name)),
-                               access_caller=caller)
+        for name, arity in (("fd_read", 4), ("fd_write", 4), ("fd_close", 1), ("fd_fdstat_get", 2),
+                            ("fd_fdstat_set_flags", 2), ("fd_filestat_get", 2), ("fd_prestat_get", 2),
+                            ("fd_renumber", 2), ("sock_accept", 3), ("sock_recv", 6), ("sock_send", 5),
+                            ("sock_shutdown", 2), ("poll_oneoff", 4)):
+            rawcall.define(linker, WASI, name, arity, calls.guarded(getattr(calls, name)), self.callbacks)
         linker.allow_shadowing = False
 
 
@@ -224,29 +222,27 @@ class _Calls:
             raise wasmtime.Trap("a networked call outside its run")
         return active if active.net.owns(fd) else None
 
-    def passed(self, name: str, *args: int) -> int:
+    def passed(self, name: str, caller: wasmtime.Caller, *args: int) -> int:
         active = self.current.get()
         assert active is not None
-        result = active.forward[name](active.store, *args)
-        assert isinstance(result, int)
-        return result
+        return active.forward[name](caller, *args)
 
     def fd_read(self, caller: wasmtime.Caller, fd: int, iovs: int, count: int, out: int) -> int:
         active = self.on(fd)
         if active is None:
-            return self.passed("fd_read", fd, iovs, count, out)
+            return self.passed("fd_read", caller, fd, iovs, count, out)
         return _read(caller, active.net, fd, iovs, count, out, None)
 
     def fd_write(self, caller: wasmtime.Caller, fd: int, iovs: int, count: int, out: int) -> int:
         active = self.on(fd)
         if active is None:
-            return self.passed("fd_write", fd, iovs, count, out)
+            return self.passed("fd_write", caller, fd, iovs, count, out)
         return _write_call(caller, active.net, fd, iovs, count, out)
 
-    def fd_close(self, fd: int) -> int:
+    def fd_close(self, caller: wasmtime.Caller, fd: int) -> int:
         active = self.on(fd)
         if active is None:
-            return self.passed("fd_close", fd)
+            return self.passed("fd_close", caller, fd)
         if fd == active.net.first:
             return EBADF  # the control descriptor stays
         return active.net.close(fd)
@@ -254,7 +250,7 @@ class _Calls:
     def _stat(self, caller: wasmtime.Caller, fd: int, out: int, call: str) -> int:
         active = self.on(fd)
         if active is None:
-            return self.passed(call, fd, out)
+            return self.passed(call, caller, fd, out)
         net = active.net
         if fd != net.first and fd not in net.slots:
             return EBADF
@@ -271,20 +267,20 @@ class _Calls:
     def fd_filestat_get(self, caller: wasmtime.Caller, fd: int, out: int) -> int:
         return self._stat(caller, fd, out, "fd_filestat_get")
 
-    def fd_fdstat_set_flags(self, fd: int, flags: int) -> int:
+    def fd_fdstat_set_flags(self, caller: wasmtime.Caller, fd: int, flags: int) -> int:
         active = self.on(fd)
         if active is None:
-            return self.passed("fd_fdstat_set_flags", fd, flags)
+            return self.passed("fd_fdstat_set_flags", caller, fd, flags)
         return SUCCESS if fd == active.net.first else active.net.set_flags(fd, flags)
 
     def fd_prestat_get(self, caller: wasmtime.Caller, fd: int, out: int) -> int:
         if self.on(fd) is None:
-            return self.passed("fd_prestat_get", fd, out)
+            return self.passed("fd_prestat_get", caller, fd, out)
         return _put(caller, out, struct.pack("<BxxxI", PREOPEN_OTHER, 0))
 
-    def fd_renumber(self, fd: int, to: int) -> int:
+    def fd_renumber(self, caller: wasmtime.Caller, fd: int, to: int) -> int:
         if self.on(fd) is None and self.on(to) is None:
-            return self.passed("fd_renumber", fd, to)
+            return self.passed("fd_renumber", caller, fd, to)
         return EBADF  # a slot keeps its number, and nothing else may take it
 
     def sock_accept(self, caller: wasmtime.Caller, fd: int, _flags: int, out: int) -> int:
@@ -308,7 +304,7 @@ class _Calls:
             return ENOTSOCK
         return _write_call(caller, active.net, fd, iovs, count, out)
 
-    def sock_shutdown(self, fd: int, how: int) -> int:
+    def sock_shutdown(self, caller: wasmtime.Caller, fd: int, how: int) -> int:
         active = self.on(fd)
         if active is None or fd == active.net.first:
             return ENOTSOCK
