@@ -1,7 +1,8 @@
-"""The browser page's outbound network, in real Chromium against real servers on 127.0.0.1:
-a guest's urllib and http.client reach the hosts of `boxer serve/web --allow-net` through
-the browser's fetch (JSPI suspends the guest while it waits), anything else is refused with
-the same PermissionError as `boxer run --allow-net`, and the allow-list is in the page's CSP.
+"""The browser page's network, in real Chromium against real servers on 127.0.0.1: a guest's
+urllib and http.client reach the hosts of `boxer serve/web --allow-net` through the browser's
+fetch (JSPI suspends the guest while it waits), anything else is refused with the same
+PermissionError as `boxer run --allow-net`, and the allow-list is in the page's CSP; a guest
+server on a `--publish` port answers the page's fetches of port/PORT/ (its Service Worker).
 """
 from __future__ import annotations
 
@@ -57,8 +58,8 @@ def recorder():
 def net_page(browser, image):
     pages = []
 
-    def make(*rules: str) -> NetPage:
-        pages.append(NetPage(browser, image, *rules))
+    def make(*rules: str, publish: tuple[int, ...] = ()) -> NetPage:
+        pages.append(NetPage(browser, image, *rules, publish=publish))
         return pages[-1]
 
     yield make
@@ -194,3 +195,49 @@ except urllib.error.HTTPError as e:
     assert lines[1].startswith(f"502 boxer: the browser's fetch of https://127.0.0.1:{bad.port}/untrusted failed")
     assert [p for m, p, _ in good.seen] == ["/secure?a=1"]
     assert bad.seen == []  # the handshake failed: no request reached it
+
+
+SERVER = r"""
+import http.server, json, os
+os.makedirs('/app/site', exist_ok=True)
+open('/app/site/hello.txt', 'w').write('served from the tab\n')
+os.chdir('/app/site')
+class Handler(http.server.SimpleHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers['Content-Length']))
+        out = json.dumps({'path': self.path, 'body': body.decode(), 'type': self.headers['Content-Type']}).encode()
+        self.send_response(201)
+        self.send_header('Content-Type', 'application/json')
+        self.send_header('Content-Length', str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+server = http.server.ThreadingHTTPServer(('', 8000), Handler)
+print('listening on', server.server_address[1], flush=True)
+server.serve_forever()
+"""
+
+
+def test_a_guest_http_server_on_a_published_port_answers_the_pages_fetch(net_page):
+    page = net_page(publish=(8000,))
+    assert page.fetch("port/8000/hello.txt")["status"] == 503  # nothing runs yet
+    page.start(SERVER)
+    page.wait_output("listening on 8000")
+    got = page.fetch("port/8000/hello.txt")
+    assert (got["status"], got["text"]) == (200, "served from the tab\n")
+    assert got["type"].startswith("text/plain")
+    posted = page.fetch("port/8000/form?a=1", "POST", "x=1&y=2")
+    assert posted["status"] == 201
+    assert json.loads(posted["text"]) == {"path": "/form?a=1", "body": "x=1&y=2", "type": "text/plain;charset=UTF-8"}
+    assert page.fetch("port/8000/missing")["status"] == 404
+    stderr = page.page.evaluate("() => window.boxer.runs.at(-1).stderr")
+    assert '"GET /hello.txt HTTP/1.1" 200' in stderr and '"POST /form?a=1 HTTP/1.1" 201' in stderr
+    page.page.evaluate("() => window.boxer.app.stop()")
+
+
+def test_python_m_http_server_serves_in_the_tab(net_page):
+    page = net_page(publish=(8000,))
+    page.start("import runpy, sys; sys.argv = ['http.server', '8000']; runpy.run_module('http.server', run_name='__main__')")
+    page.wait_output("Serving HTTP on")
+    got = page.fetch("port/8000/")
+    assert got["status"] == 200 and "Directory listing for /" in got["text"]
+    page.page.evaluate("() => window.boxer.app.stop()")

@@ -114,8 +114,8 @@ def make_cert(directory: Path) -> str:
     return base64.b64encode(hashlib.sha256(der).digest()).decode()
 
 
-def page_network(*rules: str) -> site.PageNetwork:
-    return site.PageNetwork(tuple(rules), guest_modules())
+def page_network(*rules: str, publish: tuple[int, ...] = ()) -> site.PageNetwork:
+    return site.PageNetwork(tuple(rules), guest_modules(), publish)
 
 
 @contextmanager
@@ -129,10 +129,11 @@ def chromium(*extra_args: str):
 
 
 class NetPage:
-    """A tab on `boxer serve IMAGE --allow-net RULES...`, ready to run commands."""
+    """A tab on `boxer serve IMAGE --allow-net RULES... --publish PORTS...`, ready to run commands."""
 
-    def __init__(self, browser, image: Path, *rules: str):
-        self.server = site.serve(image, "127.0.0.1", 0, network=page_network(*rules) if rules else None)
+    def __init__(self, browser, image: Path, *rules: str, publish: tuple[int, ...] = ()):
+        network = page_network(*rules, publish=publish) if rules or publish else None
+        self.server = site.serve(image, "127.0.0.1", 0, network=network)
         self.context = browser.new_context()
         self.page = self.context.new_page()
         self.requests: list[str] = []
@@ -147,6 +148,22 @@ class NetPage:
                  const r = await window.boxer.app.run(code, new Uint8Array(0), timeout, "python");
                  return {stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode, trap: r.trap}; }""",
             ["-c " + _quote(code), timeout])
+
+    def start(self, code: str) -> None:
+        """Start `python -c CODE` (a server) in the tab without waiting for it to end."""
+        self.page.evaluate("code => { window.boxer.app.run(code, new Uint8Array(0), 0, 'python'); }", "-c " + _quote(code))
+
+    def fetch(self, path: str, method: str = "GET", body: str | None = None) -> dict:
+        """The page's own fetch of PATH (relative to the page): {status, type, text}."""
+        return self.page.evaluate(
+            """async ([path, method, body]) => {
+                 const r = await fetch(path, {method, body: body ?? undefined});
+                 return {status: r.status, type: r.headers.get("content-type"), text: await r.text()}; }""",
+            [path, method, body])
+
+    def wait_output(self, text: str) -> None:
+        self.page.wait_for_function("t => window.boxer.runs.length && window.boxer.runs.at(-1).stdout.includes(t) "
+                                    "|| window.boxer.runs.at(-1).stderr.includes(t)", arg=text, timeout=RUN_TIMEOUT_MS)
 
     def close(self) -> None:
         self.context.close()

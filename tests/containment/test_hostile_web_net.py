@@ -2,7 +2,8 @@
 Chromium, every server on 127.0.0.1: a host not in --allow-net gets no request by any
 spelling; a name that resolves to a loopback address is refused by the browser before anything
 is sent; oversized and malformed control and HTTP requests end cleanly; the socket slots run
-out and come back; the CSP keeps page and worker code to the list.
+out and come back; the CSP keeps page and worker code to the list; a guest server may listen
+only on the page's published ports, and what it answers that is not an HTTP response is a 502.
 """
 from __future__ import annotations
 
@@ -42,8 +43,8 @@ def servers():
 def net_page(browser, image):
     pages = []
 
-    def make(*rules: str) -> NetPage:
-        pages.append(NetPage(browser, image, *rules))
+    def make(*rules: str, publish: tuple[int, ...] = ()) -> NetPage:
+        pages.append(NetPage(browser, image, *rules, publish=publish))
         return pages[-1]
 
     yield make
@@ -158,3 +159,47 @@ def test_the_csp_keeps_page_and_worker_code_to_the_list(servers, net_page):
     page.page.evaluate("() => window.boxer.app.stop()")
     assert canary.seen == []
     assert [p for m, p, _ in allowed.seen] == ["/from-page", "/from-worker"]
+
+
+BAD_SERVER = r"""
+import socket
+s = socket.socket()
+s.bind(('', 8000))
+s.listen()
+try:
+    socket.socket().bind(('', 9000))
+except OSError as e:
+    print('bind 9000:', type(e).__name__, e, flush=True)
+print('ready', flush=True)
+while True:
+    c, _ = s.accept()
+    request = b''
+    while b'\r\n\r\n' not in request:
+        request += c.recv(65536)
+    path = request.split()[1]
+    if path == b'/garbage':
+        c.sendall(b'NOT HTTP AT ALL\r\n\r\n')
+    elif path == b'/big-head':
+        c.sendall(b'HTTP/1.1 200 OK\r\nX: ' + b'a' * 70000 + b'\r\n\r\n')
+    elif path == b'/ok':
+        c.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok')
+    c.close()  # /silent: no answer at all
+"""
+
+
+def test_a_guest_server_listens_only_on_published_ports_and_bad_answers_are_502(net_page):
+    page = net_page(publish=(8000,))
+    page.start(BAD_SERVER)
+    page.wait_output("ready")
+    stdout = page.page.evaluate("() => window.boxer.runs.at(-1).stdout")
+    assert ("bind 9000: PermissionError [Errno 2] port 9000 is not published: build the page with --publish 9000 "
+            "to let the guest listen on it") in stdout
+    assert page.fetch("port/9000/")["status"] == 503
+    answers = {path: page.fetch("port/8000" + path) for path in ("/garbage", "/big-head", "/silent", "/ok")}
+    assert answers["/garbage"]["status"] == 502 and "a malformed HTTP status line" in answers["/garbage"]["text"]
+    assert answers["/big-head"]["status"] == 502 and "a response head over 65536 bytes" in answers["/big-head"]["text"]
+    assert answers["/silent"]["status"] == 502
+    assert "closed the connection without a response" in answers["/silent"]["text"]
+    assert (answers["/ok"]["status"], answers["/ok"]["text"]) == (200, "ok")
+    assert page.fetch("image.wasm")["status"] == 200  # the page's own files are not the guest's
+    page.page.evaluate("() => window.boxer.app.stop()")

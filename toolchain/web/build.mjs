@@ -1,5 +1,5 @@
 // Builds the browser launcher into src/boxer_py/browser/web/ (committed, so `pip install` needs no
-// Node): minified boxer.js (the page) and worker.js (one run), preview.html (where an HTML
+// Node): minified boxer.js (the page), worker.js (one run) and sw.js (published ports), preview.html (where an HTML
 // output's scripts run when the user asks), style.css and xterm.css, and
 // SOURCES.json, the sha256 of every input, which tests/test_web.py compares with the sources.
 //   node build.mjs [OUTDIR]
@@ -18,6 +18,7 @@ mkdirSync(tmp, { recursive: true });
 const common = { bundle: true, minify: true, format: "iife", target: "es2022", legalComments: "none", logLevel: "warning" };
 await build({ ...common, entryPoints: [join(here, "src", "main.js")], outfile: join(tmp, "boxer.js") });
 await build({ ...common, entryPoints: [join(here, "src", "worker.js")], outfile: join(tmp, "worker.js") });
+await build({ ...common, entryPoints: [join(here, "src", "sw.js")], outfile: join(tmp, "sw.js") });
 copyFileSync(join(here, "src", "style.css"), join(tmp, "style.css"));
 copyFileSync(join(here, "src", "preview.html"), join(tmp, "preview.html"));
 copyFileSync(join(here, "node_modules", "@xterm", "xterm", "css", "xterm.css"), join(tmp, "xterm.css"));

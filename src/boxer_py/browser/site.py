@@ -30,7 +30,8 @@ from boxer_py.image import atomic, imagefile
 
 IMAGE_NAME = "image.wasm"
 PREVIEW_NAME = "preview.html"
-ASSETS = ("boxer.js", "worker.js", PREVIEW_NAME, "style.css", "xterm.css")
+SERVICE_WORKER = "sw.js"  # registered only by a page with published ports
+ASSETS = ("boxer.js", "worker.js", SERVICE_WORKER, PREVIEW_NAME, "style.css", "xterm.css")
 # The MIME types a host must send (WebAssembly.compileStreaming and the page need them).
 MIME_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -49,12 +50,19 @@ NET_NAME = "net.json"  # a networked page's guest-side modules (see PageNetwork)
 
 @dataclass(frozen=True)
 class PageNetwork:
-    """What `boxer web --allow-net` gives the page's runs: the allowed hosts (rules as
-    "host:port" or "host:*", already checked by the CLI) and the guest-side network modules
-    (the ones `boxer run` gives a networked guest), written to net.json for the launcher."""
+    """What `boxer web --allow-net/--publish` gives the page's runs: the allowed hosts (rules
+    as "host:port" or "host:*", already checked by the CLI), the guest ports a server may
+    listen on (reached at port/PORT/ under the page, through its Service Worker) and the
+    guest-side network modules (the ones `boxer run` gives a networked guest), written to
+    net.json for the launcher."""
 
     allow: tuple[str, ...] = ()
     modules: dict[str, str] = field(default_factory=dict)
+    publish: tuple[int, ...] = ()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.allow or self.publish)
 
     def origins(self) -> list[str]:
         """The rules as CSP sources, http and https (the guest's TLS is the browser's)."""
@@ -143,6 +151,7 @@ def render_index(image: imagefile.Image, limits: dict[str, int] | None = None, a
         preview_url=PREVIEW_NAME, default_command=shlex.join(config.cmd) or "command",
         entrypoint=shlex.join(config.entrypoint) or "none", csp=page_csp(network), autorun=autorun,
         allow_net=" ".join(network.allow) if network else "",
+        publish=" ".join(str(p) for p in network.publish) if network else "", service_worker=SERVICE_WORKER,
         limits={name: value for name, value in (limits or {}).items() if name in LIMIT_NAMES})
 
 
@@ -167,7 +176,7 @@ def write_site(image_path: str | Path, directory: str | Path, limits: dict[str, 
     check_runs_in_browser(image, str(image_path))
     atomic.check_empty_target(directory)
     assets = _assets()
-    network = network if network is not None and network.allow else None
+    network = network if network is not None and network.enabled else None
     index = render_index(image, limits, autorun, network)
     with atomic.fresh_directory(directory) as tmp:
         (tmp / "index.html").write_text(index, encoding="utf-8")
@@ -298,7 +307,7 @@ def serve(image_path: str | Path, host: str = "127.0.0.1", port: int = 8000,
     policy header goes with every file: a worker's fetches obey its own script's header."""
     image = imagefile.read(image_path)
     check_runs_in_browser(image, str(image_path))
-    network = network if network is not None and network.allow else None
+    network = network if network is not None and network.enabled else None
     preview_headers = {**PREVIEW_HEADERS, "Content-Security-Policy": preview_csp() + "; frame-ancestors 'self'"}
     headers = {**PAGE_HEADERS, "Content-Security-Policy": page_csp(network) + "; frame-ancestors 'none'"}
     files: dict[str, tuple[str, Path | bytes, dict[str, str]]] = {

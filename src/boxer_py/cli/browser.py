@@ -14,15 +14,26 @@ def page_limits(max_output, disk, max_entries):
                   max_entries=max_entries)
 
 
-def page_network(allow_net):
-    """The page's allow-list, checked as `boxer run --allow-net` checks it, and the guest modules."""
-    if not allow_net:
+def page_network(allow_net, publish):
+    """The page's allow-list, checked as `boxer run --allow-net` checks it, its published guest
+    ports and the guest modules."""
+    if not allow_net and not publish:
         return None
     from boxer_py.browser.site import PageNetwork
+    from boxer_py.errors import RunError
     from boxer_py.runtime.net.policy import Network, guest_modules
 
     rules = Network.parse(allow=allow_net).allow
-    return PageNetwork(tuple(str(rule) for rule in rules), guest_modules())
+    for port in publish:
+        if not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise RunError(f"--publish {port}: expected a guest port number (1-65535)")
+    return PageNetwork(tuple(str(rule) for rule in rules), guest_modules(), tuple(sorted({int(p) for p in publish})))
+
+
+def publish_option(*names):
+    return click.option(*names, "publish", multiple=True, metavar="PORT",
+                        help="Let a server in the page listen on guest PORT; the page's requests to port/PORT/... "
+                             "reach it (through the page's Service Worker).")
 
 
 def limit_options(command):
@@ -45,7 +56,8 @@ def limit_options(command):
 @click.option("-p", "--port", type=int, default=8000, show_default=True, help="Port to listen on (0: any free port).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @limit_options
-def serve(image, port, host, max_output, disk, max_entries, autorun, allow_net):
+@publish_option("--publish")
+def serve(image, port, host, max_output, disk, max_entries, autorun, allow_net, publish):
     """Serve a page that runs IMAGE in the browser (the code runs in the visitor's tab)."""
     from boxer_py.browser.site import is_loopback
     from boxer_py.browser.site import serve as start
@@ -54,7 +66,7 @@ def serve(image, port, host, max_output, disk, max_entries, autorun, allow_net):
     if not is_loopback(host):
         click.echo(f"boxer: warning: listening on {host}, not a loopback address: other machines can load the "
                    "page and the image", err=True)
-    server = start(locate(image), host, port, limits, autorun, page_network(allow_net))
+    server = start(locate(image), host, port, limits, autorun, page_network(allow_net, publish))
     click.echo(server.url)
     try:
         server.thread.join()
@@ -65,7 +77,8 @@ def serve(image, port, host, max_output, disk, max_entries, autorun, allow_net):
 @click.argument("image", metavar="IMAGE")
 @click.option("-o", "--output", "directory", required=True, metavar="DIR", help="Directory to write (must not exist, or be empty).")
 @limit_options
-def web(image, directory, max_output, disk, max_entries, autorun, allow_net):
+@publish_option("-p", "--publish")
+def web(image, directory, max_output, disk, max_entries, autorun, allow_net, publish):
     """Write a static site that runs IMAGE in the browser: index.html, the launcher, image.wasm.
 
     Any static host can serve it if it sends .wasm as application/wasm (see docs/web.md).
@@ -73,4 +86,4 @@ def web(image, directory, max_output, disk, max_entries, autorun, allow_net):
     from boxer_py.browser.site import write_site
 
     click.echo(write_site(locate(image), directory, page_limits(max_output, disk, max_entries), autorun,
-                          page_network(allow_net)))
+                          page_network(allow_net, publish)))

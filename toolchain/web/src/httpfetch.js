@@ -17,7 +17,7 @@ export class HttpError extends Error {}
 
 const encoder = new TextEncoder();
 
-function indexOf(bytes, pattern, from = 0) {
+export function indexOf(bytes, pattern, from = 0) {
   outer: for (let i = from; i <= bytes.length - pattern.length; i++) {
     for (let j = 0; j < pattern.length; j++) if (bytes[i + j] !== pattern[j]) continue outer;
     return i;
@@ -29,7 +29,7 @@ const CRLF = encoder.encode("\r\n");
 const END_OF_HEAD = encoder.encode("\r\n\r\n");
 
 /** The chunked body at the start of `bytes`: { body, used } or null while incomplete. */
-function dechunk(bytes) {
+export function dechunk(bytes) {
   const parts = [];
   let at = 0, total = 0;
   for (;;) {

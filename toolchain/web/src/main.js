@@ -10,7 +10,7 @@ import { plan, findProgram, shellWords, cpythonStart, RunError } from "./command
 import { findCwdSlot } from "./wasicwd.js";
 import { inertFrame, scriptFrame } from "./preview.js";
 import { createEditor } from "./editor.js";
-import { loadNetwork } from "./netpage.js";
+import { loadNetwork, relayTo } from "./netpage.js";
 
 const OUT_DIR = "/out";
 const TIMEOUT_EXIT_CODE = 124;
@@ -127,6 +127,7 @@ class App {
     this.image = await decodeImage(data, url.split("/").pop());
     this.root = buildRootfs(this.image.layers);
     this.net = await loadNetwork(document.body.dataset);
+    relayTo(() => [...this.workers]);
     const c = this.image.config;
     $("image-id").textContent = this.image.id.slice(0, 19);
     $("image-tag").textContent = visible(this.image.tag || "(untagged)");

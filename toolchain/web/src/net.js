@@ -2,17 +2,20 @@
 // Wasmtime (src/boxer_py/runtime/net/: a control descriptor taking one JSON request at a time,
 // socket slots reserved as extra preopens at start), served here by JavaScript.
 //
-// Outbound only: a connect is checked against the page's --allow-net list; the connection's
-// bytes are HTTP requests, each made with fetch (httpfetch.js). A blocking call (recv, accept,
+// Outbound: a connect is checked against the page's --allow-net list; the connection's bytes
+// are HTTP requests, each made with fetch (httpfetch.js). Inbound: a guest may listen on the
+// page's published ports (--publish); requests the Service Worker relays (sw.js, inbound.js)
+// are accepted as connections. A blocking call (recv, accept,
 // poll) suspends the guest with JSPI (WebAssembly.Suspending / WebAssembly.promising, on by
 // default in Chromium since 137): the imports that may block return a Promise only when they
 // must wait, and the run's `_start` is called through WebAssembly.promising.
 
 import { Fd, Directory, PreopenDirectory, File } from "@bjorn3/browser_wasi_shim";
 import { HttpError, exchange, gatewayError, parseRequest, concat } from "./httpfetch.js";
+import { parseResponse, requestBytes } from "./inbound.js";
 
 // WASI's errno numbers.
-const SUCCESS = 0, E2BIG = 1, EACCES = 2, EAFNOSUPPORT = 5, EAGAIN = 6, EBADF = 8, ECONNRESET = 15;
+const SUCCESS = 0, E2BIG = 1, EACCES = 2, EADDRINUSE = 3, EAFNOSUPPORT = 5, EAGAIN = 6, EBADF = 8, ECONNRESET = 15;
 const EINVAL = 28, EISCONN = 30, EMFILE = 33, ENOTCONN = 53, ENOTSOCK = 57, ENOTSUP = 58, EPIPE = 64;
 export const SLOTS = 64; // the control descriptor and 63 sockets, as net/wasi.py
 export const GUEST_DIR = "/.boxer/net";
@@ -81,19 +84,21 @@ function ipKind(host) {
   return null; // a name
 }
 
-/** One guest socket: new, or connected to an allowed host:port (its bytes go through fetch). */
+/** One guest socket: new, connected to an allowed host:port (its bytes go through fetch),
+ *  bound or listening on a published port, or an accepted ("inbound") connection. */
 class Conn {
   constructor() {
     Object.assign(this, { state: "new", host: null, port: 0, tls: false, nonblocking: false, out: new Uint8Array(0),
-      inq: [], eof: false, error: 0, busy: null, sent: false });
+      inq: [], eof: false, error: 0, busy: null, sent: false, queue: [], reply: null, head: false });
   }
 }
 
 export class WebNet {
   /** `allow`: the page's rules ("host:port"); `first`: the control descriptor's number;
    *  `log`: where a line for the user goes (the run's stderr). */
-  constructor(allow, first, log) {
+  constructor(allow, publish, first, log) {
     this.rules = allow.map(parseRule).filter(Boolean);
+    this.publish = new Set(publish);
     Object.assign(this, { first, log, conns: new Map(), reply: new Uint8Array(0), wakers: new Set() });
   }
 
@@ -154,19 +159,93 @@ export class WebNet {
     if (!["bind", "listen", "connect", "getsockname", "getpeername", "setsockopt", "tls"].includes(op)) return { errno: EINVAL, message: "unknown control request" };
     const conn = Number.isInteger(request.fd) ? this.conns.get(request.fd) : undefined;
     if (!conn) return { errno: EBADF, message: "not a socket of this guest" };
-    if (op === "bind" || op === "listen") {
-      const port = Number.isInteger(request.port) ? request.port : "?";
-      return { errno: EACCES, message: `port ${port} is not published: listening is not available in the browser page yet` };
+    if (op === "bind") return this.bind(conn, request);
+    if (op === "listen") {
+      if (conn.state !== "bound" && conn.state !== "listening") return { errno: EINVAL, message: "listen() before bind()" };
+      conn.state = "listening";
+      return {};
     }
     if (op === "connect") return this.connect(conn, request);
-    if (op === "getsockname") return { address: ["0.0.0.0", 0] };
-    if (op === "getpeername") return conn.state === "connected" ? { address: [conn.host, conn.port] } : { errno: ENOTCONN, message: "not connected" };
+    if (op === "getsockname") return { address: [conn.state === "bound" || conn.state === "listening" ? conn.bindHost : "0.0.0.0", conn.port && conn.state !== "connected" ? conn.port : 0] };
+    if (op === "getpeername") {
+      if (conn.state === "connected") return { address: [conn.host, conn.port] };
+      return conn.state === "inbound" ? { address: ["127.0.0.1", 0] } : { errno: ENOTCONN, message: "not connected" };
+    }
     if (op === "tls") {
       if (conn.state !== "connected" || conn.tls || conn.sent) return { errno: EINVAL, message: "TLS must start right after connect" };
       conn.tls = true; // the browser's fetch does TLS and checks the certificate for this name
       return { alpn: null };
     }
     return {}; // setsockopt: accepted, as under Wasmtime
+  }
+
+  bind(conn, request) {
+    const { host, port } = request;
+    if (typeof host !== "string" || host.length > 255 || !Number.isInteger(port)) return { errno: EINVAL, message: "malformed control request (address)" };
+    if (conn.state !== "new") return { errno: EINVAL, message: "socket is already bound" };
+    if (!this.publish.has(port)) {
+      return { errno: EACCES, message: `port ${port} is not published: build the page with --publish ${port} to let the guest listen on it` };
+    }
+    for (const other of this.conns.values()) {
+      if ((other.state === "bound" || other.state === "listening") && other.port === port) return { errno: EADDRINUSE, message: `port ${port} is already in use in the guest` };
+    }
+    Object.assign(conn, { state: "bound", port, bindHost: host || "0.0.0.0" });
+    return {};
+  }
+
+  /** A request relayed from sw.js for `msg.port`: queued on the guest's listening socket, or
+   *  answered at once when nothing listens there. */
+  inbound(msg, reply) {
+    const listener = [...this.conns.values()].find((c) => c.state === "listening" && c.port === msg.port);
+    if (!listener) {
+      reply.postMessage({ status: 503, error: `nothing in the guest listens on port ${msg.port}${this.publish.has(msg.port) ? "" : " (not published)"}` });
+      return;
+    }
+    listener.queue.push({ msg, reply });
+    this.wake();
+  }
+
+  /** [errno, new fd] for accept on a listening slot, or a Promise of that when it must wait. */
+  accept(fd) {
+    const conn = this.conns.get(fd);
+    if (!conn) return [EBADF, 0];
+    if (conn.state !== "listening") return [EINVAL, 0];
+    const take = () => {
+      if (!conn.queue.length) return null;
+      const newFd = this.freeFd();
+      if (newFd === null) return [EMFILE, 0];
+      const { msg, reply } = conn.queue.shift();
+      const accepted = new Conn();
+      Object.assign(accepted, { state: "inbound", port: conn.port, inq: [requestBytes(msg, conn.port)], eof: true, reply, head: msg.method === "HEAD" });
+      this.conns.set(newFd, accepted);
+      return [SUCCESS, newFd];
+    };
+    const now = take();
+    if (now) return now;
+    if (conn.nonblocking) return [EAGAIN, 0];
+    return (async () => {
+      for (;;) {
+        await this.changed();
+        if (this.conns.get(fd) !== conn) return [EBADF, 0];
+        const got = take();
+        if (got) return got;
+      }
+    })();
+  }
+
+  freeFd() {
+    for (let fd = this.first + 1; fd < this.first + SLOTS; fd++) if (!this.conns.has(fd)) return fd;
+    return null;
+  }
+
+  /** Send an accepted connection's response to sw.js once it is whole (or the guest closed it). */
+  respond(conn, final) {
+    if (!conn.reply) return;
+    const parsed = parseResponse(conn.out, final, conn.head);
+    if (parsed === null) return;
+    if (parsed.error) conn.reply.postMessage({ status: 502, error: `the guest's server on port ${conn.port}: ${parsed.error}` });
+    else conn.reply.postMessage(parsed, [parsed.body.buffer]);
+    conn.reply = null;
   }
 
   rule(host, port) {
@@ -196,6 +275,12 @@ export class WebNet {
   send(fd, data) {
     const conn = this.conns.get(fd);
     if (!conn) return [EBADF, 0];
+    if (conn.state === "inbound") {
+      if (conn.out.length + data.length > (64 << 20) + (64 << 10)) return [EPIPE, 0];
+      conn.out = concat([conn.out, data]);
+      this.respond(conn, false);
+      return [SUCCESS, data.length];
+    }
     if (conn.state !== "connected") return [ENOTCONN, 0];
     if (conn.error || conn.eof) return [EPIPE, 0];
     conn.sent = true;
@@ -236,7 +321,7 @@ export class WebNet {
   recv(fd, size, peek) {
     const conn = this.conns.get(fd);
     if (!conn) return [EBADF, null];
-    if (conn.state !== "connected") return [ENOTCONN, null];
+    if (conn.state !== "connected" && conn.state !== "inbound") return [ENOTCONN, null];
     const take = () => {
       if (conn.inq.length) {
         const first = conn.inq[0];
@@ -249,7 +334,7 @@ export class WebNet {
       }
       if (conn.error) return [conn.error, null];
       if (conn.eof) return [SUCCESS, new Uint8Array(0)];
-      if (!conn.busy && !conn.out.length && !conn.sent) {
+      if (conn.state === "connected" && !conn.busy && !conn.out.length && !conn.sent) {
         this.log(`boxer: ${conn.host}:${conn.port}: the guest waits for the server to speak first; only HTTP, where the client speaks first, goes through the browser's fetch\n`);
         conn.error = ECONNRESET;
         return [ECONNRESET, null];
@@ -270,14 +355,25 @@ export class WebNet {
   }
 
   close(fd) {
-    if (!this.conns.delete(fd)) return EBADF;
+    const conn = this.conns.get(fd);
+    if (!conn) return EBADF;
+    this.conns.delete(fd);
+    if (conn.state === "inbound") this.respond(conn, true);
+    for (const { reply } of conn.queue) reply.postMessage({ status: 503, error: `the guest stopped listening on port ${conn.port}` });
+    this.wake();
     return SUCCESS;
   }
 
-  shutdown(fd) { return this.conns.has(fd) ? SUCCESS : EBADF; }
+  shutdown(fd, how) {
+    const conn = this.conns.get(fd);
+    if (!conn) return EBADF;
+    if (conn.state === "inbound" && how & 2) this.respond(conn, true); // SHUT_WR: the response is complete
+    return SUCCESS;
+  }
 
   readyRead(fd) {
     const conn = this.conns.get(fd);
+    if (conn && conn.state === "listening") return conn.queue.length > 0;
     return !conn || conn.inq.length > 0 || conn.eof || !!conn.error;
   }
 }
@@ -359,8 +455,13 @@ export function install(wasi, net, memory) {
     return r instanceof Promise ? r.then(done) : done(r);
   });
   imp.sock_send = (fd, ptr, count, _flags, outPtr) => (!net.owns(fd) || fd === net.first ? ENOTSOCK : write(fd, ptr, count, outPtr));
-  imp.sock_shutdown = (fd) => (!net.owns(fd) || fd === net.first ? ENOTSOCK : net.shutdown(fd));
-  imp.sock_accept = (fd) => (!net.owns(fd) || fd === net.first ? ENOTSOCK : EINVAL);
+  imp.sock_shutdown = (fd, how) => (!net.owns(fd) || fd === net.first ? ENOTSOCK : net.shutdown(fd, how));
+  imp.sock_accept = suspending((fd, _flags, outPtr) => {
+    if (!net.owns(fd) || fd === net.first) return ENOTSOCK;
+    const done = ([code, newFd]) => { if (!code) view().setUint32(outPtr, newFd, true); return code; };
+    const r = net.accept(fd);
+    return r instanceof Promise ? r.then(done) : done(r);
+  });
   imp.poll_oneoff = suspending((subs, events, count, countOut) => poll(net, view, subs, events, count, countOut));
 }
 

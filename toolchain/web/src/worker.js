@@ -221,11 +221,14 @@ async function start(wasi, instance, suspends) {
   }
 }
 
+let activeNet = null; // the run's network, which requests relayed from the page's Service Worker reach
+
 /** The run's network (net.js) when the page has an allow-list: its descriptors after "/" and
  *  the guest's PYTHONPATH and BOXER_NET_FD, as net/wasi.py's reserve() sets them. */
 function network(net, env, stderr) {
   if (!net) return null;
-  const webnet = new WebNet(net.allow, 6, (text) => stderr.write(new TextEncoder().encode(text)));
+  const webnet = new WebNet(net.allow, net.publish || [], 6, (text) => stderr.write(new TextEncoder().encode(text)));
+  activeNet = webnet;
   const old = env.find((e) => e.startsWith("PYTHONPATH="));
   const rest = env.filter((e) => !e.startsWith("PYTHONPATH=") && !e.startsWith("BOXER_NET_FD="));
   env.length = 0;
@@ -289,5 +292,11 @@ async function run({ module, root, argv, env, workdir, cwdSlot, stdin, outDir, l
 }
 
 self.onmessage = (event) => {
+  if (event.data && event.data.type === "inbound") {
+    const [reply] = event.ports;
+    if (activeNet) activeNet.inbound(event.data, reply);
+    else reply.postMessage({ status: 503, error: "the running program has no network" });
+    return;
+  }
   run(event.data).catch((e) => postMessage({ type: "error", message: e.message || String(e), exitCode: e.exitCode ?? 125 }));
 };

@@ -1,0 +1,48 @@
+// The page's Service Worker (registered only by a page built with `--publish PORT`): a request
+// for `port/PORT/PATH` under the page's directory goes to the guest's server listening on that
+// published port, through the page and the run's worker (net.js); its answer is the response.
+// Every other request is left to the network as usual. Nothing is cached.
+
+const PREFIX = /^port\/(\d{1,5})(\/.*)?$/;
+const WAIT_MS = 120_000; // a guest that does not answer in time gets a 504
+
+self.addEventListener("install", () => self.skipWaiting());
+self.addEventListener("activate", (event) => event.waitUntil(self.clients.claim()));
+
+function text(status, message) {
+  return new Response(`boxer: ${message}\n`, { status, headers: { "content-type": "text/plain; charset=utf-8" } });
+}
+
+async function forward(event, port, path) {
+  const request = event.request;
+  const windows = await self.clients.matchAll({ type: "window" });
+  const page = windows.find((c) => c.id === event.clientId) || windows.find((c) => new URL(c.url).pathname === new URL(self.registration.scope).pathname) || windows[0];
+  if (!page) return text(503, "no page is open to run the guest");
+  const body = request.method === "GET" || request.method === "HEAD" ? new Uint8Array(0) : new Uint8Array(await request.arrayBuffer());
+  const url = new URL(request.url);
+  const channel = new MessageChannel();
+  const answer = new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(null), WAIT_MS);
+    channel.port1.onmessage = ({ data }) => { clearTimeout(timer); resolve(data); };
+  });
+  page.postMessage({ type: "boxer-inbound", port, method: request.method, target: (path || "/") + url.search,
+    headers: [...request.headers], body }, [channel.port2, body.buffer]);
+  const reply = await answer;
+  if (reply === null) return text(504, `the guest did not answer on port ${port} in time`);
+  if (reply.error) return text(reply.status || 502, reply.error);
+  try {
+    return new Response(reply.status === 204 || reply.status === 304 || request.method === "HEAD" ? null : reply.body,
+      { status: reply.status, statusText: reply.statusText, headers: reply.headers });
+  } catch (e) {
+    return text(502, `the guest's response on port ${port} cannot be passed on (${e.message})`);
+  }
+}
+
+self.addEventListener("fetch", (event) => {
+  const url = new URL(event.request.url);
+  const scope = new URL(self.registration.scope);
+  if (url.origin !== scope.origin || !url.pathname.startsWith(scope.pathname)) return;
+  const match = PREFIX.exec(url.pathname.slice(scope.pathname.length));
+  if (!match) return;
+  event.respondWith(forward(event, Number(match[1]), match[2]));
+});
