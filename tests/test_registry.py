@@ -19,6 +19,7 @@ import pytest
 import runwasi
 from boxer_py.image import imagefile
 from localregistry import REGISTRY_BINARY, FaultProxy, LocalRegistry
+from terminal_screen import screen
 
 SKOPEO = shutil.which("skopeo") or "/usr/bin/skopeo"
 USER, PASSWORD = "alice", "correct horse battery staple"
@@ -148,29 +149,6 @@ def test_second_push_sends_no_blob_again(bx, registry, hello_image, tmp_path):
     assert second.stderr.count("already exists") == 5 and "pushing" not in second.stderr
     assert second.stdout.strip() == json.loads(first.stdout)["digest"], "same image, same digest"
     assert json.loads(first.stdout)["uploaded"] > 10_000_000
-
-
-def screen(raw: str) -> list[str]:
-    """The lines a terminal shows once `raw` is written to it: text, carriage returns, newlines,
-    cursor up (ESC [ n A), erase to the end of the line (ESC [ K) and of the screen (ESC [ J)."""
-    lines, row, col = [""], 0, 0
-    for m in re.finditer(r"\x1b\[(\d*)([A-Za-z])|\r|\n|[^\x1b\r\n]+", raw):
-        text, code = m.group(0), m.group(2)
-        if text == "\n":
-            row, col = row + 1, 0
-            lines.extend([""] * (row + 1 - len(lines)))
-        elif text == "\r":
-            col = 0
-        elif code == "A":
-            row = max(0, row - int(m.group(1) or 1))
-        elif code in ("K", "J"):
-            lines[row] = lines[row][:col]
-            if code == "J":
-                del lines[row + 1:]
-        elif not code:
-            line = lines[row].ljust(col)
-            lines[row], col = line[:col] + text + line[col + len(text):], col + len(text)
-    return [line for line in lines if line]
 
 
 def on_terminal(boxer_env: dict, *args: str) -> tuple[int | None, str]:

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 import click
@@ -15,6 +17,7 @@ from boxer_py.cli.common import cli, human_since, human_size, locate, store, war
 from boxer_py.errors import BoxerError, ImageError
 from boxer_py.image import imagefile
 from boxer_py.image.inspect import inspect_json
+from boxer_py.image.progress import Progress
 from boxer_py.image.store import StoredImage
 
 
@@ -227,10 +230,13 @@ def load(source, quiet):
                     f.write(chunk)
         else:
             where = source
-        loaded = read_archive(source, where)
-    local = store()
+        shown = nullcontext() if quiet else Progress(f"loading {where} ({os.path.getsize(source) / 1e6:.0f} MB)")
+        with shown:
+            loaded = read_archive(source, where)
+            local = store()
+            for item in loaded:
+                local.add(item.data, item.id, item.tags)
     for item in loaded:
-        local.add(item.data, item.id, item.tags)
         if not quiet:
             for name in item.tags:
                 click.echo(f"Loaded image: {name}")

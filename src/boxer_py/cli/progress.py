@@ -171,7 +171,8 @@ class TransferProgress:
                 return
             changed = self.states.get(label) != state
             self.states[label] = state
-            self.rows[label] = f"{label}: {state}" + (f" {bar(done, total)}" if state in ACTIVE else "")
+            width = max(10, min(50, _columns(self.stream) - 40 - len(state)))   # the bar narrows to fit the line
+            self.rows[label] = f"{label}: {state}" + (f" {bar(done, total, width)}" if state in ACTIVE else "")
             if changed or time.monotonic() - self.last >= 0.1:
                 self._draw()
 

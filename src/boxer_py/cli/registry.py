@@ -4,11 +4,13 @@ from __future__ import annotations
 import json
 import os
 import sys
+from contextlib import nullcontext
 from dataclasses import replace
 
 import click
 
 from boxer_py.cli.common import cli, locate, store, warn
+from boxer_py.image.progress import Progress
 
 
 def _options(insecure: bool, quiet: bool, as_json: bool):
@@ -60,7 +62,8 @@ def pull(reference, output, insecure, platform, quiet, as_json):
                          "choose another -o)")
     fetched = fetch(reference, _options(insecure, quiet, as_json))
     result = fetched.transferred
-    store().add(fetched.data, result.image_id, [fetched.local_name] if fetched.local_name else [])
+    with nullcontext() if quiet or as_json else Progress(f"storing the image ({len(fetched.data) / 1e6:.0f} MB)"):
+        store().add(fetched.data, result.image_id, [fetched.local_name] if fetched.local_name else [])
     if output:
         imagefile.write(output, fetched.data)
         result = replace(result, path=output)

@@ -5,6 +5,7 @@ import json
 import os
 import sys
 import threading
+from contextlib import nullcontext
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -230,6 +231,7 @@ def _image_path(image: str, quiet: bool = False) -> Path:
         if not _names_registry(image):
             raise RunError(str(e)) from None
     from boxer_py.cli.progress import TransferProgress
+    from boxer_py.image.progress import Progress
     from boxer_py.registry.distribution import Options
     from boxer_py.registry.transfer import fetch
     shown = TransferProgress()
@@ -237,7 +239,8 @@ def _image_path(image: str, quiet: bool = False) -> Path:
     say(f"Unable to find image '{image}' locally")
     try:
         fetched = fetch(image, Options(progress=say, blob=(lambda *_: None) if quiet else shown.blob))
-        store().add(fetched.data, fetched.transferred.image_id, [fetched.local_name] if fetched.local_name else [])
+        with nullcontext() if quiet else Progress(f"storing the image ({len(fetched.data) / 1e6:.0f} MB)"):
+            store().add(fetched.data, fetched.transferred.image_id, [fetched.local_name] if fetched.local_name else [])
         say(f"Status: Downloaded newer image for {fetched.local_name or image}")
         return locate(fetched.local_name or fetched.transferred.image_id)
     except RunError:

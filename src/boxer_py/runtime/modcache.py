@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +16,7 @@ import wasmtime
 
 from boxer_py.errors import RunError
 from boxer_py.image.imagefile import write
+from boxer_py.image.progress import Progress
 from boxer_py.runtime.wasi.cwd import FINDER_VERSION, find_cwd_slot
 
 ENGINE_SETTINGS = "epoch+exceptions"
@@ -185,43 +183,3 @@ class ModuleCache:
 def _stamp(path: Path) -> list[int]:
     st = path.stat()
     return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
-
-
-class Progress:
-    """A long step on a terminal: after `quiet` seconds, `boxer: WHAT... 12s` on stderr,
-    updated in place every second, then `done in 47s`. Nothing when stderr is not a terminal
-    (piped, a log) nor for a step that ends sooner."""
-
-    def __init__(self, what: str, quiet: float = 1.0, fd: int = 2):
-        self.what, self.quiet, self.fd = what, quiet, fd
-        self._done = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._shown = False
-        self._started = time.monotonic()
-
-    def __enter__(self) -> Progress:
-        if os.isatty(self.fd):
-            self._thread = threading.Thread(target=self._show, name="boxer-progress", daemon=True)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        if self._thread is not None:
-            self._thread.join()
-        if self._shown:
-            self._write(f"\rboxer: {self.what}... done in {time.monotonic() - self._started:.0f}s\x1b[K\n")
-
-    def _show(self) -> None:
-        if self._done.wait(self.quiet):
-            return
-        while not self._done.is_set():
-            self._shown = True
-            self._write(f"\rboxer: {self.what}... {time.monotonic() - self._started:.0f}s\x1b[K")
-            self._done.wait(1.0)
-
-    def _write(self, text: str) -> None:
-        try:
-            os.write(self.fd, text.encode())
-        except OSError:
-            pass
