@@ -21,6 +21,7 @@ from boxer_py.errors import BuildError, ImageError
 from boxer_py.image import hostfs, paths
 from boxer_py.image.hostfs import Expansion, host_mode
 from boxer_py.image.paths import guest_parts
+from boxer_py.image.progress import Progress
 
 if TYPE_CHECKING:
     from boxer_py.image.imagefile import Image
@@ -250,12 +251,14 @@ def apply_layer(root: Path, layer: bytes, what: str = "layer") -> dict[str, tupl
 
 def unpack(image: Image, root: Path) -> None:
     """Apply an image's layers, in order, to an empty directory. A layer that cannot be
-    unpacked (not a tar, truncated, a bomb, paths the host cannot hold) is an ImageError."""
-    for layer in image.layers:
-        what = f"{image._where}: layer {layer.digest[:19]}"
-        try:
-            apply_layer(root, image.layer(layer), what)
-        except BuildError as e:
-            raise ImageError(str(e)) from None
-        except OSError as e:
-            raise ImageError(f"{what}: cannot be unpacked ({e.strerror or e})") from None
+    unpacked (not a tar, truncated, a bomb, paths the host cannot hold) is an ImageError.
+    Past a second, a terminal on stderr shows how long it has taken (a big image's first run)."""
+    with Progress(f"unpacking image {image.id[7:19]} ({sum(d.size for d in image.layers) / 1e6:.0f} MB)"):
+        for layer in image.layers:
+            what = f"{image._where}: layer {layer.digest[:19]}"
+            try:
+                apply_layer(root, image.layer(layer), what)
+            except BuildError as e:
+                raise ImageError(str(e)) from None
+            except OSError as e:
+                raise ImageError(f"{what}: cannot be unpacked ({e.strerror or e})") from None

@@ -26,7 +26,6 @@ from boxer_py.image.config import DEFAULT_PATH, user_env
 from boxer_py.image.hostfs import remove_tree
 from boxer_py.image.imagefile import Image
 from boxer_py.image.paths import cpython_start, program_candidates
-from boxer_py.image.progress import Progress
 from boxer_py.image.rootfs import resolve, unpack, within
 from boxer_py.runtime import inputs, interrupt, mounts, reactor, watchdog
 from boxer_py.runtime.argv import resolve_argv, shell_words
@@ -156,8 +155,7 @@ class Launcher:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=target.parent))
         try:
-            with Progress(f"unpacking image {image.id[7:19]} ({sum(d.size for d in image.layers) / 1e6:.0f} MB, once per image)"):
-                unpack(image, tmp)
+            unpack(image, tmp)
             os.rename(tmp, target)
         except OSError as e:
             remove_tree(tmp)
