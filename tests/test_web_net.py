@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import boxer_py
 from boxer_py.browser import site
 from webnet import NetPage, Recorder, build_python_image, chromium, make_cert, page_network
 
@@ -26,6 +27,15 @@ REFUSED = ("import urllib.request\n"
 @pytest.fixture(scope="module")
 def image(tmp_path_factory):
     return build_python_image(tmp_path_factory.mktemp("webnet"))
+
+
+@pytest.fixture(scope="module")
+def requests_image(tmp_path_factory):
+    ctx = tmp_path_factory.mktemp("requests-ctx")
+    (ctx / "Dockerfile").write_text("FROM python:3.12-slim\nRUN pip install requests\n")
+    out = ctx.parent / "requests.wasm"
+    boxer_py.build(ctx, out, tag="webnet-requests")
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +68,8 @@ def recorder():
 def net_page(browser, image):
     pages = []
 
-    def make(*rules: str, publish: tuple[int, ...] = ()) -> NetPage:
-        pages.append(NetPage(browser, image, *rules, publish=publish))
+    def make(*rules: str, publish: tuple[int, ...] = (), on=None) -> NetPage:
+        pages.append(NetPage(browser, on or image, *rules, publish=publish))
         return pages[-1]
 
     yield make
@@ -241,3 +251,37 @@ def test_python_m_http_server_serves_in_the_tab(net_page):
     got = page.fetch("port/8000/")
     assert got["status"] == 200 and "Directory listing for /" in got["text"]
     page.page.evaluate("() => window.boxer.app.stop()")
+
+
+def test_requests_works_unchanged_over_http_and_https(recorder, net_page, requests_image, certs):
+    plain, secure, untrusted = recorder(), recorder(tls=certs["trusted"][0]), recorder(tls=certs["untrusted"][0])
+    page = net_page(f"127.0.0.1:{plain.port}", f"127.0.0.1:{secure.port}", f"127.0.0.1:{untrusted.port}",
+                    on=requests_image)
+    code = f"""
+import requests
+print(requests.get('http://127.0.0.1:{plain.port}/r', params={{'q': 'a b'}}, timeout=60).json()['path'])
+print(requests.post('https://127.0.0.1:{secure.port}/j', json={{'k': 1}}, timeout=60).json()['body'])
+print(requests.get('https://127.0.0.1:{untrusted.port}/u', verify=False, timeout=60).status_code)
+try:
+    requests.get('http://example.invalid/x', timeout=10)
+except requests.exceptions.ConnectionError as e:
+    print('not in --allow-net' in str(e))
+"""
+    result = page.python(code)
+    assert result["exitCode"] == 0, result
+    assert result["stdout"].splitlines() == ["/r?q=a+b", '{"k": 1}', "502", "True"]
+    assert [p for m, p, _ in secure.seen if m == "POST"] == ["/j"]
+    assert untrusted.seen == []
+
+
+def test_stop_ends_a_guest_blocked_in_accept(net_page):
+    """A guest suspended in accept (JSPI) leaves the worker idle; Stop ends it, and the next run works."""
+    page = net_page(publish=(8000,))
+    page.start("import socket\ns = socket.socket()\ns.bind(('', 8000))\ns.listen()\nprint('accepting', flush=True)\n"
+               "s.accept()\nprint('accepted')")
+    page.wait_output("accepting")
+    page.page.evaluate("() => window.boxer.app.stop()")
+    blocked = page.page.evaluate("() => { const r = window.boxer.runs.at(-1); return [r.done, r.exitCode, r.stdout]; }")
+    assert blocked == [True, 137, "accepting\n"]
+    again = page.python("print('the next run starts')", timeout=60)
+    assert (again["exitCode"], again["stdout"]) == (0, "the next run starts\n")
