@@ -203,3 +203,32 @@ def test_a_guest_server_listens_only_on_published_ports_and_bad_answers_are_502(
     assert (answers["/ok"]["status"], answers["/ok"]["text"]) == (200, "ok")
     assert page.fetch("image.wasm")["status"] == 200  # the page's own files are not the guest's
     page.page.evaluate("() => window.boxer.app.stop()")
+
+
+HTML_SERVER = r"""
+import http.server
+page = b'<!doctype html><title>guest</title><h1 id=h>from the guest</h1><script>document.title = "ran:" + origin;</script>'
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header('Content-Type', 'text/html')
+        self.send_header('Content-Length', str(len(page)))
+        self.end_headers()
+        self.wfile.write(page)
+server = http.server.HTTPServer(('', 8000), Handler)
+print('ready', flush=True)
+server.serve_forever()
+"""
+
+
+def test_a_guest_page_opened_in_a_tab_runs_no_script_and_is_not_the_pages_origin(net_page):
+    page = net_page(publish=(8000,))
+    page.start(HTML_SERVER)
+    page.wait_output("ready")
+    tab = page.context.new_page()
+    tab.goto(page.server.url + "port/8000/index.html")
+    assert tab.inner_text("#h") == "from the guest"  # it renders
+    assert tab.title() == "guest"  # its script did not run
+    assert tab.evaluate("() => origin") == "null"  # an opaque origin: not the page's
+    tab.close()
+    page.page.evaluate("() => window.boxer.app.stop()")

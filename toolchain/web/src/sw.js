@@ -5,6 +5,11 @@
 
 const PREFIX = /^port\/(\d{1,5})(\/.*)?$/;
 const WAIT_MS = 120_000; // a guest that does not answer in time gets a 504
+// Added to every guest response: opened as a document (a tab or a frame navigated to
+// port/PORT/...), the guest's HTML gets an opaque origin and runs no script, so it can never act
+// as the page's origin (its storage, its Service Worker, its allow-list). A page fetch reads the
+// body as usual. (A guest's own policy header still applies too: both are enforced.)
+const GUEST_CSP = "sandbox allow-forms; default-src 'none'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; form-action 'self'";
 
 self.addEventListener("install", () => self.skipWaiting());
 self.addEventListener("activate", (event) => event.waitUntil(self.clients.claim()));
@@ -31,8 +36,11 @@ async function forward(event, port, path) {
   if (reply === null) return text(504, `the guest did not answer on port ${port} in time`);
   if (reply.error) return text(reply.status || 502, reply.error);
   try {
+    const headers = new Headers(reply.headers);
+    headers.append("content-security-policy", GUEST_CSP);
+    headers.set("x-content-type-options", "nosniff");
     return new Response(reply.status === 204 || reply.status === 304 || request.method === "HEAD" ? null : reply.body,
-      { status: reply.status, statusText: reply.statusText, headers: reply.headers });
+      { status: reply.status, statusText: reply.statusText, headers });
   } catch (e) {
     return text(502, `the guest's response on port ${port} cannot be passed on (${e.message})`);
   }
