@@ -59,6 +59,25 @@ with ThreadPoolExecutor(max_workers=2) as pool:
 print(concurrent.futures.thread.BrokenThreadPool.__mro__[1].__name__)
 '''
 
+# As root, tarfile restores owners (os.chown) whenever os.geteuid() is 0: pip's and the sandbox's
+# sdist extraction do this; shutil.chown too. A missing file is still an error.
+OWNERS = r'''
+import io, os, shutil, tarfile
+data = io.BytesIO()
+with tarfile.open(fileobj=data, mode="w") as t:
+    info = tarfile.TarInfo("pkg/a.txt"); info.size = 2; info.uid = info.gid = 1000
+    t.addfile(info, io.BytesIO(b"hi"))
+data.seek(0)
+with tarfile.open(fileobj=data) as t:
+    t.extractall("/tmp/x", filter="data") if hasattr(tarfile, "data_filter") else t.extractall("/tmp/x")
+shutil.chown("/tmp/x/pkg/a.txt", "root", "root")
+print(os.geteuid(), open("/tmp/x/pkg/a.txt").read())
+try:
+    os.chown("/tmp/nosuch", 0, 0)
+except FileNotFoundError as e:
+    print("FileNotFoundError", e.filename)
+'''
+
 
 @pytest.fixture(scope="module", params=VERSIONS)
 def image(request, tmp_path_factory, cache_dir):
@@ -68,7 +87,7 @@ def image(request, tmp_path_factory, cache_dir):
         f"FROM python:{request.param}-slim\nRUN pip install portalocker==2.8.2\nRUN useradd -m app\n"
         "COPY *.py /app/\nRUN python /app/whoami.py > /app/as-root.txt\nUSER app\nWORKDIR /app\n"
         'CMD ["python", "whoami.py"]\n')
-    for name, code in (("fcntl_use.py", FCNTL), ("whoami.py", WHOAMI), ("threads.py", THREADS)):
+    for name, code in (("fcntl_use.py", FCNTL), ("whoami.py", WHOAMI), ("threads.py", THREADS), ("owners.py", OWNERS)):
         (ctx / name).write_text(code)
     out = ctx / "app.wasm"
     import os
@@ -111,3 +130,9 @@ def test_concurrent_futures_thread_imports_and_a_pool_fails_only_at_thread_start
     r = boxer("run", "--rm", str(image), "python", "threads.py")
     assert (r.returncode, r.stderr) == (0, ""), r.stderr
     assert r.stdout == "RuntimeError can't start new thread\nBrokenExecutor\n"
+
+
+def test_a_root_extraction_restores_owners_as_in_a_container(boxer, image):
+    r = boxer("run", "--rm", "--user", "root", str(image), "python", "owners.py")
+    assert (r.returncode, r.stderr) == (0, ""), r.stderr
+    assert r.stdout == "0 hi\nFileNotFoundError /tmp/nosuch\n"

@@ -7,6 +7,9 @@ imports this module). A Dockerfile's own sitecustomize.py earlier on sys.path re
   BOXER_USER when it is not root, looked up in the image's /etc/passwd and /etc/group. They
   read it at each call: a pre-initialised interpreter imports this module before a run's
   environment is known.
+- os.chown, lchown and fchown: a file has no owner in WASI. With a uid of 0, tarfile's
+  extraction and shutil.chown call them as they would as root in a container: they succeed
+  for a file that exists (checked as stat would), with nothing to change.
 - concurrent.futures.thread, when the runtime's stdlib lacks it (the VMware 3.12 build):
   served from _boxer_futures_thread.py beside this file, by a finder that comes last, so a
   stdlib that has the module keeps its own."""
@@ -53,6 +56,20 @@ def _install():
                        (_os.getgid, "Return the current process's group id."),
                        (_os.getgroups, "Return list of supplemental group IDs for the process.")):
             f.__doc__ = doc
+    if not hasattr(_os, "chown"):
+        def chown(path, uid, gid, *, dir_fd=None, follow_symlinks=True):
+            """Change the owner and group id of path (WASI has no owners: checks it exists)."""
+            _os.stat(path, dir_fd=dir_fd, follow_symlinks=follow_symlinks)
+
+        def lchown(path, uid, gid):
+            """Change the owner and group id of path, not following links (see chown)."""
+            _os.stat(path, follow_symlinks=False)
+
+        def fchown(fd, uid, gid):
+            """Change the owner and group id of the file fd (see chown)."""
+            _os.fstat(fd)
+
+        _os.chown, _os.lchown, _os.fchown = chown, lchown, fchown
     here = _os.path.dirname(_os.path.abspath(__file__))
 
     class _StandIns:
