@@ -162,6 +162,53 @@ def test_sqlite_and_compression_work(runtime, session):
     assert r.stdout.decode().startswith("0.1428571428571428571428571429\n")
 
 
+# What copying files and packaging a project need from chmod (WASI preview 1 has no permission
+# bits): changing a mode succeeds on a file that exists and fails as stat would otherwise
+# (toolchain/cpython/wasi/chmod.c). Run once by the build (RUN) and once by `boxer run`.
+FILE_OPS = r'''
+import glob, os, shutil, tarfile, tempfile
+os.chdir(tempfile.mkdtemp())
+os.makedirs("tree/sub")
+for name in ("tree/a.txt", "tree/sub/b.txt"):
+    with open(name, "w") as f:
+        f.write(name)
+os.chmod("tree/a.txt", 0o600)
+os.chmod("tree/a.txt", 0o644, follow_symlinks=False)
+fd = os.open("tree/a.txt", os.O_RDONLY)
+os.fchmod(fd, 0o640)
+os.close(fd)
+for missing in (lambda: os.chmod("tree/nope", 0o600), lambda: os.chmod("tree/a.txt/x", 0o600)):
+    try:
+        missing()
+    except OSError as e:
+        print(type(e).__name__, e.filename)
+shutil.copy("tree/a.txt", "copy.txt")
+shutil.copytree("tree", "tree2")
+print(open("copy.txt").read(), sorted(p for p in glob.glob("tree2/**", recursive=True)))
+with tarfile.open(glob.glob("/app/dist/demo-1.0.tar.gz")[0]) as t:
+    print(sorted(n for n in t.getnames() if not n.endswith(".egg-info") and "/demo.egg-info/" not in n))
+'''
+
+
+@pytest.mark.parametrize("version", ["3.11"])
+def test_chmod_copies_and_setup_py_sdist_work(boxer, make_context, tmp_path, version):
+    # A real Dockerfile (FROM python:3.7-alpine, RUN python setup.py sdist) stopped with
+    # "[Errno 52] Function not implemented" on the runtime's chmod (issue 16).
+    ctx = make_context(f"FROM python:{version}\nWORKDIR /app\nCOPY . .\nRUN pip install setuptools\n"
+                       "RUN python setup.py -q sdist && python fileops.py\nCMD [\"python\", \"fileops.py\"]\n",
+                       {"setup.py": "from setuptools import setup\n"
+                                    "setup(name='demo', version='1.0', py_modules=['demo'])\n",
+                        "demo.py": "X = 1\n", "fileops.py": FILE_OPS})
+    out = tmp_path / "sdist.wasm"
+    r = boxer("build", "-q", "-o", str(out), str(ctx), timeout=1200)  # setuptools is slow to start
+    assert r.returncode == 0, r.stderr
+    r = boxer("run", str(out))
+    assert (r.returncode, r.stdout) == (0, "FileNotFoundError tree/nope\nNotADirectoryError tree/a.txt/x\n"
+                                           "tree/a.txt ['tree2/', 'tree2/a.txt', 'tree2/sub', 'tree2/sub/b.txt']\n"
+                                           "['demo-1.0', 'demo-1.0/PKG-INFO', 'demo-1.0/demo.py', "
+                                           "'demo-1.0/setup.cfg', 'demo-1.0/setup.py']\n"), r.stderr
+
+
 @pytest.mark.parametrize("version, full", [("3.13", "3.13.5"), ("3.11", "3.11.2")])
 def test_hello_example_on_each_runtime(boxer, tmp_path, version, full):
     ctx = tmp_path / "hello"

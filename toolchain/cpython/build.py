@@ -87,6 +87,11 @@ VERSIONS = {
              "sha256": "2411c74bda5bbcfcddaf4531f66d1adc73f247f529aee981b029513aefdbf849"},
 }
 
+# C files of ours linked into every interpreter (LIBS), each defining __wrap_F for the wasi-libc
+# functions F in WRAPPED (wasm-ld --wrap=F sends every call of F there).
+WASI_OVERRIDES = ["wasi/chmod.c"]
+WRAPPED = ["chmod", "fchmod", "fchmodat"]
+
 # Fixed for every build: the timestamp compilers and archives see, the guest's prefix.
 SOURCE_DATE_EPOCH = 1735689600  # 2025-01-01T00:00:00Z
 PREFIX = "/usr/local"
@@ -334,12 +339,17 @@ class Build:
 
     def configure_env(self) -> dict:
         inc, lib = self.deps / "include", self.deps / "lib"
-        ldflags = "-Wl,--lto-O3" if self.lto else ""
+        ldflags = " ".join((["-Wl,--lto-O3"] if self.lto else [])
+                           + [f"-Wl,--wrap={f}" for f in WRAPPED])
         env = self.cross_env(
-            CONFIG_SITE=str(self.src / "Tools" / "wasm" / "config.site-wasm32-wasi"),
+            # wasi/config.site reads CPython's own site file, then says what WASI_OVERRIDES adds
+            CONFIG_SITE=str(HERE / "wasi" / "config.site"),
+            BOXER_CPYTHON_SITE=str(self.src / "Tools" / "wasm" / "config.site-wasm32-wasi"),
             OPT=OPT,
             CFLAGS=self.prefix_map,
             LDFLAGS=ldflags,
+            # relative to the build directory, where configure's tests and make link
+            LIBS=" ".join(Path(c).with_suffix(".o").name for c in WASI_OVERRIDES),
             # No host library may leak in: pkg-config sees only our own (none), every library
             # is given explicitly.
             PKG_CONFIG_LIBDIR=str(self.deps / "lib" / "pkgconfig-none"),
@@ -353,11 +363,19 @@ class Build:
             env.update(LIBSQLITE3_CFLAGS=f"-I{inc}", LIBSQLITE3_LIBS=f"-L{lib} -lsqlite3")
         return env
 
+    def overrides_step(self):
+        """Compile WASI_OVERRIDES into the build directory (LIBS names them there)."""
+        self.host.mkdir(parents=True, exist_ok=True)
+        for c in WASI_OVERRIDES:
+            obj = self.host / Path(c).with_suffix(".o").name
+            run(f"{self.cc(f'-ffile-prefix-map={HERE}=/toolchain')} {OPT} -Wall -Werror "
+                f"-c {HERE / c} -o {obj}", env=self.env())
+
     def configure_step(self):
         self.unpack_cpython()
+        self.overrides_step()
         if (self.host / "Makefile").exists():
             return
-        self.host.mkdir(parents=True, exist_ok=True)
         # A relative path to configure: the build records paths relative to it.
         run([os.path.relpath(self.src / "configure", self.host), *self.configure_args()],
             cwd=self.host, env=self.configure_env(), log_to=self.logs / "configure.log")
@@ -419,7 +437,9 @@ class Build:
             return None
 
         sources = {"cpython": {k: self.spec[k] for k in ("package", "suite", "file", "sha256")},
-                   "wasi-libc": dict(WASI_LIBC)}
+                   "wasi-libc": dict(WASI_LIBC),
+                   "toolchain/cpython": {c: {"sha256": sha256(HERE / c)}
+                                         for c in [*WASI_OVERRIDES, "wasi/config.site"]}}
         for name, item in LIBS.items():
             if name != "sqlite" or (self.deps / "lib" / "libsqlite3.a").exists():
                 sources[name] = dict(item)
@@ -435,9 +455,11 @@ class Build:
                                     (f"clang-{LLVM_VERSION}", f"lld-{LLVM_VERSION}",
                                      f"llvm-{LLVM_VERSION}", f"libclang-rt-{LLVM_VERSION}-dev-wasm32")},
             },
+            "libc_overrides": {"files": list(WASI_OVERRIDES), "wrapped": list(WRAPPED)},
             "configure": self.configure_args()[:2] + ["--with-build-python=<native build>"]
                           + self.configure_args()[3:],
-            "flags": {"CONFIG_SITE": "Tools/wasm/config.site-wasm32-wasi",
+            "flags": {"CONFIG_SITE": "toolchain/cpython/wasi/config.site, which reads "
+                                     "Tools/wasm/config.site-wasm32-wasi",
                       **{v: mkvar(v) for v in ("OPT", "BASECFLAGS", "CONFIGURE_CFLAGS",
                                                "CONFIGURE_CFLAGS_NODIST", "CONFIGURE_LDFLAGS",
                                                "CONFIGURE_LDFLAGS_NODIST", "LIBS")},
