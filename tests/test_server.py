@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -391,3 +392,26 @@ def test_a_stalled_or_oversized_request_is_dropped(served):
     assert "refused: not a run request" in served.log()
     r = served("run", str(served.image), "python", "-c", "print('still serving')")
     assert (r.returncode, r.stdout) == (0, "still serving\n")
+
+
+def test_a_served_run_bakes_its_snapshot_once_its_client_is_done(served, tmp_path):
+    """With baking on (preinit.bake), a served run of a snapshot the server has run before bakes
+    it after its client has its result, without holding the client's output open (`run` here
+    reads stdout to its end); the server then preloads the baked module, and the runs that start
+    from it print and exit as a run of the CLI itself that restores the snapshot."""
+    served.env["BOXER_BAKE"] = "1"
+    served.start()
+    command = ["run", str(served.image), "python", "-c", "import sys; print('hi', sys.argv[1:]); sys.exit(4)", "x"]
+    for _ in range(2):
+        r = served(*command)
+        assert (r.returncode, r.stdout, r.stderr) == (4, "hi ['x']\n", "")
+    deadline = time.monotonic() + 900
+    while len(re.findall(r" run \d+ exit ", served.log())) < len(served.served_runs()):  # the bake's run ends
+        assert time.monotonic() < deadline, served.log()
+        time.sleep(0.5)
+    assert served.log().splitlines()[-1].endswith(" preloaded 1 compiled modules and snapshots"), served.log()
+    assert list((served.cache / "modules").glob("*+bake*.cwasm"))
+    mine = served(*command, served=False, env={"BOXER_BAKE": "0"})
+    for _ in range(2):
+        r = served(*command)
+        assert (r.returncode, r.stdout, r.stderr) == (mine.returncode, mine.stdout, mine.stderr) == (4, "hi ['x']\n", "")
