@@ -192,7 +192,7 @@ def test_mounts_are_attached_to_a_restored_snapshot(fast, slow, tmp_path):
     same(fast, slow, ["python", "tool.py", "y"], mounts=mounts, workdir="/code")
     same(fast, slow, ["python", "-m", "tool"], mounts=[f"{code}:/app/code"], workdir="/app/code")
     r = fast.run_python("open('/code/new', 'w')", mounts=mounts)
-    assert r.preinitialised and b"PermissionError" in r.stderr and not (code / "new").exists()
+    assert r.preinitialised and b"Read-only file system" in r.stderr and not (code / "new").exists()  # EROFS, as Docker
     r = fast.run_python("import os; print(os.listdir('/data'))")  # a run without them has none of them
     assert r.preinitialised and r.exit_code == 1 and b"FileNotFoundError" in r.stderr
 
