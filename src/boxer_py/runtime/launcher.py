@@ -548,7 +548,7 @@ class Launcher:
             on_start()
         self.deadlines.set(deadline, spec.cancel, interrupts)
         if editor is not None:
-            self.terminals.set(editor, terminal.plain_fd_read(engine.engine, store), interrupts.deliver if interrupts else None)
+            self.terminals.set(editor, self.terminals.fd_read(engine.engine, store, memory), interrupts.deliver if interrupts else None)
         cpu = time.thread_time()
         with engine.ticker:
             try:

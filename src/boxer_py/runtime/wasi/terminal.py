@@ -212,6 +212,7 @@ class Terminals:
     def __init__(self) -> None:
         self._local = threading.local()
         self._linker: wasmtime.Linker | None = None
+        self._trampolines: dict[wasmtime.Engine, wasmtime.Module] = {}
         self._lock = threading.Lock()
 
     def linker(self, engine: wasmtime.Engine, deadlines: clock.Deadlines) -> wasmtime.Linker:
@@ -220,6 +221,12 @@ class Terminals:
             if self._linker is None:
                 self._linker = linker(engine, deadlines, self)
             return self._linker
+
+    def fd_read(self, engine: wasmtime.Engine, store: wasmtime.Store,
+                memory: wasmtime.Memory | None) -> wasmtime.Func | None:
+        """Wasmtime's own fd_read for a run's store (see plain_fd_read)."""
+        with self._lock:
+            return plain_fd_read(engine, store, memory, self._trampolines)
 
     def set(self, editor: LineEditor | None, original: wasmtime.Func | None = None,
             on_interrupt: Callable[[wasmtime.Caller], object] | None = None) -> None:
@@ -282,9 +289,29 @@ def linker(engine: wasmtime.Engine, deadlines: clock.Deadlines, terminals: Termi
     return made
 
 
-def plain_fd_read(engine: wasmtime.Engine, store: wasmtime.Store) -> wasmtime.Func | None:
-    """Wasmtime's own fd_read for `store` (what the editor's fd_read calls for other reads)."""
+TRAMPOLINE = f"""(module
+  (import "{WASI}" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
+  (import "env" "memory" (memory 0))
+  (export "memory" (memory 0))
+  (func (export "fd_read") (param i32 i32 i32 i32) (result i32)
+    local.get 0 local.get 1 local.get 2 local.get 3 call $fd_read))"""
+
+
+def plain_fd_read(engine: wasmtime.Engine, store: wasmtime.Store, memory: wasmtime.Memory | None,
+                  trampolines: dict[wasmtime.Engine, wasmtime.Module]) -> wasmtime.Func | None:
+    """Wasmtime's own fd_read for `store` (what the editor's fd_read calls for other reads),
+    through a trampoline that exports the guest's memory: Wasmtime's WASI reads the calling
+    instance's memory, so called from Python directly it fails ("missing required memory
+    export"). `trampolines` keeps the compiled trampoline per engine."""
+    if memory is None:
+        return None
     plain = wasmtime.Linker(engine)
     plain.define_wasi()
     found = plain.get(store, WASI, "fd_read")
-    return found if isinstance(found, wasmtime.Func) else None
+    if not isinstance(found, wasmtime.Func):
+        return None
+    module = trampolines.get(engine)
+    if module is None:
+        module = trampolines[engine] = wasmtime.Module(engine, bytes(wasmtime.wat2wasm(TRAMPOLINE)))
+    forward = wasmtime.Instance(store, module, [found, memory]).exports(store)["fd_read"]
+    return forward if isinstance(forward, wasmtime.Func) else None
