@@ -523,7 +523,7 @@ def test_boxer_web_writes_a_static_site_that_runs(boxer, hello_image, tmp_path, 
     r = boxer("web", str(hello_image), "-o", str(out), "--autorun")
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in out.iterdir()) == \
-        ["boxer.js", "image.wasm", "index.html", "preview.html", "style.css", "worker.js", "xterm.css"]
+        ["boxer.js", "image.wasm", "index.html", "preview.html", "style.css", "sw.js", "worker.js", "xterm.css"]
     assert (out / "image.wasm").read_bytes() == hello_image.read_bytes()
     with _static_server(out) as url:
         page = open_page(url)  # built with --autorun: the image's command runs as the page opens
