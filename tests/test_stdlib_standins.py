@@ -78,6 +78,21 @@ except FileNotFoundError as e:
     print("FileNotFoundError", e.filename)
 '''
 
+# gunicorn names AF_UNIX at import, neo4j imports SO_KEEPALIVE and getservbyname: each exists, and
+# what WASI cannot do fails when used.
+SOCKETS = r'''
+import socket
+print(socket.AF_UNIX.name, socket.SO_KEEPALIVE, socket.getservbyname("https", "tcp"), socket.getservbyport(80))
+try:
+    socket.getservbyname("nosuchservice")
+except OSError as e:
+    print(e)
+try:
+    socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+except OSError as e:
+    print("no unix sockets:", type(e).__name__)
+'''
+
 
 @pytest.fixture(scope="module", params=VERSIONS)
 def image(request, tmp_path_factory, cache_dir):
@@ -87,7 +102,8 @@ def image(request, tmp_path_factory, cache_dir):
         f"FROM python:{request.param}-slim\nRUN pip install portalocker==2.8.2\nRUN useradd -m app\n"
         "COPY *.py /app/\nRUN python /app/whoami.py > /app/as-root.txt\nUSER app\nWORKDIR /app\n"
         'CMD ["python", "whoami.py"]\n')
-    for name, code in (("fcntl_use.py", FCNTL), ("whoami.py", WHOAMI), ("threads.py", THREADS), ("owners.py", OWNERS)):
+    for name, code in (("fcntl_use.py", FCNTL), ("whoami.py", WHOAMI), ("threads.py", THREADS), ("owners.py", OWNERS),
+                       ("sockets.py", SOCKETS)):
         (ctx / name).write_text(code)
     out = ctx / "app.wasm"
     import os
@@ -136,3 +152,9 @@ def test_a_root_extraction_restores_owners_as_in_a_container(boxer, image):
     r = boxer("run", "--rm", "--user", "root", str(image), "python", "owners.py")
     assert (r.returncode, r.stderr) == (0, ""), r.stderr
     assert r.stdout == "0 hi\nFileNotFoundError /tmp/nosuch\n"
+
+
+def test_socket_names_that_libraries_import_exist(boxer, image):
+    r = boxer("run", "--rm", str(image), "python", "sockets.py")
+    assert (r.returncode, r.stderr) == (0, ""), r.stderr
+    assert r.stdout == "AF_UNIX 9 443 http\nservice/proto not found\nno unix sockets: OSError\n"

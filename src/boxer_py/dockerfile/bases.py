@@ -22,7 +22,8 @@ PROVENANCE_LABEL = "boxer.runtime.provenance"
 # What every python base gets beside its runtime, so that a version added to the table has it
 # too. Stand-ins for what CPython for WASI lacks (toolchain/runtimes/guest/, each says why),
 # put in the base's `stand_ins` directory, one its CPython imports from; and the accounts of
-# Docker's python images (Debian's), which `pwd`, `grp` and os.getuid read and useradd extends.
+# Docker's python images (Debian's), which `pwd`, `grp` and os.getuid read and useradd extends,
+# and the services socket.getservbyname reads.
 STAND_INS = ("_ssl.py", "_multiprocessing.py", "fcntl.py", "pwd.py", "grp.py", "sitecustomize.py",
              "_boxer_futures_thread.py")
 PASSWD = ("root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"
@@ -30,6 +31,12 @@ PASSWD = ("root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/s
           "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n")
 GROUP = ("root:x:0:\ndaemon:x:1:\nbin:x:2:\nsys:x:3:\nadm:x:4:\ntty:x:5:\ndisk:x:6:\nstaff:x:50:\n"
          "users:x:100:\nnogroup:x:65534:\n")
+# The common services of netbase's /etc/services (Docker's python images install netbase).
+SERVICES = "".join(f"{name}\t\t{port}/{proto}\n" for name, port in (
+    ("ftp", 21), ("ssh", 22), ("telnet", 23), ("smtp", 25), ("domain", 53), ("http", 80), ("pop3", 110),
+    ("ntp", 123), ("imap2", 143), ("ldap", 389), ("https", 443), ("submissions", 465), ("submission", 587),
+    ("ldaps", 636), ("imaps", 993), ("pop3s", 995), ("mysql", 3306), ("postgresql", 5432), ("amqp", 5672),
+    ("redis", 6379), ("mongodb", 27017)) for proto in ("tcp", "udp") if proto == "tcp" or name in ("domain", "ntp"))
 
 
 @dataclass(frozen=True)
@@ -192,7 +199,8 @@ def _python_files(entry: dict) -> tuple[BaseFile, ...]:
         raise BuildError(f"toolchain/bases.toml: the python {entry['python']} base needs stand_ins, the directory "
                          "its CPython imports boxer's stand-ins from")
     stand_ins = tuple(BaseFile(f"{where.rstrip('/')}/{name}", guest=name) for name in STAND_INS)
-    return stand_ins + (BaseFile("/etc/passwd", text=PASSWD), BaseFile("/etc/group", text=GROUP))
+    return stand_ins + (BaseFile("/etc/passwd", text=PASSWD), BaseFile("/etc/group", text=GROUP),
+                         BaseFile("/etc/services", text=SERVICES))
 
 
 def supported(catalog: dict[str, Base]) -> str:

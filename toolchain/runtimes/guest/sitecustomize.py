@@ -10,6 +10,12 @@ imports this module). A Dockerfile's own sitecustomize.py earlier on sys.path re
 - os.chown, lchown and fchown: a file has no owner in WASI. With a uid of 0, tarfile's
   extraction and shutil.chown call them as they would as root in a container: they succeed
   for a file that exists (checked as stat would), with nothing to change.
+- socket.AF_UNIX (wasi-libc's 3), which gunicorn and others name at import: creating such
+  a socket still fails, as WASI has no Unix sockets.
+- socket's SO_* option names that CPython for WASI leaves out (SO_KEEPALIVE...; neo4j imports
+  it), with wasi-libc's values, as the networked guest's socket module has them.
+- socket.getservbyname and getservbyport (neo4j imports them), from the image's
+  /etc/services as glibc reads it; the python bases have one with the common services.
 - concurrent.futures.thread, when the runtime's stdlib lacks it (the VMware 3.12 build):
   served from _boxer_futures_thread.py beside this file, by a finder that comes last, so a
   stdlib that has the module keeps its own."""
@@ -47,6 +53,34 @@ def _identity():
     return uid, gid, [gid] + [g for g in extra if g != gid]
 
 
+def _services():
+    """(name and aliases, port, protocol) of each line of /etc/services."""
+    for f in _table("/etc/services"):
+        words = ":".join(f).partition("#")[0].split()
+        if len(words) >= 2 and words[1].count("/") == 1:
+            port, _, proto = words[1].partition("/")
+            if port.isdigit():
+                yield [words[0], *words[2:]], int(port), proto
+
+
+def _getservbyname(servicename, protocolname=None, /):
+    """getservbyname(servicename[, protocolname]) -> integer"""
+    for names, port, proto in _services():
+        if servicename in names and protocolname in (None, proto):
+            return port
+    raise OSError("service/proto not found")
+
+
+def _getservbyport(port, protocolname=None, /):
+    """getservbyport(port[, protocolname]) -> string"""
+    if not 0 <= port <= 65535:
+        raise OverflowError("getservbyport: port must be 0-65535.")
+    for names, number, proto in _services():
+        if number == port and protocolname in (None, proto):
+            return names[0]
+    raise OSError("port/proto not found")
+
+
 def _install():
     if not hasattr(_os, "getuid"):
         _os.getuid = _os.geteuid = lambda: _identity()[0]
@@ -70,6 +104,15 @@ def _install():
             _os.fstat(fd)
 
         _os.chown, _os.lchown, _os.fchown = chown, lchown, fchown
+    import _socket
+    if not hasattr(_socket, "AF_UNIX") and 3 not in (v for k, v in vars(_socket).items() if k.startswith("AF_")):
+        _socket.AF_UNIX = 3
+    for name, value in (("SO_REUSEADDR", 2), ("SO_KEEPALIVE", 9), ("SO_ERROR", 4), ("SO_SNDBUF", 7),
+                        ("SO_RCVBUF", 8), ("SO_LINGER", 13), ("SO_BROADCAST", 6)):
+        if not hasattr(_socket, name):
+            setattr(_socket, name, value)
+    if not hasattr(_socket, "getservbyname"):
+        _socket.getservbyname, _socket.getservbyport = _getservbyname, _getservbyport
     here = _os.path.dirname(_os.path.abspath(__file__))
 
     class _StandIns:
