@@ -446,8 +446,10 @@ def reported(b: Bench) -> list[tuple[str, float, str]]:
         from web_bench import rows as web_rows
 
         web = web_rows()
-        ref = web[-1][1] if len(web) > 1 else None
-        rows += [(name, t, f"{t / ref:.2f}x Pyodide" if ref else "") for name, t in web]
+        # Each boxer row is followed by Pyodide's for the same visit (when Pyodide is there).
+        for i, (name, t) in enumerate(web):
+            ref = web[i + 1][1] if "Pyodide" not in name and i + 1 < len(web) and "Pyodide" in web[i + 1][0] else None
+            rows.append((name, t, f"{t / ref:.2f}x Pyodide" if ref else ""))
     except Exception as e:  # noqa: BLE001
         rows.append(("web: first output", float("nan"), f"skipped: {e}"))
     try:

@@ -1,6 +1,6 @@
 // Starting a WASI program in its WORKDIR, as src/boxer_py/wasicwd.py does: wasi-libc keeps the
 // current directory in the guest global `__wasilibc_cwd` (a pointer to "/"); find that data
-// word (the one pointing at "/\0" that code loads with `i32.const addr`), and before `_start`
+// word (the one pointing at "/\0" that code names by address), and before `_start`
 // point it at the workdir written into one freshly grown memory page.
 
 function leb(data, pos) {
@@ -79,10 +79,16 @@ export function findCwdSlot(wasm) {
     // Which candidates does code load by address? One pass over the code section.
     const [start, end] = found.get(10);
     const referenced = new Set();
+    // `i32.const addr`, or `i32.const 0` then a load or store (0x28-0x3e, alignment 0-3) with
+    // `offset=addr` (how a ThinLTO build names it); either LEB may be padded to 5 bytes.
     for (let i = start; i < end; i++) {
       if (wasm[i] !== 0x41) continue;
-      const [value] = sleb(wasm, i + 1);
+      const [value, next] = sleb(wasm, i + 1);
       if (candidates.has(value)) referenced.add(value);
+      else if (value === 0 && wasm[next] >= 0x28 && wasm[next] <= 0x3e && wasm[next + 1] <= 3) {
+        const [offset] = leb(wasm, next + 2);
+        if (candidates.has(offset)) referenced.add(offset);
+      }
     }
     return referenced.size === 1 ? [...referenced][0] : null;
   } catch {
