@@ -41,6 +41,17 @@ def test_the_runtime_is_the_images_program_without_custom_sections(hello_image):
     assert found.cwd_slot is not None
 
 
+@pytest.mark.parametrize("wasm", [
+    b"\0asm\x01\0\0\0\x0a\xff\xff\xff\xff\x0f",  # a section longer than the file
+    b"\0asm\x01\0\0\0\x0a\xff\xff\xff\xff\xff\xff",  # a size that never ends
+    b"\0asm\x01\0\0\0" + b"\x00\x00" * 100_000,  # only empty custom sections
+    b"#!/bin/sh\necho not wasm\n",
+])
+def test_a_hostile_program_gets_no_runtime_file_and_no_traceback(wasm):
+    found = runtime.for_browser(wasm)
+    assert found is None or (found.data == b"\0asm\x01\0\0\0" and found.cwd_slot is None)
+
+
 def test_the_page_compiles_the_served_runtime_and_caches_it_for_good(playwright, hello_image, tmp_path):
     server = site.serve(hello_image, "127.0.0.1", 0, autorun=True)
     # A browser profile on disk, as a visitor's is (a private window's memory cache keeps no 13 MB entry).
