@@ -38,10 +38,9 @@ TIERS = {
     "test_oci.py": ["slow", "registry"], "test_registry.py": ["slow", "registry"], "test_containerd.py": ["slow", "registry"],
     "test_server.py": ["slow", "server"], "test_wasi_python.py": ["slow", "datasci"],
     "test_web.py": ["slow", "browser"], "test_web_hostile.py": ["slow", "browser"], "test_web_net.py": ["slow", "browser"],
-    "test_web_console.py": ["slow", "browser"], "test_web_runtime.py": ["slow", "browser"],
     "test_sdist.py": ["slow"], "test_locks.py": ["slow"], "test_dockerfile_forms.py": ["slow"], "test_docker_run.py": ["slow"],
     "test_net.py": ["slow"], "test_net_async.py": ["slow"], "test_runtimes.py": ["slow"],
-    "test_stdlib_standins.py": ["slow"],
+    "test_stdlib_standins.py": ["slow"], "test_everywhere.py": ["slow", "registry", "browser"],
     "test_store_run.py": ["slow"], "test_results.py": ["slow"], "test_interpreter.py": ["slow"],
 }
 
@@ -146,6 +145,16 @@ def wasmtime_cli() -> Path:
     if not os.access(binary, os.X_OK):
         binary.chmod(binary.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return binary
+
+
+@pytest.fixture(scope="session")
+def wasmtime_cache(tmp_path_factory) -> Path:
+    """A private compile cache for the wasmtime CLI (`-C cache-config=`), so a module compiles
+    once per session: test_standalone and test_everywhere export the same modules."""
+    directory = tmp_path_factory.mktemp("wasmtime-cache")
+    config = directory / "cache.toml"
+    config.write_text(f'[cache]\ndirectory = "{directory / "modules"}"\n')
+    return config
 
 
 def compile_c(source: Path, output: Path) -> None:

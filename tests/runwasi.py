@@ -2,7 +2,7 @@
 `wasmtime` CLI and no boxer code: argv = Entrypoint + Cmd, argv[0] opened by its literal path
 inside the rootfs, the config's Env, the rootfs preopened as `/` and nothing else, and no
 working directory set inside the program (runwasi's wasmtime, wasmer, wamr and wasmedge shims
-all do just this). Not fixtures, so tests/test_registry.py and tests/test_containerd.py share it.
+all do just this). Not fixtures, so tests/test_registry.py and tests/test_everywhere.py share it.
 """
 from __future__ import annotations
 
@@ -29,9 +29,12 @@ def command(wasmtime: Path, rootfs: Path, config: dict) -> list[str]:
     return line + [str(host), *argv[1:]]
 
 
-def run(wasmtime: Path, rootfs: Path, config: dict, cwd: Path) -> subprocess.CompletedProcess:
-    """Run it from `cwd` (a directory that is not the image's: nothing leaks from the host's)."""
-    return subprocess.run(command(wasmtime, rootfs, config), capture_output=True, cwd=cwd, timeout=600)
+def run(wasmtime: Path, rootfs: Path, config: dict, cwd: Path, input: bytes | None = None,
+        options: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """Run it from `cwd` (a directory that is not the image's: nothing leaks from the host's);
+    `options` go to `wasmtime run` (a compile cache, say), `input` to its stdin."""
+    line = command(wasmtime, rootfs, config)
+    return subprocess.run([*line[:2], *options, *line[2:]], input=input, capture_output=True, cwd=cwd, timeout=600)
 
 
 def unpack_layout(layout: Path, rootfs: Path) -> dict:

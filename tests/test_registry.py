@@ -295,6 +295,46 @@ def test_pulled_oci_image_runs_under_plain_wasmtime_like_runwasi(bx, registry, w
     assert (r.returncode, r.stdout.decode(), r.stderr.decode()) == (0, expected.stdout, expected.stderr)
 
 
+def _pushed_config(ref: str) -> dict:
+    return json.loads(skopeo("inspect", "--config", "--tls-verify=false", f"docker://{ref}").stdout)["config"]
+
+
+def test_push_warns_in_one_line_when_runtimes_outside_boxer_cannot_start_the_entrypoint(bx, build, registry):
+    """docs/registry.md: the push still happens; the WARNING line is on stderr under -q too."""
+    script = build('FROM python:3.12\nCOPY run.sh /app/\nENTRYPOINT ["/app/run.sh"]\n', {"run.sh": "#!/bin/sh\n"})
+    missing = build('FROM python:3.12\nCMD ["nosuch", "--flag"]\n')
+    for image, name in ((script, "'/app/run.sh'"), (missing, "'nosuch'")):
+        ref = f"{registry.host}/warn/{image.stem}:1"
+        line = (f"WARNING: the entrypoint {name} is not a WebAssembly file in the image: runwasi and other WASI "
+                "runtimes cannot start it\n")
+        r = bx("push", "-q", str(image), ref)
+        assert (r.returncode, r.stderr) == (0, line)
+        assert r.stdout.startswith("sha256:")
+        r = bx("push", str(image), ref)   # after the progress lines
+        assert r.returncode == 0 and r.stderr.endswith(line) and r.stderr.count("WARNING") == 1, r.stderr
+        r = bx("push", "--json", str(image), ref)   # for machines: in the object only
+        assert (r.returncode, r.stderr) == (0, "")
+        assert json.loads(r.stdout)["warnings"] == [line.removeprefix("WARNING: ").rstrip("\n")]
+
+
+def test_a_shell_form_cmd_is_pushed_as_the_argv_boxer_runs_without_a_warning(bx, build, registry):
+    image = build("FROM python:3.12\nENV WHO=shell\nWORKDIR /app\nCMD python -c 'import sys; print(sys.argv)' $WHO\n")
+    ref = f"{registry.host}/warn/shell-form:1"
+    r = bx("push", "-q", str(image), ref)
+    assert (r.returncode, r.stderr) == (0, "")   # nothing a runtime outside boxer does differently
+    config = _pushed_config(ref)
+    assert (config["Entrypoint"], config["Cmd"]) == (["/usr/local/bin/python"],
+                                                     ["-c", "import sys; print(sys.argv)", "shell"])
+    needs_shell = build("FROM python:3.12\nCMD python -c 'print(1)' | tee log\n")
+    r = bx("push", str(needs_shell), f"{registry.host}/warn/needs-shell:1")
+    assert (r.returncode, r.stdout) == (1, "")   # as every failed push
+    assert r.stderr == ("boxer: CMD \"python -c 'print(1)' | tee log\" cannot run outside boxer: the command "
+                        "\"python -c 'print(1)' | tee log\" needs a shell (|), and a WebAssembly image has none; use the "
+                        "exec form: [\"prog\", \"arg\"]\n")
+    assert skopeo("inspect", "--tls-verify=false", f"docker://{registry.host}/warn/needs-shell:1",
+                  check=False).returncode != 0   # nothing was pushed
+
+
 # --- bad input -------------------------------------------------------------------------------
 
 def test_pull_of_a_missing_tag_is_a_clear_error(bx, registry, tmp_path):

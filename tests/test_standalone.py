@@ -18,15 +18,6 @@ RUNTIME_313 = Path(__file__).resolve().parent.parent / "toolchain/runtimes/cpyth
 
 
 @pytest.fixture(scope="module")
-def wasmtime_cache(tmp_path_factory) -> Path:
-    """A private compile cache for the wasmtime CLI, so each module compiles once per session."""
-    directory = tmp_path_factory.mktemp("wasmtime-cache")
-    config = directory / "cache.toml"
-    config.write_text(f'[cache]\ndirectory = "{directory / "modules"}"\n')
-    return config
-
-
-@pytest.fixture(scope="module")
 def standalone(tmp_path_factory):
     """image -> its standalone module (exported once per module)."""
     made: dict[Path, Path] = {}

@@ -72,7 +72,10 @@ HEADER = b"\0asm\x01\0\0\0"
 CRAFTED = {
     "truncated": (HEADER + b"\x01\x7f\x60", ["/prog.wasm"], None, "cannot be made standalone"),
     "counts past the end": (HEADER + b"\x03\x05\xff\xff\xff\xff\x0f", ["/prog.wasm"], None, "cannot be made standalone"),
-    "imported memory": (HEADER + b"\x02\x0f\x01\x03env\x06memory\x02\x00\x01", ["/prog.wasm"], None, "imports a memory"),
+    "imported memory": (HEADER + b"\x02\x0f\x01\x03env\x06memory\x02\x00\x01", ["/prog.wasm"], None,
+                        "/prog.wasm: imports env.memory, which is not WASI preview 1"),
+    "host function": (HEADER + b"\x01\x04\x01\x60\x00\x00\x02\x0d\x01\x04host\x04call\x00\x00", ["/prog.wasm"], None,
+                      "/prog.wasm: imports host.call, which is not WASI preview 1: no WASI runtime could run"),
     "a reactor": (HEADER + b"\x05\x03\x01\x00\x01", ["/prog.wasm"], None, "not a WASI command"),
     "not wasm": (b"#!/bin/sh\necho hi\n", ["/prog.wasm"], None, "not a WebAssembly program"),
     "link out of the image": (HEADER, ["/escape.wasm"], {"escape.wasm": "/usr/bin/python3"}, "not found"),

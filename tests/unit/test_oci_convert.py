@@ -55,9 +55,11 @@ def test_oci_image_names_the_program_by_its_path_and_round_trips(image):
     manifest = json.loads(artifact.manifest)
     config = json.loads(artifact.blobs[manifest["config"]["digest"]])
     assert (config["os"], config["architecture"]) == ("wasip1", "wasm")
-    # runtimes outside boxer need the .wasm file's path: the symlink on PATH is resolved
-    assert config["config"]["Entrypoint"] == ["/usr/local/bin/python3.12"]
+    # runtimes outside boxer need the .wasm file's path: the one found on PATH (a relative link
+    # inside the root), as `boxer run` gives CPython its argv[0], HOME and PYTHONUSERBASE
+    assert config["config"]["Entrypoint"] == ["/usr/local/bin/python"]
     assert config["config"]["Cmd"] == ["main.py"]
+    assert config["config"]["Env"] == ["PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/root", "PYTHONUSERBASE=/root/.local"]
     back = imagefile.decode(oci.to_image_file(artifact.manifest, fetcher(artifact), "test"))
     assert back.spec.config == image.spec.config          # the original config comes back
     assert [back.layer(d) for d in back.layers] == [image.layer(d) for d in image.layers]
@@ -123,7 +125,7 @@ def test_shell_form_cmd_is_pushed_as_the_argv_boxer_runs(image):
     img = image_of(shell, [image.layer(d) for d in image.layers])
     artifact = oci.to_oci_image(img)
     config = _pushed_config(artifact)
-    assert (config["Entrypoint"], config["Cmd"]) == (["/usr/local/bin/python3.12"], ["main.py", "--greet", "hello there"])
+    assert (config["Entrypoint"], config["Cmd"]) == (["/usr/local/bin/python"], ["main.py", "--greet", "hello there"])
     assert "/bin/sh" not in json.dumps(config)
     back = imagefile.decode(oci.to_image_file(artifact.manifest, fetcher(artifact), "test"))
     assert back.spec.config.cmd == shell.cmd, "boxer pull gives back the shell form as written"
@@ -132,7 +134,7 @@ def test_shell_form_cmd_is_pushed_as_the_argv_boxer_runs(image):
 def test_shell_form_entrypoint_drops_cmd_as_sh_c_would(image):
     cfg = replace(image.spec.config, entrypoint=("/bin/sh", "-c", "python main.py"), cmd=("ignored",))
     config = _pushed_config(oci.to_oci_image(image_of(cfg, [image.layer(d) for d in image.layers])))
-    assert (config["Entrypoint"], config.get("Cmd")) == (["/usr/local/bin/python3.12", "main.py"], None)
+    assert (config["Entrypoint"], config.get("Cmd")) == (["/usr/local/bin/python", "main.py"], None)
 
 
 def test_shell_form_that_needs_a_shell_is_refused_with_one_line(image):
@@ -155,3 +157,36 @@ def test_a_workdir_the_module_cannot_carry_is_warned_about(image):
     assert len(json.loads(artifact.manifest)["layers"]) == len(image.layers)
     assert artifact.warnings == ("/usr/local/bin/python3.12 keeps no wasi-libc working directory that boxer can "
                                  "set: under runtimes outside boxer it starts in / instead of WORKDIR /app",)
+
+
+def test_a_program_importing_more_than_wasi_is_warned_about_and_gets_no_workdir_layer(image):
+    """The data-science base's CPython imports host.call: no runtime outside boxer can start it."""
+    def name(text: str) -> bytes:
+        return bytes([len(text)]) + text.encode()
+
+    entries = [name("wasi_snapshot_preview1") + name("fd_write") + b"\0\0", name("host") + name("call") + b"\0\0"]
+    imports = bytes([len(entries)]) + b"".join(entries)
+    program = PROGRAM + b"\x01\x04\x01\x60\0\0" + b"\x02" + bytes([len(imports)]) + imports
+    layers = [tar_of({"usr/local/bin/python3.12": program}, {"usr/local/bin/python": "python3.12"}),
+              image.layer(image.layers[1])]
+    artifact = oci.to_oci_image(image_of(image.spec.config, layers))
+    assert len(json.loads(artifact.manifest)["layers"]) == len(image.layers)
+    assert artifact.warnings == ("/usr/local/bin/python3.12 imports host.call, which is not WASI preview 1: runwasi "
+                                 "and other WASI runtimes cannot start it",)
+
+
+@pytest.mark.parametrize("link, entrypoint", [("python3.12", "/usr/local/bin/python"),
+                                              ("../local/bin/python3.12", "/usr/bin/python"),
+                                              ("/usr/local/bin/python3.12", "/usr/local/bin/python3.12"),
+                                              ("../../../../usr/local/bin/python3.12", "/usr/local/bin/python3.12")])
+def test_the_entrypoint_is_the_path_found_only_where_a_host_path_open_reaches_the_same_file(image, link, entrypoint):
+    """A runtime may open rootfs + argv[0] on the host with no chroot: an absolute link, or a
+    `..` above the root, would leave the rootfs there, so the file's own path goes out instead."""
+    where = "usr/local/bin/python" if entrypoint == "/usr/local/bin/python" else "usr/bin/python"
+    layers = [tar_of({"usr/local/bin/python3.12": PROGRAM}, {where: link}), image.layer(image.layers[1])]
+    cfg = replace(image.spec.config, env=("PATH=/usr/bin:/usr/local/bin:/bin", "HOME=/home/me"))
+    if entrypoint == "/usr/local/bin/python3.12":
+        layers[0] = tar_of({"usr/local/bin/python3.12": PROGRAM}, {"usr/bin/python": link})
+    config = _pushed_config(oci.to_oci_image(image_of(cfg, layers)))
+    assert config["Entrypoint"] == [entrypoint]
+    assert config["Env"] == ["PATH=/usr/bin:/usr/local/bin:/bin", "HOME=/home/me", "PYTHONUSERBASE=/home/me/.local"]

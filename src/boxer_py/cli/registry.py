@@ -30,7 +30,7 @@ _INSECURE_HELP = "Allow plain http and unverified TLS (loopback hosts may use ht
 @click.argument("reference", metavar="NAME[:TAG]")
 @click.option("--format", "fmt", type=click.Choice(["oci", "wasm"]), default="oci", show_default=True,
               help="oci: a standard wasip1/wasm OCI image (layers, runnable by runwasi); "
-                   "wasm: the CNCF Wasm artifact (the image file as one application/wasm layer).")
+                   "wasm: the CNCF Wasm artifact (one application/wasm layer: the standalone module, then the image file).")
 @click.option("--insecure", is_flag=True, help=_INSECURE_HELP)
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @click.option("--json", "as_json", is_flag=True, help="Print the pushed reference and digest as JSON.")

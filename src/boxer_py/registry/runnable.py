@@ -25,9 +25,9 @@ import tarfile
 from dataclasses import dataclass, replace
 
 from boxer_py.errors import ImageError, RunError
-from boxer_py.image import paths
+from boxer_py.image import paths, wasmbin
 from boxer_py.image.config import DEFAULT_PATH, ImageConfig, is_root
-from boxer_py.image.paths import guest_parts
+from boxer_py.image.paths import cpython_start, guest_parts
 from boxer_py.image.variables import shell_words
 from boxer_py.image.wasicwd import starting_in
 
@@ -54,24 +54,48 @@ def runnable(config: ImageConfig, tars: list[bytes]) -> Runnable:
         return Runnable(config, warnings=("the image has no ENTRYPOINT or CMD: runtimes outside boxer "
                                           "(runwasi, wasmtime) have no program to start",))
     tree = _Tree(tars)
-    program = tree.find_program(argv[0], config.env_dict().get("PATH", DEFAULT_PATH), config.working_dir)
-    if program is None:
+    env = config.env_dict()
+    hit = tree.find_program(argv[0], env.get("PATH", DEFAULT_PATH), config.working_dir)
+    if hit is None:
         return Runnable(config, warnings=(f"the entrypoint {argv[0][:200]!r} is not a WebAssembly file in the "
                                           "image: runwasi and other WASI runtimes cannot start it",))
+    found, program = hit
+    # The environment and argv[0] `boxer run` starts the program with: HOME as Docker sets it,
+    # and CPython named through PATH gets the path it was found at (its sys.executable) and
+    # PYTHONUSERBASE. That path is kept only if a runtime opening rootfs + path on the host
+    # reaches the same file (relative links inside the root); else argv[0] is the file itself.
+    added = {} if "HOME" in env else {"HOME": "/root" if is_root(config.user) else "/"}
+    start, extra = cpython_start(argv[0], found, {**env, **added})
+    start = start if start.startswith("/") and tree.opens_on_host(start) else program
+    config = replace(config, env=(*config.env, *(f"{k}={v}" for k, v in {**added, **extra}.items())))
     if config.entrypoint:
-        config = replace(config, entrypoint=(program, *config.entrypoint[1:]))
+        config = replace(config, entrypoint=(start, *config.entrypoint[1:]))
     else:
-        config = replace(config, entrypoint=(program,), cmd=tuple(config.cmd[1:]))
+        config = replace(config, entrypoint=(start,), cmd=tuple(config.cmd[1:]))
+    info, wasm = tree.read(program.lstrip("/"))
+    foreign = foreign_import(wasm)
+    if foreign:   # no working-directory layer either: nothing outside boxer could start it
+        return Runnable(config, warnings=(f"{program} imports {foreign}, which is not WASI preview 1: runwasi "
+                                          "and other WASI runtimes cannot start it",))
     workdir = posixpath.normpath(posixpath.join("/", config.working_dir or "/"))
     if workdir == "/":
         return Runnable(config)
-    info, wasm = tree.read(program.lstrip("/"))
     rewritten = starting_in(wasm, workdir)
     if rewritten is None:
         return Runnable(config, warnings=(f"{program} keeps no wasi-libc working directory that boxer can set: "
                                           f"under runtimes outside boxer it starts in / instead of WORKDIR {workdir}",))
     return Runnable(config, _layer(info, rewritten),
                     f"boxer push: {program} starts in WORKDIR {workdir} (runwasi sets no working directory)")
+
+
+def foreign_import(wasm: bytes) -> str:
+    """The first import that is not WASI preview 1 ("module.name"), or "" (also for a module
+    boxer cannot parse: the runtime will say what is wrong with it)."""
+    try:
+        entries = wasmbin.import_entries(dict(wasmbin.sections(wasm)).get(wasmbin.IMPORT, b""))
+    except (ValueError, IndexError):
+        return ""
+    return next((f"{module}.{name}"[:200] for module, name, _ in entries if module != "wasi_snapshot_preview1"), "")
 
 
 def _exec_form(config: ImageConfig) -> ImageConfig:
@@ -137,9 +161,32 @@ class _Tree:
             f = t.extractfile(hit[1])
             return hit[1], (f.read(-1 if limit is None else limit) if f is not None else b"")
 
-    def find_program(self, name: str, path_env: str, workdir: str) -> str | None:
+    def find_program(self, name: str, path_env: str, workdir: str) -> tuple[str, str] | None:
+        """Where `name` is found as `boxer run` looks, and the real path of that WebAssembly file."""
         for guest in paths.program_candidates(name, path_env, workdir):
             real = self.resolve(guest)
             if real and self.read(real, 4)[1] == _WASM_MAGIC:
-                return "/" + real
+                return guest, "/" + real
         return None
+
+    def opens_on_host(self, guest: str) -> bool:
+        """Whether opening rootfs + `guest` on the host, with no chroot, lands on the file the
+        guest path names: every link on the way relative, no `..` above the root."""
+        todo, hops = [p for p in guest.split("/") if p not in ("", ".")], 0
+        done: list[str] = []
+        while todo:
+            part = todo.pop(0)
+            if part == "..":
+                if not done:
+                    return False
+                done.pop()
+                continue
+            hit = self.entries.get("/".join([*done, part]))
+            if hit and hit[1].issym():
+                hops += 1
+                if hit[1].linkname.startswith("/") or hops > 40:
+                    return False
+                todo = [p for p in hit[1].linkname.split("/") if p not in ("", ".")] + todo
+                continue
+            done.append(part)
+        return True

@@ -28,6 +28,7 @@ from boxer_py.image.paths import cpython_start, program_candidates
 from boxer_py.image.rootfs import resolve, unpack
 from boxer_py.image.wasmlink import LinkError, merge
 from boxer_py.registry.runnable import _exec_form as exec_form
+from boxer_py.registry.runnable import foreign_import
 
 MAX_BLOB = 1 << 30           # the image's files in one module: the shim addresses them with 32 bits
 _KINDS = {stat.S_IFDIR: 3, stat.S_IFREG: 4, stat.S_IFLNK: 7}
@@ -131,6 +132,10 @@ def standalone_module(image: Image) -> tuple[bytes, Standalone]:
         root.mkdir()
         unpack(image, root)
         found, guest, program = _find_program(root, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
+        foreign = foreign_import(program)
+        if foreign:   # the data-science base's CPython imports host.call
+            raise StandaloneError(f"{guest}: imports {foreign}, which is not WASI preview 1: no WASI runtime "
+                                  "could run its standalone module")
         # As `boxer run` starts CPython, which cannot search PATH itself.
         (entrypoint if entrypoint else cmd)[0], extra = cpython_start(argv[0], found, {**env, "HOME": home})
         image_env += [f"{k}={v}" for k, v in extra.items()]

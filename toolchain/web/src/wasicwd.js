@@ -1,7 +1,10 @@
-// Starting a WASI program in its WORKDIR, as src/boxer_py/wasicwd.py does: wasi-libc keeps the
-// current directory in the guest global `__wasilibc_cwd` (a pointer to "/"); find that data
-// word (the one pointing at "/\0" that code names by address), and before `_start`
-// point it at the workdir written into one freshly grown memory page.
+// Starting a WASI program in its WORKDIR, as src/boxer_py/image/cwdslot.py finds it and
+// runtime/wasi/cwd.py sets it: wasi-libc keeps the current directory in the guest global
+// `__wasilibc_cwd` (a pointer to "/"); find that data word (the one pointing at "/\0" that code
+// names by address: `i32.const addr`, or `i32.const 0` + a load/store with `offset=addr`, either
+// LEB minimal or padded to 5 bytes as wasm-ld leaves it), and before `_start` point it at the
+// workdir written into one freshly grown memory page. The same rules as cwdslot.py, so the page
+// starts in WORKDIR wherever `boxer run` does (zig cc's C programs, the ThinLTO CPython 3.13).
 
 function leb(data, pos) {
   let result = 0, shift = 0;
@@ -58,6 +61,11 @@ function memoryImage(wasm, start) {
     pos += size;
   }
   if (!segments.length) return null;
+  // As cwdslot.py: a layout far sparser than a linker makes is not looked into, nor allocated for.
+  const end = Math.max(...segments.map(([o, d]) => o + d.length));
+  if (Math.min(...segments.map(([o]) => o)) < 0 || end > (16 << 20) + 4 * segments.reduce((n, [, d]) => n + d.length, 0)) {
+    return null;
+  }
   const memory = new Uint8Array(Math.ceil(Math.max(...segments.map(([o, d]) => o + d.length)) / 4) * 4);
   for (const [offset, data] of segments) memory.set(data, offset);
   return memory;
@@ -73,24 +81,33 @@ export function findCwdSlot(wasm) {
     const slashes = new Set();
     for (let i = 0; i + 1 < memory.length; i++) if (memory[i] === 0x2f && memory[i + 1] === 0) slashes.add(i);
     const words = new DataView(memory.buffer);
-    const candidates = new Set();
-    for (let a = 0; a < memory.length; a += 4) if (slashes.has(words.getUint32(a, true))) candidates.add(a);
-    if (!candidates.size) return null;
-    // Which candidates does code load by address? One pass over the code section.
+    const pointers = [];
+    for (let a = 0; a + 4 <= memory.length; a += 4) if (slashes.has(words.getUint32(a, true))) pointers.push(a);
+    if (!pointers.length) return null;
+    const candidates = new Set(pointers);
+    // Which candidates does code name by address? One pass over the code section.
     const [start, end] = found.get(10);
     const referenced = new Set();
-    // `i32.const addr`, or `i32.const 0` then a load or store (0x28-0x3e, alignment 0-3) with
-    // `offset=addr` (how a ThinLTO build names it); either LEB may be padded to 5 bytes.
     for (let i = start; i < end; i++) {
       if (wasm[i] !== 0x41) continue;
       const [value, next] = sleb(wasm, i + 1);
       if (candidates.has(value)) referenced.add(value);
-      else if (value === 0 && wasm[next] >= 0x28 && wasm[next] <= 0x3e && wasm[next + 1] <= 3) {
-        const [offset] = leb(wasm, next + 2);
-        if (candidates.has(offset)) referenced.add(offset);
+      if (value === 0 && next - i - 1 <= 5 && wasm[next] >= 0x28 && wasm[next] <= 0x3e && wasm[next + 1] <= 3) {
+        const [offset, after] = leb(wasm, next + 2);
+        if (after - next - 2 <= 5 && candidates.has(offset)) referenced.add(offset);
       }
     }
-    return referenced.size === 1 ? [...referenced][0] : null;
+    // A pre-initialised memory also points at wide strings ("/usr..." in UTF-32 reads as "/\0"):
+    // a C string "/" is looked for first.
+    const wide = new Set(pointers.filter((a) => {
+      const target = words.getUint32(a, true);
+      return memory[target + 2] === 0 && memory[target + 3] === 0;
+    }));
+    for (const group of [pointers.filter((a) => !wide.has(a)), pointers]) {
+      const hits = group.filter((a) => referenced.has(a));
+      if (hits.length) return hits.length === 1 ? hits[0] : null;
+    }
+    return null;
   } catch {
     return null;
   }
