@@ -295,16 +295,39 @@ def startup(b: Bench) -> list[Measurement]:
 
     env_baked = {"BOXER_CACHE_DIR": str(warm), "BOXER_BAKE": "1"}
     env_restored = {"BOXER_CACHE_DIR": str(restored), "BOXER_BAKE": "0"}
+    in_proc, in_proc_prepare = alternated([in_process(session(True)), in_process(session(False))], b.runs * 3,
+                                          lambda: (bake_session(), session(False)()))
+    served, served_prepare = alternated([process(argv, env_baked), process(argv, env_restored),
+                                         process([sys.executable, "-c", "pass"])], b.runs * 2,
+                                        lambda: (serve(warm, True)(), serve(restored, False)()))
     return [
-        Measurement('start-up: Session.run python -c pass, snapshot baked into the module (in-process, warm)',
-                    in_process(session(True)), b.runs * 3, prepare=bake_session),
+        Measurement("start-up: Session.run python -c pass, snapshot baked into the module (in-process, warm)",
+                    in_proc[0], b.runs * 3, prepare=in_proc_prepare),
         Measurement("  start-up: the same, the snapshot's pages restored per run (BOXER_BAKE=0: the previous version)",
-                    in_process(session(False)), b.runs * 3, prepare=session(False)),
-        Measurement("start-up: served boxer run IMAGE python -c pass, snapshot baked", process(argv, env_baked),
-                    b.runs * 2, prepare=serve(warm, True)),
-        Measurement("  start-up: the same, the snapshot's pages restored per run (BOXER_BAKE=0)", process(argv, env_restored),
-                    b.runs * 2, prepare=serve(restored, False)),
+                    in_proc[1], b.runs * 3),
+        Measurement("start-up: served boxer run IMAGE python -c pass, snapshot baked", served[0], b.runs * 2,
+                    prepare=served_prepare),
+        Measurement("  start-up: the same, the snapshot's pages restored per run (BOXER_BAKE=0)", served[1], b.runs * 2),
+        Measurement("  start-up: native python3 -c pass, in alternation with the two rows above", served[2], b.runs * 2),
     ]
+
+
+def alternated(samples: list[Callable[[], float]], runs: int,
+               prepare: Callable[[], object]) -> tuple[list[Callable[[], float]], Callable[[], None]]:
+    """Rows measured in alternation (on a shared machine, load that comes and goes then weighs
+    on all of them alike): the first row's preparation takes every sample of each; each row's
+    samples hand them out in order (a row measured alone samples itself)."""
+    taken: list[list[float]] = [[] for _ in samples]
+
+    def take() -> None:
+        prepare()
+        for _ in range(runs):
+            for kept, sample in zip(taken, samples, strict=True):
+                kept.append(sample())
+
+    def row(kept: list[float], sample: Callable[[], float]) -> Callable[[], float]:
+        return lambda: kept.pop(0) if kept else sample()
+    return [row(kept, sample) for kept, sample in zip(taken, samples, strict=True)], take
 
 
 def builds(b: Bench) -> list[Measurement]:
@@ -423,8 +446,10 @@ def reported(b: Bench) -> list[tuple[str, float, str]]:
         from web_bench import rows as web_rows
 
         web = web_rows()
-        ref = web[-1][1] if len(web) > 1 else None
-        rows += [(name, t, f"{t / ref:.2f}x Pyodide" if ref else "") for name, t in web]
+        # Each boxer row is followed by Pyodide's for the same visit (when Pyodide is there).
+        for i, (name, t) in enumerate(web):
+            ref = web[i + 1][1] if "Pyodide" not in name and i + 1 < len(web) and "Pyodide" in web[i + 1][0] else None
+            rows.append((name, t, f"{t / ref:.2f}x Pyodide" if ref else ""))
     except Exception as e:  # noqa: BLE001
         rows.append(("web: first output", float("nan"), f"skipped: {e}"))
     try:

@@ -286,8 +286,13 @@ def web_site(boxer, hostile_image, tmp_path):
 
 
 # A machine busy enough that compiling the module takes 3 s (the window the attack needs).
-SLOW_COMPILE = """(() => { const compile = WebAssembly.compile;
-    WebAssembly.compile = (bytes) => new Promise((r) => setTimeout(r, 3000)).then(() => compile(bytes)); })()"""
+# (The site's runtime file is compiled from the moment the page opens: its compile is held until
+# the page shows it is compiling, then takes 3 s too.)
+SLOW_COMPILE = """(() => { const compile = WebAssembly.compile, streaming = WebAssembly.compileStreaming;
+    WebAssembly.compile = (bytes) => new Promise((r) => setTimeout(r, 3000)).then(() => compile(bytes));
+    const shown = () => new Promise((resolve) => { const check = () => document.querySelector('#status[data-state="compiling"]')
+        ? setTimeout(resolve, 3000) : setTimeout(check, 20); check(); });
+    WebAssembly.compileStreaming = (source) => shown().then(() => streaming(source)); })()"""
 
 
 class Page:

@@ -308,3 +308,58 @@ def test_json_lists_connections_and_refusals(hostile_box, server):
     assert {"direction": "out", "host": "127.0.0.1", "port": port, "address": "127.0.0.1", "allowed": True} in entries
     assert {"direction": "out", "host": "example.com", "port": 443, "allowed": False,
             "reason": "not in --allow-net"} in entries
+
+
+ASYNCIO_ECHO_UNTIL = """\
+import asyncio
+
+served = 0
+
+async def echo(reader, writer):
+    global served
+    while line := await reader.readline():
+        writer.write(b"echo " + line)
+        await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+    served += 1
+    if served == 100:
+        finished.set()
+
+async def main():
+    global finished
+    finished = asyncio.Event()
+    server = await asyncio.start_server(echo, "0.0.0.0", 8000)
+    async with server:
+        await finished.wait()
+    print("served", served)
+
+asyncio.run(main())
+"""
+
+
+def test_more_connections_than_slots_wait_and_an_asyncio_server_survives(hostile_box):
+    """100 clients at once against 63 slots: asyncio's accept gets EMFILE, pauses, and accepts
+    the clients that waited in the host's backlog once earlier ones have gone."""
+    thread, port, results = _published(hostile_box, ASYNCIO_ECHO_UNTIL, timeout=600)
+    clients = [socket.create_connection(("127.0.0.1", port), timeout=300) for _ in range(100)]
+    answers = []
+    for i, c in enumerate(clients):
+        c.sendall(b"client %d\n" % i)
+    for i, c in enumerate(clients):  # in order: each one closed frees a slot for one still waiting
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = c.recv(100)
+            assert chunk, f"client {i}: closed after {data!r}"
+            data += chunk
+        answers.append(data)
+        c.shutdown(socket.SHUT_WR)
+        assert c.recv(10) == b""
+        c.close()
+    thread.join(300)
+    assert answers == [b"echo client %d\n" % i for i in range(100)]
+    [result] = results
+    assert result.exit_code == 0 and result.stdout == b"served 100\n", result.stderr[-2000:]
+    # the slots did run out: asyncio logged the EMFILE its accept got (and retried later, as natively)
+    assert b"socket.accept() out of system resource" in result.stderr
+    assert b"OSError: [Errno 33]" in result.stderr

@@ -54,8 +54,8 @@ def _program(image: imagefile.Image) -> tuple[str, bytes] | None:
         return None
     tree = _tree(image)
 
-    def readlink(guest: str) -> str | None:
-        entry = tree.get(guest)
+    def readlink(rel: str) -> str | None:  # `rel` is relative to the root ("usr/bin/python")
+        entry = tree.get("/" + rel)
         return entry[1].linkname if entry and entry[1].issym() else None
 
     path_env = config.env_dict().get("PATH", DEFAULT_PATH)
@@ -73,18 +73,20 @@ def _program(image: imagefile.Image) -> tuple[str, bytes] | None:
     return None
 
 
-def check_runs_in_browser(image: imagefile.Image, where: str) -> None:
-    """Refuse (one line) an image whose default program imports anything but WASI preview 1."""
+def check_runs_in_browser(image: imagefile.Image, where: str) -> bytes | None:
+    """Refuse (one line) an image whose default program imports anything but WASI preview 1.
+    Returns that program's bytes when it is a WebAssembly module (None otherwise)."""
     found = _program(image)
     if found is None:
-        return  # no default command, or it is missing: the page says so when it is run
+        return None  # no default command, or it is missing: the page says so when it is run
     guest, wasm = found
     try:
         imports = dict(wasmbin.sections(wasm)).get(wasmbin.IMPORT, b"")
         entries = wasmbin.import_entries(imports)
     except (ValueError, IndexError):
-        return  # not a WebAssembly module: the page refuses it when it is run (126)
+        return None  # not a WebAssembly module: the page refuses it when it is run (126)
     for module, name, _ in entries:
         if module != WASI:
             raise BoxerError(f"{where}: {guest} imports {module}.{name}, which is not WASI preview 1: the browser "
                              "launcher provides nothing else, so the page could not run it")
+    return wasm

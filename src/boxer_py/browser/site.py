@@ -25,6 +25,7 @@ from typing import Any
 import jinja2
 
 from boxer_py.browser.program import check_runs_in_browser
+from boxer_py.browser.runtime import Runtime, for_browser
 from boxer_py.errors import BoxerError
 from boxer_py.image import atomic, imagefile
 
@@ -89,12 +90,18 @@ def page_csp(network: PageNetwork | None = None) -> str:
 PAGE_HEADERS = {
     "Content-Security-Policy": CSP + "; frame-ancestors 'none'",
     "Cross-Origin-Opener-Policy": "same-origin",
+    # With COOP, makes the page cross-origin isolated: SharedArrayBuffer, which the terminal's
+    # stdin needs (the worker blocks in Atomics.wait until a line is typed).
+    "Cross-Origin-Embedder-Policy": "require-corp",
     "Cross-Origin-Resource-Policy": "same-origin",
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-cache",
 }
+# The stripped runtime's name is its digest: it never changes, so it is cached for good (and
+# with it the browser's compiled code).
+RUNTIME_CACHE = "public, max-age=31536000, immutable"
 # preview.html carries its own policy (no fetch, no loads, no frames); only the page may frame it.
 # (Its Content-Security-Policy header is read from preview.html's meta tag: one source of truth.)
 PREVIEW_HEADERS = {**{k: v for k, v in PAGE_HEADERS.items() if k != "Content-Security-Policy"},
@@ -136,7 +143,7 @@ def page_limits(max_output: int | None = None, disk: int | None = None, max_entr
 
 
 def render_index(image: imagefile.Image, limits: dict[str, int] | None = None, autorun: bool = False,
-                 network: PageNetwork | None = None) -> str:
+                 network: PageNetwork | None = None, runtime: Runtime | None = None) -> str:
     """The page for `image`. Everything it shows is re-read from the image by the launcher;
     the values here are only the first paint. With `autorun` the page runs the image's command
     when it opens; without it, only when the user presses Run."""
@@ -152,7 +159,8 @@ def render_index(image: imagefile.Image, limits: dict[str, int] | None = None, a
         entrypoint=shlex.join(config.entrypoint) or "none", csp=page_csp(network), autorun=autorun,
         allow_net=" ".join(network.allow) if network else "",
         publish=" ".join(str(p) for p in network.publish) if network else "", service_worker=SERVICE_WORKER,
-        limits={name: value for name, value in (limits or {}).items() if name in LIMIT_NAMES})
+        limits={name: value for name, value in (limits or {}).items() if name in LIMIT_NAMES},
+        runtime=runtime.attributes() if runtime else {})
 
 
 def _assets() -> dict[str, Path]:
@@ -173,11 +181,12 @@ def write_site(image_path: str | Path, directory: str | Path, limits: dict[str, 
     into place), so a failure never leaves half a site. DIR must not exist or be empty."""
     directory = Path(directory)
     image = imagefile.read(image_path)
-    check_runs_in_browser(image, str(image_path))
+    program = check_runs_in_browser(image, str(image_path))
     atomic.check_empty_target(directory)
     assets = _assets()
     network = network if network is not None and network.enabled else None
-    index = render_index(image, limits, autorun, network)
+    runtime = for_browser(program) if program is not None else None
+    index = render_index(image, limits, autorun, network, runtime)
     with atomic.fresh_directory(directory) as tmp:
         (tmp / "index.html").write_text(index, encoding="utf-8")
         if network is not None:
@@ -185,6 +194,8 @@ def write_site(image_path: str | Path, directory: str | Path, limits: dict[str, 
         for name, path in assets.items():
             shutil.copyfile(path, tmp / name)
         shutil.copyfile(image_path, tmp / IMAGE_NAME)
+        if runtime is not None:
+            (tmp / runtime.name).write_bytes(runtime.data)
         for child in tmp.iterdir():
             os.chmod(child, 0o644)
     return directory
@@ -306,12 +317,15 @@ def serve(image_path: str | Path, host: str = "127.0.0.1", port: int = 8000,
     """Serve the page, the launcher and the image (only those files) from a thread. The
     policy header goes with every file: a worker's fetches obey its own script's header."""
     image = imagefile.read(image_path)
-    check_runs_in_browser(image, str(image_path))
+    program = check_runs_in_browser(image, str(image_path))
     network = network if network is not None and network.enabled else None
+    runtime = for_browser(program) if program is not None else None
     preview_headers = {**PREVIEW_HEADERS, "Content-Security-Policy": preview_csp() + "; frame-ancestors 'self'"}
     headers = {**PAGE_HEADERS, "Content-Security-Policy": page_csp(network) + "; frame-ancestors 'none'"}
     files: dict[str, tuple[str, Path | bytes, dict[str, str]]] = {
-        "index.html": (MIME_TYPES[".html"], render_index(image, limits, autorun, network).encode(), headers)}
+        "index.html": (MIME_TYPES[".html"], render_index(image, limits, autorun, network, runtime).encode(), headers)}
+    if runtime is not None:
+        files[runtime.name] = (MIME_TYPES[".wasm"], runtime.data, {**headers, "Cache-Control": RUNTIME_CACHE})
     for name, path in _assets().items():
         files[name] = (MIME_TYPES[path.suffix], path, preview_headers if name == PREVIEW_NAME else headers)
     files[IMAGE_NAME] = (MIME_TYPES[".wasm"], Path(image_path).resolve(), headers)

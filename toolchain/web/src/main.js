@@ -11,6 +11,9 @@ import { findCwdSlot } from "./wasicwd.js";
 import { inertFrame, scriptFrame } from "./preview.js";
 import { createEditor } from "./editor.js";
 import { loadNetwork, relayTo } from "./netpage.js";
+import { LineConsole } from "./console.js";
+import { makeChannel } from "./ttyin.js";
+import { Runtime } from "./runtime.js";
 
 const OUT_DIR = "/out";
 const TIMEOUT_EXIT_CODE = 124;
@@ -75,8 +78,9 @@ function limitsOf(data) {
 }
 
 class App {
-  constructor(limits, previewUrl) {
+  constructor(limits, previewUrl, runtime) {
     this.limits = limits;
+    this.runtime = runtime; // the site's precompiled default program (runtime.js)
     this.previewUrl = previewUrl;
     this.image = null;
     this.root = null;
@@ -102,6 +106,8 @@ class App {
     this.fit = new FitAddon();
     this.terminal.loadAddon(this.fit);
     this.terminal.open($("terminal"));
+    this.console = null; // the run reading the terminal, if any (LineConsole)
+    this.terminal.onData((data) => this.console && this.console.input(data));
     this.fit.fit();
     new ResizeObserver(() => this.fit.fit()).observe($("terminal"));
   }
@@ -120,12 +126,15 @@ class App {
       const response = await fetch(url);
       if (!response.ok) throw new ImageError(`${url}: cannot fetch (HTTP ${response.status})`);
       data = new Uint8Array(await response.arrayBuffer());
+      performance.mark("boxer:fetched");
     } catch (e) {
       throw e instanceof ImageError ? e : new ImageError(`${url}: cannot fetch (${e.message})`);
     }
     setStatus("loading", `verifying ${size(data.length)}…`);
     this.image = await decodeImage(data, url.split("/").pop());
+    performance.mark("boxer:verified");
     this.root = buildRootfs(this.image.layers);
+    performance.mark("boxer:unpacked");
     this.net = await loadNetwork(document.body.dataset);
     relayTo(() => [...this.workers]);
     const c = this.image.config;
@@ -140,7 +149,8 @@ class App {
   compiled(program) {
     if (!this.modules.has(program.node)) {
       const bytes = program.node.data;
-      this.modules.set(program.node, WebAssembly.compile(bytes).then((module) => ({ module, cwdSlot: findCwdSlot(bytes) })));
+      this.modules.set(program.node, this.runtime.moduleFor(bytes).then((found) => found
+        || WebAssembly.compile(bytes).then((module) => ({ module, cwdSlot: findCwdSlot(bytes) }))));
     }
     return this.modules.get(program.node);
   }
@@ -158,6 +168,9 @@ class App {
     const record = {
       command: line, stdout: "", stderr: "", exitCode: null, durationMs: null, trap: null, files: [], done: false, firstOutputMs: null,
       stdoutTruncated: false, stderrTruncated: false, stdoutBytes: 0, stderrBytes: 0, filesTruncated: false, diskFull: false,
+      // With no stdin in the form, typing into the terminal is the guest's stdin (a TTY), if the
+      // page may share memory with its worker (cross-origin isolated: COOP + COEP headers).
+      interactive: stdin.length === 0 && self.crossOriginIsolated === true,
     };
     this.current = record;
     this.runs.push(record);
@@ -185,6 +198,9 @@ class App {
       record.stdout += decoders.stdout.decode();
       record.stderr += decoders.stderr.decode();
       for (const stream of ["stdout", "stderr"]) this.endStream(record, stream, tails[stream]);
+      if (this.console) this.console.close();
+      this.console = null;
+      this.terminal.options.disableStdin = true;
       Object.assign(record, {
         exitCode, trap: note, durationMs: result.durationMs ?? performance.now() - t0, files: result.files || [], done: true,
         filesTruncated: !!result.filesTruncated, diskFull: !!result.diskFull,
@@ -218,6 +234,7 @@ class App {
       return record;
     }
     if (record.done) return record; // stopped while compiling
+    performance.mark("boxer:compiled");
     setStatus("running", "running…");
     this.terminateAll();
     worker = new Worker(new URL("worker.js", document.baseURI));
@@ -226,15 +243,20 @@ class App {
     worker.onmessage = ({ data: msg }) => {
       if (record.done) return;
       if (msg.type === "started") {
+        performance.mark("boxer:started");
         // Like `boxer run --timeout`: the clock starts when the guest does, not while it loads.
         if (timeout > 0) timer = setTimeout(() => end(TIMEOUT_EXIT_CODE, `timed out after ${timeout}s`), timeout * 1000);
       } else if (msg.type === "stdout" || msg.type === "stderr") {
         if (record.firstOutputMs === null) record.firstOutputMs = performance.now();
         record[msg.type] += decoders[msg.type].decode(msg.data, { stream: true });
         record[msg.type + "Bytes"] += msg.data.byteLength;
-        if (msg.type === "stderr") this.terminal.write("\x1b[31m");
+        const red = msg.type === "stderr" && !record.interactive; // a REPL's prompts go to stderr
+        if (red) this.terminal.write("\x1b[31m");
         this.terminal.write(msg.data);
-        if (msg.type === "stderr") this.terminal.write("\x1b[0m");
+        if (red) this.terminal.write("\x1b[0m");
+        if (this.console) this.console.output(new TextDecoder().decode(msg.data));
+      } else if (msg.type === "stdin-taken") {
+        if (this.console) this.console.taken();
       } else if (msg.type === "tail") {
         tails[msg.stream] = msg;
         record[msg.stream + "Bytes"] = msg.total; // how much the guest has written so far
@@ -246,7 +268,14 @@ class App {
       }
     };
     worker.onerror = (e) => { e.preventDefault(); end(125, `the launcher failed: ${e.message}`); showError(e.message); };
-    worker.postMessage({ module: compiled.module, root: this.root, argv, env, workdir, cwdSlot: compiled.cwdSlot, stdin, outDir: OUT_DIR, limits: this.limits, net: this.net });
+    let tty = null;
+    if (record.interactive) {
+      tty = makeChannel();
+      this.console = new LineConsole(this.terminal, tty);
+      this.terminal.options.disableStdin = false;
+      this.terminal.focus();
+    }
+    worker.postMessage({ module: compiled.module, root: this.root, argv, env, workdir, cwdSlot: compiled.cwdSlot, stdin, tty, outDir: OUT_DIR, limits: this.limits, net: this.net });
     return finished;
   }
 
@@ -381,7 +410,8 @@ function figure(caption, content) {
 }
 
 async function main() {
-  const app = new App(limitsOf(document.body.dataset), document.body.dataset.preview || "preview.html");
+  const runtime = new Runtime(document.body.dataset); // starts compiling before the image is fetched
+  const app = new App(limitsOf(document.body.dataset), document.body.dataset.preview || "preview.html", runtime);
   const hooks = { app, runs: app.runs, ready: null };
   window.boxer = hooks;
   const submit = async () => {

@@ -88,6 +88,8 @@ export function findCwdSlot(wasm) {
     // Which candidates does code name by address? One pass over the code section.
     const [start, end] = found.get(10);
     const referenced = new Set();
+    // `i32.const addr`, or `i32.const 0` then a load or store (0x28-0x3e, alignment 0-3) with
+    // `offset=addr` (how a ThinLTO build names it); either LEB may be padded to 5 bytes.
     for (let i = start; i < end; i++) {
       if (wasm[i] !== 0x41) continue;
       const [value, next] = sleb(wasm, i + 1);

@@ -14,6 +14,7 @@ import { WASI, WASIProcExit, File, Directory, PreopenDirectory, OpenFile, Consol
 import { lookup, makeDirs } from "./tar.js";
 import { setCwd } from "./wasicwd.js";
 import { GUEST_DIR, WebNet, install } from "./net.js";
+import { TerminalStdin } from "./ttyin.js";
 
 const WASI_MODULE = "wasi_snapshot_preview1";
 const ERRNO_NOTSUP = 58;
@@ -236,7 +237,7 @@ function network(net, env, stderr) {
   return webnet;
 }
 
-async function run({ module, root, argv, env, workdir, cwdSlot, stdin, outDir, limits, net }) {
+async function run({ module, root, argv, env, workdir, cwdSlot, stdin, tty, outDir, limits, net }) {
   quota = new Quota(limits.disk, limits.entries);
   for (const imp of WebAssembly.Module.imports(module)) {
     if (imp.module !== WASI_MODULE) {
@@ -249,7 +250,9 @@ async function run({ module, root, argv, env, workdir, cwdSlot, stdin, outDir, l
   const streams = [new Capped("stdout", limits.maxOutput), new Capped("stderr", limits.maxOutput)];
   const [stdout, stderr] = streams.map((stream) => new ConsoleStdout((data) => stream.write(data)));
   const webnet = network(net, env, streams[1]);
-  const fds = [new OpenFile(new File(stdin)), stdout, stderr, preopen, ...(webnet ? webnet.descriptors(net.modules) : [])];
+  // stdin: the terminal when the page passed its channel (typing reaches the guest), else the form's bytes.
+  const input = tty ? new TerminalStdin(tty, () => postMessage({ type: "stdin-taken" })) : new OpenFile(new File(stdin));
+  const fds = [input, stdout, stderr, preopen, ...(webnet ? webnet.descriptors(net.modules) : [])];
   const wasi = new WASI(argv, env, fds, { debug: false });
   quota.arm();
   for (const name of ["sock_accept", "sock_recv", "sock_send", "sock_shutdown"]) wasi.wasiImport[name] = () => ERRNO_NOTSUP;
