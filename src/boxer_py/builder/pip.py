@@ -39,7 +39,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from boxer_py import locations
-from boxer_py.builder import sdist
+from boxer_py.builder import scripts, sdist
 from boxer_py.image import hostfs
 from boxer_py.image.rootfs import copy_tree, resolve, within
 
@@ -586,7 +586,8 @@ def _install(target: Path, root: Path, site: str) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     site = within(root, dest)
     for entry in sorted(target.iterdir()):
-        if entry.name == "bin":  # console scripts start a native interpreter: useless here
+        if entry.name == "bin":  # console scripts, for the image's Python
+            scripts.install(entry, root, site)
             continue
         placed = resolve(root, posixpath.join(site, entry.name), follow_last=False)
         if placed.is_symlink() or placed.is_file():

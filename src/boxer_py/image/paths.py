@@ -52,6 +52,25 @@ def program_candidates(name: str, path_env: str, workdir: str) -> list[str]:
     return [posixpath.normpath(posixpath.join(workdir, d or ".", name)) for d in path_env.split(":")]
 
 
+MAX_SHEBANG = 256  # Linux reads this much of a script's first line (BINPRM_BUF_SIZE)
+
+
+def interpreter_of(head: bytes) -> list[str] | None:
+    """The command a script's `#!` line asks for, as the kernel's exec reads it: the
+    interpreter and at most one argument (the rest of the line); `#!/usr/bin/env NAME` gives
+    just NAME, to be looked up on PATH. None if `head` (the file's first bytes) has no `#!`."""
+    if not head.startswith(b"#!"):
+        return None
+    line = head[2:MAX_SHEBANG].split(b"\n", 1)[0].strip().decode("utf-8", errors="replace")
+    interpreter, _, arg = line.partition(" ")
+    arg = arg.strip()
+    if not interpreter:
+        return None
+    if posixpath.basename(interpreter) == "env" and arg and not arg.startswith("-"):
+        return arg.split()[:1]
+    return [interpreter, arg] if arg else [interpreter]
+
+
 def cpython_start(name: str, found: str, env: Mapping[str, str]) -> tuple[str, dict[str, str]]:
     """argv[0] and the variables to add when program `name`, found at guest path `found`, is
     CPython, so that it starts as native CPython does.

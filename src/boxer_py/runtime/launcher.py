@@ -28,7 +28,7 @@ from boxer_py.image.imagefile import Image
 from boxer_py.image.paths import cpython_start, program_candidates
 from boxer_py.image.rootfs import resolve, unpack, within
 from boxer_py.runtime import inputs, interrupt, mounts, reactor, watchdog
-from boxer_py.runtime.argv import resolve_argv, shell_words
+from boxer_py.runtime.argv import resolve_argv, shell_words, with_interpreter
 from boxer_py.runtime.engines import Engines, names
 from boxer_py.runtime.interrupt import Interrupts
 from boxer_py.runtime.modcache import WASMTIME_VERSION, Loaded, wasm_stack
@@ -192,8 +192,8 @@ class Launcher:
             except OSError as e:
                 raise RunError(f"{workdir}: cannot make the working or output directory in the image "
                                f"({e.strerror or e})") from None
-            spec = replace(spec, mounts=tuple(mounts.check(spec.mounts, root, shared)))
-            spec = replace(spec, mounts=tuple(m for m in spec.mounts if not mounts.copy_file(m, root)))
+            spec = replace(spec, mounts=tuple(m for m in mounts.check(spec.mounts, root, shared) if not mounts.copy_file(m, root)))
+            argv = with_interpreter(base, argv, env.get("PATH", DEFAULT_PATH), workdir)
             guest, program = self._image_program(image, base, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
             argv0, extra = cpython_start(argv[0], guest, env)
             argv, env = [argv0, *argv[1:]], {**env, **extra}
@@ -404,8 +404,8 @@ class Launcher:
                tap: Callable[[bytes], None] | None = None, network: Network = Network()) -> RunResult:
         """Run a program of a rootfs in place, so its writes stay: a build's RUN step. The
         program is read from `root` itself (which the build is changing), not from an image.
-        `tap` is told its stdout and stderr as they are written (the build's progress);
-        `network`: `boxer build --allow-net` (RUN has none otherwise)."""
+        `tap` is told its output as written (progress); `network`: `build --allow-net`, else none."""
+        argv = with_interpreter(root, argv, env.get("PATH", DEFAULT_PATH), workdir)
         guest, program = self._find_program(root, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
         argv0, extra = cpython_start(argv[0], guest, env)
         argv, env = [argv0, *argv[1:]], {**env, **extra}
