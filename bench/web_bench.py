@@ -111,7 +111,7 @@ def rows(repeats: int = 3) -> list[tuple[str, float]]:
     with tempfile.TemporaryDirectory(prefix="boxer-web-bench-") as tmp:
         image = Path(tmp) / "hello.wasm"
         boxer_py.build(REPO / "examples" / "hello-python", image, tag="hello")
-        server = site.serve(image, "127.0.0.1", 0)
+        server = site.serve(image, "127.0.0.1", 0, autorun=True)  # the page runs CMD as it opens
         pyodide = _pyodide_dir(default_cache_dir() / "bench")
         static = None
         if pyodide is not None:
