@@ -190,7 +190,7 @@ with tarfile.open(glob.glob("/app/dist/demo-1.0.tar.gz")[0]) as t:
 '''
 
 
-@pytest.mark.parametrize("version", ["3.11"])
+@pytest.mark.parametrize("version", ["3.13", "3.11"])
 def test_chmod_copies_and_setup_py_sdist_work(boxer, make_context, tmp_path, version):
     # A real Dockerfile (FROM python:3.7-alpine, RUN python setup.py sdist) stopped with
     # "[Errno 52] Function not implemented" on the runtime's chmod (issue 16).
