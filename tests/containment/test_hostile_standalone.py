@@ -39,7 +39,7 @@ def test_links_and_preopens_never_reach_the_host(tmp_path, build, boxer, wasmtim
     lines = r.stdout.splitlines()
     assert lines[:4] == ["/app/cfg errno 44", f"/app/up{outside} errno 44", f"/../../..{outside} errno 44",
                          "/host/secret.txt errno 44"], r.stderr
-    assert lines[4] == "True ['app', 'lib', 'root', 'tmp', 'usr']"
+    assert lines[4] == "True ['app', 'etc', 'lib', 'root', 'tmp', 'usr']"  # the image's own, /etc its accounts
     assert list(run.iterdir()) == [] and outside.read_text() == "HOST-SECRET-7f3a"
 
 
