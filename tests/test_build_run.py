@@ -215,7 +215,7 @@ def test_pip_package_with_only_native_wheels_fails_naming_it(boxer, make_context
 @pytest.mark.parametrize("line,message", [
     ("pip install .", "/app is not a Python project (no pyproject.toml or setup.py)"),  # else built in the sandbox
     ("pip install -e /src", "/src does not exist in the image"),
-    ("pip install -r /etc/passwd", "requirements file /etc/passwd not found in the image"),
+    ("pip install -r /etc/shadow", "requirements file /etc/shadow not found in the image"),
     ("pip install -r ../../../../etc/hostname", "not found in the image"),
     ("pip install ../../../../tmp/evil.whl", "no such wheel in the image"),
     ("pip uninstall -y six", "only `pip install` runs at build time"),
