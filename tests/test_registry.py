@@ -172,7 +172,9 @@ def test_push_and_pull_show_one_updating_line_per_blob_on_a_terminal(registry, h
     complete`; what stays on the screen is one line per blob, never one per chunk."""
     ref = f"{registry.host}/tty/app:1"
     env = {**home, "BOXER_CACHE_DIR": str(cache_dir), "BOXER_SERVER": "0"}
-    code, raw = on_terminal(env, "push", str(hello_image), ref)
+    # a cache of its own: the shared one knows repositories earlier tests pushed these blobs to,
+    # and would mount them from there ("Mounted from ...") instead of uploading them
+    code, raw = on_terminal({**env, "BOXER_CACHE_DIR": str(tmp_path / "push")}, "push", str(hello_image), ref)
     assert code == 0, raw
     labels = blob_labels(ref)
     digest = json.loads(skopeo("inspect", "--tls-verify=false", f"docker://{ref}").stdout)["Digest"]
