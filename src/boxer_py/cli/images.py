@@ -230,7 +230,8 @@ def load(source, quiet):
                     f.write(chunk)
         else:
             where = source
-        shown = nullcontext() if quiet else Progress(f"loading {where} ({os.path.getsize(source) / 1e6:.0f} MB)")
+        size = os.path.getsize(source) if os.path.isfile(source) else 0  # read_archive says what is wrong
+        shown = nullcontext() if quiet else Progress(f"loading {where} ({size / 1e6:.0f} MB)")
         with shown:
             loaded = read_archive(source, where)
             local = store()
