@@ -26,12 +26,10 @@ from boxer_py.browser import site
 from boxer_py.image import wasmbin
 from containerdnode import Containerd
 from localregistry import LocalRegistry
+from test_web import CHROMIUM, CHROMIUM_ARGS
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 PAGE_TIMEOUT_MS = 300_000   # the page compiles CPython (26 MB) on 2 busy cores
 
 pytestmark = pytest.mark.skipif(bool(containerdnode.missing()), reason=containerdnode.missing() or "-")
