@@ -21,13 +21,12 @@ from pathlib import Path
 import wasmtime
 
 from boxer_py.errors import BoxerError, RunError
-from boxer_py.image import imagefile
 from boxer_py.image.config import DEFAULT_PATH, user_env
 from boxer_py.image.hostfs import remove_tree
 from boxer_py.image.imagefile import Image
 from boxer_py.image.paths import cpython_start, program_candidates
 from boxer_py.image.rootfs import resolve, unpack, within
-from boxer_py.runtime import inputs, interrupt, mounts, reactor, watchdog
+from boxer_py.runtime import inputs, interrupt, mounts, reactor, verified, watchdog
 from boxer_py.runtime.argv import resolve_argv, shell_words, with_interpreter
 from boxer_py.runtime.engines import Engines, names
 from boxer_py.runtime.interrupt import Interrupts
@@ -109,28 +108,8 @@ class Launcher:
         return wasm_stack(image.spec.config.labels, names(lambda guest: self._image_program(image, base, guest, DEFAULT_PATH, "/")[1], program))
 
     def open(self, path: str | Path) -> Image:
-        """Read an image file, checking every digest unless this very file (same inode, size,
-        mtime and ctime, which no tool can set back) was fully checked before."""
-        try:
-            st = os.stat(path)
-        except OSError:
-            return imagefile.read(path)
-        stamp = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
-        key = hashlib.sha256(os.path.realpath(path).encode()).hexdigest()
-        record = self.cache_dir / "verified" / f"{key}.json"
-        try:
-            known = json.loads(record.read_text())
-        except (OSError, ValueError):
-            known = None
-        trusted = isinstance(known, dict) and known.get("stamp") == stamp
-        image = imagefile.read(path, verify=not trusted)
-        if trusted and known.get("id") != image.id:
-            image.verify()
-            trusted = False
-        if not trusted:
-            record.parent.mkdir(parents=True, exist_ok=True)
-            imagefile.write(record, json.dumps({"stamp": stamp, "id": image.id}).encode())
-        return image
+        """Read an image file, checking every digest unless this very file was checked before (verified.py)."""
+        return verified.read(path, self.cache_dir / "verified")
 
     def _module(self, image: Image, base: Path, program: Path, name: str) -> Loaded:
         """The compiled `program` of the (read-only) unpacked image; kept in memory per image."""
@@ -182,6 +161,8 @@ class Launcher:
         shared = reactor.read_only(config.labels, base)
         layout = (workdir, spec.output_dir, tuple((m.guest, m.host.is_file()) for m in spec.mounts))  # made below
         tmp = self.workspaces.take(image.id, base, [host for _, host in shared], layout)
+        copies: list[mounts.FileMount] = []  # single-file mounts (copied in, pinned, written back)
+        dirs: list[Mount] = []
         try:
             root = tmp / "rootfs"
             try:
@@ -192,7 +173,10 @@ class Launcher:
             except OSError as e:
                 raise RunError(f"{workdir}: cannot make the working or output directory in the image "
                                f"({e.strerror or e})") from None
-            spec = replace(spec, mounts=tuple(m for m in mounts.check(spec.mounts, root, shared) if not mounts.copy_file(m, root)))
+            for m in mounts.check(spec.mounts, root, shared):
+                copied = mounts.copy_file(m, root)
+                copies, dirs = (copies + [copied], dirs) if copied else (copies, dirs + [m])
+            spec = replace(spec, mounts=tuple(dirs))
             argv = with_interpreter(base, argv, env.get("PATH", DEFAULT_PATH), workdir)
             guest, program = self._image_program(image, base, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
             argv0, extra = cpython_start(argv[0], guest, env)
@@ -208,7 +192,9 @@ class Launcher:
             interrupts = interrupt.for_run(spec.interrupt, engine.engine, engine.ticker, source if cpython else loaded,  # type: ignore[arg-type]
                                            base, argv[0], self.cache_dir, cpython)  # Ctrl-C
             result = self._sandbox(root, loaded, argv, env, workdir, spec, tmp, config.labels, shared,
-                                   resume=resume, interrupts=interrupts)
+                                   resume=resume, interrupts=interrupts, pinned=[c.pinned() for c in copies])
+            for copy in copies:
+                copy.write_back(result)
             if spec.output_dir:
                 # Resolved again: the guest may have replaced the directory by a symlink.
                 try:
@@ -224,6 +210,8 @@ class Launcher:
                 result.out_of_memory |= spec.limits.memory is not None and (result.error or {}).get("type") == "MemoryError"
             return result
         finally:
+            for copy in copies:
+                copy.close()
             self.workspaces.give_back(tmp)
 
     def held(self) -> tuple[list[tuple[ModuleKey, str, int | None]], list[str]]:
@@ -420,7 +408,8 @@ class Launcher:
     def _sandbox(self, root: Path, loaded: Loaded, argv: list[str], env: dict[str, str], workdir: str,
                  spec: RunSpec, tmp: Path, labels: dict[str, str] | None = None,
                  shared: Sequence[tuple[str, Path]] = (), resume: Resume | None = None,
-                 keep: Keep | None = None, interrupts: Interrupts | None = None) -> RunResult:
+                 keep: Keep | None = None, interrupts: Interrupts | None = None,
+                 pinned: Sequence[readonly.Pinned] = ()) -> RunResult:
         """The guest's whole world: `root` as /, the mounts, argv, env and stdio; nothing else."""
         cap = spec.limits.max_output
         stdout = Sink(cap, 1 if spec.stream else None, spec.on_stdout)
@@ -466,8 +455,7 @@ class Launcher:
         else:
             wasi.stderr_custom = stderr
         timeout = spec.limits.timeout
-        ro = readonly.preopens(spec.read_only, len(extra), [m.read_only for m in spec.mounts]) \
-            if spec.read_only or any(m.read_only for m in spec.mounts) else None   # writes there answer EROFS
+        ro = readonly.guard(spec.read_only, len(extra), [m.read_only for m in spec.mounts], pinned)  # EROFS there
         try:
             if timeout is not None and spec.mounts:  # see watchdog.Backstop
                 with watchdog.Backstop(time.monotonic() + timeout, [m.host for m in spec.mounts]):
@@ -490,12 +478,12 @@ class Launcher:
     def _execute(self, loaded: Loaded, wasi: wasmtime.WasiConfig, name: str, workdir: str, spec: RunSpec,
                  root: Path, resume: Resume | None = None, keep: Keep | None = None,
                  net: nethost.Net | None = None, interrupts: Interrupts | None = None,
-                 read_only: set[int] | None = None) -> RunResult:
+                 read_only: readonly.Guard | None = None) -> RunResult:
         limits, on_start = spec.limits, spec.on_start
         engine = self._engine(loaded.stack)
         editor = terminal.editor(spec.tty and spec.stdin == "-" and net is None, spec.interrupt)  # -it: a REPL's lines
         tty = (lambda e: terminal.linker(e, self.deadlines, self.terminals)) if editor else None  # -it: fd_read of stdin is the line editor's
-        linker = engine.linker_for(net is not None, tty, bool(read_only))  # read-only: writes answer EROFS
+        linker = engine.linker_for(net is not None, tty, read_only is not None)  # read-only: writes answer EROFS
         store = wasmtime.Store(engine.engine)
         store.set_wasi(wasi)
         if limits.memory is not None:
@@ -531,7 +519,7 @@ class Launcher:
             interrupts.memory = memory
         if net is not None:
             engine.networking.attach(store, memory, net, name)
-        if read_only:
+        if read_only is not None:
             engine.read_only.attach(store, memory, read_only)
         if resume is not None:  # the guest changes to its workdir itself
             start = preinit.restore(store, exports, resume.snapshot, resume.message, resume.baked)

@@ -1,16 +1,21 @@
 """A run's -v mounts: directories become WASI preopens, a single file is copied into the
-run's writable layer (WASI preopens only directories). Also what a Docker user is told when
-the command they typed is a shell or a Unix utility, which no WebAssembly image has."""
+run's writable layer (WASI preopens only directories), pinned there (wasi/readonly.py: a
+`:ro` one refuses writes with EROFS, neither can be removed or replaced) and, unless `:ro`,
+written back to the host file when the run ends. Also what a Docker user is told when the
+command they typed is a shell or a Unix utility, which no WebAssembly image has."""
 from __future__ import annotations
 
+import hashlib
 import os
 import posixpath
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from boxer_py.errors import RunError
 from boxer_py.image.rootfs import resolve
-from boxer_py.runtime.spec import Mount
+from boxer_py.runtime.spec import TRAP_EXIT_CODE, Mount, RunResult
+from boxer_py.runtime.wasi.readonly import Pinned
 
 SHELLS = frozenset({"sh", "bash", "ash", "dash", "zsh", "ksh", "fish", "busybox"})
 UTILITIES = frozenset({"ls", "cat", "env", "ps", "pwd", "echo", "cp", "mv", "rm", "mkdir", "find", "grep", "top",
@@ -29,17 +34,72 @@ def no_shell_hint(name: str) -> str:
     return ""
 
 
-MAX_FILE_MOUNT = 1 << 30  # bytes of a single-file mount (it is copied)
+MAX_FILE_MOUNT = 1 << 30  # bytes of a single-file mount (it is copied, and copied back)
+CHUNK = 1 << 20
 
 
-def copy_file(mount: Mount, root: Path) -> bool:
+@dataclass
+class FileMount:
+    """A single-file mount's copy in a run's layer: `held` is a descriptor of the copy opened
+    before the guest starts, so what is written back is that very file (the guest can
+    neither remove nor replace it), read without a path; `digest` is what was copied in."""
+    mount: Mount
+    inside: str   # the copy's path in the layer, links resolved
+    held: int
+    digest: str
+
+    def pinned(self) -> Pinned:
+        return Pinned(self.inside, self.mount.read_only)
+
+    def close(self) -> None:
+        os.close(self.held)
+
+    def write_back(self, result: RunResult) -> None:
+        """Unless `:ro`, put what the guest left in the copy into the host file (in place, as
+        a bind mount's writes are), if it changed. A run stopped for writing past --disk, or a
+        copy grown past MAX_FILE_MOUNT, writes nothing back, and the run's result says so."""
+        if self.mount.read_only:
+            return
+        what = f"-v {self.mount.host}:{self.mount.guest}"
+        size = os.fstat(self.held).st_size
+        if result.disk_full or size > MAX_FILE_MOUNT:
+            why = f"it grew past {MAX_FILE_MOUNT >> 20} MiB" if size > MAX_FILE_MOUNT else "the run wrote past --disk"
+            said = f"{result.trap}; " if result.trap else ""
+            result.exit_code, result.trap = TRAP_EXIT_CODE, f"{said}{what}: not written back: {why}"
+            return
+        if _digest(self.held) == self.digest:
+            return
+        try:
+            target = os.open(self.mount.host, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            try:
+                os.lseek(self.held, 0, os.SEEK_SET)
+                written = 0
+                while written < size and (chunk := os.read(self.held, min(CHUNK, size - written))):
+                    os.write(target, chunk)
+                    written += len(chunk)
+                os.ftruncate(target, written)
+            finally:
+                os.close(target)
+        except OSError as e:
+            result.exit_code, result.trap = TRAP_EXIT_CODE, f"{what}: cannot write back ({e.strerror or e})"
+
+
+def _digest(fd: int) -> str:
+    os.lseek(fd, 0, os.SEEK_SET)
+    digest = hashlib.sha256()
+    while chunk := os.read(fd, CHUNK):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def copy_file(mount: Mount, root: Path) -> FileMount | None:
     """A single-file mount (`-v ./config.yaml:/app/config.yaml:ro`): WASI preopens only
     directories, so the file is copied into the run's writable layer at its guest path (the
-    image's entry there, a link included, is replaced; the host file is never written). The
-    layer is the image's, so the directory is resolved inside it and the file made new
-    (O_EXCL, O_NOFOLLOW). False for a directory mount (a preopen)."""
+    image's entry there, a link included, is replaced). The layer is the image's, so the
+    directory is resolved inside it and the file made new (O_EXCL, O_NOFOLLOW). None for a
+    directory mount (a preopen)."""
     if not mount.host.is_file():
-        return False
+        return None
     parent = resolve(root, posixpath.dirname(mount.guest))  # inside the layer, whatever links are on the way
     target = parent / posixpath.basename(mount.guest)  # a link there is replaced, as the mount hides it
     what = f"-v {mount.host}:{mount.guest}"
@@ -56,17 +116,21 @@ def copy_file(mount: Mount, root: Path) -> bool:
         parent.mkdir(parents=True, exist_ok=True)
         if target.is_symlink() or target.exists():
             target.unlink()  # never written in place: it may share its inode with the cached image
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o444)
+        fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o444 if mount.read_only else 0o644)
+        digest = hashlib.sha256()
         try:
-            while chunk := os.read(source, 1 << 20):
+            while chunk := os.read(source, CHUNK):
                 os.write(fd, chunk)
-        finally:
+                digest.update(chunk)
+        except BaseException:
             os.close(fd)
+            raise
     except OSError as e:
         raise RunError(f"{what}: cannot copy into the run ({e.strerror or e})") from None
     finally:
         os.close(source)
-    return True
+    return FileMount(mount, str(target.relative_to(root)), fd, digest.hexdigest())
 
 
 def check(mounts: tuple[Mount, ...], root: Path, shared: Sequence[tuple[str, Path]] = ()) -> list[Mount]:
@@ -78,18 +142,15 @@ def check(mounts: tuple[Mount, ...], root: Path, shared: Sequence[tuple[str, Pat
         if not guest.startswith("/") or guest == "/":
             raise RunError(f"-v {m.host}:{m.guest}: the guest path must be absolute and not /")
         host = m.host.resolve()
-        if host.is_file():  # WASI can only preopen directories: a file is copied in (_copy_file_mount)
+        if host.is_file():  # WASI can only preopen directories: a file is copied in (copy_file)
             if any(guest.startswith(g.rstrip("/") + "/") for g, _ in shared):
                 raise RunError(f"-v {m.host}:{m.guest}: {guest} is in a read-only directory of the image")
-            if m.writable:
-                raise RunError(f"-v {m.host}:{m.guest}: a single file is given to the guest as a copy, never "
-                               "written back: mount its directory to let the guest change it")
             try:
                 resolve(root, posixpath.dirname(guest)).mkdir(parents=True, exist_ok=True)
             except OSError:
                 raise RunError(f"-v {m.host}:{m.guest}: {posixpath.dirname(guest)} cannot be a directory in "
                                "the image") from None
-            out.append(Mount(host, guest, True))
+            out.append(Mount(host, guest, m.read_only, m.writable))
             continue
         if not host.is_dir():
             raise RunError(f"-v {m.host}:{m.guest}: {m.host} is not a directory or file"

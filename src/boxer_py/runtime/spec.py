@@ -86,7 +86,7 @@ class Mount:
     host: Path
     guest: str
     read_only: bool = False
-    writable: bool = False  # `:rw` said so (a single file cannot be: see Launcher._check_mounts)
+    writable: bool = False  # `:rw` said so (the default for a directory and a single file alike)
 
     @classmethod
     def parse(cls, spec: str) -> Mount:

@@ -12,6 +12,16 @@ descriptor `path_open` hands out, which inherits its directory's (a number hande
 is overwritten; wasi-libc has no dup). Every other answer, and every call of other runs,
 is Wasmtime's own.
 
+A single-file mount (`-v ./config.yaml:/app/config.yaml[:ro]`) is a copy in the run's
+writable layer (WASI preopens only directories), pinned here by its identity: before a call
+that could write, replace or remove a file goes on, the file the call names is looked up by
+Wasmtime itself (`path_filestat_get` from the same descriptor, with the call's own link
+rule, so every `..`, link and renamed directory resolves as the call would), and a call that
+lands on a pinned file is refused: any write to a `:ro` one with EROFS; removing or
+replacing a writable one with EBUSY, as for a file bind-mounted into a container; linking
+either with EXDEV. A hard link or a symlink the guest makes to it changes nothing, since the
+identity is the file's, not its path's.
+
 As in net/wasi.py, Wasmtime's function is reached through a trampoline: a tiny module made per
 run that imports the guest's memory and Wasmtime's functions (Wasmtime's WASI reads the
 calling instance's memory, so a Python function cannot call it directly).
@@ -19,21 +29,41 @@ calling instance's memory, so a Python function cannot call it directly).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import wasmtime
 
+from boxer_py.errors import RunError
+
 WASI = "wasi_snapshot_preview1"
-PERM, NOTCAPABLE, ROFS = 63, 76, 69
+BUSY, NAMETOOLONG, PERM, NOTCAPABLE, ROFS, XDEV = 10, 37, 63, 76, 69, 75
 CREAT, TRUNC = 1, 8                     # oflags
 APPEND = 1                              # fdflags
+FOLLOW = 1                              # lookupflags
 WRITE_RIGHTS = (1 << 0) | (1 << 6) | (1 << 8) | (1 << 22)   # fd_datasync, fd_write, fd_allocate, fd_filestat_set_size
 CALLS = {  # the path calls that may write, with their parameters (i: i32, I: i64); all answer an i32 errno
     "path_open": "iiiiiIIii", "path_create_directory": "iii", "path_remove_directory": "iii",
     "path_unlink_file": "iii", "path_rename": "iiiiii", "path_symlink": "iiiii", "path_link": "iiiiiii",
     "path_filestat_set_times": "iiiiIIi",
 }
+
+
+SCRATCH = 64                           # the lookup module's memory: the filestat, then the path
+MAX_PATH = (1 << 16) - SCRATCH        # a longer path to check is refused (ENAMETOOLONG)
+LOOKUP_WAT = f"""(module
+  (import "{WASI}" "path_filestat_get" (func $stat (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "lookup") (param i32 i32 i32) (result i32)
+    local.get 0 local.get 1 i32.const {SCRATCH} local.get 2 i32.const 0 call $stat))"""
+
+
+@dataclass(frozen=True)
+class Pinned:
+    """A single-file mount's copy: `inside` is its path from the root preopen (in the layer,
+    links resolved), `read_only` whether it was mounted `:ro`."""
+    inside: str
+    read_only: bool
 
 
 def _types(signature: str) -> list[wasmtime.ValType]:
@@ -75,12 +105,74 @@ def preopens(root_read_only: bool, read_only_extras: int, mounts_read_only: list
     return found
 
 
+@dataclass(frozen=True)
+class Guard:
+    """What a run's read-only calls watch: its read-only preopens and its pinned files."""
+    read_only: frozenset[int]
+    pinned: tuple[Pinned, ...] = ()
+
+
+def guard(root_read_only: bool, read_only_extras: int, mounts_read_only: list[bool],
+          pinned: Sequence[Pinned] = ()) -> Guard | None:
+    """A run's Guard, or None when it has nothing read-only nor pinned (the plain linker)."""
+    if not (root_read_only or any(mounts_read_only) or pinned):
+        return None
+    return Guard(frozenset(preopens(root_read_only, read_only_extras, mounts_read_only)), tuple(pinned))
+
+
+# What each call names, as (directory argument, path argument, length argument, lookupflags
+# argument or None for "links not followed"), for the pinned-file check.
+TARGETS: dict[str, tuple[tuple[int, int, int, int | None], ...]] = {
+    "path_open": ((0, 2, 3, 1),), "path_unlink_file": ((0, 1, 2, None),),
+    "path_rename": ((0, 1, 2, None), (3, 4, 5, None)), "path_link": ((0, 2, 3, 1),),
+    "path_filestat_set_times": ((0, 2, 3, 1),),
+}
+
+
 @dataclass
 class _Active:
     forward: dict[str, wasmtime.Func]
     store: wasmtime.Store
     memory: wasmtime.Memory
     read_only: set[int]   # descriptors under a read-only preopen
+    lookup: wasmtime.Func | None = None   # path_filestat_get into `scratch` (pinned files only)
+    scratch: wasmtime.Memory | None = None
+    pinned: dict[tuple[int, int], bool] = field(default_factory=dict)  # (dev, ino) as Wasmtime says: read-only
+
+    def identity(self, fd: int, flags: int, path: int, length: int) -> tuple[int, int] | int | None:
+        """The (dev, ino) of what the guest's path names from `fd`; None if it names nothing,
+        an errno if it cannot be looked up here (a path too long, outside the guest's memory)."""
+        assert self.lookup is not None and self.scratch is not None
+        if length > MAX_PATH:
+            return NAMETOOLONG
+        try:
+            name = self.memory.read(self.store, path, path + length)
+        except (ValueError, IndexError, wasmtime.WasmtimeError):
+            return None  # Wasmtime answers the call itself with EFAULT
+        self.scratch.write(self.store, name, SCRATCH)
+        if self.lookup(self.store, fd, flags, length) != 0:
+            return None
+        stat = self.scratch.read(self.store, 0, 16)
+        return int.from_bytes(stat[:8], "little"), int.from_bytes(stat[8:], "little")
+
+    def refusal(self, name: str, args: tuple[int, ...]) -> int | None:
+        """The errno for a call that would write, replace or remove a pinned file, else None."""
+        if name == "path_open" and not writes(name, args):
+            return None
+        for fd, path, length, flags in TARGETS.get(name, ()):
+            found = self.identity(args[fd], FOLLOW & args[flags] if flags is not None else 0, args[path], args[length])
+            if isinstance(found, int):
+                return found
+            if found is None or found not in self.pinned:
+                continue
+            if name == "path_link":
+                return XDEV
+            read_only = self.pinned[found]
+            if read_only:
+                return ROFS
+            if name in ("path_unlink_file", "path_rename"):
+                return BUSY
+        return None
 
 
 class ReadOnlyCalls:
@@ -90,6 +182,7 @@ class ReadOnlyCalls:
     def __init__(self, engine: wasmtime.Engine):
         self.engine = engine
         self._trampoline: wasmtime.Module | None = None
+        self._lookup: wasmtime.Module | None = None
         self._plain: wasmtime.Linker | None = None
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -102,7 +195,8 @@ class ReadOnlyCalls:
                 self._plain.define_wasi()
             return self._trampoline, self._plain
 
-    def attach(self, store: wasmtime.Store, memory: wasmtime.Memory | None, read_only: set[int]) -> None:
+    def attach(self, store: wasmtime.Store, memory: wasmtime.Memory | None, guarded: Guard) -> None:
+        """Serve this thread's run; a pinned file that cannot be found is a RunError."""
         if memory is None:  # a module without a memory cannot name a path
             self._local.active = None
             return
@@ -119,7 +213,32 @@ class ReadOnlyCalls:
             func = exports[name]
             assert isinstance(func, wasmtime.Func)
             forward[name] = func
-        self._local.active = _Active(forward, store, memory, set(read_only))
+        active = _Active(forward, store, memory, set(guarded.read_only))
+        if guarded.pinned:
+            self._pin(active, plain, guarded.pinned)
+        self._local.active = active
+
+    def _pin(self, active: _Active, plain: wasmtime.Linker, pinned: Sequence[Pinned]) -> None:
+        with self._lock:
+            if self._lookup is None:
+                self._lookup = wasmtime.Module(self.engine, bytes(wasmtime.wat2wasm(LOOKUP_WAT)))
+        wasi_stat = plain.get(active.store, WASI, "path_filestat_get")
+        assert isinstance(wasi_stat, wasmtime.Func)
+        exports = wasmtime.Instance(active.store, self._lookup, [wasi_stat]).exports(active.store)
+        lookup, scratch = exports["lookup"], exports["memory"]
+        assert isinstance(lookup, wasmtime.Func) and isinstance(scratch, wasmtime.Memory)
+        active.lookup, active.scratch = lookup, scratch
+        for file in pinned:
+            name = file.inside.encode()
+            found = None
+            if len(name) <= MAX_PATH:
+                scratch.write(active.store, name, SCRATCH)
+                if lookup(active.store, 3, 0, len(name)) == 0:  # 3: the root preopen
+                    stat = scratch.read(active.store, 0, 16)
+                    found = int.from_bytes(stat[:8], "little"), int.from_bytes(stat[8:], "little")
+            if found is None:
+                raise RunError(f"/{file.inside}: the copy of a single-file mount cannot be found in the run")
+            active.pinned[found] = active.pinned.get(found, False) or file.read_only
 
     def detach(self) -> None:
         self._local.active = None
@@ -139,6 +258,8 @@ class ReadOnlyCalls:
             active = getattr(local, "active", None)
             if active is None:
                 raise wasmtime.Trap(f"{name} outside its run")
+            if active.pinned and (refused := active.refusal(name, args)) is not None:
+                return refused
             result = active.forward[name](active.store, *args)
             if not isinstance(result, int):
                 raise wasmtime.Trap(f"{name} answered no errno")
