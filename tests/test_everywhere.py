@@ -222,4 +222,5 @@ def test_the_ci_and_kubernetes_examples_use_an_example_tested_here():
     script = (EXAMPLES / "ci" / "build-test-push.sh").read_text()
     assert "CONTEXT=${CONTEXT:-examples/hello-python}" in script
     assert "name: hello-python" in (EXAMPLES / "kubernetes" / "job.yaml").read_text()
-    assert {e.name for e in CASES} | {"data-science", "ci", "kubernetes"} == {p.name for p in EXAMPLES.iterdir()}
+    # flask-app is a server: test_net.py serves it under boxer run -p, test_web_net.py in the page.
+    assert {e.name for e in CASES} | {"data-science", "ci", "kubernetes", "flask-app"} == {p.name for p in EXAMPLES.iterdir()}

@@ -285,3 +285,91 @@ def test_stop_ends_a_guest_blocked_in_accept(net_page):
     assert blocked == [True, 137, "accepting\n"]
     again = page.python("print('the next run starts')", timeout=60)
     assert (again["exitCode"], again["stdout"]) == (0, "the next run starts\n")
+
+
+def _fetch_all(page: NetPage, *requests: tuple[str, str, str | None, dict[str, str]]) -> list[dict]:
+    """The page's fetches, all started at once: [{status, url, redirected, headers, text}]."""
+    return page.page.evaluate(
+        """async (requests) => Promise.all(requests.map(async ([path, method, body, headers]) => {
+             const r = await fetch(path, {method, body: body ?? undefined, headers});
+             return {status: r.status, url: r.url, redirected: r.redirected,
+                     headers: Object.fromEntries(r.headers), text: await r.text()}; }))""",
+        [list(r) for r in requests])
+
+
+def test_the_flask_example_serves_in_the_tab(browser, flask_example_image):
+    """examples/flask-app, unmodified (`app.run(host="0.0.0.0")`, its image's CMD): the page's
+    fetches through the Service Worker reach Flask's routes, with their status, headers and body;
+    a redirect to one of the app's own paths stays under port/5000/."""
+    page = NetPage(browser, flask_example_image, publish=(5000,))
+    try:
+        page.page.evaluate("() => { window.boxer.app.run('', new Uint8Array(0), 0, ''); }")
+        page.wait_output("Running on")
+        index, = _fetch_all(page, ("port/5000/", "GET", None, {}))
+        assert (index["status"], index["text"]) == (200, "hello from flask\n")
+        assert index["headers"]["content-type"] == "text/html; charset=utf-8"
+        assert index["headers"]["server"].startswith("Werkzeug/")
+        put, = _fetch_all(page, ("port/5000/notes/7", "PUT", '{"text": "from the tab"}', {"Content-Type": "application/json"}))
+        assert (put["status"], json.loads(put["text"])) == (201, {"number": 7, "text": "from the tab"})
+        assert (put["headers"]["x-notes"], put["headers"]["content-type"]) == ("1", "application/json")
+        got, missing, latest = _fetch_all(page, ("port/5000/notes/7?upper=1", "GET", None, {}),
+                                          ("port/5000/notes/8", "GET", None, {}), ("port/5000/latest", "GET", None, {}))
+        assert (got["status"], json.loads(got["text"])) == (200, {"number": 7, "text": "from the tab", "upper": True})
+        assert (missing["status"], json.loads(missing["text"])) == (404, {"error": "no note 8"})
+        assert latest["redirected"] and latest["url"] == page.server.url + "port/5000/notes/7"
+        assert (latest["status"], json.loads(latest["text"])["text"]) == (200, "from the tab")
+        run = page.page.evaluate("() => window.boxer.runs.at(-1)")
+        assert not run["done"] and "Running on all addresses (0.0.0.0)" in run["stderr"]
+        logged = re.sub(r"\x1b\[[0-9;]*m", "", run["stderr"])  # werkzeug colours its log lines
+        for line in ('"GET / HTTP/1.1" 200', '"PUT /notes/7 HTTP/1.1" 201', '"GET /latest HTTP/1.1" 302',
+                     '"GET /notes/8 HTTP/1.1" 404', '"GET /notes/7 HTTP/1.1" 200'):
+            assert line in logged
+        page.page.evaluate("() => window.boxer.app.stop()")
+    finally:
+        page.close()
+
+
+ASYNCIO_SERVER = r"""
+import asyncio
+released = asyncio.Event()
+
+async def handle(reader, writer):
+    head = await reader.readuntil(b"\r\n\r\n")
+    path = head.split(b" ")[1].decode()
+    if path == "/wait":
+        await released.wait()  # answered only after /release came in: requests overlap
+    elif path == "/release":
+        released.set()
+    body = f"asyncio answered {path}\n".encode()
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Server: asyncio\r\n"
+                 b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+
+async def main():
+    server = await asyncio.start_server(handle, "0.0.0.0", 8000)
+    print("listening on", server.sockets[0].getsockname()[1], flush=True)
+    async with server:
+        await server.serve_forever()
+
+asyncio.run(main())
+"""
+
+
+def test_an_asyncio_server_serves_overlapping_requests_in_the_tab(net_page):
+    """asyncio's event loop starts in the page (its self-pipe is a socketpair in the worker) and
+    serves requests that overlap: /wait is answered only once /release has come in."""
+    page = net_page(publish=(8000,))
+    page.start(ASYNCIO_SERVER)
+    page.wait_output("listening on 8000")
+    waited, released = page.page.evaluate(
+        """async () => {
+             const wait = fetch("port/8000/wait").then(async (r) => [r.status, r.headers.get("x-server"), await r.text()]);
+             await new Promise((resolve) => setTimeout(resolve, 500));
+             const release = await fetch("port/8000/release").then(async (r) => [r.status, await r.text()]);
+             return [await wait, release]; }""")
+    assert waited == [200, "asyncio", "asyncio answered /wait\n"]
+    assert released == [200, "asyncio answered /release\n"]
+    page.page.evaluate("() => window.boxer.app.stop()")
+    assert page.page.evaluate("() => window.boxer.runs.at(-1).exitCode") == 137

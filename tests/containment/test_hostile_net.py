@@ -68,11 +68,17 @@ def test_a_host_not_allowed_sees_nothing(hostile_box, listener, server):
 
 
 def test_udp_is_refused(hostile_box, listener):
+    """A UDP socket is made (werkzeug makes one to find the host's address), with no host socket
+    behind it: connect, bind and sendto fail, even to an allowed address, and nothing is sent."""
     before = list(listener.hits)
-    code = ("import socket\ntry:\n    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
-            f"    s.sendto(b'x', ('127.0.0.1', {listener.port}))\nexcept OSError as e:\n    print('refused', e)\n")
+    code = ("import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            f"for call in (lambda: s.sendto(b'x', ('127.0.0.1', {listener.port})), lambda: s.bind(('', 0)),\n"
+            f"             lambda: s.connect(('127.0.0.1', {listener.port})), lambda: s.send(b'x')):\n"
+            "    try:\n        call()\n    except OSError as e:\n        print('refused', e)\n")
     r = hostile_box.run(("python", "-c", code), allow_net=[f"127.0.0.1:{listener.port}"], timeout=60)
-    assert "refused" in r.stdout.decode() and "no UDP" in r.stdout.decode()
+    out = r.stdout.decode().splitlines()
+    assert out[:3] == ["refused [Errno 40] no UDP in the sandbox: only TCP is available"] * 3, out
+    assert len(out) == 4 and out[3].startswith("refused [Errno 53]"), out  # send: not connected
     assert listener.hits == before
 
 

@@ -232,3 +232,45 @@ def test_a_guest_page_opened_in_a_tab_runs_no_script_and_is_not_the_pages_origin
     assert tab.evaluate("() => origin") == "null"  # an opaque origin: not the page's
     tab.close()
     page.page.evaluate("() => window.boxer.app.stop()")
+
+
+def test_socketpairs_and_udp_sockets_stay_inside_the_worker(servers, net_page):
+    """socketpair() holds two slots that reach only each other: pairs run the slots out with
+    EMFILE and closed ones come back; a closed end is EOF to the other and EPIPE to write to.
+    A UDP socket can be made but neither connects nor sends: the canary sees nothing."""
+    canary = servers()
+    page = net_page(f"127.0.0.1:{canary.port}")
+    code = f"""
+import errno, socket
+pairs = []
+try:
+    while True:
+        pairs.append(socket.socketpair())
+except OSError as e:
+    print(len(pairs), e.errno == errno.EMFILE)
+a, b = pairs.pop()
+a.sendall(b'ping')
+print(b.recv(10))
+a.close()
+print(b.recv(10))
+try:
+    b.send(b'x')
+except OSError as e:
+    print('send', e.errno == errno.EPIPE)
+b.close()
+for x, y in pairs:
+    x.close(); y.close()
+print(len([socket.socketpair() for _ in range(31)]))
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for call in (lambda: u.connect(('127.0.0.1', {canary.port})), lambda: u.sendto(b'x', ('127.0.0.1', {canary.port}))):
+    try:
+        call()
+    except OSError as e:
+        print('udp', e.errno == errno.ENETUNREACH, e.strerror)
+"""
+    result = page.python(code)
+    assert result["exitCode"] == 0, result
+    assert result["stdout"].splitlines() == [
+        "31 True", "b'ping'", "b''", "send True", "31",
+        "udp True no UDP in the sandbox: only TCP is available", "udp True no UDP in the sandbox: only TCP is available"]
+    assert canary.seen == []

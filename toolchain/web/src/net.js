@@ -16,7 +16,7 @@ import { parseResponse, requestBytes } from "./inbound.js";
 
 // WASI's errno numbers.
 const SUCCESS = 0, E2BIG = 1, EACCES = 2, EADDRINUSE = 3, EAFNOSUPPORT = 5, EAGAIN = 6, EBADF = 8, ECONNRESET = 15;
-const EINVAL = 28, EISCONN = 30, EMFILE = 33, ENOTCONN = 53, ENOTSOCK = 57, ENOTSUP = 58, EPIPE = 64;
+const EINVAL = 28, EISCONN = 30, EMFILE = 33, ENETUNREACH = 40, ENOTCONN = 53, ENOTSOCK = 57, ENOTSUP = 58, EPIPE = 64;
 export const SLOTS = 64; // the control descriptor and 63 sockets, as net/wasi.py
 export const GUEST_DIR = "/.boxer/net";
 const MAX_REQUEST = 4096; // bytes of one control request, as net/host.py
@@ -26,6 +26,7 @@ const FDFLAGS_NONBLOCK = 4;
 const ALL_RIGHTS = (1n << 29n) - 1n;
 const EVENT_CLOCK = 0, EVENT_FD_READ = 1, EVENT_FD_WRITE = 2;
 const SUBSCRIPTION_SIZE = 48, EVENT_SIZE = 32, MAX_SUBSCRIPTIONS = 4096;
+const NO_UDP = "no UDP in the sandbox: only TCP is available";
 const HOSTNAME = /^(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?)*$/;
 
 /** A reserved descriptor: a preopen of a kind libc does not know, so it skips it. */
@@ -148,17 +149,22 @@ export class WebNet {
   handle(request) {
     const op = request.op;
     if (op === "socket") {
-      if (request.type !== "stream") return { errno: ENOTSUP, message: "only TCP sockets are available (no UDP)" };
+      if (request.type !== "stream" && request.type !== "dgram") return { errno: ENOTSUP, message: "only TCP sockets are available (no UDP)" };
       if (request.family !== "inet" && request.family !== "inet6") return { errno: EAFNOSUPPORT, message: "only IPv4 and IPv6 sockets are available" };
-      for (let fd = this.first + 1; fd < this.first + SLOTS; fd++) {
-        if (!this.conns.has(fd)) { this.conns.set(fd, new Conn()); return { fd }; }
-      }
-      return { errno: EMFILE, message: `all ${SLOTS - 1} socket slots are in use` };
+      const fd = this.freeFd();
+      if (fd === null) return { errno: EMFILE, message: `all ${SLOTS - 1} socket slots are in use` };
+      // A UDP socket can be made but never used, as under Wasmtime (net/host.py): werkzeug's
+      // app.run(host="0.0.0.0") makes one and catches only its connect's error.
+      const conn = new Conn();
+      if (request.type === "dgram") conn.state = "udp";
+      this.conns.set(fd, conn);
+      return { fd };
     }
-    if (op === "pair") return { errno: ENOTSUP, message: "socketpair() is not available in the browser" };
+    if (op === "pair") return this.pair();
     if (!["bind", "listen", "connect", "getsockname", "getpeername", "setsockopt", "tls"].includes(op)) return { errno: EINVAL, message: "unknown control request" };
     const conn = Number.isInteger(request.fd) ? this.conns.get(request.fd) : undefined;
     if (!conn) return { errno: EBADF, message: "not a socket of this guest" };
+    if (conn.state === "udp" && ["bind", "listen", "connect", "tls"].includes(op)) return { errno: ENETUNREACH, message: NO_UDP };
     if (op === "bind") return this.bind(conn, request);
     if (op === "listen") {
       if (conn.state !== "bound" && conn.state !== "listening") return { errno: EINVAL, message: "listen() before bind()" };
@@ -177,6 +183,23 @@ export class WebNet {
       return { alpn: null };
     }
     return {}; // setsockopt: accepted, as under Wasmtime
+  }
+
+  /** socketpair(): two connected sockets in this worker, each one's writes the other's reads
+   *  (asyncio's event loop wakes itself through one). */
+  pair() {
+    const a = this.freeFd();
+    if (a !== null) this.conns.set(a, new Conn());
+    const b = this.freeFd();
+    if (a === null || b === null) {
+      if (a !== null) this.conns.delete(a);
+      return { errno: EMFILE, message: `all ${SLOTS - 1} socket slots are in use` };
+    }
+    const one = this.conns.get(a), two = new Conn();
+    this.conns.set(b, two);
+    Object.assign(one, { state: "pair", peer: two });
+    Object.assign(two, { state: "pair", peer: one });
+    return { fds: [a, b] };
   }
 
   bind(conn, request) {
@@ -216,7 +239,7 @@ export class WebNet {
       if (newFd === null) return [EMFILE, 0];
       const { msg, reply } = conn.queue.shift();
       const accepted = new Conn();
-      Object.assign(accepted, { state: "inbound", port: conn.port, inq: [requestBytes(msg, conn.port)], eof: true, reply, head: msg.method === "HEAD" });
+      Object.assign(accepted, { state: "inbound", port: conn.port, inq: [requestBytes(msg, conn.port)], eof: false, reply, head: msg.method === "HEAD" });
       this.conns.set(newFd, accepted);
       return [SUCCESS, newFd];
     };
@@ -245,7 +268,11 @@ export class WebNet {
     if (parsed === null) return;
     if (parsed.error) conn.reply.postMessage({ status: 502, error: `the guest's server on port ${conn.port}: ${parsed.error}` });
     else conn.reply.postMessage(parsed, [parsed.body.buffer]);
+    // The client hangs up once it has its answer (its request said Connection: close), not
+    // before: asyncio's transports close a connection whose peer ends first (uvicorn's do).
     conn.reply = null;
+    conn.eof = true;
+    this.wake();
   }
 
   rule(host, port) {
@@ -280,6 +307,14 @@ export class WebNet {
       conn.out = concat([conn.out, data]);
       this.respond(conn, false);
       return [SUCCESS, data.length];
+    }
+    if (conn.state === "pair") {
+      const peer = conn.peer;
+      if (!peer || peer.eof || conn.shutWrite) return [EPIPE, 0];
+      const n = Math.min(data.length, MAX_IO);
+      peer.inq.push(data.slice(0, n));
+      this.wake();
+      return [SUCCESS, n];
     }
     if (conn.state !== "connected") return [ENOTCONN, 0];
     if (conn.error || conn.eof) return [EPIPE, 0];
@@ -321,7 +356,7 @@ export class WebNet {
   recv(fd, size, peek) {
     const conn = this.conns.get(fd);
     if (!conn) return [EBADF, null];
-    if (conn.state !== "connected" && conn.state !== "inbound") return [ENOTCONN, null];
+    if (conn.state !== "connected" && conn.state !== "inbound" && conn.state !== "pair") return [ENOTCONN, null];
     const take = () => {
       if (conn.inq.length) {
         const first = conn.inq[0];
@@ -359,6 +394,7 @@ export class WebNet {
     if (!conn) return EBADF;
     this.conns.delete(fd);
     if (conn.state === "inbound") this.respond(conn, true);
+    if (conn.state === "pair" && conn.peer) { conn.peer.eof = true; conn.peer.peer = null; }
     for (const { reply } of conn.queue) reply.postMessage({ status: 503, error: `the guest stopped listening on port ${conn.port}` });
     this.wake();
     return SUCCESS;
@@ -368,6 +404,7 @@ export class WebNet {
     const conn = this.conns.get(fd);
     if (!conn) return EBADF;
     if (conn.state === "inbound" && how & 2) this.respond(conn, true); // SHUT_WR: the response is complete
+    if (conn.state === "pair" && how & 2 && conn.peer) { conn.peer.eof = true; conn.shutWrite = true; this.wake(); }
     return SUCCESS;
   }
 

@@ -14,6 +14,18 @@ const GUEST_CSP = "sandbox allow-forms; default-src 'none'; img-src 'self' data:
 self.addEventListener("install", () => self.skipWaiting());
 self.addEventListener("activate", (event) => event.waitUntil(self.clients.claim()));
 
+/** A redirect's Location as the page must follow it: the guest names its own paths ("/next",
+ *  or http://localhost:PORT/next from the Host it was given), which live under port/PORT/ here,
+ *  as a reverse proxy rewrites them. Any other URL is left as it is. */
+function rebase(location, port, scope) {
+  const base = new URL(`port/${port}`, scope).href;
+  if (location.startsWith("/") && !location.startsWith("//")) return base + location;
+  let url;
+  try { url = new URL(location); } catch { return location; }
+  const own = (url.hostname === "localhost" || url.hostname === "127.0.0.1") && Number(url.port || 80) === port;
+  return own && url.protocol === "http:" ? base + url.pathname + url.search + url.hash : location;
+}
+
 function text(status, message) {
   return new Response(`boxer: ${message}\n`, { status, headers: { "content-type": "text/plain; charset=utf-8" } });
 }
@@ -37,6 +49,7 @@ async function forward(event, port, path) {
   if (reply.error) return text(reply.status || 502, reply.error);
   try {
     const headers = new Headers(reply.headers);
+    if (headers.has("location")) headers.set("location", rebase(headers.get("location"), port, self.registration.scope));
     headers.append("content-security-policy", GUEST_CSP);
     headers.set("x-content-type-options", "nosniff");
     return new Response(reply.status === 204 || reply.status === 304 || request.method === "HEAD" ? null : reply.body,

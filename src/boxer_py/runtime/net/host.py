@@ -36,6 +36,7 @@ MAX_REQUEST = 4096  # bytes of one control request; a longer one is refused, nev
 MAX_IO = 1 << 20  # bytes moved by one recv/send call
 MAX_LOG = 1000  # connections and refusals listed in a result; more are counted
 CONNECT_TIMEOUT = 30.0
+NO_UDP = "no UDP in the sandbox: only TCP is available"
 WAIT_STEP = 0.2  # seconds: blocked waits wake this often to see a cancel (Ctrl-C)
 
 
@@ -52,7 +53,7 @@ class Slot:
     """One socket descriptor of the guest."""
 
     family: int
-    kind: str = "new"  # new | bound | listening | connected
+    kind: str = "new"  # new | bound | listening | connected | udp (made, never usable)
     sock: socket.socket | ssl.SSLSocket | None = None  # the host socket (a listener is shared, see Net.ports)
     port: int = 0  # the guest port it is bound to
     name: tuple[str, int] = ("0.0.0.0", 0)  # what getsockname answers
@@ -194,14 +195,18 @@ class Net:
         op = request.get("op")
         if op == "socket":
             family, kind = request["family"], request["type"]  # names: the guest's numbers are its libc's
-            if kind != "stream":
+            if kind not in ("stream", "dgram"):
                 return self._error(ENOTSUP, "only TCP sockets are available (no UDP)")
             if family not in ("inet", "inet6"):
                 return self._error(EAFNOSUPPORT, "only IPv4 and IPv6 sockets are available")
             fd = self._new_fd()
             if fd is None:
                 return self._error(EMFILE, f"all {self.count - 1} socket slots are in use")
-            self.slots[fd] = Slot(socket.AF_INET6 if family == "inet6" else socket.AF_INET)
+            # A UDP socket can be made but never used (as on a host with no network): werkzeug's
+            # app.run(host="0.0.0.0") makes one to find the host's address and catches the
+            # connect's error only.
+            self.slots[fd] = Slot(socket.AF_INET6 if family == "inet6" else socket.AF_INET,
+                                  "udp" if kind == "dgram" else "new")
             return {"fd": fd}
         if op == "pair":
             return self._pair()
@@ -211,6 +216,8 @@ class Net:
             slot = self._slot(request)
         except KeyError:
             return self._error(EBADF, "not a socket of this guest")
+        if slot.kind == "udp" and op in ("bind", "listen", "connect", "tls"):
+            return self._error(ENETUNREACH, NO_UDP)
         if op == "bind":
             return self._bind(slot, request)
         if op == "listen":

@@ -84,6 +84,11 @@ class socket(_StdSocket):
         fd = _StdSocket._accept(self)
         return (fd[0] if isinstance(fd, tuple) else fd), None
 
+    def sendto(self, data, *args):
+        if self.type == SOCK_DGRAM:  # noqa: F821 - a UDP socket is made, never usable (see net/host.py)
+            raise OSError(40, "no UDP in the sandbox: only TCP is available")
+        return _StdSocket.sendto(self, data, *args)
+
     def dup(self):
         raise OSError(58, "dup() is not available in the sandbox")
 
