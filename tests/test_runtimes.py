@@ -126,14 +126,21 @@ def test_ssl_imports_and_tls_fails_with_one_clear_error(session):
         "16 SERVER_AUTH False\nTLS is not available: this WebAssembly sandbox has no network (and no OpenSSL)\n", b"")
 
 
-def test_multiprocessing_imports_and_a_process_lock_fails_with_one_clear_error(session):
+def test_multiprocessing_imports_and_a_process_lock_or_start_fails_with_one_clear_error(session):
     # Libraries import multiprocessing.pool at start-up for its ThreadPool (the kubernetes client).
-    r = session.run_python("import multiprocessing, multiprocessing.pool, multiprocessing.synchronize\n"
+    # Process.start() failed with "module 'os' has no attribute 'WNOHANG'" (CPython's test_re).
+    r = session.run_python("import errno, multiprocessing, multiprocessing.pool, multiprocessing.synchronize\n"
                            "print(multiprocessing.pool.ThreadPool.__name__)\n"
                            "try:\n    multiprocessing.Lock()\n"
-                           "except OSError as e:\n    print(e.strerror)\n")
+                           "except OSError as e:\n    print(e.strerror)\n"
+                           "for method in ('fork', 'spawn'):\n"
+                           "    p = multiprocessing.get_context(method).Process(target=print)\n"
+                           "    try:\n        p.start()\n"
+                           "    except OSError as e:\n        print(method, errno.errorcode[e.errno], e.strerror)\n")
     assert (r.stdout.decode(), r.stderr) == (
-        "ThreadPool\nmultiprocessing is not available: a WebAssembly guest has no processes or semaphores\n", b"")
+        "ThreadPool\nmultiprocessing is not available: a WebAssembly guest has no processes or semaphores\n"
+        + "".join(f"{method} ENOSYS multiprocessing cannot start a process: a WebAssembly guest has no processes\n"
+                  for method in ("fork", "spawn")), b"")
 
 
 def test_pip_installed_for_this_python_into_its_own_site_packages(runtime, session):

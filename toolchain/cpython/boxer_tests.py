@@ -1,18 +1,22 @@
 """Run CPython's own tests in a `FROM python:X.Y` image, under boxer's launcher (opt-in:
 `make boxer-tests VERSION=3.13`).
 
-    python boxer_tests.py VERSION [--tests-from LIBDIR] [--work DIR] [--tests test_a,test_b]
+    python boxer_tests.py VERSION [--tests-from LIBDIR] [--work DIR] [--tests test_a,test_b] [--json OUT]
 
 The vendored stdlib zip leaves out `test/`. Without --tests-from, the orig tarball of the
 version's Debian source package is fetched with `apt-get source --download-only` (needs
 `make deps`' deb-src lines), checked against build.py's sha256, and only its Lib/test is
-extracted. The image is built with boxer itself (the base as `boxer build` lays it out, the
-wasm stack its label asks for), the test package mounted read-only at /tests.
+extracted. 3.12 (VMware's runtime) has no Debian source: --tests-from names a CPython 3.12's
+library directory (pyenv's lib/python3.12, say), whose test/ alone is copied. The image is
+built with boxer itself (the base as `boxer build` lays it out, the wasm stack its label asks
+for), the test package mounted read-only at /tests.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -25,6 +29,14 @@ sys.path.insert(0, str(HERE))
 from build import VERSIONS, sha256  # noqa: E402
 from verify import TESTS  # noqa: E402
 
+# Runtimes boxer has a `python:X.Y` base for: ours (build.py) and VMware's 3.12.0.
+RUNTIMES = sorted([*VERSIONS, "3.12"])
+# Beyond verify.py's list: the modules of what boxer's stand-ins and our wasi/ overrides give
+# the guest (pwd, grp, fcntl, chmod and chown through shutil, tarfile, pathlib and os).
+STAND_IN_TESTS = ["test_pwd", "test_grp", "test_fcntl", "test_shutil", "test_tarfile", "test_pathlib", "test_os"]
+# Test modules an older CPython names otherwise (3.12 renamed test_unicode to test_str).
+FORMER_NAMES = {"test_str": "test_unicode"}
+
 
 def fetch_tests(version: str, work: Path) -> Path:
     """Lib/ of the version's Debian orig tarball, holding only test/ (fetched once into work)."""
@@ -35,8 +47,11 @@ def fetch_tests(version: str, work: Path) -> Path:
     work.mkdir(parents=True, exist_ok=True)
     tarball = work / v["file"]
     if not tarball.is_file():
-        subprocess.run(["apt-get", "source", "--download-only", f"{v['package']}/{v['suite']}"], cwd=work,
-                       check=True, timeout=1800)
+        subprocess.run(["apt-get", "source", "--download-only", "-qq", f"{v['package']}/{v['suite']}"],
+                       cwd=work, timeout=1800)
+    if not tarball.is_file():
+        raise SystemExit(f"{v['file']} could not be fetched: add deb-src lines (make -C toolchain/cpython deps) "
+                         "or pass --tests-from")
     if sha256(tarball) != v["sha256"]:
         raise SystemExit(f"{tarball}: sha256 {sha256(tarball)}, not the pinned {v['sha256']}")
     with tempfile.TemporaryDirectory(dir=work) as tmp, tarfile.open(tarball) as tar:
@@ -48,7 +63,43 @@ def fetch_tests(version: str, work: Path) -> Path:
     return lib
 
 
-def run_tests(version: str, lib: Path, tests: list[str], cache: Path) -> dict[str, dict]:
+def copy_tests(source: Path, version: str, work: Path) -> Path:
+    """A directory holding only source's test/ package (a whole stdlib on PYTHONPATH would
+    shadow the runtime's own)."""
+    if not (source / "test" / "__init__.py").is_file():
+        raise SystemExit(f"{source}: no test/__init__.py (give a CPython Lib/ or lib/pythonX.Y directory)")
+    lib = work / f"tests-{version}-copy" / "Lib"
+    shutil.rmtree(lib.parent, ignore_errors=True)
+    lib.mkdir(parents=True)
+    shutil.copytree(source / "test", lib / "test", symlinks=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    return lib
+
+
+def parse(text: str) -> dict:
+    """unittest's counts and the ids (Class.test) of failed tests in a `-m test -v` output."""
+    ran = sum(int(n) for n in re.findall(r"^Ran (\d+) tests?", text, re.M))
+    # unittest's own verdict lines ("OK (skipped=4)", "FAILED (errors=1, skipped=4)"), not
+    # regrtest's totals, which repeat the counts
+    verdicts = " ".join(re.findall(r"^(?:OK|FAILED) \(([^)]*)\)$", text, re.M))
+
+    def count(kind: str) -> int:
+        return sum(int(n) for n in re.findall(rf"\b{kind}=(\d+)", verdicts))
+    failed = set()
+    for _, name, where in re.findall(r"^(FAIL|ERROR): (\S+) \(([^)]+)\)", text, re.M):
+        # 3.11 prints "test_x (module.Class)", 3.12+ "test_x (module.Class.test_x)"
+        ident = where if where.endswith("." + name) else f"{where}.{name}"
+        failed.add(ident.split(".", 2)[-1] if ident.startswith("test.") else ident)
+    found = re.search(r"^Result: (\w+)", text, re.M) or re.search(r"[Rr]esult: (\w+)", text)
+    result = found.group(1) if found else None
+    skipped = re.search(r"^test_\w+ skipped -- (.*)$", text, re.M)  # the whole module (3.11's missing _sqlite3)
+    if skipped and not ran:
+        result = f"SKIPPED ({skipped.group(1)})"
+    return {"result": result, "run": ran, "failures": count("failures"), "errors": count("errors"),
+            "skipped": count("skipped"), "failed": sorted(failed)}
+
+
+def run_tests(version: str, lib: Path, tests: list[str], cache: Path, timeout: float = 1800) -> dict[str, dict]:
     import boxer_py
 
     with tempfile.TemporaryDirectory(prefix="boxer-tests-") as tmp:
@@ -60,34 +111,54 @@ def run_tests(version: str, lib: Path, tests: list[str], cache: Path) -> dict[st
         results = {}
         with boxer_py.Session(image, cache_dir=cache) as box:
             for name in tests:
+                if not any((lib / "test" / n).exists() for n in (name, name + ".py")) and name in FORMER_NAMES:
+                    name = FORMER_NAMES[name]
                 start = time.time()
-                r = box.run(["python", "-m", "test", "-v", name], mounts=[f"{lib}:/tests:ro"], timeout=1800,
+                r = box.run(["python", "-m", "test", "-v", name], mounts=[f"{lib}:/tests:ro"], timeout=timeout,
                             max_output="64m")
                 text = (r.stdout + r.stderr).decode(errors="replace")
-                ran = sum(int(n) for n in re.findall(r"^Ran (\d+) tests?", text, re.M))
-                count = lambda kind, text=text: sum(int(n) for n in re.findall(rf"\b{kind}=(\d+)", text))  # noqa: E731
-                result = re.search(r"[Rr]esult: (\w+)", text)
-                results[name] = {"exit": r.exit_code, "result": result.group(1) if result else r.trap, "run": ran,
-                                 "failures": count("failures"), "errors": count("errors"),
-                                 "skipped": count("skipped"), "seconds": round(time.time() - start, 1)}
-                print(f"  {name}: {results[name]}", flush=True)
+                res = parse(text)
+                res.update(exit=r.exit_code, seconds=round(time.time() - start, 1))
+                if res["result"] is None:
+                    res["result"] = "TIMEOUT" if r.timed_out else (r.trap or f"exit {r.exit_code}")
+                if res["result"] != "SUCCESS":
+                    res["tail"] = text[-3000:]
+                results[name] = res
+                print(f"  {name}: {res['result']} run={res['run']} failures={res['failures']} "
+                      f"errors={res['errors']} skipped={res['skipped']} ({res['seconds']} s)"
+                      + (f" failed: {' '.join(res['failed'])}" if res["failed"] else ""), flush=True)
     return results
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("version", choices=sorted(VERSIONS))
-    ap.add_argument("--tests-from", type=Path, help="a source tree's Lib/ (skips the fetch)")
+    ap.add_argument("version", choices=RUNTIMES)
+    ap.add_argument("--tests-from", type=Path, help="a CPython Lib/ (or lib/pythonX.Y) whose test/ is run (skips the fetch)")
     ap.add_argument("--work", type=Path, default=Path("/work/build/boxer-tests"))
-    ap.add_argument("--tests", default=",".join(TESTS))
+    ap.add_argument("--tests", default=",".join(TESTS + STAND_IN_TESTS))
+    ap.add_argument("--json", type=Path, help="write the results here")
     args = ap.parse_args()
-    lib = args.tests_from or fetch_tests(args.version, args.work)
+    if args.tests_from:
+        lib = copy_tests(args.tests_from, args.version, args.work)
+    elif args.version in VERSIONS:
+        lib = fetch_tests(args.version, args.work)
+    else:
+        raise SystemExit(f"python:{args.version} has no Debian source to take its tests from: pass --tests-from "
+                         f"(a CPython {args.version} lib/python{args.version}, e.g. pyenv's)")
     results = run_tests(args.version, lib, args.tests.split(","), args.work / "cache")
     passed = [n for n, r in results.items() if r["result"] == "SUCCESS"]
-    print(f"python:{args.version}: {len(passed)} of {len(results)} test modules pass; "
-          f"{sum(r['run'] for r in results.values())} tests run, "
+    ok = sum(r["run"] - r["failures"] - r["errors"] - r["skipped"] for r in results.values())
+    not_run = [n for n, r in results.items() if r["result"].startswith("SKIPPED")]
+    print(f"python:{args.version}: {len(passed)} of {len(results)} test modules pass"
+          + (f" ({', '.join(not_run)} skipped as a whole)" if not_run else "") + "; "
+          f"{sum(r['run'] for r in results.values())} tests run, {ok} passed, "
           f"{sum(r['failures'] + r['errors'] for r in results.values())} failures+errors, "
           f"{sum(r['skipped'] for r in results.values())} skipped")
+    if args.json:
+        args.json.write_text(json.dumps({"version": args.version, "tests_from": str(args.tests_from or lib),
+                                         "results": results}, indent=1) + "\n")
+    if len(passed) != len(results):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

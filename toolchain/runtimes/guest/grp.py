@@ -22,4 +22,6 @@ def getgrgid(id, /):
 def getgrnam(name, /):
     if not isinstance(name, str):
         raise TypeError(f"getgrnam() argument must be str, not {type(name).__name__}")
+    if "\0" in name:  # as CPython's, which hands the name to C
+        raise ValueError("embedded null character")
     return _find(getgrall(), "getgrnam(): name not found", "gr_name", name)

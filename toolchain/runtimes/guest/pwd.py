@@ -24,4 +24,6 @@ def getpwuid(uid, /):
 def getpwnam(name, /):
     if not isinstance(name, str):
         raise TypeError(f"getpwnam() argument must be str, not {type(name).__name__}")
+    if "\0" in name:  # as CPython's, which hands the name to C
+        raise ValueError("embedded null character")
     return _find(getpwall(), "getpwnam(): name not found", "pw_name", name)

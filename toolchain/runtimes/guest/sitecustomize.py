@@ -18,7 +18,10 @@ imports this module). A Dockerfile's own sitecustomize.py earlier on sys.path re
   /etc/services as glibc reads it; the python bases have one with the common services.
 - concurrent.futures.thread, when the runtime's stdlib lacks it (the VMware 3.12 build):
   served from _boxer_futures_thread.py beside this file, by a finder that comes last, so a
-  stdlib that has the module keeps its own."""
+  stdlib that has the module keeps its own.
+- multiprocessing's popen_fork, popen_forkserver and popen_spawn_posix, when os has no fork
+  (every WASI runtime): from _boxer_no_processes.py, by a finder that comes first, so that
+  Process.start() fails with one clear OSError (ENOSYS) instead of an AttributeError."""
 import os as _os
 import sys as _sys
 
@@ -116,8 +119,10 @@ def _install():
     here = _os.path.dirname(_os.path.abspath(__file__))
 
     class _StandIns:
-        """Stdlib modules this runtime lacks, from boxer's stand-ins beside this file."""
-        modules = {"concurrent.futures.thread": "_boxer_futures_thread.py"}
+        """Stdlib modules served from boxer's stand-ins beside this file."""
+
+        def __init__(self, modules):
+            self.modules = modules
 
         def find_spec(self, fullname, path=None, target=None):
             file = self.modules.get(fullname)
@@ -126,7 +131,13 @@ def _install():
             import importlib.util
             return importlib.util.spec_from_file_location(fullname, _os.path.join(here, file))
 
-    _sys.meta_path.append(_StandIns())
+    # last: only what the runtime's stdlib lacks
+    _sys.meta_path.append(_StandIns({"concurrent.futures.thread": "_boxer_futures_thread.py"}))
+    if not hasattr(_os, "fork"):
+        # first: the stdlib's own fail at import on WASI (os.WNOHANG), not with a clear error
+        _sys.meta_path.insert(0, _StandIns(dict.fromkeys(
+            ("multiprocessing.popen_fork", "multiprocessing.popen_forkserver", "multiprocessing.popen_spawn_posix"),
+            "_boxer_no_processes.py")))
 
 
 _install()
