@@ -53,7 +53,7 @@ class Case:
     entrypoint: bool = True          # True: check[0] is given as --entrypoint; False: args to ENTRYPOINT/CMD
     expect_exit: int = 0
     expect_output: str = ""          # a substring of stdout+stderr that a passing check shows
-    timeout: int = 60                # seconds for the check (the guest's --timeout)
+    timeout: int = 60                # seconds of the guest's CPU time the check may use (see check_budget)
     build_timeout: int = 900
     fast: bool = False
     expected: str = ""               # the category expected while it cannot work yet
@@ -72,6 +72,7 @@ class Result:
     expected: str = ""
     build_seconds: float = 0.0
     run_seconds: float = 0.0
+    run_cpu_seconds: float = 0.0     # the guest's own CPU time in the check (boxer run --json's cpu_ms)
     note: str = ""
     probe: dict | None = None        # --probe: the same case with its python FROM lines read as python:3.12
     build_log_tail: list[str] = field(default_factory=list)
@@ -269,21 +270,22 @@ def build_and_check(case: Case, corpus: Path, boxer: list[str], no_cache: bool, 
             res.error = (first_error_line(out) or f"build exited {code}").replace(f"{ctx}/", "").replace(f"{tmp}/", "")
             return res
         res.built = True
-        argv = [*boxer, "run", "--timeout", str(case.timeout)]
-        check = list(case.check)
-        if case.entrypoint and check:
-            argv += ["--entrypoint", check.pop(0)]
-        argv += [str(image), *check]
-        code, out, res.run_seconds = run(argv, case.timeout + 60, tmp)
+        code, out, res.run_seconds, res.run_cpu_seconds = check(case, image, boxer, tmp)
         res.run_log_tail = tail(out)
+        budget = f"{case.timeout}s of CPU"
         if code is None or code == 124:
             res.category = classify_run(out)
             if res.category == "other":
-                res.error = f"check timed out after {case.timeout}s"
+                res.error = (f"check timed out after {res.run_seconds:.0f}s wall, {res.run_cpu_seconds:.1f}s CPU "
+                             f"(budget {budget}, wall limit {wall_limit(case)}s)")
             else:
                 res.error = first_error_line(out)
             return res
         if code == case.expect_exit and (not case.expect_output or case.expect_output in out):
+            if res.run_cpu_seconds > case.timeout:
+                res.category = "other"
+                res.error = f"check used {res.run_cpu_seconds:.1f}s of CPU, over its budget of {budget}"
+                return res
             res.ran = True
             return res
         res.category = classify_run(out)
@@ -291,6 +293,45 @@ def build_and_check(case: Case, corpus: Path, boxer: list[str], no_cache: bool, 
         if code == case.expect_exit:
             res.error = f"output lacks {case.expect_output!r}: " + res.error
         return res
+
+
+# A check's budget is the guest's own CPU time (`timeout` seconds: boxer run --json's cpu_ms, the
+# thread that ran the guest), not wall time: on a loaded 2-core machine a check that takes 20 s
+# of CPU alone took over 60 s of wall time in a batch. A guest that hangs without using CPU (a
+# sleep, a blocked read) is still ended: boxer's --timeout is a wall limit of WALL_FACTOR x the
+# budget, and a check that passes on more CPU than its budget fails.
+WALL_FACTOR = 5
+
+
+def wall_limit(case: Case) -> int:
+    return case.timeout * WALL_FACTOR
+
+
+def check(case: Case, image: Path, boxer: list[str], tmp: str) -> tuple[int | None, str, float, float]:
+    """Run the case's check: (exit code or None when even the wall limit passed, stdout+stderr,
+    wall seconds, the guest's CPU seconds)."""
+    argv = [*boxer, "run", "--json", "--timeout", str(wall_limit(case))]
+    words = list(case.check)
+    if case.entrypoint and words:
+        argv += ["--entrypoint", words.pop(0)]
+    argv += [str(image), *words]
+    start = time.monotonic()
+    try:
+        proc = subprocess.run(argv, capture_output=True, stdin=subprocess.DEVNULL, timeout=wall_limit(case) + 120,
+                              cwd=tmp)
+    except subprocess.TimeoutExpired as e:
+        return None, (e.stdout or b"").decode(errors="replace"), time.monotonic() - start, 0.0
+    seconds = time.monotonic() - start
+    stderr = proc.stderr.decode(errors="replace")
+    try:
+        doc = json.loads(proc.stdout)
+    except ValueError:  # boxer could not start the run: its one line is on stderr
+        return proc.returncode, proc.stdout.decode(errors="replace") + stderr, seconds, 0.0
+    text = "".join(doc.get(k) or "" for k in ("stdout", "stderr") if doc.get(f"{k}_encoding") == "utf-8")
+    if doc.get("error"):
+        text += f"\nboxer: {doc['error']}"
+    code = 124 if doc.get("timed_out") else doc.get("exit_code", proc.returncode)
+    return code, stderr + text, seconds, (doc.get("cpu_ms") or 0.0) / 1000
 
 
 def rescore(saved: dict, case: Case, corpus: Path) -> Result:
