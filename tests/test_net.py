@@ -340,8 +340,11 @@ def test_the_slots_work_on_a_cpython_without_wasi_vfs(cpython313_image, cache_di
     assert r.stdout == "secret page over TLS\nsecret page over TLS\n", r.stderr
 
 
-def test_requests_https_through_host_tls(build, boxer, tls_server):
-    image = build("FROM python:3.12-slim\nRUN pip install requests\n")
+# 3.12's stdlib has no ssl; 3.13's has one that the image's own ssl replaces: a networked run
+# uses boxer's network modules' copy of that ssl on both.
+@pytest.mark.parametrize("python", ["3.12", "3.13"])
+def test_requests_https_through_host_tls(build, boxer, tls_server, python):
+    image = build(f"FROM python:{python}-slim\nRUN pip install requests\n")
     port, ca = tls_server
     code = ("import requests, sys\nfor verify in (True, False):\n    try:\n"
             "        print(requests.get(sys.argv[1], timeout=60, verify=verify).text)\n"
@@ -352,6 +355,9 @@ def test_requests_https_through_host_tls(build, boxer, tls_server):
     assert r.stdout == "secret page over TLS\nsecret page over TLS\n", r.stderr
     r = boxer("run", "--allow-net", f"localhost:{port}", str(image), "python", "-c", code, url)
     assert r.stdout == "SSLError True\nSSLError True\n", r.stderr  # verify=False changes nothing: the host verifies
+    r = boxer("run", str(image), "python", "-c", code, url)  # no network: one clear error, no TLS attempted
+    assert r.returncode == 1 and "this sandbox has no network to resolve names in (--allow-net HOST gives it one)" \
+        in r.stderr, r.stderr
 
 
 def test_build_allow_net_gives_run_its_network_and_only_then(make_context, boxer, tmp_path):

@@ -49,7 +49,7 @@ _NO_PROCESSES = ("No module named 'mmap'", "has no attribute 'WNOHANG'", "No mod
                  "No support for sending fds between processes")
 ABSENT_BECAUSE = (_NO_CTYPES, _NO_TERMIOS, *_WINDOWS, *_NO_PROCESSES,
                   "No module named '_curses'", "No module named '_gdbm'", "No module named '_dbm'",
-                  )  # no curses, gdbm, ndbm for WASI (ssl imports: toolchain/runtimes/guest/_ssl.py)
+                  )  # no curses, gdbm, ndbm for WASI (ssl: toolchain/runtimes/guest/_boxer_ssl.py)
 
 
 def _unexplained(failed: dict[str, str], version: str) -> dict[str, str]:
@@ -113,17 +113,6 @@ def test_the_whole_stdlib_imports_but_what_wasi_cannot_have(runtime, session):
                            "try:\n    threading.Thread(target=print).start()\nexcept RuntimeError as e:\n"
                            "    print('start:', e)\n")
     assert r.exit_code == 0 and r.stdout.startswith(b"start: "), r.stderr
-
-
-def test_ssl_imports_and_tls_fails_with_one_clear_error(session):
-    # No OpenSSL for WASI, no network in the sandbox: libraries that import ssl at start-up work,
-    # and a TLS connection says why it cannot be (issue 16 item 8).
-    r = session.run_python("import ssl, urllib.request\n"
-                           "print(ssl.PROTOCOL_TLS_CLIENT, ssl.Purpose.SERVER_AUTH.name, ssl.HAS_SNI)\n"
-                           "try:\n    urllib.request.urlopen('https://example.com')\n"
-                           "except ssl.SSLError as e:\n    print(e)\n")
-    assert (r.stdout.decode(), r.stderr) == (
-        "16 SERVER_AUTH False\nTLS is not available: this WebAssembly sandbox has no network (and no OpenSSL)\n", b"")
 
 
 def test_multiprocessing_imports_and_a_process_lock_or_start_fails_with_one_clear_error(session):

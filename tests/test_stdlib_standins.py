@@ -1,7 +1,7 @@
 """What CPython for WASI lacks and a container has, on every python base through the real CLI
 (boxer build, boxer run): fcntl (Django, gunicorn, filelock import it), pwd/grp/getpass and
-os.getuid answering from the image's /etc/passwd and USER, and concurrent.futures.thread,
-which the VMware 3.12 build's stdlib left out (issue 16 items 8). The stand-ins are
+os.getuid answering from the image's /etc/passwd and USER, concurrent.futures.thread and ssl,
+which the VMware 3.12 build's stdlib left out (issue 16 items 8; no runtime has OpenSSL). The stand-ins are
 toolchain/runtimes/guest/; dockerfile/bases.py gives them to every python base."""
 from __future__ import annotations
 
@@ -94,16 +94,41 @@ except OSError as e:
 '''
 
 
+# What libraries do with ssl at import and start-up (urllib3 builds its contexts as below, aiohttp
+# and httpx make one at import or client creation): all of it works without a network, and the
+# first connection says there is none. No runtime has OpenSSL; the 3.12 one has no ssl module.
+SSL = r'''
+import asyncio.sslproto, http.client, ssl, urllib.request, urllib3
+ctx = ssl.create_default_context()
+ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_TICKET
+ctx.load_verify_locations(cafile="/etc/ssl/certs/ca-certificates.crt")
+ctx.set_alpn_protocols(["http/1.1"])
+print(ssl.Purpose.SERVER_AUTH.name, ctx.verify_mode.name, ctx.check_hostname, ssl.HAS_SNI,
+      issubclass(ssl.SSLCertVerificationError, ValueError), hasattr(http.client, "HTTPSConnection"))
+for fetch in (lambda: urllib.request.urlopen("https://example.com"),
+              lambda: urllib3.PoolManager().request("GET", "https://example.com", retries=False)):
+    try:
+        fetch()
+    except Exception as e:
+        print(type(e).__name__, "no network" in str(e), "--allow-net" in str(e))
+try:
+    ctx.wrap_socket(object(), server_hostname="example.com")
+except ssl.SSLError as e:
+    print(e.strerror)
+'''
+
+
 @pytest.fixture(scope="module", params=VERSIONS)
 def image(request, tmp_path_factory, cache_dir):
     """An app on each python base: portalocker from pip, a user made by useradd, USER app."""
     ctx = tmp_path_factory.mktemp(f"standins{request.param}")
     (ctx / "Dockerfile").write_text(
-        f"FROM python:{request.param}-slim\nRUN pip install portalocker==2.8.2\nRUN useradd -m app\n"
+        f"FROM python:{request.param}-slim\nRUN pip install portalocker==2.8.2 urllib3==2.2.3\nRUN useradd -m app\n"
         "COPY *.py /app/\nRUN python /app/whoami.py > /app/as-root.txt\nUSER app\nWORKDIR /app\n"
         'CMD ["python", "whoami.py"]\n')
     for name, code in (("fcntl_use.py", FCNTL), ("whoami.py", WHOAMI), ("threads.py", THREADS), ("owners.py", OWNERS),
-                       ("sockets.py", SOCKETS)):
+                       ("sockets.py", SOCKETS), ("ssl_use.py", SSL)):
         (ctx / name).write_text(code)
     out = ctx / "app.wasm"
     import os
@@ -158,3 +183,11 @@ def test_socket_names_that_libraries_import_exist(boxer, image):
     r = boxer("run", "--rm", str(image), "python", "sockets.py")
     assert (r.returncode, r.stderr) == (0, ""), r.stderr
     assert r.stdout == "AF_UNIX 9 443 http\nservice/proto not found\nno unix sockets: OSError\n"
+
+
+def test_ssl_imports_and_a_connection_says_there_is_no_network(boxer, image):
+    r = boxer("run", "--rm", str(image), "python", "ssl_use.py")
+    assert (r.returncode, r.stderr) == (0, ""), r.stderr
+    assert r.stdout == ("SERVER_AUTH CERT_REQUIRED True True True True\nURLError True True\nNameResolutionError True True\n"
+                        "TLS is not available: this sandbox has no network (--allow-net HOST gives it one, and the "
+                        "host then does TLS for it)\n")

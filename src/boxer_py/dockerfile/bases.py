@@ -24,8 +24,8 @@ PROVENANCE_LABEL = "boxer.runtime.provenance"
 # put in the base's `stand_ins` directory, one its CPython imports from; and the accounts of
 # Docker's python images (Debian's), which `pwd`, `grp` and os.getuid read and useradd extends,
 # and the services socket.getservbyname reads.
-STAND_INS = ("_ssl.py", "_multiprocessing.py", "fcntl.py", "pwd.py", "grp.py", "_boxer_accounts.py", "sitecustomize.py",
-             "_boxer_futures_thread.py", "_boxer_no_processes.py")
+STAND_INS = ("_boxer_ssl.py", "_multiprocessing.py", "fcntl.py", "pwd.py", "grp.py", "_boxer_accounts.py",
+             "sitecustomize.py", "_boxer_futures_thread.py", "_boxer_no_processes.py")
 PASSWD = ("root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"
           "bin:x:2:2:bin:/bin:/usr/sbin/nologin\nsys:x:3:3:sys:/dev:/usr/sbin/nologin\n"
           "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n")
@@ -45,7 +45,7 @@ class BaseFile:
     of the file (a zip inside a zip) is unpacked into the directory `path` instead. A vendored
     base's files take their sha256 from its provenance.json. With `text` instead of `file`,
     a small file of that content (a landmark CPython looks for); with `guest`, a file of
-    toolchain/runtimes/guest/ (boxer's own code for the guest, e.g. the `_ssl` stand-in)."""
+    toolchain/runtimes/guest/ (boxer's own code for the guest, e.g. the `fcntl` stand-in)."""
 
     path: str
     file: str = ""

@@ -16,12 +16,20 @@ imports this module). A Dockerfile's own sitecustomize.py earlier on sys.path re
   it), with wasi-libc's values, as the networked guest's socket module has them.
 - socket.getservbyname and getservbyport (neo4j imports them), from the image's
   /etc/services as glibc reads it; the python bases have one with the common services.
+- socket.getaddrinfo, which fails with socket.gaierror saying the run has no network, where
+  CPython for WASI has none at all (socket.create_connection, urllib and requests call it
+  first and failed with an AttributeError).
 - concurrent.futures.thread, when the runtime's stdlib lacks it (the VMware 3.12 build):
   served from _boxer_futures_thread.py beside this file, by a finder that comes last, so a
   stdlib that has the module keeps its own.
 - multiprocessing's popen_fork, popen_forkserver and popen_spawn_posix, when os has no fork
   (every WASI runtime): from _boxer_no_processes.py, by a finder that comes first, so that
-  Process.start() fails with one clear OSError (ENOSYS) instead of an AttributeError."""
+  Process.start() fails with one clear OSError (ENOSYS) instead of an AttributeError.
+- ssl, served from _boxer_ssl.py beside this file (boxer's one ssl for guests: no runtime has
+  OpenSSL, and the VMware 3.12 build has no ssl module at all), by a finder that comes first,
+  so it replaces a stdlib ssl that could only fail for want of _ssl. A networked run
+  (BOXER_NET_FD set) gets the same module from boxer's network modules on PYTHONPATH, which
+  then win: they speak the running host's protocol."""
 import os as _os
 import sys as _sys
 
@@ -84,6 +92,17 @@ def _getservbyport(port, protocolname=None, /):
     raise OSError("port/proto not found")
 
 
+def _getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
+    """A run without a network resolves no names (a networked run's socket module has its own)."""
+    raise _socket_gaierror()(-3, "this sandbox has no network to resolve names in "
+                                 "(--allow-net HOST gives it one)")
+
+
+def _socket_gaierror():
+    import _socket
+    return getattr(_socket, "gaierror", OSError)
+
+
 def _install():
     if not hasattr(_os, "getuid"):
         _os.getuid = _os.geteuid = lambda: _identity()[0]
@@ -116,6 +135,8 @@ def _install():
             setattr(_socket, name, value)
     if not hasattr(_socket, "getservbyname"):
         _socket.getservbyname, _socket.getservbyport = _getservbyname, _getservbyport
+    if not hasattr(_socket, "getaddrinfo"):
+        _socket.getaddrinfo = _getaddrinfo
     here = _os.path.dirname(_os.path.abspath(__file__))
 
     class _StandIns:
@@ -138,6 +159,17 @@ def _install():
         _sys.meta_path.insert(0, _StandIns(dict.fromkeys(
             ("multiprocessing.popen_fork", "multiprocessing.popen_forkserver", "multiprocessing.popen_spawn_posix"),
             "_boxer_no_processes.py")))
+
+    class _Ssl:
+        """boxer's ssl instead of the stdlib's, unless a networked run brings its own."""
+
+        def find_spec(self, fullname, path=None, target=None):
+            if fullname != "ssl" or "BOXER_NET_FD" in _os.environ:
+                return None
+            import importlib.util
+            return importlib.util.spec_from_file_location("ssl", _os.path.join(here, "_boxer_ssl.py"))
+
+    _sys.meta_path.insert(0, _Ssl())
 
 
 _install()
