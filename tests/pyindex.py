@@ -66,11 +66,14 @@ def download_setuptools(dest: Path) -> tuple[str, bytes]:
     return found.name, found.read_bytes()
 
 
-def wheel(name: str, version: str, requires: tuple[str, ...] = (), tag: str = "py3-none-any") -> bytes:
-    """A wheel with one module, `name`, whose VERSION is `version` (pure Python unless `tag` says)."""
+def wheel(name: str, version: str, requires: tuple[str, ...] = (), tag: str = "py3-none-any",
+          extras: tuple[str, ...] = ()) -> bytes:
+    """A wheel with one module, `name`, whose VERSION is `version` (pure Python unless `tag` says),
+    providing `extras` (their requirements are among `requires`, with `extra == "..."` markers)."""
     dist = f"{name}-{version}.dist-info"
     files = {f"{name}.py": f"VERSION = {version!r}\n",
              f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+                                 + "".join(f"Provides-Extra: {e}\n" for e in extras)
                                  + "".join(f"Requires-Dist: {r}\n" for r in requires),
              f"{dist}/WHEEL": f"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: {tag}\n"}
     buf = io.BytesIO()

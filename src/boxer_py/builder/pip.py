@@ -17,7 +17,6 @@ outside the rootfs.
 """
 from __future__ import annotations
 
-import json
 import os
 import posixpath
 import re
@@ -25,9 +24,7 @@ import shlex
 import shutil
 import stat
 import subprocess
-import sys
 import tempfile
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,15 +35,13 @@ from packaging.markers import InvalidMarker, UndefinedComparison, UndefinedEnvir
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from boxer_py import locations
-from boxer_py.builder import scripts, sdist
+from boxer_py.builder import extras, hostpip, scripts, sdist
 from boxer_py.image import hostfs
 from boxer_py.image.rootfs import copy_tree, resolve, within
 
 MAX_REQUIREMENTS_FILE = 1 << 20  # bytes of one requirements or constraints file
 MAX_NESTING = 8  # -r/-c files inside requirements files
 MAX_REQUIREMENTS = 10_000  # requirement lines over all files of one `pip install`
-PIP_TIMEOUT = 30 * 60  # seconds for the host's pip
 
 # Command-line flags passed on to the host's pip as they are.
 _PASSED_FLAGS = {"-U": "--upgrade", "--upgrade": "--upgrade", "--no-deps": "--no-deps",
@@ -168,45 +163,41 @@ def pip(args: list[str], root: Path, env: dict[str, str], cwd: str, sandbox: sdi
         target = work / "target"
         command = [*request.options]
         if request.requirements:
-            (work / "requirements.txt").write_text("\n".join(request.requirements) + "\n")
             command += ["-r", str(work / "requirements.txt")]
         if request.constraints:
             (work / "constraints.txt").write_text("\n".join(request.constraints) + "\n")
             command += ["-c", str(work / "constraints.txt")]
         command += request.wheels
         builds = sdist.Builds(sandbox, work / "built", version, marker_env, request.options) if sandbox else None
-        for guest, extras, editable, where in request.sources:
+        for guest, extras_, editable, where in request.sources:
             assert builds is not None  # sources are parsed only with a sandbox
             try:
-                command.append(str(builds.local(posixpath.normpath(posixpath.join(cwd, guest)), editable)) + extras)
+                command.append(str(builds.local(posixpath.normpath(posixpath.join(cwd, guest)), editable)) + extras_)
             except sdist.SourceRefused as e:
                 raise PipRefused(f"pip install: {where}{guest}: {e}") from None
-        argv = [sys.executable, "-I", "-c", _PIP_MAIN, json.dumps(marker_env),
-                "install", "--isolated", "--no-input", "--disable-pip-version-check", "--keyring-provider=disabled",
-                "--cache-dir", os.path.join(locations.cache_dir(), "pip"),
-                "--target", str(target), "--only-binary=:all:",
-                "--platform", "any", "--platform", "wasi_0_0_0_wasm32", "--python-version", python,
-                "--implementation", "cp", "--abi", "none", "--abi", "abi3", "--abi", "cp" + python.replace(".", ""),
-                "--no-compile", "--no-warn-script-location", *([] if builds or status else ["--quiet"]), *command]
-        for _ in range(sdist.MAX_ROUNDS):  # each round builds from source what the last one lacked
-            try:
-                proc = _run_pip(argv + (builds.find_links() if builds else []), work, status, quiet=not builds)
-            except subprocess.TimeoutExpired:
-                return PipResult(1, f"pip install: the build host's pip took more than {PIP_TIMEOUT}s\n".encode())
-            if proc.returncode == 0 or not builds or not builds.after_failure(proc.stdout):
+        argv = hostpip.argv(marker_env, python, str(target), *([] if builds or status else ["--quiet"]), *command)
+        left_out: dict[str, str] = {}  # what optional extras asked for and could not have: why, by name
+        lookup = extras.Guest(marker_env, python, request.options)
+        warnings = b""
+        while True:
+            (work / "requirements.txt").write_text("\n".join(request.requirements) + "\n")
+            output, failure, blocked = _resolve(argv, work, builds, status, python)
+            if failure is None:
                 break
-        # What was built comes first, as it happened: the last line is then pip's own verdict.
-        output = ("".join(f"{x}\n" for x in builds.log).encode() + sdist.shown(proc.stdout)) if builds else proc.stdout
-        if proc.returncode != 0 and builds and builds.failure:
-            return PipResult(proc.returncode, output + f"pip install: {builds.failure}\n".encode())
-        if proc.returncode != 0:
-            missing = re.findall(rb"No matching distribution found for ([^\s]+)", output)
-            if missing:
-                name = missing[0].decode(errors="replace")
-                output += (f"pip install: {name} has no pure-Python or WASI wheel for Python {python} (only "
-                           "native wheels or source), so it cannot run in WebAssembly; use a pure-Python "
-                           "alternative\n").encode()
-            return PipResult(proc.returncode, output)
+            if blocked in left_out:  # needed by more than the extra it was left out of: why, as at first
+                return PipResult(1, output + f"pip install: {left_out[blocked]}\n".encode())
+            if blocked is None or len(left_out) >= extras.MAX_LEFT_OUT:
+                return PipResult(1, output + failure.encode())
+            found = extras.leave_out(request.requirements, blocked, lookup)
+            if found is None:
+                return PipResult(1, output + failure.encode())
+            request.requirements, via = found
+            left_out[blocked] = " ".join(failure.split()).removeprefix("pip install: ")
+            warnings += (f"pip install: warning: left out {blocked}, which the optional extra {via} asks for: "
+                         f"{left_out[blocked]}\n").encode()
+            if builds:
+                builds.failure = builds.blocked = None
+        output = warnings + output
         installed = sorted(p.name.removesuffix(".dist-info") for p in target.glob("*.dist-info"))
         if not installed:
             return PipResult(1, output + b"pip install: nothing was installed\n")
@@ -214,70 +205,31 @@ def pip(args: list[str], root: Path, env: dict[str, str], cwd: str, sandbox: sdi
         return PipResult(0, output + f"installed into {site}: {' '.join(installed)}\n".encode())
 
 
-# What pip says about its progress (shown on a terminal's status line, not kept in the log
-# when the build would have run pip --quiet).
-_PROGRESS = re.compile(rb"^\s*(Collecting|Downloading|Using cached|Obtaining|Looking in indexes|Saved|Processing"
-                       rb"|Installing collected packages|Successfully installed|Requirement already satisfied)\b")
-
-
-def _run_pip(argv: list[str], work: Path, status: Callable[[str], None] | None,
-             quiet: bool) -> subprocess.CompletedProcess:
-    """The host's pip, in `work`; with `status`, its lines are told as they come (a download
-    shows while it runs) and the progress lines --quiet would have hidden are left out."""
-    if status is None:
-        return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                              cwd=work / "cwd", env=_host_environment(work), timeout=PIP_TIMEOUT)
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            cwd=work / "cwd", env=_host_environment(work))
-    expired = threading.Event()
-
-    def expire() -> None:
-        expired.set()
-        proc.kill()
-
-    timer = threading.Timer(PIP_TIMEOUT, expire)
-    timer.start()
-    kept: list[bytes] = []
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            text = line.decode(errors="replace").strip()
-            if text:
-                status(text[:200])
-            if not (quiet and _PROGRESS.match(line)):
-                kept.append(line)
-        proc.wait()
-    finally:
-        timer.cancel()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    if expired.is_set():
-        raise subprocess.TimeoutExpired(argv, PIP_TIMEOUT)
-    return subprocess.CompletedProcess(argv, proc.returncode, b"".join(kept))
-
-
-# The host's pip, with marker evaluation for the guest: pip evaluates the markers of every
-# dependency against the interpreter it runs on, whatever --python-version says.
-_PIP_MAIN = """\
-import json, sys
-guest = json.loads(sys.argv[1])
-from pip._vendor.packaging import markers
-markers.default_environment = lambda: dict(guest)
-from pip._internal.cli.main import main
-sys.exit(main(sys.argv[2:]))
-"""
-
-# What the host's pip gets from the host's environment: only what reaching an index needs.
-_NETWORK_VARIABLES = ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
-                      "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE")
-
-
-def _host_environment(work: Path) -> dict[str, str]:
-    env = {"PATH": os.defpath, "HOME": str(work / "home"), "TMPDIR": str(work), "LC_ALL": "C.UTF-8",
-           "PYTHONNOUSERSITE": "1"}
-    env.update({k: os.environ[k] for k in _NETWORK_VARIABLES if k in os.environ})
-    return env
+def _resolve(argv: list[str], work: Path, builds: sdist.Builds | None, status: Callable[[str], None] | None,
+             python: str) -> tuple[bytes, str | None, str | None]:
+    """The host's pip until it succeeds or nothing more can be built: (the log, why it failed
+    as a line for the log or None, the canonical name of the package that blocks it if one does)."""
+    for _ in range(sdist.MAX_ROUNDS):  # each round builds from source what the last one lacked
+        try:
+            proc = hostpip.run_told(argv + (builds.find_links() if builds else []), work, status, quiet=not builds)
+        except subprocess.TimeoutExpired:
+            return b"", f"pip install: the build host's pip took more than {hostpip.PIP_TIMEOUT}s\n", None
+        if proc.returncode == 0 or not builds or not builds.after_failure(proc.stdout):
+            break
+    # What was built comes first, as it happened: the last line is then pip's own verdict.
+    output = ("".join(f"{x}\n" for x in builds.log).encode() + sdist.shown(proc.stdout)) if builds else proc.stdout
+    if proc.returncode == 0:
+        return output, None, None
+    if builds and builds.failure:
+        return output, f"pip install: {builds.failure}\n", builds.blocked
+    missing = re.findall(rb"No matching distribution found for ([^\s]+)", output)
+    if not missing:
+        return output, "", None
+    name = missing[0].decode(errors="replace")
+    blocked = sdist.blockers(f"No matching distribution found for {name}")
+    return output, (f"pip install: {name} has no pure-Python or WASI wheel for Python {python} (only native wheels "
+                    "or source), so it cannot run in WebAssembly; use a pure-Python alternative\n"), \
+        next(iter(blocked), None)
 
 
 def marker_environment(version: str) -> dict[str, str]:

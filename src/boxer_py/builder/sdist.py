@@ -29,7 +29,6 @@ import os
 import re
 import stat
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -43,7 +42,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
-from boxer_py import locations
+from boxer_py.builder import hostpip
 from boxer_py.builder.sdistdriver import DRIVER
 from boxer_py.builder.sdistindex import IndexFile, choose_sdist, fetch_sdist, index_files, index_session
 from boxer_py.builder.wheelcheck import MAX_WHEEL, SourceRefused, read_back
@@ -189,6 +188,7 @@ class Builds:
     options: list[str]  # the request's host-pip options (index settings among them)
     log: list[str] = field(default_factory=list)
     failure: str | None = None  # why the last thing to build could not be built
+    blocked: str | None = None  # the canonical name of what `failure` is about, when it is a package
     built: dict[str, Built] = field(default_factory=dict)  # by canonical name
     tried: set[str] = field(default_factory=set)
     _session: Any = None
@@ -241,6 +241,7 @@ class Builds:
             if candidate is None:
                 self.failure = (f"{name} has no pure-Python or WASI wheel for Python {self._minor()} and no source "
                                 "distribution, so it cannot run in WebAssembly; use a pure-Python alternative")
+                self.blocked = name
                 return False
             label = f"{self._project_name(files, name)} {candidate.version}"
             self.log.append(f"building {label} from source in the sandbox (pure Python: no compiler in WebAssembly)")
@@ -250,6 +251,7 @@ class Builds:
             except SourceRefused as e:
                 self.failure = (f"{name} has no pure-Python or WASI wheel for Python {self._minor()}, and building "
                                 f"its source ({candidate.file.filename}) in the sandbox failed: {e}")
+                self.blocked = name
                 return False
             progress = True
         return progress
@@ -420,26 +422,11 @@ def with_setuptools(sandbox: Sandbox, argv: list[str], cwd: str, python: str, ma
 def _host_pip(work: Path, target: str, lines: list[str], markers: dict[str, str], python: str,
               options: list[str]) -> tuple[int, str]:
     """The host's pip fetching pure-Python wheels for the guest into `target` (as pip.py runs it)."""
-    from boxer_py.builder import pip as host  # pip.py hooks this module in: imported late
-    (work / "home").mkdir()
-    (work / "cwd").mkdir()
+    hostpip.prepare(work)
     (work / "requirements.txt").write_text("\n".join(lines) + "\n")
-    index = []
-    for i, o in enumerate(options):
-        if o in ("--index-url", "--extra-index-url", "--trusted-host") and i + 1 < len(options):
-            index += [o, options[i + 1]]
-        elif o in ("--no-index", "--pre"):
-            index.append(o)
-    argv = [sys.executable, "-I", "-c", host._PIP_MAIN, json.dumps(markers),
-            "install", "--isolated", "--no-input", "--disable-pip-version-check", "--keyring-provider=disabled",
-            "--target", target, "--only-binary=:all:",
-            "--platform", "any", "--platform", "wasi_0_0_0_wasm32", "--python-version", python,
-            "--implementation", "cp", "--abi", "none", "--abi", "abi3", "--abi", "cp" + python.replace(".", ""),
-            "--no-compile", "--no-warn-script-location", "--cache-dir", os.path.join(locations.cache_dir(), "pip"),
-            *index, "-r", str(work / "requirements.txt")]
+    argv = hostpip.argv(markers, python, target, *hostpip.index_options(options), "-r", str(work / "requirements.txt"))
     try:
-        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                              cwd=work / "cwd", env=host._host_environment(work), timeout=BUILD_DEPS_TIMEOUT)
+        proc = hostpip.run(argv, work, BUILD_DEPS_TIMEOUT)
     except subprocess.TimeoutExpired:
         return 1, f"the build host's pip took more than {BUILD_DEPS_TIMEOUT}s"
     return proc.returncode, proc.stdout.decode(errors="replace")
