@@ -329,7 +329,7 @@ def check(case: Case, image: Path, boxer: list[str], tmp: str) -> tuple[int | No
     except ValueError:  # boxer could not start the run: its one line is on stderr
         return proc.returncode, proc.stdout.decode(errors="replace") + stderr, seconds, 0.0
     text = "".join(doc.get(k) or "" for k in ("stdout", "stderr") if doc.get(f"{k}_encoding") == "utf-8")
-    if doc.get("error"):
+    if isinstance(doc.get("error"), str):  # boxer's own (a guest's exception is in its stderr)
         text += f"\nboxer: {doc['error']}"
     code = 124 if doc.get("timed_out") else doc.get("exit_code", proc.returncode)
     return code, stderr + text, seconds, (doc.get("cpu_ms") or 0.0) / 1000
