@@ -16,10 +16,11 @@ NATIVE = "cp312-cp312-manylinux_2_17_x86_64"
 @pytest.fixture(scope="module")
 def index():
     served = Index({
-        # webserver[standard]: a native-only speedup, a pure one, and an extra of another package
+        # webserver[standard]: two native-only speedups (httptools and uvloop), a pure one, and an extra of another package
         # (speedups[fast]) that asks for a second native-only package
         "webserver-1.0-py3-none-any.whl": wheel("webserver", "1.0", (
             "h11ish>=1", 'nativeonly>=1; extra == "standard"', 'dotenvish; extra == "standard"',
+            'nativethree; extra == "standard"',
             'speedups[fast]; extra == "standard"', 'winonly; sys_platform == "win32" and extra == "standard"'),
             extras=("standard",)),
         "h11ish-1.0-py3-none-any.whl": wheel("h11ish", "1.0"),
@@ -27,6 +28,7 @@ def index():
         "speedups-1.0-py3-none-any.whl": wheel("speedups", "1.0", ('nativetoo; extra == "fast"',), extras=("fast",)),
         "nativeonly-1.0-cp312-cp312-manylinux_2_17_x86_64.whl": wheel("nativeonly", "1.0", tag=NATIVE),
         "nativetoo-1.0-cp312-cp312-manylinux_2_17_x86_64.whl": wheel("nativetoo", "1.0", tag=NATIVE),
+        "nativethree-1.0-cp312-cp312-manylinux_2_17_x86_64.whl": wheel("nativethree", "1.0", tag=NATIVE),
         # a package that needs the native-only one itself
         "needsnative-1.0-py3-none-any.whl": wheel("needsnative", "1.0", ("nativeonly>=1",)),
     })
@@ -44,6 +46,9 @@ def test_an_extras_native_only_requirements_are_left_out_with_a_warning(make_con
         "left out nativeonly, which the optional extra webserver[standard] asks for: nativeonly has no pure-Python "
         "or WASI wheel for Python 3.12 and no source distribution, so it cannot run in WebAssembly; use a "
         "pure-Python alternative",
+        "left out nativethree, which the optional extra webserver[standard] asks for: nativethree has no "
+        "pure-Python or WASI wheel for Python 3.12 and no source distribution, so it cannot run in WebAssembly; use "
+        "a pure-Python alternative",
         "left out nativetoo, which the optional extra speedups[fast] asks for: nativetoo has no pure-Python or WASI "
         "wheel for Python 3.12 and no source distribution, so it cannot run in WebAssembly; use a pure-Python "
         "alternative"], log
@@ -51,8 +56,8 @@ def test_an_extras_native_only_requirements_are_left_out_with_a_warning(make_con
     assert installed.split(": ", 1)[1].split() == ["dotenvish-1.0", "h11ish-1.0", "speedups-1.0", "webserver-1.0"]
     r = boxer("run", str(tmp_path / "x.wasm"), "python", "-c",
               "import importlib.util as u, webserver, dotenvish, speedups\n"
-              "print(webserver.VERSION, [u.find_spec(n) for n in ('nativeonly', 'nativetoo', 'winonly')])")
-    assert (r.returncode, r.stdout) == (0, "1.0 [None, None, None]\n"), r.stderr
+              "print(webserver.VERSION, [u.find_spec(n) for n in ('nativeonly', 'nativetoo', 'nativethree', 'winonly')])")
+    assert (r.returncode, r.stdout) == (0, "1.0 [None, None, None, None]\n"), r.stderr
 
 
 @pytest.mark.parametrize("wanted", ["nativeonly", "needsnative"])

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.markers import InvalidMarker, UndefinedComparison, UndefinedEnvironmentName
@@ -39,20 +39,30 @@ MAX_REPORT = 16 << 20  # bytes of pip's report
 
 @dataclass
 class Guest:
-    """What the host's pip needs to look a package up for the guest, and how many lookups one
-    `pip install` has made: extras that name extras (in a cycle, or hundreds of them) cost at
-    most MAX_LOOKUPS runs of the host's pip."""
+    """What the host's pip needs to look a package up for the guest, and what one `pip install`
+    has done: its lookups (extras that name extras, in a cycle or by hundreds, cost at most
+    MAX_LOOKUPS runs of the host's pip) and the lines its extras added."""
 
     markers: dict[str, str]  # the guest's PEP 508 environment
     python: str  # "3.12"
     options: list[str]  # the request's validated host-pip options (its index settings are used)
     lookups: int = 0
+    optional: dict[str, str] = field(default_factory=dict)  # lines an extra added: that extra, as pkg[extra]
 
 
-def leave_out(lines: list[str], blocked: str, guest: Guest, depth: int = MAX_DEPTH) -> tuple[list[str], str] | None:
+def leave_out(lines: list[str], blocked: str, guest: Guest) -> tuple[list[str], str] | None:
     """`lines` (re-serialised requirements) with `blocked` (a canonical name) taken out of the
     extra that brings it in, and that extra as `pkg[extra]`; None when no extra of these lines
-    (followed MAX_DEPTH deep) asks for it."""
+    (followed MAX_DEPTH deep) asks for it. A line an earlier call added for an extra is taken
+    out as it is (uvicorn[standard] asks for httptools, then uvloop)."""
+    for i, line in enumerate(lines):
+        req = _parse(line)
+        if line in guest.optional and req is not None and canonicalize_name(req.name) == blocked:
+            return lines[:i] + lines[i + 1:], guest.optional[line]
+    return _expand(lines, blocked, guest, MAX_DEPTH)
+
+
+def _expand(lines: list[str], blocked: str, guest: Guest, depth: int) -> tuple[list[str], str] | None:
     if depth <= 0:
         return None
     for i, line in enumerate(lines):
@@ -65,11 +75,15 @@ def leave_out(lines: list[str], blocked: str, guest: Guest, depth: int = MAX_DEP
         names = [canonicalize_name(r.name) for r in map(_parse, added) if r is not None]
         via = f"{req.name}[{','.join(sorted(req.extras))}]"
         if blocked in names:
-            kept = [a for a, n in zip(added, names, strict=True) if n != blocked]
-            return lines[:i] + [_without_extras(req), *kept] + lines[i + 1:], via
-        deeper = leave_out(added, blocked, guest, depth - 1)
-        if deeper is not None:
-            return lines[:i] + [_without_extras(req), *deeper[0]] + lines[i + 1:], deeper[1]
+            added, found = [a for a, n in zip(added, names, strict=True) if n != blocked], via
+        else:
+            deeper = _expand(added, blocked, guest, depth - 1)
+            if deeper is None:
+                continue
+            added, found = deeper
+        for a in added:  # what this extra added (a deeper one's lines are already its own)
+            guest.optional.setdefault(a, via)
+        return lines[:i] + [_without_extras(req), *added] + lines[i + 1:], found
     return None
 
 
