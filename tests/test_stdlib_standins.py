@@ -78,11 +78,13 @@ except FileNotFoundError as e:
     print("FileNotFoundError", e.filename)
 '''
 
-# gunicorn names AF_UNIX at import, neo4j imports SO_KEEPALIVE and getservbyname: each exists, and
+# gunicorn names AF_UNIX at import, neo4j imports SO_KEEPALIVE and getservbyname, celery calls
+# gethostname at import: each exists, and
 # what WASI cannot do fails when used.
 SOCKETS = r'''
 import socket
 print(socket.AF_UNIX.name, socket.SO_KEEPALIVE, socket.getservbyname("https", "tcp"), socket.getservbyport(80))
+print(socket.gethostname())
 try:
     socket.getservbyname("nosuchservice")
 except OSError as e:
@@ -182,7 +184,9 @@ def test_a_root_extraction_restores_owners_as_in_a_container(boxer, image):
 def test_socket_names_that_libraries_import_exist(boxer, image):
     r = boxer("run", "--rm", str(image), "python", "sockets.py")
     assert (r.returncode, r.stderr) == (0, ""), r.stderr
-    assert r.stdout == "AF_UNIX 9 443 http\nservice/proto not found\nno unix sockets: OSError\n"
+    assert r.stdout == "AF_UNIX 9 443 http\nlocalhost\nservice/proto not found\nno unix sockets: OSError\n"
+    r = boxer("run", "--rm", "-e", "HOSTNAME=web-1", str(image), "python", "-c", "import socket; print(socket.gethostname())")
+    assert r.stdout == "web-1\n", r.stderr
 
 
 def test_ssl_imports_and_a_connection_says_there_is_no_network(boxer, image):

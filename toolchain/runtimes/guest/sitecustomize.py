@@ -16,6 +16,8 @@ imports this module). A Dockerfile's own sitecustomize.py earlier on sys.path re
   it), with wasi-libc's values, as the networked guest's socket module has them.
 - socket.getservbyname and getservbyport (neo4j imports them), from the image's
   /etc/services as glibc reads it; the python bases have one with the common services.
+- socket.gethostname (celery calls it at import): $HOSTNAME, which Docker sets in a container,
+  else "localhost"; WASI has no host name.
 - socket.getaddrinfo, which fails with socket.gaierror saying the run has no network, where
   CPython for WASI has none at all (socket.create_connection, urllib and requests call it
   first and failed with an AttributeError).
@@ -92,6 +94,11 @@ def _getservbyport(port, protocolname=None, /):
     raise OSError("port/proto not found")
 
 
+def _gethostname():
+    """Return the current host's name (WASI has none: $HOSTNAME, as Docker sets it, else localhost)."""
+    return _os.environ.get("HOSTNAME") or "localhost"
+
+
 def _getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
     """A run without a network resolves no names (a networked run's socket module has its own)."""
     raise _socket_gaierror()(-3, "this sandbox has no network to resolve names in "
@@ -137,6 +144,8 @@ def _install():
         _socket.getservbyname, _socket.getservbyport = _getservbyname, _getservbyport
     if not hasattr(_socket, "getaddrinfo"):
         _socket.getaddrinfo = _getaddrinfo
+    if not hasattr(_socket, "gethostname"):
+        _socket.gethostname = _gethostname
     here = _os.path.dirname(_os.path.abspath(__file__))
 
     class _StandIns:
