@@ -154,6 +154,51 @@ def test_tty_gives_the_guest_a_terminal(cache_dir, hello_image):
     assert exit_code == 0 and "[False, False, False] None" in out, out  # no -t: no terminal, as in Docker
 
 
+RESIZE = r"""
+import os, shutil, signal, sys, time
+print("env", "COLUMNS" in os.environ, "LINES" in os.environ, tuple(os.get_terminal_size()), flush=True)
+while os.get_terminal_size() == (80, 24):  # no handler yet: the size is still followed
+    time.sleep(0.05)
+print("polled", tuple(os.get_terminal_size()), tuple(shutil.get_terminal_size()), flush=True)
+got = []
+signal.signal(signal.SIGWINCH, lambda *_: got.append(tuple(shutil.get_terminal_size())))
+print("busy", flush=True)
+while (100, 30) not in got:  # a busy guest: the handler runs at an epoch tick
+    pass
+print("busy handler", got[-1], flush=True)
+print("sleeping", flush=True)
+while (90, 20) not in got:  # a sleeping guest: the handler runs when the sleep ends
+    time.sleep(0.05)
+print("sleep handler", got[-1], os.get_terminal_size(sys.stdout.fileno()), flush=True)
+"""
+
+
+def test_a_resize_is_followed_by_the_guest(cache_dir, hello_image):
+    """`-t`: when the window is resized (TIOCSWINSZ on the pseudo-terminal, so the kernel
+    sends boxer SIGWINCH), os.get_terminal_size() and shutil.get_terminal_size() give the new
+    size, and the guest's SIGWINCH handler runs, busy or sleeping, as in `docker run -t`;
+    COLUMNS and LINES are not in its environment (they would pin shutil's answer)."""
+    child = spawn(cache_dir, "run", "-t", str(hello_image), "python", "-c", RESIZE, size=(24, 80))
+    child.expect_exact("env False False (80, 24)")
+    child.setwinsize(40, 120)
+    child.expect_exact("polled (120, 40) (120, 40)")
+    child.expect_exact("busy")
+    child.setwinsize(30, 100)
+    child.expect_exact("busy handler (100, 30)")
+    child.expect_exact("sleeping")
+    child.setwinsize(20, 90)
+    exit_code, out = finish(child)
+    assert exit_code == 0 and "sleep handler (90, 20) os.terminal_size(columns=90, lines=20)" in out, out
+    assert "ignored" not in out and "Error" not in out, out
+
+
+def test_a_size_given_with_e_is_kept(cache_dir, hello_image):
+    code = "import os, shutil; print(os.environ.get('COLUMNS'), tuple(shutil.get_terminal_size()))"
+    exit_code, out = finish(spawn(cache_dir, "run", "-t", "-e", "COLUMNS=50", str(hello_image), "python", "-c", code,
+                                  size=(33, 101)))
+    assert exit_code == 0 and "50 (50, 33)" in out, out
+
+
 def test_ctrl_c_is_a_keyboard_interrupt_in_the_guest(cache_dir, hello_image):
     """As in a native CPython: a busy loop ends with KeyboardInterrupt's traceback and 130; a
     guest that catches it (in a sleep) goes on and ends as it likes."""

@@ -215,6 +215,27 @@ def test_ctrl_c_reaches_a_busy_served_guest_as_keyboard_interrupt(served):
     assert _wait_for(lambda: not _alive(run))
 
 
+def test_a_served_tty_run_follows_a_resize(served):
+    """-t through the server: the client relays SIGWINCH, and the run (the server's child, on
+    the client's terminal) rewrites its guest's size and runs its SIGWINCH handler."""
+    import pexpect
+
+    served.start()
+    before = len(served.served_runs())
+    code = ("import os, shutil, signal\ngot = []\n"
+            "signal.signal(signal.SIGWINCH, lambda *_: got.append(tuple(shutil.get_terminal_size())))\n"
+            "print('ready', flush=True)\nwhile (120, 40) not in got:\n    pass\n"
+            "print('resized', got[-1], tuple(os.get_terminal_size()))\n")
+    child = pexpect.spawn(sys.executable, ["-m", "boxer_py", "run", "-t", str(served.image), "python", "-c", code],
+                          env={**served.env, "TERM": "xterm"}, encoding="utf-8", timeout=120, dimensions=(24, 80))
+    child.expect_exact("ready")
+    child.setwinsize(40, 120)
+    child.expect_exact("resized (120, 40) (120, 40)")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0 and len(served.served_runs()) == before + 1
+
+
 def _state(pid: int) -> str:
     with open(f"/proc/{pid}/stat") as f:
         return f.read().rsplit(")", 1)[1].split()[0]

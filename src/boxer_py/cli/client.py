@@ -26,7 +26,7 @@ from boxer_py import locations
 PROTOCOL = b"boxer-run/1"
 SPAWN_WITHIN = 600.0  # seconds: a second `boxer run` this soon after the first starts a server
 RELAYED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
-           signal.SIGTSTP, signal.SIGCONT)
+           signal.SIGTSTP, signal.SIGCONT, signal.SIGWINCH)
 
 
 def main() -> None:

@@ -36,7 +36,7 @@ PLATFORMS = ("wasi/wasm", "wasip1/wasm", "wasi/wasm32", "wasm32/wasi", "wasm/was
 @click.option("--file", "copies", multiple=True, metavar="HOST:GUEST",
               help="Copy a host file into the run's writable layer at GUEST before it starts.")
 @click.option("-i", "--interactive", is_flag=True, help="Pass this process's stdin to the guest.")
-@click.option("-t", "--tty", is_flag=True, help="Give the guest this terminal (isatty() true, TERM, COLUMNS, LINES).")
+@click.option("-t", "--tty", is_flag=True, help="Give the guest this terminal (isatty() true, TERM, its size, followed).")
 @click.option("--stdin", "stdin_file", metavar="FILE|-", help="Feed the guest's stdin from a file (- for this stdin).")
 @click.option("--timeout", metavar="SECONDS", help="Stop the guest after this long (exit code 124).")
 @click.option("--memory", "-m", metavar="SIZE", help="Cap the guest's memory, e.g. 256m.")
@@ -103,6 +103,8 @@ def run(launcher, image, command, env, env_file, workdir, entrypoint, volume, co
 def _run(launcher, image, command, env, env_file, workdir, entrypoint, volume, copies, interactive, tty, stdin_file,
          timeout, memory, max_output, disk, read_only, user, as_json, wanted, publish_all) -> tuple[RunResult, RunSpec]:
     environment = variables(env, env_file)
+    # -t on a terminal: the size is followed (runtime/winsize.py), unless -e gave one
+    resize = threading.Event() if tty and sys.stdout.isatty() and not {"COLUMNS", "LINES"} & set(environment) else None
     if tty and sys.stdout.isatty():
         environment = {**_terminal_env(), **environment}
     checked = limits(timeout, memory, max_output, disk)
@@ -123,6 +125,7 @@ def _run(launcher, image, command, env, env_file, workdir, entrypoint, volume, c
         user=user,
         cancel=cancel,
         interrupt=interrupt,
+        resize=resize,
         files=inputs.check([_host_file(c) for c in copies], checked.disk),
         network=wanted,
         on_listen=_show_ports,
@@ -134,7 +137,7 @@ def _run(launcher, image, command, env, env_file, workdir, entrypoint, volume, c
         from boxer_py.runtime.launcher import Launcher
 
         launcher = Launcher(default_cache_dir())
-    signalled = watchdog.cancel_on_signals(cancel, interrupt)
+    signalled = watchdog.cancel_on_signals(cancel, interrupt, resize=resize)
     opened = launcher.open(path)
     if publish_all:
         spec = replace(spec, network=wanted.publish_exposed(opened.spec.config.exposed_ports))
@@ -208,8 +211,9 @@ class _RefusalLines:
 
 def _terminal_env() -> dict[str, str]:
     """What a program in `docker run -t` learns of its terminal: TERM (xterm when unset, as
-    Docker), and its size as COLUMNS and LINES, which shutil.get_terminal_size and curses-free
-    libraries read (WASI has no ioctl for it, and no SIGWINCH: a resize is not followed)."""
+    Docker), and its size at start as COLUMNS and LINES, for programs that read them (WASI has
+    no ioctl for it). Boxer's sitecustomize drops those two for os.get_terminal_size, which
+    follows the window (runtime/winsize.py)."""
     out = {"TERM": os.environ.get("TERM") or "xterm"}
     try:
         size = os.get_terminal_size(1)

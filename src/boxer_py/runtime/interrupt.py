@@ -13,7 +13,17 @@ sleep (cut short), or while the line editor waits for a line (the read then fail
 EINTR, and CPython's reader checks for signals as after a real one).
 
 A module where calibration does not find exactly four such words gets no KeyboardInterrupt:
-Ctrl-C stops its run instead (exit 130).
+Ctrl-C stops its run instead (exit 130). Other words of a busy runtime may go from 0 to 1
+between two sleeps now and then, so a calibration that does not find what it expects is run
+again (up to CALIBRATION_RUNS times) before a module is said to have none.
+
+A terminal's resize (SIGWINCH, `boxer run -t`) reaches a guest's `signal.SIGWINCH` handler the
+same way. The calibration goes on with `_thread.interrupt_main(signal.SIGWINCH)` under a
+Python handler: CPython keeps one {tripped, handler} pair of words per signal, so SIGWINCH's
+"tripped" word is SIGINT's plus 26 pairs, and it and the three words shared with SIGINT must
+all go from 0 to 1. The handler word after it is also noted for SIG_DFL and SIG_IGN (CPython's
+small ints, at fixed addresses): a resize is delivered only when the guest has a handler of its
+own there (for another value CPython would report "Signal 28 ignored due to race condition").
 """
 from __future__ import annotations
 
@@ -37,12 +47,29 @@ WASI = "wasi_snapshot_preview1"
 FLAG_WORDS = 4
 CALIBRATION_TIMEOUT = 30.0  # seconds (a CPython start takes well under one)
 CALIBRATION_MEMORY = 256 << 20
-CALIBRATION = ("import _thread, functools, operator, time\n"
+CALIBRATION = ("import _thread, functools, operator, signal, time\n"
+               "nap = functools.partial(time.sleep, 0.001)\n"
                "try:\n"
-               "    list(map(operator.call, [functools.partial(time.sleep, 0.001), _thread.interrupt_main,\n"
-               "                             functools.partial(time.sleep, 0.001)]))\n"
+               "    list(map(operator.call, [nap, _thread.interrupt_main, nap]))\n"
                "except KeyboardInterrupt:\n"
-               "    pass\n")
+               "    pass\n"
+               "signal.signal(signal.SIGWINCH, signal.SIG_IGN)\n"
+               "nap()\n"
+               "signal.signal(signal.SIGWINCH, lambda *_: None)\n"
+               "list(map(operator.call, [nap, functools.partial(_thread.interrupt_main, signal.SIGWINCH), nap]))\n")
+NAPS = 5  # the calibration's sleeps: before and after SIGINT, SIG_IGN set, before and after SIGWINCH
+CALIBRATION_RUNS = 3
+CALIBRATION_VERSION = 2  # part of the cache's name: version 1 had no SIGWINCH
+SIGINT, SIGWINCH, HANDLER_PAIR = 2, 28, 8  # wasi-libc's numbers; CPython's {tripped, func} on wasm32
+
+
+@dataclass(frozen=True)
+class Winch:
+    """Where a CPython keeps SIGWINCH: the words to set, its handler word and that word's
+    values when the guest has no handler of its own (0, SIG_DFL, SIG_IGN)."""
+    flags: tuple[int, ...]
+    handler: int
+    unhandled: tuple[int, ...]
 
 
 @dataclass
@@ -55,6 +82,24 @@ class Interrupts:
     flags: tuple[int, ...] | None = None
     memory: wasmtime.Memory | None = field(default=None, repr=False)
     delivered: bool = False
+    winch: Winch | None = None
+    resized: threading.Event = field(default_factory=threading.Event)  # set when the terminal's size changed
+
+    def deliver_winch(self, store: wasmtime.Store | wasmtime.Caller) -> bool:
+        """Run the guest's SIGWINCH handler at its next check if the terminal was resized
+        and it has one; True if it was told."""
+        if not self.resized.is_set() or self.winch is None or self.memory is None:
+            return False
+        self.resized.clear()
+        try:
+            handler = struct.unpack("<I", self.memory.read(store, self.winch.handler, self.winch.handler + 4))[0]
+            if handler in self.winch.unhandled:
+                return False
+            for address in self.winch.flags:
+                self.memory.write(store, struct.pack("<i", 1), address)
+        except (ValueError, IndexError, struct.error, wasmtime.WasmtimeError):
+            return False
+        return True
 
     def deliverable(self) -> bool:
         return self.flags is not None and self.memory is not None
@@ -79,8 +124,11 @@ def for_run(request: threading.Event | None, engine: wasmtime.Engine, ticker: Ti
     it is the image's CPython."""
     if request is None:
         return None
-    cache = cache_dir / "interrupt" / f"{loaded.digest}.json"
-    return Interrupts(request, calibrate(engine, ticker, loaded.module, root, argv0, cache) if cpython else None)
+    if not cpython:
+        return Interrupts(request)
+    cache = cache_dir / "interrupt" / f"{loaded.digest}-{CALIBRATION_VERSION}.json"
+    flags = calibrate(engine, ticker, loaded.module, root, argv0, cache)
+    return Interrupts(request, flags, winch=load_winch(cache) if flags else None)
 
 
 def settle(interrupts: Interrupts | None, result: RunResult) -> None:
@@ -108,6 +156,19 @@ def load(cache: Path) -> tuple[int, ...] | None:
     return None
 
 
+def load_winch(cache: Path) -> Winch | None:
+    """The cached calibration's SIGWINCH (None if it found none)."""
+    try:
+        doc = json.loads(cache.read_text()).get("winch")
+        winch = Winch(tuple(doc["flags"]), doc["handler"], tuple(doc["unhandled"]))
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        return None
+    numbers = (*winch.flags, winch.handler, *winch.unhandled)
+    if len(winch.flags) != FLAG_WORDS or not all(isinstance(x, int) and x >= 0 for x in numbers):
+        return None
+    return winch
+
+
 def calibrate(engine: wasmtime.Engine, ticker: Ticker, module: wasmtime.Module, root: Path, argv0: str,
               cache: Path) -> tuple[int, ...] | None:
     """Find the flags of `module` (a CPython) by a run with `root` read-only as /, and cache
@@ -115,6 +176,30 @@ def calibrate(engine: wasmtime.Engine, ticker: Ticker, module: wasmtime.Module, 
     run is bounded like any guest's: CALIBRATION_TIMEOUT, CALIBRATION_MEMORY."""
     if cache.exists():
         return load(cache)
+    flags: tuple[int, ...] | None = None
+    winch: Winch | None = None
+    for _ in range(CALIBRATION_RUNS):
+        memories = _calibration_run(engine, ticker, module, root, argv0)
+        found = _flags(memories[0], memories[1]) if len(memories) >= 2 else None
+        if found is None:
+            continue
+        flags, winch = found, _winch(found, memories) if len(memories) == NAPS else None
+        if winch is not None:
+            break
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        doc: dict[str, object] = {"flags": list(flags or [])}
+        if winch is not None:
+            doc["winch"] = {"flags": list(winch.flags), "handler": winch.handler, "unhandled": list(winch.unhandled)}
+        imagefile.write(cache, json.dumps(doc).encode())
+    except OSError:
+        pass
+    return flags
+
+
+def _calibration_run(engine: wasmtime.Engine, ticker: Ticker, module: wasmtime.Module, root: Path,
+                     argv0: str) -> list[bytes]:
+    """The guest's memory at each of the calibration's naps."""
     memories: list[bytes] = []
     linker = wasmtime.Linker(engine)
     linker.define_wasi()
@@ -123,7 +208,7 @@ def calibrate(engine: wasmtime.Engine, ticker: Ticker, module: wasmtime.Module, 
 
     def poll_oneoff(caller: wasmtime.Caller, subs: int, events: int, count: int, count_out: int) -> int:
         memory = caller.get("memory")
-        if not isinstance(memory, wasmtime.Memory) or count != 1 or len(memories) >= 2:
+        if not isinstance(memory, wasmtime.Memory) or count != 1 or len(memories) >= NAPS:
             return 28  # EINVAL: nothing else is expected of the calibration's guest
         userdata = struct.unpack("<Q", memory.read(caller, subs, subs + 8))[0]
         memories.append(bytes(memory.read(caller, 0, memory.data_len(caller))))
@@ -140,7 +225,6 @@ def calibrate(engine: wasmtime.Engine, ticker: Ticker, module: wasmtime.Module, 
     wasi.argv = [argv0, "-c", CALIBRATION]
     wasi.preopen_dir(str(root), "/", False)
     store.set_wasi(wasi)
-    flags: tuple[int, ...] | None = None
     try:
         start = reactor.entry(store, linker.instantiate(store, module).exports(store))
         if start is not None:
@@ -148,14 +232,33 @@ def calibrate(engine: wasmtime.Engine, ticker: Ticker, module: wasmtime.Module, 
                 start()
     except (wasmtime.ExitTrap, wasmtime.Trap, wasmtime.WasmtimeError):
         pass
-    if len(memories) == 2:
-        flags = _flags(memories[0], memories[1])
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        imagefile.write(cache, json.dumps({"flags": list(flags or [])}).encode())
-    except OSError:
-        pass
-    return flags
+    return memories
+
+
+def _winch(sigint: tuple[int, ...], memories: list[bytes]) -> Winch | None:
+    """SIGWINCH's words from the calibration's naps (see CALIBRATION), if they are as
+    expected: SIGINT's "tripped" word is the one of its four that SIGWINCH does not set,
+    SIGWINCH's is 26 pairs further, and it and the three shared ones went from 0 to 1 (other
+    words may have too); its handler word held three different values: SIG_DFL, then SIG_IGN,
+    then the calibration's handler."""
+    size = min(len(memories[3]), len(memories[4])) // 4 * 4
+    before, after = array.array("i", memories[3][:size]), array.array("i", memories[4][:size])
+    changed = {i * 4 for i in range(len(before)) if before[i] == 0 and after[i] == 1}
+    own = [f for f in sigint if f not in changed]
+    if len(own) != 1:
+        return None
+    tripped = own[0] + (SIGWINCH - SIGINT) * HANDLER_PAIR
+    handler = tripped + 4
+    if tripped not in changed or handler + 4 > size:
+        return None
+
+    def word(memory: bytes) -> int:
+        return int(struct.unpack_from("<I", memory, handler)[0])
+
+    default, ignore, installed = word(memories[0]), word(memories[2]), word(memories[3])
+    if len({default, ignore, installed, 0}) != 4:
+        return None
+    return Winch((tripped, *(f for f in sigint if f != own[0])), handler, (0, default, ignore))
 
 
 def _flags(before: bytes, after: bytes) -> tuple[int, ...] | None:

@@ -26,7 +26,7 @@ from boxer_py.image.hostfs import remove_tree
 from boxer_py.image.imagefile import Image
 from boxer_py.image.paths import cpython_start, program_candidates
 from boxer_py.image.rootfs import resolve, unpack, within
-from boxer_py.runtime import inputs, interrupt, mounts, reactor, verified, watchdog
+from boxer_py.runtime import inputs, interrupt, mounts, reactor, verified, watchdog, winsize
 from boxer_py.runtime.argv import resolve_argv, shell_words, with_interpreter
 from boxer_py.runtime.engines import Engines, names
 from boxer_py.runtime.interrupt import Interrupts
@@ -159,8 +159,16 @@ class Launcher:
             raise RunError(f"the working or output directory is longer than {MAX_GUEST_DIR} bytes")
         base = self.rootfs(image)
         shared = reactor.read_only(config.labels, base)
+        window = winsize.WindowSize(self.runs, 1) if spec.tty and spec.stream and spec.resize and os.isatty(1) else None
+        if window is not None:  # -t: the size of the terminal, followed
+            spec, env = replace(spec, mounts=(*spec.mounts, window.mount())), {**env, **window.env()}
         layout = (workdir, spec.output_dir, tuple((m.guest, m.host.is_file()) for m in spec.mounts))  # made below
-        tmp = self.workspaces.take(image.id, base, [host for _, host in shared], layout)
+        try:
+            tmp = self.workspaces.take(image.id, base, [host for _, host in shared], layout)
+        except BaseException:
+            if window is not None:
+                window.close()
+            raise
         copies: list[mounts.FileMount] = []  # single-file mounts (copied in, pinned, written back)
         dirs: list[Mount] = []
         try:
@@ -191,6 +199,8 @@ class Launcher:
             cpython = source is not None and (source is loaded or resume is not None)
             interrupts = interrupt.for_run(spec.interrupt, engine.engine, engine.ticker, source if cpython else loaded,  # type: ignore[arg-type]
                                            base, argv[0], self.cache_dir, cpython)  # Ctrl-C
+            if window is not None and spec.resize is not None:
+                window.follow(spec.resize, interrupts.resized if interrupts else None)
             result = self._sandbox(root, loaded, argv, env, workdir, spec, tmp, config.labels, shared,
                                    resume=resume, interrupts=interrupts, pinned=[c.pinned() for c in copies])
             for copy in copies:
@@ -212,6 +222,8 @@ class Launcher:
         finally:
             for copy in copies:
                 copy.close()
+            if window is not None:
+                window.close()
             self.workspaces.give_back(tmp)
 
     def held(self) -> tuple[list[tuple[ModuleKey, str, int | None]], list[str]]:

@@ -96,6 +96,10 @@ class DiskWatch:
                 store = self._store() if self._store is not None else None
                 if store is not None:
                     self.interrupts.deliver(store)  # CPython raises KeyboardInterrupt at its next check
+            if self.interrupts is not None and self.interrupts.resized.is_set() and self._store is not None:
+                store = self._store()
+                if store is not None:
+                    self.interrupts.deliver_winch(store)  # the guest's SIGWINCH handler, if it has one
             if self.deadline is not None and now >= self.deadline:
                 self.deadlines.expire()
                 return _error("timed out")

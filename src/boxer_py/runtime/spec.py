@@ -165,6 +165,7 @@ class RunSpec:
     user: str | None = None  # the USER to run as (WASI has no users: it chooses the default HOME only)
     cancel: threading.Event | None = None  # set (from any thread) to stop the run now
     interrupt: threading.Event | None = None  # set on Ctrl-C: a KeyboardInterrupt in a CPython guest, else a stop
+    resize: threading.Event | None = None  # with tty: set when the terminal was resized; the guest follows (winsize)
     files: tuple[tuple[str, bytes], ...] = ()  # (guest path, content): put into the writable layer first
     on_stdout: Callable[[bytes], object] | None = None  # handed the guest's output as it comes
     on_stderr: Callable[[bytes], object] | None = None

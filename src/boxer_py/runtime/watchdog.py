@@ -145,7 +145,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def cancel_on_signals(cancel: threading.Event, interrupt: threading.Event,
-                      grace: float = GRACE) -> Callable[[], int | None]:
+                      grace: float = GRACE, resize: threading.Event | None = None) -> Callable[[], int | None]:
     """Ctrl-C (SIGINT) sets `interrupt` (a KeyboardInterrupt in a CPython guest, else a stop),
     SIGTERM and SIGHUP set `cancel` (a stop); the launcher checks both at every epoch tick and
     in every sleep, instead of waiting for the guest to return to Python (a busy guest never
@@ -153,12 +153,13 @@ def cancel_on_signals(cancel: threading.Event, interrupt: threading.Event,
     a signal's handler only between bytecodes, so the signal comes through
     signal.set_wakeup_fd to a thread. A guest blocked in the host (reading stdin) cannot be
     reached in-process: if the signal is still pending `grace` seconds later, the process
-    ends with 128+N, as a native program killed by the signal would. Returns a function that
+    ends with 128+N, as a native program killed by the signal would. SIGWINCH sets `resize`
+    if given (`run -t`: the guest follows the window, winsize.py). Returns a function that
     gives the last stopping signal that came (or None)."""
     read, write = os.pipe2(os.O_CLOEXEC)
     os.set_blocking(write, False)
     came: list[int] = []
-    for signum in STOP_SIGNALS:
+    for signum in STOP_SIGNALS + ((signal.SIGWINCH,) if resize is not None else ()):
         signal.signal(signum, lambda *_: None)
     signal.set_wakeup_fd(write, warn_on_full_buffer=False)
 
@@ -169,6 +170,8 @@ def cancel_on_signals(cancel: threading.Event, interrupt: threading.Event,
     def watch() -> None:
         while True:
             for signum in os.read(read, 16):
+                if signum == signal.SIGWINCH and resize is not None:
+                    resize.set()
                 if signum not in STOP_SIGNALS:
                     continue
                 pending = interrupt if signum == signal.SIGINT else cancel

@@ -21,6 +21,11 @@ imports this module). A Dockerfile's own sitecustomize.py earlier on sys.path re
 - socket.getaddrinfo, which fails with socket.gaierror saying the run has no network, where
   CPython for WASI has none at all (socket.create_connection, urllib and requests call it
   first and failed with an AttributeError).
+- os.get_terminal_size (WASI has no ioctl, so CPython for WASI has none): under `boxer run
+  -t` on a terminal, boxer keeps that terminal's size in the read-only file BOXER_TTY names
+  and rewrites it when the window is resized (a SIGWINCH handler then runs), so this reads
+  it; COLUMNS and LINES, which boxer then set only as the size at start, are dropped, so
+  shutil.get_terminal_size, rich and click follow the window as in `docker run -t`.
 - concurrent.futures.thread, when the runtime's stdlib lacks it (the VMware 3.12 build):
   served from _boxer_futures_thread.py beside this file, by a finder that comes last, so a
   stdlib that has the module keeps its own.
@@ -110,7 +115,25 @@ def _socket_gaierror():
     return getattr(_socket, "gaierror", OSError)
 
 
+def _get_terminal_size(fd=1, /):
+    """Return the size of the terminal window as (columns, lines)."""
+    where = _os.environ.get("BOXER_TTY")
+    try:
+        if where and _os.isatty(fd):
+            with open(where, "rb") as f:
+                columns, lines = (int(n) for n in f.read(64).split())
+            return _os.terminal_size((columns, lines))
+    except (OSError, ValueError):
+        pass
+    raise OSError(59, "Inappropriate ioctl for device")  # ENOTTY, as for a descriptor that is no terminal
+
+
 def _install():
+    if not hasattr(_os, "get_terminal_size"):
+        _os.get_terminal_size = _get_terminal_size
+        if _os.environ.get("BOXER_TTY"):  # boxer's COLUMNS and LINES: the size at start only
+            _os.environ.pop("COLUMNS", None)
+            _os.environ.pop("LINES", None)
     if not hasattr(_os, "getuid"):
         _os.getuid = _os.geteuid = lambda: _identity()[0]
         _os.getgid = _os.getegid = lambda: _identity()[1]

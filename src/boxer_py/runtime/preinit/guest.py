@@ -204,6 +204,9 @@ def resume():
     for item in env:
         key, _, value = item.partition("=")
         os.environ[key] = value
+    if os.environ.get("BOXER_TTY") and getattr(getattr(os, "get_terminal_size", None), "__module__", "") == "sitecustomize":
+        os.environ.pop("COLUMNS", None)  # boxer's start-up size: boxer's sitecustomize follows the window
+        os.environ.pop("LINES", None)
     try:
         os.chdir(cwd)
     except OSError:

@@ -126,7 +126,10 @@ def define(linker: wasmtime.Linker, deadlines: Deadlines) -> None:
 def _sleep(seconds: float, deadlines: Deadlines, caller: wasmtime.Caller | None = None) -> None:
     """Sleep for the guest, up to its run's deadline (then Expired). A cancel ends the sleep
     (Expired: the launcher sees the cancel and reports an interruption); so does a Ctrl-C,
-    which returns early once delivered (CPython then raises KeyboardInterrupt)."""
+    which returns early once delivered (CPython then raises KeyboardInterrupt). A terminal
+    resize is delivered too, but the sleep goes on: the guest's SIGWINCH handler runs when it
+    ends (a native sleep would run it at once and sleep on, PEP 475, but wasi-libc's
+    clock_nanosleep turns an EINTR into ENOTSUP, so a sleep cannot be interrupted and resumed)."""
     deadline, cancel, interrupts = deadlines.get(), deadlines.cancel(), deadlines.interrupts()
     end = time.monotonic() + seconds
     if deadline is not None and end > deadline:
@@ -144,6 +147,8 @@ def _sleep(seconds: float, deadlines: Deadlines, caller: wasmtime.Caller | None 
             if caller is not None and interrupts.deliver(caller):
                 return
             raise Expired()  # not a CPython it can interrupt: the launcher stops the run
+        if interrupts is not None and caller is not None and interrupts.resized.is_set():
+            interrupts.deliver_winch(caller)
     if deadline is not None and end >= deadline and time.monotonic() >= deadline:
         deadlines.expire()
         raise Expired()
