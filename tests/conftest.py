@@ -189,3 +189,39 @@ def hello_c_image(hello_c_context, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("hello-c-image") / "hello-c.wasm"
     boxer_py.build(hello_c_context, out, tag="hello-c")
     return out
+
+
+# --- parts several modules drive: one per module that asks ------------------------------------
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    """Debian's docker-registry on 127.0.0.1 (tests/localregistry.py)."""
+    from localregistry import LocalRegistry
+
+    reg = LocalRegistry(tmp_path_factory.mktemp("registry")).start()
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(scope="module")
+def containerd(registry, tmp_path_factory):
+    """Debian's containerd as a Kubernetes node runs it, pulling from `registry` (tests/containerdnode.py)."""
+    from containerdnode import Containerd
+
+    node = Containerd(tmp_path_factory.mktemp("containerd"), registry.host)
+    try:
+        why = node.start()
+        if why:
+            pytest.skip(f"containerd cannot start here: {why}")
+        yield node
+    finally:
+        node.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Chromium, one per module (tests/chromium.py says why); modules that need other flags define their own."""
+    from chromium import chromium
+
+    with chromium() as b:
+        yield b

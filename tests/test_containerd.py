@@ -8,29 +8,8 @@ import grpc
 import pytest
 
 import containerdnode
-from containerdnode import Containerd
-from localregistry import LocalRegistry
 
 pytestmark = pytest.mark.skipif(bool(containerdnode.missing()), reason=containerdnode.missing() or "-")
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    reg = LocalRegistry(tmp_path_factory.mktemp("registry")).start()
-    yield reg
-    reg.stop()
-
-
-@pytest.fixture(scope="module")
-def containerd(registry, tmp_path_factory):
-    node = Containerd(tmp_path_factory.mktemp("containerd"), registry.host)
-    try:
-        why = node.start()
-        if why:
-            pytest.skip(f"containerd cannot start here: {why}")
-        yield node
-    finally:
-        node.stop()
 
 
 def test_the_wasm_artifact_and_containerd_versions_are_as_documented(boxer, registry, containerd, hello_image):

@@ -17,16 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import sync_playwright
 
 import boxer_py
 import containerdnode
 import runwasi
 from boxer_py.browser import site
 from boxer_py.image import wasmbin
-from containerdnode import Containerd
-from localregistry import LocalRegistry
-from test_web import CHROMIUM, CHROMIUM_ARGS
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
@@ -69,38 +65,9 @@ def images(hello_image, hello_c_image, cache_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    reg = LocalRegistry(tmp_path_factory.mktemp("registry")).start()
-    yield reg
-    reg.stop()
-
-
-@pytest.fixture(scope="module")
-def containerd(registry, tmp_path_factory):
-    node = Containerd(tmp_path_factory.mktemp("containerd"), registry.host)
-    try:
-        why = node.start()
-        if why:
-            pytest.skip(f"containerd cannot start here: {why}")
-        yield node
-    finally:
-        node.stop()
-
-
-@pytest.fixture(scope="module")
 def wasmtime_options(wasmtime_cache) -> tuple[str, ...]:
     """The session's compile cache for the wasmtime CLI (test_standalone compiles the same modules)."""
     return ("-C", f"cache-config={wasmtime_cache}")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.fail("Debian's chromium is not installed: run `make system`")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 Outcome = tuple[int, str, str]   # exit code, stdout, stderr

@@ -32,13 +32,6 @@ pytestmark = pytest.mark.skipif(not (os.access(REGISTRY_BINARY, os.X_OK) and os.
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    reg = LocalRegistry(tmp_path_factory.mktemp("registry")).start()
-    yield reg
-    reg.stop()
-
-
-@pytest.fixture(scope="module")
 def auth_registry(tmp_path_factory):
     reg = LocalRegistry(tmp_path_factory.mktemp("auth-registry"), {USER: PASSWORD}).start()
     yield reg

@@ -8,20 +8,9 @@ the form's stdin only (the last test).
 from __future__ import annotations
 
 import pytest
-from playwright.sync_api import sync_playwright
 
 from boxer_py.browser import site
-from test_web import CHROMIUM, CHROMIUM_ARGS, RUN_TIMEOUT_MS, Page, _static_server
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.fail("Debian's chromium is not installed: run `make system`")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+from test_web import RUN_TIMEOUT_MS, Page, _static_server
 
 
 @pytest.fixture

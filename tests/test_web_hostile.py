@@ -23,15 +23,14 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 import boxer_py
+import chromium
 from boxer_py.browser import site
 from boxer_py.image import imagefile
 from pageclick import click_without_scrolling
 
-CHROMIUM = Path("/usr/bin/chromium")
 MARK = f"boxer-hostile-{uuid.uuid4().hex[:12]}"  # finds this test's browser among the machine's processes
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-                 f"--user-agent=Mozilla/5.0 {MARK}"]
+CHROMIUM_ARGS = [*chromium.CHROMIUM_ARGS, f"--user-agent=Mozilla/5.0 {MARK}"]
+CHROMIUM = chromium.CHROMIUM
 RUN_TIMEOUT_MS = 180_000
 
 DOCKERFILE = """
@@ -418,7 +417,7 @@ def test_run_pressed_while_the_first_run_compiles_starts_no_second_worker_and_st
     page.page.click("#stop")
     run = page.last_run(1)
     assert (run["exitCode"], run["trap"]) == (137, "stopped")
-    page.page.wait_for_function("() => window.boxer.app.workers.size === 0", timeout=10_000)
+    page.page.wait_for_function("() => window.boxer.app.workers.size === 0", timeout=60_000)
     time.sleep(1)
     cpu = _browser_cpu()
     time.sleep(3)
@@ -478,7 +477,7 @@ def test_running_a_previews_scripts_is_an_explicit_choice_with_its_own_policy(we
     assert frame_el.get_attribute("sandbox") == "allow-scripts"
     assert frame_el.get_attribute("src") == "preview.html"
     frame = page.page.frame_locator('#preview iframe[data-scripts="on"]')
-    frame.locator("#ran:text('yes')").wait_for(timeout=10_000)
+    frame.locator("#ran:text('yes')").wait_for(timeout=60_000)
     # Its script ran, under preview.html's policy; the page's own policy has no inline script.
     policy = page.page.evaluate("() => document.querySelector('meta[http-equiv=Content-Security-Policy]').content")
     script_src = next(d for d in policy.split(";") if d.strip().startswith("script-src"))
@@ -691,6 +690,7 @@ def test_boxer_serve_answers_only_its_own_host_names(hostile_image, playwright):
         assert page.getheader("X-Frame-Options") == "DENY"
         preview = _get(port, f"127.0.0.1:{port}", "/preview.html")
         assert preview.getheader("Content-Security-Policy") == site.preview_csp() + "; frame-ancestors 'self'"
+        assert preview.getheader("X-Frame-Options") == "SAMEORIGIN"   # framed only by the page
         # A real browser on a rebound name: evil.example resolves to 127.0.0.1.
         rebound = launch(playwright, "--host-resolver-rules=MAP evil.example 127.0.0.1")
         try:

@@ -15,7 +15,8 @@ import pytest
 
 import boxer_py
 from boxer_py.browser import site
-from webnet import NetPage, Recorder, build_python_image, chromium, make_cert, page_network
+from chromium import chromium
+from webnet import NetPage, Recorder, build_python_image, make_cert, page_network
 
 REFUSED = ("import urllib.request\n"
            "try:\n"

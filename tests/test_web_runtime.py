@@ -12,7 +12,8 @@ from playwright.sync_api import sync_playwright
 
 from boxer_py.browser import program, runtime, site
 from boxer_py.image import imagefile, wasmbin
-from test_web import CHROMIUM, CHROMIUM_ARGS, RUNTIME_313_MAIN, Page, _static_server
+from chromium import CHROMIUM, CHROMIUM_ARGS
+from test_web import RUNTIME_313_MAIN, Page, _static_server
 
 
 @pytest.fixture(scope="module")

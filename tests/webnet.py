@@ -11,18 +11,12 @@ import json
 import ssl
 import subprocess
 import threading
-from contextlib import contextmanager
 from pathlib import Path
-
-from playwright.sync_api import sync_playwright
 
 import boxer_py
 from boxer_py.browser import site
 from boxer_py.runtime.net.policy import guest_modules
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 RUN_TIMEOUT_MS = 180_000
 PY_DOCKERFILE = "FROM python:3.12\nWORKDIR /app\nCMD [\"python\"]\n"
 
@@ -116,16 +110,6 @@ def make_cert(directory: Path) -> str:
 
 def page_network(*rules: str, publish: tuple[int, ...] = ()) -> site.PageNetwork:
     return site.PageNetwork(tuple(rules), guest_modules(), publish)
-
-
-@contextmanager
-def chromium(*extra_args: str):
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS + list(extra_args))
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 class NetPage:

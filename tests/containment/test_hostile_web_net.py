@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from webnet import NetPage, Recorder, build_python_image, chromium
+from chromium import chromium
+from webnet import NetPage, Recorder, build_python_image
 
 pytestmark = pytest.mark.browser
 REBIND_NAME = "rebind.test"  # Chromium resolves it to 127.0.0.1 (--host-resolver-rules), as a rebinding DNS would
