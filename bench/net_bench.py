@@ -1,7 +1,8 @@
 """`make bench` rows for guest networking, native and boxed measured in the same run:
-- the same http.server and Flask app served natively and under `boxer run -p`, each hit by one
-  sequential client: requests per second, the median request's time and the server's CPU time
-  per request (its process's utime+stime from /proc), the median of ROUNDS rounds;
+- the same http.server and Flask app served natively and under `boxer run -p` on each python
+  base (RUNTIMES: the 3.13 built here and the VMware 3.12), each hit by one sequential client:
+  requests per second, the median request's time and the server's CPU time per request (its
+  process's utime+stime from /proc), the median of ROUNDS rounds;
 - connect+fetch latency to an allowed host (a local server on 127.0.0.1, allowed by IP):
   the median of FETCHES urllib fetches timed inside the same code run natively and under
   `boxer run --allow-net`."""
@@ -42,7 +43,9 @@ def index():
 
 app.run(port=int(__import__("sys").argv[1]))
 """
-FLASK_DOCKERFILE = "FROM python:3.12-slim\nWORKDIR /app\nRUN pip install flask\nCOPY app.py .\nEXPOSE 5000\n"
+FLASK_DOCKERFILE = "FROM python:{version}-slim\nWORKDIR /app\nRUN pip install flask\nCOPY app.py .\nEXPOSE 5000\n"
+SERVED_DOCKERFILE = "FROM python:{version}-slim\nWORKDIR /app\nCOPY main.py .\n"
+RUNTIMES = ("3.13", "3.12")
 
 
 def _cpu(pid: int) -> float:
@@ -99,33 +102,45 @@ def _get(port: int, path: str) -> None:
         raise RuntimeError(f"GET {path}: {response.status}")
 
 
-def rows(image: Path, workdir: Path) -> list[tuple[str, float, str]]:
+def _images(workdir: Path, version: str) -> tuple[Path, Path]:
+    """(http.server image, Flask image) on python:VERSION."""
     import boxer_py
 
+    out = []
+    for name, dockerfile, app, file in (("served", SERVED_DOCKERFILE, (REPO / "examples/hello-python/main.py").read_text(),
+                                         "main.py"), ("flask", FLASK_DOCKERFILE, FLASK_APP, "app.py")):
+        ctx = workdir / f"{name}-{version}-ctx"
+        ctx.mkdir()
+        (ctx / "Dockerfile").write_text(dockerfile.format(version=version))
+        (ctx / file).write_text(app)
+        out.append(workdir / f"{name}-{version}.wasm")
+        boxer_py.build(ctx, out[-1])
+    return out[0], out[1]
+
+
+def rows(image: Path, workdir: Path) -> list[tuple[str, float, str]]:
     env = {**os.environ, "BOXER_SERVER": "0"}
     boxer = [sys.executable, "-m", "boxer_py", "run"]
-    ctx = workdir / "flask-ctx"
-    ctx.mkdir()
-    (ctx / "Dockerfile").write_text(FLASK_DOCKERFILE)
-    (ctx / "app.py").write_text(FLASK_APP)
-    flask = workdir / "flask.wasm"
-    boxer_py.build(ctx, flask)
+    images = {version: _images(workdir, version) for version in RUNTIMES}
     exported = Path(tempfile.mkdtemp(dir=workdir))
-    subprocess.run([*boxer[:-1], "export", str(flask), str(exported / "out")], check=True, env=env,
+    subprocess.run([*boxer[:-1], "export", str(images["3.12"][1]), str(exported / "out")], check=True, env=env,
                    capture_output=True, timeout=600)
     site = exported / "out" / "rootfs" / "lib" / "python3.12" / "site-packages"  # flask is pure Python
     cases = []
     port = _free_port()
     cases.append(("http.server", [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
                                   "--directory", str(REPO / "examples" / "hello-python")], port, env, "/main.py"))
-    port = _free_port()
-    cases.append(("http.server", [*boxer, "-p", f"{port}:8000", str(image), "python", "-m", "http.server", "8000"],
-                  port, env, "/main.py"))
+    for version, (served, _) in images.items():
+        port = _free_port()
+        cases.append((f"http.server {version}", [*boxer, "-p", f"{port}:8000", str(served), "python", "-m",
+                                                 "http.server", "8000"], port, env, "/main.py"))
     port = _free_port()
     cases.append(("Flask", [sys.executable, "-c", FLASK_APP, str(port)], port,
                   {**env, "PYTHONPATH": str(site)}, "/"))
-    port = _free_port()
-    cases.append(("Flask", [*boxer, "-p", f"{port}:5000", str(flask), "python", "app.py", "5000"], port, env, "/"))
+    for version, (_, flask) in images.items():
+        port = _free_port()
+        cases.append((f"Flask {version}", [*boxer, "-p", f"{port}:5000", str(flask), "python", "app.py", "5000"],
+                      port, env, "/"))
     measured: list[list[tuple[float, float, float]]] = [[] for _ in cases]
     for _ in range(ROUNDS):  # rounds interleave the cases, so a busy moment hits all of them
         for i, (_name, argv, port, case_env, path) in enumerate(cases):
@@ -138,7 +153,7 @@ def rows(image: Path, workdir: Path) -> list[tuple[str, float, str]]:
         label = f"net: {name} {'boxer run -p' if boxed else 'native'}"
         note = f"{1 / per:,.0f} req/s, CPU {cpu * 1000:.2f} ms/request"
         if boxed:
-            n_median, n_cpu = native[name]
+            n_median, n_cpu = native[name.split()[0]]
             note += f" ({cpu / n_cpu:.1f}x native CPU, {median / n_median:.1f}x native time)"
         else:
             native[name] = (median, cpu)

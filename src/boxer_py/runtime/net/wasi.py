@@ -14,7 +14,10 @@ and for a guest's libc or wasi-vfs (which only know the descriptors they found a
 slot is never closed in Wasmtime: closing one frees it here only. Relative paths against a slot
 reach that empty, read-only directory and nothing else.
 
-`poll_oneoff` is the deadline-aware one of wasi/clock.py, extended to wait on slots.
+`poll_oneoff` is the deadline-aware one of wasi/clock.py, extended to wait on slots, and
+`clock_time_get` is served here too, through rawcall (a served request reads the clock a few
+times; wasmtime-py's generic path costs several times the call itself). The guest's memory is
+looked up once per run (`attach`), not by name on every call.
 """
 from __future__ import annotations
 
@@ -138,6 +141,7 @@ def _trampoline_wat() -> str:
 class Active:
     net: Net
     forward: dict[str, rawcall.Forward]
+    memory: wasmtime.Memory  # the guest's, which every call here reads and writes
 
 
 class Current:
@@ -179,7 +183,7 @@ class Definer:
             func = exports[name]
             assert isinstance(func, wasmtime.Func)
             forward[name] = rawcall.Forward(func, arity)
-        self.current.set(Active(net, forward))
+        self.current.set(Active(net, forward, memory))
 
     def detach(self) -> None:
         self.current.set(None)
@@ -193,6 +197,7 @@ class Definer:
                             ("fd_renumber", 2), ("sock_accept", 3), ("sock_recv", 6), ("sock_send", 5),
                             ("sock_shutdown", 2), ("poll_oneoff", 4)):
             rawcall.define(linker, WASI, name, arity, calls.guarded(getattr(calls, name)), self.callbacks)
+        rawcall.define(linker, WASI, "clock_time_get", 3, calls.clock_time_get, self.callbacks, wide=(1,))
         linker.allow_shadowing = False
 
 
@@ -231,13 +236,13 @@ class _Calls:
         active = self.on(fd)
         if active is None:
             return self.passed("fd_read", caller, fd, iovs, count, out)
-        return _read(caller, active.net, fd, iovs, count, out, None)
+        return _read(caller, active.memory, active.net, fd, iovs, count, out, None)
 
     def fd_write(self, caller: wasmtime.Caller, fd: int, iovs: int, count: int, out: int) -> int:
         active = self.on(fd)
         if active is None:
             return self.passed("fd_write", caller, fd, iovs, count, out)
-        return _write_call(caller, active.net, fd, iovs, count, out)
+        return _write_call(caller, active.memory, active.net, fd, iovs, count, out)
 
     def fd_close(self, caller: wasmtime.Caller, fd: int) -> int:
         active = self.on(fd)
@@ -259,7 +264,7 @@ class _Calls:
             data = struct.pack("<BxHxxxxQQ", kind, net.fdstat_flags(fd), ALL_RIGHTS, ALL_RIGHTS)
         else:
             data = struct.pack("<QQBxxxxxxxQQQQQ", 0, fd, kind, 1, 0, 0, 0, 0)
-        return _put(caller, out, data)
+        return _put(caller, active.memory, out, data)
 
     def fd_fdstat_get(self, caller: wasmtime.Caller, fd: int, out: int) -> int:
         return self._stat(caller, fd, out, "fd_fdstat_get")
@@ -274,9 +279,10 @@ class _Calls:
         return SUCCESS if fd == active.net.first else active.net.set_flags(fd, flags)
 
     def fd_prestat_get(self, caller: wasmtime.Caller, fd: int, out: int) -> int:
-        if self.on(fd) is None:
+        active = self.on(fd)
+        if active is None:
             return self.passed("fd_prestat_get", caller, fd, out)
-        return _put(caller, out, struct.pack("<BxxxI", PREOPEN_OTHER, 0))
+        return _put(caller, active.memory, out, struct.pack("<BxxxI", PREOPEN_OTHER, 0))
 
     def fd_renumber(self, caller: wasmtime.Caller, fd: int, to: int) -> int:
         if self.on(fd) is None and self.on(to) is None:
@@ -288,21 +294,21 @@ class _Calls:
         if active is None:
             return ENOTSOCK
         code, new = active.net.accept(fd)
-        return code or _put(caller, out, struct.pack("<I", new))
+        return code or _put(caller, active.memory, out, struct.pack("<I", new))
 
     def sock_recv(self, caller: wasmtime.Caller, fd: int, iovs: int, count: int, flags: int, out: int,
                   out_flags: int) -> int:
         active = self.on(fd)
         if active is None or fd == active.net.first:
             return ENOTSOCK
-        code = _read(caller, active.net, fd, iovs, count, out, flags)
-        return code or _put(caller, out_flags, struct.pack("<H", 0))
+        code = _read(caller, active.memory, active.net, fd, iovs, count, out, flags)
+        return code or _put(caller, active.memory, out_flags, struct.pack("<H", 0))
 
     def sock_send(self, caller: wasmtime.Caller, fd: int, iovs: int, count: int, _flags: int, out: int) -> int:
         active = self.on(fd)
         if active is None or fd == active.net.first:
             return ENOTSOCK
-        return _write_call(caller, active.net, fd, iovs, count, out)
+        return _write_call(caller, active.memory, active.net, fd, iovs, count, out)
 
     def sock_shutdown(self, caller: wasmtime.Caller, fd: int, how: int) -> int:
         active = self.on(fd)
@@ -314,7 +320,15 @@ class _Calls:
         active = self.current.get()
         if active is None:
             raise wasmtime.Trap("a networked call outside its run")
-        return _poll(caller, active.net, self.deadlines, subs, events, count, count_out)
+        return _poll(caller, active.memory, active.net, self.deadlines, subs, events, count, count_out)
+
+    def clock_time_get(self, caller: wasmtime.Caller, clock: int, _precision: int, out: int) -> int:
+        """As wasi/clock.py's: realtime and monotonic only."""
+        now = wasiclock._now(clock)
+        if now is None:
+            return wasiclock.NOTSUP
+        active = self.current.get()
+        return _put(caller, active.memory if active is not None else _memory(caller), out, struct.pack("<Q", now))
 
 
 def _memory(caller: wasmtime.Caller) -> wasmtime.Memory:
@@ -324,26 +338,27 @@ def _memory(caller: wasmtime.Caller) -> wasmtime.Memory:
     return memory
 
 
-def _put(caller: wasmtime.Caller, offset: int, data: bytes) -> int:
+def _put(caller: wasmtime.Caller, memory: wasmtime.Memory, offset: int, data: bytes) -> int:
     try:
-        _memory(caller).write(caller, data, offset)
+        memory.write(caller, data, offset)
     except (ValueError, IndexError, wasmtime.WasmtimeError):
         return wasiclock.FAULT
     return SUCCESS
 
 
-def _iovs(caller: wasmtime.Caller, iovs: int, count: int) -> list[tuple[int, int]] | None:
+def _iovs(caller: wasmtime.Caller, memory: wasmtime.Memory, iovs: int, count: int) -> list[tuple[int, int]] | None:
     if not 0 <= count <= MAX_IOVS:
         return None
     try:
-        raw = _memory(caller).read(caller, iovs, iovs + 8 * count)
+        raw = memory.read(caller, iovs, iovs + 8 * count)
     except (ValueError, IndexError, wasmtime.WasmtimeError):
         return None
     return [struct.unpack_from("<II", raw, 8 * i) for i in range(count)]
 
 
-def _read(caller: wasmtime.Caller, net: Net, fd: int, iovs: int, count: int, out: int, flags: int | None) -> int:
-    vectors = _iovs(caller, iovs, count)
+def _read(caller: wasmtime.Caller, memory: wasmtime.Memory, net: Net, fd: int, iovs: int, count: int, out: int,
+          flags: int | None) -> int:
+    vectors = _iovs(caller, memory, iovs, count)
     if vectors is None:
         return wasiclock.FAULT
     size = sum(length for _, length in vectors)
@@ -354,7 +369,6 @@ def _read(caller: wasmtime.Caller, net: Net, fd: int, iovs: int, count: int, out
     if code:
         return code
     done = 0
-    memory = _memory(caller)
     for address, length in vectors:
         if done >= len(data):
             break
@@ -364,14 +378,14 @@ def _read(caller: wasmtime.Caller, net: Net, fd: int, iovs: int, count: int, out
         except (ValueError, IndexError, wasmtime.WasmtimeError):
             return wasiclock.FAULT
         done += len(piece)
-    return _put(caller, out, struct.pack("<I", done))
+    return _put(caller, memory, out, struct.pack("<I", done))
 
 
-def _write_call(caller: wasmtime.Caller, net: Net, fd: int, iovs: int, count: int, out: int) -> int:
-    vectors = _iovs(caller, iovs, count)
+def _write_call(caller: wasmtime.Caller, memory: wasmtime.Memory, net: Net, fd: int, iovs: int, count: int,
+                out: int) -> int:
+    vectors = _iovs(caller, memory, iovs, count)
     if vectors is None:
         return wasiclock.FAULT
-    memory = _memory(caller)
     chunks, total = [], 0
     for address, length in vectors:
         length = min(length, nethost.MAX_IO - total)
@@ -390,17 +404,17 @@ def _write_call(caller: wasmtime.Caller, net: Net, fd: int, iovs: int, count: in
         code, sent = net.send(fd, data)
         if code:
             return code
-    return _put(caller, out, struct.pack("<I", sent))
+    return _put(caller, memory, out, struct.pack("<I", sent))
 
 
-def _poll(caller: wasmtime.Caller, net: Net, deadlines: wasiclock.Deadlines, subs: int, events: int, count: int,
-          count_out: int) -> int:
+def _poll(caller: wasmtime.Caller, memory: wasmtime.Memory, net: Net, deadlines: wasiclock.Deadlines, subs: int,
+          events: int, count: int, count_out: int) -> int:
     """poll_oneoff: clocks as wasi/clock.py serves them, slots through select() on their host
     sockets, every other descriptor ready at once."""
     if count == 0 or count > wasiclock.MAX_SUBSCRIPTIONS:
         return EINVAL
     try:
-        raw = _memory(caller).read(caller, subs, subs + count * SUBSCRIPTION_SIZE)
+        raw = memory.read(caller, subs, subs + count * SUBSCRIPTION_SIZE)
     except (ValueError, IndexError, wasmtime.WasmtimeError):
         return wasiclock.FAULT
     ready: list[bytes] = []
@@ -445,7 +459,7 @@ def _poll(caller: wasmtime.Caller, net: Net, deadlines: wasiclock.Deadlines, sub
     elif not ready and wake is not None:
         wasiclock._sleep(wake[0] / 1e9, deadlines)
         ready.append(_event(wake[1], SUCCESS, CLOCK))
-    return _put(caller, events, b"".join(ready)) or _put(caller, count_out, struct.pack("<I", len(ready)))
+    return _put(caller, memory, events, b"".join(ready)) or _put(caller, memory, count_out, struct.pack("<I", len(ready)))
 
 
 def _event(userdata: int, error: int, tag: int, nbytes: int = 0) -> bytes:
