@@ -21,6 +21,7 @@ d = os.open('/app', os.O_RDONLY)
 for what, call in [
         ('write', lambda: open(F, 'w')), ('append', lambda: open(F, 'a')), ('r+', lambda: open(F, 'r+')),
         ('truncate', lambda: os.truncate(F, 0)), ('utime', lambda: os.utime(F)),
+        ('utime-through-fd', lambda: os.utime(os.open(F, os.O_RDONLY))),
         ('through-symlink', lambda: open('/tmp/link', 'w').write('via link')),
         ('through-dirfd', lambda: os.write(os.open('config.yaml', os.O_WRONLY | os.O_TRUNC, dir_fd=d), b'fd')),
         ('through-dotdot', lambda: open('/app/../app/./config.yaml', 'a').write('dots')),
@@ -34,7 +35,8 @@ attempt('after-moving-its-directory', lambda: open('/moved/config.yaml', 'a').wr
 print(repr(open('/moved/config.yaml').read()))
 """
 
-REFUSED = ["write", "append", "r+", "truncate", "utime", "through-symlink", "through-dirfd", "through-dotdot"]
+REFUSED = ["write", "append", "r+", "truncate", "utime", "utime-through-fd", "through-symlink", "through-dirfd",
+           "through-dotdot"]
 REMOVALS = ["unlink", "rename-away", "rename-over", "replace-over", "symlink-over"]
 
 

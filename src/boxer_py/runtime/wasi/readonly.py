@@ -45,7 +45,7 @@ WRITE_RIGHTS = (1 << 0) | (1 << 6) | (1 << 8) | (1 << 22)   # fd_datasync, fd_wr
 CALLS = {  # the path calls that may write, with their parameters (i: i32, I: i64); all answer an i32 errno
     "path_open": "iiiiiIIii", "path_create_directory": "iii", "path_remove_directory": "iii",
     "path_unlink_file": "iii", "path_rename": "iiiiii", "path_symlink": "iiiii", "path_link": "iiiiiii",
-    "path_filestat_set_times": "iiiiIIi",
+    "path_filestat_set_times": "iiiiIIi", "fd_filestat_set_times": "iIIi",
 }
 
 
@@ -260,12 +260,17 @@ class ReadOnlyCalls:
                 raise wasmtime.Trap(f"{name} outside its run")
             if active.pinned and (refused := active.refusal(name, args)) is not None:
                 return refused
+            if name == "fd_filestat_set_times" and args[0] in active.read_only:
+                return ROFS  # Wasmtime would set a read-only file's times through a descriptor
             result = active.forward[name](active.store, *args)
             if not isinstance(result, int):
                 raise wasmtime.Trap(f"{name} answered no errno")
             if name == "path_open":
                 if result == 0:
                     _follow(active, args[0], args[8])
+                    if active.pinned and active.identity(args[0], FOLLOW & args[1], args[2], args[3]) in \
+                            {k for k, read_only in active.pinned.items() if read_only}:
+                        _follow(active, args[0], args[8], pinned=True)
                 elif result in (PERM, NOTCAPABLE) and args[0] in active.read_only and writes(name, args):
                     return ROFS
                 return result
@@ -275,10 +280,11 @@ class ReadOnlyCalls:
         return call
 
 
-def _follow(active: _Active, directory: int, out: int) -> None:
-    """Note whether the descriptor `path_open` just wrote at `out` is under a read-only preopen."""
+def _follow(active: _Active, directory: int, out: int, pinned: bool = False) -> None:
+    """Note whether the descriptor `path_open` just wrote at `out` is under a read-only preopen
+    (or is a `:ro` pinned file, `pinned`)."""
     opened = int.from_bytes(active.memory.read(active.store, out, out + 4), "little")
-    if directory in active.read_only:
+    if pinned or directory in active.read_only:
         active.read_only.add(opened)
     else:
         active.read_only.discard(opened)
