@@ -369,3 +369,23 @@ def test_more_connections_than_slots_wait_and_an_asyncio_server_survives(hostile
     # the slots did run out: asyncio logged the EMFILE its accept got (and retried later, as natively)
     assert b"socket.accept() out of system resource" in result.stderr
     assert b"OSError: [Errno 33]" in result.stderr
+
+
+def test_a_networked_clock_read_into_bad_memory_is_a_fault(launcher, tmp_path):
+    """A networked run's clock_time_get is boxer's own (through rawcall, into the memory found at
+    attach): a pointer past the guest's memory gets EFAULT (21), never a host error; one inside
+    it gets the time. The module exits with EFAULT's number if the good read worked."""
+    import wasmtime
+
+    from boxer_py.runtime.net.policy import Network
+    wat = ('(module (import "wasi_snapshot_preview1" "clock_time_get" (func $c (param i32 i64 i32) (result i32)))'
+           ' (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))'
+           ' (memory (export "memory") 1)'
+           ' (func (export "_start")'
+           '  (if (i32.ne (call $c (i32.const 1) (i64.const 0) (i32.const 8)) (i32.const 0)) (then (call $exit (i32.const 99))))'
+           '  (if (i64.eqz (i64.load (i32.const 8))) (then (call $exit (i32.const 98))))'
+           '  (call $exit (call $c (i32.const 1) (i64.const 0) (i32.const 65532)))))')
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "prog").write_bytes(wasmtime.wat2wasm(wat))
+    result = launcher.run_in(tmp_path, ["/bin/prog"], {}, "/", network=Network.parse(allow=["127.0.0.1:9"]))
+    assert (result.exit_code, result.trap) == (21, None), result
