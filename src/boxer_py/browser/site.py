@@ -25,7 +25,7 @@ from typing import Any
 import jinja2
 
 from boxer_py.browser.program import check_runs_in_browser
-from boxer_py.browser.runtime import Runtime, for_browser
+from boxer_py.browser.runtime import Preinit, Runtime, for_browser
 from boxer_py.errors import BoxerError
 from boxer_py.image import atomic, imagefile
 
@@ -176,16 +176,17 @@ def _net_json(network: PageNetwork) -> bytes:
 
 
 def write_site(image_path: str | Path, directory: str | Path, limits: dict[str, int] | None = None,
-               autorun: bool = False, network: PageNetwork | None = None) -> Path:
+               autorun: bool = False, network: PageNetwork | None = None, preinit: Preinit | None = None) -> Path:
     """Write index.html, the launcher and the image into DIR, all at once (a temp dir renamed
-    into place), so a failure never leaves half a site. DIR must not exist or be empty."""
+    into place), so a failure never leaves half a site. DIR must not exist or be empty.
+    `preinit`: the default program's snapshot (browser/runtime.py), written beside it."""
     directory = Path(directory)
     image = imagefile.read(image_path)
     program = check_runs_in_browser(image, str(image_path))
     atomic.check_empty_target(directory)
     assets = _assets()
     network = network if network is not None and network.enabled else None
-    runtime = for_browser(program) if program is not None else None
+    runtime = for_browser(program, preinit) if program is not None else None
     index = render_index(image, limits, autorun, network, runtime)
     with atomic.fresh_directory(directory) as tmp:
         (tmp / "index.html").write_text(index, encoding="utf-8")
@@ -194,8 +195,8 @@ def write_site(image_path: str | Path, directory: str | Path, limits: dict[str, 
         for name, path in assets.items():
             shutil.copyfile(path, tmp / name)
         shutil.copyfile(image_path, tmp / IMAGE_NAME)
-        if runtime is not None:
-            (tmp / runtime.name).write_bytes(runtime.data)
+        for name, data in (runtime.files() if runtime is not None else {}).items():
+            (tmp / name).write_bytes(data)
         for child in tmp.iterdir():
             os.chmod(child, 0o644)
     return directory
@@ -313,19 +314,21 @@ def _handler(files: dict[str, tuple[str, Path | bytes, dict[str, str]]], seen: l
 
 
 def serve(image_path: str | Path, host: str = "127.0.0.1", port: int = 8000,
-          limits: dict[str, int] | None = None, autorun: bool = False, network: PageNetwork | None = None) -> Server:
+          limits: dict[str, int] | None = None, autorun: bool = False, network: PageNetwork | None = None,
+          preinit: Preinit | None = None) -> Server:
     """Serve the page, the launcher and the image (only those files) from a thread. The
     policy header goes with every file: a worker's fetches obey its own script's header."""
     image = imagefile.read(image_path)
     program = check_runs_in_browser(image, str(image_path))
     network = network if network is not None and network.enabled else None
-    runtime = for_browser(program) if program is not None else None
+    runtime = for_browser(program, preinit) if program is not None else None
     preview_headers = {**PREVIEW_HEADERS, "Content-Security-Policy": preview_csp() + "; frame-ancestors 'self'"}
     headers = {**PAGE_HEADERS, "Content-Security-Policy": page_csp(network) + "; frame-ancestors 'none'"}
     files: dict[str, tuple[str, Path | bytes, dict[str, str]]] = {
         "index.html": (MIME_TYPES[".html"], render_index(image, limits, autorun, network, runtime).encode(), headers)}
-    if runtime is not None:
-        files[runtime.name] = (MIME_TYPES[".wasm"], runtime.data, {**headers, "Cache-Control": RUNTIME_CACHE})
+    for name, data in (runtime.files() if runtime is not None else {}).items():
+        mime = MIME_TYPES[".wasm"] if name.endswith(".wasm") else "application/octet-stream"
+        files[name] = (mime, data, {**headers, "Cache-Control": RUNTIME_CACHE})
     for name, path in _assets().items():
         files[name] = (MIME_TYPES[path.suffix], path, preview_headers if name == PREVIEW_NAME else headers)
     files[IMAGE_NAME] = (MIME_TYPES[".wasm"], Path(image_path).resolve(), headers)

@@ -30,6 +30,24 @@ def page_network(allow_net, publish):
     return PageNetwork(tuple(str(rule) for rule in rules), guest_modules(), tuple(sorted({int(p) for p in publish})))
 
 
+def page_preinit(image_path, cache_dir=None):
+    """The snapshot of the image's CPython for the page (booted here under Wasmtime, in the
+    sandbox `boxer run` gives it; cached as boxer run's are), or None when its default program
+    is not a CPython that can be pre-initialised."""
+    from boxer_py.browser.runtime import Preinit
+    from boxer_py.image.store import default_cache_dir
+    from boxer_py.runtime.launcher import Launcher
+    from boxer_py.runtime.preinit.page import for_page
+
+    launcher = Launcher(cache_dir or default_cache_dir(), bake=False)
+    try:
+        start = for_page(launcher, launcher.open(image_path))
+    finally:
+        launcher.close()
+    return None if start is None else Preinit(start.module, start.snapshot, start.argv0, start.startup, start.preopens,
+                                                  start.interrupt_flags)
+
+
 def publish_option(*names):
     return click.option(*names, "publish", multiple=True, metavar="PORT",
                         help="Let a server in the page listen on guest PORT; the page's requests to port/PORT/... "
@@ -66,7 +84,8 @@ def serve(image, port, host, max_output, disk, max_entries, autorun, allow_net, 
     if not is_loopback(host):
         click.echo(f"boxer: warning: listening on {host}, not a loopback address: other machines can load the "
                    "page and the image", err=True)
-    server = start(locate(image), host, port, limits, autorun, page_network(allow_net, publish))
+    path = locate(image)
+    server = start(path, host, port, limits, autorun, page_network(allow_net, publish), page_preinit(path))
     click.echo(server.url)
     try:
         server.thread.join()
@@ -85,5 +104,6 @@ def web(image, directory, max_output, disk, max_entries, autorun, allow_net, pub
     """
     from boxer_py.browser.site import write_site
 
-    click.echo(write_site(locate(image), directory, page_limits(max_output, disk, max_entries), autorun,
-                          page_network(allow_net, publish)))
+    path = locate(image)
+    click.echo(write_site(path, directory, page_limits(max_output, disk, max_entries), autorun,
+                          page_network(allow_net, publish), page_preinit(path)))

@@ -4,8 +4,8 @@
 //
 // Keys: printable text, Backspace, Delete, Left/Right, Home/End (and Ctrl-A/Ctrl-E), Up/Down
 // through this run's history, Ctrl-U (cut to the start), Enter. Ctrl-D on an empty line is end
-// of file. Ctrl-C drops the line being edited (a guest busy computing is stopped with Stop:
-// the page cannot raise KeyboardInterrupt inside it).
+// of file. Ctrl-C drops the line being edited and is handed to the page (`onInterrupt`), which
+// raises KeyboardInterrupt in a CPython guest (busy or reading) where it can.
 
 import { Feeder } from "./ttyin.js";
 
@@ -19,8 +19,9 @@ const MAX_HISTORY = 1000;
 
 export class LineConsole {
   /** `terminal`: the xterm Terminal; `buffer`: the run's SharedArrayBuffer channel. */
-  constructor(terminal, buffer) {
+  constructor(terminal, buffer, onInterrupt = () => false) {
     this.terminal = terminal;
+    this.onInterrupt = onInterrupt; // true: the guest gets it (and prints what follows itself)
     this.feeder = new Feeder(buffer);
     this.line = [];
     this.cursor = 0;
@@ -138,10 +139,15 @@ export class LineConsole {
 
   interrupt() {
     this.end();
-    this.terminal.write("^C\r\n" + this.lastOutput);
     this.line = [];
     this.cursor = 0;
     this.recall = this.history.length;
+    if (this.onInterrupt()) {
+      this.terminal.write("^C");
+      this.feeder.interrupt();
+    } else {
+      this.terminal.write("^C\r\n" + this.lastOutput);
+    }
   }
 }
 

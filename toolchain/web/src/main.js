@@ -13,11 +13,13 @@ import { createEditor } from "./editor.js";
 import { loadNetwork, relayTo } from "./netpage.js";
 import { LineConsole } from "./console.js";
 import { makeChannel } from "./ttyin.js";
-import { Runtime } from "./runtime.js";
+import { Runtime, resumes, request } from "./runtime.js";
+import { Store } from "./store.js";
 
 const OUT_DIR = "/out";
 const TIMEOUT_EXIT_CODE = 124;
 const STOPPED_EXIT_CODE = 137;
+const INTERRUPT_EXIT_CODE = 130; // as `boxer run` (and a shell) after Ctrl-C
 const IMAGE_TYPES = { png: "image/png", jpg: "image/jpeg", jpeg: "image/jpeg", gif: "image/gif", webp: "image/webp", svg: "image/svg+xml" };
 // The page's limits when `boxer web`/`boxer serve` set none (data-max-output, data-disk, data-max-entries).
 const DEFAULT_MAX_OUTPUT = 1 << 20;
@@ -78,8 +80,9 @@ function limitsOf(data) {
 }
 
 class App {
-  constructor(limits, previewUrl, runtime) {
+  constructor(limits, previewUrl, runtime, store) {
     this.limits = limits;
+    this.store = store; // the site's big files between visits (store.js)
     this.runtime = runtime; // the site's precompiled default program (runtime.js)
     this.previewUrl = previewUrl;
     this.image = null;
@@ -89,6 +92,7 @@ class App {
     this.workers = new Set(); // every worker started and not yet terminated
     this.workersStarted = 0;
     this.stop = null;
+    this.ctrlC = () => false; // Ctrl-C typed into the terminal (set per run)
     this.runs = [];
     this.urls = []; // object URLs of the last run's files, revoked when the next run starts
     this.terminal = new Terminal({
@@ -119,19 +123,35 @@ class App {
     note.dataset.clicked = String(clicked);
   }
 
-  async load(url) {
-    setStatus("loading", `fetching ${url}…`);
-    let data;
-    try {
-      const response = await fetch(url);
-      if (!response.ok) throw new ImageError(`${url}: cannot fetch (HTTP ${response.status})`);
-      data = new Uint8Array(await response.arrayBuffer());
-      performance.mark("boxer:fetched");
-    } catch (e) {
-      throw e instanceof ImageError ? e : new ImageError(`${url}: cannot fetch (${e.message})`);
+  /** The image `url`, whose id the page says is `id`: from the store when a copy there checks
+   *  out (decodeImage verifies every blob, and its manifest must have that digest), else fetched
+   *  and verified, then stored if its id is the one the page names. */
+  async load(url, id) {
+    performance.mark("boxer:load");
+    const stored = id ? await this.store.get(id) : null;
+    performance.mark("boxer:read");
+    if (stored) {
+      setStatus("loading", `verifying ${size(stored.length)} (stored)…`);
+      const image = await decodeImage(stored, url.split("/").pop()).catch(() => null);
+      if (image && image.id === id) this.image = image;
+      else await this.store.delete(id);
     }
-    setStatus("loading", `verifying ${size(data.length)}…`);
-    this.image = await decodeImage(data, url.split("/").pop());
+    if (!this.image) {
+      setStatus("loading", `fetching ${url}…`);
+      let data;
+      try {
+        const response = await fetch(url);
+        if (!response.ok) throw new ImageError(`${url}: cannot fetch (HTTP ${response.status})`);
+        data = new Uint8Array(await response.arrayBuffer());
+      } catch (e) {
+        throw e instanceof ImageError ? e : new ImageError(`${url}: cannot fetch (${e.message})`);
+      }
+      performance.mark("boxer:fetched");
+      setStatus("loading", `verifying ${size(data.length)}…`);
+      this.image = await decodeImage(data, url.split("/").pop());
+      if (id && this.image.id === id) this.store.put(id, data); // not awaited: the page goes on
+    }
+    this.store.keep([id, ...this.runtime.digests]);
     performance.mark("boxer:verified");
     this.root = buildRootfs(this.image.layers);
     performance.mark("boxer:unpacked");
@@ -170,7 +190,7 @@ class App {
       stdoutTruncated: false, stderrTruncated: false, stdoutBytes: 0, stderrBytes: 0, filesTruncated: false, diskFull: false,
       // With no stdin in the form, typing into the terminal is the guest's stdin (a TTY), if the
       // page may share memory with its worker (cross-origin isolated: COOP + COEP headers).
-      interactive: stdin.length === 0 && self.crossOriginIsolated === true,
+      interactive: stdin.length === 0 && self.crossOriginIsolated === true, preinitialised: false, interrupts: 0,
     };
     this.current = record;
     this.runs.push(record);
@@ -211,6 +231,18 @@ class App {
       resolve(record);
     };
     this.stop = () => end(STOPPED_EXIT_CODE, "stopped");
+    let guestMemory = null; // the guest's memory, when shared with the page (worker.js)
+    let flags = null; // CPython's Ctrl-C words in it (data-interrupt-flags)
+    // Ctrl-C in the terminal: as `boxer run` does, set the words CPython's SIGINT handler sets
+    // (it raises KeyboardInterrupt at its next check, busy or reading a line). True if the guest
+    // got it; a guest that cannot be interrupted so only loses the line being typed (Stop ends it).
+    this.ctrlC = () => {
+      if (record.done || !guestMemory || !flags) return false;
+      const words = new Int32Array(guestMemory.buffer);
+      for (const address of flags) Atomics.store(words, address >> 2, 1);
+      record.interrupts += 1;
+      return true;
+    };
     let argv, env, path, workdir, program;
     try {
       const config = entrypoint.trim() ? { ...this.image.config, entrypoint: shellWords(entrypoint), cmd: [] } : this.image.config;
@@ -235,6 +267,7 @@ class App {
     }
     if (record.done) return record; // stopped while compiling
     performance.mark("boxer:compiled");
+    flags = compiled.interruptFlags || null;
     setStatus("running", "running…");
     this.terminateAll();
     worker = new Worker(new URL("worker.js", document.baseURI));
@@ -255,13 +288,17 @@ class App {
         this.terminal.write(msg.data);
         if (red) this.terminal.write("\x1b[0m");
         if (this.console) this.console.output(new TextDecoder().decode(msg.data));
+      } else if (msg.type === "memory") {
+        guestMemory = msg.memory;
       } else if (msg.type === "stdin-taken") {
         if (this.console) this.console.taken();
       } else if (msg.type === "tail") {
         tails[msg.stream] = msg;
         record[msg.stream + "Bytes"] = msg.total; // how much the guest has written so far
       } else if (msg.type === "done") {
-        end(msg.exitCode, msg.trap, msg);
+        // A CPython that let a KeyboardInterrupt end it exits with 130, which WASI does not allow.
+        const interrupted = record.interrupts > 0 && /invalid exit status.*: 130$/.test(msg.trap || "");
+        end(interrupted ? INTERRUPT_EXIT_CODE : msg.exitCode, interrupted ? null : msg.trap, msg);
       } else if (msg.type === "error") {
         end(msg.exitCode, msg.message);
         showError(msg.message);
@@ -271,11 +308,16 @@ class App {
     let tty = null;
     if (record.interactive) {
       tty = makeChannel();
-      this.console = new LineConsole(this.terminal, tty);
+      this.console = new LineConsole(this.terminal, tty, () => this.ctrlC());
       this.terminal.options.disableStdin = false;
       this.terminal.focus();
     }
-    worker.postMessage({ module: compiled.module, root: this.root, argv, env, workdir, cwdSlot: compiled.cwdSlot, stdin, tty, outDir: OUT_DIR, limits: this.limits, net: this.net });
+    // The default program's pre-initialised snapshot, for a run CPython would start as it did at its boot.
+    const snapshot = compiled.snapshot;
+    const resume = snapshot && !this.net && resumes(snapshot, argv, env, this.image.config.env)
+      ? { head: snapshot.head, data: snapshot.data, preopens: snapshot.preopens, message: request(argv, env, workdir) } : null;
+    record.preinitialised = !!resume;
+    worker.postMessage({ module: compiled.module, root: this.root, argv, env, workdir, cwdSlot: compiled.cwdSlot, stdin, tty, outDir: OUT_DIR, limits: this.limits, net: this.net, resume });
     return finished;
   }
 
@@ -410,8 +452,9 @@ function figure(caption, content) {
 }
 
 async function main() {
-  const runtime = new Runtime(document.body.dataset); // starts compiling before the image is fetched
-  const app = new App(limitsOf(document.body.dataset), document.body.dataset.preview || "preview.html", runtime);
+  const store = new Store();
+  const runtime = new Runtime(document.body.dataset, store); // starts compiling before the image is fetched
+  const app = new App(limitsOf(document.body.dataset), document.body.dataset.preview || "preview.html", runtime, store);
   const hooks = { app, runs: app.runs, ready: null };
   window.boxer = hooks;
   const submit = async () => {
@@ -437,7 +480,7 @@ async function main() {
   $("run-code").addEventListener("click", runCode);
   $("stop").addEventListener("click", () => app.stop && app.stop());
   try {
-    hooks.ready = app.load(document.body.dataset.image || "image.wasm");
+    hooks.ready = app.load(document.body.dataset.image || "image.wasm", document.body.dataset.imageId || null);
     await hooks.ready;
   } catch (e) {
     $("image-id").textContent = "(not verified)";

@@ -5,11 +5,14 @@
 //
 // Layout: four Int32 words, then the bytes. SEQ changes whenever the page puts something in,
 // LEN is how many bytes wait in the buffer (only the page sets it above 0, only the worker
-// back to 0), EOF counts the Ctrl-Ds not yet read (each one read as one end of file).
+// back to 0), EOF counts the Ctrl-Ds not yet read (each one read as one end of file), INTR is
+// set by a Ctrl-C: the read waiting (or the next one) fails with EINTR, after which CPython
+// checks for signals, as `boxer run -it`'s line editor makes it do.
 
 import { Fd } from "@bjorn3/browser_wasi_shim";
 
-const SEQ = 0, LEN = 1, EOF = 2;
+const SEQ = 0, LEN = 1, EOF = 2, INTR = 3;
+const ERRNO_INTR = 27;
 const HEADER = 16;
 export const CAPACITY = 1 << 16;
 const FILETYPE_CHARACTER_DEVICE = 2;
@@ -30,6 +33,14 @@ export class Feeder {
   send(bytes) { this.queue.push(bytes); this.pump(); }
 
   eof() { this.queue.push(null); this.pump(); }
+
+  /** Ctrl-C: what was queued is dropped, and the guest's read is cut short. */
+  interrupt() {
+    this.queue = [];
+    Atomics.store(this.ctl, INTR, 1);
+    Atomics.add(this.ctl, SEQ, 1);
+    Atomics.notify(this.ctl, SEQ);
+  }
 
   /** Move what is queued into the buffer while the worker has taken all of the last part. */
   pump() {
@@ -81,9 +92,14 @@ export class TerminalStdin extends Fd {
   }
 
   fd_read(size) {
+    if (Atomics.exchange(this.ctl, INTR, 0)) {
+      this.pending = new Uint8Array(0);
+      return { ret: ERRNO_INTR, data: new Uint8Array(0) };
+    }
     if (!this.pending.length) {
       for (;;) {
         const seq = Atomics.load(this.ctl, SEQ);
+        if (Atomics.exchange(this.ctl, INTR, 0)) return { ret: ERRNO_INTR, data: new Uint8Array(0) };
         const length = Atomics.load(this.ctl, LEN);
         if (length > 0) {
           this.pending = this.data.slice(0, length);

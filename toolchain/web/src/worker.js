@@ -222,6 +222,18 @@ async function start(wasi, instance, suspends) {
   }
 }
 
+/** The snapshot's call, which ends with the program's exit (guest.py's resume never returns). */
+function resumeCall(wasi, instance, call) {
+  wasi.inst = instance;
+  try {
+    call();
+  } catch (e) {
+    if (e instanceof WASIProcExit) return e.code;
+    throw e;
+  }
+  throw new Error("the pre-initialised interpreter returned instead of exiting");
+}
+
 let activeNet = null; // the run's network, which requests relayed from the page's Service Worker reach
 
 /** The run's network (net.js) when the page has an allow-list: its descriptors after "/" and
@@ -237,7 +249,36 @@ function network(net, env, stderr) {
   return webnet;
 }
 
-async function run({ module, root, argv, env, workdir, cwdSlot, stdin, tty, outDir, limits, net }) {
+/** The preopens after "/" that the snapshot's boot had (the image's read-only directories), as
+ *  second names of the same directories of the tree, so the restored descriptor table holds. */
+function bootPreopens(preopen, paths) {
+  return paths.slice(1).map((path) => {
+    let dir = preopen.dir;
+    for (const part of path.split("/").filter(Boolean)) dir = dir instanceof Directory ? dir.contents.get(part) : null;
+    if (!(dir instanceof Directory)) throw new Error(`the snapshot's preopen ${path} is not a directory of the image`);
+    return new PreopenDirectory(path, dir.contents);
+  });
+}
+
+/** Make a fresh instance the snapshot (preinit.restore): its memory pages and stack pointer
+ *  back, the run's request in its inbox; the call then runs the program (resume in guest.py). */
+function restore(instance, { head, data, message }) {
+  const { memory } = instance.exports;
+  const missing = head.memory_size - memory.buffer.byteLength;
+  if (missing > 0) memory.grow(Math.ceil(missing / 65536));
+  const bytes = new Uint8Array(memory.buffer);
+  let source = 0;
+  for (const [address, length] of head.pages) {
+    bytes.set(data.subarray(source, source + length), address);
+    source += length;
+  }
+  instance.exports["boxer:stack_pointer"].value = head.stack_pointer;
+  if (message.length > head.inbox_size) throw new Error("the request does not fit the snapshot's inbox");
+  bytes.set(message, head.inbox);
+  return () => instance.exports["boxer:call"](head.callable, head.args, 2, head.function);
+}
+
+async function run({ module, root, argv, env, workdir, cwdSlot, stdin, tty, outDir, limits, net, resume }) {
   quota = new Quota(limits.disk, limits.entries);
   for (const imp of WebAssembly.Module.imports(module)) {
     if (imp.module !== WASI_MODULE) {
@@ -252,7 +293,8 @@ async function run({ module, root, argv, env, workdir, cwdSlot, stdin, tty, outD
   const webnet = network(net, env, streams[1]);
   // stdin: the terminal when the page passed its channel (typing reaches the guest), else the form's bytes.
   const input = tty ? new TerminalStdin(tty, () => postMessage({ type: "stdin-taken" })) : new OpenFile(new File(stdin));
-  const fds = [input, stdout, stderr, preopen, ...(webnet ? webnet.descriptors(net.modules) : [])];
+  const fds = [input, stdout, stderr, preopen, ...(resume ? bootPreopens(preopen, resume.preopens) : []),
+    ...(webnet ? webnet.descriptors(net.modules) : [])];
   const wasi = new WASI(argv, env, fds, { debug: false });
   quota.arm();
   for (const name of ["sock_accept", "sock_recv", "sock_send", "sock_shutdown"]) wasi.wasiImport[name] = () => ERRNO_NOTSUP;
@@ -260,18 +302,29 @@ async function run({ module, root, argv, env, workdir, cwdSlot, stdin, tty, outD
   if (webnet) install(wasi, webnet, () => instance.exports.memory);
   const missing = WebAssembly.Module.imports(module).find((imp) => !(imp.name in wasi.wasiImport));
   if (missing) throw Object.assign(new Error(`${argv[0]}: needs WASI function ${missing.name}, which this launcher does not provide`), { exitCode: 126 });
+  // The shim fills a shared memory (the page's Ctrl-C, below) from Math.random: the guest's
+  // randomness comes from the browser's CSPRNG, through a buffer of its own.
+  wasi.wasiImport.random_get = (buf, len) => {
+    const bytes = new Uint8Array(len);
+    for (let i = 0; i < len; i += 65536) crypto.getRandomValues(bytes.subarray(i, i + 65536));
+    new Uint8Array(instance.exports.memory.buffer).set(bytes, buf);
+    return 0;
+  };
   instance = new WebAssembly.Instance(module, { [WASI_MODULE]: wasi.wasiImport });
   const { memory, _start } = instance.exports;
   if (typeof _start !== "function" || !(memory instanceof WebAssembly.Memory)) {
     throw Object.assign(new Error(`${argv[0]}: not a WASI command (no _start)`), { exitCode: 126 });
   }
-  if (workdir !== "/" && cwdSlot !== null) setCwd(memory, cwdSlot, workdir);
-  postMessage({ type: "started" });
+  // A shared memory: the page sets CPython's Ctrl-C words in it while the guest runs.
+  if (typeof SharedArrayBuffer === "function" && memory.buffer instanceof SharedArrayBuffer) postMessage({ type: "memory", memory });
+  const resumed = resume ? restore(instance, resume) : null; // the guest changes to its workdir itself
+  if (!resumed && workdir !== "/" && cwdSlot !== null) setCwd(memory, cwdSlot, workdir);
+  postMessage({ type: "started", resumed: !!resumed });
   const started = performance.now();
   let exitCode = 0;
   let trap = null;
   try {
-    exitCode = await start(wasi, instance, !!webnet);
+    exitCode = resumed ? resumeCall(wasi, instance, resumed) : await start(wasi, instance, !!webnet);
   } catch (e) {
     exitCode = TRAP_EXIT_CODE;
     trap = e instanceof Error ? e.message : String(e);

@@ -1,0 +1,132 @@
+"""The page's start (issue 19): runs of the image's CPython start from the snapshot `boxer web`
+and `boxer serve` make with `boxer run`'s boot (runtime/preinit/page.py), and a returning
+visitor downloads nothing big again (the image, the runtime and the snapshot are kept in Cache
+Storage by digest and checked on every read: store.js). Real Chromium; `boxer run` of the same
+image and command is the reference.
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+from boxer_py.browser import site
+from boxer_py.cli.browser import page_preinit
+from test_web import CHROMIUM, CHROMIUM_ARGS, Page, _static_server
+
+BIG = re.compile(r"^/(image\.wasm|runtime-[0-9a-f]{64}\.wasm|preinit-[0-9a-f]{64}\.bin)$")
+PROBE = "import os, sys; print(sys.argv, os.getcwd(), os.environ['GREETING'], __name__)"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's chromium is not installed: run `make system`")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def preinit(hello_image, cache_dir):
+    found = page_preinit(hello_image, cache_dir)
+    assert found is not None
+    return found
+
+
+def test_the_page_resumes_the_snapshot_and_prints_what_boxer_run_prints(browser, boxer, hello_image, tmp_path):
+    out = tmp_path / "site"
+    r = boxer("web", str(hello_image), "-o", str(out), "--autorun")
+    assert r.returncode == 0, r.stderr
+    assert len(list(out.glob("preinit-*.bin"))) == 1
+    with _static_server(out) as url:
+        tab = Page(browser, url)
+        try:
+            run = tab.last_run()
+            expected = boxer("run", str(hello_image))
+            assert (run["exitCode"], run["stdout"], run["stderr"]) == (0, expected.stdout, expected.stderr)
+            assert run["preinitialised"] is True
+            # A typed command of the same CPython resumes too; one CPython starts differently for does not.
+            for command, resumed in ((f'python -c "{PROBE}" a b', True), ("python -V", False),
+                                     ("python -c 'import sys; sys.exit(3)'", True)):
+                run = tab.run(command)
+                expected = boxer("run", str(hello_image), "sh", "-c", command)
+                assert (run["exitCode"], run["stdout"], run["stderr"]) == \
+                    (expected.returncode, expected.stdout, expected.stderr), command
+                assert run["preinitialised"] is resumed, command
+            assert tab.errors == []
+        finally:
+            tab.close()
+
+
+def test_a_second_visit_fetches_nothing_big(browser, hello_image, preinit):
+    server = site.serve(hello_image, "127.0.0.1", 0, autorun=True, preinit=preinit)
+    context = browser.new_context()
+    try:
+        seen = []
+        for _ in range(2):
+            first = len(server.requests)
+            tab = context.new_page()
+            tab.goto(server.url)
+            tab.wait_for_function("() => window.boxer && window.boxer.runs[0] && window.boxer.runs[0].done", timeout=180_000)
+            run = tab.evaluate("() => window.boxer.runs[0]")
+            assert (run["exitCode"], run["stdout"], run["preinitialised"]) == (0, "Hello from cpython 3.12.0 on wasi!\n", True)
+            seen.append(sorted(p for p in server.requests[first:] if BIG.match(p)))
+            tab.close()
+        assert [len(s) for s in seen] == [3, 0], seen
+    finally:
+        context.close()
+        server.close()
+
+
+def _type(tab: Page, *lines: str) -> None:
+    tab.page.click("#terminal")
+    for line in lines:
+        tab.page.keyboard.type(line)
+        tab.page.keyboard.press("Enter")
+
+
+def _wait_terminal(tab: Page, text: str) -> None:
+    tab.page.wait_for_function("t => document.querySelector('.xterm-rows').innerText.includes(t)", arg=text,
+                               timeout=180_000)
+
+
+def test_ctrl_c_is_a_keyboard_interrupt_and_the_repl_survives(browser, hello_image, preinit):
+    """As `boxer run -it`: a runaway loop ends with KeyboardInterrupt's traceback and 130; in the
+    REPL, Ctrl-C stops a busy statement and drops a line being typed, and the session goes on."""
+    assert preinit.interrupt_flags is not None
+    server = site.serve(hello_image, "127.0.0.1", 0, preinit=preinit)
+    tab = Page(browser, server.url, autorun=False)
+    try:
+        assert tab.page.evaluate("() => self.crossOriginIsolated") is True
+        tab.page.wait_for_selector("#run:not([disabled])", timeout=180_000)
+        tab.page.fill("#command", "python -c \"print('spinning', flush=True); exec('while True: pass')\"")
+        tab.page.click("#run")
+        _wait_terminal(tab, "spinning")
+        tab.page.click("#terminal")
+        tab.page.keyboard.press("Control+C")
+        run = tab.last_run()
+        assert (run["exitCode"], run["stdout"], run["trap"]) == (130, "spinning\n", None)
+        assert run["stderr"].endswith("KeyboardInterrupt\n"), run["stderr"]
+
+        tab.page.fill("#command", "python")
+        tab.page.click("#run")
+        _wait_terminal(tab, ">>> ")
+        _type(tab, "x = 41", "while True: x += 1; x == 50 and print('looping')", "")
+        _wait_terminal(tab, "looping")
+        tab.page.keyboard.press("Control+C")
+        _wait_terminal(tab, "KeyboardInterrupt\n>>> ")
+        tab.page.keyboard.type("undefined_name")
+        tab.page.keyboard.press("Control+C")  # at the prompt: the line is dropped, as CPython's REPL does
+        _type(tab, "print('x is', x > 50)")
+        _wait_terminal(tab, "x is True")
+        tab.page.keyboard.press("Control+D")
+        run = tab.last_run(2)
+        assert (run["exitCode"], run["stdout"]) == (0, "looping\nx is True\n")
+        assert run["stderr"].count("KeyboardInterrupt") == 2 and "NameError" not in run["stderr"]
+        assert tab.errors == []
+    finally:
+        tab.close()
+        server.close()
