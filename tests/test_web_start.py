@@ -114,7 +114,7 @@ def test_ctrl_c_is_a_keyboard_interrupt_and_the_repl_survives(browser, hello_ima
         tab.page.fill("#command", "python")
         tab.page.click("#run")
         _wait_terminal(tab, ">>> ")
-        _type(tab, "x = 41", "while True: x += 1; x == 50 and print('looping')", "")
+        _type(tab, "x = 41", "while True: x += 1; _ = x == 50 and print('looping')", "")
         _wait_terminal(tab, "looping")
         tab.page.keyboard.press("Control+C")
         _wait_terminal(tab, "KeyboardInterrupt\n>>> ")
