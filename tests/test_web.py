@@ -511,8 +511,11 @@ def test_boxer_web_writes_a_static_site_that_runs(boxer, hello_image, tmp_path, 
     assert sorted(p.name for p in out.iterdir()) == \
         sorted(["boxer.js", "image.wasm", "index.html", "preview.html", "style.css", "sw.js", "worker.js", "xterm.css",
                 *runtime, *snapshot])
-    assert len(runtime) == 1  # the image's CPython without its custom sections, named by its digest
-    assert len(snapshot) == 1  # its pre-initialised interpreter, named by its digest
+    # The image's CPython without its custom sections (resumable), and the same with its memory
+    # shared (for an isolated page's Ctrl-C), each named by its digest; its pre-initialised interpreter.
+    assert len(runtime) == 2 and len(snapshot) == 1
+    index = (out / "index.html").read_text()
+    assert all(f'"{name}"' in index for name in runtime + snapshot)
     assert (out / "image.wasm").read_bytes() == hello_image.read_bytes()
     with _static_server(out) as url:
         page = open_page(url)  # built with --autorun: the image's command runs as the page opens

@@ -296,9 +296,11 @@ class App {
         tails[msg.stream] = msg;
         record[msg.stream + "Bytes"] = msg.total; // how much the guest has written so far
       } else if (msg.type === "done") {
-        // A CPython that let a KeyboardInterrupt end it exits with 130, which WASI does not allow.
-        const interrupted = record.interrupts > 0 && /invalid exit status.*: 130$/.test(msg.trap || "");
-        end(interrupted ? INTERRUPT_EXIT_CODE : msg.exitCode, interrupted ? null : msg.trap, msg);
+        // A CPython that let a KeyboardInterrupt end it exits with 130, which WASI does not allow;
+        // one interrupted before its program began (in the snapshot's call) returns instead.
+        const uncaught = record.interrupts > 0 && /invalid exit status.*: 130$/.test(msg.trap || "");
+        const early = record.interrupts > 0 && /returned instead of exiting/.test(msg.trap || "");
+        end(uncaught || early ? INTERRUPT_EXIT_CODE : msg.exitCode, uncaught ? null : early ? "interrupted" : msg.trap, msg);
       } else if (msg.type === "error") {
         end(msg.exitCode, msg.message);
         showError(msg.message);

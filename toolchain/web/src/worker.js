@@ -104,6 +104,15 @@ for (const [name, end] of [
   };
 }
 
+// The shim shrinks a file by slicing its data's whole buffer; a file's bytes may be a view into a
+// layer (materialize), so a shrink keeps the start of the file itself.
+const setSize = OpenFile.prototype.fd_filestat_set_size;
+OpenFile.prototype.fd_filestat_set_size = function (size) {
+  if (BigInt(this.file.data.byteLength) <= BigInt(size)) return setSize.call(this, size);
+  this.file.data = this.file.data.slice(0, Number(size));
+  return 0;
+};
+
 /** One output stream: the first `cap - cap/4` bytes are posted as they come, the last `cap/4`
  *  are kept in a ring and posted (as "tail") every TAIL_EVERY_MS and at the end. */
 class Capped {
@@ -153,16 +162,22 @@ class Capped {
   }
 }
 
-/** The tree as shim inodes. Files are copied (File() copies its data); a symlink becomes
+const EMPTY = new Uint8Array(0);
+
+/** The tree as shim inodes (files keep their bytes where the clone put them); a symlink becomes
  *  another name for what it resolves to inside the root, and is dropped if that is missing. */
 function materialize(root) {
   const memo = new Map();
   const links = [];
+  const used = new Set(); // file bytes already given to a File: a second name for them gets a copy
   const build = (node, path) => {
     if (memo.has(node)) return memo.get(node);
     let inode;
     if (node.type === "file") {
-      inode = new File(node.data);
+      // The tree is this worker's own structured-clone copy: a file's bytes need no copy of their own.
+      inode = new File(EMPTY);
+      inode.data = used.has(node.data) ? node.data.slice() : node.data;
+      used.add(node.data);
     } else {
       const contents = new Entries();
       for (const [name, child] of node.entries) {
