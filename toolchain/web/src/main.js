@@ -126,9 +126,9 @@ class App {
   /** The image `url`, whose id the page says is `id`: from the store when a copy there checks
    *  out (decodeImage verifies every blob, and its manifest must have that digest), else fetched
    *  and verified, then stored if its id is the one the page names. */
-  async load(url, id) {
+  async load(url, id, storedCopy = null) {
     performance.mark("boxer:load");
-    const stored = id ? await this.store.get(id) : null;
+    const stored = id ? await (storedCopy || this.store.get(id)) : null;
     performance.mark("boxer:read");
     if (stored) {
       setStatus("loading", `verifying ${size(stored.length)} (stored)…`);
@@ -455,6 +455,8 @@ function figure(caption, content) {
 
 async function main() {
   const store = new Store();
+  const imageId = document.body.dataset.imageId || null;
+  const storedImage = imageId ? store.get(imageId) : null; // read while the page sets up
   const runtime = new Runtime(document.body.dataset, store); // starts compiling before the image is fetched
   const app = new App(limitsOf(document.body.dataset), document.body.dataset.preview || "preview.html", runtime, store);
   const hooks = { app, runs: app.runs, ready: null };
@@ -482,7 +484,7 @@ async function main() {
   $("run-code").addEventListener("click", runCode);
   $("stop").addEventListener("click", () => app.stop && app.stop());
   try {
-    hooks.ready = app.load(document.body.dataset.image || "image.wasm", document.body.dataset.imageId || null);
+    hooks.ready = app.load(document.body.dataset.image || "image.wasm", imageId, storedImage);
     await hooks.ready;
   } catch (e) {
     $("image-id").textContent = "(not verified)";
