@@ -9,26 +9,15 @@ from __future__ import annotations
 import re
 
 import pytest
-from playwright.sync_api import sync_playwright
 
 from boxer_py.browser import site
 from boxer_py.cli.browser import page_preinit
-from test_web import CHROMIUM, CHROMIUM_ARGS, Page, _static_server
+from test_web import Page, _static_server
 
 BIG = re.compile(r"^/(image\.wasm|runtime-[0-9a-f]{64}\.wasm|preinit-[0-9a-f]{64}\.bin)$")
 # A file of the image shrunk in place, then read: its own first bytes.
 TRUNCATE = "f = open('/app/main.py', 'r+'); f.truncate(12); f.close(); print(repr(open('/app/main.py').read()))"
 PROBE = "import os, sys; print(sys.argv, os.getcwd(), os.environ['GREETING'], __name__)"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.fail("Debian's chromium is not installed: run `make system`")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,11 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from playwright.sync_api import sync_playwright
 
 from boxer_py.browser import site
 from boxer_py.cli.browser import page_preinit
 from boxer_py.image import imagefile
-from test_web import CHROMIUM, CHROMIUM_ARGS, Page, _static_server
+from test_web import Page, _static_server
 
 pytestmark = pytest.mark.browser
 # What the page's store holds, as {key: sha256 hex of the bytes}.
@@ -30,14 +29,6 @@ STORED = """async () => {
   }
   return out;
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
