@@ -1,6 +1,8 @@
 """The browser launcher: serve and web."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from boxer_py.cli.common import cli, locate
@@ -34,11 +36,17 @@ def page_preinit(image_path, cache_dir=None):
     """The snapshot of the image's CPython for the page (booted here under Wasmtime, in the
     sandbox `boxer run` gives it; cached as boxer run's are), or None when its default program
     is not a CPython that can be pre-initialised."""
+    from boxer_py.browser.program import check_runs_in_browser
     from boxer_py.browser.runtime import Preinit
+    from boxer_py.image import imagefile
     from boxer_py.image.store import default_cache_dir
     from boxer_py.runtime.launcher import Launcher
     from boxer_py.runtime.preinit.page import for_page
 
+    # The page's own refusal first (one line, before anything runs), and nothing to boot for
+    # an image whose default program the page cannot start.
+    if check_runs_in_browser(imagefile.read(image_path), str(image_path)) is None:
+        return None
     launcher = Launcher(cache_dir or default_cache_dir(), bake=False)
     try:
         start = for_page(launcher, launcher.open(image_path))
@@ -103,7 +111,9 @@ def web(image, directory, max_output, disk, max_entries, autorun, allow_net, pub
     Any static host can serve it if it sends .wasm as application/wasm (see docs/web.md).
     """
     from boxer_py.browser.site import write_site
+    from boxer_py.image.atomic import check_empty_target
 
     path = locate(image)
+    check_empty_target(Path(directory))  # before the snapshot's boot, which takes a while
     click.echo(write_site(path, directory, page_limits(max_output, disk, max_entries), autorun,
                           page_network(allow_net, publish), page_preinit(path)))
