@@ -31,8 +31,8 @@ PLATFORMS = ("wasi/wasm", "wasip1/wasm", "wasi/wasm32", "wasm32/wasi", "wasm/was
 @click.option("--env-file", multiple=True, metavar="FILE", help="Read variables from a file.")
 @click.option("-w", "--workdir", metavar="DIR", help="Working directory inside the guest.")
 @click.option("--entrypoint", metavar="CMD", help="Override the image's ENTRYPOINT.")
-@click.option("-v", "--volume", multiple=True, metavar="HOST:GUEST[:ro]",
-              help="Mount a host directory (or give a copy of a single file).")
+@click.option("-v", "--volume", multiple=True, metavar="HOST:GUEST[:ro|rw]",
+              help="Mount a host directory or file (:ro read-only; a writable file is written back when the run ends).")
 @click.option("--file", "copies", multiple=True, metavar="HOST:GUEST",
               help="Copy a host file into the run's writable layer at GUEST before it starts.")
 @click.option("-i", "--interactive", is_flag=True, help="Pass this process's stdin to the guest.")
@@ -264,8 +264,8 @@ def _names_registry(image: str) -> bool:
 @click.option("-e", "--env", multiple=True, metavar="KEY=VALUE", help="Set an environment variable.")
 @click.option("--env-file", multiple=True, metavar="FILE", help="Read variables from a file.")
 @click.option("-w", "--workdir", metavar="DIR", help="Working directory inside the guest.")
-@click.option("-v", "--volume", multiple=True, metavar="HOST:GUEST[:ro]",
-              help="Mount a host directory (or give a copy of a single file).")
+@click.option("-v", "--volume", multiple=True, metavar="HOST:GUEST[:ro|rw]",
+              help="Mount a host directory or file (:ro read-only; a writable file is written back when the run ends).")
 @click.option("--timeout", default="60", show_default=True, metavar="SECONDS",
               help="Longest a call may run (a call may ask for less).")
 @click.option("--memory", "-m", metavar="SIZE", help="Cap the guest's memory, e.g. 256m.")
