@@ -36,7 +36,7 @@ TIERS = {
     "test_agent_example.py": ["slow"], "test_mcp.py": ["slow"], "test_limit_options.py": ["slow"],
     "containment": ["slow"],
     "test_oci.py": ["slow", "registry"], "test_registry.py": ["slow", "registry"], "test_containerd.py": ["slow", "registry"],
-    "test_server.py": ["slow", "server"], "test_wasi_python.py": ["slow", "datasci"],
+    "test_server.py": ["slow", "server"], "test_wasi_python.py": ["slow", "datasci"], "test_scientific.py": ["slow", "datasci"],
     "test_web.py": ["slow", "browser"], "test_web_hostile.py": ["slow", "browser"], "test_web_net.py": ["slow", "browser"],
     "test_web_console.py": ["slow", "browser"], "test_web_runtime.py": ["slow", "browser"], "test_web_start.py": ["slow", "browser"],
     "test_sdist.py": ["slow"], "test_pip_extras.py": ["slow"], "test_locks.py": ["slow"], "test_dockerfile_forms.py": ["slow"], "test_docker_run.py": ["slow"],

@@ -8,7 +8,7 @@ import pytest
 
 import boxer_py
 from boxer_py.builder import extras
-from boxer_py.builder.pip import marker_environment
+from boxer_py.builder.guestpython import marker_environment
 from boxer_py.errors import BoxerError
 from pyindex import Index, wheel
 

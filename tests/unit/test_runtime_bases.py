@@ -94,5 +94,5 @@ def test_pip_takes_version_and_site_packages_from_the_base_not_from_env(tmp_path
     labels = make_plan(parse("FROM python:3.13\nENV PYTHON_VERSION=3.9\n"), load_catalog(), None, None,
                        lambda ref: None).stages[0].config.labels
     found = guest_python(root, labels, "python3", "/usr/local/bin:/usr/bin", "/")
-    assert found == ("3.13.5", "/usr/local/lib/python3.13/site-packages")
+    assert found == ("3.13.5", "/usr/local/lib/python3.13/site-packages", {})
     assert guest_python(root, labels, "python3.11", "/usr/local/bin", "/") is None  # no such program

@@ -35,7 +35,8 @@ from packaging.markers import InvalidMarker, UndefinedComparison, UndefinedEnvir
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from boxer_py.builder import extras, hostpip, scripts, sdist
+from boxer_py.builder import compiledin, extras, hostpip, scripts, sdist
+from boxer_py.builder.guestpython import GuestPython, PipRefused, marker_environment, python_version
 from boxer_py.image import hostfs
 from boxer_py.image.rootfs import copy_tree, resolve, within
 
@@ -90,11 +91,7 @@ _HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5}
 class PipResult:
     exit_code: int
     output: bytes
-
-
-class PipRefused(Exception):
-    """A pip invocation that cannot work for a WebAssembly guest, or that could make the build
-    host run or read something; the message says why (with the file and line)."""
+    native: tuple[str, ...] = ()  # what pip found no wheel for that runs here (canonical names)
 
 
 @dataclass
@@ -124,7 +121,7 @@ class _Request:
 
 def pip(args: list[str], root: Path, env: dict[str, str], cwd: str, sandbox: sdist.Sandbox | None = None,
         venv_site: str | None = None, status: Callable[[str], None] | None = None,
-        python_at: tuple[str, str] | None = None) -> PipResult:
+        python_at: GuestPython | None = None) -> PipResult:
     """Run `pip ARGS` for the image at `root` (args exclude the `pip` itself); `env` and `cwd`
     are the RUN's (the guest's), never the host's. With a `sandbox`, local projects and what
     has only source on the index are built there (sdist.py); without one they are refused.
@@ -156,12 +153,16 @@ def pip(args: list[str], root: Path, env: dict[str, str], cwd: str, sandbox: sdi
                              f"{python} on WASI (the environment markers of {', '.join(request.skipped[:5])} "
                              "exclude it)")
         raise PipRefused("pip install: nothing to install (no package named)")
+    provided, notes = python_at.provided if python_at else {}, list[str]()
+    if provided:  # compiled into the runtime: pip sees them installed (compiledin.py)
+        request.requirements = compiledin.keep(request.requirements, provided, notes)
+        request.constraints = compiledin.keep(request.constraints, provided, notes, True) + compiledin.pins(provided)
     with tempfile.TemporaryDirectory(prefix="boxer-pip-") as tmp:
         work = Path(tmp)
         (work / "home").mkdir()
         (work / "cwd").mkdir()
         target = work / "target"
-        command = [*request.options]
+        command = [*request.options, *(compiledin.wheels(work / "provided", provided) if provided else [])]
         if request.requirements:
             command += ["-r", str(work / "requirements.txt")]
         if request.constraints:
@@ -178,19 +179,20 @@ def pip(args: list[str], root: Path, env: dict[str, str], cwd: str, sandbox: sdi
         argv = hostpip.argv(marker_env, python, str(target), *([] if builds or status else ["--quiet"]), *command)
         left_out: dict[str, str] = {}  # what optional extras asked for and could not have: why, by name
         lookup = extras.Guest(marker_env, python, request.options)
-        warnings = b""
+        warnings = "".join(f"{x}\n" for x in notes).encode()
         while True:
             (work / "requirements.txt").write_text("\n".join(request.requirements) + "\n")
             output, failure, blocked = _resolve(argv, work, builds, status, python)
             if failure is None:
                 break
+            native = (blocked,) if blocked else ()
             if blocked in left_out:  # needed by more than the extra it was left out of: why, as at first
-                return PipResult(1, output + f"pip install: {left_out[blocked]}\n".encode())
+                return PipResult(1, warnings + output + f"pip install: {left_out[blocked]}\n".encode(), native)
             if blocked is None or len(left_out) >= extras.MAX_LEFT_OUT:
-                return PipResult(1, output + failure.encode())
+                return PipResult(1, warnings + output + failure.encode(), native)
             found = extras.leave_out(request.requirements, blocked, lookup)
             if found is None:
-                return PipResult(1, output + failure.encode())
+                return PipResult(1, warnings + output + failure.encode(), native)
             request.requirements, via = found
             left_out[blocked] = " ".join(failure.split()).removeprefix("pip install: ")
             warnings += (f"pip install: warning: left out {blocked}, which the optional extra {via} asks for: "
@@ -198,9 +200,12 @@ def pip(args: list[str], root: Path, env: dict[str, str], cwd: str, sandbox: sdi
             if builds:
                 builds.failure = builds.blocked = None
         output = warnings + output
+        there = compiledin.drop(target) if target.is_dir() else []
         installed = sorted(p.name.removesuffix(".dist-info") for p in target.glob("*.dist-info"))
+        if there:
+            output += f"compiled into the runtime already: {', '.join(there)}\n".encode()
         if not installed:
-            return PipResult(1, output + b"pip install: nothing was installed\n")
+            return PipResult(0 if there else 1, output + (b"" if there else b"pip install: nothing was installed\n"))
         _install(target, root, site)
         return PipResult(0, output + f"installed into {site}: {' '.join(installed)}\n".encode())
 
@@ -230,23 +235,6 @@ def _resolve(argv: list[str], work: Path, builds: sdist.Builds | None, status: C
     return output, (f"pip install: {name} has no pure-Python or WASI wheel for Python {python} (only native wheels "
                     "or source), so it cannot run in WebAssembly; use a pure-Python alternative\n"), \
         next(iter(blocked), None)
-
-
-def marker_environment(version: str) -> dict[str, str]:
-    """PEP 508's environment of the guest: CPython for WASI on wasm32 (as its `platform` says)."""
-    full = version if re.fullmatch(r"\d+\.\d+\.\d+", version) else ".".join(version.split(".")[:2]) + ".0"
-    return {"implementation_name": "cpython", "implementation_version": full, "os_name": "posix",
-            "platform_machine": "wasm32", "platform_release": "0.0.0", "platform_system": "wasi",
-            "platform_version": "0.0.0", "python_full_version": full, "platform_python_implementation": "CPython",
-            "python_version": ".".join(full.split(".")[:2]), "sys_platform": "wasi"}
-
-
-def python_version(env: dict[str, str]) -> str:
-    version = env.get("PYTHON_VERSION", "")
-    match = re.match(r"(\d+)\.(\d+)(\.\d+)?", version)
-    if not match:
-        raise PipRefused("pip install: the image has no Python (PYTHON_VERSION is not set); start FROM python:3.12")
-    return match[0]
 
 
 def _destination(request: _Request, env: dict[str, str], cwd: str, python: str) -> str | None:

@@ -6,14 +6,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from boxer_py.builder import compiledin
 from boxer_py.builder.assemble import Progress, StepCache, assemble
 from boxer_py.builder.context import Context
 from boxer_py.builder.mounts import read_secret
 from boxer_py.builder.runstep import Commands, Ran
 from boxer_py.dockerfile.bases import load_catalog
 from boxer_py.dockerfile.parser import parse, parse_file
-from boxer_py.dockerfile.plan import ImageBase, make_plan
-from boxer_py.errors import BuildError
+from boxer_py.dockerfile.plan import BuildPlan, ImageBase, RunStep, make_plan
+from boxer_py.errors import BuildError, DockerfileError
 from boxer_py.image import imagefile
 from boxer_py.image.store import Store, check_tag, default_cache_dir
 
@@ -70,20 +71,35 @@ def build(context: str | Path, output: str | Path | None, dockerfile: str | Path
         dockerfile = Path(dockerfile) if dockerfile else context / "Dockerfile"
         where = str(dockerfile)
         parsed = parse_file(dockerfile)
-    plan = make_plan(parsed, load_catalog(cache_dir), build_args, target, lambda ref: _find_image(ref, context, store))
-    for warning in plan.warnings:
-        progress(f"WARNING: {warning}")
+    catalog = load_catalog(cache_dir)
     ctx = Context(context, where)
     runner = run_in or _no_runtime
+    native: list[str] = []  # what pip found no usable wheel for, in any stage
 
     def commands(root: Path, labels: dict[str, str]) -> Commands:
         return Commands(root, lambda *args, **kw: runner(*args, labels=labels, **kw), skip_unsupported,
-                        lambda message: progress(f"    WARNING: {message}"), status, labels)
+                        lambda message: progress(f"    WARNING: {message}"), status, labels, native)
 
     # What RUN does depends on --skip-unsupported too: a step skipped with it is not the plain step.
     cache = StepCache(cache_dir / "steps", not no_cache, "skip-unsupported\n" if skip_unsupported else "")
-    with tempfile.TemporaryDirectory(prefix="boxer-build-") as scratch:
-        assembled = assemble(plan, ctx, Path(scratch), progress, commands, cache, secret_data)
+    rebase: dict[int, str] = {}
+    shown: set[str] = set()
+    while True:
+        plan = make_plan(parsed, catalog, build_args, target, lambda ref: _find_image(ref, context, store), rebase)
+        for warning in plan.warnings:
+            if warning not in shown:
+                shown.add(warning)
+                progress(f"WARNING: {warning}")
+        native.clear()
+        try:
+            with tempfile.TemporaryDirectory(prefix="boxer-build-") as scratch:
+                assembled = assemble(plan, ctx, Path(scratch), progress, commands, cache, secret_data)
+            break
+        except DockerfileError as e:
+            again = _rebase(plan, e.line, native)
+            if again is None or again[0] in rebase:
+                raise
+            rebase[again[0]] = again[1]
     spec = assembled.spec
     if labels:
         spec = replace(spec, config=replace(spec.config, labels={**spec.config.labels, **labels}))
@@ -100,6 +116,22 @@ def build(context: str | Path, output: str | Path | None, dockerfile: str | Path
             progress(f"naming to {name}")
         path = path or stored.path
     return BuildResult(image_id, path, len(data), tuple(names))
+
+
+def _rebase(plan: BuildPlan, line: int | None, native: list[str]) -> tuple[int, str] | None:
+    """When a RUN at `line` failed because pip found no wheel for a package that its python
+    stage's alternative runtime has compiled in: (that stage, why). The step cache keeps the
+    second try cheap: the stages and steps before it are not built again."""
+    failed = next((s for s in plan.stages if any(isinstance(step, RunStep) and step.line == line
+                                                 for step in s.steps)), None)
+    while failed is not None and failed.parent is not None:
+        failed = plan.stages[failed.parent]
+    if failed is None or failed.alternative is None:
+        return None
+    other = failed.alternative
+    has = compiledin.parse(other.labels.get(compiledin.PROVIDES_LABEL + other.path, ""))
+    name = next((n for n in native if n in has), None)
+    return (failed.index, f"{has[name][0]} has no WASI wheel") if name else None
 
 
 def _find_image(ref: str, context: Path, store: Store) -> ImageBase | None:

