@@ -184,7 +184,7 @@ class Launcher:
             argv, env = [argv0, *argv[1:]], {**env, **extra}
             resume = self._resume(image, base, program, argv, env, workdir, spec, shared)
             loaded = resume.module if resume else self._program_module(image, base, program, argv[0])
-            argv = argv if resume else reactor.with_pythonpath(loaded.module, argv, env)
+            argv = argv if resume else reactor.with_pythonpath(loaded.module, argv, env, workdir)
             self.workspaces.seal(tmp)
             files = inputs.check(spec.files, spec.limits.disk)  # after the seal: a layer with them is not handed on
             inputs.place(root, files, [m.guest for m in spec.mounts] + [guest for guest, _ in shared])
@@ -405,7 +405,7 @@ class Launcher:
         argv, env = [argv0, *argv[1:]], {**env, **extra}
         stack = wasm_stack(labels or {}, names(lambda name: self._find_program(root, name, DEFAULT_PATH, "/")[1], program))
         loaded = self._engine(stack).modules.load(program.read_bytes())
-        argv = reactor.with_pythonpath(loaded.module, argv, env)
+        argv = reactor.with_pythonpath(loaded.module, argv, env, workdir)
         spec = RunSpec(tuple(argv), env=env, workdir=workdir, stdin=stdin, limits=limits, output_dir=None,
                        on_stdout=tap, on_stderr=tap, network=network)
         self.runs.mkdir(parents=True, exist_ok=True)

