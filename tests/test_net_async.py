@@ -11,8 +11,6 @@ import socket
 import subprocess
 import sys
 
-import pytest
-
 from test_net import _env, serving
 
 ECHO_SERVER = """\
@@ -64,18 +62,6 @@ COPY app.py .
 EXPOSE 8000
 CMD ["python", "-m", "uvicorn", "app:app", "--host", "0.0.0.0", "--port", "8000"]
 """
-
-
-@pytest.fixture(scope="session")
-def uvicorn_image(tmp_path_factory):
-    import boxer_py
-
-    ctx = tmp_path_factory.mktemp("uvicorn-ctx")
-    (ctx / "Dockerfile").write_text(UVICORN_DOCKERFILE)
-    (ctx / "app.py").write_text(STARLETTE_APP)
-    out = tmp_path_factory.mktemp("uvicorn") / "uvicorn.wasm"
-    boxer_py.build(ctx, out)
-    return out
 
 
 def _lines(sock: socket.socket, count: int) -> list[bytes]:

@@ -374,3 +374,21 @@ def test_an_asyncio_server_serves_overlapping_requests_in_the_tab(net_page):
     assert released == [200, "asyncio answered /release\n"]
     page.page.evaluate("() => window.boxer.app.stop()")
     assert page.page.evaluate("() => window.boxer.runs.at(-1).exitCode") == 137
+
+
+def test_uvicorn_and_starlette_serve_in_the_tab(browser, uvicorn_image):
+    """The uvicorn image's own CMD (`python -m uvicorn app:app`) in the page: asyncio's loop with
+    uvicorn's h11 protocol answers the page's fetches, a JSON POST included."""
+    page = NetPage(browser, uvicorn_image, publish=(8000,))
+    try:
+        page.page.evaluate("() => { window.boxer.app.run('', new Uint8Array(0), 0, ''); }")
+        page.wait_output("Uvicorn running on")
+        index, echo, missing = _fetch_all(page, ("port/8000/", "GET", None, {}),
+                                          ("port/8000/echo", "POST", '{"n": 21}', {"Content-Type": "application/json"}),
+                                          ("port/8000/nope", "GET", None, {}))
+        assert (index["status"], index["text"], index["headers"]["server"]) == (200, "hello from starlette", "uvicorn")
+        assert (echo["status"], json.loads(echo["text"])["got"], echo["headers"]["content-type"]) == (200, 42, "application/json")
+        assert (missing["status"], missing["text"]) == (404, "Not Found")
+        page.page.evaluate("() => window.boxer.app.stop()")
+    finally:
+        page.close()
