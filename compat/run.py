@@ -105,7 +105,8 @@ BUILD_RULES: list[tuple[str, str]] = [
 RUN_RULES: list[tuple[str, str]] = [
     ("needs-listen-socket", r"cannot (bind|listen)|\bbind\(|Address already in use|OSError: \[Errno (58|52|76)\]"
                             r"|socket\.(bind|listen)|Operation not supported.*socket|serve_forever|listen\(\)"),
-    ("needs-outbound-network", r"SSL module is not available|TLS is not available|getaddrinfo|Name or service not known"
+    ("needs-outbound-network", r"SSL module is not available|TLS is not available|has no network|getaddrinfo"
+                               r"|Name or service not known"
                                r"|Network is unreachable|Temporary failure in name resolution|ConnectionError"
                                r"|NewConnectionError|Max retries exceeded|urlopen error|connect\(\)"),
     ("native-tool-in-run", r"is not a WebAssembly program|not a valid WebAssembly program|needs a shell"

@@ -64,6 +64,8 @@ class ClassifyRun(unittest.TestCase):
         self.assertEqual(run.classify_run("ImportError: SSL module is not available"), "needs-outbound-network")
         self.assertEqual(run.classify_run("_ssl.SSLError: TLS is not available: this WebAssembly sandbox has no network"),
                          "needs-outbound-network")
+        self.assertEqual(run.classify_run("socket.gaierror: [Errno -3] this sandbox has no network to resolve names in "
+                                          "(--allow-net HOST gives it one)"), "needs-outbound-network")
 
 
 class Probe(unittest.TestCase):
