@@ -67,7 +67,8 @@ def test_the_stand_in_wheels_are_metadata_only_and_dropped_after_install(tmp_pat
 
 
 def test_a_malformed_label_entry_is_ignored():
-    assert compiledin.parse("numpy==2.5.2 evil bad==not-a-version ok==1.0 x==1;rm") == {
+    assert compiledin.parse("numpy==2.5.2 evil bad==not-a-version ok==1.0 x==1;rm ../up==1.0 local==1.0+evil "
+                            f"{'n' * 200}==1.0") == {
         "numpy": ("numpy", "2.5.2"), "ok": ("ok", "1.0")}
 
 

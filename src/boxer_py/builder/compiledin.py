@@ -24,7 +24,9 @@ from packaging.version import InvalidVersion, Version
 
 PROVIDES_LABEL = "boxer.python-provides:"  # + the interpreter's path: "numpy==2.5.2 pandas==3.0.6 ..."
 LOCAL = "boxer"  # the local version label of the stand-in wheels
-_PIN = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([0-9][0-9A-Za-z.+!]*)")
+# A label is the image's (a hostile base image may set it): a name that is a file name at most, a
+# public version (no local part: the stand-in's is `+boxer`).
+_PIN = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]{0,99})==([0-9][0-9A-Za-z.!]{0,49})")
 
 
 def parse(value: str) -> dict[str, tuple[str, str]]:
