@@ -9,8 +9,10 @@ stdlib's data files. Entries are sorted and carry SOURCE_DATE_EPOCH as their tim
 Each --map rewrites a host build path in _sysconfigdata (where configure recorded the build
 directories, meaningless in the guest), so the zip does not depend on where it was built.
 """
+import ast
 import importlib.util
 import os
+import pprint
 import sys
 import time
 import zipfile
@@ -21,6 +23,26 @@ SKIP_ANYWHERE = {"__pycache__", "test", "tests", "idle_test"}
 SKIP_TOP = {"idlelib", "tkinter", "turtledemo", "ensurepip", "lib-dynload", "site-packages",
             "__phello__", "venv"}
 SKIP_TOP_FILES = {"turtle.py"}
+
+
+def sysconfigdata(source: bytes, maps) -> bytes:
+    """_sysconfigdata with each build path mapped, written anew from its values: pprint wrapped
+    the long strings where the host paths' lengths put the breaks, so mapping the text alone
+    left line numbers (in the .pyc) that depend on where the build ran."""
+    tree = ast.parse(source)
+    names = [n.targets[0].id for n in tree.body if isinstance(n, ast.Assign)]
+    if names != ["build_time_vars"]:
+        raise SystemExit(f"_sysconfigdata: expected only build_time_vars, found {names}")
+    values = ast.literal_eval(tree.body[-1].value)
+
+    def mapped(v):
+        if isinstance(v, str):
+            for old, new in maps:
+                v = v.replace(old, new)
+        return v
+    values = {k: mapped(v) for k, v in values.items()}
+    return ("# system configuration generated and used by the sysconfig module\n"
+            f"build_time_vars = {pprint.pformat(values)}\n").encode()
 
 
 def main():
@@ -48,10 +70,7 @@ def main():
             with open(path, "rb") as fh:
                 data = fh.read()
             if os.path.basename(rel).startswith("_sysconfigdata"):
-                text = data.decode()
-                for old, new in maps:
-                    text = text.replace(old, new)
-                data = text.encode()
+                data = sysconfigdata(data, maps)
             if rel.endswith(".py"):
                 try:
                     code = compile(data, f"{guest}/{rel}", "exec", dont_inherit=True, optimize=0)

@@ -143,16 +143,25 @@ def _install():
                        (_os.getgroups, "Return list of supplemental group IDs for the process.")):
             f.__doc__ = doc
     if not hasattr(_os, "chown"):
+        def ids(uid, gid):
+            """uid and gid must be integers (or have __index__), as CPython's converter wants."""
+            for value, name in ((uid, "uid"), (gid, "gid")):
+                if not hasattr(type(value), "__index__"):
+                    raise TypeError(f"{name} should be integer, not {type(value).__name__}")
+
         def chown(path, uid, gid, *, dir_fd=None, follow_symlinks=True):
             """Change the owner and group id of path (WASI has no owners: checks it exists)."""
+            ids(uid, gid)
             _os.stat(path, dir_fd=dir_fd, follow_symlinks=follow_symlinks)
 
         def lchown(path, uid, gid):
             """Change the owner and group id of path, not following links (see chown)."""
+            ids(uid, gid)
             _os.stat(path, follow_symlinks=False)
 
         def fchown(fd, uid, gid):
             """Change the owner and group id of the file fd (see chown)."""
+            ids(uid, gid)
             _os.fstat(fd)
 
         _os.chown, _os.lchown, _os.fchown = chown, lchown, fchown

@@ -1,0 +1,82 @@
+"""CPython's own test modules in the guest, per python base (issue 17): a fast part of
+`make -C toolchain/cpython boxer-tests`, run the same way (toolchain/cpython/boxer_tests.py
+builds a `FROM python:X.Y` image and runs `python -m test -v MODULE` under boxer's launcher,
+the test package mounted read-only). Each module must pass at least as many tests as it did
+when recorded (toolchain/cpython/README.md has the whole run), and fail only the known ones,
+each a limit of WASI or of the sandbox, never a defect left unexplained.
+
+The test package comes from the version's Debian orig tarball (`apt-get source`, checked by
+sha256; `make -C toolchain/cpython deps` adds the deb-src lines), fetched once into
+$BUILD_ROOT/boxer-tests. 3.12 (VMware's runtime) has no Debian source: its tests are those of
+a CPython 3.12 on this machine (on PATH or pyenv's), when there is one."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TOOLCHAIN = Path(__file__).resolve().parent.parent / "toolchain" / "cpython"
+WORK = Path(os.environ.get("BUILD_ROOT", "/work/build")) / "boxer-tests"
+
+# Tests passed (run - failures - errors - skipped) when recorded, per base and module: modules
+# that run in seconds, and those of boxer's pwd and grp stand-ins. 3.12's are other ones: its
+# stdlib has no multiprocessing (test_re imports it) and its test_struct has a 3.12.1 test.
+FLOORS = {
+    "3.13": {"test_re": 160, "test_json": 166, "test_struct": 37, "test_pwd": 3, "test_grp": 4},
+    "3.11": {"test_re": 153, "test_json": 152, "test_struct": 33, "test_pwd": 3, "test_grp": 4},
+    "3.12": {"test_json": 154, "test_zlib": 70, "test_pwd": 3, "test_grp": 4},
+}
+# The tests that fail, and the words of the error that says why.
+KNOWN = {
+    # multiprocessing imports (boxer's stand-ins: libraries import its ThreadPool), so the test
+    # is not skipped, but a guest has no processes: Process.start() raises our one clear error.
+    "test_re": {"ReTests.test_regression_gh94675": "multiprocessing cannot start a process"},
+}
+
+
+def _boxer_tests():
+    spec = importlib.util.spec_from_file_location("boxer_tests", TOOLCHAIN / "boxer_tests.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    finally:  # it puts its own directory first, to import build.py and verify.py beside it
+        if str(TOOLCHAIN) in sys.path:
+            sys.path.remove(str(TOOLCHAIN))
+    return module
+
+
+def _test_package(bt, version: str) -> Path:
+    if version in bt.VERSIONS:
+        return bt.fetch_tests(version, WORK)
+    # a CPython of that version on this machine: on PATH, or one pyenv installed
+    python = shutil.which(f"python{version}")
+    answer = python and subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('stdlib'))"],
+                                       capture_output=True, text=True, timeout=60)
+    found = [Path(answer.stdout.strip())] if answer and answer.returncode == 0 else []
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    found += sorted(pyenv.glob(f"{version}.*/lib/python{version}"))
+    for stdlib in found:
+        if (stdlib / "test" / "test_json").is_dir():
+            return bt.copy_tests(stdlib, version, WORK)
+    pytest.skip(f"no CPython {version} with its test package on this machine (Debian has no {version} source)")
+
+
+@pytest.mark.parametrize("version", sorted(FLOORS))
+def test_cpythons_own_tests_pass_in_the_guest_but_for_known_limits(version, cache_dir):
+    bt = _boxer_tests()
+    lib = _test_package(bt, version)
+    results = bt.run_tests(version, lib, sorted(FLOORS[version]), cache_dir, timeout=900)
+    for module, floor in FLOORS[version].items():
+        r = results[module]
+        known = KNOWN.get(module, {})
+        assert r["run"] and set(r["failed"]) <= set(known), (module, r)
+        assert r["result"] == ("FAILURE" if r["failed"] else "SUCCESS"), (module, r)
+        assert r["run"] - r["failures"] - r["errors"] - r["skipped"] >= floor, (module, r)
+        for test in r["failed"]:
+            assert known[test] in r["tail"], (module, test, r["tail"])
