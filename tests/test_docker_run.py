@@ -10,6 +10,24 @@ import sys
 import pexpect
 import pytest
 
+import boxer_py
+
+
+@pytest.fixture(scope="module")
+def py313_image(tmp_path_factory, cache_dir):
+    """`FROM python:3.13`: boxer's own CPython 3.13 runtime, whose eval breaker is a word of bits."""
+    ctx = tmp_path_factory.mktemp("py313")
+    (ctx / "Dockerfile").write_text("FROM python:3.13\n")
+    out = ctx.parent / "py313.wasm"
+    boxer_py.build(ctx, out, cache_dir=cache_dir)
+    return out
+
+
+@pytest.fixture(params=["hello_image", "py313_image"])
+def cpython_image(request):
+    """Each CPython layout of signal words: 3.12's (hello-python) and 3.13's."""
+    return request.getfixturevalue(request.param)
+
 
 def py(boxer, image, code, *args, **kwargs):
     return boxer("run", *args, str(image), "python", "-c", code, **kwargs)
@@ -173,12 +191,12 @@ print("sleep handler", got[-1], os.get_terminal_size(sys.stdout.fileno()), flush
 """
 
 
-def test_a_resize_is_followed_by_the_guest(cache_dir, hello_image):
+def test_a_resize_is_followed_by_the_guest(cache_dir, cpython_image):
     """`-t`: when the window is resized (TIOCSWINSZ on the pseudo-terminal, so the kernel
     sends boxer SIGWINCH), os.get_terminal_size() and shutil.get_terminal_size() give the new
     size, and the guest's SIGWINCH handler runs, busy or sleeping, as in `docker run -t`;
     COLUMNS and LINES are not in its environment (they would pin shutil's answer)."""
-    child = spawn(cache_dir, "run", "-t", str(hello_image), "python", "-c", RESIZE, size=(24, 80))
+    child = spawn(cache_dir, "run", "-t", str(cpython_image), "python", "-c", RESIZE, size=(24, 80))
     child.expect_exact("env False False (80, 24)")
     child.setwinsize(40, 120)
     child.expect_exact("polled (120, 40) (120, 40)")
@@ -199,17 +217,17 @@ def test_a_size_given_with_e_is_kept(cache_dir, hello_image):
     assert exit_code == 0 and "50 (50, 33)" in out, out
 
 
-def test_ctrl_c_is_a_keyboard_interrupt_in_the_guest(cache_dir, hello_image):
+def test_ctrl_c_is_a_keyboard_interrupt_in_the_guest(cache_dir, cpython_image):
     """As in a native CPython: a busy loop ends with KeyboardInterrupt's traceback and 130; a
     guest that catches it (in a sleep) goes on and ends as it likes."""
-    child = spawn(cache_dir, "run", str(hello_image), "python", "-c", "print('started', flush=True)\nwhile True: pass")
+    child = spawn(cache_dir, "run", str(cpython_image), "python", "-c", "print('started', flush=True)\nwhile True: pass")
     child.expect_exact("started")
     child.sendintr()
     exit_code, out = finish(child)
     assert exit_code == 130 and out.rstrip().endswith("KeyboardInterrupt"), out
     code = ("import time\ntry:\n    print('started', flush=True)\n    time.sleep(3600)\n"
             "except KeyboardInterrupt:\n    print('cleaned up')\n    raise SystemExit(3)\n")
-    child = spawn(cache_dir, "run", str(hello_image), "python", "-c", code)
+    child = spawn(cache_dir, "run", str(cpython_image), "python", "-c", code)
     child.expect_exact("started")
     child.sendintr()
     exit_code, out = finish(child)
@@ -224,11 +242,11 @@ def test_ctrl_c_ends_a_guest_blocked_reading_stdin(cache_dir, hello_image):
     assert finish(child)[0] == 130
 
 
-def test_the_repl_edits_lines_keeps_history_and_survives_ctrl_c(cache_dir, hello_image):
+def test_the_repl_edits_lines_keeps_history_and_survives_ctrl_c(cache_dir, cpython_image):
     """`boxer run -it IMAGE python`: line editing and history (Up-arrow once gave
     `SyntaxError: invalid non-printable character U+001B`), Ctrl-C as in CPython's REPL
     (KeyboardInterrupt, a new prompt, the session's state kept), Ctrl-D to leave."""
-    child = spawn(cache_dir, "run", "-it", str(hello_image), "python")
+    child = spawn(cache_dir, "run", "-it", str(cpython_image), "python")
     child.expect_exact(">>> ")
     child.send("x = 6 * 7\r")
     child.expect_exact(">>> ")

@@ -6,13 +6,18 @@ after which the interpreter runs the Python-level handler (raising KeyboardInter
 next check. `_thread.interrupt_main()` sets the very same words. So the words are found once
 per module by a calibration run (`calibrate`): the guest sleeps, calls interrupt_main, and
 sleeps again from C (no bytecode in between, so no check clears them), and the host compares
-its memory at the two sleeps; exactly the words that went from 0 to 1 are CPython's. The
-result is cached per module digest. A run then delivers Ctrl-C (`Interrupts.deliver`) by
-setting those words from the guest's own thread: at an epoch tick (a busy guest), in a
+its memory at the two sleeps: CPython's words are those that gained one bit, lost no other,
+and lost that bit again once the KeyboardInterrupt was handled (the next sleep). On 3.11 and
+3.12 they are four words that go from 0 to 1 (the handler's "tripped", `is_tripped`,
+`signals_pending` and the eval breaker); on 3.13 three: the two "tripped" words go from 0 to
+1 and the main thread's eval breaker, a word of flag bits with the instrumentation version
+above them, gains `_PY_SIGNALS_PENDING_BIT` (2). The result, (word, bit) pairs, is cached
+per module digest. A run then delivers Ctrl-C (`Interrupts.deliver`) by OR-ing those bits
+into those words from the guest's own thread (it is stopped in the host meanwhile): at an epoch tick (a busy guest), in a
 sleep (cut short), or while the line editor waits for a line (the read then fails with
 EINTR, and CPython's reader checks for signals as after a real one).
 
-A module where calibration does not find exactly four such words gets no KeyboardInterrupt:
+A module where calibration does not find three or four such words gets no KeyboardInterrupt:
 Ctrl-C stops its run instead (exit 130). Other words of a busy runtime may go from 0 to 1
 between two sleeps now and then, so a calibration that does not find what it expects is run
 again (up to CALIBRATION_RUNS times) before a module is said to have none.
@@ -20,8 +25,8 @@ again (up to CALIBRATION_RUNS times) before a module is said to have none.
 A terminal's resize (SIGWINCH, `boxer run -t`) reaches a guest's `signal.SIGWINCH` handler the
 same way. The calibration goes on with `_thread.interrupt_main(signal.SIGWINCH)` under a
 Python handler: CPython keeps one {tripped, handler} pair of words per signal, so SIGWINCH's
-"tripped" word is SIGINT's plus 26 pairs, and it and the three words shared with SIGINT must
-all go from 0 to 1. The handler word after it is also noted for SIG_DFL and SIG_IGN (CPython's
+"tripped" word is SIGINT's plus 26 pairs: it must go from 0 to 1 and the words shared with
+SIGINT gain their bits again. The handler word after it is also noted for SIG_DFL and SIG_IGN (CPython's
 small ints, at fixed addresses): a resize is delivered only when the guest has a handler of its
 own there (for another value CPython would report "Signal 28 ignored due to race condition").
 """
@@ -44,7 +49,7 @@ from boxer_py.runtime.spec import INTERRUPT_EXIT_CODE, TRAP_EXIT_CODE, RunResult
 from boxer_py.runtime.ticker import Ticker
 
 WASI = "wasi_snapshot_preview1"
-FLAG_WORDS = 4
+FLAG_WORDS = (3, 4)  # CPython 3.13, 3.11/3.12
 CALIBRATION_TIMEOUT = 30.0  # seconds (a CPython start takes well under one)
 CALIBRATION_MEMORY = 256 << 20
 CALIBRATION = ("import _thread, functools, operator, signal, time\n"
@@ -59,15 +64,24 @@ CALIBRATION = ("import _thread, functools, operator, signal, time\n"
                "list(map(operator.call, [nap, functools.partial(_thread.interrupt_main, signal.SIGWINCH), nap]))\n")
 NAPS = 5  # the calibration's sleeps: before and after SIGINT, SIG_IGN set, before and after SIGWINCH
 CALIBRATION_RUNS = 3
-CALIBRATION_VERSION = 2  # part of the cache's name: version 1 had no SIGWINCH
+CALIBRATION_VERSION = 3  # part of the cache's name: 1 had no SIGWINCH, 2 only words set to 1 (no 3.13)
 SIGINT, SIGWINCH, HANDLER_PAIR = 2, 28, 8  # wasi-libc's numbers; CPython's {tripped, func} on wasm32
+
+
+Flag = tuple[int, int]  # a word's address in the guest's memory and the bits to OR into it
+
+
+def _set(memory: wasmtime.Memory, store: wasmtime.Store | wasmtime.Caller, flags: tuple[Flag, ...]) -> None:
+    for address, bits in flags:
+        word = struct.unpack("<I", memory.read(store, address, address + 4))[0]
+        memory.write(store, struct.pack("<I", word | bits), address)
 
 
 @dataclass(frozen=True)
 class Winch:
     """Where a CPython keeps SIGWINCH: the words to set, its handler word and that word's
     values when the guest has no handler of its own (0, SIG_DFL, SIG_IGN)."""
-    flags: tuple[int, ...]
+    flags: tuple[Flag, ...]
     handler: int
     unhandled: tuple[int, ...]
 
@@ -79,7 +93,7 @@ class Interrupts:
     stopped); `memory` is the run's, once instantiated."""
 
     request: threading.Event
-    flags: tuple[int, ...] | None = None
+    flags: tuple[Flag, ...] | None = None
     memory: wasmtime.Memory | None = field(default=None, repr=False)
     delivered: bool = False
     winch: Winch | None = None
@@ -95,8 +109,7 @@ class Interrupts:
             handler = struct.unpack("<I", self.memory.read(store, self.winch.handler, self.winch.handler + 4))[0]
             if handler in self.winch.unhandled:
                 return False
-            for address in self.winch.flags:
-                self.memory.write(store, struct.pack("<i", 1), address)
+            _set(self.memory, store, self.winch.flags)
         except (ValueError, IndexError, struct.error, wasmtime.WasmtimeError):
             return False
         return True
@@ -110,9 +123,8 @@ class Interrupts:
             return False
         self.request.clear()
         try:
-            for address in self.flags:
-                self.memory.write(store, struct.pack("<i", 1), address)
-        except (ValueError, IndexError, wasmtime.WasmtimeError):
+            _set(self.memory, store, self.flags)
+        except (ValueError, IndexError, struct.error, wasmtime.WasmtimeError):
             return False
         self.delivered = True
         return True
@@ -144,43 +156,52 @@ def settle(interrupts: Interrupts | None, result: RunResult) -> None:
         result.exit_code, result.trap = INTERRUPT_EXIT_CODE, "interrupted"
 
 
-def load(cache: Path) -> tuple[int, ...] | None:
+def _pairs(doc: object) -> tuple[Flag, ...] | None:
+    """(word, bits) pairs from a cache's JSON, if it is a list of FLAG_WORDS of them."""
+    if not isinstance(doc, list) or len(doc) not in FLAG_WORDS:
+        return None
+    pairs = tuple(tuple(x) for x in doc if isinstance(x, list) and len(x) == 2)
+    if len(pairs) != len(doc) or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << 32
+                                         for pair in pairs for v in pair):
+        return None
+    return pairs
+
+
+def load(cache: Path) -> tuple[Flag, ...] | None:
     """The cached calibration (None if there is none or it says the module has no flags)."""
     try:
         doc = json.loads(cache.read_text())
     except (OSError, ValueError):
         return None
-    flags = doc.get("flags") if isinstance(doc, dict) else None
-    if isinstance(flags, list) and len(flags) == FLAG_WORDS and all(isinstance(x, int) and x >= 0 for x in flags):
-        return tuple(flags)
-    return None
+    return _pairs(doc.get("flags") if isinstance(doc, dict) else None)
 
 
 def load_winch(cache: Path) -> Winch | None:
     """The cached calibration's SIGWINCH (None if it found none)."""
     try:
         doc = json.loads(cache.read_text()).get("winch")
-        winch = Winch(tuple(doc["flags"]), doc["handler"], tuple(doc["unhandled"]))
+        flags = _pairs(doc["flags"])
+        winch = Winch(flags or (), doc["handler"], tuple(doc["unhandled"]))
     except (OSError, ValueError, AttributeError, KeyError, TypeError):
         return None
-    numbers = (*winch.flags, winch.handler, *winch.unhandled)
-    if len(winch.flags) != FLAG_WORDS or not all(isinstance(x, int) and x >= 0 for x in numbers):
+    numbers = (winch.handler, *winch.unhandled)
+    if flags is None or not all(isinstance(x, int) and x >= 0 for x in numbers):
         return None
     return winch
 
 
 def calibrate(engine: wasmtime.Engine, ticker: Ticker, module: wasmtime.Module, root: Path, argv0: str,
-              cache: Path) -> tuple[int, ...] | None:
+              cache: Path) -> tuple[Flag, ...] | None:
     """Find the flags of `module` (a CPython) by a run with `root` read-only as /, and cache
     the answer (also a negative one, as an empty list). The image's code runs here, so the
     run is bounded like any guest's: CALIBRATION_TIMEOUT, CALIBRATION_MEMORY."""
     if cache.exists():
         return load(cache)
-    flags: tuple[int, ...] | None = None
+    flags: tuple[Flag, ...] | None = None
     winch: Winch | None = None
     for _ in range(CALIBRATION_RUNS):
         memories = _calibration_run(engine, ticker, module, root, argv0)
-        found = _flags(memories[0], memories[1]) if len(memories) >= 2 else None
+        found = _flags(*memories[:3]) if len(memories) >= 3 else None
         if found is None:
             continue
         flags, winch = found, _winch(found, memories) if len(memories) == NAPS else None
@@ -188,9 +209,9 @@ def calibrate(engine: wasmtime.Engine, ticker: Ticker, module: wasmtime.Module, 
             break
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        doc: dict[str, object] = {"flags": list(flags or [])}
+        doc: dict[str, object] = {"flags": [list(f) for f in flags or ()]}
         if winch is not None:
-            doc["winch"] = {"flags": list(winch.flags), "handler": winch.handler, "unhandled": list(winch.unhandled)}
+            doc["winch"] = {"flags": [list(f) for f in winch.flags], "handler": winch.handler, "unhandled": list(winch.unhandled)}
         imagefile.write(cache, json.dumps(doc).encode())
     except OSError:
         pass
@@ -235,21 +256,24 @@ def _calibration_run(engine: wasmtime.Engine, ticker: Ticker, module: wasmtime.M
     return memories
 
 
-def _winch(sigint: tuple[int, ...], memories: list[bytes]) -> Winch | None:
+def _winch(sigint: tuple[Flag, ...], memories: list[bytes]) -> Winch | None:
     """SIGWINCH's words from the calibration's naps (see CALIBRATION), if they are as
-    expected: SIGINT's "tripped" word is the one of its four that SIGWINCH does not set,
-    SIGWINCH's is 26 pairs further, and it and the three shared ones went from 0 to 1 (other
-    words may have too); its handler word held three different values: SIG_DFL, then SIG_IGN,
-    then the calibration's handler."""
+    expected: SIGINT's "tripped" word is the one of its words that SIGWINCH does not set,
+    SIGWINCH's is 26 pairs further and went from 0 to 1, and the shared ones gained their bits
+    again (other words may have changed too); its handler word held three different values:
+    SIG_DFL, then SIG_IGN, then the calibration's handler."""
     size = min(len(memories[3]), len(memories[4])) // 4 * 4
-    before, after = array.array("i", memories[3][:size]), array.array("i", memories[4][:size])
-    changed = {i * 4 for i in range(len(before)) if before[i] == 0 and after[i] == 1}
-    own = [f for f in sigint if f not in changed]
-    if len(own) != 1:
+    before, after = array.array("I", memories[3][:size]), array.array("I", memories[4][:size])
+
+    def gained(address: int, bits: int) -> bool:
+        return address + 4 <= size and not before[address // 4] & bits and after[address // 4] & bits == bits
+
+    own = [f for f in sigint if not gained(*f)]
+    if len(own) != 1 or own[0][1] != 1:
         return None
-    tripped = own[0] + (SIGWINCH - SIGINT) * HANDLER_PAIR
+    tripped = own[0][0] + (SIGWINCH - SIGINT) * HANDLER_PAIR
     handler = tripped + 4
-    if tripped not in changed or handler + 4 > size:
+    if handler + 4 > size or (before[tripped // 4], after[tripped // 4]) != (0, 1):
         return None
 
     def word(memory: bytes) -> int:
@@ -258,11 +282,19 @@ def _winch(sigint: tuple[int, ...], memories: list[bytes]) -> Winch | None:
     default, ignore, installed = word(memories[0]), word(memories[2]), word(memories[3])
     if len({default, ignore, installed, 0}) != 4:
         return None
-    return Winch((tripped, *(f for f in sigint if f != own[0])), handler, (0, default, ignore))
+    return Winch(((tripped, 1), *(f for f in sigint if f != own[0])), handler, (0, default, ignore))
 
 
-def _flags(before: bytes, after: bytes) -> tuple[int, ...] | None:
-    size = min(len(before), len(after)) // 4 * 4
-    a, b = array.array("i", before[:size]), array.array("i", after[:size])
-    found = tuple(i * 4 for i in range(len(a)) if a[i] == 0 and b[i] == 1)
-    return found if len(found) == FLAG_WORDS else None
+def _flags(before: bytes, after: bytes, handled: bytes) -> tuple[Flag, ...] | None:
+    """The words that gained one bit and lost none from `before` to `after` (interrupt_main)
+    and lost that bit again by `handled` (the KeyboardInterrupt was handled), if there are
+    FLAG_WORDS of them."""
+    size = min(len(before), len(after), len(handled)) // 4 * 4
+    a, b, c = (array.array("I", m[:size]) for m in (before, after, handled))
+    found = []
+    for i in range(len(a)):
+        if a[i] != b[i]:
+            bits = a[i] ^ b[i]
+            if not a[i] & bits and not bits & (bits - 1) and not c[i] & bits:
+                found.append((i * 4, bits))
+    return tuple(found) if len(found) in FLAG_WORDS else None

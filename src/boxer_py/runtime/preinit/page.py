@@ -69,8 +69,10 @@ def for_page(launcher: Launcher, image: Image) -> PageStart | None:
     flags = None
     if loaded is not None:  # the same calibration (and cache) as boxer run's Ctrl-C
         engine = launcher._engine(loaded.stack)
-        flags = interrupt.for_run(threading.Event(), engine.engine, engine.ticker, loaded, base, argv0,
+        found = interrupt.for_run(threading.Event(), engine.engine, engine.ticker, loaded, base, argv0,
                                   launcher.cache_dir, True).flags  # type: ignore[union-attr]
+        # the page stores 1 in each word: right for 3.11/3.12, not for 3.13's eval breaker of bits
+        flags = tuple(a for a, bits in found) if found and all(bits == 1 for _, bits in found) else None
     startup = {**config.env_dict(), **preinit.startup_env(env)}
     return PageStart(preinit.resumable(program.read_bytes()), resume.snapshot.to_bytes(), argv0, startup,
                      ("/", *(guest for guest, _ in shared)), flags)

@@ -1,0 +1,89 @@
+"""The calibration's reading of CPython's signal words (runtime/interrupt.py) on memories laid
+out as 3.12's (four words 0 -> 1) and 3.13's (two "tripped" words 0 -> 1 and an eval breaker of
+bits gaining _PY_SIGNALS_PENDING_BIT above an instrumentation version), with the noise a real
+run has: a pointer written and freed, a counter that keeps its new bit."""
+from __future__ import annotations
+
+import json
+import struct
+import threading
+
+import wasmtime
+
+from boxer_py.runtime import interrupt
+
+SIZE = 4096
+TRIPPED, IS_TRIPPED, BREAKER, PENDING = 0x100, 0x300, 0x400, 0x404
+WINCH = TRIPPED + 26 * 8
+HANDLER = WINCH + 4
+
+
+def memory(*layers: dict[int, int]) -> bytes:
+    data = bytearray(SIZE)
+    for layer in layers:
+        for address, value in layer.items():
+            struct.pack_into("<I", data, address, value)
+    return bytes(data)
+
+
+def naps(breaker_before: int, breaker_bits: int, pending: bool) -> list[bytes]:
+    """The five naps of CALIBRATION as the host reads them: before and after interrupt_main,
+    SIG_IGN set, before and after interrupt_main(SIGWINCH)."""
+    base = {BREAKER: breaker_before, HANDLER: 0x5000, 0x900: 1}
+    shared = {IS_TRIPPED: 1, BREAKER: breaker_before | breaker_bits, **({PENDING: 1} if pending else {})}
+    handled = {0x900: 3}  # a counter that keeps its new bit
+    installed = {HANDLER: 0x7000, **handled}
+    return [memory(base), memory(base, shared, {TRIPPED: 1, 0x800: 0xAA7410}, handled),  # a pointer, freed later
+            memory(base, {HANDLER: 0x5010}, handled), memory(base, installed),
+            memory(base, installed, shared, {WINCH: 1})]
+
+
+def test_312_layout_four_words_set_to_one():
+    found = interrupt._flags(*naps(0, 1, pending=True)[:3])
+    assert found == ((TRIPPED, 1), (IS_TRIPPED, 1), (BREAKER, 1), (PENDING, 1))
+    winch = interrupt._winch(found, naps(0, 1, pending=True))
+    assert winch == interrupt.Winch(((WINCH, 1), (IS_TRIPPED, 1), (BREAKER, 1), (PENDING, 1)), HANDLER,
+                                    (0, 0x5000, 0x5010))
+
+
+def test_313_layout_the_eval_breaker_gains_a_bit():
+    m = naps(0x300, 2, pending=False)
+    found = interrupt._flags(*m[:3])
+    assert found == ((TRIPPED, 1), (IS_TRIPPED, 1), (BREAKER, 2))
+    assert interrupt._winch(found, m) == interrupt.Winch(((WINCH, 1), (IS_TRIPPED, 1), (BREAKER, 2)), HANDLER,
+                                                         (0, 0x5000, 0x5010))
+
+
+def test_a_bit_not_cleared_by_the_handling_or_two_bits_at_once_are_not_signal_words():
+    m = naps(0, 1, pending=False)
+    kept = bytearray(m[2])
+    struct.pack_into("<I", kept, TRIPPED, 1)  # still set after the KeyboardInterrupt: not CPython's
+    assert interrupt._flags(m[0], m[1], bytes(kept)) is None
+    assert interrupt._flags(*naps(0, 6, pending=False)[:3]) is None
+
+
+def test_delivery_ors_the_bits_in_and_keeps_the_others(tmp_path):
+    store = wasmtime.Store()
+    mem = wasmtime.Memory(store, wasmtime.MemoryType(wasmtime.Limits(1, None)))
+    mem.write(store, struct.pack("<I", 0x300), BREAKER)
+    request = threading.Event()
+    interrupts = interrupt.Interrupts(request, ((TRIPPED, 1), (IS_TRIPPED, 1), (BREAKER, 2)), mem)
+    assert not interrupts.deliver(store)
+    request.set()
+    assert interrupts.deliver(store) and not request.is_set()
+    words = [struct.unpack("<I", mem.read(store, a, a + 4))[0] for a in (TRIPPED, IS_TRIPPED, BREAKER)]
+    assert words == [1, 1, 0x302]
+
+
+def test_the_cache_keeps_bits_and_refuses_malformed_entries(tmp_path):
+    cache = tmp_path / "c.json"
+    cache.write_text(json.dumps({"flags": [[TRIPPED, 1], [IS_TRIPPED, 1], [BREAKER, 2]],
+                                 "winch": {"flags": [[WINCH, 1], [IS_TRIPPED, 1], [BREAKER, 2]], "handler": HANDLER,
+                                           "unhandled": [0, 5, 6]}}))
+    assert interrupt.load(cache) == ((TRIPPED, 1), (IS_TRIPPED, 1), (BREAKER, 2))
+    assert interrupt.load_winch(cache) == interrupt.Winch(((WINCH, 1), (IS_TRIPPED, 1), (BREAKER, 2)), HANDLER,
+                                                          (0, 5, 6))
+    for bad in ([TRIPPED, IS_TRIPPED, BREAKER, PENDING], [[1, 1], [2, 1]], [[1, 1], [2, -1], [3, 1]],
+                [[1, 1], [2, True], [3, 1]], [[1, 1], [2, 1 << 32], [3, 1]], "x"):
+        cache.write_text(json.dumps({"flags": bad}))
+        assert interrupt.load(cache) is None, bad
