@@ -46,14 +46,17 @@ _PROGRESS = re.compile(rb"^\s*(Collecting|Downloading|Using cached|Obtaining|Loo
 
 def argv(markers: dict[str, str], python: str, target: str, *more: str) -> list[str]:
     """`pip install` for the guest's `python` ("3.12") into the host directory `target`,
-    wheels only, isolated; `more` are the request's own validated options and files."""
+    wheels only, isolated; `more` are the request's own validated options and files.
+    --no-warn-conflicts: pip checks what it installed into `target` against the packages of the
+    host's own environment ("mcp 2.3.0 requires pydantic>=2.12.0, but you have pydantic 1.10.27"),
+    which are not the guest's; its resolver already made the guest's set consistent."""
     return [sys.executable, "-I", "-c", PIP_MAIN, json.dumps(markers),
             "install", "--isolated", "--no-input", "--disable-pip-version-check", "--keyring-provider=disabled",
             "--cache-dir", os.path.join(locations.cache_dir(), "pip"),
             "--target", target, "--only-binary=:all:",
             "--platform", "any", "--platform", "wasi_0_0_0_wasm32", "--python-version", python,
             "--implementation", "cp", "--abi", "none", "--abi", "abi3", "--abi", "cp" + python.replace(".", ""),
-            "--no-compile", "--no-warn-script-location", *more]
+            "--no-compile", "--no-warn-script-location", "--no-warn-conflicts", *more]
 
 
 def index_options(options: list[str]) -> list[str]:
