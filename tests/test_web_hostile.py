@@ -340,11 +340,20 @@ class Page:
         self.page.click("#run")
         return self.last_run(count + 1)
 
+    TERMINAL_TEXT = """() => { const b = window.boxer.app.terminal.buffer.active; const lines = [];
+            for (let i = 0; i < b.length; i++) lines.push(b.getLine(i).translateToString(true));
+            return lines.join("\\n"); }"""
+
     def terminal(self) -> str:
         """The terminal's whole buffer (scrollback included), as text."""
-        return self.page.evaluate("""() => { const b = window.boxer.app.terminal.buffer.active; const lines = [];
-            for (let i = 0; i < b.length; i++) lines.push(b.getLine(i).translateToString(true));
-            return lines.join("\\n"); }""")
+        return self.page.evaluate(self.TERMINAL_TEXT)
+
+    def wait_for_terminal(self, text: str) -> str:
+        """The terminal's text once it shows `text`: xterm draws what it is given asynchronously,
+        so right after a run ends its last lines may not be in the buffer yet."""
+        self.page.wait_for_function(f"(text) => ({self.TERMINAL_TEXT})().includes(text)", arg=text,
+                                    timeout=RUN_TIMEOUT_MS)
+        return self.terminal()
 
     def close(self):
         self.context.close()
@@ -568,7 +577,8 @@ def test_a_flood_of_output_is_capped_head_and_tail_kept_and_flagged(web_site, op
     assert run["stderr"].startswith("ERR-HEAD\n") and run["stderr"].endswith("ERR-TAIL\n")
     assert len(run["stdout"].encode()) <= 256 << 10 and len(run["stderr"].encode()) <= 256 << 10
     assert page.page.inner_text("#truncated") == "stdout truncated · stderr truncated"
-    assert "[boxer: stdout truncated at 262144 bytes: 209715220 bytes written" in page.terminal()
+    assert "[boxer: stdout truncated at 262144 bytes: 209715220 bytes written" in \
+        page.wait_for_terminal("[boxer: stdout truncated at")
     assert page.errors == []
     # Output within the cap is whole and not flagged.
     run = page.run("python main.py flood 0")
