@@ -439,9 +439,10 @@ def test_stateful_keeps_one_interpreter_and_resets(start_server, hello_image):
 
 
 def test_cancelling_a_call_stops_the_guest(start_server, hello_image):
-    """The server's ceiling is 8 s; a cancelled call's guest must stop at once, so the next
-    call on the same (stateful: one at a time) interpreter answers well before that."""
-    session = start_server(hello_image, "--stateful")
+    """A cancelled call's guest must stop at once, so the next call on the same (stateful: one
+    at a time) interpreter answers long before the server's ceiling, here 300 s: far enough
+    from a restart's few seconds that a loaded machine cannot blur the two."""
+    session = start_server(hello_image, "--stateful", "--timeout", "300")
 
     async def script(client):
         await client.call_tool("run_python", {"code": "kept = 1"})
@@ -453,4 +454,4 @@ def test_cancelling_a_call_stops_the_guest(start_server, hello_image):
 
     after, waited = session(script)
     assert result_of(after)["stdout"] == "False\n"  # the loop was stopped, so the interpreter restarted
-    assert waited < 6
+    assert waited < 150

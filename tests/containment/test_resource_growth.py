@@ -65,7 +65,6 @@ def test_a_thousand_sequential_runs_leave_nothing_behind(build, launcher, cache_
     assert after["tmp"] == before["tmp"] == []
     assert after["fds"] <= before["fds"] + 2
     assert after["rss_kib"] - before["rss_kib"] < 32 * 1024, (before, after)
-    assert elapsed < 240
 
 
 def test_eight_concurrent_python_runs_leave_nothing_behind(hostile_box, cache_dir, tmp_path, monkeypatch):
