@@ -462,6 +462,26 @@ def test_a_step_skipped_with_skip_unsupported_is_not_cached_for_a_plain_build(ma
     assert any(step.startswith("RUN apt-get") for step in cached_steps(lines))
 
 
+
+def test_the_os_package_table_is_part_of_the_run_cache_key(make_context, tmp_path, monkeypatch):
+    """A build-only apk line is skipped by builder/osdeps.py's table: once that table changes,
+    the step it decided is run again, not taken from the cache."""
+    from boxer_py.builder import osdeps
+
+    ctx = make_context("FROM python:3.12\nRUN apk add --no-cache gcc musl-dev\n")
+    cache = tmp_path / "cache"
+    lines: list[str] = []
+    boxer_py.build(ctx, tmp_path / "a.wasm", cache_dir=cache, progress=lines.append)
+    assert any("WARNING: skipped apk add gcc, musl-dev: only for compiling" in line for line in lines)
+    lines.clear()
+    boxer_py.build(ctx, tmp_path / "b.wasm", cache_dir=cache, progress=lines.append)
+    assert cached_steps(lines) == ["RUN apk add --no-cache gcc musl-dev"]
+    lines.clear()
+    monkeypatch.setattr(osdeps, "RULES_KEY", "another table")
+    boxer_py.build(ctx, tmp_path / "c.wasm", cache_dir=cache, progress=lines.append)
+    assert cached_steps(lines) == []
+
+
 def test_workdir_strips_quotes_as_docker_does(build, tmp_path):
     img = build("FROM scratch\nWORKDIR \"/my app\"\nCOPY a.txt ./\nWORKDIR '/b'\nWORKDIR c d\n", {"a.txt": "a"})
     image = boxer_py.read_image(img)

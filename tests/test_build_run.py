@@ -109,6 +109,34 @@ def test_native_tools_fail_with_the_line_and_what_to_do(boxer, make_context, com
     assert not (ctx / "x.wasm").exists()
 
 
+
+def test_build_only_os_packages_are_skipped_with_one_warning_and_the_build_goes_on(boxer, make_context, tmp_path):
+    ctx = make_context("FROM python:3.11-slim\n"
+                       "RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev libpq-dev \\\n"
+                       "    && rm -rf /var/lib/apt/lists/*\n"
+                       "RUN apk add --no-cache --virtual .build-deps build-base python3-dev && apk del .build-deps\n"
+                       "RUN python -c \"open('/after', 'w').write('ok')\"\n")
+    r = boxer("build", "--progress=plain", "-o", str(tmp_path / "i.wasm"), str(ctx))
+    assert r.returncode == 0, r.stderr
+    warnings = [line for line in r.stderr.splitlines() if "WARNING: skipped" in line]
+    assert [w.split("WARNING: ")[1] for w in warnings] == [
+        "skipped apt-get install gcc, libc6-dev, libpq-dev: only for compiling native code, which a WebAssembly "
+        "build never does",
+        "skipped apk add build-base, python3-dev: only for compiling native code, which a WebAssembly build never does"]
+    assert run_py(boxer, tmp_path / "i.wasm", "print(open('/after').read())").stdout == "ok\n"
+
+
+def test_a_line_with_a_build_only_and_a_real_package_is_refused_naming_the_real_one(boxer, make_context):
+    ctx = make_context("FROM python:3.11-alpine\nRUN apk add --no-cache gcc musl-dev libpq\n")
+    r = boxer("build", "-o", str(ctx / "x.wasm"), str(ctx))
+    assert r.returncode == 1
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("boxer: ") and last.endswith(
+        "Dockerfile:2: RUN: apk cannot run in a WebAssembly build to install libpq: there are no OS packages "
+        "in a WebAssembly image: install Python packages with pip, or COPY files in (or build with "
+        "--skip-unsupported to skip such commands)")
+    assert not (ctx / "x.wasm").exists()
+
 def test_skip_unsupported_warns_and_goes_on(boxer, make_context, tmp_path):
     ctx = make_context("FROM python:3.12\nRUN apt-get install -y libfoo\n"
                        "RUN python -c \"open('/after', 'w').write('ok')\"\n")

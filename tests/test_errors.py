@@ -107,8 +107,8 @@ def test_python_versions_no_runtime_can_serve_are_refused_with_the_reason(make_c
 
 
 def test_run_of_a_native_tool_is_refused_with_its_line(make_context, build_fails):
-    ctx = make_context("FROM python:3.12\nWORKDIR /app\nRUN apt-get update && apt-get install -y gcc\nCOPY . .\n")
-    build_fails(ctx, "Dockerfile:3: RUN: apt-get cannot run in a WebAssembly build")
+    ctx = make_context("FROM python:3.12\nWORKDIR /app\nRUN apt-get update && apt-get install -y gcc curl\nCOPY . .\n")
+    build_fails(ctx, "Dockerfile:3: RUN: apt-get cannot run in a WebAssembly build to install curl")
 
 
 # Sources outside the build context

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from boxer_py.builder import compiledin
+from boxer_py.builder import compiledin, osdeps
 from boxer_py.builder.assemble import Progress, StepCache, assemble
 from boxer_py.builder.context import Context
 from boxer_py.builder.mounts import read_secret
@@ -80,8 +80,10 @@ def build(context: str | Path, output: str | Path | None, dockerfile: str | Path
         return Commands(root, lambda *args, **kw: runner(*args, labels=labels, **kw), skip_unsupported,
                         lambda message: progress(f"    WARNING: {message}"), status, labels, native)
 
-    # What RUN does depends on --skip-unsupported too: a step skipped with it is not the plain step.
-    cache = StepCache(cache_dir / "steps", not no_cache, "skip-unsupported\n" if skip_unsupported else "")
+    # What RUN does depends on --skip-unsupported too (a step skipped with it is not the plain
+    # step) and on the table of OS packages a build can do without (osdeps.py).
+    salt = ("skip-unsupported\n" if skip_unsupported else "") + f"os-packages {osdeps.RULES_KEY}\n"
+    cache = StepCache(cache_dir / "steps", not no_cache, salt)
     rebase: dict[int, str] = {}
     shown: set[str] = set()
     while True:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from boxer_py.builder import locks, venv
+from boxer_py.builder import locks, osdeps, venv
 from boxer_py.builder.guestpython import GuestPython, PipRefused, guest_python, marker_environment, python_version
 from boxer_py.builder.pip import pip
 from boxer_py.builder.sdist import Sandbox, with_setuptools
@@ -106,6 +106,8 @@ class Commands:
                     raise BuildError(str(e).replace("pip install", "python -m venv")) from None
                 venv.create(self.root, inv.argv[at:], interpreter, version, inv.cwd)
                 return Completed(0)
+        if name in osdeps.MANAGERS and (decided := osdeps.decide(inv.argv)) is not None:
+            return self._os_packages(name, decided)
         if name in NATIVE_TOOLS:
             if self.skip_unsupported:
                 self.warn(f"skipped {name}: {NATIVE_TOOLS[name]}")
@@ -121,6 +123,21 @@ class Commands:
         if inv.echo is not None and trap:
             inv.echo(trap)
         return Completed(result.exit_code, result.stdout, result.stderr + trap, echoed=inv.echo is not None)
+
+    def _os_packages(self, name: str, decided: osdeps.Decision) -> Completed:
+        """apt-get/apk: packages that only serve compiling are skipped with a warning; a package
+        the image would need at run time is refused, naming it (osdeps.py)."""
+        command = f"{name} {decided.subcommand}"
+        if decided.refused and not self.skip_unsupported:
+            raise BuildError(f"{name} cannot run in a WebAssembly build to install {', '.join(decided.refused)}: "
+                             f"{NATIVE_TOOLS[name]} (or build with --skip-unsupported to skip such commands)")
+        if decided.refused:
+            self.warn(f"skipped {command} {', '.join(decided.refused)}: {NATIVE_TOOLS[name]}")
+        if decided.skipped:
+            self.warn(f"skipped {command} {decided.note}")
+        if decided.refused or decided.skipped:
+            return Completed(0)
+        return Completed(0, f"{command}: nothing to do: a WebAssembly image has no OS packages\n".encode())
 
     def _python(self, inv: Invocation, python: str) -> tuple[str, GuestPython | None]:
         """The version of the interpreter `python` names and its (version, site-packages) as its
