@@ -41,7 +41,7 @@ TIERS = {
     "test_web_console.py": ["slow", "browser"], "test_web_runtime.py": ["slow", "browser"], "test_web_start.py": ["slow", "browser"],
     "test_sdist.py": ["slow"], "test_pip_extras.py": ["slow"], "test_locks.py": ["slow"], "test_dockerfile_forms.py": ["slow"], "test_docker_run.py": ["slow"],
     "test_net.py": ["slow"], "test_net_async.py": ["slow"], "test_runtimes.py": ["slow"], "test_cpython_suite.py": ["slow"],
-    "test_stdlib_standins.py": ["slow"], "test_scripts.py": ["slow"], "test_everywhere.py": ["slow", "registry", "browser"],
+    "test_stdlib_standins.py": ["slow"], "test_scripts.py": ["slow"], "test_run_shell.py": ["slow"], "test_everywhere.py": ["slow", "registry", "browser"],
     "test_store_run.py": ["slow"], "test_results.py": ["slow"], "test_interpreter.py": ["slow"],
 }
 

@@ -23,7 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "image": LEAVES,
     "dockerfile": {"image"} | LEAVES,
     "shell": {"image"} | LEAVES,
-    "runtime": {"image"} | LEAVES,
+    "runtime": {"image", "shell"} | LEAVES,  # shellrun: a shell-form command at run time
     "registry": {"image"} | LEAVES,
     "browser": {"image"} | LEAVES,
     "builder": {"dockerfile", "shell", "image"} | LEAVES,

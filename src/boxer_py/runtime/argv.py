@@ -8,9 +8,12 @@ from boxer_py.image.imagefile import Image
 from boxer_py.image.paths import MAX_SHEBANG, interpreter_of, program_candidates
 from boxer_py.image.rootfs import resolve
 from boxer_py.image.variables import shell_words
+from boxer_py.runtime.mounts import no_shell_hint
 from boxer_py.runtime.spec import RunSpec
 
-__all__ = ["resolve_argv", "shell_words", "with_interpreter"]
+WASM_MAGIC = b"\0asm"
+
+__all__ = ["find_program", "resolve_argv", "shell_words", "with_interpreter"]
 
 
 def resolve_argv(image: Image, spec: RunSpec) -> list[str]:
@@ -52,3 +55,17 @@ def _first(root: Path, name: str, path: str, workdir: str) -> tuple[str, bytes] 
             except OSError:
                 return None
     return None
+
+
+def find_program(root: Path, name: str, path: str, workdir: str) -> tuple[str, Path]:
+    """The program `name` runs: its guest path (as found, links not followed) and host file."""
+    for guest in program_candidates(name, path, workdir):
+        host = resolve(root, guest)
+        if host.is_file():
+            with open(host, "rb") as f:
+                if f.read(4) != WASM_MAGIC:
+                    raise RunError(f"{name}: {guest} is not a WebAssembly program "
+                                   "(native binaries and scripts cannot run here)", 126)
+            return guest, host
+    where = "" if "/" in name else f" in PATH ({path})"
+    raise RunError(f"{name}: not found{where}{no_shell_hint(name)}", 127)

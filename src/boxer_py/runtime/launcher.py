@@ -24,10 +24,10 @@ from boxer_py.errors import BoxerError, RunError
 from boxer_py.image.config import DEFAULT_PATH, user_env
 from boxer_py.image.hostfs import remove_tree
 from boxer_py.image.imagefile import Image
-from boxer_py.image.paths import cpython_start, program_candidates
+from boxer_py.image.paths import cpython_start
 from boxer_py.image.rootfs import resolve, unpack, within
-from boxer_py.runtime import inputs, interrupt, mounts, reactor, verified, watchdog, winsize
-from boxer_py.runtime.argv import resolve_argv, shell_words, with_interpreter
+from boxer_py.runtime import inputs, interrupt, mounts, reactor, shellrun, verified, watchdog, winsize
+from boxer_py.runtime.argv import find_program, resolve_argv, with_interpreter
 from boxer_py.runtime.engines import Engines, names
 from boxer_py.runtime.interrupt import Interrupts
 from boxer_py.runtime.modcache import WASMTIME_VERSION, Loaded, wasm_stack
@@ -48,7 +48,6 @@ from boxer_py.runtime.wasi import readonly, terminal
 from boxer_py.runtime.wasi.cwd import set_cwd
 from boxer_py.runtime.workspace import Workspaces, sweep_dead
 
-WASM_MAGIC = b"\0asm"
 OOM_MARGIN = 4 << 20
 MAX_FILES_BYTES = 256 << 20  # /out files returned when no --max-output is set
 MAX_GUEST_DIR = 1024  # bytes of a working or output directory's guest path
@@ -144,13 +143,11 @@ class Launcher:
         env = {**config.env_dict(), **spec.env}
         for name, value in user_env(spec.user if spec.user is not None else config.user).items():
             env.setdefault(name, value)
-        argv = resolve_argv(image, spec)
-        if argv[:2] in (["/bin/sh", "-c"], ["sh", "-c"]) and len(argv) >= 3:
-            argv = shell_words(argv[2], env)
         workdir = posixpath.normpath(posixpath.join("/", spec.workdir or config.working_dir))
         if len(workdir.encode()) > MAX_GUEST_DIR or (spec.output_dir and len(spec.output_dir.encode()) > MAX_GUEST_DIR):
             raise RunError(f"the working or output directory is longer than {MAX_GUEST_DIR} bytes")
         base = self.rootfs(image)
+        command = shellrun.plan(base, resolve_argv(image, spec), env, workdir)  # a program's argv, or a shell line
         shared = reactor.read_only(config.labels, base)
         window = winsize.WindowSize(self.runs, 1) if spec.tty and spec.stream and spec.resize and os.isatty(1) else None
         if window is not None:  # -t: the size of the terminal, followed
@@ -178,25 +175,15 @@ class Launcher:
                 copied = mounts.copy_file(m, root)
                 copies, dirs = (copies + [copied], dirs) if copied else (copies, dirs + [m])
             spec = replace(spec, mounts=tuple(dirs))
-            argv = with_interpreter(base, argv, env.get("PATH", DEFAULT_PATH), workdir)
-            guest, program = self._image_program(image, base, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
-            argv0, extra = cpython_start(argv[0], guest, env)
-            argv, env = [argv0, *argv[1:]], {**env, **extra}
-            resume = self._resume(image, base, program, argv, env, workdir, spec, shared)
-            loaded = resume.module if resume else self._program_module(image, base, program, argv[0])
-            argv = argv if resume else reactor.with_pythonpath(loaded.module, argv, env, workdir)
             self.workspaces.seal(tmp)
             files = inputs.check(spec.files, spec.limits.disk)  # after the seal: a layer with them is not handed on
             inputs.place(root, files, [m.guest for m in spec.mounts] + [guest for guest, _ in shared])
-            engine = self._engine(loaded.stack)
-            source = self._resumable(image, base, program)  # a baked module's flags are where its source's are
-            cpython = source is not None and (source is loaded or resume is not None)
-            interrupts = interrupt.for_run(spec.interrupt, engine.engine, engine.ticker, source if cpython else loaded,  # type: ignore[arg-type]
-                                           base, argv[0], self.cache_dir, cpython)  # Ctrl-C
-            if window is not None and spec.resize is not None:
-                window.follow(spec.resize, interrupts.resized if interrupts else None)
-            result = self._sandbox(root, loaded, argv, env, workdir, spec, tmp, config.labels, shared,
-                                   resume=resume, interrupts=interrupts, pinned=[c.pinned() for c in copies])
+            pinned = [c.pinned() for c in copies]
+            if isinstance(command, str):  # each program the shell starts: in this container, one after another
+                result = shellrun.run(command, root, env, workdir, spec, lambda argv, env, workdir, one: self._start(
+                    image, base, root, tmp, shared, pinned, None, argv, env, workdir, one))
+            else:
+                result = self._start(image, base, root, tmp, shared, pinned, window, command, env, workdir, spec)
             for copy in copies:
                 copy.write_back(result)
             if spec.output_dir:
@@ -209,9 +196,6 @@ class Launcher:
                     budget = min(x for x in (spec.limits.max_output, spec.limits.disk, MAX_FILES_BYTES)
                                  if x is not None)
                     result.files, result.files_truncated = collect(out_dir, spec.output_dir, budget)
-            if result.exit_code not in (0, TIMEOUT_EXIT_CODE) and posixpath.basename(argv[0]).startswith("python"):
-                result.error = python_error(result.stderr)  # a MemoryError under a cap is the cap's doing:
-                result.out_of_memory |= spec.limits.memory is not None and (result.error or {}).get("type") == "MemoryError"
             return result
         finally:
             for copy in copies:
@@ -219,6 +203,32 @@ class Launcher:
             if window is not None:
                 window.close()
             self.workspaces.give_back(tmp)
+
+    def _start(self, image: Image, base: Path, root: Path, tmp: Path, shared: list[tuple[str, Path]],
+               pinned: list[readonly.Pinned], window: winsize.WindowSize | None, argv: list[str],
+               env: dict[str, str], workdir: str, spec: RunSpec) -> RunResult:
+        """One program of the image in the run's container `root`: the run's command, or one
+        that a shell-form command starts (shellrun)."""
+        argv = with_interpreter(base, argv, env.get("PATH", DEFAULT_PATH), workdir)
+        guest, program = self._image_program(image, base, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
+        argv0, extra = cpython_start(argv[0], guest, env)
+        argv, env = [argv0, *argv[1:]], {**env, **extra}
+        resume = self._resume(image, base, program, argv, env, workdir, spec, shared)
+        loaded = resume.module if resume else self._program_module(image, base, program, argv[0])
+        argv = argv if resume else reactor.with_pythonpath(loaded.module, argv, env, workdir)
+        engine = self._engine(loaded.stack)
+        source = self._resumable(image, base, program)  # a baked module's flags are where its source's are
+        cpython = source is not None and (source is loaded or resume is not None)
+        interrupts = interrupt.for_run(spec.interrupt, engine.engine, engine.ticker, source if cpython else loaded,  # type: ignore[arg-type]
+                                       base, argv[0], self.cache_dir, cpython)  # Ctrl-C
+        if window is not None and spec.resize is not None:
+            window.follow(spec.resize, interrupts.resized if interrupts else None)
+        result = self._sandbox(root, loaded, argv, env, workdir, spec, tmp, image.spec.config.labels, shared,
+                               resume=resume, interrupts=interrupts, pinned=pinned)
+        if result.exit_code not in (0, TIMEOUT_EXIT_CODE) and posixpath.basename(argv[0]).startswith("python"):
+            result.error = python_error(result.stderr)  # a MemoryError under a cap is the cap's doing:
+            result.out_of_memory |= spec.limits.memory is not None and (result.error or {}).get("type") == "MemoryError"
+        return result
 
     def held(self) -> tuple[list[tuple[ModuleKey, str, int | None]], list[str]]:
         """What this launcher keeps in memory (compiled modules, snapshots), as keys with
@@ -400,10 +410,10 @@ class Launcher:
         program is read from `root` itself (which the build is changing), not from an image.
         `tap` is told its output as written (progress); `network`: `build --allow-net`, else none."""
         argv = with_interpreter(root, argv, env.get("PATH", DEFAULT_PATH), workdir)
-        guest, program = self._find_program(root, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
+        guest, program = find_program(root, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
         argv0, extra = cpython_start(argv[0], guest, env)
         argv, env = [argv0, *argv[1:]], {**env, **extra}
-        stack = wasm_stack(labels or {}, names(lambda name: self._find_program(root, name, DEFAULT_PATH, "/")[1], program))
+        stack = wasm_stack(labels or {}, names(lambda name: find_program(root, name, DEFAULT_PATH, "/")[1], program))
         loaded = self._engine(stack).modules.load(program.read_bytes())
         argv = reactor.with_pythonpath(loaded.module, argv, env, workdir)
         spec = RunSpec(tuple(argv), env=env, workdir=workdir, stdin=stdin, limits=limits, output_dir=None,
@@ -578,18 +588,5 @@ class Launcher:
         key = (image.id, name, path, workdir)
         program = self._programs.get(key)
         if program is None:
-            program = self._programs[key] = self._find_program(base, name, path, workdir)
+            program = self._programs[key] = find_program(base, name, path, workdir)
         return program
-
-    def _find_program(self, root: Path, name: str, path: str, workdir: str) -> tuple[str, Path]:
-        """The program `name` runs: its guest path (as found, links not followed) and host file."""
-        for guest in program_candidates(name, path, workdir):
-            host = resolve(root, guest)
-            if host.is_file():
-                with open(host, "rb") as f:
-                    if f.read(4) != WASM_MAGIC:
-                        raise RunError(f"{name}: {guest} is not a WebAssembly program "
-                                       "(native binaries and scripts cannot run here)", 126)
-                return guest, host
-        where = "" if "/" in name else f" in PATH ({path})"
-        raise RunError(f"{name}: not found{where}{mounts.no_shell_hint(name)}", 127)

@@ -54,6 +54,10 @@ class Invocation:
     # when the command's stdout and stderr are both the watched build log: where to write them
     # as they are written (then Completed.echoed says so, and they are not written again)
     echo: Callable[[bytes], None] | None = None
+    # where its stdout and stderr go, for a caller that writes them as they come (boxer run)
+    out: Callable[[bytes], None] | None = None
+    err: Callable[[bytes], None] | None = None
+    inherited: bool = False   # its stdin is the script's own (not a pipe, file or here-document)
 
 
 @dataclass
@@ -61,7 +65,7 @@ class Completed:
     exit_code: int
     stdout: bytes = b""
     stderr: bytes = b""
-    echoed: bool = False  # stdout and stderr were already written to the Invocation's echo
+    echoed: bool = False  # stdout and stderr were already written (to the Invocation's echo, or out and err)
 
 
 External = Callable[[Invocation], Completed]
@@ -75,16 +79,20 @@ class ShellResult:
 
 
 def run_script(script: str, *, root: Path, env: dict[str, str], cwd: str, external: External,
-               echo: Callable[[bytes], None] | None = None) -> ShellResult:
+               echo: Callable[[bytes], None] | None = None, out: Sink | None = None, err: Sink | None = None,
+               stdin: bytes = b"", stop: Callable[[], None] | None = None) -> ShellResult:
     """Run `script` like `/bin/sh -c script` with the rootfs at `root` as `/`; `echo` is told
-    the build log's output as each command writes it (what is redirected elsewhere is not)."""
-    shared = _Shared(root, external, Log(bytearray(), echo))
+    the build log's output as each command writes it (what is redirected elsewhere is not).
+    `out` and `err` (boxer run) take stdout and stderr instead of the log; `stop` is called
+    before each command and loop iteration, and may raise to end the script (a timeout)."""
+    shared = _Shared(root, external, Log(bytearray(), echo), budget=limits.Budget(stop))
     try:
         with limits.running(shared.budget):
             state = State(vars=dict(env), exported=set(env), cwd=posixpath.normpath("/" + cwd.lstrip("/")))
             state.vars["PWD"] = state.cwd
             state.exported.add("PWD")   # as dash does
-            shell = _Shell(shared, state, parse(script), stdin=Input(), fds={1: shared.log, 2: shared.log})
+            shared.stdin = Input(stdin)
+            shell = _Shell(shared, state, parse(script), stdin=shared.stdin, fds={1: out or shared.log, 2: err or shared.log})
             status = shell.run_protected()
     except RecursionError:
         raise ShellError("the script is nested too deeply") from None
@@ -107,6 +115,7 @@ class _Shared:
     owners: dict[str, tuple[int, int]] = field(default_factory=dict)
     persistent: list[File] = field(default_factory=list)
     budget: limits.Budget = field(default_factory=limits.Budget)
+    stdin: Input = field(default_factory=Input)   # the script's own
 
 
 class _Shell:
@@ -400,14 +409,15 @@ class _Shell:
             if not script[1]:
                 self.err(f"sh: {name}: Permission denied")
                 return 126
-            return self._sh([name, script[0]] + argv[1:], env)
+            return self._sh([name, *script[2], script[0]] + argv[1:], env)
         log = self.shared.log
         # a program whose output is the build log, with someone watching the log, writes to it
         # as it runs (the log keeps its own head and tail of all of it), not when it ends
         live = self.fds[1] is log and self.fds[2] is log and log.echo is not None
         done = self.shared.external(Invocation(list(argv), env, self.state.cwd, self.stdin.rest(),
-                                               log.write if live else None))
-        if not (done.echoed and live):
+                                               log.write if live else None, self.fds[1].write, self.fds[2].write,
+                                               self.stdin is self.shared.stdin))
+        if not done.echoed:
             self.fds[1].write(done.stdout)
             self.fds[2].write(done.stderr)
         return done.exit_code
@@ -445,7 +455,7 @@ class _Shell:
                     options.add(OPTION_LETTERS[letter])
                 elif letter not in "ls":
                     raise ShellError(f"{argv[0]}: unsupported option '{flag[0]}{letter}'")
-        if args and args[0] == "--":
+        if args and args[0] in ("-", "--"):
             args.pop(0)
         arg0, positional = argv[0], args[1:]
         if command:

@@ -17,7 +17,7 @@ import contextlib
 import contextvars
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from boxer_py.errors import BoxerError, ShellError
@@ -56,7 +56,8 @@ def size_text(n: int) -> str:
 class Budget:
     """The counts of one RUN."""
 
-    def __init__(self) -> None:
+    def __init__(self, stop: Callable[[], None] | None = None) -> None:
+        self.stop = stop   # raises when the script must end now (boxer run's timeout, Ctrl-C)
         self.depth = 0
         self.iterations = 0
         self.commands = 0
@@ -77,6 +78,8 @@ class Budget:
     def iteration(self, kind: str, n: int) -> None:
         """The n-th iteration (1-based) of one `kind` loop is about to run."""
         self.iterations += 1
+        if self.stop is not None:
+            self.stop()
         if self.iterations > MAX_SCRIPT_ITERATIONS:
             raise ShellError(f"loops ran more than {MAX_SCRIPT_ITERATIONS} iterations in one RUN")
         if kind != "for" and n > MAX_LOOP_ITERATIONS:
@@ -84,6 +87,8 @@ class Budget:
 
     def command(self) -> None:
         self.commands += 1
+        if self.stop is not None:
+            self.stop()
         if self.commands > MAX_COMMANDS:
             raise ShellError(f"more than {MAX_COMMANDS} commands ran in one RUN")
 

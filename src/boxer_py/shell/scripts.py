@@ -17,9 +17,9 @@ def is_shell(name: str) -> bool:
     return posixpath.basename(name) in SHELLS
 
 
-def shell_script(root: Path, cwd: str, path_var: str, name: str) -> tuple[str, bool] | None:
-    """(guest path, executable) when the command `name` is a script for sh or bash; only its
-    first line (at most 256 bytes) is read, through rootfs.resolve."""
+def shell_script(root: Path, cwd: str, path_var: str, name: str) -> tuple[str, bool, list[str]] | None:
+    """(guest path, executable, the `#!` line's options: `-e`, `-`) when the command `name` is
+    a script for sh or bash; only its first line (at most 256 bytes) is read, through rootfs.resolve."""
     guest = posixpath.join(cwd, name) if "/" in name else lookup_path(root, cwd, path_var, name)
     if guest is None:
         return None
@@ -36,4 +36,4 @@ def shell_script(root: Path, cwd: str, path_var: str, name: str) -> tuple[str, b
         words = words[1:]
     if not words or not is_shell(words[0]):
         return None
-    return guest, bool(host.stat().st_mode & 0o111)
+    return guest, bool(host.stat().st_mode & 0o111), words[1:]

@@ -85,6 +85,17 @@ class Input:
         return line
 
 
+class Stream:
+    """A stream written as it comes (boxer run's stdout or stderr): the caller keeps and shows it."""
+
+    def __init__(self, write: Callable[[bytes], object]):
+        self._write = write
+
+    def write(self, data: bytes) -> None:
+        if data:
+            self._write(bytes(data))
+
+
 class Null:
     def write(self, data: bytes) -> None:
         pass
@@ -107,4 +118,4 @@ class File:
         self.handle.close()
 
 
-Sink = Log | Buffer | Null | File
+Sink = Log | Buffer | Null | File | Stream

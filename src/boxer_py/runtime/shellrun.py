@@ -1,0 +1,161 @@
+"""Shell-form commands at `boxer run`: `sh -c SCRIPT` (a shell-form CMD or ENTRYPOINT) and
+entrypoints that are `#!/bin/sh` scripts, run by the shell that runs the build's RUN lines.
+
+A WebAssembly image has no shell and WASI no fork/exec, so, as a build does, boxer interprets
+the script itself, on the host, against the run's container: its file utilities (`echo > f`,
+`mkdir`, `cd`...) act on the run's writable layer through rootfs.resolve (nothing outside it),
+and every other command is a guest started in the same container by `start` (same layer,
+mounts, network and memory limit; the environment and working directory the script has at that
+point; stdin passed through when the script's own). The whole command has one `--timeout`: each
+guest gets what is left of it, and the script stops between commands once it is over, on
+Ctrl-C (130, after the guest that got it has ended) or when cancelled. One RunResult comes back,
+with the script's exit status (the last command's, or `exit N`; `exec` ends the script too).
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from boxer_py.errors import BoxerError, RunError
+from boxer_py.image.config import DEFAULT_PATH
+from boxer_py.image.variables import shell_words
+from boxer_py.runtime.output import Sink
+from boxer_py.runtime.spec import INTERRUPT_EXIT_CODE, TIMEOUT_EXIT_CODE, TRAP_EXIT_CODE, Limits, RunResult, RunSpec
+from boxer_py.shell.builtins import BUILTINS, UNSUPPORTED_BUILTINS
+from boxer_py.shell.interpreter import Completed, Invocation, run_script
+from boxer_py.shell.scripts import is_shell, shell_script
+from boxer_py.shell.streams import Stream
+from boxer_py.shell.utilities.table import find_utility
+
+Start = Callable[[list[str], dict[str, str], str, RunSpec], RunResult]  # argv, env, workdir, spec
+
+
+class _Stopped(Exception):
+    """The whole command must end now: its exit code."""
+
+    def __init__(self, code: int):
+        self.code = code
+
+
+def plan(base: Path, argv: list[str], env: dict[str, str], workdir: str) -> list[str] | str:
+    """The argv to start as one program, or the command line the shell runs (a str): `sh -c
+    SCRIPT`, `sh FILE`, a `#!/bin/sh` script of the image. A shell with nothing to run (an
+    interactive `sh`) stays a program, so that it is refused as having no shell. A `sh -c` of
+    one simple command of the image (`python app.py --port $PORT`) starts it directly, as before."""
+    path = env.get("PATH", DEFAULT_PATH)
+    if is_shell(argv[0]):
+        args, command = argv[1:], False
+        while args and args[0][:1] in "-+" and args[0] not in ("-", "--", "+"):
+            flag = args.pop(0)
+            command |= flag[0] == "-" and "c" in flag
+            if "o" in flag[1:] and args:
+                args.pop(0)
+        if args[:1] in (["-"], ["--"]):
+            args.pop(0)
+        if not args:
+            return argv
+        if command and argv[1] == "-c" and len(argv) == 3:
+            simple = _simple(base, argv[2], env, workdir, path)
+            if simple is not None:
+                return simple
+        return shlex.join(argv)
+    return shlex.join(argv) if shell_script(base, workdir, path, argv[0]) is not None else argv
+
+
+def _simple(base: Path, script: str, env: dict[str, str], workdir: str, path: str) -> list[str] | None:
+    """The words of a script that is one command of the image (no glob, `~`, assignment, builtin
+    or utility: those need the shell); `exec` in front changes nothing for one command."""
+    if any(c in script for c in "*?[~\\"):
+        return None
+    try:
+        words = shell_words(script, env)
+    except (RunError, ValueError):
+        return None
+    if words[:1] == ["exec"]:
+        words = words[1:]
+    if not words or "=" in words[0] or words[0] in BUILTINS or words[0] in UNSUPPORTED_BUILTINS \
+            or find_utility(words[0]) or is_shell(words[0]) or shell_script(base, workdir, path, words[0]):
+        return None
+    return words
+
+
+def run(line: str, root: Path, env: dict[str, str], workdir: str, spec: RunSpec, start: Start) -> RunResult:
+    """Run the command line `line` with boxer's shell in the container whose layer is `root`."""
+    started = time.perf_counter()
+    cap = spec.limits.max_output
+    stdout = Sink(cap, 1 if spec.stream else None, spec.on_stdout)
+    stderr = Sink(cap, 2 if spec.stream else None, spec.on_stderr)
+    out, err = Stream(stdout), Stream(stderr)
+    deadline = None if spec.limits.timeout is None else time.monotonic() + spec.limits.timeout
+    total = RunResult(exit_code=0)
+    terminal = spec.tty and spec.stream and os.isatty(1) and os.isatty(2)
+
+    def stop() -> None:
+        if any(e is not None and e.is_set() for e in (spec.cancel, spec.interrupt)):
+            total.trap = "interrupted"
+            raise _Stopped(INTERRUPT_EXIT_CODE)
+        if deadline is not None and time.monotonic() >= deadline:
+            total.timed_out, total.trap = True, f"timed out after {spec.limits.timeout:g}s"
+            raise _Stopped(TIMEOUT_EXIT_CODE)
+
+    def external(inv: Invocation) -> Completed:
+        stop()
+        left = None if deadline is None else max(0.001, deadline - time.monotonic())
+        direct = terminal and inv.out == out.write and inv.err == err.write  # -t: the guest gets the terminal
+        guest = replace(spec, command=(), entrypoint=None, env=inv.env, workdir=inv.cwd, output_dir=None,
+                        stdin=spec.stdin if inv.inherited else inv.stdin, files=(), on_start=None,
+                        limits=Limits(left, spec.limits.memory, None, spec.limits.disk),
+                        stream=direct, tty=direct, on_stdout=None if direct else inv.out,
+                        on_stderr=None if direct else inv.err)
+        try:
+            result = start(inv.argv, inv.env, inv.cwd, guest)
+        except RunError as e:  # not found (127), not a WebAssembly program (126): as sh says it
+            (inv.err or err.write)(f"sh: {e}\n".encode())
+            return Completed(e.exit_code, echoed=True)
+        _add(total, result)
+        if result.timed_out:
+            total.trap = f"timed out after {spec.limits.timeout:g}s"
+            raise _Stopped(TIMEOUT_EXIT_CODE)
+        if result.disk_full:
+            raise _Stopped(result.exit_code)
+        if result.exit_code == INTERRUPT_EXIT_CODE and spec.interrupt is not None:
+            raise _Stopped(INTERRUPT_EXIT_CODE)  # Ctrl-C ended it (the request is cleared once delivered): as sh, stop
+        stop()
+        return Completed(result.exit_code, echoed=True)
+
+    if spec.on_start is not None:
+        spec.on_start()
+    stdin = spec.stdin if isinstance(spec.stdin, bytes) else b""
+    try:
+        total.exit_code = run_script(line, root=root, env=env, cwd=workdir, external=external, out=out, err=err,
+                                     stdin=stdin, stop=stop).exit_code
+    except _Stopped as e:
+        total.exit_code = e.code
+    except (BoxerError, OSError) as e:  # the shell's own refusal (ShellError: a limit, unsupported syntax)
+        err.write(f"sh: {e}\n".encode())
+        total.exit_code = 2 if not isinstance(e, OSError) else TRAP_EXIT_CODE
+    total.stdout, total.stderr = stdout.finish(), stderr.finish()
+    total.stdout_truncated, total.stderr_truncated = stdout.truncated, stderr.truncated
+    total.stdout_dropped, total.stderr_dropped = stdout.dropped, stderr.dropped
+    total.duration_ms = (time.perf_counter() - started) * 1000
+    for sink in (stdout, stderr):
+        if sink.error is not None:
+            raise sink.error
+    return total
+
+
+def _add(total: RunResult, one: RunResult) -> None:
+    """What one guest of the script adds to the whole command's result."""
+    total.timed_out |= one.timed_out
+    total.out_of_memory |= one.out_of_memory
+    total.disk_full |= one.disk_full
+    total.peak_memory = max(total.peak_memory, one.peak_memory)
+    total.cpu_ms += one.cpu_ms
+    total.preinitialised = one.preinitialised
+    total.trap, total.error = one.trap, one.error
+    if one.network is not None:
+        total.network = one.network
