@@ -106,9 +106,12 @@ def test_served_and_unserved_runs_and_the_api_give_the_same_result(boxer, image,
     served = boxer("run", "--rm", "-e", "X=env", image, "sh", "-c", script)
     plain = boxer("run", "--rm", "-e", "X=env", image, "sh", "-c", script, env={"BOXER_SERVER": "0"})
     assert (served.returncode, served.stdout) == (plain.returncode, plain.stdout) == (3, "one\nenv\n")
+    rest = "read first; echo got $first; python3 -c 'import sys; print(sys.stdin.read().split())'"
     with Session(image, cache_dir=cache_dir) as session:
         result = session.run(["sh", "-c", script], env={"X": "env"})
-    assert (result.exit_code, result.stdout) == (3, b"one\nenv\n")
+        assert (result.exit_code, result.stdout) == (3, b"one\nenv\n")
+        result = session.run(["sh", "-c", rest], stdin=b"l1\nl2\nl3\n")  # read takes a line, the guest the rest
+        assert (result.exit_code, result.stdout) == (0, b"got l1\n['l2', 'l3']\n")
 
 
 def test_an_interactive_shell_is_still_refused(boxer, image):

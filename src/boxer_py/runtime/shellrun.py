@@ -107,7 +107,8 @@ def run(line: str, root: Path, env: dict[str, str], workdir: str, spec: RunSpec,
         left = None if deadline is None else max(0.001, deadline - time.monotonic())
         direct = terminal and inv.out == out.write and inv.err == err.write  # -t: the guest gets the terminal
         guest = replace(spec, command=(), entrypoint=None, env=inv.env, workdir=inv.cwd, output_dir=None,
-                        stdin=spec.stdin if inv.inherited else inv.stdin, files=(), on_start=None,
+                        stdin=spec.stdin if inv.inherited and isinstance(spec.stdin, str) else inv.stdin,
+                        files=(), on_start=None,
                         limits=Limits(left, spec.limits.memory, None, spec.limits.disk),
                         stream=direct, tty=direct, on_stdout=None if direct else inv.out,
                         on_stderr=None if direct else inv.err)
