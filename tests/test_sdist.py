@@ -151,6 +151,19 @@ def test_a_directory_that_is_no_project_is_a_one_line_error(make_context, tmp_pa
     assert not (tmp_path / "x.wasm").exists()
 
 
+
+def test_a_failed_build_is_named_by_the_error_its_setup_printed(make_context, tmp_path, cache_dir):
+    """psycopg2's setup.py says "Error: pg_config executable not found." and goes on writing: the
+    build's one line names that error, not the last thing it wrote."""
+    setup = ("import sys\nprint('Error: pg_config executable not found.', file=sys.stderr)\n"
+             "print('writing top-level names to needspg.egg-info/top_level.txt')\nsys.exit(1)\n")
+    ctx = make_context("FROM python:3.12\nWORKDIR /app\nCOPY . .\nRUN pip install .\n", {"setup.py": setup})
+    with pytest.raises(BoxerError) as e:
+        boxer_py.build(ctx, tmp_path / "x.wasm", cache_dir=cache_dir)
+    assert str(e.value).endswith("Dockerfile:4: RUN: pip install: .: building it from source in the sandbox "
+                                 "failed: pg_config executable not found."), e.value
+    assert not (tmp_path / "x.wasm").exists()
+
 # --- what cannot be built: pip's own explanation, then one line ------------------------------------------
 
 @pytest.fixture(scope="module")

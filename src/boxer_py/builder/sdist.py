@@ -354,9 +354,11 @@ class Builds:
         tail = "\n".join("    | " + x for x in lines[-15:])
         if tail:
             self.log.append(f"the build of {what} in the sandbox said (last lines):\n{tail}")
-        reason = ran.trap or next((x.strip() for x in reversed(lines) if x.startswith("error:")), None) \
+        # the last "error:" line (setuptools'), or "Error:" (psycopg2's "pg_config executable not
+        # found", which more lines follow), else the last line
+        reason = ran.trap or next((x.strip() for x in reversed(lines) if x.lower().startswith("error:")), None) \
             or (lines[-1].strip() if lines else f"exit code {code}")
-        raise SourceRefused(reason.removeprefix("error: ")[:300])
+        raise SourceRefused(re.sub(r"^error:\s*", "", reason, flags=re.IGNORECASE)[:300])
 
 
 def _provide(root: Path, made: list[str], requires: list[str], what: str, markers: dict[str, str], python: str,
