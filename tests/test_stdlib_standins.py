@@ -120,17 +120,37 @@ except ssl.SSLError as e:
     print(e.strerror)
 '''
 
+# celery's billiard imports multiprocessing and multiprocessing.process at start-up, kombu
+# multiprocessing.util's Finalize and register_after_fork: they import on every base (the 3.12
+# runtime's stdlib has no multiprocessing: boxer's own), a finalizer runs at exit, and starting
+# a process fails with ENOSYS. (billiard.util, which celery imports too, needs cffi or ctypes.)
+PROCESSES = r'''
+import errno, multiprocessing, multiprocessing.util as util
+import billiard, billiard.process
+from multiprocessing import AuthenticationError, BufferTooShort, ProcessError, TimeoutError
+print(multiprocessing.current_process().name, billiard.current_process().name, multiprocessing.cpu_count() >= 1)
+util.Finalize(None, print, args=("finalized at exit",), exitpriority=10)
+util.register_after_fork(util, lambda module: print("never: a guest does not fork"))
+print(util.is_exiting(), issubclass(TimeoutError, ProcessError), util.get_logger().name)
+for start in (lambda: multiprocessing.Process(target=print).start(),
+              lambda: multiprocessing.get_context("spawn").Process(target=print).start()):
+    try:
+        start()
+    except OSError as e:
+        print(errno.errorcode[e.errno], e.strerror)
+'''
+
 
 @pytest.fixture(scope="module", params=VERSIONS)
 def image(request, tmp_path_factory, cache_dir):
     """An app on each python base: portalocker from pip, a user made by useradd, USER app."""
     ctx = tmp_path_factory.mktemp(f"standins{request.param}")
     (ctx / "Dockerfile").write_text(
-        f"FROM python:{request.param}-slim\nRUN pip install portalocker==2.8.2 urllib3==2.2.3\nRUN useradd -m app\n"
+        f"FROM python:{request.param}-slim\nRUN pip install portalocker==2.8.2 urllib3==2.2.3 billiard==4.2.1\nRUN useradd -m app\n"
         "COPY *.py /app/\nRUN python /app/whoami.py > /app/as-root.txt\nUSER app\nWORKDIR /app\n"
         'CMD ["python", "whoami.py"]\n')
     for name, code in (("fcntl_use.py", FCNTL), ("whoami.py", WHOAMI), ("threads.py", THREADS), ("owners.py", OWNERS),
-                       ("sockets.py", SOCKETS), ("ssl_use.py", SSL)):
+                       ("sockets.py", SOCKETS), ("ssl_use.py", SSL), ("processes.py", PROCESSES)):
         (ctx / name).write_text(code)
     out = ctx / "app.wasm"
     import os
@@ -195,3 +215,12 @@ def test_ssl_imports_and_a_connection_says_there_is_no_network(boxer, image):
     assert r.stdout == ("SERVER_AUTH CERT_REQUIRED True True True True\nURLError True True\nNameResolutionError True True\n"
                         "TLS is not available: this sandbox has no network (--allow-net HOST gives it one, and the "
                         "host then does TLS for it)\n")
+
+
+def test_multiprocessing_imports_with_what_celery_uses_and_a_process_fails_at_start(boxer, image):
+    r = boxer("run", "--rm", str(image), "python", "processes.py")
+    assert (r.returncode, r.stderr) == (0, ""), r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[:2] == ["MainProcess MainProcess True", "False True multiprocessing"]
+    assert lines[2:] == ["ENOSYS multiprocessing cannot start a process: a WebAssembly guest has no processes"] * 2 + [
+        "finalized at exit"]

@@ -25,7 +25,8 @@ PROVENANCE_LABEL = "boxer.runtime.provenance"
 # Docker's python images (Debian's), which `pwd`, `grp` and os.getuid read and useradd extends,
 # and the services socket.getservbyname reads.
 STAND_INS = ("_boxer_ssl.py", "_multiprocessing.py", "fcntl.py", "pwd.py", "grp.py", "_boxer_accounts.py",
-             "sitecustomize.py", "_boxer_futures_thread.py", "_boxer_no_processes.py")
+             "sitecustomize.py", "_boxer_futures_thread.py", "_boxer_no_processes.py", "_boxer_multiprocessing.py",
+             "_boxer_multiprocessing_context.py", "_boxer_multiprocessing_process.py", "_boxer_multiprocessing_util.py")
 PASSWD = ("root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"
           "bin:x:2:2:bin:/bin:/usr/sbin/nologin\nsys:x:3:3:sys:/dev:/usr/sbin/nologin\n"
           "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n")

@@ -29,6 +29,10 @@ imports this module). A Dockerfile's own sitecustomize.py earlier on sys.path re
 - concurrent.futures.thread, when the runtime's stdlib lacks it (the VMware 3.12 build):
   served from _boxer_futures_thread.py beside this file, by a finder that comes last, so a
   stdlib that has the module keeps its own.
+- multiprocessing, when the runtime's stdlib lacks it (the VMware 3.12 build): boxer's own
+  package (_boxer_multiprocessing*.py beside this file, the networked guest's one), by the
+  same finder that comes last: it imports with multiprocessing.process and .util (celery's
+  billiard and kombu use them at start-up), and starting a process fails with ENOSYS.
 - multiprocessing's popen_fork, popen_forkserver and popen_spawn_posix, when os has no fork
   (every WASI runtime): from _boxer_no_processes.py, by a finder that comes first, so that
   Process.start() fails with one clear OSError (ENOSYS) instead of an AttributeError.
@@ -183,18 +187,25 @@ def _install():
     class _StandIns:
         """Stdlib modules served from boxer's stand-ins beside this file."""
 
-        def __init__(self, modules):
-            self.modules = modules
+        def __init__(self, modules, packages=()):
+            self.modules, self.packages = modules, packages
 
         def find_spec(self, fullname, path=None, target=None):
             file = self.modules.get(fullname)
             if file is None:
                 return None
             import importlib.util
-            return importlib.util.spec_from_file_location(fullname, _os.path.join(here, file))
+            # a package's submodules are served by this finder too (its __path__ is empty)
+            search = [] if fullname in self.packages else None
+            return importlib.util.spec_from_file_location(fullname, _os.path.join(here, file),
+                                                          submodule_search_locations=search)
 
     # last: only what the runtime's stdlib lacks
-    _sys.meta_path.append(_StandIns({"concurrent.futures.thread": "_boxer_futures_thread.py"}))
+    _sys.meta_path.append(_StandIns({
+        "concurrent.futures.thread": "_boxer_futures_thread.py",
+        "multiprocessing": "_boxer_multiprocessing.py",
+        **{f"multiprocessing.{name}": f"_boxer_multiprocessing_{name}.py" for name in ("context", "process", "util")},
+    }, packages=("multiprocessing",)))
     if not hasattr(_os, "fork"):
         # first: the stdlib's own fail at import on WASI (os.WNOHANG), not with a clear error
         _sys.meta_path.insert(0, _StandIns(dict.fromkeys(

@@ -1,17 +1,23 @@
 """The parts of multiprocessing.context that importers name; see the package's docstring."""
+import errno
 import os
 import queue as _queue
 import threading as _threading
+from multiprocessing import process
+from multiprocessing.process import active_children, current_process, parent_process
 
-__all__ = ["BoundedSemaphore", "Condition", "Event", "JoinableQueue", "Lock", "Pipe", "Pool", "Process",
-           "ProcessError", "Queue", "RLock", "Semaphore", "SimpleQueue", "SpawnProcess", "TimeoutError", "Value",
+__all__ = ["AuthenticationError", "BufferTooShort", "BoundedSemaphore", "Condition", "Event", "JoinableQueue", "Lock",
+           "Pipe", "Pool", "Process", "ProcessError", "Queue", "RLock", "Semaphore", "SimpleQueue", "SpawnProcess", "TimeoutError", "Value",
            "Array", "Manager", "active_children", "allow_connection_pickling", "cpu_count", "current_process",
            "freeze_support", "get_all_start_methods", "get_context", "get_start_method", "parent_process",
            "set_executable", "set_forkserver_preload", "set_start_method"]
-_NO_PROCESSES = "multiprocessing: a WebAssembly guest cannot start processes (run one server process)"
 
 
 class ProcessError(Exception):
+    pass
+
+
+class BufferTooShort(ProcessError):
     pass
 
 
@@ -19,58 +25,21 @@ class TimeoutError(ProcessError):
     pass
 
 
+class AuthenticationError(ProcessError):
+    pass
+
+
 def _refuse(*args, **kwargs):
-    raise OSError(58, _NO_PROCESSES)
+    raise OSError(errno.ENOSYS, process.NO_PROCESSES)
 
 
-class BaseProcess:
-    """A process that cannot start: constructing one works (so code can decide), start() fails."""
+class Process(process.BaseProcess):
+    """A process of the default start method: start() fails (no process can start)."""
 
-    def __init__(self, group=None, target=None, name=None, args=(), kwargs=None, *, daemon=None):
-        self._target, self._args, self._kwargs = target, tuple(args), dict(kwargs or {})
-        self.name, self.daemon, self.exitcode, self.pid = name or "Process-1", daemon, None, None
-
-    def run(self):
-        if self._target is not None:
-            self._target(*self._args, **self._kwargs)
-
-    start = _refuse
-
-    def is_alive(self):
-        return False
-
-    def join(self, timeout=None):
-        pass
-
-    def terminate(self):
-        pass
-
-    kill = close = terminate
+    _start_method = None
 
 
-class _MainProcess(BaseProcess):
-    def __init__(self):
-        super().__init__(name="MainProcess")
-        self.pid = os.getpid()
-
-    def start(self):
-        raise AssertionError("the main process is already running")
-
-
-Process = SpawnProcess = ForkProcess = ForkServerProcess = BaseProcess
-_MAIN = _MainProcess()
-
-
-def current_process():
-    return _MAIN
-
-
-def parent_process():
-    return None
-
-
-def active_children():
-    return []
+SpawnProcess = ForkProcess = ForkServerProcess = Process
 
 
 def cpu_count():
@@ -117,6 +86,7 @@ class BaseContext:
     """What get_context() returns: the module's functions, for every start method."""
 
     ProcessError, TimeoutError, Process = ProcessError, TimeoutError, Process
+    BufferTooShort, AuthenticationError = BufferTooShort, AuthenticationError
     Lock, RLock, Condition, Semaphore, BoundedSemaphore, Event = Lock, RLock, Condition, Semaphore, \
         BoundedSemaphore, Event
     Queue, JoinableQueue, SimpleQueue = Queue, JoinableQueue, SimpleQueue

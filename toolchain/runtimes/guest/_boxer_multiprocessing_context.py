@@ -1,0 +1,1 @@
+../../../src/boxer_py/runtime/net/guest/multiprocessing/context.py
