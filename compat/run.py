@@ -137,10 +137,11 @@ def classify_build(text: str) -> str:
 
 
 def classify_run(text: str) -> str:
-    m = MODULE_RE.search(text)
-    if m:
+    # the last one: an ImportError handled on the way ("No module named 'cffi'", then ctypes) is not the cause
+    missing = MODULE_RE.findall(text)
+    if missing:
         # a stdlib module the runtime lacks, or an installed package the guest cannot find
-        return "stdlib-missing" if m.group(1).split(".")[0] in STDLIB else "pip-other"
+        return "stdlib-missing" if missing[-1].split(".")[0] in STDLIB else "pip-other"
     for category, rule in RUN_RULES:
         if re.search(rule, text, re.M):
             return category

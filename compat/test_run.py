@@ -55,6 +55,10 @@ class ClassifyRun(unittest.TestCase):
         self.assertEqual(run.classify_run("ModuleNotFoundError: No module named 'concurrent.futures.thread'"),
                          "stdlib-missing")
         self.assertEqual(run.classify_run("ModuleNotFoundError: No module named 'dotenv'"), "pip-other")
+        # billiard tries cffi, then ctypes: the last missing module is the cause
+        self.assertEqual(run.classify_run("ModuleNotFoundError: No module named 'cffi'\n\nDuring handling of the above "
+                                          "exception, another exception occurred:\n\nModuleNotFoundError: No module "
+                                          "named 'ctypes'"), "stdlib-missing")
 
     def test_native_program(self):
         self.assertEqual(run.classify_run("boxer: /entrypoint.sh: /entrypoint.sh is not a WebAssembly program "
