@@ -137,7 +137,8 @@ def run(line: str, root: Path, env: dict[str, str], workdir: str, spec: RunSpec,
     except _Stopped as e:
         total.exit_code = e.code
     except (BoxerError, OSError) as e:  # the shell's own refusal (ShellError: a limit, unsupported syntax)
-        err.write(f"sh: {e}\n".encode())
+        said = str(e).replace(" in one RUN", " in one run").replace(" in RUN", "")  # the build's words
+        err.write(f"sh: {said}\n".encode())
         total.exit_code = 2 if not isinstance(e, OSError) else TRAP_EXIT_CODE
     total.stdout, total.stderr = stdout.finish(), stderr.finish()
     total.stdout_truncated, total.stderr_truncated = stdout.truncated, stderr.truncated
