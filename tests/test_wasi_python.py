@@ -290,3 +290,24 @@ def test_a_pandas_task_skips_the_import(box):
     assert (r.stdout, r.preinitialised) == (b"True\n", True)  # imported before the snapshot
     r = box.run_python("import matplotlib; print(matplotlib.get_backend())", env={"MPLBACKEND": "svg"})
     assert r.stdout == b"Agg\n"  # the pre-imported module saw the image's ENV (documented)
+
+
+def test_the_interpreter_keeps_state_and_returns_a_figure(box):
+    """box.interpreter() on this base (issue 19): the kernel boots in the reactor's snapshot with
+    numpy, pandas and matplotlib imported; globals persist between calls, a figure saved under
+    /out comes back, and a timed-out call restarts it (and says so)."""
+    with box.interpreter() as it:
+        assert it.python == "3.15.0"
+        assert it.run("df = pd.DataFrame({'a': [1, 2, 3]})").error["type"] == "NameError"  # no user import yet
+        assert it.run("import pandas as pd\ndf = pd.DataFrame({'a': [1, 2, 3]})").exit_code == 0
+        r = it.run("int(df['a'].sum())")
+        assert (r.exit_code, r.stdout, r.restarted) == (0, b"6\n", False), r.stderr
+        r = it.run("import matplotlib.pyplot as plt\nfig, ax = plt.subplots(figsize=(4, 3), dpi=50)\n"
+                   "ax.plot(df['a'])\nfig.savefig('/out/plot.png')")
+        assert (r.exit_code, r.stdout, r.restarted) == (0, b"", False), r.stderr
+        assert _png_size(r.files["/out/plot.png"]) == (200, 150)
+        assert _png_size(it.read_file("/out/plot.png")) == (200, 150)
+        r = it.run("while True: pass", timeout=2)
+        assert (r.exit_code, r.timed_out, r.restarted) == (124, True, True)
+        assert it.run("'df' in globals(), 'pd' in globals()").stdout == b"(False, False)\n"
+        assert it.run("import numpy as np; int(np.arange(5).sum())").stdout == b"10\n"

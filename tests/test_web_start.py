@@ -7,9 +7,11 @@ image and command is the reference.
 from __future__ import annotations
 
 import re
+import shlex
 
 import pytest
 
+import boxer_py
 from boxer_py.browser import site
 from boxer_py.cli.browser import page_preinit
 from test_web import Page, _static_server
@@ -17,6 +19,7 @@ from test_web import Page, _static_server
 BIG = re.compile(r"^/(image\.wasm|runtime-[0-9a-f]{64}\.wasm|preinit-[0-9a-f]{64}\.bin)$")
 # A file of the image shrunk in place, then read: its own first bytes.
 TRUNCATE = "f = open('/app/main.py', 'r+'); f.truncate(12); f.close(); print(repr(open('/app/main.py').read()))"
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 PROBE = "import os, sys; print(sys.argv, os.getcwd(), os.environ['GREETING'], __name__)"
 
 
@@ -25,6 +28,29 @@ def preinit(hello_image, cache_dir):
     found = page_preinit(hello_image, cache_dir)
     assert found is not None
     return found
+
+
+@pytest.fixture(scope="module")
+def py313_image(tmp_path_factory, cache_dir):
+    """An image on the 3.13 runtime, whose eval breaker is a word of bits (interrupt.py)."""
+    ctx = tmp_path_factory.mktemp("py313-ctx")
+    (ctx / "Dockerfile").write_text('FROM python:3.13-slim\nCMD ["python", "-c", "print(1)"]\n')
+    out = tmp_path_factory.mktemp("py313") / "py313.wasm"
+    boxer_py.build(ctx, out, cache_dir=cache_dir)
+    return out
+
+
+@pytest.fixture(scope="module", params=["3.12", "3.13"])
+def interruptible(request, hello_image, preinit, cache_dir):
+    """(image, its page snapshot) for each runtime whose Ctrl-C words differ in kind: 3.12's
+    are set to 1, 3.13's eval breaker gets a bit OR-ed in among others."""
+    if request.param == "3.12":
+        return hello_image, preinit
+    image = request.getfixturevalue("py313_image")
+    found = page_preinit(image, cache_dir)
+    assert found is not None and found.interrupt_flags is not None
+    assert any(bits != 1 for _, bits in found.interrupt_flags)  # the eval breaker's signals bit
+    return image, found
 
 
 def test_the_page_resumes_the_snapshot_and_prints_what_boxer_run_prints(browser, boxer, hello_image, tmp_path):
@@ -85,11 +111,12 @@ def _wait_terminal(tab: Page, text: str) -> None:
                                timeout=180_000)
 
 
-def test_ctrl_c_is_a_keyboard_interrupt_and_the_repl_survives(browser, hello_image, preinit):
+def test_ctrl_c_is_a_keyboard_interrupt_and_the_repl_survives(browser, interruptible):
     """As `boxer run -it`: a runaway loop ends with KeyboardInterrupt's traceback and 130; in the
     REPL, Ctrl-C stops a busy statement and drops a line being typed, and the session goes on."""
+    image, preinit = interruptible
     assert preinit.interrupt_flags is not None
-    server = site.serve(hello_image, "127.0.0.1", 0, preinit=preinit)
+    server = site.serve(image, "127.0.0.1", 0, preinit=preinit)
     tab = Page(browser, server.url, autorun=False)
     try:
         assert tab.page.evaluate("() => self.crossOriginIsolated") is True
@@ -101,7 +128,7 @@ def test_ctrl_c_is_a_keyboard_interrupt_and_the_repl_survives(browser, hello_ima
         tab.page.keyboard.press("Control+C")
         run = tab.last_run()
         assert (run["exitCode"], run["stdout"], run["trap"]) == (130, "spinning\n", None)
-        assert run["stderr"].endswith("KeyboardInterrupt\n"), run["stderr"]
+        assert ANSI.sub("", run["stderr"]).endswith("KeyboardInterrupt\n"), run["stderr"]  # 3.13 colours it on a terminal
 
         tab.page.fill("#command", "python")
         tab.page.click("#run")
@@ -118,6 +145,43 @@ def test_ctrl_c_is_a_keyboard_interrupt_and_the_repl_survives(browser, hello_ima
         run = tab.last_run(2)
         assert (run["exitCode"], run["stdout"]) == (0, "looping\nx is True\n")
         assert run["stderr"].count("KeyboardInterrupt") == 2 and "NameError" not in run["stderr"]
+        assert tab.errors == []
+    finally:
+        tab.close()
+        server.close()
+
+
+SIZE_PROBE = ("import shutil, signal; seen = []; "
+              "signal.signal(signal.SIGWINCH, lambda *_: seen.append(tuple(shutil.get_terminal_size()))); "
+              "print('start', tuple(shutil.get_terminal_size()), flush=True); exec('while not seen: pass'); "
+              "print('resized', seen[0], flush=True); input(); print('now', tuple(shutil.get_terminal_size()))")
+
+
+def test_the_guest_sees_the_terminals_size_and_follows_a_resize(browser, hello_image, preinit):
+    """As `boxer run -it` (issue 20): shutil.get_terminal_size() is the page terminal's columns x
+    rows, and a resize of the page runs the guest's SIGWINCH handler, which reads the new size."""
+    assert preinit.winch is not None
+    server = site.serve(hello_image, "127.0.0.1", 0, preinit=preinit)
+    tab = Page(browser, server.url, autorun=False)
+    size = "() => [window.boxer.app.terminal.cols, window.boxer.app.terminal.rows]"
+    try:
+        tab.page.set_viewport_size({"width": 1200, "height": 900})
+        tab.page.wait_for_selector("#run:not([disabled])", timeout=180_000)
+        tab.page.fill("#command", f"python -c {shlex.quote(SIZE_PROBE)}")
+        tab.page.click("#run")
+        tab.page.wait_for_function("() => window.boxer.runs[0].stdout.startsWith('start')", timeout=180_000)
+        cols, rows = tab.page.evaluate(size)
+        stdout = tab.page.evaluate("() => window.boxer.runs[0].stdout")
+        assert stdout == f"start ({cols}, {rows})\n"
+        tab.page.set_viewport_size({"width": 700, "height": 600})
+        tab.page.wait_for_function("() => window.boxer.runs[0].stdout.includes('resized')", timeout=180_000)
+        _type(tab, "")  # the handler has run: the layout has settled once the line is typed
+        smaller = tab.page.evaluate(size)
+        run = tab.last_run()
+        assert run["exitCode"] == 0, run["stderr"]
+        start, resized, now = run["stdout"].splitlines()
+        assert (start, now) == (f"start ({cols}, {rows})", f"now ({smaller[0]}, {smaller[1]})")
+        assert smaller[0] < cols and int(resized.split("(")[1].split(",")[0]) < cols  # the handler read a new size
         assert tab.errors == []
     finally:
         tab.close()

@@ -38,7 +38,9 @@ class Preinit:
     argv0: str                     # the boot's argv[0], start-up environment and preopens:
     startup: dict[str, str]        # a run that differs starts from scratch
     preopens: tuple[str, ...]
-    interrupt_flags: tuple[int, ...] | None = None  # the words CPython's SIGINT handler sets
+    interrupt_flags: tuple[tuple[int, int], ...] | None = None  # (word, bits) CPython's SIGINT handler ORs in
+    # SIGWINCH's (word, bits), its handler word and that word's values when the guest has no handler
+    winch: tuple[tuple[tuple[int, int], ...], int, tuple[int, ...]] | None = None
 
     @cached_property
     def shared(self) -> bytes | None:
@@ -70,7 +72,11 @@ class Runtime:
             shared = self.preinit.shared
             if shared is not None and self.preinit.interrupt_flags:
                 out.update({"runtime-shared": _name(shared),
-                            "interrupt-flags": ",".join(map(str, self.preinit.interrupt_flags))})
+                            "interrupt-flags": ",".join(f"{a}:{bits}" for a, bits in self.preinit.interrupt_flags)})
+                if self.preinit.winch is not None:
+                    flags, handler, unhandled = self.preinit.winch
+                    out["winch"] = json.dumps({"flags": [list(f) for f in flags], "handler": handler,
+                                               "unhandled": list(unhandled)})
         return out
 
     def files(self) -> dict[str, bytes]:

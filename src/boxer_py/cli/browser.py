@@ -52,8 +52,10 @@ def page_preinit(image_path, cache_dir=None):
         start = for_page(launcher, launcher.open(image_path))
     finally:
         launcher.close()
-    return None if start is None else Preinit(start.module, start.snapshot, start.argv0, start.startup, start.preopens,
-                                                  start.interrupt_flags)
+    if start is None:
+        return None
+    winch = None if start.winch is None else (start.winch.flags, start.winch.handler, start.winch.unhandled)
+    return Preinit(start.module, start.snapshot, start.argv0, start.startup, start.preopens, start.interrupt_flags, winch)
 
 
 def publish_option(*names):

@@ -1,19 +1,57 @@
 """The program a run starts, by Docker's rules (ENTRYPOINT, CMD, run arguments, shell form)."""
 from __future__ import annotations
 
+import posixpath
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from boxer_py.errors import RunError
+from boxer_py.image.config import DEFAULT_PATH, user_env
 from boxer_py.image.imagefile import Image
-from boxer_py.image.paths import MAX_SHEBANG, interpreter_of, program_candidates
+from boxer_py.image.paths import MAX_SHEBANG, cpython_start, interpreter_of, program_candidates
 from boxer_py.image.rootfs import resolve
 from boxer_py.image.variables import shell_words
 from boxer_py.runtime.mounts import no_shell_hint
 from boxer_py.runtime.spec import RunSpec
 
 WASM_MAGIC = b"\0asm"
+MAX_GUEST_DIR = 1024  # bytes of a working or output directory's guest path
+Finder = Callable[[str, str, str], tuple[str, Path]]  # (name, PATH, workdir) -> find_program's answer
 
-__all__ = ["find_program", "resolve_argv", "shell_words", "with_interpreter"]
+__all__ = ["Command", "environment", "find_program", "resolve_argv", "shell_words", "start", "with_interpreter"]
+
+
+@dataclass(frozen=True)
+class Command:
+    """One program a run starts (Launcher.command): its argv (argv[0] as CPython is started),
+    environment and working directory, and the program's guest path and file in the image."""
+    argv: list[str]
+    env: dict[str, str]
+    workdir: str
+    guest: str
+    program: Path
+
+
+def environment(image: Image, spec: RunSpec) -> tuple[dict[str, str], str]:
+    """A run's environment (the image's ENV, the run's, the user's HOME) and working directory."""
+    config = image.spec.config
+    env = {**config.env_dict(), **spec.env}
+    for name, value in user_env(spec.user if spec.user is not None else config.user).items():
+        env.setdefault(name, value)
+    workdir = posixpath.normpath(posixpath.join("/", spec.workdir or config.working_dir))
+    if len(workdir.encode()) > MAX_GUEST_DIR or (spec.output_dir and len(spec.output_dir.encode()) > MAX_GUEST_DIR):
+        raise RunError(f"the working or output directory is longer than {MAX_GUEST_DIR} bytes")
+    return env, workdir
+
+
+def start(base: Path, argv: list[str], env: dict[str, str], workdir: str, find: Finder) -> Command:
+    """How `argv` starts in the image unpacked at `base`: a `#!` script through its interpreter,
+    the program `find` finds, CPython's own start-up variables."""
+    argv = with_interpreter(base, argv, env.get("PATH", DEFAULT_PATH), workdir)
+    guest, program = find(argv[0], env.get("PATH", DEFAULT_PATH), workdir)
+    argv0, extra = cpython_start(argv[0], guest, env)
+    return Command([argv0, *argv[1:]], {**env, **extra}, workdir, guest, program)
 
 
 def resolve_argv(image: Image, spec: RunSpec) -> list[str]:

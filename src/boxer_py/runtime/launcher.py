@@ -6,6 +6,7 @@ environment variable.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -21,13 +22,13 @@ from pathlib import Path
 import wasmtime
 
 from boxer_py.errors import BoxerError, RunError
-from boxer_py.image.config import DEFAULT_PATH, user_env
+from boxer_py.image.config import DEFAULT_PATH
 from boxer_py.image.hostfs import remove_tree
 from boxer_py.image.imagefile import Image
-from boxer_py.image.paths import cpython_start
 from boxer_py.image.rootfs import resolve, unpack, within
+from boxer_py.runtime import argv as argvs
 from boxer_py.runtime import inputs, interrupt, mounts, reactor, shellrun, verified, watchdog, winsize
-from boxer_py.runtime.argv import find_program, resolve_argv, with_interpreter
+from boxer_py.runtime.argv import Command, find_program, resolve_argv
 from boxer_py.runtime.engines import Engines, names
 from boxer_py.runtime.interrupt import Interrupts
 from boxer_py.runtime.modcache import WASMTIME_VERSION, Loaded, wasm_stack
@@ -50,7 +51,6 @@ from boxer_py.runtime.workspace import Workspaces, sweep_dead
 
 OOM_MARGIN = 4 << 20
 MAX_FILES_BYTES = 256 << 20  # /out files returned when no --max-output is set
-MAX_GUEST_DIR = 1024  # bytes of a working or output directory's guest path
 # Under a memory limit (see _execute): instances, tables, and each table's elements (a
 # funcref takes 8 to 16 bytes of host memory), so tables together stay under a quarter of it.
 MAX_INSTANCES = 4
@@ -137,15 +137,27 @@ class Launcher:
             raise
         return target
 
+    def preinitialised(self, image: Image) -> tuple[Command, Resume, Interrupts | None] | None:
+        """For the page: the program the default command starts, the snapshot a plain run of it
+        resumes and its Ctrl-C/SIGWINCH words (interrupt.py); None: from scratch or a shell line."""
+        env, workdir = argvs.environment(image, RunSpec())
+        base = self.rootfs(image)
+        argv = shellrun.plan(base, resolve_argv(image, RunSpec()), env, workdir)
+        if isinstance(argv, str):
+            return None
+        command = argvs.start(base, argv, env, workdir, functools.partial(self._image_program, image, base))
+        resume = self._resume(image, base, command.program, command.argv, command.env, workdir,
+                              RunSpec(tuple(command.argv)), reactor.read_only(image.spec.config.labels, base))
+        if resume is None or (loaded := self._resumable(image, base, command.program)) is None:
+            return None
+        engine = self._engine(loaded.stack)
+        return command, resume, interrupt.for_run(threading.Event(), engine.engine, engine.ticker, loaded, base,
+                                                  command.argv[0], self.cache_dir, True)
+
     def run(self, image: Image, spec: RunSpec = RunSpec()) -> RunResult:
         """Run to completion in a fresh sandbox. Safe to call from several threads at once."""
         config = image.spec.config
-        env = {**config.env_dict(), **spec.env}
-        for name, value in user_env(spec.user if spec.user is not None else config.user).items():
-            env.setdefault(name, value)
-        workdir = posixpath.normpath(posixpath.join("/", spec.workdir or config.working_dir))
-        if len(workdir.encode()) > MAX_GUEST_DIR or (spec.output_dir and len(spec.output_dir.encode()) > MAX_GUEST_DIR):
-            raise RunError(f"the working or output directory is longer than {MAX_GUEST_DIR} bytes")
+        env, workdir = argvs.environment(image, spec)
         base = self.rootfs(image)
         command = shellrun.plan(base, resolve_argv(image, spec), env, workdir)  # a program's argv, or a shell line
         shared = reactor.read_only(config.labels, base)
@@ -209,10 +221,8 @@ class Launcher:
                env: dict[str, str], workdir: str, spec: RunSpec) -> RunResult:
         """One program of the image in the run's container `root`: the run's command, or one
         that a shell-form command starts (shellrun)."""
-        argv = with_interpreter(base, argv, env.get("PATH", DEFAULT_PATH), workdir)
-        guest, program = self._image_program(image, base, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
-        argv0, extra = cpython_start(argv[0], guest, env)
-        argv, env = [argv0, *argv[1:]], {**env, **extra}
+        started = argvs.start(base, argv, env, workdir, functools.partial(self._image_program, image, base))
+        argv, env, program = started.argv, started.env, started.program
         resume = self._resume(image, base, program, argv, env, workdir, spec, shared)
         loaded = resume.module if resume else self._program_module(image, base, program, argv[0])
         argv = argv if resume else reactor.with_pythonpath(loaded.module, argv, env, workdir)
@@ -409,10 +419,8 @@ class Launcher:
         """Run a program of a rootfs in place, so its writes stay: a build's RUN step. The
         program is read from `root` itself (which the build is changing), not from an image.
         `tap` is told its output as written (progress); `network`: `build --allow-net`, else none."""
-        argv = with_interpreter(root, argv, env.get("PATH", DEFAULT_PATH), workdir)
-        guest, program = find_program(root, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
-        argv0, extra = cpython_start(argv[0], guest, env)
-        argv, env = [argv0, *argv[1:]], {**env, **extra}
+        started = argvs.start(root, argv, env, workdir, functools.partial(find_program, root))
+        argv, env, program = started.argv, started.env, started.program
         stack = wasm_stack(labels or {}, names(lambda name: find_program(root, name, DEFAULT_PATH, "/")[1], program))
         loaded = self._engine(stack).modules.load(program.read_bytes())
         argv = reactor.with_pythonpath(loaded.module, argv, env, workdir)

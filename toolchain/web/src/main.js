@@ -20,6 +20,8 @@ const OUT_DIR = "/out";
 const TIMEOUT_EXIT_CODE = 124;
 const STOPPED_EXIT_CODE = 137;
 const INTERRUPT_EXIT_CODE = 130; // as `boxer run` (and a shell) after Ctrl-C
+const WINSIZE_VARIABLE = "BOXER_TTY"; // boxer's sitecustomize reads the terminal's size from the file it names
+const WINSIZE_FILE = "/.boxer/tty/size";
 const IMAGE_TYPES = { png: "image/png", jpg: "image/jpeg", jpeg: "image/jpeg", gif: "image/gif", webp: "image/webp", svg: "image/svg+xml" };
 // The page's limits when `boxer web`/`boxer serve` set none (data-max-output, data-disk, data-max-entries).
 const DEFAULT_MAX_OUTPUT = 1 << 20;
@@ -93,6 +95,7 @@ class App {
     this.workersStarted = 0;
     this.stop = null;
     this.ctrlC = () => false; // Ctrl-C typed into the terminal (set per run)
+    this.resized = () => {}; // the terminal's new size, for the run (set per run)
     this.runs = [];
     this.urls = []; // object URLs of the last run's files, revoked when the next run starts
     this.terminal = new Terminal({
@@ -112,6 +115,7 @@ class App {
     this.terminal.open($("terminal"));
     this.console = null; // the run reading the terminal, if any (LineConsole)
     this.terminal.onData((data) => this.console && this.console.input(data));
+    this.terminal.onResize((size) => this.resized(size));
     this.fit.fit();
     new ResizeObserver(() => this.fit.fit()).observe($("terminal"));
   }
@@ -236,12 +240,29 @@ class App {
     // Ctrl-C in the terminal: as `boxer run` does, set the words CPython's SIGINT handler sets
     // (it raises KeyboardInterrupt at its next check, busy or reading a line). True if the guest
     // got it; a guest that cannot be interrupted so only loses the line being typed (Stop ends it).
+    // Each word gets its bits OR-ed in: 3.13's eval breaker holds other flags and a version too.
     this.ctrlC = () => {
       if (record.done || !guestMemory || !flags) return false;
       const words = new Int32Array(guestMemory.buffer);
-      for (const address of flags) Atomics.store(words, address >> 2, 1);
+      for (const [address, bits] of flags) Atomics.or(words, address >> 2, bits);
       record.interrupts += 1;
       return true;
+    };
+    // The terminal's size, as `boxer run -it` gives it (runtime/winsize.py), to a run whose
+    // stdin is the terminal: the guest's /.boxer/tty/size reads this buffer (worker.js), which a
+    // resize rewrites; a guest's SIGWINCH handler then runs, delivered as Ctrl-C is (data-winch:
+    // only when it has a handler of its own).
+    const winsize = record.interactive ? new Int32Array(new SharedArrayBuffer(8)) : null;
+    if (winsize) winsize.set([this.terminal.cols, this.terminal.rows]);
+    let winch = null;
+    this.resized = ({ cols, rows }) => {
+      if (record.done || !winsize) return;
+      Atomics.store(winsize, 0, cols);
+      Atomics.store(winsize, 1, rows);
+      if (!guestMemory || !winch) return;
+      const words = new Int32Array(guestMemory.buffer);
+      if (winch.unhandled.includes(Atomics.load(words, winch.handler >> 2) >>> 0)) return;
+      for (const [address, bits] of winch.flags) Atomics.or(words, address >> 2, bits);
     };
     let argv, env, path, workdir, program;
     try {
@@ -249,6 +270,7 @@ class App {
       ({ argv, env, path, workdir } = plan(config, shellWords(line)));
       program = findProgram(this.root, argv[0], path, workdir);
       ({ argv, env } = cpythonStart(argv, env, program.guest));
+      if (record.interactive) env = [...env.filter((e) => !e.startsWith(`${WINSIZE_VARIABLE}=`)), `${WINSIZE_VARIABLE}=${WINSIZE_FILE}`];
     } catch (e) {
       if (!(e instanceof RunError)) { end(125, `the launcher failed: ${e.message}`); throw e; }
       end(e.exitCode, e.message, { durationMs: 0 });
@@ -268,6 +290,7 @@ class App {
     if (record.done) return record; // stopped while compiling
     performance.mark("boxer:compiled");
     flags = compiled.interruptFlags || null;
+    winch = compiled.winch || null;
     setStatus("running", "running…");
     this.terminateAll();
     worker = new Worker(new URL("worker.js", document.baseURI));
@@ -319,7 +342,7 @@ class App {
     const resume = snapshot && !this.net && resumes(snapshot, argv, env, this.image.config.env)
       ? { head: snapshot.head, data: snapshot.data, preopens: snapshot.preopens, message: request(argv, env, workdir) } : null;
     record.preinitialised = !!resume;
-    worker.postMessage({ module: compiled.module, root: this.root, argv, env, workdir, cwdSlot: compiled.cwdSlot, stdin, tty, outDir: OUT_DIR, limits: this.limits, net: this.net, resume });
+    worker.postMessage({ module: compiled.module, root: this.root, argv, env, workdir, cwdSlot: compiled.cwdSlot, stdin, tty, winsize, outDir: OUT_DIR, limits: this.limits, net: this.net, resume });
     return finished;
   }
 

@@ -21,10 +21,12 @@ export class Runtime {
     this.compiling = null;
     this.snapshot = null;
     // On a cross-origin isolated page, the copy whose memory is shared: the page can then set
-    // CPython's Ctrl-C words (data-interrupt-flags) while the guest runs in its worker.
-    const shared = self.crossOriginIsolated === true && dataset.runtimeShared && /^\d+(,\d+)*$/.test(dataset.interruptFlags || "");
+    // CPython's Ctrl-C words (data-interrupt-flags: word:bits pairs, the bits to OR in) and
+    // SIGWINCH's (data-winch) while the guest runs in its worker.
+    const shared = self.crossOriginIsolated === true && dataset.runtimeShared && /^\d+:\d+(,\d+:\d+)*$/.test(dataset.interruptFlags || "");
     const url = shared ? dataset.runtimeShared : dataset.runtime;
-    this.interruptFlags = shared ? dataset.interruptFlags.split(",").map(Number) : null;
+    this.interruptFlags = shared ? flagPairs(dataset.interruptFlags.split(",").map((pair) => pair.split(":").map(Number))) : null;
+    this.winch = shared ? parseWinch(dataset.winch) : null;
     const digest = nameDigest(url);
     if (url && this.programDigest && digest) {
       this.compiling = compileVerified(store, url, digest);
@@ -47,10 +49,30 @@ export class Runtime {
     try {
       const module = await this.compiling;
       const snapshot = this.snapshot ? await this.snapshot.catch(() => null) : null;
-      return { module, cwdSlot: this.cwdSlot, snapshot, interruptFlags: this.interruptFlags };
+      return { module, cwdSlot: this.cwdSlot, snapshot, interruptFlags: this.interruptFlags, winch: this.winch };
     } catch {
       return null;
     }
+  }
+}
+
+/** [[word address, bits], ...] if every one is an aligned 32-bit word and bits of it, else null. */
+function flagPairs(pairs) {
+  const ok = Array.isArray(pairs) && pairs.length > 0 && pairs.every((p) => Array.isArray(p) && p.length === 2
+    && p.every((n) => Number.isInteger(n) && n >= 0 && n < 2 ** 32) && p[0] % 4 === 0 && p[1] > 0);
+  return ok ? pairs : null;
+}
+
+/** data-winch (interrupt.py's Winch): {flags, handler, unhandled}, checked; null if absent or bad. */
+function parseWinch(text) {
+  try {
+    const { flags, handler, unhandled } = JSON.parse(text || "null") || {};
+    const words = flagPairs(flags);
+    const numbers = [handler, ...(Array.isArray(unhandled) ? unhandled : [null])];
+    if (!words || handler % 4 !== 0 || !numbers.every((n) => Number.isInteger(n) && n >= 0 && n < 2 ** 32)) return null;
+    return { flags: words, handler, unhandled };
+  } catch {
+    return null;
   }
 }
 

@@ -293,7 +293,29 @@ function restore(instance, { head, data, message }) {
   return () => instance.exports["boxer:call"](head.callable, head.args, 2, head.function);
 }
 
-async function run({ module, root, argv, env, workdir, cwdSlot, stdin, tty, outDir, limits, net, resume }) {
+/** /.boxer/tty/size (runtime/winsize.py's file, "COLUMNS LINES"): the page's terminal size,
+ *  read from the page's buffer each time the file is opened, so a resize shows at the next
+ *  open. Read-only; not charged to the run's quota. */
+class SizeFile extends File {
+  constructor(window) {
+    super(EMPTY, { readonly: true });
+    this.window = window;
+  }
+
+  path_open(...args) {
+    this._data = new TextEncoder().encode(`${Atomics.load(this.window, 0)} ${Atomics.load(this.window, 1)}\n`);
+    return super.path_open(...args);
+  }
+}
+
+/** The size file in the run's tree, when the image leaves room for it. */
+function addSizeFile(preopen, winsize) {
+  let dir = preopen.dir;
+  for (const name of [".boxer", "tty"]) dir = dir instanceof Directory ? dir.contents.get(name) : null;
+  if (dir instanceof Directory) dir.contents.set("size", new SizeFile(winsize));
+}
+
+async function run({ module, root, argv, env, workdir, cwdSlot, stdin, tty, winsize, outDir, limits, net, resume }) {
   quota = new Quota(limits.disk, limits.entries);
   for (const imp of WebAssembly.Module.imports(module)) {
     if (imp.module !== WASI_MODULE) {
@@ -302,7 +324,9 @@ async function run({ module, root, argv, env, workdir, cwdSlot, stdin, tty, outD
   }
   if (!makeDirs(root, workdir)) throw new Error(`the working directory ${workdir} is not a directory`);
   if (outDir) makeDirs(root, outDir);
+  const sized = winsize && makeDirs(root, "/.boxer/tty");
   const preopen = materialize(root);
+  if (sized) addSizeFile(preopen, winsize);
   const streams = [new Capped("stdout", limits.maxOutput), new Capped("stderr", limits.maxOutput)];
   const [stdout, stderr] = streams.map((stream) => new ConsoleStdout((data) => stream.write(data)));
   const webnet = network(net, env, streams[1]);
