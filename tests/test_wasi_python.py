@@ -13,17 +13,22 @@ import base64
 import io
 import json
 import struct
+import sys
 import time
 import zipfile
 from pathlib import Path
 
+import anyio
 import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
 
 import boxer_py
 from boxer_py.builder.assemble import _unpack_member
 from boxer_py.dockerfile.bases import load_catalog
 from boxer_py.errors import BuildError
 from boxer_py.runtime.reactor import aliases
+from test_mcp import _server_env, result_of
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -292,6 +297,10 @@ def test_a_pandas_task_skips_the_import(box):
     assert r.stdout == b"Agg\n"  # the pre-imported module saw the image's ENV (documented)
 
 
+PLOT = ("import matplotlib.pyplot as plt\nfig, ax = plt.subplots(figsize=(4, 3), dpi=50)\n"
+        "ax.plot(df['a'])\nfig.savefig('/out/plot.png')")
+
+
 def test_the_interpreter_keeps_state_and_returns_a_figure(box):
     """box.interpreter() on this base (issue 19): the kernel boots in the reactor's snapshot with
     numpy, pandas and matplotlib imported; globals persist between calls, a figure saved under
@@ -302,8 +311,7 @@ def test_the_interpreter_keeps_state_and_returns_a_figure(box):
         assert it.run("import pandas as pd\ndf = pd.DataFrame({'a': [1, 2, 3]})").exit_code == 0
         r = it.run("int(df['a'].sum())")
         assert (r.exit_code, r.stdout, r.restarted) == (0, b"6\n", False), r.stderr
-        r = it.run("import matplotlib.pyplot as plt\nfig, ax = plt.subplots(figsize=(4, 3), dpi=50)\n"
-                   "ax.plot(df['a'])\nfig.savefig('/out/plot.png')")
+        r = it.run(PLOT)
         assert (r.exit_code, r.stdout, r.restarted) == (0, b"", False), r.stderr
         assert _png_size(r.files["/out/plot.png"]) == (200, 150)
         assert _png_size(it.read_file("/out/plot.png")) == (200, 150)
@@ -311,3 +319,25 @@ def test_the_interpreter_keeps_state_and_returns_a_figure(box):
         assert (r.exit_code, r.timed_out, r.restarted) == (124, True, True)
         assert it.run("'df' in globals(), 'pd' in globals()").stdout == b"(False, False)\n"
         assert it.run("import numpy as np; int(np.arange(5).sum())").stdout == b"10\n"
+
+
+def test_mcp_stateful_keeps_state_and_returns_the_figure_as_an_image(ds_image, box, cache_dir):
+    """`boxer mcp --stateful` on this base: one interpreter for the connection, so a DataFrame
+    made in one call is there in the next, and a figure saved under /out comes back as an MCP
+    image block."""
+    params = StdioServerParameters(command=sys.executable, env=_server_env(cache_dir),
+                                   args=["-m", "boxer_py", "mcp", "--timeout", "300", "--stateful", str(ds_image)])
+
+    async def main():
+        async with Client(params, read_timeout_seconds=600) as client:
+            await client.call_tool("run_python", {"code": "import pandas as pd\ndf = pd.DataFrame({'a': [1, 2, 3]})"})
+            return (await client.call_tool("run_python", {"code": "int(df['a'].sum())"}),
+                    await client.call_tool("run_python", {"code": PLOT}))
+
+    total, plot = anyio.run(main)
+    assert result_of(total)["stdout"] == "6\n"
+    assert result_of(plot)["files"] == [{"path": "/out/plot.png", "size": len(base64.b64decode(plot.content[1].data)),
+                                         "mime_type": "image/png"}]
+    image = plot.content[1]
+    assert image.type == "image" and image.mime_type == "image/png"
+    assert _png_size(base64.b64decode(image.data)) == (200, 150)
