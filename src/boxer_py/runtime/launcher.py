@@ -484,9 +484,9 @@ class Launcher:
         try:
             if timeout is not None and spec.mounts:  # see watchdog.Backstop
                 with watchdog.Backstop(time.monotonic() + timeout, [m.host for m in spec.mounts]):
-                    result = self._execute(loaded, wasi, argv[0], workdir, spec, root, resume, keep, net, interrupts, ro)
+                    result = self._execute(loaded, wasi, argv, workdir, spec, root, resume, keep, net, interrupts, ro)
             else:
-                result = self._execute(loaded, wasi, argv[0], workdir, spec, root, resume, keep, net, interrupts, ro)
+                result = self._execute(loaded, wasi, argv, workdir, spec, root, resume, keep, net, interrupts, ro)
         finally:
             if net is not None:
                 self._engine(loaded.stack).networking.finish(net)
@@ -500,13 +500,13 @@ class Launcher:
                 raise sink.error
         return result
 
-    def _execute(self, loaded: Loaded, wasi: wasmtime.WasiConfig, name: str, workdir: str, spec: RunSpec,
+    def _execute(self, loaded: Loaded, wasi: wasmtime.WasiConfig, argv: list[str], workdir: str, spec: RunSpec,
                  root: Path, resume: Resume | None = None, keep: Keep | None = None,
                  net: nethost.Net | None = None, interrupts: Interrupts | None = None,
                  read_only: readonly.Guard | None = None) -> RunResult:
-        limits, on_start = spec.limits, spec.on_start
+        limits, on_start, name = spec.limits, spec.on_start, argv[0]
         engine = self._engine(loaded.stack)
-        editor = terminal.editor(spec.tty and spec.stdin == "-" and net is None, spec.interrupt)  # -it: a REPL's lines
+        editor = terminal.editor(spec.tty and spec.stdin == "-" and net is None, spec.interrupt, argv)  # -it: a REPL's lines
         tty = (lambda e: terminal.linker(e, self.deadlines, self.terminals)) if editor else None  # -it: fd_read of stdin is the line editor's
         linker = engine.linker_for(net is not None, tty, read_only is not None)  # read-only: writes answer EROFS
         store = wasmtime.Store(engine.engine)
@@ -561,7 +561,7 @@ class Launcher:
             on_start()
         self.deadlines.set(deadline, spec.cancel, interrupts)
         if editor is not None:
-            self.terminals.set(editor, self.terminals.fd_read(engine.engine, store, memory), interrupts.deliver if interrupts else None)
+            self.terminals.set(editor, self.terminals.plain(engine.engine, store, memory), interrupts.deliver if interrupts else None)
         cpu = time.thread_time()
         with engine.ticker:
             try:
