@@ -122,7 +122,8 @@ def run(line: str, root: Path, env: dict[str, str], workdir: str, spec: RunSpec,
         try:
             result = start(inv.argv, inv.env, inv.cwd, guest)
         except RunError as e:  # not found (127), not a WebAssembly program (126): as sh says it
-            (inv.err or err.write)(f"sh: {e}\n".encode())
+            said = f"{inv.argv[0]}: not found" if e.exit_code == 127 else str(e)  # the no-shell hint is not for here
+            (inv.err or err.write)(f"sh: {said}\n".encode())
             return Completed(e.exit_code, echoed=True)
         finally:
             ran = 0.0 if result is None else result.duration_ms / 1000
