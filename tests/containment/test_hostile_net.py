@@ -389,3 +389,27 @@ def test_a_networked_clock_read_into_bad_memory_is_a_fault(launcher, tmp_path):
     (tmp_path / "bin" / "prog").write_bytes(wasmtime.wat2wasm(wat))
     result = launcher.run_in(tmp_path, ["/bin/prog"], {}, "/", network=Network.parse(allow=["127.0.0.1:9"]))
     assert (result.exit_code, result.trap) == (21, None), result
+
+
+def test_a_networked_write_to_stdout_from_bad_memory_is_a_fault(launcher, tmp_path):
+    """A networked run's writes to its captured stdout go to the output from boxer's own
+    fd_write (net/wasi.py), reading the guest's memory by address: an iovec past the memory
+    gets EFAULT (21) and writes nothing, never a host error; a good one is written whole. The
+    module exits with the bad write's errno."""
+    import wasmtime
+
+    from boxer_py.runtime.net.policy import Network
+    wat = ('(module (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))'
+           ' (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))'
+           ' (memory (export "memory") 1)'
+           ' (data (i32.const 16) "written whole\\n")'
+           ' (func (export "_start")'
+           '  (i32.store (i32.const 0) (i32.const 16)) (i32.store (i32.const 4) (i32.const 14))'
+           '  (if (i32.ne (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)) (i32.const 0))'
+           '   (then (call $exit (i32.const 99))))'
+           '  (i32.store (i32.const 0) (i32.const 65530)) (i32.store (i32.const 4) (i32.const 100))'
+           '  (call $exit (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))')
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "prog").write_bytes(wasmtime.wat2wasm(wat))
+    result = launcher.run_in(tmp_path, ["/bin/prog"], {}, "/", network=Network.parse(allow=["127.0.0.1:9"]))
+    assert (result.exit_code, result.trap, result.stdout) == (21, None, b"written whole\n"), result

@@ -4,6 +4,8 @@ control descriptor's requests, and the policy (published ports, allowed hosts) c
 The guest has a fixed range of descriptor numbers (slots, reserved at start: see net/wasi.py).
 The first is the control descriptor: the guest writes one JSON request to it and reads one
 JSON answer back (socket, bind, listen, connect, getsockname, getpeername, setsockopt, tls).
+A successful accept leaves the new connection's getpeername answer there unasked (the guest's
+accept() reads it: one host call per connection instead of a request and its answer).
 The others hold sockets: listening sockets are the ones the host bound at start for `-p`,
 connections are the host's own accepted or connected sockets. Host sockets are always
 non-blocking; a guest's blocking call waits here, in select(), never past the run's deadline.
@@ -119,6 +121,7 @@ class Net:
     dropped: int = 0
     reply: bytes = b""
     on_refused: Callable[[dict[str, object]], None] | None = None  # told each refusal (the CLI prints it)
+    stdio: dict[int, Callable[[bytes], int]] = field(default_factory=dict)  # captured stdout/stderr (net/wasi.py)
 
     # -- descriptors -------------------------------------------------------------------
     def owns(self, fd: int) -> bool:
@@ -291,6 +294,7 @@ class Net:
         conn.setblocking(False)
         _no_delay(conn)
         self.slots[new] = Slot(slot.family, "connected", conn, slot.port, slot.name, (peer[0], peer[1]))
+        self.reply = json.dumps({"address": [peer[0], peer[1]]}).encode()  # getpeername's answer, unasked
         self._note({"direction": "in", "port": slot.port, "peer": f"{peer[0]}:{peer[1]}", "allowed": True})
         return SUCCESS, new
 
@@ -486,11 +490,31 @@ class Net:
 
     def wait_any(self, reads: list[int], writes: list[int], seconds: float) -> tuple[set[int], set[int]]:
         """poll_oneoff for slots: which of these are ready, waiting up to `seconds` (and never
-        past the deadline, which raises Expired)."""
+        past the deadline, which raises Expired) if none is. One select() over all of them per
+        wait: a slot that is not a live socket counts as ready (its call then fails at once)."""
+        r_ready: set[int] = set()
+        w_ready: set[int] = set()
+        r_fds: dict[int, int] = {}  # host descriptor -> slot
+        w_fds: dict[int, int] = {}
+        for fds, ready, host, write in ((reads, r_ready, r_fds, False), (writes, w_ready, w_fds, True)):
+            for fd in fds:
+                slot = self.slots.get(fd)
+                sock = slot.sock if slot is not None and slot.kind in ("listening", "connected") else None
+                number = sock.fileno() if sock is not None else -1
+                if number < 0 or not write and isinstance(sock, ssl.SSLSocket) and sock.pending():
+                    ready.add(fd)
+                else:
+                    host[number] = fd
+        step = 0.0
         end = time.monotonic() + max(0.0, seconds)
         while True:
-            r_ready = {fd for fd in reads if self.ready(fd, False)} if reads else set()
-            w_ready = {fd for fd in writes if self.ready(fd, True)} if writes else set()
+            if not r_ready and not w_ready:
+                try:
+                    r, w, _ = select.select(list(r_fds), list(w_fds), [], step)
+                except (OSError, ValueError):  # closed meanwhile: the call itself reports it
+                    return set(reads), set(writes)
+                r_ready.update(r_fds[n] for n in r)
+                w_ready.update(w_fds[n] for n in w)
             if r_ready or w_ready:
                 return r_ready, w_ready
             now = time.monotonic()
@@ -499,13 +523,7 @@ class Net:
                 raise Expired()
             if now >= end:
                 return set(), set()
-            step = min(WAIT_STEP, end - now, *( [deadline - now] if deadline is not None else []))
-            rs = [s for fd in reads if (s := self._sock(fd)) is not None]
-            ws = [s for fd in writes if (s := self._sock(fd)) is not None]
-            try:
-                select.select(rs, ws, [], max(0.0, step))
-            except (OSError, ValueError):
-                pass
+            step = max(0.0, min(WAIT_STEP, end - now, *([deadline - now] if deadline is not None else [])))
 
     def _sock(self, fd: int) -> socket.socket | None:
         slot = self.slots.get(fd)

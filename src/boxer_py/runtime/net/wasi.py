@@ -21,6 +21,7 @@ looked up once per run (`attach`), not by name on every call.
 """
 from __future__ import annotations
 
+import ctypes
 import struct
 import threading
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import wasmtime
+from wasmtime import _ffi as ffi
 
 from boxer_py.errors import RunError
 from boxer_py.runtime import reactor
@@ -50,6 +52,7 @@ MAX_IOVS = 1024
 SLOTS = 64  # descriptors reserved for a networked run: the control descriptor and 63 sockets
 GUEST_DIR = "/.boxer/net"  # where the guest-side modules are seen (first on PYTHONPATH)
 HOST_DIR = Path(__file__).resolve().parent / "guest"
+_IOV, _U32 = struct.Struct("<II"), struct.Struct("<I")
 
 
 def reserve(wasi: wasmtime.WasiConfig, preopens: int, empty: Path, env: dict[str, str], policy: Network,
@@ -141,7 +144,7 @@ def _trampoline_wat() -> str:
 class Active:
     net: Net
     forward: dict[str, rawcall.Forward]
-    memory: wasmtime.Memory  # the guest's, which every call here reads and writes
+    memory: rawcall.Guest  # the guest's, which every call here reads and writes
 
 
 class Current:
@@ -183,7 +186,7 @@ class Definer:
             func = exports[name]
             assert isinstance(func, wasmtime.Func)
             forward[name] = rawcall.Forward(func, arity)
-        self.current.set(Active(net, forward, memory))
+        self.current.set(Active(net, forward, rawcall.Guest(memory)))
 
     def detach(self) -> None:
         self.current.set(None)
@@ -220,42 +223,45 @@ class _Calls:
                 raise wasiclock.Expired() from None
         return call
 
-    def on(self, fd: int) -> Active | None:
-        """The run if `fd` is one of its slots; None for any other descriptor."""
+    def active(self) -> Active:
         active = self.current.get()
         if active is None:
             raise wasmtime.Trap("a networked call outside its run")
+        return active
+
+    def on(self, fd: int) -> Active | None:
+        """The run if `fd` is one of its slots; None for any other descriptor."""
+        active = self.active()
         return active if active.net.owns(fd) else None
 
-    def passed(self, name: str, caller: wasmtime.Caller, *args: int) -> int:
-        active = self.current.get()
-        assert active is not None
-        return active.forward[name](caller, *args)
-
-    def fd_read(self, caller: wasmtime.Caller, fd: int, iovs: int, count: int, out: int) -> int:
-        active = self.on(fd)
-        if active is None:
-            return self.passed("fd_read", caller, fd, iovs, count, out)
+    def fd_read(self, caller: int, fd: int, iovs: int, count: int, out: int) -> int:
+        active = self.active()
+        if not active.net.owns(fd):
+            return active.forward["fd_read"](caller, fd, iovs, count, out)
         return _read(caller, active.memory, active.net, fd, iovs, count, out, None)
 
-    def fd_write(self, caller: wasmtime.Caller, fd: int, iovs: int, count: int, out: int) -> int:
-        active = self.on(fd)
-        if active is None:
-            return self.passed("fd_write", caller, fd, iovs, count, out)
+    def fd_write(self, caller: int, fd: int, iovs: int, count: int, out: int) -> int:
+        active = self.active()
+        if not active.net.owns(fd):
+            sink = active.net.stdio.get(fd)
+            if sink is not None:  # captured stdout/stderr: straight to its sink (see _stdio_write)
+                return _stdio_write(caller, active.memory, sink, iovs, count, out)
+            return active.forward["fd_write"](caller, fd, iovs, count, out)
         return _write_call(caller, active.memory, active.net, fd, iovs, count, out)
 
-    def fd_close(self, caller: wasmtime.Caller, fd: int) -> int:
-        active = self.on(fd)
-        if active is None:
-            return self.passed("fd_close", caller, fd)
+    def fd_close(self, caller: int, fd: int) -> int:
+        active = self.active()
+        if not active.net.owns(fd):
+            active.net.stdio.pop(fd, None)  # that number is no longer the captured stream
+            return active.forward["fd_close"](caller, fd)
         if fd == active.net.first:
             return EBADF  # the control descriptor stays
         return active.net.close(fd)
 
-    def _stat(self, caller: wasmtime.Caller, fd: int, out: int, call: str) -> int:
-        active = self.on(fd)
-        if active is None:
-            return self.passed(call, caller, fd, out)
+    def _stat(self, caller: int, fd: int, out: int, call: str) -> int:
+        active = self.active()
+        if not active.net.owns(fd):
+            return active.forward[call](caller, fd, out)
         net = active.net
         if fd != net.first and fd not in net.slots:
             return EBADF
@@ -266,37 +272,40 @@ class _Calls:
             data = struct.pack("<QQBxxxxxxxQQQQQ", 0, fd, kind, 1, 0, 0, 0, 0)
         return _put(caller, active.memory, out, data)
 
-    def fd_fdstat_get(self, caller: wasmtime.Caller, fd: int, out: int) -> int:
+    def fd_fdstat_get(self, caller: int, fd: int, out: int) -> int:
         return self._stat(caller, fd, out, "fd_fdstat_get")
 
-    def fd_filestat_get(self, caller: wasmtime.Caller, fd: int, out: int) -> int:
+    def fd_filestat_get(self, caller: int, fd: int, out: int) -> int:
         return self._stat(caller, fd, out, "fd_filestat_get")
 
-    def fd_fdstat_set_flags(self, caller: wasmtime.Caller, fd: int, flags: int) -> int:
-        active = self.on(fd)
-        if active is None:
-            return self.passed("fd_fdstat_set_flags", caller, fd, flags)
+    def fd_fdstat_set_flags(self, caller: int, fd: int, flags: int) -> int:
+        active = self.active()
+        if not active.net.owns(fd):
+            return active.forward["fd_fdstat_set_flags"](caller, fd, flags)
         return SUCCESS if fd == active.net.first else active.net.set_flags(fd, flags)
 
-    def fd_prestat_get(self, caller: wasmtime.Caller, fd: int, out: int) -> int:
-        active = self.on(fd)
-        if active is None:
-            return self.passed("fd_prestat_get", caller, fd, out)
+    def fd_prestat_get(self, caller: int, fd: int, out: int) -> int:
+        active = self.active()
+        if not active.net.owns(fd):
+            return active.forward["fd_prestat_get"](caller, fd, out)
         return _put(caller, active.memory, out, struct.pack("<BxxxI", PREOPEN_OTHER, 0))
 
-    def fd_renumber(self, caller: wasmtime.Caller, fd: int, to: int) -> int:
-        if self.on(fd) is None and self.on(to) is None:
-            return self.passed("fd_renumber", caller, fd, to)
+    def fd_renumber(self, caller: int, fd: int, to: int) -> int:
+        active = self.active()
+        if not active.net.owns(fd) and not active.net.owns(to):
+            active.net.stdio.pop(fd, None)  # neither number is the captured stream any more
+            active.net.stdio.pop(to, None)
+            return active.forward["fd_renumber"](caller, fd, to)
         return EBADF  # a slot keeps its number, and nothing else may take it
 
-    def sock_accept(self, caller: wasmtime.Caller, fd: int, _flags: int, out: int) -> int:
+    def sock_accept(self, caller: int, fd: int, _flags: int, out: int) -> int:
         active = self.on(fd)
         if active is None:
             return ENOTSOCK
         code, new = active.net.accept(fd)
         return code or _put(caller, active.memory, out, struct.pack("<I", new))
 
-    def sock_recv(self, caller: wasmtime.Caller, fd: int, iovs: int, count: int, flags: int, out: int,
+    def sock_recv(self, caller: int, fd: int, iovs: int, count: int, flags: int, out: int,
                   out_flags: int) -> int:
         active = self.on(fd)
         if active is None or fd == active.net.first:
@@ -304,25 +313,23 @@ class _Calls:
         code = _read(caller, active.memory, active.net, fd, iovs, count, out, flags)
         return code or _put(caller, active.memory, out_flags, struct.pack("<H", 0))
 
-    def sock_send(self, caller: wasmtime.Caller, fd: int, iovs: int, count: int, _flags: int, out: int) -> int:
+    def sock_send(self, caller: int, fd: int, iovs: int, count: int, _flags: int, out: int) -> int:
         active = self.on(fd)
         if active is None or fd == active.net.first:
             return ENOTSOCK
         return _write_call(caller, active.memory, active.net, fd, iovs, count, out)
 
-    def sock_shutdown(self, caller: wasmtime.Caller, fd: int, how: int) -> int:
+    def sock_shutdown(self, caller: int, fd: int, how: int) -> int:
         active = self.on(fd)
         if active is None or fd == active.net.first:
             return ENOTSOCK
         return active.net.shutdown(fd, how)
 
-    def poll_oneoff(self, caller: wasmtime.Caller, subs: int, events: int, count: int, count_out: int) -> int:
-        active = self.current.get()
-        if active is None:
-            raise wasmtime.Trap("a networked call outside its run")
+    def poll_oneoff(self, caller: int, subs: int, events: int, count: int, count_out: int) -> int:
+        active = self.active()
         return _poll(caller, active.memory, active.net, self.deadlines, subs, events, count, count_out)
 
-    def clock_time_get(self, caller: wasmtime.Caller, clock: int, _precision: int, out: int) -> int:
+    def clock_time_get(self, caller: int, clock: int, _precision: int, out: int) -> int:
         """As wasi/clock.py's: realtime and monotonic only."""
         now = wasiclock._now(clock)
         if now is None:
@@ -331,32 +338,32 @@ class _Calls:
         return _put(caller, active.memory if active is not None else _memory(caller), out, struct.pack("<Q", now))
 
 
-def _memory(caller: wasmtime.Caller) -> wasmtime.Memory:
-    memory = caller.get("memory")
+def _memory(caller: int) -> rawcall.Guest:
+    """The calling instance's exported memory (a call made before the run's `attach`)."""
+    wrapped = wasmtime.Caller(ctypes.cast(caller, ctypes.POINTER(ffi.wasmtime_caller_t)))
+    try:
+        memory = wrapped.get("memory")
+    finally:
+        wrapped._invalidate()
     if not isinstance(memory, wasmtime.Memory):
         raise wasmtime.Trap("missing required memory export")
-    return memory
+    return rawcall.Guest(memory)
 
 
-def _put(caller: wasmtime.Caller, memory: wasmtime.Memory, offset: int, data: bytes) -> int:
-    try:
-        memory.write(caller, data, offset)
-    except (ValueError, IndexError, wasmtime.WasmtimeError):
-        return wasiclock.FAULT
-    return SUCCESS
+def _put(caller: int, memory: rawcall.Guest, offset: int, data: bytes) -> int:
+    return SUCCESS if memory.write(caller, offset, data) else wasiclock.FAULT
 
 
-def _iovs(caller: wasmtime.Caller, memory: wasmtime.Memory, iovs: int, count: int) -> list[tuple[int, int]] | None:
+def _iovs(caller: int, memory: rawcall.Guest, iovs: int, count: int) -> list[tuple[int, int]] | None:
     if not 0 <= count <= MAX_IOVS:
         return None
-    try:
-        raw = memory.read(caller, iovs, iovs + 8 * count)
-    except (ValueError, IndexError, wasmtime.WasmtimeError):
+    raw = memory.read(caller, iovs, 8 * count)
+    if raw is None:
         return None
-    return [struct.unpack_from("<II", raw, 8 * i) for i in range(count)]
+    return list(_IOV.iter_unpack(raw))
 
 
-def _read(caller: wasmtime.Caller, memory: wasmtime.Memory, net: Net, fd: int, iovs: int, count: int, out: int,
+def _read(caller: int, memory: rawcall.Guest, net: Net, fd: int, iovs: int, count: int, out: int,
           flags: int | None) -> int:
     vectors = _iovs(caller, memory, iovs, count)
     if vectors is None:
@@ -368,20 +375,13 @@ def _read(caller: wasmtime.Caller, memory: wasmtime.Memory, net: Net, fd: int, i
         code, data = net.recv(fd, size, peek=bool(flags and flags & 1))
     if code:
         return code
-    done = 0
-    for address, length in vectors:
-        if done >= len(data):
-            break
-        piece = data[done:done + length]
-        try:
-            memory.write(caller, piece, address)
-        except (ValueError, IndexError, wasmtime.WasmtimeError):
-            return wasiclock.FAULT
-        done += len(piece)
-    return _put(caller, memory, out, struct.pack("<I", done))
+    done = memory.scatter(caller, vectors, data)
+    if done is None:
+        return wasiclock.FAULT
+    return _put(caller, memory, out, _U32.pack(done))
 
 
-def _write_call(caller: wasmtime.Caller, memory: wasmtime.Memory, net: Net, fd: int, iovs: int, count: int,
+def _write_call(caller: int, memory: rawcall.Guest, net: Net, fd: int, iovs: int, count: int,
                 out: int) -> int:
     vectors = _iovs(caller, memory, iovs, count)
     if vectors is None:
@@ -391,12 +391,12 @@ def _write_call(caller: wasmtime.Caller, memory: wasmtime.Memory, net: Net, fd: 
         length = min(length, nethost.MAX_IO - total)
         if length <= 0:
             break
-        try:
-            chunks.append(memory.read(caller, address, address + length))
-        except (ValueError, IndexError, wasmtime.WasmtimeError):
+        chunk = memory.read(caller, address, length)
+        if chunk is None:
             return wasiclock.FAULT
+        chunks.append(chunk)
         total += length
-    data = b"".join(chunks)
+    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     if fd == net.first:
         net.control_write(data)
         sent = len(data)
@@ -404,21 +404,42 @@ def _write_call(caller: wasmtime.Caller, memory: wasmtime.Memory, net: Net, fd: 
         code, sent = net.send(fd, data)
         if code:
             return code
-    return _put(caller, memory, out, struct.pack("<I", sent))
+    return _put(caller, memory, out, _U32.pack(sent))
 
 
-def _poll(caller: wasmtime.Caller, memory: wasmtime.Memory, net: Net, deadlines: wasiclock.Deadlines, subs: int,
+def _stdio_write(caller: int, memory: rawcall.Guest, sink: Callable[[bytes], int], iovs: int, count: int,
+                 out: int) -> int:
+    """fd_write to a captured stdout/stderr, handed to its sink here, all of it, a MAX_IO piece
+    at a time. Wasmtime would call the same sink from a thread of its own, handing the write
+    over and back (with Python's lock) on every line a server logs."""
+    vectors = _iovs(caller, memory, iovs, count)
+    if vectors is None:
+        return wasiclock.FAULT
+    if any(memory.read(caller, address, 0) is None or memory.read(caller, address + length, 0) is None
+           for address, length in vectors):
+        return wasiclock.FAULT  # checked first: nothing is written by a call that faults
+    written = 0
+    for address, length in vectors:
+        for start in range(address, address + length, nethost.MAX_IO):
+            piece = memory.read(caller, start, min(nethost.MAX_IO, address + length - start))
+            if piece is None:
+                return wasiclock.FAULT
+            sink(piece)
+            written += len(piece)
+    return _put(caller, memory, out, _U32.pack(written))
+
+
+def _poll(caller: int, memory: rawcall.Guest, net: Net, deadlines: wasiclock.Deadlines, subs: int,
           events: int, count: int, count_out: int) -> int:
     """poll_oneoff: clocks as wasi/clock.py serves them, slots through select() on their host
     sockets, every other descriptor ready at once."""
     if count == 0 or count > wasiclock.MAX_SUBSCRIPTIONS:
         return EINVAL
-    try:
-        raw = memory.read(caller, subs, subs + count * SUBSCRIPTION_SIZE)
-    except (ValueError, IndexError, wasmtime.WasmtimeError):
+    raw = memory.read(caller, subs, count * SUBSCRIPTION_SIZE)
+    if raw is None:
         return wasiclock.FAULT
     ready: list[bytes] = []
-    waiting: list[tuple[int, int, int]] = []  # (userdata, tag, fd) of slots not ready yet
+    waiting: list[tuple[int, int, int]] = []  # (userdata, tag, fd) of slots, ready or not
     wake: tuple[int, int] | None = None
     for i in range(count):
         base = i * SUBSCRIPTION_SIZE
@@ -438,16 +459,14 @@ def _poll(caller: wasmtime.Caller, memory: wasmtime.Memory, net: Net, deadlines:
             if net.owns(fd) and fd != net.first:
                 if fd not in net.slots:
                     ready.append(_event(userdata, EBADF, tag))
-                elif net.ready(fd, tag == FD_WRITE):
-                    ready.append(_event(userdata, SUCCESS, tag, 1))
                 else:
                     waiting.append((userdata, tag, fd))
             else:
                 ready.append(_event(userdata, SUCCESS, tag))
         else:
             return EINVAL
-    if not ready and waiting:
-        seconds = 365 * 86400.0 if wake is None else wake[0] / 1e9
+    if waiting:  # the slots ready now; if no event is, a wait for the first (or the clock)
+        seconds = 0.0 if ready else 365 * 86400.0 if wake is None else wake[0] / 1e9
         reads = [fd for _, tag, fd in waiting if tag == FD_READ]
         writes = [fd for _, tag, fd in waiting if tag == FD_WRITE]
         r, w = net.wait_any(reads, writes, seconds)

@@ -23,6 +23,17 @@ def control(request):
     return answer
 
 
+def accepted_peer():
+    """The peer of the connection just accepted, which the host leaves on the control
+    descriptor unasked (getpeername's answer without a request); None if it did not."""
+    try:
+        answer = json.loads(os.read(FD, 4096) or b"{}")
+    except (OSError, ValueError):
+        return None
+    address = answer.get("address") if isinstance(answer, dict) else None
+    return tuple(address) if isinstance(address, list) and len(address) == 2 else None
+
+
 def load_real(name, namespace):
     """Run the standard library's module `name` in `namespace` (this shim's own module), so
     one module object is both: the stdlib's code, then boxer's additions."""

@@ -78,7 +78,7 @@ class socket(_StdSocket):
         sock = socket(self.family, self.type, self.proto, fileno=fd)
         if getdefaulttimeout() is None and self.gettimeout():  # noqa: F821
             sock.setblocking(True)
-        return sock, sock.getpeername()
+        return sock, _boxer_net.accepted_peer() or sock.getpeername()
 
     def _accept(self):
         fd = _StdSocket._accept(self)
