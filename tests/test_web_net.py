@@ -392,3 +392,20 @@ def test_uvicorn_and_starlette_serve_in_the_tab(browser, uvicorn_image):
         page.page.evaluate("() => window.boxer.app.stop()")
     finally:
         page.close()
+
+
+def test_a_console_script_cmd_serves_in_the_tab(browser, uvicorn_script_image):
+    """`CMD ["uvicorn", "app:app", ...]`, pip's console script whose `#!` line names the image's
+    python, runs in the page as `boxer run` runs it: that python with the script, not a refusal
+    as "not a WebAssembly program"."""
+    page = NetPage(browser, uvicorn_script_image, publish=(8000,))
+    try:
+        page.page.evaluate("() => { window.boxer.app.run('', new Uint8Array(0), 0, ''); }")
+        page.wait_output("Uvicorn running on")
+        (index,) = _fetch_all(page, ("port/8000/", "GET", None, {}))
+        assert (index["status"], index["text"], index["headers"]["server"]) == (200, "hello from starlette", "uvicorn")
+        shown = page.page.inner_text(".xterm-rows").replace("\n", "").replace("\xa0", " ")
+        assert re.search(r"\$ /usr/local/bin/python[0-9.]* /\S*bin/uvicorn app:app", shown)  # what it ran
+        page.page.evaluate("() => window.boxer.app.stop()")
+    finally:
+        page.close()

@@ -42,7 +42,8 @@ def _tree(image: imagefile.Image) -> dict[str, tuple[tarfile.TarFile, tarfile.Ta
 
 
 def _program(image: imagefile.Image) -> tuple[str, bytes] | None:
-    """The guest path and bytes of the program the image's default command runs, if found."""
+    """The guest path and bytes of the program the image's default command runs, if found (for
+    a `#!` script, its interpreter's, which is what the page runs)."""
     config = image.spec.config
     argv = [*config.entrypoint, *config.cmd]
     if len(argv) >= 3 and argv[0] in ("sh", "/bin/sh") and argv[1] == "-c":
@@ -53,13 +54,23 @@ def _program(image: imagefile.Image) -> tuple[str, bytes] | None:
     if not argv:
         return None
     tree = _tree(image)
+    path_env = config.env_dict().get("PATH", DEFAULT_PATH)
+    workdir = config.working_dir or "/"
+    found = _find(tree, argv[0], path_env, workdir)
+    command = paths.interpreter_of(found[1][:paths.MAX_SHEBANG]) if found else None
+    if command is not None:  # a console script: the page runs its `#!` interpreter, as boxer run does
+        return _find(tree, command[0], path_env, workdir)
+    return found
 
+
+def _find(tree: dict[str, tuple[tarfile.TarFile, tarfile.TarInfo]], name: str, path_env: str,
+          workdir: str) -> tuple[str, bytes] | None:
+    """The guest path and bytes of the file a shell would run for `name`, if found."""
     def readlink(rel: str) -> str | None:  # `rel` is relative to the root ("usr/bin/python")
         entry = tree.get("/" + rel)
         return entry[1].linkname if entry and entry[1].issym() else None
 
-    path_env = config.env_dict().get("PATH", DEFAULT_PATH)
-    for candidate in paths.program_candidates(argv[0], path_env, config.working_dir or "/"):
+    for candidate in paths.program_candidates(name, path_env, workdir):
         try:
             guest = "/" + "/".join(paths.resolve(candidate, readlink))
         except paths.TooManyLinks:

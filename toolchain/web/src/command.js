@@ -109,22 +109,59 @@ export function plan(config, command, workdir = null) {
   };
 }
 
-/** The program argv[0] names, as a file node of the rootfs tree, with its guest path. */
-export function findProgram(root, name, path, workdir) {
+const isWasm = (d) => d.length >= 4 && d[0] === 0 && d[1] === 0x61 && d[2] === 0x73 && d[3] === 0x6d;
+
+/** The first file a shell would run for `name` (on PATH, or the path it names), or null. */
+function firstFile(root, name, path, workdir) {
   const candidates = name.includes("/")
     ? [name.startsWith("/") ? name : workdir.replace(/\/$/, "") + "/" + name]
     : path.split(":").map((d) => (d || ".") + "/" + name);
   for (const guest of candidates) {
     const { node } = lookup(root, guest.startsWith("/") ? guest : workdir + "/" + guest);
-    if (node && node.type === "file") {
-      const d = node.data;
-      if (!(d.length >= 4 && d[0] === 0 && d[1] === 0x61 && d[2] === 0x73 && d[3] === 0x6d)) {
-        throw new RunError(`${name}: ${guest} is not a WebAssembly program (native binaries and scripts cannot run here)`, 126);
-      }
-      return { guest, node };
-    }
+    if (node && node.type === "file") return { guest: normalize(guest.startsWith("/") ? guest : workdir + "/" + guest), node };
   }
-  throw new RunError(`${name}: not found${name.includes("/") ? "" : ` in PATH (${path})`}`, 127);
+  return null;
+}
+
+/** The program argv[0] names, as a file node of the rootfs tree, with its guest path. */
+export function findProgram(root, name, path, workdir) {
+  const found = firstFile(root, name, path, workdir);
+  if (!found) throw new RunError(`${name}: not found${name.includes("/") ? "" : ` in PATH (${path})`}`, 127);
+  if (!isWasm(found.node.data)) {
+    throw new RunError(`${name}: ${found.guest} is not a WebAssembly program (native binaries and shell scripts cannot run here)`, 126);
+  }
+  return found;
+}
+
+const MAX_SHEBANG = 256; // as Linux reads a script's first line (image/paths.py)
+
+/** As image/paths.py `interpreter_of`: the command a `#!` line asks for (the interpreter and at
+ *  most one argument; `#!/usr/bin/env NAME` gives NAME, looked up on PATH), or null. */
+export function interpreterOf(data) {
+  if (!(data.length >= 2 && data[0] === 0x23 && data[1] === 0x21)) return null;
+  let line = new TextDecoder().decode(data.subarray(2, MAX_SHEBANG));
+  const nl = line.indexOf("\n");
+  if (nl >= 0) line = line.slice(0, nl);
+  line = line.trim();
+  const space = line.search(/[ \t]/);
+  const interpreter = space < 0 ? line : line.slice(0, space);
+  const arg = space < 0 ? "" : line.slice(space + 1).trim();
+  if (!interpreter) return null;
+  if (interpreter.slice(interpreter.lastIndexOf("/") + 1) === "env" && arg && !arg.startsWith("-")) return [arg.split(/\s+/)[0]];
+  return arg ? [interpreter, arg] : [interpreter];
+}
+
+/** As runtime/argv.py `with_interpreter` (boxer run): a script whose `#!` interpreter is a
+ *  WebAssembly program of the image (pip's console scripts: uvicorn, flask...) runs as exec
+ *  would run it, [interpreter, (its argument), script, args...]; anything else is unchanged
+ *  (findProgram then runs or refuses it). */
+export function withInterpreter(root, argv, path, workdir) {
+  const found = firstFile(root, argv[0], path, workdir);
+  const command = found ? interpreterOf(found.node.data) : null;
+  if (!command) return argv;
+  const interpreter = firstFile(root, command[0], path, workdir);
+  if (!interpreter || !isWasm(interpreter.node.data)) return argv;
+  return [...command, found.guest, ...argv.slice(1)];
 }
 
 /** As image/paths.py `cpython_start` (boxer run): CPython for WASI cannot find itself on PATH,

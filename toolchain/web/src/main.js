@@ -6,7 +6,7 @@ import { Terminal } from "@xterm/xterm";
 import { FitAddon } from "@xterm/addon-fit";
 import { decodeImage, ImageError } from "./image.js";
 import { buildRootfs } from "./tar.js";
-import { plan, findProgram, shellWords, cpythonStart, RunError } from "./command.js";
+import { plan, findProgram, withInterpreter, shellWords, cpythonStart, RunError } from "./command.js";
 import { findCwdSlot } from "./wasicwd.js";
 import { inertFrame, scriptFrame } from "./preview.js";
 import { createEditor } from "./editor.js";
@@ -268,6 +268,7 @@ class App {
     try {
       const config = entrypoint.trim() ? { ...this.image.config, entrypoint: shellWords(entrypoint), cmd: [] } : this.image.config;
       ({ argv, env, path, workdir } = plan(config, shellWords(line)));
+      argv = withInterpreter(this.root, argv, path, workdir);
       program = findProgram(this.root, argv[0], path, workdir);
       ({ argv, env } = cpythonStart(argv, env, program.guest));
       if (record.interactive) env = [...env.filter((e) => !e.startsWith(`${WINSIZE_VARIABLE}=`)), `${WINSIZE_VARIABLE}=${WINSIZE_FILE}`];

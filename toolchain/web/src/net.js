@@ -241,6 +241,7 @@ export class WebNet {
       const accepted = new Conn();
       Object.assign(accepted, { state: "inbound", port: conn.port, inq: [requestBytes(msg, conn.port)], eof: false, reply, head: msg.method === "HEAD" });
       this.conns.set(newFd, accepted);
+      this.reply = new TextEncoder().encode(JSON.stringify({ address: ["127.0.0.1", 0] })); // getpeername's answer, unasked (as net/host.py)
       return [SUCCESS, newFd];
     };
     const now = take();
