@@ -471,17 +471,13 @@ class Launcher:
             wasi.stdin_file = os.devnull
         # -t: a terminal is handed over as it is, so the guest's isatty() is true (Wasmtime
         # says so only of this process's own descriptors); what goes there is not captured.
-        captured: dict[int, Callable[[bytes], int]] = {}  # a networked run's guest writes these from its own thread (net/wasi.py)
-        if spec.tty and spec.stream and os.isatty(1):
-            wasi.inherit_stdout()
-        else:
-            wasi.stdout_custom = captured[1] = stdout
-        if spec.tty and spec.stream and os.isatty(2):
-            wasi.inherit_stderr()
-        else:
-            wasi.stderr_custom = captured[2] = stderr
-        if net is not None:
-            net.stdio = captured
+        for fd, sink, inherit in ((1, stdout, wasi.inherit_stdout), (2, stderr, wasi.inherit_stderr)):
+            if spec.tty and spec.stream and os.isatty(fd):
+                inherit()
+                continue
+            setattr(wasi, "stdout_custom" if fd == 1 else "stderr_custom", sink)
+            if net is not None:  # the guest's writes go to the sink from the run's own thread (net/wasi.py)
+                net.stdio[fd] = sink
         timeout = spec.limits.timeout
         ro = readonly.guard(spec.read_only, len(extra), [m.read_only for m in spec.mounts], pinned)  # EROFS there
         try:
