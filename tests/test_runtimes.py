@@ -55,9 +55,8 @@ ABSENT_BECAUSE = (_NO_CTYPES, _NO_TERMIOS, *_WINDOWS, *_NO_PROCESSES,
 def _unexplained(failed: dict[str, str], version: str) -> dict[str, str]:
     expected = ABSENT_BECAUSE
     if version == "3.11":
-        # 3.11's _sqlite3 needs SQLite's shared cache, which the vendored build left out (README);
         # lib2to3's conv imports a pgen module 3.11 no longer ships; distutils' MSVC compilers.
-        expected += ("No module named '_sqlite3'", "No module named 'pgen2'", "No module named 'pgen'",
+        expected += ("No module named 'pgen2'", "No module named 'pgen'",
                      "don't know how to compile C/C++ code on platform")
     return {m: e for m, e in failed.items() if not any(cause in e for cause in expected)}
 
@@ -150,12 +149,130 @@ def test_sqlite_and_compression_work(runtime, session):
     code = ("import zlib, bz2, lzma, decimal, json\n"
             "data = b'boxer' * 1000\n"
             "assert all(m.decompress(m.compress(data)) == data for m in (zlib, bz2, lzma))\n"
-            "print(decimal.Decimal(1) / 7)\n")
-    if version == "3.13":
-        code += "import sqlite3; print(sqlite3.connect(':memory:').execute('select 6*7').fetchone()[0])\n"
+            "print(decimal.Decimal(1) / 7)\n"
+            "import sqlite3; print(sqlite3.connect(':memory:').execute('select 6*7').fetchone()[0])\n")
     r = session.run_python(code)
-    assert r.exit_code == 0, r.stderr
-    assert r.stdout.decode().startswith("0.1428571428571428571428571429\n")
+    assert (r.stdout.decode(), r.stderr) == ("0.1428571428571428571428571429\n42\n", b"")
+
+
+# Two connections to one SQLite file, as Django's test runner, a web app's worker and its
+# management command have: WASI has no file locks, and SQLite's lock directory beside the
+# database made the second connection fail with "database is locked" (toolchain/cpython/wasi/
+# sqlite3_wasi.c). Now they lock against each other as on Linux: each sees the other's commit,
+# a writer waits for the other's transaction, and no lock is left behind.
+def _rebuilt_with_the_wasi_fixes(request, runtime):
+    """3.13's vendored runtime predates wasi/sqlite3_wasi.c and wasi/stat.c (its rebuild with
+    them is the next step): its known failure is expected, strictly, until then."""
+    request.applymarker(pytest.mark.xfail(runtime[0] == "3.13", strict=True,
+                                          reason="3.13's runtime is not yet rebuilt with wasi/sqlite3_wasi.c, wasi/stat.c"))
+
+
+TWO_CONNECTIONS = r'''
+import os, sqlite3, tempfile
+path = os.path.join(tempfile.mkdtemp(), "app.db")
+a, b = sqlite3.connect(path, timeout=0), sqlite3.connect(path, timeout=0)
+a.execute("create table t(x)")
+a.execute("insert into t values ('from a')")
+a.commit()
+print(b.execute("select x from t").fetchall())
+b.execute("insert into t values ('from b')")
+try:
+    a.execute("insert into t values ('while b writes')")
+except sqlite3.OperationalError as e:
+    print("a:", e)
+    a.rollback()
+print(a.execute("select count(*) from t").fetchall())
+b.commit()
+print(a.execute("select x from t").fetchall())
+cursor = b.execute("select x from t")
+print(cursor.fetchone())
+a.execute("insert into t values ('while b reads')")
+try:
+    a.commit()
+except sqlite3.OperationalError as e:
+    print("a commit:", e)
+cursor.close()
+a.commit()
+print(b.execute("select count(*) from t").fetchall(), a.execute("pragma locking_mode").fetchall())
+a.close()
+b.close()
+print(sorted(os.listdir(os.path.dirname(path))))
+'''
+# What the same program prints under CPython on Linux.
+TWO_CONNECTIONS_OUTPUT = ("[('from a',)]\n"
+                          "a: database is locked\n"
+                          "[(1,)]\n"
+                          "[('from a',), ('from b',)]\n"
+                          "('from a',)\n"
+                          "a commit: database is locked\n"
+                          "[(3,)] [('normal',)]\n"
+                          "['app.db']\n")
+
+
+def test_two_sqlite_connections_to_one_file_see_each_others_commits(request, runtime, session):
+    _rebuilt_with_the_wasi_fixes(request, runtime)
+    r = session.run_python(TWO_CONNECTIONS)
+    assert (r.stdout.decode(), r.stderr) == (TWO_CONNECTIONS_OUTPUT, b"")
+
+
+def test_a_run_killed_inside_a_sqlite_transaction_leaves_no_lock_behind(request, runtime, session, tmp_path):
+    _rebuilt_with_the_wasi_fixes(request, runtime)
+    # SQLite's lock directory (app.db.lock) outlived such a run: every later one got "database
+    # is locked". Now the next run rolls the unfinished transaction back, as on Linux.
+    data = [f"{tmp_path}:/data"]
+    r = session.run_python("import os, sqlite3\n"
+                           "db = sqlite3.connect('/data/app.db')\n"
+                           "db.execute('create table t(x)')\n"
+                           "db.execute(\"insert into t values ('committed')\")\n"
+                           "db.commit()\n"
+                           "db.execute(\"insert into t values ('not committed')\")\n"
+                           "os._exit(3)\n", mounts=data)
+    assert r.exit_code == 3, r.stderr
+    r = session.run_python("import sqlite3\n"
+                           "print(sqlite3.connect('/data/app.db', timeout=0).execute('select x from t').fetchall())",
+                           mounts=data)
+    assert (r.stdout.decode(), r.stderr) == ("[('committed',)]\n", b"")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["app.db"]
+
+
+def test_disk_usage_is_absent_as_wasi_has_no_statvfs(session):
+    # 3.11's os.statvfs existed and failed with ENOSYS ("Function not implemented"); 3.13
+    # leaves it out, so shutil.disk_usage is not defined: libraries check for it (hasattr).
+    r = session.run_python("import os, shutil\n"
+                           "print(hasattr(os, 'statvfs'), hasattr(os, 'fstatvfs'), hasattr(shutil, 'disk_usage'))")
+    assert (r.stdout.decode(), r.stderr) == ("False False False\n", b"")
+
+
+# WASI preview 1 has no permission bits: stat reported 0o100000 for a file, and a tarball made
+# in the guest (tarfile, setup.py sdist) recorded mode 000, so whoever unpacked it could not
+# read its files (toolchain/cpython/wasi/stat.c reports what a Linux file system that ignores
+# modes does).
+MODES = r'''
+import os, tarfile, tempfile
+os.chdir(tempfile.mkdtemp())
+os.makedirs("pkg/sub")
+with open("pkg/sub/mod.py", "w") as f:
+    f.write("X = 1\n")
+os.symlink("mod.py", "pkg/sub/link.py")
+fd = os.open("pkg/sub/mod.py", os.O_RDONLY)
+print(oct(os.stat("pkg").st_mode), oct(os.stat("pkg/sub/mod.py").st_mode), oct(os.fstat(fd).st_mode),
+      oct(os.lstat("pkg/sub/link.py").st_mode), oct(os.stat("mod.py", dir_fd=os.open("pkg/sub", os.O_RDONLY)).st_mode),
+      sorted((e.name, oct(e.stat(follow_symlinks=False).st_mode)) for e in os.scandir("pkg/sub")))
+with tarfile.open("pkg.tar.gz", "w:gz") as tar:
+    tar.add("pkg")
+with tarfile.open("pkg.tar.gz") as tar:
+    print([(m.name, oct(m.mode)) for m in tar.getmembers()])
+'''
+
+
+def test_a_tarball_made_in_the_guest_has_modes_644_and_755(request, runtime, session):
+    _rebuilt_with_the_wasi_fixes(request, runtime)
+    r = session.run_python(MODES)
+    assert (r.stdout.decode(), r.stderr) == (
+        "0o40755 0o100644 0o100644 0o120777 0o100644 "
+        "[('link.py', '0o120777'), ('mod.py', '0o100644')]\n"
+        "[('pkg', '0o755'), ('pkg/sub', '0o755'), ('pkg/sub/link.py', '0o777'), ('pkg/sub/mod.py', '0o644')]\n",
+        b"")
 
 
 # What copying files and packaging a project need from chmod (WASI preview 1 has no permission

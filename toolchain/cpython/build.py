@@ -89,8 +89,10 @@ VERSIONS = {
 
 # C files of ours linked into every interpreter (LIBS), each defining __wrap_F for the wasi-libc
 # functions F in WRAPPED (wasm-ld --wrap=F sends every call of F there).
-WASI_OVERRIDES = ["wasi/chmod.c"]
-WRAPPED = ["chmod", "fchmod", "fchmodat"]
+WASI_OVERRIDES = ["wasi/chmod.c", "wasi/stat.c"]
+WRAPPED = ["chmod", "fchmod", "fchmodat", "stat", "lstat", "fstat", "fstatat"]
+# SQLite's amalgamation with our lock answers (compiled into libsqlite3.a instead of sqlite3.c)
+SQLITE_WASI = "wasi/sqlite3_wasi.c"
 
 # Fixed for every build: the timestamp compilers and archives see, the guest's prefix.
 SOURCE_DATE_EPOCH = 1735689600  # 2025-01-01T00:00:00Z
@@ -272,10 +274,7 @@ class Build:
             run(["make", "-C", "src/liblzma", "install"], cwd=d, env=env,
                 log_to=self.logs / "xz.log")
         if not (self.deps / "lib" / "libsqlite3.a").exists():
-            try:
-                self._sqlite(build)
-            except SystemExit as e:  # optional: _sqlite3 is then missing, as recorded
-                log("sqlite failed, building without _sqlite3:", str(e)[:2000])
+            self._sqlite(build)  # both versions need it for _sqlite3: a failure stops the build
 
     def _sqlite(self, build: Path):
         # Debian's orig tarball is SQLite's full source tree: the amalgamation (sqlite3.c) is
@@ -287,12 +286,17 @@ class Build:
             log_to=self.logs / "sqlite.log")
         run(["make", f"-j{self.jobs}", "sqlite3.c"], cwd=nat, env=self.env(),
             log_to=self.logs / "sqlite.log")
+        # Normal locking through the "unix" VFS, whose lock requests wasi/sqlite3_wasi.c
+        # answers (two connections to one file in one process lock as on Linux); the shared
+        # cache stays in (3.11's _sqlite3 requires sqlite3_enable_shared_cache).
         flags = ("-DSQLITE_OMIT_LOAD_EXTENSION -DSQLITE_THREADSAFE=0 -DSQLITE_OMIT_WAL "
-                 "-DSQLITE_OMIT_SHARED_CACHE -DSQLITE_ENABLE_FTS5 -DSQLITE_ENABLE_JSON1 "
+                 "-DSQLITE_ENABLE_FTS5 -DSQLITE_ENABLE_JSON1 "
                  "-DSQLITE_TEMP_STORE=3 -DSQLITE_OMIT_POPEN "
                  "-D_WASI_EMULATED_GETPID -D_WASI_EMULATED_MMAN -DSQLITE_MAX_MMAP_SIZE=0 "
-                 "-DSQLITE_NOHAVE_SYSTEM -DSQLITE_DEFAULT_LOCKING_MODE=1")
-        self._compile_lib("sqlite3", nat, ["sqlite3.c"], ["sqlite3.h"], flags)
+                 "-DSQLITE_NOHAVE_SYSTEM "
+                 "-DSQLITE_DEFAULT_UNIX_VFS='\"unix\"' -DSQLITE_EXTRA_INIT=boxer_sqlite3_init "
+                 f"-I{nat} -ffile-prefix-map={HERE}=/toolchain")
+        self._compile_lib("sqlite3", nat, [str(HERE / SQLITE_WASI)], ["sqlite3.h"], flags)
 
     # ---- native build python -----------------------------------------------------------
     @property
@@ -439,7 +443,7 @@ class Build:
         sources = {"cpython": {k: self.spec[k] for k in ("package", "suite", "file", "sha256")},
                    "wasi-libc": dict(WASI_LIBC),
                    "toolchain/cpython": {c: {"sha256": sha256(HERE / c)}
-                                         for c in [*WASI_OVERRIDES, "wasi/config.site"]}}
+                                         for c in [*WASI_OVERRIDES, SQLITE_WASI, "wasi/config.site"]}}
         for name, item in LIBS.items():
             if name != "sqlite" or (self.deps / "lib" / "libsqlite3.a").exists():
                 sources[name] = dict(item)
