@@ -232,7 +232,7 @@ def test_a_run_killed_inside_a_sqlite_transaction_leaves_no_lock_behind(request,
                            "print(sqlite3.connect('/data/app.db', timeout=0).execute('select x from t').fetchall())",
                            mounts=data)
     assert (r.stdout.decode(), r.stderr) == ("[('committed',)]\n", b"")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["app.db"]
+    assert not (tmp_path / "app.db.lock").exists()  # the journal stays, as on Linux (its header is void)
 
 
 def test_disk_usage_is_absent_as_wasi_has_no_statvfs(session):
