@@ -154,7 +154,9 @@ def test_ctrl_c_is_a_keyboard_interrupt_and_the_repl_survives(browser, interrupt
 SIZE_PROBE = ("import shutil, signal; seen = []; "
               "signal.signal(signal.SIGWINCH, lambda *_: seen.append(tuple(shutil.get_terminal_size()))); "
               "print('start', tuple(shutil.get_terminal_size()), flush=True); exec('while not seen: pass'); "
-              "print('resized', seen[0], flush=True); input(); print('now', tuple(shutil.get_terminal_size()))")
+              "print('resized', seen[0], flush=True); input(); print('now', tuple(shutil.get_terminal_size())); "
+              "exec('try: open(\"/.boxer/tty/size\", \"w\")\\nexcept OSError as e: print(type(e).__name__)'); "
+              "print(open('/.boxer/tty/size').read() == '%d %d\\n' % shutil.get_terminal_size())")
 
 
 def test_the_guest_sees_the_terminals_size_and_follows_a_resize(browser, hello_image, preinit):
@@ -179,7 +181,8 @@ def test_the_guest_sees_the_terminals_size_and_follows_a_resize(browser, hello_i
         smaller = tab.page.evaluate(size)
         run = tab.last_run()
         assert run["exitCode"] == 0, run["stderr"]
-        start, resized, now = run["stdout"].splitlines()
+        start, resized, now, write, same = run["stdout"].splitlines()
+        assert (write, same) == ("PermissionError", "True")  # the guest cannot change what the page tells it
         assert (start, now) == (f"start ({cols}, {rows})", f"now ({smaller[0]}, {smaller[1]})")
         assert smaller[0] < cols and int(resized.split("(")[1].split(",")[0]) < cols  # the handler read a new size
         assert tab.errors == []
