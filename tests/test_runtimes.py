@@ -160,13 +160,6 @@ def test_sqlite_and_compression_work(runtime, session):
 # database made the second connection fail with "database is locked" (toolchain/cpython/wasi/
 # sqlite3_wasi.c). Now they lock against each other as on Linux: each sees the other's commit,
 # a writer waits for the other's transaction, and no lock is left behind.
-def _rebuilt_with_the_wasi_fixes(request, runtime):
-    """3.13's vendored runtime predates wasi/sqlite3_wasi.c and wasi/stat.c (its rebuild with
-    them is the next step): its known failure is expected, strictly, until then."""
-    request.applymarker(pytest.mark.xfail(runtime[0] == "3.13", strict=True,
-                                          reason="3.13's runtime is not yet rebuilt with wasi/sqlite3_wasi.c, wasi/stat.c"))
-
-
 TWO_CONNECTIONS = r'''
 import os, sqlite3, tempfile
 path = os.path.join(tempfile.mkdtemp(), "app.db")
@@ -209,14 +202,12 @@ TWO_CONNECTIONS_OUTPUT = ("[('from a',)]\n"
                           "['app.db']\n")
 
 
-def test_two_sqlite_connections_to_one_file_see_each_others_commits(request, runtime, session):
-    _rebuilt_with_the_wasi_fixes(request, runtime)
+def test_two_sqlite_connections_to_one_file_see_each_others_commits(session):
     r = session.run_python(TWO_CONNECTIONS)
     assert (r.stdout.decode(), r.stderr) == (TWO_CONNECTIONS_OUTPUT, b"")
 
 
-def test_a_run_killed_inside_a_sqlite_transaction_leaves_no_lock_behind(request, runtime, session, tmp_path):
-    _rebuilt_with_the_wasi_fixes(request, runtime)
+def test_a_run_killed_inside_a_sqlite_transaction_leaves_no_lock_behind(session, tmp_path):
     # SQLite's lock directory (app.db.lock) outlived such a run: every later one got "database
     # is locked". Now the next run rolls the unfinished transaction back, as on Linux.
     data = [f"{tmp_path}:/data"]
@@ -265,8 +256,7 @@ with tarfile.open("pkg.tar.gz") as tar:
 '''
 
 
-def test_a_tarball_made_in_the_guest_has_modes_644_and_755(request, runtime, session):
-    _rebuilt_with_the_wasi_fixes(request, runtime)
+def test_a_tarball_made_in_the_guest_has_modes_644_and_755(session):
     r = session.run_python(MODES)
     assert (r.stdout.decode(), r.stderr) == (
         "0o40755 0o100644 0o100644 0o120777 0o100644 "
