@@ -25,7 +25,7 @@ from mcp.client.stdio import StdioServerParameters
 
 import boxer_py
 from boxer_py.builder.assemble import _unpack_member
-from boxer_py.dockerfile.bases import load_catalog
+from boxer_py.dockerfile.bases import PASSWD, load_catalog
 from boxer_py.errors import BuildError
 from boxer_py.runtime.reactor import aliases
 from test_mcp import _server_env, result_of
@@ -155,10 +155,12 @@ print(sorted(os.listdir('/')))
 """
     r = box.run_python(code)
     assert r.exit_code == 0, r.stderr
-    assert b"host secret" not in r.stdout and b"root:" not in r.stdout
-    # `..` out of a preopen (the matplotlib data, or /) is refused by Wasmtime itself (not capable).
-    assert r.stdout.decode().splitlines() == ["FileNotFoundError", "FileNotFoundError", "PermissionError",
-                                              "PermissionError", "['app', 'out', 'root', 'tmp', 'usr']"]
+    assert b"host secret" not in r.stdout
+    # /etc/passwd is the image's own (the accounts of Docker's python images, which pwd reads),
+    # never the host's; `..` out of a preopen (the matplotlib data, or /) is refused by Wasmtime
+    # itself (not capable).
+    assert r.stdout.decode() == ("FileNotFoundError\n" + PASSWD + "\n" + "PermissionError\nPermissionError\n"
+                                 "['app', 'etc', 'out', 'root', 'tmp', 'usr']\n")
 
 
 def test_matplotlib_data_is_read_only_and_runs_are_isolated(box):
@@ -341,3 +343,18 @@ def test_mcp_stateful_keeps_state_and_returns_the_figure_as_an_image(ds_image, b
     image = plot.content[1]
     assert image.type == "image" and image.mime_type == "image/png"
     assert _png_size(base64.b64decode(image.data)) == (200, 150)
+
+
+STAND_INS_CHECK = ("import getpass, os, pwd, fcntl, socket, ssl\n"
+                   "print(getpass.getuser(), os.getuid(), pwd.getpwuid(0).pw_dir, ssl.create_default_context().check_hostname)\n"
+                   "socket.getaddrinfo('example.com', 443)\n")
+
+
+@pytest.mark.parametrize("which", ["preinitialised", "from-scratch"])
+def test_the_python_bases_stand_ins_work_here_too(box, scratch_box, which):
+    """A `python:3.x` stage re-planned on this base (it needs pandas) keeps what the python bases
+    give a program: ssl (offline contexts), pwd/getpass from /etc/passwd, fcntl, os.getuid, and a
+    getaddrinfo that says there is no network, though this CPython never runs site.py."""
+    r = (box if which == "preinitialised" else scratch_box).run(["python", "-c", STAND_INS_CHECK])
+    assert r.stdout == b"root 0 /root True\n", r.stderr
+    assert r.exit_code == 1 and b"this sandbox has no network to resolve names in" in r.stderr

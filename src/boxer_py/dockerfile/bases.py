@@ -190,7 +190,7 @@ def load_catalog(cache: str | Path | None = None) -> dict[str, Base]:
                                                                                      separators=(",", ":"))}
         entry = {k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()}
         entry["files"] = tuple(BaseFile(**f) for f in entry.get("files", ()))
-        if entry.get("python") and entry["name"] == "python":
+        if entry.get("python"):
             entry["files"] += _python_files(entry)
         base = Base(**entry)
         out[f"python:{base.python}" if base.name == "python" else base.name] = base

