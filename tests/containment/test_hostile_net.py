@@ -371,13 +371,21 @@ def test_more_connections_than_slots_wait_and_an_asyncio_server_survives(hostile
     assert b"OSError: [Errno 33]" in result.stderr
 
 
+def _run_networked(launcher, tmp_path, wat: str):
+    """Run the module `wat` as /bin/prog of rootfs `tmp_path`, networked (boxer's own socket and
+    fd calls in the linker), with a loopback allow rule that nothing connects to."""
+    import wasmtime
+
+    from boxer_py.runtime.net.policy import Network
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "prog").write_bytes(wasmtime.wat2wasm(wat))
+    return launcher.run_in(tmp_path, ["/bin/prog"], {}, "/", network=Network.parse(allow=["127.0.0.1:9"]))
+
+
 def test_a_networked_clock_read_into_bad_memory_is_a_fault(launcher, tmp_path):
     """A networked run's clock_time_get is boxer's own (through rawcall, into the memory found at
     attach): a pointer past the guest's memory gets EFAULT (21), never a host error; one inside
     it gets the time. The module exits with EFAULT's number if the good read worked."""
-    import wasmtime
-
-    from boxer_py.runtime.net.policy import Network
     wat = ('(module (import "wasi_snapshot_preview1" "clock_time_get" (func $c (param i32 i64 i32) (result i32)))'
            ' (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))'
            ' (memory (export "memory") 1)'
@@ -385,9 +393,7 @@ def test_a_networked_clock_read_into_bad_memory_is_a_fault(launcher, tmp_path):
            '  (if (i32.ne (call $c (i32.const 1) (i64.const 0) (i32.const 8)) (i32.const 0)) (then (call $exit (i32.const 99))))'
            '  (if (i64.eqz (i64.load (i32.const 8))) (then (call $exit (i32.const 98))))'
            '  (call $exit (call $c (i32.const 1) (i64.const 0) (i32.const 65532)))))')
-    (tmp_path / "bin").mkdir()
-    (tmp_path / "bin" / "prog").write_bytes(wasmtime.wat2wasm(wat))
-    result = launcher.run_in(tmp_path, ["/bin/prog"], {}, "/", network=Network.parse(allow=["127.0.0.1:9"]))
+    result = _run_networked(launcher, tmp_path, wat)
     assert (result.exit_code, result.trap) == (21, None), result
 
 
@@ -396,9 +402,6 @@ def test_a_networked_write_to_stdout_from_bad_memory_is_a_fault(launcher, tmp_pa
     fd_write (net/wasi.py), reading the guest's memory by address: an iovec past the memory
     gets EFAULT (21) and writes nothing, never a host error; a good one is written whole. The
     module exits with the bad write's errno."""
-    import wasmtime
-
-    from boxer_py.runtime.net.policy import Network
     wat = ('(module (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))'
            ' (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))'
            ' (memory (export "memory") 1)'
@@ -409,7 +412,5 @@ def test_a_networked_write_to_stdout_from_bad_memory_is_a_fault(launcher, tmp_pa
            '   (then (call $exit (i32.const 99))))'
            '  (i32.store (i32.const 0) (i32.const 65530)) (i32.store (i32.const 4) (i32.const 100))'
            '  (call $exit (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))')
-    (tmp_path / "bin").mkdir()
-    (tmp_path / "bin" / "prog").write_bytes(wasmtime.wat2wasm(wat))
-    result = launcher.run_in(tmp_path, ["/bin/prog"], {}, "/", network=Network.parse(allow=["127.0.0.1:9"]))
+    result = _run_networked(launcher, tmp_path, wat)
     assert (result.exit_code, result.trap, result.stdout) == (21, None, b"written whole\n"), result
