@@ -132,6 +132,20 @@ def build(make_context, tmp_path, cache_dir):
 
 
 @pytest.fixture(scope="session")
+def cli_build(cache_dir):
+    """Build a context with the real `boxer build` command, as a user would; returns the image."""
+
+    def run(ctx: Path, out: Path, timeout: int = 900) -> Path:
+        r = subprocess.run([sys.executable, "-m", "boxer_py", "build", "-q", "-o", str(out), str(ctx)],
+                           capture_output=True, text=True, timeout=timeout,
+                           env={**os.environ, "BOXER_CACHE_DIR": str(cache_dir)})
+        assert r.returncode == 0, r.stderr
+        return out
+
+    return run
+
+
+@pytest.fixture(scope="session")
 def hello_image(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("hello") / "hello.wasm"
     boxer_py.build(EXAMPLES / "hello-python", out, tag="hello")

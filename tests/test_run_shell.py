@@ -31,17 +31,14 @@ ARGV = "import sys; print(sys.argv[1:])"
 
 
 @pytest.fixture(scope="module")
-def image(tmp_path_factory, cache_dir):
+def image(tmp_path_factory, cli_build):
     ctx = tmp_path_factory.mktemp("rtshell")
     files = {"Dockerfile": DOCKERFILE, "etl.py": ETL, "test_etl.py": TEST_ETL, "entrypoint.sh": ENTRYPOINT}
     for name, text in files.items():
         (ctx / name).write_text(text)
     (ctx / "entrypoint.sh").chmod(0o755)
     out = ctx / "app.wasm"
-    r = subprocess.run([sys.executable, "-m", "boxer_py", "build", "-q", "-o", str(out), str(ctx)],
-                       capture_output=True, text=True, timeout=900, env={**os.environ, "BOXER_CACHE_DIR": str(cache_dir)})
-    assert r.returncode == 0, r.stderr
-    return str(out)
+    return str(cli_build(ctx, out))
 
 
 def test_a_shell_form_cmd_with_and_runs_both_programs_in_one_container(boxer, image):

@@ -142,7 +142,7 @@ for start in (lambda: multiprocessing.Process(target=print).start(),
 
 
 @pytest.fixture(scope="module", params=VERSIONS)
-def image(request, tmp_path_factory, cache_dir):
+def image(request, tmp_path_factory, cli_build):
     """An app on each python base: portalocker from pip, a user made by useradd, USER app."""
     ctx = tmp_path_factory.mktemp(f"standins{request.param}")
     (ctx / "Dockerfile").write_text(
@@ -153,13 +153,7 @@ def image(request, tmp_path_factory, cache_dir):
                        ("sockets.py", SOCKETS), ("ssl_use.py", SSL), ("processes.py", PROCESSES)):
         (ctx / name).write_text(code)
     out = ctx / "app.wasm"
-    import os
-    import subprocess
-    import sys
-    r = subprocess.run([sys.executable, "-m", "boxer_py", "build", "-q", "-o", str(out), str(ctx)],
-                       capture_output=True, text=True, timeout=600, env={**os.environ, "BOXER_CACHE_DIR": str(cache_dir)})
-    assert r.returncode == 0, r.stderr
-    return out
+    return cli_build(ctx, out, timeout=600)
 
 
 def test_fcntl_imports_and_locks_work_as_for_a_single_process(boxer, image):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 import pytest
 
@@ -19,16 +18,13 @@ BOMB = "#!/bin/sh\n/app/bomb.sh\n/app/bomb.sh\n"
 
 
 @pytest.fixture(scope="module")
-def image(tmp_path_factory, cache_dir):
+def image(tmp_path_factory, cli_build):
     ctx = tmp_path_factory.mktemp("rtshell-hostile")
     (ctx / "Dockerfile").write_text(DOCKERFILE)
     (ctx / "bomb.sh").write_text(BOMB)
     (ctx / "bomb.sh").chmod(0o755)
     out = ctx / "hostile.wasm"
-    r = subprocess.run([sys.executable, "-m", "boxer_py", "build", "-q", "-o", str(out), str(ctx)],
-                       capture_output=True, text=True, timeout=900, env={**os.environ, "BOXER_CACHE_DIR": str(cache_dir)})
-    assert r.returncode == 0, r.stderr
-    return str(out)
+    return str(cli_build(ctx, out))
 
 
 def one_line(r: subprocess.CompletedProcess, code: int, needle: str) -> None:
