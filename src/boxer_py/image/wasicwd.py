@@ -25,27 +25,14 @@ from boxer_py.image.wasmbin import (
     append,
     assemble,
     count,
+    export_entries,
     imports,
-    read_uleb,
     sections,
     sleb,
     uleb,
 )
 
 PAGE = 65536
-
-
-def _exports(payload: bytes) -> list[tuple[bytes, int, int]]:
-    """(name, kind, index) of every export."""
-    total, pos = read_uleb(payload, 0)
-    out = []
-    for _ in range(total):
-        size, pos = read_uleb(payload, pos)
-        label = payload[pos:pos + size]
-        kind = payload[pos + size]
-        index, pos = read_uleb(payload, pos + size + 1)
-        out.append((label, kind, index))
-    return out
 
 
 def _setter(directory: bytes, slot: int, start: int) -> bytes:
@@ -90,7 +77,7 @@ def _with_setter(parts: list[tuple[int, bytes]], path: bytes, slot: int) -> byte
     payload = {sid: data for sid, data in parts if sid}
     if any(sid not in payload for sid in (TYPE, FUNCTION, CODE, EXPORT)):
         return None
-    exports = _exports(payload[EXPORT])
+    exports = export_entries(payload[EXPORT])
     starts = [index for label, kind, index in exports if label == b"_start" and kind == 0]
     if len(starts) != 1:
         return None

@@ -116,6 +116,19 @@ def import_entries(payload: bytes) -> list[tuple[str, str, int]]:
     return entries
 
 
+def export_entries(payload: bytes) -> list[tuple[bytes, int, int]]:
+    """(name, kind, index) of each entry of an export section, in order (kind as for imports)."""
+    total, pos = read_uleb(payload, 0) if payload else (0, 0)
+    out = []
+    for _ in range(total):
+        size, pos = read_uleb(payload, pos)
+        label = bytes(payload[pos:pos + size])
+        kind = payload[pos + size]
+        index, pos = read_uleb(payload, pos + size + 1)
+        out.append((label, kind, index))
+    return out
+
+
 def imports(payload: bytes) -> dict[int, int]:
     """How many of the import section's entries are of each kind (0 function, 1 table,
     2 memory, 3 global, 4 tag): imports come first in their kind's index space."""

