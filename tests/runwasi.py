@@ -46,7 +46,9 @@ def unpack_layout(layout: Path, rootfs: Path) -> dict:
     manifest = json.loads(blob(index["manifests"][0]["digest"]))
     rootfs.mkdir()
     for layer in manifest["layers"]:
-        assert layer["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip"
-        with tarfile.open(fileobj=io.BytesIO(gzip.decompress(blob(layer["digest"])))) as tar:
+        data = blob(layer["digest"])
+        assert layer["mediaType"] in ("application/vnd.oci.image.layer.v1.tar+gzip",
+                                      "application/vnd.oci.image.layer.v1.tar"), layer["mediaType"]
+        with tarfile.open(fileobj=io.BytesIO(gzip.decompress(data) if layer["mediaType"].endswith("gzip") else data)) as tar:
             tar.extractall(rootfs, filter="data")   # later layers replace files, as containerd applies them
     return json.loads(blob(manifest["config"]["digest"]))

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import wasmtime
 
+import runwasi
 from boxer_py.image import imagefile
 from boxer_py.image.imagefile import Descriptor, sha256
 from boxer_py.registry import oci
@@ -135,9 +136,49 @@ def test_save_is_an_oci_archive_and_a_docker_archive_for_skopeo_and_load_reads_s
     [oci_loaded] = json.loads(boxer("inspect", "sk/hello-oci:2").stdout)
     assert oci_loaded["Id"] == imagefile.read(hello_image).id
     [docker_loaded] = json.loads(boxer("inspect", "sk/hello:1").stdout)
-    # docker-archive has no place for boxer's annotation: the runnable config (absolute program) comes back
+    # docker-archive has no place for boxer's annotations: the runnable form comes back, its
+    # config (absolute program) and the workdir layer on top of the image's own
     assert docker_loaded["Config"]["Entrypoint"] == ["/usr/local/bin/python"]
-    assert docker_loaded["RootFS"] == oci_loaded["RootFS"]
+    assert docker_loaded["RootFS"]["Layers"][:-1] == oci_loaded["RootFS"]["Layers"]
+
+
+@pytest.mark.skipif(not os.access(SKOPEO, os.X_OK) and not os.environ.get("CI"), reason="needs skopeo: make system")
+def test_a_saved_archive_copied_by_skopeo_runs_like_runwasi_in_its_workdir_and_load_gives_the_image_back(
+        boxer, hello_image, wasmtime_cli, tmp_path):
+    """Issue 21: `boxer save` writes each image as `boxer push` sends it, with the layer whose
+    program starts in WORKDIR: a docker-archive copied by skopeo into an OCI layout, unpacked and
+    run as runwasi runs it (only `/` preopened, no working directory set: tests/runwasi.py),
+    prints what `boxer run` prints (hello-python opens main.py relative to WORKDIR /app); `boxer
+    load` of the same archive drops that layer again, as pull does: the image saved, same id."""
+    expected = boxer("run", str(hello_image))
+    assert expected.returncode == 0, expected.stderr
+    archive = tmp_path / "saved.tar"
+    assert boxer("save", "-o", str(archive), str(hello_image)).returncode == 0
+    r = subprocess.run([SKOPEO, "--insecure-policy", "copy", "-q", f"docker-archive:{archive}", f"oci:{tmp_path / 'o'}:x"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    config = runwasi.unpack_layout(tmp_path / "o", tmp_path / "rootfs")
+    assert config["config"]["WorkingDir"] == "/app" and config["history"][-1]["created_by"].startswith("boxer push: ")
+    (tmp_path / "elsewhere").mkdir()
+    r = runwasi.run(wasmtime_cli, tmp_path / "rootfs", config, tmp_path / "elsewhere")
+    assert (r.returncode, r.stdout.decode(), r.stderr.decode()) == (0, expected.stdout, expected.stderr)
+    loaded = boxer("load", "-i", str(archive))
+    assert loaded.returncode == 0, loaded.stderr
+    [back] = json.loads(boxer("inspect", loaded.stdout.rsplit(" ", 1)[-1].strip()).stdout)
+    assert back["Id"] == imagefile.read(hello_image).id
+
+
+def test_save_writes_an_image_whose_cmd_needs_a_shell_as_it_is(boxer, build, tmp_path):
+    """docker save refuses no image: one that `boxer push` refuses (its CMD needs a shell, which no
+    runtime outside boxer has) is saved unchanged, and loads back the same."""
+    image = build("FROM python:3.12\nCMD python -c 'print(1)' | tee log\n")
+    archive = tmp_path / "shell.tar"
+    r = boxer("save", "-o", str(archive), str(image))
+    assert (r.returncode, r.stderr) == (0, "")
+    loaded = boxer("load", "-i", str(archive))
+    assert loaded.returncode == 0, loaded.stderr
+    [back] = json.loads(boxer("inspect", loaded.stdout.rsplit(" ", 1)[-1].strip()).stdout)
+    assert back["Id"] == imagefile.read(image).id
 
 
 def test_import_refuses_a_tampered_blob(boxer, hello_image, tmp_path):

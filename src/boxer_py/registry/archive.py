@@ -1,6 +1,11 @@
 """`boxer save` / `boxer load`: images as the tar archive `docker save` writes (Docker 25+)
 and `docker load` reads: an OCI image layout (`oci-layout`, `index.json`, `blobs/sha256/`)
 plus Docker's `manifest.json`, so `skopeo copy oci-archive:` and `docker-archive:` both read it.
+Each image is written as `boxer push` sends it (oci.to_oci_image): its config rewritten for
+runtimes outside boxer and, with a WORKDIR, the layer whose program starts there, so a tool that
+reads the archive runs it as runwasi would run the pushed image. The OCI manifest marks that
+layer and keeps the image's own config, so `load` (as `pull`) gives back the image saved; the
+legacy `manifest.json` has no place for either, so what reads only that gets the runnable form.
 
 Layers are plain tar (as Docker writes them), so a layer's digest is its diff_id. Loading
 reads an OCI archive (index.json) or a legacy Docker archive (manifest.json only), plain or
@@ -46,7 +51,7 @@ def write_archive(images: Iterable[tuple[Image, list[str]]], out: BinaryIO) -> N
     index: list[dict] = []
     manifests: list[dict] = []
     for image, tags in images:
-        artifact = oci.to_oci_image(image, None, workdir_layer=False)
+        artifact = oci.to_oci_image(image, None, strict=False)
         blobs.update(artifact.blobs)
         blobs[artifact.digest] = artifact.manifest
         entry = {"mediaType": oci.MANIFEST, "digest": artifact.digest, "size": len(artifact.manifest)}

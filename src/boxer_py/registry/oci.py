@@ -30,7 +30,7 @@ from boxer_py.image import imagefile
 from boxer_py.image.config import History, ImageConfig, ImageSpec
 from boxer_py.image.hostfs import Expansion
 from boxer_py.image.imagefile import Descriptor, Image, sha256
-from boxer_py.registry.runnable import WORKDIR_LAYER, runnable
+from boxer_py.registry.runnable import PUSH_HISTORY, WORKDIR_LAYER, Runnable, runnable
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 INDEX = "application/vnd.oci.image.index.v1+json"
@@ -145,16 +145,20 @@ def gzip_layer(tar: bytes) -> bytes:
 
 
 def to_oci_image(image: Image, compress: Callable[[bytes], bytes] | None = gzip_layer,
-                 workdir_layer: bool = True) -> Artifact:
+                 strict: bool = True) -> Artifact:
     """A standard OCI image that runtimes outside boxer run as `boxer run` does (`runnable`).
     `compress` must return what `gzip_layer` does (a cache of its results, say); None keeps
-    the layers plain tar (what `docker save` writes). Without `workdir_layer` the image's own
-    layers are all there is (a docker-archive has no place for the mark that drops it again)."""
+    the layers plain tar (what `docker save` writes). A command that cannot run outside boxer
+    (one needing a shell) is refused; unless not `strict` (`boxer save`, which docker save
+    never refuses): then the image goes out as it is, with nothing rewritten or added."""
     tars = [image.layer(d) for d in image.layers]
     config = image.spec.config
-    run = runnable(config, tars)
-    if not workdir_layer:
-        run = replace(run, layer=None, warnings=())
+    try:
+        run = runnable(config, tars)
+    except ImageError:
+        if strict:
+            raise
+        run = Runnable(config)
     diff_ids, history = image.spec.diff_ids, image.spec.history
     if run.layer is not None:
         tars.append(run.layer)
@@ -244,7 +248,7 @@ def to_image_file(manifest_raw: bytes, fetch: BlobSource, where: str) -> bytes:
         raise ImageError(f"{where}: the config lists {len(spec.diff_ids)} layers, the manifest {len(layers)}")
     original = annotations.pop(ORIGINAL_CONFIG, None)
     history = spec.history
-    if original is not None and layers and _marked(doc["layers"][-1]):
+    if original is not None and layers and (_marked(doc["layers"][-1]) or _push_made(history)):
         layers, spec = layers[:-1], replace(spec, diff_ids=spec.diff_ids[:-1])   # push's workdir layer
         history = history[:-1]
     tars = []
@@ -261,6 +265,13 @@ def to_image_file(manifest_raw: bytes, fetch: BlobSource, where: str) -> bytes:
             raise ImageError(f"{where}: corrupt {ORIGINAL_CONFIG} annotation") from None
     data, _ = imagefile.encode(spec, tars, annotations or None)
     return data
+
+
+def _push_made(history: tuple[History, ...]) -> bool:
+    """Whether the last layer's history entry is the one push writes for its workdir layer: a
+    copy that rewrote the manifest (skopeo copying a `boxer save` archive) drops layer
+    annotations, and boxer's own config annotation and that entry still say what it is."""
+    return bool(history) and not history[-1].empty_layer and history[-1].created_by.startswith(PUSH_HISTORY)
 
 
 def _marked(layer: dict) -> bool:

@@ -32,6 +32,7 @@ from boxer_py.image.variables import shell_words
 from boxer_py.image.wasicwd import starting_in
 
 WORKDIR_LAYER = "dev.boxer.layer"   # layer annotation, value "workdir": the layer push adds, pull drops
+PUSH_HISTORY = "boxer push: "       # how that layer's history entry starts
 _WASM_MAGIC = b"\0asm"
 _SHELLS = (("/bin/sh", "-c"), ("sh", "-c"))
 
@@ -88,7 +89,7 @@ def runnable(config: ImageConfig, tars: list[bytes]) -> Runnable:
         return Runnable(config, warnings=(f"{program} keeps no wasi-libc working directory that boxer can set: "
                                           f"under runtimes outside boxer it starts in / instead of WORKDIR {workdir}",))
     return Runnable(config, _layer(info, rewritten),
-                    f"boxer push: {program} starts in WORKDIR {workdir} (runwasi sets no working directory)")
+                    f"{PUSH_HISTORY}{program} starts in WORKDIR {workdir} (runwasi sets no working directory)")
 
 
 def foreign_import(wasm: bytes) -> str:
