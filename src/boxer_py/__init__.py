@@ -11,9 +11,6 @@ Names are imported on first use, so `boxer run` does not pay for the build stack
 """
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
 from boxer_py.errors import (
     AuthError,
     BoxerError,
@@ -26,7 +23,12 @@ from boxer_py.errors import (
     ShellError,
 )
 
+# Not typing's: the `boxer` client imports this package on every command, and typing (with
+# the re, enum and collections it loads) costs more than the rest of a served run's client.
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # what __getattr__ gives, for type checkers ("X as X": re-exported)
+    from typing import Any
+
     from boxer_py.api.aio import AsyncInterpreter as AsyncInterpreter
     from boxer_py.api.aio import AsyncSession as AsyncSession
     from boxer_py.api.build import build as build
@@ -69,7 +71,9 @@ def __getattr__(name: str) -> Any:
     where = _LAZY.get(name)
     if where is None:
         raise AttributeError(f"module 'boxer_py' has no attribute {name!r}")
+    from importlib import import_module
+
     module, attr = where if isinstance(where, tuple) else (where, name)
-    value = getattr(importlib.import_module(f".{module}", __name__), attr)
+    value = getattr(import_module(f".{module}", __name__), attr)
     globals()[name] = value
     return value
