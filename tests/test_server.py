@@ -147,6 +147,28 @@ def test_runs_side_by_side(served):
     assert len(served.served_runs()) - before == 6
 
 
+def test_a_served_run_that_only_read_hands_its_layer_to_the_next_one(served):
+    """A served run is a forked process that ends: the writable layer its guest only read goes
+    back to the server (named after it), for the next run to take instead of a copy. A layer
+    a guest wrote to is not handed on: the run after it sees a fresh copy."""
+    served.start()
+    server = served.server_pid()
+    spares = served.cache / "spares"
+
+    def run(code: str) -> tuple[str, list[str]]:
+        r = served("run", str(served.image), "python", "-c", code)
+        assert r.returncode == 0, r.stderr
+        assert _wait_for(lambda: len(re.findall(r" run \d+ exit ", served.log())) == len(served.served_runs()))
+        return r.stdout, sorted(p.name for p in spares.glob(f"{server}.*"))
+
+    out, kept = run("print(open('/app/main.py').read() != '')")
+    assert out == "True\n" and len(kept) == 1
+    assert run("pass")[1] == kept  # the same layer, handed on
+    assert run("open('/tmp/left', 'w').write('x')")[1] == []  # written to: removed, not handed on
+    seen, fresh = run("import os; print(os.path.exists('/tmp/left'))")
+    assert seen == "False\n" and len(fresh) == 1 and fresh != kept
+
+
 def test_large_environments(served):
     """300 kB of environment is handed over (in more than one send); over 1 MiB the server
     refuses it and the client runs the command itself. The result is the same."""

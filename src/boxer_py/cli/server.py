@@ -58,6 +58,7 @@ class _Run:
     pid: int
     pidfd: int
     held: int  # a pipe on which the run lists what it loaded, for the server to preload
+    lent: list  # untouched writable layers only this run may take (Workspaces.disown)
 
 
 class Server:
@@ -225,7 +226,7 @@ class Server:
         for fd in fds:
             os.close(fd)
         pidfd = os.pidfd_open(pid)
-        run = _Run(conn, pid, pidfd, held)
+        run = _Run(conn, pid, pidfd, held, self.launcher.workspaces.disown())
         self.runs[pidfd] = run
         self.selector.register(pidfd, selectors.EVENT_READ, ("exited", run))
         self.selector.register(conn, selectors.EVENT_READ, ("hung up", run))
@@ -275,8 +276,8 @@ class Server:
                     os.dup2(null, fd)
                 self.launcher.baker.wait()
             os.set_blocking(tell, False)
-            try:
-                os.write(tell, pickle.dumps(self.launcher.held()))  # a few keys: fits the pipe
+            try:  # a few keys and paths: fits the pipe
+                os.write(tell, pickle.dumps((*self.launcher.held(), self.launcher.workspaces.hand_over())))
             except OSError:
                 pass
             os.close(tell)
@@ -297,17 +298,21 @@ class Server:
         self._forget(run)
         del self.runs[run.pidfd]
         self.launcher.sweep()  # what a killed run left behind
-        self._preload(run.held)
+        self._preload(run)
 
-    def _preload(self, held: int) -> None:
+    def _preload(self, run: _Run) -> None:
         """Load what the run loaded (its compiled module, its snapshot), so that the next
-        runs, forked from here, find them in memory."""
-        with os.fdopen(held, "rb") as pipe:
+        runs, forked from here, find them in memory; keep the writable layers it left
+        untouched for them."""
+        with os.fdopen(run.held, "rb") as pipe:
             data = pipe.read()
         if not data:
-            return  # the run ended before it could tell
+            self.launcher.workspaces.discard(run.lent)  # the run ended before it could tell
+            return
         try:
-            new = self.launcher.preload(*pickle.loads(data))
+            modules, snapshots, handed = pickle.loads(data)
+            self.launcher.workspaces.adopt(handed)
+            new = self.launcher.preload(modules, snapshots)
             if new:
                 self.log(f"preloaded {new} compiled modules and snapshots")
         except Exception as e:  # a run killed while writing, say: the next run loads for itself

@@ -13,6 +13,11 @@ agent) finds its copy made. One background thread does removals and copies, and 
 single run is going: runs side by side do their own. `settle()` waits for it; `close()` also
 removes the spares, and runs at exit. Directories are named after the process id, so a later
 launcher sweeps what a killed one left behind (see sweep_dead).
+
+A run server forks a process per run from one Workspaces: the untouched layers it holds go to
+the next forked run alone (`disown`), which hands what it kept back (`hand_over`, then the
+server's `adopt`), so a served run that repeats finds its layer made as an in-process one does.
+Kept layers are named after the process that keeps them (`owner`: the server, for its runs).
 """
 from __future__ import annotations
 
@@ -146,6 +151,7 @@ class Workspaces:
         self._lock = threading.Lock()
         self._tasks: queue.Queue[Callable[[], object]] = queue.Queue()
         self._worker: threading.Thread | None = None
+        self.owner = os.getpid()  # whose spares these are; a run forked by a server keeps the server's
         atexit.register(self.close)
 
     def take(self, key: str, base: Path, skip: Sequence[Path] = (), layout: Hashable = ()) -> Path:
@@ -158,10 +164,14 @@ class Workspaces:
             found = [i for i, (k, _) in enumerate(self._untouched) if k == (key, layout)]
             held = self._untouched.pop(found[-1])[1] if found else None
         try:
+            workspace = None
             if held is not None:  # back into runs/, where a run's workspace is while it runs
-                workspace = self.runs / held.name
-                os.rename(held, workspace)
-            else:
+                workspace = self.runs / f"{os.getpid()}.{held.name.partition('.')[2]}"
+                try:
+                    os.rename(held, workspace)
+                except FileNotFoundError:  # swept meanwhile: a copy, as if none were held
+                    workspace = None
+            if workspace is None:
                 workspace = self._copy(key, base, skip)
         except BaseException:
             with self._lock:
@@ -219,7 +229,7 @@ class Workspaces:
             if not _only_read(workspace / "rootfs", seal, taken.base):
                 return False
             self.spares.mkdir(parents=True, exist_ok=True)
-            held = self.spares / workspace.name
+            held = self.spares / f"{self.owner}.{workspace.name.partition('.')[2]}"
             os.rename(workspace, held)
             with self._lock:
                 self._untouched.append((taken.key, held))
@@ -229,6 +239,40 @@ class Workspaces:
             return True
         except OSError:
             return False
+
+    def hand_over(self) -> list[tuple[tuple[str, Hashable], str]]:
+        """The untouched layers this process keeps, for the process that forked it (a run
+        server) to `adopt`: they are no longer this one's (its close() leaves them)."""
+        with self._lock:
+            handed, self._untouched = self._untouched, []
+        return [(key, str(path)) for key, path in handed]
+
+    def disown(self) -> list[Path]:
+        """Forget the untouched layers (a process forked just now has them, and hands back
+        what it kept); returns them, for `discard` if that process never does."""
+        with self._lock:
+            lent, self._untouched = self._untouched, []
+        return [path for _, path in lent]
+
+    def adopt(self, handed: Sequence[tuple[tuple[str, Hashable], str]]) -> None:
+        """Keep the untouched layers a forked run handed over (only those under `spares` that
+        this process owns by name), the least recently used going first past UNTOUCHED_KEPT."""
+        evicted = []
+        with self._lock:
+            for key, name in handed:
+                path = Path(name)
+                if path.parent == self.spares and path.name.partition(".")[0] == str(self.owner):
+                    self._untouched.append((key, path))
+            while len(self._untouched) > UNTOUCHED_KEPT:
+                evicted.append(self._untouched.pop(0)[1])
+        for path in evicted:
+            remove_tree(path)
+
+    @staticmethod
+    def discard(paths: Sequence[Path]) -> None:
+        """Remove layers lent to a forked run that ended without handing them back."""
+        for path in paths:
+            remove_tree(path)
 
     def settle(self) -> None:
         """Wait until every queued removal and spare copy is done."""
