@@ -148,3 +148,73 @@ def test_every_public_name_resolves():
         except (AttributeError, ImportError) as e:
             missing.append(f"{name}: {e}")
     assert not missing, "\n".join(missing)
+
+
+FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+def _module_names(tree: ast.Module) -> tuple[set[str], set[str]]:
+    """Names `module` binds to another boxer_py module, and to a class (or other name) from one."""
+    modules, names = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules |= {a.asname or a.name.split(".")[0] for a in node.names if a.name.startswith("boxer_py.")}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("boxer_py"):
+            where = PACKAGE.parent.joinpath(*node.module.split("."))
+            for a in node.names:
+                is_module = (where / f"{a.name}.py").exists() or (where / a.name / "__init__.py").exists()
+                (modules if is_module else names).add(a.asname or a.name)
+    return modules, names
+
+
+def _typed(function: ast.FunctionDef | ast.AsyncFunctionDef, classes: set[str], modules: set[str]) -> set[str]:
+    """The parameters of `function` annotated with a class of another module (`Class`, `module.Class`)."""
+    args = function.args
+    return {a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs] if a.annotation is not None
+            and any(isinstance(n, ast.Name) and n.id in classes or isinstance(n, ast.Attribute)
+                    and isinstance(n.value, ast.Name) and n.value.id in modules for n in ast.walk(a.annotation))}
+
+
+def _kept(cls: ast.ClassDef, classes: set[str], modules: set[str]) -> set[str]:
+    """Attributes `self.x` a class sets from such a parameter (`self.x = x`, `self.x, self.y = x, y`)."""
+    kept = set()
+    for function in (n for n in cls.body if isinstance(n, FUNCTIONS)):
+        typed = _typed(function, classes, modules)
+        for node in ast.walk(function):
+            if not isinstance(node, ast.Assign) or len(node.targets) != 1:
+                continue
+            target, value = node.targets[0], node.value
+            both = isinstance(target, ast.Tuple) and isinstance(value, ast.Tuple) and len(target.elts) == len(value.elts)
+            pairs = zip(target.elts, value.elts, strict=True) if both else [(target, value)]
+            kept |= {t.attr for t, v in pairs if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name)
+                     and t.value.id == "self" and isinstance(v, ast.Name) and v.id in typed}
+    return kept
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.endswith("__")
+
+
+def test_no_module_reaches_into_another_modules_private_names():
+    """`x._name` where x is another boxer_py module, or an object typed as another module's class
+    (a parameter, or `self.x` set from one): a module uses only what another makes public, so
+    either can change its insides without breaking the other."""
+    wrong = []
+    for module in _modules():
+        tree = ast.parse(module.read_text(), str(module))
+        modules, classes = _module_names(tree)
+        scopes: list[tuple[ast.AST, set[str], set[str]]] = [(tree, modules, set())]
+        for cls in (n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)):
+            kept = _kept(cls, classes, modules)
+            scopes += [(f, _typed(f, classes, modules), kept) for f in cls.body if isinstance(f, FUNCTIONS)]
+        scopes += [(f, _typed(f, classes, modules), set()) for f in tree.body if isinstance(f, FUNCTIONS)]
+        for scope, objects, attributes in scopes:
+            for node in ast.walk(scope):
+                if not (isinstance(node, ast.Attribute) and _private(node.attr)):
+                    continue
+                owner = node.value
+                if isinstance(owner, ast.Name) and (owner.id in objects or owner.id in modules) or \
+                        isinstance(owner, ast.Attribute) and isinstance(owner.value, ast.Name) and \
+                        owner.value.id == "self" and owner.attr in attributes:
+                    wrong.append(f"{module.relative_to(PACKAGE)}:{node.lineno}: {ast.unparse(node)}")
+    assert not wrong, "\n".join(sorted(set(wrong)))

@@ -6,7 +6,7 @@ The cache holds, by subdirectory (the module that fills it):
 - `rootfs/`   each image unpacked once, by image id (runtime/launcher.py `rootfs`)
 - `steps/`    RUN results (builder/assemble.py `StepCache`)
 - `layers/`   gzipped layers kept for pushes (registry/transfer.py `LayerCache`)
-- `preinit/`  pre-initialised CPython snapshots (runtime/launcher.py)
+- `preinit/`  pre-initialised CPython snapshots (runtime/programs.py)
 - `verified/` which image files were fully checked (runtime/launcher.py `open`)
 - `modules/`  compiled WebAssembly modules (runtime/modcache.py)
 - `interrupt/` per-module Ctrl-C calibration (runtime/interrupt.py), kept with the modules

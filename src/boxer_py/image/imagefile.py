@@ -58,17 +58,17 @@ class Image:
     manifest: bytes = field(repr=False)
     _data: bytes | mmap.mmap = field(repr=False)
     _sections: dict[str, tuple[int, int]] = field(repr=False)
-    _where: str = field(repr=False, default="image")
+    where: str = field(repr=False, default="image")
     _checked: set[str] = field(repr=False, default_factory=set)
 
     def blob(self, digest: str) -> bytes:
         span = self._sections.get(digest)
         if span is None:
-            raise ImageError(f"{self._where}: blob {digest[:19]} is missing (truncated or tampered)")
+            raise ImageError(f"{self.where}: blob {digest[:19]} is missing (truncated or tampered)")
         payload = bytes(self._data[span[0]:span[1]])
         if digest not in self._checked:
             if sha256(payload) != digest:
-                raise ImageError(f"{self._where}: blob {digest[:19]} fails its digest check (tampered or corrupt)")
+                raise ImageError(f"{self.where}: blob {digest[:19]} fails its digest check (tampered or corrupt)")
             self._checked.add(digest)
         return payload
 

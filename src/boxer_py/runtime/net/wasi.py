@@ -331,7 +331,7 @@ class _Calls:
 
     def clock_time_get(self, caller: int, clock: int, _precision: int, out: int) -> int:
         """As wasi/clock.py's: realtime and monotonic only."""
-        now = wasiclock._now(clock)
+        now = wasiclock.read_clock(clock)
         if now is None:
             return wasiclock.NOTSUP
         active = self.current.get()
@@ -447,7 +447,7 @@ def _poll(caller: int, memory: rawcall.Guest, net: Net, deadlines: wasiclock.Dea
         if tag == CLOCK:
             clock, timeout, _precision, flags = struct.unpack_from("<I4xQQH", raw, base + 16)
             if flags & wasiclock.ABSTIME:
-                now = wasiclock._now(clock)
+                now = wasiclock.read_clock(clock)
                 if now is None:
                     ready.append(_event(userdata, wasiclock.NOTSUP, CLOCK))
                     continue
@@ -476,7 +476,7 @@ def _poll(caller: int, memory: rawcall.Guest, net: Net, deadlines: wasiclock.Dea
         if not ready and wake is not None:
             ready.append(_event(wake[1], SUCCESS, CLOCK))
     elif not ready and wake is not None:
-        wasiclock._sleep(wake[0] / 1e9, deadlines)
+        wasiclock.sleep(wake[0] / 1e9, deadlines)
         ready.append(_event(wake[1], SUCCESS, CLOCK))
     return _put(caller, memory, events, b"".join(ready)) or _put(caller, memory, count_out, struct.pack("<I", len(ready)))
 

@@ -65,7 +65,7 @@ class Deadlines:
         return getattr(self._local, "expired", False)
 
 
-def _now(clock: int) -> int | None:
+def read_clock(clock: int) -> int | None:
     if clock == REALTIME:
         return time.time_ns()
     if clock == MONOTONIC:
@@ -78,7 +78,7 @@ def define(linker: wasmtime.Linker, deadlines: Deadlines) -> None:
     i32, i64 = wasmtime.ValType.i32(), wasmtime.ValType.i64()
 
     def clock_time_get(caller: wasmtime.Caller, clock: int, _precision: int, out: int) -> int:
-        now = _now(clock)
+        now = read_clock(clock)
         if now is None:
             return NOTSUP
         return _write(caller, out, struct.pack("<Q", now))
@@ -99,7 +99,7 @@ def define(linker: wasmtime.Linker, deadlines: Deadlines) -> None:
             if tag == CLOCK:
                 clock, timeout, _precision, flags = struct.unpack_from("<I4xQQH", raw, base + 16)
                 if flags & ABSTIME:
-                    now = _now(clock)
+                    now = read_clock(clock)
                     if now is None:
                         ready.append(struct.pack("<QHB5xQH6x", userdata, NOTSUP, CLOCK, 0, 0))
                         continue
@@ -111,7 +111,7 @@ def define(linker: wasmtime.Linker, deadlines: Deadlines) -> None:
             else:
                 return INVAL
         if not ready and wake is not None:
-            _sleep(wake[0] / 1e9, deadlines, caller)
+            sleep(wake[0] / 1e9, deadlines, caller)
             ready.append(struct.pack("<QHB5xQH6x", wake[1], SUCCESS, CLOCK, 0, 0))
         return _write(caller, events, b"".join(ready)) or _write(caller, count_out, struct.pack("<I", len(ready)))
 
@@ -123,7 +123,7 @@ def define(linker: wasmtime.Linker, deadlines: Deadlines) -> None:
     linker.allow_shadowing = False
 
 
-def _sleep(seconds: float, deadlines: Deadlines, caller: wasmtime.Caller | None = None) -> None:
+def sleep(seconds: float, deadlines: Deadlines, caller: wasmtime.Caller | None = None) -> None:
     """Sleep for the guest, up to its run's deadline (then Expired). A cancel ends the sleep
     (Expired: the launcher sees the cancel and reports an interruption); so does a Ctrl-C,
     which returns early once delivered (CPython then raises KeyboardInterrupt). A terminal
