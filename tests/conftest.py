@@ -43,7 +43,7 @@ TIERS = {
     "test_net.py": ["slow"], "test_net_async.py": ["slow"], "test_runtimes.py": ["slow"], "test_cpython_suite.py": ["slow"],
     "test_stdlib_standins.py": ["slow"], "test_scripts.py": ["slow"], "test_run_shell.py": ["slow"], "test_everywhere.py": ["slow", "registry", "browser"],
     "test_store_run.py": ["slow"], "test_results.py": ["slow"], "test_interpreter.py": ["slow"],
-    "test_repl_complete.py": ["slow"],
+    "test_repl_complete.py": ["slow"], "test_git_sources.py": ["slow"],
 }
 
 

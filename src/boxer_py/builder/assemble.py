@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NoReturn
 
+from boxer_py.builder import gitsource
 from boxer_py.builder.context import Context, _pattern_regex
 from boxer_py.builder.files import ensure_dir as _ensure_dir
 from boxer_py.builder.files import file_digest as _file_digest
@@ -104,7 +105,10 @@ def assemble(plan: BuildPlan, context: Context, scratch: Path, progress: Progres
             progress(f"#{n} [{name}{k}/{steps}] {step.text}")
             if isinstance(step, RunStep):
                 bound = bound_digest(step, context, built, plan) if step.mounts else ""
-                key = sha256(f"{fs.key}\n{cache.salt}{replace(step, line=0)!r}{bound}".encode())
+                # a git+ URL's branch is looked up now: its commit is part of the key
+                pins = gitsource.pins(step.script or " ".join(step.argv or ()), step.workdir, fs.root) \
+                    if cache.directory else ""
+                key = sha256(f"{fs.key}\n{cache.salt}{replace(step, line=0)!r}{bound}{pins}".encode())
                 layer = cache.get(key)
                 if layer is not None:
                     fs.owners.update(apply_layer(fs.root, layer))

@@ -35,7 +35,7 @@ from packaging.markers import InvalidMarker, UndefinedComparison, UndefinedEnvir
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from boxer_py.builder import compiledin, extras, hostpip, scripts, sdist
+from boxer_py.builder import compiledin, extras, gitsource, hostpip, scripts, sdist
 from boxer_py.builder.guestpython import GuestPython, PipRefused, marker_environment, python_version
 from boxer_py.image import hostfs
 from boxer_py.image.rootfs import copy_tree, resolve, within
@@ -104,8 +104,8 @@ class _Request:
     wheels: list[str] = field(default_factory=list)  # host paths of wheels inside the rootfs
     tools: list[str] = field(default_factory=list)  # pip itself: not needed in the image
     skipped: list[str] = field(default_factory=list)  # requirements whose markers exclude the guest
-    # (guest path, [extras], -e, where: a requirements file's "file:line: " or ""): sdist.py
-    sources: list[tuple[str, str, bool, str]] = field(default_factory=list)
+    # (guest path or git+ URL, [extras], -e, where: a requirements file's "file:line: " or ""): sdist.py
+    sources: list[tuple[str | gitsource.GitSource, str, bool, str]] = field(default_factory=list)
     destination: tuple[str, str | None] | None = None  # (--target/--prefix/--user, its value)
     count: int = 0
 
@@ -173,7 +173,9 @@ def pip(args: list[str], root: Path, env: dict[str, str], cwd: str, sandbox: sdi
         for guest, extras_, editable, where in request.sources:
             assert builds is not None  # sources are parsed only with a sandbox
             try:
-                command.append(str(builds.local(posixpath.normpath(posixpath.join(cwd, guest)), editable)) + extras_)
+                built = builds.git(guest, editable) if isinstance(guest, gitsource.GitSource) else \
+                    builds.local(posixpath.normpath(posixpath.join(cwd, guest)), editable)
+                command.append(str(built) + extras_)
             except sdist.SourceRefused as e:
                 raise PipRefused(f"pip install: {where}{guest}: {e}") from None
         argv = hostpip.argv(marker_env, python, str(target), *([] if builds or status else ["--quiet"]), *command)
@@ -302,6 +304,17 @@ def _options(tokens: list[str], where: str):
             yield token, None
 
 
+def _source(text: str, ctx: _Parse, where: str) -> tuple[str | gitsource.GitSource, str] | None:
+    """(a local project's path or a git+ URL, extras) if `text` names one to build in the sandbox."""
+    if not ctx.sources:
+        return None
+    try:
+        git = gitsource.parse(text)
+    except sdist.SourceRefused as e:
+        raise PipRefused(f"pip install: {where}{text}: {e}") from None
+    return (git, git.extras) if git else sdist.local_source(text)
+
+
 def _refuse_option(name: str, value: str | None, where: str) -> NoReturn:
     written = name + ("" if value is None else value if not name.startswith("--") else f"={value}")
     why = _WHY.get(name, "is not allowed at build time")
@@ -322,7 +335,7 @@ def _joined(options, where: str):
 
 def _parse_command(args: list[str], request: _Request, ctx: _Parse) -> None:
     for name, value in _joined(_options(args, ""), ""):
-        local = sdist.local_source(value) if ctx.sources and name in (None, "-e", "--editable") and value else None
+        local = _source(value, ctx, "") if name in (None, "-e", "--editable") and value else None
         if name in ("-e", "--editable"):
             if local is None:
                 _refuse_option(name, value, "")
@@ -405,7 +418,7 @@ def _read_file(guest: str, request: _Request, ctx: _Parse, constraint: bool, dep
             for name, value in _joined(_options(words, where), where):
                 if name is None:
                     raise PipRefused(f"pip install: {where}{value}: expected an option or a requirement")
-                local = sdist.local_source(value) if ctx.sources and not constraint and value else None
+                local = _source(value, ctx, where) if not constraint and value else None
                 if name in ("-e", "--editable") and local is not None:
                     request.sources.append((*local, True, where))  # as pip: relative to the cwd
                 elif name in ("--requirement", "--constraint"):
@@ -424,7 +437,7 @@ def _read_file(guest: str, request: _Request, ctx: _Parse, constraint: bool, dep
                 raise PipRefused(f"pip install: {where}{value}: expected an option after the requirement")
             else:
                 _refuse_option(name, value, where)
-        local = sdist.local_source(head) if ctx.sources and not constraint and not hashes else None
+        local = _source(head, ctx, where) if not constraint and not hashes else None
         if local is not None:
             request.sources.append((*local, False, where))
         else:

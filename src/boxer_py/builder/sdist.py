@@ -42,7 +42,8 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
-from boxer_py.builder import hostpip
+from boxer_py.builder import gitsource, hostpip
+from boxer_py.builder.gitsource import GitSource
 from boxer_py.builder.sdistdriver import DRIVER
 from boxer_py.builder.sdistindex import IndexFile, choose_sdist, fetch_sdist, index_files, index_session
 from boxer_py.builder.wheelcheck import MAX_WHEEL, SourceRefused, read_back
@@ -210,6 +211,21 @@ class Builds:
         except SourceRefused as e:
             raise SourceRefused(f"building it from source in the sandbox failed: {e}") from None
         return built.path
+
+    def git(self, source: GitSource, editable: bool = False) -> Path:
+        """Fetch a git+ URL's files on the host (gitsource.py: nothing checked out, nothing run)
+        and build them in the sandbox as an sdist; the checked wheel's path."""
+        self.links.mkdir(exist_ok=True)
+        if editable:
+            self.log.append(f"installing {source} as a regular (non-editable) install: the image holds a copy "
+                            "of the package, built from its source")
+        fetched = gitsource.fetch(source, self.links.parent / "git")
+        self.log.append(f"fetched {source.url} at commit {fetched.commit} ({len(fetched.tree)} bytes of files); "
+                        "building it from source in the sandbox (pure Python: no compiler in WebAssembly)")
+        try:
+            return self._build(None, fetched.tree, source.name, None, archive="source.tar").path
+        except SourceRefused as e:
+            raise SourceRefused(f"building it from source in the sandbox failed: {e}") from None
 
     # -- what the host's pip could not find --
 
