@@ -446,11 +446,11 @@ def reported(b: Bench) -> list[tuple[str, float, str]]:
         from web_bench import rows as web_rows
 
         web = web_rows()
-        # Each boxer row against Pyodide's row of the same visit (when Pyodide is there).
+        # Each boxer row against Pyodide's row of the same visit (when Pyodide is there); its steps alone.
         visit = lambda name: "first" if "first visit" in name else "second"  # noqa: E731
         pyodide = {visit(name): t for name, t in web if "Pyodide" in name}
         for name, t in web:
-            ref = None if "Pyodide" in name else pyodide.get(visit(name))
+            ref = None if "Pyodide" in name or "step:" in name else pyodide.get(visit(name))
             rows.append((name, t, f"{t / ref:.2f}x Pyodide" if ref else ""))
     except Exception as e:  # noqa: BLE001
         rows.append(("web: first output", float("nan"), f"skipped: {e}"))

@@ -11,7 +11,8 @@
 Each repetition opens the page twice in a fresh browser profile on disk: the first visit is
 cold (empty caches, nothing compiled), the second is a returning visitor's (what the
 browser kept: for boxer the image, runtime and snapshot in the page's Cache Storage). Pyodide gets the same two visits. It is installed with npm on first use into the boxer
-cache; without npm its rows are left out.
+cache; without npm its rows are left out. The boxer page's rows are followed by where its
+time went (its run record's `timings`): each step's median, from the step before it.
 Run alone: `python bench/web_bench.py`.
 """
 from __future__ import annotations
@@ -63,27 +64,51 @@ class _StaticServer:
         self.httpd.server_close()
 
 
-def _first_output(page, url: str, expression: str) -> float:
-    """Seconds from navigation start to first output (performance.now() counts from it)."""
+# The boxer page's steps to first output (its run record's `timings`, ms since navigation), in order.
+STEPS = (("imageReady", "image read, verified and unpacked"), ("compiled", "runtime compiled and checked"),
+         ("posted", "run handed to its worker"), ("started", "worker instantiated and restored the snapshot"),
+         ("firstOutput", "the guest's first output"))
+TIMINGS = "window.boxer ? window.boxer.runs[0].timings : null"
+
+
+def _first_output(page, url: str, expression: str, steps: list[dict] | None = None) -> float:
+    """Seconds from navigation start to first output (performance.now() counts from it); the
+    boxer page's step times are appended to `steps` when given."""
     page.goto(url)
     handle = page.wait_for_function(f"() => {expression}", timeout=TIMEOUT_MS)
+    if steps is not None:
+        steps.append(page.evaluate(f"() => {TIMINGS}") or {})
     return float(handle.json_value()) / 1000
 
 
-def _visits(playwright, url: str, expression: str) -> tuple[float, float]:
+def _visits(playwright, url: str, expression: str, steps: list[list[dict]] | None = None) -> tuple[float, float]:
     """(first visit, second visit) in a new profile on disk (a private context's memory cache
-    keeps no entry as large as a runtime)."""
+    keeps no entry as large as a runtime); with `steps`, each visit's step times are appended
+    to steps[0] and steps[1]."""
     with tempfile.TemporaryDirectory(prefix="boxer-web-profile-") as profile:
         context = playwright.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             times = []
-            for _ in range(2):
+            for visit in range(2):
                 page = context.new_page()
-                times.append(_first_output(page, url, expression))
+                times.append(_first_output(page, url, expression, steps[visit] if steps is not None else None))
                 page.close()
             return times[0], times[1]
         finally:
             context.close()
+
+
+def _breakdown(label: str, visits: list[dict]) -> list[tuple[str, float]]:
+    """Median seconds each step of the boxer page took (from the step before it, the first from
+    navigation), over `visits`."""
+    out = []
+    for i, (key, what) in enumerate(STEPS):
+        before = STEPS[i - 1][0] if i else None
+        spans = [(v[key] - (v[before] if before else 0)) / 1000 for v in visits
+                 if v.get(key) is not None and (before is None or v.get(before) is not None)]
+        if spans:
+            out.append((f"web: hello, {label}, step: {what} (boxer page, Chromium)", statistics.median(spans)))
+    return out
 
 
 def _pyodide_dir(cache: Path) -> Path | None:
@@ -128,9 +153,10 @@ def rows(repeats: int = 3) -> list[tuple[str, float]]:
             with sync_playwright() as p:
                 # Interleaved, so a busy machine slows both alike.
                 boxer_times, plain_times, pyodide_times = [], [], []
+                steps: list[list[dict]] = [[], []]  # the boxer page's step times, first and second visits
                 first = "window.boxer && window.boxer.runs[0] && window.boxer.runs[0].firstOutputMs"
                 for _ in range(repeats):
-                    boxer_times.append(_visits(p, servers[0].url, first))
+                    boxer_times.append(_visits(p, servers[0].url, first, steps))
                     plain_times.append(_visits(p, servers[1].url, first))
                     if static is not None:
                         pyodide_times.append(_visits(p, static.url, "window.firstOutputMs"))
@@ -142,6 +168,7 @@ def rows(repeats: int = 3) -> list[tuple[str, float]]:
                     if pyodide_times:
                         out.append((f"web: same print in Pyodide {PYODIDE_VERSION}, {label} (Chromium)",
                                     statistics.median(t[visit] for t in pyodide_times)))
+                    out += _breakdown(label, steps[visit])
         finally:
             for server in servers:
                 server.close()

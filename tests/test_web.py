@@ -695,6 +695,16 @@ def test_boxer_serve_prints_the_url_and_serves_only_the_site(hello_image, cache_
             assert resp.headers["Content-Type"] == "text/html; charset=utf-8"
             assert "Content-Security-Policy" in resp.headers
             assert '<script src="boxer.js" defer></script>' in resp.read().decode()
+        # A returning visitor's copy is revalidated: its ETag gives 304 and no body (HTTP/1.1:
+        # Chromium ignores an ETag on an HTTP/1.0 answer); another ETag gets the file.
+        with urllib.request.urlopen(url + "boxer.js") as resp:
+            tag, body = resp.headers["ETag"], resp.read()
+            assert resp.version == 11 and tag and body == (site.asset_dir() / "boxer.js").read_bytes()
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(urllib.request.Request(url + "boxer.js", headers={"If-None-Match": tag}))
+        assert (e.value.code, e.value.headers["ETag"], e.value.read()) == (304, tag, b"")
+        with urllib.request.urlopen(urllib.request.Request(url + "boxer.js", headers={"If-None-Match": '"old"'})) as resp:
+            assert resp.status == 200 and resp.read() == body
         for path in ["../../../etc/passwd", "%2e%2e/%2e%2e/etc/passwd", "templates/index.html", "SOURCES.json"]:
             with pytest.raises(urllib.error.HTTPError) as e:
                 urllib.request.urlopen(url + path)

@@ -5,6 +5,8 @@ Real Chromium; the Wasmtime run of the same image is the reference.
 """
 from __future__ import annotations
 
+import hashlib
+import re
 import urllib.request
 
 import pytest
@@ -59,6 +61,9 @@ def test_the_page_compiles_the_served_runtime_and_caches_it_for_good(playwright,
     context = playwright.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=str(CHROMIUM),
                                                             args=CHROMIUM_ARGS)
     fetched = "() => performance.getEntriesByType('resource').filter(e => e.name.includes('/runtime-')).map(e => e.transferSize)"
+    # The launcher's own files: [transferred bytes, body bytes] (a revalidated copy transfers its headers only).
+    launcher = ("() => performance.getEntriesByType('resource').filter(e => /[/](boxer|worker)[.]js$/.test(e.name))"
+                ".map(e => [e.name.split('/').pop(), e.transferSize, e.encodedBodySize])")
     try:
         for visit in range(2):
             tab = context.new_page()
@@ -66,9 +71,27 @@ def test_the_page_compiles_the_served_runtime_and_caches_it_for_good(playwright,
             tab.wait_for_function("() => window.boxer && window.boxer.runs[0] && window.boxer.runs[0].done", timeout=180_000)
             run = tab.evaluate("() => window.boxer.runs[0]")
             assert (run["exitCode"], run["stdout"]) == (0, "Hello from cpython 3.12.0 on wasi!\n")
+            assert run["runtime"] == "layer"  # known from the checked layer: no second hash of the program
             sizes = tab.evaluate(fetched)
             # then from the cache (the page's store: no request at all; or the HTTP cache)
             assert (len(sizes) == 1 and sizes[0] > 1 << 20) if visit == 0 else all(size == 0 for size in sizes), sizes
+            # boxer.js and worker.js: downloaded once, then answered 304 (the browser keeps them, and its compiled code)
+            # (a worker is started again after the run, for the next one: from the browser's cache)
+            files = tab.evaluate(launcher)
+            assert {name for name, _, _ in files} == {"boxer.js", "worker.js"}, files
+            if visit == 0:
+                first: dict[str, tuple[int, int]] = {}
+                for name, sent, body in files:
+                    first.setdefault(name, (sent, body))
+                assert all(sent > body for sent, body in first.values()), files
+            else:
+                assert all(sent < 1024 < body for _, sent, body in files), files
+            # Where the time went: every step recorded, each thread's in its order (the worker's
+            # are converted to the page's clock; across threads only causality orders them).
+            t = run["timings"]
+            for steps in (("imageReady", "requested", "compiled", "posted", "firstOutput"), ("received", "instantiated", "started")):
+                times = [t[k] for k in steps]
+                assert all(isinstance(v, (int, float)) for v in times) and times == sorted(times), t
             tab.close()
         names = [r for r in server.requests if r.startswith("/runtime-")]
         assert len(names) == 1
@@ -78,6 +101,29 @@ def test_the_page_compiles_the_served_runtime_and_caches_it_for_good(playwright,
     finally:
         context.close()
         server.close()
+
+
+def test_a_page_that_names_another_place_for_the_program_hashes_it_instead(browser, boxer, hello_image, tmp_path):
+    """data-runtime-source saves hashing the program a second time only when it names exactly
+    where the program lies in a layer the page has checked; anything else is hashed."""
+    out = tmp_path / "site"
+    assert boxer("web", str(hello_image), "-o", str(out), "--autorun").returncode == 0
+    index = out / "index.html"
+    html = index.read_text()
+    source = re.search(r'data-runtime-source="(sha256:[0-9a-f]{64}):(\d+):(\d+)"', html)
+    assert source is not None
+    layer, offset, size = source.group(1), int(source.group(2)), int(source.group(3))
+    image = imagefile.read(hello_image)
+    data = image.layer(next(d for d in image.layers if d.digest == layer))
+    assert hashlib.sha256(data[offset:offset + size]).hexdigest() == re.search(r'data-runtime-program="sha256:([0-9a-f]{64})"', html).group(1)
+    index.write_text(html.replace(source.group(0), f'data-runtime-source="{layer}:{offset + 512}:{size}"'))
+    with _static_server(out) as url:
+        tab = Page(browser, url)
+        try:
+            run = tab.last_run()
+            assert (run["exitCode"], run["stdout"], run["runtime"]) == (0, "Hello from cpython 3.12.0 on wasi!\n", "sha256")
+        finally:
+            tab.close()
 
 
 def test_without_the_runtime_file_the_page_compiles_the_images_program(browser, boxer, build, tmp_path):

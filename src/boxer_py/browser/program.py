@@ -11,6 +11,7 @@ import io
 import posixpath
 import shlex
 import tarfile
+from typing import NamedTuple
 
 from boxer_py.errors import BoxerError
 from boxer_py.image import hostfs, imagefile, paths, wasmbin
@@ -20,9 +21,23 @@ WASI = "wasi_snapshot_preview1"
 WHITEOUT = ".wh."
 
 
-def _tree(image: imagefile.Image) -> dict[str, tuple[tarfile.TarFile, tarfile.TarInfo]]:
+class Program(NamedTuple):
+    """The default program: its guest path, its bytes, and where they lie in the image (the
+    digest of its layer and their offset in that tar), so the page, which has checked that
+    layer's digest, knows the bytes there are these without hashing them again."""
+
+    guest: str
+    data: bytes
+    layer: str
+    offset: int
+
+
+Entry = tuple[tarfile.TarFile, tarfile.TarInfo, str]  # a member, its tar and its layer's digest
+
+
+def _tree(image: imagefile.Image) -> dict[str, Entry]:
     """Every path of the image's root after its layers (whiteouts applied), with its member."""
-    tree: dict[str, tuple[tarfile.TarFile, tarfile.TarInfo]] = {}
+    tree: dict[str, Entry] = {}
     for descriptor in image.layers:
         tar = tarfile.open(fileobj=io.BytesIO(image.layer(descriptor)), mode="r:")
         for n, member in enumerate(tar):
@@ -37,11 +52,11 @@ def _tree(image: imagefile.Image) -> dict[str, tuple[tarfile.TarFile, tarfile.Ta
                     if key != parent:
                         del tree[key]
                 continue
-            tree[path] = (tar, member)
+            tree[path] = (tar, member, descriptor.digest)
     return tree
 
 
-def _program(image: imagefile.Image) -> tuple[str, bytes] | None:
+def _program(image: imagefile.Image) -> Program | None:
     """The guest path and bytes of the program the image's default command runs, if found (for
     a `#!` script, its interpreter's, which is what the page runs)."""
     config = image.spec.config
@@ -63,8 +78,7 @@ def _program(image: imagefile.Image) -> tuple[str, bytes] | None:
     return found
 
 
-def _find(tree: dict[str, tuple[tarfile.TarFile, tarfile.TarInfo]], name: str, path_env: str,
-          workdir: str) -> tuple[str, bytes] | None:
+def _find(tree: dict[str, Entry], name: str, path_env: str, workdir: str) -> Program | None:
     """The guest path and bytes of the file a shell would run for `name`, if found."""
     def readlink(rel: str) -> str | None:  # `rel` is relative to the root ("usr/bin/python")
         entry = tree.get("/" + rel)
@@ -80,17 +94,23 @@ def _find(tree: dict[str, tuple[tarfile.TarFile, tarfile.TarInfo]], name: str, p
             entry = tree.get(posixpath.normpath("/" + entry[1].linkname.lstrip("./")))
         if entry and entry[1].isfile():
             data = entry[0].extractfile(entry[1])
-            return guest, data.read() if data else b""
+            return Program(guest, data.read() if data else b"", entry[2], entry[1].offset_data)
     return None
 
 
 def check_runs_in_browser(image: imagefile.Image, where: str) -> bytes | None:
     """Refuse (one line) an image whose default program imports anything but WASI preview 1.
     Returns that program's bytes when it is a WebAssembly module (None otherwise)."""
+    found = browser_program(image, where)
+    return found.data if found is not None else None
+
+
+def browser_program(image: imagefile.Image, where: str) -> Program | None:
+    """check_runs_in_browser's program, with where it lies in the image."""
     found = _program(image)
     if found is None:
         return None  # no default command, or it is missing: the page says so when it is run
-    guest, wasm = found
+    guest, wasm = found.guest, found.data
     try:
         imports = dict(wasmbin.sections(wasm)).get(wasmbin.IMPORT, b"")
         entries = wasmbin.import_entries(imports)
@@ -100,4 +120,4 @@ def check_runs_in_browser(image: imagefile.Image, where: str) -> bytes | None:
         if module != WASI:
             raise BoxerError(f"{where}: {guest} imports {module}.{name}, which is not WASI preview 1: the browser "
                              "launcher provides nothing else, so the page could not run it")
-    return wasm
+    return found

@@ -3,9 +3,10 @@
 The program the image's default command runs (usually CPython, 26 MB, about half of it
 debug and name sections) is written beside the image as `runtime-<sha256>.wasm` with every
 custom section dropped (names, DWARF, producers: nothing a run uses). Its name is its digest,
-so a host can cache it forever and the browser keeps its compiled code between visits
-(Chromium caches the code of a module compiled with `compileStreaming` from a cacheable
-response). The page compiles it while the image still downloads, and uses it for a program
+so a host can cache it forever (the page keeps it in its store too). Chromium keeps a streamed
+module's machine code only once its optimising tier has compiled about a megabyte of it, which
+a short run never reaches: a returning visitor's page still validates it and compiles each
+function the run calls (see docs/web.md, Speed). The page compiles it while the image still downloads, and uses it for a program
 of the image whose sha256 is `program_digest` (any other program is compiled from the image).
 The working directory slot is found here, by the same finder as `boxer run`'s.
 
@@ -60,11 +61,14 @@ class Runtime:
     data: bytes  # the program without custom sections
     cwd_slot: int | None  # where its wasi-libc keeps the working directory (None: not found)
     preinit: Preinit | None = None
+    source: str | None = None  # "<layer digest>:<offset>:<size>": where the image holds the program
 
     def attributes(self) -> dict[str, str]:
         """The page's data-* attributes that describe it."""
         slot = "" if self.cwd_slot is None else str(self.cwd_slot)
         out = {"runtime": self.name, "runtime-program": self.program_digest, "runtime-cwd-slot": slot}
+        if self.source is not None:
+            out["runtime-source"] = self.source
         if self.preinit is not None:
             out.update({"preinit": self.preinit.name, "preinit-argv0": self.preinit.argv0,
                         "preinit-startup": json.dumps(self.preinit.startup, sort_keys=True),
@@ -119,13 +123,16 @@ def strip(wasm: bytes) -> bytes:
     return wasmbin.assemble([(sid, payload) for sid, payload in wasmbin.sections(wasm) if sid != CUSTOM])
 
 
-def for_browser(program: bytes, preinit: Preinit | None = None) -> Runtime | None:
+def for_browser(program: bytes, preinit: Preinit | None = None, layer: str | None = None,
+                offset: int | None = None) -> Runtime | None:
     """The stripped runtime of `program` (with `preinit`: its resumable module), or None when it
-    is not a WebAssembly module."""
+    is not a WebAssembly module. `layer` and `offset`: where the image holds the program's bytes
+    (the page then knows them from the layer's checked digest, without hashing them again)."""
     try:
         data = preinit.module if preinit is not None else strip(program)
     except (ValueError, IndexError):
         return None
     digest = hashlib.sha256(data).hexdigest()
+    source = f"{layer}:{offset}:{len(program)}" if layer is not None and offset is not None else None
     return Runtime("sha256:" + hashlib.sha256(program).hexdigest(), f"runtime-{digest}.wasm", data,
-                   cwdslot.find_cwd_slot(data), preinit)
+                   cwdslot.find_cwd_slot(data), preinit, source)

@@ -8,6 +8,7 @@ only to requests whose Host names it (`allowed_hosts`: a site that rebinds its D
 """
 from __future__ import annotations
 
+import hashlib
 import http.server
 import ipaddress
 import json
@@ -24,7 +25,7 @@ from typing import Any
 
 import jinja2
 
-from boxer_py.browser.program import check_runs_in_browser
+from boxer_py.browser.program import browser_program
 from boxer_py.browser.runtime import Preinit, Runtime, for_browser
 from boxer_py.errors import BoxerError
 from boxer_py.image import atomic, imagefile
@@ -99,8 +100,7 @@ PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-cache",
 }
-# The stripped runtime's name is its digest: it never changes, so it is cached for good (and
-# with it the browser's compiled code).
+# The stripped runtime's name is its digest: it never changes, so it is cached for good.
 RUNTIME_CACHE = "public, max-age=31536000, immutable"
 # preview.html carries its own policy (no fetch, no loads, no frames); only the page may frame it.
 # (Its Content-Security-Policy header is read from preview.html's meta tag: one source of truth.)
@@ -182,11 +182,11 @@ def write_site(image_path: str | Path, directory: str | Path, limits: dict[str, 
     `preinit`: the default program's snapshot (browser/runtime.py), written beside it."""
     directory = Path(directory)
     image = imagefile.read(image_path)
-    program = check_runs_in_browser(image, str(image_path))
+    program = browser_program(image, str(image_path))
     atomic.check_empty_target(directory)
     assets = _assets()
     network = network if network is not None and network.enabled else None
-    runtime = for_browser(program, preinit) if program is not None else None
+    runtime = for_browser(program.data, preinit, program.layer, program.offset) if program is not None else None
     index = render_index(image, limits, autorun, network, runtime)
     with atomic.fresh_directory(directory) as tmp:
         (tmp / "index.html").write_text(index, encoding="utf-8")
@@ -262,11 +262,23 @@ def _host_allowed(value: str | None, allowed: frozenset[str], any_address: bool,
     return False
 
 
-def _handler(files: dict[str, tuple[str, Path | bytes, dict[str, str]]], seen: list[str],
+def etag(body: Path | bytes) -> str:
+    """A validator for a served file (so a revisit gets 304 and no body): the sha256 of fixed
+    bytes, and for a file on disk its size and modification time, as nginx does."""
+    if isinstance(body, bytes):
+        return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    st = body.stat()
+    return f'"{st.st_mtime_ns:x}-{st.st_size:x}"'
+
+
+def _handler(files: dict[str, tuple[str, Path | bytes, dict[str, str]]], tags: dict[str, str], seen: list[str],
              allowed: frozenset[str], any_address: bool, port: int) -> type[http.server.BaseHTTPRequestHandler]:
     class Handler(http.server.BaseHTTPRequestHandler):
         server_version = "boxer"
         sys_version = ""
+        # HTTP/1.1: keep-alive, and the ETag counts (Chromium ignores it on an HTTP/1.0 response).
+        # Every answer has a Content-Length, as 1.1 needs.
+        protocol_version = "HTTP/1.1"
 
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
             self._send(head=False)
@@ -292,17 +304,24 @@ def _handler(files: dict[str, tuple[str, Path | bytes, dict[str, str]]], seen: l
                 self._refuse(421, "Misdirected Request: this server answers only the names it listens on")
                 return
             path = self.path.split("?", 1)[0].split("#", 1)[0]
-            entry = files.get("index.html" if path == "/" else path.lstrip("/"))
+            name = "index.html" if path == "/" else path.lstrip("/")
+            entry = files.get(name)
             if entry is None:
                 self.send_error(404)
                 return
             mime, body, headers = entry
-            data = body if isinstance(body, bytes) else body.read_bytes()
-            self.send_response(200)
-            self.send_header("Content-Type", mime)
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in headers.items():
-                self.send_header(name, value)
+            tag = tags.get(name) or etag(body)
+            # A returning visitor's copy is still good: no body, and the browser keeps what it
+            # made of it (V8's compiled code of boxer.js and worker.js, kept with the cache entry).
+            fresh = tag in [t.strip() for t in (self.headers.get("If-None-Match") or "").split(",")]
+            self.send_response(304 if fresh else 200)
+            self.send_header("ETag", tag)
+            data = b"" if fresh else body if isinstance(body, bytes) else body.read_bytes()
+            if not fresh:
+                self.send_header("Content-Type", mime)
+                self.send_header("Content-Length", str(len(data)))
+            for header, value in headers.items():
+                self.send_header(header, value)
             self.end_headers()
             if not head:
                 self.wfile.write(data)
@@ -319,9 +338,9 @@ def serve(image_path: str | Path, host: str = "127.0.0.1", port: int = 8000,
     """Serve the page, the launcher and the image (only those files) from a thread. The
     policy header goes with every file: a worker's fetches obey its own script's header."""
     image = imagefile.read(image_path)
-    program = check_runs_in_browser(image, str(image_path))
+    program = browser_program(image, str(image_path))
     network = network if network is not None and network.enabled else None
-    runtime = for_browser(program, preinit) if program is not None else None
+    runtime = for_browser(program.data, preinit, program.layer, program.offset) if program is not None else None
     preview_headers = {**PREVIEW_HEADERS, "Content-Security-Policy": preview_csp() + "; frame-ancestors 'self'"}
     headers = {**PAGE_HEADERS, "Content-Security-Policy": page_csp(network) + "; frame-ancestors 'none'"}
     files: dict[str, tuple[str, Path | bytes, dict[str, str]]] = {
@@ -335,12 +354,13 @@ def serve(image_path: str | Path, host: str = "127.0.0.1", port: int = 8000,
     if network is not None:
         files[NET_NAME] = ("application/json", _net_json(network), headers)
     seen: list[str] = []
+    tags = {name: etag(body) for name, (_, body, _) in files.items() if isinstance(body, bytes)}
     try:
-        httpd = http.server.ThreadingHTTPServer((host, port), _handler(files, seen, frozenset(), False, port))
+        httpd = http.server.ThreadingHTTPServer((host, port), _handler(files, tags, seen, frozenset(), False, port))
     except OSError as e:
         raise BoxerError(f"cannot listen on {host}:{port} ({e.strerror})") from None
     bound = httpd.server_address[1]
-    httpd.RequestHandlerClass = _handler(files, seen, allowed_hosts(host, bound), _unspecified(host), bound)
+    httpd.RequestHandlerClass = _handler(files, tags, seen, allowed_hosts(host, bound), _unspecified(host), bound)
     httpd.daemon_threads = True
     thread = threading.Thread(target=httpd.serve_forever, name="boxer-serve", daemon=True)
     thread.start()

@@ -93,6 +93,10 @@ class App {
     this.current = null; // the run in progress (claimed synchronously when a run is asked for)
     this.workers = new Set(); // every worker started and not yet terminated
     this.workersStarted = 0;
+    // The next run's worker, started before it is asked for (its script loads and its thread
+    // starts while the image loads); it runs nothing until a run hands it its command.
+    this.spare = null;
+    this.readyAt = null; // performance.now() when the image was verified and unpacked
     this.stop = null;
     this.ctrlC = () => false; // Ctrl-C typed into the terminal (set per run)
     this.resized = () => {}; // the terminal's new size, for the run (set per run)
@@ -159,6 +163,7 @@ class App {
     performance.mark("boxer:verified");
     this.root = buildRootfs(this.image.layers);
     performance.mark("boxer:unpacked");
+    this.readyAt = performance.now();
     this.net = await loadNetwork(document.body.dataset);
     relayTo(() => [...this.workers]);
     const c = this.image.config;
@@ -173,10 +178,22 @@ class App {
   compiled(program) {
     if (!this.modules.has(program.node)) {
       const bytes = program.node.data;
-      this.modules.set(program.node, this.runtime.moduleFor(bytes).then((found) => found
+      this.modules.set(program.node, this.runtime.moduleFor(bytes, this.image.layers).then((found) => found
         || WebAssembly.compile(bytes).then((module) => ({ module, cwdSlot: findCwdSlot(bytes) }))));
     }
     return this.modules.get(program.node);
+  }
+
+  /** A worker for the next run, started now so that it is ready when a run needs it. */
+  prepareWorker() {
+    if (!this.spare) this.spare = new Worker(new URL("worker.js", document.baseURI));
+  }
+
+  /** The prepared worker (nothing has run in it), or a new one. */
+  takeWorker() {
+    const worker = this.spare || new Worker(new URL("worker.js", document.baseURI));
+    this.spare = null;
+    return worker;
   }
 
   /** End every worker there is (only the current run's should exist). */
@@ -194,7 +211,10 @@ class App {
       stdoutTruncated: false, stderrTruncated: false, stdoutBytes: 0, stderrBytes: 0, filesTruncated: false, diskFull: false,
       // With no stdin in the form, typing into the terminal is the guest's stdin (a TTY), if the
       // page may share memory with its worker (cross-origin isolated: COOP + COEP headers).
-      interactive: stdin.length === 0 && self.crossOriginIsolated === true, preinitialised: false, interrupts: 0,
+      interactive: stdin.length === 0 && self.crossOriginIsolated === true, preinitialised: false, interrupts: 0, runtime: null,
+      // Where the time to first output went, in ms since navigation (performance.now()): the page's
+      // steps here, the worker's from its clock (worker.js posts performance.timeOrigin-based times).
+      timings: { requested: performance.now(), imageReady: this.readyAt, compiled: null, posted: null, received: null, instantiated: null, started: null, firstOutput: null },
     };
     this.current = record;
     this.runs.push(record);
@@ -218,6 +238,7 @@ class App {
         this.workers.delete(worker);
       }
       this.terminateAll();
+      this.prepareWorker(); // for the next run
       clearTimeout(timer);
       record.stdout += decoders.stdout.decode();
       record.stderr += decoders.stderr.decode();
@@ -290,21 +311,28 @@ class App {
     }
     if (record.done) return record; // stopped while compiling
     performance.mark("boxer:compiled");
+    record.timings.compiled = performance.now();
+    // How the site's runtime was found to be this program: "layer" (where boxer web found it, in a
+    // layer the page checked), "sha256" (its bytes hashed), or null (compiled from the image).
+    record.runtime = compiled.known || null;
     flags = compiled.interruptFlags || null;
     winch = compiled.winch || null;
     setStatus("running", "running…");
     this.terminateAll();
-    worker = new Worker(new URL("worker.js", document.baseURI));
+    worker = this.takeWorker();
     this.workers.add(worker);
     this.workersStarted += 1;
     worker.onmessage = ({ data: msg }) => {
       if (record.done) return;
       if (msg.type === "started") {
         performance.mark("boxer:started");
+        for (const [step, at] of Object.entries(msg.at || {})) {
+          if (step in record.timings && Number.isFinite(at)) record.timings[step] = at - performance.timeOrigin;
+        }
         // Like `boxer run --timeout`: the clock starts when the guest does, not while it loads.
         if (timeout > 0) timer = setTimeout(() => end(TIMEOUT_EXIT_CODE, `timed out after ${timeout}s`), timeout * 1000);
       } else if (msg.type === "stdout" || msg.type === "stderr") {
-        if (record.firstOutputMs === null) record.firstOutputMs = performance.now();
+        if (record.firstOutputMs === null) record.firstOutputMs = record.timings.firstOutput = performance.now();
         record[msg.type] += decoders[msg.type].decode(msg.data, { stream: true });
         record[msg.type + "Bytes"] += msg.data.byteLength;
         const red = msg.type === "stderr" && !record.interactive; // a REPL's prompts go to stderr
@@ -344,6 +372,7 @@ class App {
       ? { head: snapshot.head, data: snapshot.data, preopens: snapshot.preopens, message: request(argv, env, workdir) } : null;
     record.preinitialised = !!resume;
     worker.postMessage({ module: compiled.module, root: this.root, argv, env, workdir, cwdSlot: compiled.cwdSlot, stdin, tty, winsize, outDir: OUT_DIR, limits: this.limits, net: this.net, resume });
+    record.timings.posted = performance.now(); // the tree is copied for the worker as it is posted
     return finished;
   }
 
@@ -504,11 +533,14 @@ async function main() {
       showError(`the launcher failed: ${e.message}`);
     }
   };
+  // The image loads, and the first run's worker starts, while the rest of the page is set up.
+  app.prepareWorker();
+  hooks.ready = app.load(document.body.dataset.image || "image.wasm", imageId, storedImage);
+  hooks.ready.catch(() => {}); // handled below
   app.editor = createEditor($("editor"), runCode);
   $("run-code").addEventListener("click", runCode);
   $("stop").addEventListener("click", () => app.stop && app.stop());
   try {
-    hooks.ready = app.load(document.body.dataset.image || "image.wasm", imageId, storedImage);
     await hooks.ready;
   } catch (e) {
     $("image-id").textContent = "(not verified)";

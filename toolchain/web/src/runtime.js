@@ -41,15 +41,30 @@ export class Runtime {
       }
     }
     this.digests = [digest, nameDigest(dataset.preinit)];
+    // Where the image holds the program (data-runtime-source: layer digest, offset in its tar, size).
+    const source = /^(sha256:[0-9a-f]{64}):(\d+):(\d+)$/.exec(dataset.runtimeSource || "");
+    this.source = source ? { layer: source[1], offset: Number(source[2]), size: Number(source[3]) } : null;
   }
 
-  /** {module, cwdSlot, snapshot} for a program with these bytes, or null (compile it from the image). */
-  async moduleFor(bytes) {
-    if (!this.compiling || (await sha256(bytes)) !== this.programDigest) return null;
+  /** Whether `bytes` are the program where `boxer web` found it: that part of a layer whose
+   *  digest the page has checked (`layers`: the verified image's), so they need no hash of their own. */
+  fromSource(bytes, layers) {
+    const s = this.source;
+    const layer = s && layers.find((l) => l.digest === s.layer);
+    return !!layer && bytes.buffer === layer.data.buffer && bytes.byteOffset === layer.data.byteOffset + s.offset
+      && bytes.byteLength === s.size && s.offset + s.size <= layer.data.byteLength;
+  }
+
+  /** {module, cwdSlot, snapshot} for a program with these bytes (of the verified image with
+   *  `layers`), or null (compile it from the image). */
+  async moduleFor(bytes, layers = []) {
+    if (!this.compiling) return null;
+    const known = this.fromSource(bytes, layers) ? "layer" : (await sha256(bytes)) === this.programDigest ? "sha256" : null;
+    if (!known) return null;
     try {
       const module = await this.compiling;
       const snapshot = this.snapshot ? await this.snapshot.catch(() => null) : null;
-      return { module, cwdSlot: this.cwdSlot, snapshot, interruptFlags: this.interruptFlags, winch: this.winch };
+      return { module, cwdSlot: this.cwdSlot, snapshot, interruptFlags: this.interruptFlags, winch: this.winch, known };
     } catch {
       return null;
     }

@@ -315,7 +315,11 @@ function addSizeFile(preopen, winsize) {
   if (dir instanceof Directory) dir.contents.set("size", new SizeFile(winsize));
 }
 
+/** Now on the shared clock (ms since the epoch): the page subtracts its own timeOrigin. */
+const now = () => performance.timeOrigin + performance.now();
+
 async function run({ module, root, argv, env, workdir, cwdSlot, stdin, tty, winsize, outDir, limits, net, resume }) {
+  const at = { received: now() };
   quota = new Quota(limits.disk, limits.entries);
   for (const imp of WebAssembly.Module.imports(module)) {
     if (imp.module !== WASI_MODULE) {
@@ -350,6 +354,7 @@ async function run({ module, root, argv, env, workdir, cwdSlot, stdin, tty, wins
     return 0;
   };
   instance = new WebAssembly.Instance(module, { [WASI_MODULE]: wasi.wasiImport });
+  at.instantiated = now();
   const { memory, _start } = instance.exports;
   if (typeof _start !== "function" || !(memory instanceof WebAssembly.Memory)) {
     throw Object.assign(new Error(`${argv[0]}: not a WASI command (no _start)`), { exitCode: 126 });
@@ -358,7 +363,8 @@ async function run({ module, root, argv, env, workdir, cwdSlot, stdin, tty, wins
   if (typeof SharedArrayBuffer === "function" && memory.buffer instanceof SharedArrayBuffer) postMessage({ type: "memory", memory });
   const resumed = resume ? restore(instance, resume) : null; // the guest changes to its workdir itself
   if (!resumed && workdir !== "/" && cwdSlot !== null) setCwd(memory, cwdSlot, workdir);
-  postMessage({ type: "started", resumed: !!resumed });
+  at.started = now();
+  postMessage({ type: "started", resumed: !!resumed, at });
   const started = performance.now();
   let exitCode = 0;
   let trap = null;
