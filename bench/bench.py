@@ -75,6 +75,13 @@ def boxer_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "boxer_py"]
 
 
+def installed_env() -> dict[str, str]:
+    """This environment as an installed boxer sees it: Python writes (and then reads) its
+    bytecode, as pip's install compiled it (a PYTHONDONTWRITEBYTECODE here would make every
+    sample compile boxer's client from source, which no user's `boxer` does)."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def process(argv: list[str], env: dict[str, str] | None = None,
             before: Callable[[], dict[str, str]] | None = None) -> Callable[[], float]:
     """A whole-process sample: spawn, wait, check the exit code. `before` runs untimed and
@@ -83,7 +90,7 @@ def process(argv: list[str], env: dict[str, str] | None = None,
     def sample() -> float:
         extra = before() if before else {}
         start = time.perf_counter()
-        r = subprocess.run(argv, env={**os.environ, **(env or {}), **extra}, stdout=subprocess.DEVNULL,
+        r = subprocess.run(argv, env={**installed_env(), **(env or {}), **extra}, stdout=subprocess.DEVNULL,
                            stderr=subprocess.PIPE)
         elapsed = time.perf_counter() - start
         if r.returncode != 0:
@@ -500,7 +507,7 @@ def main() -> None:
         boxer_py.build(EXAMPLE, image, tag="hello")
         bench = Bench(workdir, image, args.runs, args.cold_runs)
         print(f"boxer bench: native is {sys.executable} (Python {platform.python_version()}), wasmtime-py {version('wasmtime')}, "
-              f"{os.cpu_count()} CPUs, {platform.machine()}", flush=True)
+              f"{os.cpu_count()} CPUs, {platform.machine()}, load average {os.getloadavg()[0]:.1f} at the start", flush=True)
         results = []
         for section in SECTIONS:
             for m in section(bench):
@@ -509,6 +516,7 @@ def main() -> None:
                 print(f"  {m.name} ...", file=sys.stderr, flush=True)
                 results.append(measure(m))
         print(table(results))
+        print(f"load average {os.getloadavg()[0]:.1f} at the end")
         print(sizes(bench))
         if not args.only or args.only == "runtimes":
             print("\n".join(runtime_rows(bench)), flush=True)
