@@ -11,8 +11,12 @@ Chromium, a wasmtime compile cache) once per module. The data-science base's CPy
 with the one line asserted here (docs/registry.md, docs/web.md)."""
 from __future__ import annotations
 
+import functools
+import http.server
 import json
+import shlex
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,23 +40,34 @@ AGENT_CODE = ("import os, sys, plotly, webbrowser\n"
               "print(sorted(os.listdir('/')))\n")
 
 
+# flask-app is a server, and runwasi-style runs and the standalone module have no sockets: the
+# runners run a one-shot command instead, which imports the app from WORKDIR and sends it
+# requests through Flask's own test client (routing, JSON, headers, a redirect: the served path).
+FLASK_CODE = ("import app; c = app.app.test_client(); print(c.get('/').data.decode(), end=''); "
+              "r = c.put('/notes/1', json={'text': 'hi'}); print(r.status_code, r.headers['X-Notes'], r.get_json()); "
+              "print(c.get('/notes/1?upper=1').get_json(), c.get('/latest').headers['Location'], c.get('/x').status)")
+
+
 @dataclass(frozen=True)
 class Example:
     name: str
     stdin: str = ""
     expect: str = ""    # a line boxer run's stdout must hold, so that "the same" is not "the same nothing"
+    args: tuple[str, ...] = ()   # a command given to each runner in place of CMD, as `docker run IMAGE ARGS`
 
 
 CASES = [Example("hello-python", expect="Hello from cpython 3.12.0 on wasi!"),
          Example("hello-c", expect="This file was read through a relative path, from the WORKDIR."),
          Example("python-app", expect="app ready: Status(state='ready', python='py3') (six 1.17.0, attrs "),
-         Example("agent", stdin=AGENT_CODE, expect="/work [''] /usr/local/bin/python3 6.")]
+         Example("agent", stdin=AGENT_CODE, expect="/work [''] /usr/local/bin/python3 6."),
+         Example("flask-app", args=("python", "-c", FLASK_CODE),
+                 expect="201 1 {'number': 1, 'text': 'hi'}\n{'number': 1, 'text': 'hi', 'upper': True} /notes/1 404")]
 
 
 @pytest.fixture(scope="module")
-def images(hello_image, hello_c_image, cache_dir, tmp_path_factory):
-    """example name -> its image file, built once (hello-python and hello-c are the session's)."""
-    built = {"hello-python": hello_image, "hello-c": hello_c_image}
+def images(hello_image, hello_c_image, flask_example_image, cache_dir, tmp_path_factory):
+    """example name -> its image file, built once (hello-python, hello-c and flask-app are the session's)."""
+    built = {"hello-python": hello_image, "hello-c": hello_c_image, "flask-app": flask_example_image}
 
     def image(name: str) -> Path:
         if name not in built:
@@ -73,38 +88,45 @@ def wasmtime_options(wasmtime_cache) -> tuple[str, ...]:
 Outcome = tuple[int, str, str]   # exit code, stdout, stderr
 
 
-def _boxer_run(boxer, image: Path, stdin: str) -> Outcome:
-    r = boxer("run", "-i", str(image), input=stdin, timeout=1200)   # the first run compiles the program
+def _boxer_run(boxer, image: Path, stdin: str, args: tuple[str, ...] = ()) -> Outcome:
+    r = boxer("run", "-i", str(image), *args, input=stdin, timeout=1200)   # the first run compiles the program
     return r.returncode, r.stdout, r.stderr
 
 
-def _runwasi(boxer, registry, containerd, wasmtime_cli, options, image: Path, stdin: str, tmp: Path) -> Outcome:
-    """Push, CRI pull, mount the snapshot, run it as the shims do."""
+def _runwasi(boxer, registry, containerd, wasmtime_cli, options, image: Path, stdin: str, tmp: Path,
+             args: tuple[str, ...] = ()) -> Outcome:
+    """Push, CRI pull, mount the snapshot, run it as the shims do; `args` (`python ...`) as a
+    Kubernetes Pod's `args:` give them, replacing the pushed Cmd after the program's path."""
     ref = f"{registry.host}/everywhere/{image.stem}:1"
     pushed = boxer("push", "--json", str(image), ref)
     assert pushed.returncode == 0 and "warnings" not in json.loads(pushed.stdout), (pushed.stdout, pushed.stderr)
     image_id = containerd.pull(ref)
     config = json.loads(containerd.ctr("content", "get", image_id).stdout)   # what containerd starts from
+    if args:
+        assert config["config"]["Entrypoint"][0].rsplit("/", 1)[-1] == args[0], config["config"]
+        config["config"]["Cmd"] = list(args[1:])
     (tmp / "elsewhere").mkdir()
     with containerd.mounted(ref, tmp / "rootfs") as root:
         r = runwasi.run(wasmtime_cli, root, config, tmp / "elsewhere", input=stdin.encode(), options=options)
     return r.returncode, r.stdout.decode(), r.stderr.decode()
 
 
-def _standalone(boxer, wasmtime_cli, options, image: Path, stdin: str, tmp: Path) -> Outcome:
+def _standalone(boxer, wasmtime_cli, options, image: Path, stdin: str, tmp: Path,
+                args: tuple[str, ...] = ()) -> Outcome:
     module = tmp / f"{image.stem}-standalone.wasm"
     exported = boxer("export", "--format", "standalone", str(image), str(module))
     assert exported.returncode == 0, exported.stderr
     empty = tmp / "cwd"
     empty.mkdir()
-    r = subprocess.run([str(wasmtime_cli), "run", *options, str(module)], input=stdin, capture_output=True,
+    r = subprocess.run([str(wasmtime_cli), "run", *options, str(module), *args], input=stdin, capture_output=True,
                        text=True, cwd=empty, timeout=600)
     assert list(empty.iterdir()) == [], "the module's writes stay in its memory"
     return r.returncode, r.stdout, r.stderr
 
 
-def _page(browser, image: Path, stdin: str) -> Outcome:
-    """The image's command run in the page with the form's stdin, as a user presses Run."""
+def _page(browser, image: Path, stdin: str, args: tuple[str, ...] = ()) -> Outcome:
+    """The image's command (or `args`, typed into the command field) run in the page with the
+    form's stdin, as a user presses Run."""
     server = site.serve(image, "127.0.0.1", 0)
     context = browser.new_context()
     try:
@@ -113,7 +135,7 @@ def _page(browser, image: Path, stdin: str) -> Outcome:
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(server.url)
         page.wait_for_selector("#run:not([disabled])", timeout=PAGE_TIMEOUT_MS)
-        page.fill("#command", "")
+        page.fill("#command", shlex.join(args))
         page.fill("#stdin", stdin)
         page.click("#run")
         page.wait_for_function("() => window.boxer.runs.length === 1 && window.boxer.runs[0].done",
@@ -130,15 +152,61 @@ def _page(browser, image: Path, stdin: str) -> Outcome:
 def test_every_runner_prints_what_boxer_run_prints(example, images, boxer, registry, containerd, wasmtime_cli,
                                                    wasmtime_options, browser, tmp_path):
     image = images(example.name)
-    reference = _boxer_run(boxer, image, example.stdin)
+    reference = _boxer_run(boxer, image, example.stdin, example.args)
     assert reference[0] == 0 and example.expect in reference[1], reference
     outcomes = {
         "runwasi": _runwasi(boxer, registry, containerd, wasmtime_cli, wasmtime_options, image, example.stdin,
-                            tmp_path),
-        "standalone": _standalone(boxer, wasmtime_cli, wasmtime_options, image, example.stdin, tmp_path),
-        "page": _page(browser, image, example.stdin),
+                            tmp_path, example.args),
+        "standalone": _standalone(boxer, wasmtime_cli, wasmtime_options, image, example.stdin, tmp_path, example.args),
+        "page": _page(browser, image, example.stdin, example.args),
     }
     assert outcomes == dict.fromkeys(outcomes, reference)
+
+
+def _standalone_page(boxer, browser, image: Path, stdin: str, args: tuple[str, ...], tmp: Path) -> Outcome:
+    """`boxer web --standalone` (the one module, no image file), served by a plain static host,
+    run in Chromium with the form's command and stdin as a user presses Run."""
+    site_dir = tmp / "standalone-site"
+    r = boxer("web", "--standalone", str(image), "-o", str(site_dir), timeout=600)
+    assert (r.returncode, r.stdout) == (0, f"{site_dir}\n"), r.stderr
+    assert sorted(p.name for p in site_dir.iterdir()) == ["index.html", "standalone.js", "standalone.wasm"]
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site_dir))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"http://127.0.0.1:{httpd.server_address[1]}/")
+        page.wait_for_selector("#run:not([disabled])", timeout=PAGE_TIMEOUT_MS)
+        page.fill("#command", shlex.join(args))
+        page.fill("#stdin", stdin)
+        page.click("#run")
+        page.wait_for_function("() => window.boxer.runs.length === 1 && window.boxer.runs[0].done",
+                               timeout=PAGE_TIMEOUT_MS)
+        run = page.evaluate("() => window.boxer.runs[0]")
+        assert errors == [] and not run.get("trap"), (errors, run.get("trap"))
+        fetched = [p for p in page.evaluate("() => performance.getEntriesByType('resource').map(e => e.name)")]
+        assert not any(name.endswith("image.wasm") for name in fetched), fetched
+        return run["exitCode"], run["stdout"], run["stderr"]
+    finally:
+        context.close()
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.mark.parametrize("example", [c for c in CASES if c.name in ("hello-python", "hello-c", "agent")],
+                         ids=lambda e: e.name)
+def test_boxer_web_standalone_runs_the_one_module_in_the_page_as_boxer_run_runs_the_image(
+        example, images, boxer, browser, tmp_path):
+    """Issue 21 item 4: `boxer web --standalone IMAGE -o DIR` writes a page that runs the
+    image's standalone module (no image file, no rootfs to fetch or unpack); its exit code,
+    stdout and stderr are boxer run's, byte for byte (agent: code on stdin, so stdin reaches it)."""
+    image = images(example.name)
+    reference = _boxer_run(boxer, image, example.stdin, example.args)
+    assert reference[0] == 0 and example.expect in reference[1], reference
+    assert _standalone_page(boxer, browser, image, example.stdin, example.args, tmp_path) == reference
 
 
 # The smallest module importing what the data-science base's CPython imports beyond WASI.
@@ -176,7 +244,7 @@ def test_the_data_science_example_runs_under_boxer_only_and_every_other_runner_s
     exported = boxer("export", "--format", "standalone", str(image), str(tmp_path / "ds.wasm"))
     assert (exported.returncode, exported.stdout) == (1, "")
     assert exported.stderr == (f"boxer: {program}: imports host.call, which is not WASI preview 1: no WASI runtime "
-                               "could run its standalone module\n")
+                               "could run its standalone module; this image runs under boxer run only\n")
     web = boxer("web", str(image), "-o", str(tmp_path / "site"))
     assert (web.returncode, web.stdout) == (1, "")
     assert web.stderr == (f"boxer: {image}: {program} imports host.call, which is not WASI preview 1: the browser "
@@ -189,5 +257,5 @@ def test_the_ci_and_kubernetes_examples_use_an_example_tested_here():
     script = (EXAMPLES / "ci" / "build-test-push.sh").read_text()
     assert "CONTEXT=${CONTEXT:-examples/hello-python}" in script
     assert "name: hello-python" in (EXAMPLES / "kubernetes" / "job.yaml").read_text()
-    # flask-app is a server: test_net.py serves it under boxer run -p, test_web_net.py in the page.
-    assert {e.name for e in CASES} | {"data-science", "ci", "kubernetes", "flask-app"} == {p.name for p in EXAMPLES.iterdir()}
+    # flask-app is also served: under boxer run -p by test_net.py, in the page by test_web_net.py.
+    assert {e.name for e in CASES} | {"data-science", "ci", "kubernetes"} == {p.name for p in EXAMPLES.iterdir()}

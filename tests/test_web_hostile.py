@@ -9,7 +9,9 @@ errors, its memory, its DOM and its Web Workers.
 """
 from __future__ import annotations
 
+import functools
 import http.client
+import http.server
 import os
 import socket
 import subprocess
@@ -797,3 +799,45 @@ def test_bad_page_limits_are_refused_in_one_line(boxer, hostile_image, tmp_path)
         assert not (tmp_path / "site").exists()
     html = site.render_index(imagefile.read(hostile_image), site.page_limits(1 << 20, 2 << 20, 300))
     assert 'data-max-output="1048576" data-disk="2097152" data-max-entries="300"' in html
+
+
+def test_the_standalone_page_shows_guest_output_as_text_keeps_one_mib_and_reaches_nothing(
+        boxer, hostile_image, browser, canary, tmp_path):
+    """`boxer web --standalone` (docs/web.md): the one module runs with WASI's stdio only. Its
+    output is text in the page (markup is never parsed: no element, no script, no request to the
+    canary), the first MiB of a flood is kept and the rest counted, and the guest has no
+    network: CPython's socket calls there fail."""
+    site_dir = tmp_path / "standalone"
+    assert boxer("web", "--standalone", str(hostile_image), "-o", str(site_dir), timeout=600).returncode == 0
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site_dir))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    markup = f'<img id="pwn" src="{canary.url}/img" onerror="fetch(\'{canary.url}/js\')">'
+    code = (f"import socket, sys; print({markup!r}); print('y' * 3_000_000)\n"
+            f"try:\n    socket.create_connection(('127.0.0.1', {canary.tcp_port}))\n"
+            "except Exception as e:\n    print('no network:', type(e).__name__, file=sys.stderr)\n")
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"http://127.0.0.1:{httpd.server_address[1]}/")
+        page.wait_for_selector("#run:not([disabled])", timeout=RUN_TIMEOUT_MS)
+        page.fill("#command", "python -")
+        page.fill("#stdin", code)
+        page.click("#run")
+        page.wait_for_function("() => window.boxer.runs.length === 1 && window.boxer.runs[0].done",
+                               timeout=RUN_TIMEOUT_MS)
+        run = page.evaluate("() => window.boxer.runs[0]")
+        assert (run["exitCode"], run["trap"], errors) == (0, None, []), run["stderr"]
+        assert run["stderr"].startswith("no network: "), run["stderr"]
+        assert run["stdout"].startswith(markup + "\n" + "y" * 1000)
+        assert len(run["stdout"]) == 1 << 20 and run["stdoutBytes"] > 3_000_000
+        assert page.locator("#pwn, #stdout img").count() == 0
+        assert page.locator("#stdout").inner_text().startswith(markup)
+        assert page.locator("#stdout").inner_text().endswith(f"[{run['stdoutBytes'] - (1 << 20)} more bytes not kept]")
+        assert canary.settle(2) == []
+    finally:
+        context.close()
+        httpd.shutdown()
+        httpd.server_close()

@@ -58,6 +58,20 @@ def page_preinit(image_path, cache_dir=None):
     return Preinit(start.module, start.snapshot, start.argv0, start.startup, start.preopens, start.interrupt_flags, winch)
 
 
+def write_standalone(path, directory, other_options):
+    """The standalone page's site: the module made as `boxer export --format standalone` makes it."""
+    from boxer_py.browser.standalone import write_standalone_site
+    from boxer_py.errors import RunError
+    from boxer_py.image import imagefile
+    from boxer_py.registry.standalone import standalone_module
+
+    if other_options:
+        raise RunError("--standalone: the standalone page has no file, disk, network or autorun options; "
+                       "leave them out or drop --standalone")
+    module, _ = standalone_module(imagefile.read(path))
+    return write_standalone_site(path, module, directory)
+
+
 def publish_option(*names):
     return click.option(*names, "publish", multiple=True, metavar="PORT",
                         help="Let a server in the page listen on guest PORT; the page's requests to port/PORT/... "
@@ -107,7 +121,10 @@ def serve(image, port, host, max_output, disk, max_entries, autorun, allow_net, 
 @click.option("-o", "--output", "directory", required=True, metavar="DIR", help="Directory to write (must not exist, or be empty).")
 @limit_options
 @publish_option("-p", "--publish")
-def web(image, directory, max_output, disk, max_entries, autorun, allow_net, publish):
+@click.option("--standalone", is_flag=True,
+              help="Run the image's standalone module (boxer export --format standalone) instead: one file "
+                   "holding its program and files, the image's command only, stdin/stdout/stderr only.")
+def web(image, directory, max_output, disk, max_entries, autorun, allow_net, publish, standalone):
     """Write a static site that runs IMAGE in the browser: index.html, the launcher, image.wasm.
 
     Any static host can serve it if it sends .wasm as application/wasm (see docs/web.md).
@@ -117,5 +134,9 @@ def web(image, directory, max_output, disk, max_entries, autorun, allow_net, pub
 
     path = locate(image)
     check_empty_target(Path(directory))  # before the snapshot's boot, which takes a while
+    if standalone:
+        click.echo(write_standalone(path, directory, max_output or disk or max_entries or autorun or allow_net
+                                    or publish))
+        return
     click.echo(write_site(path, directory, page_limits(max_output, disk, max_entries), autorun,
                           page_network(allow_net, publish), page_preinit(path)))

@@ -135,7 +135,7 @@ def standalone_module(image: Image) -> tuple[bytes, Standalone]:
         foreign = foreign_import(program)
         if foreign:   # the data-science base's CPython imports host.call
             raise StandaloneError(f"{guest}: imports {foreign}, which is not WASI preview 1: no WASI runtime "
-                                  "could run its standalone module")
+                                  "could run its standalone module; this image runs under boxer run only")
         # As `boxer run` starts CPython, which cannot search PATH itself.
         (entrypoint if entrypoint else cmd)[0], extra = cpython_start(argv[0], found, {**env, "HOME": home})
         image_env += [f"{k}={v}" for k, v in extra.items()]
