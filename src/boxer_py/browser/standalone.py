@@ -3,7 +3,7 @@
 The module (registry/standalone.py: the image's program merged with its files) answers its own
 file, argv and environment calls, so the page needs no image file, no tar parsing and no file
 tree: it fetches one module, checks its sha256, compiles it and runs it in a Web Worker with
-WASI's stdin, stdout, stderr, clocks, random and exit (standalone/standalone.js). What the full
+WASI's stdin, stdout, stderr, clocks, random and exit (standalone_web/standalone.js). What the full
 page adds (a file tree the user can read back under /out, any program of the image, per-run
 disk limits: docs/web.md) is what this one leaves out; its output is the module's, which is
 `boxer run`'s.
@@ -26,7 +26,7 @@ SCRIPT_NAME = "standalone.js"
 
 
 def script() -> bytes:
-    return resources.files("boxer_py.browser").joinpath("standalone", SCRIPT_NAME).read_bytes()
+    return resources.files("boxer_py.browser").joinpath("standalone_web", SCRIPT_NAME).read_bytes()
 
 
 def render(image: imagefile.Image, module: bytes) -> str:
