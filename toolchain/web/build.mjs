@@ -1,5 +1,5 @@
 // Builds the browser launcher into src/boxer_py/browser/web/ (committed, so `pip install` needs no
-// Node): minified boxer.js (the page), worker.js (one run) and sw.js (published ports), preview.html (where an HTML
+// Node): minified boxer.js (the page), editor.js (its code pane), worker.js (one run) and sw.js (published ports), preview.html (where an HTML
 // output's scripts run when the user asks), style.css and xterm.css, and
 // SOURCES.json, the sha256 of every input, which tests/test_web.py compares with the sources.
 //   node build.mjs [OUTDIR]
@@ -16,7 +16,10 @@ rmSync(tmp, { recursive: true, force: true });
 mkdirSync(tmp, { recursive: true });
 
 const common = { bundle: true, minify: true, format: "iife", target: "es2022", legalComments: "none", logLevel: "warning" };
-await build({ ...common, entryPoints: [join(here, "src", "main.js")], outfile: join(tmp, "boxer.js") });
+// The code pane (CodeMirror, about half of the page's script) is its own module, loaded once the
+// page has started its work, so the first run does not wait for it to be parsed and set up.
+await build({ ...common, entryPoints: [join(here, "src", "main.js")], outfile: join(tmp, "boxer.js"), external: ["./editor.js"] });
+await build({ ...common, format: "esm", entryPoints: [join(here, "src", "editor.js")], outfile: join(tmp, "editor.js") });
 await build({ ...common, entryPoints: [join(here, "src", "worker.js")], outfile: join(tmp, "worker.js") });
 await build({ ...common, entryPoints: [join(here, "src", "sw.js")], outfile: join(tmp, "sw.js") });
 copyFileSync(join(here, "src", "style.css"), join(tmp, "style.css"));

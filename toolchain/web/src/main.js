@@ -9,7 +9,6 @@ import { buildRootfs } from "./tar.js";
 import { plan, findProgram, withInterpreter, shellWords, cpythonStart, RunError } from "./command.js";
 import { findCwdSlot } from "./wasicwd.js";
 import { inertFrame, scriptFrame } from "./preview.js";
-import { createEditor } from "./editor.js";
 import { loadNetwork, relayTo } from "./netpage.js";
 import { LineConsole } from "./console.js";
 import { makeChannel } from "./ttyin.js";
@@ -97,6 +96,8 @@ class App {
     // starts while the image loads); it runs nothing until a run hands it its command.
     this.spare = null;
     this.readyAt = null; // performance.now() when the image was verified and unpacked
+    // Settled when the first run has been handed to its worker (or has ended before that).
+    this.firstHandOff = new Promise((resolve) => { this.handedOff = resolve; });
     this.stop = null;
     this.ctrlC = () => false; // Ctrl-C typed into the terminal (set per run)
     this.resized = () => {}; // the terminal's new size, for the run (set per run)
@@ -252,6 +253,7 @@ class App {
       });
       this.current = null;
       this.stop = null;
+      this.handedOff();
       this.finish(record);
       resolve(record);
     };
@@ -373,6 +375,7 @@ class App {
     record.preinitialised = !!resume;
     worker.postMessage({ module: compiled.module, root: this.root, argv, env, workdir, cwdSlot: compiled.cwdSlot, stdin, tty, winsize, outDir: OUT_DIR, limits: this.limits, net: this.net, resume });
     record.timings.posted = performance.now(); // the tree is copied for the worker as it is posted
+    this.handedOff();
     return finished;
   }
 
@@ -525,7 +528,7 @@ async function main() {
   $("run-form").addEventListener("submit", (event) => { event.preventDefault(); submit(); });
   // The code pane runs its text as `python -c CODE` (the image's python, its ENTRYPOINT replaced).
   const runCode = async () => {
-    if ($("run-code").disabled) return;
+    if ($("run-code").disabled || !app.editor) return;
     try {
       await app.run(quote(["-c", app.editor.state.doc.toString()]), new TextEncoder().encode($("stdin").value),
         parseFloat($("timeout").value) || 0, "python");
@@ -537,7 +540,15 @@ async function main() {
   app.prepareWorker();
   hooks.ready = app.load(document.body.dataset.image || "image.wasm", imageId, storedImage);
   hooks.ready.catch(() => {}); // handled below
-  app.editor = createEditor($("editor"), runCode);
+  // The code pane's module (CodeMirror) loads while the image does, and is set up when the first
+  // run has been handed to its worker (or at once without autorun), off the first run's path.
+  const editorModule = import("./editor.js");
+  hooks.editor = editorModule.then(async ({ createEditor }) => {
+    if (autorun()) await hooks.ready.then(() => app.firstHandOff, () => {});
+    app.editor = createEditor($("editor"), runCode);
+    return app.editor;
+  });
+  hooks.editor.catch((e) => showError(`the code pane failed to load: ${e.message}`));
   $("run-code").addEventListener("click", runCode);
   $("stop").addEventListener("click", () => app.stop && app.stop());
   try {
@@ -550,7 +561,11 @@ async function main() {
   }
   $("run").disabled = $("run-code").disabled = false;
   // The image's command runs on load only on a page built with --autorun (and not with ?run=0).
-  if (document.body.dataset.autorun === "1" && new URLSearchParams(location.search).get("run") !== "0") submit();
+  if (autorun()) submit();
+}
+
+function autorun() {
+  return document.body.dataset.autorun === "1" && new URLSearchParams(location.search).get("run") !== "0";
 }
 
 main();
