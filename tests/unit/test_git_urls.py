@@ -33,3 +33,17 @@ def test_other_requirements_are_not_git(text):
 def test_git_urls_that_would_read_or_run_on_the_host_are_refused(text):
     with pytest.raises(SourceRefused):
         parse(text)
+
+
+def test_the_cache_key_names_pinned_commits_without_asking_anyone(tmp_path):
+    """A URL with its commit needs no lookup; the requirements files a RUN names with -r are read
+    from the image (a link loop or a missing file is the RUN's own error, not the key's)."""
+    from boxer_py.builder.gitsource import pins
+    sha = "b" * 40
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app/req.txt").write_text(f"six\nx @ git+https://127.0.0.1:1/x@{sha}\n-e git+file:///srv/r#egg=r\n")
+    (tmp_path / "app/loop").symlink_to("loop")
+    key = pins(f"pip install git+git://127.0.0.1:1/y@{sha} -r req.txt -r loop -r missing.txt", "/app", tmp_path)
+    assert f"git git://127.0.0.1:1/y@{sha}" in key and f"git https://127.0.0.1:1/x@{sha}" in key, key
+    assert "git+file:///srv/r#egg=r: only git+https://" in key, key
+    assert pins("pip install six -r missing.txt", "/", tmp_path) == ""

@@ -31,12 +31,14 @@ from urllib.parse import urlsplit
 
 from boxer_py.builder.hostpip import NETWORK_VARIABLES
 from boxer_py.builder.wheelcheck import SourceRefused
+from boxer_py.errors import BoxerError
 from boxer_py.image import hostfs
 from boxer_py.image.rootfs import resolve as resolve_in
 
 MAX_FETCH = 512 << 20  # bytes of the fetched repository on disk
 MAX_TREE = 256 << 20  # bytes of the archived project tree
-GIT_TIMEOUT = 10 * 60  # seconds for one fetch (and for ls-remote)
+GIT_TIMEOUT = 10 * 60  # seconds for one fetch
+LOOKUP_TIMEOUT = 60  # seconds for asking a remote what a branch points at (the cache key)
 SCHEMES = ("https", "http", "git")
 
 _COMMIT = re.compile(r"[0-9a-f]{40}")
@@ -135,15 +137,17 @@ def _size(path: Path) -> int:
     return total
 
 
-def _run_bounded(argv: list[str], home: Path, cwd: Path, what: str, watch: Path | None = None) -> bytes:
-    """Run git, ended when it takes longer than GIT_TIMEOUT or `watch` grows past MAX_FETCH; its
-    stdout (at most MAX_TREE bytes), or SourceRefused with git's last error line."""
+def _run_bounded(argv: list[str], home: Path, cwd: Path, what: str, watch: Path | None = None,
+                 timeout: float | None = None) -> bytes:
+    """Run git, ended when it takes longer than `timeout` (GIT_TIMEOUT) or `watch` grows past
+    MAX_FETCH; its stdout (at most MAX_TREE bytes), or SourceRefused with git's last error line."""
+    timeout = timeout or GIT_TIMEOUT
     try:
         proc = subprocess.Popen(argv, cwd=cwd, env=_env(home), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, preexec_fn=_limit_files)
     except FileNotFoundError:
         raise SourceRefused("git is not installed on the build host (it only fetches the repository)") from None
-    deadline, too_big = time.monotonic() + GIT_TIMEOUT, False
+    deadline, too_big = time.monotonic() + timeout, False
     out = tempfile.TemporaryFile()
     err = tempfile.TemporaryFile()
     try:
@@ -155,7 +159,7 @@ def _run_bounded(argv: list[str], home: Path, cwd: Path, what: str, watch: Path 
         while sel.get_map():
             if time.monotonic() > deadline:
                 proc.kill()
-                raise SourceRefused(f"{what} took more than {GIT_TIMEOUT}s")
+                raise SourceRefused(f"{what} took more than {timeout:.0f}s")
             for key, _ in sel.select(0.2):
                 chunk = os.read(key.fd, 1 << 16)
                 if not chunk:
@@ -182,7 +186,7 @@ def _run_bounded(argv: list[str], home: Path, cwd: Path, what: str, watch: Path 
         return out.read()
     except subprocess.TimeoutExpired:
         proc.kill()
-        raise SourceRefused(f"{what} took more than {GIT_TIMEOUT}s") from None
+        raise SourceRefused(f"{what} took more than {timeout:.0f}s") from None
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -231,7 +235,8 @@ def resolve(source: GitSource) -> str:
     with tempfile.TemporaryDirectory(prefix="boxer-git-") as tmp:
         home = Path(tmp)
         want = source.ref or "HEAD"
-        out = _run_bounded(_git("ls-remote", "--", source.url, want), home, home, f"asking {source.url}")
+        out = _run_bounded(_git("ls-remote", "--", source.url, want), home, home, f"asking {source.url}",
+                           timeout=LOOKUP_TIMEOUT)
     refs = {ref: sha for sha, _, ref in (line.partition("\t") for line in out.decode(errors="replace").splitlines())}
     for name in (f"refs/tags/{want}^{{}}", f"refs/heads/{want}", f"refs/tags/{want}", want):
         if name in refs and _COMMIT.fullmatch(refs[name]):
@@ -253,7 +258,7 @@ def pins(text: str, workdir: str, root: Path) -> str:
     for m in _REQUIREMENTS.finditer(text):
         try:
             data = hostfs.read_file(resolve_in(root, posixpath.normpath(posixpath.join(workdir, m[1]))), 1 << 20)
-        except hostfs.Unreadable:
+        except (hostfs.Unreadable, BoxerError):  # missing, odd or a link loop: the RUN itself says so
             continue
         urls += _IN_TEXT.findall(data.decode(errors="replace"))
     found = []
