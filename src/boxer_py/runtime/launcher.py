@@ -59,9 +59,9 @@ class Launcher:
         self.programs = Programs(self.cache_dir, wasiclock.Deadlines(), preinit,
                                  Baker(self.cache_dir / "modules") if bake else None)
         self.baker, self.deadlines = self.programs.baker, self.programs.deadlines
-        self.sandbox = Sandbox(self.programs.engines, self.deadlines)
         self.runs = self.cache_dir / "runs"
         self.workspaces = Workspaces(self.runs, self.cache_dir / "spares")
+        self.sandbox = Sandbox(self.programs.engines, self.deadlines, release=self.workspaces.drop_later)
         self.sweep()
 
     def open(self, path: str | Path) -> Image:

@@ -78,6 +78,9 @@ class Sandbox:
     engines: Engines
     deadlines: wasiclock.Deadlines
     terminals: terminal.Terminals = field(default_factory=terminal.Terminals)
+    # Takes a finished run's store to let go of later (Workspaces.drop_later): unmapping its
+    # memory takes a millisecond or more, which need not stand between a run and its result.
+    release: Callable[[object], None] | None = None
 
     def run(self, root: Path, loaded: Loaded, argv: list[str], env: dict[str, str], workdir: str,
             spec: RunSpec, tmp: Path, labels: dict[str, str] | None = None,
@@ -129,15 +132,19 @@ class Sandbox:
                 net.stdio[fd] = sink
         timeout = spec.limits.timeout
         ro = readonly.guard(spec.read_only, len(extra), [m.read_only for m in spec.mounts], pinned)  # EROFS there
+        store: list[wasmtime.Store] = []  # the run's, once _execute (and all it held) is done
         try:
             if timeout is not None and spec.mounts:  # see watchdog.Backstop
                 with watchdog.Backstop(time.monotonic() + timeout, [m.host for m in spec.mounts]):
-                    result = self._execute(loaded, wasi, argv, workdir, spec, root, resume, keep, net, interrupts, ro)
+                    result = self._execute(loaded, wasi, argv, workdir, spec, root, resume, keep, net, interrupts, ro,
+                                           store)
             else:
-                result = self._execute(loaded, wasi, argv, workdir, spec, root, resume, keep, net, interrupts, ro)
+                result = self._execute(loaded, wasi, argv, workdir, spec, root, resume, keep, net, interrupts, ro, store)
         finally:
             if net is not None:
                 self.engines.get(loaded.stack).networking.finish(net)
+        if self.release is not None and store:
+            self.release(store.pop())
         if net is not None:
             result.network = net.summary()
         result.stdout, result.stderr = stdout.finish(), stderr.finish()
@@ -151,7 +158,7 @@ class Sandbox:
     def _execute(self, loaded: Loaded, wasi: wasmtime.WasiConfig, argv: list[str], workdir: str, spec: RunSpec,
                  root: Path, resume: Resume | None = None, keep: Keep | None = None,
                  net: nethost.Net | None = None, interrupts: Interrupts | None = None,
-                 read_only: readonly.Guard | None = None) -> RunResult:
+                 read_only: readonly.Guard | None = None, hold: list[wasmtime.Store] | None = None) -> RunResult:
         limits, on_start, name = spec.limits, spec.on_start, argv[0]
         engine = self.engines.get(loaded.stack)
         editor = terminal.editor(spec.tty and spec.stdin == "-" and net is None, spec.interrupt, argv)  # -it: a REPL's lines
@@ -159,6 +166,8 @@ class Sandbox:
         linker = engine.linker_for(net is not None, tty, read_only is not None)  # read-only: writes answer EROFS
         store = wasmtime.Store(engine.engine)
         store.set_wasi(wasi)
+        if hold is not None:
+            hold.append(store)
         if limits.memory is not None:
             limit_memory(store, limits.memory)
         deadline = None if limits.timeout is None else time.monotonic() + limits.timeout

@@ -274,6 +274,10 @@ class Workspaces:
         for path in paths:
             remove_tree(path)
 
+    def drop_later(self, thing: object) -> None:
+        """Let go of `thing` (a finished run's Wasmtime store) on the background thread."""
+        self._submit(lambda: thing)
+
     def settle(self) -> None:
         """Wait until every queued removal and spare copy is done."""
         self._tasks.join()
@@ -319,6 +323,7 @@ class Workspaces:
             except Exception:  # a removal or copy that fails leaves a directory for the sweep
                 pass
             finally:
+                del task  # what it held goes now (before settle() returns), not at the next task
                 self._tasks.task_done()
 
 
