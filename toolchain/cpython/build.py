@@ -79,7 +79,7 @@ VERSIONS = {
     "3.11": {"package": "python3.11", "suite": "bookworm", "full": "3.11.2", "host": "wasm32-unknown-wasi",
              "make_vars": ["EXTRA_CFLAGS=-Wno-int-conversion"],
              # built without ThinLTO so far (the session's time); to be tried
-             "lto": False,
+             "lto": None,
              # `make install`'s sharedinstall (setup.py) wants xxlimited.so, which a WASI build
              # (no shared modules) never makes: the interpreter and the library suffice
              "install_targets": ["altbininstall", "libinstall"],
@@ -133,13 +133,14 @@ def run(cmd, cwd=None, env=None, log_to: Path | None = None):
 
 
 class Build:
-    def __init__(self, version: str, work: Path, jobs: int, lto: bool, pymalloc: bool):
+    def __init__(self, version: str, work: Path, jobs: int, lto: str | None, pymalloc: bool):
         self.version = version
         self.spec = VERSIONS[version]
         self.work = work / f"cpython-{version}"
         self.srcdir = work / "src"          # downloads, shared between versions
         self.jobs = jobs
-        self.lto = lto and self.spec.get("lto", True)
+        # "thin", "full" or None: --lto on the command line, else the version's own choice
+        self.lto = self.spec.get("lto", "thin") if lto == "default" else lto
         self.pymalloc = pymalloc
         self.sysroot = self.work / "sysroot" / "usr"
         # The libraries do not depend on the Python version: built once, shared.
@@ -336,7 +337,7 @@ class Build:
                 f"--with-build-python={self.native / 'python'}", f"--prefix={PREFIX}",
                 "--without-ensurepip", "--disable-test-modules"]
         if self.lto:
-            args.append("--with-lto=thin")
+            args.append(f"--with-lto={self.lto}")
         if self.pymalloc:
             args.append("--with-pymalloc")
         return args
@@ -524,11 +525,12 @@ def main():
     ap.add_argument("--version", default="3.13", choices=sorted(VERSIONS))
     ap.add_argument("--work", type=Path, default=Path(os.environ.get("BUILD_ROOT", "/work/build")))
     ap.add_argument("-j", "--jobs", type=int, default=2)
-    ap.add_argument("--no-lto", dest="lto", action="store_false")
+    ap.add_argument("--lto", choices=["thin", "full", "none"], default="default",
+                    help="LTO mode (default: the version's, VERSIONS[...]['lto'])")
     ap.add_argument("--no-pymalloc", dest="pymalloc", action="store_false")
     ap.add_argument("steps", nargs="+")
     a = ap.parse_args()
-    b = Build(a.version, a.work, a.jobs, a.lto, a.pymalloc)
+    b = Build(a.version, a.work, a.jobs, None if a.lto == "none" else a.lto, a.pymalloc)
     steps = []
     for s in a.steps:
         steps += STEPS if s == "all" else [s]
