@@ -479,6 +479,17 @@ def measure(m: Measurement) -> Result:
     return Result(m.name, times)
 
 
+def served_ratio(results: list[Result]) -> str:
+    """Issue 17's start-up goal as a ratio: the served run against native python3 -c pass
+    measured in alternation with it (the same load on both)."""
+    by_name = {r.name.strip(): r.median for r in results}
+    served = by_name.get("start-up: served boxer run IMAGE python -c pass, snapshot baked")
+    native = by_name.get("start-up: native python3 -c pass, in alternation with the two rows above")
+    if served is None or native is None:
+        return ""
+    return f"start-up: served boxer run python -c pass is {served / native:.2f}x native python3 -c pass (goal: 1.5x)"
+
+
 def _ms(seconds: float) -> str:
     return f"{seconds * 1000:,.1f} ms"
 
@@ -517,6 +528,8 @@ def main() -> None:
                 results.append(measure(m))
         print(table(results))
         print(f"load average {os.getloadavg()[0]:.1f} at the end")
+        if served_ratio(results):
+            print(served_ratio(results))
         print(sizes(bench))
         if not args.only or args.only == "runtimes":
             print("\n".join(runtime_rows(bench)), flush=True)
