@@ -371,6 +371,7 @@ SECTIONS: list[Callable[[Bench], list[Measurement]]] = [native, startup, machine
 
 WORKLOADS = REPO / "toolchain" / "cpython" / "workloads.py"
 RUNTIME_TAGS = ("3.13", "3.11", "3.12")  # 3.12: VMware's build, the previous runtime, as reference
+GOALS = {"mixed": 1.5, "bigint": 2.5}  # issue 17: the workload's CPU on boxer's own runtimes, x native
 
 
 def runtime_rows(b: Bench) -> list[str]:
@@ -422,6 +423,12 @@ def runtime_rows(b: Bench) -> list[str]:
         cells = [f"{own['native']:>6.2f} / {med['native', w]:>5.2f} s"]
         cells += [f"{own[t] / own['native']:>6.2f}x / {med[t, w] / med['native', w]:>5.2f}x" for t in RUNTIME_TAGS]
         lines.append(f"{w if w != 'none' else 'start-up (none)':<46}  " + "  ".join(f"{c:>17}" for c in cells))
+    ratio = {(t, w): (med[t, w] - med[t, "none"]) / (med["native", w] - med["native", "none"])
+             for t in RUNTIME_TAGS for w in GOALS}
+    lines.append("goals (workload, x native): " + "; ".join(
+        f"{w} <= {goal}x: " + ", ".join(f"python:{t} {ratio[t, w]:.2f}x {'met' if ratio[t, w] <= goal else 'NOT met'}"
+                                         for t in RUNTIME_TAGS[:2])
+        for w, goal in GOALS.items()))
     return lines
 
 
