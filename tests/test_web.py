@@ -266,6 +266,23 @@ def test_exit_codes_match_boxer_run(boxer, hello_image, serve, open_page, code, 
         assert "invalid exit status" in run["trap"] and "invalid exit status" in reference.stderr
 
 
+def test_a_run_writing_into_an_image_file_leaves_it_unchanged_for_the_next_run(hello_image, serve, open_page):
+    """The page shares the image's files with every run (no copy per run); a run's worker copies
+    a file before writing into it in place, so the next run reads the image's bytes."""
+    page = open_page(serve(hello_image).url)
+    page.last_run()
+    assert page.page.evaluate("() => window.boxer.app.sharedFiles") is True  # boxer serve's page is isolated
+    original = (REPO / "examples" / "hello-python" / "main.py").read_bytes()
+    write = ("python -c \"f = open('/app/main.py', 'r+b'); f.write(b'#X'); f.seek(10); f.write(b'YY'); f.close(); "
+             "print(open('/app/main.py', 'rb').read(12))\"")
+    run = page.run(write)
+    assert (run["exitCode"], run["stdout"]) == (0, repr(b"#X" + original[2:10] + b"YY") + "\n"), run
+    run = page.run("python -c \"print(open('/app/main.py', 'rb').read(12))\"")
+    assert (run["exitCode"], run["stdout"]) == (0, repr(original[:12]) + "\n"), run
+    run = page.run()
+    assert (run["exitCode"], run["stdout"]) == (0, "Hello from cpython 3.12.0 on wasi!\n")
+
+
 def test_stdin_from_the_form(hello_image, serve, open_page):
     page = open_page(serve(hello_image).url, autorun=False)
     run = page.run("python -c 'import sys; data = sys.stdin.read(); print(data.upper(), len(data))'",

@@ -139,7 +139,7 @@ const MAX_SHEBANG = 256; // as Linux reads a script's first line (image/paths.py
  *  most one argument; `#!/usr/bin/env NAME` gives NAME, looked up on PATH), or null. */
 export function interpreterOf(data) {
   if (!(data.length >= 2 && data[0] === 0x23 && data[1] === 0x21)) return null;
-  let line = new TextDecoder().decode(data.subarray(2, MAX_SHEBANG));
+  let line = new TextDecoder().decode(data.slice(2, MAX_SHEBANG)); // a copy: the bytes may be shared
   const nl = line.indexOf("\n");
   if (nl >= 0) line = line.slice(0, nl);
   line = line.trim();

@@ -20,8 +20,14 @@ function readLeb(data, pos, where) {
   }
 }
 
+/** `bytes`, copied if they lie in a SharedArrayBuffer (the page's shared tree, main.js), which
+ *  WebCrypto, TextDecoder and WebAssembly.compile do not take. */
+export function unshared(bytes) {
+  return typeof SharedArrayBuffer === "function" && bytes.buffer instanceof SharedArrayBuffer ? bytes.slice() : bytes;
+}
+
 export async function sha256(bytes) {
-  const hash = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  const hash = new Uint8Array(await crypto.subtle.digest("SHA-256", unshared(bytes)));
   return "sha256:" + Array.from(hash, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 

@@ -4,7 +4,7 @@
 
 import { Terminal } from "@xterm/xterm";
 import { FitAddon } from "@xterm/addon-fit";
-import { decodeImage, ImageError } from "./image.js";
+import { decodeImage, ImageError, unshared } from "./image.js";
 import { buildRootfs } from "./tar.js";
 import { plan, findProgram, withInterpreter, shellWords, cpythonStart, RunError } from "./command.js";
 import { findCwdSlot } from "./wasicwd.js";
@@ -96,6 +96,7 @@ class App {
     // starts while the image loads); it runs nothing until a run hands it its command.
     this.spare = null;
     this.readyAt = null; // performance.now() when the image was verified and unpacked
+    this.sharedFiles = false; // whether the tree's files are shared with the runs (shareFiles)
     // Settled when the first run has been handed to its worker (or has ended before that).
     this.firstHandOff = new Promise((resolve) => { this.handedOff = resolve; });
     this.stop = null;
@@ -163,6 +164,7 @@ class App {
     this.store.keep([id, ...this.runtime.digests]);
     performance.mark("boxer:verified");
     this.root = buildRootfs(this.image.layers);
+    this.shareFiles();
     performance.mark("boxer:unpacked");
     this.readyAt = performance.now();
     this.net = await loadNetwork(document.body.dataset);
@@ -176,11 +178,38 @@ class App {
     setStatus("ready", "ready");
   }
 
+  /** On a cross-origin isolated page, the image's bytes are copied once into a SharedArrayBuffer
+   *  and the tree's files (and the verified layers) are views of that copy: each run's message
+   *  then carries the tree without copying its files, and a run's worker copies a file before
+   *  its first write to it (worker.js), so no run changes what the next one sees. */
+  shareFiles() {
+    const layers = this.image.layers;
+    const buffer = layers.length ? layers[0].data.buffer : null;
+    if (self.crossOriginIsolated !== true || typeof SharedArrayBuffer !== "function" || !buffer
+        || !layers.every((l) => l.data.buffer === buffer)) return;
+    const shared = new Uint8Array(new SharedArrayBuffer(buffer.byteLength));
+    shared.set(new Uint8Array(buffer));
+    const views = new Map(); // one view per original array, so second names stay second names
+    const view = (data) => {
+      if (!views.has(data)) views.set(data, new Uint8Array(shared.buffer, data.byteOffset, data.byteLength));
+      return views.get(data);
+    };
+    const todo = [this.root];
+    while (todo.length) {
+      for (const node of todo.pop().entries.values()) {
+        if (node.type === "dir") todo.push(node);
+        else if (node.type === "file" && node.data.buffer === buffer) node.data = view(node.data);
+      }
+    }
+    this.image = { ...this.image, layers: layers.map((l) => ({ ...l, data: view(l.data) })) };
+    this.sharedFiles = true;
+  }
+
   compiled(program) {
     if (!this.modules.has(program.node)) {
       const bytes = program.node.data;
       this.modules.set(program.node, this.runtime.moduleFor(bytes, this.image.layers).then((found) => found
-        || WebAssembly.compile(bytes).then((module) => ({ module, cwdSlot: findCwdSlot(bytes) }))));
+        || WebAssembly.compile(unshared(bytes)).then((module) => ({ module, cwdSlot: findCwdSlot(bytes) }))));
     }
     return this.modules.get(program.node);
   }

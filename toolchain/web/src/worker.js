@@ -100,6 +100,9 @@ for (const [name, end] of [
   const original = OpenFile.prototype[name];
   OpenFile.prototype[name] = function (...args) {
     quota.room(this.file.data.byteLength, Number(end.apply(this, args)));
+    // An image file the page shares with every run (main.js shareFiles) is copied before its first
+    // write: only fd_write and fd_pwrite write into a file's bytes in place, the others replace them.
+    if (isShared(this.file.data)) this.file.data = this.file.data.slice();
     return original.apply(this, args);
   };
 }
@@ -163,6 +166,10 @@ class Capped {
 }
 
 const EMPTY = new Uint8Array(0);
+
+function isShared(bytes) {
+  return typeof SharedArrayBuffer === "function" && bytes.buffer instanceof SharedArrayBuffer;
+}
 
 /** The tree as shim inodes (files keep their bytes where the clone put them); a symlink becomes
  *  another name for what it resolves to inside the root, and is dropped if that is missing. */
