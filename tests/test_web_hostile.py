@@ -463,8 +463,9 @@ def test_run_pressed_while_the_first_run_compiles_starts_no_second_worker_and_st
     assert (run["exitCode"], run["trap"]) == (137, "stopped")
     page.page.wait_for_function("() => window.boxer.app.workers.size === 0", timeout=60_000)
     assert not _a_core_spins(), "a worker still spins after Stop"
-    # Stop during a compile ends that run too, and the page still runs the next command.
-    page.page.fill("#command", "python main.py bidi")
+    # Stop right after Run ends that run too (a program that does not end, so Stop finds it
+    # whether it is still being set up or already running), and the page still runs the next command.
+    page.page.fill("#command", "python -c 'while True: pass'")
     page.page.click("#run")
     page.page.click("#stop")
     run = page.last_run(2)
