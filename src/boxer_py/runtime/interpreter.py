@@ -50,16 +50,14 @@ from boxer_py.runtime.sandbox import limit_memory, out_of_memory
 from boxer_py.runtime.spec import TIMEOUT_EXIT_CODE, TRAP_EXIT_CODE, Limits, RunResult
 from boxer_py.runtime.wasi.clock import Expired
 
-KERNEL_SOURCE = Path(__file__).with_name("preinit") / "kernel.py"
 MAGIC = b"boxer-interpreter\n"
 OUT = "/out"
 MAX_MEMORY = 4 << 30  # wasm32
 
 
 def kernel_argv(argv0: str, preimport: list[str]) -> list[str]:
-    source = KERNEL_SOURCE.read_text()
-    return [argv0, "-c", "import builtins as _b; _g = {'__builtins__': _b, '__name__': '_boxer_kernel'}; "
-            f"exec(compile({source!r}, '<boxer>', 'exec'), _g); _g['boot']({preimport!r})"]
+    """The boot run of an interpreter: preinit's prelude, then kernel.py's `boot`."""
+    return preinit.boot_argv(argv0, preimport, preinit.KERNEL_SOURCE, "_boxer_kernel")
 
 
 class _Relay:
@@ -96,7 +94,7 @@ class Interpreter:
         self.argv0, self.module = name, module
         self.engine = launcher.programs.engine(module.stack)
         startup = {**config.env_dict(), **preinit.startup_env(self.env)}
-        kernel = hashlib.sha256(KERNEL_SOURCE.read_bytes()).hexdigest()
+        kernel = preinit.code_digest(preinit.KERNEL_SOURCE)
         key = hashlib.sha256(json.dumps(["kernel", preinit.VERSION, kernel, WASMTIME_VERSION, image.id,
                                          module.digest, name, startup]).encode()).hexdigest()
         self.key = key

