@@ -656,6 +656,24 @@ def test_code_typed_into_the_editor_runs_as_python_c(boxer, app_image, serve, op
     assert page.errors == []
 
 
+def test_the_editor_takes_a_completion_with_tab_and_enter_always_ends_the_line(app_image, serve, open_page):
+    page = open_page(serve(app_image, autorun=False).url, autorun=False)
+    page.page.wait_for_selector("#run-code:not([disabled])", timeout=RUN_TIMEOUT_MS)
+    page.page.click("#editor .cm-content")
+    doc = "() => window.boxer.app.editor.state.doc.toString()"
+    page.page.keyboard.type("import sys")
+    page.page.wait_for_selector(".cm-tooltip-autocomplete")  # the list is open (it offers SystemExit)...
+    page.page.wait_for_timeout(300)  # past the 75 ms in which CodeMirror ignores keys in a new list
+    page.page.keyboard.press("Enter")  # ...and Enter still ends the line
+    assert page.page.evaluate(doc) == "import sys\n"
+    page.page.keyboard.type("SystemEx")
+    page.page.wait_for_selector(".cm-tooltip-autocomplete")
+    page.page.wait_for_timeout(300)
+    page.page.keyboard.press("Tab")
+    assert page.page.evaluate(doc) == "import sys\nSystemExit"
+    assert page.errors == []
+
+
 def test_the_page_works_at_phone_width(hello_image, serve, browser):
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
                                   device_scale_factor=3)
