@@ -142,18 +142,28 @@ def page_limits(max_output: int | None = None, disk: int | None = None, max_entr
     return {name: value for name, value in values.items() if value is not None}
 
 
+def templates() -> jinja2.Environment:
+    """The pages' templates: autoescaped, strict, with `visible` for guest-chosen strings."""
+    env = jinja2.Environment(loader=jinja2.PackageLoader("boxer_py.browser", "templates"), autoescape=True,
+                             undefined=jinja2.StrictUndefined)
+    env.filters["visible"] = visible
+    return env
+
+
+def page_title(image: imagefile.Image) -> tuple[str, str]:
+    """(tag, title) of a page for `image`: its OCI title label, else its tag, else its short id."""
+    tag = image.annotations.get("org.opencontainers.image.ref.name", "")
+    return tag, image.spec.config.labels.get("org.opencontainers.image.title") or tag or image.id[7:19]
+
+
 def render_index(image: imagefile.Image, limits: dict[str, int] | None = None, autorun: bool = False,
                  network: PageNetwork | None = None, runtime: Runtime | None = None) -> str:
     """The page for `image`. Everything it shows is re-read from the image by the launcher;
     the values here are only the first paint. With `autorun` the page runs the image's command
     when it opens; without it, only when the user presses Run."""
-    env = jinja2.Environment(loader=jinja2.PackageLoader("boxer_py.browser", "templates"), autoescape=True,
-                             undefined=jinja2.StrictUndefined)
-    env.filters["visible"] = visible
     config = image.spec.config
-    tag = image.annotations.get("org.opencontainers.image.ref.name", "")
-    title = config.labels.get("org.opencontainers.image.title") or tag or image.id[7:19]
-    return env.get_template("index.html").render(
+    tag, title = page_title(image)
+    return templates().get_template("index.html").render(
         title=title, tag=tag, image_id=image.id, workdir=config.working_dir, image_url=IMAGE_NAME,
         preview_url=PREVIEW_NAME, default_command=shlex.join(config.cmd) or "command",
         entrypoint=shlex.join(config.entrypoint) or "none", csp=page_csp(network), autorun=autorun,

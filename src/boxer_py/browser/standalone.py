@@ -16,9 +16,7 @@ import shlex
 from importlib import resources
 from pathlib import Path
 
-import jinja2
-
-from boxer_py.browser.site import CSP, visible
+from boxer_py.browser.site import CSP, page_title, templates
 from boxer_py.image import atomic, imagefile
 
 MODULE_NAME = "standalone.wasm"
@@ -30,13 +28,9 @@ def script() -> bytes:
 
 
 def render(image: imagefile.Image, module: bytes) -> str:
-    env = jinja2.Environment(loader=jinja2.PackageLoader("boxer_py.browser", "templates"), autoescape=True,
-                             undefined=jinja2.StrictUndefined)
-    env.filters["visible"] = visible
     config = image.spec.config
-    tag = image.annotations.get("org.opencontainers.image.ref.name", "")
-    title = config.labels.get("org.opencontainers.image.title") or tag or image.id[7:19]
-    return env.get_template("standalone.html").render(
+    title = page_title(image)[1]
+    return templates().get_template("standalone.html").render(
         title=title, csp=CSP, module_url=MODULE_NAME, module_sha256="sha256:" + hashlib.sha256(module).hexdigest(),
         size=f"{len(module) / (1 << 20):.1f} MiB", cmd=shlex.join(config.cmd) or "command")
 
