@@ -269,7 +269,7 @@ static i32 find_kid(u32 dir, const u8 *name, u32 len) {
  * `last` and `lastlen` name it, empty for "." and trailing slashes). */
 static i32 walk(u32 dir, const u8 *path, u32 len, u32 follow, u32 parent_only, const u8 **last, u32 *lastlen,
                 u32 *must_dir, u32 *hops) {
-    u32 cur = dir, i = 0;
+    u32 cur = dir, i = 0, inside = 0;   /* inside: below a file, where only an alias's link leads on */
     if (len && path[0] == '/') cur = 0;
     while (i < len) {
         while (i < len && path[i] == '/') i++;
@@ -282,9 +282,14 @@ static i32 walk(u32 dir, const u8 *path, u32 len, u32 follow, u32 parent_only, c
         for (u32 j = i; j < len; j++) if (path[j] != '/') { final = 0; break; }
         if (final && i < len && must_dir) *must_dir = 1;
         /* A file with kids: an image's alias below it (boxer.alias:, e.g. a directory inside the
-         * stdlib zip's path), looked through; nothing is created or removed there. */
-        if (nodes[cur].kind != T_DIR && (!nodes[cur].nkids || (final && parent_only))) return -E_NOTDIR;
+         * stdlib zip's path), looked through to the alias's link only: the directories on the
+         * way are not there for anything else (nothing is found, created or removed in them). */
+        if (nodes[cur].kind != T_DIR) {
+            if (!nodes[cur].nkids) return -E_NOTDIR;
+            inside = 1;
+        }
         if (final && parent_only) {
+            if (inside) return -E_NOTDIR;
             if (n == 1 && name[0] == '.') n = 0;
             if (n > 255) return -E_NAMETOOLONG;
             *last = name;
@@ -306,10 +311,12 @@ static i32 walk(u32 dir, const u8 *path, u32 len, u32 follow, u32 parent_only, c
             release(target);
             if (to < 0) return to;
             cur = (u32)to;
+            inside = 0;
             continue;
         }
         cur = (u32)kid;
     }
+    if (inside && nodes[cur].kind != T_LINK) return -E_NOTDIR;
     if (parent_only) { *last = path; *lastlen = 0; }
     return (i32)cur;
 }
