@@ -150,11 +150,13 @@ def test_the_csp_keeps_page_and_worker_code_to_the_list(servers, net_page):
     probe = """async (url) => { try { const r = await fetch(url); return r.status; } catch (e) { return e.name; } }"""
     assert page.page.evaluate(probe, f"http://127.0.0.1:{canary.port}/from-page") == "TypeError"
     assert page.page.evaluate(probe, f"http://127.0.0.1:{allowed.port}/from-page") == 200
-    # The run's worker obeys the header `boxer serve` sends with worker.js.
-    with page.page.expect_worker(timeout=60_000) as started:
-        page.page.evaluate("() => { window.boxer.app.run('-c \"import time; time.sleep(60)\"', new Uint8Array(0), 0, "
-                           "'python'); }")
-    worker = started.value
+    # The run's worker obeys the header `boxer serve` sends with worker.js. The page starts it ahead,
+    # as it opens: once the run has it, it is the page's one worker.
+    page.page.evaluate("() => { window.boxer.app.run('-c \"import time; time.sleep(60)\"', new Uint8Array(0), 0, "
+                       "'python'); }")
+    page.page.wait_for_function("() => window.boxer.app.workers.size === 1", timeout=60_000)
+    assert len(page.page.workers) == 1
+    worker = page.page.workers[0]
     assert worker.evaluate(probe, f"http://127.0.0.1:{canary.port}/from-worker") == "TypeError"
     assert worker.evaluate(probe, f"http://127.0.0.1:{allowed.port}/from-worker") == 200
     page.page.evaluate("() => window.boxer.app.stop()")
