@@ -125,16 +125,15 @@ def _standalone(boxer, wasmtime_cli, options, image: Path, stdin: str, tmp: Path
     return r.returncode, r.stdout, r.stderr
 
 
-def _page(browser, image: Path, stdin: str, args: tuple[str, ...] = ()) -> Outcome:
-    """The image's command (or `args`, typed into the command field) run in the page with the
-    form's stdin, as a user presses Run."""
-    server = site.serve(image, "127.0.0.1", 0)
+def _press_run(browser, url: str, stdin: str, args: tuple[str, ...]) -> tuple[dict, list[str]]:
+    """Open `url` in a fresh Chromium context, type `args` and `stdin` into the form and press Run,
+    as a user does: the page's run record and the names of the resources it fetched."""
     context = browser.new_context()
     try:
         page = context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(server.url)
+        page.goto(url)
         page.wait_for_selector("#run:not([disabled])", timeout=PAGE_TIMEOUT_MS)
         page.fill("#command", shlex.join(args))
         page.fill("#stdin", stdin)
@@ -143,9 +142,19 @@ def _page(browser, image: Path, stdin: str, args: tuple[str, ...] = ()) -> Outco
                                timeout=PAGE_TIMEOUT_MS)
         run = page.evaluate("() => window.boxer.runs[0]")
         assert errors == [] and not run.get("trap"), (errors, run.get("trap"))
-        return run["exitCode"], run["stdout"], run["stderr"]
+        return run, page.evaluate("() => performance.getEntriesByType('resource').map(e => e.name)")
     finally:
         context.close()
+
+
+def _page(browser, image: Path, stdin: str, args: tuple[str, ...] = ()) -> Outcome:
+    """The image's command (or `args`, typed into the command field) run in the page with the
+    form's stdin, as a user presses Run."""
+    server = site.serve(image, "127.0.0.1", 0)
+    try:
+        run, _ = _press_run(browser, server.url, stdin, args)
+        return run["exitCode"], run["stdout"], run["stderr"]
+    finally:
         server.close()
 
 
@@ -174,25 +183,11 @@ def _standalone_page(boxer, browser, image: Path, stdin: str, args: tuple[str, .
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site_dir))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    context = browser.new_context()
     try:
-        page = context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(f"http://127.0.0.1:{httpd.server_address[1]}/")
-        page.wait_for_selector("#run:not([disabled])", timeout=PAGE_TIMEOUT_MS)
-        page.fill("#command", shlex.join(args))
-        page.fill("#stdin", stdin)
-        page.click("#run")
-        page.wait_for_function("() => window.boxer.runs.length === 1 && window.boxer.runs[0].done",
-                               timeout=PAGE_TIMEOUT_MS)
-        run = page.evaluate("() => window.boxer.runs[0]")
-        assert errors == [] and not run.get("trap"), (errors, run.get("trap"))
-        fetched = [p for p in page.evaluate("() => performance.getEntriesByType('resource').map(e => e.name)")]
+        run, fetched = _press_run(browser, f"http://127.0.0.1:{httpd.server_address[1]}/", stdin, args)
         assert not any(name.endswith("image.wasm") for name in fetched), fetched
         return run["exitCode"], run["stdout"], run["stderr"]
     finally:
-        context.close()
         httpd.shutdown()
         httpd.server_close()
 
