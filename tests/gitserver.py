@@ -76,3 +76,9 @@ class GitServer:
         self.stop.set()
         self.thread.join(5)
         self.sock.close()
+
+    def __enter__(self) -> GitServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -5,48 +5,19 @@ filter. A real git server on 127.0.0.1 (git daemon) serves each hostile reposito
 from __future__ import annotations
 
 import os
-import socket
-import threading
 from pathlib import Path
 
 import pytest
 from hostile_world import SECRET
+from phone_home import PhoneHome
 
 import boxer_py
 from boxer_py.builder import gitsource
 from boxer_py.errors import BoxerError
-from boxer_py.image.rootfs import unpack
 from gitserver import GitServer, git, make_repo
 
 SETUP = "from setuptools import setup\nsetup(name='hostilegit', version='1.0', py_modules=['hostilegit'])\n"
 HOOK = "#!/bin/sh\necho ran > {marker}\n"
-
-
-class Listener:
-    """A TCP socket on 127.0.0.1 that records every connection."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.sock.settimeout(0.2)
-        self.port, self.seen, self.stop = self.sock.getsockname()[1], [], threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self):
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.seen.append("connected")
-            conn.close()
-
-    def close(self):
-        self.stop.set()
-        self.thread.join(5)
-        self.sock.close()
 
 
 def refused(ctx: Path, out: Path, cache_dir: Path) -> str:
@@ -58,13 +29,27 @@ def refused(ctx: Path, out: Path, cache_dir: Path) -> str:
     return message
 
 
-def test_a_hostile_repository_runs_nothing_on_the_host(tmp_path, cache_dir, make_context, monkeypatch):
+def hostile_repo(path: Path, files: dict[str, str | bytes] | None = None, modes: dict[str, str] | None = None) -> str:
+    """A repository whose setup.py installs the module hostilegit, with `files` added or replaced."""
+    return make_repo(path, {"setup.py": SETUP, "hostilegit.py": "OK = 1\n", **(files or {})}, modes)
+
+
+def install_refused(repos: Path, name: str, tmp_path: Path, cache_dir: Path, make_context) -> tuple[str, str]:
+    """`RUN pip install git+URL` of the repository `repos/name`, served by a git server: the
+    build's one-line refusal, and URL."""
+    with GitServer(repos) as server:
+        url = f"{server.url}/{name}"
+        return refused(make_context(f"FROM python:3.12\nRUN pip install git+{url}\n"), tmp_path / "x.wasm",
+                       cache_dir), url
+
+
+def test_a_hostile_repository_runs_nothing_on_the_host(tmp_path, cache_dir, make_context, monkeypatch, listener):
     """Its setup.py writes a host path and connects to the host's 127.0.0.1; it commits hook
     scripts; its submodules point at a file: repository holding a secret and at a listener; the
     user's own git configuration names a hooks directory. Nothing runs on the host, no
     submodule is fetched, setup.py ran only in the sandbox."""
-    marker, hook_marker = tmp_path / "host" / "setup-ran.txt", tmp_path / "hook-ran.txt"
-    listener = Listener()
+    hook_marker = tmp_path / "hook-ran.txt"
+    phone = PhoneHome(tmp_path / "host" / "setup-ran.txt", listener)
     secret_repo = tmp_path / "secret-repo"
     secret_commit = make_repo(secret_repo, {"secret.txt": SECRET})
     home = tmp_path / "home"
@@ -74,40 +59,20 @@ def test_a_hostile_repository_runs_nothing_on_the_host(tmp_path, cache_dir, make
         (home / "hooks" / name).chmod(0o755)
     (home / ".gitconfig").write_text(f"[core]\n\thooksPath = {home / 'hooks'}\n")
     monkeypatch.setenv("HOME", str(home))
-    setup_py = (
-        "import os, socket\n"
-        f"os.makedirs({str(marker.parent)!r}, exist_ok=True)\n"
-        f"open({str(marker)!r}, 'w').write('ran')\n"
-        "try:\n"
-        f"    socket.create_connection(('127.0.0.1', {listener.port}), timeout=3)\n"
-        "    result = 'connected'\n"
-        "except Exception as e:\n"
-        "    result = type(e).__name__\n"
-        "open('/connect-result.txt', 'w').write(result)\n" + SETUP)
     repos = tmp_path / "repos"
     hook = HOOK.format(marker=hook_marker)
-    make_repo(repos / "evil", {
-        "setup.py": setup_py, "hostilegit.py": "OK = True\n", "hooks/post-checkout": hook, ".githooks/post-checkout": hook,
+    hostile_repo(repos / "evil", {
+        "setup.py": phone.setup_py("hostilegit"), "hooks/post-checkout": hook, ".githooks/post-checkout": hook,
         ".gitmodules": f'[submodule "sub"]\n\tpath = sub\n\turl = file://{secret_repo}\n'
                        f'[submodule "net"]\n\tpath = net\n\turl = git://127.0.0.1:{listener.port}/x\n',
         "sub": secret_commit, "net": secret_commit},
         modes={"hooks/post-checkout": "100755", ".githooks/post-checkout": "100755", "sub": "160000", "net": "160000"})
-    server = GitServer(repos)
-    try:
-        ctx = make_context(f"FROM python:3.12\nRUN pip install git+{server.url}/evil\n")
-        out = tmp_path / "x.wasm"
-        boxer_py.build(ctx, out, cache_dir=cache_dir)
-    finally:
-        server.close()
-        listener.close()
-    assert not marker.exists(), "the repository's setup.py ran on the build host"
+    out = tmp_path / "x.wasm"
+    with GitServer(repos) as server:
+        boxer_py.build(make_context(f"FROM python:3.12\nRUN pip install git+{server.url}/evil\n"), out, cache_dir=cache_dir)
     assert not hook_marker.exists(), "a hook ran on the build host"
-    assert listener.seen == []
     root = tmp_path / "rootfs"
-    unpack(boxer_py.read_image(out), root)
-    assert (root / str(marker).lstrip("/")).read_text() == "ran"  # it ran, in the sandbox
-    assert (root / "connect-result.txt").read_text() != "connected"
-    assert (root / "lib/python3.12/site-packages/hostilegit.py").is_file()
+    phone.assert_ran_only_in_the_sandbox(out, root, "hostilegit")
     for folder, _, files in os.walk(root):
         for name in files:
             path = Path(folder, name)
@@ -122,14 +87,9 @@ def test_a_huge_repository_is_refused_within_its_bound(tmp_path, cache_dir, make
     monkeypatch.setattr(gitsource, "MAX_FETCH" if kind == "fetch" else "MAX_TREE", 1 << 20)
     big = os.urandom(3 << 20) if kind == "fetch" else bytes(8 << 20)
     repos = tmp_path / "repos"
-    make_repo(repos / "huge", {"setup.py": SETUP, "hostilegit.py": "OK = 1\n", "data.bin": big})
-    server = GitServer(repos)
-    try:
-        ctx = make_context(f"FROM python:3.12\nRUN pip install git+{server.url}/huge\n")
-        message = refused(ctx, tmp_path / "x.wasm", cache_dir)
-    finally:
-        server.close()
-    assert f"Dockerfile:2: RUN: pip install: git+{server.url}/huge: " in message, message
+    hostile_repo(repos / "huge", {"data.bin": big})
+    message, url = install_refused(repos, "huge", tmp_path, cache_dir, make_context)
+    assert f"Dockerfile:2: RUN: pip install: git+{url}: " in message, message
     assert "the repository is larger than 1048576 bytes" in message, message
 
 
@@ -139,16 +99,10 @@ def test_links_out_of_the_tree_are_refused_in_the_sandbox(tmp_path, cache_dir, m
     secret_file = tmp_path / "host-secret.txt"
     secret_file.write_text(SECRET)
     repos = tmp_path / "repos"
-    setup_py = "print(open('climb').read())\n" + SETUP
-    make_repo(repos / "links", {"setup.py": setup_py, "hostilegit.py": "OK = 1\n", "abs": str(secret_file),
-                                "climb": "../" * 30 + str(secret_file).lstrip("/")},
-              modes={"abs": "120000", "climb": "120000"})
-    server = GitServer(repos)
-    try:
-        ctx = make_context(f"FROM python:3.12\nRUN pip install git+{server.url}/links\n")
-        message = refused(ctx, tmp_path / "x.wasm", cache_dir)
-    finally:
-        server.close()
+    hostile_repo(repos / "links", {"setup.py": "print(open('climb').read())\n" + SETUP, "abs": str(secret_file),
+                                   "climb": "../" * 30 + str(secret_file).lstrip("/")},
+                 modes={"abs": "120000", "climb": "120000"})
+    message, _ = install_refused(repos, "links", tmp_path, cache_dir, make_context)
     assert "building it from source in the sandbox failed: " in message, message
     assert "link" in message.lower(), message
     assert SECRET not in message
@@ -156,18 +110,13 @@ def test_links_out_of_the_tree_are_refused_in_the_sandbox(tmp_path, cache_dir, m
 
 def test_a_tree_entry_named_dotdot_is_refused_by_the_fetch(tmp_path, cache_dir, make_context):
     repos = tmp_path / "repos"
-    make_repo(repos / "dotdot", {"setup.py": SETUP, "hostilegit.py": "OK = 1\n"})
+    hostile_repo(repos / "dotdot")
     blob = git(repos / "dotdot", "hash-object", "-w", "--stdin", input=b"escaped\n")
     tree = git(repos / "dotdot", "mktree", input=f"100644 blob {blob}\t..\n".encode())
     top = git(repos / "dotdot", "commit-tree", tree, "-m", "dotdot")
     git(repos / "dotdot", "update-ref", "refs/heads/main", top)
-    server = GitServer(repos)
-    try:
-        ctx = make_context(f"FROM python:3.12\nRUN pip install git+{server.url}/dotdot\n")
-        message = refused(ctx, tmp_path / "x.wasm", cache_dir)
-    finally:
-        server.close()
-    assert f"fetching {server.url}/dotdot failed: " in message, message
+    message, url = install_refused(repos, "dotdot", tmp_path, cache_dir, make_context)
+    assert f"fetching {url} failed: " in message, message
 
 
 REFUSED = ["git+file://{repo}", "git+file://{repo}#egg=x", "x @ git+file://{repo}", "git+{repo}",
@@ -180,7 +129,7 @@ REFUSED = ["git+file://{repo}", "git+file://{repo}#egg=x", "x @ git+file://{repo
 def test_git_urls_that_would_read_the_host_are_refused(tmp_path, cache_dir, make_context, url, where):
     marker = tmp_path / "ran.txt"
     repo = tmp_path / "repo"
-    make_repo(repo, {"setup.py": SETUP, "hostilegit.py": "OK = 1\n"})
+    hostile_repo(repo)
     text = url.format(repo=repo, marker=marker)
     if where == "command":
         run = f"pip install '{text}'"

@@ -9,54 +9,17 @@ link to a host file, is refused with one line, and nothing of it reaches the hos
 from __future__ import annotations
 
 import io
-import socket
 import stat
 import struct
-import threading
 import zipfile
 from pathlib import Path
 
 import pytest
 from hostile_world import SECRET
+from phone_home import PhoneHome
 
 import boxer_py
-from boxer_py.image.rootfs import unpack
 from pyindex import Index, download_setuptools, sdist
-
-
-class Listener:
-    """A real socket on 127.0.0.1 that records every connection it sees."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.sock.settimeout(0.5)
-        self.port = self.sock.getsockname()[1]
-        self.seen: list[bytes] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self):
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            conn.settimeout(2)
-            try:
-                self.seen.append(conn.recv(1024) or b"(connected)")
-            except OSError:
-                self.seen.append(b"(connected)")
-            conn.close()
-
-    def close(self):
-        self.stop.set()
-        self.thread.join(5)
-        self.sock.close()
-
-
 
 
 @pytest.fixture(scope="module")
@@ -64,28 +27,13 @@ def setuptools_wheel(tmp_path_factory) -> tuple[str, bytes]:
     return download_setuptools(tmp_path_factory.mktemp("setuptools"))
 
 
-def test_a_hostile_sdist_runs_only_in_the_sandbox(tmp_path, cache_dir, setuptools_wheel, make_context):
+def test_a_hostile_sdist_runs_only_in_the_sandbox(tmp_path, cache_dir, setuptools_wheel, make_context, listener):
     """Its setup.py writes a marker at a host path and connects to a listener on the host's
     127.0.0.1: the marker lands in the image (the code ran, in the sandbox), never on the host,
     and the listener sees nothing."""
-    marker = tmp_path / "host" / "sdist-ran.txt"
-    listener = Listener()
-    setup_py = (
-        "import os, socket\n"
-        f"marker = {str(marker)!r}\n"
-        "os.makedirs(os.path.dirname(marker), exist_ok=True)\n"
-        "open(marker, 'w').write('ran')\n"
-        "try:\n"
-        f"    s = socket.create_connection(('127.0.0.1', {listener.port}), timeout=3)\n"
-        "    s.sendall(b'hello from setup.py')\n"
-        "    result = 'connected'\n"
-        "except Exception as e:\n"
-        "    result = type(e).__name__\n"
-        "open('/connect-result.txt', 'w').write(result)\n"
-        "from setuptools import setup\n"
-        "setup(name='hostilesd', version='1.0', py_modules=['hostilesd'])\n")
+    phone = PhoneHome(tmp_path / "host" / "sdist-ran.txt", listener)
     index = Index({setuptools_wheel[0]: setuptools_wheel[1],
-                   "hostilesd-1.0.tar.gz": sdist("hostilesd", "1.0", {"setup.py": setup_py,
+                   "hostilesd-1.0.tar.gz": sdist("hostilesd", "1.0", {"setup.py": phone.setup_py("hostilesd"),
                                                                      "hostilesd.py": "OK = True\n"})})
     try:
         ctx = make_context(f"FROM python:3.12\nRUN pip install --index-url {index.url}/simple/ hostilesd\n")
@@ -93,14 +41,7 @@ def test_a_hostile_sdist_runs_only_in_the_sandbox(tmp_path, cache_dir, setuptool
         boxer_py.build(ctx, out, cache_dir=cache_dir)
     finally:
         index.close()
-        listener.close()
-    assert not marker.exists(), "the sdist's setup.py ran on the build host"
-    assert listener.seen == []
-    root = tmp_path / "rootfs"
-    unpack(boxer_py.read_image(out), root)
-    assert (root / str(marker).lstrip("/")).read_text() == "ran"  # it ran, in the sandbox
-    assert (root / "connect-result.txt").read_text() != "connected"
-    assert (root / "lib/python3.12/site-packages/hostilesd.py").is_file()
+    phone.assert_ran_only_in_the_sandbox(out, tmp_path / "rootfs", "hostilesd")
 
 
 # --- wheels a hostile build backend hands back ---------------------------------------------------------
