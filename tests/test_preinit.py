@@ -152,6 +152,32 @@ def test_programs(fast, slow, code):
     same(fast, slow, ["python", "-c", code])
 
 
+def test_the_exit_keeps_what_cpython_keeps(fast, slow):
+    """A run's exit skips CPython's own finalisation (guest.py): what a program left open or
+    registered still lands, and every way out keeps its exit code, as from scratch."""
+    a = same(fast, slow, ["python", "-c", "import atexit\nf = open('/out/late.txt', 'w')\nf.write('opened, ')\n"
+                          "atexit.register(lambda: f.write('then atexit'))\nprint('unflushed', end='')"])
+    assert (a.exit_code, a.stdout, a.files) == (0, b"unflushed", {"/out/late.txt": b"opened, then atexit"})
+    assert same(fast, slow, ["python", "-c", "import sys; print('out'); sys.exit(3)"]).exit_code == 3
+    a = same(fast, slow, ["python", "-c", "import atexit; atexit.register(print, 'bye')\n{}['missing']"])
+    assert (a.exit_code, a.stdout) == (1, b"bye\n") and a.stderr.endswith(b"KeyError: 'missing'\n")
+    a = same(fast, slow, ["python", "-c", "import atexit, os, sys; atexit.register(print, 'never')\n"
+                          "sys.stdout.write('buffered'); os.write(1, b'written '); os._exit(5)"])
+    assert (a.exit_code, a.stdout) == (5, b"written ")  # os._exit: no handlers, buffers dropped
+
+
+def test_environment_and_directory_as_from_scratch(fast, slow):
+    """The request's environment, in its order, whether it is the snapshot's own or not; the
+    working directory, set by the launcher or by the guest."""
+    show = ["python", "-c", "import os; print(list(os.environ.items()), os.getcwd(), os.listdir('.'))"]
+    same(fast, slow, show)
+    same(fast, slow, show, env={"HOME": "/elsewhere", "ZZ": "last"})
+    same(fast, slow, show, workdir="/app/sub")
+    same(fast, slow, show, workdir="/")
+    same(fast, slow, show, workdir="/app/new/dir")  # made by the launcher
+    same(fast, slow, ["python", "-c", "import os; os.chdir('sub'); print(os.getcwd(), os.listdir('.'))"])
+
+
 def test_scripts_that_fail(fast, slow):
     same(fast, slow, ["python", "fails.py"])
     same(fast, slow, ["python", "syntax.py"])

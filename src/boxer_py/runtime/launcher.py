@@ -242,7 +242,7 @@ class Launcher:
         if snapshot is None or len(message) > snapshot.inbox_size:
             return None
         baked = self.programs.baked(module, snapshot, program, reused)
-        return Resume(baked or module, snapshot, message, baked is not None)
+        return Resume(baked or module, snapshot, message, baked is not None, module.cwd_slot)
 
     def boot(self, key: str, image: Image, module: Loaded, argv: list[str], startup: dict[str, str],
              points: tuple[str, ...] = ()) -> tuple[Snapshot | None, bool]:

@@ -51,6 +51,7 @@ class Resume:
     snapshot: Snapshot
     message: bytes         # the run's request, for the guest's inbox
     baked: bool = False
+    cwd_slot: int | None = None  # wasi-libc's directory in the (resumable) module: set from here
 
 
 def limit_memory(store: wasmtime.Store, memory: int | None) -> None:
@@ -203,6 +204,12 @@ class Sandbox:
             start = preinit.restore(store, exports, resume.snapshot, resume.message, resume.baked)
             if start is None:
                 return RunResult(TRAP_EXIT_CODE, out_of_memory=True, trap=f"needs more memory than the {limits.memory}-byte limit")
+            if workdir != "/" and resume.cwd_slot is not None and memory is not None \
+                    and preinit.at_root(store, memory, resume.cwd_slot, resume.snapshot):  # else the guest's os.chdir does it
+                try:
+                    set_cwd(store, memory, resume.cwd_slot, workdir)
+                except (ValueError, wasmtime.WasmtimeError):
+                    pass  # a long path, or memory at its cap: the guest's os.chdir does it
             result.preinitialised = True
         else:
             if workdir != "/" and loaded.cwd_slot is not None and memory is not None:

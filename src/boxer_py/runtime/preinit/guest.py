@@ -23,7 +23,7 @@ _SAFE_PATH = False
 def boot(preimport=()):
     """`preimport`: modules the image asks to have imported before its runs start (an import
     that fails fails the boot, and runs start from scratch)."""
-    global _DROPPED_PATH0, _SAFE_PATH, inbox, main, snapshot_modules, _exit
+    global _DROPPED_PATH0, _SAFE_PATH, inbox, main, snapshot_modules, _exit, _exitfuncs, _collect
     _exit = os._exit  # kept: a program may replace os._exit, and resume() must still end the run
     inbox = bytearray(INBOX_SIZE)
     main = sys.modules["__main__"].__dict__
@@ -41,9 +41,17 @@ def boot(preimport=()):
     snapshot_modules = {id(m) for m in sys.modules.values()}
     call = (compile("resume()", "<boxer>", "exec"), globals())
     globals()["call"] = call  # kept alive: the host calls exec with this very tuple
+    import atexit
     import gc
-    if "gc" not in before:
-        del sys.modules["gc"]  # as a plain `python -c` has it, not imported
+    # Kept, so a run's exit imports neither (an import costs more than the rest of `-c pass`'s
+    # exit); both act on the interpreter's own state, whichever module object calls them.
+    _exitfuncs, _collect = atexit._run_exitfuncs, gc.collect
+    for name in ("atexit", "gc"):
+        if name not in before:
+            del sys.modules[name]  # as a plain `python -c` has them, not imported
+    for key, finder in list(sys.path_importer_cache.items()):
+        if type(finder).__name__ == "FileFinder":  # directory listings: each run's own, not the snapshot's
+            del sys.path_importer_cache[key]
     gc.collect()
     gc.freeze()  # start-up's objects: a run's collections (and the one at its exit) skip them
     sys.stdout.write('{"exec": %d, "args": %d, "items": [%d, %d], "inbox": %d, "size": %d}\n'
@@ -184,16 +192,13 @@ def _finalize(code):
             threading._shutdown()
         except BaseException as e:
             code = code or _report(e)
-    import atexit
-    import gc
-    atexit._run_exitfuncs()
-    collect = gc.collect
+    _exitfuncs()
     modules = [m for name, m in sys.modules.items()
                if name == "__main__" or id(m) not in snapshot_modules and name not in sys.builtin_module_names]
     for module in reversed(modules):
         if type(module) is type(sys):
             _clear(module.__dict__)
-    collect()
+    _collect()
     for stream in (sys.stdout, sys.stderr):
         try:
             if stream is not None and not stream.closed:
@@ -206,21 +211,20 @@ def _finalize(code):
 
 def resume():
     cwd, argv, env = _request()
-    os.environ.clear()
-    for item in env:
-        key, _, value = item.partition("=")
-        os.environ[key] = value
+    pairs = [item.partition("=")[::2] for item in env]
+    if list(os.environ.items()) != pairs:  # usually the boot's own, in the same order: nothing to do
+        os.environ.clear()
+        for key, value in pairs:
+            os.environ[key] = value
     if os.environ.get("BOXER_TTY") and getattr(getattr(os, "get_terminal_size", None), "__module__", "") == "sitecustomize":
         os.environ.pop("COLUMNS", None)  # boxer's start-up size: boxer's sitecustomize follows the window
         os.environ.pop("LINES", None)
-    try:
-        os.chdir(cwd)
-    except OSError:
-        pass
+    if os.getcwd() != cwd:  # the launcher sets wasi-libc's directory itself where it can (sandbox.py)
+        try:
+            os.chdir(cwd)
+        except OSError:
+            pass
     sys.orig_argv = argv
-    for key, finder in list(sys.path_importer_cache.items()):
-        if type(finder).__name__ == "FileFinder":  # directory listings: per run, not from the snapshot
-            del sys.path_importer_cache[key]
     code = 0
     try:
         _run(argv)

@@ -336,6 +336,21 @@ def restore(store: wasmtime.Store, exports: Mapping[str, object], snapshot: Snap
     return start
 
 
+def at_root(store: wasmtime.Store, memory: wasmtime.Memory, slot: int, snapshot: Snapshot) -> bool:
+    """Whether wasi-libc's current directory (the pointer at `slot`) is still the module's own
+    "/" string, as a boot that never changed directory leaves it: a "/" on a page the boot did
+    not write (a chdir's would be malloc'ed: wasi-libc would free it at the next chdir). Then
+    the launcher may point it at a run's workdir as it does before `_start` (wasi/cwd.py), and
+    the guest skips its `os.chdir` (a host call that stats the directory)."""
+    size = memory.data_len(store)
+    if not 0 <= slot <= size - 4:
+        return False
+    address = int.from_bytes(memory.read(store, slot, slot + 4), "little")
+    if not 0 <= address <= size - 2 or memory.read(store, address, address + 2) != b"/\0":
+        return False
+    return not any(start <= address < start + length for start, length in snapshot.pages)
+
+
 PYTHON_DIRS = ("/usr", "/lib", "/lib64", "/etc")  # where a CPython's own files and site-packages live
 
 
