@@ -31,7 +31,7 @@ from pageclick import click_without_scrolling
 REPO = Path(__file__).resolve().parent.parent
 OUTPUT = REPO / "test-output" / "web"
 RUN_TIMEOUT_MS = 180_000  # compiling the 26 MB CPython module takes a few seconds on 2 busy cores
-PAGE_ASSETS = {"/", "/boxer.js", "/editor.js", "/worker.js", "/preview.html", "/style.css", "/xterm.css", "/image.wasm", "/runtime-*.wasm",
+PAGE_ASSETS = {"/", "/boxer.js", "/editor.js", "/terminal.js", "/worker.js", "/preview.html", "/style.css", "/xterm.css", "/image.wasm", "/runtime-*.wasm",
                "/preinit-*.bin"}
 
 APP_DOCKERFILE = """
@@ -527,7 +527,7 @@ def test_boxer_web_writes_a_static_site_that_runs(boxer, hello_image, tmp_path, 
     runtime = [p.name for p in out.glob("runtime-*.wasm")]
     snapshot = [p.name for p in out.glob("preinit-*.bin")]
     assert sorted(p.name for p in out.iterdir()) == \
-        sorted(["boxer.js", "editor.js", "image.wasm", "index.html", "preview.html", "style.css", "sw.js", "worker.js", "xterm.css",
+        sorted(["boxer.js", "editor.js", "image.wasm", "index.html", "preview.html", "style.css", "sw.js", "terminal.js", "worker.js", "xterm.css",
                 *runtime, *snapshot])
     # The image's CPython without its custom sections (resumable), and the same with its memory
     # shared (for an isolated page's Ctrl-C), each named by its digest; its pre-initialised interpreter.
@@ -774,7 +774,7 @@ def test_the_committed_launcher_is_built_from_the_sources():
 def test_the_page_loads_exactly_the_shipped_assets(hello_image):
     html = site.render_index(imagefile.read(hello_image))
     for name in site.ASSETS:
-        if name not in ("worker.js", "editor.js"):  # started by boxer.js
+        if name not in ("worker.js", "editor.js", "terminal.js"):  # started by boxer.js
             assert f'"{name}"' in html
     assert "'unsafe-inline'" not in site.CSP.split("style-src")[0]
     assert '"image.wasm"' in html and "Content-Security-Policy" in html

@@ -62,7 +62,7 @@ def test_the_page_compiles_the_served_runtime_and_caches_it_for_good(playwright,
                                                             args=CHROMIUM_ARGS)
     fetched = "() => performance.getEntriesByType('resource').filter(e => e.name.includes('/runtime-')).map(e => e.transferSize)"
     # The launcher's own files: [transferred bytes, body bytes] (a revalidated copy transfers its headers only).
-    launcher = ("() => performance.getEntriesByType('resource').filter(e => /[/](boxer|worker)[.]js$/.test(e.name))"
+    launcher = ("() => performance.getEntriesByType('resource').filter(e => /[/](boxer|terminal|worker)[.]js$/.test(e.name))"
                 ".map(e => [e.name.split('/').pop(), e.transferSize, e.encodedBodySize])")
     try:
         for visit in range(2):
@@ -75,10 +75,10 @@ def test_the_page_compiles_the_served_runtime_and_caches_it_for_good(playwright,
             sizes = tab.evaluate(fetched)
             # then from the cache (the page's store: no request at all; or the HTTP cache)
             assert (len(sizes) == 1 and sizes[0] > 1 << 20) if visit == 0 else all(size == 0 for size in sizes), sizes
-            # boxer.js and worker.js: downloaded once, then answered 304 (the browser keeps them, and its compiled code)
+            # boxer.js, terminal.js (xterm) and worker.js: downloaded once, then answered 304 (the browser keeps them, and its compiled code)
             # (a worker is started again after the run, for the next one: from the browser's cache)
             files = tab.evaluate(launcher)
-            assert {name for name, _, _ in files} == {"boxer.js", "worker.js"}, files
+            assert {name for name, _, _ in files} == {"boxer.js", "terminal.js", "worker.js"}, files
             if visit == 0:
                 first: dict[str, tuple[int, int]] = {}
                 for name, sent, body in files:

@@ -33,7 +33,7 @@ from boxer_py.image import atomic, imagefile
 IMAGE_NAME = "image.wasm"
 PREVIEW_NAME = "preview.html"
 SERVICE_WORKER = "sw.js"  # registered only by a page with published ports
-ASSETS = ("boxer.js", "editor.js", "worker.js", SERVICE_WORKER, PREVIEW_NAME, "style.css", "xterm.css")
+ASSETS = ("boxer.js", "editor.js", "terminal.js", "worker.js", SERVICE_WORKER, PREVIEW_NAME, "style.css", "xterm.css")
 # The MIME types a host must send (WebAssembly.compileStreaming and the page need them).
 MIME_TYPES = {
     ".html": "text/html; charset=utf-8",

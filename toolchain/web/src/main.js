@@ -2,8 +2,6 @@
 // from the form, each in a fresh Web Worker (worker.js), showing output in an xterm terminal,
 // the exit code, the duration and the files left under /out.
 
-import { Terminal } from "@xterm/xterm";
-import { FitAddon } from "@xterm/addon-fit";
 import { decodeImage, ImageError, unshared } from "./image.js";
 import { buildRootfs } from "./tar.js";
 import { plan, findProgram, withInterpreter, shellWords, cpythonStart, RunError } from "./command.js";
@@ -97,13 +95,19 @@ class App {
     this.spare = null;
     this.readyAt = null; // performance.now() when the image was verified and unpacked
     this.sharedFiles = false; // whether the tree's files are shared with the runs (shareFiles)
-    // Settled when the first run has been handed to its worker (or has ended before that).
-    this.firstHandOff = new Promise((resolve) => { this.handedOff = resolve; });
+    // Settled when the first run has shown its first output, has ended, or has run for a second.
+    this.firstShown = new Promise((resolve) => { this.shown = resolve; });
     this.stop = null;
     this.ctrlC = () => false; // Ctrl-C typed into the terminal (set per run)
     this.resized = () => {}; // the terminal's new size, for the run (set per run)
     this.runs = [];
     this.urls = []; // object URLs of the last run's files, revoked when the next run starts
+    this.terminal = this.console = null; // xterm (openTerminal), and the run reading it, if any (LineConsole)
+  }
+
+  /** The terminal: xterm, from its own module (terminal.js, nine tenths of the page's script, parsed
+   *  while the image is read), filling its box (its size follows the window, a phone, a dragged corner). */
+  openTerminal({ Terminal, FitAddon }) {
     this.terminal = new Terminal({
       convertEol: true, fontSize: 13, scrollback: 5000, disableStdin: true,
       // OSC 8 hyperlinks come from the guest: their text can say anything. Never open one;
@@ -114,12 +118,9 @@ class App {
         allowNonHttpProtocols: true,
       },
     });
-    // The terminal fills its box (rows and columns follow the box's size: the window, a phone,
-    // the user dragging its corner).
     this.fit = new FitAddon();
     this.terminal.loadAddon(this.fit);
     this.terminal.open($("terminal"));
-    this.console = null; // the run reading the terminal, if any (LineConsole)
     this.terminal.onData((data) => this.console && this.console.input(data));
     this.terminal.onResize((size) => this.resized(size));
     this.fit.fit();
@@ -282,7 +283,7 @@ class App {
       });
       this.current = null;
       this.stop = null;
-      this.handedOff();
+      this.shown();
       this.finish(record);
       resolve(record);
     };
@@ -363,7 +364,7 @@ class App {
         // Like `boxer run --timeout`: the clock starts when the guest does, not while it loads.
         if (timeout > 0) timer = setTimeout(() => end(TIMEOUT_EXIT_CODE, `timed out after ${timeout}s`), timeout * 1000);
       } else if (msg.type === "stdout" || msg.type === "stderr") {
-        if (record.firstOutputMs === null) record.firstOutputMs = record.timings.firstOutput = performance.now();
+        if (record.firstOutputMs === null) { record.firstOutputMs = record.timings.firstOutput = performance.now(); this.shown(); }
         record[msg.type] += decoders[msg.type].decode(msg.data, { stream: true });
         record[msg.type + "Bytes"] += msg.data.byteLength;
         const red = msg.type === "stderr" && !record.interactive; // a REPL's prompts go to stderr
@@ -404,7 +405,7 @@ class App {
     record.preinitialised = !!resume;
     worker.postMessage({ module: compiled.module, root: this.root, argv, env, workdir, cwdSlot: compiled.cwdSlot, stdin, tty, winsize, outDir: OUT_DIR, limits: this.limits, net: this.net, resume });
     record.timings.posted = performance.now(); // the tree is copied for the worker as it is posted
-    this.handedOff();
+    setTimeout(this.shown, 1000); // a run that shows nothing for a while (waiting for input) gets the code pane
     return finished;
   }
 
@@ -567,13 +568,12 @@ async function main() {
   };
   // The image loads, and the first run's worker starts, while the rest of the page is set up.
   app.prepareWorker();
-  hooks.ready = app.load(document.body.dataset.image || "image.wasm", imageId, storedImage);
+  hooks.ready = Promise.all([app.load(document.body.dataset.image || "image.wasm", imageId, storedImage), import("./terminal.js").then((m) => app.openTerminal(m))]);
   hooks.ready.catch(() => {}); // handled below
-  // The code pane's module (CodeMirror) loads while the image does, and is set up when the first
-  // run has been handed to its worker (or at once without autorun), off the first run's path.
-  const editorModule = import("./editor.js");
-  hooks.editor = editorModule.then(async ({ createEditor }) => {
-    if (autorun()) await hooks.ready.then(() => app.firstHandOff, () => {});
+  // The code pane's module (CodeMirror: parsing and setting it up hold the page's thread for a
+  // while) loads once the first run has shown its output (at once without autorun), off its path.
+  const editorAfter = autorun() ? hooks.ready.then(() => app.firstShown, () => {}) : Promise.resolve();
+  hooks.editor = editorAfter.then(() => import("./editor.js")).then(({ createEditor }) => {
     app.editor = createEditor($("editor"), runCode);
     return app.editor;
   });

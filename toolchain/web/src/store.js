@@ -24,8 +24,10 @@ export class Store {
     const cache = await this.cache;
     if (!cache) return null;
     try {
+      // Read as a Blob: one read of the stored file, instead of the body's stream of chunks
+      // through the page's thread (about 3x faster for the 26 MB image in Chromium).
       const found = await cache.match(this.key(digest));
-      return found ? new Uint8Array(await found.arrayBuffer()) : null;
+      return found ? new Uint8Array(await (await found.blob()).arrayBuffer()) : null;
     } catch {
       return null;
     }
@@ -78,13 +80,19 @@ export async function compileVerified(store, url, digest) {
     const cache = fromStore ? await store.cache : null;
     let response = cache ? await cache.match(store.key(digest)).catch(() => null) : null;
     if (fromStore && !response) continue;
-    if (!response) {
+    let bytes;
+    if (response) {
+      // A stored copy: read once as a Blob, which both the compiler and the check read from.
+      const blob = await response.blob();
+      response = new Response(blob, { headers: { "Content-Type": "application/wasm" } });
+      bytes = blob.arrayBuffer();
+    } else {
       response = await fetch(url);
       if (!response.ok) throw new Error(`${url}: cannot fetch (HTTP ${response.status})`);
     }
-    const compiling = WebAssembly.compileStreaming(response.clone());
+    const compiling = WebAssembly.compileStreaming(bytes ? response : response.clone());
     compiling.catch(() => {});
-    const bytes = new Uint8Array(await response.arrayBuffer());
+    bytes = new Uint8Array(await (bytes || response.arrayBuffer()));
     if ((await sha256(bytes)) === digest) {
       if (!fromStore) await store.put(digest, bytes, "application/wasm");
       return compiling;
