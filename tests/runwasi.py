@@ -30,11 +30,12 @@ def command(wasmtime: Path, rootfs: Path, config: dict) -> list[str]:
 
 
 def run(wasmtime: Path, rootfs: Path, config: dict, cwd: Path, input: bytes | None = None,
-        options: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+        options: tuple[str, ...] = (), timeout: int = 600) -> subprocess.CompletedProcess:
     """Run it from `cwd` (a directory that is not the image's: nothing leaks from the host's);
-    `options` go to `wasmtime run` (a compile cache, say), `input` to its stdin."""
+    `options` go to `wasmtime run` (a compile cache, say), `input` to its stdin; `timeout`
+    covers the CLI's first compile of the program."""
     line = command(wasmtime, rootfs, config)
-    return subprocess.run([*line[:2], *options, *line[2:]], input=input, capture_output=True, cwd=cwd, timeout=600)
+    return subprocess.run([*line[:2], *options, *line[2:]], input=input, capture_output=True, cwd=cwd, timeout=timeout)
 
 
 def unpack_layout(layout: Path, rootfs: Path) -> dict:

@@ -90,3 +90,47 @@ def test_a_hostile_entrypoint_module_is_pushed_unchanged_with_a_warning(name):
     assert len(artifact.descriptors) == 2, "config and the image's one layer: no rewritten copy"
     assert artifact.warnings == (WHY.get(name, "/app.wasm keeps no wasi-libc working directory that boxer can set: "
                                            "under runtimes outside boxer it starts in / instead of WORKDIR /app"),)
+
+
+# A reactor as the data-science base's CPython is one (`run`, no `_start`, host.call): it asks
+# host.call for something (a request in memory, room for an answer) and exits 42 only if the
+# call answered -1 and wrote nothing; 1 if it answered anything else, 2 if its answer changed.
+ASKS_THE_HOST = """
+(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (import "host" "call" (func $call (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (table 1 funcref)
+  (elem (i32.const 0) $call)
+  (data (i32.const 64) "read /etc/shadow")
+  (func (export "run") (result i32)
+    (if (result i32) (i32.ne (call_indirect (param i32 i32 i32 i32) (result i32)
+                               (i32.const 64) (i32.const 16) (i32.const 128) (i32.const 64) (i32.const 0))
+                             (call $call (i32.const 64) (i32.const 16) (i32.const 128) (i32.const 64)))
+      (then (i32.const 1))
+      (else (if (result i32) (i64.eqz (i64.load (i32.const 128))) (then (i32.const 42)) (else (i32.const 2)))))))
+"""
+
+
+def test_a_pushed_reactors_host_call_reaches_nothing_and_its_layer_is_the_same_every_time():
+    """Issue 21: the OCI image ships a reactor as a command whose host.call (called directly or
+    through its table) is a function of the module answering -1, importing nothing but WASI,
+    so neither runwasi nor any WASI runtime can put a host function behind it; the layer is the
+    same bytes at every push."""
+    artifact = oci.to_oci_image(_image(wasmtime.wat2wasm(ASKS_THE_HOST), workdir="/"))
+    assert artifact.warnings == () and len(artifact.descriptors) == 3, artifact.warnings
+    assert oci.to_oci_image(_image(wasmtime.wat2wasm(ASKS_THE_HOST), workdir="/")).manifest == artifact.manifest
+    layer = artifact.blobs[artifact.descriptors[-1].digest]
+    with tarfile.open(fileobj=io.BytesIO(layer)) as tar:
+        program = tar.extractfile("app.wasm").read()
+    engine = wasmtime.Engine()
+    module = wasmtime.Module(engine, program)
+    assert {i.module for i in module.imports} == {"wasi_snapshot_preview1"}
+    linker = wasmtime.Linker(engine)
+    linker.define_wasi()
+    store = wasmtime.Store(engine)
+    store.set_wasi(wasmtime.WasiConfig())
+    with pytest.raises(wasmtime.ExitTrap) as exited:
+        linker.instantiate(store, module).exports(store)["_start"](store)
+    assert exited.value.code == 42

