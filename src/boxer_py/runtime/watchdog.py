@@ -3,6 +3,7 @@ cannot reach it: the CLI's (arm: end the process) and the API's (Backstop), and 
 which keeps a run from blocking before either is armed."""
 from __future__ import annotations
 
+import _thread
 import json
 import os
 import re
@@ -182,5 +183,5 @@ def cancel_on_signals(cancel: threading.Event, interrupt: threading.Event,
                 timer.daemon = True
                 timer.start()
 
-    threading.Thread(target=watch, name="boxer-signals", daemon=True).start()
+    _thread.start_new_thread(watch, ())  # threading's start() would wait until it runs: signals queue in the pipe meanwhile
     return lambda: came[-1] if came else None

@@ -21,6 +21,7 @@ Kept layers are named after the process that keeps them (`owner`: the server, fo
 """
 from __future__ import annotations
 
+import _thread
 import atexit
 import os
 import queue
@@ -150,7 +151,7 @@ class Workspaces:
         self._active = 0
         self._lock = threading.Lock()
         self._tasks: queue.Queue[Callable[[], object]] = queue.Queue()
-        self._worker: threading.Thread | None = None
+        self._worker = 0  # the pid whose worker thread runs _work (a forked process starts its own)
         self.owner = os.getpid()  # whose spares these are; a run forked by a server keeps the server's
         atexit.register(self.close)
 
@@ -310,9 +311,11 @@ class Workspaces:
 
     def _submit(self, task: Callable[[], object]) -> None:
         with self._lock:
-            if self._worker is None or not self._worker.is_alive():
-                self._worker = threading.Thread(target=self._work, name="boxer-workspaces", daemon=True)
-                self._worker.start()
+            if self._worker != os.getpid():
+                self._worker = os.getpid()
+                # Not threading.Thread.start(), which waits until the new thread runs: under load
+                # that wait stood between a served run's guest and its exit code.
+                _thread.start_new_thread(self._work, ())
         self._tasks.put(task)
 
     def _work(self) -> None:
