@@ -12,7 +12,8 @@ Each repetition opens the page twice in a fresh browser profile on disk: the fir
 cold (empty caches, nothing compiled), the second is a returning visitor's (what the
 browser kept: for boxer the image, runtime and snapshot in the page's Cache Storage). Pyodide gets the same two visits. It is installed with npm on first use into the boxer
 cache; without npm its rows are left out. The boxer page's rows are followed by where its
-time went (its run record's `timings`): each step's median, from the step before it.
+time went (its run record's `timings` and the page's `boxer:` performance marks): each step's
+median, from the step before it.
 Run alone: `python bench/web_bench.py`.
 """
 from __future__ import annotations
@@ -64,11 +65,16 @@ class _StaticServer:
         self.httpd.server_close()
 
 
-# The boxer page's steps to first output (its run record's `timings`, ms since navigation), in order.
-STEPS = (("imageReady", "image read, verified and unpacked"), ("compiled", "runtime compiled and checked"),
+# The boxer page's steps to first output (its run record's `timings` and the page's `boxer:`
+# performance marks, ms since navigation), in order; a step the visit did not take (`fetched` on a
+# returning visit) is left out and the next one counts from the step before it.
+STEPS = (("load", "page started (HTML, boxer.js run)"), ("read", "image read from the page's store (a miss on a first visit)"),
+         ("fetched", "image downloaded"), ("verified", "image verified (sha256 of every blob)"),
+         ("imageReady", "image unpacked"), ("compiled", "runtime compiled and checked"),
          ("posted", "run handed to its worker"), ("started", "worker instantiated and restored the snapshot"),
          ("firstOutput", "the guest's first output"))
-TIMINGS = "window.boxer ? window.boxer.runs[0].timings : null"
+TIMINGS = ("window.boxer ? {...Object.fromEntries(performance.getEntriesByType('mark').filter((m) => m.name.startsWith('boxer:'))"
+           ".map((m) => [m.name.slice(6), m.startTime])), ...window.boxer.runs[0].timings} : null")
 
 
 def _first_output(page, url: str, expression: str, steps: list[dict] | None = None) -> float:
@@ -103,9 +109,12 @@ def _breakdown(label: str, visits: list[dict]) -> list[tuple[str, float]]:
     navigation), over `visits`."""
     out = []
     for i, (key, what) in enumerate(STEPS):
-        before = STEPS[i - 1][0] if i else None
-        spans = [(v[key] - (v[before] if before else 0)) / 1000 for v in visits
-                 if v.get(key) is not None and (before is None or v.get(before) is not None)]
+        spans = []
+        for v in visits:
+            if v.get(key) is None:
+                continue
+            before = [v[k] for k, _ in STEPS[:i] if v.get(k) is not None]
+            spans.append((v[key] - (before[-1] if before else 0)) / 1000)
         if spans:
             out.append((f"web: hello, {label}, step: {what} (boxer page, Chromium)", statistics.median(spans)))
     return out
