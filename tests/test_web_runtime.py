@@ -55,6 +55,12 @@ def test_a_hostile_program_gets_no_runtime_file_and_no_traceback(wasm):
     assert found is None or (found.data == b"\0asm\x01\0\0\0" and found.cwd_slot is None)
 
 
+ORDER = """() => {
+  const start = (name) => performance.getEntriesByType('resource').find((e) => e.name.endsWith('/' + name)).startTime;
+  return { load: performance.getEntriesByName('boxer:load')[0].startTime, 'terminal.js': start('terminal.js'), 'editor.js': start('editor.js') };
+}"""
+
+
 def test_the_page_compiles_the_served_runtime_and_caches_it_for_good(playwright, hello_image, tmp_path):
     server = site.serve(hello_image, "127.0.0.1", 0, autorun=True)
     # A browser profile on disk, as a visitor's is (a private window's memory cache keeps no 13 MB entry).
@@ -89,6 +95,11 @@ def test_the_page_compiles_the_served_runtime_and_caches_it_for_good(playwright,
             # Where the time went: every step recorded, each thread's in its order (the worker's
             # are converted to the page's clock; across threads only causality orders them).
             t = run["timings"]
+            # The page starts its work (reading the image, compiling the runtime) before it asks for
+            # xterm's module, and for the code pane's only once the first run is in its worker.
+            tab.wait_for_function("() => performance.getEntriesByType('resource').some((e) => e.name.endsWith('/editor.js'))")
+            start = tab.evaluate(ORDER)
+            assert start["load"] <= start["terminal.js"] and t["posted"] <= start["editor.js"], (start, t)
             for steps in (("imageReady", "requested", "compiled", "posted", "firstOutput"), ("received", "instantiated", "started")):
                 times = [t[k] for k in steps]
                 assert all(isinstance(v, (int, float)) for v in times) and times == sorted(times), t
