@@ -21,19 +21,8 @@ def write_file(path: str | Path, data: bytes, mode: int = 0o666) -> None:
     """Write `data` to a temp file beside `path`, then rename it into place. The temp file is
     created with `mode` minus the umask (0666: as any tool's output; 0600 for secrets), so
     the mode survives the rename. Raises OSError; the temp file never stays behind."""
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(errno.EISDIR, "is a directory", str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with writing(path, mode) as f:
+        f.write(data)
 
 
 def check_empty_target(directory: Path) -> None:
