@@ -445,24 +445,20 @@ def _poll(caller: int, memory: rawcall.Guest, net: Net, deadlines: wasiclock.Dea
         base = i * SUBSCRIPTION_SIZE
         userdata, tag = struct.unpack_from("<QB", raw, base)
         if tag == CLOCK:
-            clock, timeout, _precision, flags = struct.unpack_from("<I4xQQH", raw, base + 16)
-            if flags & wasiclock.ABSTIME:
-                now = wasiclock.read_clock(clock)
-                if now is None:
-                    ready.append(_event(userdata, wasiclock.NOTSUP, CLOCK))
-                    continue
-                timeout = max(0, timeout - now)
-            if wake is None or timeout < wake[0]:
-                wake = (timeout, userdata)
+            wait = wasiclock.clock_wait(raw, base)
+            if wait is None:
+                ready.append(wasiclock.event(userdata, wasiclock.NOTSUP, CLOCK))
+            elif wake is None or wait < wake[0]:
+                wake = (wait, userdata)
         elif tag in (FD_READ, FD_WRITE):
             (fd,) = struct.unpack_from("<I", raw, base + 16)
             if net.owns(fd) and fd != net.first:
                 if fd not in net.slots:
-                    ready.append(_event(userdata, EBADF, tag))
+                    ready.append(wasiclock.event(userdata, EBADF, tag))
                 else:
                     waiting.append((userdata, tag, fd))
             else:
-                ready.append(_event(userdata, SUCCESS, tag))
+                ready.append(wasiclock.event(userdata, SUCCESS, tag))
         else:
             return EINVAL
     if waiting:  # the slots ready now; if no event is, a wait for the first (or the clock)
@@ -472,14 +468,12 @@ def _poll(caller: int, memory: rawcall.Guest, net: Net, deadlines: wasiclock.Dea
         r, w = net.wait_any(reads, writes, seconds)
         for userdata, tag, fd in waiting:
             if fd in (r if tag == FD_READ else w):
-                ready.append(_event(userdata, SUCCESS, tag, 1))
+                ready.append(wasiclock.event(userdata, SUCCESS, tag, 1))
         if not ready and wake is not None:
-            ready.append(_event(wake[1], SUCCESS, CLOCK))
+            ready.append(wasiclock.event(wake[1], SUCCESS, CLOCK))
     elif not ready and wake is not None:
         wasiclock.sleep(wake[0] / 1e9, deadlines)
-        ready.append(_event(wake[1], SUCCESS, CLOCK))
+        ready.append(wasiclock.event(wake[1], SUCCESS, CLOCK))
     return _put(caller, memory, events, b"".join(ready)) or _put(caller, memory, count_out, struct.pack("<I", len(ready)))
 
 
-def _event(userdata: int, error: int, tag: int, nbytes: int = 0) -> bytes:
-    return struct.pack("<QHB5xQH6x", userdata, error, tag, nbytes, 0)

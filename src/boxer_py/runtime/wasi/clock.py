@@ -73,6 +73,24 @@ def read_clock(clock: int) -> int | None:
     return None  # CPU-time clocks: the host's would leak what else this process does
 
 
+def clock_wait(raw: bytes | bytearray, base: int) -> int | None:
+    """The nanoseconds from now that the clock subscription at `base` of `raw` waits (an
+    absolute one less its clock's time, at least 0); None for a clock read_clock does not serve."""
+    clock, timeout, _precision, flags = struct.unpack_from("<I4xQQH", raw, base + 16)
+    if flags & ABSTIME:
+        now = read_clock(clock)
+        if now is None:
+            return None
+        return max(0, timeout - now)
+    return timeout
+
+
+def event(userdata: int, error: int, tag: int, nbytes: int = 0) -> bytes:
+    """One WASI poll event: its subscription's userdata, an errno, the subscription's type and,
+    for a descriptor, the bytes ready (0: unknown)."""
+    return struct.pack("<QHB5xQH6x", userdata, error, tag, nbytes, 0)
+
+
 def define(linker: wasmtime.Linker, deadlines: Deadlines) -> None:
     """Replace the two WASI functions in a linker that already has the rest of WASI."""
     i32, i64 = wasmtime.ValType.i32(), wasmtime.ValType.i64()
@@ -97,22 +115,18 @@ def define(linker: wasmtime.Linker, deadlines: Deadlines) -> None:
             base = i * SUBSCRIPTION_SIZE
             userdata, tag = struct.unpack_from("<QB", raw, base)
             if tag == CLOCK:
-                clock, timeout, _precision, flags = struct.unpack_from("<I4xQQH", raw, base + 16)
-                if flags & ABSTIME:
-                    now = read_clock(clock)
-                    if now is None:
-                        ready.append(struct.pack("<QHB5xQH6x", userdata, NOTSUP, CLOCK, 0, 0))
-                        continue
-                    timeout = max(0, timeout - now)
-                if wake is None or timeout < wake[0]:
-                    wake = (timeout, userdata)
+                wait = clock_wait(raw, base)
+                if wait is None:
+                    ready.append(event(userdata, NOTSUP, CLOCK))
+                elif wake is None or wait < wake[0]:
+                    wake = (wait, userdata)
             elif tag in (FD_READ, FD_WRITE):
-                ready.append(struct.pack("<QHB5xQH6x", userdata, SUCCESS, tag, 0, 0))
+                ready.append(event(userdata, SUCCESS, tag))
             else:
                 return INVAL
         if not ready and wake is not None:
             sleep(wake[0] / 1e9, deadlines, caller)
-            ready.append(struct.pack("<QHB5xQH6x", wake[1], SUCCESS, CLOCK, 0, 0))
+            ready.append(event(wake[1], SUCCESS, CLOCK))
         return _write(caller, events, b"".join(ready)) or _write(caller, count_out, struct.pack("<I", len(ready)))
 
     linker.allow_shadowing = True
