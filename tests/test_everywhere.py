@@ -17,12 +17,9 @@ Chromium, a wasmtime compile cache) once per module. Which example runs where:
 - ci and kubernetes: no image of their own, they ship hello-python (asserted below)."""
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import shlex
 import subprocess
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +30,7 @@ import containerdnode
 import runwasi
 from boxer_py.browser import site
 from boxer_py.image import wasmbin
+from chromium import StaticSite, press_run
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
@@ -139,13 +137,7 @@ def _press_run(browser, url: str, stdin: str, args: tuple[str, ...]) -> tuple[di
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(url)
-        page.wait_for_selector("#run:not([disabled])", timeout=PAGE_TIMEOUT_MS)
-        page.fill("#command", shlex.join(args))
-        page.fill("#stdin", stdin)
-        page.click("#run")
-        page.wait_for_function("() => window.boxer.runs.length === 1 && window.boxer.runs[0].done",
-                               timeout=PAGE_TIMEOUT_MS)
-        run = page.evaluate("() => window.boxer.runs[0]")
+        run = press_run(page, shlex.join(args), stdin, PAGE_TIMEOUT_MS)
         assert errors == [] and not run.get("trap"), (errors, run.get("trap"))
         return run, page.evaluate("() => performance.getEntriesByType('resource').map(e => e.name)")
     finally:
@@ -185,16 +177,10 @@ def _standalone_page(boxer, browser, image: Path, stdin: str, args: tuple[str, .
     r = boxer("web", "--standalone", str(image), "-o", str(site_dir), timeout=600)
     assert (r.returncode, r.stdout) == (0, f"{site_dir}\n"), r.stderr
     assert sorted(p.name for p in site_dir.iterdir()) == ["index.html", "standalone.js", "standalone.wasm"]
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site_dir))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        run, fetched = _press_run(browser, f"http://127.0.0.1:{httpd.server_address[1]}/", stdin, args)
-        assert not any(name.endswith("image.wasm") for name in fetched), fetched
-        return run["exitCode"], run["stdout"], run["stderr"]
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with StaticSite(site_dir) as static:
+        run, fetched = _press_run(browser, static.url, stdin, args)
+    assert not any(name.endswith("image.wasm") for name in fetched), fetched
+    return run["exitCode"], run["stdout"], run["stderr"]
 
 
 @pytest.mark.parametrize("example", [c for c in CASES if c.name in ("hello-python", "hello-c", "agent")],

@@ -9,7 +9,6 @@ errors, its memory, its DOM and its Web Workers.
 """
 from __future__ import annotations
 
-import functools
 import http.client
 import http.server
 import os
@@ -28,6 +27,7 @@ import boxer_py
 import chromium
 from boxer_py.browser import site
 from boxer_py.image import imagefile
+from chromium import StaticSite, press_run
 from pageclick import click_without_scrolling
 
 MARK = f"boxer-hostile-{uuid.uuid4().hex[:12]}"  # finds this test's browser among the machine's processes
@@ -251,26 +251,6 @@ def hostile_image(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("hostile") / "hostile.wasm"
     boxer_py.build(ctx, out, tag="hostile")
     return out
-
-
-class StaticSite:
-    """A `boxer web` directory served by Python's plain static server, as any host would."""
-
-    def __init__(self, directory: Path):
-        import http.server
-        from functools import partial
-
-        class Quiet(http.server.SimpleHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(directory)))
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture
@@ -810,9 +790,7 @@ def test_the_standalone_page_shows_guest_output_as_text_keeps_one_mib_and_reache
     network: CPython's socket calls there fail."""
     site_dir = tmp_path / "standalone"
     assert boxer("web", "--standalone", str(hostile_image), "-o", str(site_dir), timeout=600).returncode == 0
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site_dir))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    static = StaticSite(site_dir)
     markup = f'<img id="pwn" src="{canary.url}/img" onerror="fetch(\'{canary.url}/js\')">'
     code = (f"import socket, sys; print({markup!r}); print('y' * 3_000_000)\n"
             f"try:\n    socket.create_connection(('127.0.0.1', {canary.tcp_port}))\n"
@@ -822,14 +800,8 @@ def test_the_standalone_page_shows_guest_output_as_text_keeps_one_mib_and_reache
         page = context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(f"http://127.0.0.1:{httpd.server_address[1]}/")
-        page.wait_for_selector("#run:not([disabled])", timeout=RUN_TIMEOUT_MS)
-        page.fill("#command", "python -")
-        page.fill("#stdin", code)
-        page.click("#run")
-        page.wait_for_function("() => window.boxer.runs.length === 1 && window.boxer.runs[0].done",
-                               timeout=RUN_TIMEOUT_MS)
-        run = page.evaluate("() => window.boxer.runs[0]")
+        page.goto(static.url)
+        run = press_run(page, "python -", code, RUN_TIMEOUT_MS)
         assert (run["exitCode"], run["trap"], errors) == (0, None, []), run["stderr"]
         assert run["stderr"].startswith("no network: "), run["stderr"]
         assert run["stdout"].startswith(markup + "\n" + "y" * 1000)
@@ -840,5 +812,4 @@ def test_the_standalone_page_shows_guest_output_as_text_keeps_one_mib_and_reache
         assert canary.settle(2) == []
     finally:
         context.close()
-        httpd.shutdown()
-        httpd.server_close()
+        static.close()
