@@ -5,10 +5,12 @@ import json
 import os
 import sys
 import threading
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -19,6 +21,9 @@ from boxer_py.image.store import default_cache_dir
 from boxer_py.runtime import inputs, watchdog
 from boxer_py.runtime.net.policy import Network
 from boxer_py.runtime.spec import INTERRUPT_EXIT_CODE, Mount, RunResult, RunSpec, parse_size
+
+if TYPE_CHECKING:
+    from boxer_py.runtime.launcher import Launcher
 
 PLATFORMS = ("wasi/wasm", "wasip1/wasm", "wasi/wasm32", "wasm32/wasi", "wasm/wasi", "wasi", "wasm")
 
@@ -87,6 +92,13 @@ def run(launcher, image, command, env, env_file, workdir, entrypoint, volume, co
         click.echo(json.dumps(utf8_clean(RunResult(code, error=error).to_json())))
         click.echo(f"boxer: {e}", err=True)
         sys.exit(code)
+    _show(result, spec, as_json)
+    sys.exit(result.exit_code)
+
+
+def _show(result: RunResult, spec: RunSpec, as_json: bool) -> None:
+    """A run's result as `boxer run` reports it: the JSON object, or the lines about truncated
+    output and a trap on stderr (the output itself was streamed)."""
     if as_json:
         click.echo(json.dumps(utf8_clean(result.to_json())))
     else:
@@ -97,7 +109,31 @@ def run(launcher, image, command, env, env_file, workdir, entrypoint, volume, co
                            "its middle dropped (its start and end are kept)", err=True)
         if result.trap:
             click.echo(f"boxer: {spec.command[0] if spec.command else 'guest'}: {result.trap}", err=True)
-    sys.exit(result.exit_code)
+
+
+def new_launcher(cache_dir: str | Path) -> Launcher:
+    """The launcher of `boxer run` (in its own process, or in a process the run server forks
+    for it, from the server's launcher): the one place that decides a run is stopped by ending
+    its process. Such a process runs one command, so its guests run on engines without epoch
+    checks (13-25% of CPython's CPU loops, modcache.new_engine) and a timeout, --disk, SIGTERM
+    or a Ctrl-C that cannot be delivered ends the process after reporting (exitwatch.py)."""
+    from boxer_py.runtime.launcher import Launcher
+
+    return Launcher(cache_dir, epochs=False)
+
+
+def _stopped(spec: RunSpec, as_json: bool, signalled: Callable[[], int | None], result: RunResult) -> None:
+    """RunSpec.on_stop of a `boxer run`: the result of a run stopped from outside, reported as
+    run() reports one that ended, then the process ends (its guest's thread cannot return)."""
+    if signalled() is not None and result.exit_code == INTERRUPT_EXIT_CODE:
+        result.exit_code = 128 + (signalled() or 0)
+    _show(result, spec, as_json)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(result.exit_code)
 
 
 def _run(launcher, image, command, env, env_file, workdir, entrypoint, volume, copies, interactive, tty, stdin_file,
@@ -133,11 +169,10 @@ def _run(launcher, image, command, env, env_file, workdir, entrypoint, volume, c
     )
     path = _image_path(image, as_json)
     sys.stdout.flush()
-    if launcher is None:  # the run server passes a warm one
-        from boxer_py.runtime.launcher import Launcher
-
-        launcher = Launcher(default_cache_dir())
+    if launcher is None:  # the run server passes a warm one (new_launcher's too)
+        launcher = new_launcher(default_cache_dir())
     signalled = watchdog.cancel_on_signals(cancel, interrupt, resize=resize)
+    spec = replace(spec, on_stop=partial(_stopped, spec, as_json, signalled))
     opened = launcher.open(path)
     if publish_all:
         spec = replace(spec, network=wanted.publish_exposed(opened.spec.config.exposed_ports))

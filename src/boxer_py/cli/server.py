@@ -64,7 +64,7 @@ class _Run:
 class Server:
     def __init__(self, path: str, key: str, cache_dir: str, idle: float, request_deadline: float = REQUEST_DEADLINE):
         from boxer_py.cli import main as cli  # everything a run loads, loaded once: that is the point
-        from boxer_py.runtime.launcher import Launcher
+        from boxer_py.cli.run import new_launcher
 
         self.cli = cli
         self.path = path
@@ -73,7 +73,7 @@ class Server:
         self.cache_dir = cache_dir
         self.idle = idle
         self.request_deadline = request_deadline
-        self.launcher = Launcher(cache_dir)
+        self.launcher = new_launcher(cache_dir)  # what the forked runs use: without epochs (cli/run.py)
         gc.freeze()  # what is loaded now stays shared with the forked runs, not copied into each
         self.runs: dict[int, _Run] = {}
         self.pending: dict[int, _Pending] = {}  # by the connection's fd

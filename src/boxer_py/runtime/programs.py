@@ -39,6 +39,7 @@ class Programs:
     deadlines: wasiclock.Deadlines  # every engine's linkers end sleeps at their run's deadline
     preinit: bool = True            # False: every run starts its interpreter from scratch
     baker: Baker | None = None      # preinit.bake: snapshots baked into their module, in the background
+    epochs: bool = True             # False: engines without epoch interruption (exitwatch.py)
     engines: Engines = field(init=False)
     _loaded: dict[ModuleKey, Loaded] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -48,7 +49,7 @@ class Programs:
     _guest_digest: str | None = None  # see guest_digest
 
     def __post_init__(self) -> None:
-        self.engines = Engines(self.cache_dir / "modules", self.deadlines)
+        self.engines = Engines(self.cache_dir / "modules", self.deadlines, self.epochs)
 
     def engine(self, stack: int | None) -> Engine:
         """The engine (with its linkers and ticker) for modules compiled with this wasm stack."""

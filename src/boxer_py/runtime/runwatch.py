@@ -84,6 +84,10 @@ class DiskWatch:
         self.full = self.full or (self.limit is not None and used > self.limit)
         return self.full
 
+    def every(self) -> float:
+        """Seconds until the next measurement: CHECK_EVERY, or ten times the last one took."""
+        return self._every
+
     def _tick(self, _context: object, _env: object, delta: ctypes._Pointer[ctypes.c_uint64],
               kind: ctypes._Pointer[ctypes.c_uint8]) -> int:
         try:

@@ -5,10 +5,12 @@ a run resumes) come from programs.py, the run's writable layer from workspace.py
 """
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import wasmtime
 from boxer_py.errors import RunError
 from boxer_py.runtime import interrupt, reactor, watchdog
 from boxer_py.runtime.engines import Engines
+from boxer_py.runtime.exitwatch import ExitWatch, end_process
 from boxer_py.runtime.interrupt import Interrupts
 from boxer_py.runtime.modcache import Loaded
 from boxer_py.runtime.net import host as nethost
@@ -134,13 +137,19 @@ class Sandbox:
         timeout = spec.limits.timeout
         ro = readonly.guard(spec.read_only, len(extra), [m.read_only for m in spec.mounts], pinned)  # EROFS there
         store: list[wasmtime.Store] = []  # the run's, once _execute (and all it held) is done
+
+        def stop(result: RunResult) -> None:  # engines without epochs: the run ends with its process
+            self._output(result, stdout, stderr)
+            result.preinitialised = resume is not None
+            (spec.on_stop or end_process(argv[0]))(result)
         try:
             if timeout is not None and spec.mounts:  # see watchdog.Backstop
                 with watchdog.Backstop(time.monotonic() + timeout, [m.host for m in spec.mounts]):
                     result = self._execute(loaded, wasi, argv, workdir, spec, root, resume, keep, net, interrupts, ro,
-                                           store)
+                                           store, stop)
             else:
-                result = self._execute(loaded, wasi, argv, workdir, spec, root, resume, keep, net, interrupts, ro, store)
+                result = self._execute(loaded, wasi, argv, workdir, spec, root, resume, keep, net, interrupts, ro, store,
+                                       stop)
         finally:
             if net is not None:
                 self.engines.get(loaded.stack).networking.finish(net)
@@ -148,18 +157,23 @@ class Sandbox:
             self.release(store.pop())
         if net is not None:
             result.network = net.summary()
-        result.stdout, result.stderr = stdout.finish(), stderr.finish()
-        result.stdout_truncated, result.stderr_truncated = stdout.truncated, stderr.truncated
-        result.stdout_dropped, result.stderr_dropped = stdout.dropped, stderr.dropped
+        self._output(result, stdout, stderr)
         for sink in (stdout, stderr):
             if sink.error is not None:  # the guest has ended; the caller's callback failed
                 raise sink.error
         return result
 
+    @staticmethod
+    def _output(result: RunResult, stdout: Sink, stderr: Sink) -> None:
+        result.stdout, result.stderr = stdout.finish(), stderr.finish()
+        result.stdout_truncated, result.stderr_truncated = stdout.truncated, stderr.truncated
+        result.stdout_dropped, result.stderr_dropped = stdout.dropped, stderr.dropped
+
     def _execute(self, loaded: Loaded, wasi: wasmtime.WasiConfig, argv: list[str], workdir: str, spec: RunSpec,
                  root: Path, resume: Resume | None = None, keep: Keep | None = None,
                  net: nethost.Net | None = None, interrupts: Interrupts | None = None,
-                 read_only: readonly.Guard | None = None, hold: list[wasmtime.Store] | None = None) -> RunResult:
+                 read_only: readonly.Guard | None = None, hold: list[wasmtime.Store] | None = None,
+                 stop: Callable[[RunResult], None] | None = None) -> RunResult:
         limits, on_start, name = spec.limits, spec.on_start, argv[0]
         engine = self.engines.get(loaded.stack)
         editor = terminal.editor(spec.tty and spec.stdin == "-" and net is None, spec.interrupt, argv)  # -it: a REPL's lines
@@ -172,8 +186,11 @@ class Sandbox:
         if limits.memory is not None:
             limit_memory(store, limits.memory)
         deadline = None if limits.timeout is None else time.monotonic() + limits.timeout
-        watch = None
-        if limits.disk is not None or spec.cancel is not None or interrupts is not None:
+        watch, exits = None, None
+        if not engine.epochs:  # stopped from outside, by ending the process (exitwatch.py)
+            watch = None if limits.disk is None else DiskWatch(root, limits.disk, None, self.deadlines)
+            exits = ExitWatch(stop or end_process(name), deadline, limits.timeout, spec.cancel, interrupts, watch)
+        elif limits.disk is not None or spec.cancel is not None or interrupts is not None:
             watch = DiskWatch(root, limits.disk, deadline, self.deadlines, spec.cancel, interrupts=interrupts)
             watch.install(store)
         else:
@@ -196,6 +213,8 @@ class Sandbox:
         memory = found if isinstance(found, wasmtime.Memory) else None  # not a memory: none to measure
         if interrupts is not None:
             interrupts.memory = memory
+            if memory is not None and exits is not None:
+                interrupts.raw = (ctypes.addressof(memory.data_ptr(store).contents), memory.data_len(store))
         if net is not None:
             engine.networking.attach(store, memory, net, name)
         if read_only is not None:
@@ -223,7 +242,7 @@ class Sandbox:
         if editor is not None:
             self.terminals.set(editor, self.terminals.plain(engine.engine, store, memory), interrupts.deliver if interrupts else None)
         cpu = time.thread_time()
-        with engine.ticker:
+        with engine.ticker, exits or nullcontext():
             try:
                 result.exit_code = start()
             except (wasmtime.ExitTrap, wasmtime.Trap, wasmtime.WasmtimeError, wasiclock.Expired) as e:

@@ -168,6 +168,9 @@ class RunSpec:
     resize: threading.Event | None = None  # with tty: set when the terminal was resized; the guest follows (winsize)
     files: tuple[tuple[str, bytes], ...] = ()  # (guest path, content): put into the writable layer first
     on_stdout: Callable[[bytes], object] | None = None  # handed the guest's output as it comes
+    # A launcher without epochs (exitwatch.py): told the result of a run stopped from outside
+    # (timeout, --disk, cancel, a Ctrl-C it could not deliver), with its output so far; ends the process.
+    on_stop: Callable[[RunResult], None] | None = None
     on_stderr: Callable[[bytes], object] | None = None
 
 

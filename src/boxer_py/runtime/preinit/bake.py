@@ -196,7 +196,7 @@ class Baker:
             except BlockingIOError:
                 return  # another process is baking: a later run finds its module or asks again
             if job.modules.cached(job.key) is None:
-                engine = new_engine(job.modules.stack, parallel=False)  # one core: runs go on
+                engine = new_engine(job.modules.stack, parallel=False, epochs=job.modules.epochs)  # one core: runs go on
                 job.modules.store(job.key, wasmtime.Module(engine, job.make()))
             loaded = job.modules.cached(job.key)
             if loaded is not None:

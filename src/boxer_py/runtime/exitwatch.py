@@ -1,0 +1,86 @@
+"""Stopping a guest by ending its process: the runs of a launcher without epoch interruption.
+
+Epoch checks (a load and compare at every function entry and loop header) cost CPython's CPU
+loops 13-25% (modcache.new_engine). A run that owns its process (`boxer run`, served or not:
+the CLI's launcher, cli/run.py) does not need them: its guest is stopped by ending the
+process, as a native program is by a kill. A thread of the run's process watches what an
+epoch tick would have checked: the deadline, a cancel (SIGTERM/SIGHUP), the disk quota
+(runwatch.DiskWatch's measurement), a Ctrl-C and a resize. A Ctrl-C or resize of a CPython
+guest sets CPython's words from this thread, as a native signal handler does while the
+interpreter runs (interrupt.Interrupts.deliver_async); anything else that stops the run
+builds its result (what the guest wrote so far) and hands it to `stop`, which reports it and
+ends the process. A guest cannot delay it: the thread never waits for the guest.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from boxer_py.runtime.interrupt import Interrupts
+from boxer_py.runtime.runwatch import DiskWatch
+from boxer_py.runtime.spec import INTERRUPT_EXIT_CODE, TIMEOUT_EXIT_CODE, TRAP_EXIT_CODE, RunResult
+
+POLL = 0.01  # seconds between checks: an epoch tick's (ticker.Ticker.TICK)
+
+
+@dataclass
+class ExitWatch:
+    """Watches one run of a launcher without epochs until `close`; `stop(result)` must end
+    the process (it is called at most once, from this watch's thread)."""
+
+    stop: Callable[[RunResult], None]
+    deadline: float | None = None  # time.monotonic() seconds
+    timeout: float | None = None  # the run's --timeout, for its message
+    cancel: threading.Event | None = None
+    interrupts: Interrupts | None = None
+    disk: DiskWatch | None = None  # measures the writable layer (its limit set)
+    _over: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> ExitWatch:
+        self._thread = threading.Thread(target=self._watch, name="boxer-exitwatch", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._over.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _watch(self) -> None:
+        next_disk = 0.0
+        while not self._over.wait(POLL):
+            now = time.monotonic()
+            if self.cancel is not None and self.cancel.is_set():
+                return self._end(RunResult(INTERRUPT_EXIT_CODE, trap="interrupted"))
+            interrupts = self.interrupts
+            if interrupts is not None and interrupts.request.is_set():
+                if not interrupts.deliverable():
+                    return self._end(RunResult(INTERRUPT_EXIT_CODE, trap="interrupted"))
+                interrupts.deliver_async()  # CPython raises KeyboardInterrupt at its next check
+            if interrupts is not None and interrupts.resized.is_set():
+                interrupts.deliver_winch_async()
+            if self.deadline is not None and now >= self.deadline:
+                return self._end(RunResult(TIMEOUT_EXIT_CODE, timed_out=True, trap=f"timed out after {self.timeout:g}s"))
+            if self.disk is not None and self.disk.limit is not None and now >= next_disk:
+                if self.disk.over():
+                    return self._end(RunResult(TRAP_EXIT_CODE, disk_full=True,
+                                               trap=f"wrote more than the {self.disk.limit}-byte disk limit"))
+                next_disk = time.monotonic() + self.disk.every()
+        return None
+
+    def _end(self, result: RunResult) -> None:
+        if not self._over.is_set():  # the guest did not finish meanwhile
+            self.stop(result)
+
+
+def end_process(what: str) -> Callable[[RunResult], None]:
+    """The stop of a guest run that has no report of its own (a snapshot's boot run, the
+    interrupt calibration): one line naming it, then boxer's own exit code, 125."""
+    def stop(result: RunResult) -> None:
+        os.write(2, f"boxer: {what}: {result.trap or 'stopped'}\n".encode())
+        os._exit(125)
+    return stop
