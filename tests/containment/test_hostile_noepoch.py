@@ -16,8 +16,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from test_server import Served  # noqa: E402  (the run server's test helper: its own socket dir)
 
 SPIN = "print('before', flush=True)\nwhile True: pass"
-# A program that spins in one Wasm loop: no call, no memory access, nothing a host could hook.
-PURE_SPIN = '(module (memory (export "memory") 1) (func (export "_start") (loop (br 0))))'
+# A program that says "up", then spins in one Wasm loop: no call, no memory access, nothing a host could hook.
+PURE_SPIN = """(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "\\10\\00\\00\\00\\03\\00\\00\\00")
+  (data (i32.const 16) "up\\0a")
+  (func (export "_start")
+    (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+    (loop (br 0))))"""
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +71,9 @@ def test_json_reports_a_stopped_run_with_its_output(served):
 def test_a_pure_wasm_loop_stops_at_its_timeout_and_on_sigterm(served, spinner):
     before = len(served.served_runs())
     r = served("run", "--timeout", "1", str(spinner))
-    assert r.returncode == 124 and "timed out after 1s" in r.stderr, r.stderr
+    assert (r.returncode, r.stdout) == (124, "up\n") and "timed out after 1s" in r.stderr, r.stderr
     p = served.popen("run", str(spinner))
+    assert p.stdout.readline() == "up\n"
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=60) == 128 + signal.SIGTERM
     assert len(served.served_runs()) >= before + 2, served.log()
