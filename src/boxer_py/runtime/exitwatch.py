@@ -22,8 +22,14 @@ from dataclasses import dataclass, field
 from boxer_py.runtime.interrupt import Interrupts
 from boxer_py.runtime.runwatch import DiskWatch
 from boxer_py.runtime.spec import INTERRUPT_EXIT_CODE, TIMEOUT_EXIT_CODE, TRAP_EXIT_CODE, RunResult
+from boxer_py.runtime.wasi import clock as wasiclock
 
 POLL = 0.01  # seconds between checks: an epoch tick's (ticker.Ticker.TICK)
+# A Ctrl-C is left this long to the guest's own thread (a sleep takes it within clock.POLL and
+# wakes) before it is set from here; once set, a guest that has not taken it GRACE later is
+# blocked in the host (reading stdin): the run stops (130), as watchdog.cancel_on_signals does.
+HANDOVER = 2 * wasiclock.POLL
+GRACE = 1.0
 
 
 @dataclass
@@ -52,6 +58,8 @@ class ExitWatch:
 
     def _watch(self) -> None:
         next_disk = 0.0
+        asked: float | None = None  # when a Ctrl-C came that the guest's thread has not taken
+        given: float | None = None  # when this thread set it in the guest's words
         while not self._over.wait(POLL):
             now = time.monotonic()
             if self.cancel is not None and self.cancel.is_set():
@@ -60,7 +68,15 @@ class ExitWatch:
             if interrupts is not None and interrupts.request.is_set():
                 if not interrupts.deliverable():
                     return self._end(RunResult(INTERRUPT_EXIT_CODE, trap="interrupted"))
-                interrupts.deliver_async()  # CPython raises KeyboardInterrupt at its next check
+                asked = now if asked is None else asked
+                if now - asked >= HANDOVER and interrupts.deliver_async():  # CPython raises KeyboardInterrupt
+                    asked, given = None, now                                 # at its next check
+            else:
+                asked = None
+            if interrupts is not None and given is not None and now - given >= GRACE:
+                if interrupts.pending_async():  # not taken: the guest is blocked in the host
+                    return self._end(RunResult(INTERRUPT_EXIT_CODE, trap="interrupted"))
+                given = None
             if interrupts is not None and interrupts.resized.is_set():
                 interrupts.deliver_winch_async()
             if self.deadline is not None and now >= self.deadline:

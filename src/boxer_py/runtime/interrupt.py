@@ -123,6 +123,15 @@ class Interrupts:
         self.delivered = _set_raw(self.raw, self.flags) or self.delivered
         return True
 
+    def pending_async(self) -> bool:
+        """Whether the Ctrl-C deliver_async set is still in the guest's words: CPython clears
+        them when it checks for signals, so a guest that has not is not running its interpreter."""
+        if self.flags is None or self.raw is None:
+            return False
+        base, size = self.raw
+        return all(0 <= address <= size - 4 and ctypes.c_uint32.from_address(base + address).value & bits
+                   for address, bits in self.flags)
+
     def deliver_winch_async(self) -> bool:
         """deliver_winch() from another thread (see deliver_async)."""
         if not self.resized.is_set() or self.winch is None or self.raw is None:
