@@ -214,3 +214,14 @@ def test_the_entrypoint_is_the_path_found_only_where_a_host_path_open_reaches_th
     config = _pushed_config(oci.to_oci_image(image_of(cfg, layers)))
     assert config["Entrypoint"] == [entrypoint]
     assert config["Env"] == ["PATH=/usr/bin:/usr/local/bin:/bin", "HOME=/home/me", "PYTHONUSERBASE=/home/me/.local"]
+
+
+def test_an_alias_label_is_warned_about(image):
+    """A `boxer.alias:` label (the data-science base shows matplotlib's data inside the stdlib
+    zip's path) is a preopen boxer run makes: runtimes outside boxer do not, and the push says so."""
+    labels = {**image.spec.config.labels, "boxer.alias:/usr/lib/z.zip/data": "/usr/share/data"}
+    artifact = oci.to_oci_image(image_of(replace(image.spec.config, labels=labels),
+                                         [image.layer(d) for d in image.layers]))
+    assert artifact.warnings[-1] == ("/usr/lib/z.zip/data: shown by the image's boxer.alias: labels under boxer run "
+                                     "only; runwasi and other WASI runtimes show nothing there, so a program reading "
+                                     "it fails outside boxer")

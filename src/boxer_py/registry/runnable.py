@@ -51,8 +51,22 @@ class Runnable:
     warnings: tuple[str, ...] = ()
 
 
+ALIAS_LABEL = "boxer.alias:"   # as runtime/reactor.py reads it
+
+
 def runnable(config: ImageConfig, tars: list[bytes]) -> Runnable:
-    """`config` rewritten for runtimes outside boxer, from the image's layer tars (bottom first)."""
+    """`config` rewritten for runtimes outside boxer, from the image's layer tars (bottom first),
+    with a warning for `boxer.alias:` labels, which only boxer run shows (a preopen of its own)."""
+    made = _runnable(config, tars)
+    aliases = sorted(key[len(ALIAS_LABEL):] for key in config.labels if key.startswith(ALIAS_LABEL))
+    if not aliases:
+        return made
+    return replace(made, warnings=(*made.warnings, (
+        f"{', '.join(aliases)[:300]}: shown by the image's boxer.alias: labels under boxer run only; runwasi "
+        "and other WASI runtimes show nothing there, so a program reading it fails outside boxer")))
+
+
+def _runnable(config: ImageConfig, tars: list[bytes]) -> Runnable:
     config = _exec_form(config)
     argv = list(config.entrypoint) or list(config.cmd)
     if not argv:
