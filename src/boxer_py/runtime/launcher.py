@@ -145,7 +145,7 @@ class Launcher:
             inputs.place(root, files, [m.guest for m in spec.mounts] + [guest for guest, _ in shared])
             pinned = [c.pinned() for c in copies]
             if spec.on_stop is not None:  # stopped from outside: hand back what a finished run does
-                spec = replace(spec, on_stop=functools.partial(self._stopped, spec.on_stop, spec, root, copies))
+                spec = replace(spec, on_stop=functools.partial(self._stopped, spec.on_stop, spec, tmp, copies))
             if isinstance(command, str):  # each program the shell starts: in this container, one after another
                 result = shellrun.run(command, root, env, workdir, spec, lambda argv, env, workdir, one: self._start(
                     image, base, root, tmp, shared, pinned, None, argv, env, workdir, one))
@@ -176,12 +176,15 @@ class Launcher:
                 result.files, result.files_truncated = collect(out_dir, spec.output_dir, budget)
         return result
 
-    def _stopped(self, report: Callable[[RunResult], None], spec: RunSpec, root: Path,
+    def _stopped(self, report: Callable[[RunResult], None], spec: RunSpec, layer: Path,
                  copies: list[mounts.FileMount], result: RunResult) -> None:
-        """A run stopped by ending its process (exitwatch.py): finished as a run that ended, then reported."""
+        """A run stopped by ending its process (exitwatch.py): finished as a run that ended, its
+        writable layer removed (never handed on: its guest may still be writing), then reported.
+        What the still-running guest makes during the removal stays for the next sweep."""
         try:
-            self._finish(result, spec, root, copies)
+            self._finish(result, spec, layer / "rootfs", copies)
         finally:
+            remove_tree(layer)
             report(result)
 
     def _start(self, image: Image, base: Path, root: Path, tmp: Path, shared: list[tuple[str, Path]],
