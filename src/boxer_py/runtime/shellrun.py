@@ -113,6 +113,7 @@ def run(line: str, root: Path, env: dict[str, str], workdir: str, spec: RunSpec,
         left = None if deadline is None else max(0.001, deadline - clock())
         direct = terminal and inv.out == out.write and inv.err == err.write  # -t: the guest gets the terminal
         guest = replace(spec, command=(), entrypoint=None, env=inv.env, workdir=inv.cwd, output_dir=None,
+                        on_stop=None if spec.on_stop is None else stopped,
                         stdin=spec.stdin if inv.inherited and isinstance(spec.stdin, str) else inv.stdin,
                         files=(), on_start=on_start.pop() if on_start else None,  # the first guest arms it
                         limits=Limits(left, spec.limits.memory, None, spec.limits.disk),
@@ -139,6 +140,23 @@ def run(line: str, root: Path, env: dict[str, str], workdir: str, spec: RunSpec,
         stop()
         return Completed(result.exit_code, echoed=True)
 
+    def stopped(result: RunResult) -> None:
+        """One program stopped by ending the process (a launcher without epochs, exitwatch.py):
+        reported as the whole command's result, as `_Stopped` would have ended it."""
+        _add(total, result)
+        if result.timed_out:
+            total.trap = f"timed out after {spec.limits.timeout:g}s"
+        total.exit_code = result.exit_code
+        finish()
+        assert spec.on_stop is not None, "stopped is passed on only with an on_stop"
+        spec.on_stop(total)
+
+    def finish() -> None:
+        total.stdout, total.stderr = stdout.finish(), stderr.finish()
+        total.stdout_truncated, total.stderr_truncated = stdout.truncated, stderr.truncated
+        total.stdout_dropped, total.stderr_dropped = stdout.dropped, stderr.dropped
+        total.duration_ms = (time.perf_counter() - started - prepared[0]) * 1000  # as a run's: from its guest on
+
     on_start = [spec.on_start] if spec.on_start is not None else []  # the CLI's backstop for a blocked guest
     stdin = spec.stdin if isinstance(spec.stdin, bytes) else b""
     try:
@@ -150,10 +168,7 @@ def run(line: str, root: Path, env: dict[str, str], workdir: str, spec: RunSpec,
         said = str(e).replace(" in one RUN", " in one run").replace(" in RUN", "")  # the build's words
         err.write(f"sh: {said}\n".encode())
         total.exit_code = 2 if not isinstance(e, OSError) else TRAP_EXIT_CODE
-    total.stdout, total.stderr = stdout.finish(), stderr.finish()
-    total.stdout_truncated, total.stderr_truncated = stdout.truncated, stderr.truncated
-    total.stdout_dropped, total.stderr_dropped = stdout.dropped, stderr.dropped
-    total.duration_ms = (time.perf_counter() - started - prepared[0]) * 1000  # as a run's: from its guest on
+    finish()
     for sink in (stdout, stderr):
         if sink.error is not None:
             raise sink.error
