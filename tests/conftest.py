@@ -82,7 +82,7 @@ def launcher(cache_dir) -> boxer_py.Launcher:
     return boxer_py.Launcher(cache_dir)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def boxer(cache_dir):
     """Run the real CLI in a subprocess; returns the CompletedProcess (text mode)."""
 
