@@ -66,6 +66,8 @@ def test_json_reports_a_stopped_run_with_its_output(served):
     r = served("run", "--json", "--timeout", "1", str(served.image), "python", "-c", SPIN)
     doc = json.loads(r.stdout)
     assert (r.returncode, doc["exit_code"], doc["timed_out"], doc["stdout"]) == (124, 124, True, "before\n")
+    # what it ran until it was stopped: its 1 s deadline comes after its start, and it spun meanwhile
+    assert doc["duration_ms"] > 900 and doc["cpu_ms"] > 0, doc
 
 
 def test_a_pure_wasm_loop_stops_at_its_timeout_and_on_sigterm(served, spinner):

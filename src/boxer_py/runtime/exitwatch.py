@@ -43,10 +43,15 @@ class ExitWatch:
     cancel: threading.Event | None = None
     interrupts: Interrupts | None = None
     disk: DiskWatch | None = None  # measures the writable layer (its limit set)
+    started: float | None = None  # time.perf_counter() when the run began, for its duration_ms
+    _cpu: tuple[int, float] | None = None  # the guest thread's CPU clock and its reading at the start
     _over: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
     def __enter__(self) -> ExitWatch:
+        """Entered on the guest's thread, whose CPU time a stopped run reports."""
+        clock = time.pthread_getcpuclockid(threading.get_ident())
+        self._cpu = clock, time.clock_gettime(clock)
         self._thread = threading.Thread(target=self._watch, name="boxer-exitwatch", daemon=True)
         self._thread.start()
         return self
@@ -90,6 +95,10 @@ class ExitWatch:
 
     def _end(self, result: RunResult) -> None:
         if not self._over.is_set():  # the guest did not finish meanwhile
+            if self.started is not None:
+                result.duration_ms = (time.perf_counter() - self.started) * 1000
+            if self._cpu is not None:
+                result.cpu_ms = (time.clock_gettime(self._cpu[0]) - self._cpu[1]) * 1000
             self.stop(result)
 
 

@@ -186,16 +186,17 @@ class Sandbox:
             limit_memory(store, limits.memory)
         deadline = None if limits.timeout is None else time.monotonic() + limits.timeout
         watch, exits = None, None
+        started = time.perf_counter()
         if not engine.epochs:  # stopped from outside, by ending the process (exitwatch.py)
             watch = None if limits.disk is None else DiskWatch(root, limits.disk, None, self.deadlines)
-            exits = ExitWatch(stop or end_process(name), deadline, limits.timeout, spec.cancel, interrupts, watch)
+            exits = ExitWatch(stop or end_process(name), deadline, limits.timeout, spec.cancel, interrupts, watch,
+                              started=started)
         elif limits.disk is not None or spec.cancel is not None or interrupts is not None:
             watch = DiskWatch(root, limits.disk, deadline, self.deadlines, spec.cancel, interrupts=interrupts)
             watch.install(store)
         else:
             ticks = (1 << 62) if limits.timeout is None else max(1, math.ceil(limits.timeout / Ticker.TICK))
             store.set_epoch_deadline(ticks)
-        started = time.perf_counter()
         result = RunResult(exit_code=0)
         try:
             instance = (linker or engine.linker).instantiate(store, loaded.module)
