@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -136,17 +137,34 @@ def test_timeout_also_ends_a_guest_blocked_in_sleep(boxer, hello_image):
     assert result["timed_out"] is True
 
 
-def test_writable_layer_of_a_killed_run_is_swept(boxer, hello_image, cache_dir):
+def test_writable_layer_of_a_timed_out_run_is_removed_before_it_reports(boxer, hello_image, cache_dir):
     # a guest blocked reading this process's stdin (a pipe that stays open) is out of Wasmtime's
-    # reach: the watchdog ends the whole process, which leaves its writable layer behind (run by
-    # the CLI itself: a run server would sweep it as soon as it reaps the run, see test_server)
+    # reach: the watcher ends the guest's process, and the run removes its layer before it reports
+    runs = cache_dir / "runs"
+    before = set(runs.iterdir()) if runs.exists() else set()
     cmd = [sys.executable, "-m", "boxer_py", "run", "-i", "--timeout", "0.5", str(hello_image),
            "python", "-c", "import sys; sys.stdin.read()"]
     with subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           env={**os.environ, "BOXER_CACHE_DIR": str(cache_dir), "BOXER_SERVER": "0"}) as proc:
         assert proc.wait(timeout=600) == 124  # a guard against a hang, not a measure: it compiles first
-    left = [p for p in (cache_dir / "runs").iterdir() if p.name.split(".", 1)[0] == str(proc.pid)]
-    assert left  # named after the dead process (what else is there, other runs', is not the point)
+    assert set(runs.iterdir()) - before == set()
+
+
+def test_writable_layer_of_a_killed_run_is_swept(boxer, hello_image, cache_dir):
+    # SIGKILL leaves no chance to clean up: the layer stays until the next launcher sweeps it
+    runs = cache_dir / "runs"
+    before = set(runs.iterdir()) if runs.exists() else set()
+    cmd = [sys.executable, "-m", "boxer_py", "run", "-i", str(hello_image),
+           "python", "-c", "import sys; print('up', flush=True); sys.stdin.read()"]
+    with subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          start_new_session=True,
+                          env={**os.environ, "BOXER_CACHE_DIR": str(cache_dir), "BOXER_SERVER": "0"}) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"up\n"  # the guest runs, so its layer exists
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    left = list(set(runs.iterdir()) - before)
+    assert left
     # the next run's launcher sweeps it as it starts, before its own run (which it removes as it
     # exits): run in-process, so that nothing is left to a server's background reaping
     r = boxer("run", str(hello_image), "python", "-c", "pass", env={"BOXER_SERVER": "0"})
