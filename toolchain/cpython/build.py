@@ -70,6 +70,25 @@ LIBS = {
 }
 
 VERSIONS = {
+    # 3.9 predates CPython's WASI port (3.11): patches/3.9/*.patch add what it needs
+    "3.9": {"package": "python3.9", "suite": "bullseye", "full": "3.9.2", "host": "wasm32-unknown-wasi",
+            "make_vars": ["EXTRA_CFLAGS=-Wno-int-conversion"],
+            "lto": False,
+            "install_targets": ["altbininstall", "libinstall"],
+            # no --with-build-python yet: PYTHON_FOR_BUILD names the native build (configure_env)
+            "build_python_on_path": True,
+            # wasi-libc's emulations (3.11's configure adds them for WASI itself), the stack and
+            # memory layout 3.13's configure gives; the built-in modules' list
+            "site": "wasi/config.site-3.9",
+            "setup_local": "wasi/Setup.local-3.9",
+            "cflags": "-D_WASI_EMULATED_SIGNAL -D_WASI_EMULATED_GETPID -D_WASI_EMULATED_PROCESS_CLOCKS "
+                      "-D_WASI_EMULATED_MMAN -D_WASI_EMULATED_PTHREAD",
+            "libs": "-lwasi-emulated-signal -lwasi-emulated-getpid -lwasi-emulated-process-clocks "
+                    "-lwasi-emulated-mman -lwasi-emulated-pthread",
+            "ldflags": "-z stack-size=8388608 -Wl,--stack-first -Wl,--initial-memory=20971520",
+            "exe": "python",
+            "file": "python3.9_3.9.2.orig.tar.xz",
+            "sha256": "3c2034c54f811448f516668dce09d24008a0716c3a794dd8639b5388cbde247d"},
     "3.13": {"package": "python3.13", "suite": "trixie", "full": "3.13.5", "host": "wasm32-wasip1",
              "file": "python3.13_3.13.5.orig.tar.xz",
              "sha256": "93e583f243454e6e9e4588ca2c2662206ad961659863277afcdb96801647d640"},
@@ -311,6 +330,9 @@ class Build:
     def unpack_cpython(self):
         if not (self.src / "configure").exists():
             self._unpack(self.srcdir / self.spec["file"], self.src)
+            # versions before CPython's WASI port: our patches, in order
+            for patch in sorted((HERE / "patches" / self.version).glob("*.patch")):
+                run(["patch", "-p1", "-i", str(patch)], cwd=self.src)
 
     def native_step(self):
         self.unpack_cpython()
@@ -333,9 +355,13 @@ class Build:
         return self.work / "host"
 
     def configure_args(self) -> list[str]:
-        args = [f"--host={self.spec['host']}", "--build=x86_64-pc-linux-gnu",
-                f"--with-build-python={self.native / 'python'}", f"--prefix={PREFIX}",
-                "--without-ensurepip", "--disable-test-modules"]
+        if self.spec.get("build_python_on_path"):
+            args = [f"--host={self.spec['host']}", "--build=x86_64-pc-linux-gnu",
+                    f"--prefix={PREFIX}", "--without-ensurepip"]
+        else:
+            args = [f"--host={self.spec['host']}", "--build=x86_64-pc-linux-gnu",
+                    f"--with-build-python={self.native / 'python'}", f"--prefix={PREFIX}",
+                    "--without-ensurepip", "--disable-test-modules"]
         if self.lto:
             args.append(f"--with-lto={self.lto}")
         if self.pymalloc:
@@ -345,16 +371,20 @@ class Build:
     def configure_env(self) -> dict:
         inc, lib = self.deps / "include", self.deps / "lib"
         ldflags = " ".join((["-Wl,--lto-O3"] if self.lto else [])
-                           + [f"-Wl,--wrap={f}" for f in WRAPPED])
+                           + [f"-Wl,--wrap={f}" for f in WRAPPED]
+                           + ([self.spec["ldflags"]] if "ldflags" in self.spec else []))
+        site = (HERE / self.spec["site"] if "site" in self.spec
+                else self.src / "Tools" / "wasm" / "config.site-wasm32-wasi")
         env = self.cross_env(
             # wasi/config.site reads CPython's own site file, then says what WASI_OVERRIDES adds
             CONFIG_SITE=str(HERE / "wasi" / "config.site"),
-            BOXER_CPYTHON_SITE=str(self.src / "Tools" / "wasm" / "config.site-wasm32-wasi"),
+            BOXER_CPYTHON_SITE=str(site),
             OPT=OPT,
-            CFLAGS=self.prefix_map,
+            CFLAGS=" ".join([self.prefix_map, self.spec.get("cflags", "")]).strip(),
             LDFLAGS=ldflags,
             # relative to the build directory, where configure's tests and make link
-            LIBS=" ".join(Path(c).with_suffix(".o").name for c in WASI_OVERRIDES),
+            LIBS=" ".join([*(Path(c).with_suffix(".o").name for c in WASI_OVERRIDES),
+                           self.spec.get("libs", "")]).strip(),
             # No host library may leak in: pkg-config sees only our own (none), every library
             # is given explicitly.
             PKG_CONFIG_LIBDIR=str(self.deps / "lib" / "pkgconfig-none"),
@@ -364,6 +394,14 @@ class Build:
             LIBLZMA_CFLAGS=f"-I{inc}", LIBLZMA_LIBS=f"-L{lib} -llzma",
             HOSTRUNNER="false",
         )
+        if self.spec.get("build_python_on_path"):
+            # 3.9's configure takes this as given instead of looking for python3.9 on PATH
+            # (the value it would make, with the native build python)
+            env["PYTHON_FOR_BUILD"] = (
+                "_PYTHON_PROJECT_BASE=$(abs_builddir) _PYTHON_HOST_PLATFORM=$(_PYTHON_HOST_PLATFORM) "
+                "PYTHONPATH=$(shell test -f pybuilddir.txt && echo $(abs_builddir)/`cat pybuilddir.txt`:)"
+                "$(srcdir)/Lib _PYTHON_SYSCONFIGDATA_NAME=_sysconfigdata_$(ABIFLAGS)_$(MACHDEP)_$(MULTIARCH) "
+                f"{self.native / 'python'}")
         if (lib / "libsqlite3.a").exists():
             env.update(LIBSQLITE3_CFLAGS=f"-I{inc}", LIBSQLITE3_LIBS=f"-L{lib} -lsqlite3")
         return env
@@ -381,14 +419,22 @@ class Build:
         self.overrides_step()
         if (self.host / "Makefile").exists():
             return
+        if "setup_local" in self.spec:
+            (self.host / "Modules").mkdir(parents=True, exist_ok=True)
+            shutil.copy(HERE / self.spec["setup_local"], self.host / "Modules" / "Setup.local")
         # A relative path to configure: the build records paths relative to it.
         run([os.path.relpath(self.src / "configure", self.host), *self.configure_args()],
             cwd=self.host, env=self.configure_env(), log_to=self.logs / "configure.log")
 
     def make_step(self):
-        run(["make", f"-j{self.jobs}", *self.spec.get("make_vars", [])], cwd=self.host,
+        run(["make", f"-j{self.jobs}", *self.make_vars()], cwd=self.host,
             env=self.configure_env(),
             log_to=self.logs / "make.log")
+
+    def make_vars(self) -> list[str]:
+        # DEPS: where Setup.local (3.9) finds the libraries' headers and archives
+        return [*self.spec.get("make_vars", []),
+                *([f"DEPS={self.deps}"] if "setup_local" in self.spec else [])]
 
     def install_step(self):
         shutil.rmtree(self.staging, ignore_errors=True)
@@ -396,7 +442,7 @@ class Build:
         # .pyc (package), so compileall is told not to recurse (-l): minutes saved.
         run(["make", *self.spec.get("install_targets", ["install"]), f"DESTDIR={self.staging}",
              "COMPILEALL_OPTS=-j2 -l -q",
-             *self.spec.get("make_vars", [])],
+             *self.make_vars()],
             cwd=self.host, env=self.configure_env(), log_to=self.logs / "install.log")
 
     # ---- package -----------------------------------------------------------------------
@@ -411,7 +457,7 @@ class Build:
     def package_step(self):
         shutil.rmtree(self.out, ignore_errors=True)
         self.out.mkdir(parents=True)
-        wasm = self.host / "python.wasm"
+        wasm = self.host / self.spec.get("exe", "python.wasm")
         module = self.out / self.module_name
         run([f"llvm-objcopy-{LLVM_VERSION}", "--only-keep-debug", str(wasm),
              str(self.work / (self.module_name + ".debug"))])
