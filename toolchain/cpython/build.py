@@ -87,6 +87,9 @@ VERSIONS = {
                     "-lwasi-emulated-mman -lwasi-emulated-pthread",
             "ldflags": "-z stack-size=8388608 -Wl,--stack-first -Wl,--initial-memory=20971520",
             "exe": "python",
+            # what 3.9 calls unconditionally and wasi-libc lacks (3.11 has an #ifdef for each)
+            "compat": ["wasi/compat-3.9.c"],
+            "compat_include": "wasi/compat-3.9.h",
             "file": "python3.9_3.9.2.orig.tar.xz",
             "sha256": "3c2034c54f811448f516668dce09d24008a0716c3a794dd8639b5388cbde247d"},
     "3.13": {"package": "python3.13", "suite": "trixie", "full": "3.13.5", "host": "wasm32-wasip1",
@@ -356,8 +359,9 @@ class Build:
 
     def configure_args(self) -> list[str]:
         if self.spec.get("build_python_on_path"):
+            # wasi-libc has no getaddrinfo, which 3.9's IPv6 support requires
             args = [f"--host={self.spec['host']}", "--build=x86_64-pc-linux-gnu",
-                    f"--prefix={PREFIX}", "--without-ensurepip"]
+                    f"--prefix={PREFIX}", "--without-ensurepip", "--disable-ipv6"]
         else:
             args = [f"--host={self.spec['host']}", "--build=x86_64-pc-linux-gnu",
                     f"--with-build-python={self.native / 'python'}", f"--prefix={PREFIX}",
@@ -383,7 +387,7 @@ class Build:
             CFLAGS=" ".join([self.prefix_map, self.spec.get("cflags", "")]).strip(),
             LDFLAGS=ldflags,
             # relative to the build directory, where configure's tests and make link
-            LIBS=" ".join([*(Path(c).with_suffix(".o").name for c in WASI_OVERRIDES),
+            LIBS=" ".join([*(Path(c).with_suffix(".o").name for c in self.overrides),
                            self.spec.get("libs", "")]).strip(),
             # No host library may leak in: pkg-config sees only our own (none), every library
             # is given explicitly.
@@ -406,10 +410,14 @@ class Build:
             env.update(LIBSQLITE3_CFLAGS=f"-I{inc}", LIBSQLITE3_LIBS=f"-L{lib} -lsqlite3")
         return env
 
+    @property
+    def overrides(self) -> list[str]:
+        return [*WASI_OVERRIDES, *self.spec.get("compat", [])]
+
     def overrides_step(self):
         """Compile WASI_OVERRIDES into the build directory (LIBS names them there)."""
         self.host.mkdir(parents=True, exist_ok=True)
-        for c in WASI_OVERRIDES:
+        for c in self.overrides:
             obj = self.host / Path(c).with_suffix(".o").name
             run(f"{self.cc(f'-ffile-prefix-map={HERE}=/toolchain')} {OPT} -Wall -Werror "
                 f"-c {HERE / c} -o {obj}", env=self.env())
@@ -434,7 +442,9 @@ class Build:
     def make_vars(self) -> list[str]:
         # DEPS: where Setup.local (3.9) finds the libraries' headers and archives
         return [*self.spec.get("make_vars", []),
-                *([f"DEPS={self.deps}"] if "setup_local" in self.spec else [])]
+                *([f"DEPS={self.deps}"] if "setup_local" in self.spec else []),
+                *([f"CFLAGS_NODIST=-include {HERE / self.spec['compat_include']}"]
+                  if "compat_include" in self.spec else [])]
 
     def install_step(self):
         shutil.rmtree(self.staging, ignore_errors=True)
