@@ -500,7 +500,12 @@ class Build:
         sources = {"cpython": {k: self.spec[k] for k in ("package", "suite", "file", "sha256")},
                    "wasi-libc": dict(WASI_LIBC),
                    "toolchain/cpython": {c: {"sha256": sha256(HERE / c)}
-                                         for c in [*WASI_OVERRIDES, SQLITE_WASI, "wasi/config.site"]}}
+                                         for c in [*self.overrides, SQLITE_WASI, "wasi/config.site",
+                                                   *[self.spec[k] for k in ("site", "setup_local",
+                                                                            "compat_include")
+                                                     if k in self.spec],
+                                                   *(str(q.relative_to(HERE)) for q in sorted(
+                                                       (HERE / "patches" / self.version).glob("*.patch")))]}}
         for name, item in LIBS.items():
             if name != "sqlite" or (self.deps / "lib" / "libsqlite3.a").exists():
                 sources[name] = dict(item)
@@ -516,7 +521,7 @@ class Build:
                                     (f"clang-{LLVM_VERSION}", f"lld-{LLVM_VERSION}",
                                      f"llvm-{LLVM_VERSION}", f"libclang-rt-{LLVM_VERSION}-dev-wasm32")},
             },
-            "libc_overrides": {"files": list(WASI_OVERRIDES), "wrapped": list(WRAPPED)},
+            "libc_overrides": {"files": list(self.overrides), "wrapped": list(WRAPPED)},
             "configure": self.configure_args()[:2] + ["--with-build-python=<native build>"]
                           + self.configure_args()[3:],
             "flags": {"CONFIG_SITE": "toolchain/cpython/wasi/config.site, which reads "
