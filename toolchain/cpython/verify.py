@@ -55,7 +55,7 @@ for m in sorted(names):
         ok.append(m)
     except BaseException as e:
         failed[m] = f"{type(e).__name__}: {e}"[:200]
-absent = sorted(n for n in sys.stdlib_module_names
+absent = sorted(n for n in getattr(sys, "stdlib_module_names", ())  # 3.10+
                 if n not in names and not any(x.startswith(n + ".") for x in names))
 print(json.dumps({"version": sys.version, "path": sys.path, "imported": len(ok),
                   "failed": failed, "absent_top_level": absent}))
@@ -233,7 +233,7 @@ def main():
               f"/{len(report['tests'])} modules")
     if "bench" not in skip:
         variants = {f"cpython-{v}": {}}
-        if v != "3.11":
+        if v not in ("3.9", "3.11"):  # mimalloc: 3.13 only
             variants[f"cpython-{v}+mimalloc"] = {"PYTHONMALLOC": "mimalloc"}
         report["bench"] = bench(rt, a.rounds, variants)
         print(json.dumps(report["bench"], indent=1))
