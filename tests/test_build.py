@@ -294,8 +294,9 @@ def test_python_references_that_name_the_312_base(ref):
     ("python:3.11-slim", "3.11.2"), ("python:3.11.0-slim-bullseye", "3.11.2"), ("python:3.11.9-alpine3.19", "3.11.2"),
     ("python:3.13", "3.13.5"), ("python:3.13-slim-bookworm", "3.13.5"), ("python:3.13.1", "3.13.5"),
     ("docker.io/library/python:3.13-alpine", "3.13.5"),
+    ("python:3.9", "3.9.2"), ("python:3.9.20-alpine3.19", "3.9.2"), ("python:3.9-slim-bullseye", "3.9.2"),
 ])
-def test_python_tags_of_311_and_313_name_the_runtimes_built_here(ref, version):
+def test_python_tags_of_39_311_and_313_name_the_runtimes_built_here(ref, version):
     from boxer_py.dockerfile.parser import parse
     from boxer_py.dockerfile.plan import make_plan
 
@@ -307,8 +308,8 @@ def test_python_tags_of_311_and_313_name_the_runtimes_built_here(ref, version):
 
 
 @pytest.mark.parametrize("ref, wanted", [
-    ("python:3.10-alpine", "3.10"), ("python:3.9.2-alpine", "3.9"),
-    ("python:3.7-alpine", "3.7"), ("python:3.9.20-alpine3.19", "3.9"),
+    ("python:3.10-alpine", "3.10"), ("python:3.10.12-slim", "3.10"),
+    ("python:3.7-alpine", "3.7"), ("python:3.8.20-alpine3.19", "3.8"),
     ("--platform=$BUILDPLATFORM python:3.8-slim-buster", "3.8"),
 ])
 def test_older_python_tags_take_the_nearest_newer_runtime_with_a_warning(ref, wanted):

