@@ -30,8 +30,9 @@ def boot(preimport=()):
     pristine = {k: v for k, v in main.items() if k.startswith("__") and k.endswith("__")}
     main.clear()
     main.update(pristine)
-    _SAFE_PATH = bool(os.environ.get("PYTHONSAFEPATH")) if sys.flags.isolated else sys.flags.safe_path
-    if sys.path and sys.path[0] == "" and not sys.flags.safe_path:
+    safe_path = getattr(sys.flags, "safe_path", False)  # -P is 3.11's: before it, never
+    _SAFE_PATH = bool(os.environ.get("PYTHONSAFEPATH")) if sys.flags.isolated else safe_path
+    if sys.path and sys.path[0] == "" and not safe_path:
         del sys.path[0]
     _DROPPED_PATH0 = not _SAFE_PATH
     _pythonpath()  # noqa: F821 (prelude.py, run first in the same namespace: snapshot.boot_argv)
