@@ -474,10 +474,15 @@ class Build:
         run([f"llvm-objcopy-{LLVM_VERSION}", "--strip-debug", str(wasm), str(module)])
         # The stdlib compiled by the build python of the same version (same magic number).
         lib = self.staging / PREFIX.lstrip("/") / "lib" / f"python{self.version}"
-        run([str(self.native / "python"), "-E", "-S", str(HERE / "pack_stdlib.py"), str(lib),
+        # Without -E, so PYTHONHASHSEED=0 holds (before 3.11 marshal writes a frozenset constant
+        # in hash order); every other PYTHON* variable of the caller is dropped instead.
+        env = {k: v for k, v in self.env().items() if not k.startswith("PYTHON")}
+        run([str(self.native / "python"), "-S", str(HERE / "pack_stdlib.py"), str(lib),
              f"{PREFIX}/lib/python{self.version}", str(self.out / self.zip_name),
              str(SOURCE_DATE_EPOCH), "--map", f"{self.work}=/build",
-             "--map", f"{self.deps.parent}=/build-root"], env=self.env(PYTHONHASHSEED="0"))
+             "--map", f"{self.deps.parent}=/build-root",
+             # 3.9's -include of wasi/compat-3.9.h names this checkout
+             "--map", f"{HERE}=/toolchain"], env={**env, "PYTHONHASHSEED": "0"})
         self.provenance()
 
     def provenance(self):

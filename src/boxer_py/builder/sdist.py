@@ -312,7 +312,11 @@ class Builds:
             _write_new(root, work, "driver.py", DRIVER.encode())
             _write_new(root, work, "job.json", json.dumps(job).encode())
             what = archive or guest or ""
-            self._guest(work, "prepare", what)
+            if self._guest(work, "prepare", what, allowed=(0, 3)) == 3:
+                # a CPython before 3.11 has no tomllib: pyproject.toml is read with tomli, from the index
+                job["envs"] += _provide(root, made, ["tomli"], what, self.markers, self._minor(), self.options)
+                _rewrite(root, work, "job.json", json.dumps(job).encode())
+                self._guest(work, "prepare", what)
             prep = _read_json(root, work, "prepare.json", what)
             requires = prep.get("requires") if isinstance(prep, dict) else None
             if not isinstance(requires, list) or not all(isinstance(r, str) for r in requires):

@@ -59,7 +59,15 @@ def prepare(work, job):
     system = {}
     path = os.path.join(top, "pyproject.toml")
     if os.path.isfile(path):
-        import tomllib
+        try:
+            import tomllib
+        except ImportError:  # CPython before 3.11: tomli, which the host provides when asked
+            sys.path[:0] = job["envs"]
+            try:
+                import tomli as tomllib
+            except ImportError:
+                out(work, "need.json", {"requires": ["tomli"]})
+                sys.exit(3)
         with open(path, "rb") as f:
             system = tomllib.load(f).get("build-system", {})
     if "build-backend" in system:
