@@ -1,5 +1,7 @@
 """boxer: CPython for WASI has no `grp` (WASI has no group database). This stand-in reads the
 image's own /etc/group, as glibc's files backend does in a container."""
+import sys as _sys
+
 from _boxer_accounts import find as _find
 from _boxer_accounts import struct as _struct
 from _boxer_accounts import table as _table
@@ -15,7 +17,12 @@ def getgrall():
 
 def getgrgid(id, /):
     if not isinstance(id, int):
-        raise TypeError(f"'{type(id).__name__}' object cannot be interpreted as an integer")
+        if _sys.version_info >= (3, 10):
+            raise TypeError(f"'{type(id).__name__}' object cannot be interpreted as an integer")
+        # as 3.9's grp: a warning, then the id as int() reads it (3.10 made it an error)
+        import warnings
+        warnings.warn(f"group id must be int, not {type(id).__name__}", DeprecationWarning, stacklevel=2)
+        id = int(id)
     return _find(getgrall(), "getgrgid(): gid not found", "gr_gid", id)
 
 
