@@ -68,3 +68,25 @@ def test_a_change_hidden_by_a_coarse_clock_is_still_seen(tmp_path):
     os.symlink("data.txt", root / "link")
     seal = _seal(root)
     assert _only_read(root, seal, base)  # as copied: handed on
+
+
+def test_a_layer_handed_on_is_sealed_as_a_walk_finds_it(tmp_path):
+    """The next run of a layer that was handed on is sealed with the state its check left
+    (no second walk): that state must be exactly what a walk finds, access times set back
+    included (setting them back gives those entries a new change time)."""
+    from boxer_py.image.rootfs import copy_tree
+    from boxer_py.runtime.workspace import _only_read, _seal, _state
+
+    base, root = tmp_path / "base", tmp_path / "rootfs"
+    (base / "app").mkdir(parents=True)
+    (base / "app" / "main.py").write_text("print('hi')\n")
+    copy_tree(base, root)
+    seal = _seal(root)
+    st = os.stat(root / "app" / "main.py")
+    assert (root / "app" / "main.py").read_text() == "print('hi')\n"  # a guest's read (relatime: atime moves)
+    handed = _only_read(root, seal, base)
+    assert handed is not None and handed == _state(root)
+    assert os.stat(root / "app" / "main.py").st_atime_ns == st.st_atime_ns
+    again = _seal(root, handed)
+    (root / "app" / "new").write_text("x")  # the next guest writes: still seen against that seal
+    assert _only_read(root, again, base) is None

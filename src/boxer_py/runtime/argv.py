@@ -45,10 +45,13 @@ def environment(image: Image, spec: RunSpec) -> tuple[dict[str, str], str]:
     return env, workdir
 
 
-def start(base: Path, argv: list[str], env: dict[str, str], workdir: str, find: Finder) -> Command:
+def start(base: Path, argv: list[str], env: dict[str, str], workdir: str, find: Finder,
+          interpreter: Callable[[str, str, str], list[str]] | None = None) -> Command:
     """How `argv` starts in the image unpacked at `base`: a `#!` script through its interpreter,
-    the program `find` finds, CPython's own start-up variables."""
-    argv = with_interpreter(base, argv, env.get("PATH", DEFAULT_PATH), workdir)
+    the program `find` finds, CPython's own start-up variables. `interpreter(name, PATH,
+    workdir)`: what with_interpreter makes of `[name]` (the caller may remember it)."""
+    path = env.get("PATH", DEFAULT_PATH)
+    argv = [*interpreter(argv[0], path, workdir), *argv[1:]] if interpreter else with_interpreter(base, argv, path, workdir)
     guest, program = find(argv[0], env.get("PATH", DEFAULT_PATH), workdir)
     argv0, extra = cpython_start(argv[0], guest, env)
     return Command([argv0, *argv[1:]], {**env, **extra}, workdir, guest, program)

@@ -95,10 +95,10 @@ class Launcher:
         resumes and its Ctrl-C/SIGWINCH words (interrupt.py); None: from scratch or a shell line."""
         env, workdir = argvs.environment(image, RunSpec())
         base = self.rootfs(image)
-        argv = shellrun.plan(base, resolve_argv(image, RunSpec()), env, workdir)
+        argv = self._plan(image, base, resolve_argv(image, RunSpec()), env, workdir)
         if isinstance(argv, str):
             return None
-        command = argvs.start(base, argv, env, workdir, functools.partial(self.programs.image_program, image, base))
+        command = self._command(image, base, argv, env, workdir)
         resume = self._resume(image, base, command.program, command.argv, command.env, workdir,
                               RunSpec(tuple(command.argv)))
         if resume is None or (loaded := self.programs.resumable(image, base, command.program)) is None:
@@ -112,8 +112,8 @@ class Launcher:
         config = image.spec.config
         env, workdir = argvs.environment(image, spec)
         base = self.rootfs(image)
-        command = shellrun.plan(base, resolve_argv(image, spec), env, workdir)  # a program's argv, or a shell line
-        shared = reactor.read_only(config.labels, base)
+        command = self._plan(image, base, resolve_argv(image, spec), env, workdir)  # a program's argv, or a shell line
+        shared = self.programs.fixed(("read-only", image.id), lambda: reactor.read_only(config.labels, base))
         window = winsize.WindowSize(self.runs, 1) if spec.tty and spec.stream and spec.resize and os.isatty(1) else None
         if window is not None:  # -t: the size of the terminal, followed
             spec, env = replace(spec, mounts=(*spec.mounts, window.mount())), {**env, **window.env()}
@@ -140,7 +140,7 @@ class Launcher:
                 copied = mounts.copy_file(m, root)
                 copies, dirs = (copies + [copied], dirs) if copied else (copies, dirs + [m])
             spec = replace(spec, mounts=tuple(dirs))
-            self.workspaces.seal(tmp)
+            self.workspaces.seal(tmp, as_taken=not copies)  # a file mount's copy changed the layer
             files = inputs.check(spec.files, spec.limits.disk)  # after the seal: a layer with them is not handed on
             inputs.place(root, files, [m.guest for m in spec.mounts] + [guest for guest, _ in shared])
             pinned = [c.pinned() for c in copies]
@@ -158,6 +158,17 @@ class Launcher:
             if window is not None:
                 window.close()
             self.workspaces.give_back(tmp)
+
+    def _plan(self, image: Image, base: Path, argv: list[str], env: dict[str, str], workdir: str) -> list[str] | str:
+        """shellrun.plan, whether a command is a script of the image found once per image."""
+        path = env.get("PATH", DEFAULT_PATH)
+        return shellrun.plan(base, argv, env, workdir, lambda name: self.programs.fixed(
+            ("script", image.id, name, path, workdir), lambda: shellrun.is_script(base, workdir, path, name)))
+
+    def _command(self, image: Image, base: Path, argv: list[str], env: dict[str, str], workdir: str) -> argvs.Command:
+        """argvs.start of a command of the image, its program and `#!` interpreter found once per image."""
+        return argvs.start(base, argv, env, workdir, functools.partial(self.programs.image_program, image, base),
+                           functools.partial(self.programs.image_interpreter, image, base))
 
     @staticmethod
     def _finish(result: RunResult, spec: RunSpec, root: Path, copies: list[mounts.FileMount]) -> RunResult:
@@ -192,7 +203,7 @@ class Launcher:
                env: dict[str, str], workdir: str, spec: RunSpec) -> RunResult:
         """One program of the image in the run's container `root`: the run's command, or one
         that a shell-form command starts (shellrun)."""
-        started = argvs.start(base, argv, env, workdir, functools.partial(self.programs.image_program, image, base))
+        started = self._command(image, base, argv, env, workdir)
         argv, env, program = started.argv, started.env, started.program
         resume = self._resume(image, base, program, argv, env, workdir, spec)
         loaded = resume.module if resume else self.programs.for_program(image, base, program, argv[0])
@@ -260,8 +271,8 @@ class Launcher:
         digest = self.programs.digest_file(program, base)
         key = hashlib.sha256(json.dumps([preinit.VERSION, self.programs.guest_digest(), WASMTIME_VERSION, image.id,
                                          digest, argv[0], startup, *([points] if points else [])]).encode()).hexdigest()
-        snapshot, reused = self.boot(key, image, module, preinit.boot_argv(argv[0], preinit.preimports(
-            image.spec.config.labels)), startup, points)
+        snapshot, reused = self.programs.snapshot(key, lambda: self._boot(  # its argv only made for a boot
+            image, module, preinit.boot_argv(argv[0], preinit.preimports(image.spec.config.labels)), startup, points))
         if snapshot is None or len(message) > snapshot.inbox_size:
             return None
         baked = self.programs.baked(module, snapshot, program, reused)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import wasmtime
 
@@ -18,7 +19,7 @@ from boxer_py.errors import RunError
 from boxer_py.image.config import DEFAULT_PATH
 from boxer_py.image.imagefile import Image
 from boxer_py.image.rootfs import within
-from boxer_py.runtime.argv import find_program
+from boxer_py.runtime.argv import find_program, with_interpreter
 from boxer_py.runtime.engines import Engine, Engines, names
 from boxer_py.runtime.modcache import Loaded, wasm_stack
 from boxer_py.runtime.outcome import reason
@@ -28,6 +29,7 @@ from boxer_py.runtime.preinit.bake import Baker
 from boxer_py.runtime.preinit.snapshot import Snapshot
 from boxer_py.runtime.wasi import clock as wasiclock
 
+T = TypeVar("T")
 ModuleKey = tuple[str, object]  # (image id, program path), ("preinit", (digest, stack)) or ("baked", key)
 
 
@@ -44,6 +46,7 @@ class Programs:
     _loaded: dict[ModuleKey, Loaded] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _found: dict[tuple[str, str, str, str], tuple[str, Path]] = field(default_factory=dict)  # see image_program
+    _fixed: dict[Hashable, Any] = field(default_factory=dict)  # see fixed
     _snapshots: dict[str, Snapshot | None] = field(default_factory=dict)
     _snapshot_lock: threading.Lock = field(default_factory=threading.Lock)  # held through a boot run
     _guest_digest: str | None = None  # see guest_digest
@@ -67,6 +70,20 @@ class Programs:
         if program is None:
             program = self._found[key] = find_program(base, name, path, workdir)
         return program
+
+    def fixed(self, key: Hashable, find: Callable[[], T]) -> T:
+        """What `find` finds in an image's unpacked rootfs (`key` names the image and the
+        question): that rootfs never changes, so each is found once (a run then skips the
+        path lookups and reads its command's start took)."""
+        if key not in self._fixed:
+            self._fixed[key] = find()
+        return self._fixed[key]
+
+    def image_interpreter(self, image: Image, base: Path, name: str, path: str = DEFAULT_PATH,
+                          workdir: str = "/") -> list[str]:
+        """argv.with_interpreter of the command `name` in an image's unpacked rootfs."""
+        return list(self.fixed(("interpreter", image.id, name, path, workdir),
+                               lambda: tuple(with_interpreter(base, [name], path, workdir))))
 
     def stack(self, image: Image, base: Path, program: Path) -> int | None:
         """The max_wasm_stack the image's labels ask for `program` (see wasm_stack)."""

@@ -41,11 +41,13 @@ class _Stopped(Exception):
         self.code = code
 
 
-def plan(base: Path, argv: list[str], env: dict[str, str], workdir: str) -> list[str] | str:
+def plan(base: Path, argv: list[str], env: dict[str, str], workdir: str,
+         scripts: Callable[[str], bool] | None = None) -> list[str] | str:
     """The argv to start as one program, or the command line the shell runs (a str): `sh -c
     SCRIPT`, `sh FILE`, a `#!/bin/sh` script of the image. A shell with nothing to run (an
     interactive `sh`) stays a program, so that it is refused as having no shell. A `sh -c` of
-    one simple command of the image (`python app.py --port $PORT`) starts it directly, as before."""
+    one simple command of the image (`python app.py --port $PORT`) starts it directly, as before.
+    `scripts(name)`: is_script's answer for this PATH and workdir (the caller may remember it)."""
     path = env.get("PATH", DEFAULT_PATH)
     if is_shell(argv[0]):
         args, command = argv[1:], False
@@ -63,7 +65,13 @@ def plan(base: Path, argv: list[str], env: dict[str, str], workdir: str) -> list
             if simple is not None:
                 return simple
         return shlex.join(argv)
-    return shlex.join(argv) if shell_script(base, workdir, path, argv[0]) is not None else argv
+    script = scripts(argv[0]) if scripts else is_script(base, workdir, path, argv[0])
+    return shlex.join(argv) if script else argv
+
+
+def is_script(base: Path, workdir: str, path: str, name: str) -> bool:
+    """Whether the command `name` is a `#!/bin/sh` script of the image unpacked at `base`."""
+    return shell_script(base, workdir, path, name) is not None
 
 
 def _simple(base: Path, script: str, env: dict[str, str], workdir: str, path: str) -> list[str] | None:

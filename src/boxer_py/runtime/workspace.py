@@ -85,9 +85,11 @@ class _Seal:
     recent: list[str]  # files and links changed shortly before the seal (see RECENT_NS)
 
 
-def _seal(root: Path) -> _Seal:
+def _seal(root: Path, state: dict[str, list[int]] | None = None) -> _Seal:
+    """The seal of `root`: `state` when it is known to be what a walk would find now (a layer
+    handed on, see _only_read), else a walk's."""
     since = time.time_ns() - RECENT_NS
-    state = _state(root)
+    state = _state(root) if state is None else state
     return _Seal(state, [path for path, fields in state.items()
                          if fields[CTIME] >= since and (stat.S_ISREG(fields[0]) or stat.S_ISLNK(fields[0]))])
 
@@ -106,29 +108,32 @@ def _same_content(path: str, original: str, mode: int) -> bool:
                 return True
 
 
-def _only_read(root: Path, seal: _Seal, base: Path) -> bool:
+def _only_read(root: Path, seal: _Seal, base: Path) -> dict[str, list[int]] | None:
     """Whether the copy of `base` at `root` is as sealed but for access times (what reading
-    sets), which are set back here. Any other difference (a write, a new or missing entry)
-    means the guest changed it. Entries the seal found recent are also compared with `base`."""
+    sets), which are set back here: its state then (what a walk would find: the entries set
+    back have a new change time), else None. Any other difference (a write, a new or missing
+    entry) means the guest changed it. Entries the seal found recent are also compared with `base`."""
     sealed = seal.state
     try:
         now = _state(root, sealed)
     except _Changed:
-        return False
+        return None
     if sealed.keys() != now.keys():
-        return False
+        return None
     read = []
     for path, was in sealed.items():
         is_ = now[path]
         if is_ != was:
             if is_[:ATIME] != was[:ATIME] or is_[MTIME:] != was[MTIME:]:
-                return False
+                return None
             read.append(path)
     if not all(_same_content(os.path.join(root, p), os.path.join(base, p), sealed[p][0]) for p in seal.recent):
-        return False
+        return None
     for path in read:
-        os.utime(os.path.join(root, path), ns=(sealed[path][ATIME], sealed[path][MTIME]), follow_symlinks=False)
-    return True
+        where = os.path.join(root, path)
+        os.utime(where, ns=(sealed[path][ATIME], sealed[path][MTIME]), follow_symlinks=False)
+        now[path] = _fields(os.lstat(where))
+    return now
 
 
 @dataclass
@@ -137,6 +142,7 @@ class _Taken:
     key: tuple[str, Hashable]  # image and layout
     base: Path
     seal: _Seal | None = None
+    state: dict[str, list[int]] | None = None  # a layer handed on: its state when it was given back
 
 
 class Workspaces:
@@ -147,6 +153,7 @@ class Workspaces:
         self._wanted: dict[str, int] = {}
         self._seen: set[str] = set()
         self._untouched: list[tuple[tuple[str, Hashable], Path]] = []  # oldest first
+        self._states: dict[Path, dict[str, list[int]]] = {}  # of the untouched layers this process checked
         self._taken: dict[Path, _Taken] = {}
         self._active = 0
         self._lock = threading.Lock()
@@ -164,6 +171,7 @@ class Workspaces:
             self._active += 1
             found = [i for i, (k, _) in enumerate(self._untouched) if k == (key, layout)]
             held = self._untouched.pop(found[-1])[1] if found else None
+            state = self._states.pop(held, None) if held is not None else None
         try:
             workspace = None
             if held is not None:  # back into runs/, where a run's workspace is while it runs
@@ -171,7 +179,7 @@ class Workspaces:
                 try:
                     os.rename(held, workspace)
                 except FileNotFoundError:  # swept meanwhile: a copy, as if none were held
-                    workspace = None
+                    workspace, state = None, None
             if workspace is None:
                 workspace = self._copy(key, base, skip)
         except BaseException:
@@ -179,7 +187,7 @@ class Workspaces:
                 self._active -= 1
             raise
         with self._lock:
-            self._taken[workspace] = _Taken((key, layout), base)
+            self._taken[workspace] = _Taken((key, layout), base, state=state)
         return workspace
 
     def _copy(self, key: str, base: Path, skip: Sequence[Path]) -> Path:
@@ -201,9 +209,13 @@ class Workspaces:
             self._submit(lambda: self._make_spare(key, base, skip))
         return workspace
 
-    def seal(self, workspace: Path) -> None:
-        """Record the workspace's rootfs as the guest is about to find it (see give_back)."""
-        seal = _seal(workspace / "rootfs")
+    def seal(self, workspace: Path, as_taken: bool = False) -> None:
+        """Record the workspace's rootfs as the guest is about to find it (see give_back).
+        `as_taken`: the caller changed nothing in it since take(), so a layer handed on is
+        sealed with the state this process found when it was given back, without a walk."""
+        with self._lock:
+            state = self._taken[workspace].state if as_taken else None
+        seal = _seal(workspace / "rootfs", state)
         with self._lock:
             self._taken[workspace].seal = seal
 
@@ -227,14 +239,18 @@ class Workspaces:
             for extra in os.listdir(workspace):  # what the run kept beside its rootfs (stdin)
                 if extra != "rootfs":
                     os.unlink(workspace / extra)
-            if not _only_read(workspace / "rootfs", seal, taken.base):
+            state = _only_read(workspace / "rootfs", seal, taken.base)
+            if state is None:
                 return False
             self.spares.mkdir(parents=True, exist_ok=True)
             held = self.spares / f"{self.owner}.{workspace.name.partition('.')[2]}"
-            os.rename(workspace, held)
+            os.rename(workspace, held)  # its rootfs (a directory below it) keeps every stat field
             with self._lock:
                 self._untouched.append((taken.key, held))
+                self._states[held] = state
                 evicted = self._untouched.pop(0)[1] if len(self._untouched) > UNTOUCHED_KEPT else None
+                if evicted is not None:
+                    self._states.pop(evicted, None)
             if evicted is not None:
                 remove_tree(evicted)
             return True
@@ -246,6 +262,7 @@ class Workspaces:
         server) to `adopt`: they are no longer this one's (its close() leaves them)."""
         with self._lock:
             handed, self._untouched = self._untouched, []
+            self._states.clear()
         return [(key, str(path)) for key, path in handed]
 
     def disown(self) -> list[Path]:
@@ -253,6 +270,7 @@ class Workspaces:
         what it kept); returns them, for `discard` if that process never does."""
         with self._lock:
             lent, self._untouched = self._untouched, []
+            self._states.clear()
         return [path for _, path in lent]
 
     def adopt(self, handed: Sequence[tuple[tuple[str, Hashable], str]]) -> None:
@@ -291,6 +309,7 @@ class Workspaces:
             spares += [held for _, held in self._untouched]
             self._ready.clear()
             self._untouched.clear()
+            self._states.clear()
             self._seen.clear()
         for path in spares:
             remove_tree(path)
