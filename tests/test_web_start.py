@@ -40,16 +40,28 @@ def py313_image(tmp_path_factory, cache_dir):
     return out
 
 
-@pytest.fixture(scope="module", params=["3.12", "3.13"])
+@pytest.fixture(scope="module")
+def py311_image(tmp_path_factory, cache_dir):
+    """An image on the 3.11 runtime, whose eval-breaker words lie below its signal handlers."""
+    ctx = tmp_path_factory.mktemp("py311-ctx")
+    (ctx / "Dockerfile").write_text('FROM python:3.11-slim\nCMD ["python", "-c", "print(1)"]\n')
+    out = tmp_path_factory.mktemp("py311") / "py311.wasm"
+    boxer_py.build(ctx, out, cache_dir=cache_dir)
+    return out
+
+
+@pytest.fixture(scope="module", params=["3.11", "3.12", "3.13"])
 def interruptible(request, hello_image, preinit, cache_dir):
-    """(image, its page snapshot) for each runtime whose Ctrl-C words differ in kind: 3.12's
-    are set to 1, 3.13's eval breaker gets a bit OR-ed in among others."""
+    """(image, its page snapshot) for each runtime whose Ctrl-C words differ in kind or place:
+    3.11's and 3.12's are set to 1 (3.11's eval breaker below its handlers, 3.12's above),
+    3.13's eval breaker gets a bit OR-ed in among others."""
     if request.param == "3.12":
         return hello_image, preinit
-    image = request.getfixturevalue("py313_image")
+    image = request.getfixturevalue(f"py{request.param.replace('.', '')}_image")
     found = page_preinit(image, cache_dir)
     assert found is not None and found.interrupt_flags is not None
-    assert any(bits != 1 for _, bits in found.interrupt_flags)  # the eval breaker's signals bit
+    if request.param == "3.13":
+        assert any(bits != 1 for _, bits in found.interrupt_flags)  # the eval breaker's signals bit
     return image, found
 
 
@@ -145,6 +157,31 @@ def test_ctrl_c_is_a_keyboard_interrupt_and_the_repl_survives(browser, interrupt
         run = tab.last_run(2)
         assert (run["exitCode"], run["stdout"]) == (0, "looping\nx is True\n")
         assert run["stderr"].count("KeyboardInterrupt") == 2 and "NameError" not in run["stderr"]
+        assert tab.errors == []
+    finally:
+        tab.close()
+        server.close()
+
+
+def test_ctrl_c_reaches_a_busy_guest_however_slowly_the_page_sets_its_words(browser, interruptible):
+    """The page sets CPython's Ctrl-C words one after the other while the guest runs on: a
+    busy loop checks its eval breaker all the time, so the words its handler reads must be
+    set before it (as CPython's own handler does). A test hook pauses the page between words."""
+    image, preinit = interruptible
+    server = site.serve(image, "127.0.0.1", 0, preinit=preinit)
+    tab = Page(browser, server.url, autorun=False)
+    try:
+        tab.page.wait_for_selector("#run:not([disabled])", timeout=180_000)
+        tab.page.evaluate("() => { window.boxer.app.signalGap = 100; }")
+        tab.page.fill("#command", "python -c \"print('spinning', flush=True); exec('while True: pass')\"")
+        tab.page.click("#run")
+        tab.page.wait_for_function("() => window.boxer.runs[0].stdout === 'spinning\\n'", timeout=180_000)
+        tab.page.click("#terminal")
+        tab.page.keyboard.press("Control+C")
+        tab.page.wait_for_function("() => window.boxer.runs[0].done", timeout=30_000)
+        run = tab.last_run()
+        assert (run["exitCode"], run["stdout"], run["trap"]) == (130, "spinning\n", None)
+        assert ANSI.sub("", run["stderr"]).endswith("KeyboardInterrupt\n"), run["stderr"]
         assert tab.errors == []
     finally:
         tab.close()

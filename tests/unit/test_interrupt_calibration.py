@@ -26,11 +26,11 @@ def memory(*layers: dict[int, int]) -> bytes:
     return bytes(data)
 
 
-def naps(breaker_before: int, breaker_bits: int, pending: bool) -> list[bytes]:
+def naps(breaker_before: int, breaker_bits: int, pending: bool, breaker: int = BREAKER, pending_at: int = PENDING) -> list[bytes]:
     """The five naps of CALIBRATION as the host reads them: before and after interrupt_main,
     SIG_IGN set, before and after interrupt_main(SIGWINCH)."""
-    base = {BREAKER: breaker_before, HANDLER: 0x5000, 0x900: 1}
-    shared = {IS_TRIPPED: 1, BREAKER: breaker_before | breaker_bits, **({PENDING: 1} if pending else {})}
+    base = {breaker: breaker_before, HANDLER: 0x5000, 0x900: 1}
+    shared = {IS_TRIPPED: 1, breaker: breaker_before | breaker_bits, **({pending_at: 1} if pending else {})}
     handled = {0x900: 3}  # a counter that keeps its new bit
     installed = {HANDLER: 0x7000, **handled}
     return [memory(base), memory(base, shared, {TRIPPED: 1, 0x800: 0xAA7410}, handled),  # a pointer, freed later
@@ -52,6 +52,19 @@ def test_313_layout_the_eval_breaker_gains_a_bit():
     assert found == ((TRIPPED, 1), (IS_TRIPPED, 1), (BREAKER, 2))
     assert interrupt._winch(found, m) == interrupt.Winch(((WINCH, 1), (IS_TRIPPED, 1), (BREAKER, 2)), HANDLER,
                                                          (0, 0x5000, 0x5010))
+
+
+def test_311_layout_the_words_are_set_in_cpythons_order_not_by_address():
+    """3.11's eval breaker and signals_pending lie below its handlers. The page (and a run without
+    epochs) sets the words while the guest runs: the signal's "tripped" word and is_tripped go
+    first, as CPython's handler sets them, or a busy loop can see the breaker, find is_tripped
+    still 0 and lose the Ctrl-C."""
+    m = naps(0, 1, pending=True, breaker=0x20, pending_at=0x40)
+    found = interrupt._flags(*m[:3])
+    assert found == ((0x20, 1), (0x40, 1), (TRIPPED, 1), (IS_TRIPPED, 1))  # address order
+    winch = interrupt._winch(found, m)
+    assert winch is not None and winch.flags == ((WINCH, 1), (IS_TRIPPED, 1), (0x40, 1), (0x20, 1))
+    assert interrupt._in_order(found, TRIPPED) == ((TRIPPED, 1), (IS_TRIPPED, 1), (0x40, 1), (0x20, 1))
 
 
 def test_a_bit_not_cleared_by_the_handling_or_two_bits_at_once_are_not_signal_words():

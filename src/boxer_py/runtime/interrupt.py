@@ -12,7 +12,7 @@ and lost that bit again once the KeyboardInterrupt was handled (the next sleep).
 `signals_pending` and the eval breaker); on 3.13 three: the two "tripped" words go from 0 to
 1 and the main thread's eval breaker, a word of flag bits with the instrumentation version
 above them, gains `_PY_SIGNALS_PENDING_BIT` (2). The result, (word, bit) pairs, is cached
-per module digest. A run then delivers Ctrl-C (`Interrupts.deliver`) by OR-ing those bits
+per module digest, in the order CPython's handler sets them (`_in_order`). A run then delivers Ctrl-C (`Interrupts.deliver`) by OR-ing those bits
 into those words from the guest's own thread (it is stopped in the host meanwhile): at an epoch tick (a busy guest), in a
 sleep (cut short), or while the line editor waits for a line (the read then fails with
 EINTR, and CPython's reader checks for signals as after a real one).
@@ -65,8 +65,8 @@ CALIBRATION = ("import _thread, functools, operator, signal, time\n"
                "list(map(operator.call, [nap, functools.partial(_thread.interrupt_main, signal.SIGWINCH), nap]))\n")
 NAPS = 5  # the calibration's sleeps: before and after SIGINT, SIG_IGN set, before and after SIGWINCH
 CALIBRATION_RUNS = 3
-CALIBRATION_VERSION = 3  # part of the cache's name: 1 had no SIGWINCH, 2 only words set to 1 (no 3.13)
-SIGINT, SIGWINCH, HANDLER_PAIR = 2, 28, 8  # wasi-libc's numbers; CPython's {tripped, func} on wasm32
+CALIBRATION_VERSION = 4  # part of the cache's name: 1 had no SIGWINCH, 2 only words set to 1 (no 3.13), 3 in address order
+SIGINT, SIGWINCH, HANDLER_PAIR, NSIG = 2, 28, 8, 65  # wasi-libc's numbers; CPython's {tripped, func} on wasm32
 
 
 Flag = tuple[int, int]  # a word's address in the guest's memory and the bits to OR into it
@@ -251,6 +251,7 @@ def calibrate(engine: wasmtime.Engine, ticker: Ticker, module: wasmtime.Module, 
             continue
         flags, winch = found, _winch(found, memories) if len(memories) == NAPS else None
         if winch is not None:
+            flags = _in_order(flags, winch.flags[0][0] - (SIGWINCH - SIGINT) * HANDLER_PAIR)
             break
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -327,7 +328,22 @@ def _winch(sigint: tuple[Flag, ...], memories: list[bytes]) -> Winch | None:
     default, ignore, installed = word(memories[0]), word(memories[2]), word(memories[3])
     if len({default, ignore, installed, 0}) != 4:
         return None
-    return Winch(((tripped, 1), *(f for f in sigint if f != own[0])), handler, (0, default, ignore))
+    return Winch(_in_order(((tripped, 1), *(f for f in sigint if f != own[0])), tripped, SIGWINCH), handler,
+                 (0, default, ignore))
+
+
+def _in_order(flags: tuple[Flag, ...], tripped: int, signal: int = SIGINT) -> tuple[Flag, ...]:
+    """`flags` in the order CPython's own signal handler sets them (trip_signal): the signal's
+    "tripped" word, then `is_tripped` (the first word after the handlers' array), then the words
+    the eval loop polls. Set from another thread while the guest runs (the page, deliver_async),
+    in another order a busy guest can see its eval breaker, find `is_tripped` still 0, clear the
+    breaker and lose the Ctrl-C: the 3.11 runtime's eval-breaker words lie below its handlers,
+    so address order was that order."""
+    end = tripped + (NSIG - signal) * HANDLER_PAIR
+
+    def rank(flag: Flag) -> tuple[int, int]:
+        return (0 if flag[0] == tripped else 1 if flag[0] >= end else 2, abs(flag[0] - end))
+    return tuple(sorted(flags, key=rank))
 
 
 def _flags(before: bytes, after: bytes, handled: bytes) -> tuple[Flag, ...] | None:

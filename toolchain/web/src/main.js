@@ -99,6 +99,7 @@ class App {
     this.firstShown = new Promise((resolve) => { this.shown = resolve; });
     this.stop = null;
     this.ctrlC = () => false; // Ctrl-C typed into the terminal (set per run)
+    this.signalGap = 0;
     this.resized = () => {}; // the terminal's new size, for the run (set per run)
     this.runs = [];
     this.urls = []; // object URLs of the last run's files, revoked when the next run starts
@@ -294,10 +295,15 @@ class App {
     // (it raises KeyboardInterrupt at its next check, busy or reading a line). True if the guest
     // got it; a guest that cannot be interrupted so only loses the line being typed (Stop ends it).
     // Each word gets its bits OR-ed in: 3.13's eval breaker holds other flags and a version too.
+    // In the order given (CPython's: the eval breaker last; interrupt.py), as the guest runs on:
+    // `signalGap` (ms, 0) is a test's slow page, between words.
     this.ctrlC = () => {
       if (record.done || !guestMemory || !flags) return false;
       const words = new Int32Array(guestMemory.buffer);
-      for (const [address, bits] of flags) Atomics.or(words, address >> 2, bits);
+      for (const [address, bits] of flags) {
+        Atomics.or(words, address >> 2, bits);
+        for (const until = performance.now() + this.signalGap; performance.now() < until;);
+      }
       record.interrupts += 1;
       return true;
     };
