@@ -186,7 +186,11 @@ class Build:
 
     @property
     def prefix_map(self) -> str:
-        return f"-ffile-prefix-map={self.work}=/build"
+        # Every host directory a compile reads from: the version's tree and the libraries'
+        # headers (-I), which DWARF records. ThinLTO names a promoted static
+        # `f.llvm.<hash of its object>`, so one unmapped path in an object changes a name in
+        # the module's name section when the build runs elsewhere.
+        return f"-ffile-prefix-map={self.work}=/build -ffile-prefix-map={self.deps}=/deps"
 
     def cc(self, prefix_map: str | None = None) -> str:
         return (f"clang-{LLVM_VERSION} --target=wasm32-wasi --sysroot={self.sysroot} "
