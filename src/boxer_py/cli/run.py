@@ -10,7 +10,7 @@ from contextlib import nullcontext
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -94,6 +94,21 @@ def run(launcher, image, command, env, env_file, workdir, entrypoint, volume, co
         sys.exit(code)
     _show(result, spec, as_json)
     sys.exit(result.exit_code)
+
+
+def run_defaults() -> dict[str, Any]:
+    """click's parameters of `run` given an IMAGE alone (for plain(): the run server parses
+    them once, before it forks any run)."""
+    return run.make_context("run", ["IMAGE"]).params
+
+
+def plain(args: list[str], defaults: dict[str, Any]) -> dict[str, Any] | None:
+    """click's parameters of `run` for `run IMAGE [COMMAND] [ARG...]` with no option before
+    IMAGE, without click's parsing: after IMAGE every word is the command's, options too
+    (allow_interspersed_args=False). None for any other command line (click parses it)."""
+    if len(args) < 2 or args[0] != "run" or args[1].startswith("-"):
+        return None
+    return {**defaults, "image": args[1], "command": tuple(args[2:])}
 
 
 def _show(result: RunResult, spec: RunSpec, as_json: bool) -> None:

@@ -64,9 +64,10 @@ class _Run:
 class Server:
     def __init__(self, path: str, key: str, cache_dir: str, idle: float, request_deadline: float = REQUEST_DEADLINE):
         from boxer_py.cli import main as cli  # everything a run loads, loaded once: that is the point
-        from boxer_py.cli.run import new_launcher
+        from boxer_py.cli.run import new_launcher, run_defaults
 
         self.cli = cli
+        self.run_defaults = run_defaults()  # a plain `run IMAGE COMMAND...` is not parsed by click again
         self.path = path
         self.stem = path[:-len(".sock")]  # beside the socket: .lock, .log (and the client's .seen)
         self.key = key
@@ -277,12 +278,13 @@ class Server:
                 self.launcher.baker.wait()
             os.set_blocking(tell, False)
             try:  # a few keys and paths: fits the pipe
-                os.write(tell, pickle.dumps((*self.launcher.held(), self.launcher.workspaces.hand_over())))
+                os.write(tell, pickle.dumps((*self.launcher.held(), self.launcher.workspaces.hand_over(),
+                                             self.launcher.images.paths())))
             except OSError:
                 pass
             os.close(tell)
 
-        self.cli.main(args, self.launcher, report)
+        self.cli.main(args, self.launcher, report, self.run_defaults)
 
     def _reap(self, run: _Run) -> None:
         _, status = os.waitpid(run.pid, 0)
@@ -301,7 +303,7 @@ class Server:
         self._preload(run)
 
     def _preload(self, run: _Run) -> None:
-        """Load what the run loaded (its compiled module, its snapshot), so that the next
+        """Load what the run loaded (its compiled module, its snapshot, its image), so that the next
         runs, forked from here, find them in memory; keep the writable layers it left
         untouched for them."""
         with os.fdopen(run.held, "rb") as pipe:
@@ -310,9 +312,9 @@ class Server:
             self.launcher.workspaces.discard(run.lent)  # the run ended before it could tell
             return
         try:
-            modules, snapshots, handed = pickle.loads(data)
+            modules, snapshots, handed, images = pickle.loads(data)
             self.launcher.workspaces.adopt(handed)
-            new = self.launcher.preload(modules, snapshots)
+            new = self.launcher.preload(modules, snapshots, images)
             if new:
                 self.log(f"preloaded {new} compiled modules and snapshots")
         except Exception as e:  # a run killed while writing, say: the next run loads for itself

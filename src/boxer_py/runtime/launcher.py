@@ -18,7 +18,7 @@ import os
 import posixpath
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -65,11 +65,13 @@ class Launcher:
         self.runs = self.cache_dir / "runs"
         self.workspaces = Workspaces(self.runs, self.cache_dir / "spares")
         self.sandbox = Sandbox(self.programs.engines, self.deadlines, release=self.workspaces.drop_later)
+        self.images = verified.Opened(self.cache_dir / "verified")
         self.sweep()
 
     def open(self, path: str | Path) -> Image:
-        """Read an image file, checking every digest unless this very file was checked before (verified.py)."""
-        return verified.read(path, self.cache_dir / "verified")
+        """Read an image file, checking every digest unless this very file was checked before
+        (verified.py); the same file unchanged is read once per launcher."""
+        return self.images.read(path)
 
     def rootfs(self, image: Image) -> Path:
         """The image's filesystem, unpacked once per image id into the cache (read-only to runs)."""
@@ -225,12 +227,23 @@ class Launcher:
         return result
 
     def held(self) -> tuple[list[tuple[ModuleKey, str, int | None]], list[str]]:
-        """What this launcher keeps in memory, for preload() in another process (Programs.held)."""
+        """What this launcher keeps in memory, for preload() in another process (Programs.held);
+        the image files it read are `images.paths()`."""
         return self.programs.held()
 
-    def preload(self, modules: list[tuple[ModuleKey, str, int | None]], snapshots: list[str]) -> int:
-        """Load what held() listed elsewhere from the cache only (Programs.preload)."""
-        return self.programs.preload(modules, snapshots)
+    def preload(self, modules: list[tuple[ModuleKey, str, int | None]], snapshots: list[str],
+                images: Sequence[str] = ()) -> int:
+        """Load what held() listed elsewhere from the cache only (Programs.preload), and read
+        the image files `images` (nothing here runs a guest nor compiles)."""
+        new = self.programs.preload(modules, snapshots)
+        for path in images:
+            if path not in self.images.paths():
+                try:
+                    self.open(path)
+                    new += 1
+                except BoxerError:
+                    pass  # gone or changed meanwhile: its next run reads it and says so
+        return new
 
     def sweep(self) -> None:
         """Remove what runs of processes that have died left in the cache (workspace.sweep_dead); never

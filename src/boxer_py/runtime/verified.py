@@ -6,20 +6,66 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from pathlib import Path
 
 from boxer_py.image import imagefile
 from boxer_py.image.imagefile import Image
 
+KEPT = 16  # images an Opened keeps
+
+
+class Opened:
+    """The image files one launcher has read, each kept with its stamp: a run of the very same
+    file again (same inode, size, mtime and ctime) reuses its Image instead of reading it
+    again (its manifest and config parsed, their digests checked)."""
+
+    def __init__(self, records: Path):
+        self.records = records
+        self._images: dict[str, tuple[list[int], Image]] = {}  # by real path, oldest first
+        self._lock = threading.Lock()
+
+    def read(self, path: str | Path) -> Image:
+        try:
+            real, st = os.path.realpath(path), os.stat(path)
+        except OSError:
+            return imagefile.read(path)
+        with self._lock:
+            kept = self._images.get(real)
+        if kept is not None and kept[0] == _stamp(st):
+            return kept[1]
+        stamp, image = _read(real, self.records)
+        if stamp is not None:
+            with self._lock:
+                self._images.pop(real, None)
+                self._images[real] = stamp, image
+                while len(self._images) > KEPT:
+                    del self._images[next(iter(self._images))]
+        return image
+
+    def paths(self) -> list[str]:
+        """The files of the images kept, for another process's read() (the run server's preload)."""
+        with self._lock:
+            return list(self._images)
+
+
+def _stamp(st: os.stat_result) -> list[int]:
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
 
 def read(path: str | Path, records: Path) -> Image:
     """Read an image file, checking every digest unless this very file was fully checked
     before (its record in `records`)."""
+    return _read(path, records)[1]
+
+
+def _read(path: str | Path, records: Path) -> tuple[list[int] | None, Image]:
+    """read(), and the stamp of the file the image was read from (None: unknown)."""
     try:
         st = os.stat(path)
     except OSError:
-        return imagefile.read(path)
-    stamp = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+        return None, imagefile.read(path)
+    stamp = _stamp(st)
     key = hashlib.sha256(os.path.realpath(path).encode()).hexdigest()
     record = records / f"{key}.json"
     try:
@@ -34,4 +80,4 @@ def read(path: str | Path, records: Path) -> Image:
     if not trusted:
         record.parent.mkdir(parents=True, exist_ok=True)
         imagefile.write(record, json.dumps({"stamp": stamp, "id": image.id}).encode())
-    return image
+    return stamp, image
