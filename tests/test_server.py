@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -458,3 +459,24 @@ def test_a_served_run_bakes_its_snapshot_once_its_client_is_done(served, tmp_pat
     for _ in range(2):
         r = served(*command)
         assert (r.returncode, r.stdout, r.stderr) == (mine.returncode, mine.stdout, mine.stderr) == (4, "hi ['x']\n", "")
+
+
+def test_an_image_the_server_keeps_is_read_again_once_tampered(served, tmp_path):
+    """The server keeps the image files its runs read (preloaded as their compiled modules
+    are): one changed in place (same inode and size) after served runs is read again by the
+    next run, which refuses it."""
+    image = tmp_path / "image.wasm"
+    shutil.copy(served.image, image)
+    served.start()
+    for _ in range(2):
+        assert served("run", str(image), "python", "-c", "pass").returncode == 0
+    assert _wait_for(lambda: "preloaded" in served.log())
+    data = bytearray(image.read_bytes())
+    spot = data.find(b"environ.get('GREETING'")  # in the image's main.py, inside its layer
+    assert spot > 0
+    data[spot] ^= 0x20
+    with open(image, "r+b") as f:
+        f.write(bytes(data))
+    r = served("run", str(image))
+    assert r.returncode == 1 and "digest" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert len(served.served_runs()) >= 3  # the refused run was served too

@@ -125,3 +125,18 @@ def test_an_image_tampered_after_a_trusted_run_is_checked_again(boxer, hostile_i
         f.write(bytes(data))
     r = boxer("run", str(image))
     assert r.returncode == 1 and "digest" in r.stderr, r.stderr
+
+
+def test_an_image_kept_by_a_launcher_is_read_again_once_tampered(hostile_image, launcher, tmp_path):
+    """A launcher keeps each image it read (runtime/verified.Opened): the same file, changed in
+    place after a run (same inode and size), is read again and refused, not the kept one run."""
+    image = tmp_path / "image.wasm"
+    shutil.copy(hostile_image, image)
+    first = launcher.open(image)
+    assert launcher.open(image) is first  # unchanged: kept
+    data = bytearray(image.read_bytes())
+    data[data.find(b"original image data")] ^= 0x20
+    with open(image, "r+b") as f:
+        f.write(bytes(data))
+    with pytest.raises(ImageError, match="digest"):
+        launcher.open(image)
