@@ -234,16 +234,15 @@ class Launcher:
     def preload(self, modules: list[tuple[ModuleKey, str, int | None]], snapshots: list[str],
                 images: Sequence[str] = ()) -> int:
         """Load what held() listed elsewhere from the cache only (Programs.preload), and read
-        the image files `images` (nothing here runs a guest nor compiles)."""
-        new = self.programs.preload(modules, snapshots)
+        the image files `images` (nothing here runs a guest nor compiles). Returns how many
+        modules and snapshots were new."""
         for path in images:
             if path not in self.images.paths():
                 try:
                     self.open(path)
-                    new += 1
                 except BoxerError:
                     pass  # gone or changed meanwhile: its next run reads it and says so
-        return new
+        return self.programs.preload(modules, snapshots)
 
     def sweep(self) -> None:
         """Remove what runs of processes that have died left in the cache (workspace.sweep_dead); never
