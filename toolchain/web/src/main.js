@@ -11,7 +11,7 @@ import { loadNetwork, relayTo } from "./netpage.js";
 import { LineConsole } from "./console.js";
 import { makeChannel } from "./ttyin.js";
 import { Runtime, resumes, request } from "./runtime.js";
-import { Store } from "./store.js";
+import { Loader, Store } from "./store.js";
 
 const OUT_DIR = "/out";
 const TIMEOUT_EXIT_CODE = 124;
@@ -135,19 +135,13 @@ class App {
     note.dataset.clicked = String(clicked);
   }
 
-  /** The image `url`, whose id the page says is `id`: from the store when a copy there checks
-   *  out (decodeImage verifies every blob, and its manifest must have that digest), else fetched
-   *  and verified, then stored if its id is the one the page names. */
-  async load(url, id, storedCopy = null) {
+  /** The image `url`, whose id the page says is `id`: `stored`, the store's copy if one checked
+   *  out (decodeImage verified every blob, and its manifest has that digest: store.js's Loader),
+   *  else fetched and verified, then stored if its id is the one the page names. */
+  async load(url, id, stored) {
     performance.mark("boxer:load");
-    const stored = id ? await (storedCopy || this.store.get(id)) : null;
+    this.image = id ? await stored : null;
     performance.mark("boxer:read");
-    if (stored) {
-      setStatus("loading", `verifying ${size(stored.length)} (stored)…`);
-      const image = await decodeImage(stored, url.split("/").pop()).catch(() => null);
-      if (image && image.id === id) this.image = image;
-      else await this.store.delete(id);
-    }
     if (!this.image) {
       setStatus("loading", `fetching ${url}…`);
       let data;
@@ -189,8 +183,8 @@ class App {
     const buffer = layers.length ? layers[0].data.buffer : null;
     if (self.crossOriginIsolated !== true || typeof SharedArrayBuffer !== "function" || !buffer
         || !layers.every((l) => l.data.buffer === buffer)) return;
-    const shared = new Uint8Array(new SharedArrayBuffer(buffer.byteLength));
-    shared.set(new Uint8Array(buffer));
+    const shared = new Uint8Array(buffer instanceof SharedArrayBuffer ? buffer : new SharedArrayBuffer(buffer.byteLength));
+    if (shared.buffer !== buffer) shared.set(new Uint8Array(buffer)); // a stored image comes shared
     const views = new Map(); // one view per original array, so second names stay second names
     const view = (data) => {
       if (!views.has(data)) views.set(data, new Uint8Array(shared.buffer, data.byteOffset, data.byteLength));
@@ -547,10 +541,13 @@ function figure(caption, content) {
 
 async function main() {
   const store = new Store();
+  // The first run's worker, started first: it reads and checks the stored files meanwhile (Loader).
+  const loader = new Loader(new Worker(new URL("worker.js", document.baseURI)));
   const imageId = document.body.dataset.imageId || null;
-  const storedImage = imageId ? store.get(imageId) : null; // read while the page sets up
-  const runtime = new Runtime(document.body.dataset, store); // starts compiling before the image is fetched
+  const storedImage = loader.get("image", imageId);
+  const runtime = new Runtime(document.body.dataset, store, loader); // starts compiling before the image is fetched
   const app = new App(limitsOf(document.body.dataset), document.body.dataset.preview || "preview.html", runtime, store);
+  app.spare = loader.worker;
   const hooks = { app, runs: app.runs, ready: null };
   window.boxer = hooks;
   const submit = async () => {
@@ -572,8 +569,7 @@ async function main() {
       showError(`the launcher failed: ${e.message}`);
     }
   };
-  // The image loads, and the first run's worker starts, while the rest of the page is set up.
-  app.prepareWorker();
+  // The image loads while the rest of the page is set up.
   hooks.ready = Promise.all([app.load(document.body.dataset.image || "image.wasm", imageId, storedImage), import("./terminal.js").then((m) => app.openTerminal(m))]);
   hooks.ready.catch(() => {}); // handled below
   // The code pane's module (CodeMirror: parsing and setting it up hold the page's thread for a

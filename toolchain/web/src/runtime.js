@@ -15,7 +15,7 @@ import { compileVerified, nameDigest } from "./store.js";
 const STARTUP_NAMES = ["LANG", "TZ", "HOME", "PATH"];
 
 export class Runtime {
-  constructor(dataset, store) {
+  constructor(dataset, store, loader) {
     this.programDigest = dataset.runtimeProgram || null;
     this.cwdSlot = /^\d+$/.test(dataset.runtimeCwdSlot || "") ? Number(dataset.runtimeCwdSlot) : null;
     this.compiling = null;
@@ -29,11 +29,11 @@ export class Runtime {
     this.winch = shared ? parseWinch(dataset.winch) : null;
     const digest = nameDigest(url);
     if (url && this.programDigest && digest) {
-      this.compiling = compileVerified(store, url, digest);
+      this.compiling = compileVerified(store, url, digest, loader.get("module", digest));
       this.compiling.catch(() => {}); // a failure is handled where it is used
       const snapshotDigest = nameDigest(dataset.preinit);
       if (snapshotDigest) {
-        this.snapshot = store.verified(dataset.preinit, snapshotDigest).then(({ bytes }) => ({
+        this.snapshot = store.verified(dataset.preinit, snapshotDigest, loader.get("bytes", snapshotDigest)).then(({ bytes }) => ({
           ...parseSnapshot(bytes), argv0: dataset.preinitArgv0, startup: JSON.parse(dataset.preinitStartup || "{}"),
           preopens: JSON.parse(dataset.preinitPreopens || '["/"]'),
         }));

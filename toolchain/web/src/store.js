@@ -4,15 +4,17 @@
 // An entry is only a hint: every read is checked again (the image by decodeImage and its id,
 // the others by their bytes' sha256), and one that fails is deleted and fetched anew. One
 // cache per page path; entries this page no longer names are deleted (`keep`). Where there is
-// no Cache Storage (not a secure context), everything is fetched, as before.
+// no Cache Storage (not a secure context), everything is fetched, as before. A returning visit's
+// stored copies are read and checked in a worker, off the page's thread (Loader, loader.js).
 
 import { sha256 } from "./image.js";
 
 const PREFIX = "boxer-v1:";
 
 export class Store {
-  constructor() {
-    this.cache = self.caches ? caches.open(PREFIX + location.pathname).catch(() => null) : Promise.resolve(null);
+  /** The store of the page at `path` (a worker's own location is its script's, in the page's directory). */
+  constructor(path = location.pathname) {
+    this.cache = self.caches ? caches.open(PREFIX + path).catch(() => null) : Promise.resolve(null);
   }
 
   key(digest) {
@@ -58,12 +60,12 @@ export class Store {
     }
   }
 
-  /** The bytes of `url`, whose sha256 is `digest`: from the store if they check out there,
-   *  else fetched, checked and stored. Throws if the fetched bytes do not match. */
-  async verified(url, digest) {
-    const stored = await this.get(digest);
-    if (stored && (await sha256(stored)) === digest) return { bytes: stored, fetched: false };
-    if (stored) await this.delete(digest);
+  /** The bytes of `url`, whose sha256 is `digest`: `checked` (a promise of the stored copy, read
+   *  and checked by a Loader) if there was one, else fetched, checked and stored. Throws if the
+   *  fetched bytes do not match. */
+  async verified(url, digest, checked) {
+    const stored = await checked;
+    if (stored) return { bytes: stored, fetched: false };
     const response = await fetch(url);
     if (!response.ok) throw new Error(`${url}: cannot fetch (HTTP ${response.status})`);
     const bytes = new Uint8Array(await response.arrayBuffer());
@@ -73,32 +75,47 @@ export class Store {
   }
 }
 
-/** The module of `url`, a WebAssembly file whose sha256 is `digest`, compiled while it streams
- *  in (from the store, else from the network, then stored), and used only if its bytes match. */
-export async function compileVerified(store, url, digest) {
-  for (const fromStore of [true, false]) {
-    const cache = fromStore ? await store.cache : null;
-    let response = cache ? await cache.match(store.key(digest)).catch(() => null) : null;
-    if (fromStore && !response) continue;
-    let bytes;
-    if (response) {
-      // A stored copy: read once as a Blob, which both the compiler and the check read from.
-      const blob = await response.blob();
-      response = new Response(blob, { headers: { "Content-Type": "application/wasm" } });
-      bytes = blob.arrayBuffer();
-    } else {
-      response = await fetch(url);
-      if (!response.ok) throw new Error(`${url}: cannot fetch (HTTP ${response.status})`);
-    }
-    const compiling = WebAssembly.compileStreaming(bytes ? response : response.clone());
-    compiling.catch(() => {});
-    bytes = new Uint8Array(await (bytes || response.arrayBuffer()));
-    if ((await sha256(bytes)) === digest) {
-      if (!fromStore) await store.put(digest, bytes, "application/wasm");
-      return compiling;
-    }
-    if (!fromStore) throw new Error(`${url}: its bytes do not match its sha256 (tampered or corrupt)`);
-    await store.delete(digest);
+/** The module of `url`, a WebAssembly file whose sha256 is `digest`: `checked` (a promise of the
+ *  module a Loader compiled from the stored copy, once its bytes matched) if there was one, else
+ *  compiled while it streams in from the network, used only if its bytes match, and stored. */
+export async function compileVerified(store, url, digest, checked) {
+  const stored = await checked;
+  if (stored) return stored;
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${url}: cannot fetch (HTTP ${response.status})`);
+  const compiling = WebAssembly.compileStreaming(response.clone());
+  compiling.catch(() => {});
+  const bytes = new Uint8Array(await response.arrayBuffer());
+  if ((await sha256(bytes)) !== digest) throw new Error(`${url}: its bytes do not match its sha256 (tampered or corrupt)`);
+  await store.put(digest, bytes, "application/wasm");
+  return compiling;
+}
+
+/** The page's stored files, each read and checked in `worker` (the first run's, started as the
+ *  page opens: loader.js), so neither the reading nor the hashing (WebCrypto copies what it hashes)
+ *  nor the runtime's compiling holds the page's thread. `get` answers a promise of the checked
+ *  value, or null for a file not stored or failing its check (deleted there): the caller fetches it. */
+export class Loader {
+  constructor(worker) {
+    Object.assign(this, { worker, waiting: new Map(), next: 0 });
+    worker.addEventListener("message", ({ data }) => {
+      if (data && data.type === "stored" && this.waiting.has(data.id)) this.answer(data.id, data.value);
+    });
+    worker.addEventListener("error", () => { for (const id of [...this.waiting.keys()]) this.answer(id, null); });
+  }
+
+  answer(id, value) {
+    this.waiting.get(id)(value);
+    this.waiting.delete(id);
+  }
+
+  /** `what`: "image" (decoded, every blob and its id `digest` checked), "module" (compiled) or "bytes". */
+  get(what, digest) {
+    if (!digest) return Promise.resolve(null);
+    const id = this.next++;
+    const value = new Promise((resolve) => this.waiting.set(id, resolve));
+    this.worker.postMessage({ type: "stored", id, what, digest, path: location.pathname, share: self.crossOriginIsolated === true });
+    return value;
   }
 }
 

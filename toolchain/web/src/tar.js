@@ -3,14 +3,16 @@
 // symlinks in parent paths are followed inside the tree only), devices and fifos are refused,
 // OCI whiteouts delete what they name.
 
-import { ImageError } from "./image.js";
+import { ImageError, unshared } from "./image.js";
 
 const decoder = new TextDecoder();
+// A stored image comes in a SharedArrayBuffer (loader.js), which TextDecoder does not read.
+const decode = (bytes) => decoder.decode(unshared(bytes));
 
 function text(block, start, length) {
   const field = block.subarray(start, start + length);
   const nul = field.indexOf(0);
-  return decoder.decode(nul < 0 ? field : field.subarray(0, nul));
+  return decode(nul < 0 ? field : field.subarray(0, nul));
 }
 
 function octal(block, start, length) {
@@ -29,9 +31,9 @@ function paxRecords(data) {
   while (pos < data.length) {
     const space = data.indexOf(0x20, pos);
     if (space < 0) break;
-    const length = parseInt(decoder.decode(data.subarray(pos, space)), 10);
+    const length = parseInt(decode(data.subarray(pos, space)), 10);
     if (!(length > 0)) break;
-    const record = decoder.decode(data.subarray(space + 1, pos + length - 1));
+    const record = decode(data.subarray(space + 1, pos + length - 1));
     const eq = record.indexOf("=");
     if (eq > 0) out[record.slice(0, eq)] = record.slice(eq + 1);
     pos += length;

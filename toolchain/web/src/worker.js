@@ -15,6 +15,7 @@ import { lookup, makeDirs } from "./tar.js";
 import { setCwd } from "./wasicwd.js";
 import { GUEST_DIR, WebNet, install } from "./net.js";
 import { TerminalStdin } from "./ttyin.js";
+import { stored } from "./loader.js";
 
 const WASI_MODULE = "wasi_snapshot_preview1";
 const ERRNO_NOTSUP = 58;
@@ -404,6 +405,11 @@ self.onmessage = (event) => {
     const [reply] = event.ports;
     if (activeNet) activeNet.inbound(event.data, reply);
     else reply.postMessage({ status: 503, error: "the running program has no network" });
+    return;
+  }
+  if (event.data && event.data.type === "stored") { // the page's stored files, before any run (loader.js)
+    const { id } = event.data;
+    stored(event.data).catch(() => [null, []]).then(([value, transfer]) => postMessage({ type: "stored", id, value }, transfer));
     return;
   }
   run(event.data).catch((e) => postMessage({ type: "error", message: e.message || String(e), exitCode: e.exitCode ?? 125 }));
