@@ -541,8 +541,7 @@ function figure(caption, content) {
 
 async function main() {
   const store = new Store();
-  // The first run's worker, started first: it reads and checks the stored files meanwhile (Loader).
-  const loader = new Loader(new Worker(new URL("worker.js", document.baseURI)));
+  const loader = new Loader(new Worker(new URL("worker.js", document.baseURI))); // the first run's: it reads the store meanwhile
   const imageId = document.body.dataset.imageId || null;
   const storedImage = loader.get("image", imageId);
   const runtime = new Runtime(document.body.dataset, store, loader); // starts compiling before the image is fetched
@@ -569,7 +568,6 @@ async function main() {
       showError(`the launcher failed: ${e.message}`);
     }
   };
-  // The image loads while the rest of the page is set up.
   hooks.ready = Promise.all([app.load(document.body.dataset.image || "image.wasm", imageId, storedImage), import("./terminal.js").then((m) => app.openTerminal(m))]);
   hooks.ready.catch(() => {}); // handled below
   // The code pane's module (CodeMirror: parsing and setting it up hold the page's thread for a
