@@ -188,6 +188,37 @@ def test_ctrl_c_reaches_a_busy_guest_however_slowly_the_page_sets_its_words(brow
         server.close()
 
 
+def test_the_line_typed_with_a_ctrl_c_in_one_burst_is_the_next_one_run(browser, interruptible):
+    """Ctrl-C and the next line reach the page in one piece of input (xterm's onData, as a fast
+    typist or a paste gives them): the line being typed is dropped, the one after it is read
+    once the REPL has printed KeyboardInterrupt, at the prompt and after a busy statement."""
+    image, preinit = interruptible
+    server = site.serve(image, "127.0.0.1", 0, preinit=preinit)
+    tab = Page(browser, server.url, autorun=False)
+    burst = "data => window.boxer.app.terminal.input(data)"
+    try:
+        tab.page.wait_for_selector("#run:not([disabled])", timeout=180_000)
+        tab.page.fill("#command", "python")
+        tab.page.click("#run")
+        _wait_terminal(tab, ">>> ")
+        tab.page.evaluate(burst, "x = 41\r")  # its own burst: a Ctrl-C interrupts a line the guest has begun
+        tab.page.wait_for_function("() => window.boxer.runs[0].stderr.split('>>> ').length === 3", timeout=180_000)
+        tab.page.evaluate(burst, "undefined_name\x03print('after the prompt', x)\r")
+        tab.page.wait_for_function("() => window.boxer.runs[0].stdout.includes('after the prompt 41')", timeout=180_000)
+        tab.page.evaluate(burst, "while True: x += 1; _ = x == 50 and print('looping', flush=True)\r\r")
+        tab.page.wait_for_function("() => window.boxer.runs[0].stdout.includes('looping')", timeout=180_000)
+        tab.page.evaluate(burst, "\x03print('after the loop', x > 50)\r")
+        tab.page.wait_for_function("() => window.boxer.runs[0].stdout.includes('after the loop')", timeout=180_000)
+        tab.page.evaluate(burst, "\x04")
+        run = tab.last_run()
+        assert (run["exitCode"], run["stdout"]) == (0, "after the prompt 41\nlooping\nafter the loop True\n")
+        assert run["stderr"].count("KeyboardInterrupt") == 2 and "Error" not in run["stderr"], run["stderr"]
+        assert tab.errors == []
+    finally:
+        tab.close()
+        server.close()
+
+
 SIZE_PROBE = ("import shutil, signal; seen = []; "
               "signal.signal(signal.SIGWINCH, lambda *_: seen.append(tuple(shutil.get_terminal_size()))); "
               "print('start', tuple(shutil.get_terminal_size()), flush=True); exec('while not seen: pass'); "
