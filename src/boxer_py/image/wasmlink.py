@@ -1,5 +1,6 @@
 """Merging a shim module into a WASI program so that some of the program's imports resolve to
-the shim's exports: the standalone export's linker (registry/standalone.py).
+the shim's exports: the standalone export's linker (registry/standalone.py) and the alias
+layer of a pushed program (image/aliaslink.py). Instructions are image/wasmcode.py's.
 
 The program keeps its one memory, its globals, types, tables, data and exports. The shim
 (toolchain/vfs, compiled position-independent) shares that memory at `base`: its static data
@@ -14,19 +15,15 @@ call's bytes are decoded at all (a 6 MB CPython code section: about 2 s of CPU).
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from boxer_py.image.cwdslot import find_cwd_slot
 from boxer_py.image.wasmbin import MAGIC, read_sleb, read_uleb, sleb, uleb
 from boxer_py.image.wasmbin import name as encoded
+from boxer_py.image.wasmcode import VALTYPES, LinkError, call_pattern, rewrite_body, skip_code, uleb_end
 
+__all__ = ["LinkError", "Module", "call_pattern", "map_elements", "merge", "parse", "rewrite_body"]
 PAGE = 65536
-_VALTYPES = {0x7F, 0x7E, 0x7D, 0x7C, 0x7B, 0x70, 0x6F, 0x69}   # 0x69: exnref (exception handling)
-
-
-class LinkError(ValueError):
-    """The program is not a module this linker can merge into (its message says why)."""
 
 
 @dataclass
@@ -76,7 +73,7 @@ def _limits(data: bytes, pos: int) -> tuple[int, int | None, int]:
 
 def _expr_end(data: bytes, pos: int) -> int:
     """The position after a constant expression's `end`."""
-    return _skip_code(data, pos, stop_at_end=True)
+    return skip_code(data, pos, stop_at_end=True)
 
 
 def _vector(payload: bytes, item_end) -> list[bytes]:
@@ -96,7 +93,7 @@ def _functype_end(data: bytes, pos: int) -> int:
     for _ in range(2):
         count, pos = read_uleb(data, pos)
         for _ in range(count):
-            if data[pos] not in _VALTYPES:
+            if data[pos] not in VALTYPES:
                 raise LinkError("a value type outside WebAssembly 2.0")
             pos += 1
     return pos
@@ -187,173 +184,6 @@ def parse(wasm: bytes) -> Module:
     return module
 
 
-# ---- instructions ----
-
-# The immediates of each one-byte opcode: what _skip_code must step over.
-_NONE, _U, _BLOCK, _MEMARG, _S, _F32, _F64, _TABLE, _TWO_U, _SELECT, _FUNC, _TRY_TABLE, _HEAP, _GLOBAL = range(14)
-_IMM = [_NONE] * 256
-for _op in (0x02, 0x03, 0x04, 0x06):
-    _IMM[_op] = _BLOCK
-for _op in (0x07, 0x08, 0x09, 0x0C, 0x0D, 0x14, 0x15, 0x18, 0x20, 0x21, 0x22, 0x25, 0x26, 0x3F, 0x40,
-            0xD4, 0xD6):
-    _IMM[_op] = _U
-_IMM[0x23] = _IMM[0x24] = _GLOBAL
-_IMM[0x0E] = _TABLE
-_IMM[0x10] = _IMM[0x12] = _IMM[0xD2] = _FUNC
-_IMM[0x11] = _IMM[0x13] = _TWO_U
-_IMM[0x1C] = _SELECT
-_IMM[0x1F] = _TRY_TABLE
-_IMM[0xD0] = _HEAP
-for _op in range(0x28, 0x3F):
-    _IMM[_op] = _MEMARG
-_IMM[0x41] = _IMM[0x42] = _S
-_IMM[0x43] = _F32
-_IMM[0x44] = _F64
-
-
-def _uleb_end(data: bytes, pos: int) -> int:
-    while data[pos] & 0x80:
-        pos += 1
-    return pos + 1
-
-
-def _memarg_end(data: bytes, pos: int) -> int:
-    align, pos = read_uleb(data, pos)
-    if align & 0x40:
-        pos = _uleb_end(data, pos)
-    return _uleb_end(data, pos)
-
-
-def _prefixed_end(data: bytes, prefix: int, pos: int) -> int:
-    sub, pos = read_uleb(data, pos)
-    if prefix == 0xFC:
-        if sub <= 7:
-            return pos
-        if sub in (8, 12, 10, 14):   # memory.init, table.init, memory.copy, table.copy: two indices
-            return _uleb_end(data, _uleb_end(data, pos))
-        if sub <= 17:
-            return _uleb_end(data, pos)
-        raise LinkError(f"an unknown instruction 0xfc {sub}")
-    if prefix == 0xFD:
-        if sub <= 11 or sub in (92, 93):
-            return _memarg_end(data, pos)
-        if sub in (12, 13):
-            return pos + 16
-        if 21 <= sub <= 34:
-            return pos + 1
-        if 84 <= sub <= 91:
-            return _memarg_end(data, pos) + 1
-        return pos
-    if prefix == 0xFE:
-        return pos + 1 if sub == 3 else _memarg_end(data, pos)
-    raise LinkError(f"an unknown instruction prefix {prefix:#x}")
-
-
-def _step(data: bytes, pos: int) -> tuple[int, int, int]:
-    """(opcode, kind of immediate, end of the instruction) of the instruction at pos."""
-    op = data[pos]
-    kind = _IMM[op]
-    pos += 1
-    if kind == _NONE:
-        if op in (0xFC, 0xFD, 0xFE):
-            return op, kind, _prefixed_end(data, op, pos)
-        return op, kind, pos
-    if kind in (_U, _FUNC, _GLOBAL):
-        return op, kind, _uleb_end(data, pos)
-    if kind == _MEMARG:
-        return op, kind, _memarg_end(data, pos)
-    if kind == _S:
-        return op, kind, _uleb_end(data, pos)
-    if kind == _BLOCK:
-        return op, kind, (pos + 1 if data[pos] == 0x40 or data[pos] in _VALTYPES else _uleb_end(data, pos))
-    if kind == _F32:
-        return op, kind, pos + 4
-    if kind == _F64:
-        return op, kind, pos + 8
-    if kind == _TWO_U:
-        return op, kind, _uleb_end(data, _uleb_end(data, pos))
-    if kind == _TABLE:
-        count, pos = read_uleb(data, pos)
-        for _ in range(count + 1):
-            pos = _uleb_end(data, pos)
-        return op, kind, pos
-    if kind == _SELECT:
-        count, pos = read_uleb(data, pos)
-        return op, kind, pos + count
-    if kind == _HEAP:
-        return op, kind, (pos + 1 if data[pos] in _VALTYPES or data[pos] in (0x70, 0x6F) else _uleb_end(data, pos))
-    # try_table: a block type, then catch clauses (kind, [tag], label)
-    pos = pos + 1 if data[pos] == 0x40 or data[pos] in _VALTYPES else _uleb_end(data, pos)
-    count, pos = read_uleb(data, pos)
-    for _ in range(count):
-        clause = data[pos]
-        pos += 1
-        if clause in (0, 1):
-            pos = _uleb_end(data, pos)
-        pos = _uleb_end(data, pos)
-    return op, kind, pos
-
-
-def _skip_code(data: bytes, pos: int, stop_at_end: bool) -> int:
-    """The end of a constant expression (the `end` that closes it)."""
-    depth = 0
-    while True:
-        op, _, end = _step(data, pos)
-        pos = end
-        if op in (0x02, 0x03, 0x04, 0x06, 0x1F):
-            depth += 1
-        elif op == 0x0B:
-            if depth == 0:
-                return pos
-            depth -= 1
-
-
-def rewrite_body(body: bytes, funcs: dict[int, int], globals_: dict[int, int] | None = None,
-                 types: dict[int, int] | None = None) -> bytes:
-    """A function body with its function (and, when given, global and type) indices mapped."""
-    size, pos = read_uleb(body, 0)
-    count, pos = read_uleb(body, pos)
-    for _ in range(count):
-        pos = _uleb_end(body, pos) + 1
-    out, last, end_of_body = [], 0, len(body)
-    while pos < end_of_body:
-        op, kind, end = _step(body, pos)
-        if kind == _FUNC:
-            index = read_uleb(body, pos + 1)[0]
-            if index in funcs:
-                out += [body[last:pos + 1], uleb(funcs[index])]
-                last = end
-        elif kind == _GLOBAL and globals_ is not None:
-            index = read_uleb(body, pos + 1)[0]
-            out += [body[last:pos + 1], uleb(globals_[index])]
-            last = end
-        elif types is not None and (kind == _TWO_U or op in (0x14, 0x15)):
-            raise LinkError("an indirect call in the shim")
-        elif types is not None and kind == _BLOCK and body[pos + 1] != 0x40 and body[pos + 1] not in _VALTYPES:
-            index = read_sleb(body, pos + 1)[0]
-            out += [body[last:pos + 1], sleb(types[index])]
-            last = end
-        pos = end
-    if not out:
-        return body
-    out.append(body[last:])
-    inner = b"".join(out)
-    inner = inner[len(uleb(size)):]
-    return uleb(len(inner)) + inner
-
-
-def call_pattern(indices: set[int]) -> re.Pattern[bytes]:
-    """Bytes that could be a call, return_call or ref.func of one of `indices`, as a cheap
-    filter: a body without them needs no decoding (one that only looks like it is decoded
-    and left as it was)."""
-    encodings = set()
-    for index in indices:
-        encodings.add(uleb(index))
-        encodings.add(bytes([(index >> s) & 0x7F | 0x80 for s in (0, 7, 14, 21)] + [(index >> 28) & 0x7F]))
-    alternatives = b"|".join(re.escape(e) for e in sorted(encodings, key=len, reverse=True))
-    return re.compile(rb"[\x10\x12\xd2](?:" + alternatives + rb")")
-
-
 # ---- merging ----
 
 SHIM_STACK = 64 * 1024
@@ -403,7 +233,7 @@ def map_elements(payload: bytes, funcs: dict[int, int]) -> bytes:
         start = pos
         flags, pos = read_uleb(payload, pos)
         if flags & 2 and not flags & 1:
-            pos = _uleb_end(payload, pos)           # table index
+            pos = uleb_end(payload, pos)           # table index
         if not flags & 1:
             pos = _expr_end(payload, pos)           # offset
         if flags & 3:
