@@ -190,8 +190,9 @@ def test_ctrl_c_reaches_a_busy_guest_however_slowly_the_page_sets_its_words(brow
 
 def test_the_line_typed_with_a_ctrl_c_in_one_burst_is_the_next_one_run(browser, interruptible):
     """Ctrl-C and the next line reach the page in one piece of input (xterm's onData, as a fast
-    typist or a paste gives them): the line being typed is dropped, the one after it is read
-    once the REPL has printed KeyboardInterrupt, at the prompt and after a busy statement."""
+    typist or a paste gives them): the line being typed and those typed ahead are dropped, the
+    one after it is read once the REPL has printed KeyboardInterrupt, at the prompt and after a
+    busy statement."""
     image, preinit = interruptible
     server = site.serve(image, "127.0.0.1", 0, preinit=preinit)
     tab = Page(browser, server.url, autorun=False)
@@ -207,7 +208,8 @@ def test_the_line_typed_with_a_ctrl_c_in_one_burst_is_the_next_one_run(browser, 
         tab.page.wait_for_function("() => window.boxer.runs[0].stdout.includes('after the prompt 41')", timeout=180_000)
         tab.page.evaluate(burst, "while True: x += 1; _ = x == 50 and print('looping', flush=True)\r\r")
         tab.page.wait_for_function("() => window.boxer.runs[0].stdout.includes('looping')", timeout=180_000)
-        tab.page.evaluate(burst, "\x03print('after the loop', x > 50)\r")
+        # A line typed ahead while the loop runs is dropped by the Ctrl-C, as a terminal flushes its input.
+        tab.page.evaluate(burst, "print('typed ahead')\r\x03print('after the loop', x > 50)\r")
         tab.page.wait_for_function("() => window.boxer.runs[0].stdout.includes('after the loop')", timeout=180_000)
         tab.page.evaluate(burst, "\x04")
         run = tab.last_run()

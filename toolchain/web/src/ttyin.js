@@ -4,14 +4,17 @@
 // page (COOP + COEP headers); elsewhere stdin is the form's text, as before.
 //
 // Layout: four Int32 words, then the bytes. SEQ changes whenever the page puts something in,
-// LEN is how many bytes wait in the buffer (only the page sets it above 0, only the worker
-// back to 0), EOF counts the Ctrl-Ds not yet read (each one read as one end of file), INTR is
-// set by a Ctrl-C: the read waiting (or the next one) fails with EINTR, after which CPython
-// checks for signals, as `boxer run -it`'s line editor makes it do.
+// LEN is how many bytes wait in the buffer (only the page sets it above 0, or to REVOKED, only
+// the worker back to 0), EOF counts the Ctrl-Ds not yet read (each one read as one end of file),
+// INTR is set by a Ctrl-C: the read waiting (or the next one) fails with EINTR, after which
+// CPython checks for signals, as `boxer run -it`'s line editor makes it do. A Ctrl-C also drops
+// the lines typed before it that the guest has not read, as a terminal flushes its input on
+// SIGINT: those queued here, and the one in the buffer (REVOKED), whichever the worker had got to.
 
 import { Fd } from "@bjorn3/browser_wasi_shim";
 
 const SEQ = 0, LEN = 1, EOF = 2, INTR = 3;
+const REVOKED = -1;
 const ERRNO_INTR = 27;
 const HEADER = 16;
 export const CAPACITY = 1 << 16;
@@ -37,6 +40,8 @@ export class Feeder {
   /** Ctrl-C: what was queued is dropped, and the guest's read is cut short. */
   interrupt() {
     this.queue = [];
+    const length = Atomics.load(this.ctl, LEN);
+    if (length > 0) Atomics.compareExchange(this.ctl, LEN, length, REVOKED);
     Atomics.store(this.ctl, INTR, 1);
     Atomics.add(this.ctl, SEQ, 1);
     Atomics.notify(this.ctl, SEQ);
@@ -102,10 +107,18 @@ export class TerminalStdin extends Fd {
         if (Atomics.exchange(this.ctl, INTR, 0)) return { ret: ERRNO_INTR, data: new Uint8Array(0) };
         const length = Atomics.load(this.ctl, LEN);
         if (length > 0) {
-          this.pending = this.data.slice(0, length);
+          const line = this.data.slice(0, length);
+          const revoked = Atomics.compareExchange(this.ctl, LEN, length, 0) !== length;
+          if (revoked) Atomics.store(this.ctl, LEN, 0); // a Ctrl-C came as it was taken: dropped
+          this.taken();
+          if (revoked) continue;
+          this.pending = line;
+          break;
+        }
+        if (length === REVOKED) {
           Atomics.store(this.ctl, LEN, 0);
           this.taken();
-          break;
+          continue;
         }
         if (Atomics.load(this.ctl, EOF) > 0) {
           Atomics.sub(this.ctl, EOF, 1);
