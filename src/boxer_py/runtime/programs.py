@@ -30,6 +30,8 @@ from boxer_py.runtime.preinit.snapshot import Snapshot
 from boxer_py.runtime.wasi import clock as wasiclock
 
 T = TypeVar("T")
+FIXED = 4096  # answers Programs.fixed keeps
+_UNKNOWN = object()
 ModuleKey = tuple[str, object]  # (image id, program path), ("preinit", (digest, stack)) or ("baked", key)
 
 
@@ -45,7 +47,6 @@ class Programs:
     engines: Engines = field(init=False)
     _loaded: dict[ModuleKey, Loaded] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _found: dict[tuple[str, str, str, str], tuple[str, Path]] = field(default_factory=dict)  # see image_program
     _fixed: dict[Hashable, Any] = field(default_factory=dict)  # see fixed
     _snapshots: dict[str, Snapshot | None] = field(default_factory=dict)
     _snapshot_lock: threading.Lock = field(default_factory=threading.Lock)  # held through a boot run
@@ -65,19 +66,21 @@ class Programs:
     def image_program(self, image: Image, base: Path, name: str, path: str = DEFAULT_PATH,
                       workdir: str = "/") -> tuple[str, Path]:
         """argv.find_program in an image's unpacked rootfs, which never changes: found once."""
-        key = (image.id, name, path, workdir)
-        program = self._found.get(key)
-        if program is None:
-            program = self._found[key] = find_program(base, name, path, workdir)
-        return program
+        return self.fixed(("program", image.id, name, path, workdir), lambda: find_program(base, name, path, workdir))
 
     def fixed(self, key: Hashable, find: Callable[[], T]) -> T:
         """What `find` finds in an image's unpacked rootfs (`key` names the image and the
         question): that rootfs never changes, so each is found once (a run then skips the
-        path lookups and reads its command's start took)."""
-        if key not in self._fixed:
-            self._fixed[key] = find()
-        return self._fixed[key]
+        path lookups and reads its command's start took). At most FIXED answers are kept: a
+        long-lived run server asked for ever new commands forgets them all and starts again."""
+        found = self._fixed.get(key, _UNKNOWN)
+        if found is _UNKNOWN:
+            found = find()
+            with self._lock:
+                if len(self._fixed) >= FIXED:
+                    self._fixed.clear()
+                self._fixed[key] = found
+        return found
 
     def image_interpreter(self, image: Image, base: Path, name: str, path: str = DEFAULT_PATH,
                           workdir: str = "/") -> list[str]:
