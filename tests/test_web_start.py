@@ -30,24 +30,24 @@ def preinit(hello_image, cache_dir):
     return found
 
 
+def _python_image(tmp_path_factory, cache_dir, version: str):
+    ctx = tmp_path_factory.mktemp(f"py{version}-ctx")
+    (ctx / "Dockerfile").write_text(f'FROM python:{version}-slim\nCMD ["python", "-c", "print(1)"]\n')
+    out = tmp_path_factory.mktemp(f"py{version}") / "image.wasm"
+    boxer_py.build(ctx, out, cache_dir=cache_dir)
+    return out
+
+
 @pytest.fixture(scope="module")
 def py313_image(tmp_path_factory, cache_dir):
     """An image on the 3.13 runtime, whose eval breaker is a word of bits (interrupt.py)."""
-    ctx = tmp_path_factory.mktemp("py313-ctx")
-    (ctx / "Dockerfile").write_text('FROM python:3.13-slim\nCMD ["python", "-c", "print(1)"]\n')
-    out = tmp_path_factory.mktemp("py313") / "py313.wasm"
-    boxer_py.build(ctx, out, cache_dir=cache_dir)
-    return out
+    return _python_image(tmp_path_factory, cache_dir, "3.13")
 
 
 @pytest.fixture(scope="module")
 def py311_image(tmp_path_factory, cache_dir):
     """An image on the 3.11 runtime, whose eval-breaker words lie below its signal handlers."""
-    ctx = tmp_path_factory.mktemp("py311-ctx")
-    (ctx / "Dockerfile").write_text('FROM python:3.11-slim\nCMD ["python", "-c", "print(1)"]\n')
-    out = tmp_path_factory.mktemp("py311") / "py311.wasm"
-    boxer_py.build(ctx, out, cache_dir=cache_dir)
-    return out
+    return _python_image(tmp_path_factory, cache_dir, "3.11")
 
 
 @pytest.fixture(scope="module", params=["3.11", "3.12", "3.13"])

@@ -16,9 +16,9 @@ import struct
 from collections.abc import Callable, Mapping
 from importlib import resources
 
+from boxer_py.image.config import alias_labels
 from boxer_py.image.wasmlink import merge
 
-ALIAS_LABEL = "boxer.alias:"   # as runtime/reactor.py reads it
 MAX_ALIASES = 64               # aliasfs.c's table holds at most 16 KiB; paths at most 4 KiB each
 MAX_PATH = 4096
 _MAX_TABLE = 16384
@@ -34,13 +34,8 @@ def aliases(labels: Mapping[str, str], directory: Callable[[str], str | None]) -
     (a normalised absolute path -> the real path of that directory in the image, chroot-style,
     or None when it is not one). A target cannot leave the image: `..` stops at its root."""
     out = []
-    for key, target in sorted(labels.items()):
-        if not key.startswith(ALIAS_LABEL):
-            continue
-        guest = posixpath.normpath(key[len(ALIAS_LABEL):])
-        if not guest.startswith("/") or guest.startswith("//") or guest == "/":
-            continue
-        real = directory(posixpath.normpath("/" + target.lstrip("/")))
+    for guest, target in alias_labels(labels):
+        real = directory(target)
         if real is not None:
             out.append((guest, posixpath.normpath("/" + real.lstrip("/"))))
     return out

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import posixpath
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 # The PATH a program is looked up on when the image sets none: Docker's default.
@@ -11,6 +13,23 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 def is_root(user: str) -> bool:
     """Whether a USER value (name, uid, name:group or uid:gid) runs as root, as Docker reads it."""
     return user.partition(":")[0] in ("", "root", "0")
+
+
+ALIAS_LABEL = "boxer.alias:"  # boxer.alias:GUEST=DIR: the image's DIR shown at GUEST too (runtime/reactor.py)
+
+
+def alias_labels(labels: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(GUEST, DIR) of each `boxer.alias:GUEST=DIR` label, sorted, both normalised: GUEST an
+    absolute path other than `/` (labels naming another are ignored, as Docker ignores labels
+    it does not know), DIR made absolute. Whether DIR is a directory is the reader's question."""
+    out = []
+    for key, target in sorted(labels.items()):
+        if not key.startswith(ALIAS_LABEL):
+            continue
+        guest = posixpath.normpath(key[len(ALIAS_LABEL):])
+        if guest.startswith("/") and not guest.startswith("//") and guest != "/":
+            out.append((guest, posixpath.normpath("/" + target.lstrip("/"))))
+    return out
 
 
 def user_env(user: str) -> dict[str, str]:

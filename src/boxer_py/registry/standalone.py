@@ -13,7 +13,6 @@ in WORKDIR. stdin, stdout, stderr, clocks and random are the runtime's.
 from __future__ import annotations
 
 import os
-import posixpath
 import stat
 import struct
 import tempfile
@@ -23,7 +22,7 @@ from pathlib import Path
 
 from boxer_py.errors import ImageError
 from boxer_py.image import atomic, hostfs, pyprelude, reactorcmd
-from boxer_py.image.config import DEFAULT_PATH, is_root
+from boxer_py.image.config import DEFAULT_PATH, alias_labels, is_root
 from boxer_py.image.imagefile import Image
 from boxer_py.image.paths import cpython_start, program_candidates
 from boxer_py.image.rootfs import resolve, unpack
@@ -31,7 +30,6 @@ from boxer_py.image.wasmlink import LinkError, merge
 from boxer_py.registry.runnable import _exec_form as exec_form
 from boxer_py.registry.runnable import foreign_import
 
-ALIAS_LABEL = "boxer.alias:"   # as runtime/reactor.py reads it
 MAX_BLOB = 1 << 30           # the image's files in one module: the shim addresses them with 32 bits
 _KINDS = {stat.S_IFDIR: 3, stat.S_IFREG: 4, stat.S_IFLNK: 7}
 _NODE = struct.Struct("<B3xIIIQII")
@@ -193,12 +191,4 @@ def _aliases(labels: dict[str, str], root: Path) -> dict[str, str]:
     """guest path -> image directory of each `boxer.alias:GUEST=DIR` label whose DIR is a
     directory of the image, as `boxer run` shows them (runtime/reactor.py), here as links
     (vfs.c looks through a file that has one below it: the matplotlib data in the stdlib zip)."""
-    out = {}
-    for key, target in labels.items():
-        if not key.startswith(ALIAS_LABEL):
-            continue
-        guest = posixpath.normpath(key[len(ALIAS_LABEL):])
-        target = posixpath.normpath("/" + target.lstrip("/"))
-        if guest.startswith("/") and not guest.startswith("//") and guest != "/" and resolve(root, target).is_dir():
-            out[guest] = target
-    return out
+    return {guest: target for guest, target in alias_labels(labels) if resolve(root, target).is_dir()}

@@ -24,10 +24,10 @@ from pathlib import Path
 import wasmtime
 
 from boxer_py.image import pyprelude
+from boxer_py.image.config import alias_labels
 from boxer_py.image.rootfs import resolve
 
 NO_HOST = -1  # host.call's answer: no host function behind it
-ALIAS_LABEL = "boxer.alias:"
 READONLY_LABEL = "boxer.readonly:"
 
 
@@ -70,15 +70,9 @@ def aliases(labels: dict[str, str], root: Path, mounted: Sequence[str] = (),
     cover what the user mounted: an alias at or under a mount's path is dropped. A target
     inside a `shared` (read-only, see read_only) directory is found there, not in `root`."""
     out = []
-    for key, target in sorted(labels.items()):
-        if not key.startswith(ALIAS_LABEL):
-            continue
-        guest = posixpath.normpath(key[len(ALIAS_LABEL):])
-        if not guest.startswith("/") or guest.startswith("//") or guest == "/":
-            continue
+    for guest, target in alias_labels(labels):
         if covered(guest, mounted):
             continue
-        target = posixpath.normpath("/" + target.lstrip("/"))
         inside = [(g, h) for g, h in shared if covered(target, [g])]
         host = resolve(inside[0][1], target[len(inside[0][0]):]) if inside else resolve(root, target)
         if host.is_dir() and not host.is_symlink():

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from boxer_py.errors import BoxerError
+from boxer_py.image.config import ALIAS_LABEL
 from boxer_py.image.imagefile import Image
 from boxer_py.runtime import reactor
 from boxer_py.runtime.interrupt import Flag, Winch
@@ -40,7 +41,7 @@ def for_page(launcher: Launcher, image: Image) -> PageStart | None:
     """The snapshot of `image`'s default program for the page, or None when that program is
     not a CPython the launcher can pre-initialise (the page then starts it from scratch)."""
     config = image.spec.config
-    if any(key.startswith(reactor.ALIAS_LABEL) for key in config.labels):
+    if any(key.startswith(ALIAS_LABEL) for key in config.labels):
         return None  # aliases are preopens the page does not make
     try:
         found = launcher.preinitialised(image)
