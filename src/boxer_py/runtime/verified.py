@@ -30,17 +30,17 @@ class Opened:
             real, st = os.path.realpath(path), os.stat(path)
         except OSError:
             return imagefile.read(path)
+        stamp = _stamp(st)
         with self._lock:
             kept = self._images.get(real)
-        if kept is not None and kept[0] == _stamp(st):
+        if kept is not None and kept[0] == stamp:
             return kept[1]
-        stamp, image = _read(real, self.records)
-        if stamp is not None:
-            with self._lock:
-                self._images.pop(real, None)
-                self._images[real] = stamp, image
-                while len(self._images) > KEPT:
-                    del self._images[next(iter(self._images))]
+        image = _read(real, stamp, self.records)
+        with self._lock:
+            self._images.pop(real, None)
+            self._images[real] = stamp, image
+            while len(self._images) > KEPT:
+                del self._images[next(iter(self._images))]
         return image
 
     def paths(self) -> list[str]:
@@ -53,31 +53,21 @@ def _stamp(st: os.stat_result) -> list[int]:
     return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
-def read(path: str | Path, records: Path) -> Image:
-    """Read an image file, checking every digest unless this very file was fully checked
-    before (its record in `records`)."""
-    return _read(path, records)[1]
-
-
-def _read(path: str | Path, records: Path) -> tuple[list[int] | None, Image]:
-    """read(), and the stamp of the file the image was read from (None: unknown)."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None, imagefile.read(path)
-    stamp = _stamp(st)
-    key = hashlib.sha256(os.path.realpath(path).encode()).hexdigest()
+def _read(real: str, stamp: list[int], records: Path) -> Image:
+    """Read the image file at `real` (its real path, whose stat gave `stamp`), checking every
+    digest unless this very file was fully checked before (its record in `records`)."""
+    key = hashlib.sha256(real.encode()).hexdigest()
     record = records / f"{key}.json"
     try:
         known = json.loads(record.read_text())
     except (OSError, ValueError):
         known = None
     trusted = isinstance(known, dict) and known.get("stamp") == stamp
-    image = imagefile.read(path, verify=not trusted)
+    image = imagefile.read(real, verify=not trusted)
     if trusted and known.get("id") != image.id:
         image.verify()
         trusted = False
     if not trusted:
         record.parent.mkdir(parents=True, exist_ok=True)
         imagefile.write(record, json.dumps({"stamp": stamp, "id": image.id}).encode())
-    return stamp, image
+    return image
