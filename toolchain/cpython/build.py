@@ -192,6 +192,14 @@ class Build:
         # the module's name section when the build runs elsewhere.
         return f"-ffile-prefix-map={self.work}=/build -ffile-prefix-map={self.deps}=/deps"
 
+    def unmapped(self, text: str) -> str:
+        """`text` with this machine's build directories named as the prefix maps name them,
+        so provenance.json does not depend on where the build ran (--work)."""
+        for host, mapped in ((self.work, "/build"), (self.deps, "/deps"), (self.deps.parent, "/build-root"),
+                             (HERE, "/toolchain")):
+            text = text.replace(str(host), mapped)
+        return text
+
     def cc(self, prefix_map: str | None = None) -> str:
         return (f"clang-{LLVM_VERSION} --target=wasm32-wasi --sysroot={self.sysroot} "
                 f"{prefix_map or self.prefix_map}")
@@ -503,7 +511,7 @@ class Build:
             for line in mf.splitlines():
                 key, eq, value = line.partition("=")
                 if eq and key.strip() == name:
-                    return " ".join(value.split())
+                    return self.unmapped(" ".join(value.split()))
             return None
 
         sources = {"cpython": {k: self.spec[k] for k in ("package", "suite", "file", "sha256")},
