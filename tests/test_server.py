@@ -134,8 +134,8 @@ def test_served_runs_match_runs_of_the_cli_itself(served, tmp_path):
                 stdout = {k: v for k, v in json.loads(stdout).items()
                           if k not in ("duration_ms", "cpu_ms", "peak_memory")}
             results.append((r.returncode, stdout, r.stderr))
-        assert results[0] == results[1], args
-    assert len(served.served_runs()) - before == len(cases)
+        assert results[0] == results[1], (args, served.log())
+    assert len(served.served_runs()) - before == len(cases), served.log()
     assert "preloaded 2 compiled modules and snapshots" in served.log()  # so all but the first ran warm
 
 
@@ -284,6 +284,39 @@ def test_a_killed_client_stops_its_run_and_leaves_no_files(served):
     assert _wait_for(lambda: not [x for x in runs.iterdir() if x.name.startswith(f"{run}.")])
     r = served("run", str(served.image), "python", "-c", "print('still serving')")
     assert (r.returncode, r.stdout) == (0, "still serving\n")
+
+
+def test_a_code_change_on_disk_makes_the_next_run_use_a_fresh_server(served, tmp_path):
+    """The server watches its own package (codewatch.py) instead of each client statting it:
+    once a source file changes, the next client is refused and runs the command itself (with
+    the code now on disk), the server leaves, and a later run starts a server of the new code."""
+    original = Path(client.__file__).resolve().parents[1]
+    copy = tmp_path / "src" / "boxer_py"
+    shutil.copytree(original, copy, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+    for folder, dirs, files in os.walk(copy):
+        for name in dirs + files:
+            link = Path(folder) / name
+            if link.is_symlink():  # relative links into the repository's toolchain/
+                target = (original / link.relative_to(copy)).resolve()
+                link.unlink()
+                link.symlink_to(target)
+    served.env["PYTHONPATH"] = str(copy.parent)
+    served.start()
+    old = served.server_pid()
+    r = served("run", str(served.image), "python", "-c", "print('served')")
+    assert (r.returncode, r.stdout) == (0, "served\n") and len(served.served_runs()) >= 1
+    before = len(served.served_runs())
+    errors = copy / "errors.py"
+    errors.write_text(errors.read_text() + "\n# an edit\n")
+    r = served("run", str(served.image), "python", "-c", "print('after the edit')")
+    assert (r.returncode, r.stdout) == (0, "after the edit\n"), r.stderr
+    assert "refused: the server's code changed on disk" in served.log()
+    assert len(served.served_runs()) == before  # it ran in the client
+    assert _wait_for(lambda: old is not None and not _alive(old))
+    served.start()
+    assert served.server_pid() != old
+    r = served("run", str(served.image), "python", "-c", "print('new server')")
+    assert (r.returncode, r.stdout) == (0, "new server\n") and served.served_runs()
 
 
 def test_the_server_refuses_a_request_for_other_code(served):

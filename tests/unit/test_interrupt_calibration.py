@@ -100,3 +100,37 @@ def test_the_cache_keeps_bits_and_refuses_malformed_entries(tmp_path):
                 [[1, 1], [2, True], [3, 1]], [[1, 1], [2, 1 << 32], [3, 1]], "x"):
         cache.write_text(json.dumps({"flags": bad}))
         assert interrupt.load(cache) is None, bad
+
+
+def test_a_run_with_its_calibration_cached_reads_it_without_a_guard(tmp_path, monkeypatch):
+    """A run of a calibrated CPython takes its words from the cache file alone: no calibration
+    run, so no guard (on an engine without epochs, a watch thread of its own) around it."""
+    loaded = type("Loaded", (), {"digest": "abc", "module": None})()
+    cache = tmp_path / "interrupt" / f"abc-{interrupt.CALIBRATION_VERSION}.json"
+    cache.parent.mkdir()
+    cache.write_text(json.dumps({"flags": [[TRIPPED, 1], [IS_TRIPPED, 1], [BREAKER, 2]],
+                                 "winch": {"flags": [[WINCH, 1], [IS_TRIPPED, 1], [BREAKER, 2]], "handler": HANDLER,
+                                           "unhandled": [0, 5, 6]}}))
+    guards: list[str] = []
+
+    def guard():
+        guards.append("entered")
+        raise AssertionError("a calibration run")
+
+    monkeypatch.setattr(interrupt, "calibrate", lambda *args: guard())
+    found = interrupt.for_run(threading.Event(), None, None, loaded, tmp_path, "python", tmp_path, True, guard)
+    assert found.flags == ((TRIPPED, 1), (IS_TRIPPED, 1), (BREAKER, 2)) and found.winch.handler == HANDLER
+    assert guards == []
+    cache.unlink()  # not calibrated yet: the calibration runs inside the guard
+    calls: list[str] = []
+
+    class Guard:
+        def __enter__(self):
+            calls.append("enter")
+
+        def __exit__(self, *exc):
+            calls.append("exit")
+
+    monkeypatch.setattr(interrupt, "calibrate", lambda *args: calls.append("calibrate") and None)
+    found = interrupt.for_run(threading.Event(), None, None, loaded, tmp_path, "python", tmp_path, True, Guard)
+    assert calls == ["enter", "calibrate", "exit"] and found.flags is None

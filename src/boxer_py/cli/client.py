@@ -45,31 +45,17 @@ def main() -> None:
 
 def address() -> tuple[str, str] | None:
     """The socket path and key of the run server for this cache dir, this Python environment
-    and this very code (a server started before an upgrade or an edit is not the one to use)."""
+    and this package (the server itself leaves once its code changes on disk: codewatch.py)."""
     runtime = locations.runtime_dir()
     if runtime is None:
         return None
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    try:
-        stamp = sorted(_code_stamp(package))
-    except OSError:
-        return None
-    key = repr((sys.prefix, package, os.path.abspath(locations.cache_dir()), stamp))
+    key = repr((sys.prefix, package(), os.path.abspath(locations.cache_dir())))
     return os.path.join(runtime, f"{_digest(key.encode('utf-8', 'surrogateescape')):016x}.sock"), key
 
 
-def _code_stamp(package: str) -> list[tuple[str, int, int]]:
-    """Name, mtime and size of every source file of the package (its own tree, not a guest's)."""
-    stamp, pending = [], [package]
-    while pending:
-        folder = pending.pop()
-        for entry in os.scandir(folder):
-            if entry.is_dir(follow_symlinks=False) and entry.name != "__pycache__":
-                pending.append(entry.path)
-            elif entry.name.endswith((".py", ".toml")):
-                info = entry.stat()
-                stamp.append((entry.path[len(package):], info.st_mtime_ns, info.st_size))
-    return stamp
+def package() -> str:
+    """The directory of the boxer_py package this process runs."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 MERSENNE_61 = (1 << 61) - 1
@@ -78,7 +64,7 @@ MERSENNE_61 = (1 << 61) - 1
 def _digest(data: bytes) -> int:
     """A short, stable socket name (the server checks the whole key): the key's bytes as one
     number modulo a 61-bit prime, one C-level operation (a byte loop in Python, or loading
-    hashlib, took longer than the rest of the client's work on a key of some 8 KB)."""
+    hashlib, would take longer than the rest of the client's work)."""
     return int.from_bytes(data, "little") % MERSENNE_61
 
 

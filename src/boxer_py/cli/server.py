@@ -8,8 +8,9 @@ soon as the result is out, and cleans up after. The server itself never compiles
 nor runs a guest: Wasmtime's compiler and WASI start threads of their own, and a process
 forked from one that has them could hang. It reports a run's death by signal as 128+N, kills a
 run whose client went away (and removes what that run left), talks only to processes of
-its own user, and leaves when idle, when its socket is taken over, or when its cache dir
-is gone.
+its own user, and leaves when idle, when its socket is taken over, when its cache dir
+is gone, or when its own code changed on disk (codewatch.py: it refuses the request that finds
+it so, whose client then runs the command itself and starts a new server for the next).
 
 Requests are read off the accept loop: each connection is a non-blocking state in the one
 selector loop (no threads: a process forked from one with threads could hang), and must
@@ -33,6 +34,7 @@ import traceback
 from dataclasses import dataclass, field
 
 from boxer_py.cli import client
+from boxer_py.cli.codewatch import CodeWatch
 
 IDLE = 600.0  # seconds without runs before the server leaves (BOXER_SERVER_IDLE)
 CHECK_EVERY = 2.0
@@ -62,7 +64,9 @@ class _Run:
 
 
 class Server:
-    def __init__(self, path: str, key: str, cache_dir: str, idle: float, request_deadline: float = REQUEST_DEADLINE):
+    def __init__(self, path: str, key: str, cache_dir: str, idle: float, request_deadline: float = REQUEST_DEADLINE,
+                 watch: CodeWatch | None = None):
+        """`watch`: the server's code, watched from before the CLI was imported here."""
         from boxer_py.cli import main as cli  # everything a run loads, loaded once: that is the point
         from boxer_py.cli.run import new_launcher, run_defaults
 
@@ -74,6 +78,7 @@ class Server:
         self.cache_dir = cache_dir
         self.idle = idle
         self.request_deadline = request_deadline
+        self.watch = watch
         self.launcher = new_launcher(cache_dir)  # what the forked runs use: without epochs (cli/run.py)
         gc.freeze()  # what is loaded now stays shared with the forked runs, not copied into each
         self.runs: dict[int, _Run] = {}
@@ -112,7 +117,8 @@ class Server:
             wait = CHECK_EVERY
             if self.pending:
                 wait = max(0.0, min(wait, min(p.deadline for p in self.pending.values()) - time.monotonic()))
-            for key, _ in self.selector.select(timeout=wait):
+            events = self.selector.select(timeout=wait)
+            for key, _ in events:
                 if key.data == "accept":
                     self._accept()
                 elif key.data[0] == "request":
@@ -125,22 +131,39 @@ class Server:
             now = time.monotonic()
             for pending in [p for p in self.pending.values() if p.deadline <= now]:
                 self._refuse(pending, f"no whole request within {self.request_deadline:g}s")
-            if not self.runs and not self.pending and (now - last > self.idle or not self._still_wanted()):
+            if self.listener is not None and not events and not self._still_wanted():
+                self._retire()  # no new runs; the ones going are seen to the end
+            if self.listener is None and not self.runs:
+                break
+            if not self.runs and not self.pending and now - last > self.idle:
                 break
         self.close()
 
     def close(self) -> None:
+        self._retire()
         self.log("server leaves")
+
+    def _retire(self) -> None:
+        """Take no more requests: give up the socket path and the lock, so that a new server
+        can start at once, and refuse the requests still arriving."""
+        if self.listener is None:
+            return
+        for pending in list(self.pending.values()):
+            self._refuse(pending, "the server is leaving")
+        self.selector.unregister(self.listener)
         try:
             if os.stat(self.path).st_ino == self.inode:
                 os.unlink(self.path)
         except OSError:
             pass
-        if self.listener is not None:
-            self.listener.close()
+        self.listener.close()
+        self.listener = None
         os.close(self.lock)
+        self.lock = -1
 
     def _still_wanted(self) -> bool:
+        if self.watch is not None and self.watch.changed():
+            return False
         try:
             return os.stat(self.path).st_ino == self.inode and os.path.isdir(self.cache_dir)
         except OSError:
@@ -206,12 +229,16 @@ class Server:
             key, cwd, umask, args, env = client.decode(bytes(pending.data[4:]))
             if key != self.key:
                 raise ValueError("a client of other code")  # it runs the command itself
+            if self.watch is not None and self.watch.changed():
+                raise ValueError("the server's code changed on disk")  # and it leaves (serve)
             conn.setblocking(True)
         except (OSError, ValueError) as e:
             self.log(f"refused: {e}")
             for fd in fds:
                 os.close(fd)
             conn.close()
+            if self.watch is not None and self.watch.seen:
+                self._retire()
             return
         held, tell = os.pipe()
         pid = os.fork()
@@ -243,7 +270,10 @@ class Server:
         self.selector.close()
         if self.listener is not None:
             self.listener.close()
-        os.close(self.lock)
+        if self.lock >= 0:
+            os.close(self.lock)
+        if self.watch is not None:
+            self.watch.close()
         for run in self.runs.values():
             run.conn.close()
             os.close(run.pidfd)
@@ -349,9 +379,12 @@ class Server:
 
 def main() -> None:
     path, key, cache_dir = sys.argv[1:4]
+    watch = CodeWatch(client.package())  # before the CLI is imported (Server)
+    if key != repr((sys.prefix, client.package(), cache_dir)):
+        return  # this Python finds another boxer_py than the client's: not its server
     os.chdir("/")
     server = Server(path, key, cache_dir, float(os.environ.get("BOXER_SERVER_IDLE") or IDLE),
-                    float(os.environ.get("BOXER_SERVER_REQUEST_DEADLINE") or REQUEST_DEADLINE))
+                    float(os.environ.get("BOXER_SERVER_REQUEST_DEADLINE") or REQUEST_DEADLINE), watch)
     if server.bind():
         server.serve()
 

@@ -38,6 +38,8 @@ import json
 import math
 import struct
 import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -176,16 +178,26 @@ class Interrupts:
 
 
 def for_run(request: threading.Event | None, engine: wasmtime.Engine, ticker: Ticker, loaded: Loaded, root: Path,
-            argv0: str, cache_dir: Path, cpython: bool) -> Interrupts | None:
+            argv0: str, cache_dir: Path, cpython: bool,
+            guard: Callable[[], AbstractContextManager[object]] = nullcontext) -> Interrupts | None:
     """A run's Interrupts (None without a Ctrl-C to watch): with the flags of its module when
-    it is the image's CPython."""
+    it is the image's CPython. `guard` bounds a calibration run (Engine.guard); a calibration
+    found before is read from its file alone, once."""
     if request is None:
         return None
     if not cpython:
         return Interrupts(request)
     cache = cache_dir / "interrupt" / f"{loaded.digest}-{CALIBRATION_VERSION}.json"
-    flags = calibrate(engine, ticker, loaded.module, root, argv0, cache)
-    return Interrupts(request, flags, winch=load_winch(cache) if flags else None)
+    try:
+        doc = json.loads(cache.read_bytes())
+    except OSError:
+        with guard():
+            flags = calibrate(engine, ticker, loaded.module, root, argv0, cache)
+        return Interrupts(request, flags, winch=load_winch(cache) if flags else None)
+    except ValueError:
+        doc = None
+    flags = _pairs(doc.get("flags") if isinstance(doc, dict) else None)
+    return Interrupts(request, flags, winch=_winch_of(doc) if flags else None)
 
 
 def settle(interrupts: Interrupts | None, result: RunResult) -> None:
@@ -224,10 +236,20 @@ def load(cache: Path) -> tuple[Flag, ...] | None:
 def load_winch(cache: Path) -> Winch | None:
     """The cached calibration's SIGWINCH (None if it found none)."""
     try:
-        doc = json.loads(cache.read_text()).get("winch")
+        return _winch_of(json.loads(cache.read_text()))
+    except (OSError, ValueError):
+        return None
+
+
+def _winch_of(calibration: object) -> Winch | None:
+    """The SIGWINCH of a calibration file's JSON (None if it has none)."""
+    if not isinstance(calibration, dict):
+        return None
+    try:
+        doc = calibration["winch"]
         flags = _pairs(doc["flags"])
         winch = Winch(flags or (), doc["handler"], tuple(doc["unhandled"]))
-    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+    except (ValueError, AttributeError, KeyError, TypeError):
         return None
     numbers = (winch.handler, *winch.unhandled)
     if flags is None or not all(isinstance(x, int) and x >= 0 for x in numbers):

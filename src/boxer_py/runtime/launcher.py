@@ -213,10 +213,11 @@ class Launcher:
         engine = self.programs.engine(loaded.stack)
         source = self.programs.resumable(image, base, program)  # a baked module's flags are where its source's are
         cpython = source is not None and (source is loaded or resume is not None)
-        with engine.guard(interrupt.CALIBRATION_TIMEOUT, f"{argv[0]}: finding its Ctrl-C words"):
-            interrupts = interrupt.for_run(spec.interrupt, engine.engine, engine.ticker,
-                                           source if cpython else loaded,  # type: ignore[arg-type]
-                                           base, argv[0], self.cache_dir, cpython)  # Ctrl-C
+        interrupts = interrupt.for_run(spec.interrupt, engine.engine, engine.ticker,
+                                       source if cpython else loaded,  # type: ignore[arg-type]
+                                       base, argv[0], self.cache_dir, cpython,  # Ctrl-C
+                                       lambda: engine.guard(interrupt.CALIBRATION_TIMEOUT,
+                                                            f"{argv[0]}: finding its Ctrl-C words"))
         if window is not None and spec.resize is not None:
             window.follow(spec.resize, interrupts.resized if interrupts else None)
         result = self.sandbox.run(root, loaded, argv, env, workdir, spec, tmp, image.spec.config.labels, shared,
