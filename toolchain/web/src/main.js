@@ -541,7 +541,7 @@ function figure(caption, content) {
 
 async function main() {
   const store = new Store();
-  const loader = new Loader(new Worker(new URL("worker.js", document.baseURI))); // the first run's: it reads the store meanwhile
+  const loader = new Loader(new Worker(new URL("worker.js", document.baseURI)), store); // the first run's: it reads the store meanwhile
   const imageId = document.body.dataset.imageId || null;
   const storedImage = loader.get("image", imageId);
   const runtime = new Runtime(document.body.dataset, store, loader); // starts compiling before the image is fetched

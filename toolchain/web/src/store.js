@@ -10,11 +10,42 @@
 import { sha256 } from "./image.js";
 
 const PREFIX = "boxer-v1:";
+// Which digests this page has stored, in localStorage (the page's only: a worker has none). Cache
+// Storage takes a while to open on a first visit (about 0.15 s in Chromium on a new profile), so
+// the page asks for a stored copy only where this list names it, and fetches the rest at once.
+// Only a hint, like the entries: a listed copy is still read and checked, a missing one fetched.
+const HINT = "boxer-stored:";
 
 export class Store {
   /** The store of the page at `path` (a worker's own location is its script's, in the page's directory). */
   constructor(path = location.pathname) {
     this.cache = self.caches ? caches.open(PREFIX + path).catch(() => null) : Promise.resolve(null);
+    this.hintKey = HINT + path;
+  }
+
+  /** The digests the hint lists, or null where there is no list to keep (a worker, no storage). */
+  hints() {
+    try {
+      if (!self.caches || typeof localStorage === "undefined") return null;
+      const list = JSON.parse(localStorage.getItem(this.hintKey) || "[]");
+      return Array.isArray(list) ? list : [];
+    } catch {
+      return null;
+    }
+  }
+
+  setHints(list) {
+    try {
+      localStorage.setItem(this.hintKey, JSON.stringify(list));
+    } catch {
+      // no storage: the page asks for every stored copy
+    }
+  }
+
+  /** Whether a stored copy of `digest` may be there (false: fetch it without looking). */
+  mayHave(digest) {
+    const list = this.hints();
+    return list === null || list.includes(digest);
   }
 
   key(digest) {
@@ -40,6 +71,8 @@ export class Store {
     if (!cache) return;
     try {
       await cache.put(this.key(digest), new Response(bytes, { headers: { "Content-Type": type } }));
+      const list = this.hints();
+      if (list && !list.includes(digest)) this.setHints([...list, digest]);
     } catch {
       // full or refused: the next visit fetches it again
     }
@@ -54,6 +87,8 @@ export class Store {
   async keep(digests) {
     const cache = await this.cache;
     if (!cache) return;
+    const list = this.hints();
+    if (list) this.setHints(list.filter((d) => digests.includes(d)));
     const wanted = new Set(digests.filter(Boolean).map((d) => this.key(d)));
     for (const request of await cache.keys().catch(() => [])) {
       if (!wanted.has(request.url)) await cache.delete(request).catch(() => false);
@@ -70,7 +105,7 @@ export class Store {
     if (!response.ok) throw new Error(`${url}: cannot fetch (HTTP ${response.status})`);
     const bytes = new Uint8Array(await response.arrayBuffer());
     if ((await sha256(bytes)) !== digest) throw new Error(`${url}: its bytes do not match its sha256 (tampered or corrupt)`);
-    await this.put(digest, bytes);
+    this.put(digest, bytes); // not awaited: the run does not wait for the store's write
     return { bytes, fetched: true };
   }
 }
@@ -87,7 +122,7 @@ export async function compileVerified(store, url, digest, checked) {
   compiling.catch(() => {});
   const bytes = new Uint8Array(await response.arrayBuffer());
   if ((await sha256(bytes)) !== digest) throw new Error(`${url}: its bytes do not match its sha256 (tampered or corrupt)`);
-  await store.put(digest, bytes, "application/wasm");
+  store.put(digest, bytes, "application/wasm"); // not awaited, as above
   return compiling;
 }
 
@@ -96,8 +131,8 @@ export async function compileVerified(store, url, digest, checked) {
  *  nor the runtime's compiling holds the page's thread. `get` answers a promise of the checked
  *  value, or null for a file not stored or failing its check (deleted there): the caller fetches it. */
 export class Loader {
-  constructor(worker) {
-    Object.assign(this, { worker, waiting: new Map(), next: 0 });
+  constructor(worker, store) {
+    Object.assign(this, { worker, store, waiting: new Map(), next: 0 });
     worker.addEventListener("message", ({ data }) => {
       if (data && data.type === "stored" && this.waiting.has(data.id)) this.answer(data.id, data.value);
     });
@@ -111,7 +146,7 @@ export class Loader {
 
   /** `what`: "image" (decoded, every blob and its id `digest` checked), "module" (compiled) or "bytes". */
   get(what, digest) {
-    if (!digest) return Promise.resolve(null);
+    if (!digest || !this.store.mayHave(digest)) return Promise.resolve(null);
     const id = this.next++;
     const value = new Promise((resolve) => this.waiting.set(id, resolve));
     this.worker.postMessage({ type: "stored", id, what, digest, path: location.pathname, share: self.crossOriginIsolated === true });
