@@ -68,7 +68,7 @@ class _StaticServer:
 # The boxer page's steps to first output (its run record's `timings` and the page's `boxer:`
 # performance marks, ms since navigation), in order; a step the visit did not take (`fetched` on a
 # returning visit) is left out and the next one counts from the step before it.
-STEPS = (("load", "page started (HTML, boxer.js run)"), ("read", "image read from the page's store and verified, in the first run's worker (a miss on a first visit)"),
+STEPS = (("load", "page started (HTML, boxer.js run)"), ("read", "image read from the page's store and verified, in the first run's worker (at once on a first visit: nothing stored)"),
          ("fetched", "image downloaded"), ("verified", "image verified (sha256 of every blob; a downloaded one)"),
          ("imageReady", "image unpacked"), ("compiled", "runtime compiled and checked"),
          ("posted", "run handed to its worker"), ("started", "worker instantiated and restored the snapshot"),

@@ -78,6 +78,33 @@ def test_a_damaged_stored_copy_is_fetched_again(browser, hello_image, preinit):
         server.close()
 
 
+def test_the_list_of_stored_files_is_only_a_hint(browser, hello_image, preinit):
+    """Other page code can rewrite the page's list of what it stored (localStorage): a list that
+    names nothing makes the page fetch again, one that cannot be read makes it ask the store,
+    and either way the run is the image's."""
+    server = site.serve(hello_image, "127.0.0.1", 0, autorun=True, preinit=preinit)
+    context = browser.new_context()
+    done = "() => window.boxer && window.boxer.runs[0] && window.boxer.runs[0].done"
+    try:
+        for visit, hint in enumerate([None, "[]", "{not a list"]):
+            tab = context.new_page()
+            if hint is not None:
+                tab.goto(server.url + "?run=0")
+                tab.evaluate("h => { for (const k of Object.keys(localStorage)) localStorage.setItem(k, h); }", hint)
+            before = server.requests.count("/image.wasm")
+            tab.goto(server.url)
+            tab.wait_for_function(done, timeout=180_000)
+            run = tab.evaluate("() => window.boxer.runs[0]")
+            assert (run["exitCode"], run["stdout"], run["preinitialised"]) == (0, "Hello from cpython 3.12.0 on wasi!\n", True)
+            fetched = server.requests.count("/image.wasm") - before
+            assert fetched == (0 if hint == "{not a list" else 1), (visit, hint, server.requests)
+            tab.wait_for_function("async () => (await (await caches.open((await caches.keys())[0])).keys()).length === 3")
+            tab.close()
+    finally:
+        context.close()
+        server.close()
+
+
 def test_a_snapshot_that_does_not_match_its_name_is_not_used(browser, boxer, hello_image, tmp_path):
     out = tmp_path / "site"
     assert boxer("web", str(hello_image), "-o", str(out), "--autorun").returncode == 0
