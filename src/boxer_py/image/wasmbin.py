@@ -2,6 +2,7 @@
 and the module's sections."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 MAGIC = b"\0asm\x01\0\0\0"
@@ -71,6 +72,37 @@ def sections(wasm: bytes) -> list[tuple[int, bytes]]:
         found.append((wasm[pos], wasm[start:start + size]))
         pos = start + size
     return found
+
+
+def custom_name(payload: bytes) -> str | None:
+    """The name a custom section's payload starts with; None when it is not a UTF-8 name that
+    fits in the payload."""
+    try:
+        size, pos = read_uleb(payload, 0)
+        if pos + size > len(payload):
+            return None
+        return bytes(payload[pos:pos + size]).decode()
+    except (IndexError, UnicodeDecodeError):
+        return None
+
+
+def without_custom(wasm: bytes, drop: Callable[[str], bool]) -> bytes:
+    """`wasm` without the custom sections whose name `drop` accepts. Every other section is
+    kept byte for byte, its header included (its size as the producer encoded it), and in
+    order, so nothing before the first dropped section moves: the same input gives the same
+    bytes."""
+    if wasm[:8] != MAGIC:
+        raise ValueError("not a WebAssembly 1.0 module")
+    pos, kept = 8, [MAGIC]
+    while pos < len(wasm):
+        size, start = read_uleb(wasm, pos + 1)
+        if start + size > len(wasm):
+            raise ValueError("a section runs past the end of the module")
+        name = custom_name(wasm[start:start + size]) if wasm[pos] == 0 else None
+        if name is None or not drop(name):
+            kept.append(wasm[pos:start + size])
+        pos = start + size
+    return b"".join(kept)
 
 
 def assemble(parts: list[tuple[int, bytes]]) -> bytes:
