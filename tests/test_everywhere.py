@@ -35,7 +35,7 @@ from chromium import StaticSite, press_run
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
-PAGE_TIMEOUT_MS = 300_000   # the page compiles CPython (26 MB) on 2 busy cores
+PAGE_TIMEOUT_MS = 300_000   # the page compiles CPython (13 MB) on 2 busy cores
 
 pytestmark = pytest.mark.skipif(bool(containerdnode.missing()), reason=containerdnode.missing() or "-")
 

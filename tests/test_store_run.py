@@ -48,13 +48,14 @@ def test_rmi_and_system_prune_free_what_runs_and_builds_left(tmp_path, cache_dir
     again = bx("build", "-q", str(EXAMPLES / "hello-python")).stdout.strip()
     assert again == image_id, "the same context gives the same id, tagged or not"
     assert bx("run", image_id[7:19]).stdout.startswith("Hello from cpython")
-    modules = cache_bytes(cache / "modules") + cache_bytes(cache / "interrupt")  # what only -a removes
+    # what only -a removes: compiled modules, their calibration, the base runtime derived for builds
+    modules = sum(cache_bytes(cache / part) for part in ("modules", "interrupt", "runtimes"))
     before = cache_bytes(cache)
     r = bx("system", "prune", "-f")
     freed = before - cache_bytes(cache)
     assert r.stdout.splitlines()[-1] == f"Total reclaimed space: {human_size(freed)}"
     assert f"deleted: {image_id}" in r.stdout
-    assert cache_bytes(cache) == modules, "only the compiled modules (and their calibration) are left"
+    assert cache_bytes(cache) == modules, "only the compiled modules (their calibration, the base runtime) are left"
     r = bx("system", "prune", "-a", "-f")
     assert cache_bytes(cache) == 0 and r.stdout == f"Total reclaimed space: {human_size(modules)}\n"
 

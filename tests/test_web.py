@@ -30,7 +30,7 @@ from pageclick import click_without_scrolling
 
 REPO = Path(__file__).resolve().parent.parent
 OUTPUT = REPO / "test-output" / "web"
-RUN_TIMEOUT_MS = 180_000  # compiling the 26 MB CPython module takes a few seconds on 2 busy cores
+RUN_TIMEOUT_MS = 180_000  # compiling the 13 MB CPython module takes a few seconds on 2 busy cores
 PAGE_ASSETS = {"/", "/boxer.js", "/editor.js", "/terminal.js", "/worker.js", "/preview.html", "/style.css", "/xterm.css", "/image.wasm", "/runtime-*.wasm",
                "/preinit-*.bin"}
 

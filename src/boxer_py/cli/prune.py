@@ -69,16 +69,17 @@ def system() -> None:
 
 @system.command("prune", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-a", "--all", "everything", is_flag=True,
-              help="Also remove every image and the compiled modules (the runtimes compile again).")
+              help="Also remove every image, the compiled modules and the base runtimes in the cache "
+                   "(the runtimes are unpacked and compile again).")
 @click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
 def system_prune(everything, force):
     """Free the cache: untagged images (-a: all), the build cache, unpacked images no longer in
-    the store, snapshots (-a: also compiled modules)."""
+    the store, snapshots (-a: also compiled modules and base runtimes)."""
     from boxer_py.image.cache import prune_system
     from boxer_py.image.store import default_cache_dir
 
     images = "all images" if everything else "all dangling images"
-    extra = "\n  - compiled WebAssembly modules" if everything else ""
+    extra = "\n  - compiled WebAssembly modules and the base runtimes unpacked for builds" if everything else ""
     warning = (f"This will remove:\n  - {images}\n  - the build cache (RUN results, compressed layers)\n"
                f"  - unpacked images no longer in the store, and pre-initialised snapshots{extra}")
     if not _confirm(warning, force):
@@ -94,7 +95,7 @@ def system_df():
 
     names = {"images": "Images (the store)", "rootfs": "Unpacked images", "steps": "Build cache (RUN results)",
              "layers": "Build cache (compressed layers)", "preinit": "Snapshots", "verified": "Check records",
-             "modules": "Compiled modules", "interrupt": "Interrupt calibration"}
+             "modules": "Compiled modules", "interrupt": "Interrupt calibration", "runtimes": "Base runtimes"}
     click.echo(f"{'TYPE':<34}SIZE")
     for part, size in usage(default_cache_dir()).items():
         click.echo(f"{names[part]:<34}{human_size(size)}")

@@ -10,6 +10,8 @@ The cache holds, by subdirectory (the module that fills it):
 - `verified/` which image files were fully checked (runtime/launcher.py `open`)
 - `modules/`  compiled WebAssembly modules (runtime/modcache.py)
 - `interrupt/` per-module Ctrl-C calibration (runtime/interrupt.py), kept with the modules
+- `runtimes/` base runtimes decompressed (vendored) or derived (python:3.12's without its debug
+              data) from their pinned files (dockerfile/bases.py), kept with the modules
 - `runs/`, `spares/`  live runs' writable layers: never touched here
 
 Everything but the store is derived and remade on demand (a compiled runtime takes seconds,
@@ -28,7 +30,7 @@ from boxer_py.image.store import Removed, Store
 
 BUILD_CACHE = ("steps", "layers")
 DERIVED = ("preinit", "verified")
-COMPILED = ("modules", "interrupt")
+COMPILED = ("modules", "interrupt", "runtimes")
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ def prune_images(cache_dir: Path, everything: bool = False) -> Pruned:
 def prune_system(cache_dir: Path, everything: bool = False) -> Pruned:
     """`boxer system prune [-a]`: what image prune frees, the build cache, the unpacked copies
     of images the store no longer holds (image files elsewhere are unpacked again on their next
-    run), snapshots and check records; with `everything`, also compiled modules."""
+    run), snapshots and check records; with `everything`, also compiled modules and base runtimes."""
     pruned = prune_images(cache_dir, everything)
     freed = pruned.freed
     kept = {s.id.replace(":", "-") for s in Store(cache_dir / "images").list()}
