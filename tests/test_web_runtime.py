@@ -40,7 +40,9 @@ def test_the_runtime_is_the_images_program_without_custom_sections(hello_image):
     assert found is not None
     kept = wasmbin.sections(found.data)
     assert [s for s in wasmbin.sections(wasm) if s[0] != 0] == kept and all(sid != 0 for sid, _ in kept)
-    assert len(found.data) < len(wasm) * 0.75  # the debug and name sections were a large part
+    # The python:3.12 base already left the upstream file's DWARF out: what is dropped here is small.
+    assert [wasmbin.custom_name(p) for sid, p in wasmbin.sections(wasm) if sid == 0] == ["producers", "target_features"]
+    assert len(found.data) < len(wasm)
     assert found.cwd_slot is not None
 
 
