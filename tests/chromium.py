@@ -58,11 +58,13 @@ class StaticSite:
 
 
 def press_run(page: Page, command: str, stdin: str, timeout_ms: int) -> dict:
-    """On a page that has no run yet: once Run is enabled, type `command` and `stdin` into the
-    form and press Run, as a user does; the run's record (window.boxer.runs[0]) once it is done."""
+    """Once Run is enabled, type `command` and `stdin` into the form and press Run, as a user
+    does; the run's record (the next of window.boxer.runs) once it is done."""
     page.wait_for_selector("#run:not([disabled])", timeout=timeout_ms)
+    count = page.evaluate("() => window.boxer.runs.length")
     page.fill("#command", command)
     page.fill("#stdin", stdin)
     page.click("#run")
-    page.wait_for_function("() => window.boxer.runs.length === 1 && window.boxer.runs[0].done", timeout=timeout_ms)
-    return page.evaluate("() => window.boxer.runs[0]")
+    page.wait_for_function("n => window.boxer.runs.length === n + 1 && window.boxer.runs[n].done", arg=count,
+                           timeout=timeout_ms)
+    return page.evaluate("n => window.boxer.runs[n]", count)

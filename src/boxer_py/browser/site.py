@@ -25,7 +25,7 @@ from typing import Any
 
 import jinja2
 
-from boxer_py.browser.program import browser_program
+from boxer_py.browser.program import Program, browser_program
 from boxer_py.browser.runtime import Preinit, Runtime, for_browser
 from boxer_py.errors import BoxerError
 from boxer_py.image import atomic, imagefile
@@ -181,6 +181,14 @@ def _assets() -> dict[str, Path]:
     return {name: base / name for name in ASSETS}
 
 
+def _runtime(program: Program | None, preinit: Preinit | None, where: str) -> Runtime | None:
+    """The site's runtime for the image's default program, if it is a WebAssembly module."""
+    if program is None:
+        return None
+    return for_browser(program.data, preinit, program.layer, program.offset, program.aliases,
+                       f"{where}: {program.guest}")
+
+
 def _net_json(network: PageNetwork) -> bytes:
     return json.dumps({"modules": network.modules}, sort_keys=True).encode()
 
@@ -196,7 +204,7 @@ def write_site(image_path: str | Path, directory: str | Path, limits: dict[str, 
     atomic.check_empty_target(directory)
     assets = _assets()
     network = network if network is not None and network.enabled else None
-    runtime = for_browser(program.data, preinit, program.layer, program.offset) if program is not None else None
+    runtime = _runtime(program, preinit, str(image_path))
     index = render_index(image, limits, autorun, network, runtime)
     with atomic.fresh_directory(directory) as tmp:
         (tmp / "index.html").write_text(index, encoding="utf-8")
@@ -350,7 +358,7 @@ def serve(image_path: str | Path, host: str = "127.0.0.1", port: int = 8000,
     image = imagefile.read(image_path)
     program = browser_program(image, str(image_path))
     network = network if network is not None and network.enabled else None
-    runtime = for_browser(program.data, preinit, program.layer, program.offset) if program is not None else None
+    runtime = _runtime(program, preinit, str(image_path))
     preview_headers = {**PREVIEW_HEADERS, "Content-Security-Policy": preview_csp() + "; frame-ancestors 'self'"}
     headers = {**PAGE_HEADERS, "Content-Security-Policy": page_csp(network) + "; frame-ancestors 'none'"}
     files: dict[str, tuple[str, Path | bytes, dict[str, str]]] = {

@@ -39,13 +39,15 @@ def page_preinit(image_path, cache_dir=None):
     from boxer_py.browser.program import check_runs_in_browser
     from boxer_py.browser.runtime import Preinit
     from boxer_py.image import imagefile
+    from boxer_py.image.reactorcmd import is_reactor
     from boxer_py.image.store import default_cache_dir
     from boxer_py.runtime.launcher import Launcher
     from boxer_py.runtime.preinit.page import for_page
 
     # The page's own refusal first (one line, before anything runs), and nothing to boot for
     # an image whose default program the page cannot start.
-    if check_runs_in_browser(imagefile.read(image_path), str(image_path)) is None:
+    program = check_runs_in_browser(imagefile.read(image_path), str(image_path))
+    if program is None or is_reactor(program):   # a reactor's page starts it from scratch (browser/runtime.py)
         return None
     launcher = Launcher(cache_dir or default_cache_dir(), bake=False)
     try:

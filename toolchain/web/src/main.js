@@ -10,7 +10,7 @@ import { inertFrame, scriptFrame } from "./preview.js";
 import { loadNetwork, relayTo } from "./netpage.js";
 import { LineConsole } from "./console.js";
 import { makeChannel } from "./ttyin.js";
-import { Runtime, resumes, request } from "./runtime.js";
+import { Runtime, resumes, request, withPrelude } from "./runtime.js";
 import { Loader, Store } from "./store.js";
 
 const OUT_DIR = "/out";
@@ -403,7 +403,7 @@ class App {
     const resume = snapshot && !this.net && resumes(snapshot, argv, env, this.image.config.env)
       ? { head: snapshot.head, data: snapshot.data, preopens: snapshot.preopens, message: request(argv, env, workdir) } : null;
     record.preinitialised = !!resume;
-    worker.postMessage({ module: compiled.module, root: this.root, argv, env, workdir, cwdSlot: compiled.cwdSlot, stdin, tty, winsize, outDir: OUT_DIR, limits: this.limits, net: this.net, resume });
+    worker.postMessage({ module: compiled.module, root: this.root, argv: withPrelude(argv, compiled.prelude), env, workdir, cwdSlot: compiled.cwdSlot, stdin, tty, winsize, outDir: OUT_DIR, limits: this.limits, net: this.net, resume });
     record.timings.posted = performance.now(); // the tree is copied for the worker as it is posted
     setTimeout(this.shown, 1000); // a run that shows nothing for a while (waiting for input) gets the code pane
     return finished;

