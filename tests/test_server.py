@@ -148,6 +148,53 @@ def test_runs_side_by_side(served):
     assert len(served.served_runs()) - before == 6
 
 
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def test_each_run_is_a_spare_forked_ahead_that_serves_it_alone(served):
+    """The process of a run is forked before its request comes (a spare, waiting); it serves
+    that one run and ends with it, and the next run is the next spare. A spare forked before
+    the server took back what a run side by side left (its untouched layer) is let go without
+    running anything, and one forked after takes the next run."""
+    served.start()
+    server = served.server_pid()
+    assert _wait_for(lambda: len(_children(server)) == 1), served.log()  # the spare, waiting
+    seen = []
+    for n in range(3):
+        spare = _children(server)[0]
+        r = served("run", str(served.image), "python", "-c", f"print({n})")
+        assert (r.returncode, r.stdout) == (0, f"{n}\n"), r.stderr
+        assert served.served_runs()[-1] == spare  # the spare was this run
+        assert _wait_for(lambda spare=spare: not _alive(spare))
+        assert _wait_for(lambda spare=spare: len(_children(server)) == 1 and _children(server)[0] != spare)
+        seen.append(spare)
+    assert len(set(seen)) == 3
+    first = served.popen("run", str(served.image), "python", "-c", "import time; time.sleep(1)")
+    assert _wait_for(lambda: len(served.served_runs()) == 4)
+    second = served.popen("run", str(served.image), "python", "-c", "import time; time.sleep(4)")  # forked at its request
+    assert first.wait(timeout=120) == 0
+
+    def spares() -> list[int]:
+        return [pid for pid in _children(server) if pid not in served.served_runs()]
+    assert _wait_for(lambda: len(spares()) == 1)
+    stale = spares()[0]  # forked when the first ended: the second's layer and results are not in it
+    assert second.wait(timeout=120) == 0
+    assert _wait_for(lambda: not _alive(stale) and len(spares()) == 1)  # let go, another forked
+    assert stale not in served.served_runs()
+    r = served("run", str(served.image), "python", "-c", "print('next')")
+    assert (r.returncode, r.stdout) == (0, "next\n") and served.served_runs()[-1] != stale
+
+
 def test_a_served_run_that_only_read_hands_its_layer_to_the_next_one(served):
     """A served run is a forked process that ends: the writable layer its guest only read goes
     back to the server (named after it), for the next run to take instead of a copy. A layer
@@ -481,7 +528,7 @@ def test_a_served_run_bakes_its_snapshot_once_its_client_is_done(served, tmp_pat
     command = ["run", str(served.image), "python", "-c", "import sys; print('hi', sys.argv[1:]); sys.exit(4)", "x"]
     for _ in range(2):
         r = served(*command)
-        assert (r.returncode, r.stdout, r.stderr) == (4, "hi ['x']\n", "")
+        assert (r.returncode, r.stdout, r.stderr) == (4, "hi ['x']\n", ""), served.log()
     deadline = time.monotonic() + 900
     while len(re.findall(r" run \d+ exit ", served.log())) < len(served.served_runs()):  # the bake's run ends
         assert time.monotonic() < deadline, served.log()

@@ -12,6 +12,13 @@ its own user, and leaves when idle, when its socket is taken over, when its cach
 is gone, or when its own code changed on disk (codewatch.py: it refuses the request that finds
 it so, whose client then runs the command itself and starts a new server for the next).
 
+The process of a run is forked ahead of its request: a spare waits (on a socket pair) for the
+next request the server has read, so neither the fork nor closing what the server holds stands
+between a client and its run. A spare serves one run and ends with it; one whose server has
+loaded or adopted something since it was forked is let go (it never ran anything) and another
+forked, so every run starts from what a run forked at its request would have. Runs side by
+side beyond the spare are forked at their request.
+
 Requests are read off the accept loop: each connection is a non-blocking state in the one
 selector loop (no threads: a process forked from one with threads could hang), and must
 deliver its whole request (at most MAX_REQUEST bytes) within REQUEST_DEADLINE seconds, so a
@@ -63,6 +70,17 @@ class _Run:
     lent: list  # untouched writable layers only this run may take (Workspaces.disown)
 
 
+@dataclass
+class _Spare:
+    """A forked process waiting for the request of the run it is to be (`_wait`)."""
+
+    pid: int
+    pidfd: int
+    handoff: socket.socket  # the server's end: the request and its descriptors go here, once
+    held: int
+    lent: list
+
+
 class Server:
     def __init__(self, path: str, key: str, cache_dir: str, idle: float, request_deadline: float = REQUEST_DEADLINE,
                  watch: CodeWatch | None = None):
@@ -82,6 +100,8 @@ class Server:
         self.launcher = new_launcher(cache_dir)  # what the forked runs use: without epochs (cli/run.py)
         gc.freeze()  # what is loaded now stays shared with the forked runs, not copied into each
         self.runs: dict[int, _Run] = {}
+        self.spare: _Spare | None = None
+        self.leaving: dict[int, _Spare] = {}  # spares let go, until they are reaped (by pidfd)
         self.pending: dict[int, _Pending] = {}  # by the connection's fd
         self.selector = selectors.DefaultSelector()
         self.lock = -1
@@ -109,6 +129,7 @@ class Server:
         self.listener.listen(64)
         self.inode = os.stat(self.path).st_ino
         self.selector.register(self.listener, selectors.EVENT_READ, "accept")
+        self._keep_spare()
         return True
 
     def serve(self) -> None:
@@ -125,6 +146,8 @@ class Server:
                     self._receive(key.data[1])
                 elif key.data[0] == "exited":
                     self._reap(key.data[1])
+                elif key.data[0] == "spare":
+                    self._spare_ended(key.data[1])
                 else:
                     self._hang_up(key.data[1])
                 last = time.monotonic()
@@ -148,6 +171,7 @@ class Server:
         can start at once, and refuse the requests still arriving."""
         if self.listener is None:
             return
+        self._let_go()
         for pending in list(self.pending.values()):
             self._refuse(pending, "the server is leaving")
         self.selector.unregister(self.listener)
@@ -240,33 +264,96 @@ class Server:
             if self.watch is not None and self.watch.seen:
                 self._retire()
             return
+        body = bytes(pending.data)
+        spare, self.spare = self.spare, None
+        if spare is not None:
+            self.selector.unregister(spare.pidfd)
+        try:
+            if spare is None:
+                raise OSError("no spare")
+            self._hand(spare, conn, fds, body)
+        except OSError:  # none waiting (runs side by side), or it died: one for this request
+            if spare is not None:
+                self._let_go(spare)
+            spare = self._fork()
+            self._hand(spare, conn, fds, body)
+        for fd in fds:
+            os.close(fd)
+        run = _Run(conn, spare.pid, spare.pidfd, spare.held, spare.lent)
+        self.runs[spare.pidfd] = run
+        self.selector.register(spare.pidfd, selectors.EVENT_READ, ("exited", run))
+        self.selector.register(conn, selectors.EVENT_READ, ("hung up", run))
+        self.log(f"run {spare.pid}")
+        try:
+            conn.sendall(b"pid %d\n" % spare.pid)
+        except OSError:
+            self._hang_up(run)
+
+    def _keep_spare(self) -> None:
+        """Fork the spare for the next request, if none waits and the server takes requests."""
+        if self.spare is None and self.listener is not None:
+            self.spare = self._fork()
+            self.selector.register(self.spare.pidfd, selectors.EVENT_READ, ("spare", self.spare))
+
+    def _fork(self) -> _Spare:
+        """A process forked now that waits for one request (`_hand`), then runs it."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         held, tell = os.pipe()
         pid = os.fork()
         if pid == 0:
             try:
+                ours.close()
                 os.close(held)
-                self._child(conn, fds, cwd, umask, args, env, tell)  # leaves through os._exit
+                self._wait(theirs, tell)  # leaves through os._exit
             except BaseException:
                 traceback.print_exc()  # on the client's stderr, as the CLI itself would show it
             finally:
                 os._exit(1)
+        theirs.close()
         os.close(tell)
-        for fd in fds:
-            os.close(fd)
-        pidfd = os.pidfd_open(pid)
-        run = _Run(conn, pid, pidfd, held, self.launcher.workspaces.disown())
-        self.runs[pidfd] = run
-        self.selector.register(pidfd, selectors.EVENT_READ, ("exited", run))
-        self.selector.register(conn, selectors.EVENT_READ, ("hung up", run))
-        self.log(f"run {pid}")
-        try:
-            conn.sendall(b"pid %d\n" % pid)
-        except OSError:
-            self._hang_up(run)
+        lent = self.launcher.workspaces.disown()  # the forked process has them, and no other may
+        return _Spare(pid, os.pidfd_open(pid), ours, held, lent)
 
-    def _child(self, conn: socket.socket, fds: list[int], cwd: str, umask: int, args: list[str],
-               env: dict[bytes, bytes], tell: int) -> None:
-        """In the forked process: become the client's `boxer`, then run the CLI."""
+    @staticmethod
+    def _hand(spare: _Spare, conn: socket.socket, fds: list[int], body: bytes) -> None:
+        """Give the spare its request: the client's connection and stdio, then the request."""
+        sent = spare.handoff.sendmsg([body], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                               struct.pack("4i", conn.fileno(), *fds))])
+        if sent < len(body):  # (not an empty sendall: the spare may have read it all and closed its end)
+            spare.handoff.sendall(body[sent:])
+        spare.handoff.close()
+
+    def _let_go(self, spare: _Spare | None = None) -> None:
+        """End a spare that was given no request (the waiting one by default): it leaves by
+        itself once its socket pair closes, and the layers lent to it, which it never touched,
+        are the server's again. It is reaped when its pidfd says it ended (_spare_ended)."""
+        if spare is None:
+            spare, self.spare = self.spare, None
+            if spare is None:
+                return
+            self.selector.unregister(spare.pidfd)
+        spare.handoff.close()
+        self.launcher.workspaces.adopt(spare.lent)
+        self.leaving[spare.pidfd] = spare
+        self.selector.register(spare.pidfd, selectors.EVENT_READ, ("spare", spare))
+
+    def _spare_ended(self, spare: _Spare) -> None:
+        """A spare's process ended: one let go, or the waiting one, killed from outside (its
+        lent layers are removed: the server cannot know what became of them)."""
+        self.selector.unregister(spare.pidfd)
+        os.waitpid(spare.pid, 0)
+        os.close(spare.pidfd)
+        os.close(spare.held)
+        if self.leaving.pop(spare.pidfd, None) is None:
+            spare.handoff.close()
+            self.spare = None
+            self.launcher.workspaces.discard(spare.lent)
+            self.log(f"spare {spare.pid} ended")
+
+    def _wait(self, handoff: socket.socket, tell: int) -> None:
+        """In a forked process: let go of what the server holds, wait for the one request the
+        server hands over, then be that run. It ends with the run (or without one, once the
+        server closes its end of the pair)."""
         self.selector.close()
         if self.listener is not None:
             self.listener.close()
@@ -282,6 +369,26 @@ class Server:
             pending.conn.close()
             for fd in pending.fds:
                 os.close(fd)
+        for other in (self.spare, *self.leaving.values()):
+            if other is not None:
+                other.handoff.close()
+                os.close(other.pidfd)
+                os.close(other.held)
+        data, fds, _, _ = socket.recv_fds(handoff, MAX_REQUEST + 4, 4)
+        while len(data) < 4 or len(data) < 4 + int.from_bytes(data[:4], "big"):
+            more = handoff.recv(MAX_REQUEST + 4)
+            if not more:
+                break
+            data += more
+        handoff.close()
+        if len(fds) != 4 or len(data) != 4 + int.from_bytes(data[:4], "big"):
+            os._exit(0)  # let go before any request, or given only part of one: nothing was run
+        _, cwd, umask, args, env = client.decode(data[4:])
+        self._child(socket.socket(fileno=fds[0]), fds[1:], cwd, umask, args, env, tell)
+
+    def _child(self, conn: socket.socket, fds: list[int], cwd: str, umask: int, args: list[str],
+               env: dict[bytes, bytes], tell: int) -> None:
+        """In the forked process, its request come: become the client's `boxer`, then run the CLI."""
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
             os.close(fd)
@@ -331,11 +438,12 @@ class Server:
         del self.runs[run.pidfd]
         self.launcher.sweep()  # what a killed run left behind
         self._preload(run)
+        self._keep_spare()
 
     def _preload(self, run: _Run) -> None:
         """Load what the run loaded (its compiled module, its snapshot, its image), so that the next
         runs, forked from here, find them in memory; keep the writable layers it left
-        untouched for them."""
+        untouched for them. A spare forked before that is let go (another is forked with them)."""
         with os.fdopen(run.held, "rb") as pipe:
             data = pipe.read()
         if not data:
@@ -343,11 +451,15 @@ class Server:
             return
         try:
             modules, snapshots, handed, images = pickle.loads(data)
+            known = set(self.launcher.images.paths())
             self.launcher.workspaces.adopt(handed)
             new = self.launcher.preload(modules, snapshots, images)
+            if handed or new or not known.issuperset(self.launcher.images.paths()):
+                self._let_go()
             if new:
                 self.log(f"preloaded {new} compiled modules and snapshots")
         except Exception as e:  # a run killed while writing, say: the next run loads for itself
+            self._let_go()
             self.log(f"preload: {type(e).__name__}: {e}")
 
     def _hang_up(self, run: _Run) -> None:

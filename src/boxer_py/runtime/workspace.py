@@ -265,13 +265,14 @@ class Workspaces:
             self._states.clear()
         return [(key, str(path)) for key, path in handed]
 
-    def disown(self) -> list[Path]:
+    def disown(self) -> list[tuple[tuple[str, Hashable], str]]:
         """Forget the untouched layers (a process forked just now has them, and hands back
-        what it kept); returns them, for `discard` if that process never does."""
+        what it kept); returns them, for `discard` if that process never does, or for `adopt`
+        if it never ran (a run server's spare let go)."""
         with self._lock:
             lent, self._untouched = self._untouched, []
             self._states.clear()
-        return [path for _, path in lent]
+        return [(key, str(path)) for key, path in lent]
 
     def adopt(self, handed: Sequence[tuple[tuple[str, Hashable], str]]) -> None:
         """Keep the untouched layers a forked run handed over (only those under `spares` that
@@ -288,10 +289,10 @@ class Workspaces:
             remove_tree(path)
 
     @staticmethod
-    def discard(paths: Sequence[Path]) -> None:
+    def discard(lent: Sequence[tuple[tuple[str, Hashable], str]]) -> None:
         """Remove layers lent to a forked run that ended without handing them back."""
-        for path in paths:
-            remove_tree(path)
+        for _, path in lent:
+            remove_tree(Path(path))
 
     def drop_later(self, thing: object) -> None:
         """Let go of `thing` (a finished run's Wasmtime store) on the background thread."""
