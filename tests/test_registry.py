@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import os
+import random
 import re
 import shutil
 import stat
@@ -460,13 +461,15 @@ def _same_image_in_registry(registry, ref_path: str, image: Path, tmp_path: Path
     assert (tmp_path / "direct.wasm").read_bytes() == image.read_bytes()
 
 
-def test_push_retries_a_500_on_blob_upload_and_resumes_where_it_stopped(bx, registry, proxy, hello_image, tmp_path):
-    proxy.skip_patches, proxy.fail_patches = 1, 2     # the second 8 MiB chunk of the big layer fails twice
-    r = bx("push", str(hello_image), f"{proxy.host}/faults/five-hundred:1")
+def test_push_retries_a_500_on_blob_upload_and_resumes_where_it_stopped(bx, build, registry, proxy, tmp_path):
+    # One layer of two 8 MiB chunks (12 MiB that gzip cannot shrink), whose second chunk fails twice.
+    image = build("FROM scratch\nCOPY big.bin /big.bin\n", {"big.bin": random.Random(0).randbytes(12 << 20)})
+    proxy.skip_patches, proxy.fail_patches = 1, 2
+    r = bx("push", str(image), f"{proxy.host}/faults/five-hundred:1")
     assert r.returncode == 0, r.stderr
     assert proxy.fail_patches == 0 and r.stderr.count("answered 500; retrying") == 2
     assert "resuming at 8.4 MB" in r.stderr, "the first chunk is not sent again"
-    _same_image_in_registry(registry, "faults/five-hundred:1", hello_image, tmp_path)
+    _same_image_in_registry(registry, "faults/five-hundred:1", image, tmp_path)
 
 
 @pytest.mark.parametrize("fmt,skip", [("oci", 0), ("wasm", 1)])
