@@ -5,10 +5,12 @@ the test package mounted read-only). Each module must pass at least as many test
 when recorded (toolchain/cpython/README.md has the whole run), and fail only the known ones,
 each a limit of WASI or of the sandbox, never a defect left unexplained.
 
-The test package comes from the version's Debian orig tarball (`apt-get source`, checked by
-sha256; `make -C toolchain/cpython deps` adds the deb-src lines), fetched once into
-$BUILD_ROOT/boxer-tests. 3.12 (VMware's runtime) has no Debian source: its tests are those of
-a CPython 3.12 on this machine (on PATH or pyenv's), when there is one."""
+The test package comes from the version's Debian orig tarball (`apt-get source` through an
+apt configuration of the tests' own: no root, no deb-src lines in the system's sources; checked
+by sha256), fetched once into $BUILD_ROOT/boxer-tests (/work/build, else the user's cache: see
+boxer_tests.default_work). A mirror that cannot be reached fails the test, with apt's reason.
+3.12 (VMware's runtime) has no Debian source: its tests are those of a CPython 3.12 on this
+machine (on PATH or pyenv's), when there is one."""
 from __future__ import annotations
 
 import importlib.util
@@ -21,7 +23,6 @@ from pathlib import Path
 import pytest
 
 TOOLCHAIN = Path(__file__).resolve().parent.parent / "toolchain" / "cpython"
-WORK = Path(os.environ.get("BUILD_ROOT", "/work/build")) / "boxer-tests"
 
 # Tests passed (run - failures - errors - skipped) when recorded, per base and module: modules
 # that run in seconds, and those of boxer's pwd and grp stand-ins. 3.12's are other ones: its
@@ -74,7 +75,7 @@ def _boxer_tests():
 
 def _test_package(bt, version: str) -> Path:
     if version in bt.VERSIONS:
-        return bt.fetch_tests(version, WORK)
+        return bt.fetch_tests(version, bt.default_work())
     # a CPython of that version on this machine: on PATH, or one pyenv installed
     python = shutil.which(f"python{version}")
     answer = python and subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('stdlib'))"],
@@ -84,7 +85,7 @@ def _test_package(bt, version: str) -> Path:
     found += sorted(pyenv.glob(f"{version}.*/lib/python{version}"))
     for stdlib in found:
         if (stdlib / "test" / "test_json").is_dir():
-            return bt.copy_tests(stdlib, version, WORK)
+            return bt.copy_tests(stdlib, version, bt.default_work())
     pytest.skip(f"no CPython {version} with its test package on this machine (Debian has no {version} source)")
 
 

@@ -4,20 +4,22 @@
     python boxer_tests.py VERSION [--tests-from LIBDIR] [--work DIR] [--tests test_a,test_b] [--json OUT]
 
 The vendored stdlib zip leaves out `test/`. Without --tests-from, the orig tarball of the
-version's Debian source package is fetched with `apt-get source --download-only` (needs
-`make deps`' deb-src lines), checked against build.py's sha256, and only its Lib/test is
-extracted. 3.12 (VMware's runtime) has no Debian source: --tests-from names a CPython 3.12's
-library directory (pyenv's lib/python3.12, say), whose test/ alone is copied. The image is
-built with boxer itself (the base as `boxer build` lays it out, the wasm stack its label asks
-for), the test package mounted read-only at /tests.
+version's Debian source package is fetched with `apt-get source --download-only` (through
+an apt configuration of its own under the work directory: no root, no deb-src lines in the
+system's sources), checked against build.py's sha256, and only its Lib/test is extracted.
+The work directory is $BUILD_ROOT/boxer-tests (/work/build by default), or under the user's
+cache when that cannot be created. 3.12 (VMware's runtime) has no Debian source: --tests-from
+names a CPython 3.12's library directory (pyenv's lib/python3.12, say), whose test/ alone is
+copied. The image is built with boxer itself (the base as `boxer build` lays it out, the wasm
+stack its label asks for), the test package mounted read-only at /tests.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -26,7 +28,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from build import VERSIONS, sha256  # noqa: E402
+from build import VERSIONS, fetch_orig  # noqa: E402
 from verify import TESTS  # noqa: E402
 
 # Runtimes boxer has a `python:X.Y` base for: ours (build.py) and VMware's 3.12.0.
@@ -38,22 +40,28 @@ STAND_IN_TESTS = ["test_pwd", "test_grp", "test_fcntl", "test_shutil", "test_tar
 FORMER_NAMES = {"test_str": "test_unicode"}
 
 
+def default_work() -> Path:
+    """$BUILD_ROOT/boxer-tests; without BUILD_ROOT, /work/build/boxer-tests when it can be
+    created, else boxer-tests under the user's cache ($XDG_CACHE_HOME or ~/.cache)."""
+    if os.environ.get("BUILD_ROOT"):
+        return Path(os.environ["BUILD_ROOT"]) / "boxer-tests"
+    work = Path("/work/build/boxer-tests")
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+        if os.access(work, os.W_OK | os.X_OK):
+            return work
+    except OSError:
+        pass
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "boxer-py" / "boxer-tests"
+
+
 def fetch_tests(version: str, work: Path) -> Path:
     """Lib/ of the version's Debian orig tarball, holding only test/ (fetched once into work)."""
     v = VERSIONS[version]
     lib = work / f"tests-{version}" / "Lib"
     if (lib / "test" / "__init__.py").is_file():
         return lib
-    work.mkdir(parents=True, exist_ok=True)
-    tarball = work / v["file"]
-    if not tarball.is_file():
-        subprocess.run(["apt-get", "source", "--download-only", "-qq", f"{v['package']}/{v['suite']}"],
-                       cwd=work, timeout=1800)
-    if not tarball.is_file():
-        raise SystemExit(f"{v['file']} could not be fetched: add deb-src lines (make -C toolchain/cpython deps) "
-                         "or pass --tests-from")
-    if sha256(tarball) != v["sha256"]:
-        raise SystemExit(f"{tarball}: sha256 {sha256(tarball)}, not the pinned {v['sha256']}")
+    tarball = fetch_orig(v, work, work / "apt")
     with tempfile.TemporaryDirectory(dir=work) as tmp, tarfile.open(tarball) as tar:
         members = [m for m in tar.getmembers() if re.match(r"[^/]+/Lib/test/", m.name) and (m.isfile() or m.isdir())]
         tar.extractall(tmp, members=members, filter="data")
@@ -134,18 +142,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("version", choices=RUNTIMES)
     ap.add_argument("--tests-from", type=Path, help="a CPython Lib/ (or lib/pythonX.Y) whose test/ is run (skips the fetch)")
-    ap.add_argument("--work", type=Path, default=Path("/work/build/boxer-tests"))
+    ap.add_argument("--work", type=Path, help="where the tests and the image cache go (default: "
+                    "$BUILD_ROOT/boxer-tests, else /work/build/boxer-tests or the user's cache)")
     ap.add_argument("--tests", default=",".join(TESTS + STAND_IN_TESTS))
     ap.add_argument("--json", type=Path, help="write the results here")
     args = ap.parse_args()
+    work = args.work or default_work()
     if args.tests_from:
-        lib = copy_tests(args.tests_from, args.version, args.work)
+        lib = copy_tests(args.tests_from, args.version, work)
     elif args.version in VERSIONS:
-        lib = fetch_tests(args.version, args.work)
+        lib = fetch_tests(args.version, work)
     else:
         raise SystemExit(f"python:{args.version} has no Debian source to take its tests from: pass --tests-from "
                          f"(a CPython {args.version} lib/python{args.version}, e.g. pyenv's)")
-    results = run_tests(args.version, lib, args.tests.split(","), args.work / "cache")
+    results = run_tests(args.version, lib, args.tests.split(","), work / "cache")
     passed = [n for n, r in results.items() if r["result"] == "SUCCESS"]
     ok = sum(r["run"] - r["failures"] - r["errors"] - r["skipped"] for r in results.values())
     not_run = [n for n, r in results.items() if r["result"].startswith("SKIPPED")]

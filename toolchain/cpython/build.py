@@ -4,7 +4,9 @@
 Steps (each one skips itself when its output is already there, `clean` starts over):
 
   fetch     orig tarballs by name with `apt-get source --download-only`, wasi-libc with
-            `apt-get download`; every file checked against the sha256 recorded below
+            `apt-get download`, through an apt configuration of its own under <work>/apt (no
+            root; the system's apt sources need neither deb-src lines nor trixie); every file
+            checked against the sha256 recorded below
   sysroot   trixie's wasi-libc unpacked with `dpkg -x`: a clean --sysroot, nothing from /usr/include
   deps      zlib, bzip2, xz (liblzma) and sqlite compiled for wasm32-wasi with the same clang
   native    a native build python of the same version (--with-build-python)
@@ -18,7 +20,7 @@ Steps (each one skips itself when its output is already there, `clean` starts ov
 
 Usage: build.py [--version 3.13] [--work /work/build] STEP...   (`all` = fetch..package)
 Only Python's standard library is used, so the host needs nothing beyond the Debian packages
-listed in DEBIAN_DEPS (see `make deps`).
+listed in DEBIAN_DEPS (see `make deps`; fetching the sources needs only apt and no root).
 """
 from __future__ import annotations
 
@@ -27,10 +29,12 @@ import hashlib
 import json
 import lzma
 import os
+import re
 import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -153,12 +157,124 @@ def run(cmd, cwd=None, env=None, log_to: Path | None = None):
         sys.exit(f"failed ({r.returncode}): {cmd}\n--- last lines of {log_to}:\n" + "\n".join(tail))
 
 
+# The keyring the system's apt checks Debian's signatures with; the mirror is the one the
+# system's own apt sources name (never a host name of ours).
+DEBIAN_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+APT_SOURCES = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*.list")),
+               *sorted(Path("/etc/apt/sources.list.d").glob("*.sources"))]
+
+
+def debian_mirror(sources: list[Path] = APT_SOURCES) -> str:
+    """The URI of the Debian mirror the system's apt sources name (the first that is Debian's
+    archive, not its security one), as the Makefile's DEBIAN_URI reads it."""
+    for path in sources:
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            continue
+        if path.suffix == ".sources":  # deb822 stanzas
+            for stanza in re.split(r"\n\s*\n", text):
+                fields = dict(re.findall(r"^([\w-]+):[ \t]*(.*)$", stanza, re.M))
+                uris = fields.get("URIs", "").split()
+                if (uris and "security" not in uris[0] and fields.get("Enabled", "yes").lower() != "no"
+                        and ("debian" in uris[0] or "debian-archive" in fields.get("Signed-By", ""))):
+                    return uris[0].rstrip("/")
+        else:  # one-line style: deb [options] URI suite components
+            for line in text.splitlines():
+                words = re.sub(r"\[[^]]*\]", " ", line.split("#", 1)[0]).split()
+                if len(words) >= 3 and words[0] in ("deb", "deb-src") and "security" not in words[1] \
+                        and "debian" in words[1]:
+                    return words[1].rstrip("/")
+    raise SystemExit("no Debian mirror found in /etc/apt/sources.list or /etc/apt/sources.list.d/")
+
+
+def _apt(apt_dir: Path, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """apt-get with apt_dir's sources list, lists and cache, the system's left as they are
+    (its apt.conf.d, a proxy say, still applies); needs no root."""
+    opts = [f"Dir::Etc::SourceList={apt_dir / 'sources.list'}", f"Dir::Etc::SourceParts={apt_dir / 'sources.list.d'}",
+            f"Dir::State::Lists={apt_dir / 'lists'}", f"Dir::State::status={apt_dir / 'status'}",
+            f"Dir::Cache={apt_dir / 'cache'}", f"Dir::Etc::Preferences={apt_dir / 'preferences'}",
+            f"Dir::Etc::PreferencesParts={apt_dir / 'preferences.d'}"]
+    cmd = ["apt-get", "-qq", *(a for o in opts for a in ("-o", o)), *args]
+    env = {**os.environ, "LC_ALL": "C"}
+    try:
+        return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1800)
+    except FileNotFoundError:
+        raise SystemExit("apt-get not found: Debian's source packages are fetched with apt") from None
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(cmd, -1, "", f"E: apt-get {args[0]} took over 30 minutes")
+
+
+def fetch_orig(item: dict, dest: Path, apt_root: Path, mirror: str | None = None) -> Path:
+    """dest/item["file"], the orig tarball of Debian source package item["package"] in
+    item["suite"], fetched with `apt-get source --download-only` through a private apt
+    configuration under apt_root (a deb-src line for the suite, the system's mirror unless
+    `mirror` names one, the system's keyring), and checked against item["sha256"]."""
+    return _apt_fetch(item, dest, apt_root, "deb-src", ["source", "--download-only", f"{item['package']}/{item['suite']}"],
+                      mirror)
+
+
+def fetch_deb(item: dict, dest: Path, apt_root: Path, mirror: str | None = None) -> Path:
+    """dest/item["file"], the binary package item["package"] at item["version"] from
+    item["suite"] (`apt-get download`), as fetch_orig fetches a source."""
+    return _apt_fetch(item, dest, apt_root, "deb", ["download", f"{item['package']}={item['version']}"], mirror)
+
+
+def _apt_fetch(item: dict, dest: Path, apt_root: Path, kind: str, command: list[str], mirror: str | None) -> Path:
+    path = dest / item["file"]
+    if not path.is_file():
+        suite = item["suite"]
+        apt_dir = apt_root / f"{suite}-{'src' if kind == 'deb-src' else 'deb'}"
+        for d in ("lists/partial", "cache/archives/partial", "sources.list.d", "preferences.d"):
+            (apt_dir / d).mkdir(parents=True, exist_ok=True)
+        (apt_dir / "status").touch()
+        mirror = mirror or debian_mirror()
+        line = f"{kind} [signed-by={DEBIAN_KEYRING}] {mirror} {suite} main\n"
+        sources = apt_dir / "sources.list"
+        fresh = not sources.is_file() or sources.read_text() != line
+        sources.write_text(line)
+        index = "*Sources*" if kind == "deb-src" else "*Packages*"
+        dest.mkdir(parents=True, exist_ok=True)
+        error = ""
+        # The lists are updated when they are not there, and once more when the fetch fails
+        # (an index that moved on); the .dsc or Debian tarball of a superseded revision may be
+        # gone from the mirror: only the orig tarball matters, and it is checked by hash below.
+        for update in ([True] if fresh or not any((apt_dir / "lists").glob(index)) else [False, True]):
+            if update:
+                r = _apt(apt_dir, ["update", "--error-on=any"], dest)  # an index not fetched is an error
+                if r.returncode:
+                    error = _last_error(r.stderr) or f"apt-get update exited {r.returncode}"
+                    break
+            with tempfile.TemporaryDirectory(dir=dest, prefix=".fetch-") as tmp:
+                r = _apt(apt_dir, command, Path(tmp))
+                got = Path(tmp) / item["file"]
+                if got.is_file():
+                    got.rename(path)  # whole or not at all: a fetch cut short leaves nothing behind
+                    break
+                error = _last_error(r.stderr) or f"not among the files of {' '.join(command[1:])}"
+        if not path.is_file():
+            raise SystemExit(f"{item['file']} could not be fetched from {mirror} ({suite}): {error}")
+    got_sha = sha256(path)
+    if got_sha != item["sha256"]:
+        raise SystemExit(f"{path}: sha256 {got_sha}, not the pinned {item['sha256']}")
+    return path
+
+
+def _last_error(stderr: str) -> str:
+    """apt's last error line that says why (not its closing summary), else its last warning."""
+    lines = [line.strip()[3:] for line in stderr.splitlines() if line.startswith(("E: ", "W: "))]
+    said = [line for line in lines if not line.startswith(
+        ("Some index files", "Failed to fetch some archives", "Download is performed unsandboxed"))]
+    return " ".join((said or [""])[-1].split())
+
+
 class Build:
     def __init__(self, version: str, work: Path, jobs: int, lto: str | None, pymalloc: bool):
         self.version = version
         self.spec = VERSIONS[version]
         self.work = work / f"cpython-{version}"
         self.srcdir = work / "src"          # downloads, shared between versions
+        self.apt = work / "apt"             # the private apt configuration that fetches them
         self.jobs = jobs
         # "thin", "full" or None: --lto on the command line, else the version's own choice
         self.lto = self.spec.get("lto", "thin") if lto == "default" else lto
@@ -213,32 +329,10 @@ class Build:
                         RANLIB=f"llvm-ranlib-{LLVM_VERSION}", **extra)
 
     # ---- fetch -------------------------------------------------------------------------
-    def _fetch_source(self, item: dict) -> Path:
-        path = self.srcdir / item["file"]
-        if not path.exists():
-            self.srcdir.mkdir(parents=True, exist_ok=True)
-            # The .dsc or Debian tarball of a superseded revision may be gone from the mirror:
-            # only the orig tarball matters, and it is checked by hash below.
-            subprocess.run(["apt-get", "source", "--download-only", "-qq",
-                            f"{item['package']}/{item['suite']}"], cwd=self.srcdir)
-        if not path.exists():
-            sys.exit(f"{item['file']} could not be fetched: add a deb-src line for {item['suite']} "
-                     f"(make deps does) and run apt-get update")
-        got = sha256(path)
-        if got != item["sha256"]:
-            sys.exit(f"{path}: sha256 {got}, expected {item['sha256']}")
-        return path
-
     def fetch(self):
-        self._fetch_source(self.spec)
-        for lib in LIBS.values():
-            self._fetch_source(lib)
-        deb = self.srcdir / WASI_LIBC["file"]
-        if not deb.exists():
-            run(["apt-get", "download", f"{WASI_LIBC['package']}={WASI_LIBC['version']}"],
-                cwd=self.srcdir)
-        if sha256(deb) != WASI_LIBC["sha256"]:
-            sys.exit(f"{deb}: sha256 mismatch")
+        for item in (self.spec, *LIBS.values()):
+            fetch_orig(item, self.srcdir, self.apt)
+        fetch_deb(WASI_LIBC, self.srcdir, self.apt)
         log("sources ok")
 
     # ---- sysroot & tools ---------------------------------------------------------------
