@@ -140,7 +140,8 @@ def _relay(sock, message: bytes) -> int | None:
     try:
         stdio = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))
         sent = sock.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, stdio)])
-        sock.sendall(message[sent:])
+        if sent < len(message):  # never an empty send: a quick run may have ended and closed the
+            sock.sendall(message[sent:])  # connection already, and EPIPE here would run it twice
         buffered = b""
         while True:
             data = sock.recv(256)
