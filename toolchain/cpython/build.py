@@ -166,7 +166,7 @@ APT_SOURCES = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.lis
 
 def debian_mirror(sources: list[Path] = APT_SOURCES) -> str:
     """The URI of the Debian mirror the system's apt sources name (the first that is Debian's
-    archive, not its security one), as the Makefile's DEBIAN_URI reads it."""
+    archive, not its security one)."""
     for path in sources:
         try:
             text = path.read_text(errors="replace")
