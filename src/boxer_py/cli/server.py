@@ -17,7 +17,9 @@ next request the server has read, so neither the fork nor closing what the serve
 between a client and its run. A spare serves one run and ends with it; one whose server has
 loaded or adopted something since it was forked is let go (it never ran anything) and another
 forked, so every run starts from what a run forked at its request would have. Runs side by
-side beyond the spare are forked at their request.
+side beyond the spare are forked at their request. While it waits, the spare makes its own the
+pages of the server's memory that the last run wrote (prefault.py), so that its run does not
+take those copy-on-write faults.
 
 Requests are read off the accept loop: each connection is a non-blocking state in the one
 selector loop (no threads: a process forked from one with threads could hang), and must
@@ -40,7 +42,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
-from boxer_py.cli import client
+from boxer_py.cli import client, prefault
 from boxer_py.cli.codewatch import CodeWatch
 
 IDLE = 600.0  # seconds without runs before the server leaves (BOXER_SERVER_IDLE)
@@ -99,6 +101,7 @@ class Server:
         self.watch = watch
         self.launcher = new_launcher(cache_dir)  # what the forked runs use: without epochs (cli/run.py)
         gc.freeze()  # what is loaded now stays shared with the forked runs, not copied into each
+        self.written = b""  # the pages the last run made its own (prefault.owned), for the next spare
         self.runs: dict[int, _Run] = {}
         self.spare: _Spare | None = None
         self.leaving: dict[int, _Spare] = {}  # spares let go, until they are reaped (by pidfd)
@@ -374,6 +377,7 @@ class Server:
                 other.handoff.close()
                 os.close(other.pidfd)
                 os.close(other.held)
+        prefault.populate(self.written, handoff.fileno())  # what the last run wrote, until the request comes
         data, fds, _, _ = socket.recv_fds(handoff, MAX_REQUEST + 4, 4)
         while len(data) < 4 or len(data) < 4 + int.from_bytes(data[:4], "big"):
             more = handoff.recv(MAX_REQUEST + 4)
@@ -414,9 +418,9 @@ class Server:
                     os.dup2(null, fd)
                 self.launcher.baker.wait()
             os.set_blocking(tell, False)
-            try:  # a few keys and paths: fits the pipe
+            try:  # a few keys and paths, and at most 16 KiB of pages: fits the pipe
                 os.write(tell, pickle.dumps((*self.launcher.held(), self.launcher.workspaces.hand_over(),
-                                             self.launcher.images.paths())))
+                                             self.launcher.images.paths(), prefault.owned())))
             except OSError:
                 pass
             os.close(tell)
@@ -450,7 +454,7 @@ class Server:
             self.launcher.workspaces.discard(run.lent)  # the run ended before it could tell
             return
         try:
-            modules, snapshots, handed, images = pickle.loads(data)
+            modules, snapshots, handed, images, self.written = pickle.loads(data)
             known = set(self.launcher.images.paths())
             self.launcher.workspaces.adopt(handed)
             new = self.launcher.preload(modules, snapshots, images)
