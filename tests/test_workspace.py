@@ -90,3 +90,32 @@ def test_a_layer_handed_on_is_sealed_as_a_walk_finds_it(tmp_path):
     again = _seal(root, handed)
     (root / "app" / "new").write_text("x")  # the next guest writes: still seen against that seal
     assert _only_read(root, again, base) is None
+
+
+def test_a_deferred_give_back_is_done_when_asked_and_not_before(tmp_path):
+    """A run the run server forked defers the check of its layer and the release of its
+    store until its client has the exit code (server.py): until then nothing is kept,
+    handed on, removed or let go; then all of it is, as give_back would have done it."""
+    from boxer_py.runtime.workspace import Workspaces
+
+    base = tmp_path / "base"
+    (base / "app").mkdir(parents=True)
+    (base / "app" / "main.py").write_text("print('hi')\n")
+    spaces = Workspaces(tmp_path / "runs", tmp_path / "spares")
+    let_go: list[str] = []
+
+    class Store:  # a finished run's store: dropped once nothing holds it
+        def __del__(self) -> None:
+            let_go.append("store")
+
+    spaces.defer()
+    layer = spaces.take("image", base)
+    spaces.seal(layer)
+    spaces.drop_later(Store())
+    spaces.give_back(layer)
+    assert layer.is_dir() and let_go == [] and spaces.hand_over() == []
+    spaces.deferred()
+    assert not layer.exists() and let_go == ["store"]
+    handed = spaces.hand_over()
+    assert [key for key, _ in handed] == [("image", ())]  # it only read: kept for the next run
+    spaces.discard(handed)

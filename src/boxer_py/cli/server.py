@@ -410,6 +410,7 @@ class Server:
             except OSError:
                 pass
             conn.close()
+            self.launcher.workspaces.deferred()  # the layer kept or removed, the store let go
             if self.launcher.baker is not None and self.launcher.baker.busy():
                 # A snapshot is being baked (preinit.bake): finish it in this process, which the
                 # client no longer waits for, without holding its output open; held() then lists it.
@@ -425,6 +426,7 @@ class Server:
                 pass
             os.close(tell)
 
+        self.launcher.workspaces.defer()  # until its client has the exit code (report)
         self.cli.main(args, self.launcher, report, self.run_defaults)
 
     def _reap(self, run: _Run) -> None:

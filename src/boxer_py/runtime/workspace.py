@@ -18,6 +18,7 @@ A run server forks a process per run from one Workspaces: the untouched layers i
 the next forked run alone (`disown`), which hands what it kept back (`hand_over`, then the
 server's `adopt`), so a served run that repeats finds its layer made as an in-process one does.
 Kept layers are named after the process that keeps them (`owner`: the server, for its runs).
+Such a run defers its give-back until its client has the exit code (`defer`, `deferred`).
 """
 from __future__ import annotations
 
@@ -159,6 +160,7 @@ class Workspaces:
         self._lock = threading.Lock()
         self._tasks: queue.Queue[Callable[[], object]] = queue.Queue()
         self._worker = 0  # the pid whose worker thread runs _work (a forked process starts its own)
+        self._deferred: list[Callable[[], object]] | None = None  # see defer()
         self.owner = os.getpid()  # whose spares these are; a run forked by a server keeps the server's
         atexit.register(self.close)
 
@@ -219,10 +221,29 @@ class Workspaces:
         with self._lock:
             self._taken[workspace].seal = seal
 
+    def defer(self) -> None:
+        """From now on, give_back() and drop_later() only note what to do, and `deferred()`
+        does it: for a process that runs one command and can tell its result first (a run
+        the run server forked), so that neither the check of the layer nor the release of the
+        store stands between the guest's end and its exit code."""
+        self._deferred = []
+
+    def deferred(self) -> None:
+        """Do what give_back() and drop_later() noted since defer(), and stop deferring."""
+        tasks, self._deferred = self._deferred or [], None
+        for task in tasks:
+            task()
+
     def give_back(self, workspace: Path) -> None:
         """The run is over. If it was sealed and its guest only read, the workspace is kept for
         the next run; otherwise it goes, in the background if no other run is going (runs side
         by side share the cores: background work would only get in their way)."""
+        if self._deferred is not None:
+            self._deferred.append(lambda: self._give_back(workspace))
+            return
+        self._give_back(workspace)
+
+    def _give_back(self, workspace: Path) -> None:
         with self._lock:
             self._active -= 1
             alone = self._active == 0
@@ -296,6 +317,9 @@ class Workspaces:
 
     def drop_later(self, thing: object) -> None:
         """Let go of `thing` (a finished run's Wasmtime store) on the background thread."""
+        if self._deferred is not None:
+            self._deferred.append(lambda: thing)
+            return
         self._submit(lambda: thing)
 
     def settle(self) -> None:
