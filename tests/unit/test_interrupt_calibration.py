@@ -93,13 +93,13 @@ def test_the_cache_keeps_bits_and_refuses_malformed_entries(tmp_path):
     cache.write_text(json.dumps({"flags": [[TRIPPED, 1], [IS_TRIPPED, 1], [BREAKER, 2]],
                                  "winch": {"flags": [[WINCH, 1], [IS_TRIPPED, 1], [BREAKER, 2]], "handler": HANDLER,
                                            "unhandled": [0, 5, 6]}}))
-    assert interrupt.load(cache) == ((TRIPPED, 1), (IS_TRIPPED, 1), (BREAKER, 2))
-    assert interrupt.load_winch(cache) == interrupt.Winch(((WINCH, 1), (IS_TRIPPED, 1), (BREAKER, 2)), HANDLER,
-                                                          (0, 5, 6))
+    found = interrupt.load(cache)
+    assert found.flags == ((TRIPPED, 1), (IS_TRIPPED, 1), (BREAKER, 2))
+    assert found.winch == interrupt.Winch(((WINCH, 1), (IS_TRIPPED, 1), (BREAKER, 2)), HANDLER, (0, 5, 6))
     for bad in ([TRIPPED, IS_TRIPPED, BREAKER, PENDING], [[1, 1], [2, 1]], [[1, 1], [2, -1], [3, 1]],
                 [[1, 1], [2, True], [3, 1]], [[1, 1], [2, 1 << 32], [3, 1]], "x"):
         cache.write_text(json.dumps({"flags": bad}))
-        assert interrupt.load(cache) is None, bad
+        assert interrupt.load(cache) == interrupt.Calibration(), bad
 
 
 def test_a_run_with_its_calibration_cached_reads_it_without_a_guard(tmp_path, monkeypatch):
@@ -131,6 +131,6 @@ def test_a_run_with_its_calibration_cached_reads_it_without_a_guard(tmp_path, mo
         def __exit__(self, *exc):
             calls.append("exit")
 
-    monkeypatch.setattr(interrupt, "calibrate", lambda *args: calls.append("calibrate") and None)
+    monkeypatch.setattr(interrupt, "calibrate", lambda *args: calls.append("calibrate") or interrupt.Calibration())
     found = interrupt.for_run(threading.Event(), None, None, loaded, tmp_path, "python", tmp_path, True, Guard)
     assert calls == ["enter", "calibrate", "exit"] and found.flags is None

@@ -189,15 +189,11 @@ def for_run(request: threading.Event | None, engine: wasmtime.Engine, ticker: Ti
         return Interrupts(request)
     cache = cache_dir / "interrupt" / f"{loaded.digest}-{CALIBRATION_VERSION}.json"
     try:
-        doc = json.loads(cache.read_bytes())
-    except OSError:
+        found = load(cache)
+    except OSError:  # not calibrated yet
         with guard():
-            flags = calibrate(engine, ticker, loaded.module, root, argv0, cache)
-        return Interrupts(request, flags, winch=load_winch(cache) if flags else None)
-    except ValueError:
-        doc = None
-    flags = _pairs(doc.get("flags") if isinstance(doc, dict) else None)
-    return Interrupts(request, flags, winch=_winch_of(doc) if flags else None)
+            found = calibrate(engine, ticker, loaded.module, root, argv0, cache)
+    return Interrupts(request, found.flags, winch=found.winch)
 
 
 def settle(interrupts: Interrupts | None, result: RunResult) -> None:
@@ -224,21 +220,24 @@ def _pairs(doc: object) -> tuple[Flag, ...] | None:
     return pairs
 
 
-def load(cache: Path) -> tuple[Flag, ...] | None:
-    """The cached calibration (None if there is none or it says the module has no flags)."""
-    try:
-        doc = json.loads(cache.read_text())
-    except (OSError, ValueError):
-        return None
-    return _pairs(doc.get("flags") if isinstance(doc, dict) else None)
+@dataclass(frozen=True)
+class Calibration:
+    """What a calibration found: CPython's SIGINT flags (None: none found) and, with them, its
+    SIGWINCH (None: none found)."""
+
+    flags: tuple[Flag, ...] | None = None
+    winch: Winch | None = None
 
 
-def load_winch(cache: Path) -> Winch | None:
-    """The cached calibration's SIGWINCH (None if it found none)."""
+def load(cache: Path) -> Calibration:
+    """The cached calibration, read once (it is on every run's start); OSError if there is
+    none yet, and no flags if the file is not one this module wrote."""
     try:
-        return _winch_of(json.loads(cache.read_text()))
-    except (OSError, ValueError):
-        return None
+        doc = json.loads(cache.read_bytes())
+    except ValueError:
+        return Calibration()
+    flags = _pairs(doc.get("flags") if isinstance(doc, dict) else None)
+    return Calibration(flags, _winch_of(doc) if flags else None)
 
 
 def _winch_of(calibration: object) -> Winch | None:
@@ -258,12 +257,10 @@ def _winch_of(calibration: object) -> Winch | None:
 
 
 def calibrate(engine: wasmtime.Engine, ticker: Ticker, module: wasmtime.Module, root: Path, argv0: str,
-              cache: Path) -> tuple[Flag, ...] | None:
+              cache: Path) -> Calibration:
     """Find the flags of `module` (a CPython) by a run with `root` read-only as /, and cache
     the answer (also a negative one, as an empty list). The image's code runs here, so the
     run is bounded like any guest's: CALIBRATION_TIMEOUT, CALIBRATION_MEMORY."""
-    if cache.exists():
-        return load(cache)
     flags: tuple[Flag, ...] | None = None
     winch: Winch | None = None
     for _ in range(CALIBRATION_RUNS):
@@ -283,7 +280,7 @@ def calibrate(engine: wasmtime.Engine, ticker: Ticker, module: wasmtime.Module, 
         imagefile.write(cache, json.dumps(doc).encode())
     except OSError:
         pass
-    return flags
+    return Calibration(flags, winch if flags else None)
 
 
 def _calibration_run(engine: wasmtime.Engine, ticker: Ticker, module: wasmtime.Module, root: Path,
