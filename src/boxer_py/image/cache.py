@@ -12,6 +12,8 @@ The cache holds, by subdirectory (the module that fills it):
 - `interrupt/` per-module Ctrl-C calibration (runtime/interrupt.py), kept with the modules
 - `runtimes/` base runtimes decompressed (vendored) or derived (python:3.12's without its debug
               data) from their pinned files (dockerfile/bases.py), kept with the modules
+- `programs/` image programs made for runtimes outside boxer (a reactor CPython made a command,
+              aliases resolved inside: image/portable.py, for push and the page), kept with the modules
 - `runs/`, `spares/`  live runs' writable layers: never touched here
 
 Everything but the store is derived and remade on demand (a compiled runtime takes seconds,
@@ -30,7 +32,7 @@ from boxer_py.image.store import Removed, Store
 
 BUILD_CACHE = ("steps", "layers")
 DERIVED = ("preinit", "verified")
-COMPILED = ("modules", "interrupt", "runtimes")
+COMPILED = ("modules", "interrupt", "runtimes", "programs")
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,12 @@ nothing calls any more (so no other function's index moves).
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from boxer_py.image import wasmbin
 from boxer_py.image.wasmbin import name as encoded
 from boxer_py.image.wasmbin import uleb
-from boxer_py.image.wasmlink import LinkError, call_pattern, map_elements, parse, rewrite_body
+from boxer_py.image.wasmlink import Import, LinkError, Module, call_pattern, map_elements, parse, rewrite_body
 
 WASI = "wasi_snapshot_preview1"
 NO_HOST_NAME = "boxer_no_host"
@@ -38,9 +40,9 @@ def is_reactor(program: bytes) -> bool:
     return b"run" in exports and b"_start" not in exports
 
 
-def as_command(program: bytes) -> bytes:
-    """`program` (a reactor) with `host.call` renamed for the shim and a `_start` added."""
-    p = parse(program)
+def _checked(p: Module) -> tuple[list[Import], bytes]:
+    """The reactor `p` checked as `as_command` needs it: its imports with host.call renamed for
+    the shim, and the body of the `_start` it gets."""
     funcs = [i for i in p.imports if i.kind == 0]
     index = {name: i for name, kind, i in p.exports if kind == 0}
 
@@ -53,10 +55,10 @@ def as_command(program: bytes) -> bytes:
         if (imp.module, imp.name) == ("host", "call"):
             if imp.kind != 0 or p.types[imp.type] != HOST_CALL_TYPE:
                 raise LinkError("it imports host.call with another signature than boxer's (i32 x4 -> i32)")
-            imp = type(imp)(WASI, NO_HOST_NAME, imp.kind, imp.desc, imp.type)
+            imp = Import(WASI, NO_HOST_NAME, imp.kind, imp.desc, imp.type)
         elif imp.module != WASI:
             raise LinkError(f"it imports {imp.module}.{imp.name}, which no WASI runtime provides")
-        imports.append(encoded(imp.module) + encoded(imp.name) + bytes([imp.kind]) + imp.desc)
+        imports.append(imp)
     exit_at = next((n for n, i in enumerate(funcs) if (i.module, i.name) == (WASI, "proc_exit")), None)
     if exit_at is None:
         raise LinkError("a reactor that does not import proc_exit")
@@ -65,9 +67,16 @@ def as_command(program: bytes) -> bytes:
         raise LinkError("its `_initialize` is not a function () -> ()")
     body = b"\0" + (b"\x10" + uleb(init) if init is not None else b"") + b"\x10" + uleb(index["run"]) + \
         b"\x10" + uleb(exit_at) + b"\x0b"
+    return imports, body
+
+
+def as_command(program: bytes) -> bytes:
+    """`program` (a reactor) with `host.call` renamed for the shim and a `_start` added."""
+    renamed, start = _checked(parse(program))
+    imports = [encoded(i.module) + encoded(i.name) + bytes([i.kind]) + i.desc for i in renamed]
     sections = dict(wasmbin.sections(program))
     sections[2] = uleb(len(imports)) + b"".join(imports)
-    return add_function(program, _VOID_TYPE, body, "_start", sections)
+    return add_function(program, _VOID_TYPE, start, "_start", sections)
 
 
 def no_host_shim(shim: bytes) -> bytes:
@@ -127,3 +136,38 @@ def self_contained(program: bytes) -> bytes:
         edits[8] = uleb(mapped.get(p.start, p.start))
     return wasmbin.assemble([(sid, edits.get(sid, payload) if sid else payload)
                              for sid, payload in wasmbin.sections(command)])
+
+
+def contained(program: bytes) -> tuple[Module, tuple[dict[int, int], int]]:
+    """`self_contained(program)` as image/wasmlink.py's `merge_module` takes it, from one parse
+    and with no body rewritten: the module that parsing its bytes gives, except that its first
+    bodies (the program's own and the `_start`) still call host.call's import where the answer
+    is meant, and the map and count that say so (merge_module applies it with its own map, so
+    each body is decoded once). Same checks as `self_contained`, same bytes once merged."""
+    p = parse(program)
+    imports, start_body = _checked(p)
+    if any(sid not in p.ids for sid in (1, 3, 7, 10)):
+        raise LinkError("a module without a type, function, export or code section")
+    renamed = [i for i in imports if i.kind == 0]
+    start = len(renamed) + len(p.functions)
+    command = replace(p, types=[*p.types, _VOID_TYPE], functions=[*p.functions, len(p.types)], imports=imports,
+                      exports=[*p.exports, ("_start", 0, start)],
+                      code=[*p.code, uleb(len(start_body)) + start_body])
+    at = next((n for n, i in enumerate(renamed) if (i.module, i.name) == (WASI, NO_HOST_NAME)), None)
+    if at is None:   # it never imported host.call
+        return command, ({}, 0)
+    stand_in = next((i for i in renamed if i.module == WASI and i.name != NO_HOST_NAME
+                     and command.types[i.type] == HOST_CALL_TYPE), None)
+    if stand_in is None:
+        raise LinkError("it imports no WASI function of host.call's type to keep its import slot")
+    mapped = {at: start + 1}
+    answer = b"\0\x41\x7f\x0b"   # no locals; i32.const -1; end
+    return replace(
+        command,
+        imports=[replace(i, name=stand_in.name) if i is renamed[at] else i for i in imports],
+        functions=[*command.functions, renamed[at].type],
+        exports=[(name, kind, mapped.get(i, i) if kind == 0 else i) for name, kind, i in command.exports],
+        start=None if p.start is None else mapped.get(p.start, p.start),
+        elements=map_elements(p.elements, mapped),
+        code=[*command.code, uleb(len(answer)) + answer],
+    ), (mapped, len(command.code))

@@ -15,6 +15,7 @@ call's bytes are decoded at all (a 6 MB CPython code section: about 2 s of CPU).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from boxer_py.image.cwdslot import find_cwd_slot
@@ -22,7 +23,7 @@ from boxer_py.image.wasmbin import MAGIC, read_sleb, read_uleb, sleb, uleb
 from boxer_py.image.wasmbin import name as encoded
 from boxer_py.image.wasmcode import VALTYPES, LinkError, call_pattern, rewrite_body, skip_code, uleb_end
 
-__all__ = ["LinkError", "Module", "call_pattern", "map_elements", "merge", "parse", "rewrite_body"]
+__all__ = ["LinkError", "Module", "call_pattern", "map_elements", "merge", "merge_module", "parse", "rewrite_body"]
 PAGE = 65536
 
 
@@ -50,6 +51,7 @@ class Module:
     data: list[bytes] = field(default_factory=list)
     tags: bytes = b""
     customs: list[tuple[str, bytes]] = field(default_factory=list)
+    ids: set[int] = field(default_factory=set)   # the ids of the sections it has
 
     def imported(self, kind: int) -> list[Import]:
         return [i for i in self.imports if i.kind == kind]
@@ -125,6 +127,7 @@ def parse(wasm: bytes) -> Module:
         sid = wasm[pos]
         size, start = read_uleb(wasm, pos + 1)
         payload, pos = wasm[start:start + size], start + size
+        module.ids.add(sid)
         if sid == 0:
             name, at = _name(payload, 0)
             module.customs.append((name, payload[at:]))
@@ -322,7 +325,18 @@ def merge(program: bytes, shim: bytes, blob: bytes, cwd: str = "/") -> bytes:
     """`program` with its WASI imports that `shim` exports answered by the shim, `blob` as a
     passive data segment the shim reads through its `boxer.blob_read` import, and (when the
     program keeps wasi-libc's cwd global) `cwd` as its starting directory."""
-    p, s = parse(program), parse(shim)
+    return merge_module(parse(program), shim, blob, cwd, lambda: find_cwd_slot(program))
+
+
+def merge_module(p: Module, shim: bytes, blob: bytes, cwd: str = "/",
+                 cwd_slot: Callable[[], int | None] = lambda: None,
+                 pending: tuple[dict[int, int], int] = ({}, 0)) -> bytes:
+    """`merge` of the parsed program `p`, whose first `pending[1]` bodies still call through
+    `pending[0]` (an edit of the program that was not applied to its code: image/reactorcmd.py's
+    `contained`): each body is rewritten once, with that map and the merge's own composed, and
+    the bytes are those of the edited program merged. `cwd_slot`: where the program keeps
+    wasi-libc's working directory (asked only when `cwd` is not "/")."""
+    s = parse(shim)
     if any(i.kind != 0 for i in p.imports):
         raise LinkError("the program imports a memory, table or global (only functions can be merged)")
     if len(p.memories) != 1:
@@ -373,9 +387,11 @@ def merge(program: bytes, shim: bytes, blob: bytes, cwd: str = "/") -> bytes:
         raise LinkError("the shim uses a function table")
 
     # Code: only the program's bodies that call a shimmed import (or all, if indices shift).
-    pattern = call_pattern(set(p_funcs)) if not shift else None
-    code = [body if pattern is not None and not pattern.search(body) else rewrite_body(body, p_funcs)
-            for body in p.code]
+    first, pending_count = pending
+    composed = {**{i: p_funcs.get(j, j) for i, j in first.items()},
+                **{i: j for i, j in p_funcs.items() if i not in first}}
+    code = [*_rewritten(p.code[:pending_count], composed, shift),
+            *_rewritten(p.code[pending_count:], p_funcs, shift)]
     s_types = {i: i + types_offset for i in range(len(s.types))}
     code += [rewrite_body(body, s_funcs, s_globals, s_types) for body in s.code]
     blob_segment = len(p.data) + len(s.data)
@@ -391,7 +407,7 @@ def merge(program: bytes, shim: bytes, blob: bytes, cwd: str = "/") -> bytes:
         data.append(b"\0\x41" + sleb(base) + b"\x0b" + segment[end:])
     data.append(b"\x01" + uleb(len(blob)) + blob)
     cwd_at = stack_top
-    slot = find_cwd_slot(program) if cwd != "/" else None
+    slot = cwd_slot() if cwd != "/" else None
     if slot is not None and _patch_word(data, slot, cwd_at):
         data.append(_active(cwd_at, cwd_bytes))
 
@@ -421,6 +437,14 @@ def merge(program: bytes, shim: bytes, blob: bytes, cwd: str = "/") -> bytes:
         if name in ("producers", "target_features"):
             sections.append((0, encoded(name) + payload))
     return MAGIC + b"".join(bytes([sid]) + uleb(len(payload)) + payload for sid, payload in sections)
+
+
+def _rewritten(bodies: list[bytes], funcs: dict[int, int], shift: int) -> list[bytes]:
+    """`bodies` with their calls mapped through `funcs`: only those whose bytes could hold such a
+    call are decoded (every one when indices shift); the others are kept as they are."""
+    pattern = call_pattern(set(funcs)) if not shift else None
+    return [body if pattern is not None and not pattern.search(body) else rewrite_body(body, funcs)
+            for body in bodies]
 
 
 def _sized(body: bytes) -> bytes:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from boxer_py.errors import ImageError
-from boxer_py.image import hostfs, imagefile
+from boxer_py.image import hostfs, imagefile, portable
 from boxer_py.image.imagefile import Descriptor, Image, sha256
 from boxer_py.registry import oci
 
@@ -51,7 +51,7 @@ def write_archive(images: Iterable[tuple[Image, list[str]]], out: BinaryIO) -> N
     index: list[dict] = []
     manifests: list[dict] = []
     for image, tags in images:
-        artifact = oci.to_oci_image(image, None, strict=False)
+        artifact = oci.to_oci_image(image, None, strict=False, programs=portable.default_cache())
         blobs.update(artifact.blobs)
         blobs[artifact.digest] = artifact.manifest
         entry = {"mediaType": oci.MANIFEST, "digest": artifact.digest, "size": len(artifact.manifest)}

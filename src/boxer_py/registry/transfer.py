@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from boxer_py.errors import BoxerError, ImageError
-from boxer_py.image import atomic, imagefile
+from boxer_py.image import atomic, imagefile, portable
 from boxer_py.registry import credentials, oci
 from boxer_py.registry.distribution import EXISTS, Options, Registry
 from boxer_py.registry.layout import Layout, write_layout
@@ -120,9 +121,11 @@ def _sources() -> BlobSources:
     return BlobSources(default_cache_dir() / "blob-sources.json")
 
 
-def artifact_for(image_path: str | Path, fmt: str, cache_dir: Path | None = None) -> tuple[oci.Artifact, imagefile.Image]:
+def artifact_for(image_path: str | Path, fmt: str, cache_dir: Path | None = None,
+                 progress: Callable[[str], None] = lambda _: None) -> tuple[oci.Artifact, imagefile.Image]:
     """Read and verify an image file, and convert it to `fmt` ("oci" or "wasm"). The wasm
-    format ships the image's standalone module when it can be made (else its warnings say why)."""
+    format ships the image's standalone module when it can be made (else its warnings say why).
+    `progress` hears what takes long (the first time a program is made for other runtimes)."""
     if fmt not in oci.FORMATS:
         raise BoxerError(f"unknown format {fmt!r}: use one of {', '.join(oci.FORMATS)}")
     image = imagefile.read(image_path)
@@ -139,7 +142,8 @@ def artifact_for(image_path: str | Path, fmt: str, cache_dir: Path | None = None
         from boxer_py.image.store import default_cache_dir
 
         cache_dir = default_cache_dir()
-    return oci.to_oci_image(image, LayerCache(cache_dir / "layers")), image
+    return oci.to_oci_image(image, LayerCache(cache_dir / "layers"), programs=cache_dir / portable.CACHE_NAME,
+                            progress=progress), image
 
 
 def export_layout(image_path: str | Path, directory: str | Path, fmt: str = "oci", name: str = "") -> Transferred:
@@ -196,7 +200,7 @@ def push(image_path: str | Path, reference: str, fmt: str = "oci", options: Opti
     """Push an image file to `reference` in `fmt`; blobs the registry has are not sent again."""
     options = options or Options()
     ref = Reference.parse(reference)
-    artifact, image = artifact_for(image_path, fmt)
+    artifact, image = artifact_for(image_path, fmt, progress=options.progress)
     if ref.digest and ref.digest != artifact.digest:
         raise BoxerError(f"{reference}: the image's manifest is {artifact.digest}, not the digest named")
     registry = _registry(ref, "pull,push", options)

