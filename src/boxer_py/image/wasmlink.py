@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from boxer_py.image.cwdslot import find_cwd_slot
 from boxer_py.image.wasmbin import MAGIC, read_sleb, read_uleb, sleb, uleb
 from boxer_py.image.wasmbin import name as encoded
-from boxer_py.image.wasmcode import VALTYPES, LinkError, call_pattern, rewrite_body, skip_code, uleb_end
+from boxer_py.image.wasmcode import VALTYPES, LinkError, call_pattern, calls_run, rewrite_body, skip_code, uleb_end
 
 __all__ = ["LinkError", "Module", "call_pattern", "map_elements", "merge", "merge_module", "parse", "rewrite_body"]
 PAGE = 65536
@@ -443,7 +443,8 @@ def _rewritten(bodies: list[bytes], funcs: dict[int, int], shift: int) -> list[b
     """`bodies` with their calls mapped through `funcs`: only those whose bytes could hold such a
     call are decoded (every one when indices shift); the others are kept as they are."""
     pattern = call_pattern(set(funcs)) if not shift else None
-    return [body if pattern is not None and not pattern.search(body) else rewrite_body(body, funcs)
+    run = calls_run(set(funcs))
+    return [body if pattern is not None and not pattern.search(body) else rewrite_body(body, funcs, run=run)
             for body in bodies]
 
 
