@@ -24,6 +24,7 @@ import time
 from boxer_py import locations
 
 PROTOCOL = b"boxer-run/1"
+MAX_REQUEST = 1 << 20  # bytes of one request, at most (the server refuses more: the client runs it itself)
 SPAWN_WITHIN = 600.0  # seconds: a second `boxer run` this soon after the first starts a server
 RELAYED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
            signal.SIGTSTP, signal.SIGCONT, signal.SIGWINCH)

@@ -19,17 +19,19 @@ if TYPE_CHECKING:
 
 
 def main(args: list[str] | None = None, launcher: Launcher | None = None,
-         report: Callable[[int], None] | None = None, run_defaults: dict[str, Any] | None = None) -> NoReturn:
+         report: Callable[[int], None] | None = None, run_defaults: dict[str, Any] | None = None,
+         ready: Callable[[], None] | None = None) -> NoReturn:
     """The `boxer` command (`args` defaults to sys.argv[1:]). The run server (server.py)
     passes its warm `launcher`, and `report`, told the exit code once the output is out
     and before exit handlers tidy up, and `run_defaults` (run.run_defaults()), with which a
-    plain `run IMAGE COMMAND...` skips click's parsing (run.plain). The process leaves through os._exit once the exit
+    plain `run IMAGE COMMAND...` skips click's parsing (run.plain), and `ready` (RunSpec.ready)
+    is called once such a run's guest is about to start. The process leaves through os._exit once the exit
     handlers have run and stdio is flushed: Wasmtime's WASI may still be releasing a
     finished run's stdio on a thread of its own, and that must not meet an interpreter that
     is shutting down (the process would abort with a Rust panic after the run's output)."""
     status: object
     try:
-        status = _dispatch(args, launcher, run_defaults)
+        status = _dispatch(args, launcher, run_defaults, ready)
     except SystemExit as e:
         status = e.code
     if isinstance(status, int):
@@ -52,13 +54,16 @@ def _flush() -> None:
         except (OSError, ValueError):
             pass
 
-def _dispatch(args: list[str] | None, launcher: Launcher | None, run_defaults: dict[str, Any] | None = None) -> int:
+def _dispatch(args: list[str] | None, launcher: Launcher | None, run_defaults: dict[str, Any] | None = None,
+              ready: Callable[[], None] | None = None) -> int:
     try:
         params = None if args is None or run_defaults is None else run.plain(args, run_defaults)
         if params is not None:  # as click would invoke it, in the contexts it would make
             with click.Context(cli, info_name="boxer", obj=launcher) as root, \
                     click.Context(run.run, info_name="run", parent=root) as ctx:
                 ctx.params = params
+                if ready is not None:
+                    root.meta[run.READY] = ready
                 code = ctx.invoke(run.run.callback, **params)  # type: ignore[arg-type]
         else:  # click's own exits (--help) return their code
             code = cli.main(args, prog_name="boxer", standalone_mode=False, obj=launcher)

@@ -25,6 +25,7 @@ from boxer_py.runtime.spec import INTERRUPT_EXIT_CODE, Mount, RunResult, RunSpec
 if TYPE_CHECKING:
     from boxer_py.runtime.launcher import Launcher
 
+READY = "boxer.ready"  # click's meta: the run's RunSpec.ready, given by the run server (cli/main.py)
 PLATFORMS = ("wasi/wasm", "wasip1/wasm", "wasi/wasm32", "wasm32/wasi", "wasm/wasi", "wasi", "wasm")
 
 
@@ -181,6 +182,7 @@ def _run(launcher, image, command, env, env_file, workdir, entrypoint, volume, c
         network=wanted,
         on_listen=_show_ports,
         on_refused=None if as_json else _RefusalLines(),
+        ready=_given(READY),
     )
     path = _image_path(image, as_json)
     sys.stdout.flush()
@@ -195,6 +197,12 @@ def _run(launcher, image, command, env, env_file, workdir, entrypoint, volume, c
     if signalled() is not None and result.exit_code == INTERRUPT_EXIT_CODE:
         result.exit_code = 128 + (signalled() or 0)  # 143 for SIGTERM, as a native program's
     return result, spec
+
+
+def _given(key: str) -> Any:
+    """What the caller of the CLI put in click's meta under `key` (None if nothing)."""
+    ctx = click.get_current_context(silent=True)
+    return None if ctx is None else ctx.meta.get(key)
 
 
 def _host_file(option: str) -> tuple[str, bytes]:

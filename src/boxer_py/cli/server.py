@@ -19,11 +19,12 @@ loaded or adopted something since it was forked is let go (it never ran anything
 forked, so every run starts from what a run forked at its request would have. Runs side by
 side beyond the spare are forked at their request. While it waits, the spare makes its own the
 pages of the server's memory that the last run wrote (prefault.py), so that its run does not
-take those copy-on-write faults.
+take those copy-on-write faults, and makes the last plain request's run ready up to its guest's
+first instruction (ahead.py), which the very same request then takes over.
 
 Requests are read off the accept loop: each connection is a non-blocking state in the one
 selector loop (no threads: a process forked from one with threads could hang), and must
-deliver its whole request (at most MAX_REQUEST bytes) within REQUEST_DEADLINE seconds, so a
+deliver its whole request (at most client.MAX_REQUEST bytes) within REQUEST_DEADLINE seconds, so a
 client that dribbles or stalls its request delays no other `boxer run`.
 """
 from __future__ import annotations
@@ -33,6 +34,7 @@ import gc
 import io
 import os
 import pickle
+import select
 import selectors
 import signal
 import socket
@@ -42,12 +44,11 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
-from boxer_py.cli import client, prefault
+from boxer_py.cli import ahead, client, prefault
 from boxer_py.cli.codewatch import CodeWatch
 
 IDLE = 600.0  # seconds without runs before the server leaves (BOXER_SERVER_IDLE)
 CHECK_EVERY = 2.0
-MAX_REQUEST = 1 << 20
 REQUEST_DEADLINE = 5.0  # seconds a client has to send its whole request (BOXER_SERVER_REQUEST_DEADLINE)
 MAX_PENDING = 64  # requests being read at once; more connections are refused at once
 LOG_LIMIT = 1 << 20
@@ -88,9 +89,10 @@ class Server:
                  watch: CodeWatch | None = None):
         """`watch`: the server's code, watched from before the CLI was imported here."""
         from boxer_py.cli import main as cli  # everything a run loads, loaded once: that is the point
-        from boxer_py.cli.run import new_launcher, run_defaults
+        from boxer_py.cli.run import new_launcher, plain, run_defaults
 
         self.cli = cli
+        self.plain = plain
         self.run_defaults = run_defaults()  # a plain `run IMAGE COMMAND...` is not parsed by click again
         self.path = path
         self.stem = path[:-len(".sock")]  # beside the socket: .lock, .log (and the client's .seen)
@@ -102,6 +104,7 @@ class Server:
         self.launcher = new_launcher(cache_dir)  # what the forked runs use: without epochs (cli/run.py)
         gc.freeze()  # what is loaded now stays shared with the forked runs, not copied into each
         self.written = b""  # the pages the last run made its own (prefault.owned), for the next spare
+        self.predicted = b""  # the last request, if a plain `run IMAGE COMMAND...`: the next spare makes it ready
         self.runs: dict[int, _Run] = {}
         self.spare: _Spare | None = None
         self.leaving: dict[int, _Spare] = {}  # spares let go, until they are reaped (by pidfd)
@@ -239,7 +242,7 @@ class Server:
         pending.fds.extend(fds)
         pending.data += data
         size = int.from_bytes(pending.data[:4], "big") if len(pending.data) >= 4 else 0
-        if len(pending.fds) > 3 or size > MAX_REQUEST or (pending.data and not pending.fds):
+        if len(pending.fds) > 3 or size > client.MAX_REQUEST or (pending.data and not pending.fds):
             self._refuse(pending, "not a run request")
             return
         if not data:
@@ -268,6 +271,7 @@ class Server:
                 self._retire()
             return
         body = bytes(pending.data)
+        self.predicted = body if self.plain(args, self.run_defaults) is not None else b""
         spare, self.spare = self.spare, None
         if spare is not None:
             self.selector.unregister(spare.pidfd)
@@ -378,13 +382,13 @@ class Server:
                 os.close(other.pidfd)
                 os.close(other.held)
         prefault.populate(self.written, handoff.fileno())  # what the last run wrote, until the request comes
-        data, fds, _, _ = socket.recv_fds(handoff, MAX_REQUEST + 4, 4)
-        while len(data) < 4 or len(data) < 4 + int.from_bytes(data[:4], "big"):
-            more = handoff.recv(MAX_REQUEST + 4)
-            if not more:
-                break
-            data += more
-        handoff.close()
+        request = None
+        if self.predicted and not select.select([handoff], [], [], 0)[0]:  # (a request that came already is not)
+            request = ahead.run(self.predicted, handoff, self.written, self.launcher.workspaces,  # returns if not run so
+                                lambda args, report, ready: self.cli.main(args, self.launcher, report,
+                                                                          self.run_defaults, ready),
+                                lambda conn, code: self._report(conn, tell, code))
+        data, fds = request or ahead.read_request(handoff)
         if len(fds) != 4 or len(data) != 4 + int.from_bytes(data[:4], "big"):
             os._exit(0)  # let go before any request, or given only part of one: nothing was run
         _, cwd, umask, args, env = client.decode(data[4:])
@@ -403,31 +407,32 @@ class Server:
         os.environb.clear()
         os.environb.update(env)
         conn.settimeout(None)
+        self.launcher.workspaces.defer()  # until its client has the exit code (_report)
+        self.cli.main(args, self.launcher, lambda code: self._report(conn, tell, code), self.run_defaults)
 
-        def report(code: int) -> None:
-            try:
-                conn.sendall(b"exit %d\n" % code)
-            except OSError:
-                pass
-            conn.close()
-            self.launcher.workspaces.deferred()  # the layer kept or removed, the store let go
-            if self.launcher.baker is not None and self.launcher.baker.busy():
-                # A snapshot is being baked (preinit.bake): finish it in this process, which the
-                # client no longer waits for, without holding its output open; held() then lists it.
-                null = os.open(os.devnull, os.O_RDWR)
-                for fd in (0, 1, 2):
-                    os.dup2(null, fd)
-                self.launcher.baker.wait()
-            os.set_blocking(tell, False)
-            try:  # a few keys and paths, and at most 16 KiB of pages: fits the pipe
-                os.write(tell, pickle.dumps((*self.launcher.held(), self.launcher.workspaces.hand_over(),
-                                             self.launcher.images.paths(), prefault.owned())))
-            except OSError:
-                pass
-            os.close(tell)
-
-        self.launcher.workspaces.defer()  # until its client has the exit code (report)
-        self.cli.main(args, self.launcher, report, self.run_defaults)
+    def _report(self, conn: socket.socket, tell: int, code: int) -> None:
+        """In a run's process, its output out: tell the client the exit code, then clean up and
+        tell the server what the run loaded and kept."""
+        try:
+            conn.sendall(b"exit %d\n" % code)
+        except OSError:
+            pass
+        conn.close()
+        self.launcher.workspaces.deferred()  # the layer kept or removed, the store let go
+        if self.launcher.baker is not None and self.launcher.baker.busy():
+            # A snapshot is being baked (preinit.bake): finish it in this process, which the
+            # client no longer waits for, without holding its output open; held() then lists it.
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            self.launcher.baker.wait()
+        os.set_blocking(tell, False)
+        try:  # a few keys and paths, and at most 16 KiB of pages: fits the pipe
+            os.write(tell, pickle.dumps((*self.launcher.held(), self.launcher.workspaces.hand_over(),
+                                         self.launcher.images.paths(), prefault.owned())))
+        except OSError:
+            pass
+        os.close(tell)
 
     def _reap(self, run: _Run) -> None:
         _, status = os.waitpid(run.pid, 0)

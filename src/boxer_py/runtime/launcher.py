@@ -149,6 +149,9 @@ class Launcher:
             if spec.on_stop is not None:  # stopped from outside: hand back what a finished run does
                 spec = replace(spec, on_stop=functools.partial(self._stopped, spec.on_stop, spec, tmp, copies))
             if isinstance(command, str):  # each program the shell starts: in this container, one after another
+                if spec.ready is not None:
+                    spec.ready()
+                    spec = replace(spec, ready=None)
                 result = shellrun.run(command, root, env, workdir, spec, lambda argv, env, workdir, one: self._start(
                     image, base, root, tmp, shared, pinned, None, argv, env, workdir, one))
             else:

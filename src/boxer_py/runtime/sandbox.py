@@ -74,6 +74,21 @@ def out_of_memory(used: int, limit: int | None) -> bool:
     return limit is not None and used + OOM_MARGIN >= limit
 
 
+def _ready(spec: RunSpec, exits: ExitWatch | None, deadline: float | None,
+           started: float) -> tuple[float | None, float]:
+    """Call the run's `ready` (RunSpec.ready); without epochs, the run's clocks (its deadline and
+    duration, which its exit watch keeps too) then start anew. Returns them."""
+    if spec.ready is None:
+        return deadline, started
+    spec.ready()
+    if exits is None:
+        return deadline, started
+    timeout = spec.limits.timeout
+    exits.deadline = None if timeout is None else time.monotonic() + timeout
+    exits.started = time.perf_counter()
+    return exits.deadline, exits.started
+
+
 @dataclass
 class Sandbox:
     """Starts one guest at a time per call (any number of threads at once) on `engines`."""
@@ -236,6 +251,7 @@ class Sandbox:
             start = reactor.entry(store, exports)
         if start is None:
             raise RunError(f"{name}: not a WASI command (no _start) nor a reactor (no run)", 126)
+        deadline, started = _ready(spec, exits, deadline, started)
         if on_start is not None:
             on_start()
         self.deadlines.set(deadline, spec.cancel, interrupts)

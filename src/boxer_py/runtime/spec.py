@@ -157,6 +157,11 @@ class RunSpec:
     stream: bool = False  # also write the guest's output to this process's stdout/stderr as it comes
     output_dir: str | None = "/out"  # files the guest leaves here are returned in RunResult.files
     on_start: Callable[[], None] | None = None  # called right before the guest's first instruction
+    # Called once on the run's thread when all that comes before its guest's first instruction is
+    # done (the layer, the instance, a snapshot restored), or before a shell-form command's first
+    # step; a launcher without epochs starts the run's clocks (timeout, duration) after it. The
+    # run server's spare waits in it for its request (cli/server.py).
+    ready: Callable[[], None] | None = None
     network: Network = Network()  # published ports and allowed hosts; empty: no network at all
     on_listen: Callable[[list[dict[str, object]]], None] | None = None  # told the published ports once bound
     on_refused: Callable[[dict[str, object]], None] | None = None  # told each refused bind/connect as it happens
