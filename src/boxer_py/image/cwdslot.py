@@ -22,6 +22,7 @@ from boxer_py.image.wasmbin import read_sleb, read_uleb, sleb, uleb
 
 # Bumped whenever find_cwd_slot learns to find more, so results cached by an older one are redone.
 FINDER_VERSION = 3
+_BLOCK = 4096   # words
 
 
 def _padded(value: int) -> bytes:
@@ -98,7 +99,14 @@ def find_cwd_slot(wasm: bytes) -> int | None:
     words = array.array("I", bytes(memory))
     if sys.byteorder != "little":
         words.byteswap()
-    pointers = [i * 4 for i, word in enumerate(words) if word in slashes]
+    # The words that hold one of those addresses, in address order: a snapshot's memory is 40 MB
+    # and few of its words do, so a block is looked at word by word only once one of its words
+    # is known (in C) to be such an address.
+    pointers = []
+    for start in range(0, len(words), _BLOCK):
+        block = words[start:start + _BLOCK]
+        if not slashes.isdisjoint(block):
+            pointers += [(start + i) * 4 for i, word in enumerate(block) if word in slashes]
     # A pre-initialised (snapshot) memory also holds pointers into its heap, e.g. at wide
     # strings "/usr..." whose UTF-32 "/" reads as "/\0": a C string "/" is looked for first.
     wide = {a for a in pointers if memory[words[a // 4] + 2:words[a // 4] + 4] == b"\0\0"}
