@@ -58,9 +58,10 @@ def test_the_next_process_makes_the_pages_the_last_one_wrote_its_own_and_they_ke
         return prefault.owned()
 
     ranges = _in_child(run)
-    listed = memoryview(ranges).cast("Q")
-    pages = {(listed[i] + off - base) // prefault.PAGE for i in range(0, len(listed), 2)
-             for off in range(0, listed[i + 1], prefault.PAGE)}
+    listed = memoryview(ranges).cast("Q")  # (device, inode, where, length, advice): the area is anonymous
+    pages = {(listed[i + 2] + off - base) // prefault.PAGE for i in range(0, len(listed), 5)
+             if listed[i + 4] == prefault.POPULATE_WRITE and listed[i] == listed[i + 1] == 0
+             for off in range(0, listed[i + 3], prefault.PAGE)}
     assert set(WRITTEN) <= pages  # and nothing else of the area, which that process only read
     assert not pages & (set(range(PAGES)) - set(WRITTEN))
 
@@ -79,5 +80,59 @@ def test_the_next_process_makes_the_pages_the_last_one_wrote_its_own_and_they_ke
 
 
 def test_a_list_from_elsewhere_touches_nothing_outside_this_processs_private_writable_memory():
-    unmapped = b"".join(x.to_bytes(8, "little") for x in (prefault.PAGE, 16 * prefault.PAGE, 1 << 46, 1 << 20))
+    unmapped = b"".join(x.to_bytes(8, "little") for x in (0, 0, prefault.PAGE, 16 * prefault.PAGE, prefault.POPULATE_WRITE,
+                                                           0, 0, 1 << 46, 1 << 20, prefault.POPULATE_WRITE,
+                                                           7, 7, 0, 1 << 20, prefault.POPULATE_READ,  # no such file
+                                                           0, 0, id(object()), 1 << 20, 0))  # not an advice it gives
     assert prefault.populate(unmapped) == 0
+
+
+def test_pages_of_a_file_are_found_again_where_the_next_process_maps_that_file(tmp_path):
+    """A guest's memory image and its code are mappings of a file that the next process maps at
+    another address: the pages are listed by their place in the file, and made its own (written)
+    or mapped (read) wherever that file is mapped there."""
+    data = tmp_path / "image"
+    data.write_bytes(bytes(range(256)) * (PAGES * prefault.PAGE // 256))
+
+    def mapped() -> tuple[mmap.mmap, int, mmap.mmap, int]:
+        """The file mapped privately writable and read-only, and where each is."""
+        with open(data, "rb") as f:
+            memory = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+            code = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ)
+        inode = str(data.stat().st_ino)
+        at = {}
+        for line in open("/proc/self/maps"):
+            fields = line.split()
+            if len(fields) > 5 and fields[4] == inode:
+                at[fields[1][:2]] = int(fields[0].split("-")[0], 16)
+        return memory, at["rw"], code, at["r-"]
+
+    def run() -> bytes:
+        memory, _, code, _ = mapped()
+        for page in WRITTEN:
+            memory[page * prefault.PAGE] = memory[page * prefault.PAGE]
+            assert code[page * prefault.PAGE + 1] == 1
+        return prefault.owned()
+
+    ranges = _in_child(run)
+
+    def spare() -> bytes:
+        padding = mmap.mmap(-1, 64 * prefault.PAGE)  # so that the file lands elsewhere than in `run`
+        memory, at, code, code_at = mapped()
+        prefault.populate(ranges)
+        made = [_alone(at + page * prefault.PAGE) for page in range(PAGES)]
+        present = [_present(code_at + page * prefault.PAGE) for page in range(PAGES)]
+        same = memory[:] == data.read_bytes()
+        padding.close()
+        return bytes([all(made[p] for p in WRITTEN), any(made[p] for p in range(PAGES) if p not in WRITTEN),
+                      all(present[p] for p in WRITTEN), same])  # (reading maps neighbours too: fault-around)
+
+    assert tuple(_in_child(spare)) == (True, False, True, True)
+
+
+def _present(address: int) -> bool:
+    fd = os.open("/proc/self/pagemap", os.O_RDONLY)
+    try:
+        return bool(int.from_bytes(os.pread(fd, 8, address // prefault.PAGE * 8), "little") >> 63 & 1)
+    finally:
+        os.close(fd)

@@ -7,9 +7,14 @@ the same pages. So a run lists, before it ends, which pages of its writable priv
 present and mapped by it alone (/proc/self/pagemap: its copies, and pages it was first to
 touch), and the spare forked for the next request makes those pages its own while it waits
 (MADV_POPULATE_WRITE: faulted in writable, as if written, without changing a byte), stopping
-as soon as its request comes. Only this process's own memory is read or touched, and only
-mappings that are private and writable: nothing here can change what a run computes. Where
-Linux lacks any of it (before 5.14), a run simply takes its faults.
+as soon as its request comes. The same goes for the pages of read-only file mappings (the
+guest's compiled code, Wasmtime's): a forked process maps them again one fault at a time, so
+the run lists those it has mapped and the spare maps them ahead (MADV_POPULATE_READ). The run
+lists them while its guest's instance still exists, so the guest's own memory (mapped
+copy-on-write from its compiled module) is made ready too, in a spare that made the same
+instance at the same address (ahead.py). Only this process's own memory is read or touched, and
+only private mappings: nothing here can change what a run computes. Where Linux lacks any of it
+(before 5.14), a run simply takes its faults.
 """
 from __future__ import annotations
 
@@ -17,14 +22,16 @@ import bisect
 import ctypes
 import os
 import select
+from dataclasses import dataclass
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 MAX_MAPPING = 256 << 20  # larger mappings (a guest's reserved memory) are not the server's heap
-MAX_RANGES = 1024  # kept of a run's list (16 bytes each), so that it fits the pipe it travels on (server.py)
-POPULATE_WRITE = 23  # MADV_POPULATE_WRITE, Linux 5.14
+MAX_RANGES = 4096  # kept of a run's list (40 bytes each: the pipe it travels on is made big enough, server.py)
+POPULATE_READ, POPULATE_WRITE = 22, 23  # MADV_POPULATE_READ/WRITE, Linux 5.14
 EVERY = 16  # ranges faulted in between two looks at whether the request came
 # The top byte of a pagemap entry: bit 63 "present", bit 56 "exclusively mapped" (Linux 4.2).
 _MINE = bytes(0x31 if b & 0x81 == 0x81 else 0x30 for b in range(256))
+_MAPPED = bytes(0x31 if b & 0x80 else 0x30 for b in range(256))
 
 _madvise = None
 try:
@@ -34,67 +41,96 @@ except (OSError, AttributeError):
     pass
 
 
-def mappings() -> list[tuple[int, int]]:
-    """This process's private writable mappings (start, end), but for very large ones."""
+@dataclass(frozen=True)
+class Mapping:
+    start: int
+    end: int
+    offset: int  # in its file
+    file: tuple[int, int]  # (device, inode); (0, 0) for anonymous memory
+
+
+def mappings(advice: int) -> list[Mapping]:
+    """This process's mappings that `advice` applies to, but for very large ones: the private
+    writable ones (POPULATE_WRITE), or the private read-only ones of a file (POPULATE_READ:
+    code, which a forked process maps anew page by page as it runs it)."""
     out = []
     try:
         with open("/proc/self/maps", "rb") as maps:
             for line in maps:
-                span, perms = line.split(None, 2)[:2]
-                if perms[1:2] == b"w" and perms[3:4] == b"p":
-                    start, end = (int(x, 16) for x in span.split(b"-"))
-                    if end - start <= MAX_MAPPING:
-                        out.append((start, end))
-    except (OSError, ValueError):
+                fields = line.split(None, 5)
+                perms, named = fields[1], len(fields) > 5 and fields[5].startswith(b"/")
+                if perms[3:4] != b"p" or (perms[1:2] == b"w") != (advice == POPULATE_WRITE):
+                    continue
+                if advice == POPULATE_READ and not named:
+                    continue
+                start, end = (int(x, 16) for x in fields[0].split(b"-"))
+                major, minor = (int(x, 16) for x in fields[3].split(b":"))
+                if end - start <= MAX_MAPPING:
+                    out.append(Mapping(start, end, int(fields[2], 16),
+                                       (os.makedev(major, minor), int(fields[4])) if named else (0, 0)))
+    except (OSError, ValueError, IndexError):
         return []
     return out
 
 
 def owned() -> bytes:
-    """The ranges of pages that this process holds alone in its private writable mappings, as
-    (address, length) pairs of 8-byte integers, at most MAX_RANGES of them."""
-    ranges: list[int] = []
+    """What this process made its own, as (device, inode, where, length, advice) records of
+    8-byte integers, at most MAX_RANGES of them: the pages it holds alone in its private
+    writable mappings (POPULATE_WRITE), then the pages of read-only file mappings it has mapped
+    (POPULATE_READ). `where` is the offset in the file of a file's mapping (another process may
+    map it elsewhere, as a guest's memory image is), else the address."""
+    records: list[int] = []
     try:
         fd = os.open("/proc/self/pagemap", os.O_RDONLY)
     except OSError:
         return b""
     try:
-        for start, end in mappings():
-            first = start // PAGE
-            try:
-                entries = os.pread(fd, (end - start) // PAGE * 8, first * 8)
-            except OSError:
-                continue
-            mine = entries[7::8].translate(_MINE)
-            at = mine.find(b"1")
-            while at >= 0 and len(ranges) < 2 * MAX_RANGES:
-                stop = mine.find(b"0", at)
-                stop = len(mine) if stop < 0 else stop
-                ranges += [(first + at) * PAGE, (stop - at) * PAGE]
-                at = mine.find(b"1", stop)
+        for advice, table in ((POPULATE_WRITE, _MINE), (POPULATE_READ, _MAPPED)):
+            for m in mappings(advice):
+                first = m.start // PAGE
+                try:
+                    entries = os.pread(fd, (m.end - m.start) // PAGE * 8, first * 8)
+                except OSError:
+                    continue
+                base = m.offset if m.file != (0, 0) else m.start
+                mine = entries[7::8].translate(table)
+                at = mine.find(b"1")
+                while at >= 0 and len(records) < 5 * MAX_RANGES:
+                    stop = mine.find(b"0", at)
+                    stop = len(mine) if stop < 0 else stop
+                    records += [*m.file, base + at * PAGE, (stop - at) * PAGE, advice]
+                    at = mine.find(b"1", stop)
     finally:
         os.close(fd)
-    return b"".join(x.to_bytes(8, "little") for x in ranges)
+    return b"".join(x.to_bytes(8, "little") for x in records)
 
 
 def populate(ranges: bytes, waiting: int | None = None) -> int:
-    """Make the pages of `ranges` (from `owned` in an earlier run) this process's own, where they
-    lie in its private writable mappings; stop once `waiting` (a descriptor) is readable.
-    Returns how many bytes were faulted in."""
+    """Make the pages of `ranges` (from `owned` in an earlier run) this process's own, as they
+    were there, where they lie in mappings of the same kind and file here; stop once `waiting`
+    (a descriptor) is readable. Returns how many bytes were faulted in."""
     if _madvise is None or not ranges:
         return 0
-    ours = mappings()
-    starts = [low for low, _ in ours]
+    ours: dict[tuple[int, int, int], list[tuple[int, Mapping]]] = {}  # by kind and file: (where it starts, it)
+    for advice in (POPULATE_WRITE, POPULATE_READ):
+        for m in mappings(advice):
+            ours.setdefault((advice, *m.file), []).append((m.offset if m.file != (0, 0) else m.start, m))
+    starts = {key: [where for where, _ in sorted(found, key=lambda x: x[0])] for key, found in ours.items()}
+    for found in ours.values():
+        found.sort(key=lambda x: x[0])
     done = 0
-    pairs = memoryview(ranges).cast("Q")
-    for i in range(0, len(pairs) - 1, 2):
-        if waiting is not None and i % (2 * EVERY) == 0 and select.select([waiting], [], [], 0)[0]:
+    records = memoryview(ranges).cast("Q")
+    for i in range(0, len(records) - 4, 5):
+        if waiting is not None and i % (5 * EVERY) == 0 and select.select([waiting], [], [], 0)[0]:
             break
-        start, end = pairs[i], pairs[i] + pairs[i + 1]
-        at = max(0, bisect.bisect_right(starts, start) - 1)
-        while at < len(ours) and ours[at][0] < end:
-            low, high = max(ours[at][0], start), min(ours[at][1], end)
-            if low < high and _madvise(low, high - low, POPULATE_WRITE) == 0:
+        device, inode, where, length, advice = records[i:i + 5]
+        found = ours.get((advice, device, inode), [])
+        at = max(0, bisect.bisect_right(starts.get((advice, device, inode), []), where) - 1)
+        while at < len(found) and found[at][0] < where + length:
+            first, m = found[at]
+            address = m.start + where - first  # where it is here
+            low, high = max(m.start, address), min(m.end, address + length)
+            if low < high and _madvise(low, high - low, advice) == 0:
                 done += high - low
             at += 1
     return done

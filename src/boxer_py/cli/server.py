@@ -52,6 +52,7 @@ CHECK_EVERY = 2.0
 REQUEST_DEADLINE = 5.0  # seconds a client has to send its whole request (BOXER_SERVER_REQUEST_DEADLINE)
 MAX_PENDING = 64  # requests being read at once; more connections are refused at once
 LOG_LIMIT = 1 << 20
+PIPE_SIZE = 1 << 18  # of the pipe on which a run tells what it loaded and which pages it made its own
 
 
 @dataclass
@@ -306,6 +307,10 @@ class Server:
         """A process forked now that waits for one request (`_hand`), then runs it."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         held, tell = os.pipe()
+        try:
+            fcntl.fcntl(tell, fcntl.F_SETPIPE_SZ, PIPE_SIZE)  # the pages the run lists (prefault.owned)
+        except OSError:
+            pass
         pid = os.fork()
         if pid == 0:
             try:
@@ -418,6 +423,7 @@ class Server:
         except OSError:
             pass
         conn.close()
+        written = prefault.owned()  # while its guest's memory is still there
         self.launcher.workspaces.deferred()  # the layer kept or removed, the store let go
         if self.launcher.baker is not None and self.launcher.baker.busy():
             # A snapshot is being baked (preinit.bake): finish it in this process, which the
@@ -427,9 +433,12 @@ class Server:
                 os.dup2(null, fd)
             self.launcher.baker.wait()
         os.set_blocking(tell, False)
-        try:  # a few keys and paths, and at most 16 KiB of pages: fits the pipe
-            os.write(tell, pickle.dumps((*self.launcher.held(), self.launcher.workspaces.hand_over(),
-                                         self.launcher.images.paths(), prefault.owned())))
+        try:  # a few keys and paths, and the pages (at most 160 KiB) if the pipe takes them
+            told = (*self.launcher.held(), self.launcher.workspaces.hand_over(), self.launcher.images.paths())
+            data = pickle.dumps((*told, written))
+            if len(data) > fcntl.fcntl(tell, fcntl.F_GETPIPE_SZ):
+                data = pickle.dumps((*told, b""))
+            os.write(tell, data)
         except OSError:
             pass
         os.close(tell)
