@@ -73,19 +73,19 @@ def mappings(advice: int) -> list[Mapping]:
     return out
 
 
-def owned() -> bytes:
+def owned(code: bool = True) -> bytes:
     """What this process made its own, as (device, inode, where, length, advice) records of
     8-byte integers, at most MAX_RANGES of them: the pages it holds alone in its private
-    writable mappings (POPULATE_WRITE), then the pages of read-only file mappings it has mapped
-    (POPULATE_READ). `where` is the offset in the file of a file's mapping (another process may
-    map it elsewhere, as a guest's memory image is), else the address."""
+    writable mappings (POPULATE_WRITE), then (with `code`) the pages of read-only file mappings
+    it has mapped (POPULATE_READ). `where` is the offset in the file of a file's mapping
+    (another process may map it elsewhere, as a guest's memory image is), else the address."""
     records: list[int] = []
     try:
         fd = os.open("/proc/self/pagemap", os.O_RDONLY)
     except OSError:
         return b""
     try:
-        for advice, table in ((POPULATE_WRITE, _MINE), (POPULATE_READ, _MAPPED)):
+        for advice, table in ((POPULATE_WRITE, _MINE), (POPULATE_READ, _MAPPED))[:2 if code else 1]:
             for m in mappings(advice):
                 first = m.start // PAGE
                 try:

@@ -202,7 +202,8 @@ class Server:
 
     def _accept(self) -> None:
         """Take a connection (only from this user) and start reading its request; the
-        request is read by _receive as it arrives, never here."""
+        request is read by _receive as it arrives (what came with the connection at once),
+        never waited for here."""
         assert self.listener is not None  # _accept is registered only once listening
         try:
             conn, _ = self.listener.accept()
@@ -222,6 +223,7 @@ class Server:
         pending = _Pending(conn, time.monotonic() + self.request_deadline)
         self.pending[conn.fileno()] = pending
         self.selector.register(conn, selectors.EVENT_READ, ("request", pending))
+        self._receive(pending)  # what a client sends as it connects is there already, most often
 
     def _refuse(self, pending: _Pending, why: str) -> None:
         self.log(f"refused: {why}")
@@ -298,9 +300,14 @@ class Server:
             self._hang_up(run)
 
     def _keep_spare(self) -> None:
-        """Fork the spare for the next request, if none waits and the server takes requests."""
+        """Fork the spare for the next request, if none waits and the server takes requests.
+        Every page of this process is shared with it then, and the next request's handling
+        would copy each it writes: those this process wrote since its last fork are copied
+        now instead (prefault.py)."""
         if self.spare is None and self.listener is not None:
+            written = prefault.owned(code=False)
             self.spare = self._fork()
+            prefault.populate(written)
             self.selector.register(self.spare.pidfd, selectors.EVENT_READ, ("spare", self.spare))
 
     def _fork(self) -> _Spare:
