@@ -9,22 +9,9 @@
 
 Names are imported on first use, so `boxer run` does not pay for the build stack.
 """
-from __future__ import annotations
-
-from boxer_py.errors import (
-    AuthError,
-    BoxerError,
-    BuildError,
-    DockerfileError,
-    ImageError,
-    InvalidReference,
-    RegistryError,
-    RunError,
-    ShellError,
-)
-
-# Not typing's: the `boxer` client imports this package on every command, and typing (with
-# the re, enum and collections it loads) costs more than the rest of a served run's client.
+# The `boxer` client imports this package on every command, before a served run: so no
+# `from __future__` (itself a module to load), no typing (with the re, enum and collections it
+# loads), and not even the errors, which the client never raises.
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # what __getattr__ gives, for type checkers ("X as X": re-exported)
     from typing import Any
@@ -34,6 +21,15 @@ if TYPE_CHECKING:  # what __getattr__ gives, for type checkers ("X as X": re-exp
     from boxer_py.api.build import build as build
     from boxer_py.api.session import Session as Session
     from boxer_py.builder.pipeline import BuildResult as BuildResult
+    from boxer_py.errors import AuthError as AuthError
+    from boxer_py.errors import BoxerError as BoxerError
+    from boxer_py.errors import BuildError as BuildError
+    from boxer_py.errors import DockerfileError as DockerfileError
+    from boxer_py.errors import ImageError as ImageError
+    from boxer_py.errors import InvalidReference as InvalidReference
+    from boxer_py.errors import RegistryError as RegistryError
+    from boxer_py.errors import RunError as RunError
+    from boxer_py.errors import ShellError as ShellError
     from boxer_py.image.imagefile import Image as Image
     from boxer_py.image.imagefile import read as read_image  # noqa: F401 - in __all__ through _LAZY
     from boxer_py.registry.transfer import export_layout as export_layout
@@ -48,6 +44,8 @@ if TYPE_CHECKING:  # what __getattr__ gives, for type checkers ("X as X": re-exp
     from boxer_py.runtime.spec import RunSpec as RunSpec
 
 _LAZY = {
+    **dict.fromkeys(("AuthError", "BoxerError", "BuildError", "DockerfileError", "ImageError", "InvalidReference",
+                     "RegistryError", "RunError", "ShellError"), "errors"),
     "build": "api.build", "BuildResult": "builder.pipeline",
     "Image": "image.imagefile", "read_image": ("image.imagefile", "read"),
     "Launcher": "runtime.launcher", "Limits": "runtime.spec", "Mount": "runtime.spec",
@@ -58,8 +56,7 @@ _LAZY = {
     "export_layout": "registry.transfer", "import_layout": "registry.transfer",
 }
 
-__all__ = ["AuthError", "BoxerError", "BuildError", "DockerfileError", "ImageError", "InvalidReference",
-           "RegistryError", "RunError", "ShellError", *_LAZY]
+__all__ = [*_LAZY]
 
 
 def __dir__() -> list[str]:
@@ -67,7 +64,7 @@ def __dir__() -> list[str]:
     return sorted({*__all__, *(k for k in globals() if k.startswith("__"))})
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> "Any":
     where = _LAZY.get(name)
     if where is None:
         raise AttributeError(f"module 'boxer_py' has no attribute {name!r}")

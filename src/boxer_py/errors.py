@@ -1,5 +1,4 @@
 """One exception hierarchy: every message is what the user sees, on one line."""
-from __future__ import annotations
 
 
 class BoxerError(Exception):

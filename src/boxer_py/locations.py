@@ -1,7 +1,6 @@
 """Where boxer keeps things on this machine. Plain `os` only: the `boxer` entry point
-(client.py) reads these before it decides whether to load anything else."""
-from __future__ import annotations
-
+(client.py) reads these before it decides whether to load anything else (no `from __future__`:
+that is a module to load too)."""
 import os
 import stat
 

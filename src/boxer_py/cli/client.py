@@ -13,8 +13,6 @@ This module is imported on every `boxer` command, so it uses what Python has at 
 C modules `_socket` and `_signal` rather than `socket` and `signal`, whose wrappers build
 enums that cost more to import than the rest of a served run's client side.
 """
-from __future__ import annotations
-
 import _signal as signal
 import _socket as socket
 import os
