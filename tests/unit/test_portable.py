@@ -9,7 +9,7 @@ import os
 import pytest
 import wasmtime
 
-from boxer_py.image import aliaslink, portable, reactorcmd
+from boxer_py.image import aliaslink, portable, reactorcmd, wasmbin
 from boxer_py.image.wasmbin import uleb
 from boxer_py.image.wasmcode import calls_run, rewrite_body
 from boxer_py.image.wasmlink import LinkError
@@ -112,3 +112,19 @@ def test_a_run_that_steps_over_other_calls_maps_the_same_calls():
             body = uleb(len(code)) + code
             assert rewrite_body(body, indices, run=calls_run(set(indices))) == rewrite_body(body, indices)
     assert calls_run(set(range(1000))) is calls_run(set()), "many indices: the common run"
+
+
+def test_one_section_is_what_the_list_of_sections_holds():
+    """wasmbin.section (is_reactor, the push's import and export checks read one section of a
+    100 MB module without copying the others): what dict(sections(...)) gives, the last of two
+    sections of the same id included, and the same errors."""
+    reactor = _wasm(REACTOR)
+    doubled = reactor + b"\x07\x05\x01\x01x\x00\x00"   # a second export section
+    for wasm in (reactor, _wasm(COMMAND), doubled, wasmbin.MAGIC):
+        for sid in range(14):
+            assert wasmbin.section(wasm, sid) == dict(wasmbin.sections(wasm)).get(sid, b"")
+    for bad in (b"\0asm\x02\0\0\0", reactor + b"\x07\x7f"):
+        with pytest.raises(ValueError):
+            wasmbin.section(bad, 7)
+        with pytest.raises(ValueError):
+            wasmbin.sections(bad)

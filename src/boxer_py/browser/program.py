@@ -133,7 +133,7 @@ def browser_program(image: imagefile.Image, where: str) -> Program | None:
         return None  # no default command, or it is missing: the page says so when it is run
     guest, wasm = found.guest, found.data
     try:
-        imports = dict(wasmbin.sections(wasm)).get(wasmbin.IMPORT, b"")
+        imports = wasmbin.section(wasm, wasmbin.IMPORT)
         entries = wasmbin.import_entries(imports)
     except (ValueError, IndexError):
         return None  # not a WebAssembly module: the page refuses it when it is run (126)

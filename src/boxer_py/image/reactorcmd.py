@@ -34,7 +34,7 @@ _VOID_TYPE = b"\x60\x00\x00"                            # () -> ()
 def is_reactor(program: bytes) -> bool:
     """Whether `program` exports `run` and no `_start` (unparsable: False, merge will say why)."""
     try:
-        exports = {bytes(n) for n, kind, _ in wasmbin.export_entries(dict(wasmbin.sections(program)).get(7, b""))
+        exports = {bytes(n) for n, kind, _ in wasmbin.export_entries(wasmbin.section(program, 7))
                    if kind == 0}
     except (ValueError, IndexError):
         return False

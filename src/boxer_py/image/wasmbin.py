@@ -74,6 +74,22 @@ def sections(wasm: bytes) -> list[tuple[int, bytes]]:
     return found
 
 
+def section(wasm: bytes, sid: int) -> bytes:
+    """The payload of the section `sid` (the last one, as `dict(sections(wasm))` has it; b""
+    when there is none), copying nothing else of a large module; ValueError as `sections`."""
+    if wasm[:8] != MAGIC:
+        raise ValueError("not a WebAssembly 1.0 module")
+    pos, found = 8, (0, 0)
+    while pos < len(wasm):
+        size, start = read_uleb(wasm, pos + 1)
+        if start + size > len(wasm):
+            raise ValueError("a section runs past the end of the module")
+        if wasm[pos] == sid:
+            found = (start, start + size)
+        pos = start + size
+    return wasm[found[0]:found[1]]
+
+
 def custom_name(payload: bytes) -> str | None:
     """The name a custom section's payload starts with; None when it is not a UTF-8 name that
     fits in the payload."""

@@ -155,7 +155,7 @@ def foreign_import(wasm: bytes) -> str:
     """The first import that is not WASI preview 1 ("module.name"), or "" (also for a module
     boxer cannot parse: the runtime will say what is wrong with it)."""
     try:
-        entries = wasmbin.import_entries(dict(wasmbin.sections(wasm)).get(wasmbin.IMPORT, b""))
+        entries = wasmbin.import_entries(wasmbin.section(wasm, wasmbin.IMPORT))
     except (ValueError, IndexError):
         return ""
     return next((f"{module}.{name}"[:200] for module, name, _ in entries if module != "wasi_snapshot_preview1"), "")
@@ -167,7 +167,7 @@ def _reactor(wasm: bytes) -> str:
     module boxer cannot parse: the runtime will say what is wrong). runwasi's shims refuse a
     module without `_start`; `wasmtime run` calls its `_initialize`, if any, and exits 0."""
     try:
-        exports = wasmbin.export_entries(dict(wasmbin.sections(wasm)).get(wasmbin.EXPORT, b""))
+        exports = wasmbin.export_entries(wasmbin.section(wasm, wasmbin.EXPORT))
     except (ValueError, IndexError):
         return ""
     functions = {label for label, kind, _ in exports if kind == 0}

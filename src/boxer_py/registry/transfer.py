@@ -5,8 +5,8 @@ atomic rename), so a failure anywhere leaves nothing behind.
 """
 from __future__ import annotations
 
+import hashlib
 import json
-import zlib
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -51,24 +51,33 @@ class Transferred:
 
 class LayerCache:
     """Compressed layers by diff_id, so a push of an image whose base did not change does not
-    gzip it again (level 6 takes seconds for the Python runtime). An entry is used only if it
-    decompresses to the diff_id it is filed under; writes are atomic."""
+    gzip it again (level 6 takes seconds for the Python runtime). An entry records the sha256
+    of its gzip stream, and is used only if its bytes have it (a hash of the compressed bytes,
+    which the push's descriptor needs anyway, instead of decompressing and hashing the layer
+    again); writes are atomic, so a half-written entry is never one."""
+
+    _MAGIC = b"boxer-layer-gz-1\n"
+    _HEAD = len(_MAGIC) + 32
 
     def __init__(self, directory: Path):
         self.directory = directory
 
     def __call__(self, tar: bytes) -> bytes:
-        diff_id = oci.sha256(tar)
-        path = self.directory / f"{diff_id.removeprefix('sha256:')}.tar.gz"
+        name = oci.sha256(tar).removeprefix("sha256:")
+        path = self.directory / f"{name}.layer"
         try:
-            gz = path.read_bytes()
-            if oci.sha256(zlib.decompress(gz, 31)) == diff_id:
+            data = path.read_bytes()
+            gz = data[self._HEAD:]
+            if data[:len(self._MAGIC)] == self._MAGIC and hashlib.sha256(gz).digest() == data[len(self._MAGIC):self._HEAD]:
                 return gz
-        except (OSError, zlib.error):
+        except OSError:
             pass
         gz = oci.gzip_layer(tar)
         try:
-            atomic.write_file(path, gz)
+            with atomic.writing(path) as f:
+                f.write(self._MAGIC + hashlib.sha256(gz).digest())
+                f.write(gz)
+            (self.directory / f"{name}.tar.gz").unlink(missing_ok=True)   # what an older boxer kept
         except OSError:
             pass   # a cache that cannot be written only costs time
         return gz
