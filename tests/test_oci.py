@@ -252,10 +252,13 @@ def test_layer_cache_reuses_and_never_trusts_a_damaged_entry(tmp_path):
     cache = LayerCache(tmp_path / "layers")
     first = cache(tar)
     assert first == oci.gzip_layer(tar)
-    entry = tmp_path / "layers" / (sha256(tar)[7:] + ".tar.gz")
-    assert entry.read_bytes() == first
+    entry = tmp_path / "layers" / (sha256(tar)[7:] + ".layer")
+    whole = entry.read_bytes()
+    assert whole.endswith(first)
     entry.write_bytes(oci.gzip_layer(make_tar({"evil.wasm": b"x"})))   # valid gzip, wrong content
-    assert cache(tar) == first and entry.read_bytes() == first
+    assert cache(tar) == first and entry.read_bytes() == whole
+    entry.write_bytes(whole[:-100] + oci.gzip_layer(make_tar({"evil.wasm": b"x"}))[-100:])   # not what it records
+    assert cache(tar) == first and entry.read_bytes() == whole
     entry.write_bytes(b"garbage")
     assert cache(tar) == first
 

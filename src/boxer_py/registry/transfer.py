@@ -57,10 +57,11 @@ class LayerCache:
     again); writes are atomic, so a half-written entry is never one."""
 
     _MAGIC = b"boxer-layer-gz-1\n"
+    TOLD = 16 << 20   # a layer this large takes a second or more to gzip: `progress` hears of it
     _HEAD = len(_MAGIC) + 32
 
-    def __init__(self, directory: Path):
-        self.directory = directory
+    def __init__(self, directory: Path, progress: Callable[[str], None] = lambda _: None):
+        self.directory, self.progress = directory, progress
 
     def __call__(self, tar: bytes) -> bytes:
         name = oci.sha256(tar).removeprefix("sha256:")
@@ -72,6 +73,8 @@ class LayerCache:
                 return gz
         except OSError:
             pass
+        if len(tar) >= self.TOLD:
+            self.progress(f"Compressing a layer of {len(tar) / 1e6:.0f} MB (once: it is cached for the next push)")
         gz = oci.gzip_layer(tar)
         try:
             with atomic.writing(path) as f:
@@ -134,7 +137,8 @@ def artifact_for(image_path: str | Path, fmt: str, cache_dir: Path | None = None
                  progress: Callable[[str], None] = lambda _: None) -> tuple[oci.Artifact, imagefile.Image]:
     """Read and verify an image file, and convert it to `fmt` ("oci" or "wasm"). The wasm
     format ships the image's standalone module when it can be made (else its warnings say why).
-    `progress` hears what takes long (the first time a program is made for other runtimes)."""
+    `progress` hears what takes long (the first time a program is made for other runtimes or a
+    large layer is gzipped)."""
     if fmt not in oci.FORMATS:
         raise BoxerError(f"unknown format {fmt!r}: use one of {', '.join(oci.FORMATS)}")
     image = imagefile.read(image_path)
@@ -151,7 +155,7 @@ def artifact_for(image_path: str | Path, fmt: str, cache_dir: Path | None = None
         from boxer_py.image.store import default_cache_dir
 
         cache_dir = default_cache_dir()
-    return oci.to_oci_image(image, LayerCache(cache_dir / "layers"), programs=cache_dir / portable.CACHE_NAME,
+    return oci.to_oci_image(image, LayerCache(cache_dir / "layers", progress), programs=cache_dir / portable.CACHE_NAME,
                             progress=progress), image
 
 
