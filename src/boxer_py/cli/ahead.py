@@ -83,7 +83,7 @@ def run(predicted: bytes, handoff: socket.socket, written: bytes, workspaces: Wo
     def ready() -> None:
         sys.stdout.flush()
         sys.stderr.flush()
-        prefault.populate(written, handoff.fileno())  # now also the guest's memory, mapped since
+        prefault.populate(written, handoff.fileno(), files_only=True)  # the guest's memory, mapped since
         got.append(read_request(handoff))
         data, fds = got[0]
         if not data and not fds:

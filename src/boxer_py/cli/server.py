@@ -300,14 +300,9 @@ class Server:
             self._hang_up(run)
 
     def _keep_spare(self) -> None:
-        """Fork the spare for the next request, if none waits and the server takes requests.
-        Every page of this process is shared with it then, and the next request's handling
-        would copy each it writes: those this process wrote since its last fork are copied
-        now instead (prefault.py)."""
+        """Fork the spare for the next request, if none waits and the server takes requests."""
         if self.spare is None and self.listener is not None:
-            written = prefault.owned(code=False)
             self.spare = self._fork()
-            prefault.populate(written)
             self.selector.register(self.spare.pidfd, selectors.EVENT_READ, ("spare", self.spare))
 
     def _fork(self) -> _Spare:
@@ -440,7 +435,7 @@ class Server:
                 os.dup2(null, fd)
             self.launcher.baker.wait()
         os.set_blocking(tell, False)
-        try:  # a few keys and paths, and the pages (at most 160 KiB) if the pipe takes them
+        try:  # a few keys and paths, and the pages (at most 128 KiB) if the pipe takes them
             told = (*self.launcher.held(), self.launcher.workspaces.hand_over(), self.launcher.images.paths())
             data = pickle.dumps((*told, written))
             if len(data) > fcntl.fcntl(tell, fcntl.F_GETPIPE_SZ):
