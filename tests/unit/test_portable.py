@@ -128,3 +128,15 @@ def test_one_section_is_what_the_list_of_sections_holds():
             wasmbin.section(bad, 7)
         with pytest.raises(ValueError):
             wasmbin.sections(bad)
+
+
+def test_system_df_lists_the_programs_and_only_prune_all_removes_them(tmp_path):
+    from boxer_py.image.cache import prune_system, usage
+
+    reactor = _wasm(REACTOR)
+    made = portable.command(reactor, ALIASES, tmp_path / portable.CACHE_NAME)
+    assert usage(tmp_path)["programs"] > len(made)
+    prune_system(tmp_path)
+    assert usage(tmp_path)["programs"] > len(made), "kept with the compiled modules"
+    assert prune_system(tmp_path, everything=True).freed > len(made)
+    assert usage(tmp_path)["programs"] == 0
