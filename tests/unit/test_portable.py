@@ -10,6 +10,7 @@ import pytest
 import wasmtime
 
 from boxer_py.image import aliaslink, portable, reactorcmd, wasmbin
+from boxer_py.image.cwdslot import find_cwd_slot
 from boxer_py.image.wasmbin import uleb
 from boxer_py.image.wasmcode import calls_run, rewrite_body
 from boxer_py.image.wasmlink import LinkError
@@ -89,6 +90,8 @@ def test_the_result_is_cached_and_a_damaged_entry_is_made_again(tmp_path):
         assert portable.command(reactor, ALIASES, tmp_path, lambda: made.append(4)) == first
         assert entry.read_bytes() == bytes(data), "made again and written whole"
     assert made == [1, 3, 4, 4, 4]
+    kept = portable.made(reactor, ALIASES, tmp_path)
+    assert kept == portable.Made(first, find_cwd_slot(first)) and made == [1, 3, 4, 4, 4], "with its cwd slot"
 
 
 def test_a_cache_that_cannot_be_written_only_costs_time(tmp_path):

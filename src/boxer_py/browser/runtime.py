@@ -148,24 +148,26 @@ def for_browser(program: bytes, preinit: Preinit | None = None, layer: str | Non
     prelude: tuple[str, ...] = ()
     try:
         if reactorcmd.is_reactor(program):
-            data = strip(self_contained(program, aliases, where))
+            command = self_contained(program, aliases, where)
+            data, slot = strip(command.data), command.cwd_slot   # stripping moves no address
             prelude = tuple(pyprelude.runtime_words())
             preinit = None
         else:
             data = preinit.module if preinit is not None else strip(program)
+            slot = cwdslot.find_cwd_slot(data)
     except (ValueError, IndexError):
         return None
     digest = hashlib.sha256(data).hexdigest()
     source = f"{layer}:{offset}:{len(program)}" if layer is not None and offset is not None else None
     return Runtime("sha256:" + hashlib.sha256(program).hexdigest(), f"runtime-{digest}.wasm", data,
-                   cwdslot.find_cwd_slot(data), preinit, source, prelude)
+                   slot, preinit, source, prelude)
 
 
-def self_contained(program: bytes, aliases: tuple[tuple[str, str], ...], where: str) -> bytes:
+def self_contained(program: bytes, aliases: tuple[tuple[str, str], ...], where: str) -> portable.Made:
     """The reactor `program` as a WASI command that imports nothing else, resolving `aliases`
     itself (the program a push ships, from the same cache: image/portable.py); BoxerError (one
     line) when that cannot be done (a crafted module)."""
     try:
-        return portable.command(program, aliases, portable.default_cache())
+        return portable.made(program, aliases, portable.default_cache())
     except (ValueError, IndexError, KeyError) as e:
         raise BoxerError(f"{where}: the page cannot run it ({str(e)[:200] or type(e).__name__})") from None

@@ -10,26 +10,31 @@ are those of `reactorcmd.self_contained` followed by `aliaslink.with_aliases`.
 That is seconds of CPU for the 100 MB CPython, and the same inputs always give the same bytes,
 so the result is kept in the cache directory (`programs/`, listed by `boxer system df`, removed
 by `boxer system prune -a`), named by the sha256 of what it is made of (this code's version,
-the program, the shim and the alias table) and holding the sha256 of its own bytes, which is
-checked at every use: a damaged or half-written entry is made again, never used. Entries are
+the program, the shim and the alias table) and holding, with where the program keeps wasi-libc's
+working directory (found once, when it is made), the sha256 of its own bytes, which is checked
+at every use: a damaged or half-written entry is made again, never used. Entries are
 written atomically (image/atomic.py).
 """
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from boxer_py import locations
 from boxer_py.image import aliaslink, reactorcmd
 from boxer_py.image.atomic import writing
+from boxer_py.image.cwdslot import find_cwd_slot
 from boxer_py.image.wasmlink import merge_module, parse
 
 # Bumped whenever what `command` makes for the same inputs changes, so older entries are not used.
-VERSION = 1
+VERSION = 2
 CACHE_NAME = "programs"   # in the cache directory
-_MAGIC = b"boxer-program-1\n"
+_MAGIC = b"boxer-program-2\n"
 _DIGEST = 32
+_SLOT = struct.Struct("<q")   # the program's cwd slot, -1 for none
 
 
 def default_cache() -> Path:
@@ -37,8 +42,23 @@ def default_cache() -> Path:
     return Path(locations.cache_dir()) / CACHE_NAME
 
 
+@dataclass(frozen=True)
+class Made:
+    """A program made by `made`, and where it keeps wasi-libc's working directory
+    (`cwdslot.find_cwd_slot` of it, found once with it: what starting it in WORKDIR and the
+    page need; stripping its custom sections moves no address)."""
+    data: bytes
+    cwd_slot: int | None
+
+
 def command(program: bytes, aliases: Sequence[tuple[str, str]] = (), cache: Path | None = None,
             making: Callable[[], None] | None = None) -> bytes:
+    """`made(...).data`."""
+    return made(program, aliases, cache, making).data
+
+
+def made(program: bytes, aliases: Sequence[tuple[str, str]] = (), cache: Path | None = None,
+         making: Callable[[], None] | None = None) -> Made:
     """`program` as a runtime outside boxer runs it: a reactor made a self-contained command
     (`reactorcmd.self_contained`), showing `aliases` (`aliaslink.with_aliases`) when there are
     any, in one merge. A program that is neither a reactor nor has aliases is returned as it is.
@@ -47,7 +67,7 @@ def command(program: bytes, aliases: Sequence[tuple[str, str]] = (), cache: Path
     crafted module: the message says why); nothing is cached then."""
     reactor = reactorcmd.is_reactor(program)
     if not reactor and not aliases:
-        return program
+        return Made(program, find_cwd_slot(program))
     table = aliaslink.table(list(aliases)) if aliases else b""
     shim = aliaslink.shim() if aliases else b""
     key = hashlib.sha256(b"\0".join([str(VERSION).encode(), b"reactor" if reactor else b"command",
@@ -65,26 +85,29 @@ def command(program: bytes, aliases: Sequence[tuple[str, str]] = (), cache: Path
         out = merge_module(module, shim, table, pending=pending) if aliases else reactorcmd.self_contained(program)
     else:
         out = merge_module(parse(program), shim, table)
+    result = Made(out, find_cwd_slot(out))
     if path is not None:
         try:
             with writing(path, 0o644) as f:
-                f.write(_MAGIC + hashlib.sha256(out).digest())
+                slot = _SLOT.pack(-1 if result.cwd_slot is None else result.cwd_slot)
+                f.write(_MAGIC + hashlib.sha256(slot + out).digest() + slot)
                 f.write(out)
         except OSError:
             pass   # a cache that cannot be written only costs time
-    return out
+    return result
 
 
-def _read(path: Path) -> bytes | None:
-    """The entry's program, if it is whole: its recorded sha256 matches its bytes."""
+def _read(path: Path) -> Made | None:
+    """The entry's program and slot, if it is whole: its recorded sha256 matches its bytes."""
     try:
         data = path.read_bytes()
     except OSError:
         return None
     head = len(_MAGIC) + _DIGEST
-    if len(data) < head or not data.startswith(_MAGIC):
+    if len(data) < head + _SLOT.size or not data.startswith(_MAGIC):
         return None
     body = memoryview(data)[head:]
     if hashlib.sha256(body).digest() != data[len(_MAGIC):head]:
         return None
-    return bytes(body)
+    slot = _SLOT.unpack_from(body)[0]
+    return Made(bytes(body[_SLOT.size:]), None if slot < 0 else slot)

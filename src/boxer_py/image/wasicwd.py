@@ -56,15 +56,20 @@ def _setter(directory: bytes, slot: int, start: int) -> bytes:
     return uleb(len(code)) + code
 
 
-def starting_in(wasm: bytes, directory: str) -> bytes | None:
+UNKNOWN = -1
+
+
+def starting_in(wasm: bytes, directory: str, slot: int | None = UNKNOWN) -> bytes | None:
     """A copy of the command module `wasm` whose `_start` first points wasi-libc's working
     directory at `directory` (an absolute guest path), so it starts there under any WASI
     runtime; None if that cannot be done (no `_start`, no cwd global to be found, a malformed
-    module: it comes from an image, so never a traceback). Same input, same bytes."""
+    module: it comes from an image, so never a traceback). Same input, same bytes. `slot`:
+    `find_cwd_slot(wasm)` when the caller has it already (image/portable.py keeps it)."""
     path = directory.encode()
     if not directory.startswith("/") or len(path) >= PAGE:
         return None
-    slot = find_cwd_slot(wasm)
+    if slot == UNKNOWN:
+        slot = find_cwd_slot(wasm)
     if slot is None:
         return None
     try:

