@@ -13,16 +13,14 @@ boxer_tests.default_work). A mirror that cannot be reached fails the test, with 
 machine (on PATH or pyenv's), when there is one."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-TOOLCHAIN = Path(__file__).resolve().parent.parent / "toolchain" / "cpython"
+import toolchainscripts
 
 # Tests passed (run - failures - errors - skipped) when recorded, per base and module: modules
 # that run in seconds, and those of boxer's pwd and grp stand-ins. 3.12's are other ones: its
@@ -61,18 +59,6 @@ KNOWN_BY_VERSION = {"3.9": {
 }}
 
 
-def _boxer_tests():
-    spec = importlib.util.spec_from_file_location("boxer_tests", TOOLCHAIN / "boxer_tests.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    finally:  # it puts its own directory first, to import build.py and verify.py beside it
-        if str(TOOLCHAIN) in sys.path:
-            sys.path.remove(str(TOOLCHAIN))
-    return module
-
-
 def _test_package(bt, version: str) -> Path:
     if version in bt.VERSIONS:
         return bt.fetch_tests(version, bt.default_work())
@@ -91,7 +77,7 @@ def _test_package(bt, version: str) -> Path:
 
 @pytest.mark.parametrize("version", sorted(FLOORS))
 def test_cpythons_own_tests_pass_in_the_guest_but_for_known_limits(version, cache_dir):
-    bt = _boxer_tests()
+    bt = toolchainscripts.load("boxer_tests")
     lib = _test_package(bt, version)
     results = bt.run_tests(version, lib, sorted(FLOORS[version]), cache_dir, timeout=900)
     for module, floor in FLOORS[version].items():

@@ -3,25 +3,15 @@ tests/test_cpython_suite.py): the Debian mirror is the one the system's apt sour
 mirror that cannot be reached fails with one line saying which file and why, not a traceback."""
 from __future__ import annotations
 
-import importlib.util
 import shutil
-from pathlib import Path
 
 import pytest
 
-TOOLCHAIN = Path(__file__).resolve().parents[2] / "toolchain" / "cpython"
-
-
-def _build():
-    spec = importlib.util.spec_from_file_location("cpython_build", TOOLCHAIN / "build.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+import toolchainscripts
 
 
 def test_the_mirror_is_the_one_the_system_names_not_security_nor_another_archive(tmp_path):
-    build = _build()
+    build = toolchainscripts.load("build")
     listed = tmp_path / "sources.list"
     listed.write_text("# deb http://old.example/debian bookworm main\n"
                       "deb [arch=amd64] https://packages.example/apt cloud-sdk main\n"
@@ -40,7 +30,7 @@ def test_the_mirror_is_the_one_the_system_names_not_security_nor_another_archive
 
 @pytest.mark.skipif(shutil.which("apt-get") is None, reason="a Debian host's apt")
 def test_an_unreachable_mirror_fails_in_one_line_and_leaves_no_file(tmp_path):
-    build = _build()
+    build = toolchainscripts.load("build")
     item = {"package": "zlib", "suite": "trixie", "file": "zlib_1.3.dfsg+really1.3.1.orig.tar.gz",
             "sha256": "0" * 64}
     with pytest.raises(SystemExit) as failed:

@@ -3,19 +3,9 @@ value marshalled while other references to its parts exist or not gives the same
 what a back-reference uses keeps its flag, renumbered as the reader counts."""
 from __future__ import annotations
 
-import importlib.util
 import marshal
-from pathlib import Path
 
-TOOLCHAIN = Path(__file__).resolve().parents[2] / "toolchain" / "cpython"
-
-
-def _pack_stdlib():
-    spec = importlib.util.spec_from_file_location("pack_stdlib", TOOLCHAIN / "pack_stdlib.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+import toolchainscripts
 
 
 def _value(shared: str, alone: str) -> tuple:
@@ -23,7 +13,7 @@ def _value(shared: str, alone: str) -> tuple:
 
 
 def test_the_bytes_do_not_depend_on_references_held_outside_the_value():
-    pack = _pack_stdlib()
+    pack = toolchainscripts.load("pack_stdlib")
     shared, alone = "".join(["sha", "red"]), "".join(["alo", "ne"])  # made at run time: not interned constants
     held = marshal.dumps(_value(shared, alone))          # `alone` is held here too: marshal flags it
     value = _value("".join(["sha", "red"]), "".join(["alo", "ne"]))
@@ -36,7 +26,7 @@ def test_the_bytes_do_not_depend_on_references_held_outside_the_value():
 
 
 def test_a_back_reference_keeps_its_target_and_is_renumbered():
-    pack = _pack_stdlib()
+    pack = toolchainscripts.load("pack_stdlib")
     first, second = "".join(["fi", "rst"]), "".join(["sec", "ond"])
     data = marshal.dumps((first, first, "".join(["un", "used"]), second, second, first))
     stable = pack.stable_marshal(data)
