@@ -68,6 +68,18 @@ def cache_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _no_default_cache_of_the_user(tmp_path_factory):
+    """What runs with the default cache directory (an in-process push, the page's programs) uses
+    one of the session's, never the user's ~/.cache/boxer; a test or a run that names one keeps it."""
+    if "BOXER_CACHE_DIR" in os.environ:
+        yield
+        return
+    os.environ["BOXER_CACHE_DIR"] = str(tmp_path_factory.mktemp("default-cache"))
+    yield
+    del os.environ["BOXER_CACHE_DIR"]
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _no_deep_trees_left(tmp_path_factory):
     """Whatever a test left under the session's temp dir goes the same way at the end."""
     yield
