@@ -328,10 +328,47 @@ def test_a_run_made_ready_ahead_serves_only_the_very_same_request(served, tmp_pa
     assert [run(here) for _ in range(3)] == [(0, "Hello /app\n", "")] * 3
     assert served.log().count(" was ready ahead") - ahead == 2
     os.replace(shutil.copy(other / "other.wasm", here / "new.wasm"), here / "image.wasm")
-    assert run(here) == (0, "Other /srv\n", "")
+    code = "import os; print(os.environ['GREETING'], os.getcwd(), 'again')"  # nor for another command
+    assert run(here) == (0, "Other /srv again\n", "")
     shutil.copy(other / "other.wasm", there / "image.wasm")
-    assert run(there) == (0, "Other /srv\n", "")
+    assert run(there) == (0, "Other /srv again\n", "")
     assert served.log().count(" was ready ahead") - ahead == 2
+
+
+def test_a_run_made_ready_ahead_serves_another_command_only_as_a_run_from_scratch_would(served, tmp_path):
+    """A request whose command differs from the one made ready ahead in its arguments alone (the
+    same image, program, directory, umask and environment) takes over that run's writable layer
+    and what was found for it, but its guest is made anew for its own arguments: it sees them
+    alone, and nothing of the request the run was made ready for (nor of the run before, which
+    wrote a file). A request from another environment (the client's, which boxer reads and the
+    guest never sees) runs from its start. Each result is the one the CLI gives when it runs the
+    command itself."""
+    served.start()
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(served.image, work / "img.wasm")
+    first = ["python", "-c", "import sys; open('/tmp/from-first', 'w').write(str(sys.argv)); print('first')",
+             "FIRST-ARGUMENT"]
+    probe = ["python", "-c", "import os, sys; print(sys.argv, sys.orig_argv, os.environ.get('SECRET'), os.getcwd(), "
+             "os.path.exists('/tmp/from-first'), sorted(k for k in globals() if not k.startswith('__')))", "mine"]
+
+    def run(command: list[str], secret: str, how: bool = True) -> tuple[int, str, str]:
+        r = served("run", "img.wasm", *command, cwd=work, served=how, env={"SECRET": secret})
+        if how:
+            assert _wait_for(lambda: len(re.findall(r" run \d+ exit ", served.log())) == len(served.served_runs()))
+            time.sleep(1)  # the next one made ready meanwhile, for this request
+        return r.returncode, r.stdout, r.stderr
+
+    assert run(first, "a") == (0, "first\n", "")
+    before = served.log().count(" was ready ahead for another command")
+    mine = run(probe, "a")  # made ready for `first`, with SECRET=a: this request's command instead
+    assert served.log().count(" was ready ahead for another command") == before + 1, served.log()
+    assert mine == run(probe, "a", how=False)
+    assert mine[1].startswith("['-c', 'mine'] ") and mine[1].endswith(" None /app False ['os', 'sys']\n"), mine
+    assert "FIRST-ARGUMENT" not in mine[1] and "print('first')" not in mine[1]
+    theirs = run(probe, "b")  # the client's environment differs (which boxer reads, not the guest): from its start
+    assert served.log().count(" was ready ahead for another command") == before + 1, served.log()
+    assert theirs == run(probe, "b", how=False) == mine
 
 
 def test_a_served_tty_run_follows_a_resize(served):

@@ -7,7 +7,12 @@ writable layer taken and sealed, the program's instance made, its snapshot resto
 Ctrl-C words found), and there waits for its own request. The same request (every byte of it:
 arguments, directory, umask, environment), for an image that is still the file it found, with
 nothing printed meanwhile, takes that run over: the client's stdio become the process's and
-its guest starts. Nothing of the guest ran before. Anything else (another request, a changed
+its guest starts. Nothing of the guest ran before. A request that differs in the command's
+arguments alone (the same image, program word, directory, umask and environment: `python -c`
+with other code) takes over its writable layer, which no guest ran in, and everything the
+launcher found that does not depend on the command; its command is planned anew and its guest
+gets an instance of its own, made for its arguments alone (RunSpec.ready returns the command),
+as in a run from scratch. Anything else (another request, a changed
 image, a run that failed or printed before its request, an image it would pull) is unwound
 before its guest starts, its layer kept for the real run, which runs as any other.
 
@@ -26,6 +31,7 @@ from collections.abc import Callable
 
 from boxer_py.cli import client, prefault
 from boxer_py.errors import BoxerError
+from boxer_py.runtime.spec import Ready
 from boxer_py.runtime.workspace import Workspaces
 
 
@@ -42,6 +48,23 @@ def found(image: str) -> tuple[str, list[int]]:
     return os.path.realpath(path), [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
+def another(predicted: tuple[str, str, int, list[str], dict[bytes, bytes]], data: bytes) -> tuple[str, ...] | None:
+    """The command of request `data` (a length, then client.encode's fields) if it differs from
+    the `predicted` one's fields (client.decode's) in the command's arguments alone: the same
+    key, directory, umask, environment, image and first word of the command (its program, and
+    all that the CLI's report names of it). None for any other request."""
+    try:
+        if len(data) != 4 + int.from_bytes(data[:4], "big"):
+            return None
+        key, cwd, umask, args, env = client.decode(data[4:])
+    except ValueError:
+        return None
+    same = (key, cwd, umask, env) == (predicted[0], predicted[1], predicted[2], predicted[4])
+    if not same or len(predicted[3]) < 3 or args[:3] != predicted[3][:3]:
+        return None
+    return tuple(args[2:])
+
+
 def read_request(handoff: socket.socket) -> tuple[bytes, list[int]]:
     """The request the server hands over (nothing once it let this spare go), and its descriptors."""
     data, fds, _, _ = socket.recv_fds(handoff, client.MAX_REQUEST + 4, 4)
@@ -55,14 +78,16 @@ def read_request(handoff: socket.socket) -> tuple[bytes, list[int]]:
 
 
 def run(predicted: bytes, handoff: socket.socket, written: bytes, workspaces: Workspaces,
-        main: Callable[[list[str], Callable[[int], None], Callable[[], None]], object],
+        main: Callable[[list[str], Callable[[int], None], Ready], object],
         report: Callable[[socket.socket, int], None]) -> tuple[bytes, list[int]] | None:
     """Make the run of `predicted` ready and wait for the request on `handoff`: if it is the same,
-    run it on (`main(args, report, ready)`, the CLI's; this never returns). Otherwise return the
+    or differs in its command's arguments alone (another()), run it on (`main(args, report,
+    ready)`, the CLI's; `ready` returns that command; this never returns). Otherwise return the
     request read (None if none was, or if the run could not be made ready), to be run as any
     other. `written`: the pages the last run made its own (prefault.py), made this run's too
     once its guest's memory is mapped; `report(conn, code)` tells the client the exit code."""
-    _, cwd, umask, args, env = client.decode(predicted[4:])
+    fields = client.decode(predicted[4:])
+    _, cwd, umask, args, env = fields
     try:
         os.chdir(cwd)
         image = found(args[1])
@@ -80,7 +105,7 @@ def run(predicted: bytes, handoff: socket.socket, written: bytes, workspaces: Wo
     got: list[tuple[bytes, list[int]]] = []
     taken: list[socket.socket] = []
 
-    def ready() -> None:
+    def ready() -> tuple[str, ...] | None:
         sys.stdout.flush()
         sys.stderr.flush()
         prefault.populate(written, handoff.fileno(), files_only=True)  # the guest's memory, mapped since
@@ -88,7 +113,8 @@ def run(predicted: bytes, handoff: socket.socket, written: bytes, workspaces: Wo
         data, fds = got[0]
         if not data and not fds:
             os._exit(0)  # let go: nothing was run (its layer is swept with this process)
-        if len(fds) != 4 or data != predicted or os.fstat(quiet).st_size:
+        command = None if data == predicted else another(fields, data)
+        if len(fds) != 4 or (data != predicted and command is None) or os.fstat(quiet).st_size:
             raise Unforeseen
         os.chdir(cwd)  # the same path may name another directory by now
         if found(args[1]) != image:
@@ -103,8 +129,10 @@ def run(predicted: bytes, handoff: socket.socket, written: bytes, workspaces: Wo
         taken.append(socket.socket(fileno=fds[0]))
         taken[0].settimeout(None)
         signal.pthread_sigmask(signal.SIG_SETMASK, held)  # what the client relayed meanwhile comes now
-        os.write(log, f"{time.strftime('%H:%M:%S')} run {os.getpid()} was ready ahead\n".encode())
+        os.write(log, f"{time.strftime('%H:%M:%S')} run {os.getpid()} was ready ahead"
+                      f"{'' if command is None else ' for another command'}\n".encode())
         os.close(log)
+        return command
 
     def told(code: int) -> None:
         if not taken:

@@ -16,11 +16,12 @@ from boxer_py.errors import BoxerError, RunError
 
 if TYPE_CHECKING:
     from boxer_py.runtime.launcher import Launcher
+    from boxer_py.runtime.spec import Ready
 
 
 def main(args: list[str] | None = None, launcher: Launcher | None = None,
          report: Callable[[int], None] | None = None, run_defaults: dict[str, Any] | None = None,
-         ready: Callable[[], None] | None = None) -> NoReturn:
+         ready: Ready | None = None) -> NoReturn:
     """The `boxer` command (`args` defaults to sys.argv[1:]). The run server (server.py)
     passes its warm `launcher`, and `report`, told the exit code once the output is out
     and before exit handlers tidy up, and `run_defaults` (run.run_defaults()), with which a
@@ -55,7 +56,7 @@ def _flush() -> None:
             pass
 
 def _dispatch(args: list[str] | None, launcher: Launcher | None, run_defaults: dict[str, Any] | None = None,
-              ready: Callable[[], None] | None = None) -> int:
+              ready: Ready | None = None) -> int:
     try:
         params = None if args is None or run_defaults is None else run.plain(args, run_defaults)
         if params is not None:  # as click would invoke it, in the contexts it would make

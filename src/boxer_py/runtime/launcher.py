@@ -42,10 +42,18 @@ from boxer_py.runtime.preinit.bake import Baker
 from boxer_py.runtime.preinit.snapshot import Snapshot
 from boxer_py.runtime.programs import ModuleKey, Programs
 from boxer_py.runtime.sandbox import Exports, Resume, Sandbox
-from boxer_py.runtime.spec import TIMEOUT_EXIT_CODE, Limits, Mount, RunResult, RunSpec
+from boxer_py.runtime.spec import TIMEOUT_EXIT_CODE, Limits, Mount, Ready, RunResult, RunSpec
 from boxer_py.runtime.wasi import clock as wasiclock
 from boxer_py.runtime.wasi import readonly
 from boxer_py.runtime.workspace import Workspaces, sweep_dead
+
+
+class _Another(Exception):
+    """RunSpec.ready returned another command (see Launcher._ready)."""
+
+    def __init__(self, command: tuple[str, ...]):
+        super().__init__()
+        self.command = command
 
 
 class Launcher:
@@ -148,14 +156,24 @@ class Launcher:
             pinned = [c.pinned() for c in copies]
             if spec.on_stop is not None:  # stopped from outside: hand back what a finished run does
                 spec = replace(spec, on_stop=functools.partial(self._stopped, spec.on_stop, spec, tmp, copies))
-            if isinstance(command, str):  # each program the shell starts: in this container, one after another
-                if spec.ready is not None:
-                    spec.ready()
-                    spec = replace(spec, ready=None)
-                result = shellrun.run(command, root, env, workdir, spec, lambda argv, env, workdir, one: self._start(
-                    image, base, root, tmp, shared, pinned, None, argv, env, workdir, one))
-            else:
-                result = self._start(image, base, root, tmp, shared, pinned, window, command, env, workdir, spec)
+            if spec.ready is not None:
+                spec = replace(spec, ready=functools.partial(self._ready, spec.ready))
+            while True:
+                try:
+                    if isinstance(command, str):  # each program the shell starts: in this container, one after another
+                        if spec.ready is not None:
+                            spec.ready()
+                            spec = replace(spec, ready=None)
+                        result = shellrun.run(command, root, env, workdir, spec, lambda argv, env, workdir, one:
+                                              self._start(image, base, root, tmp, shared, pinned, None, argv, env,
+                                                          workdir, one))
+                    else:
+                        result = self._start(image, base, root, tmp, shared, pinned, window, command, env, workdir,
+                                             spec)
+                    break
+                except _Another as another:  # before any guest ran: that command, in this layer (spec.ready)
+                    spec = replace(spec, command=another.command, ready=None)
+                    command = self._plan(image, base, resolve_argv(image, spec), env, workdir)
             return self._finish(result, spec, root, copies)
         finally:
             for copy in copies:
@@ -191,6 +209,14 @@ class Launcher:
                              if x is not None)
                 result.files, result.files_truncated = collect(out_dir, spec.output_dir, budget)
         return result
+
+    @staticmethod
+    def _ready(ready: Ready) -> None:
+        """RunSpec.ready, called right before the guest's first instruction: if it returns another
+        command, _Another takes that to run(), where it runs in the same layer (no guest ran)."""
+        command = ready()
+        if command is not None:
+            raise _Another(command)
 
     def _stopped(self, report: Callable[[RunResult], None], spec: RunSpec, layer: Path,
                  copies: list[mounts.FileMount], result: RunResult) -> None:

@@ -74,13 +74,18 @@ def out_of_memory(used: int, limit: int | None) -> bool:
     return limit is not None and used + OOM_MARGIN >= limit
 
 
-def _ready(spec: RunSpec, exits: ExitWatch | None, deadline: float | None,
-           started: float) -> tuple[float | None, float]:
+def _ready(spec: RunSpec, exits: ExitWatch | None, deadline: float | None, started: float,
+           read_only: readonly.ReadOnlyCalls) -> tuple[float | None, float]:
     """Call the run's `ready` (RunSpec.ready); without epochs, the run's clocks (its deadline and
-    duration, which its exit watch keeps too) then start anew. Returns them."""
+    duration, which its exit watch keeps too) then start anew. Returns them. If it raises, no
+    guest ran (a run made ready ahead, cli/ahead.py): the run's read-only guard is let go."""
     if spec.ready is None:
         return deadline, started
-    spec.ready()
+    try:
+        spec.ready()  # (the launcher's, which turns another command into an exception: Launcher._ready)
+    except BaseException:
+        read_only.detach()
+        raise
     if exits is None:
         return deadline, started
     timeout = spec.limits.timeout
@@ -167,8 +172,8 @@ class Sandbox:
         finally:
             if net is not None:
                 self.engines.get(loaded.stack).networking.finish(net)
-        if self.release is not None and store:
-            self.release(store.pop())
+            if self.release is not None and store:  # also a run whose `ready` raised (cli/ahead.py)
+                self.release(store.pop())
         if net is not None:
             result.network = net.summary()
         self._output(result, stdout, stderr)
@@ -251,7 +256,7 @@ class Sandbox:
             start = reactor.entry(store, exports)
         if start is None:
             raise RunError(f"{name}: not a WASI command (no _start) nor a reactor (no run)", 126)
-        deadline, started = _ready(spec, exits, deadline, started)
+        deadline, started = _ready(spec, exits, deadline, started, engine.read_only)
         if on_start is not None:
             on_start()
         self.deadlines.set(deadline, spec.cancel, interrupts)

@@ -143,6 +143,9 @@ class Limits:
                       tighter(self.max_output, ceiling.max_output), tighter(self.disk, ceiling.disk))
 
 
+Ready = Callable[[], "tuple[str, ...] | None"]  # RunSpec.ready
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """What to run and with what: each field overrides the image config when set."""
@@ -160,8 +163,10 @@ class RunSpec:
     # Called once on the run's thread when all that comes before its guest's first instruction is
     # done (the layer, the instance, a snapshot restored), or before a shell-form command's first
     # step; a launcher without epochs starts the run's clocks (timeout, duration) after it. The
-    # run server's spare waits in it for its request (cli/server.py).
-    ready: Callable[[], None] | None = None
+    # run server's spare waits in it for its request (cli/server.py). It may return another
+    # command: no guest ran, and that command runs instead in the same writable layer, as a run
+    # of a spec with that command would (its program found, its instance made anew).
+    ready: Ready | None = None
     network: Network = Network()  # published ports and allowed hosts; empty: no network at all
     on_listen: Callable[[list[dict[str, object]]], None] | None = None  # told the published ports once bound
     on_refused: Callable[[dict[str, object]], None] | None = None  # told each refused bind/connect as it happens
