@@ -14,6 +14,7 @@ import wasmtime
 import boxer_py
 from boxer_py.runtime.launcher import Launcher
 from boxer_py.runtime.preinit import snapshot
+from boxer_py.runtime.spec import RunSpec
 
 FILES = {
     "main.py": "import sys, helper\nprint('main', __name__, __file__, sys.argv, sys.path[0], helper.VALUE)\n"
@@ -300,3 +301,43 @@ def test_a_label_on_something_else_changes_nothing(build, launcher):
                   {"tiny.wasm": bytes(tiny)})
     r = boxer_py.Session(image, launcher=launcher).run(["/python", "-c", "pass"])
     assert (r.exit_code, r.stdout, r.preinitialised) == (0, b"tiny\n", False), r.stderr
+
+
+SCAN = ("import gc, os, sys\n"
+        "def scan(needle):\n"
+        "    kinds = (str, bytes, bytearray, dict, list, tuple)\n"
+        "    found = gc.get_objects() + [vars(m) for m in list(sys.modules.values())] + [os.environ._data]\n"
+        "    return any(needle in repr(o) for o in found if isinstance(o, kinds))\n")
+
+
+@pytest.mark.parametrize("other", [
+    ["python", "-c", SCAN + "print(sys.argv, sys.orig_argv, scan(''.join(reversed('tnemugra-deraperp'))))", "b"],
+    ["python", "-c", "import sys; print(sys.argv)"],  # a shorter request than the one in the inbox
+    ["python", "main.py", "x"],
+    ["python", "-u", "-c", "import sys; print(sys.argv)"],  # CPython starts differently: from scratch
+    ["python3", "-c", "import sys; print(sys.argv)"],  # another snapshot
+], ids=["scan", "shorter", "script", "from-scratch", "python3"])
+def test_a_run_made_ready_for_another_command_runs_this_one_as_from_scratch(fast, slow, other):
+    """A run made ready up to its guest's first instruction (RunSpec.ready, the run server's
+    spare) for one command may be given another (ready returns it): the same program from the
+    same snapshot takes over the instance, with this command's arguments and request in place
+    of the other's (one restore); anything else starts anew in the same writable layer. Either
+    way the result is this command's from scratch, and nothing of the other command shows."""
+    made = ["python", "-c", "print('never runs')", "prepared-argument" + "x" * 300]
+    ready(fast, made)
+    ready(fast, other)
+    fast.restores.clear()
+    asked: list[int] = []
+
+    def given() -> tuple[str, ...]:
+        asked.append(1)
+        return tuple(other)
+
+    a = fast.launcher.run(fast.image, RunSpec(command=tuple(made), ready=given))
+    b = slow.run(other)
+    assert asked == [1]
+    assert (a.exit_code, a.stdout.decode(), a.stderr.decode()) == (b.exit_code, b.stdout.decode(), b.stderr.decode())
+    assert b"never runs" not in a.stdout and b"prepared" not in a.stdout + a.stderr
+    in_place = other[0] == "python" and other[1] != "-u"
+    assert a.preinitialised == (other[1] != "-u")
+    assert fast.restores == [fast.baked] * (1 if in_place else 1 + a.preinitialised), fast.restores

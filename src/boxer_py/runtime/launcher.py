@@ -41,19 +41,11 @@ from boxer_py.runtime.preinit import snapshot as preinit
 from boxer_py.runtime.preinit.bake import Baker
 from boxer_py.runtime.preinit.snapshot import Snapshot
 from boxer_py.runtime.programs import ModuleKey, Programs
-from boxer_py.runtime.sandbox import Exports, Resume, Sandbox
-from boxer_py.runtime.spec import TIMEOUT_EXIT_CODE, Limits, Mount, Ready, RunResult, RunSpec
+from boxer_py.runtime.sandbox import Aim, Another, Exports, Resume, Sandbox
+from boxer_py.runtime.spec import TIMEOUT_EXIT_CODE, Limits, Mount, RunResult, RunSpec
 from boxer_py.runtime.wasi import clock as wasiclock
 from boxer_py.runtime.wasi import readonly
 from boxer_py.runtime.workspace import Workspaces, sweep_dead
-
-
-class _Another(Exception):
-    """RunSpec.ready returned another command (see Launcher._ready)."""
-
-    def __init__(self, command: tuple[str, ...]):
-        super().__init__()
-        self.command = command
 
 
 class Launcher:
@@ -156,14 +148,14 @@ class Launcher:
             pinned = [c.pinned() for c in copies]
             if spec.on_stop is not None:  # stopped from outside: hand back what a finished run does
                 spec = replace(spec, on_stop=functools.partial(self._stopped, spec.on_stop, spec, tmp, copies))
-            if spec.ready is not None:
-                spec = replace(spec, ready=functools.partial(self._ready, spec.ready))
             while True:
                 try:
                     if isinstance(command, str):  # each program the shell starts: in this container, one after another
                         if spec.ready is not None:
-                            spec.ready()
+                            other = spec.ready()
                             spec = replace(spec, ready=None)
+                            if other is not None:
+                                raise Another(other)
                         result = shellrun.run(command, root, env, workdir, spec, lambda argv, env, workdir, one:
                                               self._start(image, base, root, tmp, shared, pinned, None, argv, env,
                                                           workdir, one))
@@ -171,7 +163,7 @@ class Launcher:
                         result = self._start(image, base, root, tmp, shared, pinned, window, command, env, workdir,
                                              spec)
                     break
-                except _Another as another:  # before any guest ran: that command, in this layer (spec.ready)
+                except Another as another:  # before any guest ran: that command, in this layer (spec.ready)
                     spec = replace(spec, command=another.command, ready=None)
                     command = self._plan(image, base, resolve_argv(image, spec), env, workdir)
             return self._finish(result, spec, root, copies)
@@ -210,13 +202,24 @@ class Launcher:
                 result.files, result.files_truncated = collect(out_dir, spec.output_dir, budget)
         return result
 
-    @staticmethod
-    def _ready(ready: Ready) -> None:
-        """RunSpec.ready, called right before the guest's first instruction: if it returns another
-        command, _Another takes that to run(), where it runs in the same layer (no guest ran)."""
-        command = ready()
-        if command is not None:
-            raise _Another(command)
+    def _aim(self, image: Image, base: Path, env: dict[str, str], workdir: str, spec: RunSpec, made: argvs.Command,
+             resume: Resume, command: tuple[str, ...]) -> Aim:
+        """How another command (RunSpec.ready's) runs in the instance made ready for `made`, which
+        resumes `resume`: in place when it starts the same program with the same environment
+        from the same snapshot (only its argv and request differ); else Another, and run() plans
+        it from its start in the same layer. `env`: the run's, before the program's own."""
+        try:
+            argv = self._plan(image, base, resolve_argv(image, replace(spec, command=command)), env, workdir)
+            if isinstance(argv, list):
+                other = self._command(image, base, argv, env, workdir)
+                again = self._resume(image, base, other.program, other.argv, other.env, workdir, spec) \
+                    if (other.program, other.env, other.argv[0]) == (made.program, made.env, made.argv[0]) else None
+                if again is not None and again.module is resume.module and again.snapshot is resume.snapshot \
+                        and (again.baked, again.cwd_slot) == (resume.baked, resume.cwd_slot):
+                    return Aim(command, other.argv, again.message)
+        except BoxerError:
+            pass  # as it would from its start: it says so there
+        raise Another(command)
 
     def _stopped(self, report: Callable[[RunResult], None], spec: RunSpec, layer: Path,
                  copies: list[mounts.FileMount], result: RunResult) -> None:
@@ -235,6 +238,7 @@ class Launcher:
         """One program of the image in the run's container `root`: the run's command, or one
         that a shell-form command starts (shellrun)."""
         started = self._command(image, base, argv, env, workdir)
+        retarget = None if spec.ready is None else functools.partial(self._aim, image, base, env, workdir, spec, started)
         argv, env, program = started.argv, started.env, started.program
         resume = self._resume(image, base, program, argv, env, workdir, spec)
         loaded = resume.module if resume else self.programs.for_program(image, base, program, argv[0])
@@ -250,7 +254,8 @@ class Launcher:
         if window is not None and spec.resize is not None:
             window.follow(spec.resize, interrupts.resized if interrupts else None)
         result = self.sandbox.run(root, loaded, argv, env, workdir, spec, tmp, image.spec.config.labels, shared,
-                                  resume=resume, interrupts=interrupts, pinned=pinned)
+                                  resume=resume, interrupts=interrupts, pinned=pinned,
+                                  retarget=None if retarget is None or resume is None else functools.partial(retarget, resume))
         if result.exit_code not in (0, TIMEOUT_EXIT_CODE) and posixpath.basename(argv[0]).startswith("python"):
             result.error = python_error(result.stderr)  # a MemoryError under a cap is the cap's doing:
             result.out_of_memory |= spec.limits.memory is not None and (result.error or {}).get("type") == "MemoryError"

@@ -56,6 +56,27 @@ class Resume:
     cwd_slot: int | None = None  # wasi-libc's directory in the (resumable) module: set from here
 
 
+class Another(Exception):
+    """A run made ready ahead is to run another command (RunSpec.ready returned it), which the
+    launcher plans from its start in the same writable layer: no guest code has run."""
+
+    def __init__(self, command: tuple[str, ...]):
+        super().__init__()
+        self.command = command
+
+
+@dataclass(frozen=True)
+class Aim:
+    """Another command that the instance made ready ahead runs in place (Launcher._aim): the same
+    program, environment and snapshot, only another argv and request (inbox message)."""
+    command: tuple[str, ...]  # the run's (RunSpec.command)
+    argv: list[str]
+    message: bytes
+
+
+Retarget = Callable[[tuple[str, ...]], Aim]  # how another command runs in place, or Another
+
+
 def limit_memory(store: wasmtime.Store, memory: int | None) -> None:
     """Cap a store's guest memory at `memory` bytes (None: no cap, which also lifts an earlier
     one). Wasmtime's limits are per memory and per table: one memory and few, bounded tables
@@ -75,23 +96,29 @@ def out_of_memory(used: int, limit: int | None) -> bool:
 
 
 def _ready(spec: RunSpec, exits: ExitWatch | None, deadline: float | None, started: float,
-           read_only: readonly.ReadOnlyCalls) -> tuple[float | None, float]:
+           read_only: readonly.ReadOnlyCalls, retarget: Retarget | None) -> tuple[float | None, float, Aim | None]:
     """Call the run's `ready` (RunSpec.ready); without epochs, the run's clocks (its deadline and
-    duration, which its exit watch keeps too) then start anew. Returns them. If it raises, no
+    duration, which its exit watch keeps too) then start anew. Returns them, and where another
+    command it returned is to run in place (`retarget`'s Aim). If it raises (Another too), no
     guest ran (a run made ready ahead, cli/ahead.py): the run's read-only guard is let go."""
     if spec.ready is None:
-        return deadline, started
+        return deadline, started, None
     try:
-        spec.ready()  # (the launcher's, which turns another command into an exception: Launcher._ready)
+        command = spec.ready()
+        aim = None if command is None else (retarget or _from_its_start)(command)
     except BaseException:
         read_only.detach()
         raise
     if exits is None:
-        return deadline, started
+        return deadline, started, aim
     timeout = spec.limits.timeout
     exits.deadline = None if timeout is None else time.monotonic() + timeout
     exits.started = time.perf_counter()
-    return exits.deadline, exits.started
+    return exits.deadline, exits.started, aim
+
+
+def _from_its_start(command: tuple[str, ...]) -> Aim:
+    raise Another(command)
 
 
 @dataclass
@@ -109,26 +136,86 @@ class Sandbox:
             spec: RunSpec, tmp: Path, labels: dict[str, str] | None = None,
             shared: Sequence[tuple[str, Path]] = (), resume: Resume | None = None,
             keep: Keep | None = None, interrupts: Interrupts | None = None,
-            pinned: Sequence[readonly.Pinned] = ()) -> RunResult:
-        """The guest's whole world: `root` as /, the mounts, argv, env and stdio; nothing else."""
+            pinned: Sequence[readonly.Pinned] = (), retarget: Retarget | None = None) -> RunResult:
+        """The guest's whole world: `root` as /, the mounts, argv, env and stdio; nothing else.
+        `retarget`: for a run made ready ahead (RunSpec.ready) that resumes a snapshot, how
+        another command runs in place (an Aim: a WASI configuration made for its argv replaces
+        this one, its message this one's in the inbox) or from its start (Another)."""
         cap = spec.limits.max_output
         stdout = Sink(cap, 1 if spec.stream else None, spec.on_stdout)
         stderr = Sink(cap, 2 if spec.stream else None, spec.on_stderr)
-        wasi = wasmtime.WasiConfig()
-        wasi.argv = argv
-        wasi.preopen_dir(str(root), "/", not spec.read_only)
         mounted = [m.guest for m in spec.mounts]  # checked by run(); run_in and boot runs have none
         shown = [(g, h) for g, h in shared if not reactor.covered(g, mounted)]
         extra = [*shown, *reactor.aliases(labels or {}, root, mounted, shared)]
+        if spec.network.enabled:  # socket slots after every other preopen (net/wasi.py)
+            env = dict(env)
+
+            def prepare(wasi: wasmtime.WasiConfig) -> nethost.Net:
+                return self.engines.get(loaded.stack).networking.prepare(
+                    wasi, len(extra) + len(spec.mounts), tmp, env, spec.network, spec.on_listen, spec.on_refused)
+        wasi, net = self._wasi(root, env, spec, tmp, extra, stdout, stderr, prepare if spec.network.enabled else None)
+        wasi.argv = argv
+        if retarget is not None and (resume is None or net is not None):
+            retarget = None  # (runs from its start: Another)
+        again = None if retarget is None else self._wasi(root, env, spec, tmp, extra, stdout, stderr, None)[0]
+        timeout = spec.limits.timeout
+        ro = readonly.guard(spec.read_only, len(extra), [m.read_only for m in spec.mounts], pinned)  # EROFS there
+        store: list[wasmtime.Store] = []  # the run's, once _execute (and all it held) is done
+
+        def stop(result: RunResult) -> None:  # engines without epochs: the run ends with its process
+            self._output(result, stdout, stderr)
+            result.preinitialised = resume is not None
+            (spec.on_stop or end_process(argv[0]))(result)
+        aimed = None if retarget is None or again is None else (retarget, again)
+        try:
+            if timeout is not None and spec.mounts:  # see watchdog.Backstop
+                with watchdog.Backstop(time.monotonic() + timeout, [m.host for m in spec.mounts]):
+                    result = self._execute(loaded, wasi, argv, workdir, spec, root, resume, keep, net, interrupts, ro,
+                                           store, stop, aimed)
+            else:
+                result = self._execute(loaded, wasi, argv, workdir, spec, root, resume, keep, net, interrupts, ro, store,
+                                       stop, aimed)
+        finally:
+            if net is not None:
+                self.engines.get(loaded.stack).networking.finish(net)
+            if self.release is not None and store:  # also a run whose `ready` raised (cli/ahead.py)
+                self.release(store.pop())
+        if net is not None:
+            result.network = net.summary()
+        self._output(result, stdout, stderr)
+        for sink in (stdout, stderr):
+            if sink.error is not None:  # the guest has ended; the caller's callback failed
+                raise sink.error
+        return result
+
+    @staticmethod
+    def _aim(store: wasmtime.Store, memory: wasmtime.Memory | None, resume: Resume | None, before: list[bytes],
+             aim: Aim | None, aimed: tuple[Retarget, wasmtime.WasiConfig] | None) -> None:
+        """Make the instance made ready ahead the one `aim`'s command would get (if any), before
+        any of its code runs: this run's WASI configuration but its argv (`aimed`'s), with the
+        command's argv, replaces the store's, and its message the inbox's (preinit.readdress)."""
+        if aim is None:
+            return
+        if resume is None or memory is None or len(before) != 1 or aimed is None:
+            raise Another(aim.command)  # (not so: Launcher._aim's checks; from its start then)
+        again = aimed[1]
+        again.argv = aim.argv
+        preinit.readdress(store, memory, resume.snapshot, before[0], aim.message)
+        store.set_wasi(again)
+
+    @staticmethod
+    def _wasi(root: Path, env: dict[str, str], spec: RunSpec, tmp: Path, extra: Sequence[tuple[str, Path]],
+              stdout: Sink, stderr: Sink, prepare: Callable[[wasmtime.WasiConfig], nethost.Net] | None
+              ) -> tuple[wasmtime.WasiConfig, nethost.Net | None]:
+        """A run's WASI configuration but its argv: `root` as /, the read-only `extra`, the
+        mounts, the network's sockets (`prepare`), env and stdio."""
+        wasi = wasmtime.WasiConfig()
+        wasi.preopen_dir(str(root), "/", not spec.read_only)
         for guest, host in extra:
             wasi.preopen_dir(str(host), guest, False)
         for m in spec.mounts:
             wasi.preopen_dir(str(m.host), m.guest, not m.read_only)
-        net = None
-        if spec.network.enabled:  # socket slots after every other preopen (net/wasi.py)
-            env = dict(env)
-            net = self.engines.get(loaded.stack).networking.prepare(wasi, len(extra) + len(spec.mounts), tmp, env,
-                                                                    spec.network, spec.on_listen, spec.on_refused)
+        net = None if prepare is None else prepare(wasi)
         wasi.env = list(env.items())
         if spec.stdin == "-":
             wasi.inherit_stdin()
@@ -153,34 +240,7 @@ class Sandbox:
             setattr(wasi, "stdout_custom" if fd == 1 else "stderr_custom", sink)
             if net is not None:  # the guest's writes go to the sink from the run's own thread (net/wasi.py)
                 net.stdio[fd] = sink
-        timeout = spec.limits.timeout
-        ro = readonly.guard(spec.read_only, len(extra), [m.read_only for m in spec.mounts], pinned)  # EROFS there
-        store: list[wasmtime.Store] = []  # the run's, once _execute (and all it held) is done
-
-        def stop(result: RunResult) -> None:  # engines without epochs: the run ends with its process
-            self._output(result, stdout, stderr)
-            result.preinitialised = resume is not None
-            (spec.on_stop or end_process(argv[0]))(result)
-        try:
-            if timeout is not None and spec.mounts:  # see watchdog.Backstop
-                with watchdog.Backstop(time.monotonic() + timeout, [m.host for m in spec.mounts]):
-                    result = self._execute(loaded, wasi, argv, workdir, spec, root, resume, keep, net, interrupts, ro,
-                                           store, stop)
-            else:
-                result = self._execute(loaded, wasi, argv, workdir, spec, root, resume, keep, net, interrupts, ro, store,
-                                       stop)
-        finally:
-            if net is not None:
-                self.engines.get(loaded.stack).networking.finish(net)
-            if self.release is not None and store:  # also a run whose `ready` raised (cli/ahead.py)
-                self.release(store.pop())
-        if net is not None:
-            result.network = net.summary()
-        self._output(result, stdout, stderr)
-        for sink in (stdout, stderr):
-            if sink.error is not None:  # the guest has ended; the caller's callback failed
-                raise sink.error
-        return result
+        return wasi, net
 
     @staticmethod
     def _output(result: RunResult, stdout: Sink, stderr: Sink) -> None:
@@ -192,7 +252,8 @@ class Sandbox:
                  root: Path, resume: Resume | None = None, keep: Keep | None = None,
                  net: nethost.Net | None = None, interrupts: Interrupts | None = None,
                  read_only: readonly.Guard | None = None, hold: list[wasmtime.Store] | None = None,
-                 stop: Callable[[RunResult], None] | None = None) -> RunResult:
+                 stop: Callable[[RunResult], None] | None = None,
+                 aimed: tuple[Retarget, wasmtime.WasiConfig] | None = None) -> RunResult:
         limits, on_start, name = spec.limits, spec.on_start, argv[0]
         engine = self.engines.get(loaded.stack)
         editor = terminal.editor(spec.tty and spec.stdin == "-" and net is None, spec.interrupt, argv)  # -it: a REPL's lines
@@ -239,8 +300,10 @@ class Sandbox:
             engine.networking.attach(store, memory, net, name)
         if read_only is not None:
             engine.read_only.attach(store, memory, read_only)
+        before: list[bytes] = []  # the snapshot's bytes under the message (Aim)
         if resume is not None:  # the guest changes to its workdir itself
-            start = preinit.restore(store, exports, resume.snapshot, resume.message, resume.baked)
+            start = preinit.restore(store, exports, resume.snapshot, resume.message, resume.baked,
+                                    before if aimed else None)
             if start is None:
                 return RunResult(TRAP_EXIT_CODE, out_of_memory=True, trap=f"needs more memory than the {limits.memory}-byte limit")
             if workdir != "/" and resume.cwd_slot is not None and memory is not None \
@@ -256,7 +319,8 @@ class Sandbox:
             start = reactor.entry(store, exports)
         if start is None:
             raise RunError(f"{name}: not a WASI command (no _start) nor a reactor (no run)", 126)
-        deadline, started = _ready(spec, exits, deadline, started, engine.read_only)
+        deadline, started, aim = _ready(spec, exits, deadline, started, engine.read_only, aimed and aimed[0])
+        self._aim(store, memory, resume, before, aim, aimed)
         if on_start is not None:
             on_start()
         self.deadlines.set(deadline, spec.cancel, interrupts)

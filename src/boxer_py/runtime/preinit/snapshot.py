@@ -307,11 +307,12 @@ def _prefault(base: int, pages: Sequence[tuple[int, int]]) -> None:
 
 
 def restore(store: wasmtime.Store, exports: Mapping[str, object], snapshot: Snapshot,
-            message: bytes, baked: bool = False) -> Callable[[], int] | None:
+            message: bytes, baked: bool = False, before: list[bytes] | None = None) -> Callable[[], int] | None:
     """Make a fresh instance the snapshot, with `message` (from `request`) in its inbox, and
     return how to start it; None if its memory cannot grow to the snapshot's size (a cap).
     `baked`: the instance is of the snapshot's baked module (preinit.bake), already the
-    snapshot: only the message is written."""
+    snapshot: only the message is written. `before` is given the snapshot's own bytes that the
+    message covers (for readdress)."""
     memory = export_of(exports, "memory", wasmtime.Memory)
     missing = snapshot.memory_size - memory.data_len(store)
     if missing > 0:
@@ -327,6 +328,8 @@ def restore(store: wasmtime.Store, exports: Mapping[str, object], snapshot: Snap
             ctypes.memmove(base + address, source, length)
             source += length
         export_of(exports, STACK_POINTER, wasmtime.Global).set_value(store, snapshot.stack_pointer)
+    if before is not None:
+        before.append(ctypes.string_at(base + snapshot.inbox, len(message)))
     ctypes.memmove(base + snapshot.inbox, message, len(message))
     call = export_of(exports, CALL, wasmtime.Func)
 
@@ -334,6 +337,18 @@ def restore(store: wasmtime.Store, exports: Mapping[str, object], snapshot: Snap
         call(store, snapshot.callable, snapshot.args, 2, snapshot.function)
         raise wasmtime.WasmtimeError("the pre-initialised interpreter returned instead of exiting")
     return start
+
+
+def readdress(store: wasmtime.Store, memory: wasmtime.Memory, snapshot: Snapshot, before: bytes,
+              message: bytes) -> None:
+    """Put `message` in the inbox of an instance restore() made with another message over
+    `before` (what it gave back), no guest code having run since: its memory is then what
+    restore() of `message` makes of a fresh instance, byte for byte."""
+    if len(message) > snapshot.inbox_size or snapshot.inbox + snapshot.inbox_size > memory.data_len(store):
+        raise ValueError("the message does not fit the snapshot's inbox")
+    base = ctypes.addressof(memory.data_ptr(store).contents)
+    ctypes.memmove(base + snapshot.inbox, before, len(before))
+    ctypes.memmove(base + snapshot.inbox, message, len(message))
 
 
 def at_root(store: wasmtime.Store, memory: wasmtime.Memory, slot: int, snapshot: Snapshot) -> bool:
