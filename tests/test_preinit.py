@@ -314,9 +314,11 @@ SCAN = ("import gc, os, sys\n"
     ["python", "-c", SCAN + "print(sys.argv, sys.orig_argv, scan(''.join(reversed('tnemugra-deraperp'))))", "b"],
     ["python", "-c", "import sys; print(sys.argv)"],  # a shorter request than the one in the inbox
     ["python", "main.py", "x"],
+    ["python", "-c", "import sys; print('out'); sys.exit(3)"],
+    ["python", "fails.py"],  # a traceback, exit code 1
     ["python", "-u", "-c", "import sys; print(sys.argv)"],  # CPython starts differently: from scratch
     ["python3", "-c", "import sys; print(sys.argv)"],  # another snapshot
-], ids=["scan", "shorter", "script", "from-scratch", "python3"])
+], ids=["scan", "shorter", "script", "exit-code", "traceback", "from-scratch", "python3"])
 def test_a_run_made_ready_for_another_command_runs_this_one_as_from_scratch(fast, slow, other):
     """A run made ready up to its guest's first instruction (RunSpec.ready, the run server's
     spare) for one command may be given another (ready returns it): the same program from the
