@@ -15,7 +15,9 @@ This is Wizer's idea done from the outside, with the image's module left as it i
    with that tuple. `preinit_guest.resume` does what CPython's main does with a command
    line and ends the process with the program's exit code.
 
-Every run still gets a fresh instance: what one run does cannot reach the next. A snapshot
+Every run still gets an instance of its own, in which no guest code ran before: what one run
+does cannot reach the next (`readdress` puts another request in place of the one `restore`
+wrote, for a run made ready ahead and given another command: cli/ahead.py). A snapshot
 is made for one image, program and start-up environment (`startup_env`): the variables
 CPython reads while it starts are part of its key; the boot run gets those and the image's
 own ENV, nothing else, so nothing of one run's environment is kept for another. An image
