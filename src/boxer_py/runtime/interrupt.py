@@ -7,7 +7,11 @@ next check. `_thread.interrupt_main()` sets the very same words. So the words ar
 per module by a calibration run (`calibrate`): the guest sleeps, calls interrupt_main, and
 sleeps again from C (no bytecode in between, so no check clears them), and the host compares
 its memory at the two sleeps: CPython's words are those that gained one bit, lost no other,
-and lost that bit again once the KeyboardInterrupt was handled (the next sleep). On 3.11 and
+and were back to their first value once the KeyboardInterrupt was handled (the next sleep). (A
+word that merely lost the bit again is not enough: before 3.12 None's reference count changes,
+and the calls' results, kept in a list, add two to it at the second sleep, so a count of 4n+1
+gains one bit there and loses it when the list goes, one lower than it was; in the 3.11 runtime
+built with ThinLTO it was such a count, and the calibration found five words and gave up.) On 3.11 and
 3.12 they are four words that go from 0 to 1 (the handler's "tripped", `is_tripped`,
 `signals_pending` and the eval breaker); on 3.13 three: the two "tripped" words go from 0 to
 1 and the main thread's eval breaker, a word of flag bits with the instrumentation version
@@ -67,7 +71,9 @@ CALIBRATION = ("import _thread, functools, operator, signal, time\n"
                "list(map(operator.call, [nap, functools.partial(_thread.interrupt_main, signal.SIGWINCH), nap]))\n")
 NAPS = 5  # the calibration's sleeps: before and after SIGINT, SIG_IGN set, before and after SIGWINCH
 CALIBRATION_RUNS = 3
-CALIBRATION_VERSION = 4  # part of the cache's name: 1 had no SIGWINCH, 2 only words set to 1 (no 3.13), 3 in address order
+# part of the cache's name: 1 had no SIGWINCH, 2 only words set to 1 (no 3.13), 3 in address order, 4 took a
+# word that only lost its bit again for a flag
+CALIBRATION_VERSION = 5
 SIGINT, SIGWINCH, HANDLER_PAIR, NSIG = 2, 28, 8, 65  # wasi-libc's numbers; CPython's {tripped, func} on wasm32
 
 
@@ -367,14 +373,14 @@ def _in_order(flags: tuple[Flag, ...], tripped: int, signal: int = SIGINT) -> tu
 
 def _flags(before: bytes, after: bytes, handled: bytes) -> tuple[Flag, ...] | None:
     """The words that gained one bit and lost none from `before` to `after` (interrupt_main)
-    and lost that bit again by `handled` (the KeyboardInterrupt was handled), if there are
-    FLAG_WORDS of them."""
+    and were back to their value of `before` by `handled` (the KeyboardInterrupt was handled),
+    if there are FLAG_WORDS of them."""
     size = min(len(before), len(after), len(handled)) // 4 * 4
     a, b, c = (array.array("I", m[:size]) for m in (before, after, handled))
     found = []
     for i in range(len(a)):
         if a[i] != b[i]:
             bits = a[i] ^ b[i]
-            if not a[i] & bits and not bits & (bits - 1) and not c[i] & bits:
+            if not a[i] & bits and not bits & (bits - 1) and c[i] == a[i]:
                 found.append((i * 4, bits))
     return tuple(found) if len(found) in FLAG_WORDS else None
