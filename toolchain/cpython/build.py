@@ -103,8 +103,6 @@ VERSIONS = {
     # (3.13's configure adds -Wno-int-conversion itself for WASI).
     "3.11": {"package": "python3.11", "suite": "bookworm", "full": "3.11.2", "host": "wasm32-unknown-wasi",
              "make_vars": ["EXTRA_CFLAGS=-Wno-int-conversion"],
-             # built without ThinLTO so far (the session's time); to be tried
-             "lto": None,
              # `make install`'s sharedinstall (setup.py) wants xxlimited.so, which a WASI build
              # (no shared modules) never makes: the interpreter and the library suffice
              "install_targets": ["altbininstall", "libinstall"],
