@@ -9,10 +9,14 @@ arguments, directory, umask, environment), for an image that is still the file i
 nothing printed meanwhile, takes that run over: the client's stdio become the process's and
 its guest starts. Nothing of the guest ran before. A request that differs in the command's
 arguments alone (the same image, program word, directory, umask and environment: `python -c`
-with other code) takes over its writable layer, which no guest ran in, and everything the
-launcher found that does not depend on the command; its command is planned anew and its guest
-gets an instance of its own, made for its arguments alone (RunSpec.ready returns the command),
-as in a run from scratch. Anything else (another request, a changed
+with other code) takes that run over too (RunSpec.ready returns the command, Launcher._aim plans it). When it
+starts the same program with the same environment from the same snapshot, only its argv and
+request differ, and both are put in place before any guest code runs (sandbox.Aim: a WASI
+configuration made like the run's replaces the store's; preinit.readdress puts the request in
+the inbox), so the instance's memory is what restoring that request into a fresh one makes.
+Otherwise (another program, a start from scratch, another snapshot: sandbox.Another) its
+command is planned anew in the same writable layer, which no guest ran in, with an instance of
+its own; the one made ahead is let go after the exit code. Anything else (another request, a changed
 image, a run that failed or printed before its request, an image it would pull) is unwound
 before its guest starts, its layer kept for the real run, which runs as any other.
 

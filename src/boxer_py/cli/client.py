@@ -7,7 +7,9 @@ any `boxer run` without a server, loads the CLI (cli.py) here as usual.
 
 The second `boxer run` within ten minutes starts the server for its cache dir, in the
 background; it leaves after BOXER_SERVER_IDLE seconds (default 600) without runs.
-BOXER_SERVER=0 never uses nor starts one.
+BOXER_SERVER=0 never uses nor starts one. A client names its server by the cache dir, the
+Python environment and the package's directory alone, and stats nothing of boxer's code: the
+server watches that itself (codewatch.py).
 
 This module is imported on every `boxer` command, so it uses what Python has at hand: the
 C modules `_socket` and `_signal` rather than `socket` and `signal`, whose wrappers build

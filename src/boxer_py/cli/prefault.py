@@ -12,7 +12,9 @@ the pages of a file's mapping by their place in the file: so the guest's own mem
 copy-on-write from its compiled module at another address in each process, is made ready too
 once the spare has made its instance (ahead.py). Only this process's own memory is read or
 touched, and only private writable mappings: nothing here can change what a run computes.
-Where Linux lacks any of it (before 5.14), a run simply takes its faults.
+Where Linux lacks any of it (before 5.14), a run simply takes its faults. With it, a served
+`python -c pass` took about 100 such faults before its guest started instead of about 1,200,
+and its guest about 120 (half of them code it maps again, without a copy) instead of 240.
 
 Read-only mappings are left alone: a forked process maps the code it runs again one fault at a
 time (about 60 faults on the path of a `python -c pass`, each without a copy), but the pages a

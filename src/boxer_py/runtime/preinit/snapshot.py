@@ -23,8 +23,10 @@ CPython reads while it starts are part of its key; the boot run gets those and t
 own ENV, nothing else, so nothing of one run's environment is kept for another. An image
 may name modules to import before the snapshot (label `boxer.preimport`): they see the
 image's ENV, not a run's `-e` changes. Runs that CPython
-would start differently (options before the command, the REPL, stdin as the script, mounts)
-take the ordinary path. All runs from one snapshot share its str hash seed.
+would start differently (options before the command, the REPL, stdin as the script, a mount
+over /usr, /lib, /etc or PYTHONPATH: `over_python`) take the ordinary path; other mounts
+resume, the boot having preopened empty directories at the same guest paths, so the restored
+descriptor table is the run's. All runs from one snapshot share its str hash seed.
 """
 from __future__ import annotations
 
