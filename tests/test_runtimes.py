@@ -156,6 +156,18 @@ def test_deep_recursion_raises_recursion_error_instead_of_trapping(session):
     assert (r.stdout, r.stderr, r.trap) == (b"RecursionError\nRecursionError\n", b"", None)
 
 
+def test_dict_views_reverse_and_ints_use_30_bit_digits(session):
+    """3.9's dict_items/dict_values __reversed__ took one parameter where CPython calls them with
+    two, which traps in WebAssembly (an indirect call of another type: CPython's test_dict); and
+    3.9 chose 15-bit int digits on a 32-bit platform, half the speed of 3.11's 30 (patch 16 and
+    --enable-big-digits=30 on 3.9)."""
+    r = session.run_python("import sys\nd = {'a': 1, 'b': 2}\n"
+                           "print(list(reversed(d.items())), list(reversed(d.values())), list(reversed(d.keys())))\n"
+                           "print(sys.int_info.bits_per_digit, 3 ** 200 % (2 ** 61 - 1))")
+    assert (r.stdout.decode(), r.stderr, r.trap) == (
+        f"[('b', 2), ('a', 1)] [2, 1] ['b', 'a']\n30 {3 ** 200 % (2 ** 61 - 1)}\n", b"", None)
+
+
 def test_sqlite_and_compression_work(runtime, session):
     version, _ = runtime
     code = ("import zlib, bz2, lzma, decimal, json\n"
@@ -236,6 +248,24 @@ def test_a_run_killed_inside_a_sqlite_transaction_leaves_no_lock_behind(session,
                            mounts=data)
     assert (r.stdout.decode(), r.stderr) == ("[('committed',)]\n", b"")
     assert not (tmp_path / "app.db.lock").exists()  # the journal stays, as on Linux (its header is void)
+
+
+def test_signal_handlers_can_be_set_to_sig_ign_and_sig_dfl(session):
+    """What servers do at start-up (gunicorn, uvicorn: SIGPIPE ignored, SIGINT back to default).
+    wasi-libc's SIG_IGN and SIG_DFL are function addresses, not small ints, and 3.9 compared
+    the handler by identity: signal.signal refused signal.SIG_IGN itself (patch 17 on 3.9)."""
+    r = session.run_python("import signal\n"
+                           "old = signal.signal(signal.SIGPIPE, signal.SIG_IGN)\n"
+                           "signal.signal(signal.SIGTERM, signal.SIG_DFL)\n"
+                           "signal.signal(signal.SIGUSR1, lambda *_: None)\n"
+                           "print(old in (signal.SIG_DFL, signal.SIG_IGN), signal.getsignal(signal.SIGPIPE) is signal.SIG_IGN,\n"
+                           "      signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, callable(signal.getsignal(signal.SIGUSR1)))\n"
+                           "try:\n"
+                           "    signal.signal(signal.SIGPIPE, 12345)\n"
+                           "except TypeError as e:\n"
+                           "    print('refused', e)\n")
+    assert (r.stdout.decode(), r.stderr) == ("True True True True\nrefused signal handler must be signal.SIG_IGN, "
+                                             "signal.SIG_DFL, or a callable object\n", b"")
 
 
 def test_disk_usage_is_absent_as_wasi_has_no_statvfs(session):

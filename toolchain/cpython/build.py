@@ -463,8 +463,9 @@ class Build:
     def configure_args(self) -> list[str]:
         if self.spec.get("build_python_on_path"):
             # wasi-libc has no getaddrinfo, which 3.9's IPv6 support requires
+            # 30-bit digits for ints, as 3.11 has everywhere (3.9 picks 15 bits on 32-bit platforms)
             args = [f"--host={self.spec['host']}", "--build=x86_64-pc-linux-gnu",
-                    f"--prefix={PREFIX}", "--without-ensurepip", "--disable-ipv6"]
+                    f"--prefix={PREFIX}", "--without-ensurepip", "--disable-ipv6", "--enable-big-digits=30"]
         else:
             args = [f"--host={self.spec['host']}", "--build=x86_64-pc-linux-gnu",
                     f"--with-build-python={self.native / 'python'}", f"--prefix={PREFIX}",

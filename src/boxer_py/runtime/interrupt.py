@@ -24,7 +24,10 @@ EINTR, and CPython's reader checks for signals as after a real one).
 A module where calibration does not find three or four such words gets no KeyboardInterrupt:
 Ctrl-C stops its run instead (exit 130). Other words of a busy runtime may go from 0 to 1
 between two sleeps now and then, so a calibration that does not find what it expects is run
-again (up to CALIBRATION_RUNS times) before a module is said to have none.
+again (up to CALIBRATION_RUNS times) before a module is said to have none. The 3.9 runtime
+has none (CALIBRATION's operator.call came in 3.11), and must have none: 3.9 allocates its
+interpreter state, eval breaker included, on the heap, at an address that moves with each
+run's arguments and environment, so words found by one run are another run's heap.
 
 A terminal's resize (SIGWINCH, `boxer run -t`) reaches a guest's `signal.SIGWINCH` handler the
 same way. The calibration goes on with `_thread.interrupt_main(signal.SIGWINCH)` under a
