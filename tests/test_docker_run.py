@@ -23,9 +23,26 @@ def py313_image(tmp_path_factory, cache_dir):
     return out
 
 
+@pytest.fixture(scope="module")
+def py39_image(tmp_path_factory, cache_dir):
+    """`FROM python:3.9`: boxer's own CPython 3.9, whose interpreter state (its eval breaker) is
+    on the heap: its Ctrl-C words are the static ones, which its eval loop also polls."""
+    ctx = tmp_path_factory.mktemp("py39")
+    (ctx / "Dockerfile").write_text("FROM python:3.9\n")
+    out = ctx.parent / "py39.wasm"
+    boxer_py.build(ctx, out, cache_dir=cache_dir)
+    return out
+
+
 @pytest.fixture(params=["hello_image", "py313_image"])
 def cpython_image(request):
     """Each CPython layout of signal words: 3.12's (hello-python) and 3.13's."""
+    return request.getfixturevalue(request.param)
+
+
+@pytest.fixture(params=["hello_image", "py313_image", "py39_image"])
+def interruptible_image(request):
+    """The layouts of Ctrl-C words: 3.12's, 3.13's, and 3.9's (no SIGWINCH words: no resize)."""
     return request.getfixturevalue(request.param)
 
 
@@ -217,17 +234,17 @@ def test_a_size_given_with_e_is_kept(cache_dir, hello_image):
     assert exit_code == 0 and "50 (50, 33)" in out, out
 
 
-def test_ctrl_c_is_a_keyboard_interrupt_in_the_guest(cache_dir, cpython_image):
+def test_ctrl_c_is_a_keyboard_interrupt_in_the_guest(cache_dir, interruptible_image):
     """As in a native CPython: a busy loop ends with KeyboardInterrupt's traceback and 130; a
     guest that catches it (in a sleep) goes on and ends as it likes."""
-    child = spawn(cache_dir, "run", str(cpython_image), "python", "-c", "print('started', flush=True)\nwhile True: pass")
+    child = spawn(cache_dir, "run", str(interruptible_image), "python", "-c", "print('started', flush=True)\nwhile True: pass")
     child.expect_exact("started")
     child.sendintr()
     exit_code, out = finish(child)
     assert exit_code == 130 and out.rstrip().endswith("KeyboardInterrupt"), out
     code = ("import time\ntry:\n    print('started', flush=True)\n    time.sleep(3600)\n"
             "except KeyboardInterrupt:\n    print('cleaned up')\n    raise SystemExit(3)\n")
-    child = spawn(cache_dir, "run", str(cpython_image), "python", "-c", code)
+    child = spawn(cache_dir, "run", str(interruptible_image), "python", "-c", code)
     child.expect_exact("started")
     child.sendintr()
     exit_code, out = finish(child)
@@ -245,11 +262,11 @@ def test_ctrl_c_ends_a_guest_blocked_reading_stdin(cache_dir, hello_image):
 INTERRUPTED = "KeyboardInterrupt(\x1b\\[0m)?\r\n>>> "  # 3.13's REPL colours its tracebacks
 
 
-def test_the_repl_edits_lines_keeps_history_and_survives_ctrl_c(cache_dir, cpython_image):
+def test_the_repl_edits_lines_keeps_history_and_survives_ctrl_c(cache_dir, interruptible_image):
     """`boxer run -it IMAGE python`: line editing and history (Up-arrow once gave
     `SyntaxError: invalid non-printable character U+001B`), Ctrl-C as in CPython's REPL
     (KeyboardInterrupt, a new prompt, the session's state kept), Ctrl-D to leave."""
-    child = spawn(cache_dir, "run", "-it", str(cpython_image), "python")
+    child = spawn(cache_dir, "run", "-it", str(interruptible_image), "python")
     child.expect_exact(">>> ")
     child.send("x = 6 * 7\r")
     child.expect_exact(">>> ")

@@ -24,10 +24,14 @@ EINTR, and CPython's reader checks for signals as after a real one).
 A module where calibration does not find three or four such words gets no KeyboardInterrupt:
 Ctrl-C stops its run instead (exit 130). Other words of a busy runtime may go from 0 to 1
 between two sleeps now and then, so a calibration that does not find what it expects is run
-again (up to CALIBRATION_RUNS times) before a module is said to have none. The 3.9 runtime
-has none (CALIBRATION's operator.call came in 3.11), and must have none: 3.9 allocates its
-interpreter state, eval breaker included, on the heap, at an address that moves with each
-run's arguments and environment, so words found by one run are another run's heap.
+again (up to CALIBRATION_RUNS times) before a module is said to have none. A word must also
+lie at a fixed address: each calibration is run a second time with a longer command line,
+which moves what CPython allocates before its interpreter, and only the words both runs find
+are kept. 3.9 allocates its interpreter state, eval breaker included, on the heap (3.11 keeps
+the main one static): its three static words remain, which its eval loop also polls on WASI
+(toolchain/cpython patch 18). Before 3.10 the SIGWINCH part is left out (interrupt_main takes
+no signal there), and SIGINT's "tripped" word is the one whose handlers' array ends at another
+of its words, `is_tripped` (`_tripped`).
 
 A terminal's resize (SIGWINCH, `boxer run -t`) reaches a guest's `signal.SIGWINCH` handler the
 same way. The calibration goes on with `_thread.interrupt_main(signal.SIGWINCH)` under a
@@ -62,21 +66,25 @@ WASI = "wasi_snapshot_preview1"
 FLAG_WORDS = (3, 4)  # CPython 3.13, 3.11/3.12
 CALIBRATION_TIMEOUT = 30.0  # seconds (a CPython start takes well under one)
 CALIBRATION_MEMORY = 256 << 20
-CALIBRATION = ("import _thread, functools, operator, signal, time\n"
+# operator.call came in 3.11 (methodcaller calls from C as well); interrupt_main(signum) in 3.10
+CALIBRATION = ("import _thread, functools, operator, signal, sys, time\n"
+               "call = getattr(operator, 'call', operator.methodcaller('__call__'))\n"
                "nap = functools.partial(time.sleep, 0.001)\n"
                "try:\n"
-               "    list(map(operator.call, [nap, _thread.interrupt_main, nap]))\n"
+               "    list(map(call, [nap, _thread.interrupt_main, nap]))\n"
                "except KeyboardInterrupt:\n"
                "    pass\n"
                "signal.signal(signal.SIGWINCH, signal.SIG_IGN)\n"
                "nap()\n"
-               "signal.signal(signal.SIGWINCH, lambda *_: None)\n"
-               "list(map(operator.call, [nap, functools.partial(_thread.interrupt_main, signal.SIGWINCH), nap]))\n")
+               "if sys.version_info >= (3, 10):\n"
+               "    signal.signal(signal.SIGWINCH, lambda *_: None)\n"
+               "    list(map(call, [nap, functools.partial(_thread.interrupt_main, signal.SIGWINCH), nap]))\n")
 NAPS = 5  # the calibration's sleeps: before and after SIGINT, SIG_IGN set, before and after SIGWINCH
 CALIBRATION_RUNS = 3
+MOVE = 4096  # bytes the second run's command line is longer by (a comment), to move the heap
 # part of the cache's name: 1 had no SIGWINCH, 2 only words set to 1 (no 3.13), 3 in address order, 4 took a
-# word that only lost its bit again for a flag
-CALIBRATION_VERSION = 5
+# word that only lost its bit again for a flag, 5 words that move with the command line, nothing for 3.9
+CALIBRATION_VERSION = 6
 SIGINT, SIGWINCH, HANDLER_PAIR, NSIG = 2, 28, 8, 65  # wasi-libc's numbers; CPython's {tripped, func} on wasm32
 
 
@@ -277,10 +285,20 @@ def calibrate(engine: wasmtime.Engine, ticker: Ticker, module: wasmtime.Module, 
         found = _flags(*memories[:3]) if len(memories) >= 3 else None
         if found is None:
             continue
+        moved = _calibration_run(engine, ticker, module, root, argv0, MOVE)
+        also = _flags(*moved[:3]) if len(moved) >= 3 else None
+        found = tuple(f for f in found if f in (also or ()))  # at fixed addresses only
+        if len(found) not in FLAG_WORDS:
+            continue
         flags, winch = found, _winch(found, memories) if len(memories) == NAPS else None
         if winch is not None:
             flags = _in_order(flags, winch.flags[0][0] - (SIGWINCH - SIGINT) * HANDLER_PAIR)
             break
+        if len(memories) == NAPS - 2:  # no SIGWINCH part (before 3.10): SIGINT's words alone
+            tripped = _tripped(flags)
+            flags = None if tripped is None else _in_order(flags, tripped)
+            if flags is not None:
+                break
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         doc: dict[str, object] = {"flags": [list(f) for f in flags or ()]}
@@ -293,8 +311,9 @@ def calibrate(engine: wasmtime.Engine, ticker: Ticker, module: wasmtime.Module, 
 
 
 def _calibration_run(engine: wasmtime.Engine, ticker: Ticker, module: wasmtime.Module, root: Path,
-                     argv0: str) -> list[bytes]:
-    """The guest's memory at each of the calibration's naps."""
+                     argv0: str, move: int = 0) -> list[bytes]:
+    """The guest's memory at each of the calibration's naps; `move`: the command line that much
+    longer (a trailing comment)."""
     memories: list[bytes] = []
     linker = wasmtime.Linker(engine)
     linker.define_wasi()
@@ -317,7 +336,7 @@ def _calibration_run(engine: wasmtime.Engine, ticker: Ticker, module: wasmtime.M
     store.set_limits(memory_size=CALIBRATION_MEMORY)
     store.set_epoch_deadline(math.ceil(CALIBRATION_TIMEOUT / Ticker.TICK))
     wasi = wasmtime.WasiConfig()
-    wasi.argv = [argv0, "-c", CALIBRATION]
+    wasi.argv = [argv0, "-c", CALIBRATION + "#" * move]
     wasi.preopen_dir(str(root), "/", False)
     store.set_wasi(wasi)
     try:
@@ -358,6 +377,13 @@ def _winch(sigint: tuple[Flag, ...], memories: list[bytes]) -> Winch | None:
         return None
     return Winch(_in_order(((tripped, 1), *(f for f in sigint if f != own[0])), tripped, SIGWINCH), handler,
                  (0, default, ignore))
+
+
+def _tripped(flags: tuple[Flag, ...]) -> int | None:
+    """SIGINT's "tripped" word among its `flags` where SIGWINCH cannot tell (before 3.10): the one
+    whose handlers' array ends at another of them, `is_tripped` (None unless exactly one does)."""
+    found = [a for a, _ in flags if any(b == a + (NSIG - SIGINT) * HANDLER_PAIR for b, _ in flags)]
+    return found[0] if len(found) == 1 else None
 
 
 def _in_order(flags: tuple[Flag, ...], tripped: int, signal: int = SIGINT) -> tuple[Flag, ...]:
