@@ -63,7 +63,7 @@ from boxer_py.runtime.spec import INTERRUPT_EXIT_CODE, TRAP_EXIT_CODE, RunResult
 from boxer_py.runtime.ticker import Ticker
 
 WASI = "wasi_snapshot_preview1"
-FLAG_WORDS = (3, 4)  # CPython 3.13, 3.11/3.12
+FLAG_WORDS = (3, 4)  # CPython 3.13 and 3.9 (its static ones), 3.11/3.12
 CALIBRATION_TIMEOUT = 30.0  # seconds (a CPython start takes well under one)
 CALIBRATION_MEMORY = 256 << 20
 # operator.call came in 3.11 (methodcaller calls from C as well); interrupt_main(signum) in 3.10
@@ -83,7 +83,7 @@ NAPS = 5  # the calibration's sleeps: before and after SIGINT, SIG_IGN set, befo
 CALIBRATION_RUNS = 3
 MOVE = 4096  # bytes the second run's command line is longer by (a comment), to move the heap
 # part of the cache's name: 1 had no SIGWINCH, 2 only words set to 1 (no 3.13), 3 in address order, 4 took a
-# word that only lost its bit again for a flag, 5 words that move with the command line, nothing for 3.9
+# word that only lost its bit again for a flag, 5 kept words that move with the command line, found none on 3.9
 CALIBRATION_VERSION = 6
 SIGINT, SIGWINCH, HANDLER_PAIR, NSIG = 2, 28, 8, 65  # wasi-libc's numbers; CPython's {tripped, func} on wasm32
 
