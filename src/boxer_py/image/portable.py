@@ -29,7 +29,7 @@ from boxer_py.image.atomic import writing
 from boxer_py.image.cwdslot import find_cwd_slot
 from boxer_py.image.wasmlink import merge_module, parse
 
-# Bumped whenever what `command` makes for the same inputs changes, so older entries are not used.
+# Bumped whenever what `made` makes for the same inputs changes, so older entries are not used.
 VERSION = 2
 CACHE_NAME = "programs"   # in the cache directory
 _MAGIC = b"boxer-program-2\n"
@@ -49,12 +49,6 @@ class Made:
     page need; stripping its custom sections moves no address)."""
     data: bytes
     cwd_slot: int | None
-
-
-def command(program: bytes, aliases: Sequence[tuple[str, str]] = (), cache: Path | None = None,
-            making: Callable[[], None] | None = None) -> bytes:
-    """`made(...).data`."""
-    return made(program, aliases, cache, making).data
 
 
 def made(program: bytes, aliases: Sequence[tuple[str, str]] = (), cache: Path | None = None,

